@@ -1,0 +1,25 @@
+//! Filesystem helpers shared by the zoo crates.
+//!
+//! Everything that writes where another process may look goes through here:
+//!
+//! - [`write_atomic`] writes a file beside its target, syncs it and renames it
+//!   into place, so readers see the old file or the new one, never half of one;
+//! - [`persist_dir`] renames a fully prepared directory into place and syncs the
+//!   parent, for installs that are whole folders;
+//! - [`LockedFile`] is an advisory lock on a `.lock` file with a bounded wait and
+//!   an error that names the lock and the knob that sets the wait.
+//!
+//! This crate does no network I/O and knows nothing of manifests or models.
+//!
+//! ```
+//! let dir = tempfile::tempdir().unwrap();
+//! let target = dir.path().join("manifest.json");
+//! zoo_fs::write_atomic(&target, b"{}").unwrap();
+//! assert_eq!(fs_err::read(&target).unwrap(), b"{}");
+//! ```
+
+mod atomic;
+mod lock;
+
+pub use atomic::{persist_dir, sync_dir, write_atomic};
+pub use lock::{DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_ENV, LockError, LockMode, LockedFile};

@@ -1,0 +1,216 @@
+//! A whole `manifest.json`.
+
+use std::path::{Component, Path};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::ManifestError;
+use crate::model::ManifestModel;
+
+/// A `manifest.json`: a named list of models.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The source's name, e.g. `voxel51/openai-clip` (required for sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where the source came from; zoo sets it to the registered identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The models.
+    #[serde(default)]
+    pub models: Vec<ManifestModel>,
+    /// Fields zoo does not interpret.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Manifest {
+    /// Reads and parses the manifest at `path`.
+    pub fn read(path: &Path) -> Result<Self, ManifestError> {
+        let bytes = fs_err::read(path).map_err(|source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_slice(&bytes, path)
+    }
+
+    /// Parses manifest bytes; `origin` names them in errors.
+    pub fn from_slice(bytes: &[u8], origin: impl AsRef<Path>) -> Result<Self, ManifestError> {
+        let origin = origin.as_ref();
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let manifest: Self =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+                let json_path = err.path().to_string();
+                let inner = err.into_inner();
+                ManifestError::Parse {
+                    path: origin.to_owned(),
+                    json_path,
+                    message: describe(&inner),
+                }
+            })?;
+        deserializer.end().map_err(|err| ManifestError::Parse {
+            path: origin.to_owned(),
+            json_path: ".".to_owned(),
+            message: describe(&err),
+        })?;
+        manifest.validate(origin)?;
+        Ok(manifest)
+    }
+
+    /// The manifest as pretty JSON, unknown fields included.
+    pub fn to_json_pretty(&self) -> String {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The folders, relative to the zoo dir, that this manifest's `name`
+    /// installs into (`a/b` -> `["a", "b"]`), or why it cannot be a source.
+    pub fn install_components(&self) -> Result<Vec<String>, String> {
+        let Some(name) = self.name.as_deref() else {
+            return Err("the manifest has no `name`".to_owned());
+        };
+        source_name_components(name)
+    }
+
+    fn validate(&self, origin: &Path) -> Result<(), ManifestError> {
+        for (index, model) in self.models.iter().enumerate() {
+            let problem = if model.base_name.trim().is_empty() {
+                Some(("base_name", "`base_name` must not be empty".to_owned()))
+            } else if let Some(filename) = model.base_filename.as_deref()
+                && !is_plain_relative(filename)
+            {
+                Some((
+                    "base_filename",
+                    format!(
+                        "`{filename}` must be a relative path inside the source folder (no `..`, no absolute path)"
+                    ),
+                ))
+            } else {
+                None
+            };
+            if let Some((field, message)) = problem {
+                return Err(ManifestError::Invalid {
+                    path: origin.to_owned(),
+                    json_path: format!("models[{index}].{field}"),
+                    message,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits a source name on `/` into folder names, refusing names that would
+/// escape the zoo dir.
+fn source_name_components(name: &str) -> Result<Vec<String>, String> {
+    if name.starts_with('/') || name.starts_with('\\') {
+        return Err(format!("source name `{name}` is an absolute path"));
+    }
+    let parts: Vec<&str> = name.split('/').collect();
+    for part in &parts {
+        let bad = part.is_empty()
+            || *part == "."
+            || *part == ".."
+            || part.contains('\\')
+            || part.contains('\0')
+            || part.chars().any(char::is_control);
+        if bad {
+            return Err(format!(
+                "source name `{name}` has an unsafe part `{part}` (empty, `.`, `..` or control characters)"
+            ));
+        }
+    }
+    Ok(parts.into_iter().map(str::to_owned).collect())
+}
+
+fn is_plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && !path.contains('\\')
+        && Path::new(path)
+            .components()
+            .all(|component| matches!(component, Component::Normal(_)))
+}
+
+fn describe(err: &serde_json::Error) -> String {
+    let place = format!(" (line {}, column {})", err.line(), err.column());
+    let message = err.to_string();
+    // serde_json appends its own position; replace it with ours.
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message.as_str(), |(head, _)| head)
+        .to_owned();
+    match err.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("malformed JSON: {message}{place}")
+        }
+        _ => format!("{message}{place}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_names_that_escape_are_refused() {
+        let cases = [
+            ("voxel51/openai-clip", true),
+            ("@Burhan-Q/fiftyone-locate-anything", true),
+            ("Traffic Sign Detection Models", true),
+            ("../evil", false),
+            ("a/../b", false),
+            ("/abs", false),
+            ("a//b", false),
+            ("a/", false),
+            ("", false),
+            ("a\\b", false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(source_name_components(name).is_ok(), ok, "{name}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_json_path() {
+        let err = Manifest::from_slice(
+            br#"{"name": "x", "models": [{"base_name": "a"}, {"base_name": "b", "tags": "nope"}]}"#,
+            "m.json",
+        )
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("m.json"), "{message}");
+        assert!(message.contains("models[1].tags"), "{message}");
+        assert!(message.contains("expected a sequence"), "{message}");
+
+        let err = Manifest::from_slice(br#"{"models": [{"version": "1"}]}"#, "m.json").unwrap_err();
+        assert!(
+            err.to_string().contains("missing field `base_name`"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("models[0]"), "{err}");
+
+        let err = Manifest::from_slice(b"{\"models\": [", "m.json").unwrap_err();
+        assert!(err.to_string().contains("malformed JSON"), "{err}");
+
+        let err = Manifest::from_slice(
+            br#"{"models": [{"base_name": "a", "base_filename": "../x.pt"}]}"#,
+            "m.json",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("models[0].base_filename"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_and_nulls_round_trip() {
+        let text = br#"{"name": "n", "custom": {"k": [1, 2]}, "models": [
+            {"base_name": "a", "version": null, "x-extra": true, "manager": {}}
+        ]}"#;
+        let manifest = Manifest::from_slice(text, "m.json").unwrap();
+        assert_eq!(manifest.models[0].version, None);
+        assert!(manifest.models[0].download_manager().is_none());
+        let back: Value = serde_json::from_str(&manifest.to_json_pretty()).unwrap();
+        assert_eq!(back["custom"]["k"][1], 2);
+        assert_eq!(back["models"][0]["x-extra"], true);
+    }
+}

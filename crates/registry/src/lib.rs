@@ -1,0 +1,1 @@
+//! See the crate description; filled by the issue that owns it.

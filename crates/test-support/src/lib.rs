@@ -1,0 +1,31 @@
+//! Test helpers for zoo: everything a test needs to stand in for the internet.
+//!
+//! - [`TestServer`]: an HTTP/1.1 server on `127.0.0.1:0` that serves fixed
+//!   responses, files (with `Range` support), redirects, sequences of answers
+//!   (a 503 then a 200), and faults on demand (a body cut off or stalled
+//!   midway). It records every request it gets, headers included.
+//! - [`Archive`]: zip, tar and tar.gz archives built in memory, hostile ones
+//!   included (`..` names, absolute names, symlinks out of the tree).
+//! - [`FakeGitHub`]: GitHub's REST API as zoo uses it (repo info, zipball with
+//!   a redirect to a second host, commit lookup, private repos behind a token,
+//!   rate limiting), backed by two [`TestServer`]s.
+//!
+//! This crate is a dev-dependency only; nothing in it reaches the network
+//! beyond loopback.
+//!
+//! ```no_run
+//! use zoo_test_support::{Response, TestServer};
+//! let server = TestServer::start();
+//! server.route("/hello", Response::ok("hi"));
+//! let url = server.url("/hello");
+//! // ... point the code under test at `url` ...
+//! assert_eq!(server.requests().len(), 0);
+//! ```
+
+mod archive;
+mod github;
+mod server;
+
+pub use archive::{Archive, Entry};
+pub use github::{FakeGitHub, RepoSpec, fake_sha};
+pub use server::{Fault, Handler, Request, Response, TestServer};

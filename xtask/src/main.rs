@@ -1,0 +1,79 @@
+//! `cargo xtask`: maintainer tasks for the zoo workspace.
+//!
+//! Every task that builds or runs code linking libtorch first makes sure the
+//! libtorch cache exists (see [`libtorch`]) and passes `LIBTORCH` and the
+//! loader path to cargo, so nothing has to be set by hand.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod ci;
+mod libtorch;
+mod quickstart;
+mod tidy;
+
+use anyhow::{Context, Result, bail};
+
+const HELP: &str = "\
+cargo xtask <task> [args]
+
+tasks:
+  libtorch [--cuda] [--print-env]  install libtorch 2.13.0 (PyPI wheels) into the cache
+  ci                               fmt check, clippy -D warnings, every test (libtorch set up first)
+  test [cargo test args]           cargo test --workspace with libtorch set up
+  build [cargo build args]         cargo build with libtorch set up (binary: target/<profile>/zoo)
+  zoo [zoo args]                   build and run the `zoo` binary with libtorch set up
+  quickstart                       the main job: build zoo (release) and run it end to end
+  tidy                             check crate dependency rules (also run as a test)
+";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let Some(task) = args.next() else {
+        print!("{HELP}");
+        return Ok(());
+    };
+    let rest: Vec<String> = args.collect();
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(workspace_root());
+    match task.as_str() {
+        "libtorch" => {
+            let cuda = rest.iter().any(|arg| arg == "--cuda");
+            let install = libtorch::ensure(&sh, libtorch::Variant::from_flag(cuda))?;
+            if rest.iter().any(|arg| arg == "--print-env") {
+                for (key, value) in install.env() {
+                    println!("export {key}={value}");
+                }
+            } else {
+                println!("libtorch ready at {}", install.libtorch().display());
+            }
+            Ok(())
+        }
+        "ci" => ci::run(&sh),
+        "test" => ci::cargo_with_libtorch(&sh, "test", &rest),
+        "build" => ci::cargo_with_libtorch(&sh, "build", &rest),
+        "zoo" => ci::run_zoo(&sh, &rest),
+        "quickstart" => quickstart::run(&sh),
+        "tidy" => {
+            let problems = tidy::check(&sh)?;
+            if problems.is_empty() {
+                println!("tidy: ok");
+                Ok(())
+            } else {
+                bail!("tidy found problems:\n  {}", problems.join("\n  "))
+            }
+        }
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown task `{other}`\n\n{HELP}"),
+    }
+    .with_context(|| format!("cargo xtask {task} failed"))
+}
+
+/// The workspace root (the parent of this crate's directory).
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
+}

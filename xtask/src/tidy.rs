@@ -1,0 +1,200 @@
+//! Repository rules checked by code: which crate may depend on which.
+//!
+//! The rules are those of ARCHITECTURE.md; change both together.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use xshell::{Shell, cmd};
+
+/// Workspace crates each crate may depend on (normal dependencies).
+const ALLOWED_EDGES: &[(&str, &[&str])] = &[
+    ("zoo-fs", &[]),
+    ("zoo-manifest", &["zoo-fs"]),
+    ("zoo-sources", &["zoo-fs"]),
+    ("zoo-model-core", &[]),
+    ("zoo-registry", &["zoo-fs", "zoo-manifest", "zoo-sources"]),
+    ("zoo-output-processors", &["zoo-model-core"]),
+    (
+        "zoo-torch-backend",
+        &["zoo-fs", "zoo-model-core", "zoo-output-processors"],
+    ),
+    ("zoo-datasets", &["zoo-fs", "zoo-model-core"]),
+    ("zoo-test-support", &[]),
+    ("xtask", &["zoo-manifest"]),
+];
+
+/// External crates only some workspace crates may use directly.
+const RESTRICTED: &[(&str, &[&str])] = &[
+    ("tch", &["zoo-torch-backend"]),
+    ("clap", &["zoo-cli"]),
+    ("indicatif", &["zoo-cli"]),
+    ("tracing-subscriber", &["zoo-cli"]),
+    ("anyhow", &["zoo-cli", "xtask"]),
+    ("ureq", &["zoo-sources"]),
+    ("zip", &["zoo-sources", "zoo-test-support"]),
+    ("tar", &["zoo-sources", "zoo-test-support"]),
+    ("rusqlite", &["zoo-datasets"]),
+];
+
+/// Crates that must build without libtorch anywhere in their dependencies.
+const LIBTORCH_FREE: &[&str] = &[
+    "zoo-fs",
+    "zoo-manifest",
+    "zoo-sources",
+    "zoo-registry",
+    "zoo-model-core",
+    "zoo-output-processors",
+    "zoo-datasets",
+    "zoo-test-support",
+];
+
+/// Returns every rule broken, empty when all hold.
+pub(crate) fn check(sh: &Shell) -> Result<Vec<String>> {
+    let output = cmd!(sh, "cargo metadata --format-version 1 --locked")
+        .quiet()
+        .read()?;
+    let metadata: Value = serde_json::from_str(&output).context("parsing cargo metadata")?;
+    Ok(check_metadata(&metadata))
+}
+
+fn check_metadata(metadata: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let members: BTreeSet<&str> = metadata["workspace_members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let packages: Vec<&Value> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let allowed: BTreeMap<&str, &[&str]> = ALLOWED_EDGES.iter().copied().collect();
+    let workspace_names: BTreeSet<&str> = packages
+        .iter()
+        .filter(|package| members.contains(package["id"].as_str().unwrap_or_default()))
+        .filter_map(|package| package["name"].as_str())
+        .collect();
+
+    for package in &packages {
+        let Some(name) = package["name"].as_str() else {
+            continue;
+        };
+        if !workspace_names.contains(name) {
+            continue;
+        }
+        for dependency in package["dependencies"].as_array().into_iter().flatten() {
+            let dep = dependency["name"].as_str().unwrap_or_default();
+            let normal = dependency["kind"].is_null();
+            if workspace_names.contains(dep) && normal {
+                if dep == "zoo-test-support" {
+                    problems.push(format!(
+                        "{name} depends on zoo-test-support outside [dev-dependencies]"
+                    ));
+                } else if let Some(edges) = allowed.get(name)
+                    && !edges.contains(&dep)
+                {
+                    problems.push(format!(
+                        "{name} -> {dep} is not an allowed edge (see ARCHITECTURE.md)"
+                    ));
+                }
+            }
+            if normal
+                && let Some((_, owners)) = RESTRICTED.iter().find(|(krate, _)| *krate == dep)
+                && !owners.contains(&name)
+            {
+                problems.push(format!(
+                    "{name} uses {dep}, which only {} may use",
+                    owners.join(", ")
+                ));
+            }
+        }
+    }
+
+    // Normal-dependency closure from the resolve graph.
+    let names_by_id: BTreeMap<&str, &str> = packages
+        .iter()
+        .filter_map(|package| Some((package["id"].as_str()?, package["name"].as_str()?)))
+        .collect();
+    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for node in metadata["resolve"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let id = node["id"].as_str().unwrap_or_default();
+        for dep in node["deps"].as_array().into_iter().flatten() {
+            let is_normal = dep["dep_kinds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|kind| kind["kind"].is_null());
+            if is_normal && let Some(target) = dep["pkg"].as_str() {
+                edges.entry(id).or_default().push(target);
+            }
+        }
+    }
+    for package in &packages {
+        let (Some(id), Some(name)) = (package["id"].as_str(), package["name"].as_str()) else {
+            continue;
+        };
+        if !LIBTORCH_FREE.contains(&name) {
+            continue;
+        }
+        let mut stack = vec![id];
+        let mut seen = BTreeSet::new();
+        while let Some(current) = stack.pop() {
+            if !seen.insert(current) {
+                continue;
+            }
+            let current_name = names_by_id.get(current).copied().unwrap_or_default();
+            if current_name == "torch-sys" || current_name == "tch" {
+                problems.push(format!(
+                    "{name} must build without libtorch but depends on {current_name}"
+                ));
+                break;
+            }
+            stack.extend(edges.get(current).into_iter().flatten().copied());
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_follows_the_dependency_rules() {
+        let sh = Shell::new().unwrap();
+        sh.change_dir(crate::workspace_root());
+        let problems = check(&sh).unwrap();
+        assert!(problems.is_empty(), "tidy:\n{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn a_forbidden_edge_is_reported() {
+        let metadata = serde_json::json!({
+            "workspace_members": ["a", "b"],
+            "packages": [
+                {"id": "a", "name": "zoo-manifest", "dependencies": [
+                    {"name": "zoo-registry", "kind": null},
+                    {"name": "clap", "kind": null}
+                ]},
+                {"id": "b", "name": "zoo-registry", "dependencies": []},
+                {"id": "t", "name": "tch", "dependencies": []}
+            ],
+            "resolve": {"nodes": [
+                {"id": "a", "deps": [{"pkg": "t", "dep_kinds": [{"kind": null}]}]}
+            ]}
+        });
+        let problems = check_metadata(&metadata);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("zoo-manifest -> zoo-registry"));
+        assert!(problems[1].contains("uses clap"));
+        assert!(problems[2].contains("without libtorch"));
+    }
+}
