@@ -1,1 +1,39 @@
-//! See the crate description; filled by the issue that owns it.
+//! Where zoo sources come from, and getting them safely onto disk.
+//!
+//! - [`SourceId`]: the four kinds of source identifiers (GitHub URLs with or
+//!   without `tree/<ref>[/<path>]` or `commit/<sha>`, `user/repo[/ref]`, and
+//!   archive URLs), normalised so two spellings of one source are equal.
+//! - [`GitHub`]: the REST API calls zoo makes (default branch, commit lookup,
+//!   zipball), with `GITHUB_TOKEN` sent to the API host only and helpful
+//!   errors for 401/403/404 and rate limits.
+//! - [`download`]: an HTTP GET streamed to a file, with progress.
+//! - [`extract`]: zip, tar and tar.gz extraction that refuses entries escaping
+//!   the target (`..`, absolute names, links pointing out) and caps total
+//!   size and entry count.
+//! - [`fetch_source`]: all of the above: a source's tree in a directory.
+//!
+//! This crate reads no environment variables: callers pass the API URL and
+//! the token. It writes only inside the directories it is given.
+//!
+//! ```
+//! use zoo_sources::SourceId;
+//! let a: SourceId = "voxel51/openai-clip".parse().unwrap();
+//! let b: SourceId = "https://github.com/voxel51/openai-clip.git/".parse().unwrap();
+//! assert_eq!(a.normalized(), b.normalized());
+//! ```
+
+mod archive;
+mod error;
+mod fetch;
+mod github;
+mod http;
+mod identifier;
+mod progress;
+
+pub use archive::{ArchiveKind, ExtractLimits, ExtractStats, extract};
+pub use error::SourceError;
+pub use fetch::{FetchedSource, fetch_source};
+pub use github::{DEFAULT_API_URL, GitHub};
+pub use http::{HttpClient, download};
+pub use identifier::{GitHubRef, SourceId};
+pub use progress::{NoProgress, Progress};

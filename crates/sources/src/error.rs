@@ -1,0 +1,108 @@
+//! Errors fetching and unpacking sources.
+
+/// Why a source could not be parsed, fetched or unpacked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// The identifier is not one of the four accepted forms.
+    #[error("`{input}` is not a source identifier: {reason}")]
+    InvalidIdentifier {
+        /// What the user gave.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The server could not be reached or the transfer broke.
+    #[error("request to `{url}` failed: {message}")]
+    Transport {
+        /// The URL requested.
+        url: String,
+        /// What went wrong, and what to try.
+        message: String,
+    },
+    /// The server answered with an error status.
+    #[error("`{url}` answered HTTP {status}{}{}", detail.as_deref().map(|detail| format!(" ({detail})")).unwrap_or_default(), hint.as_deref().map(|hint| format!(": {hint}")).unwrap_or_default())]
+    Status {
+        /// The URL requested.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's own message, when it gave one.
+        detail: Option<String>,
+        /// What the user can do about it.
+        hint: Option<String>,
+    },
+    /// A GitHub repo, ref or path does not exist (or is private).
+    #[error("{what} not found{}", hint.as_deref().map(|hint| format!(": {hint}")).unwrap_or_default())]
+    NotFound {
+        /// What was looked for.
+        what: String,
+        /// What the user can do about it.
+        hint: Option<String>,
+    },
+    /// GitHub's API rate limit is exhausted.
+    #[error("GitHub API rate limit exceeded at `{url}`: {hint}")]
+    RateLimited {
+        /// The URL requested.
+        url: String,
+        /// What the user can do about it.
+        hint: String,
+    },
+    /// GitHub refused the token.
+    #[error(
+        "GitHub rejected the token at `{url}` (bad credentials): check or unset `GITHUB_TOKEN`"
+    )]
+    BadCredentials {
+        /// The URL requested.
+        url: String,
+    },
+    /// A response body did not match what the server announced.
+    #[error("download from `{url}` was cut short: got {received} of {expected} bytes; try again")]
+    Truncated {
+        /// The URL requested.
+        url: String,
+        /// Bytes received.
+        received: u64,
+        /// Bytes announced by `Content-Length`.
+        expected: u64,
+    },
+    /// The file is not an archive zoo can open.
+    #[error(
+        "`{origin}` is not a zip, tar or tar.gz archive (judged by its name and its first bytes)"
+    )]
+    UnknownArchive {
+        /// The URL or path of the file.
+        origin: String,
+    },
+    /// The archive is damaged or hostile.
+    #[error("refusing archive `{archive}`: entry `{entry}` {reason}")]
+    UnsafeEntry {
+        /// The archive.
+        archive: String,
+        /// The offending entry, as named in the archive.
+        entry: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The archive unpacks to more than the limits allow.
+    #[error(
+        "refusing archive `{archive}`: {reason} (a decompression bomb or an unexpectedly large source)"
+    )]
+    TooLarge {
+        /// The archive.
+        archive: String,
+        /// Which limit was hit.
+        reason: String,
+    },
+    /// The archive could not be read.
+    #[error("archive `{archive}` is corrupt: {message}")]
+    Corrupt {
+        /// The archive.
+        archive: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// Local I/O failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,5 @@
+//! Integration tests of zoo-sources against loopback servers.
+#![allow(clippy::unwrap_used)]
+
+mod extract;
+mod fetch;
