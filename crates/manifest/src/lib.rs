@@ -23,7 +23,7 @@
 //!     "manifest.json",
 //! ).unwrap();
 //! let mut zoo = Zoo::new();
-//! zoo.merge(Origin::Source("https://github.com/me/zoo".into()), manifest);
+//! zoo.merge(Origin::Builtin, manifest);
 //! assert_eq!(zoo.get("net").unwrap().model.version.as_deref(), Some("1.10"));
 //! assert_eq!(zoo.get("net@1.0").unwrap().name(), "net@1.0");
 //! ```

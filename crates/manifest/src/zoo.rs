@@ -15,8 +15,13 @@ pub enum Origin {
     Builtin,
     /// A manifest file named by `ZOO_MANIFEST_PATHS`.
     Custom(PathBuf),
-    /// A registered remote source, by its normalised URL.
-    Source(String),
+    /// A registered remote source.
+    Source {
+        /// The source's normalised URL.
+        url: String,
+        /// The manifest's folder relative to the zoo dir, `/`-separated.
+        dir: String,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -24,7 +29,7 @@ impl fmt::Display for Origin {
         match self {
             Self::Builtin => f.write_str("builtin"),
             Self::Custom(path) => write!(f, "{}", path.display()),
-            Self::Source(url) => f.write_str(url),
+            Self::Source { url, .. } => f.write_str(url),
         }
     }
 }
@@ -86,7 +91,7 @@ impl Filter {
             .source
             .as_deref()
             .is_none_or(|source| match &model.origin {
-                Origin::Source(url) => url == source,
+                Origin::Source { url, .. } => url == source,
                 other => other.to_string() == source,
             });
         let licensed = self.licenses.is_empty()
@@ -239,7 +244,10 @@ mod tests {
             ])),
         );
         zoo.merge(
-            Origin::Source("https://github.com/x/y".into()),
+            Origin::Source {
+                url: "https://github.com/x/y".into(),
+                dir: "x/y".into(),
+            },
             manifest(serde_json::json!([
                 {"base_name": "a", "author": "second"},
                 {"base_name": "c", "base_filename": "a.pt"},
@@ -298,7 +306,10 @@ mod tests {
             ])),
         );
         zoo.merge(
-            Origin::Source("https://github.com/u/r".into()),
+            Origin::Source {
+                url: "https://github.com/u/r".into(),
+                dir: "u/r".into(),
+            },
             manifest(serde_json::json!([{"base_name": "c", "tags": ["x", "y"]}])),
         );
         let names =

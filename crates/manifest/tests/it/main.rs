@@ -42,7 +42,10 @@ fn the_corpus_merges_into_one_zoo() {
     for path in corpus() {
         let manifest = Manifest::read(&path).unwrap();
         total += manifest.models.len();
-        let origin = Origin::Source(format!("https://example.test/{}", path.display()));
+        let origin = Origin::Source {
+            url: format!("https://example.test/{}", path.display()),
+            dir: path.display().to_string(),
+        };
         zoo.merge(origin, manifest);
     }
     assert_eq!(zoo.models().len() + zoo.warnings().len(), total);

@@ -1,0 +1,81 @@
+//! Registry errors.
+
+use std::path::PathBuf;
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Fetching or unpacking a source failed.
+    #[error(transparent)]
+    Source(#[from] zoo_sources::SourceError),
+    /// A manifest could not be read.
+    #[error(transparent)]
+    Manifest(#[from] zoo_manifest::ManifestError),
+    /// The registry lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] zoo_fs::LockError),
+    /// Local I/O failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The network is needed but `ZOO_OFFLINE` forbids it.
+    #[error("{what} needs the network, but offline mode is on: unset `ZOO_OFFLINE` to allow it")]
+    Offline {
+        /// What needed the network.
+        what: String,
+    },
+    /// A source holds no usable manifest.
+    #[error("source `{source_url}` has no `manifest.json` with a `name`{}: a source must hold at least one", if skipped.is_empty() { String::new() } else { format!(" (skipped: {})", skipped.join("; ")) })]
+    NoManifest {
+        /// The source.
+        source_url: String,
+        /// Manifests found but skipped, and why.
+        skipped: Vec<String>,
+    },
+    /// A manifest's `name` cannot be a folder in the zoo dir.
+    #[error("manifest `{manifest}` of source `{source_url}` cannot be installed: {reason}")]
+    UnsafeName {
+        /// The source.
+        source_url: String,
+        /// The manifest's path inside the source.
+        manifest: String,
+        /// Why the name is refused.
+        reason: String,
+    },
+    /// Another source already owns a name.
+    #[error(
+        "source name `{name}` is already used by `{owner}`: delete that source first, or register with `--overwrite` to replace it"
+    )]
+    NameTaken {
+        /// The contested name.
+        name: String,
+        /// Who owns it (a source URL, or a folder).
+        owner: String,
+    },
+    /// No registered source matches.
+    #[error("no registered source matches `{identifier}`{}", if registered.is_empty() { ": none are registered".to_owned() } else { format!("; registered: {}", registered.join(", ")) })]
+    NotRegistered {
+        /// What the user gave.
+        identifier: String,
+        /// The registered sources.
+        registered: Vec<String>,
+    },
+    /// No model has this name.
+    #[error("no model named `{name}`{}: run `zoo models list` to see the models available", if suggestions.is_empty() { String::new() } else { format!(" (did you mean {}?)", suggestions.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")) })]
+    ModelNotFound {
+        /// The name asked for.
+        name: String,
+        /// Close names.
+        suggestions: Vec<String>,
+    },
+    /// The registry index is unreadable.
+    #[error(
+        "registry index `{path}` is corrupt ({message}): fix or delete it, then register the sources again"
+    )]
+    CorruptIndex {
+        /// The index file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+}
