@@ -1,21 +1,110 @@
 //! The command-line grammar (SPEC section 9).
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// A Rust model zoo compatible with FiftyOne's.
 #[derive(Debug, Parser)]
 #[command(name = "zoo", version, about, max_term_width = 100)]
 pub(crate) struct Cli {
+    /// Print no progress bars.
+    #[arg(long, short = 'q', global = true)]
+    pub(crate) quiet: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Work with zoo models and their sources.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Show what this build of zoo can use: libtorch, CUDA, threads.
     System {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModelsCommand {
+    /// List the models on offer (built-in, custom manifests, sources).
+    List(ListArgs),
+    /// Show everything known about a model.
+    Info {
+        /// `name` (latest version) or `name@version`.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print or check a model's requirements.
+    Requirements(RequirementsArgs),
+    /// List the registered sources.
+    ListSources {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a source: a GitHub repo (`user/repo[/ref]`, a GitHub URL) or an archive URL.
+    RegisterSource {
+        /// The source identifier.
+        url: String,
+        /// Replace the source (and any source using the same names).
+        #[arg(long, short = 'o')]
+        overwrite: bool,
+        /// Trust the source: allow its download/load hooks to run.
+        #[arg(long)]
+        trust: bool,
+    },
+    /// Delete a source, its files and every model downloaded into it.
+    DeleteSource {
+        /// The source identifier (any spelling), or its manifest name.
+        url: String,
+    },
+    /// Allow a registered source's hooks to run (or forbid it again).
+    TrustSource {
+        /// The source identifier (any spelling), or its manifest name.
+        url: String,
+        /// Withdraw trust instead.
+        #[arg(long)]
+        revoke: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Print only the names.
+    #[arg(long, short = 'n')]
+    pub(crate) names_only: bool,
+    /// Only models that carry all of these tags.
+    #[arg(long, short = 't', value_delimiter = ',')]
+    pub(crate) tags: Vec<String>,
+    /// Only models from this source.
+    #[arg(long, short = 's')]
+    pub(crate) source: Option<String>,
+    /// Only models under one of these licenses.
+    #[arg(long, short = 'l', value_delimiter = ',')]
+    pub(crate) license: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RequirementsArgs {
+    /// `name` or `name@version`.
+    pub(crate) name: String,
+    /// Print the requirements (the default).
+    #[arg(long, conflicts_with = "ensure")]
+    pub(crate) print: bool,
+    /// Check that the requirements are met.
+    #[arg(long)]
+    pub(crate) ensure: bool,
+    /// With `--ensure`: 0 = unmet is an error, 1 = a warning, 2 = ignore.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub(crate) error_level: u8,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }

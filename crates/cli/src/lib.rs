@@ -1,21 +1,39 @@
 //! The `zoo` command line: parses arguments, calls the library crates, and
 //! prints tables for people or JSON for scripts.
 //!
-//! Errors are printed once, as a chain (`what failed: why: cause`), with a
-//! non-zero exit code; a closed stdout pipe counts as success.
+//! Environment (SPEC section 9): `ZOO_MODEL_ZOO_DIR`, `ZOO_MANIFEST_PATHS`,
+//! `ZOO_GITHUB_API_URL`, `GITHUB_TOKEN`, `ZOO_OFFLINE`. Errors are printed
+//! once, as a chain (`what failed: why`), with exit code 1; a closed stdout
+//! pipe counts as success. Warnings from the libraries go to stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod app;
 mod commands;
+mod config;
+mod output;
+mod progress;
+mod runtime;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Parses the process arguments, runs the command, and reports errors.
+pub use runtime::{Runtime, SystemInfo};
+
+/// The `zoo` binary: commands that run models are handed to `zoo-torch`.
 pub fn main() -> ExitCode {
+    run(None)
+}
+
+/// A binary with a model runtime linked in.
+pub fn main_with_runtime(runtime: &dyn Runtime) -> ExitCode {
+    run(Some(runtime))
+}
+
+fn run(runtime: Option<&dyn Runtime>) -> ExitCode {
     let cli = app::Cli::parse();
-    match commands::dispatch(cli) {
+    init_logging();
+    match commands::dispatch(cli, runtime) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if is_broken_pipe(&err) {
@@ -25,6 +43,17 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZOO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -1,0 +1,325 @@
+//! `zoo models ...`.
+
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use zoo_manifest::{ErrorLevel, Filter, ZooModel};
+use zoo_registry::{RegisterOutcome, Registry};
+use zoo_sources::SourceId;
+
+use crate::app::{ListArgs, ModelsCommand, RequirementsArgs};
+use crate::progress::Bar;
+use crate::{config, output};
+
+pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
+    let registry = config::registry()?;
+    match command {
+        ModelsCommand::List(args) => list(&registry, &args).context("listing models failed"),
+        ModelsCommand::Info { name, json } => {
+            info(&registry, &name, json).with_context(|| format!("`zoo models info {name}` failed"))
+        }
+        ModelsCommand::Requirements(args) => requirements(&registry, &args)
+            .with_context(|| format!("checking the requirements of `{}` failed", args.name)),
+        ModelsCommand::ListSources { json } => {
+            list_sources(&registry, json).context("listing sources failed")
+        }
+        ModelsCommand::RegisterSource {
+            url,
+            overwrite,
+            trust,
+        } => register(&registry, &url, overwrite, trust, quiet)
+            .with_context(|| format!("registering source `{url}` failed")),
+        ModelsCommand::DeleteSource { url } => {
+            let deleted = registry
+                .delete_source(&url)
+                .with_context(|| format!("deleting source `{url}` failed"))?;
+            eprintln!("deleted source `{}`", deleted.url);
+            Ok(())
+        }
+        ModelsCommand::TrustSource { url, revoke } => {
+            let source = registry
+                .trust_source(&url, !revoke)
+                .with_context(|| format!("changing trust of source `{url}` failed"))?;
+            eprintln!(
+                "source `{}` is {}",
+                source.url,
+                if source.trusted {
+                    "trusted: its hooks may run"
+                } else {
+                    "not trusted"
+                }
+            );
+            Ok(())
+        }
+    }
+}
+
+fn origin(model: &ZooModel) -> String {
+    model.origin.to_string()
+}
+
+fn model_json(model: &ZooModel) -> serde_json::Value {
+    json!({
+        "name": model.name(),
+        "base_name": model.model.base_name,
+        "version": model.model.version,
+        "source": origin(model),
+        "tags": model.model.tags(),
+        "license": model.model.license,
+        "author": model.model.author,
+        "description": model.model.description,
+    })
+}
+
+fn list(registry: &Registry, args: &ListArgs) -> Result<()> {
+    let view = registry.zoo()?;
+    let filter = Filter {
+        tags: args
+            .tags
+            .iter()
+            .map(|tag| tag.trim().to_owned())
+            .filter(|tag| !tag.is_empty())
+            .collect(),
+        source: args.source.as_deref().map(|source| {
+            source
+                .parse::<SourceId>()
+                .map_or_else(|_| source.trim().to_owned(), |id| id.normalized())
+        }),
+        licenses: args.license.clone(),
+    };
+    let models: Vec<&ZooModel> = view.zoo.filter(&filter).collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        return output::json(
+            &mut out,
+            &models.iter().map(|model| model_json(model)).collect(),
+        );
+    }
+    if args.names_only {
+        for model in models {
+            writeln!(out, "{}", model.name())?;
+        }
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = models
+        .iter()
+        .map(|model| vec![model.name(), model.model.tags().join(","), origin(model)])
+        .collect();
+    output::table(&mut out, &["NAME", "TAGS", "SOURCE"], &rows)
+}
+
+fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
+    let model = registry.model(name)?;
+    let mut out = std::io::stdout().lock();
+    let entry = serde_json::to_value(&model.model)?;
+    if json {
+        return output::json(
+            &mut out,
+            &json!({ "name": model.name(), "source": origin(&model), "manifest": entry }),
+        );
+    }
+    writeln!(out, "name:   {}", model.name())?;
+    writeln!(out, "source: {}", origin(&model))?;
+    writeln!(out, "{}", serde_json::to_string_pretty(&entry)?)?;
+    Ok(())
+}
+
+fn requirements(registry: &Registry, args: &RequirementsArgs) -> Result<()> {
+    let model = registry.model(&args.name)?;
+    let requirements = model.model.requirements.clone().unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    if !args.ensure {
+        if args.json {
+            return output::json(&mut out, &serde_json::to_value(&requirements)?);
+        }
+        writeln!(
+            out,
+            "packages: {}",
+            list_or_none(&requirements.packages_for(false))
+        )?;
+        writeln!(out, "cpu support: {}", requirements.supports(false))?;
+        writeln!(out, "gpu support: {}", requirements.supports(true))?;
+        if let Some(gpu) = &requirements.gpu
+            && let Some(packages) = &gpu.packages
+        {
+            writeln!(out, "gpu packages: {}", packages.join(", "))?;
+        }
+        return Ok(());
+    }
+    let level =
+        ErrorLevel::from_number(args.error_level).context("error level must be 0, 1 or 2")?;
+    let gpu = nvidia_gpu_present();
+    let installed = installed_python_packages(&requirements.packages_for(gpu));
+    let check = requirements.check(gpu, |name| {
+        installed
+            .iter()
+            .any(|found| found.eq_ignore_ascii_case(name))
+    });
+    if args.json {
+        output::json(
+            &mut out,
+            &json!({
+                "satisfied": check.is_satisfied(),
+                "missing_packages": check.missing_packages,
+                "unsupported_device": check.unsupported_device,
+            }),
+        )?;
+    }
+    if check.is_satisfied() {
+        if !args.json {
+            writeln!(out, "requirements of `{}` are satisfied", model.name())?;
+        }
+        return Ok(());
+    }
+    let mut problems = Vec::new();
+    if !check.missing_packages.is_empty() {
+        problems.push(format!(
+            "missing Python packages {} (install them with `python3 -m pip install {}`)",
+            check.missing_packages.join(", "),
+            check
+                .missing_packages
+                .iter()
+                .map(|spec| format!("'{spec}'"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    if let Some(device) = check.unsupported_device {
+        problems.push(format!("the model does not support running on {device}"));
+    }
+    let message = format!(
+        "requirements of `{}` are not met: {}",
+        model.name(),
+        problems.join("; ")
+    );
+    match level {
+        ErrorLevel::Fail => bail!(message),
+        ErrorLevel::Warn => {
+            eprintln!("warning: {message}");
+            Ok(())
+        }
+        ErrorLevel::Ignore => Ok(()),
+    }
+}
+
+/// Whether an NVIDIA GPU is visible, without loading libtorch.
+fn nvidia_gpu_present() -> bool {
+    std::path::Path::new("/proc/driver/nvidia/gpus")
+        .read_dir()
+        .is_ok_and(|mut entries| entries.next().is_some())
+}
+
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// The names among `requirements`' packages that `python3` has installed.
+fn installed_python_packages(requirements: &[&str]) -> Vec<String> {
+    let names: Vec<String> = requirements
+        .iter()
+        .map(|spec| {
+            spec.split(|character: char| {
+                !(character.is_ascii_alphanumeric() || matches!(character, '-' | '_' | '.'))
+            })
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+        })
+        .filter(|name| !name.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let script = "import importlib.metadata as m, sys\nfor n in sys.argv[1:]:\n    try:\n        m.version(n)\n        print(n)\n    except Exception:\n        pass\n";
+    let python = std::env::var("ZOO_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    match std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .args(&names)
+        .output()
+    {
+        Ok(output) => String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        Err(err) => {
+            tracing::warn!("cannot run `{python}` to check Python packages: {err}");
+            Vec::new()
+        }
+    }
+}
+
+fn list_sources(registry: &Registry, json: bool) -> Result<()> {
+    let sources = registry.sources()?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        return output::json(&mut out, &serde_json::to_value(&sources)?);
+    }
+    let rows: Vec<Vec<String>> = sources
+        .iter()
+        .map(|source| {
+            vec![
+                source.url.clone(),
+                source
+                    .manifests
+                    .iter()
+                    .map(|manifest| manifest.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                source
+                    .commit
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), |sha| sha.chars().take(7).collect()),
+                if source.trusted { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    output::table(&mut out, &["URL", "NAMES", "COMMIT", "TRUSTED"], &rows)
+}
+
+fn register(
+    registry: &Registry,
+    url: &str,
+    overwrite: bool,
+    trust: bool,
+    quiet: bool,
+) -> Result<()> {
+    let bar = Bar::new(quiet);
+    match registry.register_source(url, overwrite, trust, &bar)? {
+        RegisterOutcome::AlreadyRegistered(source) => {
+            if trust && !source.trusted {
+                registry.trust_source(&source.url, true)?;
+            }
+            eprintln!(
+                "source `{}` is already registered (use `--overwrite` to fetch it again)",
+                source.url
+            );
+        }
+        RegisterOutcome::Registered { source, skipped } => {
+            for message in skipped {
+                eprintln!("warning: skipped manifest {message}");
+            }
+            let names: Vec<&str> = source
+                .manifests
+                .iter()
+                .map(|manifest| manifest.name.as_str())
+                .collect();
+            eprintln!(
+                "registered source `{}`{}: {}",
+                source.url,
+                source
+                    .commit
+                    .as_deref()
+                    .map(|sha| format!(" at {}", &sha[..sha.len().min(7)]))
+                    .unwrap_or_default(),
+                names.join(", ")
+            );
+        }
+    }
+    Ok(())
+}

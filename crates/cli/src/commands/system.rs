@@ -1,0 +1,40 @@
+//! `zoo system`.
+
+use std::io::Write;
+
+use crate::output;
+use crate::runtime::Runtime;
+use anyhow::Result;
+
+pub(crate) fn run(runtime: &dyn Runtime, json: bool) -> Result<()> {
+    let info = runtime.system_info();
+    let mut out = std::io::stdout().lock();
+    if json {
+        return output::json(
+            &mut out,
+            &serde_json::json!({
+                "zoo_version": env!("CARGO_PKG_VERSION"),
+                "cuda_available": info.cuda_available,
+                "cuda_devices": info.cuda_devices,
+                "cudnn_available": info.cudnn_available,
+                "threads": info.threads,
+                "mkl": info.mkl,
+            }),
+        );
+    }
+    writeln!(out, "zoo {}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(
+        out,
+        "cuda: {} ({} device(s), cudnn: {})",
+        yes_no(info.cuda_available),
+        info.cuda_devices,
+        yes_no(info.cudnn_available)
+    )?;
+    writeln!(out, "threads: {}", info.threads)?;
+    writeln!(out, "mkl: {}", yes_no(info.mkl))?;
+    Ok(())
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value { "yes" } else { "no" }
+}

@@ -1,0 +1,61 @@
+//! The model runtime, and the hand-over from `zoo` to `zoo-torch`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+/// What the model runtime reports about the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemInfo {
+    /// Whether libtorch can use CUDA.
+    pub cuda_available: bool,
+    /// How many CUDA devices it sees.
+    pub cuda_devices: usize,
+    /// Whether cuDNN is usable.
+    pub cudnn_available: bool,
+    /// libtorch's intra-op threads.
+    pub threads: usize,
+    /// Whether libtorch has MKL.
+    pub mkl: bool,
+}
+
+/// The model runtime a binary links (libtorch in `zoo-torch`).
+pub trait Runtime {
+    /// Describes the machine as the runtime sees it.
+    fn system_info(&self) -> SystemInfo;
+}
+
+/// The runtime binary: `ZOO_TORCH_BIN`, else `zoo-torch` beside this one.
+fn runtime_binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("ZOO_TORCH_BIN").filter(|path| !path.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().context("cannot locate the running `zoo` binary")?;
+    Ok(exe.with_file_name(format!("zoo-torch{}", std::env::consts::EXE_SUFFIX)))
+}
+
+/// Replaces this process with `zoo-torch` and the same arguments.
+pub(crate) fn hand_over() -> Result<()> {
+    let binary = runtime_binary()?;
+    if !binary.is_file() {
+        bail!(
+            "this command runs models, which needs the libtorch runtime `{}`; it is missing: build both binaries with `cargo xtask build --release` (or set `ZOO_TORCH_BIN`)",
+            binary.display()
+        );
+    }
+    let mut command = std::process::Command::new(&binary);
+    command.args(std::env::args_os().skip(1));
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let err = command.exec();
+        Err(err).with_context(|| format!("cannot start `{}`", binary.display()))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = command
+            .status()
+            .with_context(|| format!("cannot start `{}`", binary.display()))?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: drive the `zoo` binary in throwaway zoo dirs against
+//! loopback servers (a fake GitHub, archive and model servers).
+#![allow(clippy::unwrap_used)]
+
+mod sources;
+mod util;

@@ -1,0 +1,165 @@
+//! Running `zoo` in a sandbox.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A throwaway home for one test: zoo dir, datasets dir, HOME.
+pub(crate) struct Sandbox {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) github_api: Option<String>,
+    pub(crate) env: Vec<(String, String)>,
+}
+
+impl Sandbox {
+    pub(crate) fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            github_api: None,
+            env: Vec::new(),
+        }
+    }
+
+    pub(crate) fn with_github(api: &str) -> Self {
+        let mut sandbox = Self::new();
+        sandbox.github_api = Some(api.to_owned());
+        sandbox
+    }
+
+    pub(crate) fn zoo_dir(&self) -> PathBuf {
+        self.dir.path().join("zoo")
+    }
+
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_zoo"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path().join("home"))
+            .env("ZOO_MODEL_ZOO_DIR", self.zoo_dir())
+            .env("ZOO_DATASETS_DIR", self.dir.path().join("datasets"))
+            // Anything that tries the real internet fails fast.
+            .env(
+                "ZOO_GITHUB_API_URL",
+                self.github_api.as_deref().unwrap_or("http://127.0.0.1:9"),
+            );
+        if let Some(path) = std::env::var_os("LD_LIBRARY_PATH") {
+            command.env("LD_LIBRARY_PATH", path);
+        }
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+    }
+
+    /// Runs zoo and returns its output, whatever the exit code.
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
+        Run(self.command(args).output().unwrap(), args.join(" "))
+    }
+
+    /// Runs zoo and asserts success.
+    pub(crate) fn ok(&self, args: &[&str]) -> Run {
+        let run = self.run(args);
+        assert!(
+            run.0.status.success(),
+            "`zoo {}` failed:\n{}",
+            run.1,
+            run.stderr()
+        );
+        run
+    }
+
+    /// Runs zoo and asserts failure with a one-paragraph error, no panic.
+    pub(crate) fn fails(&self, args: &[&str]) -> Run {
+        let run = self.run(args);
+        assert!(
+            !run.0.status.success(),
+            "`zoo {}` succeeded:\n{}",
+            run.1,
+            run.stdout()
+        );
+        let stderr = run.stderr();
+        assert!(stderr.contains("error: "), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
+        run
+    }
+}
+
+pub(crate) struct Run(pub(crate) Output, String);
+
+impl Run {
+    pub(crate) fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    pub(crate) fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.stdout().lines().map(str::to_owned).collect()
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.0.stdout).unwrap_or_else(|err| {
+            panic!(
+                "`zoo {}` printed no JSON ({err}):\n{}",
+                self.1,
+                self.stdout()
+            )
+        })
+    }
+}
+
+/// Every path under `root` with file sizes, staging and lock files aside.
+pub(crate) fn snapshot(root: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    if !root.exists() {
+        return names;
+    }
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let relative = entry
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .display()
+                .to_string();
+            if relative.ends_with(".lock") {
+                continue;
+            }
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+                if relative != ".tmp" {
+                    names.push(format!("{relative}/"));
+                }
+            } else {
+                names.push(format!(
+                    "{relative} ({} bytes)",
+                    entry.metadata().unwrap().len()
+                ));
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+/// The corpus of real manifests, committed under `tests/corpus`.
+pub(crate) fn corpus() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus");
+    let mut files: Vec<(String, String)> = fs_err::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .map(|path| {
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            (stem, fs_err::read_to_string(&path).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
