@@ -5,14 +5,20 @@ use xshell::{Shell, cmd};
 
 use crate::libtorch;
 
-/// Formatting, lints with warnings as errors, then every test.
-pub(crate) fn run(sh: &Shell) -> Result<()> {
+/// Installs libtorch if needed and sets `LIBTORCH` and the loader path on
+/// `sh` for as long as the returned guards live.
+pub(crate) fn libtorch_env(sh: &Shell) -> Result<Vec<xshell::PushEnv<'_>>> {
     let install = libtorch::ensure_default(sh)?;
-    let _env: Vec<_> = install
+    Ok(install
         .env()
         .into_iter()
         .map(|(key, value)| sh.push_env(key, value))
-        .collect();
+        .collect())
+}
+
+/// Formatting, lints with warnings as errors, then every test.
+pub(crate) fn run(sh: &Shell) -> Result<()> {
+    let _env = libtorch_env(sh)?;
     let started = std::time::Instant::now();
     cmd!(sh, "cargo fmt --all -- --check").run()?;
     cmd!(
@@ -30,12 +36,7 @@ pub(crate) fn run(sh: &Shell) -> Result<()> {
 
 /// Runs `cargo <subcommand> --workspace <args>` with libtorch set up.
 pub(crate) fn cargo_with_libtorch(sh: &Shell, subcommand: &str, args: &[String]) -> Result<()> {
-    let install = libtorch::ensure_default(sh)?;
-    let _env: Vec<_> = install
-        .env()
-        .into_iter()
-        .map(|(key, value)| sh.push_env(key, value))
-        .collect();
+    let _env = libtorch_env(sh)?;
     let workspace: &[&str] = if args.iter().any(|arg| arg == "-p" || arg == "--package") {
         &[]
     } else {
@@ -45,18 +46,20 @@ pub(crate) fn cargo_with_libtorch(sh: &Shell, subcommand: &str, args: &[String])
     Ok(())
 }
 
-/// Builds the `zoo` binary (release) and runs it with `args`.
+/// Builds `zoo` and `zoo-torch` (release) and runs `zoo` with `args`.
 pub(crate) fn run_zoo(sh: &Shell, args: &[String]) -> Result<()> {
-    let install = libtorch::ensure_default(sh)?;
-    let _env: Vec<_> = install
-        .env()
-        .into_iter()
-        .map(|(key, value)| sh.push_env(key, value))
-        .collect();
+    let zoo = build_release(sh)?;
+    cmd!(sh, "{zoo} {args...}").run()?;
+    Ok(())
+}
+
+/// Builds both binaries in release mode; returns the path of `zoo`.
+pub(crate) fn build_release(sh: &Shell) -> Result<std::path::PathBuf> {
+    let _env = libtorch_env(sh)?;
     cmd!(
         sh,
-        "cargo run --quiet --release --package zoo-cli -- {args...}"
+        "cargo build --quiet --release --locked --package zoo-cli --bins"
     )
     .run()?;
-    Ok(())
+    Ok(sh.current_dir().join("target/release/zoo"))
 }

@@ -5,6 +5,7 @@
 //! loader path to cargo, so nothing has to be set by hand.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
 mod libtorch;
 mod quickstart;
@@ -22,6 +23,7 @@ tasks:
   build [cargo build args]         cargo build with libtorch set up (binary: target/<profile>/zoo)
   zoo [zoo args]                   build and run the `zoo` binary with libtorch set up
   quickstart                       the main job: build zoo (release) and run it end to end
+  bench [list]                     benchmarks (release build); prints figures and ratios
   tidy                             check crate dependency rules (also run as a test)
 ";
 
@@ -52,6 +54,7 @@ fn main() -> Result<()> {
         "build" => ci::cargo_with_libtorch(&sh, "build", &rest),
         "zoo" => ci::run_zoo(&sh, &rest),
         "quickstart" => quickstart::run(&sh),
+        "bench" => bench::run(&sh, &rest),
         "tidy" => {
             let problems = tidy::check(&sh)?;
             if problems.is_empty() {
