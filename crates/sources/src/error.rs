@@ -66,6 +66,16 @@ pub enum SourceError {
         /// Bytes announced by `Content-Length`.
         expected: u64,
     },
+    /// A downloaded file is not what the manifest promises.
+    #[error(
+        "download from `{url}` failed verification: {message}; the file was discarded (the manifest or the server is wrong)"
+    )]
+    Verification {
+        /// The URL downloaded.
+        url: String,
+        /// What did not match.
+        message: String,
+    },
     /// The file is not an archive zoo can open.
     #[error(
         "`{origin}` is not a zip, tar or tar.gz archive (judged by its name and its first bytes)"

@@ -28,4 +28,4 @@ mod server;
 
 pub use archive::{Archive, Entry};
 pub use github::{FakeGitHub, RepoSpec, fake_sha};
-pub use server::{Fault, Handler, Request, Response, TestServer};
+pub use server::{Fault, Handler, Request, Response, TestServer, file_response};

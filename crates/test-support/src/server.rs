@@ -265,7 +265,9 @@ impl Drop for TestServer {
     }
 }
 
-fn file_response(request: &Request, content: &[u8]) -> Response {
+/// The response a static file server gives for `content`: `Range` requests
+/// get `206` (or `416`), others `200`, all with `Accept-Ranges`.
+pub fn file_response(request: &Request, content: &[u8]) -> Response {
     let total = content.len();
     let mut response = match request
         .header("range")

@@ -3,3 +3,4 @@
 
 mod extract;
 mod fetch;
+mod transfer;
