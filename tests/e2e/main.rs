@@ -2,5 +2,7 @@
 //! loopback servers (a fake GitHub, archive and model servers).
 #![allow(clippy::unwrap_used)]
 
+mod downloads;
+mod hooks;
 mod sources;
 mod util;

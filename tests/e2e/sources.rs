@@ -117,6 +117,11 @@ fn every_identifier_form_registers() {
         sandbox.ok(&["models", "register-source", &identifier]);
         let names = sandbox.ok(&["models", "list", "--names-only"]).lines();
         assert!(names.contains(&model.to_owned()), "{identifier}: {names:?}");
+        assert_eq!(
+            sandbox.models(&[]).len(),
+            names.len() - 22,
+            "built-in models are listed too"
+        );
         let sources = sandbox.ok(&["models", "list-sources", "--json"]).json();
         assert_eq!(sources[0]["identifier"], identifier.as_str());
     }
@@ -129,7 +134,7 @@ fn list_filters_info_and_versions() {
     sandbox.ok(&["models", "register-source", "acme/zoo.models"]);
     sandbox.ok(&["models", "register-source", "other/zoo"]);
 
-    let all = sandbox.ok(&["models", "list", "-n"]).lines();
+    let all = sandbox.models(&[]);
     assert_eq!(
         all,
         vec![
@@ -166,10 +171,19 @@ fn list_filters_info_and_versions() {
         "{table}"
     );
     let json = sandbox
-        .ok(&["models", "list", "--json", "-t", "classification"])
+        .ok(&[
+            "models",
+            "list",
+            "--json",
+            "-t",
+            "classification",
+            "-s",
+            "acme/zoo.models",
+        ])
         .json();
     assert_eq!(json.as_array().unwrap().len(), 1);
     assert_eq!(json[0]["name"], "acme/cls");
+    assert_eq!(json[0]["downloaded"], false);
 
     // The latest version by loose order, and exact versions.
     let latest = sandbox.ok(&["models", "info", "acme/det", "--json"]).json();
@@ -248,10 +262,7 @@ fn delete_source_removes_what_it_owns_and_nothing_else() {
         entries
     };
     assert_eq!(strip(snapshot(&sandbox.zoo_dir())), strip(expected));
-    assert_eq!(
-        sandbox.ok(&["models", "list", "-n"]).lines(),
-        vec!["other/model"]
-    );
+    assert_eq!(sandbox.models(&[]), vec!["other/model"]);
     let err = sandbox
         .fails(&["models", "delete-source", "acme/zoo.models"])
         .stderr();
@@ -275,10 +286,7 @@ fn private_repos_and_the_token() {
         "register-source",
         "https://github.com/acme/private",
     ]);
-    assert_eq!(
-        with_token.ok(&["models", "list", "-n"]).lines(),
-        vec!["acme/secret-model"]
-    );
+    assert_eq!(with_token.models(&[]), vec!["acme/secret-model"]);
     let api_auth = github
         .api
         .requests()
@@ -331,7 +339,7 @@ fn the_corpus_registers_and_lists() {
     for identifier in &identifiers {
         sandbox.ok(&["models", "register-source", identifier]);
     }
-    let listed = sandbox.ok(&["models", "list", "--names-only"]).lines();
+    let listed = sandbox.models(&[]);
     for name in &expected {
         assert!(listed.contains(name), "`{name}` missing from the list");
     }

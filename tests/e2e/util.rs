@@ -52,6 +52,20 @@ impl Sandbox {
         command
     }
 
+    /// The names of the models `zoo models list` shows, built-in ones aside.
+    pub(crate) fn models(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = vec!["models", "list", "--json"];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|model| model["source"] != "builtin")
+            .map(|model| model["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Runs zoo and returns its output, whatever the exit code.
     pub(crate) fn run(&self, args: &[&str]) -> Run {
         Run(self.command(args).output().unwrap(), args.join(" "))

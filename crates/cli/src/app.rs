@@ -38,6 +38,33 @@ pub(crate) enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Download a model (by name, or from a source URL, registering it).
+    Download {
+        /// A model name, or the URL of a source to take the model from.
+        name_or_url: String,
+        /// With a URL: which of the source's models.
+        #[arg(long, short = 'n')]
+        model_name: Option<String>,
+        /// Download again even if it is downloaded.
+        #[arg(long, short = 'o')]
+        overwrite: bool,
+    },
+    /// Print the path of a downloaded model.
+    Find {
+        /// `name` or `name@version`.
+        name: String,
+    },
+    /// Delete a downloaded model's files.
+    Delete {
+        /// `name` or `name@version`.
+        name: String,
+    },
+    /// Print the deployment config a model is built from (running its
+    /// source's load hook when it has no `default_deployment_config_dict`).
+    Config {
+        /// `name` or `name@version`.
+        name: String,
+    },
     /// Print or check a model's requirements.
     Requirements(RequirementsArgs),
     /// List the registered sources.
@@ -77,6 +104,9 @@ pub(crate) struct ListArgs {
     /// Print only the names.
     #[arg(long, short = 'n')]
     pub(crate) names_only: bool,
+    /// Only models that are downloaded.
+    #[arg(long, short = 'd')]
+    pub(crate) downloaded_only: bool,
     /// Only models that carry all of these tags.
     #[arg(long, short = 't', value_delimiter = ',')]
     pub(crate) tags: Vec<String>,

@@ -47,6 +47,24 @@ pub(crate) fn registry() -> Result<Registry> {
                 .collect()
         })
         .unwrap_or_default();
+    config.builtin = Some(zoo_registry::builtin_manifest());
+    config.mirrors = std::env::var("ZOO_DOWNLOAD_MIRRORS")
+        .unwrap_or_default()
+        .split([';', '\n'])
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(prefix, replacement)| (prefix.trim().to_owned(), replacement.trim().to_owned()))
+        .filter(|(prefix, _)| !prefix.is_empty())
+        .collect();
+    if let Ok(url) = std::env::var("ZOO_GOOGLE_DRIVE_URL")
+        && !url.trim().is_empty()
+    {
+        config.google_drive_url = url.trim().to_owned();
+    }
+    if let Ok(python) = std::env::var("ZOO_PYTHON")
+        && !python.trim().is_empty()
+    {
+        config.python = python.trim().to_owned();
+    }
     if let Some(bytes) = env_number("ZOO_MAX_EXTRACT_BYTES")? {
         config.extract_limits.max_bytes = bytes;
     }

@@ -68,6 +68,74 @@ pub enum RegistryError {
         /// Close names.
         suggestions: Vec<String>,
     },
+    /// A hook failed.
+    #[error("hook {hook} failed for model `{model}`: {message}{}", if stderr.is_empty() { String::new() } else { format!("; its stderr ends with:\n{stderr}") })]
+    Hook {
+        /// Which hook.
+        hook: String,
+        /// The model.
+        model: String,
+        /// What happened.
+        message: String,
+        /// The end of the hook's stderr.
+        stderr: String,
+    },
+    /// A load hook returned something other than a deployment config.
+    #[error(
+        "load hook {hook} of model `{model}` must return a JSON config `{{\"type\": ..., \"config\": {{...}}}}`, but {message}"
+    )]
+    BadLoadConfig {
+        /// Which hook.
+        hook: String,
+        /// The model.
+        model: String,
+        /// What it returned.
+        message: String,
+    },
+    /// A hook would run for a source the user has not trusted.
+    #[error(
+        "model `{model}` is set up by code in source `{source_url}`, which is not trusted: review the source, then run `zoo models trust-source {source_url}` (or register it with `--trust`)"
+    )]
+    NotTrusted {
+        /// The source.
+        source_url: String,
+        /// The model.
+        model: String,
+    },
+    /// A model has neither a manager nor a hook.
+    #[error(
+        "model `{model}` has no `manager` in its manifest and its source ships no `{hook}` hook: it cannot be {action}"
+    )]
+    NoMethod {
+        /// The model.
+        model: String,
+        /// The hook that was looked for.
+        hook: String,
+        /// `downloaded` or `loaded`.
+        action: String,
+    },
+    /// A model is not downloaded.
+    #[error("model `{name}` is not downloaded: run `zoo models download {name}`")]
+    NotDownloaded {
+        /// The model.
+        name: String,
+    },
+    /// A source offers several models and none was named.
+    #[error("source `{source_url}` offers several models ({}): name one with `--model-name`", models.join(", "))]
+    AmbiguousModel {
+        /// The source.
+        source_url: String,
+        /// Its models.
+        models: Vec<String>,
+    },
+    /// A model manager this version does not know.
+    #[error("model `{model}` has an unusable `manager`: {message}")]
+    BadManager {
+        /// The model.
+        model: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The registry index is unreadable.
     #[error(
         "registry index `{path}` is corrupt ({message}): fix or delete it, then register the sources again"

@@ -8,11 +8,15 @@
 //! ├── sources-v1.json        registered sources: identifier, normalised URL,
 //! │                          commit, trust, and the folders each installed
 //! ├── .registry.lock         held exclusively while sources change
+//! ├── .locks/                one lock per model: one download at a time
+//! ├── <builtin model files>  built-in and custom-manifest models
 //! ├── .tmp/                  staging: fetches and installs happen here, then
 //! │                          are renamed into place (same filesystem)
 //! └── voxel51/openai-clip/   one installed source (named by its manifest):
 //!     ├── manifest.json      `url` rewritten to the registered identifier
-//!     └── ...                the source's files, later its downloaded models
+//!     ├── ...                the source's files
+//!     ├── model-v2.pt        a downloaded model (versioned filename)
+//!     └── .model.pt.partial  a download in progress or interrupted
 //! ```
 //!
 //! Every change is staged in `.tmp/` and renamed into place under the lock,
@@ -24,9 +28,46 @@
 //! everything.
 
 mod error;
+mod hooks;
 mod index;
+mod models;
 mod registry;
 
 pub use error::RegistryError;
 pub use index::{InstalledManifest, RegisteredSource};
+pub use models::Downloaded;
 pub use registry::{RegisterOutcome, Registry, RegistryConfig, ZooView};
+
+/// The built-in manifest: FiftyOne's torchvision ImageNet classifiers that
+/// zoo runs natively (see `builtin/README.md`).
+pub fn builtin_manifest() -> zoo_manifest::Manifest {
+    const TEXT: &str = include_str!("../builtin/manifest-torch.json");
+    // Checked by a test; a broken built-in manifest is a build defect.
+    zoo_manifest::Manifest::from_slice(TEXT.as_bytes(), "builtin/manifest-torch.json")
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_builtin_manifest_parses_with_fiftyones_names() {
+        const TEXT: &str = include_str!("../builtin/manifest-torch.json");
+        let manifest =
+            zoo_manifest::Manifest::from_slice(TEXT.as_bytes(), "manifest-torch.json").unwrap();
+        assert_eq!(manifest.models.len(), 22);
+        let resnet18 = manifest
+            .models
+            .iter()
+            .find(|model| model.base_name == "resnet18-imagenet-torch")
+            .unwrap();
+        assert_eq!(
+            resnet18.base_filename.as_deref(),
+            Some("resnet18-5c106cde.pth")
+        );
+        assert_eq!(
+            resnet18.download_manager().unwrap().config["url"],
+            "https://download.pytorch.org/models/resnet18-5c106cde.pth"
+        );
+        assert_eq!(super::builtin_manifest(), manifest);
+    }
+}

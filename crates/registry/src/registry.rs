@@ -30,8 +30,15 @@ pub struct RegistryConfig {
     pub builtin: Option<Manifest>,
     /// Extra manifest files, merged after the built-in one.
     pub extra_manifests: Vec<PathBuf>,
-    /// Caps for unpacking sources.
+    /// Caps for unpacking sources and model archives.
     pub extract_limits: ExtractLimits,
+    /// Download URL prefixes to replace: `(prefix, replacement)`, first match
+    /// wins (a mirror of download.pytorch.org, or a loopback server in tests).
+    pub mirrors: Vec<(String, String)>,
+    /// Google Drive's base URL.
+    pub google_drive_url: String,
+    /// The Python interpreter for `__init__.py` hooks.
+    pub python: String,
 }
 
 impl RegistryConfig {
@@ -46,6 +53,9 @@ impl RegistryConfig {
             builtin: None,
             extra_manifests: Vec::new(),
             extract_limits: ExtractLimits::default(),
+            mirrors: Vec::new(),
+            google_drive_url: "https://drive.google.com".to_owned(),
+            python: "python3".to_owned(),
         }
     }
 }
@@ -135,6 +145,10 @@ impl Registry {
             &self.root().join(LOCK_FILE),
             LockMode::Exclusive,
         )?)
+    }
+
+    pub(crate) fn staging_dir(&self, prefix: &str) -> Result<tempfile::TempDir, RegistryError> {
+        self.staging(prefix)
     }
 
     fn staging(&self, prefix: &str) -> Result<tempfile::TempDir, RegistryError> {

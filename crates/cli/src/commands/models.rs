@@ -19,6 +19,41 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
         ModelsCommand::Info { name, json } => {
             info(&registry, &name, json).with_context(|| format!("`zoo models info {name}` failed"))
         }
+        ModelsCommand::Download {
+            name_or_url,
+            model_name,
+            overwrite,
+        } => download(
+            &registry,
+            &name_or_url,
+            model_name.as_deref(),
+            overwrite,
+            quiet,
+        )
+        .with_context(|| format!("downloading `{name_or_url}` failed")),
+        ModelsCommand::Find { name } => {
+            let path = registry
+                .find_model(&name)
+                .with_context(|| format!("finding model `{name}` failed"))?;
+            writeln!(std::io::stdout().lock(), "{}", path.display())?;
+            Ok(())
+        }
+        ModelsCommand::Delete { name } => {
+            let path = registry
+                .delete_model(&name)
+                .with_context(|| format!("deleting model `{name}` failed"))?;
+            eprintln!("deleted `{}`", path.display());
+            Ok(())
+        }
+        ModelsCommand::Config { name } => {
+            let (_, config) = registry
+                .deployment_config(&name, &serde_json::Map::new())
+                .with_context(|| format!("loading the config of model `{name}` failed"))?;
+            output::json(
+                &mut std::io::stdout().lock(),
+                &serde_json::to_value(config)?,
+            )
+        }
         ModelsCommand::Requirements(args) => requirements(&registry, &args)
             .with_context(|| format!("checking the requirements of `{}` failed", args.name)),
         ModelsCommand::ListSources { json } => {
@@ -59,8 +94,9 @@ fn origin(model: &ZooModel) -> String {
     model.origin.to_string()
 }
 
-fn model_json(model: &ZooModel) -> serde_json::Value {
+fn model_json(registry: &Registry, model: &ZooModel) -> serde_json::Value {
     json!({
+        "downloaded": registry.downloaded_path(model).is_some(),
         "name": model.name(),
         "base_name": model.model.base_name,
         "version": model.model.version,
@@ -88,12 +124,19 @@ fn list(registry: &Registry, args: &ListArgs) -> Result<()> {
         }),
         licenses: args.license.clone(),
     };
-    let models: Vec<&ZooModel> = view.zoo.filter(&filter).collect();
+    let models: Vec<&ZooModel> = view
+        .zoo
+        .filter(&filter)
+        .filter(|model| !args.downloaded_only || registry.downloaded_path(model).is_some())
+        .collect();
     let mut out = std::io::stdout().lock();
     if args.json {
         return output::json(
             &mut out,
-            &models.iter().map(|model| model_json(model)).collect(),
+            &models
+                .iter()
+                .map(|model| model_json(registry, model))
+                .collect(),
         );
     }
     if args.names_only {
@@ -104,23 +147,49 @@ fn list(registry: &Registry, args: &ListArgs) -> Result<()> {
     }
     let rows: Vec<Vec<String>> = models
         .iter()
-        .map(|model| vec![model.name(), model.model.tags().join(","), origin(model)])
+        .map(|model| {
+            vec![
+                model.name(),
+                if registry.downloaded_path(model).is_some() {
+                    "yes"
+                } else {
+                    "-"
+                }
+                .to_owned(),
+                model.model.tags().join(","),
+                origin(model),
+            ]
+        })
         .collect();
-    output::table(&mut out, &["NAME", "TAGS", "SOURCE"], &rows)
+    output::table(&mut out, &["NAME", "DOWNLOADED", "TAGS", "SOURCE"], &rows)
 }
 
 fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
     let model = registry.model(name)?;
     let mut out = std::io::stdout().lock();
     let entry = serde_json::to_value(&model.model)?;
+    let path = registry.model_path(&model);
+    let downloaded = registry.downloaded_path(&model);
     if json {
         return output::json(
             &mut out,
-            &json!({ "name": model.name(), "source": origin(&model), "manifest": entry }),
+            &json!({
+                "name": model.name(),
+                "source": origin(&model),
+                "model_path": path,
+                "downloaded": downloaded.is_some(),
+                "manifest": entry,
+            }),
         );
     }
-    writeln!(out, "name:   {}", model.name())?;
-    writeln!(out, "source: {}", origin(&model))?;
+    writeln!(out, "name:       {}", model.name())?;
+    writeln!(out, "source:     {}", origin(&model))?;
+    writeln!(out, "model path: {}", path.display())?;
+    writeln!(
+        out,
+        "downloaded: {}",
+        if downloaded.is_some() { "yes" } else { "no" }
+    )?;
     writeln!(out, "{}", serde_json::to_string_pretty(&entry)?)?;
     Ok(())
 }
@@ -280,6 +349,39 @@ fn list_sources(registry: &Registry, json: bool) -> Result<()> {
         })
         .collect();
     output::table(&mut out, &["URL", "NAMES", "COMMIT", "TRUSTED"], &rows)
+}
+
+fn download(
+    registry: &Registry,
+    name_or_url: &str,
+    model_name: Option<&str>,
+    overwrite: bool,
+    quiet: bool,
+) -> Result<()> {
+    let bar = Bar::new(quiet);
+    let lower = name_or_url.trim().to_ascii_lowercase();
+    let downloaded = if lower.starts_with("http://") || lower.starts_with("https://") {
+        registry.download_from_source(name_or_url, model_name, overwrite, &bar)?
+    } else {
+        if model_name.is_some() {
+            bail!("`--model-name` goes with a source URL; `{name_or_url}` is a model name");
+        }
+        registry.download_model(name_or_url, overwrite, &bar)?
+    };
+    if downloaded.fetched {
+        eprintln!(
+            "downloaded `{}` to `{}`",
+            downloaded.name,
+            downloaded.path.display()
+        );
+    } else {
+        eprintln!(
+            "model `{}` is already downloaded at `{}`",
+            downloaded.name,
+            downloaded.path.display()
+        );
+    }
+    Ok(())
 }
 
 fn register(
