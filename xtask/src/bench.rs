@@ -8,7 +8,7 @@ use crate::ci;
 
 /// Runs the benchmarks named in `args` (all when none).
 pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
-    let known = ["list"];
+    let known = ["list", "download"];
     let selected: Vec<&str> = if args.is_empty() {
         known.to_vec()
     } else {
@@ -24,6 +24,9 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
                     "cargo run --quiet --release --locked -p zoo-cli --example bench_list -- {zoo}"
                 )
                 .run()?;
+            }
+            "download" => {
+                cmd!(sh, "cargo run --quiet --release --locked -p zoo-cli --example bench_download -- {zoo}").run()?;
             }
             other => bail!("unknown benchmark `{other}`; known: {}", known.join(", ")),
         }

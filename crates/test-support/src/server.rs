@@ -74,6 +74,9 @@ pub struct Response {
     pub body: Vec<u8>,
     /// A fault to inject while sending the body.
     pub fault: Option<Fault>,
+    /// When set, the body is this slice of shared bytes (served without a
+    /// copy; `body` is then empty).
+    shared: Option<(Arc<Vec<u8>>, usize, usize)>,
 }
 
 impl Response {
@@ -84,6 +87,14 @@ impl Response {
             headers: Vec::new(),
             body: Vec::new(),
             fault: None,
+            shared: None,
+        }
+    }
+
+    fn body_bytes(&self) -> &[u8] {
+        match &self.shared {
+            Some((bytes, start, end)) => &bytes[*start..*end],
+            None => &self.body,
         }
     }
 
@@ -230,7 +241,7 @@ impl TestServer {
     /// `Accept-Ranges`, and `Range: bytes=a-b` / `bytes=a-` with `206`.
     pub fn file(&self, path: &str, content: impl Into<Vec<u8>>) {
         let content: Arc<Vec<u8>> = Arc::new(content.into());
-        self.handle(path, move |request| file_response(request, &content));
+        self.handle(path, move |request| shared_file_response(request, &content));
     }
 
     /// Answers requests no route matches (instead of `404`).
@@ -268,18 +279,28 @@ impl Drop for TestServer {
 /// The response a static file server gives for `content`: `Range` requests
 /// get `206` (or `416`), others `200`, all with `Accept-Ranges`.
 pub fn file_response(request: &Request, content: &[u8]) -> Response {
+    shared_file_response(request, &Arc::new(content.to_vec()))
+}
+
+fn shared_file_response(request: &Request, content: &Arc<Vec<u8>>) -> Response {
     let total = content.len();
+    let slice = |response: Response, start: usize, end: usize| Response {
+        shared: Some((Arc::clone(content), start, end)),
+        ..response
+    };
     let mut response = match request
         .header("range")
         .and_then(|range| parse_range(range, total))
     {
-        Some((start, end)) => Response::status(206)
-            .header("Content-Range", &format!("bytes {start}-{end}/{total}"))
-            .body(&content[start..=end]),
+        Some((start, end)) => slice(
+            Response::status(206).header("Content-Range", &format!("bytes {start}-{end}/{total}")),
+            start,
+            end + 1,
+        ),
         None if request.header("range").is_some() => {
             Response::status(416).header("Content-Range", &format!("bytes */{total}"))
         }
-        None => Response::ok(content),
+        None => slice(Response::status(200), 0, total),
     };
     response = response
         .header("Accept-Ranges", "bytes")
@@ -367,28 +388,29 @@ fn write_response(
     for (name, value) in &response.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
+    let body = response.body_bytes();
     head.push_str(&format!(
         "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        response.body.len()
+        body.len()
     ));
     stream.write_all(head.as_bytes())?;
     if request.method == "HEAD" {
         return stream.flush();
     }
     match response.fault {
-        None => stream.write_all(&response.body)?,
+        None => stream.write_all(body)?,
         Some(Fault::Truncate { after }) => {
-            stream.write_all(&response.body[..after.min(response.body.len())])?;
+            stream.write_all(&body[..after.min(body.len())])?;
             stream.flush()?;
             stream.shutdown(std::net::Shutdown::Both)?;
             return Ok(());
         }
         Some(Fault::Stall { after, pause }) => {
-            let split = after.min(response.body.len());
-            stream.write_all(&response.body[..split])?;
+            let split = after.min(body.len());
+            stream.write_all(&body[..split])?;
             stream.flush()?;
             std::thread::sleep(pause);
-            stream.write_all(&response.body[split..])?;
+            stream.write_all(&body[split..])?;
         }
     }
     stream.flush()
