@@ -1,5 +1,40 @@
-//! The model interface of zoo: label types, the `Model` traits and the
-//! apply/embed engine.
+//! The model interface of zoo: label types, the [`Model`] traits, the model
+//! [`ModelFactory`], and the apply/embed engine.
 //!
-//! This crate is laid out but not yet filled: see the project's issue on
-//! model core, output processors and datasets.
+//! - [`Label`]: FiftyOne's label types, serialised as FiftyOne writes them
+//!   (`_cls`, relative boxes, masks as base64 `.npy`).
+//! - [`Model`]: `predict_all` on a batch of preprocessed [`Input`]s; the
+//!   model's [`Preprocess`] runs on decode threads so decoding and resizing
+//!   overlap with the forward pass; capabilities for logits and embeddings.
+//! - [`ModelFactory`]: builds a model from a deployment config by its `type`
+//!   name; backends register builders (this crate knows no backend).
+//! - [`apply`] and [`embed`]: the engine over samples from any
+//!   [`ImageLoader`], writing results batch by batch through a callback.
+//!
+//! This crate does no disk or network I/O of its own: images arrive through
+//! [`ImageLoader`], results leave through callbacks.
+//!
+//! ```
+//! use zoo_model_core::Label;
+//! let label = Label::Classification { label: "cat".into(), confidence: Some(0.9), logits: None };
+//! assert_eq!(label.to_json()["_cls"], "Classification");
+//! ```
+
+mod apply;
+mod factory;
+mod fields;
+mod image;
+mod label;
+mod model;
+mod npy;
+
+pub use apply::{
+    ApplyError, ApplyOptions, ApplySummary, EmbedOutcome, ImageLoader, Outcome, Sample, apply,
+    embed,
+};
+pub use factory::{ModelBuilder, ModelFactory, ModelSpec};
+pub use fields::label_fields;
+pub use image::Image;
+pub use label::{Detection, Keypoint, Label, SegmentationMask};
+pub use model::{Input, Model, ModelError, Prediction, Preprocess, SetupGuard};
+pub use npy::{npy_bytes, npy_f32_bytes};

@@ -1,0 +1,357 @@
+//! The apply/embed engine: batches, decoding pipelined with inference,
+//! equal-shape grouping, thresholds, failures.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::fields::label_fields;
+use crate::image::Image;
+use crate::label::Label;
+use crate::model::{Input, Model, ModelError};
+
+/// A sample to run a model on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// The sample's id in its dataset.
+    pub id: i64,
+    /// The image file.
+    pub filepath: PathBuf,
+}
+
+/// Decodes sample images; implemented where the samples live.
+pub trait ImageLoader: Sync {
+    /// Loads a sample's image as RGB, or says why it cannot.
+    fn load(&self, sample: &Sample) -> Result<Image, String>;
+}
+
+/// How to apply a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplyOptions {
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Drop predictions below this confidence.
+    pub confidence_thresh: Option<f64>,
+    /// Store logits on the labels (models with logits only).
+    pub store_logits: bool,
+    /// Record per-sample failures and go on (else stop at the first).
+    pub skip_failures: bool,
+    /// The field predictions go to.
+    pub label_field: String,
+    /// Field names for a map prediction's keys (else `<field>_<key>`).
+    pub rename: BTreeMap<String, String>,
+    /// Decode the next batch while the model runs (else decode in turn).
+    pub pipelined: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 16,
+            confidence_thresh: None,
+            store_logits: false,
+            skip_failures: true,
+            label_field: "predictions".to_owned(),
+            rename: BTreeMap::new(),
+            pipelined: true,
+        }
+    }
+}
+
+/// The result for one sample of [`apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Labels by field (a `None` label: nothing predicted, e.g. below the
+    /// threshold).
+    Labels {
+        /// The sample.
+        sample_id: i64,
+        /// Field and label pairs.
+        fields: Vec<(String, Option<Label>)>,
+    },
+    /// The sample failed (unreadable image, inference error).
+    Failed {
+        /// The sample.
+        sample_id: i64,
+        /// Why.
+        error: String,
+    },
+}
+
+/// The result for one sample of [`embed`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbedOutcome {
+    /// The embedding.
+    Vector {
+        /// The sample.
+        sample_id: i64,
+        /// The vector.
+        values: Vec<f32>,
+    },
+    /// The sample failed.
+    Failed {
+        /// The sample.
+        sample_id: i64,
+        /// Why.
+        error: String,
+    },
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ApplySummary {
+    /// Samples with a result.
+    pub succeeded: usize,
+    /// Samples that failed.
+    pub failed: usize,
+    /// Forward calls made (one per equal-shape group).
+    pub forwards: usize,
+    /// Time spent in the model.
+    pub model_time: Duration,
+    /// Wall time of the run.
+    pub wall_time: Duration,
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// A sample failed and failures are not skipped.
+    #[error("sample `{filepath}` failed: {error} (failures stop the run unless they are skipped)")]
+    Sample {
+        /// The sample's file.
+        filepath: PathBuf,
+        /// Why it failed.
+        error: String,
+    },
+    /// Storing results failed.
+    #[error("storing results failed: {0}")]
+    Store(String),
+    /// The model cannot do what was asked.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+type Prepared = Vec<(Sample, Result<Input, String>)>;
+type Work<'a, T> = dyn FnMut(&mut dyn Model, &[Input]) -> Result<Vec<T>, ModelError> + 'a;
+type Emit<'a, T> = dyn FnMut(Vec<(i64, Result<T, String>)>) -> Result<(), String> + 'a;
+
+fn prepare(model: &dyn Model, loader: &dyn ImageLoader, batch: &[Sample]) -> Prepared {
+    let preprocessor = model.preprocessor();
+    batch
+        .par_iter()
+        .map(|sample| {
+            let input = loader.load(sample).and_then(|image| {
+                preprocessor
+                    .preprocess(image)
+                    .map_err(|err| err.to_string())
+            });
+            (sample.clone(), input)
+        })
+        .collect()
+}
+
+/// Runs `work` over samples batch by batch; `emit` gets each batch's results
+/// in sample order.
+fn run<T>(
+    model: &mut dyn Model,
+    samples: &[Sample],
+    loader: &dyn ImageLoader,
+    options: &ApplyOptions,
+    work: &mut Work<'_, T>,
+    emit: &mut Emit<'_, T>,
+) -> Result<ApplySummary, ApplyError> {
+    let started = Instant::now();
+    let mut summary = ApplySummary::default();
+    let batch_size = options.batch_size.max(1);
+    let batches: Vec<&[Sample]> = samples.chunks(batch_size).collect();
+    let mut consume = |model: &mut dyn Model, prepared: Prepared| -> Result<(), ApplyError> {
+        let mut results: Vec<Option<Result<T, String>>> = Vec::with_capacity(prepared.len());
+        let mut groups: BTreeMap<[usize; 3], Vec<usize>> = BTreeMap::new();
+        let ragged = model.ragged_batches();
+        for (index, (sample, input)) in prepared.iter().enumerate() {
+            match input {
+                Ok(input) => {
+                    let key = if ragged { input.shape } else { [0; 3] };
+                    groups.entry(key).or_default().push(index);
+                    results.push(None);
+                }
+                Err(error) => {
+                    if !options.skip_failures {
+                        return Err(ApplyError::Sample {
+                            filepath: sample.filepath.clone(),
+                            error: error.clone(),
+                        });
+                    }
+                    results.push(Some(Err(error.clone())));
+                }
+            }
+        }
+        for indices in groups.values() {
+            let inputs: Vec<Input> = indices
+                .iter()
+                .filter_map(|&index| prepared[index].1.as_ref().ok().cloned())
+                .collect();
+            let model_started = Instant::now();
+            let outputs = work(model, &inputs);
+            summary.model_time += model_started.elapsed();
+            summary.forwards += 1;
+            match outputs {
+                Ok(outputs) if outputs.len() == indices.len() => {
+                    for (&index, output) in indices.iter().zip(outputs) {
+                        results[index] = Some(Ok(output));
+                    }
+                }
+                Ok(outputs) => {
+                    return Err(ApplyError::Model(ModelError::Inference(format!(
+                        "the model returned {} results for {} inputs",
+                        outputs.len(),
+                        indices.len()
+                    ))));
+                }
+                Err(err) => {
+                    if !options.skip_failures {
+                        return Err(ApplyError::Sample {
+                            filepath: prepared[indices[0]].0.filepath.clone(),
+                            error: err.to_string(),
+                        });
+                    }
+                    for &index in indices {
+                        results[index] = Some(Err(err.to_string()));
+                    }
+                }
+            }
+        }
+        let batch: Vec<(i64, Result<T, String>)> = prepared
+            .iter()
+            .zip(results)
+            .map(|((sample, _), result)| {
+                (
+                    sample.id,
+                    result.unwrap_or_else(|| Err("no result".to_owned())),
+                )
+            })
+            .collect();
+        summary.failed += batch.iter().filter(|(_, result)| result.is_err()).count();
+        summary.succeeded += batch.iter().filter(|(_, result)| result.is_ok()).count();
+        emit(batch).map_err(ApplyError::Store)
+    };
+
+    if options.pipelined {
+        // Decode batch N+1 on rayon threads while the model runs batch N; the
+        // channel holds one batch, so memory stays flat however many samples.
+        let shared: &dyn Model = model;
+        let preprocessor = shared.preprocessor();
+        let (sender, receiver) = sync_channel::<Prepared>(1);
+        std::thread::scope(|scope| -> Result<(), ApplyError> {
+            // Owned here so that an early return drops it, which stops the
+            // producer instead of leaving it blocked on a full channel.
+            let receiver = receiver;
+            scope.spawn(move || {
+                for batch in batches {
+                    let prepared: Prepared = batch
+                        .par_iter()
+                        .map(|sample| {
+                            let input = loader.load(sample).and_then(|image| {
+                                preprocessor
+                                    .preprocess(image)
+                                    .map_err(|err| err.to_string())
+                            });
+                            (sample.clone(), input)
+                        })
+                        .collect();
+                    if sender.send(prepared).is_err() {
+                        break;
+                    }
+                }
+            });
+            for prepared in receiver.iter() {
+                consume(model, prepared)?;
+            }
+            Ok(())
+        })?;
+    } else {
+        for batch in batches {
+            let prepared = prepare(model, loader, batch);
+            consume(model, prepared)?;
+        }
+    }
+    summary.wall_time = started.elapsed();
+    Ok(summary)
+}
+
+/// Applies `model` to `samples` (FiftyOne's `apply_model`); `on_batch` gets
+/// each batch's outcomes, in order, to store them (in one transaction).
+pub fn apply(
+    model: &mut dyn Model,
+    samples: &[Sample],
+    loader: &dyn ImageLoader,
+    options: &ApplyOptions,
+    on_batch: &mut dyn FnMut(Vec<Outcome>) -> Result<(), String>,
+) -> Result<ApplySummary, ApplyError> {
+    if options.store_logits {
+        if !model.has_logits() {
+            return Err(ModelError::Unsupported("this model has no logits to store".into()).into());
+        }
+        model.set_store_logits(true);
+    }
+    let threshold = options.confidence_thresh;
+    let mut work = |model: &mut dyn Model, inputs: &[Input]| model.predict_all(inputs);
+    let mut emit = |batch: Vec<(i64, Result<crate::model::Prediction, String>)>| {
+        let outcomes = batch
+            .into_iter()
+            .map(|(sample_id, result)| match result {
+                Ok(prediction) => Outcome::Labels {
+                    sample_id,
+                    fields: label_fields(&options.label_field, prediction, &options.rename)
+                        .into_iter()
+                        .map(|(field, label)| {
+                            let label = match threshold {
+                                Some(threshold) => {
+                                    label.and_then(|label| label.thresholded(threshold))
+                                }
+                                None => label,
+                            };
+                            (field, label)
+                        })
+                        .collect(),
+                },
+                Err(error) => Outcome::Failed { sample_id, error },
+            })
+            .collect();
+        on_batch(outcomes)
+    };
+    run(model, samples, loader, options, &mut work, &mut emit)
+}
+
+/// Computes embeddings for `samples` (FiftyOne's `compute_embeddings`).
+pub fn embed(
+    model: &mut dyn Model,
+    samples: &[Sample],
+    loader: &dyn ImageLoader,
+    options: &ApplyOptions,
+    on_batch: &mut dyn FnMut(Vec<EmbedOutcome>) -> Result<(), String>,
+) -> Result<ApplySummary, ApplyError> {
+    if !model.has_embeddings() {
+        return Err(ModelError::Unsupported(
+            "this model does not compute embeddings (its config has no `embeddings_layer`)".into(),
+        )
+        .into());
+    }
+    let mut work = |model: &mut dyn Model, inputs: &[Input]| model.embed_all(inputs);
+    let mut emit = |batch: Vec<(i64, Result<Vec<f32>, String>)>| {
+        on_batch(
+            batch
+                .into_iter()
+                .map(|(sample_id, result)| match result {
+                    Ok(values) => EmbedOutcome::Vector { sample_id, values },
+                    Err(error) => EmbedOutcome::Failed { sample_id, error },
+                })
+                .collect(),
+        )
+    };
+    run(model, samples, loader, options, &mut work, &mut emit)
+}

@@ -1,0 +1,131 @@
+//! The model interface.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::image::Image;
+use crate::label::Label;
+
+/// Why a model failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// The model could not be built from its config.
+    #[error("cannot build model: {0}")]
+    Config(String),
+    /// An input could not be prepared.
+    #[error("cannot prepare the image: {0}")]
+    Preprocess(String),
+    /// The forward pass failed.
+    #[error("inference failed: {0}")]
+    Inference(String),
+    /// The model does not offer what was asked.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A preprocessed model input: `f32` values in `CHW` order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input {
+    /// `[channels, height, width]`.
+    pub shape: [usize; 3],
+    /// `channels * height * width` values.
+    pub data: Vec<f32>,
+    /// The original image size `(width, height)`, for relative coordinates.
+    pub original_size: (u32, u32),
+}
+
+/// What a model predicts for one image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prediction {
+    /// One label (or none, e.g. below a threshold).
+    Label(Option<Label>),
+    /// Several labels by key, stored as `<field>_<key>`.
+    Map(BTreeMap<String, Option<Label>>),
+}
+
+/// Turns a decoded image into a model input. Runs on decode threads, so it
+/// must be shareable.
+pub trait Preprocess: Send + Sync {
+    /// Prepares one image.
+    fn preprocess(&self, image: Image) -> Result<Input, ModelError>;
+}
+
+/// An image model (FiftyOne's `Model`, with `LogitsMixin` and
+/// `EmbeddingsMixin` as capabilities).
+pub trait Model: Send {
+    /// The preprocessing that turns decoded images into inputs.
+    fn preprocessor(&self) -> Arc<dyn Preprocess>;
+
+    /// Predicts a batch. Inputs of different shapes may arrive together; the
+    /// engine groups equal shapes before calling, so a backend may stack them.
+    fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError>;
+
+    /// Predicts one input.
+    fn predict(&mut self, input: &Input) -> Result<Prediction, ModelError> {
+        self.predict_all(std::slice::from_ref(input))?
+            .pop()
+            .ok_or_else(|| ModelError::Inference("the model returned no prediction".into()))
+    }
+
+    /// Whether inputs of different sizes must run one at a time (FiftyOne's
+    /// `ragged_batches`); the engine then batches equal sizes only.
+    fn ragged_batches(&self) -> bool {
+        true
+    }
+
+    /// Whether the model can store logits on its labels.
+    fn has_logits(&self) -> bool {
+        false
+    }
+
+    /// Asks the model to store logits (when it has them).
+    fn set_store_logits(&mut self, store: bool) {
+        let _ = store;
+    }
+
+    /// Whether the model computes embeddings.
+    fn has_embeddings(&self) -> bool {
+        false
+    }
+
+    /// One embedding vector per input.
+    fn embed_all(&mut self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let _ = inputs;
+        Err(ModelError::Unsupported(
+            "this model does not compute embeddings".into(),
+        ))
+    }
+
+    /// Acquires resources before a run (the context manager's `__enter__`).
+    fn setup(&mut self) -> Result<(), ModelError> {
+        Ok(())
+    }
+
+    /// Releases them (`__exit__`).
+    fn teardown(&mut self) {}
+}
+
+/// Holds a model set up for the guard's lifetime; tears it down on drop.
+pub struct SetupGuard<'a> {
+    model: &'a mut dyn Model,
+}
+
+impl<'a> SetupGuard<'a> {
+    /// Sets `model` up.
+    pub fn new(model: &'a mut dyn Model) -> Result<Self, ModelError> {
+        model.setup()?;
+        Ok(Self { model })
+    }
+
+    /// The model.
+    pub fn model(&mut self) -> &mut dyn Model {
+        self.model
+    }
+}
+
+impl Drop for SetupGuard<'_> {
+    fn drop(&mut self) {
+        self.model.teardown();
+    }
+}

@@ -1,0 +1,280 @@
+//! The apply/embed engine with a small pure-Rust model that computes its
+//! output from the pixels.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use zoo_model_core::{
+    ApplyOptions, EmbedOutcome, Image, ImageLoader, Input, Label, Model, ModelError, Outcome,
+    Prediction, Preprocess, Sample, apply, embed,
+};
+
+/// Mean brightness: "bright" when above 0.5, confidence = distance from 0.5
+/// times two; the embedding is the per-channel mean.
+struct Brightness {
+    forwards: Vec<usize>,
+    logits: bool,
+}
+
+struct Scale;
+
+impl Preprocess for Scale {
+    fn preprocess(&self, image: Image) -> Result<Input, ModelError> {
+        let (width, height) = (image.width as usize, image.height as usize);
+        let mut data = vec![0.0; 3 * width * height];
+        for (index, chunk) in image.pixels.chunks(3).enumerate() {
+            for channel in 0..3 {
+                data[channel * width * height + index] = f32::from(chunk[channel]) / 255.0;
+            }
+        }
+        Ok(Input {
+            shape: [3, height, width],
+            data,
+            original_size: (image.width, image.height),
+        })
+    }
+}
+
+impl Model for Brightness {
+    fn preprocessor(&self) -> Arc<dyn Preprocess> {
+        Arc::new(Scale)
+    }
+
+    fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
+        self.forwards.push(inputs.len());
+        let shape = inputs[0].shape;
+        assert!(
+            inputs.iter().all(|input| input.shape == shape),
+            "mixed shapes in one call"
+        );
+        Ok(inputs
+            .iter()
+            .map(|input| {
+                let mean = input.data.iter().sum::<f32>() / input.data.len() as f32;
+                Prediction::Label(Some(Label::Classification {
+                    label: if mean > 0.5 { "bright" } else { "dark" }.into(),
+                    confidence: Some(f64::from((mean - 0.5).abs() * 2.0)),
+                    logits: self.logits.then(|| vec![mean, 1.0 - mean]),
+                }))
+            })
+            .collect())
+    }
+
+    fn has_logits(&self) -> bool {
+        true
+    }
+
+    fn set_store_logits(&mut self, store: bool) {
+        self.logits = store;
+    }
+
+    fn has_embeddings(&self) -> bool {
+        true
+    }
+
+    fn embed_all(&mut self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, ModelError> {
+        Ok(inputs
+            .iter()
+            .map(|input| {
+                let plane = input.shape[1] * input.shape[2];
+                (0..3)
+                    .map(|c| {
+                        input.data[c * plane..(c + 1) * plane].iter().sum::<f32>() / plane as f32
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+/// Images are synthesised from the file name: `<value>-<width>.img`;
+/// anything else is unreadable.
+struct Synthetic;
+
+impl ImageLoader for Synthetic {
+    fn load(&self, sample: &Sample) -> Result<Image, String> {
+        let name = sample
+            .filepath
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let (value, width) = name
+            .split_once('-')
+            .ok_or_else(|| format!("cannot decode `{}`", sample.filepath.display()))?;
+        let value: u8 = value.parse().map_err(|_| "bad value".to_owned())?;
+        let width: u32 = width.parse().map_err(|_| "bad width".to_owned())?;
+        Ok(Image::new(width, 4, vec![value; width as usize * 4 * 3]).unwrap())
+    }
+}
+
+fn samples(names: &[&str]) -> Vec<Sample> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(id, name)| Sample {
+            id: id as i64,
+            filepath: PathBuf::from(format!("{name}.img")),
+        })
+        .collect()
+}
+
+fn run(options: &ApplyOptions, names: &[&str]) -> (Vec<Outcome>, Vec<usize>, usize) {
+    let mut model = Brightness {
+        forwards: Vec::new(),
+        logits: false,
+    };
+    let mut outcomes = Vec::new();
+    let summary = apply(
+        &mut model,
+        &samples(names),
+        &Synthetic,
+        options,
+        &mut |batch| {
+            outcomes.extend(batch);
+            Ok(())
+        },
+    )
+    .unwrap();
+    (outcomes, model.forwards, summary.failed)
+}
+
+#[test]
+fn labels_come_from_pixels_in_order_with_failures_recorded() {
+    let names = ["250-8", "10-8", "corrupt", "200-16", "30-8"];
+    let options = ApplyOptions {
+        batch_size: 4,
+        ..ApplyOptions::default()
+    };
+    let (outcomes, forwards, failed) = run(&options, &names);
+    assert_eq!(outcomes.len(), 5);
+    assert_eq!(failed, 1);
+    let labels: Vec<String> = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            Outcome::Labels { fields, .. } => match &fields[0].1 {
+                Some(Label::Classification { label, .. }) => label.clone(),
+                other => panic!("{other:?}"),
+            },
+            Outcome::Failed { error, .. } => format!("failed: {error}"),
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        vec![
+            "bright",
+            "dark",
+            "failed: cannot decode `corrupt.img`",
+            "bright",
+            "dark"
+        ]
+    );
+    // Batch one holds two widths (8, 16) plus the failure: two forwards;
+    // batch two holds one image.
+    assert_eq!(forwards, vec![2, 1, 1]);
+
+    let serial = ApplyOptions {
+        pipelined: false,
+        ..options
+    };
+    assert_eq!(run(&serial, &names).0, outcomes);
+}
+
+#[test]
+fn thresholds_logits_and_stopping_on_failure() {
+    let options = ApplyOptions {
+        confidence_thresh: Some(0.5),
+        store_logits: true,
+        label_field: "p".into(),
+        ..ApplyOptions::default()
+    };
+    let (outcomes, _, _) = run(&options, &["250-8", "140-8"]);
+    let Outcome::Labels { fields, .. } = &outcomes[0] else {
+        panic!()
+    };
+    assert_eq!(fields[0].0, "p");
+    let Some(Label::Classification {
+        logits: Some(logits),
+        ..
+    }) = &fields[0].1
+    else {
+        panic!("{fields:?}")
+    };
+    assert_eq!(logits.len(), 2);
+    let Outcome::Labels { fields, .. } = &outcomes[1] else {
+        panic!()
+    };
+    assert_eq!(fields[0].1, None, "below the threshold: no label");
+
+    let strict = ApplyOptions {
+        skip_failures: false,
+        ..ApplyOptions::default()
+    };
+    let mut model = Brightness {
+        forwards: Vec::new(),
+        logits: false,
+    };
+    let err = apply(
+        &mut model,
+        &samples(&["10-8", "corrupt"]),
+        &Synthetic,
+        &strict,
+        &mut |_| Ok(()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("corrupt.img"), "{err}");
+}
+
+#[test]
+fn embeddings_are_vectors_per_sample() {
+    let mut model = Brightness {
+        forwards: Vec::new(),
+        logits: false,
+    };
+    let mut vectors = Vec::new();
+    let summary = embed(
+        &mut model,
+        &samples(&["51-8", "corrupt", "102-4"]),
+        &Synthetic,
+        &ApplyOptions::default(),
+        &mut |batch| {
+            vectors.extend(batch);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(summary.succeeded, 2);
+    assert_eq!(vectors.len(), 3);
+    let EmbedOutcome::Vector { values, .. } = &vectors[0] else {
+        panic!()
+    };
+    assert!(
+        values.iter().all(|value| (value - 0.2).abs() < 1e-6),
+        "{values:?}"
+    );
+    assert!(matches!(vectors[1], EmbedOutcome::Failed { .. }));
+}
+
+#[test]
+fn a_storage_failure_stops_the_pipeline_without_hanging() {
+    let names: Vec<String> = (0..50).map(|index| format!("{}-8", index * 5)).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut model = Brightness {
+        forwards: Vec::new(),
+        logits: false,
+    };
+    let options = ApplyOptions {
+        batch_size: 2,
+        ..ApplyOptions::default()
+    };
+    let err = apply(
+        &mut model,
+        &samples(&names),
+        &Synthetic,
+        &options,
+        &mut |_| Err("disk full".into()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("disk full"));
+}
