@@ -1,0 +1,284 @@
+//! `DetectorOutputProcessor`, `InstanceSegmenterOutputProcessor`,
+//! `KeypointDetectorOutputProcessor`.
+
+use ndarray::{ArrayView1, ArrayView2, ArrayView3, ArrayView4};
+use zoo_model_core::{Detection, Keypoint, Label};
+
+use crate::class_name;
+
+/// One image's raw detector output (torchvision style).
+#[derive(Debug, Clone)]
+pub struct DetectorOutput<'a> {
+    /// `[K, 4]` absolute `x1, y1, x2, y2`.
+    pub boxes: ArrayView2<'a, f32>,
+    /// `[K]` class indices.
+    pub labels: ArrayView1<'a, i64>,
+    /// `[K]` scores.
+    pub scores: ArrayView1<'a, f32>,
+    /// The image `(width, height)` the boxes refer to.
+    pub image_size: (u32, u32),
+}
+
+/// Boxes, labels and scores to detections.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Detector {
+    /// Class names by index.
+    pub classes: Vec<String>,
+    /// Drop detections scoring below this.
+    pub confidence_thresh: Option<f32>,
+}
+
+impl Detector {
+    /// The kept detections' indices and their labels.
+    fn detections(&self, output: &DetectorOutput<'_>) -> Vec<(usize, Detection)> {
+        let (width, height) = (
+            f64::from(output.image_size.0),
+            f64::from(output.image_size.1),
+        );
+        let count = output
+            .boxes
+            .nrows()
+            .min(output.labels.len())
+            .min(output.scores.len());
+        (0..count)
+            .filter(|&k| {
+                let score = output.scores[k];
+                // NaN scores never pass a threshold.
+                self.confidence_thresh
+                    .is_none_or(|threshold| score >= threshold)
+            })
+            .map(|k| {
+                let [x1, y1, x2, y2] = [0, 1, 2, 3].map(|i| f64::from(output.boxes[[k, i]]));
+                let label = usize::try_from(output.labels[k]).map_or_else(
+                    |_| output.labels[k].to_string(),
+                    |index| class_name(&self.classes, index),
+                );
+                (
+                    k,
+                    Detection {
+                        label,
+                        bounding_box: [
+                            x1 / width,
+                            y1 / height,
+                            (x2 - x1) / width,
+                            (y2 - y1) / height,
+                        ],
+                        confidence: Some(f64::from(output.scores[k])),
+                        mask: None,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The detections of one image.
+    pub fn process(&self, output: &DetectorOutput<'_>) -> Label {
+        Label::Detections(
+            self.detections(output)
+                .into_iter()
+                .map(|(_, detection)| detection)
+                .collect(),
+        )
+    }
+}
+
+/// A detector whose detections carry instance masks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceSegmenter {
+    /// The box part.
+    pub detector: Detector,
+    /// Mask values above this are foreground (FiftyOne's default 0.5).
+    pub mask_thresh: f32,
+}
+
+impl InstanceSegmenter {
+    /// Detections with masks `[K, 1, H, W]` (image-sized) cropped to boxes.
+    pub fn process(&self, output: &DetectorOutput<'_>, masks: ArrayView4<'_, f32>) -> Label {
+        let (mask_height, mask_width) = (masks.shape()[2], masks.shape()[3]);
+        let detections = self
+            .detector
+            .detections(output)
+            .into_iter()
+            .map(|(k, mut detection)| {
+                // The box in mask pixels, rounded like FiftyOne and clamped.
+                let [x, y, w, h] = detection.bounding_box;
+                let clamp = |value: f64, limit: usize| (value.round().max(0.0) as usize).min(limit);
+                let x0 = clamp(x * mask_width as f64, mask_width);
+                let y0 = clamp(y * mask_height as f64, mask_height);
+                let x1 = clamp((x + w) * mask_width as f64, mask_width);
+                let y1 = clamp((y + h) * mask_height as f64, mask_height);
+                let (crop_h, crop_w) = (y1.saturating_sub(y0), x1.saturating_sub(x0));
+                let mut bits = Vec::with_capacity(crop_h * crop_w);
+                for row in y0..y0 + crop_h {
+                    for column in x0..x0 + crop_w {
+                        bits.push(u8::from(masks[[k, 0, row, column]] > self.mask_thresh));
+                    }
+                }
+                detection.mask = Some((crop_h, crop_w, bits));
+                detection
+            })
+            .collect();
+        Label::Detections(detections)
+    }
+}
+
+/// A detector whose detections come with keypoints.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeypointDetector {
+    /// The box part.
+    pub detector: Detector,
+}
+
+impl KeypointDetector {
+    /// Detections and keypoints `[K, P, 3]` (`x, y, visibility`) with
+    /// per-point scores `[K, P]`, as `(Detections, Keypoints)`.
+    pub fn process(
+        &self,
+        output: &DetectorOutput<'_>,
+        keypoints: ArrayView3<'_, f32>,
+        keypoint_scores: Option<ArrayView2<'_, f32>>,
+    ) -> (Label, Label) {
+        let (width, height) = (
+            f64::from(output.image_size.0),
+            f64::from(output.image_size.1),
+        );
+        let kept = self.detector.detections(output);
+        let points = kept
+            .iter()
+            .map(|(k, detection)| Keypoint {
+                label: detection.label.clone(),
+                points: (0..keypoints.shape()[1])
+                    .map(|p| {
+                        [
+                            f64::from(keypoints[[*k, p, 0]]) / width,
+                            f64::from(keypoints[[*k, p, 1]]) / height,
+                        ]
+                    })
+                    .collect(),
+                confidence: keypoint_scores.map(|scores| {
+                    (0..scores.shape()[1])
+                        .map(|p| f64::from(scores[[*k, p]]))
+                        .collect()
+                }),
+            })
+            .collect();
+        (
+            Label::Detections(kept.into_iter().map(|(_, detection)| detection).collect()),
+            Label::Keypoints(points),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array4, array};
+
+    use super::*;
+
+    fn output<'a>(
+        boxes: &'a ndarray::Array2<f32>,
+        labels: &'a ndarray::Array1<i64>,
+        scores: &'a ndarray::Array1<f32>,
+    ) -> DetectorOutput<'a> {
+        DetectorOutput {
+            boxes: boxes.view(),
+            labels: labels.view(),
+            scores: scores.view(),
+            image_size: (200, 100),
+        }
+    }
+
+    #[test]
+    fn boxes_become_relative_and_thresholds_filter() {
+        let boxes = array![
+            [20.0f32, 10.0, 120.0, 60.0],
+            [0.0, 0.0, 10.0, 10.0],
+            [-20.0, 90.0, 220.0, 130.0]
+        ];
+        let labels = array![1i64, 0, 7];
+        let scores = array![0.9f32, 0.2, f32::NAN];
+        let processor = Detector {
+            classes: vec!["bg".into(), "person".into()],
+            confidence_thresh: Some(0.5),
+        };
+        let Label::Detections(found) = processor.process(&output(&boxes, &labels, &scores)) else {
+            panic!()
+        };
+        assert_eq!(found.len(), 1, "low and NaN scores are dropped");
+        assert_eq!(found[0].label, "person");
+        assert_eq!(found[0].bounding_box, [0.1, 0.1, 0.5, 0.5]);
+        // Without a threshold: all kept; boxes outside the image stay as
+        // FiftyOne computes them (no clamping); unknown classes by index.
+        let open = Detector {
+            classes: vec!["bg".into(), "person".into()],
+            confidence_thresh: None,
+        };
+        let Label::Detections(all) = open.process(&output(&boxes, &labels, &scores)) else {
+            panic!()
+        };
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[2].label, "7");
+        assert_eq!(all[2].bounding_box, [-0.1, 0.9, 1.2, 0.4]);
+    }
+
+    #[test]
+    fn no_detections_is_an_empty_label() {
+        let boxes = ndarray::Array2::<f32>::zeros((0, 4));
+        let labels = ndarray::Array1::<i64>::zeros(0);
+        let scores = ndarray::Array1::<f32>::zeros(0);
+        assert_eq!(
+            Detector::default().process(&output(&boxes, &labels, &scores)),
+            Label::Detections(vec![])
+        );
+    }
+
+    #[test]
+    fn instance_masks_are_cropped_and_binarised() {
+        let boxes = array![[50.0f32, 25.0, 150.0, 75.0]];
+        let labels = array![0i64];
+        let scores = array![1.0f32];
+        // A 4x8 mask for a 200x100 image: box covers columns 2..6, rows 1..3.
+        let mut masks = Array4::<f32>::zeros((1, 1, 4, 8));
+        masks[[0, 0, 1, 2]] = 0.9;
+        masks[[0, 0, 2, 5]] = 0.6;
+        masks[[0, 0, 2, 4]] = 0.5;
+        let processor = InstanceSegmenter {
+            detector: Detector::default(),
+            mask_thresh: 0.5,
+        };
+        let Label::Detections(found) =
+            processor.process(&output(&boxes, &labels, &scores), masks.view())
+        else {
+            panic!()
+        };
+        let (h, w, bits) = found[0].mask.clone().unwrap();
+        assert_eq!((h, w), (2, 4));
+        assert_eq!(bits, vec![1, 0, 0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn keypoints_are_relative_with_scores() {
+        let boxes = array![[0.0f32, 0.0, 100.0, 50.0]];
+        let labels = array![1i64];
+        let scores = array![0.8f32];
+        let keypoints = array![[[100.0f32, 50.0, 1.0], [0.0, 0.0, 0.0]]];
+        let point_scores = array![[0.7f32, 0.1]];
+        let processor = KeypointDetector {
+            detector: Detector {
+                classes: vec!["other".into(), "person".into()],
+                confidence_thresh: None,
+            },
+        };
+        let (detections, points) = processor.process(
+            &output(&boxes, &labels, &scores),
+            keypoints.view(),
+            Some(point_scores.view()),
+        );
+        let Label::Keypoints(points) = points else {
+            panic!()
+        };
+        assert_eq!(points[0].points, vec![[0.5, 0.5], [0.0, 0.0]]);
+        assert_eq!(points[0].confidence.as_ref().unwrap().len(), 2);
+        assert!(matches!(detections, Label::Detections(ref found) if found.len() == 1));
+    }
+}
