@@ -7,6 +7,7 @@
 
 mod bench;
 mod ci;
+mod fixtures;
 mod libtorch;
 mod quickstart;
 mod tidy;
@@ -25,6 +26,7 @@ tasks:
   quickstart                       the main job: build zoo (release) and run it end to end
   bench [list|download]           benchmarks (release build); prints figures and ratios
   tidy                             check crate dependency rules (also run as a test)
+  fixtures                         regenerate the torch parity fixtures with PyTorch (venv in the cache)
 ";
 
 fn main() -> Result<()> {
@@ -55,6 +57,7 @@ fn main() -> Result<()> {
         "zoo" => ci::run_zoo(&sh, &rest),
         "quickstart" => quickstart::run(&sh),
         "bench" => bench::run(&sh, &rest),
+        "fixtures" => fixtures::run(&sh),
         "tidy" => {
             let problems = tidy::check(&sh)?;
             if problems.is_empty() {

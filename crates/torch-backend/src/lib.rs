@@ -1,15 +1,48 @@
 //! libtorch image models for zoo, through tch.
 //!
-//! This is the only crate that links libtorch. It turns FiftyOne-style
-//! deployment configs into runnable models; so far it owns device selection
-//! ([`DeviceSpec`]) and the runtime report ([`RuntimeInfo`]).
+//! This is the only crate that links libtorch. It builds FiftyOne's
+//! `TorchImageModel` / `TorchvisionImageModel` from deployment configs:
+//! torchvision architectures named by `entrypoint_fcn` with weights read
+//! from PyTorch `.pth` state dicts (a small unpickler, no Python), or
+//! TorchScript files; preprocessing reproduces FiftyOne's (Pillow's bilinear
+//! resize, bit for bit); outputs go through `zoo-output-processors`.
 //!
 //! ```no_run
-//! use zoo_torch_backend::DeviceSpec;
-//! let device = "cpu".parse::<DeviceSpec>().unwrap().resolve().unwrap();
-//! assert_eq!(device, tch::Device::Cpu);
+//! let mut factory = zoo_model_core::ModelFactory::new();
+//! zoo_torch_backend::register(&mut factory);
+//! assert!(factory.types().contains(&"fiftyone.utils.torch.TorchImageModel"));
 //! ```
 
+mod arch;
 mod device;
+mod model;
+mod pickle;
+mod preprocess;
+mod weights;
 
 pub use device::{DeviceError, DeviceSpec, RuntimeInfo};
+pub use model::{IMAGENET_LABELS, TYPE_NAMES, TorchImageModel, class_names};
+pub use preprocess::{Preprocessing, resize_bilinear};
+pub use weights::{WeightsError, load_into, read_named_tensors};
+
+/// The parameter names and shapes of a torchvision architecture as zoo
+/// builds it (`entrypoint` as in `entrypoint_fcn`), for checking weights.
+pub fn parameter_shapes(entrypoint: &str, classes: i64) -> Option<Vec<(String, Vec<i64>)>> {
+    let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
+    let store = tch::nn::VarStore::new(tch::Device::Cpu);
+    arch::build(name, &store.root(), classes)?;
+    let mut shapes: Vec<(String, Vec<i64>)> = store
+        .variables()
+        .into_iter()
+        .map(|(name, tensor)| (name, tensor.size()))
+        .collect();
+    shapes.sort();
+    Some(shapes)
+}
+
+/// Registers the torch model types with `factory`.
+pub fn register(factory: &mut zoo_model_core::ModelFactory) {
+    factory.register(TYPE_NAMES, |spec| {
+        Ok(Box::new(TorchImageModel::from_spec(spec)?))
+    });
+}

@@ -1,0 +1,300 @@
+//! torchvision architectures, split into a feature extractor and a head so
+//! that `embeddings_layer` can read the head's input.
+//!
+//! ResNets reuse `tch::vision`'s feature stacks. MobileNetV2 and DenseNet are
+//! written here: tch's DenseNet pools with a fixed 7x7 window where
+//! torchvision pools adaptively, which gives different numbers for any input
+//! that is not 224x224 (FiftyOne keeps images at native size). AlexNet, VGG,
+//! SqueezeNet and Inception v3 run whole through `tch::vision`, without
+//! embeddings.
+
+use tch::Tensor;
+use tch::nn::{self, ModuleT};
+
+/// A network as `head(features(x))`.
+pub(crate) struct Network {
+    features: Box<dyn ModuleT>,
+    head: Option<Box<dyn ModuleT>>,
+    /// The `embeddings_layer` whose input the features are, if any.
+    pub(crate) embeddings_layer: Option<&'static str>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("embeddings_layer", &self.embeddings_layer)
+            .finish()
+    }
+}
+
+impl Network {
+    /// Features (the head's input).
+    pub(crate) fn features(&self, input: &Tensor) -> Tensor {
+        self.features.forward_t(input, false)
+    }
+
+    /// Logits from features.
+    pub(crate) fn head(&self, features: &Tensor) -> Tensor {
+        match &self.head {
+            Some(head) => head.forward_t(features, false),
+            None => features.shallow_clone(),
+        }
+    }
+}
+
+fn boxed(module: impl ModuleT + 'static) -> Box<dyn ModuleT> {
+    Box::new(module)
+}
+
+/// The architectures zoo builds, by torchvision entrypoint name.
+pub(crate) const ARCHITECTURES: &[&str] = &[
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "mobilenet_v2",
+    "densenet121",
+    "densenet161",
+    "densenet169",
+    "densenet201",
+    "alexnet",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
+    "squeezenet1_0",
+    "squeezenet1_1",
+    "inception_v3",
+];
+
+/// Builds architecture `name` (the last part of an `entrypoint_fcn`).
+pub(crate) fn build(name: &str, root: &nn::Path, classes: i64) -> Option<Network> {
+    use tch::vision;
+    let linear = |input: i64| boxed(nn::linear(root / "fc", input, classes, Default::default()));
+    let whole = |module: Box<dyn ModuleT>| Network {
+        features: module,
+        head: None,
+        embeddings_layer: None,
+    };
+    Some(match name {
+        "resnet18" => Network {
+            features: boxed(vision::resnet::resnet18_no_final_layer(root)),
+            head: Some(linear(512)),
+            embeddings_layer: Some("<fc"),
+        },
+        "resnet34" => Network {
+            features: boxed(vision::resnet::resnet34_no_final_layer(root)),
+            head: Some(linear(512)),
+            embeddings_layer: Some("<fc"),
+        },
+        "resnet50" => Network {
+            features: boxed(vision::resnet::resnet50_no_final_layer(root)),
+            head: Some(linear(2048)),
+            embeddings_layer: Some("<fc"),
+        },
+        "resnet101" => Network {
+            features: boxed(vision::resnet::resnet101_no_final_layer(root)),
+            head: Some(linear(2048)),
+            embeddings_layer: Some("<fc"),
+        },
+        "resnet152" => Network {
+            features: boxed(vision::resnet::resnet150_no_final_layer(root)),
+            head: Some(linear(2048)),
+            embeddings_layer: Some("<fc"),
+        },
+        "mobilenet_v2" => mobilenet_v2(root, classes),
+        "densenet121" => densenet(root, 64, 32, &[6, 12, 24, 16], classes),
+        "densenet161" => densenet(root, 96, 48, &[6, 12, 36, 24], classes),
+        "densenet169" => densenet(root, 64, 32, &[6, 12, 32, 32], classes),
+        "densenet201" => densenet(root, 64, 32, &[6, 12, 48, 32], classes),
+        "alexnet" => whole(boxed(vision::alexnet::alexnet(root, classes))),
+        "vgg11" => whole(boxed(vision::vgg::vgg11(root, classes))),
+        "vgg11_bn" => whole(boxed(vision::vgg::vgg11_bn(root, classes))),
+        "vgg13" => whole(boxed(vision::vgg::vgg13(root, classes))),
+        "vgg13_bn" => whole(boxed(vision::vgg::vgg13_bn(root, classes))),
+        "vgg16" => whole(boxed(vision::vgg::vgg16(root, classes))),
+        "vgg16_bn" => whole(boxed(vision::vgg::vgg16_bn(root, classes))),
+        "vgg19" => whole(boxed(vision::vgg::vgg19(root, classes))),
+        "vgg19_bn" => whole(boxed(vision::vgg::vgg19_bn(root, classes))),
+        "squeezenet1_0" => whole(boxed(vision::squeezenet::v1_0(root, classes))),
+        "squeezenet1_1" => whole(boxed(vision::squeezenet::v1_1(root, classes))),
+        "inception_v3" => whole(boxed(vision::inception::v3(root, classes))),
+        _ => return None,
+    })
+}
+
+fn conv_bn_relu6(
+    p: nn::Path,
+    c_in: i64,
+    c_out: i64,
+    kernel: i64,
+    stride: i64,
+    groups: i64,
+) -> nn::SequentialT {
+    let config = nn::ConvConfig {
+        stride,
+        padding: (kernel - 1) / 2,
+        groups,
+        bias: false,
+        ..Default::default()
+    };
+    nn::seq_t()
+        .add(nn::conv2d(&p / 0, c_in, c_out, kernel, config))
+        .add(nn::batch_norm2d(&p / 1, c_out, Default::default()))
+        .add_fn(|xs| xs.clamp(0.0, 6.0))
+}
+
+fn inverted_residual(
+    p: nn::Path,
+    c_in: i64,
+    c_out: i64,
+    stride: i64,
+    expand: i64,
+) -> nn::FuncT<'static> {
+    let hidden = expand * c_in;
+    let mut conv = nn::seq_t();
+    let mut index = 0;
+    if expand != 1 {
+        conv = conv.add(conv_bn_relu6(&p / index, c_in, hidden, 1, 1, 1));
+        index += 1;
+    }
+    conv = conv
+        .add(conv_bn_relu6(&p / index, hidden, hidden, 3, stride, hidden))
+        .add(nn::conv2d(
+            &p / (index + 1),
+            hidden,
+            c_out,
+            1,
+            nn::ConvConfig {
+                bias: false,
+                ..Default::default()
+            },
+        ))
+        .add(nn::batch_norm2d(
+            &p / (index + 2),
+            c_out,
+            Default::default(),
+        ));
+    nn::func_t(move |xs, train| {
+        let ys = xs.apply_t(&conv, train);
+        if stride == 1 && c_in == c_out {
+            xs + ys
+        } else {
+            ys
+        }
+    })
+}
+
+/// torchvision's `mobilenet_v2`: features, global average pool, then
+/// `classifier.1` (`classifier.0` is dropout).
+fn mobilenet_v2(root: &nn::Path, classes: i64) -> Network {
+    const SETTINGS: [(i64, i64, i64, i64); 7] = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ];
+    let features_path = root / "features";
+    let mut c_in = 32;
+    let mut features = nn::seq_t().add(conv_bn_relu6(&features_path / 0, 3, c_in, 3, 2, 1));
+    let mut layer = 1;
+    for (expand, c_out, repeats, stride) in SETTINGS {
+        for repeat in 0..repeats {
+            let stride = if repeat == 0 { stride } else { 1 };
+            features = features.add(inverted_residual(
+                &features_path / layer / "conv",
+                c_in,
+                c_out,
+                stride,
+                expand,
+            ));
+            c_in = c_out;
+            layer += 1;
+        }
+    }
+    features = features
+        .add(conv_bn_relu6(&features_path / layer, c_in, 1280, 1, 1, 1))
+        .add_fn(|xs| xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1));
+    let head = nn::linear(root / "classifier" / 1, 1280, classes, Default::default());
+    Network {
+        features: boxed(features),
+        head: Some(boxed(head)),
+        embeddings_layer: Some("<classifier.1"),
+    }
+}
+
+fn densenet(root: &nn::Path, c_in: i64, growth: i64, blocks: &[i64], classes: i64) -> Network {
+    let conv = |p: nn::Path, c_in: i64, c_out: i64, kernel: i64, padding: i64, stride: i64| {
+        nn::conv2d(
+            p,
+            c_in,
+            c_out,
+            kernel,
+            nn::ConvConfig {
+                stride,
+                padding,
+                bias: false,
+                ..Default::default()
+            },
+        )
+    };
+    let bn_size = 4;
+    let fp = root / "features";
+    let mut features = nn::seq_t()
+        .add(conv(&fp / "conv0", 3, c_in, 7, 3, 2))
+        .add(nn::batch_norm2d(&fp / "norm0", c_in, Default::default()))
+        .add_fn(|xs| xs.relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false));
+    let mut channels = c_in;
+    for (block, &layers) in blocks.iter().enumerate() {
+        let bp = &fp / format!("denseblock{}", block + 1);
+        for layer in 0..layers {
+            let lp = &bp / format!("denselayer{}", layer + 1);
+            let inner = bn_size * growth;
+            let dense = nn::seq_t()
+                .add(nn::batch_norm2d(
+                    &lp / "norm1",
+                    channels,
+                    Default::default(),
+                ))
+                .add_fn(|xs| xs.relu())
+                .add(conv(&lp / "conv1", channels, inner, 1, 0, 1))
+                .add(nn::batch_norm2d(&lp / "norm2", inner, Default::default()))
+                .add_fn(|xs| xs.relu())
+                .add(conv(&lp / "conv2", inner, growth, 3, 1, 1));
+            features = features.add_fn_t(move |xs, train| {
+                Tensor::cat(&[xs.shallow_clone(), xs.apply_t(&dense, train)], 1)
+            });
+            channels += growth;
+        }
+        if block + 1 != blocks.len() {
+            let tp = &fp / format!("transition{}", block + 1);
+            features = features
+                .add(nn::batch_norm2d(&tp / "norm", channels, Default::default()))
+                .add_fn(|xs| xs.relu())
+                .add(conv(&tp / "conv", channels, channels / 2, 1, 0, 1))
+                .add_fn(|xs| xs.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>));
+            channels /= 2;
+        }
+    }
+    features = features
+        .add(nn::batch_norm2d(
+            &fp / "norm5",
+            channels,
+            Default::default(),
+        ))
+        .add_fn(|xs| xs.relu().adaptive_avg_pool2d([1, 1]).flatten(1, -1));
+    let head = nn::linear(root / "classifier", channels, classes, Default::default());
+    Network {
+        features: boxed(features),
+        head: Some(boxed(head)),
+        embeddings_layer: Some("<classifier"),
+    }
+}

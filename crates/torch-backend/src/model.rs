@@ -1,0 +1,460 @@
+//! `TorchImageModel`: FiftyOne's torch image model on libtorch.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ndarray::{Array1, Array2};
+use serde_json::{Map, Value};
+use tch::{CModule, Device, IValue, Kind, Tensor, nn::VarStore};
+use zoo_model_core::{Input, Model, ModelError, ModelSpec, Prediction, Preprocess};
+use zoo_output_processors::{Classifier, Detector, DetectorOutput};
+
+use crate::arch::{self, Network};
+use crate::device::DeviceSpec;
+use crate::preprocess::Preprocessing;
+use crate::weights::{load_into, read_named_tensors};
+
+/// ImageNet's 1,000 class names, as torchvision orders them; what
+/// `{{eta-resources}}/imagenet-labels-no-background.txt` resolves to.
+pub const IMAGENET_LABELS: &str = include_str!("../resources/imagenet-labels-no-background.txt");
+
+/// The type names this backend answers to.
+pub const TYPE_NAMES: &[&str] = &[
+    "fiftyone.utils.torch.TorchImageModel",
+    "fiftyone.zoo.models.torch.TorchvisionImageModel",
+    "TorchImageModel",
+    "TorchvisionImageModel",
+    "torch",
+];
+
+enum Net {
+    Vision {
+        _store: VarStore,
+        network: Network,
+    },
+    Script {
+        module: CModule,
+        embed_method: Option<String>,
+    },
+}
+
+enum Processor {
+    Classifier(Classifier),
+    Detector(Detector),
+}
+
+/// A torch image model built from a FiftyOne deployment config.
+pub struct TorchImageModel {
+    net: Net,
+    device: Device,
+    half: bool,
+    preprocessing: Arc<Preprocessing>,
+    processor: Processor,
+    ragged: bool,
+}
+
+fn config_error(message: impl Into<String>) -> ModelError {
+    ModelError::Config(message.into())
+}
+
+fn floats3(
+    config: &Map<String, Value>,
+    key: &str,
+    default: [f32; 3],
+) -> Result<[f32; 3], ModelError> {
+    match config.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Array(items)) if items.len() == 3 => {
+            let mut out = [0f32; 3];
+            for (slot, item) in out.iter_mut().zip(items) {
+                *slot = item
+                    .as_f64()
+                    .ok_or_else(|| config_error(format!("`{key}` must hold numbers")))?
+                    as f32;
+            }
+            Ok(out)
+        }
+        Some(other) => Err(config_error(format!(
+            "`{key}` must be a list of 3 numbers, got `{other}`"
+        ))),
+    }
+}
+
+fn dim(config: &Map<String, Value>, key: &str) -> Result<Option<u32>, ModelError> {
+    match config.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .and_then(|value| u32::try_from(value).ok())
+            .map(Some)
+            .ok_or_else(|| config_error(format!("`{key}` must be a whole number, got `{value}`"))),
+    }
+}
+
+/// The class names a config gives: `classes`, `labels_string`, or
+/// `labels_path` (zoo's own ImageNet file for `{{eta-resources}}`).
+pub fn class_names(config: &Map<String, Value>) -> Result<Vec<String>, ModelError> {
+    if let Some(Value::Array(classes)) = config.get("classes") {
+        return Ok(classes
+            .iter()
+            .map(|value| {
+                value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned)
+            })
+            .collect());
+    }
+    if let Some(Value::String(labels)) = config.get("labels_string") {
+        return Ok(labels
+            .split(',')
+            .map(|label| label.trim().to_owned())
+            .collect());
+    }
+    if let Some(Value::String(path)) = config.get("labels_path") {
+        if let Some(resource) = path.strip_prefix("{{eta-resources}}/") {
+            return match resource {
+                "imagenet-labels-no-background.txt" => {
+                    Ok(IMAGENET_LABELS.lines().map(str::to_owned).collect())
+                }
+                other => Err(config_error(format!(
+                    "labels file `{other}` is not shipped with zoo; give `classes` or a `labels_path` on disk"
+                ))),
+            };
+        }
+        let text = fs_err::read_to_string(path).map_err(|err| config_error(err.to_string()))?;
+        return Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect());
+    }
+    Ok(Vec::new())
+}
+
+impl TorchImageModel {
+    /// Builds the model a spec describes.
+    pub fn from_spec(spec: &ModelSpec) -> Result<Self, ModelError> {
+        let config = &spec.config;
+        let device_text = config.get("device").and_then(Value::as_str).unwrap_or("");
+        let device = device_text
+            .parse::<DeviceSpec>()
+            .and_then(DeviceSpec::resolve)
+            .map_err(|err| config_error(err.to_string()))?;
+        let half = config
+            .get("use_half_precision")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            && device.is_cuda();
+        let model_path: Option<PathBuf> = config
+            .get("model_path")
+            .and_then(Value::as_str)
+            .map(PathBuf::from)
+            .or_else(|| spec.model_path.clone());
+        let model_path = model_path.ok_or_else(|| {
+            config_error(
+                "no weights: the model is not downloaded and the config has no `model_path`",
+            )
+        })?;
+        let classes = class_names(config)?;
+        let preprocessing = Preprocessing {
+            min_dim: dim(config, "image_min_dim")?,
+            max_dim: dim(config, "image_max_dim")?,
+            size: match config.get("image_size") {
+                Some(Value::Array(items)) if items.len() == 2 => {
+                    let get = |index: usize| items[index].as_u64().map(|value| value as u32);
+                    get(0).zip(get(1))
+                }
+                _ => None,
+            },
+            mean: floats3(config, "image_mean", [0.0; 3])?,
+            std: floats3(config, "image_std", [1.0; 3])?,
+        };
+        let processor_name = config
+            .get("output_processor_cls")
+            .and_then(Value::as_str)
+            .unwrap_or("fiftyone.utils.torch.ClassifierOutputProcessor");
+        let processor_args = config
+            .get("output_processor_args")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let threshold = config
+            .get("confidence_thresh")
+            .and_then(Value::as_f64)
+            .map(|value| value as f32);
+        let processor = match processor_name.rsplit('.').next().unwrap_or_default() {
+            "ClassifierOutputProcessor" => Processor::Classifier(Classifier {
+                classes: classes.clone(),
+                store_logits: false,
+            }),
+            "DetectorOutputProcessor" => Processor::Detector(Detector {
+                classes: classes.clone(),
+                confidence_thresh: processor_args
+                    .get("confidence_thresh")
+                    .and_then(Value::as_f64)
+                    .map(|value| value as f32)
+                    .or(threshold),
+            }),
+            other => {
+                return Err(ModelError::Unsupported(format!(
+                    "output processor `{other}` is not supported by zoo's torch backend yet"
+                )));
+            }
+        };
+        let embeddings_layer = config
+            .get("embeddings_layer")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let net = match config.get("entrypoint_fcn").and_then(Value::as_str) {
+            Some(entrypoint) => {
+                let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
+                let mut store = VarStore::new(device);
+                let outputs = if classes.is_empty() {
+                    1000
+                } else {
+                    classes.len() as i64
+                };
+                let network = arch::build(name, &store.root(), outputs).ok_or_else(|| {
+                    ModelError::Unsupported(format!(
+                        "architecture `{entrypoint}` is not available natively; zoo builds: {}",
+                        arch::ARCHITECTURES.join(", ")
+                    ))
+                })?;
+                if let Some(layer) = &embeddings_layer
+                    && network.embeddings_layer != Some(layer.as_str())
+                {
+                    tracing::warn!(
+                        layer,
+                        entrypoint,
+                        "embeddings_layer not available for this architecture; embeddings disabled"
+                    );
+                }
+                let tensors =
+                    read_named_tensors(&model_path).map_err(|err| config_error(err.to_string()))?;
+                load_into(&mut store, tensors, &model_path)
+                    .map_err(|err| config_error(err.to_string()))?;
+                if half {
+                    store.half();
+                }
+                Net::Vision {
+                    _store: store,
+                    network,
+                }
+            }
+            None => {
+                let mut module = CModule::load_on_device(&model_path, device).map_err(|err| {
+                    config_error(format!(
+                        "cannot load TorchScript `{}`: {err}",
+                        model_path.display()
+                    ))
+                })?;
+                module.set_eval();
+                Net::Script {
+                    module,
+                    embed_method: embeddings_layer,
+                }
+            }
+        };
+        let ragged = config
+            .get("ragged_batches")
+            .and_then(Value::as_bool)
+            .unwrap_or(preprocessing.size.is_none());
+        Ok(Self {
+            net,
+            device,
+            half,
+            preprocessing: Arc::new(preprocessing),
+            processor,
+            ragged,
+        })
+    }
+
+    fn batch(&self, inputs: &[Input]) -> Result<Tensor, ModelError> {
+        let [c, h, w] = inputs
+            .first()
+            .map(|input| input.shape)
+            .ok_or_else(|| ModelError::Inference("empty batch".into()))?;
+        if inputs.iter().any(|input| input.shape != [c, h, w]) {
+            return Err(ModelError::Inference(
+                "inputs of different sizes in one batch".into(),
+            ));
+        }
+        let mut data = Vec::with_capacity(inputs.len() * c * h * w);
+        for input in inputs {
+            data.extend_from_slice(&input.data);
+        }
+        let tensor = Tensor::from_slice(&data)
+            .view([inputs.len() as i64, c as i64, h as i64, w as i64])
+            .to_device(self.device);
+        Ok(if self.half {
+            tensor.to_kind(Kind::Half)
+        } else {
+            tensor
+        })
+    }
+
+    fn logits(&self, batch: &Tensor) -> Result<Tensor, ModelError> {
+        match &self.net {
+            Net::Vision { network, .. } => Ok(network.head(&network.features(batch))),
+            Net::Script { module, .. } => module
+                .forward_ts(&[batch])
+                .map_err(|err| ModelError::Inference(err.to_string())),
+        }
+    }
+}
+
+fn to_array2(tensor: &Tensor) -> Result<Array2<f32>, ModelError> {
+    let tensor = tensor
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous();
+    let size = tensor.size();
+    let [rows, columns] = size.as_slice() else {
+        return Err(ModelError::Inference(format!(
+            "expected a [N, M] output, got {size:?}"
+        )));
+    };
+    let values = Vec::<f32>::try_from(tensor.flatten(0, -1))
+        .map_err(|err| ModelError::Inference(err.to_string()))?;
+    Array2::from_shape_vec((*rows as usize, *columns as usize), values)
+        .map_err(|err| ModelError::Inference(err.to_string()))
+}
+
+fn dict_tensor(dict: &[(IValue, IValue)], key: &str) -> Result<Tensor, ModelError> {
+    dict.iter()
+        .find_map(|(name, value)| match (name, value) {
+            (IValue::String(name), IValue::Tensor(tensor)) if name == key => {
+                Some(tensor.shallow_clone())
+            }
+            _ => None,
+        })
+        .ok_or_else(|| ModelError::Inference(format!("detector output has no `{key}` tensor")))
+}
+
+impl Model for TorchImageModel {
+    fn preprocessor(&self) -> Arc<dyn Preprocess> {
+        self.preprocessing.clone()
+    }
+
+    fn ragged_batches(&self) -> bool {
+        self.ragged
+    }
+
+    fn has_logits(&self) -> bool {
+        matches!(self.processor, Processor::Classifier(_))
+    }
+
+    fn set_store_logits(&mut self, store: bool) {
+        if let Processor::Classifier(classifier) = &mut self.processor {
+            classifier.store_logits = store;
+        }
+    }
+
+    fn has_embeddings(&self) -> bool {
+        match &self.net {
+            Net::Vision { network, .. } => network.embeddings_layer.is_some(),
+            Net::Script { embed_method, .. } => embed_method.is_some(),
+        }
+    }
+
+    fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
+        let batch = self.batch(inputs)?;
+        tch::no_grad(|| match &self.processor {
+            Processor::Classifier(classifier) => {
+                let logits = to_array2(&self.logits(&batch)?)?;
+                Ok(classifier
+                    .process(logits.view())
+                    .into_iter()
+                    .map(|label| Prediction::Label(Some(label)))
+                    .collect())
+            }
+            Processor::Detector(detector) => {
+                let Net::Script { module, .. } = &self.net else {
+                    return Err(ModelError::Unsupported(
+                        "detectors run as TorchScript only".into(),
+                    ));
+                };
+                let images: Vec<Tensor> = (0..inputs.len() as i64)
+                    .map(|index| batch.get(index))
+                    .collect();
+                let output = module
+                    .forward_is(&[IValue::TensorList(images)])
+                    .map_err(|err| ModelError::Inference(err.to_string()))?;
+                // torchvision detectors return a list of dicts, or a
+                // (losses, detections) tuple when scripted.
+                let list = match output {
+                    IValue::GenericList(items) => items,
+                    IValue::Tuple(mut items) if items.len() == 2 => match items.pop() {
+                        Some(IValue::GenericList(items)) => items,
+                        other => {
+                            return Err(ModelError::Inference(format!(
+                                "unexpected detector output {other:?}"
+                            )));
+                        }
+                    },
+                    other => {
+                        return Err(ModelError::Inference(format!(
+                            "unexpected detector output {other:?}"
+                        )));
+                    }
+                };
+                list.into_iter()
+                    .zip(inputs)
+                    .map(|(item, input)| {
+                        let IValue::GenericDict(dict) = item else {
+                            return Err(ModelError::Inference(
+                                "detector output items must be dicts".into(),
+                            ));
+                        };
+                        let boxes = to_array2(&dict_tensor(&dict, "boxes")?)?;
+                        let labels = Vec::<i64>::try_from(
+                            dict_tensor(&dict, "labels")?
+                                .to_kind(Kind::Int64)
+                                .to_device(Device::Cpu),
+                        )
+                        .map_err(|err| ModelError::Inference(err.to_string()))?;
+                        let scores = Vec::<f32>::try_from(
+                            dict_tensor(&dict, "scores")?
+                                .to_kind(Kind::Float)
+                                .to_device(Device::Cpu),
+                        )
+                        .map_err(|err| ModelError::Inference(err.to_string()))?;
+                        let (labels, scores) = (Array1::from(labels), Array1::from(scores));
+                        let output = DetectorOutput {
+                            boxes: boxes.view(),
+                            labels: labels.view(),
+                            scores: scores.view(),
+                            image_size: (input.shape[2] as u32, input.shape[1] as u32),
+                        };
+                        Ok(Prediction::Label(Some(detector.process(&output))))
+                    })
+                    .collect()
+            }
+        })
+    }
+
+    fn embed_all(&mut self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let batch = self.batch(inputs)?;
+        let features = tch::no_grad(|| match &self.net {
+            Net::Vision { network, .. } if network.embeddings_layer.is_some() => {
+                Ok(network.features(&batch))
+            }
+            Net::Script {
+                module,
+                embed_method: Some(method),
+            } => module
+                .method_ts(method, &[batch.shallow_clone()])
+                .map_err(|err| ModelError::Inference(err.to_string())),
+            _ => Err(ModelError::Unsupported(
+                "this model does not compute embeddings".into(),
+            )),
+        })?;
+        let features = to_array2(&features.flatten(1, -1))?;
+        Ok(features
+            .rows()
+            .into_iter()
+            .map(|row| row.to_vec())
+            .collect())
+    }
+}

@@ -1,0 +1,278 @@
+//! FiftyOne's `TorchImageModel` preprocessing, reproduced exactly (SPEC 11):
+//! min-dim then max-dim resize with round-half-even sizes, Pillow's bilinear
+//! resampler (separable, antialiased, 22-bit fixed point, rounded to `u8`
+//! between passes), then `x / 255`, `(x - mean) / std` in `f32`.
+
+use zoo_model_core::{Image, Input, ModelError, Preprocess};
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// The preprocessing a model config asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preprocessing {
+    /// Upscale so both sides are at least this.
+    pub min_dim: Option<u32>,
+    /// Downscale so both sides are at most this.
+    pub max_dim: Option<u32>,
+    /// Resize to exactly `(width, height)` instead.
+    pub size: Option<(u32, u32)>,
+    /// Per-channel mean.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation.
+    pub std: [f32; 3],
+}
+
+impl Default for Preprocessing {
+    fn default() -> Self {
+        Self {
+            min_dim: None,
+            max_dim: None,
+            size: None,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        }
+    }
+}
+
+impl Preprocessing {
+    /// The size an image of `(width, height)` is resized to.
+    pub fn target_size(&self, width: u32, height: u32) -> (u32, u32) {
+        if let Some(size) = self.size {
+            return size;
+        }
+        let (mut w, mut h) = (f64::from(width), f64::from(height));
+        if let Some(min) = self.min_dim.map(f64::from)
+            && (w < min || h < min)
+        {
+            let scale = (min / h).max(min / w);
+            (w, h) = ((scale * w).round_ties_even(), (scale * h).round_ties_even());
+        }
+        if let Some(max) = self.max_dim.map(f64::from)
+            && (w > max || h > max)
+        {
+            let scale = (max / h).min(max / w);
+            (w, h) = ((scale * w).round_ties_even(), (scale * h).round_ties_even());
+        }
+        ((w as u32).max(1), (h as u32).max(1))
+    }
+
+    /// Resizes like Pillow and normalises into a `CHW` input.
+    pub fn apply(&self, image: &Image) -> Input {
+        let (width, height) = self.target_size(image.width, image.height);
+        let resized;
+        let source = if (width, height) == (image.width, image.height) {
+            image
+        } else {
+            resized = resize_bilinear(image, width, height);
+            &resized
+        };
+        let plane = width as usize * height as usize;
+        let mut data = vec![0.0f32; 3 * plane];
+        for (index, pixel) in source.pixels.chunks_exact(3).enumerate() {
+            for channel in 0..3 {
+                let value = f32::from(pixel[channel]) / 255.0;
+                data[channel * plane + index] = (value - self.mean[channel]) / self.std[channel];
+            }
+        }
+        Input {
+            shape: [3, height as usize, width as usize],
+            data,
+            original_size: (image.width, image.height),
+        }
+    }
+}
+
+impl Preprocess for Preprocessing {
+    fn preprocess(&self, image: Image) -> Result<Input, ModelError> {
+        Ok(self.apply(&image))
+    }
+}
+
+/// Pillow's per-output-pixel source bounds and fixed-point weights.
+struct Coefficients {
+    size: usize,
+    bounds: Vec<(usize, usize)>,
+    weights: Vec<i32>,
+}
+
+fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = filterscale; // bilinear support 1.0, widened when shrinking
+    let size = support.ceil() as usize * 2 + 1;
+    let mut bounds = Vec::with_capacity(out_size);
+    let mut weights = vec![0i32; out_size * size];
+    let mut row = vec![0f64; size];
+    for xx in 0..out_size {
+        let center = (xx as f64 + 0.5) * scale;
+        let inverse = 1.0 / filterscale;
+        // C casts truncate towards zero.
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+        let count = xmax.saturating_sub(xmin);
+        let mut total = 0.0;
+        for (x, slot) in row.iter_mut().enumerate().take(count) {
+            let distance = ((x + xmin) as f64 - center + 0.5) * inverse;
+            let weight = (1.0 - distance.abs()).max(0.0);
+            *slot = weight;
+            total += weight;
+        }
+        for (x, slot) in row.iter().enumerate().take(count) {
+            let weight = if total != 0.0 { slot / total } else { *slot };
+            let fixed = weight * f64::from(1u32 << PRECISION_BITS);
+            weights[xx * size + x] = if weight < 0.0 {
+                (-0.5 + fixed) as i32
+            } else {
+                (0.5 + fixed) as i32
+            };
+        }
+        bounds.push((xmin, count));
+    }
+    Coefficients {
+        size,
+        bounds,
+        weights,
+    }
+}
+
+fn clip8(value: i64) -> u8 {
+    (value >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Resizes an RGB image with Pillow's `Image.BILINEAR` (reducing gap off),
+/// bit for bit.
+pub fn resize_bilinear(image: &Image, width: u32, height: u32) -> Image {
+    let (in_w, in_h) = (image.width as usize, image.height as usize);
+    let (out_w, out_h) = (width as usize, height as usize);
+    let horizontal = coefficients(in_w, out_w);
+    let vertical = coefficients(in_h, out_h);
+    let need_horizontal = out_w != in_w;
+    let need_vertical = out_h != in_h;
+
+    // The source rows the vertical pass reads.
+    let first_row = vertical.bounds[0].0;
+    let last = vertical.bounds[out_h - 1];
+    let last_row = last.0 + last.1;
+
+    let half = 1i64 << (PRECISION_BITS - 1);
+    let (mut current, mut current_w, mut row_offset) =
+        (std::borrow::Cow::Borrowed(&image.pixels), in_w, 0usize);
+    if need_horizontal {
+        let rows = last_row - first_row;
+        let mut out = vec![0u8; rows * out_w * 3];
+        for y in 0..rows {
+            let src = &image.pixels[(y + first_row) * in_w * 3..(y + first_row + 1) * in_w * 3];
+            for xx in 0..out_w {
+                let (xmin, count) = horizontal.bounds[xx];
+                let k = &horizontal.weights[xx * horizontal.size..xx * horizontal.size + count];
+                let mut sums = [half; 3];
+                for (x, weight) in k.iter().enumerate() {
+                    let pixel = &src[(x + xmin) * 3..(x + xmin) * 3 + 3];
+                    for channel in 0..3 {
+                        sums[channel] += i64::from(pixel[channel]) * i64::from(*weight);
+                    }
+                }
+                for channel in 0..3 {
+                    out[(y * out_w + xx) * 3 + channel] = clip8(sums[channel]);
+                }
+            }
+        }
+        current = std::borrow::Cow::Owned(out);
+        current_w = out_w;
+        row_offset = first_row;
+    }
+    if need_vertical {
+        let mut out = vec![0u8; out_h * current_w * 3];
+        for yy in 0..out_h {
+            let (ymin, count) = vertical.bounds[yy];
+            let k = &vertical.weights[yy * vertical.size..yy * vertical.size + count];
+            for x in 0..current_w {
+                let mut sums = [half; 3];
+                for (y, weight) in k.iter().enumerate() {
+                    let row = y + ymin - row_offset;
+                    let pixel = &current[(row * current_w + x) * 3..(row * current_w + x) * 3 + 3];
+                    for channel in 0..3 {
+                        sums[channel] += i64::from(pixel[channel]) * i64::from(*weight);
+                    }
+                }
+                for channel in 0..3 {
+                    out[(yy * current_w + x) * 3 + channel] = clip8(sums[channel]);
+                }
+            }
+        }
+        current = std::borrow::Cow::Owned(out);
+    }
+    Image {
+        width,
+        height,
+        pixels: current.into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_sizes_follow_fiftyone() {
+        let config = Preprocessing {
+            min_dim: Some(224),
+            max_dim: Some(2048),
+            ..Preprocessing::default()
+        };
+        let cases = [
+            ((640, 480), (640, 480)),
+            ((100, 50), (448, 224)),
+            ((50, 100), (224, 448)),
+            // 300x200: scale 1.12 -> 336x224.
+            ((300, 200), (336, 224)),
+            ((10000, 100), (2048, 20)),
+            ((224, 224), (224, 224)),
+            ((223, 1000), (224, 1004)),
+        ];
+        for ((w, h), size) in cases {
+            assert_eq!(config.target_size(w, h), size, "{w}x{h}");
+        }
+        // Round half to even: 0.5 goes down to 0 -> clamped to 1 pixel; 2.5 -> 2.
+        let tiny = Preprocessing {
+            max_dim: Some(5),
+            ..Preprocessing::default()
+        };
+        assert_eq!(tiny.target_size(10, 5), (5, 2));
+    }
+
+    #[test]
+    fn identity_and_constant_images() {
+        let image = Image::new(3, 2, (0..18).collect()).unwrap();
+        assert_eq!(resize_bilinear(&image, 3, 2), image);
+        let flat = Image::new(7, 5, vec![200; 7 * 5 * 3]).unwrap();
+        for (w, h) in [(3, 2), (14, 11), (7, 9), (1, 1)] {
+            let resized = resize_bilinear(&flat, w, h);
+            assert!(resized.pixels.iter().all(|value| *value == 200), "{w}x{h}");
+        }
+    }
+
+    #[test]
+    fn upscaling_a_two_pixel_row_matches_pillow() {
+        // PIL: Image.frombytes("RGB", (2, 1), bytes([0]*3 + [255]*3))
+        //        .resize((4, 1), Image.BILINEAR) -> 0, 64, 191, 255 per channel.
+        let image = Image::new(2, 1, vec![0, 0, 0, 255, 255, 255]).unwrap();
+        let resized = resize_bilinear(&image, 4, 1);
+        let red: Vec<u8> = resized.pixels.chunks(3).map(|pixel| pixel[0]).collect();
+        assert_eq!(red, vec![0, 64, 191, 255]);
+    }
+
+    #[test]
+    fn normalisation_is_true_division_in_f32() {
+        let config = Preprocessing {
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            ..Preprocessing::default()
+        };
+        let input = config.apply(&Image::new(1, 1, vec![255, 0, 128]).unwrap());
+        assert_eq!(input.shape, [3, 1, 1]);
+        assert_eq!(input.data[0], (1.0f32 - 0.485) / 0.229);
+        assert_eq!(input.data[1], (0.0f32 - 0.456) / 0.224);
+        assert_eq!(input.data[2], (128.0f32 / 255.0 - 0.406) / 0.225);
+    }
+}

@@ -1,0 +1,341 @@
+//! Parity with PyTorch: the oracle in `tests/fixtures/oracle.json` was
+//! computed by `cargo xtask fixtures` (torch 2.13, torchvision 0.28, Pillow)
+//! on the same images and on weights given by a formula both sides compute.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tch::Tensor;
+use zoo_model_core::{Image, Input, Label, Model, ModelSpec, Prediction};
+use zoo_torch_backend::{TorchImageModel, parameter_shapes, read_named_tensors, resize_bilinear};
+
+const TOLERANCE: f32 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn oracle() -> Value {
+    serde_json::from_slice(&fs_err::read(fixtures().join("oracle.json")).unwrap()).unwrap()
+}
+
+fn load(file: &str) -> Image {
+    let decoded = image::open(fixtures().join("images").join(file))
+        .unwrap()
+        .to_rgb8();
+    Image::new(decoded.width(), decoded.height(), decoded.into_raw()).unwrap()
+}
+
+/// The same formula as `xtask/fixtures/torch_oracle.py`.
+fn formula(name: &str, shape: &[i64]) -> Tensor {
+    let n: i64 = shape.iter().product();
+    let base: u64 = name.bytes().map(u64::from).sum::<u64>() % 1000;
+    let values: Vec<f32> = (0..n as u64)
+        .map(|k| {
+            let s = (((k + base) as f64) * 0.618).sin();
+            let value = if name.ends_with("running_var") {
+                1.0 + 0.5 * s.abs()
+            } else if name.ends_with("running_mean") {
+                0.1 * s
+            } else if shape.len() == 1 && name.ends_with("weight") {
+                1.0 + 0.1 * s
+            } else if shape.len() == 1 {
+                0.1 * s
+            } else {
+                s * (1.0 / ((n / shape[0]) as f64).sqrt())
+            };
+            value as f32
+        })
+        .collect();
+    Tensor::from_slice(&values).view(shape)
+}
+
+fn formula_weights(entrypoint: &str, dir: &Path) -> PathBuf {
+    let tensors: Vec<(String, Tensor)> = parameter_shapes(entrypoint, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|(name, shape)| {
+            let tensor = formula(&name, &shape);
+            (name, tensor)
+        })
+        .collect();
+    let path = dir.join(format!("{entrypoint}.safetensors"));
+    Tensor::write_safetensors(&tensors, &path).unwrap();
+    path
+}
+
+fn spec(config: Value, model_path: &Path) -> ModelSpec {
+    ModelSpec {
+        kind: "fiftyone.zoo.models.torch.TorchvisionImageModel".into(),
+        config: config.as_object().unwrap().clone(),
+        model_path: Some(model_path.to_path_buf()),
+    }
+}
+
+fn imagenet_config(entrypoint: &str, embeddings: &str) -> Value {
+    json!({
+        "entrypoint_fcn": entrypoint,
+        "output_processor_cls": "fiftyone.utils.torch.ClassifierOutputProcessor",
+        "labels_path": "{{eta-resources}}/imagenet-labels-no-background.txt",
+        "image_min_dim": 224,
+        "image_max_dim": 2048,
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225],
+        "embeddings_layer": embeddings,
+        "device": "cpu",
+    })
+}
+
+fn max_difference(ours: &[f32], theirs: &Value) -> f32 {
+    let theirs: Vec<f32> = theirs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(ours.len(), theirs.len());
+    ours.iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+fn input(model: &TorchImageModel, file: &str) -> Input {
+    model.preprocessor().preprocess(load(file)).unwrap()
+}
+
+#[test]
+fn resized_pixels_are_identical_to_pillows() {
+    let config = zoo_torch_backend::Preprocessing {
+        min_dim: Some(224),
+        max_dim: Some(2048),
+        ..Default::default()
+    };
+    for entry in oracle()["images"].as_array().unwrap() {
+        let image = load(entry["file"].as_str().unwrap());
+        let (width, height) = config.target_size(image.width, image.height);
+        assert_eq!(
+            json!([width, height]),
+            entry["resized"],
+            "{}",
+            entry["file"]
+        );
+        let resized = resize_bilinear(&image, width, height);
+        let digest: String = Sha256::digest(&resized.pixels)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert_eq!(
+            digest,
+            entry["resized_sha256"].as_str().unwrap(),
+            "{}",
+            entry["file"]
+        );
+    }
+}
+
+#[test]
+fn logits_match_pytorch_for_resnet18_mobilenet_v2_and_densenet121() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("torchvision.models.resnet.resnet18", "resnet18", "<fc"),
+        (
+            "torchvision.models.mobilenet.mobilenet_v2",
+            "mobilenet_v2",
+            "<classifier.1",
+        ),
+        (
+            "torchvision.models.densenet.densenet121",
+            "densenet121",
+            "<classifier",
+        ),
+    ];
+    let oracle = oracle();
+    for (entrypoint, key, layer) in cases {
+        let weights = formula_weights(entrypoint, dir.path());
+        let mut model =
+            TorchImageModel::from_spec(&spec(imagenet_config(entrypoint, layer), &weights))
+                .unwrap();
+        model.set_store_logits(true);
+        for entry in oracle["images"].as_array().unwrap() {
+            let input = input(&model, entry["file"].as_str().unwrap());
+            let Prediction::Label(Some(Label::Classification {
+                logits: Some(logits),
+                label,
+                confidence,
+            })) = model.predict(&input).unwrap()
+            else {
+                panic!("no classification");
+            };
+            let difference = max_difference(&logits, &entry["logits"][key]);
+            assert!(
+                difference <= TOLERANCE,
+                "{key} on {}: max |diff| {difference}",
+                entry["file"]
+            );
+            assert!(!label.is_empty() && confidence.unwrap() > 0.0);
+        }
+    }
+}
+
+#[test]
+fn embeddings_match_pytorch_and_batches_equal_singles() {
+    let dir = tempfile::tempdir().unwrap();
+    let entrypoint = "torchvision.models.resnet.resnet18";
+    let weights = formula_weights(entrypoint, dir.path());
+    let mut model =
+        TorchImageModel::from_spec(&spec(imagenet_config(entrypoint, "<fc"), &weights)).unwrap();
+    assert!(model.has_embeddings());
+    let oracle = oracle();
+    for entry in oracle["images"].as_array().unwrap() {
+        let input = input(&model, entry["file"].as_str().unwrap());
+        let vectors = model.embed_all(std::slice::from_ref(&input)).unwrap();
+        assert_eq!(vectors[0].len(), 512);
+        let difference = max_difference(&vectors[0], &entry["resnet18_embedding"]);
+        assert!(
+            difference <= TOLERANCE,
+            "embedding of {}: {difference}",
+            entry["file"]
+        );
+        // A batch of equal-size inputs gives the same numbers as singles.
+        let batch = model.embed_all(&[input.clone(), input.clone()]).unwrap();
+        assert!(max_difference(&batch[1], &entry["resnet18_embedding"]) <= TOLERANCE);
+    }
+}
+
+#[test]
+fn torchscript_classifier_and_embedding_method() {
+    let config = json!({"classes": ["a", "b", "c"], "image_min_dim": 224, "image_max_dim": 2048,
+        "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "embeddings_layer": "embed"});
+    let mut model = TorchImageModel::from_spec(&ModelSpec {
+        kind: "fiftyone.utils.torch.TorchImageModel".into(),
+        config: config.as_object().unwrap().clone(),
+        model_path: Some(fixtures().join("script_classifier.pt")),
+    })
+    .unwrap();
+    model.set_store_logits(true);
+    for entry in oracle()["images"].as_array().unwrap() {
+        let input = input(&model, entry["file"].as_str().unwrap());
+        let Prediction::Label(Some(Label::Classification {
+            logits: Some(logits),
+            ..
+        })) = model.predict(&input).unwrap()
+        else {
+            panic!()
+        };
+        assert!(max_difference(&logits, &entry["script_logits"]) <= TOLERANCE);
+        let vectors = model.embed_all(&[input]).unwrap();
+        assert!(max_difference(&vectors[0], &entry["script_embedding"]) <= TOLERANCE);
+    }
+}
+
+#[test]
+fn torchscript_detector_goes_through_the_detector_processor() {
+    let config = json!({"classes": ["background", "top-left", "bottom-right"], "image_min_dim": 224, "image_max_dim": 2048,
+        "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+        "output_processor_cls": "fiftyone.utils.torch.DetectorOutputProcessor"});
+    let mut model = TorchImageModel::from_spec(&ModelSpec {
+        kind: "fiftyone.utils.torch.TorchImageModel".into(),
+        config: config.as_object().unwrap().clone(),
+        model_path: Some(fixtures().join("script_detector.pt")),
+    })
+    .unwrap();
+    let entry = &oracle()["images"][0];
+    let input = input(&model, entry["file"].as_str().unwrap());
+    let Prediction::Label(Some(Label::Detections(detections))) = model.predict(&input).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(detections.len(), 2);
+    assert_eq!(detections[0].label, "top-left");
+    assert_eq!(detections[0].bounding_box, [0.0, 0.0, 0.5, 0.5]);
+    assert_eq!(detections[1].bounding_box, [0.5, 0.5, 0.5, 0.5]);
+    let score = entry["script_detections"]["scores"][0].as_f64().unwrap();
+    assert!((detections[0].confidence.unwrap() - score).abs() < 1e-6);
+}
+
+#[test]
+fn pth_state_dicts_read_exactly() {
+    let tensors = read_named_tensors(&fixtures().join("tiny_state_dict.pth")).unwrap();
+    let get = |name: &str| {
+        tensors
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, tensor)| tensor.shallow_clone())
+            .unwrap()
+    };
+    assert_eq!(
+        Vec::<f32>::try_from(get("a.weight").flatten(0, -1)).unwrap(),
+        (0..12).map(|v| v as f32).collect::<Vec<_>>()
+    );
+    assert_eq!(get("a.view").size(), vec![4, 3]);
+    assert_eq!(
+        Vec::<f32>::try_from(get("a.view").flatten(0, -1)).unwrap()[..3],
+        [0.0, 4.0, 8.0]
+    );
+    assert_eq!(
+        Vec::<f32>::try_from(get("a.row")).unwrap(),
+        vec![4.0, 5.0, 6.0, 7.0]
+    );
+    assert_eq!(
+        Vec::<f32>::try_from(get("b.half").to_kind(tch::Kind::Float)).unwrap(),
+        vec![1.5, -2.0]
+    );
+    assert_eq!(Vec::<i64>::try_from(get("b.long")).unwrap(), vec![7, -3]);
+    assert_eq!(tensors.len(), 6);
+}
+
+#[test]
+fn weight_mismatches_name_the_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let entrypoint = "torchvision.models.resnet.resnet18";
+    let mut tensors: Vec<(String, Tensor)> = parameter_shapes(entrypoint, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|(name, _)| name != "fc.bias")
+        .map(|(name, shape)| (name, Tensor::zeros(shape.as_slice(), tch::kind::FLOAT_CPU)))
+        .collect();
+    tensors.push((
+        "surprise.weight".into(),
+        Tensor::zeros([1], tch::kind::FLOAT_CPU),
+    ));
+    tensors.push((
+        "bn1.num_batches_tracked".into(),
+        Tensor::zeros([1], tch::kind::INT64_CPU),
+    ));
+    let path = dir.path().join("bad.safetensors");
+    Tensor::write_safetensors(&tensors, &path).unwrap();
+    let err = TorchImageModel::from_spec(&spec(imagenet_config(entrypoint, "<fc"), &path))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("missing fc.bias"), "{err}");
+    assert!(err.contains("unexpected surprise.weight"), "{err}");
+    assert!(!err.contains("num_batches_tracked"), "{err}");
+
+    let unknown = TorchImageModel::from_spec(&spec(
+        imagenet_config("torchvision.models.googlenet.googlenet", ""),
+        &path,
+    ))
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(unknown.contains("not available natively"), "{unknown}");
+    let mut factory = zoo_model_core::ModelFactory::new();
+    zoo_torch_backend::register(&mut factory);
+    let other = factory
+        .build(&ModelSpec {
+            kind: "fiftyone.utils.sam.SegmentAnythingModel".into(),
+            ..spec(json!({}), &path)
+        })
+        .err()
+        .unwrap();
+    assert!(
+        other
+            .to_string()
+            .contains("cannot run models of type `fiftyone.utils.sam.SegmentAnythingModel`"),
+        "{other}"
+    );
+}

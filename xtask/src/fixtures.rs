@@ -1,0 +1,34 @@
+//! `cargo xtask fixtures`: regenerates the torch backend's parity fixtures
+//! with PyTorch, torchvision and Pillow from PyPI.
+//!
+//! Python `import torch` needs the full CUDA wheel set (the CPU-only trio
+//! fails on libcudnn), so this keeps a venv at
+//! `<user cache>/zoo/oracle-venv` (about 5 GB, installed once). The outputs
+//! are small and committed; CI does not run this.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use xshell::{Shell, cmd};
+
+fn venv() -> Result<PathBuf> {
+    let base = dirs::cache_dir().context("no user cache directory")?;
+    Ok(base.join("zoo").join("oracle-venv"))
+}
+
+/// Installs the oracle venv if needed and writes the fixtures.
+pub(crate) fn run(sh: &Shell) -> Result<()> {
+    let venv = venv()?;
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        cmd!(sh, "python3 -m venv {venv}").run()?;
+        cmd!(
+            sh,
+            "{python} -m pip install --quiet torch==2.13.0 torchvision==0.28.0 pillow numpy"
+        )
+        .run()?;
+    }
+    let out = sh.current_dir().join("crates/torch-backend/tests/fixtures");
+    cmd!(sh, "{python} xtask/fixtures/torch_oracle.py {out}").run()?;
+    Ok(())
+}
