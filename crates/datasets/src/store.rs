@@ -1,0 +1,567 @@
+//! The SQLite store.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value, json};
+use zoo_model_core::{EmbedOutcome, Outcome, Sample, npy_f32_bytes};
+
+use crate::loader::IMAGE_EXTENSIONS;
+
+/// Why a dataset operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DatasetError {
+    /// The database failed.
+    #[error("dataset database `{path}`: {source}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// No dataset has this name.
+    #[error(
+        "no dataset named `{0}`: run `zoo datasets list`, or create it with `zoo datasets create NAME DIR`"
+    )]
+    NotFound(String),
+    /// The name is taken.
+    #[error("a dataset named `{0}` exists already: delete it first, or pick another name")]
+    Exists(String),
+    /// A folder holds no images.
+    #[error("`{dir}` holds no images ({})", IMAGE_EXTENSIONS.join(", "))]
+    NoImages {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// A field holds nothing to export.
+    #[error("dataset `{dataset}` has no embeddings field `{field}`")]
+    NoField {
+        /// The dataset.
+        dataset: String,
+        /// The field.
+        field: String,
+    },
+    /// Local I/O failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// What `zoo datasets info` shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetInfo {
+    /// The name.
+    pub name: String,
+    /// The folder the images were indexed from.
+    pub root: PathBuf,
+    /// How many samples.
+    pub samples: u64,
+    /// Label fields and how many samples have a (non-null) label in each.
+    pub label_fields: BTreeMap<String, u64>,
+    /// Embedding fields and how many samples have a vector.
+    pub embedding_fields: BTreeMap<String, u64>,
+    /// Recorded per-sample failures by field.
+    pub failures: BTreeMap<String, u64>,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON line per sample.
+    Jsonl,
+    /// FiftyOne's dataset folder: `metadata.json`, `samples.json`, `data/`.
+    FiftyOne,
+}
+
+/// The datasets in one SQLite file.
+#[derive(Debug)]
+pub struct Datasets {
+    connection: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA foreign_keys = ON;
+CREATE TABLE IF NOT EXISTS datasets (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, root TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE, filepath TEXT NOT NULL, UNIQUE(dataset_id, filepath));
+CREATE TABLE IF NOT EXISTS labels (sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE, field TEXT NOT NULL, label TEXT, PRIMARY KEY(sample_id, field));
+CREATE TABLE IF NOT EXISTS embeddings (sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE, field TEXT NOT NULL, dim INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(sample_id, field));
+CREATE TABLE IF NOT EXISTS runs (sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE, field TEXT NOT NULL, ok INTEGER NOT NULL, error TEXT, PRIMARY KEY(sample_id, field));
+";
+
+impl Datasets {
+    /// Opens (creating) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, DatasetError> {
+        fs_err::create_dir_all(dir)?;
+        let path = dir.join("datasets-v1.sqlite");
+        let connection = Connection::open(&path).map_err(|source| DatasetError::Database {
+            path: path.clone(),
+            source,
+        })?;
+        let this = Self { connection, path };
+        this.connection
+            .busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(|source| this.database(source))?;
+        this.connection
+            .execute_batch(SCHEMA)
+            .map_err(|source| this.database(source))?;
+        Ok(this)
+    }
+
+    fn database(&self, source: rusqlite::Error) -> DatasetError {
+        DatasetError::Database {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn dataset_id(&self, name: &str) -> Result<i64, DatasetError> {
+        self.connection
+            .query_row("SELECT id FROM datasets WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|source| self.database(source))?
+            .ok_or_else(|| DatasetError::NotFound(name.to_owned()))
+    }
+
+    /// Creates dataset `name` from the images under `dir` (recursively).
+    pub fn create(&mut self, name: &str, dir: &Path) -> Result<DatasetInfo, DatasetError> {
+        if self.dataset_id(name).is_ok() {
+            return Err(DatasetError::Exists(name.to_owned()));
+        }
+        let root = fs_err::canonicalize(dir)?;
+        let mut files = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(folder) = stack.pop() {
+            for entry in fs_err::read_dir(&folder)? {
+                let entry = entry?;
+                let path = entry.path();
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    stack.push(path);
+                } else if path
+                    .extension()
+                    .and_then(|ext| ext.to_str())
+                    .is_some_and(|ext| {
+                        IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str())
+                    })
+                {
+                    files.push(path);
+                }
+            }
+        }
+        if files.is_empty() {
+            return Err(DatasetError::NoImages {
+                dir: dir.to_path_buf(),
+            });
+        }
+        files.sort();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs()) as i64;
+        let path = self.path.clone();
+        let database = |source| DatasetError::Database {
+            path: path.clone(),
+            source,
+        };
+        let transaction = self.connection.transaction().map_err(database)?;
+        transaction
+            .execute(
+                "INSERT INTO datasets (name, root, created_at) VALUES (?1, ?2, ?3)",
+                params![name, root.to_string_lossy(), now],
+            )
+            .map_err(database)?;
+        let id = transaction.last_insert_rowid();
+        {
+            let mut insert = transaction
+                .prepare("INSERT INTO samples (dataset_id, filepath) VALUES (?1, ?2)")
+                .map_err(database)?;
+            for file in &files {
+                insert
+                    .execute(params![id, file.to_string_lossy()])
+                    .map_err(database)?;
+            }
+        }
+        transaction.commit().map_err(database)?;
+        self.info(name)
+    }
+
+    /// The dataset for a folder, created on first use (named by its path).
+    pub fn for_dir(&mut self, dir: &Path) -> Result<String, DatasetError> {
+        let name = fs_err::canonicalize(dir)?.to_string_lossy().into_owned();
+        if self.dataset_id(&name).is_err() {
+            self.create(&name, dir)?;
+        }
+        Ok(name)
+    }
+
+    /// Whether a dataset exists.
+    pub fn exists(&self, name: &str) -> bool {
+        self.dataset_id(name).is_ok()
+    }
+
+    /// All datasets.
+    pub fn list(&self) -> Result<Vec<DatasetInfo>, DatasetError> {
+        let names: Vec<String> = {
+            let mut statement = self
+                .connection
+                .prepare("SELECT name FROM datasets ORDER BY name")
+                .map_err(|source| self.database(source))?;
+            let rows = statement
+                .query_map([], |row| row.get(0))
+                .map_err(|source| self.database(source))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|source| self.database(source))?
+        };
+        names.iter().map(|name| self.info(name)).collect()
+    }
+
+    fn counts(&self, sql: &str, id: i64) -> Result<BTreeMap<String, u64>, DatasetError> {
+        let mut statement = self
+            .connection
+            .prepare(sql)
+            .map_err(|source| self.database(source))?;
+        let rows = statement
+            .query_map([id], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+            })
+            .map_err(|source| self.database(source))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|source| self.database(source))
+    }
+
+    /// A dataset's counts per field.
+    pub fn info(&self, name: &str) -> Result<DatasetInfo, DatasetError> {
+        let id = self.dataset_id(name)?;
+        let (root, samples): (String, i64) = self
+            .connection
+            .query_row(
+                "SELECT root, (SELECT COUNT(*) FROM samples WHERE dataset_id = ?1) FROM datasets WHERE id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(|source| self.database(source))?;
+        Ok(DatasetInfo {
+            name: name.to_owned(),
+            root: PathBuf::from(root),
+            samples: samples as u64,
+            label_fields: self.counts(
+                "SELECT l.field, COUNT(l.label) FROM labels l JOIN samples s ON s.id = l.sample_id WHERE s.dataset_id = ?1 GROUP BY l.field",
+                id,
+            )?,
+            embedding_fields: self.counts(
+                "SELECT e.field, COUNT(*) FROM embeddings e JOIN samples s ON s.id = e.sample_id WHERE s.dataset_id = ?1 GROUP BY e.field",
+                id,
+            )?,
+            failures: self.counts(
+                "SELECT r.field, COUNT(*) FROM runs r JOIN samples s ON s.id = r.sample_id WHERE s.dataset_id = ?1 AND r.ok = 0 GROUP BY r.field",
+                id,
+            )?,
+        })
+    }
+
+    /// Deletes a dataset and everything stored for it (not the images).
+    pub fn delete(&mut self, name: &str) -> Result<(), DatasetError> {
+        let id = self.dataset_id(name)?;
+        self.connection
+            .execute("DELETE FROM datasets WHERE id = ?1", [id])
+            .map_err(|source| self.database(source))?;
+        Ok(())
+    }
+
+    /// Samples that `field` has not finished; with `overwrite`, all of them
+    /// (and what was stored under `field` is cleared).
+    pub fn pending(
+        &mut self,
+        name: &str,
+        field: &str,
+        overwrite: bool,
+    ) -> Result<Vec<Sample>, DatasetError> {
+        let id = self.dataset_id(name)?;
+        if overwrite {
+            let prefix = format!("{field}_%");
+            for table in ["labels", "embeddings", "runs"] {
+                self.connection
+                    .execute(
+                        &format!("DELETE FROM {table} WHERE sample_id IN (SELECT id FROM samples WHERE dataset_id = ?1) AND (field = ?2 OR field LIKE ?3)"),
+                        params![id, field, prefix],
+                    )
+                    .map_err(|source| self.database(source))?;
+            }
+        }
+        let mut statement = self
+            .connection
+            .prepare("SELECT s.id, s.filepath FROM samples s WHERE s.dataset_id = ?1 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.sample_id = s.id AND r.field = ?2 AND r.ok = 1) ORDER BY s.id")
+            .map_err(|source| self.database(source))?;
+        let rows = statement
+            .query_map(params![id, field], |row| {
+                Ok(Sample {
+                    id: row.get(0)?,
+                    filepath: PathBuf::from(row.get::<_, String>(1)?),
+                })
+            })
+            .map_err(|source| self.database(source))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|source| self.database(source))
+    }
+
+    /// Stores one batch of apply outcomes for run field `field`, in one
+    /// transaction.
+    pub fn write_labels(&mut self, field: &str, outcomes: &[Outcome]) -> Result<(), DatasetError> {
+        let path = self.path.clone();
+        let database = |source| DatasetError::Database {
+            path: path.clone(),
+            source,
+        };
+        let transaction = self.connection.transaction().map_err(database)?;
+        {
+            let mut label = transaction
+                .prepare(
+                    "INSERT OR REPLACE INTO labels (sample_id, field, label) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(database)?;
+            let mut run = transaction.prepare("INSERT OR REPLACE INTO runs (sample_id, field, ok, error) VALUES (?1, ?2, ?3, ?4)").map_err(database)?;
+            for outcome in outcomes {
+                match outcome {
+                    Outcome::Labels { sample_id, fields } => {
+                        for (name, value) in fields {
+                            let json = value.as_ref().map(|value| value.to_json().to_string());
+                            label
+                                .execute(params![sample_id, name, json])
+                                .map_err(database)?;
+                        }
+                        run.execute(params![sample_id, field, 1, Option::<String>::None])
+                            .map_err(database)?;
+                    }
+                    Outcome::Failed { sample_id, error } => {
+                        run.execute(params![sample_id, field, 0, error])
+                            .map_err(database)?;
+                    }
+                }
+            }
+        }
+        transaction.commit().map_err(database)
+    }
+
+    /// Stores one batch of embeddings, in one transaction.
+    pub fn write_embeddings(
+        &mut self,
+        field: &str,
+        outcomes: &[EmbedOutcome],
+    ) -> Result<(), DatasetError> {
+        let path = self.path.clone();
+        let database = |source| DatasetError::Database {
+            path: path.clone(),
+            source,
+        };
+        let transaction = self.connection.transaction().map_err(database)?;
+        {
+            let mut vector = transaction.prepare("INSERT OR REPLACE INTO embeddings (sample_id, field, dim, data) VALUES (?1, ?2, ?3, ?4)").map_err(database)?;
+            let mut run = transaction.prepare("INSERT OR REPLACE INTO runs (sample_id, field, ok, error) VALUES (?1, ?2, ?3, ?4)").map_err(database)?;
+            for outcome in outcomes {
+                match outcome {
+                    EmbedOutcome::Vector { sample_id, values } => {
+                        let bytes: Vec<u8> = values
+                            .iter()
+                            .flat_map(|value| value.to_le_bytes())
+                            .collect();
+                        vector
+                            .execute(params![sample_id, field, values.len() as i64, bytes])
+                            .map_err(database)?;
+                        run.execute(params![sample_id, field, 1, Option::<String>::None])
+                            .map_err(database)?;
+                    }
+                    EmbedOutcome::Failed { sample_id, error } => {
+                        run.execute(params![sample_id, field, 0, error])
+                            .map_err(database)?;
+                    }
+                }
+            }
+        }
+        transaction.commit().map_err(database)
+    }
+
+    /// The recorded failures of `field`: `(filepath, error)`.
+    pub fn failures(
+        &self,
+        name: &str,
+        field: &str,
+    ) -> Result<Vec<(PathBuf, String)>, DatasetError> {
+        let id = self.dataset_id(name)?;
+        let mut statement = self
+            .connection
+            .prepare("SELECT s.filepath, r.error FROM runs r JOIN samples s ON s.id = r.sample_id WHERE s.dataset_id = ?1 AND r.field = ?2 AND r.ok = 0 ORDER BY s.id")
+            .map_err(|source| self.database(source))?;
+        let rows = statement
+            .query_map(params![id, field], |row| {
+                Ok((
+                    PathBuf::from(row.get::<_, String>(0)?),
+                    row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                ))
+            })
+            .map_err(|source| self.database(source))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|source| self.database(source))
+    }
+
+    /// Every sample as `{"filepath": ..., <field>: <label JSON>, ...}`, with
+    /// embeddings as lists of floats.
+    pub fn samples_json(&self, name: &str) -> Result<Vec<Map<String, Value>>, DatasetError> {
+        let id = self.dataset_id(name)?;
+        let mut samples: BTreeMap<i64, Map<String, Value>> = BTreeMap::new();
+        {
+            let mut statement = self
+                .connection
+                .prepare("SELECT id, filepath FROM samples WHERE dataset_id = ?1 ORDER BY id")
+                .map_err(|source| self.database(source))?;
+            let rows = statement
+                .query_map([id], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })
+                .map_err(|source| self.database(source))?;
+            for row in rows {
+                let (sample, filepath) = row.map_err(|source| self.database(source))?;
+                let mut object = Map::new();
+                object.insert("filepath".into(), json!(filepath));
+                samples.insert(sample, object);
+            }
+        }
+        {
+            let mut statement = self
+                .connection
+                .prepare("SELECT l.sample_id, l.field, l.label FROM labels l JOIN samples s ON s.id = l.sample_id WHERE s.dataset_id = ?1")
+                .map_err(|source| self.database(source))?;
+            let rows = statement
+                .query_map([id], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                    ))
+                })
+                .map_err(|source| self.database(source))?;
+            for row in rows {
+                let (sample, field, label) = row.map_err(|source| self.database(source))?;
+                let value = label
+                    .and_then(|text| serde_json::from_str(&text).ok())
+                    .unwrap_or(Value::Null);
+                if let Some(object) = samples.get_mut(&sample) {
+                    object.insert(field, value);
+                }
+            }
+        }
+        {
+            let mut statement = self
+                .connection
+                .prepare("SELECT e.sample_id, e.field, e.data FROM embeddings e JOIN samples s ON s.id = e.sample_id WHERE s.dataset_id = ?1")
+                .map_err(|source| self.database(source))?;
+            let rows = statement
+                .query_map([id], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Vec<u8>>(2)?,
+                    ))
+                })
+                .map_err(|source| self.database(source))?;
+            for row in rows {
+                let (sample, field, data) = row.map_err(|source| self.database(source))?;
+                let values: Vec<Value> = data
+                    .chunks_exact(4)
+                    .map(|bytes| {
+                        json!(f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+                    })
+                    .collect();
+                if let Some(object) = samples.get_mut(&sample) {
+                    object.insert(field, Value::Array(values));
+                }
+            }
+        }
+        Ok(samples.into_values().collect())
+    }
+
+    /// Writes the dataset as JSON lines.
+    pub fn export_jsonl(&self, name: &str, out: &mut impl Write) -> Result<usize, DatasetError> {
+        let samples = self.samples_json(name)?;
+        for sample in &samples {
+            writeln!(out, "{}", Value::Object(sample.clone()))?;
+        }
+        Ok(samples.len())
+    }
+
+    /// Writes FiftyOne's dataset folder format: `data/` with the images,
+    /// `samples.json`, `metadata.json`.
+    pub fn export_fiftyone(&self, name: &str, dir: &Path) -> Result<usize, DatasetError> {
+        let data = dir.join("data");
+        fs_err::create_dir_all(&data)?;
+        let mut samples = self.samples_json(name)?;
+        let mut fields = std::collections::BTreeSet::new();
+        for (index, sample) in samples.iter_mut().enumerate() {
+            let source = PathBuf::from(sample["filepath"].as_str().unwrap_or_default());
+            let file_name = format!(
+                "{index:06}-{}",
+                source
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            );
+            fs_err::copy(&source, data.join(&file_name))?;
+            sample.insert("filepath".into(), json!(format!("data/{file_name}")));
+            fields.extend(sample.keys().filter(|key| *key != "filepath").cloned());
+        }
+        let count = samples.len();
+        zoo_fs::write_atomic(
+            &dir.join("samples.json"),
+            json!({"samples": samples}).to_string().as_bytes(),
+        )?;
+        let metadata = json!({"name": name, "media_type": "image", "num_samples": count, "sample_fields": fields.into_iter().collect::<Vec<_>>()});
+        zoo_fs::write_atomic(&dir.join("metadata.json"), metadata.to_string().as_bytes())?;
+        Ok(count)
+    }
+
+    /// Writes embeddings field `field` as an `N x D` float32 `.npy` (samples
+    /// in dataset order, those without a vector left out) and returns
+    /// `(rows, dim)`.
+    pub fn export_embeddings_npy(
+        &self,
+        name: &str,
+        field: &str,
+        path: &Path,
+    ) -> Result<(usize, usize), DatasetError> {
+        let id = self.dataset_id(name)?;
+        let mut statement = self
+            .connection
+            .prepare("SELECT e.dim, e.data FROM embeddings e JOIN samples s ON s.id = e.sample_id WHERE s.dataset_id = ?1 AND e.field = ?2 ORDER BY s.id")
+            .map_err(|source| self.database(source))?;
+        let rows = statement
+            .query_map(params![id, field], |row| {
+                Ok((row.get::<_, i64>(0)? as usize, row.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(|source| self.database(source))?;
+        let mut values = Vec::new();
+        let (mut count, mut dim) = (0, 0);
+        for row in rows {
+            let (row_dim, data) = row.map_err(|source| self.database(source))?;
+            dim = row_dim;
+            count += 1;
+            values.extend(
+                data.chunks_exact(4)
+                    .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])),
+            );
+        }
+        if count == 0 {
+            return Err(DatasetError::NoField {
+                dataset: name.to_owned(),
+                field: field.to_owned(),
+            });
+        }
+        zoo_fs::write_atomic(path, &npy_f32_bytes(&[count, dim], &values))?;
+        Ok((count, dim))
+    }
+}
