@@ -2,6 +2,7 @@
 //! loopback servers (a fake GitHub, archive and model servers).
 #![allow(clippy::unwrap_used)]
 
+mod apply;
 mod downloads;
 mod hooks;
 mod sources;

@@ -18,6 +18,9 @@ pub(crate) enum Command {
     /// Work with zoo models and their sources.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Work with datasets: the images models run on, and their labels.
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
     /// Show what this build of zoo can use: libtorch, CUDA, threads.
     System {
         /// Print JSON instead of text.
@@ -65,6 +68,10 @@ pub(crate) enum ModelsCommand {
         /// `name` or `name@version`.
         name: String,
     },
+    /// Apply a model to a dataset (or a folder of images), storing labels.
+    Apply(ApplyArgs),
+    /// Compute embeddings for a dataset (or a folder of images).
+    Embed(EmbedArgs),
     /// Print or check a model's requirements.
     Requirements(RequirementsArgs),
     /// List the registered sources.
@@ -137,4 +144,105 @@ pub(crate) struct RequirementsArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApplyArgs {
+    /// A model name, or a source URL (with `--model-name`).
+    pub(crate) name_or_url: String,
+    /// A dataset name, or a folder of images (its dataset is created or reused).
+    pub(crate) dataset: String,
+    /// The field predictions are stored in.
+    pub(crate) label_field: String,
+    /// With a URL: which of the source's models.
+    #[arg(long, short = 'n')]
+    pub(crate) model_name: Option<String>,
+    /// Images per batch.
+    #[arg(long, short = 'b', default_value_t = 16)]
+    pub(crate) batch_size: usize,
+    /// Drop predictions below this confidence.
+    #[arg(long, short = 't')]
+    pub(crate) confidence_thresh: Option<f64>,
+    /// Store logits on the labels.
+    #[arg(long, short = 'l')]
+    pub(crate) store_logits: bool,
+    /// Redo every sample, not only those without a result.
+    #[arg(long)]
+    pub(crate) overwrite: bool,
+    /// Stop at the first unreadable image or failed sample (default: record
+    /// it and go on).
+    #[arg(long)]
+    pub(crate) stop_on_failure: bool,
+    /// Decode in turn with inference instead of ahead of it (for benchmarks).
+    #[arg(long, hide = true)]
+    pub(crate) serial: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EmbedArgs {
+    /// A model name, or a source URL (with `--model-name`).
+    pub(crate) name_or_url: String,
+    /// A dataset name, or a folder of images.
+    pub(crate) dataset: String,
+    /// The field embeddings are stored in.
+    pub(crate) embeddings_field: String,
+    /// With a URL: which of the source's models.
+    #[arg(long, short = 'n')]
+    pub(crate) model_name: Option<String>,
+    /// Images per batch.
+    #[arg(long, short = 'b', default_value_t = 16)]
+    pub(crate) batch_size: usize,
+    /// Redo every sample.
+    #[arg(long)]
+    pub(crate) overwrite: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DatasetsCommand {
+    /// Index the images under DIR (recursively) as dataset NAME.
+    Create {
+        /// The dataset name.
+        name: String,
+        /// The folder of images.
+        dir: std::path::PathBuf,
+    },
+    /// List the datasets.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a dataset's samples and its fields' counts.
+    Info {
+        /// The dataset name.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a dataset (its labels and embeddings; never the images).
+    Delete {
+        /// The dataset name.
+        name: String,
+    },
+    /// Export a dataset.
+    Export {
+        /// The dataset name.
+        name: String,
+        /// The output: a file (jsonl, npy) or a folder (fiftyone).
+        out: std::path::PathBuf,
+        /// `jsonl`, `fiftyone` (FiftyOne's dataset folder), or `npy` (an
+        /// embeddings field, with `--field`).
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// With `--format npy`: the embeddings field.
+        #[arg(long)]
+        field: Option<String>,
+    },
 }

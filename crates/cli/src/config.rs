@@ -26,6 +26,17 @@ pub(crate) fn zoo_dir() -> Result<PathBuf> {
     Ok(data.join("zoo").join("models"))
 }
 
+/// The datasets dir: `ZOO_DATASETS_DIR`, else `<user data dir>/zoo/datasets`.
+pub(crate) fn datasets_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("ZOO_DATASETS_DIR").filter(|dir| !dir.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let data = dirs::data_dir()
+        .or_else(|| dirs::home_dir().map(|home| home.join(".local/share")))
+        .context("cannot find a data directory for datasets; set `ZOO_DATASETS_DIR`")?;
+    Ok(data.join("zoo").join("datasets"))
+}
+
 /// The registry as the environment configures it.
 pub(crate) fn registry() -> Result<Registry> {
     let mut config = RegistryConfig::new(zoo_dir()?);

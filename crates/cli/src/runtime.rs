@@ -23,6 +23,9 @@ pub struct SystemInfo {
 pub trait Runtime {
     /// Describes the machine as the runtime sees it.
     fn system_info(&self) -> SystemInfo;
+
+    /// The model builders it offers.
+    fn factory(&self) -> zoo_model_core::ModelFactory;
 }
 
 /// The runtime binary: `ZOO_TORCH_BIN`, else `zoo-torch` beside this one.

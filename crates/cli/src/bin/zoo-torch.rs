@@ -20,6 +20,12 @@ impl Runtime for Torch {
             mkl: info.mkl,
         }
     }
+
+    fn factory(&self) -> zoo_model_core::ModelFactory {
+        let mut factory = zoo_model_core::ModelFactory::new();
+        zoo_torch_backend::register(&mut factory);
+        factory
+    }
 }
 
 fn main() -> std::process::ExitCode {

@@ -1,11 +1,13 @@
 //! Command implementations: each turns arguments into library calls.
 
+mod apply;
+mod datasets;
 mod models;
 mod system;
 
 use anyhow::Result;
 
-use crate::app::{Cli, Command};
+use crate::app::{Cli, Command, ModelsCommand};
 use crate::runtime::{Runtime, hand_over};
 
 pub(crate) fn dispatch(cli: Cli, runtime: Option<&dyn Runtime>) -> Result<()> {
@@ -14,6 +16,15 @@ pub(crate) fn dispatch(cli: Cli, runtime: Option<&dyn Runtime>) -> Result<()> {
             Some(runtime) => system::run(runtime, json),
             None => hand_over(),
         },
+        Command::Models(ModelsCommand::Apply(args)) => match runtime {
+            Some(runtime) => apply::apply(&args, runtime, cli.quiet),
+            None => hand_over(),
+        },
+        Command::Models(ModelsCommand::Embed(args)) => match runtime {
+            Some(runtime) => apply::embed(&args, runtime, cli.quiet),
+            None => hand_over(),
+        },
         Command::Models(command) => models::run(command, cli.quiet),
+        Command::Datasets(command) => datasets::run(command),
     }
 }

@@ -54,6 +54,9 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
                 &serde_json::to_value(config)?,
             )
         }
+        ModelsCommand::Apply(_) | ModelsCommand::Embed(_) => {
+            unreachable!("dispatched with the model runtime")
+        }
         ModelsCommand::Requirements(args) => requirements(&registry, &args)
             .with_context(|| format!("checking the requirements of `{}` failed", args.name)),
         ModelsCommand::ListSources { json } => {

@@ -1,0 +1,240 @@
+//! `zoo models apply` and `zoo models embed`: registry -> model -> dataset.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use zoo_datasets::{Datasets, FileLoader};
+use zoo_model_core::{ApplyOptions, ApplySummary, EmbedOutcome, Label, Model, ModelSpec, Outcome};
+use zoo_registry::Registry;
+
+use crate::app::{ApplyArgs, EmbedArgs};
+use crate::progress::Bar;
+use crate::runtime::Runtime;
+use crate::{config, output};
+
+/// Resolves, downloads and builds the model.
+fn load_model(
+    registry: &Registry,
+    runtime: &dyn Runtime,
+    name_or_url: &str,
+    model_name: Option<&str>,
+    quiet: bool,
+) -> Result<(String, Box<dyn Model>)> {
+    let bar = Bar::new(quiet);
+    let lower = name_or_url.trim().to_ascii_lowercase();
+    let downloaded = if lower.starts_with("http://") || lower.starts_with("https://") {
+        registry.download_from_source(name_or_url, model_name, false, &bar)?
+    } else {
+        registry.download_model(name_or_url, false, &bar)?
+    };
+    let (_, config) = registry.deployment_config(&downloaded.name, &serde_json::Map::new())?;
+    let kind = config.kind.clone().with_context(|| {
+        format!(
+            "the deployment config of `{}` has no `type`",
+            downloaded.name
+        )
+    })?;
+    let spec = ModelSpec {
+        kind,
+        config: config.config,
+        model_path: Some(downloaded.path),
+    };
+    let model = runtime
+        .factory()
+        .build(&spec)
+        .with_context(|| format!("building model `{}` failed", downloaded.name))?;
+    Ok((downloaded.name, model))
+}
+
+fn dataset_name(store: &mut Datasets, dataset: &str) -> Result<String> {
+    if store.exists(dataset) {
+        return Ok(dataset.to_owned());
+    }
+    if Path::new(dataset).is_dir() {
+        return Ok(store.for_dir(Path::new(dataset))?);
+    }
+    bail!("`{dataset}` is neither a dataset (see `zoo datasets list`) nor a folder of images")
+}
+
+fn progress(total: usize, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    )
+}
+
+fn rate(count: usize, summary: &ApplySummary) -> f64 {
+    count as f64 / summary.wall_time.as_secs_f64().max(1e-9)
+}
+
+pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Result<()> {
+    let mut store = Datasets::open(&config::datasets_dir()?)?;
+    let dataset = dataset_name(&mut store, &args.dataset)?;
+    let registry = config::registry()?;
+    let (name, mut model) = load_model(
+        &registry,
+        runtime,
+        &args.name_or_url,
+        args.model_name.as_deref(),
+        quiet,
+    )
+    .with_context(|| format!("loading model `{}` failed", args.name_or_url))?;
+    let pending = store.pending(&dataset, &args.label_field, args.overwrite)?;
+    let options = ApplyOptions {
+        batch_size: args.batch_size,
+        confidence_thresh: args.confidence_thresh,
+        store_logits: args.store_logits,
+        skip_failures: !args.stop_on_failure,
+        label_field: args.label_field.clone(),
+        rename: BTreeMap::new(),
+        pipelined: !args.serial,
+    };
+    let bar = progress(pending.len(), quiet);
+    bar.set_message(format!("applying {name}"));
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let summary = zoo_model_core::apply(
+        model.as_mut(),
+        &pending,
+        &FileLoader,
+        &options,
+        &mut |batch: Vec<Outcome>| {
+            for outcome in &batch {
+                if let Outcome::Labels { fields, .. } = outcome {
+                    for (_, label) in fields {
+                        match label {
+                            Some(Label::Classification { label, .. }) => {
+                                *counts.entry(label.clone()).or_default() += 1
+                            }
+                            Some(Label::Detections(found)) => {
+                                for detection in found {
+                                    *counts.entry(detection.label.clone()).or_default() += 1;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            store
+                .write_labels(&args.label_field, &batch)
+                .map_err(|err| err.to_string())?;
+            bar.inc(batch.len() as u64);
+            Ok(())
+        },
+    )
+    .with_context(|| format!("applying `{name}` to `{dataset}` failed"))?;
+    bar.finish_and_clear();
+    let failures = store.failures(&dataset, &args.label_field)?;
+    let mut top: Vec<(String, usize)> = counts.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    top.truncate(5);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        return output::json(
+            &mut out,
+            &json!({
+                "model": name, "dataset": dataset, "field": args.label_field,
+                "processed": pending.len(), "succeeded": summary.succeeded, "failed": summary.failed,
+                "seconds": summary.wall_time.as_secs_f64(), "model_seconds": summary.model_time.as_secs_f64(),
+                "images_per_second": rate(pending.len(), &summary), "forwards": summary.forwards,
+                "top_labels": top.iter().map(|(label, count)| json!({"label": label, "count": count})).collect::<Vec<_>>(),
+                "failures": failures.iter().map(|(path, error)| json!({"filepath": path, "error": error})).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    writeln!(
+        out,
+        "applied `{name}` to {} samples of `{dataset}` (field `{}`) in {:.2} s: {:.2} images/s (model {:.2} s, {} forwards)",
+        pending.len(),
+        args.label_field,
+        summary.wall_time.as_secs_f64(),
+        rate(pending.len(), &summary),
+        summary.model_time.as_secs_f64(),
+        summary.forwards
+    )?;
+    if !top.is_empty() {
+        let labels: Vec<String> = top
+            .iter()
+            .map(|(label, count)| format!("{label} ({count})"))
+            .collect();
+        writeln!(out, "top labels: {}", labels.join(", "))?;
+    }
+    if !failures.is_empty() {
+        eprintln!("{} sample(s) failed and were skipped:", failures.len());
+        for (path, error) in failures.iter().take(10) {
+            eprintln!("  {}: {error}", path.display());
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Result<()> {
+    let mut store = Datasets::open(&config::datasets_dir()?)?;
+    let dataset = dataset_name(&mut store, &args.dataset)?;
+    let registry = config::registry()?;
+    let (name, mut model) = load_model(
+        &registry,
+        runtime,
+        &args.name_or_url,
+        args.model_name.as_deref(),
+        quiet,
+    )
+    .with_context(|| format!("loading model `{}` failed", args.name_or_url))?;
+    let pending = store.pending(&dataset, &args.embeddings_field, args.overwrite)?;
+    let options = ApplyOptions {
+        batch_size: args.batch_size,
+        ..ApplyOptions::default()
+    };
+    let bar = progress(pending.len(), quiet);
+    bar.set_message(format!("embedding with {name}"));
+    let mut dim = 0;
+    let summary = zoo_model_core::embed(
+        model.as_mut(),
+        &pending,
+        &FileLoader,
+        &options,
+        &mut |batch: Vec<EmbedOutcome>| {
+            if let Some(EmbedOutcome::Vector { values, .. }) = batch
+                .iter()
+                .find(|outcome| matches!(outcome, EmbedOutcome::Vector { .. }))
+            {
+                dim = values.len();
+            }
+            store
+                .write_embeddings(&args.embeddings_field, &batch)
+                .map_err(|err| err.to_string())?;
+            bar.inc(batch.len() as u64);
+            Ok(())
+        },
+    )
+    .with_context(|| format!("computing embeddings of `{dataset}` with `{name}` failed"))?;
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        return output::json(
+            &mut out,
+            &json!({"model": name, "dataset": dataset, "field": args.embeddings_field, "processed": pending.len(),
+                    "succeeded": summary.succeeded, "failed": summary.failed, "dimension": dim,
+                    "seconds": summary.wall_time.as_secs_f64(), "images_per_second": rate(pending.len(), &summary)}),
+        );
+    }
+    writeln!(
+        out,
+        "embedded {} samples of `{dataset}` with `{name}` into `{}` ({dim} dimensions) in {:.2} s: {:.2} images/s; {} failed",
+        pending.len(),
+        args.embeddings_field,
+        summary.wall_time.as_secs_f64(),
+        rate(pending.len(), &summary),
+        summary.failed
+    )?;
+    Ok(())
+}

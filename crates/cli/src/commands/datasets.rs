@@ -1,0 +1,125 @@
+//! `zoo datasets ...`.
+
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use zoo_datasets::{DatasetInfo, Datasets};
+
+use crate::app::DatasetsCommand;
+use crate::{config, output};
+
+fn info_json(info: &DatasetInfo) -> serde_json::Value {
+    json!({
+        "name": info.name,
+        "root": info.root,
+        "samples": info.samples,
+        "label_fields": info.label_fields,
+        "embedding_fields": info.embedding_fields,
+        "failures": info.failures,
+    })
+}
+
+pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
+    let dir = config::datasets_dir()?;
+    let mut store = Datasets::open(&dir)
+        .with_context(|| format!("opening the datasets in `{}` failed", dir.display()))?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        DatasetsCommand::Create { name, dir } => {
+            let info = store.create(&name, &dir).with_context(|| {
+                format!("creating dataset `{name}` from `{}` failed", dir.display())
+            })?;
+            eprintln!(
+                "created dataset `{}` with {} samples",
+                info.name, info.samples
+            );
+            Ok(())
+        }
+        DatasetsCommand::List { json } => {
+            let all = store.list().context("listing datasets failed")?;
+            if json {
+                return output::json(&mut out, &all.iter().map(info_json).collect());
+            }
+            let rows: Vec<Vec<String>> = all
+                .iter()
+                .map(|info| {
+                    let fields: Vec<&str> = info
+                        .label_fields
+                        .keys()
+                        .chain(info.embedding_fields.keys())
+                        .map(String::as_str)
+                        .collect();
+                    vec![
+                        info.name.clone(),
+                        info.samples.to_string(),
+                        fields.join(","),
+                        info.root.display().to_string(),
+                    ]
+                })
+                .collect();
+            output::table(&mut out, &["NAME", "SAMPLES", "FIELDS", "ROOT"], &rows)
+        }
+        DatasetsCommand::Info { name, json } => {
+            let info = store
+                .info(&name)
+                .with_context(|| format!("`zoo datasets info {name}` failed"))?;
+            if json {
+                return output::json(&mut out, &info_json(&info));
+            }
+            writeln!(out, "name:    {}", info.name)?;
+            writeln!(out, "root:    {}", info.root.display())?;
+            writeln!(out, "samples: {}", info.samples)?;
+            for (field, count) in &info.label_fields {
+                writeln!(out, "labels     {field}: {count}")?;
+            }
+            for (field, count) in &info.embedding_fields {
+                writeln!(out, "embeddings {field}: {count}")?;
+            }
+            for (field, count) in &info.failures {
+                writeln!(out, "failures   {field}: {count}")?;
+            }
+            Ok(())
+        }
+        DatasetsCommand::Delete { name } => {
+            store
+                .delete(&name)
+                .with_context(|| format!("deleting dataset `{name}` failed"))?;
+            eprintln!("deleted dataset `{name}`");
+            Ok(())
+        }
+        DatasetsCommand::Export {
+            name,
+            out: path,
+            format,
+            field,
+        } => {
+            let context = || format!("exporting dataset `{name}` to `{}` failed", path.display());
+            match format.as_str() {
+                "jsonl" => {
+                    let mut buffer = Vec::new();
+                    let count = store
+                        .export_jsonl(&name, &mut buffer)
+                        .with_context(context)?;
+                    zoo_fs::write_atomic(&path, &buffer).with_context(context)?;
+                    eprintln!("exported {count} samples to `{}`", path.display());
+                }
+                "fiftyone" => {
+                    let count = store.export_fiftyone(&name, &path).with_context(context)?;
+                    eprintln!("exported {count} samples to `{}`", path.display());
+                }
+                "npy" => {
+                    let Some(field) = field else {
+                        bail!("`--format npy` exports an embeddings field: give it with `--field`");
+                    };
+                    let (rows, dim) = store
+                        .export_embeddings_npy(&name, &field, &path)
+                        .with_context(context)?;
+                    eprintln!("exported {rows} x {dim} embeddings to `{}`", path.display());
+                }
+                other => bail!("unknown export format `{other}`: use `jsonl`, `fiftyone` or `npy`"),
+            }
+            Ok(())
+        }
+    }
+}
