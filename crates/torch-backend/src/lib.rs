@@ -40,6 +40,42 @@ pub fn parameter_shapes(entrypoint: &str, classes: i64) -> Option<Vec<(String, V
     Some(shapes)
 }
 
+/// Writes untrained weights for a torchvision architecture to `path`
+/// (safetensors): Kaiming-normal convolutions and linear layers, BatchNorm
+/// at identity, like torchvision's own initialisation, from `seed`.
+/// For demonstrations and tests where the real weights cannot be fetched.
+pub fn write_untrained_weights(
+    entrypoint: &str,
+    path: &std::path::Path,
+    seed: i64,
+) -> Result<(), WeightsError> {
+    let failure = |message: String| WeightsError::Read {
+        path: path.display().to_string(),
+        message,
+    };
+    let shapes = parameter_shapes(entrypoint, 1000)
+        .ok_or_else(|| failure(format!("unknown architecture `{entrypoint}`")))?;
+    tch::manual_seed(seed);
+    let tensors: Vec<(String, tch::Tensor)> = shapes
+        .into_iter()
+        .map(|(name, shape)| {
+            let tensor = if name.ends_with("running_var")
+                || (shape.len() == 1 && name.ends_with("weight"))
+            {
+                tch::Tensor::ones(shape.as_slice(), tch::kind::FLOAT_CPU)
+            } else if shape.len() == 1 {
+                tch::Tensor::zeros(shape.as_slice(), tch::kind::FLOAT_CPU)
+            } else {
+                let fan_out = shape[0] * shape[2..].iter().product::<i64>();
+                tch::Tensor::randn(shape.as_slice(), tch::kind::FLOAT_CPU)
+                    * (2.0 / fan_out as f64).sqrt()
+            };
+            (name, tensor)
+        })
+        .collect();
+    tch::Tensor::write_safetensors(&tensors, path).map_err(|err| failure(err.to_string()))
+}
+
 /// Registers the torch model types with `factory`.
 pub fn register(factory: &mut zoo_model_core::ModelFactory) {
     factory.register(TYPE_NAMES, |spec| {

@@ -61,11 +61,19 @@ pub fn read_named_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsE
     if name.ends_with(".ot") {
         return Tensor::load_multi(path).map_err(|err| error(err.to_string()));
     }
-    let mut head = [0u8; 4];
+    let mut head = [0u8; 9];
     let mut file = fs_err::File::open(path).map_err(|err| error(err.to_string()))?;
     file.read_exact(&mut head)
         .map_err(|err| error(err.to_string()))?;
-    if &head != b"PK\x03\x04" {
+    // safetensors: an 8-byte little-endian header length, then JSON.
+    let header = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
+    let size = fs_err::metadata(path)
+        .map_err(|err| error(err.to_string()))?
+        .len();
+    if head[8] == b'{' && header > 1 && header < size {
+        return Tensor::read_safetensors(path).map_err(|err| error(err.to_string()));
+    }
+    if &head[..4] != b"PK\x03\x04" {
         return Err(error(
             "not a zip checkpoint (the legacy pre-1.6 torch.save format is not supported: re-save it with a current PyTorch)".into(),
         ));
