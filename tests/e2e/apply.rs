@@ -283,3 +283,73 @@ fn models_zoo_cannot_run_give_a_clear_error() {
         .stderr();
     assert!(missing.contains("neither a dataset"), "{missing}");
 }
+
+#[test]
+fn a_torchscript_detector_stores_detections() {
+    let server = TestServer::start();
+    server.file(
+        "/weights/det.pt",
+        fs_err::read(fixture("script_detector.pt")).unwrap(),
+    );
+    let manifest = serde_json::json!({"name": "acme/det", "models": [{
+        "base_name": "acme/tiny-detector", "base_filename": "det.pt", "tags": ["detection"],
+        "manager": {"type": "fiftyone.core.models.ModelManager", "config": {"url": server.url("/weights/det.pt")}},
+        "default_deployment_config_dict": {"type": "fiftyone.utils.torch.TorchImageModel", "config": {
+            "classes": ["background", "top-left", "bottom-right"], "image_min_dim": 224, "image_max_dim": 2048,
+            "output_processor_cls": "fiftyone.utils.torch.DetectorOutputProcessor", "device": "cpu"
+        }}
+    }]});
+    server.route(
+        "/det.zip",
+        Response::ok(
+            Archive::new()
+                .file("manifest.json", manifest.to_string())
+                .to_zip(),
+        ),
+    );
+    let sandbox = Sandbox::new();
+    sandbox.ok(&["models", "register-source", &server.url("/det.zip")]);
+    let pics = sandbox.dir.path().join("pics");
+    pictures(&pics, 3);
+    let summary = sandbox
+        .ok(&[
+            "models",
+            "apply",
+            "acme/tiny-detector",
+            pics.to_str().unwrap(),
+            "boxes",
+            "--json",
+        ])
+        .json();
+    assert_eq!(summary["succeeded"], 3);
+    let dataset = summary["dataset"].as_str().unwrap().to_owned();
+    let export = sandbox.dir.path().join("out.jsonl");
+    sandbox.ok(&["datasets", "export", &dataset, export.to_str().unwrap()]);
+    let text = fs_err::read_to_string(&export).unwrap();
+    let first: serde_json::Value = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|line| line.get("boxes").is_some())
+        .unwrap();
+    assert_eq!(first["boxes"]["_cls"], "Detections");
+    assert_eq!(first["boxes"]["detections"][0]["_cls"], "Detection");
+    assert_eq!(first["boxes"]["detections"][0]["label"], "top-left");
+    assert_eq!(
+        first["boxes"]["detections"][0]["bounding_box"],
+        serde_json::json!([0.0, 0.0, 0.5, 0.5])
+    );
+    // A threshold above both scores leaves empty detections.
+    let strict = sandbox
+        .ok(&[
+            "models",
+            "apply",
+            "acme/tiny-detector",
+            &dataset,
+            "strict",
+            "-t",
+            "0.99",
+            "--json",
+        ])
+        .json();
+    assert_eq!(strict["succeeded"], 3);
+}

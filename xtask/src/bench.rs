@@ -8,7 +8,7 @@ use crate::ci;
 
 /// Runs the benchmarks named in `args` (all when none).
 pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
-    let known = ["list", "download"];
+    let known = ["list", "download", "apply"];
     let selected: Vec<&str> = if args.is_empty() {
         known.to_vec()
     } else {
@@ -27,6 +27,13 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
             }
             "download" => {
                 cmd!(sh, "cargo run --quiet --release --locked -p zoo-cli --example bench_download -- {zoo}").run()?;
+            }
+            "apply" => {
+                cmd!(
+                    sh,
+                    "cargo run --quiet --release --locked -p zoo-cli --example bench_apply -- {zoo}"
+                )
+                .run()?;
             }
             other => bail!("unknown benchmark `{other}`; known: {}", known.join(", ")),
         }

@@ -1,6 +1,6 @@
 //! The CI gate and cargo invocations with libtorch configured.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use xshell::{Shell, cmd};
 
 use crate::libtorch;
@@ -16,9 +16,32 @@ pub(crate) fn libtorch_env(sh: &Shell) -> Result<Vec<xshell::PushEnv<'_>>> {
         .collect())
 }
 
+/// A Python with numpy for the tests that check files numpy must read
+/// (`ZOO_TEST_PYTHON`); kept in the user cache.
+fn test_python(sh: &Shell) -> Result<std::path::PathBuf> {
+    let base = dirs::cache_dir().context("no user cache directory")?;
+    let venv = base.join("zoo").join("test-venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".zoo-installed");
+    if !ready.exists() {
+        cmd!(sh, "python3 -m venv {venv}")
+            .run()
+            .context("creating the test venv failed")?;
+        cmd!(
+            sh,
+            "{python} -m pip install --quiet --disable-pip-version-check numpy"
+        )
+        .run()
+        .context("installing numpy into the test venv failed")?;
+        fs_err::write(&ready, "numpy\n")?;
+    }
+    Ok(python)
+}
+
 /// Formatting, lints with warnings as errors, then every test.
 pub(crate) fn run(sh: &Shell) -> Result<()> {
     let _env = libtorch_env(sh)?;
+    let _python = sh.push_env("ZOO_TEST_PYTHON", test_python(sh)?);
     let started = std::time::Instant::now();
     cmd!(sh, "cargo fmt --all -- --check").run()?;
     cmd!(

@@ -173,9 +173,11 @@ pub(crate) struct ApplyArgs {
     /// it and go on).
     #[arg(long)]
     pub(crate) stop_on_failure: bool,
-    /// Decode in turn with inference instead of ahead of it (for benchmarks).
-    #[arg(long, hide = true)]
-    pub(crate) serial: bool,
+    /// Decode the next batch while the model runs (`on`), or in turn with it
+    /// (`off`); `auto` pipelines only when there are more cores than
+    /// libtorch's threads, since otherwise decoding steals the model's CPU.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub(crate) pipeline: String,
     /// Print the summary as JSON.
     #[arg(long)]
     pub(crate) json: bool,

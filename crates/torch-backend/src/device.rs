@@ -2,6 +2,30 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
+
+/// Loads libtorch's CUDA library if it is installed and loadable.
+///
+/// The linker drops `libtorch_cuda.so` from the binary because no symbol of
+/// it is referenced, and without it libtorch registers no CUDA kernels:
+/// `tch::Cuda::is_available()` stays false even on a GPU machine. Loading it
+/// by hand (once, process-wide) registers them. With the CPU-only libtorch
+/// install the library's own dependencies (cuDNN, cuBLAS) are missing, the
+/// load fails, and zoo runs on the CPU. Returns whether it is loaded.
+pub fn load_cuda() -> bool {
+    static LOADED: OnceLock<bool> = OnceLock::new();
+    *LOADED.get_or_init(|| {
+        let name = c"libtorch_cuda.so";
+        // SAFETY: dlopen with a valid NUL-terminated name; the handle is
+        // kept open for the life of the process (never dlclosed), so code
+        // it registers stays valid.
+        #[allow(unsafe_code)]
+        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        let loaded = !handle.is_null();
+        tracing::debug!(loaded, "libtorch_cuda.so");
+        loaded
+    })
+}
 
 /// Errors choosing a device.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +89,7 @@ impl DeviceSpec {
     /// The tch device to use; CUDA that is not there is an error, not a
     /// silent fallback.
     pub fn resolve(self) -> Result<tch::Device, DeviceError> {
+        load_cuda();
         let available = if tch::Cuda::is_available() {
             usize::try_from(tch::Cuda::device_count()).unwrap_or(0)
         } else {
@@ -100,6 +125,7 @@ pub struct RuntimeInfo {
 impl RuntimeInfo {
     /// Asks libtorch.
     pub fn detect() -> Self {
+        load_cuda();
         let cuda_available = tch::Cuda::is_available();
         Self {
             cuda_available,

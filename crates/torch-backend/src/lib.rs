@@ -20,7 +20,7 @@ mod pickle;
 mod preprocess;
 mod weights;
 
-pub use device::{DeviceError, DeviceSpec, RuntimeInfo};
+pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda};
 pub use model::{IMAGENET_LABELS, TYPE_NAMES, TorchImageModel, class_names};
 pub use preprocess::{Preprocessing, resize_bilinear};
 pub use weights::{WeightsError, load_into, read_named_tensors};

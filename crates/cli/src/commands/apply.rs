@@ -96,7 +96,14 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         skip_failures: !args.stop_on_failure,
         label_field: args.label_field.clone(),
         rename: BTreeMap::new(),
-        pipelined: !args.serial,
+        pipelined: match args.pipeline.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => {
+                let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+                cores > runtime.system_info().threads
+            }
+        },
     };
     let bar = progress(pending.len(), quiet);
     bar.set_message(format!("applying {name}"));
@@ -146,6 +153,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
                 "processed": pending.len(), "succeeded": summary.succeeded, "failed": summary.failed,
                 "seconds": summary.wall_time.as_secs_f64(), "model_seconds": summary.model_time.as_secs_f64(),
                 "images_per_second": rate(pending.len(), &summary), "forwards": summary.forwards,
+                "pipelined": options.pipelined,
                 "top_labels": top.iter().map(|(label, count)| json!({"label": label, "count": count})).collect::<Vec<_>>(),
                 "failures": failures.iter().map(|(path, error)| json!({"filepath": path, "error": error})).collect::<Vec<_>>(),
             }),
