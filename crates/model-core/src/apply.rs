@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use crate::fields::label_fields;
 use crate::image::Image;
 use crate::label::Label;
-use crate::model::{Input, Model, ModelError};
+use crate::model::{Input, Model, ModelError, Preprocess};
 
 /// A sample to run a model on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,8 +139,8 @@ type Prepared = Vec<(Sample, Result<Input, String>)>;
 type Work<'a, T> = dyn FnMut(&mut dyn Model, &[Input]) -> Result<Vec<T>, ModelError> + 'a;
 type Emit<'a, T> = dyn FnMut(Vec<(i64, Result<T, String>)>) -> Result<(), String> + 'a;
 
-fn prepare(model: &dyn Model, loader: &dyn ImageLoader, batch: &[Sample]) -> Prepared {
-    let preprocessor = model.preprocessor();
+/// Decodes and preprocesses a batch on rayon threads.
+fn prepare(preprocessor: &dyn Preprocess, loader: &dyn ImageLoader, batch: &[Sample]) -> Prepared {
     batch
         .par_iter()
         .map(|sample| {
@@ -252,17 +252,7 @@ fn run<T>(
             let receiver = receiver;
             scope.spawn(move || {
                 for batch in batches {
-                    let prepared: Prepared = batch
-                        .par_iter()
-                        .map(|sample| {
-                            let input = loader.load(sample).and_then(|image| {
-                                preprocessor
-                                    .preprocess(image)
-                                    .map_err(|err| err.to_string())
-                            });
-                            (sample.clone(), input)
-                        })
-                        .collect();
+                    let prepared = prepare(&*preprocessor, loader, batch);
                     if sender.send(prepared).is_err() {
                         break;
                     }
@@ -275,7 +265,7 @@ fn run<T>(
         })?;
     } else {
         for batch in batches {
-            let prepared = prepare(model, loader, batch);
+            let prepared = prepare(&*model.preprocessor(), loader, batch);
             consume(model, prepared)?;
         }
     }
