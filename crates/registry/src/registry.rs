@@ -129,14 +129,7 @@ impl Registry {
         let index = Index::read(self.root())?;
         find_in(&index, identifier)
             .cloned()
-            .ok_or_else(|| RegistryError::NotRegistered {
-                identifier: identifier.to_owned(),
-                registered: index
-                    .sources
-                    .iter()
-                    .map(|source| source.url.clone())
-                    .collect(),
-            })
+            .ok_or_else(|| not_registered(&index, identifier))
     }
 
     fn lock(&self) -> Result<LockedFile, RegistryError> {
@@ -304,14 +297,7 @@ impl Registry {
         let _lock = self.lock()?;
         let mut index = Index::read(self.root())?;
         let Some(source) = find_in(&index, identifier).cloned() else {
-            return Err(RegistryError::NotRegistered {
-                identifier: identifier.to_owned(),
-                registered: index
-                    .sources
-                    .iter()
-                    .map(|source| source.url.clone())
-                    .collect(),
-            });
+            return Err(not_registered(&index, identifier));
         };
         index.sources.retain(|entry| entry.url != source.url);
         // The index goes first: a crash afterwards leaves only unreferenced
@@ -340,14 +326,7 @@ impl Registry {
         let Some(entry) =
             url.and_then(|url| index.sources.iter_mut().find(|source| source.url == url))
         else {
-            return Err(RegistryError::NotRegistered {
-                identifier: identifier.to_owned(),
-                registered: index
-                    .sources
-                    .iter()
-                    .map(|source| source.url.clone())
-                    .collect(),
-            });
+            return Err(not_registered(&index, identifier));
         };
         entry.trusted = trusted;
         let updated = entry.clone();
@@ -419,6 +398,17 @@ impl Registry {
             }
             current = dir.parent();
         }
+    }
+}
+
+fn not_registered(index: &Index, identifier: &str) -> RegistryError {
+    RegistryError::NotRegistered {
+        identifier: identifier.to_owned(),
+        registered: index
+            .sources
+            .iter()
+            .map(|source| source.url.clone())
+            .collect(),
     }
 }
 

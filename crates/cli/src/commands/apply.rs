@@ -61,6 +61,43 @@ fn dataset_name(store: &mut Datasets, dataset: &str) -> Result<String> {
     bail!("`{dataset}` is neither a dataset (see `zoo datasets list`) nor a folder of images")
 }
 
+/// What a run needs: the dataset, the built model, the samples to do.
+struct Run {
+    store: Datasets,
+    dataset: String,
+    name: String,
+    model: Box<dyn Model>,
+    pending: Vec<zoo_model_core::Sample>,
+}
+
+impl Run {
+    /// Resolves the dataset first (cheap, and a typo should not cost a
+    /// download), then the model, then what `field` has left to do.
+    fn start(
+        runtime: &dyn Runtime,
+        name_or_url: &str,
+        model_name: Option<&str>,
+        dataset: &str,
+        field: &str,
+        overwrite: bool,
+        quiet: bool,
+    ) -> Result<Self> {
+        let mut store = Datasets::open(&config::datasets_dir()?)?;
+        let dataset = dataset_name(&mut store, dataset)?;
+        let registry = config::registry()?;
+        let (name, model) = load_model(&registry, runtime, name_or_url, model_name, quiet)
+            .with_context(|| format!("loading model `{name_or_url}` failed"))?;
+        let pending = store.pending(&dataset, field, overwrite)?;
+        Ok(Self {
+            store,
+            dataset,
+            name,
+            model,
+            pending,
+        })
+    }
+}
+
 fn progress(total: usize, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -77,18 +114,21 @@ fn rate(count: usize, summary: &ApplySummary) -> f64 {
 }
 
 pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Result<()> {
-    let mut store = Datasets::open(&config::datasets_dir()?)?;
-    let dataset = dataset_name(&mut store, &args.dataset)?;
-    let registry = config::registry()?;
-    let (name, mut model) = load_model(
-        &registry,
+    let Run {
+        mut store,
+        dataset,
+        name,
+        mut model,
+        pending,
+    } = Run::start(
         runtime,
         &args.name_or_url,
         args.model_name.as_deref(),
+        &args.dataset,
+        &args.label_field,
+        args.overwrite,
         quiet,
-    )
-    .with_context(|| format!("loading model `{}` failed", args.name_or_url))?;
-    let pending = store.pending(&dataset, &args.label_field, args.overwrite)?;
+    )?;
     let options = ApplyOptions {
         batch_size: args.batch_size,
         confidence_thresh: args.confidence_thresh,
@@ -186,18 +226,21 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
 }
 
 pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Result<()> {
-    let mut store = Datasets::open(&config::datasets_dir()?)?;
-    let dataset = dataset_name(&mut store, &args.dataset)?;
-    let registry = config::registry()?;
-    let (name, mut model) = load_model(
-        &registry,
+    let Run {
+        mut store,
+        dataset,
+        name,
+        mut model,
+        pending,
+    } = Run::start(
         runtime,
         &args.name_or_url,
         args.model_name.as_deref(),
+        &args.dataset,
+        &args.embeddings_field,
+        args.overwrite,
         quiet,
-    )
-    .with_context(|| format!("loading model `{}` failed", args.name_or_url))?;
-    let pending = store.pending(&dataset, &args.embeddings_field, args.overwrite)?;
+    )?;
     let options = ApplyOptions {
         batch_size: args.batch_size,
         ..ApplyOptions::default()
