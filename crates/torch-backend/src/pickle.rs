@@ -156,6 +156,12 @@ fn call(callable: Value, args: Value) -> Result<Value, String> {
 
 /// Unpickles `data` into a value; tensors stay references into the archive.
 pub(crate) fn unpickle(data: &[u8]) -> Result<Value, String> {
+    unpickle_prefix(data).map(|(value, _)| value)
+}
+
+/// Unpickles the pickle at the start of `data`; returns it and the bytes it
+/// took (the legacy format writes several pickles back to back).
+pub(crate) fn unpickle_prefix(data: &[u8]) -> Result<(Value, usize), String> {
     let mut reader = Reader { data, position: 0 };
     let mut stack: Vec<Value> = Vec::new();
     let mut memo: HashMap<u32, Value> = HashMap::new();
@@ -168,7 +174,7 @@ pub(crate) fn unpickle(data: &[u8]) -> Result<Value, String> {
             0x95 => {
                 reader.take(8)?;
             } // FRAME
-            b'.' => return pop(&mut stack),
+            b'.' => return Ok((pop(&mut stack)?, reader.position)),
             b'(' => stack.push(Value::Mark),
             b'}' => stack.push(Value::Dict(Vec::new())),
             b']' => stack.push(Value::List(Vec::new())),
@@ -184,7 +190,10 @@ pub(crate) fn unpickle(data: &[u8]) -> Result<Value, String> {
                 let length = usize::from(reader.byte()?);
                 let bytes = reader.take(length)?;
                 if length > 8 {
-                    return Err("integer too large".into());
+                    // Too wide for i64 (the legacy format's magic number):
+                    // kept as raw little-endian bytes.
+                    stack.push(Value::Bytes(bytes.to_vec()));
+                    continue;
                 }
                 let mut value: i64 = 0;
                 for (index, byte) in bytes.iter().enumerate() {

@@ -73,12 +73,16 @@ pub fn read_named_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsE
     if head[8] == b'{' && header > 1 && header < size {
         return Tensor::read_safetensors(path).map_err(|err| error(err.to_string()));
     }
-    if &head[..4] != b"PK\x03\x04" {
-        return Err(error(
-            "not a zip checkpoint (the legacy pre-1.6 torch.save format is not supported: re-save it with a current PyTorch)".into(),
-        ));
+    if &head[..4] == b"PK\x03\x04" {
+        return read_pth(path).map_err(error);
     }
-    read_pth(path).map_err(error)
+    // A pickle (protocol 2+) starts with PROTO: the legacy format.
+    if head[0] == 0x80 {
+        return read_legacy(path).map_err(error);
+    }
+    Err(error(
+        "not a PyTorch checkpoint (zip or legacy), safetensors or .ot file".into(),
+    ))
 }
 
 fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
@@ -116,6 +120,67 @@ fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
         tensors.push((name.clone(), materialise(&name, &reference, bytes)?));
     }
     Ok(tensors)
+}
+
+/// The pre-1.6 `torch.save` format, which download.pytorch.org still serves
+/// for many torchvision weights: pickles back to back (magic number,
+/// protocol, system info, the object, the storage keys), then each storage
+/// in key order as a little-endian `u64` element count and its raw bytes.
+fn read_legacy(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
+    let data = fs_err::read(path).map_err(|err| err.to_string())?;
+    let mut offset = 0;
+    let mut next = || -> Result<Value, String> {
+        let (value, used) = crate::pickle::unpickle_prefix(&data[offset..])?;
+        offset += used;
+        Ok(value)
+    };
+    let magic = next()?;
+    let expected: &[u8] = &[0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+    if magic != Value::Bytes(expected.to_vec()) {
+        return Err("not a legacy torch.save file (bad magic number)".into());
+    }
+    let _protocol = next()?;
+    let _system = next()?;
+    let object = next()?;
+    let Value::List(keys) = next()? else {
+        return Err("legacy checkpoint without a storage key list".into());
+    };
+    let dict = state_dict(object)?;
+    let widths: HashMap<String, usize> = dict
+        .iter()
+        .filter_map(|(_, reference)| {
+            kind_of(&reference.dtype).map(|(_, width)| (reference.key.clone(), width))
+        })
+        .collect();
+    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+    for key in keys {
+        let Value::Str(key) = key else {
+            return Err("storage keys must be strings".into());
+        };
+        let width = *widths
+            .get(&key)
+            .ok_or_else(|| format!("storage `{key}` has no tensor telling its dtype"))?;
+        let count_bytes: [u8; 8] = data
+            .get(offset..offset + 8)
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or("truncated legacy checkpoint")?;
+        let count = u64::from_le_bytes(count_bytes) as usize;
+        offset += 8;
+        let length = count.checked_mul(width).ok_or("storage too large")?;
+        let bytes = data
+            .get(offset..offset + length)
+            .ok_or("truncated legacy checkpoint")?;
+        offset += length;
+        storages.insert(key, bytes.to_vec());
+    }
+    dict.into_iter()
+        .map(|(name, reference)| {
+            let bytes = storages
+                .get(&reference.key)
+                .ok_or_else(|| format!("storage `{}` missing", reference.key))?;
+            Ok((name.clone(), materialise(&name, &reference, bytes)?))
+        })
+        .collect()
 }
 
 /// The tensors of a checkpoint: the top-level dict, or its `state_dict` /

@@ -257,34 +257,46 @@ fn torchscript_detector_goes_through_the_detector_processor() {
 }
 
 #[test]
-fn pth_state_dicts_read_exactly() {
-    let tensors = read_named_tensors(&fixtures().join("tiny_state_dict.pth")).unwrap();
-    let get = |name: &str| {
-        tensors
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, tensor)| tensor.shallow_clone())
-            .unwrap()
-    };
-    assert_eq!(
-        Vec::<f32>::try_from(get("a.weight").flatten(0, -1)).unwrap(),
-        (0..12).map(|v| v as f32).collect::<Vec<_>>()
+fn pth_state_dicts_read_exactly_in_zip_and_legacy_formats() {
+    for file in ["tiny_state_dict.pth", "tiny_state_dict_legacy.pth"] {
+        let tensors = read_named_tensors(&fixtures().join(file)).unwrap();
+        let get = |name: &str| {
+            tensors
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, tensor)| tensor.shallow_clone())
+                .unwrap_or_else(|| panic!("{file}: no {name}"))
+        };
+        assert_eq!(
+            Vec::<f32>::try_from(get("a.weight").flatten(0, -1)).unwrap(),
+            (0..12).map(|v| v as f32).collect::<Vec<_>>(),
+            "{file}"
+        );
+        assert_eq!(get("a.view").size(), vec![4, 3]);
+        assert_eq!(
+            Vec::<f32>::try_from(get("a.view").flatten(0, -1)).unwrap()[..3],
+            [0.0, 4.0, 8.0]
+        );
+        assert_eq!(
+            Vec::<f32>::try_from(get("a.row")).unwrap(),
+            vec![4.0, 5.0, 6.0, 7.0],
+            "{file}"
+        );
+        assert_eq!(
+            Vec::<f32>::try_from(get("b.half").to_kind(tch::Kind::Float)).unwrap(),
+            vec![1.5, -2.0]
+        );
+        assert_eq!(Vec::<i64>::try_from(get("b.long")).unwrap(), vec![7, -3]);
+        assert_eq!(tensors.len(), 6, "{file}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pth");
+    fs_err::write(&junk, b"definitely not weights").unwrap();
+    let err = read_named_tensors(&junk).unwrap_err().to_string();
+    assert!(
+        err.contains("junk.pth") && err.contains("not a PyTorch checkpoint"),
+        "{err}"
     );
-    assert_eq!(get("a.view").size(), vec![4, 3]);
-    assert_eq!(
-        Vec::<f32>::try_from(get("a.view").flatten(0, -1)).unwrap()[..3],
-        [0.0, 4.0, 8.0]
-    );
-    assert_eq!(
-        Vec::<f32>::try_from(get("a.row")).unwrap(),
-        vec![4.0, 5.0, 6.0, 7.0]
-    );
-    assert_eq!(
-        Vec::<f32>::try_from(get("b.half").to_kind(tch::Kind::Float)).unwrap(),
-        vec![1.5, -2.0]
-    );
-    assert_eq!(Vec::<i64>::try_from(get("b.long")).unwrap(), vec![7, -3]);
-    assert_eq!(tensors.len(), 6);
 }
 
 #[test]
