@@ -29,6 +29,13 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
                 cmd!(sh, "cargo run --quiet --release --locked -p zoo-cli --example bench_download -- {zoo}").run()?;
             }
             "apply" => {
+                // The fixtures venv has torch: use it for the eager column.
+                let oracle = dirs::cache_dir().map(|dir| dir.join("zoo/oracle-venv/bin/python"));
+                let _python = oracle
+                    .filter(|python| {
+                        python.exists() && std::env::var_os("ZOO_BENCH_PYTHON").is_none()
+                    })
+                    .map(|python| sh.push_env("ZOO_BENCH_PYTHON", python));
                 cmd!(
                     sh,
                     "cargo run --quiet --release --locked -p zoo-cli --example bench_apply -- {zoo}"

@@ -30,6 +30,26 @@ fn pictures(dir: &Path, count: usize, width: u32, height: u32) {
     }
 }
 
+/// PyTorch eager on the same input size and count, if a Python with torch
+/// and torchvision is given in `ZOO_BENCH_PYTHON`.
+fn eager_rate(width: u32, height: u32, count: usize) -> Option<f64> {
+    let python = std::env::var("ZOO_BENCH_PYTHON").ok()?;
+    let script = "import sys, time, torch, torchvision\ntorch.set_num_threads(int(sys.argv[4]))\nm = torchvision.models.resnet18(weights=None).eval()\nw, h, n = map(int, sys.argv[1:4])\nx = torch.randn(16, 3, h, w)\nwith torch.inference_mode():\n    m(x)\n    t = time.time(); done = 0\n    while done < n:\n        m(x[: min(16, n - done)]); done += 16\n    print(n / (time.time() - t))\n";
+    let threads = zoo_torch_backend::RuntimeInfo::detect().threads.to_string();
+    let output = Command::new(python)
+        .args([
+            "-c",
+            script,
+            &width.to_string(),
+            &height.to_string(),
+            &count.to_string(),
+            &threads,
+        ])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
 fn config() -> Value {
     json!({
         "entrypoint_fcn": "torchvision.models.resnet.resnet18",
@@ -100,8 +120,16 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
-        "{:<10} {:>6} {:>14} {:>14} {:>14} {:>9} {:>9}",
-        "size", "N", "piped img/s", "serial img/s", "model img/s", "auto/mdl", "pipe gain"
+        "{:<10} {:>6} {:>14} {:>14} {:>14} {:>9} {:>9} {:>12} {:>9}",
+        "size",
+        "N",
+        "piped img/s",
+        "serial img/s",
+        "model img/s",
+        "auto/mdl",
+        "pipe gain",
+        "eager img/s",
+        "mdl/eager"
     );
     for (width, height, count) in sizes {
         let images = dir.path().join(format!("img{width}x{height}"));
@@ -161,18 +189,24 @@ fn main() {
             done += take;
         }
         let model_rate = count as f64 / started.elapsed().as_secs_f64();
+        let eager = eager_rate(width, height, count);
         let apply_rate = apply["images_per_second"].as_f64().unwrap();
         let serial_rate = serial["images_per_second"].as_f64().unwrap();
         let auto_rate = auto["images_per_second"].as_f64().unwrap();
         println!(
-            "{:<10} {:>6} {:>14.2} {:>14.2} {:>14.2} {:>9.3} {:>9.3}",
+            "{:<10} {:>6} {:>14.2} {:>14.2} {:>14.2} {:>9.3} {:>9.3} {:>12} {:>9}",
             format!("{width}x{height}"),
             count,
             apply_rate,
             serial_rate,
             model_rate,
             auto_rate / model_rate,
-            apply_rate / serial_rate
+            apply_rate / serial_rate,
+            eager.map_or_else(|| "-".to_owned(), |rate| format!("{rate:.2}")),
+            eager.map_or_else(
+                || "-".to_owned(),
+                |rate| format!("{:.3}", model_rate / rate)
+            ),
         );
     }
 }
