@@ -478,4 +478,8 @@ fn download_by_source_url_and_google_drive() {
     sandbox.ok(&["models", "download", &url, "-n", "acme/drive-model"]);
     let path = sandbox.ok(&["models", "find", "acme/drive-model"]).stdout();
     assert_eq!(fs_err::read(path.trim()).unwrap(), data);
+    let misuse = sandbox
+        .fails(&["models", "download", "acme/one", "-n", "acme/one"])
+        .stderr();
+    assert!(misuse.contains("goes with a source URL"), "{misuse}");
 }

@@ -128,6 +128,14 @@ pub enum RegistryError {
         /// Its models.
         models: Vec<String>,
     },
+    /// A model name was given for something that is not a source URL.
+    #[error(
+        "a model name (`--model-name`) goes with a source URL, and `{name}` is a model name: drop the model name, or give the source's URL"
+    )]
+    ModelNameWithoutSource {
+        /// What was given instead of a URL.
+        name: String,
+    },
     /// A model manager this version does not know.
     #[error("model `{model}` has an unusable `manager`: {message}")]
     BadManager {

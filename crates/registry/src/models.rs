@@ -22,14 +22,21 @@ use crate::registry::{RegisterOutcome, Registry};
 const LOCKS_DIR: &str = ".locks";
 
 /// The result of [`Registry::download_model`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Downloaded {
-    /// The model's name.
-    pub name: String,
+    /// The model.
+    pub model: ZooModel,
     /// Where it is.
     pub path: PathBuf,
     /// Whether this call fetched it (false: it was there already).
     pub fetched: bool,
+}
+
+impl Downloaded {
+    /// The model's (versioned) name.
+    pub fn name(&self) -> String {
+        self.model.name()
+    }
 }
 
 /// How a model's manager says to download it.
@@ -98,10 +105,33 @@ impl Registry {
         progress: &dyn Progress,
     ) -> Result<Downloaded, RegistryError> {
         let model = self.model(name)?;
-        self.download(&model, overwrite, progress)
+        self.fetch(&model, overwrite, progress)
     }
 
-    fn download(
+    /// Downloads a model named by `name_or_url`: an `http(s)` URL is a
+    /// source (registered on the way) offering `model_name` or a single
+    /// model; anything else is a model name, and then `model_name` must be
+    /// absent.
+    pub fn download(
+        &self,
+        name_or_url: &str,
+        model_name: Option<&str>,
+        overwrite: bool,
+        progress: &dyn Progress,
+    ) -> Result<Downloaded, RegistryError> {
+        let lower = name_or_url.trim().to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            return self.download_from_source(name_or_url, model_name, overwrite, progress);
+        }
+        if model_name.is_some() {
+            return Err(RegistryError::ModelNameWithoutSource {
+                name: name_or_url.to_owned(),
+            });
+        }
+        self.download_model(name_or_url, overwrite, progress)
+    }
+
+    fn fetch(
         &self,
         model: &ZooModel,
         overwrite: bool,
@@ -110,7 +140,7 @@ impl Registry {
         let name = model.name();
         if !overwrite && let Some(path) = self.downloaded_path(model) {
             return Ok(Downloaded {
-                name,
+                model: model.clone(),
                 path,
                 fetched: false,
             });
@@ -121,7 +151,7 @@ impl Registry {
         } else if let Some(path) = self.downloaded_path(model) {
             tracing::debug!(model = name, "downloaded by another process meanwhile");
             return Ok(Downloaded {
-                name,
+                model: model.clone(),
                 path,
                 fetched: false,
             });
@@ -145,7 +175,7 @@ impl Registry {
                 stderr: String::new(),
             })?;
         Ok(Downloaded {
-            name,
+            model: model.clone(),
             path,
             fetched: true,
         })
@@ -305,7 +335,7 @@ impl Registry {
                 }
             },
         };
-        self.download(&model, overwrite, progress)
+        self.fetch(&model, overwrite, progress)
     }
 
     /// The downloaded model's path, or an error saying how to download it.
@@ -348,10 +378,20 @@ impl Registry {
         overrides: &serde_json::Map<String, Value>,
     ) -> Result<(ZooModel, DeploymentConfig), RegistryError> {
         let model = self.model(name)?;
+        let config = self.deployment_config_of(&model, overrides)?;
+        Ok((model, config))
+    }
+
+    /// [`Registry::deployment_config`] for a model already resolved.
+    pub fn deployment_config_of(
+        &self,
+        model: &ZooModel,
+        overrides: &serde_json::Map<String, Value>,
+    ) -> Result<DeploymentConfig, RegistryError> {
         let mut config = match &model.model.default_deployment_config_dict {
             Some(config) => config.clone(),
             None => {
-                let source_dir = self.trusted_source_dir(&model)?;
+                let source_dir = self.trusted_source_dir(model)?;
                 let hook = hooks::find(&source_dir, HookKind::Load).ok_or_else(|| {
                     RegistryError::NoMethod {
                         model: model.name(),
@@ -359,7 +399,7 @@ impl Registry {
                         action: "loaded".to_owned(),
                     }
                 })?;
-                let path = self.model_path(&model);
+                let path = self.model_path(model);
                 let stdout = hooks::run(
                     &hook,
                     HookKind::Load,
@@ -379,7 +419,7 @@ impl Registry {
         for (key, value) in overrides {
             config.config.insert(key.clone(), value.clone());
         }
-        Ok((model, config))
+        Ok(config)
     }
 
     fn mirrored(&self, url: &str) -> String {

@@ -25,20 +25,14 @@ fn load_model(
     model_name: Option<&str>,
     quiet: bool,
 ) -> Result<(String, Box<dyn Model>)> {
-    let bar = Bar::new(quiet);
-    let lower = name_or_url.trim().to_ascii_lowercase();
-    let downloaded = if lower.starts_with("http://") || lower.starts_with("https://") {
-        registry.download_from_source(name_or_url, model_name, false, &bar)?
-    } else {
-        registry.download_model(name_or_url, false, &bar)?
-    };
-    let (_, config) = registry.deployment_config(&downloaded.name, &serde_json::Map::new())?;
-    let kind = config.kind.clone().with_context(|| {
-        format!(
-            "the deployment config of `{}` has no `type`",
-            downloaded.name
-        )
-    })?;
+    let downloaded = registry.download(name_or_url, model_name, false, &Bar::new(quiet))?;
+    let name = downloaded.name();
+    // The model is resolved once: no second pass over every manifest.
+    let config = registry.deployment_config_of(&downloaded.model, &serde_json::Map::new())?;
+    let kind = config
+        .kind
+        .clone()
+        .with_context(|| format!("the deployment config of `{name}` has no `type`"))?;
     let spec = ModelSpec {
         kind,
         config: config.config,
@@ -47,8 +41,8 @@ fn load_model(
     let model = runtime
         .factory()
         .build(&spec)
-        .with_context(|| format!("building model `{}` failed", downloaded.name))?;
-    Ok((downloaded.name, model))
+        .with_context(|| format!("building model `{name}` failed"))?;
+    Ok((name, model))
 }
 
 fn dataset_name(store: &mut Datasets, dataset: &str) -> Result<String> {

@@ -361,26 +361,17 @@ fn download(
     overwrite: bool,
     quiet: bool,
 ) -> Result<()> {
-    let bar = Bar::new(quiet);
-    let lower = name_or_url.trim().to_ascii_lowercase();
-    let downloaded = if lower.starts_with("http://") || lower.starts_with("https://") {
-        registry.download_from_source(name_or_url, model_name, overwrite, &bar)?
-    } else {
-        if model_name.is_some() {
-            bail!("`--model-name` goes with a source URL; `{name_or_url}` is a model name");
-        }
-        registry.download_model(name_or_url, overwrite, &bar)?
-    };
+    let downloaded = registry.download(name_or_url, model_name, overwrite, &Bar::new(quiet))?;
     if downloaded.fetched {
         eprintln!(
             "downloaded `{}` to `{}`",
-            downloaded.name,
+            downloaded.name(),
             downloaded.path.display()
         );
     } else {
         eprintln!(
             "model `{}` is already downloaded at `{}`",
-            downloaded.name,
+            downloaded.name(),
             downloaded.path.display()
         );
     }
