@@ -126,41 +126,7 @@ impl Run {
     }
 }
 
-/// Every path under `root` with file sizes, staging and lock files aside.
-pub(crate) fn snapshot(root: &Path) -> Vec<String> {
-    let mut names = Vec::new();
-    if !root.exists() {
-        return names;
-    }
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs_err::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let relative = entry
-                .path()
-                .strip_prefix(root)
-                .unwrap()
-                .display()
-                .to_string();
-            if relative.ends_with(".lock") {
-                continue;
-            }
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-                if relative != ".tmp" {
-                    names.push(format!("{relative}/"));
-                }
-            } else {
-                names.push(format!(
-                    "{relative} ({} bytes)",
-                    entry.metadata().unwrap().len()
-                ));
-            }
-        }
-    }
-    names.sort();
-    names
-}
+pub(crate) use zoo_test_support::dir_snapshot as snapshot;
 
 /// The corpus of real manifests, committed under `tests/corpus`.
 pub(crate) fn corpus() -> Vec<(String, String)> {

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use zoo_model_core::{Image, Model, ModelSpec};
+use zoo_model_core::{Model, ModelSpec};
 use zoo_test_support::TestServer;
 use zoo_torch_backend::TorchImageModel;
 
@@ -135,50 +135,28 @@ fn main() {
         let images = dir.path().join(format!("img{width}x{height}"));
         pictures(&images, count, width, height);
         let folder = images.display().to_string();
-        let apply = zoo_json(&[
-            "models",
-            "apply",
-            "resnet18-imagenet-torch",
-            &folder,
-            "pred",
-            "--batch-size",
-            "16",
-            "--overwrite",
-            "--json",
-            "--quiet",
-            "--pipeline",
-            "on",
-        ]);
-        let serial = zoo_json(&[
-            "models",
-            "apply",
-            "resnet18-imagenet-torch",
-            &folder,
-            "pred",
-            "--batch-size",
-            "16",
-            "--overwrite",
-            "--json",
-            "--quiet",
-            "--pipeline",
-            "off",
-        ]);
-        // What `--pipeline auto` (the default) picks on this machine.
-        let auto = zoo_json(&[
-            "models",
-            "apply",
-            "resnet18-imagenet-torch",
-            &folder,
-            "pred",
-            "--batch-size",
-            "16",
-            "--overwrite",
-            "--json",
-            "--quiet",
-        ]);
+        // `--pipeline on`, `off`, then `auto` (the default) as this machine picks it.
+        let rate = |pipeline: &str| {
+            let run = zoo_json(&[
+                "models",
+                "apply",
+                "resnet18-imagenet-torch",
+                &folder,
+                "pred",
+                "--batch-size",
+                "16",
+                "--overwrite",
+                "--json",
+                "--quiet",
+                "--pipeline",
+                pipeline,
+            ]);
+            run["images_per_second"].as_f64().unwrap()
+        };
+        let (apply_rate, serial_rate, auto_rate) = (rate("on"), rate("off"), rate("auto"));
         // Model only: the same preprocessed input, batches of 16, same count.
         let image = zoo_datasets::decode_image(&images.join("img0000.jpg")).unwrap();
-        let input = model.preprocessor().preprocess(Image { ..image }).unwrap();
+        let input = model.preprocessor().preprocess(image).unwrap();
         let batch: Vec<_> = (0..16).map(|_| input.clone()).collect();
         model.predict_all(&batch).unwrap();
         let started = Instant::now();
@@ -190,9 +168,6 @@ fn main() {
         }
         let model_rate = count as f64 / started.elapsed().as_secs_f64();
         let eager = eager_rate(width, height, count);
-        let apply_rate = apply["images_per_second"].as_f64().unwrap();
-        let serial_rate = serial["images_per_second"].as_f64().unwrap();
-        let auto_rate = auto["images_per_second"].as_f64().unwrap();
         println!(
             "{:<10} {:>6} {:>14.2} {:>14.2} {:>14.2} {:>9.3} {:>9.3} {:>12} {:>9}",
             format!("{width}x{height}"),

@@ -84,6 +84,13 @@ pub struct Datasets {
     path: PathBuf,
 }
 
+/// An embedding blob: little-endian `f32` values, as `write_embeddings`
+/// stores them.
+fn decode_f32(data: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    data.chunks_exact(4)
+        .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA foreign_keys = ON;
@@ -472,12 +479,7 @@ impl Datasets {
                 .map_err(|source| self.database(source))?;
             for row in rows {
                 let (sample, field, data) = row.map_err(|source| self.database(source))?;
-                let values: Vec<Value> = data
-                    .chunks_exact(4)
-                    .map(|bytes| {
-                        json!(f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-                    })
-                    .collect();
+                let values: Vec<Value> = decode_f32(&data).map(|value| json!(value)).collect();
                 if let Some(object) = samples.get_mut(&sample) {
                     object.insert(field, Value::Array(values));
                 }
@@ -550,10 +552,7 @@ impl Datasets {
             let (row_dim, data) = row.map_err(|source| self.database(source))?;
             dim = row_dim;
             count += 1;
-            values.extend(
-                data.chunks_exact(4)
-                    .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])),
-            );
+            values.extend(decode_f32(&data));
         }
         if count == 0 {
             return Err(DatasetError::NoField {

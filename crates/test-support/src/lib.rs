@@ -9,6 +9,8 @@
 //! - [`FakeGitHub`]: GitHub's REST API as zoo uses it (repo info, zipball with
 //!   a redirect to a second host, commit lookup, private repos behind a token,
 //!   rate limiting), backed by two [`TestServer`]s.
+//! - [`dir_snapshot`]: a directory tree as sorted lines, to assert that a
+//!   failed operation changed nothing.
 //!
 //! This crate is a dev-dependency only; nothing in it reaches the network
 //! beyond loopback.
@@ -25,7 +27,9 @@
 mod archive;
 mod github;
 mod server;
+mod snapshot;
 
 pub use archive::{Archive, Entry};
 pub use github::{FakeGitHub, RepoSpec, fake_sha};
 pub use server::{Fault, Handler, Request, Response, TestServer, file_response};
+pub use snapshot::dir_snapshot;

@@ -15,38 +15,4 @@ pub(crate) fn registry(root: &Path, github: &FakeGitHub) -> Registry {
     Registry::new(config)
 }
 
-/// Every file and folder under `root`, except the empty staging folder and
-/// the lock file, which do not change what is registered.
-pub(crate) fn snapshot(root: &Path) -> Vec<String> {
-    let mut names = Vec::new();
-    if !root.exists() {
-        return names;
-    }
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs_err::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let relative = entry
-                .path()
-                .strip_prefix(root)
-                .unwrap()
-                .display()
-                .to_string();
-            if relative == ".registry.lock" {
-                continue;
-            }
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-                if relative == ".tmp" {
-                    continue;
-                }
-                names.push(format!("{relative}/"));
-            } else {
-                let bytes = fs_err::read(entry.path()).unwrap();
-                names.push(format!("{relative} ({} bytes)", bytes.len()));
-            }
-        }
-    }
-    names.sort();
-    names
-}
+pub(crate) use zoo_test_support::dir_snapshot as snapshot;
