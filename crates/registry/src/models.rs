@@ -162,7 +162,7 @@ impl Registry {
             });
         }
         let path = self.model_path(model);
-        match manager_plan(model)? {
+        match manager_plan(model, &self.config().transfer)? {
             Some(plan) => self.download_with_manager(model, &path, &plan, progress)?,
             None => self.download_with_hook(model, &path)?,
         }
@@ -442,7 +442,10 @@ fn extracts_archive(model: &ZooModel) -> bool {
         .is_some_and(|value| value.as_bool() == Some(true))
 }
 
-fn manager_plan(model: &ZooModel) -> Result<Option<ManagerPlan>, RegistryError> {
+fn manager_plan(
+    model: &ZooModel,
+    transfer: &TransferOptions,
+) -> Result<Option<ManagerPlan>, RegistryError> {
     let Some(manager) = model.model.download_manager() else {
         return Ok(None);
     };
@@ -457,7 +460,7 @@ fn manager_plan(model: &ZooModel) -> Result<Option<ManagerPlan>, RegistryError> 
         options: TransferOptions {
             sha256: text("sha256"),
             size: config.get("size_bytes").and_then(Value::as_u64),
-            ..TransferOptions::default()
+            ..transfer.clone()
         },
     };
     if plan.url.is_none() && plan.google_drive_id.is_none() {

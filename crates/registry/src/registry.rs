@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use zoo_fs::{LockMode, LockedFile};
 use zoo_manifest::{Manifest, Origin, Zoo, ZooModel};
-use zoo_sources::{ExtractLimits, GitHub, Progress, SourceId, fetch_source};
+use zoo_sources::{ExtractLimits, GitHub, Progress, SourceId, TransferOptions, fetch_source};
 
 use crate::error::RegistryError;
 use crate::index::{Index, InstalledManifest, RegisteredSource, overlaps};
@@ -39,6 +39,9 @@ pub struct RegistryConfig {
     pub google_drive_url: String,
     /// The Python interpreter for `__init__.py` hooks.
     pub python: String,
+    /// Retries and backoff for every download (sources and models); the
+    /// digest and size come from each model's manager.
+    pub transfer: TransferOptions,
 }
 
 impl RegistryConfig {
@@ -56,6 +59,7 @@ impl RegistryConfig {
             mirrors: Vec::new(),
             google_drive_url: "https://drive.google.com".to_owned(),
             python: "python3".to_owned(),
+            transfer: TransferOptions::default(),
         }
     }
 }
@@ -179,6 +183,7 @@ impl Registry {
             &self.github,
             staging.path(),
             &self.config.extract_limits,
+            &self.config.transfer,
             progress,
         )?;
         let (found, skipped) = discover(&fetched.root, &url)?;

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use crate::archive::{ArchiveKind, ExtractLimits, extract};
 use crate::error::SourceError;
 use crate::github::GitHub;
-use crate::http::download;
 use crate::identifier::{GitHubRef, SourceId};
 use crate::progress::Progress;
+use crate::transfer::{TransferOptions, fetch_file};
 
 /// A fetched source tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,7 @@ pub fn fetch_source(
     github: &GitHub,
     work_dir: &Path,
     limits: &ExtractLimits,
+    transfer: &TransferOptions,
     progress: &dyn Progress,
 ) -> Result<FetchedSource, SourceError> {
     let tree = work_dir.join("tree");
@@ -39,7 +40,8 @@ pub fn fetch_source(
         } => {
             let (sha, subpath) = resolve(github, owner, repo, reference)?;
             let archive = work_dir.join("source.zip");
-            let downloaded = github.download_zipball(owner, repo, &sha, &archive, progress)?;
+            let downloaded =
+                github.download_zipball(owner, repo, &sha, &archive, transfer, progress)?;
             extract(&archive, ArchiveKind::Zip, &tree, limits)?;
             fs_err::remove_file(&archive)?;
             // GitHub puts everything under one `{owner}-{repo}-{sha7}/` folder.
@@ -61,7 +63,7 @@ pub fn fetch_source(
         }
         SourceId::Archive { url, kind } => {
             let archive = work_dir.join("source.archive");
-            let downloaded = download(github.http(), url, &archive, progress)?;
+            let downloaded = fetch_file(github.http(), url, &archive, transfer, progress)?;
             let kind = match kind {
                 Some(kind) => *kind,
                 None => {

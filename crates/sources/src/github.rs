@@ -5,8 +5,9 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::SourceError;
-use crate::http::{HttpClient, save_body, transport_error};
+use crate::http::{HttpClient, transport_error};
 use crate::progress::Progress;
+use crate::transfer::{TransferOptions, fetch_file, fetch_with_first};
 
 /// GitHub's public API.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -158,7 +159,8 @@ impl GitHub {
         Ok(answer.and_then(|commit| commit["sha"].as_str().map(str::to_owned)))
     }
 
-    /// Downloads the zipball of `reference` to `dest`. The API answers with a
+    /// Downloads the zipball of `reference` to `dest` (with
+    /// [`crate::fetch_file`]'s resume and retries). The API answers with a
     /// redirect to another host, which is fetched without the token.
     pub fn download_zipball(
         &self,
@@ -166,6 +168,7 @@ impl GitHub {
         repo: &str,
         reference: &str,
         dest: &Path,
+        options: &TransferOptions,
         progress: &dyn Progress,
     ) -> Result<u64, SourceError> {
         let (url, response) = self.call(&format!("/repos/{owner}/{repo}/zipball/{reference}"))?;
@@ -181,8 +184,7 @@ impl GitHub {
                 })?
                 .to_owned();
             tracing::debug!(%location, "zipball redirect (followed without the token)");
-            let target = self.http.get(&location, &[], true)?;
-            return save_body(target, &location, dest, progress);
+            return fetch_file(&self.http, &location, dest, options, progress);
         }
         if status == 404 {
             return Err(self.not_found(&url, "zipball", &Value::Null));
@@ -190,7 +192,8 @@ impl GitHub {
         if !(200..300).contains(&status) {
             return Err(self.api_error(&url, response));
         }
-        save_body(response, &url, dest, progress)
+        // A server that answers with the archive itself (no redirect).
+        fetch_with_first(&self.http, &url, dest, options, progress, Some(response))
     }
 }
 

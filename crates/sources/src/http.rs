@@ -1,13 +1,10 @@
 //! HTTP through ureq, with errors that say what to do.
 
-use std::io::{Read, Write};
-use std::path::Path;
 use std::time::Duration;
 
 use ureq::http::Response;
 
 use crate::error::SourceError;
-use crate::progress::Progress;
 
 /// An HTTP client configured for zoo: error statuses are returned, not
 /// raised, so callers can explain them.
@@ -90,82 +87,4 @@ pub(crate) fn status_hint(status: u16) -> Option<String> {
         500..=599 => Some("the server failed; try again later".to_owned()),
         _ => None,
     }
-}
-
-/// Downloads `url` into `dest` (created or truncated), reporting progress;
-/// returns the bytes written. An error status, a transport failure or a body
-/// shorter than announced is an error.
-pub fn download(
-    client: &HttpClient,
-    url: &str,
-    dest: &Path,
-    progress: &dyn Progress,
-) -> Result<u64, SourceError> {
-    let response = client.get(url, &[], true)?;
-    save_body(response, url, dest, progress)
-}
-
-/// Writes a response body to `dest` after checking its status.
-pub(crate) fn save_body(
-    response: Response<ureq::Body>,
-    url: &str,
-    dest: &Path,
-    progress: &dyn Progress,
-) -> Result<u64, SourceError> {
-    let status = response.status().as_u16();
-    if !(200..300).contains(&status) {
-        return Err(SourceError::Status {
-            url: url.to_owned(),
-            status,
-            detail: None,
-            hint: status_hint(status),
-        });
-    }
-    let expected = response
-        .headers()
-        .get("content-length")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    let mut body = response.into_body();
-    let mut reader = body.as_reader();
-    let mut file = fs_err::File::create(dest)?;
-    progress.start(url, expected);
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut received: u64 = 0;
-    loop {
-        let read = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => {
-                progress.finish();
-                return Err(match expected {
-                    Some(expected) if received < expected => SourceError::Truncated {
-                        url: url.to_owned(),
-                        received,
-                        expected,
-                    },
-                    _ => SourceError::Transport {
-                        url: url.to_owned(),
-                        message: format!("reading the body failed: {err}; try again"),
-                    },
-                });
-            }
-        };
-        file.write_all(&buffer[..read])?;
-        received += read as u64;
-        progress.advance(read as u64);
-    }
-    progress.finish();
-    if let Some(expected) = expected
-        && received != expected
-    {
-        return Err(SourceError::Truncated {
-            url: url.to_owned(),
-            received,
-            expected,
-        });
-    }
-    file.sync_all()?;
-    Ok(received)
 }

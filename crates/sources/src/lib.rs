@@ -6,9 +6,8 @@
 //! - [`GitHub`]: the REST API calls zoo makes (default branch, commit lookup,
 //!   zipball), with `GITHUB_TOKEN` sent to the API host only and helpful
 //!   errors for 401/403/404 and rate limits.
-//! - [`download`]: an HTTP GET streamed to a file, with progress;
-//!   [`fetch_file`]: the robust kind for model files (resume, retry, verify,
-//!   atomic rename) and [`fetch_google_drive`].
+//! - [`fetch_file`]: downloads for sources and models alike (resume, retry,
+//!   verify, atomic rename), and [`fetch_google_drive`].
 //! - [`extract`]: zip, tar and tar.gz extraction that refuses entries escaping
 //!   the target (`..`, absolute names, links pointing out) and caps total
 //!   size and entry count.
@@ -37,7 +36,7 @@ pub use archive::{ArchiveKind, ExtractLimits, ExtractStats, extract};
 pub use error::SourceError;
 pub use fetch::{FetchedSource, fetch_source};
 pub use github::{DEFAULT_API_URL, GitHub};
-pub use http::{HttpClient, download};
+pub use http::HttpClient;
 pub use identifier::{GitHubRef, SourceId};
 pub use progress::{NoProgress, Progress};
 pub use transfer::{TransferOptions, fetch_file, fetch_google_drive, partial_path, sha256_file};

@@ -72,7 +72,7 @@ pub fn fetch_file(
     fetch_with_first(client, url, dest, options, progress, None)
 }
 
-fn fetch_with_first(
+pub(crate) fn fetch_with_first(
     client: &HttpClient,
     url: &str,
     dest: &Path,

@@ -232,6 +232,7 @@ fn bad_sources_leave_the_zoo_dir_as_it_was() {
     let mut config = zoo_registry::RegistryConfig::new(root.path());
     config.github_api_url = github.api_url();
     config.extract_limits.max_bytes = 1 << 20;
+    config.transfer.backoff = std::time::Duration::from_millis(5);
     let registry = zoo_registry::Registry::new(config);
     registry
         .register_source("acme/zoo", false, false, &NoProgress)

@@ -33,11 +33,16 @@ fn fetch(
     let work = tempfile::tempdir().unwrap();
     let client = GitHub::new(&github.api_url(), token.map(str::to_owned));
     let source: SourceId = id.parse().unwrap();
+    let transfer = zoo_sources::TransferOptions {
+        backoff: std::time::Duration::from_millis(5),
+        ..Default::default()
+    };
     let result = fetch_source(
         &source,
         &client,
         work.path(),
         &ExtractLimits::default(),
+        &transfer,
         &NoProgress,
     );
     (work, result)
