@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use crate::fields::label_fields;
 use crate::image::Image;
 use crate::label::Label;
-use crate::model::{Input, Model, ModelError, Preprocess};
+use crate::model::{Input, Model, ModelError, Preprocess, SetupGuard};
 
 /// A sample to run a model on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +165,10 @@ fn run<T>(
     emit: &mut Emit<'_, T>,
 ) -> Result<ApplySummary, ApplyError> {
     let started = Instant::now();
+    // Setup before the first batch, teardown however the run ends (the
+    // model's context manager).
+    let mut guard = SetupGuard::new(model)?;
+    let model = guard.model();
     let mut summary = ApplySummary::default();
     let batch_size = options.batch_size.max(1);
     let batches: Vec<&[Sample]> = samples.chunks(batch_size).collect();

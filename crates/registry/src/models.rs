@@ -212,7 +212,7 @@ impl Registry {
                     }
                 })?,
             };
-            let staging = self.staging_dir("extract-")?;
+            let staging = self.staging("extract-")?;
             let unpacked = staging.path().join("unpacked");
             extract(path, kind, &unpacked, &self.config().extract_limits)?;
             let folder = archive_folder(path);

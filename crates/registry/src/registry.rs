@@ -87,17 +87,6 @@ pub struct ZooView {
     pub problems: Vec<String>,
 }
 
-impl ZooView {
-    /// Warnings for people: unreadable manifests and skipped models.
-    pub fn warnings(&self) -> Vec<String> {
-        self.problems
-            .iter()
-            .cloned()
-            .chain(self.zoo.warnings().iter().map(ToString::to_string))
-            .collect()
-    }
-}
-
 /// The registry in a zoo dir.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -144,11 +133,7 @@ impl Registry {
         )?)
     }
 
-    pub(crate) fn staging_dir(&self, prefix: &str) -> Result<tempfile::TempDir, RegistryError> {
-        self.staging(prefix)
-    }
-
-    fn staging(&self, prefix: &str) -> Result<tempfile::TempDir, RegistryError> {
+    pub(crate) fn staging(&self, prefix: &str) -> Result<tempfile::TempDir, RegistryError> {
         let dir = self.root().join(STAGING_DIR);
         fs_err::create_dir_all(&dir)?;
         Ok(tempfile::Builder::new().prefix(prefix).tempdir_in(&dir)?)

@@ -15,6 +15,8 @@ use zoo_model_core::{
 struct Brightness {
     forwards: Vec<usize>,
     logits: bool,
+    /// Setups and teardowns seen, in order.
+    lifecycle: Vec<&'static str>,
 }
 
 struct Scale;
@@ -63,6 +65,15 @@ impl Model for Brightness {
 
     fn has_logits(&self) -> bool {
         true
+    }
+
+    fn setup(&mut self) -> Result<(), ModelError> {
+        self.lifecycle.push("setup");
+        Ok(())
+    }
+
+    fn teardown(&mut self) {
+        self.lifecycle.push("teardown");
     }
 
     fn set_store_logits(&mut self, store: bool) {
@@ -124,6 +135,7 @@ fn run(options: &ApplyOptions, names: &[&str]) -> (Vec<Outcome>, Vec<usize>, usi
     let mut model = Brightness {
         forwards: Vec::new(),
         logits: false,
+        lifecycle: Vec::new(),
     };
     let mut outcomes = Vec::new();
     let summary = apply(
@@ -214,6 +226,7 @@ fn thresholds_logits_and_stopping_on_failure() {
     let mut model = Brightness {
         forwards: Vec::new(),
         logits: false,
+        lifecycle: Vec::new(),
     };
     let err = apply(
         &mut model,
@@ -231,6 +244,7 @@ fn embeddings_are_vectors_per_sample() {
     let mut model = Brightness {
         forwards: Vec::new(),
         logits: false,
+        lifecycle: Vec::new(),
     };
     let mut vectors = Vec::new();
     let summary = embed(
@@ -263,6 +277,7 @@ fn a_storage_failure_stops_the_pipeline_without_hanging() {
     let mut model = Brightness {
         forwards: Vec::new(),
         logits: false,
+        lifecycle: Vec::new(),
     };
     let options = ApplyOptions {
         batch_size: 2,
@@ -277,4 +292,9 @@ fn a_storage_failure_stops_the_pipeline_without_hanging() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("disk full"));
+    assert_eq!(
+        model.lifecycle,
+        vec!["setup", "teardown"],
+        "teardown runs even when the run fails"
+    );
 }
