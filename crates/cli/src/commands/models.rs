@@ -97,9 +97,9 @@ fn origin(model: &ZooModel) -> String {
     model.origin.to_string()
 }
 
-fn model_json(registry: &Registry, model: &ZooModel) -> serde_json::Value {
+fn model_json(model: &ZooModel, downloaded: bool) -> serde_json::Value {
     json!({
-        "downloaded": registry.downloaded_path(model).is_some(),
+        "downloaded": downloaded,
         "name": model.name(),
         "base_name": model.model.base_name,
         "version": model.model.version,
@@ -127,10 +127,13 @@ fn list(registry: &Registry, args: &ListArgs) -> Result<()> {
         }),
         licenses: args.license.clone(),
     };
-    let models: Vec<&ZooModel> = view
+    // One stat per model, and none for a plain `--names-only`.
+    let check = args.downloaded_only || !args.names_only;
+    let models: Vec<(&ZooModel, bool)> = view
         .zoo
         .filter(&filter)
-        .filter(|model| !args.downloaded_only || registry.downloaded_path(model).is_some())
+        .map(|model| (model, check && registry.downloaded_path(model).is_some()))
+        .filter(|(_, downloaded)| !args.downloaded_only || *downloaded)
         .collect();
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -138,27 +141,22 @@ fn list(registry: &Registry, args: &ListArgs) -> Result<()> {
             &mut out,
             &models
                 .iter()
-                .map(|model| model_json(registry, model))
+                .map(|(model, downloaded)| model_json(model, *downloaded))
                 .collect(),
         );
     }
     if args.names_only {
-        for model in models {
+        for (model, _) in models {
             writeln!(out, "{}", model.name())?;
         }
         return Ok(());
     }
     let rows: Vec<Vec<String>> = models
         .iter()
-        .map(|model| {
+        .map(|(model, downloaded)| {
             vec![
                 model.name(),
-                if registry.downloaded_path(model).is_some() {
-                    "yes"
-                } else {
-                    "-"
-                }
-                .to_owned(),
+                if *downloaded { "yes" } else { "-" }.to_owned(),
                 model.model.tags().join(","),
                 origin(model),
             ]
