@@ -28,6 +28,19 @@ impl std::fmt::Debug for Network {
 }
 
 impl Network {
+    /// A network with a head whose input is `embeddings_layer`.
+    pub(crate) fn new(
+        features: Box<dyn ModuleT>,
+        head: Box<dyn ModuleT>,
+        embeddings_layer: &'static str,
+    ) -> Network {
+        Network {
+            features,
+            head: Some(head),
+            embeddings_layer: Some(embeddings_layer),
+        }
+    }
+
     /// Features (the head's input).
     pub(crate) fn features(&self, input: &Tensor) -> Tensor {
         self.features.forward_t(input, false)
@@ -190,23 +203,26 @@ fn inverted_residual(
     })
 }
 
+/// MobileNetV2's inverted residual settings: (expansion, output channels,
+/// repeats, first stride).
+pub(crate) const MOBILENET_V2_SETTINGS: [(i64, i64, i64, i64); 7] = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+];
+
 /// torchvision's `mobilenet_v2`: features, global average pool, then
 /// `classifier.1` (`classifier.0` is dropout).
 fn mobilenet_v2(root: &nn::Path, classes: i64) -> Network {
-    const SETTINGS: [(i64, i64, i64, i64); 7] = [
-        (1, 16, 1, 1),
-        (6, 24, 2, 2),
-        (6, 32, 3, 2),
-        (6, 64, 4, 2),
-        (6, 96, 3, 1),
-        (6, 160, 3, 2),
-        (6, 320, 1, 1),
-    ];
     let features_path = root / "features";
     let mut c_in = 32;
     let mut features = nn::seq_t().add(conv_bn_relu6(&features_path / 0, 3, c_in, 3, 2, 1));
     let mut layer = 1;
-    for (expand, c_out, repeats, stride) in SETTINGS {
+    for (expand, c_out, repeats, stride) in MOBILENET_V2_SETTINGS {
         for repeat in 0..repeats {
             let stride = if repeat == 0 { stride } else { 1 };
             features = features.add(inverted_residual(

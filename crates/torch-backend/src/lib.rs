@@ -15,6 +15,7 @@
 
 mod arch;
 mod device;
+mod folded;
 mod model;
 mod pickle;
 mod preprocess;

@@ -1,0 +1,552 @@
+//! Inference graphs for the torchvision architectures zoo runs most: the
+//! same arithmetic as [`crate::arch`]'s training-shaped modules, rearranged
+//! for speed once the weights are loaded.
+//!
+//! - Batch-norm folded into the convolution before it (`w * g / sqrt(v + e)`,
+//!   bias `b - m * g / sqrt(v + e)`, computed in f64): one pass over each
+//!   activation instead of two.
+//! - Channels-last (NHWC strides) convolution weights and inputs: oneDNN's
+//!   CPU kernels and cuDNN's half-precision kernels run on NHWC without
+//!   reordering every layer.
+//! - ReLU and residual additions in place, like torchvision's modules, so
+//!   fewer large activations are allocated per forward.
+//!
+//! Parity with PyTorch stays within 1e-4 (tested against the fixtures and
+//! against the unfolded graph); see BENCHMARKS.md for the measured gains.
+
+use std::collections::HashMap;
+
+use tch::nn::ModuleT;
+use tch::{Kind, Tensor};
+
+use crate::arch::Network;
+
+const BN_EPS: f64 = 1e-5;
+
+/// A copy of a 4-D tensor with channels-last (NHWC) strides, the same
+/// values; other tensors are returned as they are.
+pub(crate) fn channels_last(tensor: &Tensor) -> Tensor {
+    let size = tensor.size();
+    let [n, c, h, w] = size.as_slice() else {
+        return tensor.shallow_clone();
+    };
+    let (n, c, h, w) = (*n, *c, *h, *w);
+    let mut out = Tensor::empty_strided(
+        [n, c, h, w],
+        [h * w * c, 1, w * c, c],
+        (tensor.kind(), tensor.device()),
+    );
+    out.copy_(tensor);
+    out
+}
+
+/// The loaded weights by name.
+struct Weights {
+    by_name: HashMap<String, Tensor>,
+    kind: Kind,
+}
+
+impl Weights {
+    /// Tensor `name` in f64 for folding. Loading already checked that every
+    /// name the architecture needs is present with the right shape.
+    fn f64(&self, name: &str) -> Option<Tensor> {
+        self.by_name.get(name).map(|t| t.to_kind(Kind::Double))
+    }
+
+    /// Converts a prepared f64 tensor to the run's kind and layout.
+    fn finish(&self, tensor: &Tensor) -> Tensor {
+        channels_last(&tensor.to_kind(self.kind))
+    }
+}
+
+/// A convolution, possibly with a folded batch-norm as its bias.
+#[derive(Debug)]
+struct Conv {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: i64,
+    padding: i64,
+    groups: i64,
+}
+
+impl Conv {
+    /// `conv` followed by batch-norm `bn` (module paths, with trailing dots
+    /// left out), folded into one convolution.
+    fn folded(w: &Weights, conv: &str, bn: &str, stride: i64, groups: i64) -> Option<Conv> {
+        let weight = w.f64(&format!("{conv}.weight"))?;
+        let gamma = w.f64(&format!("{bn}.weight"))?;
+        let beta = w.f64(&format!("{bn}.bias"))?;
+        let mean = w.f64(&format!("{bn}.running_mean"))?;
+        let var = w.f64(&format!("{bn}.running_var"))?;
+        let scale = gamma / (var + BN_EPS).sqrt();
+        let bias = beta - &mean * &scale;
+        let weight = weight * scale.view([-1, 1, 1, 1]);
+        let kernel = weight.size()[2];
+        Some(Conv {
+            weight: w.finish(&weight),
+            bias: Some(bias.to_kind(w.kind)),
+            stride,
+            padding: (kernel - 1) / 2,
+            groups,
+        })
+    }
+
+    /// A convolution without bias and without a following batch-norm.
+    fn plain(w: &Weights, conv: &str, stride: i64, padding: i64) -> Option<Conv> {
+        let weight = w.f64(&format!("{conv}.weight"))?;
+        Some(Conv {
+            weight: w.finish(&weight),
+            bias: None,
+            stride,
+            padding,
+            groups: 1,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        xs.conv2d(
+            &self.weight,
+            self.bias.as_ref(),
+            [self.stride, self.stride],
+            [self.padding, self.padding],
+            [1, 1],
+            self.groups,
+        )
+    }
+}
+
+/// An inference-mode batch-norm that could not be folded (it follows a
+/// concatenation), as a per-channel affine map.
+#[derive(Debug)]
+struct Affine {
+    scale: Tensor,
+    shift: Tensor,
+}
+
+impl Affine {
+    fn new(w: &Weights, bn: &str) -> Option<Affine> {
+        let gamma = w.f64(&format!("{bn}.weight"))?;
+        let beta = w.f64(&format!("{bn}.bias"))?;
+        let mean = w.f64(&format!("{bn}.running_mean"))?;
+        let var = w.f64(&format!("{bn}.running_var"))?;
+        let scale = gamma / (var + BN_EPS).sqrt();
+        let shift = beta - &mean * &scale;
+        Some(Affine {
+            scale: scale.to_kind(w.kind).view([1, -1, 1, 1]),
+            shift: shift.to_kind(w.kind).view([1, -1, 1, 1]),
+        })
+    }
+
+    /// `relu(x * scale + shift)` into a new tensor.
+    fn relu(&self, xs: &Tensor) -> Tensor {
+        let mut ys = xs * &self.scale;
+        let _ = ys.g_add_(&self.shift).relu_();
+        ys
+    }
+}
+
+/// A final linear layer.
+#[derive(Debug)]
+struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn new(w: &Weights, name: &str) -> Option<Linear> {
+        Some(Linear {
+            weight: w.by_name.get(&format!("{name}.weight"))?.to_kind(w.kind),
+            bias: w.by_name.get(&format!("{name}.bias"))?.to_kind(w.kind),
+        })
+    }
+}
+
+impl ModuleT for Linear {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        xs.linear(&self.weight, Some(&self.bias))
+    }
+}
+
+fn global_pool(xs: &Tensor) -> Tensor {
+    xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+}
+
+#[derive(Debug)]
+enum Block {
+    Basic {
+        conv1: Conv,
+        conv2: Conv,
+        downsample: Option<Conv>,
+    },
+    Bottleneck {
+        conv1: Conv,
+        conv2: Conv,
+        conv3: Conv,
+        downsample: Option<Conv>,
+    },
+}
+
+impl Block {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let (mut ys, downsample) = match self {
+            Block::Basic {
+                conv1,
+                conv2,
+                downsample,
+            } => {
+                let mut hidden = conv1.forward(xs);
+                let _ = hidden.relu_();
+                (conv2.forward(&hidden), downsample)
+            }
+            Block::Bottleneck {
+                conv1,
+                conv2,
+                conv3,
+                downsample,
+            } => {
+                let mut hidden = conv1.forward(xs);
+                let _ = hidden.relu_();
+                let mut hidden = conv2.forward(&hidden);
+                let _ = hidden.relu_();
+                (conv3.forward(&hidden), downsample)
+            }
+        };
+        match downsample {
+            Some(conv) => {
+                let _ = ys.g_add_(&conv.forward(xs));
+            }
+            None => {
+                let _ = ys.g_add_(xs);
+            }
+        }
+        let _ = ys.relu_();
+        ys
+    }
+}
+
+/// torchvision's ResNet without its `fc` layer.
+#[derive(Debug)]
+struct ResNetFeatures {
+    stem: Conv,
+    blocks: Vec<Block>,
+}
+
+impl ModuleT for ResNetFeatures {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        let mut ys = self.stem.forward(xs);
+        let _ = ys.relu_();
+        let mut ys = ys.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        for block in &self.blocks {
+            ys = block.forward(&ys);
+        }
+        global_pool(&ys)
+    }
+}
+
+fn resnet(w: &Weights, bottleneck: bool, layers: [usize; 4]) -> Option<Network> {
+    let mut blocks = Vec::new();
+    let mut c_in = 64;
+    for (index, &count) in layers.iter().enumerate() {
+        let planes = 64 << index;
+        let c_out = if bottleneck { planes * 4 } else { planes };
+        for block in 0..count {
+            let stride = if index > 0 && block == 0 { 2 } else { 1 };
+            let p = format!("layer{}.{block}", index + 1);
+            let downsample = if block == 0 && (stride != 1 || c_in != c_out) {
+                Some(Conv::folded(
+                    w,
+                    &format!("{p}.downsample.0"),
+                    &format!("{p}.downsample.1"),
+                    stride,
+                    1,
+                )?)
+            } else {
+                None
+            };
+            let conv = |n: u32, stride: i64| {
+                Conv::folded(w, &format!("{p}.conv{n}"), &format!("{p}.bn{n}"), stride, 1)
+            };
+            blocks.push(if bottleneck {
+                Block::Bottleneck {
+                    conv1: conv(1, 1)?,
+                    conv2: conv(2, stride)?,
+                    conv3: conv(3, 1)?,
+                    downsample,
+                }
+            } else {
+                Block::Basic {
+                    conv1: conv(1, stride)?,
+                    conv2: conv(2, 1)?,
+                    downsample,
+                }
+            });
+            c_in = c_out;
+        }
+    }
+    Some(Network::new(
+        Box::new(ResNetFeatures {
+            stem: Conv::folded(w, "conv1", "bn1", 2, 1)?,
+            blocks,
+        }),
+        Box::new(Linear::new(w, "fc")?),
+        "<fc",
+    ))
+}
+
+/// One MobileNetV2 inverted residual: convolutions with their ReLU6 flags.
+#[derive(Debug)]
+struct InvertedResidual {
+    convs: Vec<(Conv, bool)>,
+    residual: bool,
+}
+
+#[derive(Debug)]
+struct MobileNetV2Features {
+    layers: Vec<InvertedResidual>,
+}
+
+impl ModuleT for MobileNetV2Features {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        let mut ys = xs.shallow_clone();
+        for layer in &self.layers {
+            let mut hidden = ys.shallow_clone();
+            for (conv, relu6) in &layer.convs {
+                hidden = conv.forward(&hidden);
+                if *relu6 {
+                    let _ = hidden.clamp_(0.0, 6.0);
+                }
+            }
+            if layer.residual {
+                let _ = hidden.g_add_(&ys);
+            }
+            ys = hidden;
+        }
+        global_pool(&ys)
+    }
+}
+
+fn mobilenet_v2(w: &Weights) -> Option<Network> {
+    let bn_conv = |p: &str, stride: i64, groups: i64, relu6: bool| {
+        Some((
+            Conv::folded(w, &format!("{p}.0"), &format!("{p}.1"), stride, groups)?,
+            relu6,
+        ))
+    };
+    let mut layers = vec![InvertedResidual {
+        convs: vec![bn_conv("features.0", 2, 1, true)?],
+        residual: false,
+    }];
+    let mut c_in = 32;
+    let mut index = 1;
+    for (expand, c_out, repeats, stride) in crate::arch::MOBILENET_V2_SETTINGS {
+        for repeat in 0..repeats {
+            let stride = if repeat == 0 { stride } else { 1 };
+            let p = format!("features.{index}.conv");
+            let hidden = expand * c_in;
+            let mut convs = Vec::new();
+            let mut at = 0;
+            if expand != 1 {
+                convs.push(bn_conv(&format!("{p}.0"), 1, 1, true)?);
+                at = 1;
+            }
+            convs.push(bn_conv(&format!("{p}.{at}"), stride, hidden, true)?);
+            convs.push((
+                Conv::folded(
+                    w,
+                    &format!("{p}.{}", at + 1),
+                    &format!("{p}.{}", at + 2),
+                    1,
+                    1,
+                )?,
+                false,
+            ));
+            layers.push(InvertedResidual {
+                convs,
+                residual: stride == 1 && c_in == c_out,
+            });
+            c_in = c_out;
+            index += 1;
+        }
+    }
+    layers.push(InvertedResidual {
+        convs: vec![bn_conv(&format!("features.{index}"), 1, 1, true)?],
+        residual: false,
+    });
+    Some(Network::new(
+        Box::new(MobileNetV2Features { layers }),
+        Box::new(Linear::new(w, "classifier.1")?),
+        "<classifier.1",
+    ))
+}
+
+/// One DenseNet layer: `norm1` cannot be folded (it follows the
+/// concatenation), `norm2` is folded into `conv1`.
+#[derive(Debug)]
+struct DenseLayer {
+    norm1: Affine,
+    conv1: Conv,
+    conv2: Conv,
+}
+
+#[derive(Debug)]
+enum DenseStage {
+    Layer(DenseLayer),
+    Transition { norm: Affine, conv: Conv },
+}
+
+#[derive(Debug)]
+struct DenseNetFeatures {
+    stem: Conv,
+    stages: Vec<DenseStage>,
+    norm5: Affine,
+}
+
+impl ModuleT for DenseNetFeatures {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        let mut ys = self.stem.forward(xs);
+        let _ = ys.relu_();
+        let mut ys = ys.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        for stage in &self.stages {
+            ys =
+                match stage {
+                    DenseStage::Layer(layer) => {
+                        let mut hidden = layer.conv1.forward(&layer.norm1.relu(&ys));
+                        let _ = hidden.relu_();
+                        let new = layer.conv2.forward(&hidden);
+                        Tensor::cat(&[&ys, &new], 1)
+                    }
+                    DenseStage::Transition { norm, conv } => conv
+                        .forward(&norm.relu(&ys))
+                        .avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>),
+                };
+        }
+        global_pool(&self.norm5.relu(&ys))
+    }
+}
+
+fn densenet(w: &Weights, blocks: &[i64]) -> Option<Network> {
+    let mut stages = Vec::new();
+    for (block, &layers) in blocks.iter().enumerate() {
+        let bp = format!("features.denseblock{}", block + 1);
+        for layer in 0..layers {
+            let lp = format!("{bp}.denselayer{}", layer + 1);
+            stages.push(DenseStage::Layer(DenseLayer {
+                norm1: Affine::new(w, &format!("{lp}.norm1"))?,
+                conv1: Conv::folded(w, &format!("{lp}.conv1"), &format!("{lp}.norm2"), 1, 1)?,
+                conv2: Conv::plain(w, &format!("{lp}.conv2"), 1, 1)?,
+            }));
+        }
+        if block + 1 != blocks.len() {
+            let tp = format!("features.transition{}", block + 1);
+            stages.push(DenseStage::Transition {
+                norm: Affine::new(w, &format!("{tp}.norm"))?,
+                conv: Conv::plain(w, &format!("{tp}.conv"), 1, 0)?,
+            });
+        }
+    }
+    Some(Network::new(
+        Box::new(DenseNetFeatures {
+            stem: Conv::folded(w, "features.conv0", "features.norm0", 2, 1)?,
+            stages,
+            norm5: Affine::new(w, "features.norm5")?,
+        }),
+        Box::new(Linear::new(w, "classifier")?),
+        "<classifier",
+    ))
+}
+
+/// The folded, channels-last graph of architecture `name` from its loaded
+/// weights (f32), computing in `kind`; `None` for architectures that run
+/// through `tch::vision` as they are.
+pub(crate) fn build(name: &str, by_name: HashMap<String, Tensor>, kind: Kind) -> Option<Network> {
+    let w = Weights { by_name, kind };
+    tch::no_grad(|| match name {
+        "resnet18" => resnet(&w, false, [2, 2, 2, 2]),
+        "resnet34" => resnet(&w, false, [3, 4, 6, 3]),
+        "resnet50" => resnet(&w, true, [3, 4, 6, 3]),
+        "resnet101" => resnet(&w, true, [3, 4, 23, 3]),
+        "resnet152" => resnet(&w, true, [3, 8, 36, 3]),
+        "mobilenet_v2" => mobilenet_v2(&w),
+        "densenet121" => densenet(&w, &[6, 12, 24, 16]),
+        "densenet161" => densenet(&w, &[6, 12, 36, 24]),
+        "densenet169" => densenet(&w, &[6, 12, 32, 32]),
+        "densenet201" => densenet(&w, &[6, 12, 48, 32]),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::nn::VarStore;
+    use tch::{Device, Kind, Tensor};
+
+    use super::{build, channels_last};
+    use crate::arch;
+
+    /// Random weights with batch-norm statistics far from identity, so
+    /// folding has something to fold.
+    fn randomise(store: &VarStore) {
+        tch::manual_seed(7);
+        tch::no_grad(|| {
+            for (name, mut variable) in store.variables() {
+                let size = variable.size();
+                let normal = Tensor::randn(size.as_slice(), (Kind::Float, Device::Cpu));
+                let value = if name.ends_with("running_var") {
+                    Tensor::rand(size.as_slice(), (Kind::Float, Device::Cpu)) * 0.5 + 1.0
+                } else if name.ends_with("running_mean") || size.len() == 1 {
+                    normal * 0.1 + if name.ends_with("weight") { 1.0 } else { 0.0 }
+                } else {
+                    let fan_in: i64 = size[1..].iter().product();
+                    normal * (1.0 / fan_in as f64).sqrt()
+                };
+                variable.copy_(&value);
+            }
+        });
+    }
+
+    #[test]
+    fn folded_graphs_compute_what_the_plain_graphs_compute() {
+        let names = [
+            "resnet18",
+            "resnet34",
+            "resnet50",
+            "resnet101",
+            "resnet152",
+            "mobilenet_v2",
+            "densenet121",
+            "densenet161",
+            "densenet169",
+            "densenet201",
+        ];
+        for name in names {
+            let store = VarStore::new(Device::Cpu);
+            let plain = arch::build(name, &store.root(), 10).unwrap();
+            randomise(&store);
+            let folded = build(name, store.variables(), Kind::Float).unwrap();
+            // Ragged, non-square input, like FiftyOne's native-size images.
+            let input = Tensor::randn([2, 3, 72, 100], (Kind::Float, Device::Cpu));
+            let (want, got) = tch::no_grad(|| {
+                let want = plain.head(&plain.features(&input));
+                let got = folded.head(&folded.features(&channels_last(&input)));
+                (want, got)
+            });
+            assert_eq!(want.size(), got.size(), "{name}");
+            let scale = want.abs().max().double_value(&[]).max(1.0);
+            let difference = (&want - &got).abs().max().double_value(&[]);
+            assert!(
+                difference <= 1e-4 * scale,
+                "{name}: max |diff| {difference} at scale {scale}"
+            );
+        }
+    }
+
+    #[test]
+    fn channels_last_keeps_values_and_changes_strides() {
+        let input = Tensor::randn([2, 3, 4, 5], (Kind::Float, Device::Cpu));
+        let output = channels_last(&input);
+        assert_eq!(output.stride(), vec![60, 1, 15, 3]);
+        assert!(output.equal(&input));
+        let flat = Tensor::randn([4, 5], (Kind::Float, Device::Cpu));
+        assert_eq!(channels_last(&flat).stride(), vec![5, 1]);
+    }
+}
