@@ -174,30 +174,36 @@ fn run<T>(
     let batches: Vec<&[Sample]> = samples.chunks(batch_size).collect();
     let mut consume = |model: &mut dyn Model, prepared: Prepared| -> Result<(), ApplyError> {
         let mut results: Vec<Option<Result<T, String>>> = Vec::with_capacity(prepared.len());
+        let mut samples = Vec::with_capacity(prepared.len());
+        // Inputs move into the model's batches: no copies of the pixels.
+        let mut inputs: Vec<Option<Input>> = Vec::with_capacity(prepared.len());
         let mut groups: BTreeMap<[usize; 3], Vec<usize>> = BTreeMap::new();
         let ragged = model.ragged_batches();
-        for (index, (sample, input)) in prepared.iter().enumerate() {
+        for (index, (sample, input)) in prepared.into_iter().enumerate() {
             match input {
                 Ok(input) => {
                     let key = if ragged { input.shape } else { [0; 3] };
                     groups.entry(key).or_default().push(index);
                     results.push(None);
+                    inputs.push(Some(input));
                 }
                 Err(error) => {
                     if !options.skip_failures {
                         return Err(ApplyError::Sample {
-                            filepath: sample.filepath.clone(),
-                            error: error.clone(),
+                            filepath: sample.filepath,
+                            error,
                         });
                     }
-                    results.push(Some(Err(error.clone())));
+                    results.push(Some(Err(error)));
+                    inputs.push(None);
                 }
             }
+            samples.push(sample);
         }
         for indices in groups.values() {
             let inputs: Vec<Input> = indices
                 .iter()
-                .filter_map(|&index| prepared[index].1.as_ref().ok().cloned())
+                .filter_map(|&index| inputs[index].take())
                 .collect();
             let model_started = Instant::now();
             let outputs = work(model, &inputs);
@@ -219,7 +225,7 @@ fn run<T>(
                 Err(err) => {
                     if !options.skip_failures {
                         return Err(ApplyError::Sample {
-                            filepath: prepared[indices[0]].0.filepath.clone(),
+                            filepath: samples[indices[0]].filepath.clone(),
                             error: err.to_string(),
                         });
                     }
@@ -229,10 +235,10 @@ fn run<T>(
                 }
             }
         }
-        let batch: Vec<(i64, Result<T, String>)> = prepared
+        let batch: Vec<(i64, Result<T, String>)> = samples
             .iter()
             .zip(results)
-            .map(|((sample, _), result)| {
+            .map(|(sample, result)| {
                 (
                     sample.id,
                     result.unwrap_or_else(|| Err("no result".to_owned())),

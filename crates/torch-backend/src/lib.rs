@@ -21,7 +21,7 @@ mod pickle;
 mod preprocess;
 mod weights;
 
-pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda};
+pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda, tune_allocator};
 pub use model::{IMAGENET_LABELS, TYPE_NAMES, TorchImageModel, class_names};
 pub use preprocess::{Preprocessing, resize_bilinear};
 pub use weights::{WeightsError, load_into, read_named_tensors};

@@ -146,6 +146,7 @@ pub fn class_names(config: &Map<String, Value>) -> Result<Vec<String>, ModelErro
 impl TorchImageModel {
     /// Builds the model a spec describes.
     pub fn from_spec(spec: &ModelSpec) -> Result<Self, ModelError> {
+        crate::device::tune_allocator();
         let config = &spec.config;
         let device_text = config.get("device").and_then(Value::as_str).unwrap_or("");
         let device = device_text
@@ -302,25 +303,29 @@ impl TorchImageModel {
                 "inputs of different sizes in one batch".into(),
             ));
         }
-        let mut data = Vec::with_capacity(inputs.len() * c * h * w);
-        for input in inputs {
-            data.extend_from_slice(&input.data);
-        }
-        let tensor = Tensor::from_slice(&data)
-            .view([inputs.len() as i64, c as i64, h as i64, w as i64])
-            .to_device(self.device);
-        let tensor = if self.half {
-            tensor.to_kind(Kind::Half)
-        } else {
-            tensor
-        };
-        Ok(match self.net {
+        // One copy per input, straight into the batch in the layout, kind
+        // and device the network takes.
+        let (n, c, h, w) = (inputs.len() as i64, c as i64, h as i64, w as i64);
+        let kind = if self.half { Kind::Half } else { Kind::Float };
+        let channels_last = matches!(
+            self.net,
             Net::Vision {
                 channels_last: true,
                 ..
-            } => folded::channels_last(&tensor),
-            _ => tensor,
-        })
+            }
+        );
+        let strides = if channels_last {
+            [h * w * c, 1, w * c, c]
+        } else {
+            [c * h * w, h * w, w, 1]
+        };
+        let batch = Tensor::empty_strided([n, c, h, w], strides, (kind, self.device));
+        for (index, input) in inputs.iter().enumerate() {
+            batch
+                .get(index as i64)
+                .copy_(&Tensor::from_slice(&input.data).view([c, h, w]));
+        }
+        Ok(batch)
     }
 
     fn logits(&self, batch: &Tensor) -> Result<Tensor, ModelError> {
