@@ -336,9 +336,17 @@ fn main() {
         at_small.push(rss(&small));
         at_large.push(rss(&large));
     }
+    let runs = |values: &[f64]| {
+        values
+            .iter()
+            .map(|value| format!("{value:.1}"))
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let (small_runs, large_runs) = (runs(&at_small), runs(&at_large));
     let (at_small, at_large) = (median(&mut at_small), median(&mut at_large));
     println!(
-        "peak RSS of `zoo models apply` (wait4 ru_maxrss, 224x224, median of {rounds}): {count} images {at_small:.1} MB, {rss_count} images {at_large:.1} MB, ratio {:.3}",
+        "peak RSS of `zoo models apply` (wait4 ru_maxrss, 224x224, median of {rounds}): {count} images {at_small:.1} MB ({small_runs}), {rss_count} images {at_large:.1} MB ({large_runs}), ratio {:.3}",
         at_large / at_small
     );
 }

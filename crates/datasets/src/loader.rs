@@ -17,7 +17,8 @@ pub fn decode_image(path: &Path) -> Result<Image, String> {
         .map_err(|err| format!("cannot read `{}`: {err}", path.display()))?
         .decode()
         .map_err(|err| format!("cannot decode `{}`: {err}", path.display()))?
-        .to_rgb8();
+        // No copy when the image is already 8-bit RGB (most JPEGs).
+        .into_rgb8();
     let (width, height) = decoded.dimensions();
     Image::new(width, height, decoded.into_raw())
         .ok_or_else(|| format!("`{}` decoded to a malformed buffer", path.display()))
