@@ -187,7 +187,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
                 "processed": pending.len(), "succeeded": summary.succeeded, "failed": summary.failed,
                 "seconds": summary.wall_time.as_secs_f64(), "model_seconds": summary.model_time.as_secs_f64(),
                 "images_per_second": rate(pending.len(), &summary), "forwards": summary.forwards,
-                "pipelined": options.pipelined,
+                "pipelined": options.pipelined, "peak_rss_bytes": peak_rss_bytes(),
                 "top_labels": top.iter().map(|(label, count)| json!({"label": label, "count": count})).collect::<Vec<_>>(),
                 "failures": failures.iter().map(|(path, error)| json!({"filepath": path, "error": error})).collect::<Vec<_>>(),
             }),
@@ -269,7 +269,8 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
             &mut out,
             &json!({"model": name, "dataset": dataset, "field": args.embeddings_field, "processed": pending.len(),
                     "succeeded": summary.succeeded, "failed": summary.failed, "dimension": dim,
-                    "seconds": summary.wall_time.as_secs_f64(), "images_per_second": rate(pending.len(), &summary)}),
+                    "seconds": summary.wall_time.as_secs_f64(), "images_per_second": rate(pending.len(), &summary),
+                    "peak_rss_bytes": peak_rss_bytes()}),
         );
     }
     writeln!(
@@ -282,4 +283,13 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         summary.failed
     )?;
     Ok(())
+}
+
+/// This process's peak resident memory (`VmHWM` in `/proc/self/status`),
+/// where the system reports it: what a run needed, for `--json`.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = fs_err::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
