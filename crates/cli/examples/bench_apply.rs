@@ -17,6 +17,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use image::ImageEncoder;
@@ -182,11 +183,18 @@ fn main() {
         config: config().as_object().unwrap().clone(),
         model_path: Some(weights.clone()),
     };
-    let mut model = TorchImageModel::from_spec(&spec).unwrap();
+    // Model only, run the way apply runs it: as many copies as the model
+    // prefers (`Model::workers`), each on its own thread with its share of
+    // libtorch's threads.
+    let mut models = vec![TorchImageModel::from_spec(&spec).unwrap()];
+    let workers = models[0].workers();
+    for _ in 1..workers {
+        models.push(TorchImageModel::from_spec(&spec).unwrap());
+    }
     let threads = zoo_torch_backend::RuntimeInfo::detect().threads;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "resnet18 (untrained weights), apply batch size 16, N={count} JPEGs per size, libtorch intra-op threads {threads}, {cores} cores"
+        "resnet18 (untrained weights), apply batch size 16, N={count} JPEGs per size, {cores} cores, libtorch intra-op threads {threads}, split over {workers} model copies (workers) in apply and in the model-only loop"
     );
     println!(
         "zoo figures: medians of {rounds} interleaved rounds; apply rate = images / the apply call's wall time (decode, preprocess, forward, SQLite), as FiftyOne's column times dataset.apply_model"
@@ -195,11 +203,11 @@ fn main() {
         "{:<8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
         "size",
         "apply",
-        "piped",
-        "serial",
+        "1w piped",
+        "1w serial",
         "model",
         "apl/mdl",
-        "pipe x",
+        "workers x",
         "eager b1",
         "eager b16",
         "mdl/eagr",
@@ -211,8 +219,10 @@ fn main() {
         let images = dir.path().join(format!("img{width}x{height}"));
         pictures(&images, count, width, height);
         let folder = images.display().to_string();
-        let apply = |pipeline: &str| {
-            let run = zoo_json(&[
+        // The default (`--workers auto`, `--pipeline auto`), then one worker
+        // with decoding pipelined and serial.
+        let apply = |extra: &[&str]| {
+            let mut args = vec![
                 "models",
                 "apply",
                 "resnet18-imagenet-torch",
@@ -223,46 +233,45 @@ fn main() {
                 "--overwrite",
                 "--json",
                 "--quiet",
-                "--pipeline",
-                pipeline,
-            ]);
-            run["images_per_second"].as_f64().unwrap()
+            ];
+            args.extend_from_slice(extra);
+            zoo_json(&args)["images_per_second"].as_f64().unwrap()
         };
         let image = zoo_datasets::decode_image(&images.join("img_00000.jpg")).unwrap();
-        let input = model.preprocessor().preprocess(image).unwrap();
+        let input = models[0].preprocessor().preprocess(image).unwrap();
         let batch: Vec<_> = (0..16).map(|_| input.clone()).collect();
-        model.predict_all(&batch).unwrap();
+        for model in &mut models {
+            model.set_workers(workers);
+            model.predict_all(&batch).unwrap();
+        }
         let mut model_only = || {
+            let next = AtomicUsize::new(0);
             let started = Instant::now();
-            let mut done = 0;
-            while done < count {
-                let take = (count - done).min(16);
-                model.predict_all(&batch[..take]).unwrap();
-                done += take;
-            }
+            std::thread::scope(|scope| {
+                for model in models.iter_mut() {
+                    let (next, batch) = (&next, &batch);
+                    scope.spawn(move || {
+                        loop {
+                            let done = next.fetch_add(16, Ordering::Relaxed);
+                            if done >= count {
+                                break;
+                            }
+                            let take = (count - done).min(16);
+                            model.predict_all(&batch[..take]).unwrap();
+                        }
+                    });
+                }
+            });
             count as f64 / started.elapsed().as_secs_f64()
         };
-        let (mut piped, mut serial, mut models) = (Vec::new(), Vec::new(), Vec::new());
+        let mut rounds_of: [Vec<f64>; 4] = Default::default();
         for _ in 0..rounds {
-            piped.push(apply("on"));
-            serial.push(apply("off"));
-            models.push(model_only());
+            rounds_of[0].push(apply(&[]));
+            rounds_of[1].push(apply(&["--workers", "1", "--pipeline", "on"]));
+            rounds_of[2].push(apply(&["--workers", "1", "--pipeline", "off"]));
+            rounds_of[3].push(model_only());
         }
-        let (piped, serial, model_rate) =
-            (median(&mut piped), median(&mut serial), median(&mut models));
-        let auto_pipelines = zoo_json(&[
-            "models",
-            "apply",
-            "resnet18-imagenet-torch",
-            &folder,
-            "pred",
-            "--overwrite",
-            "--json",
-            "--quiet",
-        ])["pipelined"]
-            .as_bool()
-            .unwrap();
-        let applied = if auto_pipelines { piped } else { serial };
+        let [applied, piped, serial, model_rate] = rounds_of.map(|mut rates| median(&mut rates));
         let eager_count = if width * height > 224 * 224 {
             64
         } else {
@@ -283,7 +292,7 @@ fn main() {
             serial,
             model_rate,
             applied / model_rate,
-            piped / serial,
+            applied / piped.max(serial),
             cell(eager_1, 2),
             cell(eager_16, 2),
             cell(eager_best.map(|eager| model_rate / eager), 3),
@@ -293,12 +302,7 @@ fn main() {
         folders.push(images);
     }
     println!(
-        "apply = what `--pipeline auto` (the default) picks here: {}; model = zoo's predict_all on preprocessed inputs of that size (batches of 16, split on the CPU as apply splits them); eager b1/b16 = PyTorch resnet18 on the same sizes, {} inputs at 640x480; mdl/eagr = model / the better eager column; FiftyOne = dataset.apply_model, default config (batch 1 at native size), same files",
-        if cores > threads {
-            "pipelined"
-        } else {
-            "serial"
-        },
+        "apply = `zoo models apply` as it runs by default ({workers} workers); 1w piped/serial = `--workers 1 --pipeline on/off`; workers x = apply / the better 1-worker column; model = zoo's predict_all on preprocessed inputs of that size, {workers} copies on their own threads as apply runs them (batches of 16, split on the CPU as apply splits them); eager b1/b16 = PyTorch resnet18 on the same sizes, {} inputs at 640x480; mdl/eagr = model / the better eager column; FiftyOne = dataset.apply_model, default config (batch 1 at native size), same files",
         64.min(count)
     );
 

@@ -178,6 +178,11 @@ pub(crate) struct ApplyArgs {
     /// libtorch's threads, since otherwise decoding steals the model's CPU.
     #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub(crate) pipeline: String,
+    /// Copies of the model run side by side, each decoding its own batches
+    /// on its own thread (`auto`: what the model prefers; the torch backend
+    /// runs 2 on a CPU with 2 or more libtorch threads, splitting them).
+    #[arg(long, default_value = "auto", value_parser = parse_workers)]
+    pub(crate) workers: Workers,
     /// Print the summary as JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -200,9 +205,33 @@ pub(crate) struct EmbedArgs {
     /// Redo every sample.
     #[arg(long)]
     pub(crate) overwrite: bool,
+    /// Copies of the model run side by side, each decoding its own batches
+    /// on its own thread (`auto`: what the model prefers; the torch backend
+    /// runs 2 on a CPU with 2 or more libtorch threads, splitting them).
+    #[arg(long, default_value = "auto", value_parser = parse_workers)]
+    pub(crate) workers: Workers,
     /// Print the summary as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `--workers`: `auto` or a count of at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Workers {
+    /// What the model prefers ([`zoo_model_core::Model::workers`]).
+    Auto,
+    /// This many copies.
+    Count(usize),
+}
+
+fn parse_workers(text: &str) -> Result<Workers, String> {
+    match text {
+        "auto" => Ok(Workers::Auto),
+        _ => match text.parse::<usize>() {
+            Ok(count) if count >= 1 => Ok(Workers::Count(count)),
+            _ => Err(format!("`{text}` is not `auto` or a count of at least 1")),
+        },
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
@@ -136,125 +137,212 @@ pub enum ApplyError {
 }
 
 type Prepared = Vec<(Sample, Result<Input, String>)>;
-type Work<'a, T> = dyn FnMut(&mut dyn Model, &[Input]) -> Result<Vec<T>, ModelError> + 'a;
+type Work<'a, T> = dyn Fn(&mut dyn Model, &[Input]) -> Result<Vec<T>, ModelError> + Sync + 'a;
 type Emit<'a, T> = dyn FnMut(Vec<(i64, Result<T, String>)>) -> Result<(), String> + 'a;
 
-/// Decodes and preprocesses a batch on rayon threads.
-fn prepare(preprocessor: &dyn Preprocess, loader: &dyn ImageLoader, batch: &[Sample]) -> Prepared {
-    batch
-        .par_iter()
-        .map(|sample| {
-            let input = loader.load(sample).and_then(|image| {
-                preprocessor
-                    .preprocess(image)
-                    .map_err(|err| err.to_string())
-            });
-            (sample.clone(), input)
-        })
-        .collect()
+/// Decodes and preprocesses a batch, on rayon threads when `parallel`.
+fn prepare(
+    preprocessor: &dyn Preprocess,
+    loader: &dyn ImageLoader,
+    batch: &[Sample],
+    parallel: bool,
+) -> Prepared {
+    let one = |sample: &Sample| {
+        let input = loader.load(sample).and_then(|image| {
+            preprocessor
+                .preprocess(image)
+                .map_err(|err| err.to_string())
+        });
+        (sample.clone(), input)
+    };
+    if parallel {
+        batch.par_iter().map(one).collect()
+    } else {
+        batch.iter().map(one).collect()
+    }
 }
 
-/// Runs `work` over samples batch by batch; `emit` gets each batch's results
-/// in sample order.
-fn run<T>(
+/// One batch's results in sample order, with the forwards it took.
+struct Computed<T> {
+    results: Vec<(i64, Result<T, String>)>,
+    forwards: usize,
+    model_time: Duration,
+}
+
+/// Runs the model over a prepared batch: equal-shape groups (or the whole
+/// batch when the model is not ragged), failures recorded per sample.
+fn compute<T>(
     model: &mut dyn Model,
+    prepared: Prepared,
+    options: &ApplyOptions,
+    work: &Work<'_, T>,
+) -> Result<Computed<T>, ApplyError> {
+    let mut results: Vec<Option<Result<T, String>>> = Vec::with_capacity(prepared.len());
+    let mut samples = Vec::with_capacity(prepared.len());
+    // Inputs move into the model's batches: no copies of the pixels.
+    let mut inputs: Vec<Option<Input>> = Vec::with_capacity(prepared.len());
+    let mut groups: BTreeMap<[usize; 3], Vec<usize>> = BTreeMap::new();
+    let ragged = model.ragged_batches();
+    for (index, (sample, input)) in prepared.into_iter().enumerate() {
+        match input {
+            Ok(input) => {
+                let key = if ragged { input.shape } else { [0; 3] };
+                groups.entry(key).or_default().push(index);
+                results.push(None);
+                inputs.push(Some(input));
+            }
+            Err(error) => {
+                if !options.skip_failures {
+                    return Err(ApplyError::Sample {
+                        filepath: sample.filepath,
+                        error,
+                    });
+                }
+                results.push(Some(Err(error)));
+                inputs.push(None);
+            }
+        }
+        samples.push(sample);
+    }
+    let mut computed = Computed {
+        results: Vec::new(),
+        forwards: 0,
+        model_time: Duration::ZERO,
+    };
+    for indices in groups.values() {
+        let group: Vec<Input> = indices
+            .iter()
+            .filter_map(|&index| inputs[index].take())
+            .collect();
+        let model_started = Instant::now();
+        let outputs = work(model, &group);
+        computed.model_time += model_started.elapsed();
+        computed.forwards += 1;
+        match outputs {
+            Ok(outputs) if outputs.len() == indices.len() => {
+                for (&index, output) in indices.iter().zip(outputs) {
+                    results[index] = Some(Ok(output));
+                }
+            }
+            Ok(outputs) => {
+                return Err(ApplyError::Model(ModelError::Inference(format!(
+                    "the model returned {} results for {} inputs",
+                    outputs.len(),
+                    indices.len()
+                ))));
+            }
+            Err(err) => {
+                if !options.skip_failures {
+                    return Err(ApplyError::Sample {
+                        filepath: samples[indices[0]].filepath.clone(),
+                        error: err.to_string(),
+                    });
+                }
+                for &index in indices {
+                    results[index] = Some(Err(err.to_string()));
+                }
+            }
+        }
+    }
+    computed.results = samples
+        .iter()
+        .zip(results)
+        .map(|(sample, result)| {
+            (
+                sample.id,
+                result.unwrap_or_else(|| Err("no result".to_owned())),
+            )
+        })
+        .collect();
+    Ok(computed)
+}
+
+/// Runs `work` over samples batch by batch with one worker per model copy;
+/// `emit` gets each batch's results in sample order (batches in the order
+/// they finish when there are several workers).
+fn run<T: Send>(
+    models: &mut [&mut dyn Model],
     samples: &[Sample],
     loader: &dyn ImageLoader,
     options: &ApplyOptions,
-    work: &mut Work<'_, T>,
+    work: &Work<'_, T>,
     emit: &mut Emit<'_, T>,
 ) -> Result<ApplySummary, ApplyError> {
     let started = Instant::now();
+    if models.is_empty() {
+        return Err(ModelError::Unsupported("no model to run".into()).into());
+    }
+    let workers = models.len();
+    for model in models.iter_mut() {
+        model.set_workers(workers);
+    }
     // Setup before the first batch, teardown however the run ends (the
-    // model's context manager).
-    let mut guard = SetupGuard::new(model)?;
-    let model = guard.model();
+    // model's context manager), for every copy.
+    let mut guards = Vec::with_capacity(workers);
+    for model in models.iter_mut() {
+        guards.push(SetupGuard::new(&mut **model)?);
+    }
     let mut summary = ApplySummary::default();
     let batch_size = options.batch_size.max(1);
     let batches: Vec<&[Sample]> = samples.chunks(batch_size).collect();
-    let mut consume = |model: &mut dyn Model, prepared: Prepared| -> Result<(), ApplyError> {
-        let mut results: Vec<Option<Result<T, String>>> = Vec::with_capacity(prepared.len());
-        let mut samples = Vec::with_capacity(prepared.len());
-        // Inputs move into the model's batches: no copies of the pixels.
-        let mut inputs: Vec<Option<Input>> = Vec::with_capacity(prepared.len());
-        let mut groups: BTreeMap<[usize; 3], Vec<usize>> = BTreeMap::new();
-        let ragged = model.ragged_batches();
-        for (index, (sample, input)) in prepared.into_iter().enumerate() {
-            match input {
-                Ok(input) => {
-                    let key = if ragged { input.shape } else { [0; 3] };
-                    groups.entry(key).or_default().push(index);
-                    results.push(None);
-                    inputs.push(Some(input));
-                }
-                Err(error) => {
-                    if !options.skip_failures {
-                        return Err(ApplyError::Sample {
-                            filepath: sample.filepath,
-                            error,
-                        });
-                    }
-                    results.push(Some(Err(error)));
-                    inputs.push(None);
-                }
-            }
-            samples.push(sample);
-        }
-        for indices in groups.values() {
-            let inputs: Vec<Input> = indices
-                .iter()
-                .filter_map(|&index| inputs[index].take())
-                .collect();
-            let model_started = Instant::now();
-            let outputs = work(model, &inputs);
-            summary.model_time += model_started.elapsed();
-            summary.forwards += 1;
-            match outputs {
-                Ok(outputs) if outputs.len() == indices.len() => {
-                    for (&index, output) in indices.iter().zip(outputs) {
-                        results[index] = Some(Ok(output));
-                    }
-                }
-                Ok(outputs) => {
-                    return Err(ApplyError::Model(ModelError::Inference(format!(
-                        "the model returned {} results for {} inputs",
-                        outputs.len(),
-                        indices.len()
-                    ))));
-                }
-                Err(err) => {
-                    if !options.skip_failures {
-                        return Err(ApplyError::Sample {
-                            filepath: samples[indices[0]].filepath.clone(),
-                            error: err.to_string(),
-                        });
-                    }
-                    for &index in indices {
-                        results[index] = Some(Err(err.to_string()));
-                    }
-                }
-            }
-        }
-        let batch: Vec<(i64, Result<T, String>)> = samples
+    let mut finish = |computed: Computed<T>| -> Result<(), ApplyError> {
+        summary.model_time += computed.model_time;
+        summary.forwards += computed.forwards;
+        let failed = computed
+            .results
             .iter()
-            .zip(results)
-            .map(|(sample, result)| {
-                (
-                    sample.id,
-                    result.unwrap_or_else(|| Err("no result".to_owned())),
-                )
-            })
-            .collect();
-        summary.failed += batch.iter().filter(|(_, result)| result.is_err()).count();
-        summary.succeeded += batch.iter().filter(|(_, result)| result.is_ok()).count();
-        emit(batch).map_err(ApplyError::Store)
+            .filter(|(_, result)| result.is_err())
+            .count();
+        summary.failed += failed;
+        summary.succeeded += computed.results.len() - failed;
+        emit(computed.results).map_err(ApplyError::Store)
     };
 
-    if options.pipelined {
+    if workers > 1 {
+        // Each worker decodes its own batch on its own thread, then runs its
+        // copy of the model: one worker's decoding overlaps the others'
+        // forwards, with no thread of a worker idle at a barrier.
+        let next = AtomicUsize::new(0);
+        let (sender, receiver) = sync_channel::<Result<Computed<T>, ApplyError>>(workers);
+        std::thread::scope(|scope| -> Result<(), ApplyError> {
+            let receiver = receiver;
+            for guard in guards.iter_mut() {
+                let sender = sender.clone();
+                let (next, batches) = (&next, &batches);
+                scope.spawn(move || {
+                    let model = guard.model();
+                    let preprocessor = model.preprocessor();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(batch) = batches.get(index) else {
+                            break;
+                        };
+                        let prepared = prepare(&*preprocessor, loader, batch, false);
+                        let computed = compute(model, prepared, options, work);
+                        let failed = computed.is_err();
+                        // A closed channel means the run stopped: stop too.
+                        if sender.send(computed).is_err() || failed {
+                            next.store(batches.len(), Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            for computed in receiver.iter() {
+                if let Err(err) = computed.and_then(&mut finish) {
+                    // Workers see the closed channel after their batch.
+                    next.store(batches.len(), Ordering::Relaxed);
+                    return Err(err);
+                }
+            }
+            Ok(())
+        })?;
+    } else if options.pipelined {
         // Decode batch N+1 on rayon threads while the model runs batch N; the
         // channel holds one batch, so memory stays flat however many samples.
-        let shared: &dyn Model = model;
-        let preprocessor = shared.preprocessor();
+        let model = guards[0].model();
+        let preprocessor = model.preprocessor();
         let (sender, receiver) = sync_channel::<Prepared>(1);
         std::thread::scope(|scope| -> Result<(), ApplyError> {
             // Owned here so that an early return drops it, which stops the
@@ -262,23 +350,25 @@ fn run<T>(
             let receiver = receiver;
             scope.spawn(move || {
                 for batch in batches {
-                    let prepared = prepare(&*preprocessor, loader, batch);
+                    let prepared = prepare(&*preprocessor, loader, batch, true);
                     if sender.send(prepared).is_err() {
                         break;
                     }
                 }
             });
             for prepared in receiver.iter() {
-                consume(model, prepared)?;
+                finish(compute(model, prepared, options, work)?)?;
             }
             Ok(())
         })?;
     } else {
+        let model = guards[0].model();
         for batch in batches {
-            let prepared = prepare(&*model.preprocessor(), loader, batch);
-            consume(model, prepared)?;
+            let prepared = prepare(&*model.preprocessor(), loader, batch, true);
+            finish(compute(model, prepared, options, work)?)?;
         }
     }
+    drop(guards);
     summary.wall_time = started.elapsed();
     Ok(summary)
 }
@@ -292,14 +382,31 @@ pub fn apply(
     options: &ApplyOptions,
     on_batch: &mut dyn FnMut(Vec<Outcome>) -> Result<(), String>,
 ) -> Result<ApplySummary, ApplyError> {
+    apply_on(&mut [model], samples, loader, options, on_batch)
+}
+
+/// [`apply`] with one worker per copy of the model in `models` (all built
+/// from the same spec; see [`Model::workers`]): each worker decodes its own
+/// batches and runs its own copy. Batches are stored as they finish.
+pub fn apply_on(
+    models: &mut [&mut dyn Model],
+    samples: &[Sample],
+    loader: &dyn ImageLoader,
+    options: &ApplyOptions,
+    on_batch: &mut dyn FnMut(Vec<Outcome>) -> Result<(), String>,
+) -> Result<ApplySummary, ApplyError> {
     if options.store_logits {
-        if !model.has_logits() {
-            return Err(ModelError::Unsupported("this model has no logits to store".into()).into());
+        for model in models.iter_mut() {
+            if !model.has_logits() {
+                return Err(
+                    ModelError::Unsupported("this model has no logits to store".into()).into(),
+                );
+            }
+            model.set_store_logits(true);
         }
-        model.set_store_logits(true);
     }
     let threshold = options.confidence_thresh;
-    let mut work = |model: &mut dyn Model, inputs: &[Input]| model.predict_all(inputs);
+    let work = |model: &mut dyn Model, inputs: &[Input]| model.predict_all(inputs);
     let mut emit = |batch: Vec<(i64, Result<crate::model::Prediction, String>)>| {
         let outcomes = batch
             .into_iter()
@@ -324,7 +431,7 @@ pub fn apply(
             .collect();
         on_batch(outcomes)
     };
-    run(model, samples, loader, options, &mut work, &mut emit)
+    run(models, samples, loader, options, &work, &mut emit)
 }
 
 /// Computes embeddings for `samples` (FiftyOne's `compute_embeddings`).
@@ -335,13 +442,25 @@ pub fn embed(
     options: &ApplyOptions,
     on_batch: &mut dyn FnMut(Vec<EmbedOutcome>) -> Result<(), String>,
 ) -> Result<ApplySummary, ApplyError> {
-    if !model.has_embeddings() {
+    embed_on(&mut [model], samples, loader, options, on_batch)
+}
+
+/// [`embed`] with one worker per copy of the model in `models` (see
+/// [`apply_on`]).
+pub fn embed_on(
+    models: &mut [&mut dyn Model],
+    samples: &[Sample],
+    loader: &dyn ImageLoader,
+    options: &ApplyOptions,
+    on_batch: &mut dyn FnMut(Vec<EmbedOutcome>) -> Result<(), String>,
+) -> Result<ApplySummary, ApplyError> {
+    if models.iter().any(|model| !model.has_embeddings()) {
         return Err(ModelError::Unsupported(
             "this model does not compute embeddings (its config has no `embeddings_layer`)".into(),
         )
         .into());
     }
-    let mut work = |model: &mut dyn Model, inputs: &[Input]| model.embed_all(inputs);
+    let work = |model: &mut dyn Model, inputs: &[Input]| model.embed_all(inputs);
     let mut emit = |batch: Vec<(i64, Result<Vec<f32>, String>)>| {
         on_batch(
             batch
@@ -353,5 +472,5 @@ pub fn embed(
                 .collect(),
         )
     };
-    run(model, samples, loader, options, &mut work, &mut emit)
+    run(models, samples, loader, options, &work, &mut emit)
 }

@@ -30,7 +30,7 @@ mod npy;
 
 pub use apply::{
     ApplyError, ApplyOptions, ApplySummary, EmbedOutcome, ImageLoader, Outcome, Sample, apply,
-    embed,
+    apply_on, embed, embed_on,
 };
 pub use factory::{ModelBuilder, ModelFactory, ModelSpec};
 pub use fields::label_fields;

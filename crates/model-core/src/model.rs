@@ -57,6 +57,17 @@ pub trait Model: Send {
     /// The preprocessing that turns decoded images into inputs.
     fn preprocessor(&self) -> Arc<dyn Preprocess>;
 
+    /// How many copies of this model apply/embed should run side by side
+    /// for the best throughput (each on its own thread, decoding its own
+    /// batches); 1 unless the model knows better.
+    fn workers(&self) -> usize {
+        1
+    }
+
+    /// Told before a run how many copies run side by side, so that a copy
+    /// can size its own thread use; does nothing unless the model needs it.
+    fn set_workers(&mut self, _workers: usize) {}
+
     /// Predicts a batch. Inputs of different shapes may arrive together; the
     /// engine groups equal shapes before calling, so a backend may stack them.
     fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError>;

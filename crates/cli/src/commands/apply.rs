@@ -12,19 +12,21 @@ use zoo_datasets::{Datasets, FileLoader};
 use zoo_model_core::{ApplyOptions, ApplySummary, EmbedOutcome, Label, Model, ModelSpec, Outcome};
 use zoo_registry::Registry;
 
-use crate::app::{ApplyArgs, EmbedArgs};
+use crate::app::{ApplyArgs, EmbedArgs, Workers};
 use crate::progress::Bar;
 use crate::runtime::Runtime;
 use crate::{config, output};
 
-/// Resolves, downloads and builds the model.
+/// Resolves, downloads and builds the model: `workers` copies of it
+/// (`auto`: as many as the model prefers).
 fn load_model(
     registry: &Registry,
     runtime: &dyn Runtime,
     name_or_url: &str,
     model_name: Option<&str>,
+    workers: Workers,
     quiet: bool,
-) -> Result<(String, Box<dyn Model>)> {
+) -> Result<(String, Vec<Box<dyn Model>>)> {
     let downloaded = registry.download(name_or_url, model_name, false, &Bar::new(quiet))?;
     let name = downloaded.name();
     // The model is resolved once: no second pass over every manifest.
@@ -38,11 +40,22 @@ fn load_model(
         config: config.config,
         model_path: Some(downloaded.path),
     };
-    let model = runtime
-        .factory()
-        .build(&spec)
-        .with_context(|| format!("building model `{name}` failed"))?;
-    Ok((name, model))
+    let factory = runtime.factory();
+    let build = || {
+        factory
+            .build(&spec)
+            .with_context(|| format!("building model `{name}` failed"))
+    };
+    let first = build()?;
+    let count = match workers {
+        Workers::Auto => first.workers().max(1),
+        Workers::Count(count) => count,
+    };
+    let mut models = vec![first];
+    for _ in 1..count {
+        models.push(build()?);
+    }
+    Ok((name, models))
 }
 
 fn dataset_name(store: &mut Datasets, dataset: &str) -> Result<String> {
@@ -60,7 +73,8 @@ struct Run {
     store: Datasets,
     dataset: String,
     name: String,
-    model: Box<dyn Model>,
+    /// One copy per worker.
+    models: Vec<Box<dyn Model>>,
     pending: Vec<zoo_model_core::Sample>,
 }
 
@@ -69,8 +83,7 @@ impl Run {
     /// download), then the model, then what `field` has left to do.
     fn start(
         runtime: &dyn Runtime,
-        name_or_url: &str,
-        model_name: Option<&str>,
+        (name_or_url, model_name, workers): (&str, Option<&str>, Workers),
         dataset: &str,
         field: &str,
         overwrite: bool,
@@ -79,14 +92,15 @@ impl Run {
         let mut store = Datasets::open(&config::datasets_dir()?)?;
         let dataset = dataset_name(&mut store, dataset)?;
         let registry = config::registry()?;
-        let (name, model) = load_model(&registry, runtime, name_or_url, model_name, quiet)
-            .with_context(|| format!("loading model `{name_or_url}` failed"))?;
+        let (name, models) =
+            load_model(&registry, runtime, name_or_url, model_name, workers, quiet)
+                .with_context(|| format!("loading model `{name_or_url}` failed"))?;
         let pending = store.pending(&dataset, field, overwrite)?;
         Ok(Self {
             store,
             dataset,
             name,
-            model,
+            models,
             pending,
         })
     }
@@ -112,12 +126,11 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         mut store,
         dataset,
         name,
-        mut model,
+        mut models,
         pending,
     } = Run::start(
         runtime,
-        &args.name_or_url,
-        args.model_name.as_deref(),
+        (&args.name_or_url, args.model_name.as_deref(), args.workers),
         &args.dataset,
         &args.label_field,
         args.overwrite,
@@ -142,8 +155,13 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
     let bar = progress(pending.len(), quiet);
     bar.set_message(format!("applying {name}"));
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let summary = zoo_model_core::apply(
-        model.as_mut(),
+    let workers = models.len();
+    let mut copies: Vec<&mut dyn Model> = models
+        .iter_mut()
+        .map(|model| &mut **model as &mut dyn Model)
+        .collect();
+    let summary = zoo_model_core::apply_on(
+        &mut copies,
         &pending,
         &FileLoader,
         &options,
@@ -187,7 +205,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
                 "processed": pending.len(), "succeeded": summary.succeeded, "failed": summary.failed,
                 "seconds": summary.wall_time.as_secs_f64(), "model_seconds": summary.model_time.as_secs_f64(),
                 "images_per_second": rate(pending.len(), &summary), "forwards": summary.forwards,
-                "pipelined": options.pipelined, "peak_rss_bytes": peak_rss_bytes(),
+                "pipelined": options.pipelined && workers == 1, "workers": workers, "peak_rss_bytes": peak_rss_bytes(),
                 "top_labels": top.iter().map(|(label, count)| json!({"label": label, "count": count})).collect::<Vec<_>>(),
                 "failures": failures.iter().map(|(path, error)| json!({"filepath": path, "error": error})).collect::<Vec<_>>(),
             }),
@@ -224,12 +242,11 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         mut store,
         dataset,
         name,
-        mut model,
+        mut models,
         pending,
     } = Run::start(
         runtime,
-        &args.name_or_url,
-        args.model_name.as_deref(),
+        (&args.name_or_url, args.model_name.as_deref(), args.workers),
         &args.dataset,
         &args.embeddings_field,
         args.overwrite,
@@ -242,8 +259,13 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
     let bar = progress(pending.len(), quiet);
     bar.set_message(format!("embedding with {name}"));
     let mut dim = 0;
-    let summary = zoo_model_core::embed(
-        model.as_mut(),
+    let workers = models.len();
+    let mut copies: Vec<&mut dyn Model> = models
+        .iter_mut()
+        .map(|model| &mut **model as &mut dyn Model)
+        .collect();
+    let summary = zoo_model_core::embed_on(
+        &mut copies,
         &pending,
         &FileLoader,
         &options,
@@ -270,7 +292,7 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
             &json!({"model": name, "dataset": dataset, "field": args.embeddings_field, "processed": pending.len(),
                     "succeeded": summary.succeeded, "failed": summary.failed, "dimension": dim,
                     "seconds": summary.wall_time.as_secs_f64(), "images_per_second": rate(pending.len(), &summary),
-                    "peak_rss_bytes": peak_rss_bytes()}),
+                    "workers": workers, "peak_rss_bytes": peak_rss_bytes()}),
         );
     }
     writeln!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use zoo_model_core::{
     ApplyOptions, EmbedOutcome, Image, ImageLoader, Input, Label, Model, ModelError, Outcome,
-    Prediction, Preprocess, Sample, apply, embed,
+    Prediction, Preprocess, Sample, apply, apply_on, embed, embed_on,
 };
 
 /// Mean brightness: "bright" when above 0.5, confidence = distance from 0.5
@@ -297,4 +297,114 @@ fn a_storage_failure_stops_the_pipeline_without_hanging() {
         vec!["setup", "teardown"],
         "teardown runs even when the run fails"
     );
+}
+
+fn brightness() -> Brightness {
+    Brightness {
+        forwards: Vec::new(),
+        logits: false,
+        lifecycle: Vec::new(),
+    }
+}
+
+#[test]
+fn several_workers_give_every_sample_one_result_and_set_each_copy_up() {
+    // 40 samples in batches of 3: 14 batches shared by 3 copies.
+    let names: Vec<String> = (0..40)
+        .map(|index| {
+            if index % 13 == 5 {
+                "corrupt".to_owned()
+            } else {
+                format!("{}-{}", index * 6, 4 + index % 3 * 4)
+            }
+        })
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = ApplyOptions {
+        batch_size: 3,
+        ..ApplyOptions::default()
+    };
+    let (serial, _, serial_failed) = run(&options, &names);
+    let mut copies = [brightness(), brightness(), brightness()];
+    let mut outcomes = Vec::new();
+    let mut batches = 0;
+    let summary = {
+        let mut models: Vec<&mut dyn Model> = copies
+            .iter_mut()
+            .map(|model| model as &mut dyn Model)
+            .collect();
+        apply_on(
+            &mut models,
+            &samples(&names),
+            &Synthetic,
+            &options,
+            &mut |batch| {
+                batches += 1;
+                outcomes.extend(batch);
+                Ok(())
+            },
+        )
+        .unwrap()
+    };
+    assert_eq!(batches, 14);
+    assert_eq!(summary.failed, serial_failed);
+    assert_eq!(summary.succeeded + summary.failed, 40);
+    // Batches may finish in any order; per sample, the same outcome.
+    let id = |outcome: &Outcome| match outcome {
+        Outcome::Labels { sample_id, .. } | Outcome::Failed { sample_id, .. } => *sample_id,
+    };
+    outcomes.sort_by_key(id);
+    assert_eq!(outcomes, serial);
+    // Every copy was set up and torn down once, and the work was shared.
+    for copy in &copies {
+        assert_eq!(copy.lifecycle, ["setup", "teardown"]);
+    }
+    let forwards: usize = copies.iter().map(|copy| copy.forwards.len()).sum();
+    assert!(forwards >= 14);
+}
+
+#[test]
+fn a_failure_in_one_worker_stops_the_run() {
+    let names = ["250-8", "10-8", "corrupt", "200-16", "30-8", "40-8", "50-8"];
+    let options = ApplyOptions {
+        batch_size: 1,
+        skip_failures: false,
+        ..ApplyOptions::default()
+    };
+    let mut copies = [brightness(), brightness()];
+    let mut models: Vec<&mut dyn Model> = copies
+        .iter_mut()
+        .map(|model| model as &mut dyn Model)
+        .collect();
+    let error = apply_on(
+        &mut models,
+        &samples(&names),
+        &Synthetic,
+        &options,
+        &mut |_| Ok(()),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("corrupt.img"), "{error}");
+    // A storage failure stops it too, without hanging.
+    let mut copies = [brightness(), brightness()];
+    let mut models: Vec<&mut dyn Model> = copies
+        .iter_mut()
+        .map(|model| model as &mut dyn Model)
+        .collect();
+    let options = ApplyOptions {
+        batch_size: 1,
+        ..ApplyOptions::default()
+    };
+    let error = embed_on(
+        &mut models,
+        &samples(&names),
+        &Synthetic,
+        &options,
+        &mut |_| Err("disk full".into()),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("disk full"), "{error}");
+    for copy in &copies {
+        assert_eq!(copy.lifecycle, ["setup", "teardown"]);
+    }
 }
