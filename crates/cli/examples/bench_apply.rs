@@ -67,10 +67,10 @@ fn pictures(dir: &Path, count: usize, width: u32, height: u32) {
 
 /// PyTorch eager (torchvision resnet18, `inference_mode`, NCHW as users run
 /// it) on `count` random inputs of this size, in batches of `batch`.
-fn eager_rate(width: u32, height: u32, count: usize, batch: usize) -> Option<f64> {
+fn eager_rate(width: u32, height: u32, count: usize, batch: usize, threads: usize) -> Option<f64> {
     let python = std::env::var("ZOO_BENCH_PYTHON").ok()?;
     let script = "import sys, time, torch, torchvision\ntorch.set_num_threads(int(sys.argv[5]))\nm = torchvision.models.resnet18(weights=None).eval()\nw, h, n, b = map(int, sys.argv[1:5])\nx = torch.randn(b, 3, h, w)\nwith torch.inference_mode():\n    m(x)\n    t = time.perf_counter(); done = 0\n    while done < n:\n        m(x[: min(b, n - done)]); done += b\n    print(n / (time.perf_counter() - t))\n";
-    let threads = zoo_torch_backend::RuntimeInfo::detect().threads.to_string();
+    let threads = threads.to_string();
     let output = Command::new(python)
         .args(["-c", script])
         .args([width, height].map(|v| v.to_string()))
@@ -186,12 +186,14 @@ fn main() {
     // Model only, run the way apply runs it: as many copies as the model
     // prefers (`Model::workers`), each on its own thread with its share of
     // libtorch's threads.
+    // libtorch's threads before the copies split them (the eager column
+    // gets the same count).
+    let threads = zoo_torch_backend::RuntimeInfo::detect().threads;
     let mut models = vec![TorchImageModel::from_spec(&spec).unwrap()];
     let workers = models[0].workers();
     for _ in 1..workers {
         models.push(TorchImageModel::from_spec(&spec).unwrap());
     }
-    let threads = zoo_torch_backend::RuntimeInfo::detect().threads;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "resnet18 (untrained weights), apply batch size 16, N={count} JPEGs per size, {cores} cores, libtorch intra-op threads {threads}, split over {workers} model copies (workers) in apply and in the model-only loop"
@@ -277,8 +279,8 @@ fn main() {
         } else {
             count
         };
-        let eager_1 = eager_rate(width, height, eager_count, 1);
-        let eager_16 = eager_rate(width, height, eager_count, 16);
+        let eager_1 = eager_rate(width, height, eager_count, 1, threads);
+        let eager_16 = eager_rate(width, height, eager_count, 16, threads);
         let eager_best = match (eager_1, eager_16) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
