@@ -59,8 +59,9 @@ fn boxed(module: impl ModuleT + 'static) -> Box<dyn ModuleT> {
     Box::new(module)
 }
 
-/// The architectures zoo builds, by torchvision entrypoint name.
-pub(crate) const ARCHITECTURES: &[&str] = &[
+/// The architectures zoo builds as features and a head (so they have
+/// embeddings); once loaded they run folded (see `folded.rs`).
+pub(crate) const SPLIT: [&str; 10] = [
     "resnet18",
     "resnet34",
     "resnet50",
@@ -71,6 +72,11 @@ pub(crate) const ARCHITECTURES: &[&str] = &[
     "densenet161",
     "densenet169",
     "densenet201",
+];
+
+/// The architectures that run whole through `tch::vision`, without
+/// embeddings.
+pub(crate) const WHOLE: [&str; 12] = [
     "alexnet",
     "vgg11",
     "vgg11_bn",
@@ -84,6 +90,11 @@ pub(crate) const ARCHITECTURES: &[&str] = &[
     "squeezenet1_1",
     "inception_v3",
 ];
+
+/// Every architecture zoo builds, by torchvision entrypoint name.
+pub(crate) fn architectures() -> impl Iterator<Item = &'static str> {
+    SPLIT.into_iter().chain(WHOLE)
+}
 
 /// Builds architecture `name` (the last part of an `entrypoint_fcn`).
 pub(crate) fn build(name: &str, root: &nn::Path, classes: i64) -> Option<Network> {

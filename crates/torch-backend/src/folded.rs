@@ -30,14 +30,15 @@ pub(crate) fn channels_last(tensor: &Tensor) -> Tensor {
     let [n, c, h, w] = size.as_slice() else {
         return tensor.shallow_clone();
     };
-    let (n, c, h, w) = (*n, *c, *h, *w);
-    let mut out = Tensor::empty_strided(
-        [n, c, h, w],
-        [h * w * c, 1, w * c, c],
-        (tensor.kind(), tensor.device()),
-    );
+    let mut out = empty_channels_last([*n, *c, *h, *w], (tensor.kind(), tensor.device()));
     out.copy_(tensor);
     out
+}
+
+/// An uninitialised `[n, c, h, w]` tensor with channels-last (NHWC)
+/// strides.
+pub(crate) fn empty_channels_last([n, c, h, w]: [i64; 4], options: (Kind, tch::Device)) -> Tensor {
+    Tensor::empty_strided([n, c, h, w], [h * w * c, 1, w * c, c], options)
 }
 
 /// The loaded weights by name.
@@ -457,26 +458,11 @@ fn densenet(w: &Weights, blocks: &[i64]) -> Option<Network> {
     ))
 }
 
-/// The architectures that run folded; the others run through `tch::vision`
-/// as they are.
-pub(crate) const FOLDED: [&str; 10] = [
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "mobilenet_v2",
-    "densenet121",
-    "densenet161",
-    "densenet169",
-    "densenet201",
-];
-
 /// The folded, channels-last graph of architecture `name` from its loaded
 /// weights (f32), computing in `kind`; `None` for architectures that run
 /// through `tch::vision` as they are.
 pub(crate) fn build(name: &str, by_name: HashMap<String, Tensor>, kind: Kind) -> Option<Network> {
-    if !FOLDED.contains(&name) {
+    if !crate::arch::SPLIT.contains(&name) {
         return None;
     }
     let w = Weights { by_name, kind };
@@ -500,7 +486,7 @@ mod tests {
     use tch::nn::VarStore;
     use tch::{Device, Kind, Tensor};
 
-    use super::{FOLDED, build, channels_last};
+    use super::{build, channels_last};
     use crate::arch;
 
     /// Random weights with batch-norm statistics far from identity, so
@@ -526,8 +512,7 @@ mod tests {
 
     #[test]
     fn folded_graphs_compute_what_the_plain_graphs_compute() {
-        for name in FOLDED {
-            assert!(arch::ARCHITECTURES.contains(&name), "{name}");
+        for name in arch::SPLIT {
             let store = VarStore::new(Device::Cpu);
             let plain = arch::build(name, &store.root(), 10).unwrap();
             randomise(&store);

@@ -42,13 +42,12 @@ fn cpu_threads() -> i32 {
 const CPU_PIXELS_PER_FORWARD: usize = 8 * 224 * 224;
 
 enum Net {
+    /// A torchvision architecture: a `tch::vision` network and the
+    /// variables it reads, or (`store: None`) a folded graph, which owns its
+    /// tensors and takes channels-last inputs.
     Vision {
-        /// The variables of a `tch::vision` network (none for a folded one,
-        /// which owns its tensors).
-        _store: Option<VarStore>,
+        store: Option<VarStore>,
         network: Network,
-        /// Inputs go in with channels-last strides (the folded graphs).
-        channels_last: bool,
     },
     Script {
         module: CModule,
@@ -238,7 +237,7 @@ impl TorchImageModel {
                 let network = arch::build(name, &store.root(), outputs).ok_or_else(|| {
                     ModelError::Unsupported(format!(
                         "architecture `{entrypoint}` is not available natively; zoo builds: {}",
-                        arch::ARCHITECTURES.join(", ")
+                        arch::architectures().collect::<Vec<_>>().join(", ")
                     ))
                 })?;
                 if let Some(layer) = &embeddings_layer
@@ -257,18 +256,16 @@ impl TorchImageModel {
                 let kind = if half { Kind::Half } else { Kind::Float };
                 match folded::build(name, store.variables(), kind) {
                     Some(network) => Net::Vision {
-                        _store: None,
+                        store: None,
                         network,
-                        channels_last: true,
                     },
                     None => {
                         if half {
                             store.half();
                         }
                         Net::Vision {
-                            _store: Some(store),
+                            store: Some(store),
                             network,
-                            channels_last: false,
                         }
                     }
                 }
@@ -315,19 +312,11 @@ impl TorchImageModel {
         // and device the network takes.
         let (n, c, h, w) = (inputs.len() as i64, c as i64, h as i64, w as i64);
         let kind = if self.half { Kind::Half } else { Kind::Float };
-        let channels_last = matches!(
-            self.net,
-            Net::Vision {
-                channels_last: true,
-                ..
-            }
-        );
-        let strides = if channels_last {
-            [h * w * c, 1, w * c, c]
+        let batch = if matches!(self.net, Net::Vision { store: None, .. }) {
+            folded::empty_channels_last([n, c, h, w], (kind, self.device))
         } else {
-            [c * h * w, h * w, w, 1]
+            Tensor::empty([n, c, h, w], (kind, self.device))
         };
-        let batch = Tensor::empty_strided([n, c, h, w], strides, (kind, self.device));
         for (index, input) in inputs.iter().enumerate() {
             batch
                 .get(index as i64)
