@@ -154,9 +154,8 @@ pub(crate) struct ApplyArgs {
     pub(crate) dataset: String,
     /// The field predictions are stored in.
     pub(crate) label_field: String,
-    /// With a URL: which of the source's models.
-    #[arg(long, short = 'n')]
-    pub(crate) model_name: Option<String>,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
     /// Images per batch.
     #[arg(long, short = 'b', default_value_t = 16)]
     pub(crate) batch_size: usize,
@@ -178,11 +177,6 @@ pub(crate) struct ApplyArgs {
     /// libtorch's threads, since otherwise decoding steals the model's CPU.
     #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub(crate) pipeline: String,
-    /// Copies of the model run side by side, each decoding its own batches
-    /// on its own thread (`auto`: what the model prefers; the torch backend
-    /// runs 2 on a CPU with 2 or more libtorch threads, splitting them).
-    #[arg(long, default_value = "auto", value_parser = parse_workers)]
-    pub(crate) workers: Workers,
     /// Print the summary as JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -196,23 +190,30 @@ pub(crate) struct EmbedArgs {
     pub(crate) dataset: String,
     /// The field embeddings are stored in.
     pub(crate) embeddings_field: String,
-    /// With a URL: which of the source's models.
-    #[arg(long, short = 'n')]
-    pub(crate) model_name: Option<String>,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
     /// Images per batch.
     #[arg(long, short = 'b', default_value_t = 16)]
     pub(crate) batch_size: usize,
     /// Redo every sample.
     #[arg(long)]
     pub(crate) overwrite: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// How `apply` and `embed` pick and run the model.
+#[derive(Debug, Args)]
+pub(crate) struct ModelArgs {
+    /// With a URL: which of the source's models.
+    #[arg(long, short = 'n')]
+    pub(crate) model_name: Option<String>,
     /// Copies of the model run side by side, each decoding its own batches
     /// on its own thread (`auto`: what the model prefers; the torch backend
     /// runs 2 on a CPU with 2 or more libtorch threads, splitting them).
     #[arg(long, default_value = "auto", value_parser = parse_workers)]
     pub(crate) workers: Workers,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
 /// `--workers`: `auto` or a count of at least 1.

@@ -12,7 +12,7 @@ use zoo_datasets::{Datasets, FileLoader};
 use zoo_model_core::{ApplyOptions, ApplySummary, EmbedOutcome, Label, Model, ModelSpec, Outcome};
 use zoo_registry::Registry;
 
-use crate::app::{ApplyArgs, EmbedArgs, Workers};
+use crate::app::{ApplyArgs, EmbedArgs, ModelArgs, Workers};
 use crate::progress::Bar;
 use crate::runtime::Runtime;
 use crate::{config, output};
@@ -23,11 +23,15 @@ fn load_model(
     registry: &Registry,
     runtime: &dyn Runtime,
     name_or_url: &str,
-    model_name: Option<&str>,
-    workers: Workers,
+    model: &ModelArgs,
     quiet: bool,
 ) -> Result<(String, Vec<Box<dyn Model>>)> {
-    let downloaded = registry.download(name_or_url, model_name, false, &Bar::new(quiet))?;
+    let downloaded = registry.download(
+        name_or_url,
+        model.model_name.as_deref(),
+        false,
+        &Bar::new(quiet),
+    )?;
     let name = downloaded.name();
     // The model is resolved once: no second pass over every manifest.
     let config = registry.deployment_config_of(&downloaded.model, &serde_json::Map::new())?;
@@ -47,7 +51,7 @@ fn load_model(
             .with_context(|| format!("building model `{name}` failed"))
     };
     let first = build()?;
-    let count = match workers {
+    let count = match model.workers {
         Workers::Auto => first.workers().max(1),
         Workers::Count(count) => count,
     };
@@ -56,6 +60,14 @@ fn load_model(
         models.push(build()?);
     }
     Ok((name, models))
+}
+
+/// The model copies as the engine takes them.
+fn copies(models: &mut [Box<dyn Model>]) -> Vec<&mut dyn Model> {
+    models
+        .iter_mut()
+        .map(|model| &mut **model as &mut dyn Model)
+        .collect()
 }
 
 fn dataset_name(store: &mut Datasets, dataset: &str) -> Result<String> {
@@ -83,7 +95,8 @@ impl Run {
     /// download), then the model, then what `field` has left to do.
     fn start(
         runtime: &dyn Runtime,
-        (name_or_url, model_name, workers): (&str, Option<&str>, Workers),
+        name_or_url: &str,
+        model: &ModelArgs,
         dataset: &str,
         field: &str,
         overwrite: bool,
@@ -93,7 +106,7 @@ impl Run {
         let dataset = dataset_name(&mut store, dataset)?;
         let registry = config::registry()?;
         let (name, models) =
-            load_model(&registry, runtime, name_or_url, model_name, workers, quiet)
+            load_model(&registry, runtime, name_or_url, model, quiet)
                 .with_context(|| format!("loading model `{name_or_url}` failed"))?;
         let pending = store.pending(&dataset, field, overwrite)?;
         Ok(Self {
@@ -130,7 +143,8 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         pending,
     } = Run::start(
         runtime,
-        (&args.name_or_url, args.model_name.as_deref(), args.workers),
+        &args.name_or_url,
+        &args.model,
         &args.dataset,
         &args.label_field,
         args.overwrite,
@@ -156,10 +170,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
     bar.set_message(format!("applying {name}"));
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let workers = models.len();
-    let mut copies: Vec<&mut dyn Model> = models
-        .iter_mut()
-        .map(|model| &mut **model as &mut dyn Model)
-        .collect();
+    let mut copies = copies(&mut models);
     let summary = zoo_model_core::apply_on(
         &mut copies,
         &pending,
@@ -246,7 +257,8 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         pending,
     } = Run::start(
         runtime,
-        (&args.name_or_url, args.model_name.as_deref(), args.workers),
+        &args.name_or_url,
+        &args.model,
         &args.dataset,
         &args.embeddings_field,
         args.overwrite,
@@ -260,10 +272,7 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
     bar.set_message(format!("embedding with {name}"));
     let mut dim = 0;
     let workers = models.len();
-    let mut copies: Vec<&mut dyn Model> = models
-        .iter_mut()
-        .map(|model| &mut **model as &mut dyn Model)
-        .collect();
+    let mut copies = copies(&mut models);
     let summary = zoo_model_core::embed_on(
         &mut copies,
         &pending,
