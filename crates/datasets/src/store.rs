@@ -215,32 +215,35 @@ impl Datasets {
 
     /// All datasets.
     pub fn list(&self) -> Result<Vec<DatasetInfo>, DatasetError> {
-        let names: Vec<String> = {
-            let mut statement = self
-                .connection
-                .prepare("SELECT name FROM datasets ORDER BY name")
-                .map_err(|source| self.database(source))?;
-            let rows = statement
-                .query_map([], |row| row.get(0))
-                .map_err(|source| self.database(source))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(|source| self.database(source))?
-        };
+        let names: Vec<String> =
+            self.query_rows("SELECT name FROM datasets ORDER BY name", [], |row| {
+                row.get(0)
+            })?;
         names.iter().map(|name| self.info(name)).collect()
     }
 
-    fn counts(&self, sql: &str, id: i64) -> Result<BTreeMap<String, u64>, DatasetError> {
+    /// Runs query `sql` and collects its rows through `map`.
+    fn query_rows<T, C: FromIterator<T>>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<C, DatasetError> {
         let mut statement = self
             .connection
             .prepare(sql)
             .map_err(|source| self.database(source))?;
         let rows = statement
-            .query_map([id], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
-            })
+            .query_map(params, map)
             .map_err(|source| self.database(source))?;
         rows.collect::<Result<_, _>>()
             .map_err(|source| self.database(source))
+    }
+
+    fn counts(&self, sql: &str, id: i64) -> Result<BTreeMap<String, u64>, DatasetError> {
+        self.query_rows(sql, [id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+        })
     }
 
     /// A dataset's counts per field.
@@ -302,20 +305,16 @@ impl Datasets {
                     .map_err(|source| self.database(source))?;
             }
         }
-        let mut statement = self
-            .connection
-            .prepare("SELECT s.id, s.filepath FROM samples s WHERE s.dataset_id = ?1 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.sample_id = s.id AND r.field = ?2 AND r.ok = 1) ORDER BY s.id")
-            .map_err(|source| self.database(source))?;
-        let rows = statement
-            .query_map(params![id, field], |row| {
+        self.query_rows(
+            "SELECT s.id, s.filepath FROM samples s WHERE s.dataset_id = ?1 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.sample_id = s.id AND r.field = ?2 AND r.ok = 1) ORDER BY s.id",
+            params![id, field],
+            |row| {
                 Ok(Sample {
                     id: row.get(0)?,
                     filepath: PathBuf::from(row.get::<_, String>(1)?),
                 })
-            })
-            .map_err(|source| self.database(source))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|source| self.database(source))
+            },
+        )
     }
 
     /// Stores one batch of apply outcomes for run field `field`, in one
@@ -401,88 +400,54 @@ impl Datasets {
         field: &str,
     ) -> Result<Vec<(PathBuf, String)>, DatasetError> {
         let id = self.dataset_id(name)?;
-        let mut statement = self
-            .connection
-            .prepare("SELECT s.filepath, r.error FROM runs r JOIN samples s ON s.id = r.sample_id WHERE s.dataset_id = ?1 AND r.field = ?2 AND r.ok = 0 ORDER BY s.id")
-            .map_err(|source| self.database(source))?;
-        let rows = statement
-            .query_map(params![id, field], |row| {
+        self.query_rows(
+            "SELECT s.filepath, r.error FROM runs r JOIN samples s ON s.id = r.sample_id WHERE s.dataset_id = ?1 AND r.field = ?2 AND r.ok = 0 ORDER BY s.id",
+            params![id, field],
+            |row| {
                 Ok((
                     PathBuf::from(row.get::<_, String>(0)?),
                     row.get::<_, Option<String>>(1)?.unwrap_or_default(),
                 ))
-            })
-            .map_err(|source| self.database(source))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|source| self.database(source))
+            },
+        )
     }
 
     /// Every sample as `{"filepath": ..., <field>: <label JSON>, ...}`, with
     /// embeddings as lists of floats.
     pub fn samples_json(&self, name: &str) -> Result<Vec<Map<String, Value>>, DatasetError> {
         let id = self.dataset_id(name)?;
-        let mut samples: BTreeMap<i64, Map<String, Value>> = BTreeMap::new();
-        {
-            let mut statement = self
-                .connection
-                .prepare("SELECT id, filepath FROM samples WHERE dataset_id = ?1 ORDER BY id")
-                .map_err(|source| self.database(source))?;
-            let rows = statement
-                .query_map([id], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-                })
-                .map_err(|source| self.database(source))?;
-            for row in rows {
-                let (sample, filepath) = row.map_err(|source| self.database(source))?;
+        let mut samples: BTreeMap<i64, Map<String, Value>> = self.query_rows(
+            "SELECT id, filepath FROM samples WHERE dataset_id = ?1 ORDER BY id",
+            [id],
+            |row| {
                 let mut object = Map::new();
-                object.insert("filepath".into(), json!(filepath));
-                samples.insert(sample, object);
-            }
-        }
-        {
-            let mut statement = self
-                .connection
-                .prepare("SELECT l.sample_id, l.field, l.label FROM labels l JOIN samples s ON s.id = l.sample_id WHERE s.dataset_id = ?1")
-                .map_err(|source| self.database(source))?;
-            let rows = statement
-                .query_map([id], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, Option<String>>(2)?,
-                    ))
-                })
-                .map_err(|source| self.database(source))?;
-            for row in rows {
-                let (sample, field, label) = row.map_err(|source| self.database(source))?;
-                let value = label
+                object.insert("filepath".into(), json!(row.get::<_, String>(1)?));
+                Ok((row.get::<_, i64>(0)?, object))
+            },
+        )?;
+        let labels: Vec<(i64, String, Value)> = self.query_rows(
+            "SELECT l.sample_id, l.field, l.label FROM labels l JOIN samples s ON s.id = l.sample_id WHERE s.dataset_id = ?1",
+            [id],
+            |row| {
+                let label = row
+                    .get::<_, Option<String>>(2)?
                     .and_then(|text| serde_json::from_str(&text).ok())
                     .unwrap_or(Value::Null);
-                if let Some(object) = samples.get_mut(&sample) {
-                    object.insert(field, value);
-                }
-            }
-        }
-        {
-            let mut statement = self
-                .connection
-                .prepare("SELECT e.sample_id, e.field, e.data FROM embeddings e JOIN samples s ON s.id = e.sample_id WHERE s.dataset_id = ?1")
-                .map_err(|source| self.database(source))?;
-            let rows = statement
-                .query_map([id], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, Vec<u8>>(2)?,
-                    ))
-                })
-                .map_err(|source| self.database(source))?;
-            for row in rows {
-                let (sample, field, data) = row.map_err(|source| self.database(source))?;
-                let values: Vec<Value> = decode_f32(&data).map(|value| json!(value)).collect();
-                if let Some(object) = samples.get_mut(&sample) {
-                    object.insert(field, Value::Array(values));
-                }
+                Ok((row.get(0)?, row.get(1)?, label))
+            },
+        )?;
+        let embeddings: Vec<(i64, String, Value)> = self.query_rows(
+            "SELECT e.sample_id, e.field, e.data FROM embeddings e JOIN samples s ON s.id = e.sample_id WHERE s.dataset_id = ?1",
+            [id],
+            |row| {
+                let data = row.get::<_, Vec<u8>>(2)?;
+                let values = decode_f32(&data).map(|value| json!(value)).collect();
+                Ok((row.get(0)?, row.get(1)?, Value::Array(values)))
+            },
+        )?;
+        for (sample, field, value) in labels.into_iter().chain(embeddings) {
+            if let Some(object) = samples.get_mut(&sample) {
+                object.insert(field, value);
             }
         }
         Ok(samples.into_values().collect())

@@ -105,9 +105,8 @@ impl Run {
         let mut store = Datasets::open(&config::datasets_dir()?)?;
         let dataset = dataset_name(&mut store, dataset)?;
         let registry = config::registry()?;
-        let (name, models) =
-            load_model(&registry, runtime, name_or_url, model, quiet)
-                .with_context(|| format!("loading model `{name_or_url}` failed"))?;
+        let (name, models) = load_model(&registry, runtime, name_or_url, model, quiet)
+            .with_context(|| format!("loading model `{name_or_url}` failed"))?;
         let pending = store.pending(&dataset, field, overwrite)?;
         Ok(Self {
             store,
