@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use zoo_test_support::{Archive, Response, TestServer};
+use zoo_test_support::TestServer;
 
-use crate::util::Sandbox;
+use crate::util::{Sandbox, manifest_source};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -54,15 +54,7 @@ fn classifier_source(server: &TestServer) -> String {
             "embeddings_layer": "embed", "device": "cpu"
         }}
     }]});
-    server.route(
-        "/tiny-source.tar.gz",
-        Response::ok(
-            Archive::new()
-                .file("manifest.json", manifest.to_string())
-                .to_tar_gz(),
-        ),
-    );
-    server.url("/tiny-source.tar.gz")
+    manifest_source(server, "/tiny-source.tar.gz", &manifest)
 }
 
 fn labelled(sandbox: &Sandbox, dataset: &str, field: &str) -> u64 {
@@ -253,16 +245,9 @@ fn models_zoo_cannot_run_give_a_clear_error() {
         "manager": {"type": "fiftyone.core.models.ModelManager", "config": {"url": server.url("/w/m.bin")}},
         "default_deployment_config_dict": {"type": "fiftyone.utils.sam.SegmentAnythingModel", "config": {}}
     }]});
-    server.route(
-        "/src.zip",
-        Response::ok(
-            Archive::new()
-                .file("manifest.json", manifest.to_string())
-                .to_zip(),
-        ),
-    );
+    let source = manifest_source(&server, "/src.zip", &manifest);
     let sandbox = Sandbox::new();
-    sandbox.ok(&["models", "register-source", &server.url("/src.zip")]);
+    sandbox.ok(&["models", "register-source", &source]);
     let pics = sandbox.dir.path().join("pics");
     pictures(&pics, 1);
     let err = sandbox
@@ -299,16 +284,9 @@ fn a_torchscript_detector_stores_detections() {
             "output_processor_cls": "fiftyone.utils.torch.DetectorOutputProcessor", "device": "cpu"
         }}
     }]});
-    server.route(
-        "/det.zip",
-        Response::ok(
-            Archive::new()
-                .file("manifest.json", manifest.to_string())
-                .to_zip(),
-        ),
-    );
+    let source = manifest_source(&server, "/det.zip", &manifest);
     let sandbox = Sandbox::new();
-    sandbox.ok(&["models", "register-source", &server.url("/det.zip")]);
+    sandbox.ok(&["models", "register-source", &source]);
     let pics = sandbox.dir.path().join("pics");
     pictures(&pics, 3);
     let summary = sandbox

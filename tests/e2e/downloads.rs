@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use zoo_test_support::{Archive, Response, TestServer, file_response};
 
-use crate::util::{Sandbox, snapshot};
+use crate::util::{Sandbox, manifest_source, snapshot};
 
 fn weights(size: usize, seed: u8) -> Vec<u8> {
     (0..size)
@@ -457,19 +457,11 @@ fn download_by_source_url_and_google_drive() {
         model("acme/drive-model", "drive.pth", serde_json::json!({"google_drive_id": "DRIVE1"})),
         model("acme/one", "one.pt", serde_json::json!({"url": server.url("/u/one.pt")})),
     ]});
-    server.route(
-        "/drive-source.zip",
-        Response::ok(
-            Archive::new()
-                .file("manifest.json", manifest.to_string())
-                .to_zip(),
-        ),
-    );
+    let url = manifest_source(&server, "/drive-source.zip", &manifest);
     let mut sandbox = Sandbox::new();
     sandbox
         .env
         .push(("ZOO_GOOGLE_DRIVE_URL".into(), server.base_url()));
-    let url = server.url("/drive-source.zip");
     let err = sandbox.fails(&["models", "download", &url]).stderr();
     assert!(
         err.contains("offers several models") && err.contains("--model-name"),

@@ -143,3 +143,20 @@ pub(crate) fn corpus() -> Vec<(String, String)> {
     files.sort();
     files
 }
+
+/// Serves `manifest` as the only file of an archive at `path` (tar.gz when
+/// the path says so, else zip); returns its URL.
+pub(crate) fn manifest_source(
+    server: &zoo_test_support::TestServer,
+    path: &str,
+    manifest: &serde_json::Value,
+) -> String {
+    let archive = zoo_test_support::Archive::new().file("manifest.json", manifest.to_string());
+    let body = if path.ends_with(".tar.gz") {
+        archive.to_tar_gz()
+    } else {
+        archive.to_zip()
+    };
+    server.route(path, zoo_test_support::Response::ok(body));
+    server.url(path)
+}
