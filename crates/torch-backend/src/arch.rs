@@ -99,38 +99,22 @@ pub(crate) fn architectures() -> impl Iterator<Item = &'static str> {
 /// Builds architecture `name` (the last part of an `entrypoint_fcn`).
 pub(crate) fn build(name: &str, root: &nn::Path, classes: i64) -> Option<Network> {
     use tch::vision;
-    let linear = |input: i64| boxed(nn::linear(root / "fc", input, classes, Default::default()));
+    // A ResNet's feature stack, then `fc` from its `width` outputs.
+    let resnet = |features: Box<dyn ModuleT>, width: i64| {
+        let fc = nn::linear(root / "fc", width, classes, Default::default());
+        Network::new(features, boxed(fc), "<fc")
+    };
     let whole = |module: Box<dyn ModuleT>| Network {
         features: module,
         head: None,
         embeddings_layer: None,
     };
     Some(match name {
-        "resnet18" => Network {
-            features: boxed(vision::resnet::resnet18_no_final_layer(root)),
-            head: Some(linear(512)),
-            embeddings_layer: Some("<fc"),
-        },
-        "resnet34" => Network {
-            features: boxed(vision::resnet::resnet34_no_final_layer(root)),
-            head: Some(linear(512)),
-            embeddings_layer: Some("<fc"),
-        },
-        "resnet50" => Network {
-            features: boxed(vision::resnet::resnet50_no_final_layer(root)),
-            head: Some(linear(2048)),
-            embeddings_layer: Some("<fc"),
-        },
-        "resnet101" => Network {
-            features: boxed(vision::resnet::resnet101_no_final_layer(root)),
-            head: Some(linear(2048)),
-            embeddings_layer: Some("<fc"),
-        },
-        "resnet152" => Network {
-            features: boxed(vision::resnet::resnet150_no_final_layer(root)),
-            head: Some(linear(2048)),
-            embeddings_layer: Some("<fc"),
-        },
+        "resnet18" => resnet(boxed(vision::resnet::resnet18_no_final_layer(root)), 512),
+        "resnet34" => resnet(boxed(vision::resnet::resnet34_no_final_layer(root)), 512),
+        "resnet50" => resnet(boxed(vision::resnet::resnet50_no_final_layer(root)), 2048),
+        "resnet101" => resnet(boxed(vision::resnet::resnet101_no_final_layer(root)), 2048),
+        "resnet152" => resnet(boxed(vision::resnet::resnet150_no_final_layer(root)), 2048),
         "mobilenet_v2" => mobilenet_v2(root, classes),
         "densenet121" => densenet(root, 64, 32, &[6, 12, 24, 16], classes),
         "densenet161" => densenet(root, 96, 48, &[6, 12, 36, 24], classes),
