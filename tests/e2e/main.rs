@@ -6,4 +6,5 @@ mod apply;
 mod downloads;
 mod hooks;
 mod sources;
+mod terminal;
 mod util;

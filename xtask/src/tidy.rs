@@ -1,4 +1,5 @@
-//! Repository rules checked by code: which crate may depend on which.
+//! Repository rules checked by code: which crate may depend on which, and
+//! that the CLI writes to stderr only through its `terminal` module.
 //!
 //! The rules are those of ARCHITECTURE.md; change both together.
 
@@ -60,7 +61,46 @@ pub(crate) fn check(sh: &Shell) -> Result<Vec<String>> {
         .quiet()
         .read()?;
     let metadata: Value = serde_json::from_str(&output).context("parsing cargo metadata")?;
-    Ok(check_metadata(&metadata))
+    let mut problems = check_metadata(&metadata);
+    problems.extend(check_terminal_output(
+        &crate::workspace_root().join("crates/cli/src"),
+    )?);
+    Ok(problems)
+}
+
+/// The one file of `crates/cli/src` that may write to stderr: everything
+/// else goes through it, so text from manifests reaches the terminal with
+/// its control characters escaped (ARCHITECTURE.md, `cli`).
+const TERMINAL_FILE: &str = "terminal.rs";
+
+/// Every `eprintln!`/`eprint!` in the CLI outside [`TERMINAL_FILE`].
+fn check_terminal_output(dir: &std::path::Path) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        for entry in fs_err::read_dir(&current)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let is_rust = path.extension().is_some_and(|extension| extension == "rs");
+            if !is_rust || path.file_name().is_some_and(|name| name == TERMINAL_FILE) {
+                continue;
+            }
+            let text = fs_err::read_to_string(&path)?;
+            for (number, line) in text.lines().enumerate() {
+                if line.contains("eprintln!") || line.contains("eprint!") {
+                    problems.push(format!(
+                        "{}:{}: writes to stderr directly; use `terminal::say!` so outside text is escaped",
+                        path.display(),
+                        number + 1
+                    ));
+                }
+            }
+        }
+    }
+    Ok(problems)
 }
 
 fn check_metadata(metadata: &Value) -> Vec<String> {
@@ -177,6 +217,21 @@ mod tests {
         sh.change_dir(crate::workspace_root());
         let problems = check(&sh).unwrap();
         assert!(problems.is_empty(), "tidy:\n{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn a_raw_stderr_write_in_the_cli_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(dir.path().join("commands")).unwrap();
+        fs_err::write(dir.path().join(TERMINAL_FILE), "eprintln!(\"ok here\");\n").unwrap();
+        fs_err::write(
+            dir.path().join("commands/models.rs"),
+            "fn f() {\n    eprintln!(\"{name}\");\n}\n",
+        )
+        .unwrap();
+        let problems = check_terminal_output(dir.path()).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("models.rs:2"), "{problems:?}");
     }
 
     #[test]

@@ -37,8 +37,21 @@ pub(crate) fn datasets_dir() -> Result<PathBuf> {
     Ok(data.join("zoo").join("datasets"))
 }
 
+/// The Python interpreter for hooks and requirement checks: `ZOO_PYTHON`,
+/// else `python3`.
+pub(crate) fn python() -> String {
+    std::env::var("ZOO_PYTHON")
+        .ok()
+        .map(|python| python.trim().to_owned())
+        .filter(|python| !python.is_empty())
+        .unwrap_or_else(|| "python3".to_owned())
+}
+
 /// The registry as the environment configures it.
 pub(crate) fn registry() -> Result<Registry> {
+    // Checked up front, so that a bad value fails every command the same
+    // way, not only those that wait for a lock.
+    zoo_fs::lock_timeout_from_env()?;
     let mut config = RegistryConfig::new(zoo_dir()?);
     if let Ok(url) = std::env::var("ZOO_GITHUB_API_URL")
         && !url.trim().is_empty()
@@ -71,11 +84,7 @@ pub(crate) fn registry() -> Result<Registry> {
     {
         config.google_drive_url = url.trim().to_owned();
     }
-    if let Ok(python) = std::env::var("ZOO_PYTHON")
-        && !python.trim().is_empty()
-    {
-        config.python = python.trim().to_owned();
-    }
+    config.python = python();
     if let Some(bytes) = env_number("ZOO_MAX_EXTRACT_BYTES")? {
         config.extract_limits.max_bytes = bytes;
     }

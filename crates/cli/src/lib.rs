@@ -4,7 +4,9 @@
 //! Environment (SPEC section 9): `ZOO_MODEL_ZOO_DIR`, `ZOO_MANIFEST_PATHS`,
 //! `ZOO_GITHUB_API_URL`, `GITHUB_TOKEN`, `ZOO_OFFLINE`. Errors are printed
 //! once, as a chain (`what failed: why`), with exit code 1; a closed stdout
-//! pipe counts as success. Warnings from the libraries go to stderr.
+//! pipe counts as success. Warnings from the libraries go to stderr. Text from
+//! manifests, servers and file names is shown with control characters
+//! escaped (`terminal`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod app;
@@ -13,6 +15,7 @@ mod config;
 mod output;
 mod progress;
 mod runtime;
+mod terminal;
 
 use std::process::ExitCode;
 
@@ -39,7 +42,7 @@ fn run(runtime: Option<&dyn Runtime>) -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
+            terminal::write_paragraph(&format!("error: {err:#}"));
             ExitCode::FAILURE
         }
     }
@@ -50,10 +53,12 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Log events carry names from manifests: each is escaped as one
+        // paragraph (no colours, which would be escape sequences too).
+        .with_writer(|| terminal::EscapingWriter(std::io::stderr()))
         .without_time()
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(false)
         .try_init();
 }
 

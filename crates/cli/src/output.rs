@@ -1,38 +1,45 @@
 //! Tables for people, JSON for scripts.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use anyhow::Result;
 
-/// Prints `rows` under `headers` as left-aligned columns.
+use crate::terminal;
+
+/// Prints `rows` under `headers` as left-aligned columns. Cells are shown
+/// with control characters escaped ([`terminal::escape`]) and padded by hand:
+/// `format!`'s width is limited to `u16::MAX` and panics beyond it, and a
+/// manifest may hold a name of any length.
 pub(crate) fn table(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>]) -> Result<()> {
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| terminal::escape(cell)).collect())
+        .collect();
     let mut widths: Vec<usize> = headers
         .iter()
         .map(|header| header.chars().count())
         .collect();
-    for row in rows {
+    for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let line = |cells: Vec<&str>| -> String {
         let last = cells.len().saturating_sub(1);
-        cells
-            .iter()
-            .enumerate()
-            .map(|(index, cell)| {
-                if index == last {
-                    (*cell).to_owned()
-                } else {
-                    format!("{cell:<width$}", width = widths[index])
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
+        let mut line = String::new();
+        for (index, cell) in cells.iter().enumerate() {
+            line.push_str(cell);
+            if index != last {
+                let pad = widths[index].saturating_sub(cell.chars().count()) + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        line
     };
     writeln!(out, "{}", line(headers.to_vec()))?;
-    for row in rows {
-        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    for row in &rows {
+        writeln!(out, "{}", line(row.iter().map(AsRef::as_ref).collect()))?;
     }
     Ok(())
 }
@@ -64,5 +71,33 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "NAME    TAGS\na       x,y\nlonger  z\n"
         );
+    }
+
+    /// `models list` with a 65,536-character name panicked in `format!`'s
+    /// width; and names with newlines or escapes printed lines of their own.
+    #[test]
+    fn tables_take_huge_cells_and_escape_control_characters() {
+        let huge = "m".repeat(70_000);
+        let mut out = Vec::new();
+        table(
+            &mut out,
+            &["NAME", "TAGS"],
+            &[
+                vec![huge.clone(), "x".into()],
+                vec!["evil\nNAME  fake\u{1b}[2J".into(), "y".into()],
+            ],
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text:.200}");
+        assert!(lines[1].starts_with(&huge) && lines[1].ends_with("  x"));
+        assert_eq!(
+            lines[2].trim_end_matches(" y").trim_end(),
+            "evil\\nNAME  fake\\u{1b}[2J"
+        );
+        // Columns stay aligned: the second column starts after the widest cell.
+        assert_eq!(lines[0].find("TAGS"), Some(70_002));
+        assert_eq!(lines[1].rfind('x'), Some(70_002));
     }
 }

@@ -40,7 +40,7 @@ impl Progress for Bar {
             ),
         };
         let label = label.rsplit('/').next().unwrap_or(label);
-        bar.set_message(format!("downloading {label}"));
+        bar.set_message(format!("downloading {}", crate::terminal::escape(label)));
         if let Ok(mut slot) = self.bar.lock() {
             *slot = Some(bar);
         }

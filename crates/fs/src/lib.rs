@@ -22,4 +22,7 @@ mod atomic;
 mod lock;
 
 pub use atomic::{persist_dir, sync_dir, write_atomic};
-pub use lock::{DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_ENV, LockError, LockMode, LockedFile};
+pub use lock::{
+    DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_ENV, LockError, LockMode, LockedFile, MAX_LOCK_TIMEOUT,
+    lock_timeout_from_env, parse_lock_timeout,
+};

@@ -11,6 +11,11 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(300);
 /// The environment variable (seconds) that bounds the wait for a lock.
 pub const LOCK_TIMEOUT_ENV: &str = "ZOO_LOCK_TIMEOUT";
 
+/// The longest wait [`LOCK_TIMEOUT_ENV`] may ask for: one week. Longer values
+/// are refused rather than rounded (a `Duration` overflows at about 5.8e11
+/// years, and a typo such as `1e20` is not a wish to wait forever).
+pub const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Whether a lock is shared by readers or held by one writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockMode {
@@ -44,6 +49,16 @@ pub enum LockError {
         /// How long was waited.
         timeout: Duration,
     },
+    /// [`LOCK_TIMEOUT_ENV`] holds something that is not a wait.
+    #[error(
+        "`{LOCK_TIMEOUT_ENV}` must be a number of seconds from 0 to {} (one week), got `{value}`; unset it for the default of {}s",
+        MAX_LOCK_TIMEOUT.as_secs(),
+        DEFAULT_LOCK_TIMEOUT.as_secs()
+    )]
+    BadTimeout {
+        /// The value as set.
+        value: String,
+    },
     /// Locking failed for a reason other than contention.
     #[error("failed to lock `{path}`")]
     Lock {
@@ -65,8 +80,9 @@ pub struct LockedFile {
 impl LockedFile {
     /// Takes the lock at `path` (created if missing), waiting at most the
     /// timeout from [`LOCK_TIMEOUT_ENV`] or [`DEFAULT_LOCK_TIMEOUT`].
+    /// A bad [`LOCK_TIMEOUT_ENV`] is an error, not the default.
     pub fn acquire(path: &Path, mode: LockMode) -> Result<Self, LockError> {
-        Self::acquire_within(path, mode, timeout_from_env())
+        Self::acquire_within(path, mode, lock_timeout_from_env()?)
     }
 
     /// Takes the lock at `path`, waiting at most `timeout`.
@@ -141,13 +157,30 @@ impl Drop for LockedFile {
     }
 }
 
-fn timeout_from_env() -> Duration {
-    std::env::var(LOCK_TIMEOUT_ENV)
+/// The wait [`LOCK_TIMEOUT_ENV`] sets, [`DEFAULT_LOCK_TIMEOUT`] when it is
+/// unset or empty, or an error naming the bad value.
+pub fn lock_timeout_from_env() -> Result<Duration, LockError> {
+    match std::env::var_os(LOCK_TIMEOUT_ENV) {
+        None => Ok(DEFAULT_LOCK_TIMEOUT),
+        Some(value) => parse_lock_timeout(&value.to_string_lossy()),
+    }
+}
+
+/// Parses a lock wait in seconds (`30`, `0.5`); empty means the default.
+pub fn parse_lock_timeout(value: &str) -> Result<Duration, LockError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Ok(DEFAULT_LOCK_TIMEOUT);
+    }
+    trimmed
+        .parse::<f64>()
         .ok()
-        .and_then(|value| value.trim().parse::<f64>().ok())
         .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(DEFAULT_LOCK_TIMEOUT)
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .filter(|timeout| *timeout <= MAX_LOCK_TIMEOUT)
+        .ok_or_else(|| LockError::BadTimeout {
+            value: value.to_owned(),
+        })
 }
 
 #[cfg(test)]
@@ -166,6 +199,27 @@ mod tests {
         assert!(message.contains(LOCK_TIMEOUT_ENV), "{message}");
         drop(held);
         LockedFile::acquire_within(&path, LockMode::Exclusive, Duration::from_millis(50)).unwrap();
+    }
+
+    #[test]
+    fn lock_timeouts_parse_or_name_the_bad_value() {
+        let good = [
+            ("30", Duration::from_secs(30)),
+            (" 0.5 ", Duration::from_millis(500)),
+            ("0", Duration::ZERO),
+            ("", DEFAULT_LOCK_TIMEOUT),
+            ("604800", MAX_LOCK_TIMEOUT),
+        ];
+        for (value, expected) in good {
+            assert_eq!(parse_lock_timeout(value).unwrap(), expected, "{value:?}");
+        }
+        // `1e20` used to panic in `Duration::from_secs_f64`; `-1` and `abc`
+        // were silently replaced by 300 s.
+        for value in ["1e20", "-1", "abc", "NaN", "inf", "604801", "1e400"] {
+            let message = parse_lock_timeout(value).unwrap_err().to_string();
+            assert!(message.contains(LOCK_TIMEOUT_ENV), "{message}");
+            assert!(message.contains(&format!("`{value}`")), "{message}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use zoo_registry::Registry;
 use crate::app::{ApplyArgs, EmbedArgs, ModelArgs, Workers};
 use crate::progress::Bar;
 use crate::runtime::Runtime;
+use crate::terminal::{escape, say};
 use crate::{config, output};
 
 /// Resolves, downloads and builds the model: `workers` copies of it
@@ -236,12 +237,16 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
             .iter()
             .map(|(label, count)| format!("{label} ({count})"))
             .collect();
-        writeln!(out, "top labels: {}", labels.join(", "))?;
+        writeln!(out, "top labels: {}", escape(&labels.join(", ")))?;
     }
     if !failures.is_empty() {
-        eprintln!("{} sample(s) failed and were skipped:", failures.len());
+        say!("{} sample(s) failed and were skipped:", failures.len());
         for (path, error) in failures.iter().take(10) {
-            eprintln!("  {}: {error}", path.display());
+            say!(
+                "  {}: {}",
+                escape(&path.display().to_string()),
+                escape(error)
+            );
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ use serde_json::json;
 use zoo_datasets::{DatasetInfo, Datasets};
 
 use crate::app::DatasetsCommand;
+use crate::terminal::{escape, say};
 use crate::{config, output};
 
 fn info_json(info: &DatasetInfo) -> serde_json::Value {
@@ -30,9 +31,10 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
             let info = store.create(&name, &dir).with_context(|| {
                 format!("creating dataset `{name}` from `{}` failed", dir.display())
             })?;
-            eprintln!(
+            say!(
                 "created dataset `{}` with {} samples",
-                info.name, info.samples
+                info.name,
+                info.samples
             );
             Ok(())
         }
@@ -67,17 +69,17 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
             if json {
                 return output::json(&mut out, &info_json(&info));
             }
-            writeln!(out, "name:    {}", info.name)?;
-            writeln!(out, "root:    {}", info.root.display())?;
+            writeln!(out, "name:    {}", escape(&info.name))?;
+            writeln!(out, "root:    {}", escape(&info.root.display().to_string()))?;
             writeln!(out, "samples: {}", info.samples)?;
             for (field, count) in &info.label_fields {
-                writeln!(out, "labels     {field}: {count}")?;
+                writeln!(out, "labels     {}: {count}", escape(field))?;
             }
             for (field, count) in &info.embedding_fields {
-                writeln!(out, "embeddings {field}: {count}")?;
+                writeln!(out, "embeddings {}: {count}", escape(field))?;
             }
             for (field, count) in &info.failures {
-                writeln!(out, "failures   {field}: {count}")?;
+                writeln!(out, "failures   {}: {count}", escape(field))?;
             }
             Ok(())
         }
@@ -85,7 +87,7 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
             store
                 .delete(&name)
                 .with_context(|| format!("deleting dataset `{name}` failed"))?;
-            eprintln!("deleted dataset `{name}`");
+            say!("deleted dataset `{name}`");
             Ok(())
         }
         DatasetsCommand::Export {
@@ -102,11 +104,11 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
                         .export_jsonl(&name, &mut buffer)
                         .with_context(context)?;
                     zoo_fs::write_atomic(&path, &buffer).with_context(context)?;
-                    eprintln!("exported {count} samples to `{}`", path.display());
+                    say!("exported {count} samples to `{}`", path.display());
                 }
                 "fiftyone" => {
                     let count = store.export_fiftyone(&name, &path).with_context(context)?;
-                    eprintln!("exported {count} samples to `{}`", path.display());
+                    say!("exported {count} samples to `{}`", path.display());
                 }
                 "npy" => {
                     let Some(field) = field else {
@@ -115,7 +117,7 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
                     let (rows, dim) = store
                         .export_embeddings_npy(&name, &field, &path)
                         .with_context(context)?;
-                    eprintln!("exported {rows} x {dim} embeddings to `{}`", path.display());
+                    say!("exported {rows} x {dim} embeddings to `{}`", path.display());
                 }
                 other => bail!("unknown export format `{other}`: use `jsonl`, `fiftyone` or `npy`"),
             }

@@ -10,6 +10,7 @@ use zoo_sources::SourceId;
 
 use crate::app::{ListArgs, ModelsCommand, RequirementsArgs};
 use crate::progress::Bar;
+use crate::terminal::{escape, say, shell_words};
 use crate::{config, output};
 
 pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
@@ -35,14 +36,18 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
             let path = registry
                 .find_model(&name)
                 .with_context(|| format!("finding model `{name}` failed"))?;
-            writeln!(std::io::stdout().lock(), "{}", path.display())?;
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                escape(&path.display().to_string())
+            )?;
             Ok(())
         }
         ModelsCommand::Delete { name } => {
             let path = registry
                 .delete_model(&name)
                 .with_context(|| format!("deleting model `{name}` failed"))?;
-            eprintln!("deleted `{}`", path.display());
+            say!("deleted `{}`", path.display());
             Ok(())
         }
         ModelsCommand::Config { name } => {
@@ -72,14 +77,14 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
             let deleted = registry
                 .delete_source(&url)
                 .with_context(|| format!("deleting source `{url}` failed"))?;
-            eprintln!("deleted source `{}`", deleted.url);
+            say!("deleted source `{}`", deleted.url);
             Ok(())
         }
         ModelsCommand::TrustSource { url, revoke } => {
             let source = registry
                 .trust_source(&url, !revoke)
                 .with_context(|| format!("changing trust of source `{url}` failed"))?;
-            eprintln!(
+            say!(
                 "source `{}` is {}",
                 source.url,
                 if source.trusted {
@@ -147,7 +152,7 @@ fn list(registry: &Registry, args: &ListArgs) -> Result<()> {
     }
     if args.names_only {
         for (model, _) in models {
-            writeln!(out, "{}", model.name())?;
+            writeln!(out, "{}", escape(&model.name()))?;
         }
         return Ok(());
     }
@@ -183,9 +188,9 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
             }),
         );
     }
-    writeln!(out, "name:       {}", model.name())?;
-    writeln!(out, "source:     {}", origin(&model))?;
-    writeln!(out, "model path: {}", path.display())?;
+    writeln!(out, "name:       {}", escape(&model.name()))?;
+    writeln!(out, "source:     {}", escape(&origin(&model)))?;
+    writeln!(out, "model path: {}", escape(&path.display().to_string()))?;
     writeln!(
         out,
         "downloaded: {}",
@@ -206,14 +211,14 @@ fn requirements(registry: &Registry, args: &RequirementsArgs) -> Result<()> {
         writeln!(
             out,
             "packages: {}",
-            list_or_none(&requirements.packages_for(false))
+            escape(&list_or_none(&requirements.packages_for(false)))
         )?;
         writeln!(out, "cpu support: {}", requirements.supports(false))?;
         writeln!(out, "gpu support: {}", requirements.supports(true))?;
         if let Some(gpu) = &requirements.gpu
             && let Some(packages) = &gpu.packages
         {
-            writeln!(out, "gpu packages: {}", packages.join(", "))?;
+            writeln!(out, "gpu packages: {}", escape(&packages.join(", ")))?;
         }
         return Ok(());
     }
@@ -238,21 +243,25 @@ fn requirements(registry: &Registry, args: &RequirementsArgs) -> Result<()> {
     }
     if check.is_satisfied() {
         if !args.json {
-            writeln!(out, "requirements of `{}` are satisfied", model.name())?;
+            writeln!(
+                out,
+                "requirements of `{}` are satisfied",
+                escape(&model.name())
+            )?;
         }
         return Ok(());
     }
     let mut problems = Vec::new();
     if !check.missing_packages.is_empty() {
+        let python = config::python();
+        let command = shell_words(
+            [python.as_str(), "-m", "pip", "install"]
+                .into_iter()
+                .chain(check.missing_packages.iter().map(String::as_str)),
+        );
         problems.push(format!(
-            "missing Python packages {} (install them with `python3 -m pip install {}`)",
+            "missing Python packages {} (install them with `{command}`)",
             check.missing_packages.join(", "),
-            check
-                .missing_packages
-                .iter()
-                .map(|spec| format!("'{spec}'"))
-                .collect::<Vec<_>>()
-                .join(" ")
         ));
     }
     if let Some(device) = check.unsupported_device {
@@ -266,7 +275,7 @@ fn requirements(registry: &Registry, args: &RequirementsArgs) -> Result<()> {
     match level {
         ErrorLevel::Fail => bail!(message),
         ErrorLevel::Warn => {
-            eprintln!("warning: {message}");
+            say!("warning: {message}");
             Ok(())
         }
         ErrorLevel::Ignore => Ok(()),
@@ -306,7 +315,7 @@ fn installed_python_packages(requirements: &[&str]) -> Vec<String> {
         return Vec::new();
     }
     let script = "import importlib.metadata as m, sys\nfor n in sys.argv[1:]:\n    try:\n        m.version(n)\n        print(n)\n    except Exception:\n        pass\n";
-    let python = std::env::var("ZOO_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let python = config::python();
     match std::process::Command::new(&python)
         .arg("-c")
         .arg(script)
@@ -361,13 +370,13 @@ fn download(
 ) -> Result<()> {
     let downloaded = registry.download(name_or_url, model_name, overwrite, &Bar::new(quiet))?;
     if downloaded.fetched {
-        eprintln!(
+        say!(
             "downloaded `{}` to `{}`",
             downloaded.name(),
             downloaded.path.display()
         );
     } else {
-        eprintln!(
+        say!(
             "model `{}` is already downloaded at `{}`",
             downloaded.name(),
             downloaded.path.display()
@@ -389,21 +398,21 @@ fn register(
             if trust && !source.trusted {
                 registry.trust_source(&source.url, true)?;
             }
-            eprintln!(
+            say!(
                 "source `{}` is already registered (use `--overwrite` to fetch it again)",
                 source.url
             );
         }
         RegisterOutcome::Registered { source, skipped } => {
             for message in skipped {
-                eprintln!("warning: skipped manifest {message}");
+                say!("warning: skipped manifest {message}");
             }
             let names: Vec<&str> = source
                 .manifests
                 .iter()
                 .map(|manifest| manifest.name.as_str())
                 .collect();
-            eprintln!(
+            say!(
                 "registered source `{}`{}: {}",
                 source.url,
                 source

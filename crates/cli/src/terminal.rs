@@ -1,0 +1,232 @@
+//! Text that reaches the terminal: what manifests, servers, hooks and file
+//! names say is shown with its control characters escaped, so a model name
+//! cannot move the cursor, recolour the screen or print a line of its own.
+//!
+//! Two forms: [`escape`] for one value in a table or a line (every control
+//! character, newlines included, becomes `\n`, `\u{1b}`, ...), and
+//! [`paragraph`] for messages zoo writes to stderr, which may span lines
+//! (hook stderr in an error): control characters other than `\n` are
+//! escaped, and every line after the first is indented with `  | `, so no
+//! text can start a line of its own that looks like zoo's.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::io::Write;
+
+/// Whether `character` must not reach a terminal raw: C0 and C1 controls,
+/// DEL, and the Unicode bidirectional overrides and isolates (which reorder
+/// how the rest of a line is shown).
+fn is_unsafe(character: char) -> bool {
+    character.is_control()
+        || matches!(character, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn push_escaped(out: &mut String, character: char) {
+    match character {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        other => {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(other));
+        }
+    }
+}
+
+/// `text` with every control character (newlines included) written as an
+/// escape: `a\nb` becomes the four characters `a\nb`.
+pub(crate) fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for character in text.chars() {
+        if is_unsafe(character) {
+            push_escaped(&mut out, character);
+        } else {
+            out.push(character);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A message for stderr: control characters other than `\n` escaped, a final
+/// newline dropped, and every further line indented with `  | `.
+pub(crate) fn paragraph(text: &str) -> String {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let mut out = String::with_capacity(text.len() + 8);
+    for character in text.chars() {
+        if character == '\n' {
+            out.push_str("\n  | ");
+        } else if is_unsafe(character) {
+            push_escaped(&mut out, character);
+        } else {
+            out.push(character);
+        }
+    }
+    out
+}
+
+/// Writes `text` to stderr as one [`paragraph`].
+pub(crate) fn write_paragraph(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{}", paragraph(text));
+}
+
+/// `eprintln!` for messages that may carry outside text: goes through
+/// [`paragraph`].
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::terminal::write_paragraph(&format!($($arg)*))
+    };
+}
+pub(crate) use say;
+
+/// A writer for log events that passes each write through [`paragraph`].
+/// `tracing`'s formatter writes one event per call, so an event is one
+/// paragraph.
+pub(crate) struct EscapingWriter<W>(pub(crate) W);
+
+impl<W: Write> Write for EscapingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let ends_line = text.ends_with('\n');
+        let mut out = paragraph(&text);
+        if ends_line {
+            out.push('\n');
+        }
+        self.0.write_all(out.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// `words` quoted for a POSIX shell, so that a command printed for the user
+/// to paste runs exactly those words whatever they contain.
+pub(crate) fn shell_words<'a>(words: impl IntoIterator<Item = &'a str>) -> String {
+    words
+        .into_iter()
+        .map(shell_quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One word quoted for a POSIX shell: left bare when it holds only safe
+/// characters, otherwise in single quotes with each `'` written as `'\''`.
+/// Control characters are escaped first (they cannot be pasted faithfully
+/// anyway).
+pub(crate) fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word.chars().all(|character| {
+            character.is_ascii_alphanumeric()
+                || matches!(
+                    character,
+                    '-' | '_' | '.' | '/' | ',' | ':' | '=' | '+' | '@' | '%'
+                )
+        });
+    if safe {
+        return word.to_owned();
+    }
+    let word = escape(word);
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_writes_control_characters_as_escapes() {
+        let cases = [
+            ("plain-name@1.0", "plain-name@1.0"),
+            ("a\nb", "a\\nb"),
+            ("\u{1b}[2J\u{1b}[31mred", "\\u{1b}[2J\\u{1b}[31mred"),
+            ("tab\there\r", "tab\\there\\r"),
+            ("nul\0del\u{7f}c1\u{9b}", "nul\\u{0}del\\u{7f}c1\\u{9b}"),
+            ("bidi\u{202e}txt", "bidi\\u{202e}txt"),
+            ("ünïcödé 模型", "ünïcödé 模型"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(escape(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn paragraphs_indent_their_further_lines() {
+        assert_eq!(paragraph("one line\n"), "one line");
+        assert_eq!(
+            paragraph("error: hook failed\nTraceback\n\u{1b}[1mboom"),
+            "error: hook failed\n  | Traceback\n  | \\u{1b}[1mboom"
+        );
+        // No line of the output starts at column 0 but the first.
+        let forged = paragraph("name\nerror: fake\rwarning: fake");
+        assert!(
+            forged.lines().skip(1).all(|line| line.starts_with("  | ")),
+            "{forged}"
+        );
+        assert!(!forged.contains('\r'));
+    }
+
+    #[test]
+    fn the_escaping_writer_keeps_one_event_per_line() {
+        let mut out = Vec::new();
+        let mut writer = EscapingWriter(&mut out);
+        writer
+            .write_all(b"WARN skipped model `a\nWARN forged`\n")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "WARN skipped model `a\n  | WARN forged`\n"
+        );
+    }
+
+    #[test]
+    fn shell_quoting_survives_quotes_and_metacharacters() {
+        assert_eq!(shell_quote("torch>=2.0"), "'torch>=2.0'");
+        assert_eq!(shell_quote("numpy"), "numpy");
+        assert_eq!(
+            shell_quote("a'; rm -rf ~; echo '"),
+            r"'a'\''; rm -rf ~; echo '\'''"
+        );
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("x\ny"), "'x\\ny'");
+        assert_eq!(
+            shell_words(["python3", "-m", "pip", "install", "it's"]),
+            r"python3 -m pip install 'it'\''s'"
+        );
+    }
+
+    /// The quoting is checked by a real shell: `sh` receives exactly the
+    /// words that were quoted.
+    #[test]
+    fn sh_reads_back_the_quoted_words() {
+        let words = [
+            "plain",
+            "with space",
+            "it's",
+            "$(touch /tmp/zoo-pwned)",
+            "`id`",
+            "a\"b",
+            "back\\slash",
+            "semi;colon|pipe&amp",
+            "*glob?",
+            "",
+        ];
+        let script = format!("printf '%s\\0' {}", shell_words(words));
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let printed: Vec<String> = output
+            .stdout
+            .split(|byte| *byte == 0)
+            .map(|word| String::from_utf8_lossy(word).into_owned())
+            .collect();
+        let mut expected: Vec<String> = words.iter().map(|word| (*word).to_owned()).collect();
+        expected.push(String::new()); // after the last NUL
+        assert_eq!(printed, expected, "{script}");
+    }
+}
