@@ -156,7 +156,20 @@ impl GitHub {
             &format!("/repos/{owner}/{repo}/commits/{reference}"),
             "commit",
         )?;
-        Ok(answer.and_then(|commit| commit["sha"].as_str().map(str::to_owned)))
+        let Some(sha) = answer.and_then(|commit| commit["sha"].as_str().map(str::to_owned)) else {
+            return Ok(None);
+        };
+        // The sha is recorded, printed and used in URLs: only a real one.
+        if !is_commit_sha(&sha) {
+            return Err(SourceError::Transport {
+                url: format!("{}/repos/{owner}/{repo}/commits/{reference}", self.api_url),
+                message: format!(
+                    "the answer's `sha` is not 40 or 64 hexadecimal digits (got {} characters)",
+                    sha.chars().count()
+                ),
+            });
+        }
+        Ok(Some(sha))
     }
 
     /// Downloads the zipball of `reference` to `dest` (with
@@ -204,4 +217,9 @@ fn read_json(response: ureq::http::Response<ureq::Body>) -> Value {
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or_default()
+}
+
+/// Whether `text` is a full git object id (SHA-1 or SHA-256, hexadecimal).
+fn is_commit_sha(text: &str) -> bool {
+    matches!(text.len(), 40 | 64) && text.bytes().all(|byte| byte.is_ascii_hexdigit())
 }

@@ -418,7 +418,7 @@ fn register(
                 source
                     .commit
                     .as_deref()
-                    .map(|sha| format!(" at {}", &sha[..sha.len().min(7)]))
+                    .map(|sha| format!(" at {}", sha.chars().take(7).collect::<String>()))
                     .unwrap_or_default(),
                 names.join(", ")
             );

@@ -199,3 +199,46 @@ fn an_unreachable_server_is_a_clear_transport_error() {
     let message = result.unwrap_err().to_string();
     assert!(message.contains("gone.zip"), "{message}");
 }
+
+/// A commit lookup that answers a `sha` which is not hexadecimal (here
+/// multi-byte text, which the CLI once cut at a byte offset and panicked on)
+/// is an error naming the URL, never a recorded commit.
+#[test]
+fn a_commit_sha_that_is_not_hex_is_refused() {
+    let server = TestServer::start();
+    for (index, sha) in [
+        "ééééééééééééééééééééé",
+        "abc",
+        "../../etc",
+        "g".repeat(40).as_str(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = format!("/repos/acme/repo{index}/commits/main");
+        server.route(
+            &path,
+            Response::ok(serde_json::json!({ "sha": sha }).to_string()),
+        );
+        let client = GitHub::new(&server.url(""), None);
+        let err = client
+            .commit_sha("acme", &format!("repo{index}"), "main")
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains(&path), "{message}");
+        assert!(message.contains("hexadecimal"), "{message}");
+    }
+    let good = "0123456789abcdef0123456789abcdef01234567";
+    server.route(
+        "/repos/acme/good/commits/main",
+        Response::ok(serde_json::json!({ "sha": good }).to_string()),
+    );
+    let client = GitHub::new(&server.url(""), None);
+    assert_eq!(
+        client
+            .commit_sha("acme", "good", "main")
+            .unwrap()
+            .as_deref(),
+        Some(good)
+    );
+}
