@@ -575,29 +575,30 @@ fn register_staging(sandbox: &Sandbox) -> Vec<std::path::PathBuf> {
 /// part of the (stalled) download.
 fn start_stalled_register(sandbox: &Sandbox, url: &str) -> std::process::Child {
     let known = register_staging(sandbox);
-    let child = sandbox
+    let mut child = sandbox
         .command(&["models", "register-source", url])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let started = Instant::now();
-    loop {
-        let fetching = register_staging(sandbox)
+    let fetching = || {
+        register_staging(sandbox)
             .into_iter()
             .filter(|dir| !known.contains(dir))
             .any(|dir| {
                 fs_err::metadata(dir.join(".source.archive.partial"))
                     .is_ok_and(|meta| meta.len() >= 100_000)
-            });
-        if fetching {
-            return child;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the registration never started"
-        );
+            })
+    };
+    while !fetching() && started.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(20));
     }
+    if !fetching() {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("the registration never started");
+    }
+    child
 }
 
 #[test]

@@ -49,6 +49,6 @@ pub enum ManifestError {
         /// Where in the document, e.g. `models[2].version`.
         json_path: String,
         /// The field, its value and the problem.
-        field: UnsafeField,
+        field: Box<UnsafeField>,
     },
 }

@@ -83,7 +83,7 @@ impl Manifest {
         let unsafe_path = |json_path: String, field: UnsafeField| ManifestError::UnsafePath {
             path: origin.to_owned(),
             json_path,
-            field,
+            field: Box::new(field),
         };
         if self.name.is_some() {
             self.install_dir()

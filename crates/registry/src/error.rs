@@ -164,7 +164,7 @@ pub enum RegistryError {
         /// The model.
         model: String,
         /// The field at fault.
-        field: UnsafeField,
+        field: Box<UnsafeField>,
     },
     /// A folder recorded in the registry index cannot be a path.
     #[error(
@@ -192,7 +192,7 @@ pub enum RegistryError {
         model: String,
         /// Where and how the path leaves.
         #[source]
-        source: zoo_fs::ContainmentError,
+        source: Box<zoo_fs::ContainmentError>,
     },
     /// A built-in or custom-manifest model's file would be a source's folder
     /// in the zoo dir.
@@ -229,7 +229,7 @@ pub enum RegistryError {
         archive: PathBuf,
         /// Why extraction failed.
         #[source]
-        source: zoo_sources::SourceError,
+        source: Box<zoo_sources::SourceError>,
     },
     /// A hook ran longer than the hook timeout and was killed.
     #[error(

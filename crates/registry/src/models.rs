@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use zoo_fs::{LockMode, LockedFile};
-use zoo_manifest::{DeploymentConfig, ModelFiles, Origin, RelativePath, ZooModel};
+use zoo_manifest::{
+    DeploymentConfig, FileName, ModelFiles, Origin, RelativePath, UnsafeField, ZooModel,
+};
 use zoo_sources::{
     ArchiveKind, Progress, TransferOptions, extract, fetch_file, fetch_google_drive, partial_path,
 };
@@ -113,15 +115,14 @@ impl Registry {
         }
     }
 
-    /// The model's paths from its checked names (no file system access but
-    /// reading the index for built-in models).
+    /// The model's paths from its checked names (no file system access).
     fn model_paths(&self, model: &ZooModel) -> Result<ModelPaths, RegistryError> {
         let files = model
             .model
             .files()
             .map_err(|field| RegistryError::UnsafeModel {
                 model: model.name(),
-                field,
+                field: Box::new(field),
             })?;
         match &model.origin {
             Origin::Source { url, dir } => {
@@ -134,26 +135,7 @@ impl Registry {
                 Ok(ModelPaths::new(relative.join_to(self.root()), &files))
             }
             Origin::Builtin | Origin::Custom(_) => {
-                let paths = ModelPaths::new(self.root().to_path_buf(), &files);
-                // In the zoo dir, a model's names must not be a source's
-                // top folder: deleting the model would delete the source.
-                let index = Index::read(self.root())?;
-                for name in files.names() {
-                    let owner = index.sources.iter().find(|source| {
-                        source
-                            .manifests
-                            .iter()
-                            .any(|manifest| manifest.dir.split('/').next() == Some(name.as_str()))
-                    });
-                    if let Some(owner) = owner {
-                        return Err(RegistryError::CollidesWithSource {
-                            model: model.name(),
-                            path: self.root().join(name),
-                            source_url: owner.url.clone(),
-                        });
-                    }
-                }
-                Ok(paths)
+                Ok(ModelPaths::new(self.root().to_path_buf(), &files))
             }
         }
     }
@@ -170,13 +152,62 @@ impl Registry {
         let escapes = |source| RegistryError::Escapes {
             action: action.to_owned(),
             model: model.name(),
-            source,
+            source: Box::new(source),
         };
-        if paths.dir != self.root() {
+        // The names came from `FileName`s; checked again here, at the last
+        // moment, so no other way of building paths can slip past.
+        for path in [Some(&paths.file), paths.archive_folder.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            FileName::new(&name).map_err(|problem| RegistryError::UnsafeModel {
+                model: model.name(),
+                field: Box::new(UnsafeField {
+                    field: "base_filename",
+                    built_as: Some("the model's file name"),
+                    value: name.into_owned(),
+                    problem,
+                }),
+            })?;
+        }
+        if paths.dir == self.root() {
+            self.check_not_a_source_folder(model, paths)?;
+        } else {
             zoo_fs::ensure_inside(self.root(), &paths.dir).map_err(escapes)?;
         }
         for path in paths.all() {
             zoo_fs::ensure_inside(&paths.dir, &path).map_err(escapes)?;
+        }
+        Ok(())
+    }
+
+    /// In the zoo dir, a model's file or archive folder must not be a
+    /// source's top folder: deleting the model would delete the source.
+    fn check_not_a_source_folder(
+        &self,
+        model: &ZooModel,
+        paths: &ModelPaths,
+    ) -> Result<(), RegistryError> {
+        let index = Index::read(self.root())?;
+        for path in [Some(&paths.file), paths.archive_folder.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let name = path.file_name().map(|name| name.to_string_lossy());
+            let owner = index.sources.iter().find(|source| {
+                source
+                    .manifests
+                    .iter()
+                    .any(|manifest| manifest.dir.split('/').next() == name.as_deref())
+            });
+            if let Some(owner) = owner {
+                return Err(RegistryError::CollidesWithSource {
+                    model: model.name(),
+                    path: path.clone(),
+                    source_url: owner.url.clone(),
+                });
+            }
         }
         Ok(())
     }
@@ -309,7 +340,7 @@ impl Registry {
                 .files()
                 .map_err(|field| RegistryError::UnsafeModel {
                     model: name.clone(),
-                    field,
+                    field: Box::new(field),
                 })?;
             let fresh = ModelPaths::new(staging.path().to_path_buf(), &files);
             self.produce(model, &fresh, plan.as_ref(), progress)?;
@@ -411,7 +442,7 @@ impl Registry {
                 return Err(RegistryError::Extract {
                     model: model.name(),
                     archive: path.clone(),
-                    source,
+                    source: Box::new(source),
                 });
             }
             let stem = folder

@@ -204,7 +204,7 @@ impl Registry {
         zoo_fs::ensure_inside(self.root(), &path).map_err(|source| RegistryError::Escapes {
             action: format!("change the folder `{dir}`"),
             model: source_url.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(path)
     }
