@@ -179,6 +179,8 @@ pub(crate) fn run(
         .map_err(|err| failure(format!("cannot start it: {err}"), String::new()))?;
     let stdout = read_in_background(child.stdout.take());
     let stderr = read_in_background(child.stderr.take());
+    // Any limit past a century is no limit (and cannot overflow `Instant`).
+    let timeout = timeout.min(Duration::from_secs(100 * 365 * 24 * 3600));
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(2);
     let status = loop {

@@ -588,6 +588,9 @@ impl Registry {
     pub fn delete_model(&self, name: &str) -> Result<PathBuf, RegistryError> {
         let model = self.model(name)?;
         let paths = self.model_paths(&model)?;
+        // Checked before taking the lock (a refused model leaves no trace)
+        // and again right before deleting.
+        self.check_paths(&model, &paths, "delete the model's files")?;
         let _lock = self.model_lock(&paths)?;
         let present = paths
             .all()
