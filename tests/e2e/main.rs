@@ -5,6 +5,7 @@
 mod apply;
 mod downloads;
 mod hooks;
+mod security_paths;
 mod sources;
 mod terminal;
 mod util;

@@ -91,7 +91,32 @@ pub(crate) fn registry() -> Result<Registry> {
     if let Some(entries) = env_number("ZOO_MAX_EXTRACT_ENTRIES")? {
         config.extract_limits.max_entries = entries;
     }
+    if let Some(timeout) = hook_timeout()? {
+        config.hook_timeout = timeout;
+    }
     Ok(Registry::new(config))
+}
+
+/// `ZOO_HOOK_TIMEOUT`: how many seconds a source's hook may run (default
+/// [`zoo_registry::DEFAULT_HOOK_TIMEOUT`]); a positive number, fractions
+/// allowed.
+fn hook_timeout() -> Result<Option<std::time::Duration>> {
+    const NAME: &str = "ZOO_HOOK_TIMEOUT";
+    match std::env::var(NAME) {
+        Ok(value) if !value.trim().is_empty() => value
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|seconds| seconds.is_finite() && *seconds > 0.0 && *seconds < 1e9)
+            .map(|seconds| Some(std::time::Duration::from_secs_f64(seconds)))
+            .with_context(|| {
+                format!(
+                    "`{NAME}` must be a positive number of seconds (default {}), got `{value}`",
+                    zoo_registry::DEFAULT_HOOK_TIMEOUT.as_secs()
+                )
+            }),
+        _ => Ok(None),
+    }
 }
 
 fn env_number(name: &str) -> Result<Option<u64>> {

@@ -7,7 +7,11 @@
 //! - [`persist_dir`] renames a fully prepared directory into place and syncs the
 //!   parent, for installs that are whole folders;
 //! - [`LockedFile`] is an advisory lock on a `.lock` file with a bounded wait and
-//!   an error that names the lock and the knob that sets the wait.
+//!   an error that names the lock and the knob that sets the wait;
+//! - [`StagingDir`] is a temporary folder that holds a lock while its owner
+//!   lives, so [`remove_stale_staging`] removes only dead processes' leftovers;
+//! - [`ensure_inside`] checks that a path is strictly inside a folder once the
+//!   symbolic links on the way are resolved.
 //!
 //! This crate does no network I/O and knows nothing of manifests or models.
 //!
@@ -19,10 +23,14 @@
 //! ```
 
 mod atomic;
+mod contain;
 mod lock;
+mod staging;
 
 pub use atomic::{persist_dir, sync_dir, write_atomic};
+pub use contain::{ContainmentError, ensure_inside};
 pub use lock::{
     DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_ENV, LockError, LockMode, LockedFile, MAX_LOCK_TIMEOUT,
     lock_timeout_from_env, parse_lock_timeout,
 };
+pub use staging::{OWNER_LOCK, StagingDir, remove_stale_staging};

@@ -143,6 +143,64 @@ impl LockedFile {
         }
     }
 
+    /// Creates the lock file `path` already locked exclusively: it is made
+    /// under a temporary name, locked, then renamed to `path`, so nobody can
+    /// ever lock `path` while its creator lives.
+    pub fn create_locked(path: &Path) -> std::io::Result<Self> {
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".lock-")
+            .tempfile_in(parent)
+            .map_err(|err| annotate(err, parent, "create a lock file in"))?;
+        match temp.as_file().try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(annotate(
+                    std::io::ErrorKind::WouldBlock.into(),
+                    temp.path(),
+                    "lock the new file",
+                ));
+            }
+            Err(TryLockError::Error(err)) => {
+                return Err(annotate(err, temp.path(), "lock the new file"));
+            }
+        }
+        let file = temp
+            .persist(path)
+            .map_err(|err| annotate(err.error, path, "rename a lock file onto"))?;
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Tries once to lock the existing file `path` (never creating it):
+    /// `None` when another holder has it. A missing file is an error of kind
+    /// [`std::io::ErrorKind::NotFound`].
+    pub fn try_existing(path: &Path, mode: LockMode) -> std::io::Result<Option<Self>> {
+        let file = fs_err::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?
+            .into_parts()
+            .0;
+        let attempt = match mode {
+            LockMode::Shared => file.try_lock_shared(),
+            LockMode::Exclusive => file.try_lock(),
+        };
+        match attempt {
+            Ok(()) => Ok(Some(Self {
+                file,
+                path: path.to_owned(),
+            })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(err)) => Err(annotate(err, path, "lock")),
+        }
+    }
+
     /// The lock file's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -155,6 +213,13 @@ impl Drop for LockedFile {
             tracing::warn!(path = %self.path.display(), %err, "failed to unlock");
         }
     }
+}
+
+fn annotate(err: std::io::Error, path: &Path, action: &str) -> std::io::Error {
+    std::io::Error::new(
+        err.kind(),
+        format!("failed to {action} `{}`: {err}", path.display()),
+    )
 }
 
 /// The wait [`LOCK_TIMEOUT_ENV`] sets, [`DEFAULT_LOCK_TIMEOUT`] when it is

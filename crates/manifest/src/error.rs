@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::model::UnsafeField;
+
 /// Why a manifest could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -35,5 +37,18 @@ pub enum ManifestError {
         json_path: String,
         /// What was wrong.
         message: String,
+    },
+    /// A field would become a path that leaves its folder or collides with
+    /// zoo's own files (see [`crate::FileName`]).
+    #[error(
+        "invalid manifest `{path}` at `{json_path}`: {field}; names from a manifest must stay inside its folder and clear of zoo's own files: fix the manifest (or ask its author to)"
+    )]
+    UnsafePath {
+        /// The manifest file.
+        path: PathBuf,
+        /// Where in the document, e.g. `models[2].version`.
+        json_path: String,
+        /// The field, its value and the problem.
+        field: Box<UnsafeField>,
     },
 }

@@ -9,6 +9,9 @@
 //!   clashing model is skipped with a [`MergeWarning`], never fatal), with
 //!   lookup by `name` or `name@version` and tag/source/license [`Filter`]s.
 //! - [`Requirements`] with FiftyOne's error levels.
+//! - [`FileName`], [`RelativePath`] and [`ManifestModel::files`]: the one
+//!   place where manifest text becomes file and folder names; every manifest
+//!   read checks them ([`ManifestError::UnsafePath`]).
 //!
 //! This crate reads only the files it is handed; it never touches the network
 //! or the environment.
@@ -29,6 +32,7 @@
 //! ```
 
 mod error;
+mod file_name;
 mod manifest;
 mod model;
 mod name;
@@ -37,8 +41,11 @@ mod version;
 mod zoo;
 
 pub use error::ManifestError;
+pub use file_name::{
+    FileName, MAX_NAME_BYTES, NameError, RelativePath, check_base_name, check_version, escape,
+};
 pub use manifest::Manifest;
-pub use model::{DeploymentConfig, Manager, ManifestModel};
+pub use model::{DeploymentConfig, Manager, ManifestModel, ModelFiles, UnsafeField};
 pub use name::{split_extension, versioned_filename, versioned_name};
 pub use requirements::{ErrorLevel, Requirements, RequirementsCheck, Support};
 pub use version::LooseVersion;

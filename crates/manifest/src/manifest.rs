@@ -1,12 +1,13 @@
 //! A whole `manifest.json`.
 
-use std::path::{Component, Path};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ManifestError;
-use crate::model::ManifestModel;
+use crate::file_name::RelativePath;
+use crate::model::{ManifestModel, UnsafeField};
 
 /// A `manifest.json`: a named list of models.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -64,72 +65,44 @@ impl Manifest {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// The folders, relative to the zoo dir, that this manifest's `name`
-    /// installs into (`a/b` -> `["a", "b"]`), or why it cannot be a source.
-    pub fn install_components(&self) -> Result<Vec<String>, String> {
-        let Some(name) = self.name.as_deref() else {
-            return Err("the manifest has no `name`".to_owned());
-        };
-        source_name_components(name)
+    /// The folder, relative to the zoo dir, that this manifest's `name`
+    /// installs into (`a/b` -> `a/b`), or why it cannot be a source.
+    pub fn install_dir(&self) -> Result<RelativePath, UnsafeField> {
+        let name = self.name.as_deref().unwrap_or_default();
+        RelativePath::new(name).map_err(|problem| UnsafeField {
+            field: "name",
+            built_as: None,
+            value: name.to_owned(),
+            problem,
+        })
     }
 
+    /// Checks what later becomes paths: the `name` (when present) and every
+    /// model's names ([`ManifestModel::files`]).
     fn validate(&self, origin: &Path) -> Result<(), ManifestError> {
+        let unsafe_path = |json_path: String, field: UnsafeField| ManifestError::UnsafePath {
+            path: origin.to_owned(),
+            json_path,
+            field: Box::new(field),
+        };
+        if self.name.is_some() {
+            self.install_dir()
+                .map_err(|field| unsafe_path("name".to_owned(), field))?;
+        }
         for (index, model) in self.models.iter().enumerate() {
-            let problem = if model.base_name.trim().is_empty() {
-                Some(("base_name", "`base_name` must not be empty".to_owned()))
-            } else if let Some(filename) = model.base_filename.as_deref()
-                && !is_plain_relative(filename)
-            {
-                Some((
-                    "base_filename",
-                    format!(
-                        "`{filename}` must be a relative path inside the source folder (no `..`, no absolute path)"
-                    ),
-                ))
-            } else {
-                None
-            };
-            if let Some((field, message)) = problem {
+            if model.base_name.trim().is_empty() {
                 return Err(ManifestError::Invalid {
                     path: origin.to_owned(),
-                    json_path: format!("models[{index}].{field}"),
-                    message,
+                    json_path: format!("models[{index}].base_name"),
+                    message: "`base_name` must not be empty".to_owned(),
                 });
             }
+            model
+                .files()
+                .map_err(|field| unsafe_path(format!("models[{index}].{}", field.field), field))?;
         }
         Ok(())
     }
-}
-
-/// Splits a source name on `/` into folder names, refusing names that would
-/// escape the zoo dir.
-fn source_name_components(name: &str) -> Result<Vec<String>, String> {
-    if name.starts_with('/') || name.starts_with('\\') {
-        return Err(format!("source name `{name}` is an absolute path"));
-    }
-    let parts: Vec<&str> = name.split('/').collect();
-    for part in &parts {
-        let bad = part.is_empty()
-            || *part == "."
-            || *part == ".."
-            || part.contains('\\')
-            || part.contains('\0')
-            || part.chars().any(char::is_control);
-        if bad {
-            return Err(format!(
-                "source name `{name}` has an unsafe part `{part}` (empty, `.`, `..` or control characters)"
-            ));
-        }
-    }
-    Ok(parts.into_iter().map(str::to_owned).collect())
-}
-
-fn is_plain_relative(path: &str) -> bool {
-    !path.is_empty()
-        && !path.contains('\\')
-        && Path::new(path)
-            .components()
-            .all(|component| matches!(component, Component::Normal(_)))
 }
 
 fn describe(err: &serde_json::Error) -> String {
@@ -165,9 +138,24 @@ mod tests {
             ("a/", false),
             ("", false),
             ("a\\b", false),
+            ("sources-v1.json", false),
+            (".registry.lock", false),
+            (".tmp/x", false),
+            (".locks", false),
         ];
         for (name, ok) in cases {
-            assert_eq!(source_name_components(name).is_ok(), ok, "{name}");
+            let manifest = Manifest {
+                name: Some(name.to_owned()),
+                ..Manifest::default()
+            };
+            assert_eq!(manifest.install_dir().is_ok(), ok, "{name}");
+            let text = serde_json::json!({"name": name, "models": []}).to_string();
+            let read = Manifest::from_slice(text.as_bytes(), "m.json");
+            assert_eq!(read.is_ok(), ok, "{name}");
+            if !ok {
+                let message = read.unwrap_err().to_string();
+                assert!(message.contains("at `name`"), "{message}");
+            }
         }
     }
 

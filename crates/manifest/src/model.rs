@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::name::{versioned_filename, versioned_name};
+use crate::file_name::{FileName, NameError, check_base_name, check_version, escape};
+use crate::name::{split_extension, versioned_filename, versioned_name};
 use crate::requirements::Requirements;
 
 /// A model as a manifest describes it (FiftyOne's `ZooModel` fields).
@@ -94,6 +95,134 @@ impl ManifestModel {
     pub fn download_manager(&self) -> Option<&Manager> {
         self.manager.as_ref().filter(|manager| !manager.is_empty())
     }
+
+    /// Whether the manager unpacks the downloaded file (`extract_archive`).
+    pub fn extracts_archive(&self) -> bool {
+        self.download_manager()
+            .and_then(|manager| manager.config.get("extract_archive"))
+            .is_some_and(|value| value.as_bool() == Some(true))
+    }
+
+    /// The names the model occupies in its folder, after checking every
+    /// field they are built from (`base_name`, `version`, `base_filename`)
+    /// and the names themselves (see [`FileName`]): the only way zoo turns a
+    /// model entry into paths.
+    pub fn files(&self) -> Result<ModelFiles, UnsafeField> {
+        check_base_name(&self.base_name)
+            .map_err(|problem| UnsafeField::field("base_name", &self.base_name, problem))?;
+        if let Some(version) = self.version.as_deref() {
+            check_version(version)
+                .map_err(|problem| UnsafeField::field("version", version, problem))?;
+        }
+        let file = match self.base_filename.as_deref() {
+            Some(base_filename) => {
+                FileName::new(base_filename).map_err(|problem| {
+                    UnsafeField::field("base_filename", base_filename, problem)
+                })?;
+                let versioned = versioned_filename(base_filename, self.version.as_deref());
+                FileName::new(&versioned).map_err(|problem| UnsafeField {
+                    field: "base_filename",
+                    built_as: Some("the versioned file name"),
+                    value: versioned.clone(),
+                    problem,
+                })?
+            }
+            None => {
+                let name = self.name();
+                let last = name.rsplit('/').next().unwrap_or(&name);
+                FileName::new(last).map_err(|problem| UnsafeField {
+                    field: "base_name",
+                    built_as: Some("the file name taken from the end of the versioned name"),
+                    value: last.to_owned(),
+                    problem,
+                })?
+            }
+        };
+        let archive_folder = if self.extracts_archive() {
+            let stem = archive_stem(file.as_str());
+            let problem = if stem == file.as_str() {
+                Err(NameError::NoExtension)
+            } else {
+                FileName::new(stem)
+            };
+            Some(problem.map_err(|problem| UnsafeField {
+                field: "base_filename",
+                built_as: Some("the folder the archive extracts to"),
+                value: stem.to_owned(),
+                problem,
+            })?)
+        } else {
+            None
+        };
+        Ok(ModelFiles {
+            file,
+            archive_folder,
+        })
+    }
+}
+
+/// What a model occupies in its folder (a source's folder, or the zoo dir
+/// for built-in and custom-manifest models), from [`ManifestModel::files`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFiles {
+    /// The downloaded file: the versioned filename, or without
+    /// `base_filename` the last part of the versioned name.
+    pub file: FileName,
+    /// For a manager with `extract_archive`: the folder the archive unpacks
+    /// to (the file's name without its archive extension).
+    pub archive_folder: Option<FileName>,
+}
+
+impl ModelFiles {
+    /// Every name, file first.
+    pub fn names(&self) -> impl Iterator<Item = &FileName> {
+        std::iter::once(&self.file).chain(self.archive_folder.as_ref())
+    }
+}
+
+/// A manifest field, or a name built from fields, that cannot become a path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} `{}` {problem}", describe_field(field, built_as), escape(value))]
+pub struct UnsafeField {
+    /// The manifest field at fault (`version`, `base_filename`, `name`, ...).
+    pub field: &'static str,
+    /// What was built from the field, when the built name is at fault.
+    pub built_as: Option<&'static str>,
+    /// The unusable text, as written (escaped when displayed).
+    pub value: String,
+    /// Why it is unusable.
+    pub problem: NameError,
+}
+
+impl UnsafeField {
+    pub(crate) fn field(field: &'static str, value: &str, problem: NameError) -> Self {
+        Self {
+            field,
+            built_as: None,
+            value: value.to_owned(),
+            problem,
+        }
+    }
+}
+
+fn describe_field(field: &str, built_as: &Option<&str>) -> String {
+    match built_as {
+        None => format!("`{field}`"),
+        Some(built_as) => format!("{built_as} (from `{field}`)"),
+    }
+}
+
+/// `model.tar.gz` -> `model`: the archive extensions zoo unpacks, else the
+/// last extension.
+pub(crate) fn archive_stem(name: &str) -> &str {
+    let lower = name.to_ascii_lowercase();
+    [".tar.gz", ".tgz", ".tar", ".zip"]
+        .iter()
+        .find(|extension| lower.ends_with(*extension))
+        .map_or_else(
+            || split_extension(name).0,
+            |extension| &name[..name.len() - extension.len()],
+        )
 }
 
 /// How a model is downloaded: `{"type": ..., "config": {...}}`.
@@ -129,4 +258,121 @@ pub struct DeploymentConfig {
     /// Fields zoo does not interpret.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(value: serde_json::Value) -> ManifestModel {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn files_are_the_versioned_filename_or_the_end_of_the_name() {
+        let cases = [
+            (
+                serde_json::json!({"base_name": "voxel51/clip-vit-base32-torch", "base_filename": "CLIP-ViT-B-32.pt"}),
+                "CLIP-ViT-B-32.pt",
+            ),
+            (
+                serde_json::json!({"base_name": "net", "base_filename": "model.pt", "version": "1.0"}),
+                "model-v1.0.pt",
+            ),
+            (
+                serde_json::json!({"base_name": "Qwen/Qwen2.5-VL-3B-Instruct"}),
+                "Qwen2.5-VL-3B-Instruct",
+            ),
+            (
+                serde_json::json!({"base_name": "acme/net", "version": "2"}),
+                "net@2",
+            ),
+        ];
+        for (value, expected) in cases {
+            let files = model(value).files().unwrap();
+            assert_eq!(files.file.as_str(), expected);
+            assert_eq!(files.archive_folder, None);
+        }
+    }
+
+    #[test]
+    fn archive_folders_strip_the_archive_extension() {
+        for (filename, folder) in [
+            ("model.tar.gz", "model"),
+            ("model.tgz", "model"),
+            ("model.ZIP", "model"),
+            ("model-v2.tar", "model-v2"),
+            ("weights.bin", "weights"),
+        ] {
+            let files = model(serde_json::json!({
+                "base_name": "m",
+                "base_filename": filename,
+                "manager": {"config": {"url": "http://x", "extract_archive": true}},
+            }))
+            .files()
+            .unwrap();
+            assert_eq!(
+                files.archive_folder.as_ref().map(FileName::as_str),
+                Some(folder),
+                "{filename}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_field_that_becomes_a_path_is_checked() {
+        let cases = [
+            (
+                serde_json::json!({"base_name": "m", "base_filename": "m.pt", "version": "/../../x"}),
+                "version",
+                None,
+            ),
+            (
+                serde_json::json!({"base_name": "m", "version": "1/.."}),
+                "version",
+                None,
+            ),
+            (serde_json::json!({"base_name": ".."}), "base_name", None),
+            (serde_json::json!({"base_name": "x/.."}), "base_name", None),
+            (
+                serde_json::json!({"base_name": "slash/"}),
+                "base_name",
+                None,
+            ),
+            (
+                serde_json::json!({"base_name": "m", "base_filename": "manifest.json"}),
+                "base_filename",
+                None,
+            ),
+            (
+                serde_json::json!({"base_name": "m", "base_filename": "sub/m.pt"}),
+                "base_filename",
+                None,
+            ),
+            (
+                serde_json::json!({"base_name": "acme/.tmp"}),
+                "base_name",
+                Some("the file name taken from the end of the versioned name"),
+            ),
+            (
+                serde_json::json!({"base_name": "m", "base_filename": "__init__.py.zip",
+                    "manager": {"config": {"url": "u", "extract_archive": true}}}),
+                "base_filename",
+                Some("the folder the archive extracts to"),
+            ),
+            (
+                serde_json::json!({"base_name": "m", "base_filename": "weights",
+                    "manager": {"config": {"url": "u", "extract_archive": true}}}),
+                "base_filename",
+                Some("the folder the archive extracts to"),
+            ),
+        ];
+        for (value, field, built_as) in cases {
+            let text = value.to_string();
+            let err = model(value).files().unwrap_err();
+            assert_eq!(err.field, field, "{text}");
+            assert_eq!(err.built_as, built_as, "{text}");
+            assert!(err.to_string().contains(field), "{text}: {err}");
+        }
+    }
 }

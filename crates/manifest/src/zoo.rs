@@ -126,11 +126,22 @@ impl Zoo {
     pub fn merge(&mut self, origin: Origin, manifest: Manifest) {
         for model in manifest.models {
             let name = model.name();
-            let filename = model.filename();
-            let reason = if self.names.contains_key(&name) {
+            // The file and, for archives, the folder it unpacks to: two
+            // models may not share either.
+            let files = model.files();
+            let filenames: Vec<String> = match &files {
+                Ok(files) if model.base_filename.is_some() => {
+                    files.names().map(|name| name.as_str().to_owned()).collect()
+                }
+                _ => Vec::new(),
+            };
+            let reason = if let Err(unsafe_field) = &files {
+                Some(format!("its names are unsafe: {unsafe_field}"))
+            } else if self.names.contains_key(&name) {
                 Some(format!("a model named `{name}` already exists"))
-            } else if let Some(filename) = filename.as_deref()
-                && self.filenames.contains(filename)
+            } else if let Some(filename) = filenames
+                .iter()
+                .find(|filename| self.filenames.contains(*filename))
             {
                 Some(format!("a model with filename `{filename}` already exists"))
             } else if model.version.is_some() && self.unversioned.contains(&model.base_name) {
@@ -154,9 +165,7 @@ impl Zoo {
             if model.version.is_none() {
                 self.unversioned.insert(model.base_name.clone());
             }
-            if let Some(filename) = filename {
-                self.filenames.insert(filename);
-            }
+            self.filenames.extend(filenames);
             self.names.insert(name, self.models.len());
             self.models.push(ZooModel {
                 model,

@@ -1,6 +1,9 @@
 //! Registry errors.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use zoo_manifest::{NameError, UnsafeField};
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -153,5 +156,93 @@ pub enum RegistryError {
         path: PathBuf,
         /// The parser's message.
         message: String,
+    },
+    /// A model's names cannot be paths (a manifest read without checks, or
+    /// a model built in code).
+    #[error("model `{model}` cannot be stored: {field}")]
+    UnsafeModel {
+        /// The model.
+        model: String,
+        /// The field at fault.
+        field: Box<UnsafeField>,
+    },
+    /// A folder recorded in the registry index cannot be a path.
+    #[error(
+        "registry index entry of source `{source_url}` names the folder `{}`, which {problem}: fix or delete `sources-v1.json`, then register the sources again",
+        zoo_manifest::escape(dir)
+    )]
+    UnsafeIndexDir {
+        /// The source.
+        source_url: String,
+        /// The folder as recorded.
+        dir: String,
+        /// Why it is refused.
+        problem: NameError,
+    },
+    /// A path zoo is about to write, delete, extract to or hand to a hook is
+    /// not strictly inside the folder it belongs to (a symbolic link leads
+    /// out, or the path is the folder itself).
+    #[error(
+        "refusing to {action} for `{model}`, because the path leaves the folder it belongs in (remove the symbolic link or file in the way, then retry)"
+    )]
+    Escapes {
+        /// What zoo was about to do.
+        action: String,
+        /// The model (or source).
+        model: String,
+        /// Where and how the path leaves.
+        #[source]
+        source: Box<zoo_fs::ContainmentError>,
+    },
+    /// A built-in or custom-manifest model's file would be a source's folder
+    /// in the zoo dir.
+    #[error(
+        "model `{model}` would be stored at `{path}`, which is the folder of source `{source_url}`: the model's file name must not be a source's folder; delete that source or drop the manifest that offers the model"
+    )]
+    CollidesWithSource {
+        /// The model.
+        model: String,
+        /// The model's path.
+        path: PathBuf,
+        /// The source whose folder it is.
+        source_url: String,
+    },
+    /// Several registered sources answer to what the user gave.
+    #[error(
+        "`{identifier}` could mean several sources ({}): give the identifier of the one you mean", candidates.iter().map(|candidate| format!("`{candidate}`")).collect::<Vec<_>>().join(", ")
+    )]
+    AmbiguousSource {
+        /// What the user gave.
+        identifier: String,
+        /// What it could mean: registered sources' identifiers, and the
+        /// source the text itself identifies when that is not registered.
+        candidates: Vec<String>,
+    },
+    /// A downloaded model archive could not be unpacked; it was removed.
+    #[error(
+        "model `{model}`: the downloaded archive `{archive}` could not be extracted, so it was removed: run `zoo models download {model}` to fetch it again (if it fails again, the archive at the model's URL is broken)"
+    )]
+    Extract {
+        /// The model.
+        model: String,
+        /// The archive (removed).
+        archive: PathBuf,
+        /// Why extraction failed.
+        #[source]
+        source: Box<zoo_sources::SourceError>,
+    },
+    /// A hook ran longer than the hook timeout and was killed.
+    #[error(
+        "hook {hook} for model `{model}` was killed after {}s, the hook time limit: set `ZOO_HOOK_TIMEOUT` to a larger number of seconds to allow more{}", limit.as_secs_f64(), if stderr.is_empty() { String::new() } else { format!("; its stderr ends with:\n{stderr}") }
+    )]
+    HookTimeout {
+        /// Which hook.
+        hook: String,
+        /// The model.
+        model: String,
+        /// The limit.
+        limit: Duration,
+        /// The end of the hook's stderr, if it could be read.
+        stderr: String,
     },
 }

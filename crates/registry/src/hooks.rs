@@ -7,9 +7,18 @@
 //! model name and path. Hooks run in the source folder, without
 //! `GITHUB_TOKEN` in their environment, and only for trusted sources (the
 //! caller checks).
+//!
+//! A Python hook exists when `__init__.py` has a line starting with
+//! `def download_model(` (or `def load_model(`): a top-level function, not a
+//! word in a comment or a method. A hook runs at most the configured time
+//! (`ZOO_HOOK_TIMEOUT`); then it is killed, with every process it started
+//! (it runs in its own process group).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -73,7 +82,7 @@ else:
 pub(crate) fn find(source_dir: &Path, kind: HookKind) -> Option<Hook> {
     let init = source_dir.join("__init__.py");
     if let Ok(text) = fs_err::read_to_string(&init)
-        && text.contains(&format!("def {}", kind.function()))
+        && defines(&text, kind.function())
     {
         return Some(Hook::Python(init));
     }
@@ -82,6 +91,17 @@ pub(crate) fn find(source_dir: &Path, kind: HookKind) -> Option<Hook> {
         return Some(Hook::Executable(executable));
     }
     None
+}
+
+/// Whether Python source `text` defines the top-level function `function`:
+/// a line starting with `def`, blanks, the name, optional blanks and `(`.
+fn defines(text: &str, function: &str) -> bool {
+    text.lines().any(|line| {
+        line.strip_prefix("def")
+            .filter(|rest| rest.starts_with([' ', '\t']))
+            .and_then(|rest| rest.trim_start().strip_prefix(function))
+            .is_some_and(|rest| rest.trim_start().starts_with('('))
+    })
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -97,11 +117,12 @@ fn is_executable(path: &Path) -> bool {
     metadata.is_file()
 }
 
-/// Runs a hook; returns its stdout.
+/// Runs a hook for at most `timeout`; returns its stdout.
 pub(crate) fn run(
     hook: &Hook,
     kind: HookKind,
     python: &str,
+    timeout: Duration,
     model_name: &str,
     model_path: &Path,
     kwargs: &Value,
@@ -134,23 +155,118 @@ pub(crate) fn run(
     let source_dir = match hook {
         Hook::Python(path) | Hook::Executable(path) => path.parent().unwrap_or(Path::new(".")),
     };
-    command.current_dir(source_dir).env_remove("GITHUB_TOKEN");
-    tracing::debug!(hook = %label, model = model_name, "running hook");
-    let output = command.output().map_err(|err| RegistryError::Hook {
+    command
+        .current_dir(source_dir)
+        .env_remove("GITHUB_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Its own process group, so a timeout kills what it started too.
+        command.process_group(0);
+    }
+    tracing::debug!(hook = %label, model = model_name, ?timeout, "running hook");
+    let failure = |message: String, stderr: String| RegistryError::Hook {
         hook: label.clone(),
         model: model_name.to_owned(),
-        message: format!("cannot start it: {err}"),
-        stderr: String::new(),
-    })?;
-    if !output.status.success() {
-        return Err(RegistryError::Hook {
-            hook: label,
-            model: model_name.to_owned(),
-            message: format!("it failed ({})", output.status),
-            stderr: tail(&String::from_utf8_lossy(&output.stderr), 20),
-        });
+        message,
+        stderr,
+    };
+    let mut child = command
+        .spawn()
+        .map_err(|err| failure(format!("cannot start it: {err}"), String::new()))?;
+    let stdout = read_in_background(child.stdout.take());
+    let stderr = read_in_background(child.stderr.take());
+    // Any limit past a century is no limit (and cannot overflow `Instant`).
+    let timeout = timeout.min(Duration::from_secs(100 * 365 * 24 * 3600));
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(2);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(err) => {
+                kill(&mut child);
+                return Err(failure(format!("cannot wait for it: {err}"), String::new()));
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            kill(&mut child);
+            let stderr = stderr
+                .recv_timeout(Duration::from_secs(1))
+                .unwrap_or_default();
+            return Err(RegistryError::HookTimeout {
+                hook: label.clone(),
+                model: model_name.to_owned(),
+                limit: timeout,
+                stderr: tail(&String::from_utf8_lossy(&stderr), 20),
+            });
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    };
+    // The hook has exited; what it started may still hold its pipes open:
+    // wait for them until the deadline, then stop them. (While any of them
+    // lives, the process group exists, so its id cannot name anyone else.)
+    let collect = |receiver: &mpsc::Receiver<Vec<u8>>| {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        receiver.recv_timeout(left).ok()
+    };
+    let output = collect(&stdout);
+    let errors = collect(&stderr);
+    if output.is_none() || errors.is_none() {
+        tracing::warn!(hook = %label, "processes the hook started outlived it; killing them");
+        kill_group(&child);
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    let (output, errors) = (output.unwrap_or_default(), errors.unwrap_or_default());
+    if !status.success() {
+        return Err(failure(
+            format!("it failed ({status})"),
+            tail(&String::from_utf8_lossy(&errors), 20),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output).into_owned())
+}
+
+/// Reads `pipe` to its end on a thread; the bytes arrive on the channel.
+fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel();
+    if let Some(mut pipe) = pipe {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            // A read error keeps what was read so far.
+            let _ = pipe.read_to_end(&mut bytes);
+            let _ = sender.send(bytes);
+        });
+    } else {
+        let _ = sender.send(Vec::new());
+    }
+    receiver
+}
+
+/// Kills the hook and everything in its process group, and reaps it.
+fn kill(child: &mut Child) {
+    kill_group(child);
+    // Already gone is fine.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Kills what is left of the hook's process group (processes it started).
+fn kill_group(child: &Child) {
+    #[cfg(unix)]
+    {
+        let group = rustix::process::Pid::from_child(child);
+        // No such group left is fine.
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+    #[cfg(not(unix))]
+    let _ = child;
 }
 
 /// The deployment config a load hook printed: after the bridge's marker, or
@@ -204,6 +320,25 @@ fn truncate(text: &str, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hooks_are_top_level_defs_not_substrings() {
+        let cases = [
+            ("def download_model(model_name, model_path):\n", true),
+            ("import os\ndef  download_model (a, b):\n", true),
+            ("def\tdownload_model(a, b): pass", true),
+            ("# def download_model(a, b)\n", false),
+            ("x = 'def download_model('\n", false),
+            ("class A:\n    def download_model(self, a, b):\n", false),
+            ("def download_model_v2(a, b):\n", false),
+            ("def download_models(a):\n", false),
+            ("undef download_model(a)\n", false),
+            ("def load_model(a, b):\n", false),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(defines(text, "download_model"), expected, "{text:?}");
+        }
+    }
 
     #[test]
     fn load_configs_are_found_and_checked() {

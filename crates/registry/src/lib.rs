@@ -10,8 +10,12 @@
 //! ├── .registry.lock         held exclusively while sources change
 //! ├── .locks/                one lock per model: one download at a time
 //! ├── <builtin model files>  built-in and custom-manifest models
-//! ├── .tmp/                  staging: fetches and installs happen here, then
-//! │                          are renamed into place (same filesystem)
+//! ├── .tmp/                  staging: fetches, extractions, hook outputs and
+//! │   └── register-XXXX/     overwrites happen here, then are renamed into
+//! │       └── .owner.lock    place (same filesystem); each folder holds a
+//! │                          lock while its process lives, and folders of
+//! │                          dead processes are removed under the registry
+//! │                          lock
 //! └── voxel51/openai-clip/   one installed source (named by its manifest):
 //!     ├── manifest.json      `url` rewritten to the registered identifier
 //!     ├── ...                the source's files
@@ -23,6 +27,14 @@
 //! so a crash or a concurrent process never sees half a source. Reading
 //! (listing models) takes no lock: it reads the index and one manifest per
 //! installed source, and walks no folders.
+//!
+//! Paths: every name from a manifest becomes a path only through
+//! [`zoo_manifest::ManifestModel::files`] and
+//! [`zoo_manifest::Manifest::install_dir`] (checked when a manifest is read),
+//! and right before each write, delete, extraction or hook call the path is
+//! checked to be strictly inside its source's folder (or the zoo dir for
+//! built-in and custom-manifest models, where it also must not be a source's
+//! folder), with symbolic links resolved ([`zoo_fs::ensure_inside`]).
 //!
 //! This crate reads no environment variables; [`RegistryConfig`] carries
 //! everything.
@@ -36,7 +48,7 @@ mod registry;
 pub use error::RegistryError;
 pub use index::{InstalledManifest, RegisteredSource};
 pub use models::Downloaded;
-pub use registry::{RegisterOutcome, Registry, RegistryConfig, ZooView};
+pub use registry::{DEFAULT_HOOK_TIMEOUT, RegisterOutcome, Registry, RegistryConfig, ZooView};
 
 /// The built-in manifest: FiftyOne's torchvision ImageNet classifiers that
 /// zoo runs natively (see `builtin/README.md`).

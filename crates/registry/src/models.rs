@@ -5,18 +5,27 @@
 //! and custom-manifest models: in the zoo dir). It counts as downloaded when
 //! that file exists or, for a model whose manager extracts an archive, when
 //! the folder named after the archive (extension stripped) exists.
+//!
+//! Names come from [`ManifestModel::files`](zoo_manifest::ManifestModel::files)
+//! only, and every write, delete, extraction and hook call is preceded by
+//! [`Registry::check_paths`]: each path must be strictly inside the model's
+//! folder, and a source's folder strictly inside the zoo dir, with symbolic
+//! links resolved.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use zoo_fs::{LockMode, LockedFile};
-use zoo_manifest::{DeploymentConfig, Origin, ZooModel, split_extension};
+use zoo_manifest::{
+    DeploymentConfig, FileName, ModelFiles, Origin, RelativePath, UnsafeField, ZooModel,
+};
 use zoo_sources::{
     ArchiveKind, Progress, TransferOptions, extract, fetch_file, fetch_google_drive, partial_path,
 };
 
 use crate::error::RegistryError;
 use crate::hooks::{self, HookKind};
+use crate::index::Index;
 use crate::registry::{RegisterOutcome, Registry};
 
 const LOCKS_DIR: &str = ".locks";
@@ -48,39 +57,184 @@ struct ManagerPlan {
     options: TransferOptions,
 }
 
+/// Where a model's files go, built from checked names.
+#[derive(Debug, Clone)]
+struct ModelPaths {
+    /// The folder: the source's folder, the zoo dir, or a staging folder.
+    dir: PathBuf,
+    /// The downloaded file.
+    file: PathBuf,
+    /// The folder an archive unpacks to.
+    archive_folder: Option<PathBuf>,
+}
+
+impl ModelPaths {
+    fn new(dir: PathBuf, files: &ModelFiles) -> Self {
+        Self {
+            file: dir.join(&files.file),
+            archive_folder: files.archive_folder.as_ref().map(|name| dir.join(name)),
+            dir,
+        }
+    }
+
+    /// Every path zoo writes or deletes for the model: the file, its partial
+    /// download, the archive folder.
+    fn all(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.file.clone(), partial_path(&self.file)];
+        paths.extend(self.archive_folder.clone());
+        paths
+    }
+
+    /// The path that shows the model is downloaded.
+    fn evidence(&self) -> &Path {
+        self.archive_folder.as_deref().unwrap_or(&self.file)
+    }
+}
+
 impl Registry {
-    /// The folder a model's files go to.
-    pub fn model_dir(&self, model: &ZooModel) -> PathBuf {
-        match &model.origin {
-            Origin::Source { dir, .. } => self.root().join(dir),
-            Origin::Builtin | Origin::Custom(_) => self.root().to_path_buf(),
-        }
-    }
-
     /// The model's path: its versioned filename (or, without one, the last
-    /// part of its versioned name) in [`Registry::model_dir`].
-    pub fn model_path(&self, model: &ZooModel) -> PathBuf {
-        let filename = model.model.filename().unwrap_or_else(|| {
-            let name = model.name();
-            name.rsplit('/').next().unwrap_or(&name).to_owned()
-        });
-        self.model_dir(model).join(filename)
+    /// part of its versioned name) in its source's folder, or in the zoo dir
+    /// for built-in and custom-manifest models. An error when the manifest's
+    /// names cannot be paths.
+    pub fn model_path(&self, model: &ZooModel) -> Result<PathBuf, RegistryError> {
+        Ok(self.model_paths(model)?.file)
     }
 
-    /// The path that shows the model is downloaded, if it is.
+    /// The path that shows the model is downloaded, if it is (and is safely
+    /// inside its folder; an unsafe path is logged and counts as absent).
     pub fn downloaded_path(&self, model: &ZooModel) -> Option<PathBuf> {
-        let path = self.model_path(model);
-        if extracts_archive(model) {
-            let folder = archive_folder(&path);
-            return folder.is_dir().then_some(folder);
+        let checked = self
+            .model_paths(model)
+            .and_then(|paths| self.downloaded(model, &paths));
+        match checked {
+            Ok(path) => path,
+            Err(err) => {
+                tracing::warn!("{err}");
+                None
+            }
         }
-        path.exists().then_some(path)
     }
 
-    fn model_lock(&self, model: &ZooModel) -> Result<LockedFile, RegistryError> {
-        let path = self.model_path(model);
-        let relative = path.strip_prefix(self.root()).unwrap_or(&path);
-        let key: String = relative
+    /// The model's paths from its checked names (no file system access).
+    fn model_paths(&self, model: &ZooModel) -> Result<ModelPaths, RegistryError> {
+        let files = model
+            .model
+            .files()
+            .map_err(|field| RegistryError::UnsafeModel {
+                model: model.name(),
+                field: Box::new(field),
+            })?;
+        match &model.origin {
+            Origin::Source { url, dir } => {
+                let relative =
+                    RelativePath::new(dir).map_err(|problem| RegistryError::UnsafeIndexDir {
+                        source_url: url.clone(),
+                        dir: dir.clone(),
+                        problem,
+                    })?;
+                Ok(ModelPaths::new(relative.join_to(self.root()), &files))
+            }
+            Origin::Builtin | Origin::Custom(_) => {
+                Ok(ModelPaths::new(self.root().to_path_buf(), &files))
+            }
+        }
+    }
+
+    /// Checks, right before zoo writes, deletes, extracts or runs a hook,
+    /// that the folder is strictly inside the zoo dir (unless it is the zoo
+    /// dir) and every path strictly inside the folder, links resolved.
+    fn check_paths(
+        &self,
+        model: &ZooModel,
+        paths: &ModelPaths,
+        action: &str,
+    ) -> Result<(), RegistryError> {
+        let escapes = |source| RegistryError::Escapes {
+            action: action.to_owned(),
+            model: model.name(),
+            source: Box::new(source),
+        };
+        // The names came from `FileName`s; checked again here, at the last
+        // moment, so no other way of building paths can slip past.
+        for path in [Some(&paths.file), paths.archive_folder.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            FileName::new(&name).map_err(|problem| RegistryError::UnsafeModel {
+                model: model.name(),
+                field: Box::new(UnsafeField {
+                    field: "base_filename",
+                    built_as: Some("the model's file name"),
+                    value: name.into_owned(),
+                    problem,
+                }),
+            })?;
+        }
+        if paths.dir == self.root() {
+            self.check_not_a_source_folder(model, paths)?;
+        } else {
+            zoo_fs::ensure_inside(self.root(), &paths.dir).map_err(escapes)?;
+        }
+        for path in paths.all() {
+            zoo_fs::ensure_inside(&paths.dir, &path).map_err(escapes)?;
+        }
+        Ok(())
+    }
+
+    /// In the zoo dir, a model's file or archive folder must not be a
+    /// source's top folder: deleting the model would delete the source.
+    fn check_not_a_source_folder(
+        &self,
+        model: &ZooModel,
+        paths: &ModelPaths,
+    ) -> Result<(), RegistryError> {
+        let index = Index::read(self.root())?;
+        for path in [Some(&paths.file), paths.archive_folder.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let name = path.file_name().map(|name| name.to_string_lossy());
+            let owner = index.sources.iter().find(|source| {
+                source
+                    .manifests
+                    .iter()
+                    .any(|manifest| manifest.dir.split('/').next() == name.as_deref())
+            });
+            if let Some(owner) = owner {
+                return Err(RegistryError::CollidesWithSource {
+                    model: model.name(),
+                    path: path.clone(),
+                    source_url: owner.url.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The downloaded model's path, if it is downloaded; an error when what
+    /// is there leaves the model's folder.
+    fn downloaded(
+        &self,
+        model: &ZooModel,
+        paths: &ModelPaths,
+    ) -> Result<Option<PathBuf>, RegistryError> {
+        let evidence = paths.evidence();
+        let present = if paths.archive_folder.is_some() {
+            evidence.is_dir()
+        } else {
+            evidence.exists()
+        };
+        if !present {
+            return Ok(None);
+        }
+        self.check_paths(model, paths, "use the downloaded files")?;
+        Ok(Some(evidence.to_owned()))
+    }
+
+    fn model_lock(&self, paths: &ModelPaths) -> Result<LockedFile, RegistryError> {
+        let relative = paths.file.strip_prefix(self.root()).unwrap_or(&paths.file);
+        let mut key: String = relative
             .to_string_lossy()
             .chars()
             .map(|character| {
@@ -91,6 +245,18 @@ impl Registry {
                 }
             })
             .collect();
+        // A lock file's name must fit in one name; long keys keep a prefix
+        // and a hash of the whole.
+        if key.len() > 200 {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut hasher);
+            let cut = (0..=150)
+                .rev()
+                .find(|end| key.is_char_boundary(*end))
+                .unwrap_or(0);
+            key = format!("{}-{:016x}", &key[..cut], hasher.finish());
+        }
         let lock = self.root().join(LOCKS_DIR).join(format!("{key}.lock"));
         Ok(LockedFile::acquire(&lock, LockMode::Exclusive)?)
     }
@@ -131,6 +297,10 @@ impl Registry {
         self.download_model(name_or_url, overwrite, progress)
     }
 
+    /// Downloads `model` (see [`Registry::download_model`]). With
+    /// `overwrite`, the new copy is fetched into staging and replaces the
+    /// old one only once complete: a failed or offline overwrite leaves the
+    /// old model as it was.
     fn fetch(
         &self,
         model: &ZooModel,
@@ -138,17 +308,17 @@ impl Registry {
         progress: &dyn Progress,
     ) -> Result<Downloaded, RegistryError> {
         let name = model.name();
-        if !overwrite && let Some(path) = self.downloaded_path(model) {
+        let paths = self.model_paths(model)?;
+        if !overwrite && let Some(path) = self.downloaded(model, &paths)? {
             return Ok(Downloaded {
                 model: model.clone(),
                 path,
                 fetched: false,
             });
         }
-        let _lock = self.model_lock(model)?;
-        if overwrite {
-            self.remove_model_files(model)?;
-        } else if let Some(path) = self.downloaded_path(model) {
+        self.clean_up_if_idle();
+        let _lock = self.model_lock(&paths)?;
+        if !overwrite && let Some(path) = self.downloaded(model, &paths)? {
             tracing::debug!(model = name, "downloaded by another process meanwhile");
             return Ok(Downloaded {
                 model: model.clone(),
@@ -161,17 +331,29 @@ impl Registry {
                 what: format!("downloading model `{name}`"),
             });
         }
-        let path = self.model_path(model);
-        match manager_plan(model, &self.config().transfer)? {
-            Some(plan) => self.download_with_manager(model, &path, &plan, progress)?,
-            None => self.download_with_hook(model, &path)?,
+        self.check_paths(model, &paths, "download the model")?;
+        let plan = manager_plan(model, &self.config().transfer)?;
+        if overwrite {
+            let staging = self.staging("overwrite-")?;
+            let files = model
+                .model
+                .files()
+                .map_err(|field| RegistryError::UnsafeModel {
+                    model: name.clone(),
+                    field: Box::new(field),
+                })?;
+            let fresh = ModelPaths::new(staging.path().to_path_buf(), &files);
+            self.produce(model, &fresh, plan.as_ref(), progress)?;
+            self.replace_files(model, &paths, &fresh)?;
+        } else {
+            self.produce(model, &paths, plan.as_ref(), progress)?;
         }
         let path = self
-            .downloaded_path(model)
+            .downloaded(model, &paths)?
             .ok_or_else(|| RegistryError::Hook {
                 hook: "download".to_owned(),
                 model: name.clone(),
-                message: format!("nothing was created at `{}`", path.display()),
+                message: format!("nothing was created at `{}`", paths.file.display()),
                 stderr: String::new(),
             })?;
         Ok(Downloaded {
@@ -181,15 +363,62 @@ impl Registry {
         })
     }
 
+    /// Downloads the model's files to `paths`, by its manager or its hook.
+    fn produce(
+        &self,
+        model: &ZooModel,
+        paths: &ModelPaths,
+        plan: Option<&ManagerPlan>,
+        progress: &dyn Progress,
+    ) -> Result<(), RegistryError> {
+        match plan {
+            Some(plan) => self.download_with_manager(model, paths, plan, progress),
+            None => self.download_with_hook(model, paths),
+        }
+    }
+
+    /// Moves the freshly downloaded files in `fresh` onto the model's paths,
+    /// after moving what the old download left (file, partial download,
+    /// extracted folder) out of the way.
+    fn replace_files(
+        &self,
+        model: &ZooModel,
+        paths: &ModelPaths,
+        fresh: &ModelPaths,
+    ) -> Result<(), RegistryError> {
+        self.check_paths(model, paths, "replace the model's files")?;
+        let trash = self.staging("trash-")?;
+        for (position, old) in paths.all().iter().enumerate() {
+            if fs_err::symlink_metadata(old).is_ok() {
+                fs_err::rename(old, trash.path().join(position.to_string()))?;
+            }
+        }
+        let mut moves = vec![(&fresh.file, &paths.file)];
+        if let (Some(from), Some(to)) = (&fresh.archive_folder, &paths.archive_folder) {
+            moves.push((from, to));
+        }
+        for (from, to) in moves {
+            if fs_err::symlink_metadata(from).is_ok() {
+                fs_err::rename(from, to)?;
+            }
+        }
+        zoo_fs::sync_dir(&paths.dir)?;
+        Ok(())
+    }
+
     fn download_with_manager(
         &self,
         model: &ZooModel,
-        path: &Path,
+        paths: &ModelPaths,
         plan: &ManagerPlan,
         progress: &dyn Progress,
     ) -> Result<(), RegistryError> {
+        let path = &paths.file;
         let http = zoo_sources::HttpClient::new();
+        // An archive already here was downloaded before its extraction was
+        // interrupted: extract it again rather than fetching it again.
         if !(plan.extract_archive && path.is_file()) {
+            self.check_paths(model, paths, "download the model file")?;
             match (&plan.url, &plan.google_drive_id) {
                 (Some(url), _) => {
                     let url = self.mirrored(url);
@@ -202,20 +431,20 @@ impl Registry {
                 (None, None) => unreachable_plan(model)?,
             }
         }
-        if plan.extract_archive {
-            let filename = path.to_string_lossy();
-            let kind = match ArchiveKind::from_name(&filename) {
-                Some(kind) => kind,
-                None => ArchiveKind::sniff(path)?.ok_or_else(|| {
-                    zoo_sources::SourceError::UnknownArchive {
-                        origin: path.display().to_string(),
-                    }
-                })?,
-            };
+        if let (true, Some(folder)) = (plan.extract_archive, &paths.archive_folder) {
             let staging = self.staging("extract-")?;
             let unpacked = staging.path().join("unpacked");
-            extract(path, kind, &unpacked, &self.config().extract_limits)?;
-            let folder = archive_folder(path);
+            if let Err(source) = unpack(path, &unpacked, &self.config().extract_limits) {
+                // A broken archive kept here would be extracted again, and
+                // fail again, on every later attempt: remove it.
+                self.check_paths(model, paths, "remove the broken archive")?;
+                remove_path(path)?;
+                return Err(RegistryError::Extract {
+                    model: model.name(),
+                    archive: path.clone(),
+                    source: Box::new(source),
+                });
+            }
             let stem = folder
                 .file_name()
                 .map(|name| name.to_os_string())
@@ -230,7 +459,8 @@ impl Registry {
                 }
                 _ => unpacked.clone(),
             };
-            zoo_fs::persist_dir(&inner, &folder)?;
+            self.check_paths(model, paths, "install the extracted archive")?;
+            zoo_fs::persist_dir(&inner, folder)?;
             if plan.delete_archive {
                 fs_err::remove_file(path)?;
             }
@@ -238,7 +468,13 @@ impl Registry {
         Ok(())
     }
 
-    fn download_with_hook(&self, model: &ZooModel, path: &Path) -> Result<(), RegistryError> {
+    /// Runs the source's download hook on a path in a staging folder, then
+    /// moves what it made onto the model's path.
+    fn download_with_hook(
+        &self,
+        model: &ZooModel,
+        paths: &ModelPaths,
+    ) -> Result<(), RegistryError> {
         let source_dir = self.trusted_source_dir(model)?;
         let Some(hook) = hooks::find(&source_dir, HookKind::Download) else {
             return Err(RegistryError::NoMethod {
@@ -247,32 +483,31 @@ impl Registry {
                 action: "downloaded".to_owned(),
             });
         };
-        // The hook writes beside the target; the result is renamed into place
-        // only once the hook succeeded.
-        let staging = partial_path(path);
-        remove_path(&staging)?;
-        let result = hooks::run(
+        let staging = self.staging("hook-")?;
+        let output = staging
+            .path()
+            .join(paths.file.file_name().unwrap_or_default());
+        self.check_paths(model, paths, "run the download hook")?;
+        hooks::run(
             &hook,
             HookKind::Download,
             &self.config().python,
+            self.config().hook_timeout,
             &model.name(),
-            &staging,
+            &output,
             &Value::Null,
-        );
-        if let Err(err) = result {
-            remove_path(&staging)?;
-            return Err(err);
-        }
-        if staging.exists() {
-            fs_err::rename(&staging, path)?;
-            zoo_fs::sync_dir(&source_dir)?;
+        )?;
+        if fs_err::symlink_metadata(&output).is_ok() {
+            self.check_paths(model, paths, "install what the download hook made")?;
+            fs_err::rename(&output, &paths.file)?;
+            zoo_fs::sync_dir(&paths.dir)?;
         }
         Ok(())
     }
 
     /// The folder of the model's source, if the source is trusted to run code.
     fn trusted_source_dir(&self, model: &ZooModel) -> Result<PathBuf, RegistryError> {
-        let Origin::Source { url, dir } = &model.origin else {
+        let Origin::Source { url, .. } = &model.origin else {
             return Err(RegistryError::NoMethod {
                 model: model.name(),
                 hook: "download_model".to_owned(),
@@ -289,7 +524,9 @@ impl Registry {
                 model: model.name(),
             });
         }
-        Ok(self.root().join(dir))
+        let paths = self.model_paths(model)?;
+        self.check_paths(model, &paths, "run a hook")?;
+        Ok(paths.dir)
     }
 
     /// Registers the source at `url` (a no-op when registered) and downloads
@@ -341,7 +578,8 @@ impl Registry {
     /// The downloaded model's path, or an error saying how to download it.
     pub fn find_model(&self, name: &str) -> Result<PathBuf, RegistryError> {
         let model = self.model(name)?;
-        self.downloaded_path(&model)
+        let paths = self.model_paths(&model)?;
+        self.downloaded(&model, &paths)?
             .ok_or_else(|| RegistryError::NotDownloaded { name: model.name() })
     }
 
@@ -349,24 +587,23 @@ impl Registry {
     /// partial download) and nothing else; returns the model's path.
     pub fn delete_model(&self, name: &str) -> Result<PathBuf, RegistryError> {
         let model = self.model(name)?;
-        let path = self.model_path(&model);
-        let _lock = self.model_lock(&model)?;
-        if self.downloaded_path(&model).is_none() && !path.exists() && !partial_path(&path).exists()
-        {
+        let paths = self.model_paths(&model)?;
+        // Checked before taking the lock (a refused model leaves no trace)
+        // and again right before deleting.
+        self.check_paths(&model, &paths, "delete the model's files")?;
+        let _lock = self.model_lock(&paths)?;
+        let present = paths
+            .all()
+            .iter()
+            .any(|path| fs_err::symlink_metadata(path).is_ok());
+        if !present {
             return Err(RegistryError::NotDownloaded { name: model.name() });
         }
-        self.remove_model_files(&model)?;
-        Ok(path)
-    }
-
-    fn remove_model_files(&self, model: &ZooModel) -> Result<(), RegistryError> {
-        let path = self.model_path(model);
-        remove_path(&partial_path(&path))?;
-        remove_path(&path)?;
-        if extracts_archive(model) {
-            remove_path(&archive_folder(&path))?;
+        self.check_paths(&model, &paths, "delete the model's files")?;
+        for path in paths.all() {
+            remove_path(&path)?;
         }
-        Ok(())
+        Ok(paths.file)
     }
 
     /// The deployment config the model is built from: its
@@ -399,13 +636,15 @@ impl Registry {
                         action: "loaded".to_owned(),
                     }
                 })?;
-                let path = self.model_path(model);
+                let paths = self.model_paths(model)?;
+                self.check_paths(model, &paths, "run the load hook")?;
                 let stdout = hooks::run(
                     &hook,
                     HookKind::Load,
                     &self.config().python,
+                    self.config().hook_timeout,
                     &model.name(),
-                    &path,
+                    &paths.file,
                     &Value::Object(overrides.clone()),
                 )?;
                 let value = hooks::parse_config(&stdout, "load_model", &model.name())?;
@@ -431,15 +670,6 @@ impl Registry {
         }
         url.to_owned()
     }
-}
-
-/// Whether the model's manager unpacks an archive.
-fn extracts_archive(model: &ZooModel) -> bool {
-    model
-        .model
-        .download_manager()
-        .and_then(|manager| manager.config.get("extract_archive"))
-        .is_some_and(|value| value.as_bool() == Some(true))
 }
 
 fn manager_plan(
@@ -479,21 +709,23 @@ fn unreachable_plan(model: &ZooModel) -> Result<(), RegistryError> {
     })
 }
 
-/// `dir/model.tar.gz` -> `dir/model`.
-fn archive_folder(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let lower = name.to_ascii_lowercase();
-    let stem = [".tar.gz", ".tgz", ".tar", ".zip"]
-        .iter()
-        .find(|extension| lower.ends_with(*extension))
-        .map_or_else(
-            || split_extension(&name).0.to_owned(),
-            |extension| name[..name.len() - extension.len()].to_owned(),
-        );
-    path.with_file_name(stem)
+/// Unpacks the archive at `path` (its kind from its name, else its first
+/// bytes) into `dest`.
+fn unpack(
+    path: &Path,
+    dest: &Path,
+    limits: &zoo_sources::ExtractLimits,
+) -> Result<(), zoo_sources::SourceError> {
+    let kind = match ArchiveKind::from_name(&path.to_string_lossy()) {
+        Some(kind) => kind,
+        None => {
+            ArchiveKind::sniff(path)?.ok_or_else(|| zoo_sources::SourceError::UnknownArchive {
+                origin: path.display().to_string(),
+            })?
+        }
+    };
+    extract(path, kind, dest, limits)?;
+    Ok(())
 }
 
 fn remove_path(path: &Path) -> Result<(), RegistryError> {
@@ -504,26 +736,4 @@ fn remove_path(path: &Path) -> Result<(), RegistryError> {
         Err(err) => return Err(err.into()),
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn archive_folders() {
-        for (archive, folder) in [
-            ("d/model.tar.gz", "d/model"),
-            ("d/model.tgz", "d/model"),
-            ("d/model.zip", "d/model"),
-            ("d/model-v2.tar", "d/model-v2"),
-            ("d/weights.bin", "d/weights"),
-        ] {
-            assert_eq!(
-                archive_folder(Path::new(archive)),
-                PathBuf::from(folder),
-                "{archive}"
-            );
-        }
-    }
 }

@@ -1,10 +1,10 @@
 //! Registering, listing and deleting sources; the merged model list.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use zoo_fs::{LockMode, LockedFile};
-use zoo_manifest::{Manifest, Origin, Zoo, ZooModel};
+use zoo_fs::{LockMode, LockedFile, StagingDir};
+use zoo_manifest::{Manifest, Origin, RelativePath, Zoo, ZooModel};
 use zoo_sources::{ExtractLimits, GitHub, Progress, SourceId, TransferOptions, fetch_source};
 
 use crate::error::RegistryError;
@@ -13,6 +13,13 @@ use crate::index::{Index, InstalledManifest, RegisteredSource, overlaps};
 const MANIFEST_FILE: &str = "manifest.json";
 const LOCK_FILE: &str = ".registry.lock";
 const STAGING_DIR: &str = ".tmp";
+
+/// Staging folders without an owner lock (made by an older zoo) are removed
+/// once this old.
+const LEGACY_STAGING_GRACE: Duration = Duration::from_secs(3600);
+
+/// How long a hook may run when the config does not say.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Everything the registry needs to know; nothing is read from the
 /// environment.
@@ -42,6 +49,8 @@ pub struct RegistryConfig {
     /// Retries and backoff for every download (sources and models); the
     /// digest and size come from each model's manager.
     pub transfer: TransferOptions,
+    /// How long a hook may run before it is killed (`ZOO_HOOK_TIMEOUT`).
+    pub hook_timeout: Duration,
 }
 
 impl RegistryConfig {
@@ -60,6 +69,7 @@ impl RegistryConfig {
             google_drive_url: "https://drive.google.com".to_owned(),
             python: "python3".to_owned(),
             transfer: TransferOptions::default(),
+            hook_timeout: DEFAULT_HOOK_TIMEOUT,
         }
     }
 }
@@ -116,27 +126,87 @@ impl Registry {
         Ok(Index::read(self.root())?.sources)
     }
 
-    /// The registered source `identifier` names: by normalised URL, by the
-    /// identifier as registered, or by an installed manifest's name.
+    /// The one registered source `identifier` names: by normalised URL or
+    /// the identifier as registered, else by an installed manifest's name
+    /// when exactly one source has it and the text does not also identify
+    /// another (unregistered) source; several candidates are an
+    /// [`RegistryError::AmbiguousSource`] listing them.
     pub fn find_source(&self, identifier: &str) -> Result<RegisteredSource, RegistryError> {
         let index = Index::read(self.root())?;
-        find_in(&index, identifier)
-            .cloned()
-            .ok_or_else(|| not_registered(&index, identifier))
+        resolve_source(&index, identifier).cloned()
     }
 
-    fn lock(&self) -> Result<LockedFile, RegistryError> {
+    /// Takes the registry lock, then removes what dead processes left in
+    /// `.tmp/` (and stray atomic-write temporaries beside the index).
+    pub(crate) fn lock(&self) -> Result<LockedFile, RegistryError> {
         fs_err::create_dir_all(self.root())?;
-        Ok(LockedFile::acquire(
+        let lock = LockedFile::acquire(&self.root().join(LOCK_FILE), LockMode::Exclusive)?;
+        self.remove_stale();
+        Ok(lock)
+    }
+
+    /// Takes the registry lock if nobody holds it, to clean up; never waits.
+    pub(crate) fn clean_up_if_idle(&self) {
+        if fs_err::create_dir_all(self.root()).is_err() {
+            return;
+        }
+        if let Ok(_lock) = LockedFile::acquire_within(
             &self.root().join(LOCK_FILE),
             LockMode::Exclusive,
-        )?)
+            Duration::ZERO,
+        ) {
+            self.remove_stale();
+        }
     }
 
-    pub(crate) fn staging(&self, prefix: &str) -> Result<tempfile::TempDir, RegistryError> {
-        let dir = self.root().join(STAGING_DIR);
-        fs_err::create_dir_all(&dir)?;
-        Ok(tempfile::Builder::new().prefix(prefix).tempdir_in(&dir)?)
+    /// Removes dead processes' staging folders (see [`StagingDir`]) and
+    /// `.tmp-*` files in the zoo dir (the index's atomic writes, which only
+    /// happen under the lock the caller holds). Failures are logged: cleaning
+    /// up never fails an operation.
+    fn remove_stale(&self) {
+        let staging = self.root().join(STAGING_DIR);
+        match zoo_fs::remove_stale_staging(&staging, LEGACY_STAGING_GRACE) {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(
+                    count = removed.len(),
+                    "removed staging folders of dead zoo processes"
+                );
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "cannot clean `{}`", staging.display()),
+        }
+        let Ok(entries) = fs_err::read_dir(self.root()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let is_temporary = entry.file_name().to_string_lossy().starts_with(".tmp-")
+                && entry.file_type().is_ok_and(|kind| kind.is_file());
+            if is_temporary && let Err(err) = fs_err::remove_file(entry.path()) {
+                tracing::warn!(%err, "cannot remove a stale temporary file");
+            }
+        }
+    }
+
+    /// A fresh staging folder in `.tmp/`, owned by this process until dropped.
+    pub(crate) fn staging(&self, prefix: &str) -> Result<StagingDir, RegistryError> {
+        Ok(StagingDir::new_in(&self.root().join(STAGING_DIR), prefix)?)
+    }
+
+    /// `<zoo dir>/<dir>` for a folder recorded in the index, checked: plain
+    /// names only, and strictly inside the zoo dir once links are resolved.
+    fn installed_dir(&self, source_url: &str, dir: &str) -> Result<PathBuf, RegistryError> {
+        let relative = RelativePath::new(dir).map_err(|problem| RegistryError::UnsafeIndexDir {
+            source_url: source_url.to_owned(),
+            dir: dir.to_owned(),
+            problem,
+        })?;
+        let path = relative.join_to(self.root());
+        zoo_fs::ensure_inside(self.root(), &path).map_err(|source| RegistryError::Escapes {
+            action: format!("change the folder `{dir}`"),
+            model: source_url.to_owned(),
+            source: Box::new(source),
+        })?;
+        Ok(path)
     }
 
     /// Fetches the source `identifier`, finds its manifests and installs
@@ -180,15 +250,14 @@ impl Registry {
         }
         let mut installs = Vec::new();
         for (folder, mut manifest, relative) in found {
-            let components =
-                manifest
-                    .install_components()
-                    .map_err(|reason| RegistryError::UnsafeName {
-                        source_url: url.clone(),
-                        manifest: relative.clone(),
-                        reason,
-                    })?;
-            let dir = components.join("/");
+            let dir = manifest
+                .install_dir()
+                .map_err(|field| RegistryError::UnsafeName {
+                    source_url: url.clone(),
+                    manifest: relative.clone(),
+                    reason: field.to_string(),
+                })?
+                .to_string();
             if installs
                 .iter()
                 .any(|(_, installed): &(PathBuf, InstalledManifest)| overlaps(&installed.dir, &dir))
@@ -225,7 +294,7 @@ impl Registry {
                 }
                 replaced.push(owner.url.clone());
             }
-            let target = self.root().join(&installed.dir);
+            let target = self.installed_dir(&url, &installed.dir)?;
             if target.exists() && index.owner_of_dir(&installed.dir).is_none() && !overwrite {
                 return Err(RegistryError::NameTaken {
                     name: installed.name.clone(),
@@ -236,21 +305,30 @@ impl Registry {
         // Remove what is replaced: this source's old folders, sources whose
         // names are taken over (overwrite only), stray folders in the way.
         let trash = self.staging("trash-")?;
-        let mut doomed: Vec<String> = Vec::new();
-        if let Some(old) = index.by_url(&url) {
-            doomed.extend(old.manifests.iter().map(|manifest| manifest.dir.clone()));
-        }
-        for other in &replaced {
-            if let Some(old) = index.by_url(other) {
-                doomed.extend(old.manifests.iter().map(|manifest| manifest.dir.clone()));
+        let mut doomed: Vec<(String, String)> = Vec::new();
+        for owner in std::iter::once(&url).chain(&replaced) {
+            if let Some(old) = index.by_url(owner) {
+                doomed.extend(
+                    old.manifests
+                        .iter()
+                        .map(|manifest| (old.url.clone(), manifest.dir.clone())),
+                );
             }
         }
-        doomed.extend(installs.iter().map(|(_, installed)| installed.dir.clone()));
-        for (position, dir) in doomed.iter().enumerate() {
-            let path = self.root().join(dir);
-            if path.exists() {
-                fs_err::rename(&path, trash.path().join(position.to_string()))?;
-                self.prune_empty_parents(&path);
+        doomed.extend(
+            installs
+                .iter()
+                .map(|(_, installed)| (url.clone(), installed.dir.clone())),
+        );
+        // Every folder is checked before anything moves.
+        let doomed: Vec<PathBuf> = doomed
+            .iter()
+            .map(|(owner, dir)| self.installed_dir(owner, dir))
+            .collect::<Result<_, _>>()?;
+        for (position, path) in doomed.iter().enumerate() {
+            if fs_err::symlink_metadata(path).is_ok() {
+                fs_err::rename(path, trash.path().join(position.to_string()))?;
+                self.prune_empty_parents(path);
             }
         }
         index
@@ -258,7 +336,8 @@ impl Registry {
             .retain(|entry| entry.url != url && !replaced.contains(&entry.url));
 
         for (folder, installed) in &installs {
-            zoo_fs::persist_dir(folder, &self.root().join(&installed.dir))?;
+            let target = self.installed_dir(&url, &installed.dir)?;
+            zoo_fs::persist_dir(folder, &target)?;
         }
         let entry = RegisteredSource {
             identifier: identifier.to_owned(),
@@ -281,30 +360,37 @@ impl Registry {
         })
     }
 
-    /// Deletes a registered source: its folders (downloaded models included)
+    /// Deletes the one registered source `identifier` names (see
+    /// [`Registry::find_source`]): its folders (downloaded models included)
     /// and its index entry. Returns what was deleted.
     pub fn delete_source(&self, identifier: &str) -> Result<RegisteredSource, RegistryError> {
         let _lock = self.lock()?;
         let mut index = Index::read(self.root())?;
-        let Some(source) = find_in(&index, identifier).cloned() else {
-            return Err(not_registered(&index, identifier));
-        };
+        let source = resolve_source(&index, identifier)?.clone();
+        // Every folder is checked before anything changes.
+        let folders: Vec<PathBuf> = source
+            .manifests
+            .iter()
+            .map(|manifest| self.installed_dir(&source.url, &manifest.dir))
+            .collect::<Result<_, _>>()?;
         index.sources.retain(|entry| entry.url != source.url);
         // The index goes first: a crash afterwards leaves only unreferenced
         // folders, never an entry pointing at half a source.
         index.write(self.root())?;
         let trash = self.staging("trash-")?;
-        for (position, manifest) in source.manifests.iter().enumerate() {
-            let path = self.root().join(&manifest.dir);
-            if path.exists() {
-                fs_err::rename(&path, trash.path().join(position.to_string()))?;
-                self.prune_empty_parents(&path);
+        for (position, path) in folders.iter().enumerate() {
+            if fs_err::symlink_metadata(path).is_ok() {
+                fs_err::rename(path, trash.path().join(position.to_string()))?;
+                self.prune_empty_parents(path);
             }
         }
         Ok(source)
     }
 
-    /// Marks a registered source as trusted: its hooks may run.
+    /// Marks the one registered source `identifier` names (see
+    /// [`Registry::find_source`]) as trusted or not: a trusted source's
+    /// hooks may run. Returns the updated entry, whose `identifier` says
+    /// which source it was.
     pub fn trust_source(
         &self,
         identifier: &str,
@@ -312,10 +398,8 @@ impl Registry {
     ) -> Result<RegisteredSource, RegistryError> {
         let _lock = self.lock()?;
         let mut index = Index::read(self.root())?;
-        let url = find_in(&index, identifier).map(|source| source.url.clone());
-        let Some(entry) =
-            url.and_then(|url| index.sources.iter_mut().find(|source| source.url == url))
-        else {
+        let url = resolve_source(&index, identifier)?.url.clone();
+        let Some(entry) = index.sources.iter_mut().find(|source| source.url == url) else {
             return Err(not_registered(&index, identifier));
         };
         entry.trusted = trusted;
@@ -341,7 +425,21 @@ impl Registry {
         }
         for source in Index::read(self.root())?.sources {
             for installed in &source.manifests {
-                let path = self.root().join(&installed.dir).join(MANIFEST_FILE);
+                let path = match RelativePath::new(&installed.dir) {
+                    Ok(dir) => dir.join_to(self.root()).join(MANIFEST_FILE),
+                    Err(problem) => {
+                        problems.push(format!(
+                            "skipping manifest of `{}`: {}",
+                            source.url,
+                            RegistryError::UnsafeIndexDir {
+                                source_url: source.url.clone(),
+                                dir: installed.dir.clone(),
+                                problem,
+                            }
+                        ));
+                        continue;
+                    }
+                };
                 match Manifest::read(&path) {
                     Ok(manifest) => zoo.merge(
                         Origin::Source {
@@ -402,20 +500,68 @@ fn not_registered(index: &Index, identifier: &str) -> RegistryError {
     }
 }
 
-fn find_in<'a>(index: &'a Index, identifier: &str) -> Option<&'a RegisteredSource> {
+/// The one source `identifier` names. Identity first: the normalised URL
+/// or the identifier as registered. A manifest `name` selects a source only
+/// when no other source claims it: exactly one source has a manifest of
+/// that name, and the text, read as an identifier, does not name a
+/// different source (an archive source calling itself `acme/models` must
+/// not answer to `trust-source acme/models`, which means the GitHub repo).
+fn resolve_source<'a>(
+    index: &'a Index,
+    identifier: &str,
+) -> Result<&'a RegisteredSource, RegistryError> {
     let identifier = identifier.trim();
     let normalized = identifier
         .parse::<SourceId>()
         .ok()
         .map(|source| source.normalized());
-    index.sources.iter().find(|source| {
-        Some(&source.url) == normalized.as_ref()
-            || source.identifier == identifier
-            || source
+    let ambiguous = |candidates: Vec<String>| RegistryError::AmbiguousSource {
+        identifier: identifier.to_owned(),
+        candidates,
+    };
+    let by_identity: Vec<&RegisteredSource> = index
+        .sources
+        .iter()
+        .filter(|source| {
+            Some(&source.url) == normalized.as_ref() || source.identifier == identifier
+        })
+        .collect();
+    match by_identity.as_slice() {
+        [one] => return Ok(one),
+        [] => {}
+        many => {
+            return Err(ambiguous(
+                many.iter()
+                    .map(|source| source.identifier.clone())
+                    .collect(),
+            ));
+        }
+    }
+    let by_name: Vec<&RegisteredSource> = index
+        .sources
+        .iter()
+        .filter(|source| {
+            source
                 .manifests
                 .iter()
                 .any(|manifest| manifest.name == identifier)
-    })
+        })
+        .collect();
+    match by_name.as_slice() {
+        [] => Err(not_registered(index, identifier)),
+        [one] => match normalized {
+            Some(url) if url != one.url => Err(ambiguous(vec![
+                one.identifier.clone(),
+                format!("{url} (not registered)"),
+            ])),
+            _ => Ok(one),
+        },
+        many => Err(ambiguous(
+            many.iter()
+                .map(|source| source.identifier.clone())
+                .collect(),
+        )),
+    }
 }
 
 /// A manifest found in a fetched tree: its folder, the parsed manifest, and

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use zoo_manifest::{ErrorLevel, Filter, ZooModel};
-use zoo_registry::{RegisterOutcome, Registry};
+use zoo_registry::{RegisterOutcome, RegisteredSource, Registry};
 use zoo_sources::SourceId;
 
 use crate::app::{ListArgs, ModelsCommand, RequirementsArgs};
@@ -77,7 +77,7 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
             let deleted = registry
                 .delete_source(&url)
                 .with_context(|| format!("deleting source `{url}` failed"))?;
-            say!("deleted source `{}`", deleted.url);
+            say!("deleted source {}", describe_source(&deleted, &url));
             Ok(())
         }
         ModelsCommand::TrustSource { url, revoke } => {
@@ -85,8 +85,8 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
                 .trust_source(&url, !revoke)
                 .with_context(|| format!("changing trust of source `{url}` failed"))?;
             say!(
-                "source `{}` is {}",
-                source.url,
+                "source {} is {}",
+                describe_source(&source, &url),
                 if source.trusted {
                     "trusted: its hooks may run"
                 } else {
@@ -96,6 +96,27 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A source as `trust-source`/`delete-source` acted on it: its URL, the
+/// identifier it was registered with, and the manifest name that selected
+/// it when the user gave a name.
+fn describe_source(source: &RegisteredSource, given: &str) -> String {
+    let given = given.trim();
+    let mut text = format!("`{}`", source.url);
+    if source.identifier != source.url {
+        text.push_str(&format!(" (registered as `{}`)", source.identifier));
+    }
+    let by_name = source.identifier != given
+        && source.url != given
+        && source
+            .manifests
+            .iter()
+            .any(|manifest| manifest.name == given);
+    if by_name {
+        text.push_str(&format!(", selected by its manifest name `{given}`,"));
+    }
+    text
 }
 
 fn origin(model: &ZooModel) -> String {
@@ -174,7 +195,7 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
     let model = registry.model(name)?;
     let mut out = std::io::stdout().lock();
     let entry = serde_json::to_value(&model.model)?;
-    let path = registry.model_path(&model);
+    let path = registry.model_path(&model)?;
     let downloaded = registry.downloaded_path(&model);
     if json {
         return output::json(

@@ -2,6 +2,8 @@
 //! round-trip.
 #![allow(clippy::unwrap_used)]
 
+mod paths;
+
 use std::path::PathBuf;
 
 use zoo_manifest::{Filter, Manifest, Origin, Zoo};

@@ -2,6 +2,7 @@
 //! server on loopback.
 #![allow(clippy::unwrap_used)]
 
+mod paths;
 mod sources;
 
 use std::path::Path;
