@@ -43,6 +43,9 @@ import time
 import traceback
 
 START = time.perf_counter()
+# The most one zoo process of the speed check may take: a slower run is
+# itself the finding, and the steps after it still get their time.
+STEP_TIMEOUT = 150
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
@@ -123,6 +126,9 @@ class Check:
             code = None
             stdout = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
             stderr = err.stderr.decode() if isinstance(err.stderr, bytes) else (err.stderr or "")
+            stderr += f"\n(timed out after {timeout:.0f}s)"
+        except OSError as err:
+            code, stdout, stderr = None, "", f"cannot run: {err!r}"
         seconds = time.perf_counter() - started
         with open(os.path.join(self.logs, f"{name}.log"), "w") as f:
             shown = {k: v for k, v in (env or {}).items()}
@@ -464,7 +470,7 @@ def zoo_model_only(check, arch, half):
         f"zoo-model-{arch}-{label(half)}",
         [check.binary("device_probe"), "rate", json.dumps(zoo_config(arch, args.device, half)),
          check.weights[arch], check.image_files[0], str(args.batch), str(args.n), str(args.warmup)],
-        timeout=min(240, max(30, check.left() - 5)))
+        timeout=min(STEP_TIMEOUT, max(30, check.left() - 5)))
     if code != 0:
         raise RuntimeError(f"device_probe rate exited {code}: {stderr[-1500:]}")
     return json.loads(stdout.strip().splitlines()[-1])
@@ -529,7 +535,7 @@ def zoo_apply(check, arch, half, extra):
             "--batch-size", str(check.args.batch), "--overwrite", "--json", "--quiet", *extra]
     started = time.perf_counter()
     code, stdout, stderr = check.run(f"zoo-apply-{tag}", argv, env=check.zoo_env,
-                                     timeout=min(240, max(30, check.left() - 5)))
+                                     timeout=min(STEP_TIMEOUT, max(30, check.left() - 5)))
     process_seconds = time.perf_counter() - started
     if code != 0:
         raise RuntimeError(f"zoo models apply exited {code}: {stderr[-1500:]}")
@@ -704,9 +710,11 @@ def main():
     skip = set(filter(None, args.skip.split(",")))
 
     check = Check(args)
-    info = check.step("environment", lambda: environment(check))
+    check.step("environment", lambda: environment(check))
     if args.device is None:
-        args.device = "cuda" if isinstance(info, dict) and info.get("cuda_available") else "cpu"
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     check.results["device"] = args.device
     check.step("system", lambda: system(check))
     if "parity" not in skip:
@@ -731,6 +739,8 @@ def main():
         check.results["speed"] = speeds
     check.say(f"total {elapsed():.0f}s (budget {args.budget:.0f}s)")
     check.save()
+    print("\n=== summary (also in summary.txt; everything in results.json and logs/)")
+    print("\n".join(check.lines), flush=True)
     if not args.keep_work:
         shutil.rmtree(check.work, ignore_errors=True)
     return 0

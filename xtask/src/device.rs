@@ -154,9 +154,10 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
             CARRY_LIMIT_BYTES >> 20
         );
     }
-    println!("on the GPU machine (the `run` tool):");
-    println!("  carry:   [\"{BUNDLE}\"]");
-    println!("  command: bash xtask/device/gpu_check.sh {BUNDLE}");
+    println!("on the GPU machine (the `run` tool; gpu_check.py keeps to a 510 s budget):");
+    println!("  carry:     [\"{BUNDLE}\"]");
+    println!("  command:   bash xtask/device/gpu_check.sh {BUNDLE}");
+    println!("  timeout_s: 600");
     Ok(())
 }
 
