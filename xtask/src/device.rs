@@ -101,6 +101,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
     let info = json!({
         "torch": libtorch::DEVICE_TORCH_VERSION,
         "tch": "0.26 (LIBTORCH_BYPASS_VERSION_CHECK=1)",
+        "tch_shim": format!("compiled with {COMPAT_HEADER} forced in"),
         "commit": commit,
         "dirty": dirty,
         "profile": "release, stripped",
