@@ -10,7 +10,9 @@
 //! │   ├── .zoo-installed     written last: the install is complete
 //! │   ├── torch/{include,lib}
 //! │   └── nvidia/cu13/lib    found by libtorch through its $ORIGIN rpath
-//! └── 2.13.0-cuda/           `--cuda`: torch with every CUDA dependency
+//! ├── 2.13.0-cuda/           `--cuda`: torch with every CUDA dependency
+//! └── 2.11.0-device/         `device-build`: the libtorch of the GPU machine's
+//!                            PyTorch (same three wheels as `-cpu`)
 //! ```
 //!
 //! An install goes to `<variant>.partial` and is renamed when pip succeeds,
@@ -23,6 +25,13 @@ use xshell::{Shell, cmd};
 
 /// The torch version tch 0.26 is built against.
 pub(crate) const TORCH_VERSION: &str = "2.13.0";
+/// The torch version of the GPU machine's PyTorch (`cargo xtask
+/// device-build` builds against it).
+pub(crate) const DEVICE_TORCH_VERSION: &str = "2.11.0";
+/// The CUDA runtime and CUPTI wheels `libtorch_cpu` links: the versions
+/// torch 2.11.0 and 2.13.0 both pin (through `cuda-toolkit==13.0.2`).
+const CUDA_RUNTIME_WHEELS: [&str; 2] =
+    ["nvidia-cuda-runtime==13.0.96", "nvidia-cuda-cupti==13.0.85"];
 const MARKER: &str = ".zoo-installed";
 
 /// Which libtorch build to install.
@@ -32,6 +41,10 @@ pub(crate) enum Variant {
     Cpu,
     /// The full CUDA set, for GPU machines.
     Cuda,
+    /// Torch [`DEVICE_TORCH_VERSION`] with the same two CUDA libraries as
+    /// [`Variant::Cpu`]: headers and libraries to build binaries for the
+    /// GPU machine, which brings its own CUDA libraries.
+    Device,
 }
 
 impl Variant {
@@ -39,22 +52,32 @@ impl Variant {
         if cuda { Self::Cuda } else { Self::Cpu }
     }
 
-    fn dir_name(self) -> String {
+    /// The torch version this variant installs.
+    pub(crate) fn version(self) -> &'static str {
         match self {
-            Self::Cpu => format!("{TORCH_VERSION}-cpu"),
-            Self::Cuda => format!("{TORCH_VERSION}-cuda"),
+            Self::Cpu | Self::Cuda => TORCH_VERSION,
+            Self::Device => DEVICE_TORCH_VERSION,
+        }
+    }
+
+    fn dir_name(self) -> String {
+        let version = self.version();
+        match self {
+            Self::Cpu => format!("{version}-cpu"),
+            Self::Cuda => format!("{version}-cuda"),
+            Self::Device => format!("{version}-device"),
         }
     }
 
     fn pip_args(self) -> Vec<String> {
+        let torch = format!("torch=={}", self.version());
         match self {
-            Self::Cpu => vec![
-                "--no-deps".into(),
-                format!("torch=={TORCH_VERSION}"),
-                "nvidia-cuda-runtime==13.0.96".into(),
-                "nvidia-cuda-cupti==13.0.85".into(),
-            ],
-            Self::Cuda => vec![format!("torch=={TORCH_VERSION}")],
+            Self::Cpu | Self::Device => ["--no-deps", &torch]
+                .into_iter()
+                .chain(CUDA_RUNTIME_WHEELS)
+                .map(str::to_owned)
+                .collect(),
+            Self::Cuda => vec![torch],
         }
     }
 }
@@ -115,7 +138,8 @@ pub(crate) fn ensure(sh: &Shell, variant: Variant) -> Result<Install> {
         return Ok(Install { root: target });
     }
     eprintln!(
-        "xtask: installing libtorch {TORCH_VERSION} ({variant:?}) from PyPI into {}",
+        "xtask: installing libtorch {} ({variant:?}) from PyPI into {}",
+        variant.version(),
         target.display()
     );
     fs_err::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;

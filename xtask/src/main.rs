@@ -7,6 +7,7 @@
 
 mod bench;
 mod ci;
+mod device;
 mod fixtures;
 mod libtorch;
 mod quickstart;
@@ -28,6 +29,9 @@ tasks:
                                    benchmarks (release build); figures and ratios from one run
   tidy                             check crate dependency rules (also run as a test)
   fixtures                         regenerate the torch parity fixtures with PyTorch (venv in the cache)
+  device-build [--check]           build zoo-torch, the parity tests and device_probe against libtorch 2.11
+                                   (the GPU machine's PyTorch) into target/device/bundle, for
+                                   xtask/device/gpu_check.sh; --check runs the bundled tests here (CPU)
 ";
 
 fn main() -> Result<()> {
@@ -59,6 +63,7 @@ fn main() -> Result<()> {
         "quickstart" => quickstart::run(&sh),
         "bench" => bench::run(&sh, &rest),
         "fixtures" => fixtures::run(&sh),
+        "device-build" => device::run(&sh, &rest),
         "tidy" => {
             let problems = tidy::check(&sh)?;
             if problems.is_empty() {

@@ -278,6 +278,11 @@ impl TorchImageModel {
                     ))
                 })?;
                 module.set_eval();
+                if half {
+                    // Inputs arrive in half precision (`batch`), so the
+                    // parameters must too, as FiftyOne's `model.half()`.
+                    module.to(device, Kind::Half, false);
+                }
                 Net::Script {
                     module,
                     embed_method: embeddings_layer,

@@ -1,7 +1,16 @@
 //! Parity with PyTorch: the oracle in `tests/fixtures/oracle.json` was
-//! computed by `cargo xtask fixtures` (torch 2.13, torchvision 0.28, Pillow)
-//! on the same images and on weights given by a formula both sides compute.
-#![allow(clippy::unwrap_used)]
+//! computed by `cargo xtask fixtures` (torch 2.13, torchvision 0.28, Pillow,
+//! on the CPU) on the same images and on weights given by a formula both
+//! sides compute.
+//!
+//! The checks that run a network run on the CPU, or on the device named by
+//! `ZOO_TEST_DEVICE` (`cuda`, `cuda:N`): there each runs twice, in f32
+//! within [`TOLERANCE`] of the CPU oracle and with `use_half_precision`
+//! within [`HALF_TOLERANCE`] of it. Strict f32 on a GPU needs cuDNN's TF32
+//! off (`NVIDIA_TF32_OVERRIDE=0`), as PyTorch's own CUDA results do.
+//! `ZOO_TEST_FIXTURES` points at the fixtures when the binary runs away
+//! from its source tree (`cargo xtask device-build`).
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::path::{Path, PathBuf};
 
@@ -11,10 +20,84 @@ use tch::Tensor;
 use zoo_model_core::{Image, Input, Label, Model, ModelSpec, Prediction};
 use zoo_torch_backend::{TorchImageModel, parameter_shapes, read_named_tensors, resize_bilinear};
 
+/// Largest absolute difference allowed from the oracle in f32.
 const TOLERANCE: f32 = 1e-4;
+/// Largest absolute difference allowed in half precision (PyTorch's own
+/// `model.half()` on these inputs differs from its f32 by up to 1e-3).
+const HALF_TOLERANCE: f32 = 1e-2;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    std::env::var_os("ZOO_TEST_FIXTURES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+        PathBuf::from,
+    )
+}
+
+/// One way of running the networks: a config `device` and whether in half
+/// precision.
+#[derive(Debug, Clone)]
+struct Run {
+    device: String,
+    half: bool,
+}
+
+impl Run {
+    /// The CPU in f32, or `ZOO_TEST_DEVICE` in f32 and in half precision.
+    fn all() -> Vec<Run> {
+        let device = std::env::var("ZOO_TEST_DEVICE").unwrap_or_default();
+        let device = device.trim();
+        if device.is_empty() || device == "cpu" {
+            return vec![Run {
+                device: "cpu".into(),
+                half: false,
+            }];
+        }
+        assert!(
+            device.starts_with("cuda"),
+            "ZOO_TEST_DEVICE must be `cpu`, `cuda` or `cuda:N`, not `{device}`"
+        );
+        [false, true]
+            .map(|half| Run {
+                device: device.to_owned(),
+                half,
+            })
+            .to_vec()
+    }
+
+    /// The config keys that select this run.
+    fn apply_to(&self, mut config: Value) -> Value {
+        config["device"] = json!(self.device);
+        if self.half {
+            config["use_half_precision"] = json!(true);
+        }
+        config
+    }
+
+    /// Asserts `ours` is within this run's tolerance of the oracle's
+    /// `theirs`, and prints the difference (`--nocapture` shows it).
+    fn assert_close(&self, ours: &[f32], theirs: &Value, what: &str) {
+        let difference = max_difference(ours, theirs);
+        let tolerance = if self.half { HALF_TOLERANCE } else { TOLERANCE };
+        println!(
+            "parity {what} on {self}: max |diff| {difference:.3e} (tolerance {tolerance:.1e})"
+        );
+        let hint = if self.device != "cpu" && !self.half {
+            " (cuDNN's TF32 convolutions differ by about 1e-3: NVIDIA_TF32_OVERRIDE=0 turns them off)"
+        } else {
+            ""
+        };
+        assert!(
+            difference <= tolerance,
+            "{what} on {self}: max |diff| {difference} > {tolerance}{hint}"
+        );
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let precision = if self.half { "half" } else { "f32" };
+        write!(f, "{} {precision}", self.device)
+    }
 }
 
 fn oracle() -> Value {
@@ -155,27 +238,28 @@ fn logits_match_pytorch_for_resnet18_mobilenet_v2_and_densenet121() {
     let oracle = oracle();
     for (entrypoint, key, layer) in cases {
         let weights = formula_weights(entrypoint, dir.path());
-        let mut model =
-            TorchImageModel::from_spec(&spec(imagenet_config(entrypoint, layer), &weights))
-                .unwrap();
-        model.set_store_logits(true);
-        for entry in oracle["images"].as_array().unwrap() {
-            let input = input(&model, entry["file"].as_str().unwrap());
-            let Prediction::Label(Some(Label::Classification {
-                logits: Some(logits),
-                label,
-                confidence,
-            })) = model.predict(&input).unwrap()
-            else {
-                panic!("no classification");
-            };
-            let difference = max_difference(&logits, &entry["logits"][key]);
-            assert!(
-                difference <= TOLERANCE,
-                "{key} on {}: max |diff| {difference}",
-                entry["file"]
-            );
-            assert!(!label.is_empty() && confidence.unwrap() > 0.0);
+        for run in Run::all() {
+            let config = run.apply_to(imagenet_config(entrypoint, layer));
+            let mut model = TorchImageModel::from_spec(&spec(config, &weights)).unwrap();
+            model.set_store_logits(true);
+            for entry in oracle["images"].as_array().unwrap() {
+                let file = entry["file"].as_str().unwrap();
+                let input = input(&model, file);
+                let Prediction::Label(Some(Label::Classification {
+                    logits: Some(logits),
+                    label,
+                    confidence,
+                })) = model.predict(&input).unwrap()
+                else {
+                    panic!("no classification");
+                };
+                run.assert_close(
+                    &logits,
+                    &entry["logits"][key],
+                    &format!("{key} logits of {file}"),
+                );
+                assert!(!label.is_empty() && confidence.unwrap() > 0.0);
+            }
         }
     }
 }
@@ -185,23 +269,26 @@ fn embeddings_match_pytorch_and_batches_equal_singles() {
     let dir = tempfile::tempdir().unwrap();
     let entrypoint = "torchvision.models.resnet.resnet18";
     let weights = formula_weights(entrypoint, dir.path());
-    let mut model =
-        TorchImageModel::from_spec(&spec(imagenet_config(entrypoint, "<fc"), &weights)).unwrap();
-    assert!(model.has_embeddings());
     let oracle = oracle();
-    for entry in oracle["images"].as_array().unwrap() {
-        let input = input(&model, entry["file"].as_str().unwrap());
-        let vectors = model.embed_all(std::slice::from_ref(&input)).unwrap();
-        assert_eq!(vectors[0].len(), 512);
-        let difference = max_difference(&vectors[0], &entry["resnet18_embedding"]);
-        assert!(
-            difference <= TOLERANCE,
-            "embedding of {}: {difference}",
-            entry["file"]
-        );
-        // A batch of equal-size inputs gives the same numbers as singles.
-        let batch = model.embed_all(&[input.clone(), input.clone()]).unwrap();
-        assert!(max_difference(&batch[1], &entry["resnet18_embedding"]) <= TOLERANCE);
+    for run in Run::all() {
+        let config = run.apply_to(imagenet_config(entrypoint, "<fc"));
+        let mut model = TorchImageModel::from_spec(&spec(config, &weights)).unwrap();
+        assert!(model.has_embeddings());
+        for entry in oracle["images"].as_array().unwrap() {
+            let file = entry["file"].as_str().unwrap();
+            let input = input(&model, file);
+            let vectors = model.embed_all(std::slice::from_ref(&input)).unwrap();
+            assert_eq!(vectors[0].len(), 512);
+            let expected = &entry["resnet18_embedding"];
+            run.assert_close(
+                &vectors[0],
+                expected,
+                &format!("resnet18 embedding of {file}"),
+            );
+            // A batch of equal-size inputs gives the same numbers as singles.
+            let batch = model.embed_all(&[input.clone(), input.clone()]).unwrap();
+            run.assert_close(&batch[1], expected, &format!("batched embedding of {file}"));
+        }
     }
 }
 
@@ -209,25 +296,36 @@ fn embeddings_match_pytorch_and_batches_equal_singles() {
 fn torchscript_classifier_and_embedding_method() {
     let config = json!({"classes": ["a", "b", "c"], "image_min_dim": 224, "image_max_dim": 2048,
         "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "embeddings_layer": "embed"});
-    let mut model = TorchImageModel::from_spec(&ModelSpec {
-        kind: "fiftyone.utils.torch.TorchImageModel".into(),
-        config: config.as_object().unwrap().clone(),
-        model_path: Some(fixtures().join("script_classifier.pt")),
-    })
-    .unwrap();
-    model.set_store_logits(true);
-    for entry in oracle()["images"].as_array().unwrap() {
-        let input = input(&model, entry["file"].as_str().unwrap());
-        let Prediction::Label(Some(Label::Classification {
-            logits: Some(logits),
-            ..
-        })) = model.predict(&input).unwrap()
-        else {
-            panic!()
-        };
-        assert!(max_difference(&logits, &entry["script_logits"]) <= TOLERANCE);
-        let vectors = model.embed_all(&[input]).unwrap();
-        assert!(max_difference(&vectors[0], &entry["script_embedding"]) <= TOLERANCE);
+    for run in Run::all() {
+        let mut model = TorchImageModel::from_spec(&ModelSpec {
+            kind: "fiftyone.utils.torch.TorchImageModel".into(),
+            config: run.apply_to(config.clone()).as_object().unwrap().clone(),
+            model_path: Some(fixtures().join("script_classifier.pt")),
+        })
+        .unwrap();
+        model.set_store_logits(true);
+        for entry in oracle()["images"].as_array().unwrap() {
+            let file = entry["file"].as_str().unwrap();
+            let input = input(&model, file);
+            let Prediction::Label(Some(Label::Classification {
+                logits: Some(logits),
+                ..
+            })) = model.predict(&input).unwrap()
+            else {
+                panic!()
+            };
+            run.assert_close(
+                &logits,
+                &entry["script_logits"],
+                &format!("TorchScript logits of {file}"),
+            );
+            let vectors = model.embed_all(&[input]).unwrap();
+            run.assert_close(
+                &vectors[0],
+                &entry["script_embedding"],
+                &format!("TorchScript embedding of {file}"),
+            );
+        }
     }
 }
 
@@ -236,24 +334,38 @@ fn torchscript_detector_goes_through_the_detector_processor() {
     let config = json!({"classes": ["background", "top-left", "bottom-right"], "image_min_dim": 224, "image_max_dim": 2048,
         "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
         "output_processor_cls": "fiftyone.utils.torch.DetectorOutputProcessor"});
-    let mut model = TorchImageModel::from_spec(&ModelSpec {
-        kind: "fiftyone.utils.torch.TorchImageModel".into(),
-        config: config.as_object().unwrap().clone(),
-        model_path: Some(fixtures().join("script_detector.pt")),
-    })
-    .unwrap();
-    let entry = &oracle()["images"][0];
-    let input = input(&model, entry["file"].as_str().unwrap());
-    let Prediction::Label(Some(Label::Detections(detections))) = model.predict(&input).unwrap()
-    else {
-        panic!()
-    };
-    assert_eq!(detections.len(), 2);
-    assert_eq!(detections[0].label, "top-left");
-    assert_eq!(detections[0].bounding_box, [0.0, 0.0, 0.5, 0.5]);
-    assert_eq!(detections[1].bounding_box, [0.5, 0.5, 0.5, 0.5]);
-    let score = entry["script_detections"]["scores"][0].as_f64().unwrap();
-    assert!((detections[0].confidence.unwrap() - score).abs() < 1e-6);
+    for run in Run::all() {
+        let mut model = TorchImageModel::from_spec(&ModelSpec {
+            kind: "fiftyone.utils.torch.TorchImageModel".into(),
+            config: run.apply_to(config.clone()).as_object().unwrap().clone(),
+            model_path: Some(fixtures().join("script_detector.pt")),
+        })
+        .unwrap();
+        let entry = &oracle()["images"][0];
+        let input = input(&model, entry["file"].as_str().unwrap());
+        let Prediction::Label(Some(Label::Detections(detections))) = model.predict(&input).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(detections.len(), 2);
+        assert_eq!(detections[0].label, "top-left");
+        assert_eq!(detections[0].bounding_box, [0.0, 0.0, 0.5, 0.5]);
+        assert_eq!(detections[1].bounding_box, [0.5, 0.5, 0.5, 0.5]);
+        let score = entry["script_detections"]["scores"][0].as_f64().unwrap();
+        let tolerance = if run.half {
+            f64::from(HALF_TOLERANCE)
+        } else {
+            1e-6
+        };
+        let difference = (detections[0].confidence.unwrap() - score).abs();
+        println!(
+            "parity detector score on {run}: |diff| {difference:.3e} (tolerance {tolerance:.0e})"
+        );
+        assert!(
+            difference < tolerance,
+            "detector score on {run}: {difference}"
+        );
+    }
 }
 
 #[test]
