@@ -3,4 +3,5 @@
 
 mod extract;
 mod fetch;
+mod hostile_transfers;
 mod transfer;
