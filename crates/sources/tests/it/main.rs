@@ -4,4 +4,5 @@
 mod extract;
 mod fetch;
 mod hostile_transfers;
+mod properties;
 mod transfer;
