@@ -69,7 +69,7 @@ pub enum SourceError {
     /// The server went silent (while connecting, before the headers, or
     /// while sending the body) for longer than the timeout.
     #[error(
-        "`{url}` timed out {phase} (no data for {timeout:?}); the server stalled or the network is down: try again later, or raise `ZOO_HTTP_TIMEOUT` (seconds, default 30) for a slow server"
+        "`{url}` timed out {phase}: no data for {timeout:?}; the server stalled or the network is down: try again later, or raise `ZOO_HTTP_TIMEOUT` (seconds, default 30) for a slow server"
     )]
     TimedOut {
         /// The URL requested.
@@ -97,10 +97,15 @@ pub enum SourceError {
         reason: String,
     },
     /// A body is longer than its `Content-Length` or the declared size: the
-    /// transfer was stopped there and the partial file removed.
+    /// transfer was stopped there (or before the first byte, when the server
+    /// announced it) and the partial file removed.
     #[error(
-        "download from `{url}` failed verification: it is longer than {limit_source} ({limit} bytes): {} {seen} bytes, so the transfer was stopped and the partial file removed (the server or the manifest is wrong)",
-        if *announced { "the server announced" } else { "stopped after" }
+        "download from `{url}` failed verification: {}; the partial file was removed (the server or the manifest is wrong)",
+        if *announced {
+            format!("the server announced {seen} bytes, more than {limit} ({limit_source})")
+        } else {
+            format!("it went past {limit} bytes ({limit_source}): stopped at {seen} bytes")
+        }
     )]
     Oversized {
         /// The URL requested.

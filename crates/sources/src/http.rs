@@ -14,12 +14,15 @@ use crate::error::SourceError;
 /// The connect and idle-read timeout when the caller sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many redirects one request follows.
+const MAX_REDIRECTS: usize = 10;
+
 /// An HTTP client configured for zoo: error statuses are returned, not
-/// raised, so callers can explain them.
+/// raised, so callers can explain them; redirects are followed here, hop by
+/// hop, so every `Location` passes the same URL check as the first URL.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
-    following: ureq::Agent,
-    manual: ureq::Agent,
+    agent: ureq::Agent,
 }
 
 impl Default for HttpClient {
@@ -31,18 +34,13 @@ impl Default for HttpClient {
 impl HttpClient {
     /// A client with zoo's user agent; timeouts are set per request.
     pub fn new() -> Self {
-        let agent = |redirects: u32| -> ureq::Agent {
-            ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .max_redirects(redirects)
-                .user_agent(concat!("zoo/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .into()
-        };
-        Self {
-            following: agent(10),
-            manual: agent(0),
-        }
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("zoo/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Self { agent }
     }
 
     /// GETs `url` with extra `headers`, following redirects when asked.
@@ -56,12 +54,45 @@ impl HttpClient {
         timeout: Duration,
     ) -> Result<Response<ureq::Body>, SourceError> {
         check_url(url)?;
-        let agent = if follow_redirects {
-            &self.following
-        } else {
-            &self.manual
-        };
-        let mut request = agent.get(url);
+        let mut current = url.to_owned();
+        for _ in 0..=MAX_REDIRECTS {
+            let response = self.get_once(&current, headers, timeout)?;
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|value| value.to_str().ok());
+            let (true, true, Some(location)) = (
+                follow_redirects,
+                matches!(status, 301 | 302 | 303 | 307 | 308),
+                location,
+            ) else {
+                return Ok(response);
+            };
+            let next = resolve_location(&current, location);
+            check_url(&next).map_err(|err| match err {
+                SourceError::UnsupportedUrl { url, reason } => SourceError::UnsupportedUrl {
+                    url,
+                    reason: format!("{reason} (`{current}` redirected there)"),
+                },
+                other => other,
+            })?;
+            tracing::debug!(from = %current, to = %next, status, "following redirect");
+            current = next;
+        }
+        Err(SourceError::Transport {
+            url: url.to_owned(),
+            message: format!("more than {MAX_REDIRECTS} redirects (a redirect loop?)"),
+        })
+    }
+
+    fn get_once(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Response<ureq::Body>, SourceError> {
+        let mut request = self.agent.get(url);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -74,6 +105,34 @@ impl HttpClient {
             .call()
             .map_err(|err| transport_error(url, &err, timeout))
     }
+}
+
+/// The URL a `Location` header names, resolved against the URL that sent it
+/// (RFC 3986 section 5.2, the cases servers send: absolute, `//host/...`,
+/// `/path`, and a path relative to the current folder).
+fn resolve_location(base: &str, location: &str) -> String {
+    let location = location.trim();
+    let has_scheme = location.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.starts_with(|character: char| character.is_ascii_alphabetic())
+            && scheme.chars().all(|character| {
+                character.is_ascii_alphanumeric() || matches!(character, '+' | '-' | '.')
+            })
+    });
+    if has_scheme {
+        return location.to_owned();
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
+    if let Some(network_path) = location.strip_prefix("//") {
+        return format!("{scheme}://{network_path}");
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let folder = path.rfind('/').map_or("/", |end| &path[..=end]);
+    format!("{scheme}://{authority}{folder}{location}")
 }
 
 /// Refuses what is not an absolute `http://` or `https://` URL with a host,
@@ -141,7 +200,6 @@ pub(crate) fn transport_error(url: &str, err: &ureq::Error, timeout: Duration) -
                 reason: format!("it is not a valid URL ({reason})"),
             };
         }
-        ureq::Error::TooManyRedirects => "too many redirects".to_owned(),
         other => format!("{other}; check your network connection and try again"),
     };
     SourceError::Transport {
@@ -174,6 +232,29 @@ pub(crate) fn status_hint(status: u16) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locations_resolve_against_the_url_that_sent_them() {
+        let base = "https://a.example:8/x/y/file.pt?q=1";
+        let cases = [
+            ("https://b.example/z", "https://b.example/z"),
+            ("file:///etc/passwd", "file:///etc/passwd"),
+            ("FTP://b/c", "FTP://b/c"),
+            ("//c.example/d", "https://c.example/d"),
+            ("/root.pt", "https://a.example:8/root.pt"),
+            ("other.pt", "https://a.example:8/x/y/other.pt"),
+            ("../up.pt?x", "https://a.example:8/x/y/../up.pt?x"),
+            (" /t ", "https://a.example:8/t"),
+        ];
+        for (location, expected) in cases {
+            assert_eq!(resolve_location(base, location), expected, "{location}");
+        }
+        assert_eq!(
+            resolve_location("http://h", "p"),
+            "http://h/p",
+            "a base without a path"
+        );
+    }
 
     #[test]
     fn only_absolute_http_urls_pass() {

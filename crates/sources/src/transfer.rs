@@ -36,7 +36,7 @@ use crate::progress::Progress;
 
 /// Where the limit named in [`SourceError::Oversized`] comes from.
 const FROM_CONTENT_LENGTH: &str = "its `Content-Length`";
-const FROM_DECLARED_SIZE: &str = "the declared size (`size_bytes`)";
+const FROM_DECLARED_SIZE: &str = "the declared `size_bytes`";
 
 /// How a file download is checked, bounded and retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,7 +318,7 @@ fn receive(
         let error = match (outcome, expected) {
             (Some(err), _) if body_timeout(&err) => SourceError::TimedOut {
                 url: url.to_owned(),
-                phase: format!("while reading the body (after {seen} bytes)"),
+                phase: format!("while reading the body, after {seen} bytes"),
                 timeout: options.timeout,
             },
             (_, Some(expected)) => SourceError::Truncated {

@@ -180,10 +180,9 @@ fn body_longer_than_declared_size_is_cut_off() {
     let message = err.to_string();
     for needle in [
         server.url("/endless.pt").as_str(),
-        "1000 bytes",
-        "size_bytes",
-        "stopped after",
-        "partial file removed",
+        "went past 1000 bytes (the declared `size_bytes`)",
+        "stopped at",
+        "partial file was removed",
     ] {
         assert!(message.contains(needle), "{needle}: {message}");
     }
@@ -243,7 +242,11 @@ fn content_length_above_declared_size_is_refused_before_reading() {
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("announced 300000 bytes"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("announced 300000 bytes, more than 1000 (the declared `size_bytes`)"),
+        "{err}"
+    );
     assert!(!dest.exists());
     assert!(!partial_path(&dest).exists());
     assert_eq!(server.requests_to("/big.pt").len(), 1);
@@ -298,8 +301,8 @@ fn stall_after_headers_times_out() {
     let message = err.to_string();
     for needle in [
         "/stall.pt",
-        "timed out while reading the body",
-        "300ms",
+        "timed out while reading the body, after 0 bytes",
+        "no data for 300ms",
         "ZOO_HTTP_TIMEOUT",
     ] {
         assert!(message.contains(needle), "{needle}: {message}");
@@ -417,8 +420,14 @@ fn redirect_to_file_scheme_fails_fast_without_retries() {
         started.elapsed() < Duration::from_millis(200),
         "retried: {err}"
     );
+    assert!(matches!(err, SourceError::UnsupportedUrl { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("`file:///etc/passwd`"), "{message}");
+    assert!(message.contains("redirected there"), "{message}");
+    assert!(!message.contains("network"), "{message}");
     assert!(!dest.exists());
     assert_eq!(server.requests_to("/model.pt").len(), 1, "{err}");
+    assert_eq!(server.requests().len(), 1, "nothing else was requested");
 }
 
 #[test]
@@ -484,4 +493,36 @@ fn zipball_redirect_to_a_file_url_fails_fast() {
         matches!(err, SourceError::UnsupportedUrl { ref url, .. } if url == "file:///etc/passwd"),
         "{err:?}"
     );
+}
+
+#[test]
+fn redirects_are_followed_hop_by_hop_and_loops_end() {
+    let first = TestServer::start();
+    let second = TestServer::start();
+    second.file("/files/model.pt", content());
+    // Relative, then root-relative, then to another host.
+    first.route("/a/start.pt", Response::redirect(302, "next.pt"));
+    first.route("/a/next.pt", Response::redirect(301, "/b/hop.pt"));
+    first.route(
+        "/b/hop.pt",
+        Response::redirect(307, &second.url("/files/model.pt")),
+    );
+    first.route("/loop.pt", Response::redirect(302, "/loop.pt"));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("model.pt");
+    fetch(&first.url("/a/start.pt"), &dest, &quick()).unwrap();
+    assert!(fs_err::read(&dest).unwrap() == content());
+
+    let options = TransferOptions {
+        retries: 0,
+        ..quick()
+    };
+    let err = fetch(
+        &first.url("/loop.pt"),
+        &dir.path().join("loop.pt"),
+        &options,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("more than 10 redirects"), "{err}");
+    assert_eq!(first.requests_to("/loop.pt").len(), 11);
 }
