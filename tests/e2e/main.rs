@@ -5,5 +5,6 @@
 mod apply;
 mod downloads;
 mod hooks;
+mod security_transfers;
 mod sources;
 mod util;
