@@ -6,6 +6,7 @@ mod apply;
 mod downloads;
 mod hooks;
 mod security_paths;
+mod security_transfers;
 mod sources;
 mod terminal;
 mod util;

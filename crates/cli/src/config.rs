@@ -1,6 +1,7 @@
 //! The environment interface (SPEC section 9), read in one place.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use zoo_registry::{Registry, RegistryConfig};
@@ -93,6 +94,14 @@ pub(crate) fn registry() -> Result<Registry> {
     }
     if let Some(timeout) = hook_timeout()? {
         config.hook_timeout = timeout;
+    }
+    // Connect and idle-read timeout for every request (default 30 s).
+    if let Some(seconds) = env_number("ZOO_HTTP_TIMEOUT")? {
+        anyhow::ensure!(
+            seconds > 0,
+            "`ZOO_HTTP_TIMEOUT` must be at least 1 (seconds), got `0`"
+        );
+        config.transfer.timeout = Duration::from_secs(seconds);
     }
     Ok(Registry::new(config))
 }

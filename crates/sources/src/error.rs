@@ -56,6 +56,69 @@ pub enum SourceError {
         /// The URL requested.
         url: String,
     },
+    /// The URL is not one zoo can download from; nothing was requested.
+    #[error(
+        "cannot download `{url}`: {reason}; only `http://` and `https://` URLs are supported (check the manifest's `url`, the source identifier or `ZOO_DOWNLOAD_MIRRORS`)"
+    )]
+    UnsupportedUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The server went silent (while connecting, before the headers, or
+    /// while sending the body) for longer than the timeout.
+    #[error(
+        "`{url}` timed out {phase}: no data for {timeout:?}; the server stalled or the network is down: try again later, or raise `ZOO_HTTP_TIMEOUT` (seconds, default 30) for a slow server"
+    )]
+    TimedOut {
+        /// The URL requested.
+        url: String,
+        /// What zoo was waiting for.
+        phase: String,
+        /// The connect and idle-read timeout in force.
+        timeout: std::time::Duration,
+    },
+    /// A `206 Partial Content` answer does not continue the partial file:
+    /// its `Content-Range` is missing, malformed, or starts or ends
+    /// elsewhere. The partial file was discarded.
+    #[error(
+        "`{url}` answered a request for bytes {requested}- with {}: {reason}; the partial download was discarded so the next attempt starts from byte 0",
+        content_range.as_deref().map_or_else(|| "no `Content-Range`".to_owned(), |range| format!("`Content-Range: {range}`"))
+    )]
+    BadContentRange {
+        /// The URL requested.
+        url: String,
+        /// The first byte asked for.
+        requested: u64,
+        /// The `Content-Range` header, if there was one.
+        content_range: Option<String>,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A body is longer than its `Content-Length` or the declared size: the
+    /// transfer was stopped there (or before the first byte, when the server
+    /// announced it) and the partial file removed.
+    #[error(
+        "download from `{url}` failed verification: {}; the partial file was removed (the server or the manifest is wrong)",
+        if *announced {
+            format!("the server announced {seen} bytes, more than {limit} ({limit_source})")
+        } else {
+            format!("it went past {limit} bytes ({limit_source}): stopped at {seen} bytes")
+        }
+    )]
+    Oversized {
+        /// The URL requested.
+        url: String,
+        /// The most bytes the file may have.
+        limit: u64,
+        /// Where the limit comes from (the header or the manifest).
+        limit_source: String,
+        /// Bytes of the file seen (or announced) when it was stopped.
+        seen: u64,
+        /// Whether `seen` is what the server announced before sending.
+        announced: bool,
+    },
     /// A response body did not match what the server announced.
     #[error("download from `{url}` was cut short: got {received} of {expected} bytes; try again")]
     Truncated {

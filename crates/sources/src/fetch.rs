@@ -32,6 +32,8 @@ pub fn fetch_source(
     progress: &dyn Progress,
 ) -> Result<FetchedSource, SourceError> {
     let tree = work_dir.join("tree");
+    // The API calls wait as long as the downloads do.
+    let github = &github.clone().with_timeout(transfer.timeout);
     match source {
         SourceId::GitHub {
             owner,

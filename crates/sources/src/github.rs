@@ -1,11 +1,12 @@
 //! The GitHub REST API calls zoo makes.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::error::SourceError;
-use crate::http::{HttpClient, transport_error};
+use crate::http::{DEFAULT_TIMEOUT, HttpClient, transport_error};
 use crate::progress::Progress;
 use crate::transfer::{TransferOptions, fetch_file, fetch_with_first};
 
@@ -21,6 +22,7 @@ pub struct GitHub {
     api_url: String,
     token: Option<String>,
     http: HttpClient,
+    timeout: Duration,
 }
 
 impl GitHub {
@@ -31,7 +33,16 @@ impl GitHub {
             api_url: api_url.trim_end_matches('/').to_owned(),
             token: token.filter(|token| !token.trim().is_empty()),
             http: HttpClient::new(),
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// The same client with `timeout` for connecting and for each read of an
+    /// API answer (default [`crate::DEFAULT_TIMEOUT`]); downloads take
+    /// theirs from [`TransferOptions::timeout`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The HTTP client (for downloads that are not API calls).
@@ -49,7 +60,7 @@ impl GitHub {
         if let Some(authorization) = authorization.as_deref() {
             headers.push(("Authorization", authorization));
         }
-        let response = self.http.get(&url, &headers, false)?;
+        let response = self.http.get(&url, &headers, false, self.timeout)?;
         Ok((url, response))
     }
 
@@ -70,7 +81,7 @@ impl GitHub {
         let mut body = response.into_body();
         let text = body
             .read_to_string()
-            .map_err(|err| transport_error(&url, &err))?;
+            .map_err(|err| transport_error(&url, &err, self.timeout))?;
         serde_json::from_str(&text)
             .map(Some)
             .map_err(|err| SourceError::Transport {

@@ -141,7 +141,7 @@ fn parse_short(input: &str) -> Result<SourceId, String> {
     };
     Ok(SourceId::GitHub {
         owner: check_name("user", owner)?,
-        repo: check_name("repository", repo.trim_end_matches(".git"))?,
+        repo: check_repo(repo)?,
         reference,
     })
 }
@@ -155,7 +155,6 @@ fn parse_github_url(rest: &str) -> Result<SourceId, String> {
     let repo = parts
         .next()
         .ok_or("a GitHub URL must name a repository: `https://github.com/<user>/<repo>`")?;
-    let repo = repo.strip_suffix(".git").unwrap_or(repo);
     let reference = match (parts.next(), parts.next()) {
         (None, _) => GitHubRef::Default,
         (Some("tree"), Some(rest)) => GitHubRef::Tree(check_ref(rest)?),
@@ -174,9 +173,31 @@ fn parse_github_url(rest: &str) -> Result<SourceId, String> {
     };
     Ok(SourceId::GitHub {
         owner: check_name("user", owner)?,
-        repo: check_name("repository", repo)?,
+        repo: check_repo(repo)?,
         reference,
     })
+}
+
+/// A repository name with one `.git` suffix (any case) dropped. GitHub
+/// names never end in `.git`, and the canonical URL must parse back to the
+/// same name, so a second one is refused.
+fn check_repo(repo: &str) -> Result<String, String> {
+    let has_suffix = |name: &str| {
+        name.len() >= 4
+            && name.is_char_boundary(name.len() - 4)
+            && name[name.len() - 4..].eq_ignore_ascii_case(".git")
+    };
+    let name = if has_suffix(repo) {
+        &repo[..repo.len() - 4]
+    } else {
+        repo
+    };
+    if has_suffix(name) {
+        return Err(format!(
+            "`{repo}` is not a valid GitHub repository name (it cannot end in `.git`)"
+        ));
+    }
+    check_name("repository", name)
 }
 
 fn check_name(what: &str, name: &str) -> Result<String, String> {
@@ -200,7 +221,9 @@ fn check_ref(reference: &str) -> Result<String, String> {
         && !reference
             .split('/')
             .any(|part| part.is_empty() || part == "." || part == "..")
-        && !reference.contains(['\\', '~', '^', ':', '?', '*', '[']);
+        // `?` and `#` would start a URL's query or fragment in the
+        // canonical form, so that form would name another ref.
+        && !reference.contains(['\\', '~', '^', ':', '?', '#', '*', '[']);
     if valid {
         Ok(reference.to_owned())
     } else {
@@ -253,6 +276,7 @@ mod tests {
             ),
             ("a/b", github("a", "b", GitHubRef::Default)),
             ("a/b.git", github("a", "b", GitHubRef::Default)),
+            ("a/b.GIT/", github("a", "b", GitHubRef::Default)),
             (
                 "a/my.repo/feature/x",
                 github("a", "my.repo", GitHubRef::Tree("feature/x".into())),
@@ -291,6 +315,9 @@ mod tests {
             ),
             ("https://github.com/a/b/commit/xyz", "not a commit sha"),
             ("https://github.com/a/b/tree/x/../y", "not a valid git ref"),
+            ("a/b/feat#1", "not a valid git ref"),
+            ("https://github.com/a/b.git.git", "cannot end in `.git`"),
+            ("a/b.GIT.git", "cannot end in `.git`"),
             ("https:///x.zip", "no host"),
         ];
         for (input, needle) in cases {

@@ -6,15 +6,19 @@
 //! - [`GitHub`]: the REST API calls zoo makes (default branch, commit lookup,
 //!   zipball), with `GITHUB_TOKEN` sent to the API host only and helpful
 //!   errors for 401/403/404 and rate limits.
-//! - [`fetch_file`]: downloads for sources and models alike (resume, retry,
-//!   verify, atomic rename), and [`fetch_google_drive`].
+//! - [`fetch_file`]: the one download routine, for sources and models alike
+//!   (only `http(s)` URLs; resume checked against `Content-Range`; bodies cut
+//!   off at their `Content-Length` or declared size; connect and idle-read
+//!   timeouts; bounded retries; verify; atomic rename), and
+//!   [`fetch_google_drive`].
 //! - [`extract`]: zip, tar and tar.gz extraction that refuses entries escaping
 //!   the target (`..`, absolute names, links pointing out) and caps total
 //!   size and entry count.
 //! - [`fetch_source`]: all of the above: a source's tree in a directory.
 //!
-//! This crate reads no environment variables: callers pass the API URL and
-//! the token. It writes only inside the directories it is given.
+//! This crate reads no environment variables: callers pass the API URL, the
+//! token and the timeout ([`TransferOptions::timeout`]). It writes only
+//! inside the directories it is given.
 //!
 //! ```
 //! use zoo_sources::SourceId;
@@ -36,7 +40,7 @@ pub use archive::{ArchiveKind, ExtractLimits, ExtractStats, extract};
 pub use error::SourceError;
 pub use fetch::{FetchedSource, fetch_source};
 pub use github::{DEFAULT_API_URL, GitHub};
-pub use http::HttpClient;
+pub use http::{DEFAULT_TIMEOUT, HttpClient};
 pub use identifier::{GitHubRef, SourceId};
 pub use progress::{NoProgress, Progress};
 pub use transfer::{TransferOptions, fetch_file, fetch_google_drive, partial_path, sha256_file};

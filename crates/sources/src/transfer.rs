@@ -2,12 +2,26 @@
 //!
 //! Bytes go to a hidden `.<name>.partial` file beside the destination. An
 //! interrupted transfer (a dropped connection, a killed process) leaves that
-//! file, and the next attempt asks the server for the rest with `Range`
-//! (starting over when the server ignores it). Connect errors, 5xx answers
-//! and 429 (honouring `Retry-After`) are retried with backoff, a bounded
-//! number of times. The finished file is checked against the expected size
-//! and sha256 when given, synced, and renamed onto the destination, so the
-//! destination either does not exist or is complete.
+//! file, and the next attempt asks the server for the rest with `Range`.
+//! A `206` answer is used only when its `Content-Range` continues the partial
+//! file exactly (it starts at the byte asked for, runs to the end of the
+//! file, and agrees with `Content-Length` and the declared size); a server
+//! that ignores the range (`200`) is read from byte 0 into an emptied file,
+//! and one that garbles it has the partial file discarded and the transfer
+//! started over, so a wrong file is never stitched together.
+//!
+//! A body is stopped as soon as it goes past its `Content-Length` or the
+//! declared size (a `Content-Length` above the declared size is refused
+//! before any byte is read); the partial file is then removed. Every wait is
+//! bounded by [`TransferOptions::timeout`] (connecting, and each read: a
+//! server that stalls fails after it). Only `http(s)` URLs are fetched; any
+//! other is refused before a request, without retries.
+//!
+//! Connect errors, timeouts, cut bodies, 5xx answers and 429 (honouring
+//! `Retry-After`) are retried with backoff, a bounded number of times. The
+//! finished file is checked against the expected size and sha256 when given,
+//! synced, and renamed onto the destination, so the destination either does
+//! not exist or is complete.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -17,20 +31,29 @@ use sha2::{Digest, Sha256};
 use ureq::http::Response;
 
 use crate::error::SourceError;
-use crate::http::{HttpClient, status_hint};
+use crate::http::{DEFAULT_TIMEOUT, HttpClient, body_timeout, check_url, status_hint};
 use crate::progress::Progress;
 
-/// How a file download is checked and retried.
+/// Where the limit named in [`SourceError::Oversized`] comes from.
+const FROM_CONTENT_LENGTH: &str = "its `Content-Length`";
+const FROM_DECLARED_SIZE: &str = "the declared `size_bytes`";
+
+/// How a file download is checked, bounded and retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferOptions {
     /// The expected sha256, hex (checked before the file is accepted).
     pub sha256: Option<String>,
-    /// The expected size in bytes.
+    /// The expected size in bytes: checked before the file is accepted, and
+    /// a body that goes past it is stopped there.
     pub size: Option<u64>,
     /// Attempts after the first.
     pub retries: u32,
     /// The first backoff pause; it doubles per attempt, up to 8 seconds.
     pub backoff: Duration,
+    /// How long to wait to connect, and for each read of an answer (headers
+    /// or body) before the server counts as stalled (default
+    /// [`crate::DEFAULT_TIMEOUT`]; the CLI reads `ZOO_HTTP_TIMEOUT`).
+    pub timeout: Duration,
 }
 
 impl Default for TransferOptions {
@@ -40,6 +63,7 @@ impl Default for TransferOptions {
             size: None,
             retries: 5,
             backoff: Duration::from_millis(250),
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -72,6 +96,8 @@ pub fn fetch_file(
     fetch_with_first(client, url, dest, options, progress, None)
 }
 
+/// [`fetch_file`], with the answer to a first request (sent without `Range`)
+/// already in hand.
 pub(crate) fn fetch_with_first(
     client: &HttpClient,
     url: &str,
@@ -80,6 +106,9 @@ pub(crate) fn fetch_with_first(
     progress: &dyn Progress,
     mut first: Option<Response<ureq::Body>>,
 ) -> Result<u64, SourceError> {
+    // Every download passes here, whatever gave the URL (a manifest, a
+    // mirror, an identifier, a redirect's `Location`, a Drive page).
+    check_url(url)?;
     if let Some(parent) = dest.parent() {
         fs_err::create_dir_all(parent)?;
     }
@@ -87,8 +116,8 @@ pub(crate) fn fetch_with_first(
     let mut attempt: u32 = 0;
     loop {
         let outcome = match first.take() {
-            Some(response) => receive(response, url, &partial, 0, progress)?,
-            None => try_once(client, url, &partial, progress)?,
+            Some(response) => receive(response, url, &partial, None, options, progress)?,
+            None => try_once(client, url, &partial, options, progress)?,
         };
         match outcome {
             Attempt::Done => break,
@@ -118,28 +147,44 @@ fn try_once(
     client: &HttpClient,
     url: &str,
     partial: &Path,
+    options: &TransferOptions,
     progress: &dyn Progress,
 ) -> Result<Attempt, SourceError> {
     let have = fs_err::metadata(partial)
         .map(|meta| meta.len())
         .unwrap_or(0);
     let range = format!("bytes={have}-");
-    let headers: &[(&str, &str)] = if have > 0 { &[("Range", &range)] } else { &[] };
-    let response = match client.get(url, headers, true) {
+    // The bytes as stored, so that `Range` offsets and the partial file
+    // count the same bytes (ureq would otherwise ask for gzip and inflate).
+    let mut headers = vec![("Accept-Encoding", "identity")];
+    if have > 0 {
+        headers.push(("Range", &range));
+    }
+    let response = match client.get(url, &headers, true, options.timeout) {
         Ok(response) => response,
-        Err(error) => {
+        Err(error @ (SourceError::Transport { .. } | SourceError::TimedOut { .. })) => {
             return Ok(Attempt::Retry { pause: None, error });
         }
+        Err(error) => return Err(error),
     };
-    receive(response, url, partial, have, progress)
+    receive(
+        response,
+        url,
+        partial,
+        (have > 0).then_some(have),
+        options,
+        progress,
+    )
 }
 
-/// Writes one response into the partial file.
+/// Writes one response into the partial file; `requested` is the first
+/// byte asked for with `Range`, if one was sent.
 fn receive(
     response: Response<ureq::Body>,
     url: &str,
     partial: &Path,
-    have: u64,
+    requested: Option<u64>,
+    options: &TransferOptions,
     progress: &dyn Progress,
 ) -> Result<Attempt, SourceError> {
     let status = response.status().as_u16();
@@ -165,9 +210,9 @@ fn receive(
             error: status_error(status),
         });
     }
-    if status == 416 && have > 0 {
+    if status == 416 && requested.is_some() {
         // The partial file is no prefix of this resource: start over.
-        fs_err::remove_file(partial)?;
+        remove_partial(partial)?;
         return Ok(Attempt::Retry {
             pause: Some(Duration::ZERO),
             error: status_error(status),
@@ -176,35 +221,89 @@ fn receive(
     if !(200..300).contains(&status) {
         return Err(status_error(status));
     }
-    let length = header("content-length").and_then(|value| value.parse::<u64>().ok());
-    let resumed = status == 206
-        && header("content-range")
-            .and_then(|range| parse_content_range_start(&range))
-            .is_some_and(|start| start == have);
+    let length = header("content-length").and_then(|value| value.trim().parse::<u64>().ok());
+    // Where this body belongs in the file: a `206` continues the partial
+    // file only when its `Content-Range` says exactly that; anything else
+    // is the whole file from byte 0.
+    let start = if status == 206 {
+        let asked = requested.unwrap_or(0);
+        let content_range = header("content-range");
+        if let Err(reason) =
+            check_content_range(content_range.as_deref(), asked, length, options.size)
+        {
+            remove_partial(partial)?;
+            return Ok(Attempt::Retry {
+                pause: Some(Duration::ZERO),
+                error: SourceError::BadContentRange {
+                    url: url.to_owned(),
+                    requested: asked,
+                    content_range,
+                    reason,
+                },
+            });
+        }
+        asked
+    } else {
+        0
+    };
+    let announced = length.map(|length| start.saturating_add(length));
+    if let (Some(size), Some(announced)) = (options.size, announced)
+        && announced > size
+    {
+        remove_partial(partial)?;
+        return Err(SourceError::Oversized {
+            url: url.to_owned(),
+            limit: size,
+            limit_source: FROM_DECLARED_SIZE.to_owned(),
+            seen: announced,
+            announced: true,
+        });
+    }
+    // The tighter of the two (the announced size is at most the declared one
+    // by now).
+    let limit = announced
+        .map(|announced| (announced, FROM_CONTENT_LENGTH))
+        .or(options.size.map(|size| (size, FROM_DECLARED_SIZE)));
     let mut file = fs_err::OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(false)
         .open(partial)?;
-    let start = if resumed { have } else { 0 };
-    if resumed {
-        file.seek(SeekFrom::Start(have))?;
-        tracing::debug!(%url, from = have, "resuming download");
+    if start > 0 {
+        file.seek(SeekFrom::Start(start))?;
+        tracing::debug!(%url, from = start, "resuming download");
     } else {
         file.set_len(0)?;
     }
-    progress.start(url, length.map(|length| length + start));
+    progress.start(url, limit.map(|(limit, _)| limit));
     progress.advance(start);
     let mut body = response.into_body();
     let mut reader = body.as_reader();
     let mut buffer = vec![0u8; 1 << 20];
-    let mut received: u64 = 0;
+    let mut seen = start;
     let outcome = loop {
         match reader.read(&mut buffer) {
             Ok(0) => break None,
             Ok(read) => {
+                let total = seen + read as u64;
+                if let Some((limit, source)) = limit
+                    && total > limit
+                {
+                    // Stop here: the rest is not wanted, and what is on
+                    // disk is wrong.
+                    progress.finish();
+                    drop(file);
+                    remove_partial(partial)?;
+                    return Err(SourceError::Oversized {
+                        url: url.to_owned(),
+                        limit,
+                        limit_source: source.to_owned(),
+                        seen: total,
+                        announced: false,
+                    });
+                }
                 file.write_all(&buffer[..read])?;
-                received += read as u64;
+                seen = total;
                 progress.advance(read as u64);
             }
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
@@ -213,20 +312,34 @@ fn receive(
     };
     progress.finish();
     file.flush()?;
-    let short = length.is_some_and(|length| received < length);
+    let expected = limit.map(|(limit, _)| limit);
+    let short = expected.is_some_and(|expected| seen < expected);
     if outcome.is_some() || short {
-        let error = match length {
-            Some(expected) => SourceError::Truncated {
+        let error = match (outcome, expected) {
+            (Some(err), _) if body_timeout(&err) => SourceError::TimedOut {
                 url: url.to_owned(),
-                received,
+                phase: format!("while reading the body, after {seen} bytes"),
+                timeout: options.timeout,
+            },
+            (_, Some(expected)) => SourceError::Truncated {
+                url: url.to_owned(),
+                received: seen,
                 expected,
             },
-            None => transport_error_from_io(url, outcome),
+            (outcome, None) => transport_error_from_io(url, outcome),
         };
         return Ok(Attempt::Retry { pause: None, error });
     }
     file.sync_all()?;
     Ok(Attempt::Done)
+}
+
+/// Removes the partial file, if there is one.
+fn remove_partial(partial: &Path) -> Result<(), SourceError> {
+    match fs_err::remove_file(partial) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
+        _ => Ok(()),
+    }
 }
 
 fn transport_error_from_io(url: &str, err: Option<std::io::Error>) -> SourceError {
@@ -239,16 +352,64 @@ fn transport_error_from_io(url: &str, err: Option<std::io::Error>) -> SourceErro
     }
 }
 
-/// `bytes 100-199/200` -> 100.
-fn parse_content_range_start(value: &str) -> Option<u64> {
-    value
-        .trim()
-        .strip_prefix("bytes ")?
-        .split('-')
-        .next()?
-        .trim()
-        .parse()
-        .ok()
+/// `bytes 100-199/200` -> `(100, 199, Some(200))`; `bytes 100-199/*` ->
+/// `(100, 199, None)`; anything else (`bytes */200` included) -> `None`.
+fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let number = |text: &str| -> Option<u64> {
+        let text = text.trim();
+        (!text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
+            .then(|| text.parse().ok())
+            .flatten()
+    };
+    let (first, last) = (number(first)?, number(last)?);
+    let total = match total.trim() {
+        "*" => None,
+        total => Some(number(total)?),
+    };
+    let consistent = first <= last && total.is_none_or(|total| last < total);
+    consistent.then_some((first, last, total))
+}
+
+/// Why a `206` answer to `Range: bytes={requested}-` does not continue the
+/// partial file exactly, if it does not.
+fn check_content_range(
+    content_range: Option<&str>,
+    requested: u64,
+    length: Option<u64>,
+    size: Option<u64>,
+) -> Result<(), String> {
+    let Some(value) = content_range else {
+        return Err("a `206` answer must say which bytes it holds".to_owned());
+    };
+    let Some((first, last, total)) = parse_content_range(value) else {
+        return Err("it is not `bytes FIRST-LAST/TOTAL` with FIRST <= LAST < TOTAL".to_owned());
+    };
+    if first != requested {
+        return Err(format!("it starts at byte {first}, not {requested}"));
+    }
+    let held = last - first + 1;
+    if let Some(length) = length
+        && length != held
+    {
+        return Err(format!(
+            "it holds {held} bytes but `Content-Length` says {length}"
+        ));
+    }
+    let end = last + 1;
+    match (total, size) {
+        (Some(total), _) if end != total => Err(format!(
+            "it stops at byte {last}, before the end of the {total}-byte file"
+        )),
+        (Some(total), Some(size)) if total != size => Err(format!(
+            "the file is {total} bytes but its declared size (`size_bytes`) is {size}"
+        )),
+        (None, Some(size)) if end != size => Err(format!(
+            "it stops at byte {last} but the declared size (`size_bytes`) is {size}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Checks size and digest; a file that fails is deleted so the next attempt
@@ -308,7 +469,7 @@ pub fn fetch_google_drive(
 ) -> Result<u64, SourceError> {
     let base = base.trim_end_matches('/');
     let url = format!("{base}/uc?export=download&id={id}");
-    let response = client.get(&url, &[], true)?;
+    let response = client.get(&url, &[], true, options.timeout)?;
     let is_html = response
         .headers()
         .get("content-type")
@@ -377,9 +538,89 @@ mod tests {
     use super::*;
 
     #[test]
-    fn content_range_starts() {
-        assert_eq!(parse_content_range_start("bytes 100-199/200"), Some(100));
-        assert_eq!(parse_content_range_start("bytes */200"), None);
+    fn content_ranges_parse_strictly() {
+        let cases = [
+            ("bytes 100-199/200", Some((100, 199, Some(200)))),
+            (" bytes 0-0/1 ", Some((0, 0, Some(1)))),
+            ("bytes 100-199/*", Some((100, 199, None))),
+            ("bytes */200", None),
+            ("bytes 100-99/200", None),
+            ("bytes 100-200/200", None),
+            ("bytes 100-199", None),
+            ("bytes -5-199/200", None),
+            ("bytes +5-199/200", None),
+            ("items 0-1/2", None),
+            ("bytes 0-18446744073709551616/*", None),
+            ("", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(parse_content_range(value), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_206_must_continue_the_partial_file_exactly() {
+        // (Content-Range, requested, Content-Length, declared size, error needle)
+        let cases = [
+            (Some("bytes 100-199/200"), 100, Some(100), Some(200), None),
+            (Some("bytes 100-199/200"), 100, None, None, None),
+            (Some("bytes 100-199/*"), 100, None, Some(200), None),
+            (Some("bytes 0-199/200"), 0, Some(200), None, None),
+            (None, 100, Some(100), None, Some("must say which bytes")),
+            (Some("garbage"), 100, None, None, Some("is not `bytes")),
+            (
+                Some("bytes 0-199/200"),
+                100,
+                None,
+                None,
+                Some("starts at byte 0"),
+            ),
+            (
+                Some("bytes 150-199/200"),
+                100,
+                None,
+                None,
+                Some("starts at byte 150, not 100"),
+            ),
+            (
+                Some("bytes 100-149/200"),
+                100,
+                None,
+                None,
+                Some("before the end"),
+            ),
+            (
+                Some("bytes 100-199/200"),
+                100,
+                Some(5),
+                None,
+                Some("`Content-Length` says 5"),
+            ),
+            (
+                Some("bytes 100-199/200"),
+                100,
+                None,
+                Some(300),
+                Some("declared size"),
+            ),
+            (
+                Some("bytes 100-199/*"),
+                100,
+                None,
+                Some(300),
+                Some("declared size"),
+            ),
+        ];
+        for (range, requested, length, size, needle) in cases {
+            let result = check_content_range(range, requested, length, size);
+            match needle {
+                None => assert_eq!(result, Ok(()), "{range:?}"),
+                Some(needle) => {
+                    let reason = result.unwrap_err();
+                    assert!(reason.contains(needle), "{range:?}: {reason}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -98,12 +98,22 @@ impl Archive {
     ///
     /// # Panics
     ///
-    /// On a hard link (zip cannot hold one) or a zip writer failure.
+    /// On a hard link (zip cannot hold one) or a zip writer failure; see
+    /// [`Archive::try_to_zip`] for names the zip writer may refuse.
     pub fn to_zip(&self) -> Vec<u8> {
+        self.try_to_zip().expect("zip archive")
+    }
+
+    /// The archive as a zip file, or why the zip writer refused it (a
+    /// repeated name, a hard link): for generated, hostile entry lists.
+    pub fn try_to_zip(&self) -> Result<Vec<u8>, String> {
         use zip::write::SimpleFileOptions;
         let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
         let options =
             SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        let failed = |what: &str, name: &str, err: &dyn std::fmt::Display| {
+            format!("zip {what} `{name}`: {err}")
+        };
         for entry in &self.entries {
             match entry {
                 Entry::File {
@@ -113,26 +123,34 @@ impl Archive {
                 } => {
                     writer
                         .start_file(name.as_str(), options.unix_permissions(*mode))
-                        .expect("zip start_file");
-                    writer.write_all(contents).expect("zip write");
+                        .map_err(|err| failed("file", name, &err))?;
+                    writer
+                        .write_all(contents)
+                        .map_err(|err| failed("write", name, &err))?;
                 }
                 Entry::Dir { name } => writer
                     .add_directory(name.as_str(), options)
-                    .expect("zip add_directory"),
+                    .map_err(|err| failed("directory", name, &err))?,
                 Entry::Symlink { name, target } => writer
                     .add_symlink(name.as_str(), target.as_str(), options)
-                    .expect("zip add_symlink"),
-                Entry::Hardlink { .. } => panic!("zip archives cannot hold hard links"),
+                    .map_err(|err| failed("symlink", name, &err))?,
+                Entry::Hardlink { name, .. } => {
+                    return Err(format!("zip archives cannot hold hard links (`{name}`)"));
+                }
             }
         }
-        writer.finish().expect("zip finish").into_inner()
+        writer
+            .finish()
+            .map(Cursor::into_inner)
+            .map_err(|err| format!("zip finish: {err}"))
     }
 
     /// The archive as an uncompressed tar file.
     ///
     /// # Panics
     ///
-    /// On a name longer than 100 bytes (kept simple on purpose).
+    /// On a name or link target of 100 bytes or more (kept simple on
+    /// purpose).
     pub fn to_tar(&self) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for entry in &self.entries {

@@ -2,8 +2,10 @@
 //!
 //! - [`TestServer`]: an HTTP/1.1 server on `127.0.0.1:0` that serves fixed
 //!   responses, files (with `Range` support), redirects, sequences of answers
-//!   (a 503 then a 200), and faults on demand (a body cut off or stalled
-//!   midway). It records every request it gets, headers included.
+//!   (a 503 then a 200), and faults on demand (a body cut off, stalled or
+//!   hanging midway, an endless body, chunked or close-delimited framing, a
+//!   false `Content-Length`). It records every request it gets, headers
+//!   included.
 //! - [`Archive`]: zip, tar and tar.gz archives built in memory, hostile ones
 //!   included (`..` names, absolute names, symlinks out of the tree).
 //! - [`FakeGitHub`]: GitHub's REST API as zoo uses it (repo info, zipball with
@@ -31,5 +33,5 @@ mod snapshot;
 
 pub use archive::{Archive, Entry};
 pub use github::{FakeGitHub, RepoSpec, fake_sha};
-pub use server::{Fault, Handler, Request, Response, TestServer, file_response};
+pub use server::{Fault, Framing, Handler, Request, Response, TestServer, file_response};
 pub use snapshot::dir_snapshot;

@@ -35,6 +35,18 @@ impl Request {
             .map(|(_, value)| value.as_str())
     }
 
+    /// The first byte asked for by a `Range: bytes=N-...` header, if any.
+    pub fn range_start(&self) -> Option<u64> {
+        self.header("range")?
+            .trim()
+            .strip_prefix("bytes=")?
+            .split('-')
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// The value of query parameter `name`, if present.
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query
@@ -61,6 +73,28 @@ pub enum Fault {
         /// How long to pause.
         pause: Duration,
     },
+    /// Send this many body bytes, then keep the connection open and silent
+    /// until the client hangs up (or a minute has passed).
+    Hang {
+        /// Body bytes sent before going silent.
+        after: usize,
+    },
+}
+
+/// How the end of a body is marked on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// A `Content-Length` header with the body's size (unless the response
+    /// sets its own `Content-Length`, which is then sent as given, true or
+    /// not).
+    #[default]
+    Length,
+    /// `Transfer-Encoding: chunked`, in chunks of at most 64 KiB; any
+    /// `Content-Length` the response sets is sent as well (clients must
+    /// ignore it).
+    Chunked,
+    /// No length at all: the body ends when the connection closes.
+    Close,
 }
 
 /// A response to send.
@@ -68,12 +102,18 @@ pub enum Fault {
 pub struct Response {
     /// The status code.
     pub status: u16,
-    /// Extra headers; `Content-Length` and `Connection` are added.
+    /// Extra headers; `Connection` is added, and so is `Content-Length`
+    /// (with [`Framing::Length`], unless given here).
     pub headers: Vec<(String, String)>,
     /// The full body (also what `Content-Length` announces).
     pub body: Vec<u8>,
     /// A fault to inject while sending the body.
     pub fault: Option<Fault>,
+    /// How the body's end is marked.
+    pub framing: Framing,
+    /// When set, the body never ends: `0, 1, ..., 255, 0, ...` is sent until
+    /// the client hangs up (`body` is ignored).
+    pub endless: bool,
     /// When set, the body is this slice of shared bytes (served without a
     /// copy; `body` is then empty).
     shared: Option<(Arc<Vec<u8>>, usize, usize)>,
@@ -87,7 +127,20 @@ impl Response {
             headers: Vec::new(),
             body: Vec::new(),
             fault: None,
+            framing: Framing::Length,
+            endless: false,
             shared: None,
+        }
+    }
+
+    /// `status` with a body that never ends (`0, 1, ..., 255, 0, ...` until
+    /// the client hangs up), without a length; add `.chunked()` to send it
+    /// in chunks, or a `Content-Length` header to announce a (false) size.
+    pub fn endless(status: u16) -> Self {
+        Self {
+            endless: true,
+            framing: Framing::Close,
+            ..Self::status(status)
         }
     }
 
@@ -136,6 +189,25 @@ impl Response {
     /// Pauses for `pause` after `after` body bytes.
     pub fn stall_after(mut self, after: usize, pause: Duration) -> Self {
         self.fault = Some(Fault::Stall { after, pause });
+        self
+    }
+
+    /// Goes silent after `after` body bytes (0: right after the headers)
+    /// and holds the connection open until the client hangs up.
+    pub fn hang_after(mut self, after: usize) -> Self {
+        self.fault = Some(Fault::Hang { after });
+        self
+    }
+
+    /// Sends the body with `Transfer-Encoding: chunked`.
+    pub fn chunked(mut self) -> Self {
+        self.framing = Framing::Chunked;
+        self
+    }
+
+    /// Sends the body without a length: it ends when the connection closes.
+    pub fn close_delimited(mut self) -> Self {
+        self.framing = Framing::Close;
         self
     }
 }
@@ -389,31 +461,89 @@ fn write_response(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     let body = response.body_bytes();
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    ));
+    let has_length = response
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-length"));
+    match response.framing {
+        Framing::Length if !has_length => {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        Framing::Chunked => head.push_str("Transfer-Encoding: chunked\r\n"),
+        Framing::Length | Framing::Close => {}
+    }
+    head.push_str("Connection: close\r\n\r\n");
     stream.write_all(head.as_bytes())?;
     if request.method == "HEAD" {
         return stream.flush();
     }
+    let mut writer = BodyWriter {
+        stream: &mut stream,
+        framing: response.framing,
+    };
+    if response.endless {
+        let pattern: Vec<u8> = (0..=255u8).cycle().take(64 * 1024).collect();
+        // Ends when the client hangs up and a write fails.
+        loop {
+            writer.write(&pattern)?;
+        }
+    }
     match response.fault {
-        None => stream.write_all(body)?,
+        None => writer.write(body)?,
         Some(Fault::Truncate { after }) => {
-            stream.write_all(&body[..after.min(body.len())])?;
+            writer.write(&body[..after.min(body.len())])?;
             stream.flush()?;
             stream.shutdown(std::net::Shutdown::Both)?;
             return Ok(());
         }
         Some(Fault::Stall { after, pause }) => {
             let split = after.min(body.len());
-            stream.write_all(&body[..split])?;
-            stream.flush()?;
+            writer.write(&body[..split])?;
+            writer.stream.flush()?;
             std::thread::sleep(pause);
-            stream.write_all(&body[split..])?;
+            writer.write(&body[split..])?;
+        }
+        Some(Fault::Hang { after }) => {
+            writer.write(&body[..after.min(body.len())])?;
+            writer.stream.flush()?;
+            // Silent until the client closes its end (a read returns 0 or
+            // fails) or the read timeout set on the connection expires.
+            stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+            let mut byte = [0u8; 1];
+            while matches!(stream.read(&mut byte), Ok(read) if read > 0) {}
+            return Ok(());
         }
     }
+    writer.finish()?;
     stream.flush()
+}
+
+/// Writes body bytes in the response's framing.
+struct BodyWriter<'a> {
+    stream: &'a mut TcpStream,
+    framing: Framing,
+}
+
+impl BodyWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.framing != Framing::Chunked {
+            return self.stream.write_all(bytes);
+        }
+        for chunk in bytes.chunks(64 * 1024) {
+            self.stream
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+            self.stream.write_all(chunk)?;
+            self.stream.write_all(b"\r\n")?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        if self.framing == Framing::Chunked {
+            self.stream.write_all(b"0\r\n\r\n")?;
+        }
+        Ok(())
+    }
 }
 
 fn reason(status: u16) -> &'static str {

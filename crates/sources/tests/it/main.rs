@@ -3,4 +3,6 @@
 
 mod extract;
 mod fetch;
+mod hostile_transfers;
+mod properties;
 mod transfer;

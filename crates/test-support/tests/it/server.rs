@@ -161,3 +161,73 @@ fn archives_are_served_as_built() {
         .unwrap();
     assert_eq!(&gz[..2], &[0x1f, 0x8b]);
 }
+
+#[test]
+fn endless_bodies_never_end_in_any_framing() {
+    let server = TestServer::start();
+    server.route("/close", Response::endless(200));
+    server.route(
+        "/chunked",
+        Response::endless(200)
+            .chunked()
+            .header("Content-Length", "1000"),
+    );
+    for path in ["/close", "/chunked"] {
+        let mut response = agent().get(&server.url(path)).call().unwrap();
+        let mut reader = response.body_mut().as_reader();
+        let mut body = vec![0u8; 3 << 20];
+        reader.read_exact(&mut body).unwrap();
+        assert_eq!(body[256], 0, "{path}");
+        assert_eq!(body[1000], (1000 % 256) as u8, "{path}");
+    }
+    // The false `Content-Length` is sent beside the chunked framing.
+    let response = agent().get(&server.url("/chunked")).call().unwrap();
+    assert_eq!(response.headers()["content-length"], "1000");
+}
+
+#[test]
+fn a_given_content_length_is_sent_as_is() {
+    let server = TestServer::start();
+    server.route(
+        "/short",
+        Response::ok(vec![5u8; 100]).header("Content-Length", "10"),
+    );
+    let mut response = agent().get(&server.url("/short")).call().unwrap();
+    assert_eq!(response.body_mut().read_to_vec().unwrap(), vec![5u8; 10]);
+    server.route("/closed", Response::ok(vec![6u8; 100]).close_delimited());
+    let mut response = agent().get(&server.url("/closed")).call().unwrap();
+    assert!(response.headers().get("content-length").is_none());
+    assert_eq!(response.body_mut().read_to_vec().unwrap(), vec![6u8; 100]);
+}
+
+#[test]
+fn a_hanging_body_stays_silent_until_the_client_gives_up() {
+    let server = TestServer::start();
+    server.route("/hang", Response::ok(vec![1u8; 4096]).hang_after(10));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_per_read(Some(Duration::from_millis(300)))
+        .build()
+        .into();
+    let started = Instant::now();
+    let mut response = agent.get(&server.url("/hang")).call().unwrap();
+    assert!(response.body_mut().read_to_vec().is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn range_starts_are_parsed_from_requests() {
+    let server = TestServer::start();
+    server.route("/r", Response::ok("x"));
+    agent()
+        .get(&server.url("/r"))
+        .header("Range", "bytes=42-")
+        .call()
+        .unwrap();
+    agent().get(&server.url("/r")).call().unwrap();
+    let starts: Vec<Option<u64>> = server
+        .requests_to("/r")
+        .iter()
+        .map(zoo_test_support::Request::range_start)
+        .collect();
+    assert_eq!(starts, vec![Some(42), None]);
+}
