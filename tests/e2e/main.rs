@@ -5,5 +5,6 @@
 mod apply;
 mod downloads;
 mod hooks;
+mod security_datasets;
 mod sources;
 mod util;

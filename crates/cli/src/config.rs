@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
+use zoo_datasets::ImageLimits;
 use zoo_registry::{Registry, RegistryConfig};
 
 /// Whether `ZOO_OFFLINE` asks for offline mode.
@@ -35,6 +36,24 @@ pub(crate) fn datasets_dir() -> Result<PathBuf> {
         .or_else(|| dirs::home_dir().map(|home| home.join(".local/share")))
         .context("cannot find a data directory for datasets; set `ZOO_DATASETS_DIR`")?;
     Ok(data.join("zoo").join("datasets"))
+}
+
+/// What reading one image may cost: `ZOO_MAX_IMAGE_PIXELS` (Pillow's
+/// `MAX_IMAGE_PIXELS`: a warning above it, the sample fails above twice it;
+/// default 89,478,485) and `ZOO_MAX_IMAGE_BYTES` (the largest image file
+/// read; default 1 GiB).
+pub(crate) fn image_limits() -> Result<ImageLimits> {
+    let mut limits = ImageLimits::default();
+    for (name, value) in [
+        ("ZOO_MAX_IMAGE_PIXELS", &mut limits.max_pixels),
+        ("ZOO_MAX_IMAGE_BYTES", &mut limits.max_bytes),
+    ] {
+        if let Some(number) = env_number(name)? {
+            ensure!(number > 0, "`{name}` must be at least 1, got `0`");
+            *value = number;
+        }
+    }
+    Ok(limits)
 }
 
 /// The registry as the environment configures it.
