@@ -652,10 +652,7 @@ impl Datasets {
     }
 
     /// [`Self::samples_json`] with each sample's exact path beside it.
-    fn samples_with_paths(
-        &self,
-        name: &str,
-    ) -> Result<Vec<PathAndSample>, DatasetError> {
+    fn samples_with_paths(&self, name: &str) -> Result<Vec<PathAndSample>, DatasetError> {
         let id = self.dataset_id(name)?;
         let mut samples: BTreeMap<i64, PathAndSample> = self.query_rows(
             "SELECT id, filepath FROM samples WHERE dataset_id = ?1 ORDER BY id",
