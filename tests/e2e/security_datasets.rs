@@ -319,6 +319,29 @@ fn fifo_named_jpg_does_not_hang() {
         error.contains("img01.png") && error.contains("not a regular file but a FIFO"),
         "{error}"
     );
+    // The FiftyOne export, which copies the images, fails on it at once.
+    let out = sandbox.dir.path().join("fo");
+    let output = finish_within(
+        spawn(
+            &sandbox,
+            &[
+                "datasets",
+                "export",
+                "pics",
+                out.to_str().unwrap(),
+                "--format",
+                "fiftyone",
+            ],
+        ),
+        Duration::from_secs(60),
+        "zoo datasets export",
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("img01.png") && stderr.contains("FIFO"),
+        "{stderr}"
+    );
 }
 
 #[cfg(unix)]

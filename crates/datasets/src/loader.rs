@@ -200,11 +200,11 @@ pub(crate) fn regular_file(path: &Path) -> Result<(), LoadError> {
     }
 }
 
-/// Reads a regular file through the byte cap. The path is checked before
-/// opening (no device is opened) and the opened file again (it may have
-/// been swapped in between); it is opened non-blocking, so a FIFO never
-/// blocks.
-fn read_capped(path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
+/// Opens a regular file for reading, with its size. The path is checked
+/// before opening (no device is opened) and the opened file again (it may
+/// have been swapped in between); it is opened non-blocking, so a FIFO
+/// never blocks.
+pub(crate) fn open_regular(path: &Path) -> Result<(fs_err::File, u64), LoadError> {
     let read_error = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
@@ -225,20 +225,29 @@ fn read_capped(path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
             kind: kind_of(metadata.file_type()),
         });
     }
+    Ok((file, metadata.len()))
+}
+
+/// Reads a regular file ([`open_regular`]) through the byte cap.
+fn read_capped(path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
+    let (file, size) = open_regular(path)?;
     let too_many = |size| LoadError::TooManyBytes {
         path: path.to_path_buf(),
         size,
         limit: max_bytes,
     };
-    if metadata.len() > max_bytes {
-        return Err(too_many(metadata.len()));
+    if size > max_bytes {
+        return Err(too_many(size));
     }
     // Sized from the file, bounded by the cap; a file that grows while it is
     // read stops at one byte over the cap.
-    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     file.take(max_bytes.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(read_error)?;
+        .map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if bytes.len() as u64 > max_bytes {
         return Err(too_many(bytes.len() as u64));
     }

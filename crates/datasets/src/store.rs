@@ -12,7 +12,7 @@ use zoo_model_core::{
     EmbedOutcome, FieldNameError, Outcome, Sample, npy_f32_bytes, validate_field_name,
 };
 
-use crate::loader::{IMAGE_EXTENSIONS, regular_file};
+use crate::loader::{IMAGE_EXTENSIONS, LoadError, open_regular, regular_file};
 
 /// Why a dataset operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,15 @@ pub enum DatasetError {
         root: PathBuf,
         /// The folder asked for.
         dir: PathBuf,
+    },
+    /// A sample's image could not be copied into an export.
+    #[error("copying the images of dataset `{dataset}` failed")]
+    Export {
+        /// The dataset.
+        dataset: String,
+        /// Why the image could not be copied.
+        #[source]
+        source: LoadError,
     },
     /// A field holds nothing to export.
     #[error("dataset `{dataset}` has no embeddings field `{field}`")]
@@ -727,7 +736,16 @@ impl Datasets {
                     .map(|name| name.to_string_lossy().into_owned())
                     .unwrap_or_default()
             );
-            fs_err::copy(&source, data.join(&file_name))?;
+            // Opened as the loader opens images: a FIFO or a device swapped
+            // in after indexing fails at once, never blocks or copies forever.
+            let (mut image, _) = open_regular(&source).map_err(|source| DatasetError::Export {
+                dataset: name.to_owned(),
+                source,
+            })?;
+            std::io::copy(
+                &mut image,
+                &mut fs_err::File::create(data.join(&file_name))?,
+            )?;
             sample.insert("filepath".into(), json!(format!("data/{file_name}")));
             fields.extend(sample.keys().filter(|key| *key != "filepath").cloned());
             samples.push(sample);

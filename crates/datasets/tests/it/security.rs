@@ -287,6 +287,18 @@ fn fifo_named_jpg_does_not_hang() {
         );
         assert!(error.contains(name), "{error}");
     }
+    // The FiftyOne export copies images: one swapped for a FIFO after
+    // indexing fails the export at once (the old copy blocked on it).
+    fs_err::remove_file(pics.join("a.png")).unwrap();
+    mkfifo(&pics.join("a.png"));
+    let out = dir.path().join("fo");
+    let error = within(Duration::from_secs(30), move || {
+        let store = Datasets::open(&db).unwrap();
+        store.export_fiftyone("pics", &out).unwrap_err()
+    });
+    assert!(matches!(error, DatasetError::Export { .. }), "{error}");
+    let cause = std::error::Error::source(&error).unwrap().to_string();
+    assert!(cause.contains("a.png") && cause.contains("FIFO"), "{cause}");
 }
 
 #[cfg(unix)]
