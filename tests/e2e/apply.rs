@@ -38,7 +38,7 @@ fn pictures(dir: &Path, count: usize) {
 }
 
 /// A source whose model is the TorchScript classifier fixture.
-fn classifier_source(server: &TestServer) -> String {
+pub(crate) fn classifier_source(server: &TestServer) -> String {
     server.file(
         "/weights/tiny.pt",
         fs_err::read(fixture("script_classifier.pt")).unwrap(),

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
+use zoo_datasets::ImageLimits;
 use zoo_registry::{Registry, RegistryConfig};
 
 /// Whether `ZOO_OFFLINE` asks for offline mode.
@@ -46,6 +47,24 @@ pub(crate) fn python() -> String {
         .map(|python| python.trim().to_owned())
         .filter(|python| !python.is_empty())
         .unwrap_or_else(|| "python3".to_owned())
+}
+
+/// What reading one image may cost: `ZOO_MAX_IMAGE_PIXELS` (Pillow's
+/// `MAX_IMAGE_PIXELS`: a warning above it, the sample fails above twice it;
+/// default 89,478,485) and `ZOO_MAX_IMAGE_BYTES` (the largest image file
+/// read; default 1 GiB).
+pub(crate) fn image_limits() -> Result<ImageLimits> {
+    let mut limits = ImageLimits::default();
+    for (name, value) in [
+        ("ZOO_MAX_IMAGE_PIXELS", &mut limits.max_pixels),
+        ("ZOO_MAX_IMAGE_BYTES", &mut limits.max_bytes),
+    ] {
+        if let Some(number) = env_number(name)? {
+            ensure!(number > 0, "`{name}` must be at least 1, got `0`");
+            *value = number;
+        }
+    }
+    Ok(limits)
 }
 
 /// The registry as the environment configures it.

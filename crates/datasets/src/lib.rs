@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! datasets(id, name UNIQUE, root, created_at)
-//! samples(id, dataset_id, filepath)            one row per image
+//! samples(id, dataset_id, filepath)            one row per image; the path
+//!                                               as text, or as a blob of its
+//!                                               raw bytes when not UTF-8
 //! labels(sample_id, field, label JSON|NULL)     FiftyOne label JSON
 //! embeddings(sample_id, field, dim, data)       little-endian f32
 //! runs(sample_id, field, ok, error)             what apply/embed finished
@@ -12,10 +14,19 @@
 //!
 //! Results are written a batch per transaction: an interrupted run keeps
 //! every finished batch, and the next run asks [`Datasets::pending`] for
-//! the rest. [`FileLoader`] decodes images for the apply engine.
+//! the rest. [`FileLoader`] decodes images for the apply engine, within
+//! [`ImageLimits`] (regular files only, a byte cap, Pillow's pixel cap).
+//!
+//! Field names follow FiftyOne's rules (`zoo_model_core::validate_field_name`)
+//! wherever a field is written; `--overwrite` of a field clears it and its
+//! `<field>_<key>` map fields by exact comparison. Creating a dataset is one
+//! `BEGIN IMMEDIATE` transaction, so concurrent processes never collide on
+//! its name.
 
 mod loader;
 mod store;
 
-pub use loader::{FileLoader, IMAGE_EXTENSIONS, decode_image};
+pub use loader::{
+    FileLoader, IMAGE_EXTENSIONS, ImageLimits, LoadError, decode_image, decode_image_within,
+};
 pub use store::{DatasetError, DatasetInfo, Datasets, ExportFormat};

@@ -3,13 +3,16 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehavior, params};
 use serde_json::{Map, Value, json};
-use zoo_model_core::{EmbedOutcome, Outcome, Sample, npy_f32_bytes};
+use zoo_model_core::{
+    EmbedOutcome, FieldNameError, Outcome, Sample, npy_f32_bytes, validate_field_name,
+};
 
-use crate::loader::IMAGE_EXTENSIONS;
+use crate::loader::{IMAGE_EXTENSIONS, LoadError, open_regular, regular_file};
 
 /// Why a dataset operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,38 @@ pub enum DatasetError {
     NoImages {
         /// The folder.
         dir: PathBuf,
+    },
+    /// A name cannot be a label or embeddings field.
+    #[error("`{}` cannot be a field name", .field.escape_debug())]
+    InvalidField {
+        /// The name.
+        field: String,
+        /// Which rule it breaks.
+        #[source]
+        source: FieldNameError,
+    },
+    /// A folder's dataset name is taken by a dataset of another folder.
+    #[error(
+        "dataset `{name}` exists already for the folder `{}`, not `{}`: pass the dataset's name, or delete it first",
+        root.display(),
+        dir.display()
+    )]
+    OtherRoot {
+        /// The dataset name (the folder's path).
+        name: String,
+        /// The folder the dataset was made from.
+        root: PathBuf,
+        /// The folder asked for.
+        dir: PathBuf,
+    },
+    /// A sample's image could not be copied into an export.
+    #[error("copying the images of dataset `{dataset}` failed")]
+    Export {
+        /// The dataset.
+        dataset: String,
+        /// Why the image could not be copied.
+        #[source]
+        source: LoadError,
     },
     /// A field holds nothing to export.
     #[error("dataset `{dataset}` has no embeddings field `{field}`")]
@@ -77,6 +112,9 @@ pub enum ExportFormat {
     FiftyOne,
 }
 
+/// A sample's exact path and its JSON object (where the path is lossy).
+type PathAndSample = (PathBuf, Map<String, Value>);
+
 /// The datasets in one SQLite file.
 #[derive(Debug)]
 pub struct Datasets {
@@ -91,15 +129,131 @@ fn decode_f32(data: &[u8]) -> impl Iterator<Item = f32> + '_ {
         .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
-const SCHEMA: &str = "
+/// A file path as the database holds it: text when it is UTF-8 (as zoo
+/// always stored it), else a blob of the path's raw bytes, so a file name
+/// that is not UTF-8 is found again byte for byte.
+struct StoredPath(PathBuf);
+
+impl ToSql for StoredPath {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0.to_str() {
+            Some(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            None => ToSqlOutput::Borrowed(ValueRef::Blob(self.0.as_os_str().as_encoded_bytes())),
+        })
+    }
+}
+
+impl FromSql for StoredPath {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value {
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => Ok(Self(path_from_bytes(bytes))),
+            _ => Err(FromSqlError::InvalidType),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// Checks a field name, as the error this crate returns.
+fn check_field(field: &str) -> Result<(), DatasetError> {
+    validate_field_name(field).map_err(|source| DatasetError::InvalidField {
+        field: field.to_owned(),
+        source,
+    })
+}
+
+/// How long a connection waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `step` again while SQLite answers "busy" in a way its busy handler
+/// does not wait out (two connections setting up a new database at once:
+/// switching to WAL, or upgrading a read lock), up to [`BUSY_TIMEOUT`].
+fn retry_busy<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match step() {
+            Err(error)
+                if matches!(
+                    error.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether an error is SQLite's unique-constraint failure.
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    error.sqlite_error().is_some_and(|error| {
+        error.code == ErrorCode::ConstraintViolation
+            && error.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    })
+}
+
+/// Per connection, outside any transaction.
+const PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA foreign_keys = ON;
+";
+
+/// The tables, created in one write transaction.
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS datasets (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, root TEXT NOT NULL, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS samples (id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE, filepath TEXT NOT NULL, UNIQUE(dataset_id, filepath));
 CREATE TABLE IF NOT EXISTS labels (sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE, field TEXT NOT NULL, label TEXT, PRIMARY KEY(sample_id, field));
 CREATE TABLE IF NOT EXISTS embeddings (sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE, field TEXT NOT NULL, dim INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(sample_id, field));
 CREATE TABLE IF NOT EXISTS runs (sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE, field TEXT NOT NULL, ok INTEGER NOT NULL, error TEXT, PRIMARY KEY(sample_id, field));
 ";
+
+/// The image files under `root` (recursively), sorted: regular files with
+/// an image extension, links to regular files included; anything else
+/// named like an image is skipped with a warning.
+fn index_images(root: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in fs_err::read_dir(&folder)? {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let is_image = path
+                .extension()
+                .and_then(|ext| ext.to_str())
+                .is_some_and(|ext| IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()));
+            if !is_image {
+                continue;
+            }
+            if kind.is_file() {
+                files.push(path);
+                continue;
+            }
+            // A link is followed (by `metadata`, which opens nothing) to see
+            // what it leads to; a FIFO, device or socket is never indexed.
+            match regular_file(&path) {
+                Ok(()) => files.push(path),
+                Err(err) => tracing::warn!("not indexed: {}", err.to_message()),
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
 
 impl Datasets {
     /// Opens (creating) the database in `dir`.
@@ -110,12 +264,22 @@ impl Datasets {
             path: path.clone(),
             source,
         })?;
-        let this = Self { connection, path };
+        let mut this = Self { connection, path };
         this.connection
-            .busy_timeout(std::time::Duration::from_secs(30))
+            .busy_timeout(BUSY_TIMEOUT)
             .map_err(|source| this.database(source))?;
-        this.connection
-            .execute_batch(SCHEMA)
+        let connection = &mut this.connection;
+        retry_busy(|| connection.execute_batch(PRAGMAS))
+            .and_then(|()| {
+                retry_busy(|| {
+                    // IMMEDIATE: the write lock first, so that concurrent
+                    // set-ups queue instead of deadlocking on an upgrade.
+                    let transaction =
+                        connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    transaction.execute_batch(SCHEMA)?;
+                    transaction.commit()
+                })
+            })
             .map_err(|source| this.database(source))?;
         Ok(this)
     }
@@ -138,37 +302,24 @@ impl Datasets {
     }
 
     /// Creates dataset `name` from the images under `dir` (recursively).
+    ///
+    /// Only regular files are indexed (links are followed to see what they
+    /// lead to, folders links are not descended): a FIFO, a device or a
+    /// dangling link named like an image is skipped with a warning. File
+    /// names are kept byte for byte, UTF-8 or not. Two processes creating
+    /// the same name at once are serialised by the database: one creates
+    /// it, the other gets [`DatasetError::Exists`].
     pub fn create(&mut self, name: &str, dir: &Path) -> Result<DatasetInfo, DatasetError> {
         if self.dataset_id(name).is_ok() {
             return Err(DatasetError::Exists(name.to_owned()));
         }
         let root = fs_err::canonicalize(dir)?;
-        let mut files = Vec::new();
-        let mut stack = vec![root.clone()];
-        while let Some(folder) = stack.pop() {
-            for entry in fs_err::read_dir(&folder)? {
-                let entry = entry?;
-                let path = entry.path();
-                let kind = entry.file_type()?;
-                if kind.is_dir() {
-                    stack.push(path);
-                } else if path
-                    .extension()
-                    .and_then(|ext| ext.to_str())
-                    .is_some_and(|ext| {
-                        IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str())
-                    })
-                {
-                    files.push(path);
-                }
-            }
-        }
+        let files = index_images(&root)?;
         if files.is_empty() {
             return Err(DatasetError::NoImages {
                 dir: dir.to_path_buf(),
             });
         }
-        files.sort();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs()) as i64;
@@ -177,21 +328,41 @@ impl Datasets {
             path: path.clone(),
             source,
         };
-        let transaction = self.connection.transaction().map_err(database)?;
+        // IMMEDIATE takes the write lock now (waiting up to the busy
+        // timeout), so the check below and the insert are one step for
+        // every process.
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(database)?;
+        let taken = transaction
+            .query_row("SELECT 1 FROM datasets WHERE name = ?1", [name], |_| Ok(()))
+            .optional()
+            .map_err(database)?
+            .is_some();
+        if taken {
+            return Err(DatasetError::Exists(name.to_owned()));
+        }
         transaction
             .execute(
                 "INSERT INTO datasets (name, root, created_at) VALUES (?1, ?2, ?3)",
-                params![name, root.to_string_lossy(), now],
+                params![name, StoredPath(root), now],
             )
-            .map_err(database)?;
+            .map_err(|source| {
+                if is_unique_violation(&source) {
+                    DatasetError::Exists(name.to_owned())
+                } else {
+                    database(source)
+                }
+            })?;
         let id = transaction.last_insert_rowid();
         {
             let mut insert = transaction
                 .prepare("INSERT INTO samples (dataset_id, filepath) VALUES (?1, ?2)")
                 .map_err(database)?;
-            for file in &files {
+            for file in files {
                 insert
-                    .execute(params![id, file.to_string_lossy()])
+                    .execute(params![id, StoredPath(file)])
                     .map_err(database)?;
             }
         }
@@ -199,11 +370,28 @@ impl Datasets {
         self.info(name)
     }
 
-    /// The dataset for a folder, created on first use (named by its path).
+    /// The dataset for a folder, created on first use (named by its path)
+    /// and reused after, also when another process creates it at the same
+    /// time.
     pub fn for_dir(&mut self, dir: &Path) -> Result<String, DatasetError> {
-        let name = fs_err::canonicalize(dir)?.to_string_lossy().into_owned();
-        if self.dataset_id(&name).is_err() {
-            self.create(&name, dir)?;
+        let root = fs_err::canonicalize(dir)?;
+        let name = root.to_string_lossy().into_owned();
+        if !self.exists(&name) {
+            match self.create(&name, dir) {
+                Ok(_) | Err(DatasetError::Exists(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        // The name is the path shown lossily: make sure the dataset found is
+        // this folder's, not one of a folder whose name differs only in bytes
+        // that are not UTF-8, nor one created by name for another folder.
+        let stored = self.info(&name)?.root;
+        if stored != root {
+            return Err(DatasetError::OtherRoot {
+                name,
+                root: stored,
+                dir: root,
+            });
         }
         Ok(name)
     }
@@ -249,7 +437,7 @@ impl Datasets {
     /// A dataset's counts per field.
     pub fn info(&self, name: &str) -> Result<DatasetInfo, DatasetError> {
         let id = self.dataset_id(name)?;
-        let (root, samples): (String, i64) = self
+        let (root, samples): (StoredPath, i64) = self
             .connection
             .query_row(
                 "SELECT root, (SELECT COUNT(*) FROM samples WHERE dataset_id = ?1) FROM datasets WHERE id = ?1",
@@ -259,7 +447,7 @@ impl Datasets {
             .map_err(|source| self.database(source))?;
         Ok(DatasetInfo {
             name: name.to_owned(),
-            root: PathBuf::from(root),
+            root: root.0,
             samples: samples as u64,
             label_fields: self.counts(
                 "SELECT l.field, COUNT(l.label) FROM labels l JOIN samples s ON s.id = l.sample_id WHERE s.dataset_id = ?1 GROUP BY l.field",
@@ -286,24 +474,48 @@ impl Datasets {
     }
 
     /// Samples that `field` has not finished; with `overwrite`, all of them
-    /// (and what was stored under `field` is cleared).
+    /// (and what was stored under `field` is cleared: the field itself, and
+    /// the `<field>_<key>` fields a map prediction wrote, compared exactly,
+    /// never a field of another run such as `<field>_old` or `<field>s`).
     pub fn pending(
         &mut self,
         name: &str,
         field: &str,
         overwrite: bool,
     ) -> Result<Vec<Sample>, DatasetError> {
+        check_field(field)?;
         let id = self.dataset_id(name)?;
         if overwrite {
-            let prefix = format!("{field}_%");
-            for table in ["labels", "embeddings", "runs"] {
-                self.connection
+            let path = self.path.clone();
+            let database = |source| DatasetError::Database {
+                path: path.clone(),
+                source,
+            };
+            let transaction = self
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(database)?;
+            // `<field>_<key>`: an exact prefix (no LIKE, whose `_` matches
+            // any character and which ignores ASCII case), and not a field
+            // that is itself the field of a run.
+            let prefix = format!("{field}_");
+            for table in ["labels", "embeddings"] {
+                transaction
                     .execute(
-                        &format!("DELETE FROM {table} WHERE sample_id IN (SELECT id FROM samples WHERE dataset_id = ?1) AND (field = ?2 OR field LIKE ?3)"),
+                        &format!(
+                            "DELETE FROM {table} WHERE sample_id IN (SELECT id FROM samples WHERE dataset_id = ?1) AND (field = ?2 OR (substr(field, 1, length(?3)) = ?3 AND field NOT IN (SELECT DISTINCT r.field FROM runs r JOIN samples s ON s.id = r.sample_id WHERE s.dataset_id = ?1)))"
+                        ),
                         params![id, field, prefix],
                     )
-                    .map_err(|source| self.database(source))?;
+                    .map_err(database)?;
             }
+            transaction
+                .execute(
+                    "DELETE FROM runs WHERE sample_id IN (SELECT id FROM samples WHERE dataset_id = ?1) AND field = ?2",
+                    params![id, field],
+                )
+                .map_err(database)?;
+            transaction.commit().map_err(database)?;
         }
         self.query_rows(
             "SELECT s.id, s.filepath FROM samples s WHERE s.dataset_id = ?1 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.sample_id = s.id AND r.field = ?2 AND r.ok = 1) ORDER BY s.id",
@@ -311,7 +523,7 @@ impl Datasets {
             |row| {
                 Ok(Sample {
                     id: row.get(0)?,
-                    filepath: PathBuf::from(row.get::<_, String>(1)?),
+                    filepath: row.get::<_, StoredPath>(1)?.0,
                 })
             },
         )
@@ -320,6 +532,16 @@ impl Datasets {
     /// Stores one batch of apply outcomes for run field `field`, in one
     /// transaction.
     pub fn write_labels(&mut self, field: &str, outcomes: &[Outcome]) -> Result<(), DatasetError> {
+        // The label fields come from the model (`<field>_<key>`): checked
+        // like the run's field before anything is written.
+        check_field(field)?;
+        for outcome in outcomes {
+            if let Outcome::Labels { fields, .. } = outcome {
+                for (name, _) in fields {
+                    check_field(name)?;
+                }
+            }
+        }
         let path = self.path.clone();
         let database = |source| DatasetError::Database {
             path: path.clone(),
@@ -361,6 +583,7 @@ impl Datasets {
         field: &str,
         outcomes: &[EmbedOutcome],
     ) -> Result<(), DatasetError> {
+        check_field(field)?;
         let path = self.path.clone();
         let database = |source| DatasetError::Database {
             path: path.clone(),
@@ -393,6 +616,20 @@ impl Datasets {
         transaction.commit().map_err(database)
     }
 
+    /// How many samples `field` has finished (a result stored, an empty one
+    /// included, as when nothing passed the confidence threshold).
+    pub fn finished(&self, name: &str, field: &str) -> Result<u64, DatasetError> {
+        let id = self.dataset_id(name)?;
+        self.connection
+            .query_row(
+                "SELECT COUNT(*) FROM runs r JOIN samples s ON s.id = r.sample_id WHERE s.dataset_id = ?1 AND r.field = ?2 AND r.ok = 1",
+                params![id, field],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|count| count as u64)
+            .map_err(|source| self.database(source))
+    }
+
     /// The recorded failures of `field`: `(filepath, error)`.
     pub fn failures(
         &self,
@@ -405,7 +642,7 @@ impl Datasets {
             params![id, field],
             |row| {
                 Ok((
-                    PathBuf::from(row.get::<_, String>(0)?),
+                    row.get::<_, StoredPath>(0)?.0,
                     row.get::<_, Option<String>>(1)?.unwrap_or_default(),
                 ))
             },
@@ -413,16 +650,27 @@ impl Datasets {
     }
 
     /// Every sample as `{"filepath": ..., <field>: <label JSON>, ...}`, with
-    /// embeddings as lists of floats.
+    /// embeddings as lists of floats. A file name that is not UTF-8 is shown
+    /// with U+FFFD in place of its bad bytes (JSON holds only Unicode).
     pub fn samples_json(&self, name: &str) -> Result<Vec<Map<String, Value>>, DatasetError> {
+        Ok(self
+            .samples_with_paths(name)?
+            .into_iter()
+            .map(|(_, object)| object)
+            .collect())
+    }
+
+    /// [`Self::samples_json`] with each sample's exact path beside it.
+    fn samples_with_paths(&self, name: &str) -> Result<Vec<PathAndSample>, DatasetError> {
         let id = self.dataset_id(name)?;
-        let mut samples: BTreeMap<i64, Map<String, Value>> = self.query_rows(
+        let mut samples: BTreeMap<i64, PathAndSample> = self.query_rows(
             "SELECT id, filepath FROM samples WHERE dataset_id = ?1 ORDER BY id",
             [id],
             |row| {
+                let path = row.get::<_, StoredPath>(1)?.0;
                 let mut object = Map::new();
-                object.insert("filepath".into(), json!(row.get::<_, String>(1)?));
-                Ok((row.get::<_, i64>(0)?, object))
+                object.insert("filepath".into(), json!(path.to_string_lossy()));
+                Ok((row.get::<_, i64>(0)?, (path, object)))
             },
         )?;
         let labels: Vec<(i64, String, Value)> = self.query_rows(
@@ -446,7 +694,16 @@ impl Datasets {
             },
         )?;
         for (sample, field, value) in labels.into_iter().chain(embeddings) {
-            if let Some(object) = samples.get_mut(&sample) {
+            // A field stored before names were checked (`filepath`, say)
+            // must not replace the sample's own keys.
+            if let Err(err) = validate_field_name(&field) {
+                tracing::warn!(
+                    "field `{}` left out of the export: {err}",
+                    field.escape_debug()
+                );
+                continue;
+            }
+            if let Some((_, object)) = samples.get_mut(&sample) {
                 object.insert(field, value);
             }
         }
@@ -467,10 +724,11 @@ impl Datasets {
     pub fn export_fiftyone(&self, name: &str, dir: &Path) -> Result<usize, DatasetError> {
         let data = dir.join("data");
         fs_err::create_dir_all(&data)?;
-        let mut samples = self.samples_json(name)?;
+        let mut samples = Vec::new();
         let mut fields = std::collections::BTreeSet::new();
-        for (index, sample) in samples.iter_mut().enumerate() {
-            let source = PathBuf::from(sample["filepath"].as_str().unwrap_or_default());
+        for (index, (source, mut sample)) in self.samples_with_paths(name)?.into_iter().enumerate()
+        {
+            // The exact path is copied; the copy's name is shown lossily.
             let file_name = format!(
                 "{index:06}-{}",
                 source
@@ -478,9 +736,19 @@ impl Datasets {
                     .map(|name| name.to_string_lossy().into_owned())
                     .unwrap_or_default()
             );
-            fs_err::copy(&source, data.join(&file_name))?;
+            // Opened as the loader opens images: a FIFO or a device swapped
+            // in after indexing fails at once, never blocks or copies forever.
+            let (mut image, _) = open_regular(&source).map_err(|source| DatasetError::Export {
+                dataset: name.to_owned(),
+                source,
+            })?;
+            std::io::copy(
+                &mut image,
+                &mut fs_err::File::create(data.join(&file_name))?,
+            )?;
             sample.insert("filepath".into(), json!(format!("data/{file_name}")));
             fields.extend(sample.keys().filter(|key| *key != "filepath").cloned());
+            samples.push(sample);
         }
         let count = samples.len();
         zoo_fs::write_atomic(

@@ -1,7 +1,9 @@
 //! The apply/embed engine: batches, decoding pipelined with inference,
 //! equal-shape grouping, thresholds, failures.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
@@ -148,10 +150,20 @@ fn prepare(
     parallel: bool,
 ) -> Prepared {
     let one = |sample: &Sample| {
-        let input = loader.load(sample).and_then(|image| {
-            preprocessor
-                .preprocess(image)
-                .map_err(|err| err.to_string())
+        // A decoder that panics on a hostile file fails that sample only.
+        let input = catch_unwind(AssertUnwindSafe(|| {
+            loader.load(sample).and_then(|image| {
+                preprocessor
+                    .preprocess(image)
+                    .map_err(|err| err.to_string())
+            })
+        }))
+        .unwrap_or_else(|payload| {
+            Err(format!(
+                "reading `{}` panicked: {}",
+                sample.filepath.display(),
+                panic_message(payload.as_ref())
+            ))
         });
         (sample.clone(), input)
     };
@@ -160,6 +172,15 @@ fn prepare(
     } else {
         batch.iter().map(one).collect()
     }
+}
+
+/// The text a panic carries (`panic!` with a literal or with a format).
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 /// One batch's results in sample order, with the forwards it took.
@@ -215,7 +236,17 @@ fn compute<T>(
             .filter_map(|&index| inputs[index].take())
             .collect();
         let model_started = Instant::now();
-        let outputs = work(model, &group);
+        // The last line of defence: a model that panics (a libtorch error
+        // raised as a panic by tch, a bug in a backend) fails this group's
+        // samples, and the run goes on with the next batch.
+        let outputs = catch_unwind(AssertUnwindSafe(|| work(&mut *model, &group))).unwrap_or_else(
+            |payload| {
+                Err(ModelError::Inference(format!(
+                    "the model panicked: {}",
+                    panic_message(payload.as_ref())
+                )))
+            },
+        );
         computed.model_time += model_started.elapsed();
         computed.forwards += 1;
         match outputs {

@@ -5,6 +5,99 @@ use std::collections::BTreeMap;
 use crate::label::Label;
 use crate::model::Prediction;
 
+/// The fields every FiftyOne 1.22 sample has (`DatasetSampleDocument`):
+/// a label or embeddings field of one of these names would overwrite the
+/// sample itself in an export. The private ones also start with `_`.
+pub const RESERVED_FIELDS: &[&str] = &[
+    "id",
+    "filepath",
+    "tags",
+    "metadata",
+    "created_at",
+    "last_modified_at",
+    "_id",
+    "_media_type",
+    "_rand",
+    "_dataset_id",
+];
+
+/// Why a name cannot be a label or embeddings field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FieldNameError {
+    /// The name is empty.
+    #[error("a field name cannot be empty: give one such as `predictions`")]
+    Empty,
+    /// The name is one of the sample's own fields.
+    #[error(
+        "`{0}` is a field every FiftyOne sample has ({sample_fields}): pick another name, such as `predictions`",
+        sample_fields = public_fields()
+    )]
+    Reserved(String),
+    /// The name starts with `_`.
+    #[error(
+        "`{0}` starts with `_`, which FiftyOne keeps for private fields: pick a name without it"
+    )]
+    Private(String),
+    /// The name holds a character FiftyOne (or MongoDB) gives a meaning.
+    #[error(
+        "`{}` contains {}, which FiftyOne does not allow in a field name (`.` separates embedded fields, `$` starts operators): pick a name without it",
+        .name.escape_debug(),
+        describe(*.character)
+    )]
+    Character {
+        /// The name.
+        name: String,
+        /// The first character not allowed.
+        character: char,
+    },
+}
+
+/// The reserved fields a user sees (the private ones start with `_`).
+fn public_fields() -> String {
+    RESERVED_FIELDS
+        .iter()
+        .filter(|name| !name.starts_with('_'))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe(character: char) -> String {
+    if character.is_control() {
+        format!("the control character `{}`", character.escape_unicode())
+    } else {
+        format!("`{character}`")
+    }
+}
+
+/// Checks that `name` can hold labels or embeddings, with FiftyOne's rules
+/// (`fiftyone.core.fields.validate_field_name`: not empty, no `_` prefix,
+/// no `$`) plus zoo's for flat fields: not one of the sample's own fields
+/// ([`RESERVED_FIELDS`]), no `.` (an embedded path in FiftyOne) and no
+/// control character.
+pub fn validate_field_name(name: &str) -> Result<(), FieldNameError> {
+    if name.is_empty() {
+        return Err(FieldNameError::Empty);
+    }
+    if let Some(character) = name
+        .chars()
+        .find(|&character| matches!(character, '.' | '$') || character.is_control())
+    {
+        return Err(FieldNameError::Character {
+            name: name.to_owned(),
+            character,
+        });
+    }
+    if RESERVED_FIELDS.contains(&name) && !name.starts_with('_') {
+        return Err(FieldNameError::Reserved(name.to_owned()));
+    }
+    if name.starts_with('_') {
+        return Err(FieldNameError::Private(name.to_owned()));
+    }
+    Ok(())
+}
+
 /// The fields a prediction is stored under: a single label under
 /// `label_field`; a map's entries under `<label_field>_<key>`, or under the
 /// name `rename` gives the key.
@@ -31,6 +124,42 @@ pub fn label_fields(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_names_follow_fiftyone_rules() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("predictions", None),
+            ("pred", None),
+            ("pred_boxes", None),
+            ("Filepath", None),
+            ("résultats", None),
+            ("", Some("cannot be empty")),
+            ("filepath", Some("every FiftyOne sample has")),
+            ("id", Some("every FiftyOne sample has")),
+            ("tags", Some("every FiftyOne sample has")),
+            ("metadata", Some("every FiftyOne sample has")),
+            ("created_at", Some("every FiftyOne sample has")),
+            ("last_modified_at", Some("every FiftyOne sample has")),
+            ("_id", Some("starts with `_`")),
+            ("_media_type", Some("starts with `_`")),
+            ("_rand", Some("starts with `_`")),
+            ("_dataset_id", Some("starts with `_`")),
+            ("_mine", Some("starts with `_`")),
+            ("a.b", Some("contains `.`")),
+            ("$where", Some("contains `$`")),
+            ("pred\nx", Some("control character `\\u{a}`")),
+            ("pred\u{7f}", Some("control character")),
+        ];
+        for (name, expected) in cases {
+            match (validate_field_name(name), expected) {
+                (Ok(()), None) => {}
+                (Err(err), Some(expected)) => {
+                    assert!(err.to_string().contains(expected), "{name:?}: {err}");
+                }
+                (result, expected) => panic!("{name:?}: {result:?}, expected {expected:?}"),
+            }
+        }
+    }
 
     #[test]
     fn single_labels_and_maps() {

@@ -33,7 +33,7 @@ pub use apply::{
     apply_on, embed, embed_on,
 };
 pub use factory::{ModelBuilder, ModelFactory, ModelSpec};
-pub use fields::label_fields;
+pub use fields::{FieldNameError, RESERVED_FIELDS, label_fields, validate_field_name};
 pub use image::Image;
 pub use label::{Detection, Keypoint, Label, SegmentationMask};
 pub use model::{Input, Model, ModelError, Prediction, Preprocess, SetupGuard};

@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Error, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use zoo_datasets::{Datasets, FileLoader};
-use zoo_model_core::{ApplyOptions, ApplySummary, EmbedOutcome, Label, Model, ModelSpec, Outcome};
+use zoo_model_core::{
+    ApplyOptions, ApplySummary, EmbedOutcome, Label, Model, ModelSpec, Outcome, validate_field_name,
+};
 use zoo_registry::Registry;
 
 use crate::app::{ApplyArgs, EmbedArgs, ModelArgs, Workers};
@@ -89,6 +91,8 @@ struct Run {
     /// One copy per worker.
     models: Vec<Box<dyn Model>>,
     pending: Vec<zoo_model_core::Sample>,
+    /// Reads images within the limits the environment sets.
+    loader: FileLoader,
 }
 
 impl Run {
@@ -103,6 +107,11 @@ impl Run {
         overwrite: bool,
         quiet: bool,
     ) -> Result<Self> {
+        // A bad field name or limit costs nothing: checked before the
+        // dataset is indexed or the model downloaded.
+        validate_field_name(field)
+            .with_context(|| format!("cannot store results under `{}`", field.escape_debug()))?;
+        let loader = FileLoader::new(config::image_limits()?);
         let mut store = Datasets::open(&config::datasets_dir()?)?;
         let dataset = dataset_name(&mut store, dataset)?;
         let registry = config::registry()?;
@@ -115,8 +124,22 @@ impl Run {
             name,
             models,
             pending,
+            loader,
         })
     }
+}
+
+/// The error of a run in which every sample failed and the field holds no
+/// result at all: the command fails. A run with some failures, or one that
+/// only retried the failures of a field with results, succeeds and lists
+/// them.
+fn every_sample_failed(failed: usize, field: &str, first: Option<&(PathBuf, String)>) -> Error {
+    let first = first.map_or_else(String::new, |(path, error)| {
+        format!(" (the first: `{}`: {error})", path.display())
+    });
+    anyhow!(
+        "every one of the {failed} samples failed{first}, so nothing is stored under `{field}`: check that the images exist and can be read, then run again"
+    )
 }
 
 fn progress(total: usize, quiet: bool) -> ProgressBar {
@@ -141,6 +164,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         name,
         mut models,
         pending,
+        loader,
     } = Run::start(
         runtime,
         &args.name_or_url,
@@ -174,7 +198,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
     let summary = zoo_model_core::apply_on(
         &mut copies,
         &pending,
-        &FileLoader,
+        &loader,
         &options,
         &mut |batch: Vec<Outcome>| {
             for outcome in &batch {
@@ -207,9 +231,12 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
     let mut top: Vec<(String, usize)> = counts.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     top.truncate(5);
+    let all_failed = summary.succeeded == 0
+        && summary.failed > 0
+        && store.finished(&dataset, &args.label_field)? == 0;
     let mut out = std::io::stdout().lock();
     if args.json {
-        return output::json(
+        output::json(
             &mut out,
             &json!({
                 "model": name, "dataset": dataset, "field": args.label_field,
@@ -218,9 +245,17 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
                 "images_per_second": rate(pending.len(), &summary), "forwards": summary.forwards,
                 "pipelined": options.pipelined && workers == 1, "workers": workers, "peak_rss_bytes": peak_rss_bytes(),
                 "top_labels": top.iter().map(|(label, count)| json!({"label": label, "count": count})).collect::<Vec<_>>(),
-                "failures": failures.iter().map(|(path, error)| json!({"filepath": path, "error": error})).collect::<Vec<_>>(),
+                "failures": failures.iter().map(|(path, error)| json!({"filepath": path.to_string_lossy(), "error": error})).collect::<Vec<_>>(),
             }),
-        );
+        )?;
+        if all_failed {
+            return Err(every_sample_failed(
+                summary.failed,
+                &args.label_field,
+                failures.first(),
+            ));
+        }
+        return Ok(());
     }
     writeln!(
         out,
@@ -249,6 +284,13 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
             );
         }
     }
+    if all_failed {
+        return Err(every_sample_failed(
+            summary.failed,
+            &args.label_field,
+            failures.first(),
+        ));
+    }
     Ok(())
 }
 
@@ -259,6 +301,7 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         name,
         mut models,
         pending,
+        loader,
     } = Run::start(
         runtime,
         &args.name_or_url,
@@ -280,7 +323,7 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
     let summary = zoo_model_core::embed_on(
         &mut copies,
         &pending,
-        &FileLoader,
+        &loader,
         &options,
         &mut |batch: Vec<EmbedOutcome>| {
             if let Some(EmbedOutcome::Vector { values, .. }) = batch
@@ -298,25 +341,41 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
     )
     .with_context(|| format!("computing embeddings of `{dataset}` with `{name}` failed"))?;
     bar.finish_and_clear();
+    let all_failed = summary.succeeded == 0
+        && summary.failed > 0
+        && store.finished(&dataset, &args.embeddings_field)? == 0;
+    let failures = if all_failed {
+        store.failures(&dataset, &args.embeddings_field)?
+    } else {
+        Vec::new()
+    };
     let mut out = std::io::stdout().lock();
     if args.json {
-        return output::json(
+        output::json(
             &mut out,
             &json!({"model": name, "dataset": dataset, "field": args.embeddings_field, "processed": pending.len(),
                     "succeeded": summary.succeeded, "failed": summary.failed, "dimension": dim,
                     "seconds": summary.wall_time.as_secs_f64(), "images_per_second": rate(pending.len(), &summary),
                     "workers": workers, "peak_rss_bytes": peak_rss_bytes()}),
-        );
+        )?;
+    } else {
+        writeln!(
+            out,
+            "embedded {} samples of `{dataset}` with `{name}` into `{}` ({dim} dimensions) in {:.2} s: {:.2} images/s; {} failed",
+            pending.len(),
+            args.embeddings_field,
+            summary.wall_time.as_secs_f64(),
+            rate(pending.len(), &summary),
+            summary.failed
+        )?;
     }
-    writeln!(
-        out,
-        "embedded {} samples of `{dataset}` with `{name}` into `{}` ({dim} dimensions) in {:.2} s: {:.2} images/s; {} failed",
-        pending.len(),
-        args.embeddings_field,
-        summary.wall_time.as_secs_f64(),
-        rate(pending.len(), &summary),
-        summary.failed
-    )?;
+    if all_failed {
+        return Err(every_sample_failed(
+            summary.failed,
+            &args.embeddings_field,
+            failures.first(),
+        ));
+    }
     Ok(())
 }
 

@@ -13,7 +13,8 @@ use crate::{config, output};
 fn info_json(info: &DatasetInfo) -> serde_json::Value {
     json!({
         "name": info.name,
-        "root": info.root,
+        // Lossy: a folder name need not be UTF-8, JSON must be.
+        "root": info.root.to_string_lossy(),
         "samples": info.samples,
         "label_fields": info.label_fields,
         "embedding_fields": info.embedding_fields,

@@ -146,3 +146,5 @@ fn embeddings_export_as_npy() {
     assert_eq!(&bytes[bytes.len() - 4..], &(-1.0f32).to_le_bytes());
     assert!(store.export_embeddings_npy(&name, "nope", &path).is_err());
 }
+
+mod security;

@@ -408,3 +408,154 @@ fn a_failure_in_one_worker_stops_the_run() {
         assert_eq!(copy.lifecycle, ["setup", "teardown"]);
     }
 }
+
+/// Panics in `predict_all` when a batch holds an image of value 77, the way
+/// tch raises a libtorch error.
+struct PanicsOn77(Brightness);
+
+impl Model for PanicsOn77 {
+    fn preprocessor(&self) -> Arc<dyn Preprocess> {
+        self.0.preprocessor()
+    }
+
+    fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
+        if inputs
+            .iter()
+            .any(|input| (input.data[0] * 255.0).round() as u8 == 77)
+        {
+            panic!("Torch error: shape mismatch in a forward");
+        }
+        self.0.predict_all(inputs)
+    }
+
+    fn setup(&mut self) -> Result<(), ModelError> {
+        self.0.setup()
+    }
+
+    fn teardown(&mut self) {
+        self.0.teardown();
+    }
+}
+
+fn failed_ids(outcomes: &[Outcome]) -> Vec<(i64, String)> {
+    let mut failed: Vec<(i64, String)> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Outcome::Failed { sample_id, error } => Some((*sample_id, error.clone())),
+            Outcome::Labels { .. } => None,
+        })
+        .collect();
+    failed.sort();
+    failed
+}
+
+#[test]
+fn panic_in_one_batch_fails_only_that_batch() {
+    // Batches of two: the second batch (ids 2 and 3) holds the 77.
+    let names = ["10-8", "20-8", "77-8", "30-8", "40-8", "50-8"];
+    for (pipelined, workers) in [(true, 1), (false, 1), (true, 2)] {
+        let options = ApplyOptions {
+            batch_size: 2,
+            pipelined,
+            ..ApplyOptions::default()
+        };
+        let mut copies: Vec<PanicsOn77> = (0..workers).map(|_| PanicsOn77(brightness())).collect();
+        let mut models: Vec<&mut dyn Model> = copies
+            .iter_mut()
+            .map(|model| model as &mut dyn Model)
+            .collect();
+        let mut outcomes = Vec::new();
+        let summary = apply_on(
+            &mut models,
+            &samples(&names),
+            &Synthetic,
+            &options,
+            &mut |batch| {
+                outcomes.extend(batch);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!((summary.succeeded, summary.failed), (4, 2));
+        let failed = failed_ids(&outcomes);
+        assert_eq!(
+            failed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            [2, 3],
+            "pipelined {pipelined}, {workers} workers"
+        );
+        for (_, error) in &failed {
+            assert!(
+                error.contains("the model panicked: Torch error: shape mismatch"),
+                "{error}"
+            );
+        }
+        for copy in &copies {
+            assert_eq!(copy.0.lifecycle, ["setup", "teardown"]);
+        }
+    }
+    // With failures not skipped, the panic stops the run as an error, not a
+    // crash.
+    let strict = ApplyOptions {
+        batch_size: 2,
+        skip_failures: false,
+        ..ApplyOptions::default()
+    };
+    let mut model = PanicsOn77(brightness());
+    let error = apply(
+        &mut model,
+        &samples(&names),
+        &Synthetic,
+        &strict,
+        &mut |_| Ok(()),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("the model panicked"), "{error}");
+}
+
+/// Panics while decoding `panic.img`, as a decoder bug on a hostile file
+/// would.
+struct PanickyLoader;
+
+impl ImageLoader for PanickyLoader {
+    fn load(&self, sample: &Sample) -> Result<Image, String> {
+        if sample.filepath.to_string_lossy().starts_with("panic") {
+            panic!("index out of bounds in a decoder");
+        }
+        Synthetic.load(sample)
+    }
+}
+
+#[test]
+fn a_decoder_panic_fails_only_that_sample() {
+    for pipelined in [true, false] {
+        let options = ApplyOptions {
+            batch_size: 3,
+            pipelined,
+            ..ApplyOptions::default()
+        };
+        let mut model = brightness();
+        let mut outcomes = Vec::new();
+        let summary = apply(
+            &mut model,
+            &samples(&["10-8", "panic", "30-8", "40-8"]),
+            &PanickyLoader,
+            &options,
+            &mut |batch| {
+                outcomes.extend(batch);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!((summary.succeeded, summary.failed), (3, 1));
+        let failed = failed_ids(&outcomes);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, 1);
+        assert!(
+            failed[0]
+                .1
+                .contains("reading `panic.img` panicked: index out of bounds"),
+            "{}",
+            failed[0].1
+        );
+    }
+}
