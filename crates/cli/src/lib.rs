@@ -36,6 +36,7 @@ pub fn main_with_runtime(runtime: &dyn Runtime) -> ExitCode {
 fn run(runtime: Option<&dyn Runtime>) -> ExitCode {
     let cli = app::Cli::parse();
     init_logging();
+    terminal::install_panic_hook();
     match commands::dispatch(cli, runtime) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -81,6 +81,31 @@ macro_rules! say {
 }
 pub(crate) use say;
 
+/// Replaces Rust's panic message (a raw `thread ... panicked at` line with
+/// whatever text the panic carried) with one escaped paragraph. The engine
+/// turns a panic inside a batch into that batch's failures, so the run may
+/// go on after this is printed; a panic anywhere else still ends the process
+/// with this message, never a backtrace.
+pub(crate) fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        write_paragraph(&panic_message(info));
+    }));
+}
+
+fn panic_message(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    let place = info
+        .location()
+        .map(|location| format!(" at {}:{}", location.file(), location.line()))
+        .unwrap_or_default();
+    format!("internal error (a bug in zoo; please report it): {message}{place}")
+}
+
 /// A writer for log events that passes each write through [`paragraph`].
 /// `tracing`'s formatter writes one event per call, so an event is one
 /// paragraph.
@@ -180,6 +205,27 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "WARN skipped model `a\n  | WARN forged`\n"
         );
+    }
+
+    #[test]
+    fn panic_messages_are_one_escaped_paragraph() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = seen.clone();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            *sink.lock().unwrap() = paragraph(&panic_message(info));
+        }));
+        let _ = std::panic::catch_unwind(|| {
+            std::panic::panic_any(String::from("bad \u{1b}[2J\nforged line"));
+        });
+        std::panic::set_hook(previous);
+        let text = seen.lock().unwrap().clone();
+        assert!(text.starts_with("internal error (a bug in zoo"), "{text}");
+        assert!(
+            text.contains("bad \\u{1b}[2J\n  | forged line at "),
+            "{text}"
+        );
+        assert!(!text.contains("panicked"), "{text}");
     }
 
     #[test]
