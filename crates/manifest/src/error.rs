@@ -17,6 +17,16 @@ pub enum ManifestError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is larger than any manifest zoo reads.
+    #[error(
+        "manifest `{path}` is larger than {limit} bytes; a manifest lists models, it does not hold them"
+    )]
+    TooLarge {
+        /// The manifest file.
+        path: PathBuf,
+        /// The limit ([`crate::MAX_MANIFEST_BYTES`]).
+        limit: u64,
+    },
     /// The file is not valid JSON, or a field has the wrong shape.
     #[error("invalid manifest `{path}` at `{json_path}`: {message}")]
     Parse {

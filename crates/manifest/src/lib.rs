@@ -44,7 +44,7 @@ pub use error::ManifestError;
 pub use file_name::{
     FileName, MAX_NAME_BYTES, NameError, RelativePath, check_base_name, check_version, escape,
 };
-pub use manifest::Manifest;
+pub use manifest::{MAX_MANIFEST_BYTES, Manifest};
 pub use model::{DeploymentConfig, Manager, ManifestModel, ModelFiles, UnsafeField};
 pub use name::{split_extension, versioned_filename, versioned_name};
 pub use requirements::{ErrorLevel, Requirements, RequirementsCheck, Support};

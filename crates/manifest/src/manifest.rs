@@ -9,6 +9,10 @@ use crate::error::ManifestError;
 use crate::file_name::RelativePath;
 use crate::model::{ManifestModel, UnsafeField};
 
+/// The largest `manifest.json` zoo reads: 64 MiB (the largest real manifest
+/// known, FiftyOne's own, is under 1 MiB).
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
 /// A `manifest.json`: a named list of models.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Manifest {
@@ -28,11 +32,25 @@ pub struct Manifest {
 
 impl Manifest {
     /// Reads and parses the manifest at `path`.
+    /// A file over [`MAX_MANIFEST_BYTES`] is refused without being read
+    /// whole: a source archive may hold a manifest of any size.
     pub fn read(path: &Path) -> Result<Self, ManifestError> {
-        let bytes = fs_err::read(path).map_err(|source| ManifestError::Read {
+        use std::io::Read as _;
+        let read_error = |source| ManifestError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let file = fs_err::File::open(path).map_err(read_error)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge {
+                path: path.to_owned(),
+                limit: MAX_MANIFEST_BYTES,
+            });
+        }
         Self::from_slice(&bytes, path)
     }
 
@@ -187,6 +205,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("models[0].base_filename"), "{err}");
+    }
+
+    #[test]
+    fn a_manifest_over_the_size_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.json");
+        let file = fs_err::File::create(&path).unwrap();
+        // Sparse: the test writes nothing, the reader must not read it all.
+        file.set_len(MAX_MANIFEST_BYTES * 64).unwrap();
+        let message = Manifest::read(&path).unwrap_err().to_string();
+        assert!(message.contains("manifest.json"), "{message}");
+        assert!(message.contains("67108864"), "{message}");
     }
 
     #[test]
