@@ -122,6 +122,14 @@ pub(crate) fn registry() -> Result<Registry> {
         );
         config.transfer.timeout = Duration::from_secs(seconds);
     }
+    // The most bytes one download may have when nothing tighter is known.
+    if let Some(bytes) = env_number("ZOO_MAX_DOWNLOAD_BYTES")? {
+        anyhow::ensure!(
+            bytes > 0,
+            "`ZOO_MAX_DOWNLOAD_BYTES` must be at least 1, got `0`"
+        );
+        config.transfer.max_bytes = bytes;
+    }
     Ok(Registry::new(config))
 }
 

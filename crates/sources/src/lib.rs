@@ -43,4 +43,7 @@ pub use github::{DEFAULT_API_URL, GitHub};
 pub use http::{DEFAULT_TIMEOUT, HttpClient};
 pub use identifier::{GitHubRef, SourceId};
 pub use progress::{NoProgress, Progress};
-pub use transfer::{TransferOptions, fetch_file, fetch_google_drive, partial_path, sha256_file};
+pub use transfer::{
+    DEFAULT_MAX_DOWNLOAD_BYTES, TransferOptions, fetch_file, fetch_google_drive, partial_path,
+    sha256_file,
+};

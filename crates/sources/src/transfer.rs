@@ -37,6 +37,12 @@ use crate::progress::Progress;
 /// Where the limit named in [`SourceError::Oversized`] comes from.
 const FROM_CONTENT_LENGTH: &str = "its `Content-Length`";
 const FROM_DECLARED_SIZE: &str = "the declared `size_bytes`";
+const FROM_MAX_BYTES: &str = "the download ceiling, `ZOO_MAX_DOWNLOAD_BYTES`";
+
+/// The most bytes one download may have when nothing tighter is known
+/// (no `Content-Length`, no declared size): 256 GiB, above any model file
+/// published, below a disk filled by a body that never ends.
+pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 256 << 30;
 
 /// How a file download is checked, bounded and retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +60,11 @@ pub struct TransferOptions {
     /// or body) before the server counts as stalled (default
     /// [`crate::DEFAULT_TIMEOUT`]; the CLI reads `ZOO_HTTP_TIMEOUT`).
     pub timeout: Duration,
+    /// The most bytes any download may have, whatever the server says
+    /// (default [`DEFAULT_MAX_DOWNLOAD_BYTES`]; the CLI reads
+    /// `ZOO_MAX_DOWNLOAD_BYTES`): a body with no length and no declared size
+    /// is stopped there instead of filling the disk.
+    pub max_bytes: u64,
 }
 
 impl Default for TransferOptions {
@@ -64,6 +75,7 @@ impl Default for TransferOptions {
             retries: 5,
             backoff: Duration::from_millis(250),
             timeout: DEFAULT_TIMEOUT,
+            max_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
         }
     }
 }
@@ -259,11 +271,29 @@ fn receive(
             announced: true,
         });
     }
+    if let Some(announced) = announced
+        && announced > options.max_bytes
+    {
+        remove_partial(partial)?;
+        return Err(SourceError::Oversized {
+            url: url.to_owned(),
+            limit: options.max_bytes,
+            limit_source: FROM_MAX_BYTES.to_owned(),
+            seen: announced,
+            announced: true,
+        });
+    }
     // The tighter of the two (the announced size is at most the declared one
-    // by now).
+    // by now): what the file should be.
     let limit = announced
         .map(|announced| (announced, FROM_CONTENT_LENGTH))
         .or(options.size.map(|size| (size, FROM_DECLARED_SIZE)));
+    // Where the body is stopped: that, or the ceiling when it is lower (a
+    // declared size above it) or nothing is known.
+    let cap = match limit {
+        Some((limit, source)) if limit <= options.max_bytes => (limit, source),
+        _ => (options.max_bytes, FROM_MAX_BYTES),
+    };
     let mut file = fs_err::OpenOptions::new()
         .create(true)
         .write(true)
@@ -286,9 +316,8 @@ fn receive(
             Ok(0) => break None,
             Ok(read) => {
                 let total = seen + read as u64;
-                if let Some((limit, source)) = limit
-                    && total > limit
-                {
+                let (limit, source) = cap;
+                if total > limit {
                     // Stop here: the rest is not wanted, and what is on
                     // disk is wrong.
                     progress.finish();

@@ -531,3 +531,38 @@ fn redirects_are_followed_hop_by_hop_and_loops_end() {
     assert!(err.to_string().contains("more than 10 redirects"), "{err}");
     assert_eq!(first.requests_to("/loop.pt").len(), 11);
 }
+
+/// A body with no `Content-Length` and no declared size used to be written
+/// until the disk was full; it stops at the download ceiling
+/// (`TransferOptions::max_bytes`, `ZOO_MAX_DOWNLOAD_BYTES` in the CLI).
+#[test]
+fn endless_body_without_any_size_stops_at_the_download_ceiling() {
+    let server = TestServer::start();
+    server.route("/endless.tar.gz", Response::endless(200));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("endless.tar.gz");
+    let options = TransferOptions {
+        max_bytes: 3 << 20,
+        ..quick()
+    };
+    let err = fetch(&server.url("/endless.tar.gz"), &dest, &options).unwrap_err();
+    let SourceError::Oversized { limit, seen, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*limit, 3 << 20);
+    assert!(*seen > 3 << 20 && *seen <= (4 << 20) + 1, "{seen}");
+    let message = err.to_string();
+    assert!(message.contains("ZOO_MAX_DOWNLOAD_BYTES"), "{message}");
+    assert!(!dest.exists() && !partial_path(&dest).exists());
+    // A declared size above the ceiling does not lift it.
+    let options = TransferOptions {
+        size: Some(1 << 40),
+        max_bytes: 1 << 20,
+        ..quick()
+    };
+    let err = fetch(&server.url("/endless.tar.gz"), &dest, &options).unwrap_err();
+    assert!(
+        matches!(err, SourceError::Oversized { limit, .. } if limit == 1 << 20),
+        "{err:?}"
+    );
+}
