@@ -4,25 +4,37 @@
 //! ResNets reuse `tch::vision`'s feature stacks. MobileNetV2 and DenseNet are
 //! written here: tch's DenseNet pools with a fixed 7x7 window where
 //! torchvision pools adaptively, which gives different numbers for any input
-//! that is not 224x224 (FiftyOne keeps images at native size). AlexNet, VGG,
-//! SqueezeNet and Inception v3 run whole through `tch::vision`, without
-//! embeddings.
+//! that is not 224x224 (FiftyOne keeps images at native size). These ten
+//! run folded once loaded (`folded.rs`); the graphs here are the reference
+//! the folded ones are tested against.
+//! VGG, AlexNet and SqueezeNet are written in their own modules for the same
+//! reason (tch's VGG has no adaptive pooling at all), and run as built.
+//! Inception v3 runs whole through `tch::vision`, without embeddings.
+//!
+//! Every forward is fallible ([`Forward`]): a libtorch error fails the
+//! batch, not the process.
 
-use tch::Tensor;
 use tch::nn::{self, ModuleT};
+use tch::{TchError, Tensor};
+
+use crate::layers::{Forward, Guarded};
 
 /// A network as `head(features(x))`.
 pub(crate) struct Network {
-    features: Box<dyn ModuleT>,
-    head: Option<Box<dyn ModuleT>>,
+    features: Box<dyn Forward>,
+    head: Option<Box<dyn Forward>>,
     /// The `embeddings_layer` whose input the features are, if any.
     pub(crate) embeddings_layer: Option<&'static str>,
+    /// The smallest input height and width the network accepts
+    /// (torchvision's `min_size`); smaller inputs leave nothing to pool.
+    pub(crate) min_input: i64,
 }
 
 impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Network")
             .field("embeddings_layer", &self.embeddings_layer)
+            .field("min_input", &self.min_input)
             .finish()
     }
 }
@@ -30,37 +42,49 @@ impl std::fmt::Debug for Network {
 impl Network {
     /// A network with a head whose input is `embeddings_layer`.
     pub(crate) fn new(
-        features: Box<dyn ModuleT>,
-        head: Box<dyn ModuleT>,
+        features: impl Forward + 'static,
+        head: impl Forward + 'static,
         embeddings_layer: &'static str,
+        min_input: i64,
     ) -> Network {
         Network {
-            features,
-            head: Some(head),
+            features: Box::new(features),
+            head: Some(Box::new(head)),
             embeddings_layer: Some(embeddings_layer),
+            min_input,
+        }
+    }
+
+    /// A network without a separate head (so without embeddings).
+    pub(crate) fn whole(network: impl Forward + 'static, min_input: i64) -> Network {
+        Network {
+            features: Box::new(network),
+            head: None,
+            embeddings_layer: None,
+            min_input,
         }
     }
 
     /// Features (the head's input).
-    pub(crate) fn features(&self, input: &Tensor) -> Tensor {
-        self.features.forward_t(input, false)
+    pub(crate) fn features(&self, input: &Tensor) -> Result<Tensor, TchError> {
+        self.features.forward(input)
     }
 
     /// Logits from features.
-    pub(crate) fn head(&self, features: &Tensor) -> Tensor {
+    pub(crate) fn head(&self, features: &Tensor) -> Result<Tensor, TchError> {
         match &self.head {
-            Some(head) => head.forward_t(features, false),
-            None => features.shallow_clone(),
+            Some(head) => head.forward(features),
+            None => Ok(features.shallow_clone()),
         }
     }
 }
 
-fn boxed(module: impl ModuleT + 'static) -> Box<dyn ModuleT> {
-    Box::new(module)
+fn guarded(module: impl ModuleT + 'static) -> Guarded {
+    Guarded(Box::new(module))
 }
 
 /// The architectures zoo builds as features and a head (so they have
-/// embeddings); once loaded they run folded (see `folded.rs`).
+/// embeddings) and runs folded once loaded (see `folded.rs`).
 pub(crate) const SPLIT: [&str; 10] = [
     "resnet18",
     "resnet34",
@@ -74,9 +98,9 @@ pub(crate) const SPLIT: [&str; 10] = [
     "densenet201",
 ];
 
-/// The architectures that run whole through `tch::vision`, without
-/// embeddings.
-pub(crate) const WHOLE: [&str; 12] = [
+/// The architectures that run as built here, not folded: VGG and AlexNet
+/// (with `<classifier.6` embeddings), SqueezeNet and Inception v3 (without).
+pub(crate) const UNFOLDED: [&str; 12] = [
     "alexnet",
     "vgg11",
     "vgg11_bn",
@@ -93,46 +117,40 @@ pub(crate) const WHOLE: [&str; 12] = [
 
 /// Every architecture zoo builds, by torchvision entrypoint name.
 pub(crate) fn architectures() -> impl Iterator<Item = &'static str> {
-    SPLIT.into_iter().chain(WHOLE)
+    SPLIT.into_iter().chain(UNFOLDED)
 }
 
 /// Builds architecture `name` (the last part of an `entrypoint_fcn`).
 pub(crate) fn build(name: &str, root: &nn::Path, classes: i64) -> Option<Network> {
     use tch::vision;
-    // A ResNet's feature stack, then `fc` from its `width` outputs.
-    let resnet = |features: Box<dyn ModuleT>, width: i64| {
-        let fc = nn::linear(root / "fc", width, classes, Default::default());
-        Network::new(features, boxed(fc), "<fc")
-    };
-    let whole = |module: Box<dyn ModuleT>| Network {
-        features: module,
-        head: None,
-        embeddings_layer: None,
+    // A ResNet's feature stack, then `fc` from its `width` outputs. ResNets
+    // and MobileNetV2 take any input of at least 1x1.
+    let resnet = |features: Guarded, width: i64| {
+        let fc = crate::layers::linear(root / "fc", width, classes);
+        Network::new(features, fc, "<fc", 1)
     };
     Some(match name {
-        "resnet18" => resnet(boxed(vision::resnet::resnet18_no_final_layer(root)), 512),
-        "resnet34" => resnet(boxed(vision::resnet::resnet34_no_final_layer(root)), 512),
-        "resnet50" => resnet(boxed(vision::resnet::resnet50_no_final_layer(root)), 2048),
-        "resnet101" => resnet(boxed(vision::resnet::resnet101_no_final_layer(root)), 2048),
-        "resnet152" => resnet(boxed(vision::resnet::resnet150_no_final_layer(root)), 2048),
+        "resnet18" => resnet(guarded(vision::resnet::resnet18_no_final_layer(root)), 512),
+        "resnet34" => resnet(guarded(vision::resnet::resnet34_no_final_layer(root)), 512),
+        "resnet50" => resnet(guarded(vision::resnet::resnet50_no_final_layer(root)), 2048),
+        "resnet101" => resnet(
+            guarded(vision::resnet::resnet101_no_final_layer(root)),
+            2048,
+        ),
+        "resnet152" => resnet(
+            guarded(vision::resnet::resnet150_no_final_layer(root)),
+            2048,
+        ),
         "mobilenet_v2" => mobilenet_v2(root, classes),
         "densenet121" => densenet(root, 64, 32, &[6, 12, 24, 16], classes),
         "densenet161" => densenet(root, 96, 48, &[6, 12, 36, 24], classes),
         "densenet169" => densenet(root, 64, 32, &[6, 12, 32, 32], classes),
         "densenet201" => densenet(root, 64, 32, &[6, 12, 48, 32], classes),
-        "alexnet" => whole(boxed(vision::alexnet::alexnet(root, classes))),
-        "vgg11" => whole(boxed(vision::vgg::vgg11(root, classes))),
-        "vgg11_bn" => whole(boxed(vision::vgg::vgg11_bn(root, classes))),
-        "vgg13" => whole(boxed(vision::vgg::vgg13(root, classes))),
-        "vgg13_bn" => whole(boxed(vision::vgg::vgg13_bn(root, classes))),
-        "vgg16" => whole(boxed(vision::vgg::vgg16(root, classes))),
-        "vgg16_bn" => whole(boxed(vision::vgg::vgg16_bn(root, classes))),
-        "vgg19" => whole(boxed(vision::vgg::vgg19(root, classes))),
-        "vgg19_bn" => whole(boxed(vision::vgg::vgg19_bn(root, classes))),
-        "squeezenet1_0" => whole(boxed(vision::squeezenet::v1_0(root, classes))),
-        "squeezenet1_1" => whole(boxed(vision::squeezenet::v1_1(root, classes))),
-        "inception_v3" => whole(boxed(vision::inception::v3(root, classes))),
-        _ => return None,
+        "alexnet" => crate::alexnet::build(root, classes),
+        "squeezenet1_0" | "squeezenet1_1" => crate::squeezenet::build(name, root, classes)?,
+        // torchvision's `min_size` for Inception v3 is 75x75.
+        "inception_v3" => Network::whole(guarded(vision::inception::v3(root, classes)), 75),
+        _ => crate::vgg::build(name, root, classes)?,
     })
 }
 
@@ -235,11 +253,7 @@ fn mobilenet_v2(root: &nn::Path, classes: i64) -> Network {
         .add(conv_bn_relu6(&features_path / layer, c_in, 1280, 1, 1, 1))
         .add_fn(|xs| xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1));
     let head = nn::linear(root / "classifier" / 1, 1280, classes, Default::default());
-    Network {
-        features: boxed(features),
-        head: Some(boxed(head)),
-        embeddings_layer: Some("<classifier.1"),
-    }
+    Network::new(guarded(features), head, "<classifier.1", 1)
 }
 
 fn densenet(root: &nn::Path, c_in: i64, growth: i64, blocks: &[i64], classes: i64) -> Network {
@@ -303,9 +317,6 @@ fn densenet(root: &nn::Path, c_in: i64, growth: i64, blocks: &[i64], classes: i6
         ))
         .add_fn(|xs| xs.relu().adaptive_avg_pool2d([1, 1]).flatten(1, -1));
     let head = nn::linear(root / "classifier", channels, classes, Default::default());
-    Network {
-        features: boxed(features),
-        head: Some(boxed(head)),
-        embeddings_layer: Some("<classifier"),
-    }
+    // torchvision's `min_size` for DenseNets is 29x29.
+    Network::new(guarded(features), head, "<classifier", 29)
 }

@@ -13,18 +13,23 @@
 //! assert!(factory.types().contains(&"fiftyone.utils.torch.TorchImageModel"));
 //! ```
 
+mod alexnet;
 mod arch;
 mod device;
 mod folded;
+mod layers;
 mod model;
 mod pickle;
 mod preprocess;
+mod squeezenet;
+mod vgg;
 mod weights;
 
 pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda, tune_allocator};
 pub use model::{IMAGENET_LABELS, TYPE_NAMES, TorchImageModel, class_names};
-pub use preprocess::{Preprocessing, resize_bilinear};
-pub use weights::{WeightsError, load_into, read_named_tensors};
+pub use pickle::PickleError;
+pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
+pub use weights::{TensorError, WeightsError, load_into, read_named_tensors};
 
 /// The parameter names and shapes of a torchvision architecture as zoo
 /// builds it (`entrypoint` as in `entrypoint_fcn`), for checking weights.

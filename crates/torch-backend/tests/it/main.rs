@@ -3,6 +3,8 @@
 //! on the same images and on weights given by a formula both sides compute.
 #![allow(clippy::unwrap_used)]
 
+mod checkpoints;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
