@@ -320,3 +320,136 @@ fn densenet(root: &nn::Path, c_in: i64, growth: i64, blocks: &[i64], classes: i6
     // torchvision's `min_size` for DenseNets is 29x29.
     Network::new(guarded(features), head, "<classifier", 29)
 }
+
+/// Helpers for the architecture tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use tch::nn::VarStore;
+    use tch::{Device, Kind, Tensor};
+
+    use super::Network;
+
+    /// Random weights with batch-norm statistics far from identity (so
+    /// folding and batch-norm have something to do), activations of about
+    /// unit scale.
+    pub(crate) fn randomise(store: &VarStore) {
+        tch::manual_seed(7);
+        tch::no_grad(|| {
+            for (name, mut variable) in store.variables() {
+                let size = variable.size();
+                let normal = Tensor::randn(size.as_slice(), (Kind::Float, Device::Cpu));
+                let value = if name.ends_with("running_var") {
+                    Tensor::rand(size.as_slice(), (Kind::Float, Device::Cpu)) * 0.5 + 1.0
+                } else if name.ends_with("running_mean") || size.len() == 1 {
+                    normal * 0.1 + if name.ends_with("weight") { 1.0 } else { 0.0 }
+                } else {
+                    let fan_in: i64 = size[1..].iter().product();
+                    normal * (1.0 / fan_in as f64).sqrt()
+                };
+                variable.copy_(&value);
+            }
+        });
+    }
+
+    /// Copies `from`'s variables into `to`'s, which must have the same
+    /// names and shapes (a check that two implementations read the same
+    /// checkpoint keys).
+    pub(crate) fn copy_variables(from: &VarStore, to: &VarStore) {
+        let source = from.variables();
+        let mut names: Vec<String> = source.keys().cloned().collect();
+        let mut theirs: Vec<String> = to.variables().keys().cloned().collect();
+        names.sort();
+        theirs.sort();
+        assert_eq!(
+            names, theirs,
+            "the two implementations name their weights differently"
+        );
+        tch::no_grad(|| {
+            for (name, mut variable) in to.variables() {
+                assert_eq!(variable.size(), source[&name].size(), "{name}");
+                variable.copy_(&source[&name]);
+            }
+        });
+    }
+
+    /// Logits of `network` for a random `[n, 3, height, width]` input.
+    pub(crate) fn logits(network: &Network, input: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            network
+                .features(input)
+                .and_then(|features| network.head(&features))
+                .unwrap()
+        })
+    }
+
+    /// Asserts `ours` equals `theirs` within 1e-4 of their scale.
+    pub(crate) fn assert_close(ours: &Tensor, theirs: &Tensor, what: &str) {
+        assert_eq!(ours.size(), theirs.size(), "{what}");
+        let scale = theirs.abs().max().double_value(&[]).max(1.0);
+        let difference = (ours - theirs).abs().max().double_value(&[]);
+        assert!(
+            difference <= 1e-4 * scale,
+            "{what}: max |diff| {difference} at scale {scale}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::nn::VarStore;
+    use tch::{Device, Kind, Tensor};
+
+    use super::{Network, architectures, build};
+
+    /// Every architecture as built here, and folded where it runs folded.
+    fn every_network(check: impl Fn(&str, &Network)) {
+        for name in architectures() {
+            let store = VarStore::new(Device::Cpu);
+            let network = build(name, &store.root(), 10).unwrap();
+            check(name, &network);
+            if let Some(folded) = crate::folded::build(name, store.variables(), Kind::Float) {
+                assert_eq!(folded.min_input, network.min_input, "{name}");
+                check(&format!("{name} (folded)"), &folded);
+            }
+        }
+    }
+
+    fn run(network: &Network, shape: [i64; 4]) -> Result<Tensor, tch::TchError> {
+        let input = Tensor::zeros(shape, (Kind::Float, Device::Cpu));
+        tch::no_grad(|| {
+            network
+                .features(&input)
+                .and_then(|features| network.head(&features))
+        })
+    }
+
+    /// `min_input` is exactly the smallest side libtorch accepts: the
+    /// model checks it before the forward, so it must be neither too strict
+    /// nor too lax; a smaller input fails the forward with an error.
+    #[test]
+    fn inputs_below_the_minimum_are_an_error_not_a_panic() {
+        every_network(|name, network| {
+            let min = network.min_input;
+            let output = run(network, [1, 3, min, min + 3]);
+            assert!(output.is_ok(), "{name} at {min}: {:?}", output.err());
+            assert_eq!(output.unwrap().size(), vec![1, 10], "{name}");
+            if min > 1 {
+                for shape in [[1, 3, min - 1, min + 3], [1, 3, min + 3, min - 1]] {
+                    assert!(run(network, shape).is_err(), "{name} at {shape:?}");
+                }
+            }
+        });
+    }
+
+    /// A 4-channel batch makes libtorch raise in the first convolution:
+    /// every network returns it as an error (the guarded `tch::vision`
+    /// ones included), and the thread goes on.
+    #[test]
+    fn libtorch_error_in_forward_is_an_error_not_a_panic() {
+        every_network(|name, network| {
+            let size = network.min_input.max(40);
+            let err = run(network, [2, 4, size, size]).unwrap_err().to_string();
+            assert!(err.contains("channels"), "{name}: {err}");
+        });
+    }
+}

@@ -487,27 +487,7 @@ mod tests {
 
     use super::{build, channels_last};
     use crate::arch;
-
-    /// Random weights with batch-norm statistics far from identity, so
-    /// folding has something to fold.
-    fn randomise(store: &VarStore) {
-        tch::manual_seed(7);
-        tch::no_grad(|| {
-            for (name, mut variable) in store.variables() {
-                let size = variable.size();
-                let normal = Tensor::randn(size.as_slice(), (Kind::Float, Device::Cpu));
-                let value = if name.ends_with("running_var") {
-                    Tensor::rand(size.as_slice(), (Kind::Float, Device::Cpu)) * 0.5 + 1.0
-                } else if name.ends_with("running_mean") || size.len() == 1 {
-                    normal * 0.1 + if name.ends_with("weight") { 1.0 } else { 0.0 }
-                } else {
-                    let fan_in: i64 = size[1..].iter().product();
-                    normal * (1.0 / fan_in as f64).sqrt()
-                };
-                variable.copy_(&value);
-            }
-        });
-    }
+    use crate::arch::testing::randomise;
 
     #[test]
     fn folded_graphs_compute_what_the_plain_graphs_compute() {

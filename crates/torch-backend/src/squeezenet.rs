@@ -92,3 +92,37 @@ pub(crate) fn build(name: &str, root: &nn::Path<'_>, classes: i64) -> Option<Net
         .then_fn(adaptive_pool_flat(1, 1));
     Some(Network::whole(network, min_input))
 }
+
+#[cfg(test)]
+mod tests {
+    use tch::nn::{ModuleT, VarStore};
+    use tch::{Device, Kind, Tensor};
+
+    use super::build;
+    use crate::arch::testing::{assert_close, copy_variables, logits, randomise};
+
+    /// The oracle is `tch::vision::squeezenet` (a separate implementation
+    /// with torchvision's keys, ceil-mode pooling and adaptive pooling):
+    /// same weights, same logits at 224x224 and at other sizes.
+    #[test]
+    fn squeezenet_equals_tch_vision_at_every_size() {
+        for name in ["squeezenet1_0", "squeezenet1_1"] {
+            let ours_store = VarStore::new(Device::Cpu);
+            let ours = build(name, &ours_store.root(), 10).unwrap();
+            randomise(&ours_store);
+            let their_store = VarStore::new(Device::Cpu);
+            let theirs: Box<dyn ModuleT> = if name == "squeezenet1_0" {
+                Box::new(tch::vision::squeezenet::v1_0(&their_store.root(), 10))
+            } else {
+                Box::new(tch::vision::squeezenet::v1_1(&their_store.root(), 10))
+            };
+            copy_variables(&ours_store, &their_store);
+            for (height, width) in [(224, 224), (150, 100), (200, 300), (21, 21)] {
+                let input = Tensor::randn([2, 3, height, width], (Kind::Float, Device::Cpu));
+                let want = tch::no_grad(|| theirs.forward_t(&input, false));
+                let what = format!("{name} at {height}x{width}");
+                assert_close(&logits(&ours, &input), &want, &what);
+            }
+        }
+    }
+}
