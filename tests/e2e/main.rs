@@ -5,5 +5,6 @@
 mod apply;
 mod downloads;
 mod hooks;
+mod hostile_models;
 mod sources;
 mod util;
