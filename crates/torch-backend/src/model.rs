@@ -452,7 +452,7 @@ fn to_array2(tensor: &Tensor) -> Result<Array2<f32>, ModelError> {
     };
     let values = tensor
         .f_flatten(0, -1)
-        .and_then(|flat| Vec::<f32>::try_from(flat))
+        .and_then(Vec::<f32>::try_from)
         .map_err(failed)?;
     Array2::from_shape_vec((*rows as usize, *columns as usize), values)
         .map_err(|err| ModelError::Inference(err.to_string()))

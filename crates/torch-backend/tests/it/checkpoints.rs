@@ -131,7 +131,7 @@ fn legacy_checkpoint(
 
 /// The error of reading `path`, with its sources.
 fn error_of(path: &Path) -> String {
-    let err = read_named_tensors(path).err().expect("an error");
+    let err = read_named_tensors(path).expect_err("an error");
     let mut text = err.to_string();
     let mut source = std::error::Error::source(&err);
     while let Some(cause) = source {
@@ -288,7 +288,7 @@ fn tensor_view_beyond_its_storage_is_an_error() {
         Entry::new("w", 0, &[2, 2], &[1, 11]),
     ];
     for (index, entry) in cases.into_iter().enumerate() {
-        for path in both_formats(dir.path(), &format!("beyond{index}"), &[entry.clone()]) {
+        for path in both_formats(dir.path(), &format!("beyond{index}"), std::slice::from_ref(&entry)) {
             let err = error_of(&path);
             assert!(
                 err.contains("tensor `w`")
