@@ -288,7 +288,11 @@ fn tensor_view_beyond_its_storage_is_an_error() {
         Entry::new("w", 0, &[2, 2], &[1, 11]),
     ];
     for (index, entry) in cases.into_iter().enumerate() {
-        for path in both_formats(dir.path(), &format!("beyond{index}"), std::slice::from_ref(&entry)) {
+        for path in both_formats(
+            dir.path(),
+            &format!("beyond{index}"),
+            std::slice::from_ref(&entry),
+        ) {
             let err = error_of(&path);
             assert!(
                 err.contains("tensor `w`")
