@@ -178,3 +178,20 @@ fn extreme_aspect_ratio_upscale_is_a_preprocess_error() {
         "{err}"
     );
 }
+
+#[test]
+fn detector_boxes_without_four_coordinates_are_an_error() {
+    let config = json!({"classes": ["background", "a", "b"],
+        "output_processor_cls": "fiftyone.utils.torch.DetectorOutputProcessor"});
+    let mut model = TorchImageModel::from_spec(&ModelSpec {
+        kind: "fiftyone.utils.torch.TorchImageModel".into(),
+        config: config.as_object().unwrap().clone(),
+        model_path: Some(super::fixtures().join("script_bad_detector.pt")),
+    })
+    .unwrap();
+    let err = model.predict(&input(3, 20, 20)).unwrap_err().to_string();
+    assert!(
+        err.contains("`script_bad_detector.pt` returned boxes of 2 coordinates"),
+        "{err}"
+    );
+}
