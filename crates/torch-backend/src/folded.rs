@@ -37,7 +37,7 @@ pub(crate) fn channels_last(tensor: &Tensor) -> Tensor {
 
 /// An uninitialised `[n, c, h, w]` tensor with channels-last (NHWC)
 /// strides.
-pub(crate) fn empty_channels_last([n, c, h, w]: [i64; 4], options: (Kind, tch::Device)) -> Tensor {
+fn empty_channels_last([n, c, h, w]: [i64; 4], options: (Kind, tch::Device)) -> Tensor {
     Tensor::empty_strided([n, c, h, w], [h * w * c, 1, w * c, c], options)
 }
 

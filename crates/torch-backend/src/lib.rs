@@ -7,6 +7,12 @@
 //! TorchScript files; preprocessing reproduces FiftyOne's (Pillow's bilinear
 //! resize, bit for bit); outputs go through `zoo-output-processors`.
 //!
+//! Weights files, configs and images are hostile input: every number a
+//! weights file gives is checked before use (`weights.rs`), unpickling is
+//! bounded (`pickle.rs`), config sizes are validated, and every forward is
+//! fallible, so a bad file or config is an error naming it and a libtorch
+//! error fails one batch, never the process.
+//!
 //! ```no_run
 //! let mut factory = zoo_model_core::ModelFactory::new();
 //! zoo_torch_backend::register(&mut factory);

@@ -273,12 +273,11 @@ impl TorchImageModel {
             .get("embeddings_layer")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let name;
+        let model_name;
         let net = match config.get("entrypoint_fcn").and_then(Value::as_str) {
             Some(entrypoint) => {
-                let architecture = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
-                name = architecture.to_owned();
-                let name = architecture;
+                let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
+                model_name = name.to_owned();
                 if classes.len() > MAX_CLASSES {
                     return Err(config_error(format!(
                         "the config lists {} classes; zoo builds architectures for at most {MAX_CLASSES}",
@@ -328,7 +327,7 @@ impl TorchImageModel {
                 }
             }
             None => {
-                name = model_path.file_name().map_or_else(
+                model_name = model_path.file_name().map_or_else(
                     || model_path.display().to_string(),
                     |file| file.to_string_lossy().into_owned(),
                 );
@@ -350,7 +349,7 @@ impl TorchImageModel {
             .and_then(Value::as_bool)
             .unwrap_or(preprocessing.size.is_none());
         Ok(Self {
-            name,
+            name: model_name,
             net,
             device,
             half,
