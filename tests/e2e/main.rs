@@ -5,6 +5,7 @@
 mod apply;
 mod downloads;
 mod hooks;
+mod hostile_models;
 mod security_datasets;
 mod security_paths;
 mod security_transfers;

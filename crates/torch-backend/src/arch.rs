@@ -4,25 +4,37 @@
 //! ResNets reuse `tch::vision`'s feature stacks. MobileNetV2 and DenseNet are
 //! written here: tch's DenseNet pools with a fixed 7x7 window where
 //! torchvision pools adaptively, which gives different numbers for any input
-//! that is not 224x224 (FiftyOne keeps images at native size). AlexNet, VGG,
-//! SqueezeNet and Inception v3 run whole through `tch::vision`, without
-//! embeddings.
+//! that is not 224x224 (FiftyOne keeps images at native size). These ten
+//! run folded once loaded (`folded.rs`); the graphs here are the reference
+//! the folded ones are tested against.
+//! VGG, AlexNet and SqueezeNet are written in their own modules for the same
+//! reason (tch's VGG has no adaptive pooling at all), and run as built.
+//! Inception v3 runs whole through `tch::vision`, without embeddings.
+//!
+//! Every forward is fallible ([`Forward`]): a libtorch error fails the
+//! batch, not the process.
 
-use tch::Tensor;
 use tch::nn::{self, ModuleT};
+use tch::{TchError, Tensor};
+
+use crate::layers::{Forward, Guarded};
 
 /// A network as `head(features(x))`.
 pub(crate) struct Network {
-    features: Box<dyn ModuleT>,
-    head: Option<Box<dyn ModuleT>>,
+    features: Box<dyn Forward>,
+    head: Option<Box<dyn Forward>>,
     /// The `embeddings_layer` whose input the features are, if any.
     pub(crate) embeddings_layer: Option<&'static str>,
+    /// The smallest input height and width the network accepts
+    /// (torchvision's `min_size`); smaller inputs leave nothing to pool.
+    pub(crate) min_input: i64,
 }
 
 impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Network")
             .field("embeddings_layer", &self.embeddings_layer)
+            .field("min_input", &self.min_input)
             .finish()
     }
 }
@@ -30,37 +42,49 @@ impl std::fmt::Debug for Network {
 impl Network {
     /// A network with a head whose input is `embeddings_layer`.
     pub(crate) fn new(
-        features: Box<dyn ModuleT>,
-        head: Box<dyn ModuleT>,
+        features: impl Forward + 'static,
+        head: impl Forward + 'static,
         embeddings_layer: &'static str,
+        min_input: i64,
     ) -> Network {
         Network {
-            features,
-            head: Some(head),
+            features: Box::new(features),
+            head: Some(Box::new(head)),
             embeddings_layer: Some(embeddings_layer),
+            min_input,
+        }
+    }
+
+    /// A network without a separate head (so without embeddings).
+    pub(crate) fn whole(network: impl Forward + 'static, min_input: i64) -> Network {
+        Network {
+            features: Box::new(network),
+            head: None,
+            embeddings_layer: None,
+            min_input,
         }
     }
 
     /// Features (the head's input).
-    pub(crate) fn features(&self, input: &Tensor) -> Tensor {
-        self.features.forward_t(input, false)
+    pub(crate) fn features(&self, input: &Tensor) -> Result<Tensor, TchError> {
+        self.features.forward(input)
     }
 
     /// Logits from features.
-    pub(crate) fn head(&self, features: &Tensor) -> Tensor {
+    pub(crate) fn head(&self, features: &Tensor) -> Result<Tensor, TchError> {
         match &self.head {
-            Some(head) => head.forward_t(features, false),
-            None => features.shallow_clone(),
+            Some(head) => head.forward(features),
+            None => Ok(features.shallow_clone()),
         }
     }
 }
 
-fn boxed(module: impl ModuleT + 'static) -> Box<dyn ModuleT> {
-    Box::new(module)
+fn guarded(module: impl ModuleT + 'static) -> Guarded {
+    Guarded(Box::new(module))
 }
 
 /// The architectures zoo builds as features and a head (so they have
-/// embeddings); once loaded they run folded (see `folded.rs`).
+/// embeddings) and runs folded once loaded (see `folded.rs`).
 pub(crate) const SPLIT: [&str; 10] = [
     "resnet18",
     "resnet34",
@@ -74,9 +98,9 @@ pub(crate) const SPLIT: [&str; 10] = [
     "densenet201",
 ];
 
-/// The architectures that run whole through `tch::vision`, without
-/// embeddings.
-pub(crate) const WHOLE: [&str; 12] = [
+/// The architectures that run as built here, not folded: VGG and AlexNet
+/// (with `<classifier.6` embeddings), SqueezeNet and Inception v3 (without).
+pub(crate) const UNFOLDED: [&str; 12] = [
     "alexnet",
     "vgg11",
     "vgg11_bn",
@@ -93,46 +117,40 @@ pub(crate) const WHOLE: [&str; 12] = [
 
 /// Every architecture zoo builds, by torchvision entrypoint name.
 pub(crate) fn architectures() -> impl Iterator<Item = &'static str> {
-    SPLIT.into_iter().chain(WHOLE)
+    SPLIT.into_iter().chain(UNFOLDED)
 }
 
 /// Builds architecture `name` (the last part of an `entrypoint_fcn`).
 pub(crate) fn build(name: &str, root: &nn::Path, classes: i64) -> Option<Network> {
     use tch::vision;
-    // A ResNet's feature stack, then `fc` from its `width` outputs.
-    let resnet = |features: Box<dyn ModuleT>, width: i64| {
-        let fc = nn::linear(root / "fc", width, classes, Default::default());
-        Network::new(features, boxed(fc), "<fc")
-    };
-    let whole = |module: Box<dyn ModuleT>| Network {
-        features: module,
-        head: None,
-        embeddings_layer: None,
+    // A ResNet's feature stack, then `fc` from its `width` outputs. ResNets
+    // and MobileNetV2 take any input of at least 1x1.
+    let resnet = |features: Guarded, width: i64| {
+        let fc = crate::layers::linear(root / "fc", width, classes);
+        Network::new(features, fc, "<fc", 1)
     };
     Some(match name {
-        "resnet18" => resnet(boxed(vision::resnet::resnet18_no_final_layer(root)), 512),
-        "resnet34" => resnet(boxed(vision::resnet::resnet34_no_final_layer(root)), 512),
-        "resnet50" => resnet(boxed(vision::resnet::resnet50_no_final_layer(root)), 2048),
-        "resnet101" => resnet(boxed(vision::resnet::resnet101_no_final_layer(root)), 2048),
-        "resnet152" => resnet(boxed(vision::resnet::resnet150_no_final_layer(root)), 2048),
+        "resnet18" => resnet(guarded(vision::resnet::resnet18_no_final_layer(root)), 512),
+        "resnet34" => resnet(guarded(vision::resnet::resnet34_no_final_layer(root)), 512),
+        "resnet50" => resnet(guarded(vision::resnet::resnet50_no_final_layer(root)), 2048),
+        "resnet101" => resnet(
+            guarded(vision::resnet::resnet101_no_final_layer(root)),
+            2048,
+        ),
+        "resnet152" => resnet(
+            guarded(vision::resnet::resnet150_no_final_layer(root)),
+            2048,
+        ),
         "mobilenet_v2" => mobilenet_v2(root, classes),
         "densenet121" => densenet(root, 64, 32, &[6, 12, 24, 16], classes),
         "densenet161" => densenet(root, 96, 48, &[6, 12, 36, 24], classes),
         "densenet169" => densenet(root, 64, 32, &[6, 12, 32, 32], classes),
         "densenet201" => densenet(root, 64, 32, &[6, 12, 48, 32], classes),
-        "alexnet" => whole(boxed(vision::alexnet::alexnet(root, classes))),
-        "vgg11" => whole(boxed(vision::vgg::vgg11(root, classes))),
-        "vgg11_bn" => whole(boxed(vision::vgg::vgg11_bn(root, classes))),
-        "vgg13" => whole(boxed(vision::vgg::vgg13(root, classes))),
-        "vgg13_bn" => whole(boxed(vision::vgg::vgg13_bn(root, classes))),
-        "vgg16" => whole(boxed(vision::vgg::vgg16(root, classes))),
-        "vgg16_bn" => whole(boxed(vision::vgg::vgg16_bn(root, classes))),
-        "vgg19" => whole(boxed(vision::vgg::vgg19(root, classes))),
-        "vgg19_bn" => whole(boxed(vision::vgg::vgg19_bn(root, classes))),
-        "squeezenet1_0" => whole(boxed(vision::squeezenet::v1_0(root, classes))),
-        "squeezenet1_1" => whole(boxed(vision::squeezenet::v1_1(root, classes))),
-        "inception_v3" => whole(boxed(vision::inception::v3(root, classes))),
-        _ => return None,
+        "alexnet" => crate::alexnet::build(root, classes),
+        "squeezenet1_0" | "squeezenet1_1" => crate::squeezenet::build(name, root, classes)?,
+        // torchvision's `min_size` for Inception v3 is 75x75.
+        "inception_v3" => Network::whole(guarded(vision::inception::v3(root, classes)), 75),
+        _ => crate::vgg::build(name, root, classes)?,
     })
 }
 
@@ -235,11 +253,7 @@ fn mobilenet_v2(root: &nn::Path, classes: i64) -> Network {
         .add(conv_bn_relu6(&features_path / layer, c_in, 1280, 1, 1, 1))
         .add_fn(|xs| xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1));
     let head = nn::linear(root / "classifier" / 1, 1280, classes, Default::default());
-    Network {
-        features: boxed(features),
-        head: Some(boxed(head)),
-        embeddings_layer: Some("<classifier.1"),
-    }
+    Network::new(guarded(features), head, "<classifier.1", 1)
 }
 
 fn densenet(root: &nn::Path, c_in: i64, growth: i64, blocks: &[i64], classes: i64) -> Network {
@@ -303,9 +317,139 @@ fn densenet(root: &nn::Path, c_in: i64, growth: i64, blocks: &[i64], classes: i6
         ))
         .add_fn(|xs| xs.relu().adaptive_avg_pool2d([1, 1]).flatten(1, -1));
     let head = nn::linear(root / "classifier", channels, classes, Default::default());
-    Network {
-        features: boxed(features),
-        head: Some(boxed(head)),
-        embeddings_layer: Some("<classifier"),
+    // torchvision's `min_size` for DenseNets is 29x29.
+    Network::new(guarded(features), head, "<classifier", 29)
+}
+
+/// Helpers for the architecture tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use tch::nn::VarStore;
+    use tch::{Device, Kind, Tensor};
+
+    use super::Network;
+
+    /// Random weights with batch-norm statistics far from identity (so
+    /// folding and batch-norm have something to do), activations of about
+    /// unit scale.
+    pub(crate) fn randomise(store: &VarStore) {
+        tch::manual_seed(7);
+        tch::no_grad(|| {
+            for (name, mut variable) in store.variables() {
+                let size = variable.size();
+                let normal = Tensor::randn(size.as_slice(), (Kind::Float, Device::Cpu));
+                let value = if name.ends_with("running_var") {
+                    Tensor::rand(size.as_slice(), (Kind::Float, Device::Cpu)) * 0.5 + 1.0
+                } else if name.ends_with("running_mean") || size.len() == 1 {
+                    normal * 0.1 + if name.ends_with("weight") { 1.0 } else { 0.0 }
+                } else {
+                    let fan_in: i64 = size[1..].iter().product();
+                    normal * (1.0 / fan_in as f64).sqrt()
+                };
+                variable.copy_(&value);
+            }
+        });
+    }
+
+    /// Copies `from`'s variables into `to`'s, which must have the same
+    /// names and shapes (a check that two implementations read the same
+    /// checkpoint keys).
+    pub(crate) fn copy_variables(from: &VarStore, to: &VarStore) {
+        let source = from.variables();
+        let mut names: Vec<String> = source.keys().cloned().collect();
+        let mut theirs: Vec<String> = to.variables().keys().cloned().collect();
+        names.sort();
+        theirs.sort();
+        assert_eq!(
+            names, theirs,
+            "the two implementations name their weights differently"
+        );
+        tch::no_grad(|| {
+            for (name, mut variable) in to.variables() {
+                assert_eq!(variable.size(), source[&name].size(), "{name}");
+                variable.copy_(&source[&name]);
+            }
+        });
+    }
+
+    /// Logits of `network` for a random `[n, 3, height, width]` input.
+    pub(crate) fn logits(network: &Network, input: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            network
+                .features(input)
+                .and_then(|features| network.head(&features))
+                .unwrap()
+        })
+    }
+
+    /// Asserts `ours` equals `theirs` within 1e-4 of their scale.
+    pub(crate) fn assert_close(ours: &Tensor, theirs: &Tensor, what: &str) {
+        assert_eq!(ours.size(), theirs.size(), "{what}");
+        let scale = theirs.abs().max().double_value(&[]).max(1.0);
+        let difference = (ours - theirs).abs().max().double_value(&[]);
+        assert!(
+            difference <= 1e-4 * scale,
+            "{what}: max |diff| {difference} at scale {scale}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::nn::VarStore;
+    use tch::{Device, Kind, Tensor};
+
+    use super::{Network, architectures, build};
+
+    /// Every architecture as built here, and folded where it runs folded.
+    fn every_network(check: impl Fn(&str, &Network)) {
+        for name in architectures() {
+            let store = VarStore::new(Device::Cpu);
+            let network = build(name, &store.root(), 10).unwrap();
+            check(name, &network);
+            if let Some(folded) = crate::folded::build(name, store.variables(), Kind::Float) {
+                assert_eq!(folded.min_input, network.min_input, "{name}");
+                check(&format!("{name} (folded)"), &folded);
+            }
+        }
+    }
+
+    fn run(network: &Network, shape: [i64; 4]) -> Result<Tensor, tch::TchError> {
+        let input = Tensor::zeros(shape, (Kind::Float, Device::Cpu));
+        tch::no_grad(|| {
+            network
+                .features(&input)
+                .and_then(|features| network.head(&features))
+        })
+    }
+
+    /// `min_input` is exactly the smallest side libtorch accepts: the
+    /// model checks it before the forward, so it must be neither too strict
+    /// nor too lax; a smaller input fails the forward with an error.
+    #[test]
+    fn inputs_below_the_minimum_are_an_error_not_a_panic() {
+        every_network(|name, network| {
+            let min = network.min_input;
+            let output = run(network, [1, 3, min, min + 3]);
+            assert!(output.is_ok(), "{name} at {min}: {:?}", output.err());
+            assert_eq!(output.unwrap().size(), vec![1, 10], "{name}");
+            if min > 1 {
+                for shape in [[1, 3, min - 1, min + 3], [1, 3, min + 3, min - 1]] {
+                    assert!(run(network, shape).is_err(), "{name} at {shape:?}");
+                }
+            }
+        });
+    }
+
+    /// A 4-channel batch makes libtorch raise in the first convolution:
+    /// every network returns it as an error (the guarded `tch::vision`
+    /// ones included), and the thread goes on.
+    #[test]
+    fn libtorch_error_in_forward_is_an_error_not_a_panic() {
+        every_network(|name, network| {
+            let size = network.min_input.max(40);
+            let err = run(network, [2, 4, size, size]).unwrap_err().to_string();
+            assert!(err.contains("channels"), "{name}: {err}");
+        });
     }
 }

@@ -16,10 +16,10 @@
 
 use std::collections::HashMap;
 
-use tch::nn::ModuleT;
-use tch::{Kind, Tensor};
+use tch::{Kind, TchError, Tensor};
 
 use crate::arch::Network;
+use crate::layers::Forward;
 
 const BN_EPS: f64 = 1e-5;
 
@@ -37,7 +37,7 @@ pub(crate) fn channels_last(tensor: &Tensor) -> Tensor {
 
 /// An uninitialised `[n, c, h, w]` tensor with channels-last (NHWC)
 /// strides.
-pub(crate) fn empty_channels_last([n, c, h, w]: [i64; 4], options: (Kind, tch::Device)) -> Tensor {
+fn empty_channels_last([n, c, h, w]: [i64; 4], options: (Kind, tch::Device)) -> Tensor {
     Tensor::empty_strided([n, c, h, w], [h * w * c, 1, w * c, c], options)
 }
 
@@ -111,8 +111,8 @@ impl Conv {
         })
     }
 
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.conv2d(
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        xs.f_conv2d(
             &self.weight,
             self.bias.as_ref(),
             [self.stride, self.stride],
@@ -141,10 +141,11 @@ impl Affine {
     }
 
     /// `relu(x * scale + shift)` into a new tensor.
-    fn relu(&self, xs: &Tensor) -> Tensor {
-        let mut ys = xs * &self.scale;
-        let _ = ys.g_add_(&self.shift).relu_();
-        ys
+    fn relu(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        let mut ys = xs.f_mul(&self.scale)?;
+        let _ = ys.f_add_(&self.shift)?;
+        let _ = ys.f_relu_()?;
+        Ok(ys)
     }
 }
 
@@ -164,14 +165,14 @@ impl Linear {
     }
 }
 
-impl ModuleT for Linear {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        xs.linear(&self.weight, Some(&self.bias))
+impl Forward for Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        xs.f_linear(&self.weight, Some(&self.bias))
     }
 }
 
-fn global_pool(xs: &Tensor) -> Tensor {
-    xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+fn global_pool(xs: &Tensor) -> Result<Tensor, TchError> {
+    xs.f_adaptive_avg_pool2d([1, 1])?.f_flatten(1, -1)
 }
 
 #[derive(Debug)]
@@ -190,16 +191,16 @@ enum Block {
 }
 
 impl Block {
-    fn forward(&self, xs: &Tensor) -> Tensor {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
         let (mut ys, downsample) = match self {
             Block::Basic {
                 conv1,
                 conv2,
                 downsample,
             } => {
-                let mut hidden = conv1.forward(xs);
-                let _ = hidden.relu_();
-                (conv2.forward(&hidden), downsample)
+                let mut hidden = conv1.forward(xs)?;
+                let _ = hidden.f_relu_()?;
+                (conv2.forward(&hidden)?, downsample)
             }
             Block::Bottleneck {
                 conv1,
@@ -207,23 +208,19 @@ impl Block {
                 conv3,
                 downsample,
             } => {
-                let mut hidden = conv1.forward(xs);
-                let _ = hidden.relu_();
-                let mut hidden = conv2.forward(&hidden);
-                let _ = hidden.relu_();
-                (conv3.forward(&hidden), downsample)
+                let mut hidden = conv1.forward(xs)?;
+                let _ = hidden.f_relu_()?;
+                let mut hidden = conv2.forward(&hidden)?;
+                let _ = hidden.f_relu_()?;
+                (conv3.forward(&hidden)?, downsample)
             }
         };
-        match downsample {
-            Some(conv) => {
-                let _ = ys.g_add_(&conv.forward(xs));
-            }
-            None => {
-                let _ = ys.g_add_(xs);
-            }
-        }
-        let _ = ys.relu_();
-        ys
+        let _ = match downsample {
+            Some(conv) => ys.f_add_(&conv.forward(xs)?)?,
+            None => ys.f_add_(xs)?,
+        };
+        let _ = ys.f_relu_()?;
+        Ok(ys)
     }
 }
 
@@ -234,13 +231,13 @@ struct ResNetFeatures {
     blocks: Vec<Block>,
 }
 
-impl ModuleT for ResNetFeatures {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        let mut ys = self.stem.forward(xs);
-        let _ = ys.relu_();
-        let mut ys = ys.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+impl Forward for ResNetFeatures {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        let mut ys = self.stem.forward(xs)?;
+        let _ = ys.f_relu_()?;
+        let mut ys = ys.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
         for block in &self.blocks {
-            ys = block.forward(&ys);
+            ys = block.forward(&ys)?;
         }
         global_pool(&ys)
     }
@@ -287,12 +284,13 @@ fn resnet(w: &Weights, bottleneck: bool, layers: [usize; 4]) -> Option<Network> 
         }
     }
     Some(Network::new(
-        Box::new(ResNetFeatures {
+        ResNetFeatures {
             stem: Conv::folded(w, "conv1", "bn1", 2, 1)?,
             blocks,
-        }),
-        Box::new(Linear::new(w, "fc")?),
+        },
+        Linear::new(w, "fc")?,
         "<fc",
+        1,
     ))
 }
 
@@ -308,19 +306,19 @@ struct MobileNetV2Features {
     layers: Vec<InvertedResidual>,
 }
 
-impl ModuleT for MobileNetV2Features {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+impl Forward for MobileNetV2Features {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
         let mut ys = xs.shallow_clone();
         for layer in &self.layers {
             let mut hidden = ys.shallow_clone();
             for (conv, relu6) in &layer.convs {
-                hidden = conv.forward(&hidden);
+                hidden = conv.forward(&hidden)?;
                 if *relu6 {
-                    let _ = hidden.clamp_(0.0, 6.0);
+                    let _ = hidden.f_clamp_(0.0, 6.0)?;
                 }
             }
             if layer.residual {
-                let _ = hidden.g_add_(&ys);
+                let _ = hidden.f_add_(&ys)?;
             }
             ys = hidden;
         }
@@ -376,9 +374,10 @@ fn mobilenet_v2(w: &Weights) -> Option<Network> {
         residual: false,
     });
     Some(Network::new(
-        Box::new(MobileNetV2Features { layers }),
-        Box::new(Linear::new(w, "classifier.1")?),
+        MobileNetV2Features { layers },
+        Linear::new(w, "classifier.1")?,
         "<classifier.1",
+        1,
     ))
 }
 
@@ -404,26 +403,25 @@ struct DenseNetFeatures {
     norm5: Affine,
 }
 
-impl ModuleT for DenseNetFeatures {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        let mut ys = self.stem.forward(xs);
-        let _ = ys.relu_();
-        let mut ys = ys.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+impl Forward for DenseNetFeatures {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        let mut ys = self.stem.forward(xs)?;
+        let _ = ys.f_relu_()?;
+        let mut ys = ys.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
         for stage in &self.stages {
-            ys =
-                match stage {
-                    DenseStage::Layer(layer) => {
-                        let mut hidden = layer.conv1.forward(&layer.norm1.relu(&ys));
-                        let _ = hidden.relu_();
-                        let new = layer.conv2.forward(&hidden);
-                        Tensor::cat(&[&ys, &new], 1)
-                    }
-                    DenseStage::Transition { norm, conv } => conv
-                        .forward(&norm.relu(&ys))
-                        .avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>),
-                };
+            ys = match stage {
+                DenseStage::Layer(layer) => {
+                    let mut hidden = layer.conv1.forward(&layer.norm1.relu(&ys)?)?;
+                    let _ = hidden.f_relu_()?;
+                    let new = layer.conv2.forward(&hidden)?;
+                    Tensor::f_cat(&[&ys, &new], 1)?
+                }
+                DenseStage::Transition { norm, conv } => conv
+                    .forward(&norm.relu(&ys)?)?
+                    .f_avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>)?,
+            };
         }
-        global_pool(&self.norm5.relu(&ys))
+        global_pool(&self.norm5.relu(&ys)?)
     }
 }
 
@@ -448,13 +446,14 @@ fn densenet(w: &Weights, blocks: &[i64]) -> Option<Network> {
         }
     }
     Some(Network::new(
-        Box::new(DenseNetFeatures {
+        DenseNetFeatures {
             stem: Conv::folded(w, "features.conv0", "features.norm0", 2, 1)?,
             stages,
             norm5: Affine::new(w, "features.norm5")?,
-        }),
-        Box::new(Linear::new(w, "classifier")?),
+        },
+        Linear::new(w, "classifier")?,
         "<classifier",
+        29,
     ))
 }
 
@@ -488,27 +487,7 @@ mod tests {
 
     use super::{build, channels_last};
     use crate::arch;
-
-    /// Random weights with batch-norm statistics far from identity, so
-    /// folding has something to fold.
-    fn randomise(store: &VarStore) {
-        tch::manual_seed(7);
-        tch::no_grad(|| {
-            for (name, mut variable) in store.variables() {
-                let size = variable.size();
-                let normal = Tensor::randn(size.as_slice(), (Kind::Float, Device::Cpu));
-                let value = if name.ends_with("running_var") {
-                    Tensor::rand(size.as_slice(), (Kind::Float, Device::Cpu)) * 0.5 + 1.0
-                } else if name.ends_with("running_mean") || size.len() == 1 {
-                    normal * 0.1 + if name.ends_with("weight") { 1.0 } else { 0.0 }
-                } else {
-                    let fan_in: i64 = size[1..].iter().product();
-                    normal * (1.0 / fan_in as f64).sqrt()
-                };
-                variable.copy_(&value);
-            }
-        });
-    }
+    use crate::arch::testing::randomise;
 
     #[test]
     fn folded_graphs_compute_what_the_plain_graphs_compute() {
@@ -520,8 +499,10 @@ mod tests {
             // Ragged, non-square input, like FiftyOne's native-size images.
             let input = Tensor::randn([2, 3, 72, 100], (Kind::Float, Device::Cpu));
             let (want, got) = tch::no_grad(|| {
-                let want = plain.head(&plain.features(&input));
-                let got = folded.head(&folded.features(&channels_last(&input)));
+                let want = plain.head(&plain.features(&input).unwrap()).unwrap();
+                let got = folded
+                    .head(&folded.features(&channels_last(&input)).unwrap())
+                    .unwrap();
                 (want, got)
             });
             assert_eq!(want.size(), got.size(), "{name}");

@@ -7,24 +7,35 @@
 //! TorchScript files; preprocessing reproduces FiftyOne's (Pillow's bilinear
 //! resize, bit for bit); outputs go through `zoo-output-processors`.
 //!
+//! Weights files, configs and images are hostile input: every number a
+//! weights file gives is checked before use (`weights.rs`), unpickling is
+//! bounded (`pickle.rs`), config sizes are validated, and every forward is
+//! fallible, so a bad file or config is an error naming it and a libtorch
+//! error fails one batch, never the process.
+//!
 //! ```no_run
 //! let mut factory = zoo_model_core::ModelFactory::new();
 //! zoo_torch_backend::register(&mut factory);
 //! assert!(factory.types().contains(&"fiftyone.utils.torch.TorchImageModel"));
 //! ```
 
+mod alexnet;
 mod arch;
 mod device;
 mod folded;
+mod layers;
 mod model;
 mod pickle;
 mod preprocess;
+mod squeezenet;
+mod vgg;
 mod weights;
 
 pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda, tune_allocator};
 pub use model::{IMAGENET_LABELS, TYPE_NAMES, TorchImageModel, class_names};
-pub use preprocess::{Preprocessing, resize_bilinear};
-pub use weights::{WeightsError, load_into, read_named_tensors};
+pub use pickle::PickleError;
+pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
+pub use weights::{TensorError, WeightsError, load_into, read_named_tensors};
 
 /// The parameter names and shapes of a torchvision architecture as zoo
 /// builds it (`entrypoint` as in `entrypoint_fcn`), for checking weights.

@@ -12,7 +12,7 @@ use zoo_output_processors::{Classifier, Detector, DetectorOutput};
 use crate::arch::{self, Network};
 use crate::device::DeviceSpec;
 use crate::folded;
-use crate::preprocess::Preprocessing;
+use crate::preprocess::{MAX_IMAGE_SIDE, Preprocessing};
 use crate::weights::{load_into, read_named_tensors};
 
 /// ImageNet's 1,000 class names, as torchvision orders them; what
@@ -60,8 +60,15 @@ enum Processor {
     Detector(Detector),
 }
 
+/// The most classes a native architecture is built for: its last layer
+/// is allocated before the weights are read, so a config listing millions
+/// of classes would otherwise ask for gigabytes.
+const MAX_CLASSES: usize = 100_000;
+
 /// A torch image model built from a FiftyOne deployment config.
 pub struct TorchImageModel {
+    /// What errors call the model: the architecture or the TorchScript file.
+    name: String,
     net: Net,
     device: Device,
     half: bool,
@@ -74,6 +81,19 @@ fn config_error(message: impl Into<String>) -> ModelError {
     ModelError::Config(message.into())
 }
 
+/// `error` and its sources, `: `-separated (the model error keeps text
+/// only, so the chain is flattened here).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn floats3(
     config: &Map<String, Value>,
     key: &str,
@@ -81,13 +101,16 @@ fn floats3(
 ) -> Result<[f32; 3], ModelError> {
     match config.get(key) {
         None | Some(Value::Null) => Ok(default),
-        Some(Value::Array(items)) if items.len() == 3 => {
+        Some(value @ Value::Array(items)) if items.len() == 3 => {
             let mut out = [0f32; 3];
             for (slot, item) in out.iter_mut().zip(items) {
                 *slot = item
                     .as_f64()
-                    .ok_or_else(|| config_error(format!("`{key}` must hold numbers")))?
-                    as f32;
+                    .map(|number| number as f32)
+                    .filter(|number| number.is_finite())
+                    .ok_or_else(|| {
+                        config_error(format!("`{key}` must hold finite numbers, got `{value}`"))
+                    })?;
             }
             Ok(out)
         }
@@ -97,15 +120,40 @@ fn floats3(
     }
 }
 
+/// An image side in pixels: a whole number from 1 to [`MAX_IMAGE_SIDE`].
+fn side(value: &Value) -> Option<u32> {
+    value
+        .as_u64()
+        .and_then(|value| u32::try_from(value).ok())
+        .filter(|value| (1..=MAX_IMAGE_SIDE).contains(value))
+}
+
 fn dim(config: &Map<String, Value>, key: &str) -> Result<Option<u32>, ModelError> {
     match config.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => value
-            .as_u64()
-            .and_then(|value| u32::try_from(value).ok())
-            .map(Some)
-            .ok_or_else(|| config_error(format!("`{key}` must be a whole number, got `{value}`"))),
+        Some(value) => side(value).map(Some).ok_or_else(|| {
+            config_error(format!(
+                "`{key}` must be a whole number of pixels from 1 to {MAX_IMAGE_SIDE}, got `{value}`"
+            ))
+        }),
     }
+}
+
+/// `image_size`: `[width, height]`, each as [`dim`] takes it.
+fn image_size(config: &Map<String, Value>) -> Result<Option<(u32, u32)>, ModelError> {
+    let value = match config.get("image_size") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(value) => value,
+    };
+    let size = match value {
+        Value::Array(items) if items.len() == 2 => side(&items[0]).zip(side(&items[1])),
+        _ => None,
+    };
+    size.map(Some).ok_or_else(|| {
+        config_error(format!(
+            "`image_size` must be [width, height] in whole pixels from 1 to {MAX_IMAGE_SIDE}, got `{value}`"
+        ))
+    })
 }
 
 /// The class names a config gives: `classes`, `labels_string`, or
@@ -179,16 +227,16 @@ impl TorchImageModel {
         let preprocessing = Preprocessing {
             min_dim: dim(config, "image_min_dim")?,
             max_dim: dim(config, "image_max_dim")?,
-            size: match config.get("image_size") {
-                Some(Value::Array(items)) if items.len() == 2 => {
-                    let get = |index: usize| items[index].as_u64().map(|value| value as u32);
-                    get(0).zip(get(1))
-                }
-                _ => None,
-            },
+            size: image_size(config)?,
             mean: floats3(config, "image_mean", [0.0; 3])?,
             std: floats3(config, "image_std", [1.0; 3])?,
         };
+        if preprocessing.std.contains(&0.0) {
+            return Err(config_error(format!(
+                "`image_std` must not hold 0, got `{}`",
+                config.get("image_std").unwrap_or(&Value::Null)
+            )));
+        }
         let processor_name = config
             .get("output_processor_cls")
             .and_then(Value::as_str)
@@ -225,9 +273,17 @@ impl TorchImageModel {
             .get("embeddings_layer")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let model_name;
         let net = match config.get("entrypoint_fcn").and_then(Value::as_str) {
             Some(entrypoint) => {
                 let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
+                model_name = name.to_owned();
+                if classes.len() > MAX_CLASSES {
+                    return Err(config_error(format!(
+                        "the config lists {} classes; zoo builds architectures for at most {MAX_CLASSES}",
+                        classes.len()
+                    )));
+                }
                 let mut store = VarStore::new(device);
                 let outputs = if classes.is_empty() {
                     1000
@@ -250,9 +306,9 @@ impl TorchImageModel {
                     );
                 }
                 let tensors =
-                    read_named_tensors(&model_path).map_err(|err| config_error(err.to_string()))?;
+                    read_named_tensors(&model_path).map_err(|err| config_error(chain(&err)))?;
                 load_into(&mut store, tensors, &model_path)
-                    .map_err(|err| config_error(err.to_string()))?;
+                    .map_err(|err| config_error(chain(&err)))?;
                 let kind = if half { Kind::Half } else { Kind::Float };
                 match folded::build(name, store.variables(), kind) {
                     Some(network) => Net::Vision {
@@ -271,6 +327,10 @@ impl TorchImageModel {
                 }
             }
             None => {
+                model_name = model_path.file_name().map_or_else(
+                    || model_path.display().to_string(),
+                    |file| file.to_string_lossy().into_owned(),
+                );
                 let mut module = CModule::load_on_device(&model_path, device).map_err(|err| {
                     config_error(format!(
                         "cannot load TorchScript `{}`: {err}",
@@ -294,6 +354,7 @@ impl TorchImageModel {
             .and_then(Value::as_bool)
             .unwrap_or(preprocessing.size.is_none());
         Ok(Self {
+            name: model_name,
             net,
             device,
             half,
@@ -301,6 +362,16 @@ impl TorchImageModel {
             processor,
             ragged,
         })
+    }
+
+    /// A libtorch error in a forward, as the batch's error: which model,
+    /// which input shape, and libtorch's message.
+    fn forward_error(&self, shape: [usize; 3], count: usize, error: &tch::TchError) -> ModelError {
+        let [c, h, w] = shape;
+        ModelError::Inference(format!(
+            "`{}` failed on a batch of {count} input(s) of shape {c}x{h}x{w}: {error}",
+            self.name
+        ))
     }
 
     fn batch(&self, inputs: &[Input]) -> Result<Tensor, ModelError> {
@@ -313,46 +384,80 @@ impl TorchImageModel {
                 "inputs of different sizes in one batch".into(),
             ));
         }
+        let values = c.checked_mul(h).and_then(|values| values.checked_mul(w));
+        if inputs.iter().any(|input| Some(input.data.len()) != values) {
+            return Err(ModelError::Inference(format!(
+                "an input of shape {c}x{h}x{w} does not hold {c}x{h}x{w} values"
+            )));
+        }
+        if let Net::Vision { network, .. } = &self.net {
+            let min = network.min_input;
+            if (h as i64) < min || (w as i64) < min {
+                return Err(ModelError::Inference(format!(
+                    "`{}` needs images of at least {min}x{min} pixels, got {w}x{h}; \
+                     set `image_min_dim` (or `image_size`) in the model config to upscale them",
+                    self.name
+                )));
+            }
+        }
+        let failed = |error: tch::TchError| self.forward_error([c, h, w], inputs.len(), &error);
         // One copy per input, straight into the batch in the layout, kind
         // and device the network takes.
-        let (n, c, h, w) = (inputs.len() as i64, c as i64, h as i64, w as i64);
+        let shape = [inputs.len(), c, h, w].map(|side| side as i64);
+        let [n, c, h, w] = shape;
         let kind = if self.half { Kind::Half } else { Kind::Float };
         let batch = if matches!(self.net, Net::Vision { store: None, .. }) {
-            folded::empty_channels_last([n, c, h, w], (kind, self.device))
+            Tensor::f_empty_strided([n, c, h, w], [h * w * c, 1, w * c, c], (kind, self.device))
         } else {
-            Tensor::empty([n, c, h, w], (kind, self.device))
-        };
+            Tensor::f_empty([n, c, h, w], (kind, self.device))
+        }
+        .map_err(failed)?;
         for (index, input) in inputs.iter().enumerate() {
             batch
-                .get(index as i64)
-                .copy_(&Tensor::from_slice(&input.data).view([c, h, w]));
+                .f_get(index as i64)
+                .and_then(|mut slot| {
+                    slot.f_copy_(&Tensor::f_from_slice(&input.data)?.f_view([c, h, w])?)
+                })
+                .map_err(failed)?;
         }
         Ok(batch)
     }
 
     fn logits(&self, batch: &Tensor) -> Result<Tensor, ModelError> {
+        let shape = batch.size();
+        let failed = |error: tch::TchError| {
+            let [n, c, h, w] = shape[..] else {
+                return ModelError::Inference(error.to_string());
+            };
+            self.forward_error([c, h, w].map(|side| side as usize), n as usize, &error)
+        };
         match &self.net {
-            Net::Vision { network, .. } => Ok(network.head(&network.features(batch))),
-            Net::Script { module, .. } => module
-                .forward_ts(&[batch])
-                .map_err(|err| ModelError::Inference(err.to_string())),
+            Net::Vision { network, .. } => network
+                .features(batch)
+                .and_then(|features| network.head(&features))
+                .map_err(failed),
+            Net::Script { module, .. } => module.forward_ts(&[batch]).map_err(failed),
         }
     }
 }
 
 fn to_array2(tensor: &Tensor) -> Result<Array2<f32>, ModelError> {
+    let failed = |err: tch::TchError| ModelError::Inference(err.to_string());
     let tensor = tensor
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .contiguous();
+        .f_to_device(Device::Cpu)
+        .and_then(|tensor| tensor.f_to_kind(Kind::Float))
+        .and_then(|tensor| tensor.f_contiguous())
+        .map_err(failed)?;
     let size = tensor.size();
     let [rows, columns] = size.as_slice() else {
         return Err(ModelError::Inference(format!(
             "expected a [N, M] output, got {size:?}"
         )));
     };
-    let values = Vec::<f32>::try_from(tensor.flatten(0, -1))
-        .map_err(|err| ModelError::Inference(err.to_string()))?;
+    let values = tensor
+        .f_flatten(0, -1)
+        .and_then(Vec::<f32>::try_from)
+        .map_err(failed)?;
     Array2::from_shape_vec((*rows as usize, *columns as usize), values)
         .map_err(|err| ModelError::Inference(err.to_string()))
 }
@@ -468,12 +573,17 @@ impl TorchImageModel {
                         "detectors run as TorchScript only".into(),
                     ));
                 };
+                let failed = |error: tch::TchError| {
+                    let shape = inputs.first().map_or([0; 3], |input| input.shape);
+                    self.forward_error(shape, inputs.len(), &error)
+                };
                 let images: Vec<Tensor> = (0..inputs.len() as i64)
-                    .map(|index| batch.get(index))
-                    .collect();
+                    .map(|index| batch.f_get(index))
+                    .collect::<Result<_, _>>()
+                    .map_err(failed)?;
                 let output = module
                     .forward_is(&[IValue::TensorList(images)])
-                    .map_err(|err| ModelError::Inference(err.to_string()))?;
+                    .map_err(failed)?;
                 // torchvision detectors return a list of dicts, or a
                 // (losses, detections) tuple when scripted.
                 let list = match output {
@@ -501,18 +611,24 @@ impl TorchImageModel {
                             ));
                         };
                         let boxes = to_array2(&dict_tensor(&dict, "boxes")?)?;
-                        let labels = Vec::<i64>::try_from(
-                            dict_tensor(&dict, "labels")?
-                                .to_kind(Kind::Int64)
-                                .to_device(Device::Cpu),
-                        )
-                        .map_err(|err| ModelError::Inference(err.to_string()))?;
-                        let scores = Vec::<f32>::try_from(
-                            dict_tensor(&dict, "scores")?
-                                .to_kind(Kind::Float)
-                                .to_device(Device::Cpu),
-                        )
-                        .map_err(|err| ModelError::Inference(err.to_string()))?;
+                        let vector = |key: &str, kind: Kind| {
+                            dict_tensor(&dict, key)?
+                                .f_to_kind(kind)
+                                .and_then(|tensor| tensor.f_to_device(Device::Cpu))
+                                .map_err(failed)
+                        };
+                        let labels = Vec::<i64>::try_from(vector("labels", Kind::Int64)?)
+                            .map_err(failed)?;
+                        let scores = Vec::<f32>::try_from(vector("scores", Kind::Float)?)
+                            .map_err(failed)?;
+                        // The processor reads four coordinates per box.
+                        if boxes.nrows() > 0 && boxes.ncols() != 4 {
+                            return Err(ModelError::Inference(format!(
+                                "`{}` returned boxes of {} coordinates; a detector returns [x1, y1, x2, y2] boxes",
+                                self.name,
+                                boxes.ncols(),
+                            )));
+                        }
                         let (labels, scores) = (Array1::from(labels), Array1::from(scores));
                         let output = DetectorOutput {
                             boxes: boxes.view(),
@@ -529,21 +645,25 @@ impl TorchImageModel {
 
     fn embed_chunk(&self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, ModelError> {
         let batch = self.batch(inputs)?;
+        let failed = |error: tch::TchError| {
+            let shape = inputs.first().map_or([0; 3], |input| input.shape);
+            self.forward_error(shape, inputs.len(), &error)
+        };
         let features = tch::no_grad(|| match &self.net {
             Net::Vision { network, .. } if network.embeddings_layer.is_some() => {
-                Ok(network.features(&batch))
+                network.features(&batch).map_err(failed)
             }
             Net::Script {
                 module,
                 embed_method: Some(method),
             } => module
                 .method_ts(method, &[batch.shallow_clone()])
-                .map_err(|err| ModelError::Inference(err.to_string())),
+                .map_err(failed),
             _ => Err(ModelError::Unsupported(
                 "this model does not compute embeddings".into(),
             )),
         })?;
-        let features = to_array2(&features.flatten(1, -1))?;
+        let features = to_array2(&features.f_flatten(1, -1).map_err(failed)?)?;
         Ok(features
             .rows()
             .into_iter()

@@ -7,6 +7,10 @@ use zoo_model_core::{Image, Input, ModelError, Preprocess};
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
+/// The largest image side, in pixels, a config may ask for and an image may
+/// be resized to (a 16384x16384 input is 3 GiB of `f32`).
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+
 /// The preprocessing a model config asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preprocessing {
@@ -83,7 +87,16 @@ impl Preprocessing {
 }
 
 impl Preprocess for Preprocessing {
+    /// [`Preprocessing::apply`], refusing a resize beyond
+    /// [`MAX_IMAGE_SIDE`] (e.g. `image_min_dim` on a 1-pixel-high strip).
     fn preprocess(&self, image: Image) -> Result<Input, ModelError> {
+        let (width, height) = self.target_size(image.width, image.height);
+        if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
+            return Err(ModelError::Preprocess(format!(
+                "an image of {}x{} would be resized to {width}x{height}, beyond {MAX_IMAGE_SIDE} pixels a side",
+                image.width, image.height
+            )));
+        }
         Ok(self.apply(&image))
     }
 }

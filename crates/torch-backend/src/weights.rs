@@ -1,25 +1,73 @@
-//! Reading weights: PyTorch `.pth`/`.pt` state dicts, `.safetensors`, `.ot`,
-//! and loading them into a `VarStore` with exact name matching.
+//! Reading weights: PyTorch `.pth`/`.pt` state dicts (zip and legacy),
+//! `.safetensors`, `.ot`, and loading them into a `VarStore` with exact name
+//! matching.
+//!
+//! Weights files are hostile input. Every number a file gives (sizes,
+//! strides, offsets, storage lengths, element counts, header lengths) is
+//! checked before it is used: negative values, arithmetic that overflows
+//! 64 bits and views reaching past their storage are errors naming the file
+//! and the tensor, and bytes are handed to libtorch only in slices whose
+//! length matches what libtorch will read. Nothing in a weights file is
+//! parsed by libtorch itself.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
 
-use tch::{Kind, Tensor, nn::VarStore};
+use tch::{Kind, TchError, Tensor, nn::VarStore};
 
-use crate::pickle::{TensorRef, Value, unpickle};
+use crate::pickle::{Object, PickleError, StorageRef, TensorRef, Value, unpickle, unpickle_prefix};
+
+/// The largest `data.pkl` read from a zip checkpoint (a torchvision state
+/// dict's is under 100 KiB).
+const MAX_PICKLE_BYTES: u64 = 64 << 20;
+
+/// The largest safetensors header (the same bound as the `safetensors`
+/// crate's).
+const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
+
+/// The most elements a tensor may have beyond its storage's: a view that
+/// repeats elements (a zero stride) may not be larger than this, so a tiny
+/// file cannot ask for gigabytes.
+const MAX_EXPANDED_ELEMENTS: u64 = 1 << 20;
+
+/// The most dimensions a tensor may have (libtorch's own limit is 64).
+const MAX_RANK: usize = 64;
 
 /// Why weights could not be read or loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WeightsError {
-    /// The file could not be read or parsed.
+    /// The file could not be read or is not a weights file.
     #[error("cannot read weights `{path}`: {message}")]
     Read {
         /// The weights file.
         path: String,
         /// Why.
         message: String,
+    },
+    /// The checkpoint's pickle could not be read.
+    #[error("cannot read weights `{path}`: its pickle `{pickle}` is invalid")]
+    Pickle {
+        /// The weights file.
+        path: String,
+        /// The pickle inside it (`archive/data.pkl`, or the legacy
+        /// format's n-th pickle).
+        pickle: String,
+        /// Why.
+        #[source]
+        source: PickleError,
+    },
+    /// One tensor of the file is invalid.
+    #[error("cannot read weights `{path}`: tensor `{key}` is invalid")]
+    Tensor {
+        /// The weights file.
+        path: String,
+        /// The tensor's name in the file.
+        key: String,
+        /// Why.
+        #[source]
+        source: TensorError,
     },
     /// The file's tensors do not fit the architecture.
     #[error("weights `{path}` do not fit the architecture: {message}")]
@@ -31,207 +79,666 @@ pub enum WeightsError {
     },
 }
 
-fn kind_of(dtype: &str) -> Option<(Kind, usize)> {
+/// Why one tensor of a weights file is invalid.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TensorError {
+    /// A dtype zoo does not read.
+    #[error("unsupported dtype `{dtype}`")]
+    UnsupportedDtype {
+        /// The dtype as the file names it.
+        dtype: String,
+    },
+    /// A negative size, stride or offset.
+    #[error("negative {what} `{value}`")]
+    Negative {
+        /// `size`, `stride`, `offset` or `storage length`.
+        what: &'static str,
+        /// The value.
+        value: i64,
+    },
+    /// Sizes and strides of different lengths, or too many dimensions.
+    #[error("{sizes} sizes and {strides} strides (at most {MAX_RANK} dimensions)")]
+    Rank {
+        /// How many sizes.
+        sizes: usize,
+        /// How many strides.
+        strides: usize,
+    },
+    /// An element count, byte count or offset overflows 64 bits.
+    #[error("its {what} overflows 64 bits")]
+    Overflow {
+        /// What was being computed.
+        what: &'static str,
+    },
+    /// The view reaches past the end of its storage.
+    #[error(
+        "its view reaches element {reach} of storage `{storage}`, which holds {elements} elements"
+    )]
+    BeyondStorage {
+        /// The storage key.
+        storage: String,
+        /// The furthest element the view touches.
+        reach: u64,
+        /// The storage's element count.
+        elements: u64,
+    },
+    /// The view repeats its storage's elements into a far larger tensor.
+    #[error(
+        "it has {numel} elements from a storage of {elements} (views larger than their storage are capped at {MAX_EXPANDED_ELEMENTS} elements)"
+    )]
+    TooLarge {
+        /// The tensor's element count.
+        numel: u64,
+        /// The storage's element count.
+        elements: u64,
+    },
+    /// The storage's bytes do not match what the file declares.
+    #[error("storage `{storage}` holds {actual} bytes, the file declares {declared}")]
+    StorageLength {
+        /// The storage key.
+        storage: String,
+        /// Bytes present.
+        actual: u64,
+        /// Bytes declared.
+        declared: u64,
+    },
+    /// The storage the tensor views is not in the file.
+    #[error("its storage `{storage}` is missing")]
+    MissingStorage {
+        /// The storage key.
+        storage: String,
+    },
+    /// A safetensors entry is malformed.
+    #[error("malformed safetensors entry: {reason}")]
+    Entry {
+        /// What was wrong.
+        reason: String,
+    },
+    /// libtorch refused to build the tensor.
+    #[error("libtorch cannot build it")]
+    Torch {
+        /// libtorch's error.
+        #[source]
+        source: TchError,
+    },
+}
+
+impl From<TchError> for TensorError {
+    fn from(source: TchError) -> Self {
+        TensorError::Torch { source }
+    }
+}
+
+fn kind_of(dtype: &str) -> Option<(Kind, u64)> {
     Some(match dtype {
-        "Float" => (Kind::Float, 4),
-        "Double" => (Kind::Double, 8),
-        "Half" => (Kind::Half, 2),
-        "BFloat16" => (Kind::BFloat16, 2),
-        "Long" => (Kind::Int64, 8),
-        "Int" => (Kind::Int, 4),
-        "Short" => (Kind::Int16, 2),
-        "Char" => (Kind::Int8, 1),
-        "Byte" => (Kind::Uint8, 1),
-        "Bool" => (Kind::Bool, 1),
+        "Float" | "F32" => (Kind::Float, 4),
+        "Double" | "F64" => (Kind::Double, 8),
+        "Half" | "F16" => (Kind::Half, 2),
+        "BFloat16" | "BF16" => (Kind::BFloat16, 2),
+        "Long" | "I64" => (Kind::Int64, 8),
+        "Int" | "I32" => (Kind::Int, 4),
+        "Short" | "I16" => (Kind::Int16, 2),
+        "Char" | "I8" => (Kind::Int8, 1),
+        "Byte" | "U8" => (Kind::Uint8, 1),
+        "Bool" | "BOOL" => (Kind::Bool, 1),
         _ => return None,
     })
 }
 
-/// Reads every named tensor of a weights file, by format: a zip (`torch.save`
-/// since 1.6), `.safetensors`, or tch's `.ot`.
+/// The file being read, for errors.
+struct Source<'a> {
+    path: &'a Path,
+}
+
+impl Source<'_> {
+    fn path(&self) -> String {
+        self.path.display().to_string()
+    }
+    fn read(&self, message: impl std::fmt::Display) -> WeightsError {
+        WeightsError::Read {
+            path: self.path(),
+            message: message.to_string(),
+        }
+    }
+    fn pickle(&self, pickle: &str, source: PickleError) -> WeightsError {
+        WeightsError::Pickle {
+            path: self.path(),
+            pickle: pickle.to_owned(),
+            source,
+        }
+    }
+    fn tensor(&self, key: &str, source: TensorError) -> WeightsError {
+        WeightsError::Tensor {
+            path: self.path(),
+            key: key.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Reads every named tensor of a weights file, by format: a zip
+/// (`torch.save` since 1.6, and tch's `.ot`, which is a TorchScript zip),
+/// the legacy pre-1.6 `torch.save` format, or `.safetensors` (recognised by
+/// name or content).
 pub fn read_named_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
-    let error = |message: String| WeightsError::Read {
-        path: path.display().to_string(),
-        message,
-    };
+    let source = Source { path };
+    let mut file = fs_err::File::open(path).map_err(|err| source.read(err))?;
+    let mut head = Vec::with_capacity(9);
+    (&mut file)
+        .take(9)
+        .read_to_end(&mut head)
+        .map_err(|err| source.read(err))?;
+    drop(file);
     let name = path.to_string_lossy().to_ascii_lowercase();
-    if name.ends_with(".safetensors") {
-        return Tensor::read_safetensors(path).map_err(|err| error(err.to_string()));
-    }
-    if name.ends_with(".ot") {
-        return Tensor::load_multi(path).map_err(|err| error(err.to_string()));
-    }
-    let mut head = [0u8; 9];
-    let mut file = fs_err::File::open(path).map_err(|err| error(err.to_string()))?;
-    file.read_exact(&mut head)
-        .map_err(|err| error(err.to_string()))?;
     // safetensors: an 8-byte little-endian header length, then JSON.
-    let header = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
-    let size = fs_err::metadata(path)
-        .map_err(|err| error(err.to_string()))?
-        .len();
-    if head[8] == b'{' && header > 1 && header < size {
-        return Tensor::read_safetensors(path).map_err(|err| error(err.to_string()));
+    if name.ends_with(".safetensors") || (head.len() == 9 && head[8] == b'{') {
+        let data = fs_err::read(path).map_err(|err| source.read(err))?;
+        return read_safetensors(&source, &data);
     }
-    if &head[..4] == b"PK\x03\x04" {
-        return read_pth(path).map_err(error);
+    if head.starts_with(b"PK\x03\x04") {
+        return read_zip(&source);
     }
     // A pickle (protocol 2+) starts with PROTO: the legacy format.
-    if head[0] == 0x80 {
-        return read_legacy(path).map_err(error);
+    if head.first() == Some(&0x80) {
+        let data = fs_err::read(path).map_err(|err| source.read(err))?;
+        return read_legacy(&source, &data);
     }
-    Err(error(
-        "not a PyTorch checkpoint (zip or legacy), safetensors or .ot file".into(),
+    Err(source.read(
+        "not a PyTorch checkpoint (zip or legacy), safetensors or .ot file; \
+         give the weights file torch.save or safetensors wrote",
     ))
 }
 
-fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
-    let file = fs_err::File::open(path).map_err(|err| err.to_string())?;
-    let mut archive =
-        zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|err| err.to_string())?;
+/// Reads up to `limit` bytes of `reader`; more is an error.
+fn read_bounded(reader: impl Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
+/// A zip checkpoint: `<prefix>data.pkl` and the storages in
+/// `<prefix>data/<key>`; also tch's `.ot` files (TorchScript archives whose
+/// `data.pkl` holds a module with the tensors as attributes).
+fn read_zip(source: &Source<'_>) -> Result<Vec<(String, Tensor)>, WeightsError> {
+    let file = fs_err::File::open(source.path).map_err(|err| source.read(err))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|err| source.read(format!("not a readable zip: {err}")))?;
     let pickle_name = archive
         .file_names()
         .filter_map(Result::ok)
-        .find(|name| name.ends_with("data.pkl"))
+        .find(|name| name == "data.pkl" || name.ends_with("/data.pkl"))
         .map(|name| name.into_owned())
-        .ok_or("no `data.pkl` in the checkpoint")?;
+        .ok_or_else(|| source.read("no `data.pkl` in the checkpoint"))?;
     let prefix = pickle_name.trim_end_matches("data.pkl").to_owned();
-    let mut pickle = Vec::new();
-    archive
+    let entry = archive
         .by_name(&pickle_name)
-        .map_err(|err| err.to_string())?
-        .read_to_end(&mut pickle)
-        .map_err(|err| err.to_string())?;
-    let value = unpickle(&pickle)?;
-    let dict = state_dict(value)?;
-    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+        .map_err(|err| source.read(format!("`{pickle_name}`: {err}")))?;
+    let pickle = read_bounded(entry, MAX_PICKLE_BYTES)
+        .map_err(|err| source.read(format!("`{pickle_name}`: {err}")))?
+        .ok_or_else(|| {
+            source.read(format!(
+                "`{pickle_name}` is larger than {MAX_PICKLE_BYTES} bytes"
+            ))
+        })?;
+    let value = unpickle(&pickle).map_err(|err| source.pickle(&pickle_name, err))?;
+    let dict = state_dict(value).map_err(|message| source.read(message))?;
+    let mut bytes: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut storages = Storages::default();
     let mut tensors = Vec::with_capacity(dict.len());
     for (name, reference) in dict {
-        if !storages.contains_key(&reference.key) {
-            let mut bytes = Vec::new();
-            archive
-                .by_name(&format!("{prefix}data/{}", reference.key))
-                .map_err(|err| format!("storage `{}`: {err}", reference.key))?
-                .read_to_end(&mut bytes)
-                .map_err(|err| err.to_string())?;
-            storages.insert(reference.key.clone(), bytes);
+        let storage = &reference.storage;
+        if !bytes.contains_key(&storage.key) {
+            let read = read_zip_storage(&mut archive, &prefix, storage)
+                .map_err(|err| source.tensor(&name, err))?;
+            bytes.insert(storage.key.clone(), read);
         }
-        let bytes = &storages[&reference.key];
-        tensors.push((name.clone(), materialise(&name, &reference, bytes)?));
+        let data = bytes
+            .get(&storage.key)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let tensor = storages
+            .view(&reference, data)
+            .map_err(|err| source.tensor(&name, err))?;
+        tensors.push((name, tensor));
     }
     Ok(tensors)
+}
+
+/// The bytes of one storage: as many as its persistent id declares (the
+/// whole entry when it declares none), never more than the entry holds.
+fn read_zip_storage<R: Read + std::io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    prefix: &str,
+    storage: &StorageRef,
+) -> Result<Vec<u8>, TensorError> {
+    let missing = || TensorError::MissingStorage {
+        storage: storage.key.clone(),
+    };
+    let entry = archive
+        .by_name(&format!("{prefix}data/{}", storage.key))
+        .map_err(|_| missing())?;
+    let present = entry.size();
+    let declared = match storage.numel {
+        Some(numel) => declared_bytes(storage, numel)?,
+        None => present,
+    };
+    let mut bytes = Vec::new();
+    entry
+        .take(declared)
+        .read_to_end(&mut bytes)
+        .map_err(|err| TensorError::Entry {
+            reason: format!("storage `{}`: {err}", storage.key),
+        })?;
+    if (bytes.len() as u64) < declared {
+        return Err(TensorError::StorageLength {
+            storage: storage.key.clone(),
+            actual: bytes.len() as u64,
+            declared,
+        });
+    }
+    Ok(bytes)
+}
+
+/// `numel` elements of `storage`'s dtype, in bytes.
+fn declared_bytes(storage: &StorageRef, numel: i64) -> Result<u64, TensorError> {
+    let (_, width) = kind_of(&storage.dtype).ok_or_else(|| TensorError::UnsupportedDtype {
+        dtype: storage.dtype.clone(),
+    })?;
+    let numel = u64::try_from(numel).map_err(|_| TensorError::Negative {
+        what: "storage length",
+        value: numel,
+    })?;
+    numel.checked_mul(width).ok_or(TensorError::Overflow {
+        what: "storage byte count",
+    })
 }
 
 /// The pre-1.6 `torch.save` format, which download.pytorch.org still serves
 /// for many torchvision weights: pickles back to back (magic number,
 /// protocol, system info, the object, the storage keys), then each storage
 /// in key order as a little-endian `u64` element count and its raw bytes.
-fn read_legacy(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
-    let data = fs_err::read(path).map_err(|err| err.to_string())?;
+fn read_legacy(source: &Source<'_>, data: &[u8]) -> Result<Vec<(String, Tensor)>, WeightsError> {
     let mut offset = 0;
-    let mut next = || -> Result<Value, String> {
-        let (value, used) = crate::pickle::unpickle_prefix(&data[offset..])?;
+    let mut next = |what: &str| -> Result<Value, WeightsError> {
+        let rest = data.get(offset..).unwrap_or_default();
+        let (value, used) = unpickle_prefix(rest)
+            .map_err(|err| source.pickle(&format!("{what} (at byte {offset})"), err))?;
         offset += used;
         Ok(value)
     };
-    let magic = next()?;
+    let magic = next("magic number")?;
     let expected: &[u8] = &[0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
-    if magic != Value::Bytes(expected.to_vec()) {
-        return Err("not a legacy torch.save file (bad magic number)".into());
+    if !matches!(&magic, Value::Bytes(bytes) if bytes.as_ref() == expected) {
+        return Err(source.read("not a legacy torch.save file (bad magic number)"));
     }
-    let _protocol = next()?;
-    let _system = next()?;
-    let object = next()?;
-    let Value::List(keys) = next()? else {
-        return Err("legacy checkpoint without a storage key list".into());
+    let _protocol = next("protocol version")?;
+    let _system = next("system info")?;
+    let object = next("state dict")?;
+    let Value::List(keys) = next("storage keys")? else {
+        return Err(source.read("legacy checkpoint without a storage key list"));
     };
-    let dict = state_dict(object)?;
-    let widths: HashMap<String, usize> = dict
+    let dict = state_dict(object).map_err(|message| source.read(message))?;
+    // The tensor that names each storage, for errors and its dtype.
+    let users: HashMap<&str, (&str, &StorageRef)> = dict
         .iter()
-        .filter_map(|(_, reference)| {
-            kind_of(&reference.dtype).map(|(_, width)| (reference.key.clone(), width))
+        .map(|(name, reference)| {
+            let storage = reference.storage.as_ref();
+            (storage.key.as_str(), (name.as_str(), storage))
         })
         .collect();
-    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
-    for key in keys {
+    let mut storages: HashMap<String, &[u8]> = HashMap::new();
+    for key in &keys.items {
         let Value::Str(key) = key else {
-            return Err("storage keys must be strings".into());
+            return Err(source.read("storage keys must be strings"));
         };
-        let width = *widths
-            .get(&key)
-            .ok_or_else(|| format!("storage `{key}` has no tensor telling its dtype"))?;
         let count_bytes: [u8; 8] = data
-            .get(offset..offset + 8)
+            .get(offset..)
+            .and_then(|rest| rest.get(..8))
             .and_then(|bytes| bytes.try_into().ok())
-            .ok_or("truncated legacy checkpoint")?;
-        let count = u64::from_le_bytes(count_bytes) as usize;
+            .ok_or_else(|| {
+                source.read(format!(
+                    "truncated legacy checkpoint: no length for storage `{key}`"
+                ))
+            })?;
         offset += 8;
-        let length = count.checked_mul(width).ok_or("storage too large")?;
-        let bytes = data
-            .get(offset..offset + length)
-            .ok_or("truncated legacy checkpoint")?;
-        offset += length;
-        storages.insert(key, bytes.to_vec());
+        let count = u64::from_le_bytes(count_bytes);
+        let Some(&(name, storage)) = users.get(key.as_ref()) else {
+            // Its width is unknown, so nothing after it can be found.
+            return Err(source.read(format!(
+                "storage `{key}` is used by no tensor, so its dtype is unknown"
+            )));
+        };
+        let length = i64::try_from(count)
+            .map_err(|_| TensorError::Overflow {
+                what: "storage element count",
+            })
+            .and_then(|count| declared_bytes(storage, count))
+            .map_err(|err| source.tensor(name, err))?;
+        let bytes = usize::try_from(length)
+            .ok()
+            .and_then(|length| offset.checked_add(length))
+            .and_then(|end| data.get(offset..end))
+            .ok_or_else(|| {
+                source.tensor(
+                    name,
+                    TensorError::StorageLength {
+                        storage: key.to_string(),
+                        actual: (data.len() - offset.min(data.len())) as u64,
+                        declared: length,
+                    },
+                )
+            })?;
+        offset += bytes.len();
+        storages.insert(key.to_string(), bytes);
     }
+    let mut tensors = Storages::default();
     dict.into_iter()
         .map(|(name, reference)| {
-            let bytes = storages
-                .get(&reference.key)
-                .ok_or_else(|| format!("storage `{}` missing", reference.key))?;
-            Ok((name.clone(), materialise(&name, &reference, bytes)?))
+            let bytes = storages.get(&reference.storage.key).ok_or_else(|| {
+                source.tensor(
+                    &name,
+                    TensorError::MissingStorage {
+                        storage: reference.storage.key.clone(),
+                    },
+                )
+            })?;
+            let tensor = tensors
+                .view(&reference, bytes)
+                .map_err(|err| source.tensor(&name, err))?;
+            Ok((name, tensor))
         })
         .collect()
 }
 
 /// The tensors of a checkpoint: the top-level dict, or its `state_dict` /
-/// `model` entry when the checkpoint wraps one.
+/// `model` entry when the checkpoint wraps one; or, for a TorchScript
+/// archive (tch's `.ot`), the tensor attributes of its module and
+/// submodules, named by their path (tch writes `.` as `|`).
 fn state_dict(value: Value) -> Result<Vec<(String, TensorRef)>, String> {
-    let Value::Dict(items) = value else {
-        return Err("the checkpoint is not a dict of tensors".into());
-    };
-    let wrapped = items.iter().find_map(|(key, value)| match (key, value) {
-        (Value::Str(key), Value::Dict(inner)) if key == "state_dict" || key == "model" => {
-            Some(inner.clone())
+    let dict = match value {
+        Value::Dict(dict) => dict,
+        Value::Object(object) => {
+            let mut tensors = Vec::new();
+            let mut budget = MAX_MODULE_ENTRIES;
+            module_tensors(&object, "", &mut tensors, &mut budget)?;
+            return Ok(tensors);
         }
-        _ => None,
-    });
-    let items = wrapped.unwrap_or(items);
-    Ok(items
-        .into_iter()
+        other => {
+            return Err(format!(
+                "the checkpoint is {}, not a dict of tensors",
+                other.kind()
+            ));
+        }
+    };
+    let wrapped = dict
+        .items
+        .iter()
+        .find_map(|(key, value)| match (key, value) {
+            (Value::Str(key), Value::Dict(inner))
+                if key.as_ref() == "state_dict" || key.as_ref() == "model" =>
+            {
+                Some(inner.clone())
+            }
+            _ => None,
+        });
+    let dict = wrapped.unwrap_or(dict);
+    Ok(dict
+        .items
+        .iter()
         .filter_map(|(key, value)| match (key, value) {
-            (Value::Str(key), Value::Tensor(tensor)) => Some((key, tensor)),
+            (Value::Str(key), Value::Tensor(tensor)) => {
+                Some((key.to_string(), tensor.as_ref().clone()))
+            }
             _ => None,
         })
         .collect())
 }
 
-fn materialise(name: &str, reference: &TensorRef, bytes: &[u8]) -> Result<Tensor, String> {
-    let (kind, width) = kind_of(&reference.dtype).ok_or_else(|| {
-        format!(
-            "tensor `{name}` has unsupported dtype `{}`",
-            reference.dtype
-        )
-    })?;
-    let numel = (bytes.len() / width) as i64;
-    // The furthest element the view touches must exist.
-    let reach: i64 = reference.offset
-        + reference
-            .size
-            .iter()
-            .zip(&reference.stride)
-            .map(|(size, stride)| (size - 1).max(0) * stride)
-            .sum::<i64>();
-    if reference.size.iter().all(|size| *size > 0) && reach >= numel {
-        return Err(format!("tensor `{name}` points past its storage"));
+/// The most attributes visited in a TorchScript archive's modules (shared
+/// submodules are visited once per path, so this bounds the walk).
+const MAX_MODULE_ENTRIES: usize = 1 << 20;
+
+/// Collects the tensor attributes of `module` and its submodules under
+/// `prefix`.
+fn module_tensors(
+    module: &Object,
+    prefix: &str,
+    tensors: &mut Vec<(String, TensorRef)>,
+    budget: &mut usize,
+) -> Result<(), String> {
+    let Some(Value::Dict(attributes)) = &module.state else {
+        return Err(format!(
+            "the checkpoint is a `{}` object without attributes, not a dict of tensors",
+            module.name
+        ));
+    };
+    for (key, value) in &attributes.items {
+        *budget = budget.checked_sub(1).ok_or_else(|| {
+            format!("the checkpoint's modules hold more than {MAX_MODULE_ENTRIES} attributes")
+        })?;
+        let Value::Str(key) = key else { continue };
+        let name = format!("{prefix}{}", key.replace('|', "."));
+        match value {
+            Value::Tensor(tensor) => tensors.push((name, tensor.as_ref().clone())),
+            Value::Object(inner) if inner.state.is_some() => {
+                module_tensors(inner, &format!("{name}."), tensors, budget)?;
+            }
+            _ => {}
+        }
     }
-    let storage = Tensor::from_data_size(bytes, &[numel], kind);
-    Ok(storage
-        .as_strided(
-            reference.size.as_slice(),
-            reference.stride.as_slice(),
-            reference.offset,
-        )
-        .contiguous())
+    Ok(())
+}
+
+/// Storages as flat tensors, each built once (by key and dtype) however
+/// many tensors view it.
+#[derive(Default)]
+struct Storages {
+    built: HashMap<(String, String), Tensor>,
+}
+
+impl Storages {
+    /// The tensor `reference` describes, from its storage's `bytes`, after
+    /// checking every number against them.
+    fn view(&mut self, reference: &TensorRef, bytes: &[u8]) -> Result<Tensor, TensorError> {
+        let storage = &reference.storage;
+        let (kind, width) =
+            kind_of(&storage.dtype).ok_or_else(|| TensorError::UnsupportedDtype {
+                dtype: storage.dtype.clone(),
+            })?;
+        let elements = bytes.len() as u64 / width;
+        check_view(reference, elements)?;
+        let key = (storage.key.clone(), storage.dtype.clone());
+        let flat = match self.built.get(&key) {
+            Some(flat) => flat,
+            None => {
+                // libtorch reads exactly `elements * width` bytes: hand it
+                // that slice.
+                let whole = bytes.len() - bytes.len() % width as usize;
+                let count = i64::try_from(elements).map_err(|_| TensorError::Overflow {
+                    what: "storage element count",
+                })?;
+                let flat = Tensor::f_from_data_size(&bytes[..whole], &[count], kind)?;
+                self.built.entry(key).or_insert(flat)
+            }
+        };
+        Ok(flat
+            .f_as_strided(
+                reference.size.as_slice(),
+                reference.stride.as_slice(),
+                reference.offset,
+            )?
+            .f_contiguous()?)
+    }
+}
+
+/// Checks that the view `reference` describes lies inside a storage of
+/// `elements` elements: no negative number, no overflow, no element past
+/// the end, and not far larger than the storage.
+fn check_view(reference: &TensorRef, elements: u64) -> Result<(), TensorError> {
+    let (size, stride) = (&reference.size, &reference.stride);
+    if size.len() != stride.len() || size.len() > MAX_RANK {
+        return Err(TensorError::Rank {
+            sizes: size.len(),
+            strides: stride.len(),
+        });
+    }
+    let unsigned = |what: &'static str, value: i64| {
+        u64::try_from(value).map_err(|_| TensorError::Negative { what, value })
+    };
+    let offset = unsigned("offset", reference.offset)?;
+    let sizes = size
+        .iter()
+        .map(|value| unsigned("size", *value))
+        .collect::<Result<Vec<u64>, _>>()?;
+    let strides = stride
+        .iter()
+        .map(|value| unsigned("stride", *value))
+        .collect::<Result<Vec<u64>, _>>()?;
+    let numel = sizes
+        .iter()
+        .try_fold(1u64, |total, size| total.checked_mul(*size))
+        .ok_or(TensorError::Overflow {
+            what: "element count",
+        })?;
+    if numel == 0 {
+        return Ok(());
+    }
+    // The furthest element the view touches must exist.
+    let reach = sizes
+        .iter()
+        .zip(&strides)
+        .try_fold(offset, |reach, (size, stride)| {
+            (size - 1)
+                .checked_mul(*stride)
+                .and_then(|step| reach.checked_add(step))
+        })
+        .ok_or(TensorError::Overflow {
+            what: "furthest element",
+        })?;
+    if reach >= elements {
+        return Err(TensorError::BeyondStorage {
+            storage: reference.storage.key.clone(),
+            reach,
+            elements,
+        });
+    }
+    if numel > elements.max(MAX_EXPANDED_ELEMENTS) {
+        return Err(TensorError::TooLarge { numel, elements });
+    }
+    Ok(())
+}
+
+/// A `.safetensors` file: an 8-byte little-endian header length, a JSON
+/// header `{name: {dtype, shape, data_offsets: [start, end]}}` (and an
+/// optional `__metadata__`), then the data the offsets point into.
+fn read_safetensors(
+    source: &Source<'_>,
+    data: &[u8],
+) -> Result<Vec<(String, Tensor)>, WeightsError> {
+    let length_bytes: [u8; 8] = data
+        .get(..8)
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| source.read("truncated safetensors file (no header length)"))?;
+    let header_length = u64::from_le_bytes(length_bytes);
+    if header_length > MAX_SAFETENSORS_HEADER {
+        return Err(source.read(format!(
+            "safetensors header of {header_length} bytes (at most {MAX_SAFETENSORS_HEADER})"
+        )));
+    }
+    let header_end = usize::try_from(header_length)
+        .ok()
+        .and_then(|length| length.checked_add(8))
+        .filter(|end| *end <= data.len())
+        .ok_or_else(|| {
+            source.read(format!(
+                "safetensors header of {header_length} bytes in a file of {}",
+                data.len()
+            ))
+        })?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&data[8..header_end])
+            .map_err(|err| source.read(format!("invalid safetensors header: {err}")))?;
+    let body = &data[header_end..];
+    header
+        .iter()
+        .filter(|(name, _)| name.as_str() != "__metadata__")
+        .map(|(name, entry)| {
+            let tensor = safetensors_tensor(entry, body).map_err(|err| source.tensor(name, err))?;
+            Ok((name.clone(), tensor))
+        })
+        .collect()
+}
+
+fn safetensors_tensor(entry: &serde_json::Value, body: &[u8]) -> Result<Tensor, TensorError> {
+    let malformed = |reason: &str| TensorError::Entry {
+        reason: reason.to_owned(),
+    };
+    let dtype = entry
+        .get("dtype")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| malformed("no `dtype` string"))?;
+    let (kind, width) = kind_of(dtype).ok_or_else(|| TensorError::UnsupportedDtype {
+        dtype: dtype.to_owned(),
+    })?;
+    let numbers = |field: &str| -> Result<Vec<u64>, TensorError> {
+        entry
+            .get(field)
+            .and_then(serde_json::Value::as_array)
+            .ok_or_else(|| malformed(&format!("no `{field}` list")))?
+            .iter()
+            .map(|value| {
+                value.as_u64().ok_or_else(|| {
+                    malformed(&format!("`{field}` holds `{value}`, not a whole number"))
+                })
+            })
+            .collect()
+    };
+    let shape = numbers("shape")?;
+    if shape.len() > MAX_RANK {
+        return Err(TensorError::Rank {
+            sizes: shape.len(),
+            strides: shape.len(),
+        });
+    }
+    let [start, end] = numbers("data_offsets")?[..] else {
+        return Err(malformed("`data_offsets` is not [start, end]"));
+    };
+    let numel = shape
+        .iter()
+        .try_fold(1u64, |total, size| total.checked_mul(*size))
+        .ok_or(TensorError::Overflow {
+            what: "element count",
+        })?;
+    let declared = numel
+        .checked_mul(width)
+        .ok_or(TensorError::Overflow { what: "byte count" })?;
+    let bytes = usize::try_from(start)
+        .ok()
+        .zip(usize::try_from(end).ok())
+        .filter(|(start, end)| start <= end)
+        .and_then(|(start, end)| body.get(start..end))
+        .ok_or_else(|| {
+            malformed(&format!(
+                "`data_offsets` [{start}, {end}] outside the {} data bytes",
+                body.len()
+            ))
+        })?;
+    if bytes.len() as u64 != declared {
+        return Err(TensorError::StorageLength {
+            storage: format!("[{start}, {end}]"),
+            actual: bytes.len() as u64,
+            declared,
+        });
+    }
+    let shape = shape
+        .iter()
+        .map(|size| i64::try_from(*size))
+        .collect::<Result<Vec<i64>, _>>()
+        .map_err(|_| TensorError::Overflow { what: "shape" })?;
+    Ok(Tensor::f_from_data_size(bytes, &shape, kind)?)
 }
 
 /// Copies `tensors` into `store`'s variables. Every variable must be present
@@ -250,6 +757,7 @@ pub fn load_into(
     let variables = store.variables();
     let mut missing = Vec::new();
     let mut misshapen = Vec::new();
+    let mut failed = Vec::new();
     tch::no_grad(|| {
         for (name, mut variable) in variables {
             match by_name.remove(&name) {
@@ -261,7 +769,14 @@ pub fn load_into(
                         variable.size()
                     ));
                 }
-                Some(tensor) => variable.copy_(&tensor.to_kind(variable.kind())),
+                Some(tensor) => {
+                    let copied = tensor
+                        .f_to_kind(variable.kind())
+                        .and_then(|tensor| variable.f_copy_(&tensor));
+                    if let Err(err) = copied {
+                        failed.push(format!("`{name}` cannot be copied: {err}"));
+                    }
+                }
             }
         }
     });
@@ -278,6 +793,7 @@ pub fn load_into(
         problems.push(format!("unexpected {}", extra.join(", ")));
     }
     problems.extend(misshapen);
+    problems.extend(failed);
     if problems.is_empty() {
         Ok(())
     } else {

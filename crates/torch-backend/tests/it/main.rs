@@ -12,6 +12,9 @@
 //! from its source tree (`cargo xtask device-build`).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+mod checkpoints;
+mod hostile_inputs;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -259,6 +262,62 @@ fn logits_match_pytorch_for_resnet18_mobilenet_v2_and_densenet121() {
                     &format!("{key} logits of {file}"),
                 );
                 assert!(!label.is_empty() && confidence.unwrap() > 0.0);
+            }
+        }
+    }
+}
+
+/// VGG, AlexNet and SqueezeNet as zoo writes them, against torchvision's
+/// own (oracle: `xtask/fixtures/torch_oracle.py`, torchvision 0.28) on the
+/// fixture images, none of which is 224x224 (269x224, 336x224, 224x485):
+/// the adaptive pooling tch's VGG lacks is exercised. vgg11's
+/// `<classifier.6` embedding too.
+#[test]
+fn logits_match_pytorch_for_vgg11_alexnet_and_squeezenet1_1_on_non_224_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("torchvision.models.vgg.vgg11", "vgg11", "<classifier.6"),
+        (
+            "torchvision.models.alexnet.alexnet",
+            "alexnet",
+            "<classifier.6",
+        ),
+        (
+            "torchvision.models.squeezenet.squeezenet1_1",
+            "squeezenet1_1",
+            "",
+        ),
+    ];
+    let oracle = oracle();
+    for (entrypoint, key, layer) in cases {
+        let weights = formula_weights(entrypoint, dir.path());
+        let mut model =
+            TorchImageModel::from_spec(&spec(imagenet_config(entrypoint, layer), &weights))
+                .unwrap();
+        fs_err::remove_file(&weights).unwrap();
+        model.set_store_logits(true);
+        assert_eq!(model.has_embeddings(), !layer.is_empty(), "{key}");
+        for entry in oracle["images"].as_array().unwrap() {
+            let input = input(&model, entry["file"].as_str().unwrap());
+            assert_ne!(input.shape[1..], [224, 224]);
+            let Prediction::Label(Some(Label::Classification {
+                logits: Some(logits),
+                ..
+            })) = model.predict(&input).unwrap()
+            else {
+                panic!("no classification");
+            };
+            let difference = max_difference(&logits, &entry["logits"][key]);
+            assert!(
+                difference <= TOLERANCE,
+                "{key} on {}: max |diff| {difference}",
+                entry["file"]
+            );
+            if key == "vgg11" {
+                let vectors = model.embed_all(&[input]).unwrap();
+                assert_eq!(vectors[0].len(), 4096);
+                let difference = max_difference(&vectors[0], &entry["vgg11_embedding"]);
+                assert!(difference <= TOLERANCE, "vgg11 embedding: {difference}");
             }
         }
     }

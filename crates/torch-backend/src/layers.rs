@@ -1,0 +1,222 @@
+//! Fallible building blocks for the networks zoo writes itself.
+//!
+//! tch's `nn` modules call libtorch through its panicking wrappers, so a
+//! libtorch error in a forward (an input too small for a pooling window, a
+//! wrong channel count) would unwind through the whole run. The layers here
+//! keep tch's parameter creation (so variables get torchvision's names and
+//! `load_into` checks them) but run through tch's `f_` calls, which return
+//! libtorch's error. [`Guarded`] wraps the networks zoo still takes whole
+//! from `tch::vision` (Inception v3, and the training-shaped reference
+//! graphs), turning a panic inside their forward into the same error.
+
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
+
+use tch::nn::{self, ModuleT};
+use tch::{TchError, Tensor};
+
+/// A stage of a network, run in inference mode; a libtorch error is an
+/// `Err`, never a panic.
+pub(crate) trait Forward: Send {
+    /// The stage's output for `xs`.
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError>;
+}
+
+/// A 2-D convolution with torchvision's parameter names (`weight`,
+/// `bias`) under its path.
+#[derive(Debug)]
+pub(crate) struct Conv {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: i64,
+    padding: i64,
+}
+
+impl Conv {
+    /// `nn.Conv2d(c_in, c_out, kernel, stride, padding)` with a bias.
+    pub(crate) fn new(
+        path: nn::Path<'_>,
+        c_in: i64,
+        c_out: i64,
+        kernel: i64,
+        stride: i64,
+        padding: i64,
+    ) -> Conv {
+        let config = nn::ConvConfig {
+            stride,
+            padding,
+            ..Default::default()
+        };
+        let conv = nn::conv2d(path, c_in, c_out, kernel, config);
+        Conv {
+            weight: conv.ws,
+            bias: conv.bs,
+            stride,
+            padding,
+        }
+    }
+}
+
+impl Forward for Conv {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        xs.f_conv2d(
+            &self.weight,
+            self.bias.as_ref(),
+            [self.stride, self.stride],
+            [self.padding, self.padding],
+            [1, 1],
+            1,
+        )
+    }
+}
+
+/// An inference-mode `nn.BatchNorm2d` (running statistics, `eps` 1e-5).
+#[derive(Debug)]
+pub(crate) struct BatchNorm(nn::BatchNorm);
+
+impl BatchNorm {
+    pub(crate) fn new(path: nn::Path<'_>, channels: i64) -> BatchNorm {
+        BatchNorm(nn::batch_norm2d(path, channels, Default::default()))
+    }
+}
+
+impl Forward for BatchNorm {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        let bn = &self.0;
+        Tensor::f_batch_norm(
+            xs,
+            bn.ws.as_ref(),
+            bn.bs.as_ref(),
+            Some(&bn.running_mean),
+            Some(&bn.running_var),
+            false,
+            0.1,
+            1e-5,
+            true,
+        )
+    }
+}
+
+impl Forward for nn::Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        xs.f_linear(&self.ws, self.bs.as_ref())
+    }
+}
+
+/// `nn.Linear(c_in, c_out)`.
+pub(crate) fn linear(path: nn::Path<'_>, c_in: i64, c_out: i64) -> nn::Linear {
+    nn::linear(path, c_in, c_out, Default::default())
+}
+
+/// Stages run one after the other.
+#[derive(Default)]
+pub(crate) struct Sequence(Vec<Box<dyn Forward>>);
+
+impl Sequence {
+    /// This sequence, then `stage`.
+    pub(crate) fn then(mut self, stage: impl Forward + 'static) -> Sequence {
+        self.0.push(Box::new(stage));
+        self
+    }
+
+    /// This sequence, then a stateless function of the activations.
+    pub(crate) fn then_fn(
+        self,
+        function: impl Fn(&Tensor) -> Result<Tensor, TchError> + Send + 'static,
+    ) -> Sequence {
+        self.then(Function(Box::new(function)))
+    }
+}
+
+impl Forward for Sequence {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        let mut ys = xs.shallow_clone();
+        for stage in &self.0 {
+            ys = stage.forward(&ys)?;
+        }
+        Ok(ys)
+    }
+}
+
+type Activation = Box<dyn Fn(&Tensor) -> Result<Tensor, TchError> + Send>;
+
+/// A stateless stage (ReLU, pooling, flattening).
+struct Function(Activation);
+
+impl Forward for Function {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        (self.0)(xs)
+    }
+}
+
+/// `nn.ReLU`.
+pub(crate) fn relu(xs: &Tensor) -> Result<Tensor, TchError> {
+    xs.f_relu()
+}
+
+/// `nn.MaxPool2d(kernel, stride, ceil_mode)` without padding.
+pub(crate) fn max_pool(
+    kernel: i64,
+    stride: i64,
+    ceil_mode: bool,
+) -> impl Fn(&Tensor) -> Result<Tensor, TchError> + Send + 'static {
+    move |xs: &Tensor| {
+        xs.f_max_pool2d(
+            [kernel, kernel],
+            [stride, stride],
+            [0, 0],
+            [1, 1],
+            ceil_mode,
+        )
+    }
+}
+
+/// `nn.AdaptiveAvgPool2d((height, width))`, then `torch.flatten(x, 1)`.
+pub(crate) fn adaptive_pool_flat(
+    height: i64,
+    width: i64,
+) -> impl Fn(&Tensor) -> Result<Tensor, TchError> + Send + 'static {
+    move |xs: &Tensor| xs.f_adaptive_avg_pool2d([height, width])?.f_flatten(1, -1)
+}
+
+thread_local! {
+    /// Set while a [`Guarded`] forward runs on this thread, so the panic
+    /// hook stays quiet about the panic it turns into an error.
+    static GUARDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that stays silent for panics [`Guarded`]
+/// catches and hands every other panic to the hook that was there before.
+fn quiet_guarded_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !GUARDING.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// A `tch::vision`-style module whose forward calls libtorch's panicking
+/// wrappers: a panic inside it becomes a libtorch error.
+#[derive(Debug)]
+pub(crate) struct Guarded(pub(crate) Box<dyn ModuleT>);
+
+impl Forward for Guarded {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        quiet_guarded_panics();
+        let was = GUARDING.with(|guarding| guarding.replace(true));
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.0.forward_t(xs, false)));
+        GUARDING.with(|guarding| guarding.set(was));
+        result.map_err(|payload| {
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("the forward panicked");
+            TchError::Torch(message.to_owned())
+        })
+    }
+}
