@@ -412,13 +412,33 @@ impl TorchImageModel {
             Tensor::f_empty([n, c, h, w], (kind, self.device))
         }
         .map_err(failed)?;
+        // On a GPU, inputs are staged on the host in pinned (page-locked)
+        // memory and cross to the device in one asynchronous copy; the kind
+        // and layout change there. One synchronous copy per input from
+        // pageable memory bounded the model path on an H100 (BENCHMARKS.md,
+        // GPU section).
+        let staged = if self.device.is_cuda() {
+            Tensor::f_empty([n, c, h, w], (Kind::Float, Device::Cpu))
+                .and_then(|staging| staging.f_pin_memory(self.device))
+                .map_err(failed)?
+        } else {
+            batch.shallow_clone()
+        };
         for (index, input) in inputs.iter().enumerate() {
-            batch
+            staged
                 .f_get(index as i64)
                 .and_then(|mut slot| {
                     slot.f_copy_(&Tensor::f_from_slice(&input.data)?.f_view([c, h, w])?)
                 })
                 .map_err(failed)?;
+        }
+        if self.device.is_cuda() {
+            let on_device = staged
+                .f_to_device_(self.device, Kind::Float, true, false)
+                .map_err(failed)?;
+            let mut batch = batch;
+            batch.f_copy_(&on_device).map_err(failed)?;
+            return Ok(batch);
         }
         Ok(batch)
     }
