@@ -285,10 +285,7 @@ impl Datasets {
     }
 
     fn database(&self, source: rusqlite::Error) -> DatasetError {
-        DatasetError::Database {
-            path: self.path.clone(),
-            source,
-        }
+        database_error(&self.path)(source)
     }
 
     fn dataset_id(&self, name: &str) -> Result<i64, DatasetError> {
@@ -323,11 +320,7 @@ impl Datasets {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs()) as i64;
-        let path = self.path.clone();
-        let database = |source| DatasetError::Database {
-            path: path.clone(),
-            source,
-        };
+        let database = database_error(&self.path);
         // IMMEDIATE takes the write lock now (waiting up to the busy
         // timeout), so the check below and the insert are one step for
         // every process.
@@ -486,11 +479,7 @@ impl Datasets {
         check_field(field)?;
         let id = self.dataset_id(name)?;
         if overwrite {
-            let path = self.path.clone();
-            let database = |source| DatasetError::Database {
-                path: path.clone(),
-                source,
-            };
+            let database = database_error(&self.path);
             let transaction = self
                 .connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -542,11 +531,7 @@ impl Datasets {
                 }
             }
         }
-        let path = self.path.clone();
-        let database = |source| DatasetError::Database {
-            path: path.clone(),
-            source,
-        };
+        let database = database_error(&self.path);
         let transaction = self.connection.transaction().map_err(database)?;
         {
             let mut label = transaction
@@ -584,11 +569,7 @@ impl Datasets {
         outcomes: &[EmbedOutcome],
     ) -> Result<(), DatasetError> {
         check_field(field)?;
-        let path = self.path.clone();
-        let database = |source| DatasetError::Database {
-            path: path.clone(),
-            source,
-        };
+        let database = database_error(&self.path);
         let transaction = self.connection.transaction().map_err(database)?;
         {
             let mut vector = transaction.prepare("INSERT OR REPLACE INTO embeddings (sample_id, field, dim, data) VALUES (?1, ?2, ?3, ?4)").map_err(database)?;
@@ -795,5 +776,14 @@ impl Datasets {
         }
         zoo_fs::write_atomic(path, &npy_f32_bytes(&[count, dim], &values))?;
         Ok((count, dim))
+    }
+}
+
+/// The error for a failed statement on the database at `path`, as a closure
+/// for `map_err` where `self` is borrowed by a transaction.
+fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> DatasetError + Copy + '_ {
+    move |source| DatasetError::Database {
+        path: path.to_owned(),
+        source,
     }
 }
