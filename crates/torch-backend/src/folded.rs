@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use tch::{Kind, TchError, Tensor};
 
 use crate::arch::Network;
-use crate::layers::Forward;
+use crate::layers::{Conv, Forward};
 
 const BN_EPS: f64 = 1e-5;
 
@@ -72,55 +72,32 @@ impl Weights {
     }
 }
 
-/// A convolution, possibly with a folded batch-norm as its bias.
-#[derive(Debug)]
-struct Conv {
-    weight: Tensor,
-    bias: Option<Tensor>,
-    stride: i64,
-    padding: i64,
-    groups: i64,
+/// `conv` followed by batch-norm `bn` (module paths, with trailing dots left
+/// out), folded into one convolution.
+fn folded_conv(w: &Weights, conv: &str, bn: &str, stride: i64, groups: i64) -> Option<Conv> {
+    let weight = w.f64(&format!("{conv}.weight"))?;
+    let (scale, bias) = w.batch_norm(bn)?;
+    let weight = weight * scale.view([-1, 1, 1, 1]);
+    let kernel = weight.size()[2];
+    Some(Conv::from_parts(
+        w.finish(&weight),
+        Some(bias.to_kind(w.kind)),
+        stride,
+        (kernel - 1) / 2,
+        groups,
+    ))
 }
 
-impl Conv {
-    /// `conv` followed by batch-norm `bn` (module paths, with trailing dots
-    /// left out), folded into one convolution.
-    fn folded(w: &Weights, conv: &str, bn: &str, stride: i64, groups: i64) -> Option<Conv> {
-        let weight = w.f64(&format!("{conv}.weight"))?;
-        let (scale, bias) = w.batch_norm(bn)?;
-        let weight = weight * scale.view([-1, 1, 1, 1]);
-        let kernel = weight.size()[2];
-        Some(Conv {
-            weight: w.finish(&weight),
-            bias: Some(bias.to_kind(w.kind)),
-            stride,
-            padding: (kernel - 1) / 2,
-            groups,
-        })
-    }
-
-    /// A convolution without bias and without a following batch-norm.
-    fn plain(w: &Weights, conv: &str, stride: i64, padding: i64) -> Option<Conv> {
-        let weight = w.f64(&format!("{conv}.weight"))?;
-        Some(Conv {
-            weight: w.finish(&weight),
-            bias: None,
-            stride,
-            padding,
-            groups: 1,
-        })
-    }
-
-    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
-        xs.f_conv2d(
-            &self.weight,
-            self.bias.as_ref(),
-            [self.stride, self.stride],
-            [self.padding, self.padding],
-            [1, 1],
-            self.groups,
-        )
-    }
+/// A convolution without bias and without a following batch-norm.
+fn plain_conv(w: &Weights, conv: &str, stride: i64, padding: i64) -> Option<Conv> {
+    let weight = w.f64(&format!("{conv}.weight"))?;
+    Some(Conv::from_parts(
+        w.finish(&weight),
+        None,
+        stride,
+        padding,
+        1,
+    ))
 }
 
 /// An inference-mode batch-norm that could not be folded (it follows a
@@ -253,7 +230,7 @@ fn resnet(w: &Weights, bottleneck: bool, layers: [usize; 4]) -> Option<Network> 
             let stride = if index > 0 && block == 0 { 2 } else { 1 };
             let p = format!("layer{}.{block}", index + 1);
             let downsample = if block == 0 && (stride != 1 || c_in != c_out) {
-                Some(Conv::folded(
+                Some(folded_conv(
                     w,
                     &format!("{p}.downsample.0"),
                     &format!("{p}.downsample.1"),
@@ -264,7 +241,7 @@ fn resnet(w: &Weights, bottleneck: bool, layers: [usize; 4]) -> Option<Network> 
                 None
             };
             let conv = |n: u32, stride: i64| {
-                Conv::folded(w, &format!("{p}.conv{n}"), &format!("{p}.bn{n}"), stride, 1)
+                folded_conv(w, &format!("{p}.conv{n}"), &format!("{p}.bn{n}"), stride, 1)
             };
             blocks.push(if bottleneck {
                 Block::Bottleneck {
@@ -285,7 +262,7 @@ fn resnet(w: &Weights, bottleneck: bool, layers: [usize; 4]) -> Option<Network> 
     }
     Some(Network::new(
         ResNetFeatures {
-            stem: Conv::folded(w, "conv1", "bn1", 2, 1)?,
+            stem: folded_conv(w, "conv1", "bn1", 2, 1)?,
             blocks,
         },
         Linear::new(w, "fc")?,
@@ -329,7 +306,7 @@ impl Forward for MobileNetV2Features {
 fn mobilenet_v2(w: &Weights) -> Option<Network> {
     let bn_conv = |p: &str, stride: i64, groups: i64, relu6: bool| {
         Some((
-            Conv::folded(w, &format!("{p}.0"), &format!("{p}.1"), stride, groups)?,
+            folded_conv(w, &format!("{p}.0"), &format!("{p}.1"), stride, groups)?,
             relu6,
         ))
     };
@@ -352,7 +329,7 @@ fn mobilenet_v2(w: &Weights) -> Option<Network> {
             }
             convs.push(bn_conv(&format!("{p}.{at}"), stride, hidden, true)?);
             convs.push((
-                Conv::folded(
+                folded_conv(
                     w,
                     &format!("{p}.{}", at + 1),
                     &format!("{p}.{}", at + 2),
@@ -433,21 +410,21 @@ fn densenet(w: &Weights, blocks: &[i64]) -> Option<Network> {
             let lp = format!("{bp}.denselayer{}", layer + 1);
             stages.push(DenseStage::Layer(DenseLayer {
                 norm1: Affine::new(w, &format!("{lp}.norm1"))?,
-                conv1: Conv::folded(w, &format!("{lp}.conv1"), &format!("{lp}.norm2"), 1, 1)?,
-                conv2: Conv::plain(w, &format!("{lp}.conv2"), 1, 1)?,
+                conv1: folded_conv(w, &format!("{lp}.conv1"), &format!("{lp}.norm2"), 1, 1)?,
+                conv2: plain_conv(w, &format!("{lp}.conv2"), 1, 1)?,
             }));
         }
         if block + 1 != blocks.len() {
             let tp = format!("features.transition{}", block + 1);
             stages.push(DenseStage::Transition {
                 norm: Affine::new(w, &format!("{tp}.norm"))?,
-                conv: Conv::plain(w, &format!("{tp}.conv"), 1, 0)?,
+                conv: plain_conv(w, &format!("{tp}.conv"), 1, 0)?,
             });
         }
     }
     Some(Network::new(
         DenseNetFeatures {
-            stem: Conv::folded(w, "features.conv0", "features.norm0", 2, 1)?,
+            stem: folded_conv(w, "features.conv0", "features.norm0", 2, 1)?,
             stages,
             norm5: Affine::new(w, "features.norm5")?,
         },

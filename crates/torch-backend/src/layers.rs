@@ -30,6 +30,7 @@ pub(crate) struct Conv {
     bias: Option<Tensor>,
     stride: i64,
     padding: i64,
+    groups: i64,
 }
 
 impl Conv {
@@ -48,11 +49,24 @@ impl Conv {
             ..Default::default()
         };
         let conv = nn::conv2d(path, c_in, c_out, kernel, config);
+        Conv::from_parts(conv.ws, conv.bs, stride, padding, 1)
+    }
+
+    /// A convolution from tensors already made (the folded graphs build
+    /// their weights themselves).
+    pub(crate) fn from_parts(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        stride: i64,
+        padding: i64,
+        groups: i64,
+    ) -> Conv {
         Conv {
-            weight: conv.ws,
-            bias: conv.bs,
+            weight,
+            bias,
             stride,
             padding,
+            groups,
         }
     }
 }
@@ -65,7 +79,7 @@ impl Forward for Conv {
             [self.stride, self.stride],
             [self.padding, self.padding],
             [1, 1],
-            1,
+            self.groups,
         )
     }
 }
