@@ -277,3 +277,33 @@ fn file_scheme_fails_fast_without_retries() {
         assert!(leftovers(&sandbox, name).is_empty(), "{name}");
     }
 }
+
+/// A body with no `Content-Length` and no declared `size_bytes` stops at
+/// `ZOO_MAX_DOWNLOAD_BYTES` instead of filling the disk; nothing is left.
+#[test]
+fn endless_body_without_any_size_stops_at_zoo_max_download_bytes() {
+    let server = TestServer::start();
+    server.route("/w/endless.pt", zoo_test_support::Response::endless(200));
+    let mut sandbox = setup(
+        &server,
+        &[(
+            "endless",
+            serde_json::json!({"url": server.url("/w/endless.pt")}),
+        )],
+    );
+    sandbox.env = vec![("ZOO_MAX_DOWNLOAD_BYTES".into(), "2000000".into())];
+    let err = sandbox
+        .fails(&["models", "download", "acme/endless"])
+        .stderr();
+    assert!(err.contains("ZOO_MAX_DOWNLOAD_BYTES"), "{err}");
+    assert!(err.contains("2000000"), "{err}");
+    assert!(leftovers(&sandbox, "endless").is_empty(), "{err}");
+    sandbox.env = vec![("ZOO_MAX_DOWNLOAD_BYTES".into(), "0".into())];
+    let err = sandbox
+        .fails(&["models", "download", "acme/endless"])
+        .stderr();
+    assert!(
+        err.contains("`ZOO_MAX_DOWNLOAD_BYTES` must be at least 1"),
+        "{err}"
+    );
+}
