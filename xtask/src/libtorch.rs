@@ -150,7 +150,7 @@ pub(crate) fn ensure(sh: &Shell, variant: Variant) -> Result<Install> {
     let pip_args = variant.pip_args();
     cmd!(
         sh,
-        "{python} -m pip install --quiet --disable-pip-version-check --target {partial} {pip_args...}"
+        "{python} -m pip install --quiet --disable-pip-version-check --no-cache-dir --target {partial} {pip_args...}"
     )
     .run()
     .with_context(|| {
