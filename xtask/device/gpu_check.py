@@ -616,14 +616,28 @@ def torch_rates(check, arch, half):
         host = resident.cpu().contiguous()
         if device.type == "cuda":
             host = host.pin_memory()
-        started = time.perf_counter()
-        done = 0
-        while done < args.n:
-            take = min(args.batch, args.n - done)
-            batch = host[:take].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            forward(model, batch, half).float().softmax(1).cpu()
-            done += take
-        result["model_from_host_images_per_second"] = done / (time.perf_counter() - started)
+
+        def from_host():
+            started = time.perf_counter()
+            done = 0
+            while done < args.n:
+                take = min(args.batch, args.n - done)
+                batch = host[:take].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                forward(model, batch, half).float().softmax(1).cpu()
+                done += take
+            return done / (time.perf_counter() - started)
+
+        result["model_from_host_images_per_second"] = from_host()
+        if device.type == "cuda" and not half:
+            # zoo's f32 convolutions run with TF32 off (exact f32): PyTorch
+            # in the same numerics, after a warm-up for cuDNN's new search.
+            tf32 = torch.backends.cudnn.allow_tf32
+            torch.backends.cudnn.allow_tf32 = False
+            for _ in range(args.warmup):
+                forward(model, resident, half)
+            sync(device)
+            result["model_from_host_no_tf32_images_per_second"] = from_host()
+            torch.backends.cudnn.allow_tf32 = tf32
 
         loader = torch.utils.data.DataLoader(
             Jpegs(check.image_files), batch_size=args.batch, num_workers=args.loader_workers,
@@ -670,6 +684,9 @@ def speed(check, arch, half):
         if best_apply and eager.get("end_to_end_images_per_second") else None,
         "model_over_pytorch_from_host": (model / eager["model_from_host_images_per_second"])
         if model and eager.get("model_from_host_images_per_second") else None,
+        "model_over_pytorch_from_host_no_tf32": (model / eager["model_from_host_no_tf32_images_per_second"])
+        if model and eager.get("model_from_host_no_tf32_images_per_second") else None,
+        "apply_over_model": (applied / model) if applied and model else None,
     }
     result["ratios"] = ratios
 
@@ -680,9 +697,12 @@ def speed(check, arch, half):
         f"speed {key:<14} img/s | zoo apply {cell(applied)} (pipelined {cell(piped)}) | zoo model-only {cell(model)} | "
         f"PyTorch end-to-end {cell(eager.get('end_to_end_images_per_second'))}, from host "
         f"{cell(eager.get('model_from_host_images_per_second'))}, resident "
-        f"{cell(eager.get('model_resident_images_per_second'))} | apply/PyTorch e2e "
+        f"{cell(eager.get('model_resident_images_per_second'))}, from host without TF32 "
+        f"{cell(eager.get('model_from_host_no_tf32_images_per_second'))} | apply/model "
+        f"{cell(ratios['apply_over_model'], 3)}, apply/PyTorch e2e "
         f"{cell(ratios['apply_over_pytorch_end_to_end'], 3)}, model/PyTorch from host "
-        f"{cell(ratios['model_over_pytorch_from_host'], 3)}")
+        f"{cell(ratios['model_over_pytorch_from_host'], 3)} (without TF32 "
+        f"{cell(ratios['model_over_pytorch_from_host_no_tf32'], 3)})")
     return result
 
 

@@ -36,5 +36,5 @@ pub use factory::{ModelBuilder, ModelFactory, ModelSpec};
 pub use fields::{FieldNameError, RESERVED_FIELDS, label_fields, validate_field_name};
 pub use image::Image;
 pub use label::{Detection, Keypoint, Label, SegmentationMask};
-pub use model::{Input, Model, ModelError, Prediction, Preprocess, SetupGuard};
+pub use model::{Input, InputData, Model, ModelError, Prediction, Preprocess, SetupGuard};
 pub use npy::{npy_bytes, npy_f32_bytes};

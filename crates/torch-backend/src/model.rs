@@ -1,12 +1,12 @@
 //! `TorchImageModel`: FiftyOne's torch image model on libtorch.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ndarray::{Array1, Array2};
 use serde_json::{Map, Value};
 use tch::{CModule, Device, IValue, Kind, Tensor, nn::VarStore};
-use zoo_model_core::{Input, Model, ModelError, ModelSpec, Prediction, Preprocess};
+use zoo_model_core::{Input, InputData, Model, ModelError, ModelSpec, Prediction, Preprocess};
 use zoo_output_processors::{Classifier, Detector, DetectorOutput};
 
 use crate::arch::{self, Network};
@@ -73,9 +73,21 @@ pub struct TorchImageModel {
     device: Device,
     half: bool,
     preprocessing: Arc<Preprocessing>,
+    /// `255`, the mean and the standard deviation as `[1, 3, 1, 1]` tensors
+    /// on the device, when the inputs arrive as pixels (on a GPU).
+    normalise: Option<[Tensor; 3]>,
+    /// The batch shapes seen so far, up to [`BENCHMARK_SHAPES`] (cuDNN's
+    /// algorithm search pays off only when shapes repeat).
+    shapes: Mutex<Vec<[i64; 4]>>,
     processor: Processor,
     ragged: bool,
 }
+
+/// cuDNN searches for the fastest convolution algorithms of each new batch
+/// shape (tens of milliseconds each) while a run has seen at most this many
+/// shapes; beyond it (a ragged dataset of many sizes) the search is turned
+/// off, as the cost would not be repaid.
+const BENCHMARK_SHAPES: usize = 8;
 
 fn config_error(message: impl Into<String>) -> ModelError {
     ModelError::Config(message.into())
@@ -230,6 +242,7 @@ impl TorchImageModel {
             size: image_size(config)?,
             mean: floats3(config, "image_mean", [0.0; 3])?,
             std: floats3(config, "image_std", [1.0; 3])?,
+            pixels: device.is_cuda(),
         };
         if preprocessing.std.contains(&0.0) {
             return Err(config_error(format!(
@@ -353,11 +366,32 @@ impl TorchImageModel {
             .get("ragged_batches")
             .and_then(Value::as_bool)
             .unwrap_or(preprocessing.size.is_none());
+        let normalise = if preprocessing.pixels {
+            let on_device = |values: [f32; 3]| {
+                Tensor::f_from_slice(&values)
+                    .and_then(|tensor| tensor.f_view([1, 3, 1, 1]))
+                    .and_then(|tensor| tensor.f_to_device(device))
+                    .map_err(|err| {
+                        config_error(format!(
+                            "cannot place the normalisation on {device:?}: {err}"
+                        ))
+                    })
+            };
+            Some([
+                on_device([255.0; 3])?,
+                on_device(preprocessing.mean)?,
+                on_device(preprocessing.std)?,
+            ])
+        } else {
+            None
+        };
         Ok(Self {
             name: model_name,
             net,
             device,
             half,
+            normalise,
+            shapes: Mutex::new(Vec::new()),
             preprocessing: Arc::new(preprocessing),
             processor,
             ragged,
@@ -401,12 +435,28 @@ impl TorchImageModel {
             }
         }
         let failed = |error: tch::TchError| self.forward_error([c, h, w], inputs.len(), &error);
+        let shape = [inputs.len(), c, h, w].map(|side| side as i64);
+        self.choose_algorithm_search(shape);
+        let kind = if self.half { Kind::Half } else { Kind::Float };
+        let channels_last = matches!(self.net, Net::Vision { store: None, .. });
+        let pixels = inputs
+            .iter()
+            .filter(|input| matches!(input.data, InputData::Pixels(_)))
+            .count();
+        if pixels == inputs.len() {
+            return self
+                .batch_from_pixels(inputs, shape, kind, channels_last)
+                .map_err(failed);
+        }
+        if pixels != 0 {
+            return Err(ModelError::Inference(
+                "inputs of pixels and of values mixed in one batch".into(),
+            ));
+        }
         // One copy per input, straight into the batch in the layout, kind
         // and device the network takes.
-        let shape = [inputs.len(), c, h, w].map(|side| side as i64);
         let [n, c, h, w] = shape;
-        let kind = if self.half { Kind::Half } else { Kind::Float };
-        let batch = if matches!(self.net, Net::Vision { store: None, .. }) {
+        let batch = if channels_last {
             Tensor::f_empty_strided([n, c, h, w], [h * w * c, 1, w * c, c], (kind, self.device))
         } else {
             Tensor::f_empty([n, c, h, w], (kind, self.device))
@@ -414,9 +464,7 @@ impl TorchImageModel {
         .map_err(failed)?;
         // On a GPU, inputs are staged on the host in pinned (page-locked)
         // memory and cross to the device in one asynchronous copy; the kind
-        // and layout change there. One synchronous copy per input from
-        // pageable memory bounded the model path on an H100 (BENCHMARKS.md,
-        // GPU section).
+        // and layout change there.
         let staged = if self.device.is_cuda() {
             Tensor::f_empty([n, c, h, w], (Kind::Float, Device::Cpu))
                 .and_then(|staging| staging.f_pin_memory(self.device))
@@ -425,10 +473,13 @@ impl TorchImageModel {
             batch.shallow_clone()
         };
         for (index, input) in inputs.iter().enumerate() {
+            let InputData::Values(values) = &input.data else {
+                continue; // counted above: every input holds values
+            };
             staged
                 .f_get(index as i64)
                 .and_then(|mut slot| {
-                    slot.f_copy_(&Tensor::f_from_slice(&input.data)?.f_view([c, h, w])?)
+                    slot.f_copy_(&Tensor::f_from_slice(values)?.f_view([c, h, w])?)
                 })
                 .map_err(failed)?;
         }
@@ -441,6 +492,83 @@ impl TorchImageModel {
             return Ok(batch);
         }
         Ok(batch)
+    }
+
+    /// A batch from `u8` pixels (`HWC`): staged in pinned memory, one
+    /// asynchronous copy to the device, then `x / 255`, `(x - mean) / std`
+    /// there in `f32`, the same operations in the same precision as
+    /// [`Preprocessing::apply`] on the host (true divisions by tensors, not
+    /// by a host scalar, which libtorch's CUDA kernels turn into a
+    /// multiplication by the reciprocal). Permuting `NHWC` to `NCHW` leaves
+    /// the batch channels-last.
+    fn batch_from_pixels(
+        &self,
+        inputs: &[Input],
+        [n, c, h, w]: [i64; 4],
+        kind: Kind,
+        channels_last: bool,
+    ) -> Result<Tensor, tch::TchError> {
+        let mut staged = Tensor::f_empty([n, h, w, c], (Kind::Uint8, Device::Cpu))?;
+        if self.device.is_cuda() {
+            staged = staged.f_pin_memory(self.device)?;
+        }
+        for (index, input) in inputs.iter().enumerate() {
+            if let InputData::Pixels(pixels) = &input.data {
+                staged
+                    .f_get(index as i64)?
+                    .f_copy_(&Tensor::f_from_slice(pixels)?.f_view([h, w, c])?)?;
+            }
+        }
+        let on_device = staged.f_to_device_(self.device, Kind::Uint8, true, false)?;
+        let host;
+        let [scale, mean, std] = match &self.normalise {
+            Some(tensors) => tensors,
+            None => {
+                let on_host =
+                    |values: [f32; 3]| Tensor::f_from_slice(&values)?.f_view([1, 3, 1, 1]);
+                host = [
+                    on_host([255.0; 3])?,
+                    on_host(self.preprocessing.mean)?,
+                    on_host(self.preprocessing.std)?,
+                ];
+                &host
+            }
+        };
+        let values = on_device
+            .f_permute([0, 3, 1, 2])?
+            .f_to_kind(Kind::Float)?
+            .f_div(scale)?
+            .f_sub(mean)?
+            .f_div(std)?;
+        let values = if kind == Kind::Float {
+            values
+        } else {
+            values.f_to_kind(kind)?
+        };
+        if channels_last {
+            Ok(values)
+        } else {
+            values.f_contiguous()
+        }
+    }
+
+    /// On a GPU, turns cuDNN's algorithm search on while the run has seen
+    /// at most [`BENCHMARK_SHAPES`] batch shapes, off beyond.
+    fn choose_algorithm_search(&self, shape: [i64; 4]) {
+        if !self.device.is_cuda() {
+            return;
+        }
+        let Ok(mut shapes) = self.shapes.lock() else {
+            return;
+        };
+        if shapes.len() > BENCHMARK_SHAPES || shapes.contains(&shape) {
+            return;
+        }
+        shapes.push(shape);
+        let search = shapes.len() <= BENCHMARK_SHAPES;
+        crate::layers::set_cudnn_benchmark(search);
+        tch::Cuda::cudnn_set_benchmark(search);
+        tracing::debug!(search, shapes = shapes.len(), "cudnn algorithm search");
     }
 
     fn logits(&self, batch: &Tensor) -> Result<Tensor, ModelError> {

@@ -3,7 +3,7 @@
 //! resampler (separable, antialiased, 22-bit fixed point, rounded to `u8`
 //! between passes), then `x / 255`, `(x - mean) / std` in `f32`.
 
-use zoo_model_core::{Image, Input, ModelError, Preprocess};
+use zoo_model_core::{Image, Input, InputData, ModelError, Preprocess};
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
@@ -24,6 +24,10 @@ pub struct Preprocessing {
     pub mean: [f32; 3],
     /// Per-channel standard deviation.
     pub std: [f32; 3],
+    /// Leave the resized pixels as `u8` ([`InputData::Pixels`]) for the
+    /// model to normalise where it runs (a GPU), instead of normalising
+    /// here.
+    pub pixels: bool,
 }
 
 impl Default for Preprocessing {
@@ -34,6 +38,7 @@ impl Default for Preprocessing {
             size: None,
             mean: [0.0; 3],
             std: [1.0; 3],
+            pixels: false,
         }
     }
 }
@@ -60,7 +65,8 @@ impl Preprocessing {
         ((w as u32).max(1), (h as u32).max(1))
     }
 
-    /// Resizes like Pillow and normalises into a `CHW` input.
+    /// Resizes like Pillow and normalises into a `CHW` input (or keeps the
+    /// pixels, see [`Preprocessing::pixels`]).
     pub fn apply(&self, image: &Image) -> Input {
         let (width, height) = self.target_size(image.width, image.height);
         let resized;
@@ -70,6 +76,13 @@ impl Preprocessing {
             resized = resize_bilinear(image, width, height);
             &resized
         };
+        if self.pixels {
+            return Input {
+                shape: [3, height as usize, width as usize],
+                data: InputData::Pixels(source.pixels.clone()),
+                original_size: (image.width, image.height),
+            };
+        }
         let plane = width as usize * height as usize;
         let mut data = vec![0.0f32; 3 * plane];
         for (index, pixel) in source.pixels.chunks_exact(3).enumerate() {
@@ -80,7 +93,7 @@ impl Preprocessing {
         }
         Input {
             shape: [3, height as usize, width as usize],
-            data,
+            data: InputData::Values(data),
             original_size: (image.width, image.height),
         }
     }
@@ -96,6 +109,14 @@ impl Preprocess for Preprocessing {
                 "an image of {}x{} would be resized to {width}x{height}, beyond {MAX_IMAGE_SIDE} pixels a side",
                 image.width, image.height
             )));
+        }
+        if self.pixels && (width, height) == (image.width, image.height) {
+            // Nothing to resize or normalise: hand the pixels over as they are.
+            return Ok(Input {
+                shape: [3, height as usize, width as usize],
+                original_size: (image.width, image.height),
+                data: InputData::Pixels(image.pixels),
+            });
         }
         Ok(self.apply(&image))
     }
@@ -284,8 +305,34 @@ mod tests {
         };
         let input = config.apply(&Image::new(1, 1, vec![255, 0, 128]).unwrap());
         assert_eq!(input.shape, [3, 1, 1]);
-        assert_eq!(input.data[0], (1.0f32 - 0.485) / 0.229);
-        assert_eq!(input.data[1], (0.0f32 - 0.456) / 0.224);
-        assert_eq!(input.data[2], (128.0f32 / 255.0 - 0.406) / 0.225);
+        let values = input.data.values().unwrap();
+        assert_eq!(values[0], (1.0f32 - 0.485) / 0.229);
+        assert_eq!(values[1], (0.0f32 - 0.456) / 0.224);
+        assert_eq!(values[2], (128.0f32 / 255.0 - 0.406) / 0.225);
+    }
+
+    #[test]
+    fn pixels_mode_keeps_the_resized_pixels_unnormalised() {
+        let config = Preprocessing {
+            min_dim: Some(4),
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            pixels: true,
+            ..Preprocessing::default()
+        };
+        let image = Image::new(2, 1, vec![0, 0, 0, 255, 255, 255]).unwrap();
+        let input = config.preprocess(image.clone()).unwrap();
+        assert_eq!(input.shape, [3, 4, 8]);
+        assert_eq!(
+            input.data,
+            InputData::Pixels(resize_bilinear(&image, 8, 4).pixels)
+        );
+        assert_eq!(input.original_size, (2, 1));
+        let unresized = Preprocessing {
+            pixels: true,
+            ..Preprocessing::default()
+        };
+        let input = unresized.preprocess(image.clone()).unwrap();
+        assert_eq!(input.data, InputData::Pixels(image.pixels));
     }
 }

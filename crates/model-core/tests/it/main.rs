@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use zoo_model_core::{
-    ApplyOptions, EmbedOutcome, Image, ImageLoader, Input, Label, Model, ModelError, Outcome,
-    Prediction, Preprocess, Sample, apply, apply_on, embed, embed_on,
+    ApplyOptions, EmbedOutcome, Image, ImageLoader, Input, InputData, Label, Model, ModelError,
+    Outcome, Prediction, Preprocess, Sample, apply, apply_on, embed, embed_on,
 };
 
 /// Mean brightness: "bright" when above 0.5, confidence = distance from 0.5
@@ -32,7 +32,7 @@ impl Preprocess for Scale {
         }
         Ok(Input {
             shape: [3, height, width],
-            data,
+            data: InputData::Values(data),
             original_size: (image.width, image.height),
         })
     }
@@ -53,7 +53,8 @@ impl Model for Brightness {
         Ok(inputs
             .iter()
             .map(|input| {
-                let mean = input.data.iter().sum::<f32>() / input.data.len() as f32;
+                let values = input.data.values().expect("Scale makes values");
+                let mean = values.iter().sum::<f32>() / values.len() as f32;
                 Prediction::Label(Some(Label::Classification {
                     label: if mean > 0.5 { "bright" } else { "dark" }.into(),
                     confidence: Some(f64::from((mean - 0.5).abs() * 2.0)),
@@ -89,10 +90,9 @@ impl Model for Brightness {
             .iter()
             .map(|input| {
                 let plane = input.shape[1] * input.shape[2];
+                let values = input.data.values().expect("Scale makes values");
                 (0..3)
-                    .map(|c| {
-                        input.data[c * plane..(c + 1) * plane].iter().sum::<f32>() / plane as f32
-                    })
+                    .map(|c| values[c * plane..(c + 1) * plane].iter().sum::<f32>() / plane as f32)
                     .collect()
             })
             .collect())
@@ -419,10 +419,12 @@ impl Model for PanicsOn77 {
     }
 
     fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
-        if inputs
-            .iter()
-            .any(|input| (input.data[0] * 255.0).round() as u8 == 77)
-        {
+        if inputs.iter().any(|input| {
+            input
+                .data
+                .values()
+                .is_some_and(|values| (values[0] * 255.0).round() as u8 == 77)
+        }) {
             panic!("Torch error: shape mismatch in a forward");
         }
         self.0.predict_all(inputs)
