@@ -14,6 +14,7 @@
 
 mod checkpoints;
 mod hostile_inputs;
+mod real_checkpoints;
 
 use std::path::{Path, PathBuf};
 
