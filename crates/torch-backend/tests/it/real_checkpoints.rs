@@ -285,3 +285,55 @@ fn named_weights_in_hosted_layouts_give_fiftyones_logits() {
         }
     }
 }
+
+/// A small state dict in torch's zip layout, for mutation.
+fn small_torch_zip() -> Vec<u8> {
+    torch_save_zip(
+        "model",
+        &[
+            StateTensor {
+                name: "a.weight".into(),
+                shape: vec![4, 3],
+                values: Some((0..12).map(|value| value as f32).collect()),
+            },
+            StateTensor {
+                name: "a.num_batches_tracked".into(),
+                shape: vec![],
+                values: None,
+            },
+        ],
+    )
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    /// Hostile zips: a torch-layout checkpoint with bytes overwritten
+    /// anywhere (sizes, offsets, counts, signatures, zip64 fields) or cut
+    /// short reads or fails with an error naming the file, never panics
+    /// or allocates without bound.
+    #[test]
+    fn mutated_torch_zip_checkpoints_never_panic(
+        edits in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 1..8),
+        cut in proptest::option::of(0usize..4096),
+    ) {
+        let mut bytes = small_torch_zip();
+        for (at, value) in edits {
+            let at = at % bytes.len();
+            bytes[at] = value;
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(cut.min(bytes.len()).max(4));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mutated.pth");
+        fs_err::write(&path, &bytes).unwrap();
+        if let Err(err) = read_named_tensors(&path) {
+            proptest::prop_assert!(err.to_string().contains("mutated.pth"), "{}", err);
+        }
+    }
+}
