@@ -60,6 +60,23 @@ fn builtin_manifest_entries_equal_fiftyones_field_for_field() {
         .find(|model| model["base_name"] == "squeezenet-1.1-imagenet-torch")
         .unwrap();
     assert_eq!(squeezenet["version"], "1.1");
+    // FiftyOne 1.22.1 lists the versioned names with eta's quirk
+    // (`splitext` of `squeezenet-1.1-imagenet-torch` splits at `.1`), and
+    // resolves the base names to them; zoo does the same.
+    let root = tempfile::tempdir().unwrap();
+    let mut config = RegistryConfig::new(root.path());
+    config.builtin = Some(zoo_registry::builtin_manifest());
+    let registry = Registry::new(config);
+    for (base_name, listed) in [
+        (
+            "squeezenet-1.1-imagenet-torch",
+            "squeezenet-1@1.1.1-imagenet-torch",
+        ),
+        ("squeezenet-imagenet-torch", "squeezenet-imagenet-torch@1.0"),
+    ] {
+        assert_eq!(registry.model(base_name).unwrap().name(), listed);
+        assert_eq!(registry.model(listed).unwrap().name(), listed);
+    }
 }
 
 /// Issue 18: for every built-in, the URL zoo downloads and runs is the one
