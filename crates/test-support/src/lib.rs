@@ -30,8 +30,10 @@ mod archive;
 mod github;
 mod server;
 mod snapshot;
+mod torch_save;
 
 pub use archive::{Archive, Entry};
 pub use github::{FakeGitHub, RepoSpec, fake_sha};
 pub use server::{Fault, Framing, Handler, Request, Response, TestServer, file_response};
 pub use snapshot::dir_snapshot;
+pub use torch_save::{StateTensor, formula, formula_state_dict, torch_save_legacy, torch_save_zip};

@@ -10,6 +10,7 @@ use zoo_model_core::{Input, InputData, Model, ModelError, ModelSpec, Prediction,
 use zoo_output_processors::{Classifier, Detector, DetectorOutput};
 
 use crate::arch::{self, Network};
+use crate::checkpoint::{BuildOptions, torchvision_names};
 use crate::device::DeviceSpec;
 use crate::folded;
 use crate::preprocess::{MAX_IMAGE_SIDE, Preprocessing};
@@ -303,12 +304,14 @@ impl TorchImageModel {
                 } else {
                     classes.len() as i64
                 };
-                let network = arch::build(name, &store.root(), outputs).ok_or_else(|| {
-                    ModelError::Unsupported(format!(
-                        "architecture `{entrypoint}` is not available natively; zoo builds: {}",
-                        arch::architectures().collect::<Vec<_>>().join(", ")
-                    ))
-                })?;
+                let options = BuildOptions::new(name, config.get("entrypoint_args"));
+                let network =
+                    arch::build_with(name, &store.root(), outputs, options).ok_or_else(|| {
+                        ModelError::Unsupported(format!(
+                            "architecture `{entrypoint}` is not available natively; zoo builds: {}",
+                            arch::architectures().collect::<Vec<_>>().join(", ")
+                        ))
+                    })?;
                 if let Some(layer) = &embeddings_layer
                     && network.embeddings_layer != Some(layer.as_str())
                 {
@@ -320,6 +323,7 @@ impl TorchImageModel {
                 }
                 let tensors =
                     read_named_tensors(&model_path).map_err(|err| config_error(chain(&err)))?;
+                let tensors = torchvision_names(name, tensors);
                 load_into(&mut store, tensors, &model_path)
                     .map_err(|err| config_error(chain(&err)))?;
                 let kind = if half { Kind::Half } else { Kind::Float };

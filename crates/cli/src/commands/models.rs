@@ -197,6 +197,7 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
     let entry = serde_json::to_value(&model.model)?;
     let path = registry.model_path(&model)?;
     let downloaded = registry.downloaded_path(&model);
+    let weights = weights_summary(&model)?;
     if json {
         return output::json(
             &mut out,
@@ -205,6 +206,7 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
                 "source": origin(&model),
                 "model_path": path,
                 "downloaded": downloaded.is_some(),
+                "weights": weights,
                 "manifest": entry,
             }),
         );
@@ -217,8 +219,43 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
         "downloaded: {}",
         if downloaded.is_some() { "yes" } else { "no" }
     )?;
+    let text = |key: &str| weights[key].as_str().map(escape);
+    if let Some(url) = text("manifest_url") {
+        writeln!(out, "manifest url: {url}")?;
+    }
+    if let (Some(url), Some(resolved)) = (text("named_weights_url"), text("resolved")) {
+        writeln!(out, "named weights url: {url} ({resolved})")?;
+    }
+    if let Some(url) = text("runs") {
+        writeln!(out, "runs:       {url}")?;
+    }
     writeln!(out, "{}", serde_json::to_string_pretty(&entry)?)?;
     Ok(())
+}
+
+/// The weights URLs of a model: the manifest's `manager.config.url`, the
+/// named weights torchvision resolves `entrypoint_args.weights` to (built-in
+/// models), and which of the two zoo downloads and runs.
+fn weights_summary(model: &ZooModel) -> Result<serde_json::Value> {
+    let manifest_url = model
+        .model
+        .download_manager()
+        .and_then(|manager| manager.config.get("url"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let named = zoo_registry::named_weights(model)?;
+    let runs = named
+        .as_ref()
+        .map(|named| named.url.clone())
+        .or_else(|| manifest_url.clone());
+    Ok(json!({
+        "manifest_url": manifest_url,
+        "named_weights": named.as_ref().map(|named| named.weights.clone()),
+        "resolved": named.as_ref().map(|named| named.resolved.clone()),
+        "named_weights_url": named.as_ref().map(|named| named.url.clone()),
+        "sha256_prefix": named.as_ref().and_then(|named| named.sha256_prefix.clone()),
+        "runs": runs,
+    }))
 }
 
 fn requirements(registry: &Registry, args: &RequirementsArgs) -> Result<()> {

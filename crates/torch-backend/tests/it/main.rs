@@ -15,6 +15,7 @@
 
 mod checkpoints;
 mod hostile_inputs;
+mod real_checkpoints;
 
 use std::path::{Path, PathBuf};
 
