@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod checkpoints;
+mod fiftyone_parity;
 mod hostile_inputs;
 
 use std::path::{Path, PathBuf};
