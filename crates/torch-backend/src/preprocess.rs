@@ -300,7 +300,8 @@ mod tests {
             max_dim: Some(2048),
             ..Preprocessing::default()
         };
-        let cases: [((u32, u32), &[(u32, u32)]); 5] = [
+        type Steps = &'static [(u32, u32)];
+        let cases: [((u32, u32), Steps); 5] = [
             ((3000, 100), &[(6720, 224), (2048, 68)]),
             ((100, 3000), &[(224, 6720), (68, 2048)]),
             ((640, 480), &[]),
