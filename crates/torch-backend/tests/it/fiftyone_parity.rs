@@ -129,6 +129,16 @@ fn classifications_match_fiftyone_torch_image_model_on_png_and_jpeg() {
             "squeezenet1_1",
             "",
         ),
+        (
+            "torchvision.models.densenet.densenet121",
+            "densenet121",
+            "<classifier",
+        ),
+        (
+            "torchvision.models.alexnet.alexnet",
+            "alexnet",
+            "<classifier.6",
+        ),
     ];
     let entries = entries();
     for (entrypoint, key, layer) in cases {
