@@ -158,7 +158,7 @@ fn apply_with_image_size_zero_is_a_config_error() {
     ]);
     let stderr = run.stderr();
     assert!(
-        stderr.contains("`image_size` must be [width, height]") && stderr.contains("`[0,224]`"),
+        stderr.contains("`image_size` must be [height, width]") && stderr.contains("`[0,224]`"),
         "{stderr}"
     );
 }

@@ -4,6 +4,7 @@
 
 mod apply;
 mod downloads;
+mod fiftyone_cli;
 mod hooks;
 mod hostile_models;
 mod named_weights;

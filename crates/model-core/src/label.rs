@@ -114,6 +114,11 @@ impl Label {
             } => {
                 let mut object = Map::new();
                 object.insert("_cls".into(), json!("Classification"));
+                if self.is_empty_classification() {
+                    // FiftyOne's `Classification().to_dict()` has no label
+                    // and no confidence.
+                    return Value::Object(object);
+                }
                 object.insert("label".into(), json!(label));
                 object.insert("confidence".into(), confidence.map_or(Value::Null, finite));
                 if let Some(logits) = logits {
@@ -185,6 +190,23 @@ impl Label {
         }
     }
 
+    /// FiftyOne's empty `Classification()`: no label, no confidence, no
+    /// logits (what `ClassifierOutputProcessor` stores below
+    /// `confidence_thresh`). zoo keeps it as a classification whose label is
+    /// the empty string.
+    pub fn empty_classification() -> Self {
+        Self::Classification {
+            label: String::new(),
+            confidence: None,
+            logits: None,
+        }
+    }
+
+    /// Whether this is [`Label::empty_classification`].
+    pub fn is_empty_classification(&self) -> bool {
+        matches!(self, Self::Classification { label, confidence: None, logits: None } if label.is_empty())
+    }
+
     /// The label's confidence, for single-valued labels.
     pub fn confidence(&self) -> Option<f64> {
         match self {
@@ -245,6 +267,15 @@ mod tests {
             none.to_json(),
             json!({"_cls": "Classification", "label": "dog", "confidence": null})
         );
+    }
+
+    #[test]
+    fn an_empty_classification_is_written_as_fiftyone_writes_classification() {
+        // FiftyOne 1.22.1: Classification().to_dict() holds `_id`, `_cls`
+        // and `tags` only.
+        let empty = Label::empty_classification();
+        assert!(empty.is_empty_classification());
+        assert_eq!(empty.to_json(), json!({"_cls": "Classification"}));
     }
 
     #[test]

@@ -130,6 +130,16 @@ pub trait Model: Send {
         let _ = store;
     }
 
+    /// Hands the model an apply-time `confidence_thresh` (overriding its
+    /// config's); `true` when the model applies it itself, as FiftyOne's
+    /// `apply_model` defers to a model whose config has
+    /// `confidence_thresh` (then the engine does not filter again). The
+    /// default returns `false` and the engine filters the labels.
+    fn set_confidence_thresh(&mut self, threshold: f64) -> bool {
+        let _ = threshold;
+        false
+    }
+
     /// Whether the model computes embeddings.
     fn has_embeddings(&self) -> bool {
         false

@@ -152,21 +152,62 @@ fn dim(config: &Map<String, Value>, key: &str) -> Result<Option<u32>, ModelError
     }
 }
 
-/// `image_size`: `[width, height]`, each as [`dim`] takes it.
+/// `image_size`, as `(width, height)`: FiftyOne passes the list to
+/// torchvision's `Resize`, which reads a pair as `[height, width]` (FiftyOne's
+/// docstring says `(width, height)`; what runs is torchvision's order).
 fn image_size(config: &Map<String, Value>) -> Result<Option<(u32, u32)>, ModelError> {
     let value = match config.get("image_size") {
         None | Some(Value::Null) => return Ok(None),
         Some(value) => value,
     };
     let size = match value {
-        Value::Array(items) if items.len() == 2 => side(&items[0]).zip(side(&items[1])),
+        Value::Array(items) if items.len() == 2 => side(&items[1]).zip(side(&items[0])),
         _ => None,
     };
     size.map(Some).ok_or_else(|| {
         config_error(format!(
-            "`image_size` must be [width, height] in whole pixels from 1 to {MAX_IMAGE_SIDE}, got `{value}`"
+            "`image_size` must be [height, width] in whole pixels from 1 to {MAX_IMAGE_SIDE}, got `{value}`"
         ))
     })
+}
+
+/// `confidence_thresh`: a number, or null.
+fn confidence_thresh(config: &Map<String, Value>) -> Result<Option<f32>, ModelError> {
+    match config.get("confidence_thresh") {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_f64()
+            .filter(|number| !number.is_nan())
+            .map(|number| Some(number as f32))
+            .ok_or_else(|| {
+                config_error(format!(
+                    "`confidence_thresh` must be a number, got `{value}`"
+                ))
+            }),
+    }
+}
+
+/// `filter_classes`: the labels a prediction may carry, or null for all.
+fn filter_classes(
+    config: &Map<String, Value>,
+) -> Result<Option<std::collections::BTreeSet<String>>, ModelError> {
+    match config.get("filter_classes") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .map(Some)
+            .ok_or_else(|| {
+                config_error(format!(
+                    "`filter_classes` must be a list of class names, got `{}`",
+                    Value::Array(items.clone())
+                ))
+            }),
+        Some(other) => Err(config_error(format!(
+            "`filter_classes` must be a list of class names, got `{other}`"
+        ))),
+    }
 }
 
 /// The class names a config gives: `classes`, `labels_string`, or
@@ -260,14 +301,16 @@ impl TorchImageModel {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let threshold = config
-            .get("confidence_thresh")
-            .and_then(Value::as_f64)
-            .map(|value| value as f32);
+        // FiftyOne passes `config.confidence_thresh` and
+        // `config.filter_classes` to the output processor on every call.
+        let threshold = confidence_thresh(config)?;
+        let filter_classes = filter_classes(config)?;
         let processor = match processor_name.rsplit('.').next().unwrap_or_default() {
             "ClassifierOutputProcessor" => Processor::Classifier(Classifier {
                 classes: classes.clone(),
                 store_logits: false,
+                confidence_thresh: threshold,
+                filter_classes,
             }),
             "DetectorOutputProcessor" => Processor::Detector(Detector {
                 classes: classes.clone(),
@@ -276,6 +319,7 @@ impl TorchImageModel {
                     .and_then(Value::as_f64)
                     .map(|value| value as f32)
                     .or(threshold),
+                filter_classes,
             }),
             other => {
                 return Err(ModelError::Unsupported(format!(
@@ -665,6 +709,18 @@ impl Model for TorchImageModel {
         if let Processor::Classifier(classifier) = &mut self.processor {
             classifier.store_logits = store;
         }
+    }
+
+    /// FiftyOne's `apply_model` sets `model.config.confidence_thresh` on a
+    /// `TorchImageModel`, overriding the config's: the output processor
+    /// applies it (an empty `Classification` below it).
+    fn set_confidence_thresh(&mut self, threshold: f64) -> bool {
+        let threshold = Some(threshold as f32);
+        match &mut self.processor {
+            Processor::Classifier(classifier) => classifier.confidence_thresh = threshold,
+            Processor::Detector(detector) => detector.confidence_thresh = threshold,
+        }
+        true
     }
 
     fn has_embeddings(&self) -> bool {

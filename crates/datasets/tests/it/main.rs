@@ -147,4 +147,5 @@ fn embeddings_export_as_npy() {
     assert!(store.export_embeddings_npy(&name, "nope", &path).is_err());
 }
 
+mod jpeg;
 mod security;

@@ -561,3 +561,81 @@ fn a_decoder_panic_fails_only_that_sample() {
         );
     }
 }
+
+/// A model that applies `confidence_thresh` itself, as FiftyOne's
+/// `TorchImageModel` does: below it, an empty `Classification`.
+struct SelfThresholding {
+    inner: Brightness,
+    threshold: Option<f64>,
+}
+
+impl Model for SelfThresholding {
+    fn preprocessor(&self) -> Arc<dyn Preprocess> {
+        self.inner.preprocessor()
+    }
+
+    fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
+        let threshold = self.threshold;
+        Ok(self
+            .inner
+            .predict_all(inputs)?
+            .into_iter()
+            .map(|prediction| match prediction {
+                Prediction::Label(Some(label))
+                    if threshold.is_some_and(|t| label.confidence().is_some_and(|c| c < t)) =>
+                {
+                    Prediction::Label(Some(Label::empty_classification()))
+                }
+                other => other,
+            })
+            .collect())
+    }
+
+    fn set_confidence_thresh(&mut self, threshold: f64) -> bool {
+        self.threshold = Some(threshold);
+        true
+    }
+}
+
+/// FiftyOne 1.22.1 `apply_model`: a model whose config has
+/// `confidence_thresh` gets the call's threshold and the engine does not
+/// filter again, so a classification below it is stored as an empty
+/// `Classification`, not dropped.
+#[test]
+fn a_model_that_thresholds_itself_keeps_an_empty_classification_below_the_threshold() {
+    let mut model = SelfThresholding {
+        inner: Brightness {
+            forwards: Vec::new(),
+            logits: false,
+            lifecycle: Vec::new(),
+        },
+        threshold: None,
+    };
+    let options = ApplyOptions {
+        confidence_thresh: Some(0.5),
+        label_field: "p".into(),
+        ..ApplyOptions::default()
+    };
+    let mut outcomes = Vec::new();
+    apply(
+        &mut model,
+        &samples(&["250-8", "140-8"]),
+        &Synthetic,
+        &options,
+        &mut |batch| {
+            outcomes.extend(batch);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(model.threshold, Some(0.5));
+    let labels: Vec<Option<Label>> = outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Outcome::Labels { mut fields, .. } => fields.remove(0).1,
+            Outcome::Failed { error, .. } => panic!("{error}"),
+        })
+        .collect();
+    assert!(matches!(&labels[0], Some(Label::Classification { label, .. }) if label == "bright"));
+    assert_eq!(labels[1], Some(Label::empty_classification()));
+}
