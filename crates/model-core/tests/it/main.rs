@@ -217,7 +217,11 @@ fn thresholds_logits_and_stopping_on_failure() {
     let Outcome::Labels { fields, .. } = &outcomes[1] else {
         panic!()
     };
-    assert_eq!(fields[0].1, None, "below the threshold: no label");
+    assert_eq!(
+        fields[0].1,
+        Some(Label::EmptyClassification),
+        "below the threshold: FiftyOne's empty `Classification()`, not null"
+    );
 
     let strict = ApplyOptions {
         skip_failures: false,
