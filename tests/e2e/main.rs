@@ -4,6 +4,7 @@
 
 mod apply;
 mod downloads;
+mod fiftyone_interop;
 mod hooks;
 mod hostile_models;
 mod security_datasets;
