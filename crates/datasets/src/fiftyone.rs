@@ -652,10 +652,12 @@ impl Datasets {
         };
         let read_json = |path: &Path| -> Result<Value, DatasetError> {
             let text = fs_err::read_to_string(path)?;
-            serde_json::from_str(&text).map_err(|source| DatasetError::ImportJson {
-                path: path.to_path_buf(),
-                source,
-            })
+            serde_json::from_str(&text)
+                .or_else(|_| serde_json::from_str(&python_constants_as_null(&text)))
+                .map_err(|source| DatasetError::ImportJson {
+                    path: path.to_path_buf(),
+                    source,
+                })
         };
         let metadata_path = root.join("metadata.json");
         if !metadata_path.is_file() {
@@ -920,6 +922,44 @@ fn absolute_media_paths(value: &mut Value, root: &Path) {
     }
 }
 
+/// Python's `json` writes `NaN`, `Infinity` and `-Infinity` (FiftyOne's
+/// keypoints use `NaN` for points not seen), which JSON does not have:
+/// outside strings they become `null`, which FiftyOne reads as `None`.
+fn python_constants_as_null(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut in_string = false;
+    while let Some(character) = rest.chars().next() {
+        if in_string {
+            match character {
+                '\\' => {
+                    let escaped: String = rest.chars().take(2).collect();
+                    out.push_str(&escaped);
+                    rest = &rest[escaped.len()..];
+                    continue;
+                }
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            if character == '"' {
+                in_string = true;
+            }
+            let constant = ["NaN", "Infinity", "-Infinity"]
+                .into_iter()
+                .find(|constant| rest.starts_with(constant));
+            if let Some(constant) = constant {
+                out.push_str("null");
+                rest = &rest[constant.len()..];
+                continue;
+            }
+        }
+        out.push(character);
+        rest = &rest[character.len_utf8()..];
+    }
+    out
+}
+
 /// FiftyOne's dataset slug: lower case, runs of other characters as `-`.
 fn slug(name: &str) -> String {
     let mut slug = String::new();
@@ -959,6 +999,31 @@ mod tests {
         assert_eq!(names.name("b.png"), "b-2.png");
         assert_eq!(names.name("50%.jpg"), "50-.jpg");
         assert_eq!(names.name("noext"), "noext");
+    }
+
+    #[test]
+    fn pythons_nan_and_infinity_read_as_null() {
+        let text = r#"{"points": [[NaN, 0.5], [Infinity, -Infinity]], "label": "NaN \" Infinity"}"#;
+        let value: Value = serde_json::from_str(&python_constants_as_null(text)).unwrap();
+        assert_eq!(
+            value,
+            json!({"points": [[null, 0.5], [null, null]], "label": "NaN \" Infinity"})
+        );
+    }
+
+    #[test]
+    fn zoos_old_label_rows_are_rewritten_in_fiftyones_form() {
+        let old =
+            json!({"_cls": "Classification", "label": "a", "confidence": null, "logits": [1.0]});
+        assert!(is_old_form(&old));
+        let new = Label::from_json(&old).unwrap().to_json();
+        assert!(!is_old_form(&new));
+        assert!(new["logits"]["$binary"].is_object());
+        let detections = json!({"_cls": "Detections", "detections": [{"_cls": "Detection", "label": "p", "bounding_box": [0, 0, 1, 1]}]});
+        assert!(is_old_form(&detections));
+        assert!(!is_old_form(
+            &Label::from_json(&detections).unwrap().to_json()
+        ));
     }
 
     #[test]

@@ -288,3 +288,65 @@ fn fiftyone_reads_zoos_labels_and_export() {
     labels_round_trip_through_fiftyone(&mut fiftyone);
     fiftyone_loads_zoos_export(&mut fiftyone);
 }
+
+/// A hand-written FiftyOne folder with `samples` and `metadata`.
+fn folder(dir: &std::path::Path, metadata: &Value, samples: &Value) {
+    fs_err::create_dir_all(dir).unwrap();
+    fs_err::write(dir.join("metadata.json"), metadata.to_string()).unwrap();
+    fs_err::write(
+        dir.join("samples.json"),
+        json!({"samples": samples}).to_string(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn hostile_fiftyone_folders_are_clear_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Datasets::open(&dir.path().join("db")).unwrap();
+    let metadata = json!({"media_type": "image", "sample_fields": "not a list"});
+    let cases = [
+        (json!([1]), "sample 0 is not a JSON object"),
+        (json!([{"tags": []}]), "sample 0 has no `filepath`"),
+        (
+            json!([{"filepath": "data/a.png"}, {"filepath": "data/a.png"}]),
+            "two samples have the file",
+        ),
+    ];
+    for (index, (samples, expected)) in cases.into_iter().enumerate() {
+        let folder_path = dir.path().join(format!("case{index}"));
+        folder(&folder_path, &metadata, &samples);
+        let error = store
+            .import_fiftyone("hostile", &folder_path)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{error}");
+        assert!(error.contains(&format!("case{index}")), "{error}");
+        assert!(
+            !store.exists("hostile"),
+            "nothing is left of a failed import"
+        );
+    }
+    // Keys that cannot be zoo fields (`_rand`, a reserved name, a label
+    // under a bad name) and labels zoo does not model are kept as they are,
+    // not refused; Python's `NaN` reads as null.
+    let odd = dir.path().join("odd");
+    fs_err::create_dir_all(&odd).unwrap();
+    fs_err::write(odd.join("metadata.json"), r#"{"media_type": "image"}"#).unwrap();
+    fs_err::write(
+        odd.join("samples.json"),
+        r#"{"samples": [{"filepath": "/abs/a.png", "_rand": 0.9995, "a.b": {"_cls": "Classification", "label": "x"}, "poly": {"_cls": "Polylines", "polylines": []}, "kp": {"_cls": "Keypoints", "keypoints": [{"_cls": "Keypoint", "points": [[NaN, NaN]]}]}}]}"#,
+    )
+    .unwrap();
+    let info = store.import_fiftyone("odd", &odd).unwrap();
+    assert_eq!(info.samples, 1);
+    assert_eq!(info.label_fields.keys().collect::<Vec<_>>(), ["kp"]);
+    let out = dir.path().join("odd-out");
+    store.export_fiftyone("odd", &out).unwrap_err();
+    let exported = store.samples_json("odd").unwrap();
+    assert_eq!(exported[0]["filepath"], "/abs/a.png");
+    assert_eq!(
+        exported[0]["kp"]["keypoints"][0]["points"],
+        json!([[null, null]])
+    );
+}
