@@ -276,6 +276,70 @@ impl UniqueNames {
     }
 }
 
+/// JSON as Python's `json.dumps` (and so FiftyOne's exporter) writes it:
+/// `", "` and `": "` between items, non-ASCII characters as `\\uXXXX`.
+struct PythonFormatter;
+
+impl serde_json::ser::Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
+
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        for character in fragment.chars() {
+            if character.is_ascii() {
+                writer.write_all(&[character as u8])?;
+            } else {
+                let mut units = [0; 2];
+                for unit in character.encode_utf16(&mut units) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `value` as Python's `json.dumps` writes it.
+fn python_json(value: &Value) -> String {
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    // Serialising a `Value` into a `Vec` cannot fail.
+    let _ = serde::Serialize::serialize(value, &mut serializer);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// What a sample field holds, for the schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum FieldKind {
@@ -519,13 +583,16 @@ impl Datasets {
             if index > 0 {
                 text.push(',');
             }
-            text.push_str(&sample.to_string());
+            text.push_str(&python_json(sample));
         }
         text.push_str("]}");
         zoo_fs::write_atomic(&dir.join("samples.json"), text.as_bytes())?;
 
         let metadata = self.dataset_document(name, &rows, &dataset_object_id, &kinds);
-        zoo_fs::write_atomic(&dir.join("metadata.json"), metadata.to_string().as_bytes())?;
+        zoo_fs::write_atomic(
+            &dir.join("metadata.json"),
+            python_json(&metadata).as_bytes(),
+        )?;
         for (field, kind) in &kinds {
             if let FieldKind::Label(class) = kind
                 && let Some((_, suffix)) = MEDIA_LABELS.iter().find(|(name, _)| name == class)
@@ -988,6 +1055,18 @@ mod tests {
             date(951_782_400),
             json!({"$date": "2000-02-29T00:00:00.000Z"})
         );
+    }
+
+    #[test]
+    fn json_is_written_as_pythons_json_dumps() {
+        // `json.dumps({"a": [1, "é😀"], "b": {"c": None}})` in Python 3.11.
+        let value = json!({"a": [1, "é😀"], "b": {"c": null}});
+        assert_eq!(
+            python_json(&value),
+            r#"{"a": [1, "\u00e9\ud83d\ude00"], "b": {"c": null}}"#
+        );
+        let parsed: Value = serde_json::from_str(&python_json(&value)).unwrap();
+        assert_eq!(parsed, value);
     }
 
     #[test]
