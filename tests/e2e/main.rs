@@ -5,6 +5,7 @@
 mod apply;
 mod downloads;
 mod fiftyone_cli;
+mod fiftyone_interop;
 mod hooks;
 mod hostile_models;
 mod named_weights;

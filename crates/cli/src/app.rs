@@ -293,4 +293,17 @@ pub(crate) enum DatasetsCommand {
         #[arg(long)]
         field: Option<String>,
     },
+    /// Import a dataset: FiftyOne's dataset folder (labels kept), or a
+    /// folder of images.
+    Import {
+        /// The new dataset's name.
+        name: String,
+        /// The folder.
+        dir: std::path::PathBuf,
+        /// `fiftyone` (what FiftyOne's `dataset.export(DIR,
+        /// dataset_type=fo.types.FiftyOneDataset)` writes) or `dir` (the
+        /// images under DIR, as `zoo datasets create`).
+        #[arg(long, default_value = "fiftyone")]
+        format: String,
+    },
 }

@@ -459,9 +459,7 @@ pub fn apply_on(
                         .into_iter()
                         .map(|(field, label)| {
                             let label = match threshold {
-                                Some(threshold) => {
-                                    label.and_then(|label| label.thresholded(threshold))
-                                }
+                                Some(threshold) => label.map(|label| label.thresholded(threshold)),
                                 None => label,
                             };
                             (field, label)

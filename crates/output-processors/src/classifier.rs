@@ -53,7 +53,7 @@ impl Classifier {
                     .as_ref()
                     .is_some_and(|classes| !classes.contains(&label));
                 if below || filtered {
-                    return Label::empty_classification();
+                    return Label::EmptyClassification;
                 }
                 Label::Classification {
                     label,
@@ -184,20 +184,23 @@ mod tests {
         let labels = processor.process(logits.view());
         // 0.63 passes; 1/3 is below 0.5; "c" is filtered out.
         assert_eq!(labels[0].confidence().map(|c| c > 0.6), Some(true));
-        assert_eq!(labels[1], Label::empty_classification());
-        assert_eq!(labels[2], Label::empty_classification());
+        assert_eq!(labels[1], Label::EmptyClassification);
+        assert_eq!(labels[2], Label::EmptyClassification);
         // The comparison is in f32: exactly the score passes.
         let score = labels[0].confidence().unwrap() as f32;
         let exact = Classifier {
             confidence_thresh: Some(score),
             ..Classifier::default()
         };
-        assert!(!exact.process(logits.view())[0].is_empty_classification());
+        assert_ne!(exact.process(logits.view())[0], Label::EmptyClassification);
         // A NaN score is never below a threshold (NumPy: nan < t is False).
         let nan = Classifier {
             confidence_thresh: Some(0.5),
             ..Classifier::default()
         };
-        assert!(!nan.process(array![[100.0f32, 200.0]].view())[0].is_empty_classification());
+        assert_ne!(
+            nan.process(array![[100.0f32, 200.0]].view())[0],
+            Label::EmptyClassification
+        );
     }
 }

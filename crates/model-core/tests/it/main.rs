@@ -217,7 +217,11 @@ fn thresholds_logits_and_stopping_on_failure() {
     let Outcome::Labels { fields, .. } = &outcomes[1] else {
         panic!()
     };
-    assert_eq!(fields[0].1, None, "below the threshold: no label");
+    assert_eq!(
+        fields[0].1,
+        Some(Label::EmptyClassification),
+        "below the threshold: FiftyOne's empty `Classification()`, not null"
+    );
 
     let strict = ApplyOptions {
         skip_failures: false,
@@ -584,7 +588,7 @@ impl Model for SelfThresholding {
                 Prediction::Label(Some(label))
                     if threshold.is_some_and(|t| label.confidence().is_some_and(|c| c < t)) =>
                 {
-                    Prediction::Label(Some(Label::empty_classification()))
+                    Prediction::Label(Some(Label::EmptyClassification))
                 }
                 other => other,
             })
@@ -637,5 +641,5 @@ fn a_model_that_thresholds_itself_keeps_an_empty_classification_below_the_thresh
         })
         .collect();
     assert!(matches!(&labels[0], Some(Label::Classification { label, .. }) if label == "bright"));
-    assert_eq!(labels[1], Some(Label::empty_classification()));
+    assert_eq!(labels[1], Some(Label::EmptyClassification));
 }

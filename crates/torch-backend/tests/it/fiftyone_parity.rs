@@ -99,6 +99,8 @@ fn the_resize_chain_and_input_tensor_match_fiftyone_on_every_branch() {
         let input = zoo_model_core::Preprocess::preprocess(&preprocessing, image).unwrap();
         let bytes: Vec<u8> = input
             .data
+            .values()
+            .expect("host preprocessing normalises")
             .iter()
             .flat_map(|value| value.to_le_bytes())
             .collect();
