@@ -46,12 +46,11 @@ fn exported_logits(sandbox: &Sandbox, dataset: &str, field: &str) -> Vec<(String
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
-            let logits = sample[field]["logits"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{file}: no logits in {}", sample[field]))
-                .iter()
-                .map(|value| value.as_f64().unwrap() as f32)
-                .collect();
+            // Logits as FiftyOne stores them: a float32 `.npy` in `$binary`.
+            let logits = zoo_model_core::array_from_json(&sample[field]["logits"])
+                .unwrap_or_else(|err| panic!("{file}: no logits in {}: {err}", sample[field]))
+                .to_f32()
+                .unwrap();
             (file, logits)
         })
         .collect()

@@ -77,6 +77,9 @@ pub struct TorchImageModel {
     /// `255`, the mean and the standard deviation as `[1, 3, 1, 1]` tensors
     /// on the device, when the inputs arrive as pixels (on a GPU).
     normalise: Option<[Tensor; 3]>,
+    /// Whether cuDNN may search for the fastest convolution algorithms
+    /// (config `cudnn_benchmark`, off by default as in PyTorch).
+    search: bool,
     /// The batch shapes seen so far, up to [`BENCHMARK_SHAPES`] (cuDNN's
     /// algorithm search pays off only when shapes repeat).
     shapes: Mutex<Vec<[i64; 4]>>,
@@ -84,10 +87,12 @@ pub struct TorchImageModel {
     ragged: bool,
 }
 
-/// cuDNN searches for the fastest convolution algorithms of each new batch
-/// shape (tens of milliseconds each) while a run has seen at most this many
-/// shapes; beyond it (a ragged dataset of many sizes) the search is turned
-/// off, as the cost would not be repaid.
+/// With `cudnn_benchmark`, cuDNN searches for the fastest convolution
+/// algorithms of each new batch shape while a run has seen at most this
+/// many shapes; beyond it (a ragged dataset of many sizes) the search is
+/// turned off, as its cost would not be repaid. On an H100 one search cost
+/// 1.4 s (resnet18 in half precision) to 16 s (resnet50 in f32 without
+/// TF32) and gained up to 2.5x afterwards (BENCHMARKS.md, GPU section).
 const BENCHMARK_SHAPES: usize = 8;
 
 fn config_error(message: impl Into<String>) -> ModelError {
@@ -278,6 +283,14 @@ impl TorchImageModel {
             )
         })?;
         let classes = class_names(config)?;
+        let search = match config.get("cudnn_benchmark") {
+            None => false,
+            Some(value) => value.as_bool().ok_or_else(|| {
+                config_error(format!(
+                    "`cudnn_benchmark` must be true or false, got `{value}`"
+                ))
+            })?,
+        };
         let preprocessing = Preprocessing {
             min_dim: dim(config, "image_min_dim")?,
             max_dim: dim(config, "image_max_dim")?,
@@ -439,6 +452,7 @@ impl TorchImageModel {
             device,
             half,
             normalise,
+            search,
             shapes: Mutex::new(Vec::new()),
             preprocessing: Arc::new(preprocessing),
             processor,
@@ -600,10 +614,11 @@ impl TorchImageModel {
         }
     }
 
-    /// On a GPU, turns cuDNN's algorithm search on while the run has seen
-    /// at most [`BENCHMARK_SHAPES`] batch shapes, off beyond.
+    /// With `cudnn_benchmark` on a GPU, turns cuDNN's algorithm search on
+    /// while the run has seen at most [`BENCHMARK_SHAPES`] batch shapes, off
+    /// beyond.
     fn choose_algorithm_search(&self, shape: [i64; 4]) {
-        if !self.device.is_cuda() {
+        if !self.search || !self.device.is_cuda() {
             return;
         }
         let Ok(mut shapes) = self.shapes.lock() else {

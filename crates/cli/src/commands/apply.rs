@@ -45,7 +45,11 @@ fn load_model(
         super::models::ensure_requirements(&downloaded.model, level, false)?;
     }
     // The model is resolved once: no second pass over every manifest.
-    let config = registry.deployment_config_of(&downloaded.model, &serde_json::Map::new())?;
+    let mut overrides = serde_json::Map::new();
+    if config::cudnn_benchmark()? {
+        overrides.insert("cudnn_benchmark".into(), serde_json::Value::Bool(true));
+    }
+    let config = registry.deployment_config_of(&downloaded.model, &overrides)?;
     let kind = config
         .kind
         .clone()

@@ -119,6 +119,15 @@ fn config_error(key: &str, value: Value) -> String {
 }
 
 #[test]
+fn cudnn_benchmark_that_is_not_a_boolean_is_a_config_error() {
+    let message = config_error("cudnn_benchmark", json!("yes"));
+    assert!(
+        message.contains("`cudnn_benchmark` must be true or false"),
+        "{message}"
+    );
+}
+
+#[test]
 fn image_size_zero_is_a_config_error() {
     let cases = [
         ("image_size", json!([0, 224]), "`[0,224]`"),
