@@ -24,9 +24,15 @@
 //! its name.
 
 mod loader;
+mod results;
+mod shard;
 mod store;
 
 pub use loader::{
     FileLoader, IMAGE_EXTENSIONS, ImageLimits, LoadError, decode_image, decode_image_within,
 };
-pub use store::{DatasetError, DatasetInfo, Datasets, ExportFormat};
+pub use results::{
+    MergePlan, ResultsError, ResultsKind, ResultsLocation, ShardResults, ShardState, ShardSummary,
+};
+pub use shard::{Shard, ShardError, stable_key};
+pub use store::{DatasetError, DatasetInfo, Datasets, ExportFormat, MergeSummary};

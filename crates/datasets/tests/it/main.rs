@@ -4,7 +4,7 @@
 use zoo_datasets::{Datasets, decode_image};
 use zoo_model_core::{EmbedOutcome, Label, Outcome};
 
-fn images(dir: &std::path::Path, count: usize) {
+pub(crate) fn images(dir: &std::path::Path, count: usize) {
     fs_err::create_dir_all(dir.join("nested")).unwrap();
     for index in 0..count {
         let image = image::RgbImage::from_pixel(8, 6, image::Rgb([index as u8 * 10, 20, 30]));
@@ -147,4 +147,5 @@ fn embeddings_export_as_npy() {
     assert!(store.export_embeddings_npy(&name, "nope", &path).is_err());
 }
 
+mod results;
 mod security;
