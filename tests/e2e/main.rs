@@ -6,6 +6,7 @@ mod apply;
 mod downloads;
 mod hooks;
 mod hostile_models;
+mod scale;
 mod security_datasets;
 mod security_paths;
 mod security_transfers;

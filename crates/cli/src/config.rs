@@ -67,6 +67,16 @@ pub(crate) fn image_limits() -> Result<ImageLimits> {
     Ok(limits)
 }
 
+/// `ZOO_RESULTS_CHUNK`: how many samples a shard's part file holds
+/// (default 1000); a retried shard redoes at most one chunk's work.
+pub(crate) fn results_chunk() -> Result<usize> {
+    match env_number("ZOO_RESULTS_CHUNK")? {
+        None => Ok(1000),
+        Some(0) => anyhow::bail!("`ZOO_RESULTS_CHUNK` must be at least 1, got `0`"),
+        Some(count) => Ok(usize::try_from(count).unwrap_or(usize::MAX)),
+    }
+}
+
 /// The registry as the environment configures it.
 pub(crate) fn registry() -> Result<Registry> {
     // Checked up front, so that a bad value fails every command the same

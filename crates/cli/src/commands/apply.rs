@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Error, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use zoo_datasets::{Datasets, FileLoader};
+use zoo_datasets::{Datasets, FileLoader, ResultsKind, ShardResults};
 use zoo_model_core::{
     ApplyOptions, ApplySummary, EmbedOutcome, Label, Model, ModelSpec, Outcome, validate_field_name,
 };
 use zoo_registry::Registry;
 
+use super::scale::{self, ScaleArgs};
 use crate::app::{ApplyArgs, EmbedArgs, ModelArgs, Workers};
 use crate::progress::Bar;
 use crate::runtime::Runtime;
@@ -73,7 +74,7 @@ fn copies(models: &mut [Box<dyn Model>]) -> Vec<&mut dyn Model> {
         .collect()
 }
 
-fn dataset_name(store: &mut Datasets, dataset: &str) -> Result<String> {
+pub(crate) fn dataset_name(store: &mut Datasets, dataset: &str) -> Result<String> {
     if store.exists(dataset) {
         return Ok(dataset.to_owned());
     }
@@ -93,11 +94,16 @@ struct Run {
     pending: Vec<zoo_model_core::Sample>,
     /// Reads images within the limits the environment sets.
     loader: FileLoader,
+    /// With `--results`: where results go instead of the dataset.
+    results: Option<ShardResults>,
 }
 
 impl Run {
     /// Resolves the dataset first (cheap, and a typo should not cost a
     /// download), then the model, then what `field` has left to do.
+    // One argument per command-line option it serves; a struct would only
+    // rename them.
+    #[allow(clippy::too_many_arguments)]
     fn start(
         runtime: &dyn Runtime,
         name_or_url: &str,
@@ -106,6 +112,7 @@ impl Run {
         field: &str,
         overwrite: bool,
         quiet: bool,
+        scale: (&ScaleArgs, ResultsKind),
     ) -> Result<Self> {
         // A bad field name or limit costs nothing: checked before the
         // dataset is indexed or the model downloaded.
@@ -117,7 +124,8 @@ impl Run {
         let registry = config::registry()?;
         let (name, models) = load_model(&registry, runtime, name_or_url, model, quiet)
             .with_context(|| format!("loading model `{name_or_url}` failed"))?;
-        let pending = store.pending(&dataset, field, overwrite)?;
+        let (pending, results) =
+            scale::pending(&mut store, &dataset, field, scale.1, scale.0, overwrite)?;
         Ok(Self {
             store,
             dataset,
@@ -125,6 +133,7 @@ impl Run {
             models,
             pending,
             loader,
+            results,
         })
     }
 }
@@ -165,6 +174,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         mut models,
         pending,
         loader,
+        mut results,
     } = Run::start(
         runtime,
         &args.name_or_url,
@@ -173,6 +183,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         &args.label_field,
         args.overwrite,
         quiet,
+        (&args.scale, ResultsKind::Labels),
     )?;
     let options = ApplyOptions {
         batch_size: args.batch_size,
@@ -218,15 +229,20 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
                     }
                 }
             }
-            store
-                .write_labels(&args.label_field, &batch)
-                .map_err(|err| err.to_string())?;
+            match &mut results {
+                Some(results) => results.record_labels(&batch).map_err(Error::from),
+                None => store
+                    .write_labels(&args.label_field, &batch)
+                    .map_err(Error::from),
+            }
+            .map_err(|err| format!("{err:#}"))?;
             bar.inc(batch.len() as u64);
             Ok(())
         },
     )
     .with_context(|| format!("applying `{name}` to `{dataset}` failed"))?;
     bar.finish_and_clear();
+    scale::finish(results)?;
     let failures = store.failures(&dataset, &args.label_field)?;
     let mut top: Vec<(String, usize)> = counts.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -302,6 +318,7 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         mut models,
         pending,
         loader,
+        mut results,
     } = Run::start(
         runtime,
         &args.name_or_url,
@@ -310,6 +327,7 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         &args.embeddings_field,
         args.overwrite,
         quiet,
+        (&args.scale, ResultsKind::Embeddings),
     )?;
     let options = ApplyOptions {
         batch_size: args.batch_size,
@@ -332,15 +350,20 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
             {
                 dim = values.len();
             }
-            store
-                .write_embeddings(&args.embeddings_field, &batch)
-                .map_err(|err| err.to_string())?;
+            match &mut results {
+                Some(results) => results.record_embeddings(&batch).map_err(Error::from),
+                None => store
+                    .write_embeddings(&args.embeddings_field, &batch)
+                    .map_err(Error::from),
+            }
+            .map_err(|err| format!("{err:#}"))?;
             bar.inc(batch.len() as u64);
             Ok(())
         },
     )
     .with_context(|| format!("computing embeddings of `{dataset}` with `{name}` failed"))?;
     bar.finish_and_clear();
+    scale::finish(results)?;
     let all_failed = summary.succeeded == 0
         && summary.failed > 0
         && store.finished(&dataset, &args.embeddings_field)? == 0;

@@ -124,5 +124,12 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
             }
             Ok(())
         }
+        DatasetsCommand::MergeResults {
+            dataset,
+            location,
+            field,
+            allow_partial,
+            json,
+        } => super::scale::merge(&mut store, &dataset, &location, &field, allow_partial, json),
     }
 }
