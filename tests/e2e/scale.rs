@@ -180,6 +180,16 @@ fn kubernetes_recipe_shards_killed_rerun_merged_equal_unsharded_run() {
     sandbox.ok(&["models", "register-source", &classifier_source(&server)]);
     let pics = sandbox.dir.path().join("pics");
     pictures(&pics, 300);
+    let dataset = fs_err::canonicalize(&pics).unwrap().display().to_string();
+    kubernetes_recipe_run(&sandbox, &dataset, 301);
+}
+
+/// The Kubernetes recipe end to end on `images` (a folder or an object-store
+/// URL, also the merged dataset's name) holding `samples` samples, one of
+/// them corrupt: shard 2 killed after its first chunk, merging refused,
+/// all shards run side by side, merged, compared with an unsharded run,
+/// merged again.
+fn kubernetes_recipe_run(sandbox: &Sandbox, images: &str, samples: u64) {
     let results_dir = sandbox.dir.path().join("results");
     let results = format!("file://{}", results_dir.display());
     let (apply, spec) = job("kubernetes/apply-job.yaml");
@@ -189,12 +199,12 @@ fn kubernetes_recipe_shards_killed_rerun_merged_equal_unsharded_run() {
     let field = "predictions";
     let shard_pod = |index: u64| {
         let mut command = pod(
-            &sandbox,
+            sandbox,
             &apply,
             &[
                 ("JOB_COMPLETION_INDEX", index.to_string()),
                 ("ZOO_MODEL", MODEL.to_owned()),
-                ("ZOO_IMAGES", pics.display().to_string()),
+                ("ZOO_IMAGES", images.to_owned()),
                 ("ZOO_FIELD", field.to_owned()),
                 ("ZOO_RESULTS", results.clone()),
                 ("ZOO_MODEL_ZOO_DIR", sandbox.zoo_dir().display().to_string()),
@@ -216,10 +226,10 @@ fn kubernetes_recipe_shards_killed_rerun_merged_equal_unsharded_run() {
     };
     let merge_pod = || {
         pod(
-            &sandbox,
+            sandbox,
             &merge,
             &[
-                ("ZOO_IMAGES", pics.display().to_string()),
+                ("ZOO_IMAGES", images.to_owned()),
                 ("ZOO_FIELD", field.to_owned()),
                 ("ZOO_RESULTS", results.clone()),
                 (
@@ -231,7 +241,6 @@ fn kubernetes_recipe_shards_killed_rerun_merged_equal_unsharded_run() {
         .output()
         .unwrap()
     };
-
     // Shard 2 is killed once it has written its first chunk.
     let killed = results_dir.join(field).join("shard-00002-of-00004");
     let mut child = shard_pod(2).spawn().unwrap();
@@ -284,17 +293,17 @@ fn kubernetes_recipe_shards_killed_rerun_merged_equal_unsharded_run() {
         "{}",
         String::from_utf8_lossy(&merged.stderr)
     );
-    let dataset = fs_err::canonicalize(&pics).unwrap().display().to_string();
+    let dataset = images;
     // The same model, unsharded, into another field of the same dataset.
-    sandbox.ok(&["models", "apply", MODEL, &dataset, "whole"]);
-    let info = sandbox.ok(&["datasets", "info", &dataset, "--json"]).json();
-    assert_eq!(info["samples"], 301);
-    assert_eq!(info["label_fields"][field], 300, "{info}");
+    sandbox.ok(&["models", "apply", MODEL, dataset, "whole"]);
+    let info = sandbox.ok(&["datasets", "info", dataset, "--json"]).json();
+    assert_eq!(info["samples"], samples);
+    assert_eq!(info["label_fields"][field], samples - 1, "{info}");
     assert_eq!(info["failures"][field], 1, "{info}");
     assert_eq!(info["failures"]["whole"], 1, "{info}");
-    let sharded = field_values(&sandbox, &dataset, field);
-    let whole = field_values(&sandbox, &dataset, "whole");
-    assert_eq!(sharded.len(), 301);
+    let sharded = field_values(sandbox, dataset, field);
+    let whole = field_values(sandbox, dataset, "whole");
+    assert_eq!(sharded.len() as u64, samples);
     assert_eq!(sharded, whole, "sharded and unsharded runs differ");
     assert!(sharded.values().filter(|label| label.is_null()).count() == 1);
 
@@ -302,10 +311,10 @@ fn kubernetes_recipe_shards_killed_rerun_merged_equal_unsharded_run() {
     let before = fs_err::read_to_string(sandbox.dir.path().join("export.jsonl")).unwrap();
     let again = merge_pod();
     assert!(again.status.success());
-    field_values(&sandbox, &dataset, field);
+    field_values(sandbox, dataset, field);
     let after = fs_err::read_to_string(sandbox.dir.path().join("export.jsonl")).unwrap();
     assert_eq!(before, after);
-    let info_after = sandbox.ok(&["datasets", "info", &dataset, "--json"]).json();
+    let info_after = sandbox.ok(&["datasets", "info", dataset, "--json"]).json();
     assert_eq!(info, info_after);
 }
 
@@ -476,4 +485,141 @@ fn merge_refuses_mixed_shard_counts_and_foreign_keys() {
     assert!(run.stderr().contains("is not `f`"), "{}", run.stderr());
     let info = sandbox.ok(&["datasets", "info", "pics", "--json"]).json();
     assert!(info["label_fields"].get("other").is_none(), "{info}");
+}
+
+/// moto's S3-compatible server on 127.0.0.1, stopped when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Starts moto from `ZOO_TEST_PYTHON` (the venv `cargo xtask ci` makes);
+/// `None` when that variable is unset (a plain `cargo test`).
+fn moto() -> Option<(Moto, String)> {
+    let python = std::env::var("ZOO_TEST_PYTHON").ok()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(&python)
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let moto = Moto {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "moto did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some((moto, python))
+}
+
+/// The images of issue 16's test in a real S3-compatible server: a dataset
+/// made from `s3://bucket/prefix` keeps the URLs, and the Kubernetes recipe
+/// runs on it (credentials and endpoint from the standard `AWS_*`
+/// variables) exactly as on a folder.
+#[test]
+fn s3_dataset_kubernetes_recipe_killed_rerun_merged_equal_unsharded_run() {
+    let Some((moto, python)) = moto() else {
+        return;
+    };
+    let server = TestServer::start();
+    let mut sandbox = Sandbox::new();
+    for (key, value) in [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT", moto.endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+    ] {
+        sandbox.env.push((key.to_owned(), value.to_owned()));
+    }
+    sandbox.ok(&["models", "register-source", &classifier_source(&server)]);
+    let pics = sandbox.dir.path().join("pics");
+    pictures(&pics, 200);
+    let upload = format!(
+        r#"
+import os, sys, boto3
+s3 = boto3.client("s3", endpoint_url="{endpoint}", aws_access_key_id="testing",
+                  aws_secret_access_key="testing", region_name="us-east-1")
+s3.create_bucket(Bucket="zoo-pics")
+root = sys.argv[1]
+for folder, _, files in os.walk(root):
+    for name in files:
+        path = os.path.join(folder, name)
+        s3.upload_file(path, "zoo-pics", "set/" + os.path.relpath(path, root))
+s3.put_object(Bucket="zoo-pics", Key="set/notes.txt", Body=b"not an image")
+s3.put_object(Bucket="zoo-pics", Key="other/x.png", Body=b"outside the prefix")
+"#,
+        endpoint = moto.endpoint
+    );
+    let status = Command::new(&python)
+        .args(["-c", &upload, pics.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "uploading to moto failed");
+
+    let url = "s3://zoo-pics/set";
+    let created = sandbox.ok(&["datasets", "create", "bucket", url]);
+    assert!(
+        created.stderr().contains("201 samples"),
+        "{}",
+        created.stderr()
+    );
+    let exported = field_values(&sandbox, "bucket", "none");
+    assert!(
+        exported
+            .keys()
+            .all(|path| path.starts_with("s3://zoo-pics/set/")),
+        "{exported:?}"
+    );
+    kubernetes_recipe_run(&sandbox, url, 201);
+    drop(moto);
+}
+
+/// An S3 endpoint that does not answer fails the listing with a clear error naming
+/// the URL, no panic.
+#[test]
+fn s3_dataset_with_wrong_endpoint_fails_clearly() {
+    let mut sandbox = Sandbox::new();
+    for (key, value) in [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        // Nothing listens on port 9 of the loopback interface.
+        ("AWS_ENDPOINT", "http://127.0.0.1:9"),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("ZOO_STORAGE_RETRIES", "0"),
+    ] {
+        sandbox.env.push((key.to_owned(), value.to_owned()));
+    }
+    let run = sandbox.fails(&["datasets", "create", "bucket", "s3://zoo-pics/set"]);
+    assert!(
+        run.stderr().contains("s3://zoo-pics/set"),
+        "{}",
+        run.stderr()
+    );
 }

@@ -24,6 +24,7 @@
 //! its name.
 
 mod loader;
+mod remote;
 mod results;
 mod shard;
 mod store;
@@ -31,6 +32,7 @@ mod store;
 pub use loader::{
     FileLoader, IMAGE_EXTENSIONS, ImageLimits, LoadError, decode_image, decode_image_within,
 };
+pub use remote::{ObjectLoader, RemoteBytes, is_url};
 pub use results::{
     MergePlan, ResultsError, ResultsKind, ResultsLocation, ShardResults, ShardState, ShardSummary,
 };

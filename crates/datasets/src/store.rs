@@ -339,6 +339,37 @@ impl Datasets {
                 dir: dir.to_path_buf(),
             });
         }
+        self.insert_dataset(name, root, files)
+    }
+
+    /// Creates dataset `name` from the objects under an object-store URL
+    /// (`s3://bucket/prefix`): `urls` are the objects' URLs, as listed,
+    /// each kept as its sample's path; stable keys are relative to `root`.
+    pub fn create_from_urls(
+        &mut self,
+        name: &str,
+        root: &str,
+        urls: Vec<String>,
+    ) -> Result<DatasetInfo, DatasetError> {
+        if self.dataset_id(name).is_ok() {
+            return Err(DatasetError::Exists(name.to_owned()));
+        }
+        if urls.is_empty() {
+            return Err(DatasetError::NoImages { dir: root.into() });
+        }
+        let root = root.trim_end_matches('/');
+        let files = urls.into_iter().map(PathBuf::from).collect();
+        self.insert_dataset(name, PathBuf::from(root), files)
+    }
+
+    /// Inserts dataset `name` with `files` in one `BEGIN IMMEDIATE`
+    /// transaction that re-checks the name.
+    fn insert_dataset(
+        &mut self,
+        name: &str,
+        root: PathBuf,
+        files: Vec<PathBuf>,
+    ) -> Result<DatasetInfo, DatasetError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs()) as i64;

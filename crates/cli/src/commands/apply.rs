@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Error, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use zoo_datasets::{Datasets, FileLoader, ResultsKind, ShardResults};
+use zoo_datasets::{Datasets, ObjectLoader, ResultsKind, ShardResults};
 use zoo_model_core::{
     ApplyOptions, ApplySummary, EmbedOutcome, Label, Model, ModelSpec, Outcome, validate_field_name,
 };
@@ -78,6 +78,9 @@ pub(crate) fn dataset_name(store: &mut Datasets, dataset: &str) -> Result<String
     if store.exists(dataset) {
         return Ok(dataset.to_owned());
     }
+    if zoo_storage::is_object_url(dataset) {
+        return scale::dataset_for_url(store, dataset);
+    }
     if Path::new(dataset).is_dir() {
         return Ok(store.for_dir(Path::new(dataset))?);
     }
@@ -92,8 +95,9 @@ struct Run {
     /// One copy per worker.
     models: Vec<Box<dyn Model>>,
     pending: Vec<zoo_model_core::Sample>,
-    /// Reads images within the limits the environment sets.
-    loader: FileLoader,
+    /// Reads images (files, object-store URLs) within the limits the
+    /// environment sets.
+    loader: ObjectLoader,
     /// With `--results`: where results go instead of the dataset.
     results: Option<ShardResults>,
 }
@@ -118,7 +122,7 @@ impl Run {
         // dataset is indexed or the model downloaded.
         validate_field_name(field)
             .with_context(|| format!("cannot store results under `{}`", field.escape_debug()))?;
-        let loader = FileLoader::new(config::image_limits()?);
+        let loader = scale::loader()?;
         let mut store = Datasets::open(&config::datasets_dir()?)?;
         let dataset = dataset_name(&mut store, dataset)?;
         let registry = config::registry()?;

@@ -29,9 +29,12 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match command {
         DatasetsCommand::Create { name, dir } => {
-            let info = store.create(&name, &dir).with_context(|| {
-                format!("creating dataset `{name}` from `{}` failed", dir.display())
-            })?;
+            let context = || format!("creating dataset `{name}` from `{}` failed", dir.display());
+            let info = match dir.to_str().filter(|dir| zoo_storage::is_object_url(dir)) {
+                Some(url) => super::scale::create_from_url(&mut store, &name, url),
+                None => store.create(&name, &dir).map_err(Into::into),
+            }
+            .with_context(context)?;
             say!(
                 "created dataset `{}` with {} samples",
                 info.name,

@@ -2,14 +2,17 @@
 //! `apply`/`embed`, and `zoo datasets merge-results`.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use zoo_datasets::{
-    Datasets, MergePlan, ResultsKind, ResultsLocation, Shard, ShardResults, ShardState, stable_key,
+    DatasetInfo, Datasets, IMAGE_EXTENSIONS, MergePlan, ObjectLoader, RemoteBytes, ResultsKind,
+    ResultsLocation, Shard, ShardResults, ShardState, stable_key,
 };
 use zoo_model_core::Sample;
+use zoo_storage::Storage;
 
 use crate::terminal::{escape, say};
 use crate::{config, output};
@@ -84,6 +87,61 @@ pub(crate) fn finish(results: Option<ShardResults>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Object storage as the apply engine's image source.
+#[derive(Debug)]
+struct StorageBytes(Storage);
+
+impl RemoteBytes for StorageBytes {
+    fn fetch(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
+        self.0
+            .fetch(url, max_bytes)
+            .map_err(|error| format!("{:#}", anyhow::Error::from(error)))
+    }
+}
+
+fn storage() -> Result<Storage> {
+    Storage::new(config::storage_options()?).context("setting up object storage failed")
+}
+
+/// The image loader of a run: local files, and object-store URLs with
+/// bounded concurrency and retries.
+pub(crate) fn loader() -> Result<ObjectLoader> {
+    let limits = config::image_limits()?;
+    Ok(ObjectLoader::new(
+        limits,
+        Some(Arc::new(StorageBytes(storage()?))),
+    ))
+}
+
+/// `zoo datasets create NAME URL`: the images under an object-store prefix.
+pub(crate) fn create_from_url(store: &mut Datasets, name: &str, url: &str) -> Result<DatasetInfo> {
+    let urls = storage()?
+        .list(url, |key| {
+            key.rsplit_once('.').is_some_and(|(_, extension)| {
+                IMAGE_EXTENSIONS.contains(&extension.to_ascii_lowercase().as_str())
+            })
+        })
+        .with_context(|| format!("listing `{url}` failed"))?;
+    Ok(store.create_from_urls(name, url, urls)?)
+}
+
+/// The dataset of an object-store URL given to `apply`/`embed`: named by
+/// the URL, created on first use.
+pub(crate) fn dataset_for_url(store: &mut Datasets, url: &str) -> Result<String> {
+    if !store.exists(url) {
+        match create_from_url(store, url, url) {
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.downcast_ref::<zoo_datasets::DatasetError>(),
+                    Some(zoo_datasets::DatasetError::Exists(_))
+                ) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(url.to_owned())
 }
 
 /// `zoo datasets merge-results DATASET LOCATION FIELD`.
