@@ -181,7 +181,12 @@ fn apply_kill_resume_and_every_sample_ends_with_one_label() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(first["pred"]["logits"].as_array().unwrap().len(), 3);
+    // Logits as FiftyOne stores them: a float32 `.npy` in `$binary`.
+    let logits = zoo_model_core::array_from_json(&first["pred"]["logits"]).unwrap();
+    assert_eq!(
+        (logits.dtype.as_str(), logits.shape.as_slice()),
+        ("<f4", &[3][..])
+    );
 }
 
 #[test]

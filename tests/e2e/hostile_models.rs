@@ -158,7 +158,37 @@ fn apply_with_image_size_zero_is_a_config_error() {
     ]);
     let stderr = run.stderr();
     assert!(
-        stderr.contains("`image_size` must be [width, height]") && stderr.contains("`[0,224]`"),
+        stderr.contains("`image_size` must be [height, width]") && stderr.contains("`[0,224]`"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_cudnn_benchmark_variable_that_is_not_1_or_0_is_a_clear_error() {
+    let server = TestServer::start();
+    let mut sandbox = Sandbox::new();
+    let weights = untrained_squeezenet(sandbox.dir.path());
+    let source = squeezenet_source(&server, weights, serde_json::json!({}));
+    sandbox.ok(&["models", "register-source", &source]);
+    let pics = sandbox.dir.path().join("pics");
+    fs_err::create_dir_all(&pics).unwrap();
+    picture(&pics.join("a.png"), 64, 48);
+    let apply = [
+        "models",
+        "apply",
+        "acme/squeeze",
+        pics.to_str().unwrap(),
+        "pred",
+    ];
+    sandbox
+        .env
+        .push(("ZOO_CUDNN_BENCHMARK".into(), "maybe\u{1b}[31m".into()));
+    let stderr = sandbox.fails(&apply).stderr();
+    assert!(
+        stderr.contains("`ZOO_CUDNN_BENCHMARK` must be `1` or `0`") && !stderr.contains('\u{1b}'),
+        "{stderr}"
+    );
+    // On the CPU the search is a no-op: `1` runs as usual.
+    sandbox.env = vec![("ZOO_CUDNN_BENCHMARK".into(), "1".into())];
+    sandbox.ok(&apply);
 }

@@ -4,8 +4,11 @@
 
 mod apply;
 mod downloads;
+mod fiftyone_cli;
+mod fiftyone_interop;
 mod hooks;
 mod hostile_models;
+mod named_weights;
 mod scale;
 mod security_datasets;
 mod security_paths;

@@ -161,7 +161,8 @@ fn reserved_label_field_filepath_is_refused() {
         "--format",
         "fiftyone",
     ]);
-    assert!(folder.join("data/000000-img00.png").is_file());
+    // Named as FiftyOne names exported media: the file's own name.
+    assert!(folder.join("data/img00.png").is_file());
 }
 
 #[test]

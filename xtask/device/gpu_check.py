@@ -361,7 +361,7 @@ def data(check):
 # ---------------------------------------------------------------------- zoo
 
 
-def zoo_config(arch, device, half):
+def zoo_config(arch, device, half, search=False):
     config = {
         "entrypoint_fcn": f"torchvision.models.resnet.{arch}",
         "output_processor_cls": "fiftyone.utils.torch.ClassifierOutputProcessor",
@@ -375,6 +375,8 @@ def zoo_config(arch, device, half):
     }
     if half:
         config["use_half_precision"] = True
+    if search:
+        config["cudnn_benchmark"] = True
     return config
 
 
@@ -464,11 +466,11 @@ def logits(check):
     return out
 
 
-def zoo_model_only(check, arch, half):
+def zoo_model_only(check, arch, half, search=False):
     args = check.args
     code, stdout, stderr = check.run(
-        f"zoo-model-{arch}-{label(half)}",
-        [check.binary("device_probe"), "rate", json.dumps(zoo_config(arch, args.device, half)),
+        f"zoo-model-{arch}-{label(half)}" + ("-search" if search else ""),
+        [check.binary("device_probe"), "rate", json.dumps(zoo_config(arch, args.device, half, search)),
          check.weights[arch], check.image_files[0], str(args.batch), str(args.n), str(args.warmup)],
         timeout=min(STEP_TIMEOUT, max(30, check.left() - 5)))
     if code != 0:
@@ -528,13 +530,13 @@ def zoo_registry(check):
     return {"manifest": manifest, "port": port, "models": [m["base_name"] for m in models]}
 
 
-def zoo_apply(check, arch, half, extra):
+def zoo_apply(check, arch, half, extra, env=None):
     name = f"{arch}-gpu-check-{label(half)}"
-    tag = "-".join([arch, label(half)] + [e.strip("-") for e in extra])
+    tag = "-".join([arch, label(half)] + [e.strip("-") for e in extra] + sorted(env or {}))
     argv = [check.binary("zoo-torch"), "models", "apply", name, check.images, "pred",
             "--batch-size", str(check.args.batch), "--overwrite", "--json", "--quiet", *extra]
     started = time.perf_counter()
-    code, stdout, stderr = check.run(f"zoo-apply-{tag}", argv, env=check.zoo_env,
+    code, stdout, stderr = check.run(f"zoo-apply-{tag}", argv, env={**check.zoo_env, **(env or {})},
                                      timeout=min(STEP_TIMEOUT, max(30, check.left() - 5)))
     process_seconds = time.perf_counter() - started
     if code != 0:
@@ -616,14 +618,28 @@ def torch_rates(check, arch, half):
         host = resident.cpu().contiguous()
         if device.type == "cuda":
             host = host.pin_memory()
-        started = time.perf_counter()
-        done = 0
-        while done < args.n:
-            take = min(args.batch, args.n - done)
-            batch = host[:take].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            forward(model, batch, half).float().softmax(1).cpu()
-            done += take
-        result["model_from_host_images_per_second"] = done / (time.perf_counter() - started)
+
+        def from_host():
+            started = time.perf_counter()
+            done = 0
+            while done < args.n:
+                take = min(args.batch, args.n - done)
+                batch = host[:take].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                forward(model, batch, half).float().softmax(1).cpu()
+                done += take
+            return done / (time.perf_counter() - started)
+
+        result["model_from_host_images_per_second"] = from_host()
+        if device.type == "cuda" and not half:
+            # zoo's f32 convolutions run with TF32 off (exact f32): PyTorch
+            # in the same numerics, after a warm-up for cuDNN's new search.
+            tf32 = torch.backends.cudnn.allow_tf32
+            torch.backends.cudnn.allow_tf32 = False
+            for _ in range(args.warmup):
+                forward(model, resident, half)
+            sync(device)
+            result["model_from_host_no_tf32_images_per_second"] = from_host()
+            torch.backends.cudnn.allow_tf32 = tf32
 
         loader = torch.utils.data.DataLoader(
             Jpegs(check.image_files), batch_size=args.batch, num_workers=args.loader_workers,
@@ -653,8 +669,12 @@ def speed(check, arch, half):
     result = {}
     result["zoo_model_only"] = check.step(f"zoo model-only {key}", lambda: zoo_model_only(check, arch, half), need=20)
     result["zoo_apply"] = check.step(f"zoo apply {key}", lambda: zoo_apply(check, arch, half, []), need=20)
-    result["zoo_apply_pipelined"] = check.step(
-        f"zoo apply --pipeline on {key}", lambda: zoo_apply(check, arch, half, ["--pipeline", "on"]), need=20)
+    # cuDNN's algorithm search (`cudnn_benchmark`, ZOO_CUDNN_BENCHMARK=1):
+    # model-only after its warm-up, and apply with the search inside.
+    result["zoo_model_only_search"] = check.step(
+        f"zoo model-only search {key}", lambda: zoo_model_only(check, arch, half, True), need=20)
+    result["zoo_apply_search"] = check.step(
+        f"zoo apply search {key}", lambda: zoo_apply(check, arch, half, [], {"ZOO_CUDNN_BENCHMARK": "1"}), need=20)
     result["pytorch"] = check.step(f"pytorch {key}", lambda: torch_rates(check, arch, half), need=20)
 
     def rate(value, field):
@@ -662,14 +682,22 @@ def speed(check, arch, half):
 
     model = rate(result["zoo_model_only"], "images_per_second")
     applied = rate(result["zoo_apply"], "images_per_second")
-    piped = rate(result["zoo_apply_pipelined"], "images_per_second")
+    searched = rate(result["zoo_model_only_search"], "images_per_second")
+    searched_apply = rate(result["zoo_apply_search"], "images_per_second")
     eager = result["pytorch"] if isinstance(result["pytorch"], dict) else {}
-    best_apply = max([r for r in (applied, piped) if r] or [0]) or None
+    best_apply = applied
     ratios = {
         "apply_over_pytorch_end_to_end": (best_apply / eager["end_to_end_images_per_second"])
         if best_apply and eager.get("end_to_end_images_per_second") else None,
         "model_over_pytorch_from_host": (model / eager["model_from_host_images_per_second"])
         if model and eager.get("model_from_host_images_per_second") else None,
+        "model_over_pytorch_from_host_no_tf32": (model / eager["model_from_host_no_tf32_images_per_second"])
+        if model and eager.get("model_from_host_no_tf32_images_per_second") else None,
+        "apply_over_model": (applied / model) if applied and model else None,
+        "model_search_over_pytorch_from_host": (searched / eager["model_from_host_images_per_second"])
+        if searched and eager.get("model_from_host_images_per_second") else None,
+        "model_search_over_pytorch_from_host_no_tf32": (searched / eager["model_from_host_no_tf32_images_per_second"])
+        if searched and eager.get("model_from_host_no_tf32_images_per_second") else None,
     }
     result["ratios"] = ratios
 
@@ -677,12 +705,18 @@ def speed(check, arch, half):
         return "-" if value is None else f"{value:.{digits}f}"
 
     check.say(
-        f"speed {key:<14} img/s | zoo apply {cell(applied)} (pipelined {cell(piped)}) | zoo model-only {cell(model)} | "
+        f"speed {key:<14} img/s | zoo apply {cell(applied)} (search {cell(searched_apply)}) | zoo model-only {cell(model)} "
+        f"(search, after warm-up {cell(searched)}) | "
         f"PyTorch end-to-end {cell(eager.get('end_to_end_images_per_second'))}, from host "
         f"{cell(eager.get('model_from_host_images_per_second'))}, resident "
-        f"{cell(eager.get('model_resident_images_per_second'))} | apply/PyTorch e2e "
+        f"{cell(eager.get('model_resident_images_per_second'))}, from host without TF32 "
+        f"{cell(eager.get('model_from_host_no_tf32_images_per_second'))} | apply/model "
+        f"{cell(ratios['apply_over_model'], 3)}, apply/PyTorch e2e "
         f"{cell(ratios['apply_over_pytorch_end_to_end'], 3)}, model/PyTorch from host "
-        f"{cell(ratios['model_over_pytorch_from_host'], 3)}")
+        f"{cell(ratios['model_over_pytorch_from_host'], 3)} (without TF32 "
+        f"{cell(ratios['model_over_pytorch_from_host_no_tf32'], 3)}); with search: model/PyTorch from host "
+        f"{cell(ratios['model_search_over_pytorch_from_host'], 3)} (without TF32 "
+        f"{cell(ratios['model_search_over_pytorch_from_host_no_tf32'], 3)})")
     return result
 
 

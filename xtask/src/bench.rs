@@ -52,7 +52,7 @@ fn fiftyone_python(sh: &Shell, install: bool) -> Result<Option<PathBuf>> {
 /// Runs the benchmarks named in `args` (all when none); `--with-fiftyone`
 /// sets up FiftyOne for the side-by-side apply column.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
-    let known = ["list", "download", "extract", "apply", "shard"];
+    let known = ["list", "download", "extract", "apply", "shard", "decode"];
     let with_fiftyone = args.iter().any(|arg| arg == "--with-fiftyone");
     let named: Vec<&str> = args
         .iter()
@@ -72,8 +72,12 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
     } else {
         None
     };
-    let zoo = ci::build_release(sh)?;
-    let _env = ci::libtorch_env(sh)?;
+    // The decode benchmark alone needs neither the `zoo` binary nor libtorch.
+    let (zoo, _env) = if selected.iter().any(|name| *name != "decode") {
+        (ci::build_release(sh)?, Some(ci::libtorch_env(sh)?))
+    } else {
+        (PathBuf::new(), None)
+    };
     let example = |name: &str| {
         cmd!(
             sh,
@@ -104,6 +108,12 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
                 }
                 example("bench_apply").run()?;
             }
+            // JPEG decoding needs no model runtime: zoo-datasets' own example.
+            "decode" => cmd!(
+                sh,
+                "cargo run --quiet --release --locked -p zoo-datasets --example bench_decode"
+            )
+            .run()?,
             other => example(&format!("bench_{other}")).run()?,
         }
     }

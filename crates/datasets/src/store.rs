@@ -90,6 +90,23 @@ pub enum DatasetError {
         #[from]
         source: ResultsError,
     },
+    /// A folder is not a FiftyOne dataset zoo can import.
+    #[error("`{}` cannot be imported as a FiftyOne dataset: {problem}", dir.display())]
+    Import {
+        /// The folder.
+        dir: PathBuf,
+        /// What is wrong, and where.
+        problem: String,
+    },
+    /// A JSON file of an import is malformed.
+    #[error("`{}` is not valid JSON", path.display())]
+    ImportJson {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// Local I/O failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -140,13 +157,13 @@ type PathAndSample = (PathBuf, Map<String, Value>);
 /// The datasets in one SQLite file.
 #[derive(Debug)]
 pub struct Datasets {
-    connection: Connection,
-    path: PathBuf,
+    pub(crate) connection: Connection,
+    pub(crate) path: PathBuf,
 }
 
 /// An embedding blob: little-endian `f32` values, as `write_embeddings`
 /// stores them.
-fn decode_f32(data: &[u8]) -> impl Iterator<Item = f32> + '_ {
+pub(crate) fn decode_f32(data: &[u8]) -> impl Iterator<Item = f32> + '_ {
     data.chunks_exact(4)
         .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
@@ -154,7 +171,7 @@ fn decode_f32(data: &[u8]) -> impl Iterator<Item = f32> + '_ {
 /// A file path as the database holds it: text when it is UTF-8 (as zoo
 /// always stored it), else a blob of the path's raw bytes, so a file name
 /// that is not UTF-8 is found again byte for byte.
-struct StoredPath(PathBuf);
+pub(crate) struct StoredPath(pub(crate) PathBuf);
 
 impl ToSql for StoredPath {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -186,7 +203,7 @@ fn path_from_bytes(bytes: &[u8]) -> PathBuf {
 }
 
 /// Checks a field name, as the error this crate returns.
-fn check_field(field: &str) -> Result<(), DatasetError> {
+pub(crate) fn check_field(field: &str) -> Result<(), DatasetError> {
     validate_field_name(field).map_err(|source| DatasetError::InvalidField {
         field: field.to_owned(),
         source,
@@ -217,7 +234,7 @@ fn retry_busy<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Res
 }
 
 /// Whether an error is SQLite's unique-constraint failure.
-fn is_unique_violation(error: &rusqlite::Error) -> bool {
+pub(crate) fn is_unique_violation(error: &rusqlite::Error) -> bool {
     error.sqlite_error().is_some_and(|error| {
         error.code == ErrorCode::ConstraintViolation
             && error.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
@@ -237,6 +254,8 @@ CREATE TABLE IF NOT EXISTS samples (id INTEGER PRIMARY KEY, dataset_id INTEGER N
 CREATE TABLE IF NOT EXISTS labels (sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE, field TEXT NOT NULL, label TEXT, PRIMARY KEY(sample_id, field));
 CREATE TABLE IF NOT EXISTS embeddings (sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE, field TEXT NOT NULL, dim INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(sample_id, field));
 CREATE TABLE IF NOT EXISTS runs (sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE, field TEXT NOT NULL, ok INTEGER NOT NULL, error TEXT, PRIMARY KEY(sample_id, field));
+CREATE TABLE IF NOT EXISTS sample_documents (sample_id INTEGER PRIMARY KEY REFERENCES samples(id) ON DELETE CASCADE, document TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dataset_documents (dataset_id INTEGER PRIMARY KEY REFERENCES datasets(id) ON DELETE CASCADE, document TEXT NOT NULL);
 ";
 
 /// The image files under `root` (recursively), sorted: regular files with
@@ -310,7 +329,7 @@ impl Datasets {
         database_error(&self.path)(source)
     }
 
-    fn dataset_id(&self, name: &str) -> Result<i64, DatasetError> {
+    pub(crate) fn dataset_id(&self, name: &str) -> Result<i64, DatasetError> {
         self.connection
             .query_row("SELECT id FROM datasets WHERE name = ?1", [name], |row| {
                 row.get(0)
@@ -457,7 +476,7 @@ impl Datasets {
     }
 
     /// Runs query `sql` and collects its rows through `map`.
-    fn query_rows<T, C: FromIterator<T>>(
+    pub(crate) fn query_rows<T, C: FromIterator<T>>(
         &self,
         sql: &str,
         params: impl rusqlite::Params,
@@ -890,47 +909,6 @@ impl Datasets {
         Ok(samples.len())
     }
 
-    /// Writes FiftyOne's dataset folder format: `data/` with the images,
-    /// `samples.json`, `metadata.json`.
-    pub fn export_fiftyone(&self, name: &str, dir: &Path) -> Result<usize, DatasetError> {
-        let data = dir.join("data");
-        fs_err::create_dir_all(&data)?;
-        let mut samples = Vec::new();
-        let mut fields = std::collections::BTreeSet::new();
-        for (index, (source, mut sample)) in self.samples_with_paths(name)?.into_iter().enumerate()
-        {
-            // The exact path is copied; the copy's name is shown lossily.
-            let file_name = format!(
-                "{index:06}-{}",
-                source
-                    .file_name()
-                    .map(|name| name.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            );
-            // Opened as the loader opens images: a FIFO or a device swapped
-            // in after indexing fails at once, never blocks or copies forever.
-            let (mut image, _) = open_regular(&source).map_err(|source| DatasetError::Export {
-                dataset: name.to_owned(),
-                source,
-            })?;
-            std::io::copy(
-                &mut image,
-                &mut fs_err::File::create(data.join(&file_name))?,
-            )?;
-            sample.insert("filepath".into(), json!(format!("data/{file_name}")));
-            fields.extend(sample.keys().filter(|key| *key != "filepath").cloned());
-            samples.push(sample);
-        }
-        let count = samples.len();
-        zoo_fs::write_atomic(
-            &dir.join("samples.json"),
-            json!({"samples": samples}).to_string().as_bytes(),
-        )?;
-        let metadata = json!({"name": name, "media_type": "image", "num_samples": count, "sample_fields": fields.into_iter().collect::<Vec<_>>()});
-        zoo_fs::write_atomic(&dir.join("metadata.json"), metadata.to_string().as_bytes())?;
-        Ok(count)
-    }
-
     /// Writes embeddings field `field` as an `N x D` float32 `.npy` (samples
     /// in dataset order, those without a vector left out) and returns
     /// `(rows, dim)`.
@@ -971,7 +949,7 @@ impl Datasets {
 
 /// The error for a failed statement on the database at `path`, as a closure
 /// for `map_err` where `self` is borrowed by a transaction.
-fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> DatasetError + Copy + '_ {
+pub(crate) fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> DatasetError + Copy + '_ {
     move |source| DatasetError::Database {
         path: path.to_owned(),
         source,

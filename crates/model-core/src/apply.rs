@@ -436,7 +436,18 @@ pub fn apply_on(
             model.set_store_logits(true);
         }
     }
-    let threshold = options.confidence_thresh;
+    // FiftyOne's `apply_model`: a model that thresholds itself gets the
+    // threshold; otherwise the labels are filtered here.
+    let mut threshold = options.confidence_thresh;
+    if let Some(value) = threshold {
+        let mut native = true;
+        for model in models.iter_mut() {
+            native &= model.set_confidence_thresh(value);
+        }
+        if native {
+            threshold = None;
+        }
+    }
     let work = |model: &mut dyn Model, inputs: &[Input]| model.predict_all(inputs);
     let mut emit = |batch: Vec<(i64, Result<crate::model::Prediction, String>)>| {
         let outcomes = batch
@@ -448,9 +459,7 @@ pub fn apply_on(
                         .into_iter()
                         .map(|(field, label)| {
                             let label = match threshold {
-                                Some(threshold) => {
-                                    label.and_then(|label| label.thresholded(threshold))
-                                }
+                                Some(threshold) => label.map(|label| label.thresholded(threshold)),
                                 None => label,
                             };
                             (field, label)

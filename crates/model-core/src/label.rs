@@ -1,9 +1,10 @@
-//! FiftyOne's label types and their JSON.
+//! FiftyOne's label types and their JSON, as FiftyOne 1.22.1's
+//! `Label.to_dict(extended=True)` writes it and `Label.from_dict` reads it.
 
-use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use crate::npy::npy_bytes;
+use crate::npy::{NpyError, array_from_json, array_to_json};
+use crate::object_id::ObjectId;
 
 /// One detection: a box relative to the image, `[x, y, w, h]` in `[0, 1]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +42,9 @@ pub enum Label {
         /// The raw logits, when asked to store them.
         logits: Option<Vec<f32>>,
     },
+    /// FiftyOne's empty `Classification()`: no label, no confidence (what
+    /// its classifier stores below `confidence_thresh`).
+    EmptyClassification,
     /// Several classes.
     Classifications(Vec<Label>),
     /// Object detections.
@@ -67,18 +71,119 @@ pub enum SegmentationMask {
     U16(Vec<u16>),
 }
 
-fn base64_npy(dtype: &str, shape: &[usize], data: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(npy_bytes(dtype, shape, data))
+/// Why label JSON could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabelError {
+    /// A key is missing or has the wrong type.
+    #[error("label JSON at `{path}`: {problem}")]
+    Invalid {
+        /// Where in the label (`detections[2].bounding_box`).
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An array (mask, logits) could not be decoded.
+    #[error("label JSON at `{path}`: the array cannot be read")]
+    Array {
+        /// Where in the label.
+        path: String,
+        /// Why.
+        #[source]
+        source: NpyError,
+    },
+    /// A label type zoo does not model.
+    #[error(
+        "label type `{0}` is not one zoo reads (Classification, Classifications, Detections, Keypoints, Segmentation)"
+    )]
+    Unsupported(String),
+}
+
+fn invalid(path: &str, problem: impl Into<String>) -> LabelError {
+    LabelError::Invalid {
+        path: path.to_owned(),
+        problem: problem.into(),
+    }
 }
 
 fn finite(value: f64) -> Value {
     serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
 }
 
+/// The opening keys every FiftyOne label object has, in FiftyOne's order:
+/// `_id`, `_cls`, then `attributes` (detections and keypoints) and `tags`.
+fn label_object(class: &str, attributes: bool) -> Map<String, Value> {
+    let mut object = Map::new();
+    object.insert("_id".into(), ObjectId::new().to_json());
+    object.insert("_cls".into(), json!(class));
+    if attributes {
+        object.insert("attributes".into(), json!({}));
+    }
+    object.insert("tags".into(), json!([]));
+    object
+}
+
+/// A key that may be absent or `null`.
+fn optional<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    object.get(key).filter(|value| !value.is_null())
+}
+
+fn optional_f64(
+    object: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<f64>, LabelError> {
+    optional(object, key)
+        .map(|value| {
+            value
+                .as_f64()
+                .ok_or_else(|| invalid(&format!("{path}.{key}"), "not a number"))
+        })
+        .transpose()
+}
+
+fn string_or_empty(
+    object: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<String, LabelError> {
+    match optional(object, key) {
+        None => Ok(String::new()),
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(_) => Err(invalid(&format!("{path}.{key}"), "not a string")),
+    }
+}
+
+/// A number, or `null` / `NaN` as FiftyOne writes a missing value.
+fn number_or_nan(value: &Value, path: &str) -> Result<f64, LabelError> {
+    match value {
+        Value::Null => Ok(f64::NAN),
+        other => other.as_f64().ok_or_else(|| invalid(path, "not a number")),
+    }
+}
+
+/// A 2-D array from an array field.
+fn read_array(value: &Value, path: &str) -> Result<crate::npy::NpyArray, LabelError> {
+    array_from_json(value).map_err(|source| LabelError::Array {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn mask_2d(value: &Value, path: &str) -> Result<(usize, usize, crate::npy::NpyArray), LabelError> {
+    let array = read_array(value, path)?;
+    match array.shape[..] {
+        [height, width] => Ok((height, width, array)),
+        _ => Err(invalid(
+            path,
+            format!("a mask has 2 dimensions, not {:?}", array.shape),
+        )),
+    }
+}
+
 impl Detection {
     fn to_json(&self) -> Value {
-        let mut object = Map::new();
-        object.insert("_cls".into(), json!("Detection"));
+        let mut object = label_object("Detection", true);
         object.insert("label".into(), json!(self.label));
         object.insert(
             "bounding_box".into(),
@@ -89,22 +194,143 @@ impl Detection {
                     .collect(),
             ),
         );
-        object.insert(
-            "confidence".into(),
-            self.confidence.map_or(Value::Null, finite),
-        );
         if let Some((height, width, mask)) = &self.mask {
             object.insert(
                 "mask".into(),
-                json!(base64_npy("|b1", &[*height, *width], mask)),
+                array_to_json("|b1", &[*height, *width], mask),
+            );
+        }
+        if let Some(confidence) = self.confidence {
+            object.insert("confidence".into(), finite(confidence));
+        }
+        Value::Object(object)
+    }
+
+    fn from_json(object: &Map<String, Value>, path: &str) -> Result<Self, LabelError> {
+        let box_path = format!("{path}.bounding_box");
+        let bounding_box = match optional(object, "bounding_box") {
+            Some(Value::Array(values)) if values.len() == 4 => {
+                let mut corners = [0.0; 4];
+                for (corner, value) in corners.iter_mut().zip(values) {
+                    *corner = number_or_nan(value, &box_path)?;
+                }
+                corners
+            }
+            _ => return Err(invalid(&box_path, "not a list of 4 numbers")),
+        };
+        let mask = match optional(object, "mask") {
+            None => None,
+            Some(value) => {
+                let mask_path = format!("{path}.mask");
+                let (height, width, array) = mask_2d(value, &mask_path)?;
+                if !matches!(array.dtype.as_str(), "|b1" | "|u1" | "|i1") {
+                    return Err(invalid(
+                        &mask_path,
+                        format!("an instance mask is boolean, not `{}`", array.dtype),
+                    ));
+                }
+                let bits = array
+                    .data
+                    .iter()
+                    .map(|value| u8::from(*value != 0))
+                    .collect();
+                Some((height, width, bits))
+            }
+        };
+        Ok(Self {
+            label: string_or_empty(object, "label", path)?,
+            bounding_box,
+            confidence: optional_f64(object, "confidence", path)?,
+            mask,
+        })
+    }
+}
+
+impl Keypoint {
+    fn to_json(&self) -> Value {
+        let mut object = label_object("Keypoint", true);
+        object.insert("label".into(), json!(self.label));
+        object.insert(
+            "points".into(),
+            Value::Array(
+                self.points
+                    .iter()
+                    .map(|[x, y]| Value::Array(vec![finite(*x), finite(*y)]))
+                    .collect(),
+            ),
+        );
+        if let Some(confidence) = &self.confidence {
+            object.insert(
+                "confidence".into(),
+                Value::Array(confidence.iter().map(|value| finite(*value)).collect()),
             );
         }
         Value::Object(object)
     }
+
+    fn from_json(object: &Map<String, Value>, path: &str) -> Result<Self, LabelError> {
+        let points_path = format!("{path}.points");
+        let points = match optional(object, "points") {
+            None => Vec::new(),
+            Some(Value::Array(points)) => points
+                .iter()
+                .map(|point| match point.as_array().map(Vec::as_slice) {
+                    Some([x, y]) => Ok([
+                        number_or_nan(x, &points_path)?,
+                        number_or_nan(y, &points_path)?,
+                    ]),
+                    _ => Err(invalid(&points_path, "a point is not `[x, y]`")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(invalid(&points_path, "not a list of points")),
+        };
+        let confidence_path = format!("{path}.confidence");
+        let confidence = match optional(object, "confidence") {
+            None => None,
+            Some(Value::Array(values)) => Some(
+                values
+                    .iter()
+                    .map(|value| number_or_nan(value, &confidence_path))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Some(_) => return Err(invalid(&confidence_path, "not a list of numbers")),
+        };
+        Ok(Self {
+            label: string_or_empty(object, "label", path)?,
+            points,
+            confidence,
+        })
+    }
+}
+
+/// An item of a container label and where it is (`detections[2]`).
+type Item<'a> = (String, &'a Map<String, Value>);
+
+/// The objects of list `key` of a container label.
+fn items<'a>(object: &'a Map<String, Value>, key: &str) -> Result<Vec<Item<'a>>, LabelError> {
+    match optional(object, key) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(values)) => values
+            .iter()
+            .enumerate()
+            .map(|(index, value)| {
+                let path = format!("{key}[{index}]");
+                value
+                    .as_object()
+                    .map(|item| (path.clone(), item))
+                    .ok_or_else(|| invalid(&path, "not an object"))
+            })
+            .collect(),
+        Some(_) => Err(invalid(key, "not a list")),
+    }
 }
 
 impl Label {
-    /// The label as FiftyOne serialises it.
+    /// The label as FiftyOne serialises it (`Label.to_dict(extended=True)`):
+    /// every label object gets a new `_id` and empty `tags` (detections and
+    /// keypoints also empty `attributes`); keys that are `None` in FiftyOne
+    /// are left out; masks and logits are zlib-compressed `.npy` in
+    /// `{"$binary": ...}`.
     pub fn to_json(&self) -> Value {
         match self {
             Self::Classification {
@@ -112,23 +338,24 @@ impl Label {
                 confidence,
                 logits,
             } => {
-                let mut object = Map::new();
-                object.insert("_cls".into(), json!("Classification"));
+                let mut object = label_object("Classification", false);
                 object.insert("label".into(), json!(label));
-                object.insert("confidence".into(), confidence.map_or(Value::Null, finite));
+                if let Some(confidence) = confidence {
+                    object.insert("confidence".into(), finite(*confidence));
+                }
                 if let Some(logits) = logits {
+                    let bytes: Vec<u8> = logits
+                        .iter()
+                        .flat_map(|value| value.to_le_bytes())
+                        .collect();
                     object.insert(
                         "logits".into(),
-                        Value::Array(
-                            logits
-                                .iter()
-                                .map(|value| finite(f64::from(*value)))
-                                .collect(),
-                        ),
+                        array_to_json("<f4", &[logits.len()], &bytes),
                     );
                 }
                 Value::Object(object)
             }
+            Self::EmptyClassification => Value::Object(label_object("Classification", false)),
             Self::Classifications(items) => json!({
                 "_cls": "Classifications",
                 "classifications": items.iter().map(Label::to_json).collect::<Vec<_>>(),
@@ -139,50 +366,131 @@ impl Label {
             }),
             Self::Keypoints(items) => json!({
                 "_cls": "Keypoints",
-                "keypoints": items
-                    .iter()
-                    .map(|keypoint| {
-                        let mut object = Map::new();
-                        object.insert("_cls".into(), json!("Keypoint"));
-                        object.insert("label".into(), json!(keypoint.label));
-                        object.insert(
-                            "points".into(),
-                            Value::Array(
-                                keypoint
-                                    .points
-                                    .iter()
-                                    .map(|[x, y]| Value::Array(vec![finite(*x), finite(*y)]))
-                                    .collect(),
-                            ),
-                        );
-                        object.insert(
-                            "confidence".into(),
-                            keypoint.confidence.as_ref().map_or(Value::Null, |values| {
-                                Value::Array(values.iter().map(|value| finite(*value)).collect())
-                            }),
-                        );
-                        Value::Object(object)
-                    })
-                    .collect::<Vec<_>>(),
+                "keypoints": items.iter().map(Keypoint::to_json).collect::<Vec<_>>(),
             }),
             Self::Segmentation {
                 height,
                 width,
                 mask,
             } => {
-                let encoded = match mask {
-                    SegmentationMask::U8(values) => base64_npy("|u1", &[*height, *width], values),
+                let mut object = label_object("Segmentation", false);
+                let array = match mask {
+                    SegmentationMask::U8(values) => {
+                        array_to_json("|u1", &[*height, *width], values)
+                    }
                     SegmentationMask::U16(values) => {
                         let bytes: Vec<u8> = values
                             .iter()
                             .flat_map(|value| value.to_le_bytes())
                             .collect();
-                        base64_npy("<u2", &[*height, *width], &bytes)
+                        array_to_json("<u2", &[*height, *width], &bytes)
                     }
                 };
-                json!({"_cls": "Segmentation", "mask": encoded})
+                object.insert("mask".into(), array);
+                Value::Object(object)
             }
         }
+    }
+
+    /// Reads label JSON as FiftyOne writes it, and as zoo wrote it before:
+    /// arrays as `{"$binary": ...}` or bare base64 of zlib-compressed
+    /// `.npy`, logits also as a plain list; `_id`, `tags` and `attributes`
+    /// may be absent. A `Classification` without a `label` is
+    /// [`Label::EmptyClassification`].
+    pub fn from_json(value: &Value) -> Result<Self, LabelError> {
+        let object = value
+            .as_object()
+            .ok_or_else(|| invalid("", "a label is a JSON object"))?;
+        let class = object
+            .get("_cls")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("_cls", "missing, or not a string"))?;
+        match class {
+            "Classification" => Self::classification(object, "classification"),
+            "Classifications" => Ok(Self::Classifications(
+                items(object, "classifications")?
+                    .into_iter()
+                    .map(|(path, item)| Self::classification(item, &path))
+                    .collect::<Result<_, _>>()?,
+            )),
+            "Detections" => Ok(Self::Detections(
+                items(object, "detections")?
+                    .into_iter()
+                    .map(|(path, item)| Detection::from_json(item, &path))
+                    .collect::<Result<_, _>>()?,
+            )),
+            "Keypoints" => Ok(Self::Keypoints(
+                items(object, "keypoints")?
+                    .into_iter()
+                    .map(|(path, item)| Keypoint::from_json(item, &path))
+                    .collect::<Result<_, _>>()?,
+            )),
+            "Segmentation" => {
+                let value = optional(object, "mask").ok_or_else(|| {
+                    invalid(
+                        "mask",
+                        "missing (a mask in a file, `mask_path`, is not read)",
+                    )
+                })?;
+                let (height, width, array) = mask_2d(value, "mask")?;
+                let mask = match array.dtype.as_str() {
+                    "|u1" | "|b1" => SegmentationMask::U8(array.data),
+                    "<u2" => SegmentationMask::U16(
+                        array
+                            .data
+                            .chunks_exact(2)
+                            .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+                            .collect(),
+                    ),
+                    other => {
+                        return Err(invalid(
+                            "mask",
+                            format!("a segmentation mask is `|u1` or `<u2`, not `{other}`"),
+                        ));
+                    }
+                };
+                Ok(Self::Segmentation {
+                    height,
+                    width,
+                    mask,
+                })
+            }
+            other => Err(LabelError::Unsupported(other.to_owned())),
+        }
+    }
+
+    fn classification(object: &Map<String, Value>, path: &str) -> Result<Self, LabelError> {
+        let Some(label) = optional(object, "label") else {
+            return Ok(Self::EmptyClassification);
+        };
+        let label = label
+            .as_str()
+            .ok_or_else(|| invalid(&format!("{path}.label"), "not a string"))?
+            .to_owned();
+        let logits_path = format!("{path}.logits");
+        let logits = match optional(object, "logits") {
+            None => None,
+            Some(Value::Array(values)) => Some(
+                values
+                    .iter()
+                    .map(|value| number_or_nan(value, &logits_path).map(|value| value as f32))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Some(value) => {
+                let array = read_array(value, &logits_path)?;
+                if array.shape.len() != 1 {
+                    return Err(invalid(&logits_path, "logits are a 1-D array"));
+                }
+                Some(array.to_f32().ok_or_else(|| {
+                    invalid(&logits_path, format!("logits of dtype `{}`", array.dtype))
+                })?)
+            }
+        };
+        Ok(Self::Classification {
+            label,
+            confidence: optional_f64(object, "confidence", path)?,
+            logits,
+        })
     }
 
     /// The label's confidence, for single-valued labels.
@@ -194,26 +502,30 @@ impl Label {
     }
 
     /// The label with everything under `threshold` removed, as FiftyOne's
-    /// `confidence_thresh` does; `None` when nothing is left of a single
-    /// classification.
-    pub fn thresholded(self, threshold: f64) -> Option<Self> {
-        let keep = |confidence: Option<f64>| confidence.is_none_or(|value| value >= threshold);
+    /// `confidence_thresh` does: a classification below it becomes an
+    /// empty classification (FiftyOne's `Classification()`), detections
+    /// below it are dropped; a label without a confidence counts as below
+    /// (`fiftyone/core/sample.py` `_apply_confidence_thresh`, 1.22.1).
+    pub fn thresholded(self, threshold: f64) -> Self {
+        let keep = |confidence: Option<f64>| confidence.is_some_and(|value| value >= threshold);
         match self {
-            Self::Classification { ref confidence, .. } => keep(*confidence).then_some(self),
-            Self::Classifications(items) => Some(Self::Classifications(
+            Self::Classification { confidence, .. } if !keep(confidence) => {
+                Self::EmptyClassification
+            }
+            Self::Classifications(items) => Self::Classifications(
                 items
                     .into_iter()
-                    .filter_map(|item| item.thresholded(threshold))
+                    .map(|item| item.thresholded(threshold))
+                    .filter(|item| *item != Self::EmptyClassification)
                     .collect(),
-            )),
-            Self::Detections(items) => Some(Self::Detections(
+            ),
+            Self::Detections(items) => Self::Detections(
                 items
                     .into_iter()
                     .filter(|item| keep(item.confidence))
                     .collect(),
-            )),
-            Self::Keypoints(items) => Some(Self::Keypoints(items)),
-            other @ Self::Segmentation { .. } => Some(other),
+            ),
+            other => other,
         }
     }
 }
@@ -222,51 +534,131 @@ impl Label {
 mod tests {
     use super::*;
 
+    /// The label's JSON with every `_id` taken out (they are new each time),
+    /// after checking each is a 24-hex `$oid`.
+    fn without_ids(mut value: Value) -> Value {
+        fn strip(value: &mut Value) {
+            match value {
+                Value::Object(object) => {
+                    if let Some(id) = object.shift_remove("_id") {
+                        let hex = id["$oid"].as_str().unwrap();
+                        assert!(ObjectId::parse(hex).is_some(), "{hex}");
+                    }
+                    object.values_mut().for_each(strip);
+                }
+                Value::Array(values) => values.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        strip(&mut value);
+        value
+    }
+
     #[test]
     fn classification_json_matches_fiftyone() {
-        // FiftyOne 1.22: Classification(label="cat", confidence=0.75,
-        // logits=np.array([0.5, -1.0], dtype=np.float32)).to_dict(), minus
-        // `_id` and `tags`.
+        // FiftyOne 1.22.1: Classification(label="cat", confidence=0.75,
+        // logits=np.array([0.5, -1.0], dtype=np.float32)).to_dict(extended=True).
         let label = Label::Classification {
             label: "cat".into(),
             confidence: Some(0.75),
             logits: Some(vec![0.5, -1.0]),
         };
+        let value = without_ids(label.to_json());
+        let logits = array_from_json(&value["logits"]).unwrap();
         assert_eq!(
-            label.to_json(),
-            json!({"_cls": "Classification", "label": "cat", "confidence": 0.75, "logits": [0.5, -1.0]})
+            (logits.dtype.as_str(), logits.shape.as_slice()),
+            ("<f4", &[2][..])
         );
+        let mut expected =
+            json!({"_cls": "Classification", "tags": [], "label": "cat", "confidence": 0.75});
+        expected["logits"] = value["logits"].clone();
+        assert_eq!(value, expected);
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["_cls", "tags", "label", "confidence", "logits"]);
+        assert_eq!(Label::from_json(&label.to_json()).unwrap(), label);
+        // `Classification()`: no label, no confidence, keys that are None
+        // left out.
+        let empty = Label::EmptyClassification;
+        assert_eq!(
+            without_ids(empty.to_json()),
+            json!({"_cls": "Classification", "tags": []})
+        );
+        assert_eq!(Label::from_json(&empty.to_json()).unwrap(), empty);
         let none = Label::Classification {
             label: "dog".into(),
             confidence: None,
             logits: None,
         };
         assert_eq!(
-            none.to_json(),
-            json!({"_cls": "Classification", "label": "dog", "confidence": null})
+            without_ids(none.to_json()),
+            json!({"_cls": "Classification", "tags": [], "label": "dog"})
         );
     }
 
     #[test]
-    fn detections_keypoints_and_masks() {
+    fn every_label_reads_back_from_its_own_json() {
+        let labels = [
+            Label::Classifications(vec![Label::Classification {
+                label: "a".into(),
+                confidence: Some(0.5),
+                logits: None,
+            }]),
+            Label::Detections(vec![Detection {
+                label: "person".into(),
+                bounding_box: [0.1, 0.2, 0.3, 0.4],
+                confidence: Some(0.9),
+                mask: Some((1, 2, vec![1, 0])),
+            }]),
+            Label::Keypoints(vec![Keypoint {
+                label: "person".into(),
+                points: vec![[0.5, 0.25]],
+                confidence: Some(vec![0.8]),
+            }]),
+            Label::Segmentation {
+                height: 1,
+                width: 3,
+                mask: SegmentationMask::U8(vec![0, 1, 2]),
+            },
+            Label::Segmentation {
+                height: 2,
+                width: 1,
+                mask: SegmentationMask::U16(vec![300, 2]),
+            },
+        ];
+        for label in labels {
+            assert_eq!(Label::from_json(&label.to_json()).unwrap(), label);
+        }
+    }
+
+    #[test]
+    fn detections_and_keypoints_have_fiftyones_keys() {
         let detections = Label::Detections(vec![Detection {
             label: "person".into(),
             bounding_box: [0.1, 0.2, 0.3, 0.4],
             confidence: Some(0.9),
             mask: Some((1, 2, vec![1, 0])),
         }]);
-        let value = detections.to_json();
+        let value = without_ids(detections.to_json());
         assert_eq!(value["_cls"], "Detections");
-        assert_eq!(value["detections"][0]["_cls"], "Detection");
+        let detection = &value["detections"][0];
+        let keys: Vec<&String> = detection.as_object().unwrap().keys().collect();
         assert_eq!(
-            value["detections"][0]["bounding_box"],
-            json!([0.1, 0.2, 0.3, 0.4])
+            keys,
+            [
+                "_cls",
+                "attributes",
+                "tags",
+                "label",
+                "bounding_box",
+                "mask",
+                "confidence"
+            ]
         );
-        let mask = base64::engine::general_purpose::STANDARD
-            .decode(value["detections"][0]["mask"].as_str().unwrap())
-            .unwrap();
-        assert!(String::from_utf8_lossy(&mask).contains("'descr': '|b1'"));
-        assert_eq!(&mask[mask.len() - 2..], &[1, 0]);
+        let mask = array_from_json(&detection["mask"]).unwrap();
+        assert_eq!(
+            (mask.dtype.as_str(), mask.data.as_slice()),
+            ("|b1", &[1, 0][..])
+        );
 
         let keypoints = Label::Keypoints(vec![Keypoint {
             label: "person".into(),
@@ -274,15 +666,49 @@ mod tests {
             confidence: Some(vec![0.8]),
         }]);
         assert_eq!(
-            keypoints.to_json(),
-            json!({"_cls": "Keypoints", "keypoints": [{"_cls": "Keypoint", "label": "person", "points": [[0.5, 0.25]], "confidence": [0.8]}]})
+            without_ids(keypoints.to_json()),
+            json!({"_cls": "Keypoints", "keypoints": [{"_cls": "Keypoint", "attributes": {}, "tags": [], "label": "person", "points": [[0.5, 0.25]], "confidence": [0.8]}]})
         );
-        let segmentation = Label::Segmentation {
-            height: 1,
-            width: 3,
-            mask: SegmentationMask::U8(vec![0, 1, 2]),
+    }
+
+    #[test]
+    fn zoos_old_json_still_reads() {
+        // Before FiftyOne's form: no `_id`/`tags`, logits as a list, a mask
+        // as a bare base64 string, `null` for absent values.
+        let bare = array_to_json("|b1", &[1, 1], &[1])["$binary"]["base64"].clone();
+        let old = json!({"_cls": "Detections", "detections": [{"_cls": "Detection", "label": "p", "bounding_box": [0, 0, 1, 1], "confidence": null, "mask": bare}]});
+        let Label::Detections(found) = Label::from_json(&old).unwrap() else {
+            panic!()
         };
-        assert_eq!(segmentation.to_json()["_cls"], "Segmentation");
+        assert_eq!(found[0].mask, Some((1, 1, vec![1])));
+        assert_eq!(found[0].confidence, None);
+        let listed = json!({"_cls": "Classification", "label": "a", "confidence": 0.5, "logits": [1.0, 2.0]});
+        assert!(matches!(
+            Label::from_json(&listed).unwrap(),
+            Label::Classification { logits: Some(ref values), .. } if values == &[1.0, 2.0]
+        ));
+    }
+
+    #[test]
+    fn bad_label_json_names_the_place() {
+        let cases = [
+            (json!([]), "a label is a JSON object"),
+            (json!({"label": "a"}), "_cls"),
+            (json!({"_cls": "Polylines"}), "`Polylines`"),
+            (
+                json!({"_cls": "Detections", "detections": [{"_cls": "Detection", "bounding_box": [1, 2]}]}),
+                "detections[0].bounding_box",
+            ),
+            (
+                json!({"_cls": "Classification", "label": "a", "logits": "???"}),
+                "classification.logits",
+            ),
+            (json!({"_cls": "Segmentation"}), "mask_path"),
+        ];
+        for (value, expected) in cases {
+            let error = Label::from_json(&value).unwrap_err().to_string();
+            assert!(error.contains(expected), "{value}: {error}");
+        }
     }
 
     #[test]
@@ -292,8 +718,8 @@ mod tests {
             confidence: Some(0.2),
             logits: None,
         };
-        assert_eq!(low.clone().thresholded(0.5), None);
-        assert!(low.thresholded(0.1).is_some());
+        assert_eq!(low.clone().thresholded(0.5), Label::EmptyClassification);
+        assert_eq!(low.clone().thresholded(0.1), low);
         let detections = Label::Detections(vec![
             Detection {
                 label: "a".into(),
@@ -307,11 +733,26 @@ mod tests {
                 confidence: Some(0.1),
                 mask: None,
             },
+            Detection {
+                label: "no confidence".into(),
+                bounding_box: [0.0; 4],
+                confidence: None,
+                mask: None,
+            },
         ]);
-        let Some(Label::Detections(kept)) = detections.thresholded(0.5) else {
+        let Label::Detections(kept) = detections.thresholded(0.5) else {
             panic!()
         };
         assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].label, "a");
+        // FiftyOne: `label.confidence is None or label.confidence < thresh`
+        // gives `Classification()`.
+        let unscored = Label::Classification {
+            label: "a".into(),
+            confidence: None,
+            logits: None,
+        };
+        assert_eq!(unscored.thresholded(0.5), Label::EmptyClassification);
         assert_eq!(finite(f64::NAN), Value::Null);
     }
 }

@@ -2,7 +2,8 @@
 //! [`ModelFactory`], and the apply/embed engine.
 //!
 //! - [`Label`]: FiftyOne's label types, serialised as FiftyOne writes them
-//!   (`_cls`, relative boxes, masks as base64 `.npy`).
+//!   (`_id`, `_cls`, `tags`, relative boxes, masks and logits as
+//!   zlib-compressed `.npy` in `{"$binary": ...}`), and read back.
 //! - [`Model`]: `predict_all` on a batch of preprocessed [`Input`]s; the
 //!   model's [`Preprocess`] runs on decode threads so decoding and resizing
 //!   overlap with the forward pass; capabilities for logits and embeddings.
@@ -27,6 +28,7 @@ mod image;
 mod label;
 mod model;
 mod npy;
+mod object_id;
 
 pub use apply::{
     ApplyError, ApplyOptions, ApplySummary, EmbedOutcome, ImageLoader, Outcome, Sample, apply,
@@ -35,6 +37,9 @@ pub use apply::{
 pub use factory::{ModelBuilder, ModelFactory, ModelSpec};
 pub use fields::{FieldNameError, RESERVED_FIELDS, label_fields, validate_field_name};
 pub use image::Image;
-pub use label::{Detection, Keypoint, Label, SegmentationMask};
-pub use model::{Input, Model, ModelError, Prediction, Preprocess, SetupGuard};
-pub use npy::{npy_bytes, npy_f32_bytes};
+pub use label::{Detection, Keypoint, Label, LabelError, SegmentationMask};
+pub use model::{Input, InputData, Model, ModelError, Prediction, Preprocess, SetupGuard};
+pub use npy::{
+    NpyArray, NpyError, array_from_json, array_to_json, npy_bytes, npy_f32_bytes, parse_npy,
+};
+pub use object_id::ObjectId;

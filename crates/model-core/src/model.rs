@@ -24,15 +24,50 @@ pub enum ModelError {
     Unsupported(String),
 }
 
-/// A preprocessed model input: `f32` values in `CHW` order.
+/// A preprocessed model input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Input {
     /// `[channels, height, width]`.
     pub shape: [usize; 3],
     /// `channels * height * width` values.
-    pub data: Vec<f32>,
+    pub data: InputData,
     /// The original image size `(width, height)`, for relative coordinates.
     pub original_size: (u32, u32),
+}
+
+/// The values of an [`Input`]: normalised, or pixels the model normalises
+/// where it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputData {
+    /// Normalised `f32` values in `CHW` order.
+    Values(Vec<f32>),
+    /// Resized `u8` pixels in `HWC` order, not yet normalised. A model on a
+    /// GPU takes these: a quarter of the bytes cross the bus and the
+    /// normalisation runs on the device.
+    Pixels(Vec<u8>),
+}
+
+impl InputData {
+    /// How many values (or pixel channels) it holds.
+    pub fn len(&self) -> usize {
+        match self {
+            InputData::Values(values) => values.len(),
+            InputData::Pixels(pixels) => pixels.len(),
+        }
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The normalised values, if it holds them.
+    pub fn values(&self) -> Option<&[f32]> {
+        match self {
+            InputData::Values(values) => Some(values),
+            InputData::Pixels(_) => None,
+        }
+    }
 }
 
 /// What a model predicts for one image.
@@ -93,6 +128,16 @@ pub trait Model: Send {
     /// Asks the model to store logits (when it has them).
     fn set_store_logits(&mut self, store: bool) {
         let _ = store;
+    }
+
+    /// Hands the model an apply-time `confidence_thresh` (overriding its
+    /// config's); `true` when the model applies it itself, as FiftyOne's
+    /// `apply_model` defers to a model whose config has
+    /// `confidence_thresh` (then the engine does not filter again). The
+    /// default returns `false` and the engine filters the labels.
+    fn set_confidence_thresh(&mut self, threshold: f64) -> bool {
+        let _ = threshold;
+        false
     }
 
     /// Whether the model computes embeddings.

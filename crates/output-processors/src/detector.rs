@@ -1,6 +1,8 @@
 //! `DetectorOutputProcessor`, `InstanceSegmenterOutputProcessor`,
 //! `KeypointDetectorOutputProcessor`.
 
+use std::collections::BTreeSet;
+
 use ndarray::{ArrayView1, ArrayView2, ArrayView3, ArrayView4};
 use zoo_model_core::{Detection, Keypoint, Label};
 
@@ -24,49 +26,64 @@ pub struct DetectorOutput<'a> {
 pub struct Detector {
     /// Class names by index.
     pub classes: Vec<String>,
-    /// Drop detections scoring below this.
+    /// Drop detections scoring below this (a NaN score is never below it,
+    /// as in NumPy).
     pub confidence_thresh: Option<f32>,
+    /// FiftyOne's `filter_classes`: drop detections whose label is not
+    /// listed.
+    pub filter_classes: Option<BTreeSet<String>>,
 }
 
 impl Detector {
-    /// The kept detections' indices and their labels.
+    /// The kept detections' indices and their labels, as FiftyOne 1.22.1's
+    /// `DetectorOutputProcessor._parse_output`: `score < confidence_thresh`
+    /// drops a detection (so a NaN score stays), a label outside
+    /// `filter_classes` drops it, and the box is made relative in `f32`
+    /// (`np.float32` coordinates divided by an `int` size stay `float32`).
     fn detections(&self, output: &DetectorOutput<'_>) -> Vec<(usize, Detection)> {
-        let (width, height) = (
-            f64::from(output.image_size.0),
-            f64::from(output.image_size.1),
-        );
+        let (width, height) = (output.image_size.0 as f32, output.image_size.1 as f32);
         let count = output
             .boxes
             .nrows()
             .min(output.labels.len())
             .min(output.scores.len());
         (0..count)
-            .filter(|&k| {
+            .filter_map(|k| {
                 let score = output.scores[k];
-                // NaN scores never pass a threshold.
-                self.confidence_thresh
-                    .is_none_or(|threshold| score >= threshold)
-            })
-            .map(|k| {
-                let [x1, y1, x2, y2] = [0, 1, 2, 3].map(|i| f64::from(output.boxes[[k, i]]));
+                if self
+                    .confidence_thresh
+                    .is_some_and(|threshold| score < threshold)
+                {
+                    return None;
+                }
                 let label = usize::try_from(output.labels[k]).map_or_else(
                     |_| output.labels[k].to_string(),
                     |index| class_name(&self.classes, index),
                 );
-                (
+                if self
+                    .filter_classes
+                    .as_ref()
+                    .is_some_and(|classes| !classes.contains(&label))
+                {
+                    return None;
+                }
+                let [x1, y1, x2, y2] = [0, 1, 2, 3].map(|i| output.boxes[[k, i]]);
+                let bounding_box = [
+                    x1 / width,
+                    y1 / height,
+                    (x2 - x1) / width,
+                    (y2 - y1) / height,
+                ]
+                .map(f64::from);
+                Some((
                     k,
                     Detection {
                         label,
-                        bounding_box: [
-                            x1 / width,
-                            y1 / height,
-                            (x2 - x1) / width,
-                            (y2 - y1) / height,
-                        ],
-                        confidence: Some(f64::from(output.scores[k])),
+                        bounding_box,
+                        confidence: Some(f64::from(score)),
                         mask: None,
                     },
-                )
+                ))
             })
             .collect()
     }
@@ -200,25 +217,51 @@ mod tests {
         let processor = Detector {
             classes: vec!["bg".into(), "person".into()],
             confidence_thresh: Some(0.5),
+            ..Detector::default()
         };
         let Label::Detections(found) = processor.process(&output(&boxes, &labels, &scores)) else {
             panic!()
         };
-        assert_eq!(found.len(), 1, "low and NaN scores are dropped");
+        // FiftyOne: `score < confidence_thresh` is False for NaN, so a NaN
+        // score is kept.
+        assert_eq!(found.len(), 2, "the low score is dropped, the NaN one kept");
         assert_eq!(found[0].label, "person");
-        assert_eq!(found[0].bounding_box, [0.1, 0.1, 0.5, 0.5]);
+        let relative = |value: f32| f64::from(value);
+        assert_eq!(
+            found[0].bounding_box,
+            [relative(0.1), relative(0.1), relative(0.5), relative(0.5)]
+        );
         // Without a threshold: all kept; boxes outside the image stay as
         // FiftyOne computes them (no clamping); unknown classes by index.
         let open = Detector {
             classes: vec!["bg".into(), "person".into()],
-            confidence_thresh: None,
+            ..Detector::default()
         };
         let Label::Detections(all) = open.process(&output(&boxes, &labels, &scores)) else {
             panic!()
         };
         assert_eq!(all.len(), 3);
         assert_eq!(all[2].label, "7");
-        assert_eq!(all[2].bounding_box, [-0.1, 0.9, 1.2, 0.4]);
+        assert_eq!(all[2].bounding_box, [-0.1f32, 0.9, 1.2, 0.4].map(f64::from));
+    }
+
+    /// FiftyOne 1.22.1 `DetectorOutputProcessor`: a label outside
+    /// `filter_classes` is dropped.
+    #[test]
+    fn filter_classes_drops_other_labels() {
+        let boxes = array![[20.0f32, 10.0, 120.0, 60.0], [0.0, 0.0, 10.0, 10.0]];
+        let labels = array![1i64, 0];
+        let scores = array![0.9f32, 0.8];
+        let processor = Detector {
+            classes: vec!["bg".into(), "person".into()],
+            filter_classes: Some(["person".to_owned()].into()),
+            ..Detector::default()
+        };
+        let Label::Detections(found) = processor.process(&output(&boxes, &labels, &scores)) else {
+            panic!()
+        };
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].label, "person");
     }
 
     #[test]
@@ -266,7 +309,7 @@ mod tests {
         let processor = KeypointDetector {
             detector: Detector {
                 classes: vec!["other".into(), "person".into()],
-                confidence_thresh: None,
+                ..Detector::default()
             },
         };
         let (detections, points) = processor.process(

@@ -147,6 +147,17 @@ pub enum RegistryError {
         /// What is wrong.
         message: String,
     },
+    /// The built-in manifest's named-weights table (`zoo_named_weights`)
+    /// is malformed for a model.
+    #[error(
+        "model `{model}` has an unusable `zoo_named_weights` entry: {message}; regenerate the built-in manifest with `cargo xtask builtin-manifest`"
+    )]
+    BadNamedWeights {
+        /// The model.
+        model: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The registry index is unreadable.
     #[error(
         "registry index `{path}` is corrupt ({message}): fix or delete it, then register the sources again"

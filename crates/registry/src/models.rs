@@ -26,6 +26,7 @@ use zoo_sources::{
 use crate::error::RegistryError;
 use crate::hooks::{self, HookKind};
 use crate::index::Index;
+use crate::named_weights::named_weights;
 use crate::registry::{RegisterOutcome, Registry};
 
 const LOCKS_DIR: &str = ".locks";
@@ -117,13 +118,7 @@ impl Registry {
 
     /// The model's paths from its checked names (no file system access).
     fn model_paths(&self, model: &ZooModel) -> Result<ModelPaths, RegistryError> {
-        let files = model
-            .model
-            .files()
-            .map_err(|field| RegistryError::UnsafeModel {
-                model: model.name(),
-                field: Box::new(field),
-            })?;
+        let files = model_files(model)?;
         match &model.origin {
             Origin::Source { url, dir } => {
                 let relative =
@@ -335,13 +330,7 @@ impl Registry {
         let plan = manager_plan(model, &self.config().transfer)?;
         if overwrite {
             let staging = self.staging("overwrite-")?;
-            let files = model
-                .model
-                .files()
-                .map_err(|field| RegistryError::UnsafeModel {
-                    model: name.clone(),
-                    field: Box::new(field),
-                })?;
+            let files = model_files(model)?;
             let fresh = ModelPaths::new(staging.path().to_path_buf(), &files);
             self.produce(model, &fresh, plan.as_ref(), progress)?;
             self.replace_files(model, &paths, &fresh)?;
@@ -672,10 +661,45 @@ impl Registry {
     }
 }
 
+/// The model's files from its checked names; a built-in model with named
+/// weights downloads torchvision's file under torchvision's name instead of
+/// `base_filename` (see `named_weights.rs`).
+fn model_files(model: &ZooModel) -> Result<ModelFiles, RegistryError> {
+    let mut files = model
+        .model
+        .files()
+        .map_err(|field| RegistryError::UnsafeModel {
+            model: model.name(),
+            field: Box::new(field),
+        })?;
+    if let Some(named) = named_weights(model)? {
+        files.file = named.filename;
+    }
+    Ok(files)
+}
+
 fn manager_plan(
     model: &ZooModel,
     transfer: &TransferOptions,
 ) -> Result<Option<ManagerPlan>, RegistryError> {
+    if let Some(named) = named_weights(model)? {
+        tracing::debug!(
+            model = %model.name(),
+            weights = %named.resolved,
+            url = %named.url,
+            "running torchvision's named weights, not the manifest's url"
+        );
+        return Ok(Some(ManagerPlan {
+            url: Some(named.url),
+            google_drive_id: None,
+            extract_archive: false,
+            delete_archive: false,
+            options: TransferOptions {
+                sha256_prefix: named.sha256_prefix,
+                ..transfer.clone()
+            },
+        }));
+    }
     let Some(manager) = model.model.download_manager() else {
         return Ok(None);
     };

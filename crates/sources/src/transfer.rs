@@ -49,6 +49,9 @@ pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 256 << 30;
 pub struct TransferOptions {
     /// The expected sha256, hex (checked before the file is accepted).
     pub sha256: Option<String>,
+    /// A prefix the file's hex sha256 must start with (torch hub's file
+    /// names carry one: `resnet50-11ad3fa6.pth`), checked like `sha256`.
+    pub sha256_prefix: Option<String>,
     /// The expected size in bytes: checked before the file is accepted, and
     /// a body that goes past it is stopped there.
     pub size: Option<u64>,
@@ -71,6 +74,7 @@ impl Default for TransferOptions {
     fn default() -> Self {
         Self {
             sha256: None,
+            sha256_prefix: None,
             size: None,
             retries: 5,
             backoff: Duration::from_millis(250),
@@ -461,6 +465,19 @@ fn verify(partial: &Path, url: &str, options: &TransferOptions) -> Result<u64, S
             return Err(SourceError::Verification {
                 url: url.to_owned(),
                 message: format!("sha256 is {actual}, the manifest expects {expected}"),
+            });
+        }
+    }
+    if let Some(prefix) = &options.sha256_prefix {
+        let actual = sha256_file(partial)?;
+        let prefix = prefix.trim().to_ascii_lowercase();
+        if prefix.is_empty() || !actual.starts_with(&prefix) {
+            fs_err::remove_file(partial)?;
+            return Err(SourceError::Verification {
+                url: url.to_owned(),
+                message: format!(
+                    "sha256 is {actual}, the file name's hash expects it to start with `{prefix}`"
+                ),
             });
         }
     }

@@ -11,6 +11,8 @@
 //! - [`FakeGitHub`]: GitHub's REST API as zoo uses it (repo info, zipball with
 //!   a redirect to a second host, commit lookup, private repos behind a token,
 //!   rate limiting), backed by two [`TestServer`]s.
+//! - [`FiftyOne`]: real FiftyOne 1.22.1 in one Python process per test
+//!   binary (`ZOO_TEST_FIFTYONE_PYTHON`), driven by Python snippets.
 //! - [`dir_snapshot`]: a directory tree as sorted lines, to assert that a
 //!   failed operation changed nothing.
 //!
@@ -27,11 +29,15 @@
 //! ```
 
 mod archive;
+mod fiftyone;
 mod github;
 mod server;
 mod snapshot;
+mod torch_save;
 
 pub use archive::{Archive, Entry};
+pub use fiftyone::FiftyOne;
 pub use github::{FakeGitHub, RepoSpec, fake_sha};
 pub use server::{Fault, Framing, Handler, Request, Response, TestServer, file_response};
 pub use snapshot::dir_snapshot;
+pub use torch_save::{StateTensor, formula, formula_state_dict, torch_save_legacy, torch_save_zip};

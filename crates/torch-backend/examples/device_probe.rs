@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use zoo_model_core::{Image, Input, Label, Model, ModelSpec, Prediction};
-use zoo_torch_backend::TorchImageModel;
+use zoo_model_core::{Image, Input, InputData, Label, Model, ModelSpec, Prediction};
+use zoo_torch_backend::{Preprocessing, TorchImageModel};
 
 fn model(config: &str, weights: &Path) -> TorchImageModel {
     let config: Value = serde_json::from_str(config).unwrap();
@@ -91,12 +91,39 @@ fn logits(args: &[String]) -> Value {
     };
     let mut model = model(config, Path::new(weights));
     model.set_store_logits(true);
+    let floats = |key: &str, default: f32| -> [f32; 3] {
+        let parsed: Value = serde_json::from_str(config).unwrap();
+        parsed
+            .get(key)
+            .and_then(Value::as_array)
+            .map_or([default; 3], |values| {
+                [0, 1, 2].map(|index| values[index].as_f64().unwrap() as f32)
+            })
+    };
+    // On a GPU the model takes pixels and normalises them there; PyTorch
+    // gets the host normalisation of the same pixels.
+    let host = Preprocessing {
+        mean: floats("image_mean", 0.0),
+        std: floats("image_std", 1.0),
+        ..Preprocessing::default()
+    };
     let out = PathBuf::from(out);
     fs_err::create_dir_all(&out).unwrap();
     let mut results = Vec::new();
     for (index, image) in images.iter().enumerate() {
         let input = input(&model, Path::new(image));
-        let bytes: Vec<u8> = input.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let values = match &input.data {
+            InputData::Values(values) => values.clone(),
+            InputData::Pixels(pixels) => {
+                let [_, height, width] = input.shape;
+                let image = Image::new(width as u32, height as u32, pixels.clone()).unwrap();
+                match host.apply(&image).data {
+                    InputData::Values(values) => values,
+                    InputData::Pixels(_) => unreachable!("host preprocessing normalises"),
+                }
+            }
+        };
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let tensor = out.join(format!("{index}.f32"));
         fs_err::write(&tensor, bytes).unwrap();
         let Prediction::Label(Some(Label::Classification {

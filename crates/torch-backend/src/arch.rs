@@ -17,6 +17,7 @@
 use tch::nn::{self, ModuleT};
 use tch::{TchError, Tensor};
 
+use crate::checkpoint::BuildOptions;
 use crate::layers::{Forward, Guarded};
 
 /// A network as `head(features(x))`.
@@ -120,8 +121,20 @@ pub(crate) fn architectures() -> impl Iterator<Item = &'static str> {
     SPLIT.into_iter().chain(UNFOLDED)
 }
 
-/// Builds architecture `name` (the last part of an `entrypoint_fcn`).
+/// Builds architecture `name` (the last part of an `entrypoint_fcn`) as
+/// torchvision's builder does without named weights.
 pub(crate) fn build(name: &str, root: &nn::Path, classes: i64) -> Option<Network> {
+    build_with(name, root, classes, BuildOptions::default())
+}
+
+/// Builds architecture `name` with torchvision's build `options` (Inception
+/// v3's `transform_input`).
+pub(crate) fn build_with(
+    name: &str,
+    root: &nn::Path,
+    classes: i64,
+    options: BuildOptions,
+) -> Option<Network> {
     use tch::vision;
     // A ResNet's feature stack, then `fc` from its `width` outputs. ResNets
     // and MobileNetV2 take any input of at least 1x1.
@@ -149,7 +162,17 @@ pub(crate) fn build(name: &str, root: &nn::Path, classes: i64) -> Option<Network
         "alexnet" => crate::alexnet::build(root, classes),
         "squeezenet1_0" | "squeezenet1_1" => crate::squeezenet::build(name, root, classes)?,
         // torchvision's `min_size` for Inception v3 is 75x75.
-        "inception_v3" => Network::whole(guarded(vision::inception::v3(root, classes)), 75),
+        "inception_v3" => {
+            let network = guarded(vision::inception::v3(root, classes));
+            if options.transform_input {
+                let network = crate::layers::Sequence::default()
+                    .then_fn(crate::checkpoint::inception_transform_input)
+                    .then(network);
+                Network::whole(network, 75)
+            } else {
+                Network::whole(network, 75)
+            }
+        }
         _ => crate::vgg::build(name, root, classes)?,
     })
 }

@@ -11,6 +11,7 @@
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::nn::{self, ModuleT};
 use tch::{TchError, Tensor};
@@ -71,15 +72,36 @@ impl Conv {
     }
 }
 
+/// Whether cuDNN times its convolution algorithms for each new input shape
+/// and keeps the fastest (`torch.backends.cudnn.benchmark`). Set by the
+/// model from the shapes it sees; read by every [`Conv`].
+static CUDNN_BENCHMARK: AtomicBool = AtomicBool::new(false);
+
+/// Turns cuDNN's per-shape algorithm search on or off for every [`Conv`].
+pub(crate) fn set_cudnn_benchmark(on: bool) {
+    CUDNN_BENCHMARK.store(on, Ordering::Relaxed);
+}
+
 impl Forward for Conv {
+    /// `conv2d`, with two of libtorch's process-wide switches made explicit:
+    /// TF32 off, so an `f32` model on a GPU computes in `f32` (with cuDNN's
+    /// default TF32, resnet50's logits moved 1.7e-2 from the CPU result on an
+    /// H100; BENCHMARKS.md, GPU section), and the algorithm search from
+    /// [`set_cudnn_benchmark`]. On a CPU both are ignored.
     fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
-        xs.f_conv2d(
+        xs.f_internal_convolution(
             &self.weight,
             self.bias.as_ref(),
             [self.stride, self.stride],
             [self.padding, self.padding],
             [1, 1],
+            false,
+            [0, 0],
             self.groups,
+            CUDNN_BENCHMARK.load(Ordering::Relaxed),
+            false,
+            true,
+            false,
         )
     }
 }

@@ -21,6 +21,7 @@
 
 mod alexnet;
 mod arch;
+mod checkpoint;
 mod device;
 mod folded;
 mod layers;
@@ -30,6 +31,7 @@ mod preprocess;
 mod squeezenet;
 mod vgg;
 mod weights;
+mod zip_archive;
 
 pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda, tune_allocator};
 pub use model::{IMAGENET_LABELS, TYPE_NAMES, TorchImageModel, class_names};
@@ -50,6 +52,33 @@ pub fn parameter_shapes(entrypoint: &str, classes: i64) -> Option<Vec<(String, V
         .collect();
     shapes.sort();
     Some(shapes)
+}
+
+/// Loads a state dict's `tensors` (as [`read_named_tensors`] gives them,
+/// `path` naming their file in errors) into torchvision architecture
+/// `entrypoint` built as torchvision's builder builds it for
+/// `entrypoint_args` (FiftyOne's config field), after the renames
+/// torchvision's loader applies to hosted checkpoints (DenseNet's legacy
+/// names; Inception v3's auxiliary classifier is dropped). This is the
+/// check a model's load runs; an error names the tensors that do not fit.
+pub fn load_state_dict(
+    entrypoint: &str,
+    entrypoint_args: Option<&serde_json::Value>,
+    tensors: Vec<(String, tch::Tensor)>,
+    path: &std::path::Path,
+) -> Result<(), WeightsError> {
+    let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
+    let mut store = tch::nn::VarStore::new(tch::Device::Cpu);
+    let options = checkpoint::BuildOptions::new(name, entrypoint_args);
+    arch::build_with(name, &store.root(), 1000, options).ok_or_else(|| WeightsError::Read {
+        path: path.display().to_string(),
+        message: format!("unknown architecture `{entrypoint}`"),
+    })?;
+    load_into(
+        &mut store,
+        checkpoint::torchvision_names(name, tensors),
+        path,
+    )
 }
 
 /// Writes untrained weights for a torchvision architecture to `path`

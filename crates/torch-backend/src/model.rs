@@ -1,15 +1,16 @@
 //! `TorchImageModel`: FiftyOne's torch image model on libtorch.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ndarray::{Array1, Array2};
 use serde_json::{Map, Value};
 use tch::{CModule, Device, IValue, Kind, Tensor, nn::VarStore};
-use zoo_model_core::{Input, Model, ModelError, ModelSpec, Prediction, Preprocess};
+use zoo_model_core::{Input, InputData, Model, ModelError, ModelSpec, Prediction, Preprocess};
 use zoo_output_processors::{Classifier, Detector, DetectorOutput};
 
 use crate::arch::{self, Network};
+use crate::checkpoint::{BuildOptions, torchvision_names};
 use crate::device::DeviceSpec;
 use crate::folded;
 use crate::preprocess::{MAX_IMAGE_SIDE, Preprocessing};
@@ -73,9 +74,26 @@ pub struct TorchImageModel {
     device: Device,
     half: bool,
     preprocessing: Arc<Preprocessing>,
+    /// `255`, the mean and the standard deviation as `[1, 3, 1, 1]` tensors
+    /// on the device, when the inputs arrive as pixels (on a GPU).
+    normalise: Option<[Tensor; 3]>,
+    /// Whether cuDNN may search for the fastest convolution algorithms
+    /// (config `cudnn_benchmark`, off by default as in PyTorch).
+    search: bool,
+    /// The batch shapes seen so far, up to [`BENCHMARK_SHAPES`] (cuDNN's
+    /// algorithm search pays off only when shapes repeat).
+    shapes: Mutex<Vec<[i64; 4]>>,
     processor: Processor,
     ragged: bool,
 }
+
+/// With `cudnn_benchmark`, cuDNN searches for the fastest convolution
+/// algorithms of each new batch shape while a run has seen at most this
+/// many shapes; beyond it (a ragged dataset of many sizes) the search is
+/// turned off, as its cost would not be repaid. On an H100 one search cost
+/// 1.4 s (resnet18 in half precision) to 16 s (resnet50 in f32 without
+/// TF32) and gained up to 2.5x afterwards (BENCHMARKS.md, GPU section).
+const BENCHMARK_SHAPES: usize = 8;
 
 fn config_error(message: impl Into<String>) -> ModelError {
     ModelError::Config(message.into())
@@ -139,21 +157,62 @@ fn dim(config: &Map<String, Value>, key: &str) -> Result<Option<u32>, ModelError
     }
 }
 
-/// `image_size`: `[width, height]`, each as [`dim`] takes it.
+/// `image_size`, as `(width, height)`: FiftyOne passes the list to
+/// torchvision's `Resize`, which reads a pair as `[height, width]` (FiftyOne's
+/// docstring says `(width, height)`; what runs is torchvision's order).
 fn image_size(config: &Map<String, Value>) -> Result<Option<(u32, u32)>, ModelError> {
     let value = match config.get("image_size") {
         None | Some(Value::Null) => return Ok(None),
         Some(value) => value,
     };
     let size = match value {
-        Value::Array(items) if items.len() == 2 => side(&items[0]).zip(side(&items[1])),
+        Value::Array(items) if items.len() == 2 => side(&items[1]).zip(side(&items[0])),
         _ => None,
     };
     size.map(Some).ok_or_else(|| {
         config_error(format!(
-            "`image_size` must be [width, height] in whole pixels from 1 to {MAX_IMAGE_SIDE}, got `{value}`"
+            "`image_size` must be [height, width] in whole pixels from 1 to {MAX_IMAGE_SIDE}, got `{value}`"
         ))
     })
+}
+
+/// `confidence_thresh`: a number, or null.
+fn confidence_thresh(config: &Map<String, Value>) -> Result<Option<f32>, ModelError> {
+    match config.get("confidence_thresh") {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_f64()
+            .filter(|number| !number.is_nan())
+            .map(|number| Some(number as f32))
+            .ok_or_else(|| {
+                config_error(format!(
+                    "`confidence_thresh` must be a number, got `{value}`"
+                ))
+            }),
+    }
+}
+
+/// `filter_classes`: the labels a prediction may carry, or null for all.
+fn filter_classes(
+    config: &Map<String, Value>,
+) -> Result<Option<std::collections::BTreeSet<String>>, ModelError> {
+    match config.get("filter_classes") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .map(Some)
+            .ok_or_else(|| {
+                config_error(format!(
+                    "`filter_classes` must be a list of class names, got `{}`",
+                    Value::Array(items.clone())
+                ))
+            }),
+        Some(other) => Err(config_error(format!(
+            "`filter_classes` must be a list of class names, got `{other}`"
+        ))),
+    }
 }
 
 /// The class names a config gives: `classes`, `labels_string`, or
@@ -224,12 +283,21 @@ impl TorchImageModel {
             )
         })?;
         let classes = class_names(config)?;
+        let search = match config.get("cudnn_benchmark") {
+            None => false,
+            Some(value) => value.as_bool().ok_or_else(|| {
+                config_error(format!(
+                    "`cudnn_benchmark` must be true or false, got `{value}`"
+                ))
+            })?,
+        };
         let preprocessing = Preprocessing {
             min_dim: dim(config, "image_min_dim")?,
             max_dim: dim(config, "image_max_dim")?,
             size: image_size(config)?,
             mean: floats3(config, "image_mean", [0.0; 3])?,
             std: floats3(config, "image_std", [1.0; 3])?,
+            pixels: device.is_cuda(),
         };
         if preprocessing.std.contains(&0.0) {
             return Err(config_error(format!(
@@ -246,14 +314,16 @@ impl TorchImageModel {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let threshold = config
-            .get("confidence_thresh")
-            .and_then(Value::as_f64)
-            .map(|value| value as f32);
+        // FiftyOne passes `config.confidence_thresh` and
+        // `config.filter_classes` to the output processor on every call.
+        let threshold = confidence_thresh(config)?;
+        let filter_classes = filter_classes(config)?;
         let processor = match processor_name.rsplit('.').next().unwrap_or_default() {
             "ClassifierOutputProcessor" => Processor::Classifier(Classifier {
                 classes: classes.clone(),
                 store_logits: false,
+                confidence_thresh: threshold,
+                filter_classes,
             }),
             "DetectorOutputProcessor" => Processor::Detector(Detector {
                 classes: classes.clone(),
@@ -262,6 +332,7 @@ impl TorchImageModel {
                     .and_then(Value::as_f64)
                     .map(|value| value as f32)
                     .or(threshold),
+                filter_classes,
             }),
             other => {
                 return Err(ModelError::Unsupported(format!(
@@ -290,12 +361,14 @@ impl TorchImageModel {
                 } else {
                     classes.len() as i64
                 };
-                let network = arch::build(name, &store.root(), outputs).ok_or_else(|| {
-                    ModelError::Unsupported(format!(
-                        "architecture `{entrypoint}` is not available natively; zoo builds: {}",
-                        arch::architectures().collect::<Vec<_>>().join(", ")
-                    ))
-                })?;
+                let options = BuildOptions::new(name, config.get("entrypoint_args"));
+                let network =
+                    arch::build_with(name, &store.root(), outputs, options).ok_or_else(|| {
+                        ModelError::Unsupported(format!(
+                            "architecture `{entrypoint}` is not available natively; zoo builds: {}",
+                            arch::architectures().collect::<Vec<_>>().join(", ")
+                        ))
+                    })?;
                 if let Some(layer) = &embeddings_layer
                     && network.embeddings_layer != Some(layer.as_str())
                 {
@@ -307,6 +380,7 @@ impl TorchImageModel {
                 }
                 let tensors =
                     read_named_tensors(&model_path).map_err(|err| config_error(chain(&err)))?;
+                let tensors = torchvision_names(name, tensors);
                 load_into(&mut store, tensors, &model_path)
                     .map_err(|err| config_error(chain(&err)))?;
                 let kind = if half { Kind::Half } else { Kind::Float };
@@ -353,11 +427,33 @@ impl TorchImageModel {
             .get("ragged_batches")
             .and_then(Value::as_bool)
             .unwrap_or(preprocessing.size.is_none());
+        let normalise = if preprocessing.pixels {
+            let on_device = |values: [f32; 3]| {
+                Tensor::f_from_slice(&values)
+                    .and_then(|tensor| tensor.f_view([1, 3, 1, 1]))
+                    .and_then(|tensor| tensor.f_to_device(device))
+                    .map_err(|err| {
+                        config_error(format!(
+                            "cannot place the normalisation on {device:?}: {err}"
+                        ))
+                    })
+            };
+            Some([
+                on_device([255.0; 3])?,
+                on_device(preprocessing.mean)?,
+                on_device(preprocessing.std)?,
+            ])
+        } else {
+            None
+        };
         Ok(Self {
             name: model_name,
             net,
             device,
             half,
+            normalise,
+            search,
+            shapes: Mutex::new(Vec::new()),
             preprocessing: Arc::new(preprocessing),
             processor,
             ragged,
@@ -401,12 +497,28 @@ impl TorchImageModel {
             }
         }
         let failed = |error: tch::TchError| self.forward_error([c, h, w], inputs.len(), &error);
+        let shape = [inputs.len(), c, h, w].map(|side| side as i64);
+        self.choose_algorithm_search(shape);
+        let kind = if self.half { Kind::Half } else { Kind::Float };
+        let channels_last = matches!(self.net, Net::Vision { store: None, .. });
+        let pixels = inputs
+            .iter()
+            .filter(|input| matches!(input.data, InputData::Pixels(_)))
+            .count();
+        if pixels == inputs.len() {
+            return self
+                .batch_from_pixels(inputs, shape, kind, channels_last)
+                .map_err(failed);
+        }
+        if pixels != 0 {
+            return Err(ModelError::Inference(
+                "inputs of pixels and of values mixed in one batch".into(),
+            ));
+        }
         // One copy per input, straight into the batch in the layout, kind
         // and device the network takes.
-        let shape = [inputs.len(), c, h, w].map(|side| side as i64);
         let [n, c, h, w] = shape;
-        let kind = if self.half { Kind::Half } else { Kind::Float };
-        let batch = if matches!(self.net, Net::Vision { store: None, .. }) {
+        let batch = if channels_last {
             Tensor::f_empty_strided([n, c, h, w], [h * w * c, 1, w * c, c], (kind, self.device))
         } else {
             Tensor::f_empty([n, c, h, w], (kind, self.device))
@@ -414,9 +526,7 @@ impl TorchImageModel {
         .map_err(failed)?;
         // On a GPU, inputs are staged on the host in pinned (page-locked)
         // memory and cross to the device in one asynchronous copy; the kind
-        // and layout change there. One synchronous copy per input from
-        // pageable memory bounded the model path on an H100 (BENCHMARKS.md,
-        // GPU section).
+        // and layout change there.
         let staged = if self.device.is_cuda() {
             Tensor::f_empty([n, c, h, w], (Kind::Float, Device::Cpu))
                 .and_then(|staging| staging.f_pin_memory(self.device))
@@ -425,10 +535,13 @@ impl TorchImageModel {
             batch.shallow_clone()
         };
         for (index, input) in inputs.iter().enumerate() {
+            let InputData::Values(values) = &input.data else {
+                continue; // counted above: every input holds values
+            };
             staged
                 .f_get(index as i64)
                 .and_then(|mut slot| {
-                    slot.f_copy_(&Tensor::f_from_slice(&input.data)?.f_view([c, h, w])?)
+                    slot.f_copy_(&Tensor::f_from_slice(values)?.f_view([c, h, w])?)
                 })
                 .map_err(failed)?;
         }
@@ -441,6 +554,84 @@ impl TorchImageModel {
             return Ok(batch);
         }
         Ok(batch)
+    }
+
+    /// A batch from `u8` pixels (`HWC`): staged in pinned memory, one
+    /// asynchronous copy to the device, then `x / 255`, `(x - mean) / std`
+    /// there in `f32`, the same operations in the same precision as
+    /// [`Preprocessing::apply`] on the host (true divisions by tensors, not
+    /// by a host scalar, which libtorch's CUDA kernels turn into a
+    /// multiplication by the reciprocal). Permuting `NHWC` to `NCHW` leaves
+    /// the batch channels-last.
+    fn batch_from_pixels(
+        &self,
+        inputs: &[Input],
+        [n, c, h, w]: [i64; 4],
+        kind: Kind,
+        channels_last: bool,
+    ) -> Result<Tensor, tch::TchError> {
+        let mut staged = Tensor::f_empty([n, h, w, c], (Kind::Uint8, Device::Cpu))?;
+        if self.device.is_cuda() {
+            staged = staged.f_pin_memory(self.device)?;
+        }
+        for (index, input) in inputs.iter().enumerate() {
+            if let InputData::Pixels(pixels) = &input.data {
+                staged
+                    .f_get(index as i64)?
+                    .f_copy_(&Tensor::f_from_slice(pixels)?.f_view([h, w, c])?)?;
+            }
+        }
+        let on_device = staged.f_to_device_(self.device, Kind::Uint8, true, false)?;
+        let host;
+        let [scale, mean, std] = match &self.normalise {
+            Some(tensors) => tensors,
+            None => {
+                let on_host =
+                    |values: [f32; 3]| Tensor::f_from_slice(&values)?.f_view([1, 3, 1, 1]);
+                host = [
+                    on_host([255.0; 3])?,
+                    on_host(self.preprocessing.mean)?,
+                    on_host(self.preprocessing.std)?,
+                ];
+                &host
+            }
+        };
+        let values = on_device
+            .f_permute([0, 3, 1, 2])?
+            .f_to_kind(Kind::Float)?
+            .f_div(scale)?
+            .f_sub(mean)?
+            .f_div(std)?;
+        let values = if kind == Kind::Float {
+            values
+        } else {
+            values.f_to_kind(kind)?
+        };
+        if channels_last {
+            Ok(values)
+        } else {
+            values.f_contiguous()
+        }
+    }
+
+    /// With `cudnn_benchmark` on a GPU, turns cuDNN's algorithm search on
+    /// while the run has seen at most [`BENCHMARK_SHAPES`] batch shapes, off
+    /// beyond.
+    fn choose_algorithm_search(&self, shape: [i64; 4]) {
+        if !self.search || !self.device.is_cuda() {
+            return;
+        }
+        let Ok(mut shapes) = self.shapes.lock() else {
+            return;
+        };
+        if shapes.len() > BENCHMARK_SHAPES || shapes.contains(&shape) {
+            return;
+        }
+        shapes.push(shape);
+        let search = shapes.len() <= BENCHMARK_SHAPES;
+        crate::layers::set_cudnn_benchmark(search);
+        tch::Cuda::cudnn_set_benchmark(search);
+        tracing::debug!(search, shapes = shapes.len(), "cudnn algorithm search");
     }
 
     fn logits(&self, batch: &Tensor) -> Result<Tensor, ModelError> {
@@ -533,6 +724,18 @@ impl Model for TorchImageModel {
         if let Processor::Classifier(classifier) = &mut self.processor {
             classifier.store_logits = store;
         }
+    }
+
+    /// FiftyOne's `apply_model` sets `model.config.confidence_thresh` on a
+    /// `TorchImageModel`, overriding the config's: the output processor
+    /// applies it (an empty `Classification` below it).
+    fn set_confidence_thresh(&mut self, threshold: f64) -> bool {
+        let threshold = Some(threshold as f32);
+        match &mut self.processor {
+            Processor::Classifier(classifier) => classifier.confidence_thresh = threshold,
+            Processor::Detector(detector) => detector.confidence_thresh = threshold,
+        }
+        true
     }
 
     fn has_embeddings(&self) -> bool {

@@ -3,7 +3,7 @@
 //! resampler (separable, antialiased, 22-bit fixed point, rounded to `u8`
 //! between passes), then `x / 255`, `(x - mean) / std` in `f32`.
 
-use zoo_model_core::{Image, Input, ModelError, Preprocess};
+use zoo_model_core::{Image, Input, InputData, ModelError, Preprocess};
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
@@ -18,12 +18,17 @@ pub struct Preprocessing {
     pub min_dim: Option<u32>,
     /// Downscale so both sides are at most this.
     pub max_dim: Option<u32>,
-    /// Resize to exactly `(width, height)` instead.
+    /// Resize to exactly `(width, height)` instead (FiftyOne's `image_size`,
+    /// which torchvision's `Resize` reads as `[height, width]`).
     pub size: Option<(u32, u32)>,
     /// Per-channel mean.
     pub mean: [f32; 3],
     /// Per-channel standard deviation.
     pub std: [f32; 3],
+    /// Leave the resized pixels as `u8` ([`InputData::Pixels`]) for the
+    /// model to normalise where it runs (a GPU), instead of normalising
+    /// here.
+    pub pixels: bool,
 }
 
 impl Default for Preprocessing {
@@ -34,42 +39,79 @@ impl Default for Preprocessing {
             size: None,
             mean: [0.0; 3],
             std: [1.0; 3],
+            pixels: false,
         }
     }
 }
 
 impl Preprocessing {
-    /// The size an image of `(width, height)` is resized to.
-    pub fn target_size(&self, width: u32, height: u32) -> (u32, u32) {
+    /// The sizes an image of `(width, height)` goes through, one per Pillow
+    /// resize FiftyOne's transforms run, in order (empty when none applies).
+    ///
+    /// FiftyOne 1.22.1 (`TorchImageModel._build_transforms`) composes
+    /// `MinResize` then `MaxResize`, each its own `F.resize` of the previous
+    /// result, so a 3000x100 image with `image_min_dim=224` and
+    /// `image_max_dim=2048` is resized to 6720x224 and then to 2048x68, not
+    /// once to 2048x68. `MinResize` leaves an image alone when both sides
+    /// are at least the minimum, `MaxResize` when both are at most the
+    /// maximum; each new side is `int(round(scale * side))` (half to even).
+    /// `image_size` is torchvision's `Resize([height, width])`.
+    pub fn resize_steps(&self, width: u32, height: u32) -> Vec<(u32, u32)> {
         if let Some(size) = self.size {
-            return size;
+            return if size == (width, height) {
+                Vec::new()
+            } else {
+                vec![size]
+            };
         }
+        let mut steps = Vec::new();
         let (mut w, mut h) = (f64::from(width), f64::from(height));
         if let Some(min) = self.min_dim.map(f64::from)
             && (w < min || h < min)
         {
             let scale = (min / h).max(min / w);
-            (w, h) = ((scale * w).round_ties_even(), (scale * h).round_ties_even());
+            (w, h) = (scaled(scale, w), scaled(scale, h));
+            steps.push((w, h));
         }
         if let Some(max) = self.max_dim.map(f64::from)
             && (w > max || h > max)
         {
             let scale = (max / h).min(max / w);
-            (w, h) = ((scale * w).round_ties_even(), (scale * h).round_ties_even());
+            (w, h) = (scaled(scale, w), scaled(scale, h));
+            steps.push((w, h));
         }
-        ((w as u32).max(1), (h as u32).max(1))
+        steps
+            .into_iter()
+            .map(|(w, h)| (w as u32, h as u32))
+            .collect()
     }
 
-    /// Resizes like Pillow and normalises into a `CHW` input.
+    /// The size an image of `(width, height)` ends up with.
+    pub fn target_size(&self, width: u32, height: u32) -> (u32, u32) {
+        self.resize_steps(width, height)
+            .last()
+            .copied()
+            .unwrap_or((width, height))
+    }
+
+    /// Resizes like FiftyOne's transforms (every step of
+    /// [`Preprocessing::resize_steps`], each a Pillow bilinear resize) and
+    /// normalises into a `CHW` input (or keeps the pixels, see
+    /// [`Preprocessing::pixels`]).
     pub fn apply(&self, image: &Image) -> Input {
-        let (width, height) = self.target_size(image.width, image.height);
-        let resized;
-        let source = if (width, height) == (image.width, image.height) {
-            image
-        } else {
-            resized = resize_bilinear(image, width, height);
-            &resized
-        };
+        let mut resized = std::borrow::Cow::Borrowed(image);
+        for (width, height) in self.resize_steps(image.width, image.height) {
+            resized = std::borrow::Cow::Owned(resize_bilinear(&resized, width, height));
+        }
+        let source = resized.as_ref();
+        let (width, height) = (source.width, source.height);
+        if self.pixels {
+            return Input {
+                shape: [3, height as usize, width as usize],
+                data: InputData::Pixels(resized.into_owned().pixels),
+                original_size: (image.width, image.height),
+            };
+        }
         let plane = width as usize * height as usize;
         let mut data = vec![0.0f32; 3 * plane];
         for (index, pixel) in source.pixels.chunks_exact(3).enumerate() {
@@ -80,22 +122,38 @@ impl Preprocessing {
         }
         Input {
             shape: [3, height as usize, width as usize],
-            data,
+            data: InputData::Values(data),
             original_size: (image.width, image.height),
         }
     }
+}
+
+/// `int(round(scale * side))`: Python's round is half to even; a side never
+/// drops below one pixel (Pillow refuses an empty image).
+fn scaled(scale: f64, side: f64) -> f64 {
+    (scale * side).round_ties_even().max(1.0)
 }
 
 impl Preprocess for Preprocessing {
     /// [`Preprocessing::apply`], refusing a resize beyond
     /// [`MAX_IMAGE_SIDE`] (e.g. `image_min_dim` on a 1-pixel-high strip).
     fn preprocess(&self, image: Image) -> Result<Input, ModelError> {
-        let (width, height) = self.target_size(image.width, image.height);
-        if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
-            return Err(ModelError::Preprocess(format!(
-                "an image of {}x{} would be resized to {width}x{height}, beyond {MAX_IMAGE_SIDE} pixels a side",
-                image.width, image.height
-            )));
+        for (width, height) in self.resize_steps(image.width, image.height) {
+            if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
+                return Err(ModelError::Preprocess(format!(
+                    "an image of {}x{} would be resized to {width}x{height}, beyond {MAX_IMAGE_SIDE} pixels a side",
+                    image.width, image.height
+                )));
+            }
+        }
+        if self.pixels && self.resize_steps(image.width, image.height).is_empty() {
+            // Nothing to resize or normalise: hand the pixels over as they are.
+            let (width, height) = (image.width, image.height);
+            return Ok(Input {
+                shape: [3, height as usize, width as usize],
+                original_size: (image.width, image.height),
+                data: InputData::Pixels(image.pixels),
+            });
         }
         Ok(self.apply(&image))
     }
@@ -254,6 +312,58 @@ mod tests {
         assert_eq!(tiny.target_size(10, 5), (5, 2));
     }
 
+    /// FiftyOne 1.22.1's `MinResize` then `MaxResize`: two Pillow resizes
+    /// when both apply (oracle: `xtask/fixtures/torch_oracle.py`, which runs
+    /// FiftyOne's own transforms on `extreme.png`).
+    #[test]
+    fn min_then_max_dim_resize_twice_not_once() {
+        let config = Preprocessing {
+            min_dim: Some(224),
+            max_dim: Some(2048),
+            ..Preprocessing::default()
+        };
+        type Steps = &'static [(u32, u32)];
+        let cases: [((u32, u32), Steps); 5] = [
+            ((3000, 100), &[(6720, 224), (2048, 68)]),
+            ((100, 3000), &[(224, 6720), (68, 2048)]),
+            ((640, 480), &[]),
+            ((100, 50), &[(448, 224)]),
+            ((4000, 3000), &[(2048, 1536)]),
+        ];
+        for ((w, h), steps) in cases {
+            assert_eq!(config.resize_steps(w, h), steps, "{w}x{h}");
+        }
+        // The two-step result differs from one resize straight to 2048x68.
+        let pixels: Vec<u8> = (0..3000u32 * 100 * 3)
+            .map(|index| (index.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let image = Image::new(3000, 100, pixels).unwrap();
+        let chained = config.apply(&image);
+        assert_eq!(chained.shape, [3, 68, 2048]);
+        let once = Preprocessing::default().apply(&resize_bilinear(&image, 2048, 68));
+        assert_ne!(chained.data, once.data);
+        let twice = Preprocessing::default().apply(&resize_bilinear(
+            &resize_bilinear(&image, 6720, 224),
+            2048,
+            68,
+        ));
+        assert_eq!(chained.data, twice.data);
+    }
+
+    #[test]
+    fn a_step_beyond_the_side_limit_is_refused_even_when_the_last_is_not() {
+        let config = Preprocessing {
+            min_dim: Some(224),
+            max_dim: Some(224),
+            ..Preprocessing::default()
+        };
+        // 224 / 2 = 112x: 25000x2 -> 2800000x224 -> 224x0 (clamped to 1).
+        assert_eq!(config.target_size(25_000, 2), (224, 1));
+        let image = Image::new(25_000, 2, vec![0; 25_000 * 2 * 3]).unwrap();
+        let error = config.preprocess(image).unwrap_err().to_string();
+        assert!(error.contains("2800000x224"), "{error}");
+    }
+
     #[test]
     fn identity_and_constant_images() {
         let image = Image::new(3, 2, (0..18).collect()).unwrap();
@@ -284,8 +394,34 @@ mod tests {
         };
         let input = config.apply(&Image::new(1, 1, vec![255, 0, 128]).unwrap());
         assert_eq!(input.shape, [3, 1, 1]);
-        assert_eq!(input.data[0], (1.0f32 - 0.485) / 0.229);
-        assert_eq!(input.data[1], (0.0f32 - 0.456) / 0.224);
-        assert_eq!(input.data[2], (128.0f32 / 255.0 - 0.406) / 0.225);
+        let values = input.data.values().unwrap();
+        assert_eq!(values[0], (1.0f32 - 0.485) / 0.229);
+        assert_eq!(values[1], (0.0f32 - 0.456) / 0.224);
+        assert_eq!(values[2], (128.0f32 / 255.0 - 0.406) / 0.225);
+    }
+
+    #[test]
+    fn pixels_mode_keeps_the_resized_pixels_unnormalised() {
+        let config = Preprocessing {
+            min_dim: Some(4),
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            pixels: true,
+            ..Preprocessing::default()
+        };
+        let image = Image::new(2, 1, vec![0, 0, 0, 255, 255, 255]).unwrap();
+        let input = config.preprocess(image.clone()).unwrap();
+        assert_eq!(input.shape, [3, 4, 8]);
+        assert_eq!(
+            input.data,
+            InputData::Pixels(resize_bilinear(&image, 8, 4).pixels)
+        );
+        assert_eq!(input.original_size, (2, 1));
+        let unresized = Preprocessing {
+            pixels: true,
+            ..Preprocessing::default()
+        };
+        let input = unresized.preprocess(image.clone()).unwrap();
+        assert_eq!(input.data, InputData::Pixels(image.pixels));
     }
 }

@@ -17,6 +17,7 @@ use std::path::Path;
 use tch::{Kind, TchError, Tensor, nn::VarStore};
 
 use crate::pickle::{Object, PickleError, StorageRef, TensorRef, Value, unpickle, unpickle_prefix};
+use crate::zip_archive::ZipArchive;
 
 /// The largest `data.pkl` read from a zip checkpoint (a torchvision state
 /// dict's is under 100 KiB).
@@ -250,39 +251,32 @@ pub fn read_named_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsE
     ))
 }
 
-/// Reads up to `limit` bytes of `reader`; more is an error.
-fn read_bounded(reader: impl Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let mut bytes = Vec::new();
-    reader
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= limit).then_some(bytes))
-}
-
 /// A zip checkpoint: `<prefix>data.pkl` and the storages in
 /// `<prefix>data/<key>`; also tch's `.ot` files (TorchScript archives whose
 /// `data.pkl` holds a module with the tensors as attributes).
 fn read_zip(source: &Source<'_>) -> Result<Vec<(String, Tensor)>, WeightsError> {
     let file = fs_err::File::open(source.path).map_err(|err| source.read(err))?;
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|err| source.read(format!("not a readable zip: {err}")))?;
+    let mut archive = ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|err| source.read(format!("not a readable zip: {}", chain(&err))))?;
+    // `torch.save` names records `<prefix>/data.pkl` (the prefix is
+    // `archive` or the file's stem); the shortest such name is the
+    // checkpoint's own, not one nested in a record.
     let pickle_name = archive
-        .file_names()
-        .filter_map(Result::ok)
-        .find(|name| name == "data.pkl" || name.ends_with("/data.pkl"))
-        .map(|name| name.into_owned())
+        .names()
+        .filter(|name| *name == "data.pkl" || name.ends_with("/data.pkl"))
+        .min_by_key(|name| name.len())
+        .map(str::to_owned)
         .ok_or_else(|| source.read("no `data.pkl` in the checkpoint"))?;
     let prefix = pickle_name.trim_end_matches("data.pkl").to_owned();
-    let entry = archive
-        .by_name(&pickle_name)
-        .map_err(|err| source.read(format!("`{pickle_name}`: {err}")))?;
-    let pickle = read_bounded(entry, MAX_PICKLE_BYTES)
-        .map_err(|err| source.read(format!("`{pickle_name}`: {err}")))?
-        .ok_or_else(|| {
-            source.read(format!(
-                "`{pickle_name}` is larger than {MAX_PICKLE_BYTES} bytes"
-            ))
-        })?;
+    let pickle = archive
+        .read(&pickle_name, MAX_PICKLE_BYTES + 1)
+        .map_err(|err| source.read(chain(&err)))?
+        .ok_or_else(|| source.read(format!("no `{pickle_name}` in the checkpoint")))?;
+    if pickle.len() as u64 > MAX_PICKLE_BYTES {
+        return Err(source.read(format!(
+            "`{pickle_name}` is larger than {MAX_PICKLE_BYTES} bytes"
+        )));
+    }
     let value = unpickle(&pickle).map_err(|err| source.pickle(&pickle_name, err))?;
     let dict = state_dict(value).map_err(|message| source.read(message))?;
     let mut bytes: HashMap<String, Vec<u8>> = HashMap::new();
@@ -307,31 +301,47 @@ fn read_zip(source: &Source<'_>) -> Result<Vec<(String, Tensor)>, WeightsError> 
     Ok(tensors)
 }
 
+/// An error and its causes, one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    text
+}
+
 /// The bytes of one storage: as many as its persistent id declares (the
 /// whole entry when it declares none), never more than the entry holds.
 fn read_zip_storage<R: Read + std::io::Seek>(
-    archive: &mut zip::ZipArchive<R>,
+    archive: &mut ZipArchive<R>,
     prefix: &str,
     storage: &StorageRef,
 ) -> Result<Vec<u8>, TensorError> {
-    let missing = || TensorError::MissingStorage {
-        storage: storage.key.clone(),
-    };
-    let entry = archive
-        .by_name(&format!("{prefix}data/{}", storage.key))
-        .map_err(|_| missing())?;
-    let present = entry.size();
+    let entry = format!("{prefix}data/{}", storage.key);
+    let present = archive
+        .size(&entry)
+        .ok_or_else(|| TensorError::MissingStorage {
+            storage: storage.key.clone(),
+        })?;
     let declared = match storage.numel {
         Some(numel) => declared_bytes(storage, numel)?,
         None => present,
     };
-    let mut bytes = Vec::new();
-    entry
-        .take(declared)
-        .read_to_end(&mut bytes)
+    if present < declared {
+        return Err(TensorError::StorageLength {
+            storage: storage.key.clone(),
+            actual: present,
+            declared,
+        });
+    }
+    let bytes = archive
+        .read(&entry, declared)
         .map_err(|err| TensorError::Entry {
-            reason: format!("storage `{}`: {err}", storage.key),
-        })?;
+            reason: format!("storage `{}`: {}", storage.key, chain(&err)),
+        })?
+        .unwrap_or_default();
     if (bytes.len() as u64) < declared {
         return Err(TensorError::StorageLength {
             storage: storage.key.clone(),

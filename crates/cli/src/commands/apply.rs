@@ -37,8 +37,20 @@ fn load_model(
         &Bar::new(quiet),
     )?;
     let name = downloaded.name();
+    // FiftyOne's `load_zoo_model(install_requirements=, error_level=)`.
+    if model.install {
+        let level = super::models::error_level(model.error_level.unwrap_or(0))?;
+        super::models::install_requirements(&downloaded.model, level)?;
+    } else if let Some(level) = model.error_level {
+        let level = super::models::error_level(level)?;
+        super::models::ensure_requirements(&downloaded.model, level, false)?;
+    }
     // The model is resolved once: no second pass over every manifest.
-    let config = registry.deployment_config_of(&downloaded.model, &serde_json::Map::new())?;
+    let mut overrides = serde_json::Map::new();
+    if config::cudnn_benchmark()? {
+        overrides.insert("cudnn_benchmark".into(), serde_json::Value::Bool(true));
+    }
+    let config = registry.deployment_config_of(&downloaded.model, &overrides)?;
     let kind = config
         .kind
         .clone()

@@ -134,5 +134,19 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
             allow_partial,
             json,
         } => super::scale::merge(&mut store, &dataset, &location, &field, allow_partial, json),
+        DatasetsCommand::Import { name, dir, format } => {
+            let context = || format!("importing `{}` as dataset `{name}` failed", dir.display());
+            let info = match format.as_str() {
+                "fiftyone" => store.import_fiftyone(&name, &dir).with_context(context)?,
+                "dir" => store.create(&name, &dir).with_context(context)?,
+                other => bail!("unknown import format `{other}`: use `fiftyone` or `dir`"),
+            };
+            say!(
+                "imported dataset `{}` with {} samples",
+                info.name,
+                info.samples
+            );
+            Ok(())
+        }
     }
 }

@@ -197,6 +197,7 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
     let entry = serde_json::to_value(&model.model)?;
     let path = registry.model_path(&model)?;
     let downloaded = registry.downloaded_path(&model);
+    let weights = weights_summary(&model)?;
     if json {
         return output::json(
             &mut out,
@@ -205,6 +206,7 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
                 "source": origin(&model),
                 "model_path": path,
                 "downloaded": downloaded.is_some(),
+                "weights": weights,
                 "manifest": entry,
             }),
         );
@@ -217,34 +219,159 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
         "downloaded: {}",
         if downloaded.is_some() { "yes" } else { "no" }
     )?;
+    let text = |key: &str| weights[key].as_str().map(escape);
+    if let Some(url) = text("manifest_url") {
+        writeln!(out, "manifest url: {url}")?;
+    }
+    if let (Some(url), Some(resolved)) = (text("named_weights_url"), text("resolved")) {
+        writeln!(out, "named weights url: {url} ({resolved})")?;
+    }
+    if let Some(url) = text("runs") {
+        writeln!(out, "runs:       {url}")?;
+    }
     writeln!(out, "{}", serde_json::to_string_pretty(&entry)?)?;
     Ok(())
 }
 
+/// The weights URLs of a model: the manifest's `manager.config.url`, the
+/// named weights torchvision resolves `entrypoint_args.weights` to (built-in
+/// models), and which of the two zoo downloads and runs.
+fn weights_summary(model: &ZooModel) -> Result<serde_json::Value> {
+    let manifest_url = model
+        .model
+        .download_manager()
+        .and_then(|manager| manager.config.get("url"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let named = zoo_registry::named_weights(model)?;
+    let runs = named
+        .as_ref()
+        .map(|named| named.url.clone())
+        .or_else(|| manifest_url.clone());
+    Ok(json!({
+        "manifest_url": manifest_url,
+        "named_weights": named.as_ref().map(|named| named.weights.clone()),
+        "resolved": named.as_ref().map(|named| named.resolved.clone()),
+        "named_weights_url": named.as_ref().map(|named| named.url.clone()),
+        "sha256_prefix": named.as_ref().and_then(|named| named.sha256_prefix.clone()),
+        "runs": runs,
+    }))
+}
+
+/// `requirements NAME [-p] [-i] [-e] [--error-level N]`, as FiftyOne's
+/// `ModelZooRequirementsCommand.execute` runs them: print (also when neither
+/// `--install` nor `--ensure` is given), then install, then ensure.
 fn requirements(registry: &Registry, args: &RequirementsArgs) -> Result<()> {
     let model = registry.model(&args.name)?;
+    let level = error_level(args.error_level)?;
+    if args.print || (!args.install && !args.ensure) {
+        print_requirements(&model, args.json)?;
+    }
+    if args.install {
+        install_requirements(&model, level)?;
+    }
+    if args.ensure {
+        ensure_requirements(&model, level, args.json)?;
+    }
+    Ok(())
+}
+
+/// FiftyOne's error levels: 0 = fail, 1 = warn, 2 = ignore.
+pub(crate) fn error_level(number: u8) -> Result<ErrorLevel> {
+    ErrorLevel::from_number(number).context("error level must be 0, 1 or 2")
+}
+
+fn print_requirements(model: &ZooModel, json: bool) -> Result<()> {
     let requirements = model.model.requirements.clone().unwrap_or_default();
     let mut out = std::io::stdout().lock();
-    if !args.ensure {
-        if args.json {
-            return output::json(&mut out, &serde_json::to_value(&requirements)?);
+    if json {
+        return output::json(&mut out, &serde_json::to_value(&requirements)?);
+    }
+    writeln!(
+        out,
+        "packages: {}",
+        escape(&list_or_none(&requirements.packages_for(false)))
+    )?;
+    writeln!(out, "cpu support: {}", requirements.supports(false))?;
+    writeln!(out, "gpu support: {}", requirements.supports(true))?;
+    if let Some(gpu) = &requirements.gpu
+        && let Some(packages) = &gpu.packages
+    {
+        writeln!(out, "gpu packages: {}", escape(&packages.join(", ")))?;
+    }
+    Ok(())
+}
+
+/// Reports an unmet requirement at `level`: an error, a warning, or
+/// nothing.
+fn at_level(level: ErrorLevel, message: String) -> Result<()> {
+    match level {
+        ErrorLevel::Fail => bail!(message),
+        ErrorLevel::Warn => {
+            say!("warning: {message}");
+            Ok(())
         }
-        writeln!(
-            out,
-            "packages: {}",
-            escape(&list_or_none(&requirements.packages_for(false)))
-        )?;
-        writeln!(out, "cpu support: {}", requirements.supports(false))?;
-        writeln!(out, "gpu support: {}", requirements.supports(true))?;
-        if let Some(gpu) = &requirements.gpu
-            && let Some(packages) = &gpu.packages
-        {
-            writeln!(out, "gpu packages: {}", escape(&packages.join(", ")))?;
-        }
+        ErrorLevel::Ignore => Ok(()),
+    }
+}
+
+/// Installs the model's Python packages with `ZOO_PYTHON -m pip install`
+/// (FiftyOne's `install_zoo_model_requirements`); a failed install is
+/// reported at `level`.
+pub(crate) fn install_requirements(model: &ZooModel, level: ErrorLevel) -> Result<()> {
+    let requirements = model.model.requirements.clone().unwrap_or_default();
+    let packages = requirements.packages_for(nvidia_gpu_present());
+    if packages.is_empty() {
         return Ok(());
     }
-    let level =
-        ErrorLevel::from_number(args.error_level).context("error level must be 0, 1 or 2")?;
+    // Manifest text is hostile: a "package" such as `--index-url=...` or
+    // `-r FILE` would be read by pip as an option.
+    if let Some(option) = packages.iter().find(|package| package.starts_with('-')) {
+        bail!(
+            "`{}` lists the requirement `{option}`, which pip would read as an option; refusing to install it",
+            model.name()
+        );
+    }
+    let python = config::python();
+    let command = shell_words(
+        [python.as_str(), "-m", "pip", "install"]
+            .into_iter()
+            .chain(packages.iter().copied()),
+    );
+    say!(
+        "installing the requirements of `{}`: {command}",
+        model.name()
+    );
+    let status = std::process::Command::new(&python)
+        .args(["-m", "pip", "install"])
+        .args(&packages)
+        .stdout(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => at_level(
+            level,
+            format!(
+                "installing the requirements of `{}` failed: `{command}` exited with {status}",
+                model.name()
+            ),
+        ),
+        Err(err) => at_level(
+            level,
+            format!(
+                "installing the requirements of `{}` failed: cannot run `{python}` ({err}); set `ZOO_PYTHON` to a Python with pip",
+                model.name()
+            ),
+        ),
+    }
+}
+
+/// Checks the model's requirements (FiftyOne's
+/// `ensure_zoo_model_requirements`): missing Python packages and device
+/// support, reported at `level`; with `json`, the check is printed too.
+pub(crate) fn ensure_requirements(model: &ZooModel, level: ErrorLevel, json: bool) -> Result<()> {
+    let requirements = model.model.requirements.clone().unwrap_or_default();
+    let mut out = std::io::stdout().lock();
     let gpu = nvidia_gpu_present();
     let installed = installed_python_packages(&requirements.packages_for(gpu));
     let check = requirements.check(gpu, |name| {
@@ -252,7 +379,7 @@ fn requirements(registry: &Registry, args: &RequirementsArgs) -> Result<()> {
             .iter()
             .any(|found| found.eq_ignore_ascii_case(name))
     });
-    if args.json {
+    if json {
         output::json(
             &mut out,
             &json!({
@@ -263,7 +390,7 @@ fn requirements(registry: &Registry, args: &RequirementsArgs) -> Result<()> {
         )?;
     }
     if check.is_satisfied() {
-        if !args.json {
+        if !json {
             writeln!(
                 out,
                 "requirements of `{}` are satisfied",
@@ -281,26 +408,21 @@ fn requirements(registry: &Registry, args: &RequirementsArgs) -> Result<()> {
                 .chain(check.missing_packages.iter().map(String::as_str)),
         );
         problems.push(format!(
-            "missing Python packages {} (install them with `{command}`)",
+            "missing Python packages {} (install them with `{command}`, or `--install`)",
             check.missing_packages.join(", "),
         ));
     }
     if let Some(device) = check.unsupported_device {
         problems.push(format!("the model does not support running on {device}"));
     }
-    let message = format!(
-        "requirements of `{}` are not met: {}",
-        model.name(),
-        problems.join("; ")
-    );
-    match level {
-        ErrorLevel::Fail => bail!(message),
-        ErrorLevel::Warn => {
-            say!("warning: {message}");
-            Ok(())
-        }
-        ErrorLevel::Ignore => Ok(()),
-    }
+    at_level(
+        level,
+        format!(
+            "requirements of `{}` are not met: {}",
+            model.name(),
+            problems.join("; ")
+        ),
+    )
 }
 
 /// Whether an NVIDIA GPU is visible, without loading libtorch.

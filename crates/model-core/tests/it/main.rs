@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use zoo_model_core::{
-    ApplyOptions, EmbedOutcome, Image, ImageLoader, Input, Label, Model, ModelError, Outcome,
-    Prediction, Preprocess, Sample, apply, apply_on, embed, embed_on,
+    ApplyOptions, EmbedOutcome, Image, ImageLoader, Input, InputData, Label, Model, ModelError,
+    Outcome, Prediction, Preprocess, Sample, apply, apply_on, embed, embed_on,
 };
 
 /// Mean brightness: "bright" when above 0.5, confidence = distance from 0.5
@@ -32,7 +32,7 @@ impl Preprocess for Scale {
         }
         Ok(Input {
             shape: [3, height, width],
-            data,
+            data: InputData::Values(data),
             original_size: (image.width, image.height),
         })
     }
@@ -53,7 +53,8 @@ impl Model for Brightness {
         Ok(inputs
             .iter()
             .map(|input| {
-                let mean = input.data.iter().sum::<f32>() / input.data.len() as f32;
+                let values = input.data.values().expect("Scale makes values");
+                let mean = values.iter().sum::<f32>() / values.len() as f32;
                 Prediction::Label(Some(Label::Classification {
                     label: if mean > 0.5 { "bright" } else { "dark" }.into(),
                     confidence: Some(f64::from((mean - 0.5).abs() * 2.0)),
@@ -89,10 +90,9 @@ impl Model for Brightness {
             .iter()
             .map(|input| {
                 let plane = input.shape[1] * input.shape[2];
+                let values = input.data.values().expect("Scale makes values");
                 (0..3)
-                    .map(|c| {
-                        input.data[c * plane..(c + 1) * plane].iter().sum::<f32>() / plane as f32
-                    })
+                    .map(|c| values[c * plane..(c + 1) * plane].iter().sum::<f32>() / plane as f32)
                     .collect()
             })
             .collect())
@@ -217,7 +217,11 @@ fn thresholds_logits_and_stopping_on_failure() {
     let Outcome::Labels { fields, .. } = &outcomes[1] else {
         panic!()
     };
-    assert_eq!(fields[0].1, None, "below the threshold: no label");
+    assert_eq!(
+        fields[0].1,
+        Some(Label::EmptyClassification),
+        "below the threshold: FiftyOne's empty `Classification()`, not null"
+    );
 
     let strict = ApplyOptions {
         skip_failures: false,
@@ -419,10 +423,12 @@ impl Model for PanicsOn77 {
     }
 
     fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
-        if inputs
-            .iter()
-            .any(|input| (input.data[0] * 255.0).round() as u8 == 77)
-        {
+        if inputs.iter().any(|input| {
+            input
+                .data
+                .values()
+                .is_some_and(|values| (values[0] * 255.0).round() as u8 == 77)
+        }) {
             panic!("Torch error: shape mismatch in a forward");
         }
         self.0.predict_all(inputs)
@@ -558,4 +564,82 @@ fn a_decoder_panic_fails_only_that_sample() {
             failed[0].1
         );
     }
+}
+
+/// A model that applies `confidence_thresh` itself, as FiftyOne's
+/// `TorchImageModel` does: below it, an empty `Classification`.
+struct SelfThresholding {
+    inner: Brightness,
+    threshold: Option<f64>,
+}
+
+impl Model for SelfThresholding {
+    fn preprocessor(&self) -> Arc<dyn Preprocess> {
+        self.inner.preprocessor()
+    }
+
+    fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
+        let threshold = self.threshold;
+        Ok(self
+            .inner
+            .predict_all(inputs)?
+            .into_iter()
+            .map(|prediction| match prediction {
+                Prediction::Label(Some(label))
+                    if threshold.is_some_and(|t| label.confidence().is_some_and(|c| c < t)) =>
+                {
+                    Prediction::Label(Some(Label::EmptyClassification))
+                }
+                other => other,
+            })
+            .collect())
+    }
+
+    fn set_confidence_thresh(&mut self, threshold: f64) -> bool {
+        self.threshold = Some(threshold);
+        true
+    }
+}
+
+/// FiftyOne 1.22.1 `apply_model`: a model whose config has
+/// `confidence_thresh` gets the call's threshold and the engine does not
+/// filter again, so a classification below it is stored as an empty
+/// `Classification`, not dropped.
+#[test]
+fn a_model_that_thresholds_itself_keeps_an_empty_classification_below_the_threshold() {
+    let mut model = SelfThresholding {
+        inner: Brightness {
+            forwards: Vec::new(),
+            logits: false,
+            lifecycle: Vec::new(),
+        },
+        threshold: None,
+    };
+    let options = ApplyOptions {
+        confidence_thresh: Some(0.5),
+        label_field: "p".into(),
+        ..ApplyOptions::default()
+    };
+    let mut outcomes = Vec::new();
+    apply(
+        &mut model,
+        &samples(&["250-8", "140-8"]),
+        &Synthetic,
+        &options,
+        &mut |batch| {
+            outcomes.extend(batch);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(model.threshold, Some(0.5));
+    let labels: Vec<Option<Label>> = outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Outcome::Labels { mut fields, .. } => fields.remove(0).1,
+            Outcome::Failed { error, .. } => panic!("{error}"),
+        })
+        .collect();
+    assert!(matches!(&labels[0], Some(Label::Classification { label, .. }) if label == "bright"));
+    assert_eq!(labels[1], Some(Label::EmptyClassification));
 }

@@ -2,6 +2,7 @@
 //! server on loopback.
 #![allow(clippy::unwrap_used)]
 
+mod named_weights;
 mod paths;
 mod sources;
 

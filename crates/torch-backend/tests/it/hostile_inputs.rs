@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use zoo_model_core::{Image, Input, Label, Model, ModelError, ModelSpec, Prediction, Preprocess};
+use zoo_model_core::{
+    Image, Input, InputData, Label, Model, ModelError, ModelSpec, Prediction, Preprocess,
+};
 use zoo_torch_backend::{Preprocessing, TorchImageModel, write_untrained_weights};
 
 fn squeezenet(dir: &Path) -> TorchImageModel {
@@ -18,9 +20,11 @@ fn squeezenet(dir: &Path) -> TorchImageModel {
 fn input(channels: usize, height: usize, width: usize) -> Input {
     Input {
         shape: [channels, height, width],
-        data: (0..channels * height * width)
-            .map(|value| (value % 17) as f32 / 17.0)
-            .collect(),
+        data: InputData::Values(
+            (0..channels * height * width)
+                .map(|value| (value % 17) as f32 / 17.0)
+                .collect(),
+        ),
         original_size: (width as u32, height as u32),
     }
 }
@@ -91,7 +95,7 @@ fn inputs_whose_values_do_not_fill_their_shape_are_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut model = squeezenet(dir.path());
     let mut short = input(3, 20, 20);
-    short.data.truncate(10);
+    short.data = InputData::Values(vec![0.0; 10]);
     let err = model.predict(&short).unwrap_err().to_string();
     assert!(err.contains("does not hold 3x20x20 values"), "{err}");
 }
@@ -112,6 +116,15 @@ fn config_error(key: &str, value: Value) -> String {
         Err(other) => panic!("{key}: not a config error: {other}"),
         Ok(_) => panic!("{key}: accepted"),
     }
+}
+
+#[test]
+fn cudnn_benchmark_that_is_not_a_boolean_is_a_config_error() {
+    let message = config_error("cudnn_benchmark", json!("yes"));
+    assert!(
+        message.contains("`cudnn_benchmark` must be true or false"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -6,21 +6,24 @@
 //! The checks that run a network run on the CPU, or on the device named by
 //! `ZOO_TEST_DEVICE` (`cuda`, `cuda:N`): there each runs twice, in f32
 //! within [`TOLERANCE`] of the CPU oracle and with `use_half_precision`
-//! within [`HALF_TOLERANCE`] of it. Strict f32 on a GPU needs cuDNN's TF32
-//! off (`NVIDIA_TF32_OVERRIDE=0`), as PyTorch's own CUDA results do.
+//! within [`HALF_TOLERANCE`] of it. zoo's own convolutions run with TF32 off
+//! (`layers::Conv`); the networks still taken from `tch::vision` follow
+//! libtorch's default (TF32 on in cuDNN) unless `NVIDIA_TF32_OVERRIDE=0`.
 //! `ZOO_TEST_FIXTURES` points at the fixtures when the binary runs away
 //! from its source tree (`cargo xtask device-build`).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod checkpoints;
+mod fiftyone_parity;
 mod hostile_inputs;
+mod real_checkpoints;
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tch::Tensor;
-use zoo_model_core::{Image, Input, Label, Model, ModelSpec, Prediction};
+use zoo_model_core::{Image, Input, InputData, Label, Model, ModelSpec, Prediction, Preprocess};
 use zoo_torch_backend::{TorchImageModel, parameter_shapes, read_named_tensors, resize_bilinear};
 
 /// Largest absolute difference allowed from the oracle in f32.
@@ -85,7 +88,7 @@ impl Run {
             "parity {what} on {self}: max |diff| {difference:.3e} (tolerance {tolerance:.1e})"
         );
         let hint = if self.device != "cpu" && !self.half {
-            " (cuDNN's TF32 convolutions differ by about 1e-3: NVIDIA_TF32_OVERRIDE=0 turns them off)"
+            " (cuDNN's TF32 convolutions differ by about 1e-3: did a network use libtorch's default convolution? NVIDIA_TF32_OVERRIDE=0 turns TF32 off)"
         } else {
             ""
         };
@@ -219,6 +222,66 @@ fn resized_pixels_are_identical_to_pillows() {
             "{}",
             entry["file"]
         );
+    }
+}
+
+/// What a model on a GPU is fed (`u8` pixels, normalised on the device)
+/// gives the very logits of host-normalised inputs: the same operations in
+/// the same precision. Run on the CPU here (channels-last folded resnet18,
+/// NCHW mobilenet_v2) and on `ZOO_TEST_DEVICE`.
+#[test]
+fn pixel_inputs_give_the_logits_of_host_normalised_inputs_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let pixels = zoo_torch_backend::Preprocessing {
+        min_dim: Some(224),
+        max_dim: Some(2048),
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+        pixels: true,
+        ..Default::default()
+    };
+    let host = zoo_torch_backend::Preprocessing {
+        pixels: false,
+        ..pixels.clone()
+    };
+    for (entrypoint, layer) in [
+        ("torchvision.models.resnet.resnet18", "<fc"),
+        ("torchvision.models.mobilenet.mobilenet_v2", "<classifier.1"),
+    ] {
+        let weights = formula_weights(entrypoint, dir.path());
+        for run in Run::all().into_iter().filter(|run| !run.half) {
+            let config = run.apply_to(imagenet_config(entrypoint, layer));
+            let mut model = TorchImageModel::from_spec(&spec(config, &weights)).unwrap();
+            model.set_store_logits(true);
+            let logits = |model: &mut TorchImageModel, inputs: &[Input]| -> Vec<Vec<f32>> {
+                model
+                    .predict_all(inputs)
+                    .unwrap()
+                    .into_iter()
+                    .map(|prediction| match prediction {
+                        Prediction::Label(Some(Label::Classification {
+                            logits: Some(logits),
+                            ..
+                        })) => logits,
+                        other => panic!("no logits: {other:?}"),
+                    })
+                    .collect()
+            };
+            for entry in oracle()["images"].as_array().unwrap() {
+                let image = load(entry["file"].as_str().unwrap());
+                let as_pixels = pixels.preprocess(image.clone()).unwrap();
+                let as_values = host.preprocess(image).unwrap();
+                assert!(matches!(as_pixels.data, InputData::Pixels(_)));
+                assert!(matches!(as_values.data, InputData::Values(_)));
+                let batch = |input: &Input| vec![input.clone(), input.clone()];
+                assert_eq!(
+                    logits(&mut model, &batch(&as_pixels)),
+                    logits(&mut model, &batch(&as_values)),
+                    "{entrypoint} on {run}, {}",
+                    entry["file"]
+                );
+            }
+        }
     }
 }
 

@@ -1,0 +1,189 @@
+//! What torchvision's model builders do to a hosted checkpoint and to the
+//! architecture when they load named weights, so zoo loads the same files
+//! into the same networks.
+//!
+//! - DenseNet: the hosted files (`densenet121-a639ec97.pth`, ...) use the
+//!   names of torchvision before 0.3 (`denselayer1.norm.1.weight`);
+//!   torchvision's `_load_state_dict` renames them with the pattern
+//!   `^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$`
+//!   (the two groups joined, so `denselayer1.norm1.weight`). zoo applies
+//!   the same rename; current names pass unchanged.
+//! - Inception v3: the hosted file holds the auxiliary classifier
+//!   (`AuxLogits.*`); torchvision builds it to load them and then drops it
+//!   (`aux_logits=False`, FiftyOne's setting), so its tensors are not used
+//!   for inference: zoo drops them before loading. With named weights
+//!   torchvision also sets `transform_input=True` unless the caller gives
+//!   it, which re-normalises the input from ImageNet's statistics to
+//!   `[-1, 1]` per channel before the first convolution.
+
+use serde_json::Value;
+use tch::Tensor;
+
+/// How torchvision builds an architecture, from FiftyOne's
+/// `entrypoint_args`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BuildOptions {
+    /// Inception v3's `transform_input`.
+    pub(crate) transform_input: bool,
+}
+
+impl BuildOptions {
+    /// The options torchvision's builder `architecture` uses for these
+    /// `entrypoint_args` (absent: none).
+    pub(crate) fn new(architecture: &str, entrypoint_args: Option<&Value>) -> BuildOptions {
+        let args = entrypoint_args.and_then(Value::as_object);
+        let has_weights = args
+            .and_then(|args| args.get("weights"))
+            .is_some_and(|weights| !weights.is_null());
+        let transform_input = match args.and_then(|args| args.get("transform_input")) {
+            Some(value) => value.as_bool().unwrap_or(false),
+            None => architecture == "inception_v3" && has_weights,
+        };
+        BuildOptions { transform_input }
+    }
+}
+
+/// The tensors of a torchvision checkpoint under the names zoo's
+/// architecture `architecture` uses: torchvision's loader renames applied,
+/// and the tensors torchvision loads only into parts it then drops left
+/// out.
+pub(crate) fn torchvision_names(
+    architecture: &str,
+    tensors: Vec<(String, Tensor)>,
+) -> Vec<(String, Tensor)> {
+    if architecture.starts_with("densenet") {
+        return tensors
+            .into_iter()
+            .map(|(name, tensor)| (densenet_name(&name), tensor))
+            .collect();
+    }
+    if architecture == "inception_v3" {
+        return tensors
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("AuxLogits."))
+            .collect();
+    }
+    tensors
+}
+
+/// torchvision's DenseNet rename of one key (see the module docs).
+fn densenet_name(name: &str) -> String {
+    let parts: Vec<&str> = name.split('.').collect();
+    let [.., layer, module, index, parameter] = parts.as_slice() else {
+        return name.to_owned();
+    };
+    let is_layer = layer
+        .rfind("denselayer")
+        .map(|at| &layer[at + "denselayer".len()..])
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    let renamed = is_layer
+        && matches!(*module, "norm" | "relu" | "conv")
+        && matches!(*index, "1" | "2")
+        && matches!(
+            *parameter,
+            "weight" | "bias" | "running_mean" | "running_var"
+        );
+    if !renamed {
+        return name.to_owned();
+    }
+    let head = &parts[..parts.len() - 3];
+    format!("{}.{module}{index}.{parameter}", head.join("."))
+}
+
+/// torchvision's `Inception3._transform_input`: each channel from
+/// ImageNet's normalisation to `(x - 0.5) / 0.5` of the raw pixel.
+pub(crate) fn inception_transform_input(xs: &Tensor) -> Result<Tensor, tch::TchError> {
+    let channel = |index: i64, std: f64, mean: f64| -> Result<Tensor, tch::TchError> {
+        Ok(xs.f_select(1, index)?.f_unsqueeze(1)? * (std / 0.5) + (mean - 0.5) / 0.5)
+    };
+    Tensor::f_cat(
+        &[
+            channel(0, 0.229, 0.485)?,
+            channel(1, 0.224, 0.456)?,
+            channel(2, 0.225, 0.406)?,
+        ],
+        1,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// torchvision's DenseNet pattern, case by case: legacy names are
+    /// renamed, current and unrelated names are not.
+    #[test]
+    fn densenet_legacy_names_are_renamed_like_torchvisions_loader() {
+        let cases = [
+            (
+                "features.denseblock1.denselayer1.norm.1.weight",
+                "features.denseblock1.denselayer1.norm1.weight",
+            ),
+            (
+                "features.denseblock4.denselayer16.conv.2.weight",
+                "features.denseblock4.denselayer16.conv2.weight",
+            ),
+            (
+                "features.denseblock2.denselayer3.norm.2.running_var",
+                "features.denseblock2.denselayer3.norm2.running_var",
+            ),
+            (
+                "features.denseblock1.denselayer1.norm1.weight",
+                "features.denseblock1.denselayer1.norm1.weight",
+            ),
+            (
+                "features.denseblock1.denselayer1.norm.1.num_batches_tracked",
+                "features.denseblock1.denselayer1.norm.1.num_batches_tracked",
+            ),
+            (
+                "features.denseblock1.denselayer1.norm.3.weight",
+                "features.denseblock1.denselayer1.norm.3.weight",
+            ),
+            (
+                "features.transition1.norm.weight",
+                "features.transition1.norm.weight",
+            ),
+            (
+                "features.denselayer.norm.1.weight",
+                "features.denselayer.norm.1.weight",
+            ),
+            ("classifier.weight", "classifier.weight"),
+        ];
+        for (legacy, expected) in cases {
+            assert_eq!(densenet_name(legacy), expected, "{legacy}");
+        }
+    }
+
+    #[test]
+    fn inception_runs_with_transform_input_when_named_weights_are_given() {
+        let cases = [
+            (
+                "inception_v3",
+                json!({"weights": "Inception_V3_Weights.DEFAULT"}),
+                true,
+            ),
+            ("inception_v3", json!({}), false),
+            ("inception_v3", json!({"weights": null}), false),
+            (
+                "inception_v3",
+                json!({"weights": "Inception_V3_Weights.DEFAULT", "transform_input": false}),
+                false,
+            ),
+            (
+                "resnet50",
+                json!({"weights": "ResNet50_Weights.DEFAULT"}),
+                false,
+            ),
+        ];
+        for (architecture, args, expected) in cases {
+            assert_eq!(
+                BuildOptions::new(architecture, Some(&args)).transform_input,
+                expected,
+                "{architecture} {args}"
+            );
+        }
+        assert!(!BuildOptions::new("inception_v3", None).transform_input);
+    }
+}
