@@ -311,6 +311,7 @@ pub(crate) enum DatasetsCommand {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+    },
     /// Import a dataset: FiftyOne's dataset folder (labels kept), or a
     /// folder of images.
     Import {
