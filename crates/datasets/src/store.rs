@@ -12,7 +12,7 @@ use zoo_model_core::{
     EmbedOutcome, FieldNameError, Outcome, Sample, npy_f32_bytes, validate_field_name,
 };
 
-use crate::loader::{IMAGE_EXTENSIONS, LoadError, open_regular, regular_file};
+use crate::loader::{IMAGE_EXTENSIONS, LoadError, regular_file};
 use crate::results::{MergePlan, Record, ResultsError, ResultsKind, read_part};
 use crate::shard::{Shard, stable_key};
 
