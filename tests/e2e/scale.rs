@@ -141,7 +141,24 @@ fn parts(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Every sample's value of `field` in the exported dataset, by file path.
+/// `value` without its `_id`s: every run gives its labels fresh ObjectIds,
+/// as FiftyOne does, so two runs agree on everything else.
+fn without_ids(value: Value) -> Value {
+    match value {
+        Value::Object(object) => Value::Object(
+            object
+                .into_iter()
+                .filter(|(key, _)| key != "_id")
+                .map(|(key, value)| (key, without_ids(value)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_ids).collect()),
+        other => other,
+    }
+}
+
+/// Every sample's value of `field` in the exported dataset, by file path,
+/// label ids left out.
 fn field_values(sandbox: &Sandbox, dataset: &str, field: &str) -> BTreeMap<String, Value> {
     let out = sandbox.dir.path().join("export.jsonl");
     sandbox.ok(&["datasets", "export", dataset, out.to_str().unwrap()]);
@@ -152,7 +169,7 @@ fn field_values(sandbox: &Sandbox, dataset: &str, field: &str) -> BTreeMap<Strin
             let sample: Value = serde_json::from_str(line).unwrap();
             (
                 sample["filepath"].as_str().unwrap().to_owned(),
-                sample.get(field).cloned().unwrap_or(Value::Null),
+                without_ids(sample.get(field).cloned().unwrap_or(Value::Null)),
             )
         })
         .collect()
