@@ -9,6 +9,7 @@ mod fiftyone_interop;
 mod hooks;
 mod hostile_models;
 mod named_weights;
+mod scale;
 mod security_datasets;
 mod security_paths;
 mod security_transfers;

@@ -52,7 +52,7 @@ fn fiftyone_python(sh: &Shell, install: bool) -> Result<Option<PathBuf>> {
 /// Runs the benchmarks named in `args` (all when none); `--with-fiftyone`
 /// sets up FiftyOne for the side-by-side apply column.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
-    let known = ["list", "download", "extract", "apply", "decode"];
+    let known = ["list", "download", "extract", "apply", "shard", "decode"];
     let with_fiftyone = args.iter().any(|arg| arg == "--with-fiftyone");
     let named: Vec<&str> = args
         .iter()

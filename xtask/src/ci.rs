@@ -16,24 +16,32 @@ pub(crate) fn libtorch_env(sh: &Shell) -> Result<Vec<xshell::PushEnv<'_>>> {
         .collect())
 }
 
-/// A Python with numpy for the tests that check files numpy must read
-/// (`ZOO_TEST_PYTHON`); kept in the user cache.
+/// What the test venv holds: numpy for the files numpy must read, moto's
+/// S3-compatible server for the object-storage tests (on 127.0.0.1 only).
+const TEST_PACKAGES: &[&str] = &["numpy", "moto[server]==5.2.5"];
+
+/// A Python with [`TEST_PACKAGES`] for the tests that need one
+/// (`ZOO_TEST_PYTHON`); kept in the user cache, completed when a package
+/// was added to the list since it was made.
 fn test_python(sh: &Shell) -> Result<std::path::PathBuf> {
     let base = dirs::cache_dir().context("no user cache directory")?;
     let venv = base.join("zoo").join("test-venv");
     let python = venv.join("bin/python");
     let ready = venv.join(".zoo-installed");
-    if !ready.exists() {
-        cmd!(sh, "python3 -m venv {venv}")
-            .run()
-            .context("creating the test venv failed")?;
+    let wanted = TEST_PACKAGES.join("\n") + "\n";
+    if fs_err::read_to_string(&ready).ok().as_deref() != Some(wanted.as_str()) {
+        if !python.exists() {
+            cmd!(sh, "python3 -m venv {venv}")
+                .run()
+                .context("creating the test venv failed")?;
+        }
         cmd!(
             sh,
-            "{python} -m pip install --quiet --disable-pip-version-check numpy"
+            "{python} -m pip install --quiet --no-cache-dir --disable-pip-version-check {TEST_PACKAGES...}"
         )
         .run()
-        .context("installing numpy into the test venv failed")?;
-        fs_err::write(&ready, "numpy\n")?;
+        .context("installing the test packages into the test venv failed")?;
+        fs_err::write(&ready, wanted)?;
     }
     Ok(python)
 }

@@ -25,7 +25,7 @@ tasks:
   build [cargo build args]         cargo build with libtorch set up (binary: target/<profile>/zoo)
   zoo [zoo args]                   build and run the `zoo` binary with libtorch set up
   quickstart                       the main job: build zoo (release) and run it end to end
-  bench [list|download|extract|apply] [--with-fiftyone]
+  bench [list|download|extract|apply|shard] [--with-fiftyone]
                                    benchmarks (release build); figures and ratios from one run
   tidy                             check crate dependency rules (also run as a test)
   fixtures                         regenerate the torch parity fixtures with PyTorch (venv in the cache)

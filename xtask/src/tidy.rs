@@ -22,6 +22,7 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
         &["zoo-model-core", "zoo-output-processors"],
     ),
     ("zoo-datasets", &["zoo-fs", "zoo-model-core"]),
+    ("zoo-storage", &[]),
     ("zoo-test-support", &[]),
     ("xtask", &["zoo-manifest"]),
 ];
@@ -41,6 +42,7 @@ const RESTRICTED: &[(&str, &[&str])] = &[
     ),
     ("tar", &["zoo-sources", "zoo-test-support"]),
     ("rusqlite", &["zoo-datasets"]),
+    ("object_store", &["zoo-storage"]),
 ];
 
 /// Crates that must build without libtorch anywhere in their dependencies.
@@ -52,6 +54,7 @@ const LIBTORCH_FREE: &[&str] = &[
     "zoo-model-core",
     "zoo-output-processors",
     "zoo-datasets",
+    "zoo-storage",
     "zoo-test-support",
 ];
 

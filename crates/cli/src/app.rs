@@ -187,6 +187,8 @@ pub(crate) struct ApplyArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) scale: crate::commands::ScaleArgs,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +210,8 @@ pub(crate) struct EmbedArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) scale: crate::commands::ScaleArgs,
 }
 
 /// How `apply` and `embed` pick and run the model.
@@ -292,6 +296,21 @@ pub(crate) enum DatasetsCommand {
         /// With `--format npy`: the embeddings field.
         #[arg(long)]
         field: Option<String>,
+    },
+    /// Fold the part files of sharded runs (`--results`) into a field.
+    MergeResults {
+        /// The dataset name, or its folder.
+        dataset: String,
+        /// Where the shards wrote their results (a folder or `file://` URL).
+        location: String,
+        /// The field the shards computed (and the one filled here).
+        field: String,
+        /// Merge what is there even when shards are missing or incomplete.
+        #[arg(long)]
+        allow_partial: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Import a dataset: FiftyOne's dataset folder (labels kept), or a
     /// folder of images.

@@ -67,6 +67,49 @@ pub(crate) fn image_limits() -> Result<ImageLimits> {
     Ok(limits)
 }
 
+/// `ZOO_RESULTS_CHUNK`: how many samples a shard's part file holds
+/// (default 1000); a retried shard redoes at most one chunk's work.
+pub(crate) fn results_chunk() -> Result<usize> {
+    match env_number("ZOO_RESULTS_CHUNK")? {
+        None => Ok(1000),
+        Some(0) => anyhow::bail!("`ZOO_RESULTS_CHUNK` must be at least 1, got `0`"),
+        Some(count) => Ok(usize::try_from(count).unwrap_or(usize::MAX)),
+    }
+}
+
+/// How datasets in object storage are reached: every `AWS_*`, `GOOGLE_*`
+/// and `AZURE_*` variable, as the `object_store` key of the same name in
+/// lower case (`AWS_ENDPOINT` -> `aws_endpoint`, `AWS_ALLOW_HTTP` for a
+/// plain-HTTP endpoint), and `ZOO_STORAGE_CONCURRENCY` (fetches at once,
+/// default 16), `ZOO_STORAGE_RETRIES` (retries of one request, default 10).
+pub(crate) fn storage_options() -> Result<zoo_storage::StorageOptions> {
+    let mut options = zoo_storage::StorageOptions::default();
+    for (name, value) in std::env::vars_os() {
+        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
+            continue;
+        };
+        if ["AWS_", "GOOGLE_", "AZURE_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            options
+                .config
+                .push((name.to_ascii_lowercase(), value.to_owned()));
+        }
+    }
+    if let Some(count) = env_number("ZOO_STORAGE_CONCURRENCY")? {
+        ensure!(
+            count > 0,
+            "`ZOO_STORAGE_CONCURRENCY` must be at least 1, got `0`"
+        );
+        options.concurrency = usize::try_from(count).unwrap_or(usize::MAX);
+    }
+    if let Some(retries) = env_number("ZOO_STORAGE_RETRIES")? {
+        options.retries = usize::try_from(retries).unwrap_or(usize::MAX);
+    }
+    Ok(options)
+}
+
 /// The registry as the environment configures it.
 pub(crate) fn registry() -> Result<Registry> {
     // Checked up front, so that a bad value fails every command the same

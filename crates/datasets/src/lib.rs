@@ -34,10 +34,18 @@
 mod fiftyone;
 mod jpeg;
 mod loader;
+mod remote;
+mod results;
+mod shard;
 mod store;
 
 pub use jpeg::JpegError;
 pub use loader::{
     FileLoader, IMAGE_EXTENSIONS, ImageLimits, LoadError, decode_image, decode_image_within,
 };
-pub use store::{DatasetError, DatasetInfo, Datasets, ExportFormat};
+pub use remote::{ObjectLoader, RemoteBytes, is_url};
+pub use results::{
+    MergePlan, ResultsError, ResultsKind, ResultsLocation, ShardResults, ShardState, ShardSummary,
+};
+pub use shard::{Shard, ShardError, stable_key};
+pub use store::{DatasetError, DatasetInfo, Datasets, ExportFormat, MergeSummary};

@@ -274,7 +274,16 @@ pub fn decode_image(path: &Path) -> Result<Image, LoadError> {
 /// its size checked against the pixel cap before any pixel is decoded, and
 /// the decoder held to the image crate's limits.
 pub fn decode_image_within(path: &Path, limits: &ImageLimits) -> Result<Image, LoadError> {
-    let bytes = read_capped(path, limits.max_bytes)?;
+    decode_bytes_within(path, read_capped(path, limits.max_bytes)?, limits)
+}
+
+/// [`decode_image_within`] of bytes already read (from object storage);
+/// `path` names them in errors and gives the format's first guess.
+pub(crate) fn decode_bytes_within(
+    path: &Path,
+    bytes: Vec<u8>,
+    limits: &ImageLimits,
+) -> Result<Image, LoadError> {
     // JPEG through libjpeg-turbo, as Pillow decodes it (`jpeg.rs`).
     if crate::jpeg::is_jpeg(&bytes)
         && let Some(image) = crate::jpeg::decode(path, &bytes, limits)?

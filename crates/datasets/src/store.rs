@@ -13,6 +13,8 @@ use zoo_model_core::{
 };
 
 use crate::loader::{IMAGE_EXTENSIONS, LoadError, regular_file};
+use crate::results::{MergePlan, Record, ResultsError, ResultsKind, read_part};
+use crate::shard::{Shard, stable_key};
 
 /// Why a dataset operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,13 @@ pub enum DatasetError {
         /// The field.
         field: String,
     },
+    /// Shard results could not be read.
+    #[error("reading shard results failed")]
+    Results {
+        /// Why.
+        #[from]
+        source: ResultsError,
+    },
     /// A folder is not a FiftyOne dataset zoo can import.
     #[error("`{}` cannot be imported as a FiftyOne dataset: {problem}", dir.display())]
     Import {
@@ -101,6 +110,19 @@ pub enum DatasetError {
     /// Local I/O failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// What `merge-results` folded into a dataset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeSummary {
+    /// Part files merged.
+    pub parts: u64,
+    /// Sample results merged (each one written once per merge).
+    pub records: u64,
+    /// Results whose key is no sample of the dataset (left out).
+    pub unknown: u64,
+    /// The first such key, for the message.
+    pub first_unknown: Option<String>,
 }
 
 /// What `zoo datasets info` shows.
@@ -336,6 +358,37 @@ impl Datasets {
                 dir: dir.to_path_buf(),
             });
         }
+        self.insert_dataset(name, root, files)
+    }
+
+    /// Creates dataset `name` from the objects under an object-store URL
+    /// (`s3://bucket/prefix`): `urls` are the objects' URLs, as listed,
+    /// each kept as its sample's path; stable keys are relative to `root`.
+    pub fn create_from_urls(
+        &mut self,
+        name: &str,
+        root: &str,
+        urls: Vec<String>,
+    ) -> Result<DatasetInfo, DatasetError> {
+        if self.dataset_id(name).is_ok() {
+            return Err(DatasetError::Exists(name.to_owned()));
+        }
+        if urls.is_empty() {
+            return Err(DatasetError::NoImages { dir: root.into() });
+        }
+        let root = root.trim_end_matches('/');
+        let files = urls.into_iter().map(PathBuf::from).collect();
+        self.insert_dataset(name, PathBuf::from(root), files)
+    }
+
+    /// Inserts dataset `name` with `files` in one `BEGIN IMMEDIATE`
+    /// transaction that re-checks the name.
+    fn insert_dataset(
+        &mut self,
+        name: &str,
+        root: PathBuf,
+        files: Vec<PathBuf>,
+    ) -> Result<DatasetInfo, DatasetError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs()) as i64;
@@ -535,6 +588,143 @@ impl Datasets {
                 })
             },
         )
+    }
+
+    /// The folder dataset `name` was indexed from (stable keys are relative
+    /// to it).
+    pub fn root(&self, name: &str) -> Result<PathBuf, DatasetError> {
+        let id = self.dataset_id(name)?;
+        self.connection
+            .query_row("SELECT root FROM datasets WHERE id = ?1", [id], |row| {
+                row.get::<_, StoredPath>(0)
+            })
+            .map(|root| root.0)
+            .map_err(|source| self.database(source))
+    }
+
+    /// The samples of `name` that belong to `shard`, each with its stable key
+    /// (SPEC section 12), in the dataset's order.
+    pub fn shard_samples(
+        &self,
+        name: &str,
+        shard: Shard,
+    ) -> Result<Vec<(Vec<u8>, Sample)>, DatasetError> {
+        let id = self.dataset_id(name)?;
+        let root = self.root(name)?;
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, filepath FROM samples WHERE dataset_id = ?1 ORDER BY id")
+            .map_err(|source| self.database(source))?;
+        let rows = statement
+            .query_map([id], |row| {
+                Ok(Sample {
+                    id: row.get(0)?,
+                    filepath: row.get::<_, StoredPath>(1)?.0,
+                })
+            })
+            .map_err(|source| self.database(source))?;
+        let mut samples = Vec::new();
+        for row in rows {
+            let sample = row.map_err(|source| self.database(source))?;
+            match stable_key(&root, &sample.filepath) {
+                Some(key) if shard.contains(&key) => samples.push((key, sample)),
+                Some(_) => {}
+                None => tracing::warn!(
+                    "sample `{}` is not under the dataset's root `{}`: in no shard",
+                    sample.filepath.display(),
+                    root.display()
+                ),
+            }
+        }
+        Ok(samples)
+    }
+
+    /// Folds the part files of `plan` into field `field` of dataset `name`:
+    /// one transaction per part, each sample's result written with `INSERT
+    /// OR REPLACE`, so merging again changes nothing.
+    pub fn merge_results(
+        &mut self,
+        name: &str,
+        plan: &MergePlan,
+        field: &str,
+    ) -> Result<MergeSummary, DatasetError> {
+        check_field(field)?;
+        let id = self.dataset_id(name)?;
+        let root = self.root(name)?;
+        let database = database_error(&self.path);
+        let mut summary = MergeSummary::default();
+        for (shard, part) in &plan.parts {
+            let transaction = self
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(database)?;
+            {
+                let mut find = transaction
+                    .prepare_cached(
+                        "SELECT id FROM samples WHERE dataset_id = ?1 AND filepath = ?2",
+                    )
+                    .map_err(database)?;
+                let mut label = transaction
+                    .prepare_cached("INSERT OR REPLACE INTO labels (sample_id, field, label) VALUES (?1, ?2, ?3)")
+                    .map_err(database)?;
+                let mut vector = transaction.prepare_cached("INSERT OR REPLACE INTO embeddings (sample_id, field, dim, data) VALUES (?1, ?2, ?3, ?4)").map_err(database)?;
+                let mut run = transaction.prepare_cached("INSERT OR REPLACE INTO runs (sample_id, field, ok, error) VALUES (?1, ?2, ?3, ?4)").map_err(database)?;
+                let kind = plan.kind;
+                read_part(part, *shard, field, |key, record| {
+                    let path = root.join(path_from_bytes(&key));
+                    let sample: Option<i64> = find
+                        .query_row(params![id, StoredPath(path)], |row| row.get(0))
+                        .optional()
+                        .map_err(database)?;
+                    let Some(sample) = sample else {
+                        summary.unknown += 1;
+                        summary
+                            .first_unknown
+                            .get_or_insert_with(|| String::from_utf8_lossy(&key).into_owned());
+                        return Ok(());
+                    };
+                    match record {
+                        Record::Labels(fields) if kind != Some(ResultsKind::Embeddings) => {
+                            for (name, text) in fields {
+                                check_field(&name)?;
+                                label
+                                    .execute(params![sample, name, text])
+                                    .map_err(database)?;
+                            }
+                            run.execute(params![sample, field, 1, Option::<String>::None])
+                                .map_err(database)?;
+                        }
+                        Record::Vector(values) if kind != Some(ResultsKind::Labels) => {
+                            let bytes: Vec<u8> = values
+                                .iter()
+                                .flat_map(|value| value.to_le_bytes())
+                                .collect();
+                            vector
+                                .execute(params![sample, field, values.len() as i64, bytes])
+                                .map_err(database)?;
+                            run.execute(params![sample, field, 1, Option::<String>::None])
+                                .map_err(database)?;
+                        }
+                        Record::Failed(error) => {
+                            run.execute(params![sample, field, 0, error])
+                                .map_err(database)?;
+                        }
+                        Record::Labels(_) | Record::Vector(_) => {
+                            return Err(DatasetError::from(ResultsError::Corrupt {
+                                path: part.clone(),
+                                line: 0,
+                                reason: "it mixes labels and embeddings".to_owned(),
+                            }));
+                        }
+                    }
+                    summary.records += 1;
+                    Ok(())
+                })?;
+            }
+            transaction.commit().map_err(database)?;
+            summary.parts += 1;
+        }
+        Ok(summary)
     }
 
     /// Stores one batch of apply outcomes for run field `field`, in one

@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Error, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use zoo_datasets::{Datasets, FileLoader};
+use zoo_datasets::{Datasets, ObjectLoader, ResultsKind, ShardResults};
 use zoo_model_core::{
     ApplyOptions, ApplySummary, EmbedOutcome, Label, Model, ModelSpec, Outcome, validate_field_name,
 };
 use zoo_registry::Registry;
 
+use super::scale::{self, ScaleArgs};
 use crate::app::{ApplyArgs, EmbedArgs, ModelArgs, Workers};
 use crate::progress::Bar;
 use crate::runtime::Runtime;
@@ -85,9 +86,12 @@ fn copies(models: &mut [Box<dyn Model>]) -> Vec<&mut dyn Model> {
         .collect()
 }
 
-fn dataset_name(store: &mut Datasets, dataset: &str) -> Result<String> {
+pub(crate) fn dataset_name(store: &mut Datasets, dataset: &str) -> Result<String> {
     if store.exists(dataset) {
         return Ok(dataset.to_owned());
+    }
+    if zoo_storage::is_object_url(dataset) {
+        return scale::dataset_for_url(store, dataset);
     }
     if Path::new(dataset).is_dir() {
         return Ok(store.for_dir(Path::new(dataset))?);
@@ -103,13 +107,19 @@ struct Run {
     /// One copy per worker.
     models: Vec<Box<dyn Model>>,
     pending: Vec<zoo_model_core::Sample>,
-    /// Reads images within the limits the environment sets.
-    loader: FileLoader,
+    /// Reads images (files, object-store URLs) within the limits the
+    /// environment sets.
+    loader: ObjectLoader,
+    /// With `--results`: where results go instead of the dataset.
+    results: Option<ShardResults>,
 }
 
 impl Run {
     /// Resolves the dataset first (cheap, and a typo should not cost a
     /// download), then the model, then what `field` has left to do.
+    // One argument per command-line option it serves; a struct would only
+    // rename them.
+    #[allow(clippy::too_many_arguments)]
     fn start(
         runtime: &dyn Runtime,
         name_or_url: &str,
@@ -118,18 +128,20 @@ impl Run {
         field: &str,
         overwrite: bool,
         quiet: bool,
+        scale: (&ScaleArgs, ResultsKind),
     ) -> Result<Self> {
         // A bad field name or limit costs nothing: checked before the
         // dataset is indexed or the model downloaded.
         validate_field_name(field)
             .with_context(|| format!("cannot store results under `{}`", field.escape_debug()))?;
-        let loader = FileLoader::new(config::image_limits()?);
+        let loader = scale::loader()?;
         let mut store = Datasets::open(&config::datasets_dir()?)?;
         let dataset = dataset_name(&mut store, dataset)?;
         let registry = config::registry()?;
         let (name, models) = load_model(&registry, runtime, name_or_url, model, quiet)
             .with_context(|| format!("loading model `{name_or_url}` failed"))?;
-        let pending = store.pending(&dataset, field, overwrite)?;
+        let (pending, results) =
+            scale::pending(&mut store, &dataset, field, scale.1, scale.0, overwrite)?;
         Ok(Self {
             store,
             dataset,
@@ -137,6 +149,7 @@ impl Run {
             models,
             pending,
             loader,
+            results,
         })
     }
 }
@@ -177,6 +190,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         mut models,
         pending,
         loader,
+        mut results,
     } = Run::start(
         runtime,
         &args.name_or_url,
@@ -185,6 +199,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         &args.label_field,
         args.overwrite,
         quiet,
+        (&args.scale, ResultsKind::Labels),
     )?;
     let options = ApplyOptions {
         batch_size: args.batch_size,
@@ -230,15 +245,20 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
                     }
                 }
             }
-            store
-                .write_labels(&args.label_field, &batch)
-                .map_err(|err| err.to_string())?;
+            match &mut results {
+                Some(results) => results.record_labels(&batch).map_err(Error::from),
+                None => store
+                    .write_labels(&args.label_field, &batch)
+                    .map_err(Error::from),
+            }
+            .map_err(|err| format!("{err:#}"))?;
             bar.inc(batch.len() as u64);
             Ok(())
         },
     )
     .with_context(|| format!("applying `{name}` to `{dataset}` failed"))?;
     bar.finish_and_clear();
+    scale::finish(results)?;
     let failures = store.failures(&dataset, &args.label_field)?;
     let mut top: Vec<(String, usize)> = counts.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -314,6 +334,7 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         mut models,
         pending,
         loader,
+        mut results,
     } = Run::start(
         runtime,
         &args.name_or_url,
@@ -322,6 +343,7 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         &args.embeddings_field,
         args.overwrite,
         quiet,
+        (&args.scale, ResultsKind::Embeddings),
     )?;
     let options = ApplyOptions {
         batch_size: args.batch_size,
@@ -344,15 +366,20 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
             {
                 dim = values.len();
             }
-            store
-                .write_embeddings(&args.embeddings_field, &batch)
-                .map_err(|err| err.to_string())?;
+            match &mut results {
+                Some(results) => results.record_embeddings(&batch).map_err(Error::from),
+                None => store
+                    .write_embeddings(&args.embeddings_field, &batch)
+                    .map_err(Error::from),
+            }
+            .map_err(|err| format!("{err:#}"))?;
             bar.inc(batch.len() as u64);
             Ok(())
         },
     )
     .with_context(|| format!("computing embeddings of `{dataset}` with `{name}` failed"))?;
     bar.finish_and_clear();
+    scale::finish(results)?;
     let all_failed = summary.succeeded == 0
         && summary.failed > 0
         && store.finished(&dataset, &args.embeddings_field)? == 0;

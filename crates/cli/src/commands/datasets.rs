@@ -29,9 +29,12 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match command {
         DatasetsCommand::Create { name, dir } => {
-            let info = store.create(&name, &dir).with_context(|| {
-                format!("creating dataset `{name}` from `{}` failed", dir.display())
-            })?;
+            let context = || format!("creating dataset `{name}` from `{}` failed", dir.display());
+            let info = match dir.to_str().filter(|dir| zoo_storage::is_object_url(dir)) {
+                Some(url) => super::scale::create_from_url(&mut store, &name, url),
+                None => store.create(&name, &dir).map_err(Into::into),
+            }
+            .with_context(context)?;
             say!(
                 "created dataset `{}` with {} samples",
                 info.name,
@@ -124,6 +127,13 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
             }
             Ok(())
         }
+        DatasetsCommand::MergeResults {
+            dataset,
+            location,
+            field,
+            allow_partial,
+            json,
+        } => super::scale::merge(&mut store, &dataset, &location, &field, allow_partial, json),
         DatasetsCommand::Import { name, dir, format } => {
             let context = || format!("importing `{}` as dataset `{name}` failed", dir.display());
             let info = match format.as_str() {

@@ -3,6 +3,9 @@
 mod apply;
 mod datasets;
 mod models;
+mod scale;
+
+pub(crate) use scale::ScaleArgs;
 mod system;
 
 use anyhow::Result;

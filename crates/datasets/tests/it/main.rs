@@ -4,7 +4,7 @@
 use zoo_datasets::{Datasets, decode_image};
 use zoo_model_core::{EmbedOutcome, Label, Outcome};
 
-fn images(dir: &std::path::Path, count: usize) {
+pub(crate) fn images(dir: &std::path::Path, count: usize) {
     fs_err::create_dir_all(dir.join("nested")).unwrap();
     for index in 0..count {
         let image = image::RgbImage::from_pixel(8, 6, image::Rgb([index as u8 * 10, 20, 30]));
@@ -152,4 +152,5 @@ fn embeddings_export_as_npy() {
 
 mod fiftyone;
 mod jpeg;
+mod results;
 mod security;

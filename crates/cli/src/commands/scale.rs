@@ -1,0 +1,209 @@
+//! Scale-out (SPEC section 12): `--shard K/N` and `--results LOCATION` of
+//! `apply`/`embed`, and `zoo datasets merge-results`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::json;
+use zoo_datasets::{
+    DatasetInfo, Datasets, IMAGE_EXTENSIONS, MergePlan, ObjectLoader, RemoteBytes, ResultsKind,
+    ResultsLocation, Shard, ShardResults, ShardState, stable_key,
+};
+use zoo_model_core::Sample;
+use zoo_storage::Storage;
+
+use crate::terminal::{escape, say};
+use crate::{config, output};
+
+/// `--shard` and `--results` of `apply` and `embed`.
+#[derive(Debug, Args)]
+pub(crate) struct ScaleArgs {
+    /// Run only shard K of N (`K/N`, 0 <= K < N): the samples whose stable
+    /// key (path relative to the dataset's root) hashes to K. A Kubernetes
+    /// Indexed Job passes `$(JOB_COMPLETION_INDEX)/N`.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub(crate) shard: Option<Shard>,
+    /// Write the results as part files under LOCATION (a folder or a
+    /// `file://` URL) instead of into the dataset; merge them with `zoo
+    /// datasets merge-results`. A retried shard skips the chunks it wrote.
+    #[arg(long, value_name = "LOCATION")]
+    pub(crate) results: Option<String>,
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    Shard::parse(text).map_err(|error| error.to_string())
+}
+
+/// The samples a run does, and where their results go when not into the
+/// dataset: with `--results`, every sample of the shard whose chunk is not
+/// written yet (the dataset is not touched); else what `field` has not
+/// finished, limited to the shard.
+pub(crate) fn pending(
+    store: &mut Datasets,
+    dataset: &str,
+    field: &str,
+    kind: ResultsKind,
+    scale: &ScaleArgs,
+    overwrite: bool,
+) -> Result<(Vec<Sample>, Option<ShardResults>)> {
+    let shard = scale.shard.unwrap_or(Shard::ALL);
+    if let Some(location) = &scale.results {
+        let location = ResultsLocation::parse(location)?;
+        let samples = store.shard_samples(dataset, shard)?;
+        let results = ShardResults::open(
+            &location,
+            field,
+            kind,
+            shard,
+            config::results_chunk()?,
+            samples,
+            overwrite,
+        )
+        .with_context(|| format!("preparing the results of shard `{shard}` failed"))?;
+        return Ok((results.todo().to_vec(), Some(results)));
+    }
+    let mut pending = store.pending(dataset, field, overwrite)?;
+    if shard != Shard::ALL {
+        let root = store.root(dataset)?;
+        pending.retain(|sample| {
+            stable_key(&root, &sample.filepath).is_some_and(|key| shard.contains(&key))
+        });
+    }
+    Ok((pending, None))
+}
+
+/// Ends a run that wrote part files: checks every chunk was written and
+/// marks the shard done.
+pub(crate) fn finish(results: Option<ShardResults>) -> Result<()> {
+    if let Some(results) = results {
+        let summary = results.finish()?;
+        say!(
+            "shard results: {} chunk(s), {} written now, {} kept from an earlier attempt",
+            summary.chunks,
+            summary.written,
+            summary.skipped
+        );
+    }
+    Ok(())
+}
+
+/// Object storage as the apply engine's image source.
+#[derive(Debug)]
+struct StorageBytes(Storage);
+
+impl RemoteBytes for StorageBytes {
+    fn fetch(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
+        self.0
+            .fetch(url, max_bytes)
+            .map_err(|error| format!("{:#}", anyhow::Error::from(error)))
+    }
+}
+
+fn storage() -> Result<Storage> {
+    Storage::new(config::storage_options()?).context("setting up object storage failed")
+}
+
+/// The image loader of a run: local files, and object-store URLs with
+/// bounded concurrency and retries.
+pub(crate) fn loader() -> Result<ObjectLoader> {
+    let limits = config::image_limits()?;
+    Ok(ObjectLoader::new(
+        limits,
+        Some(Arc::new(StorageBytes(storage()?))),
+    ))
+}
+
+/// `zoo datasets create NAME URL`: the images under an object-store prefix.
+pub(crate) fn create_from_url(store: &mut Datasets, name: &str, url: &str) -> Result<DatasetInfo> {
+    let urls = storage()?
+        .list(url, |key| {
+            key.rsplit_once('.').is_some_and(|(_, extension)| {
+                IMAGE_EXTENSIONS.contains(&extension.to_ascii_lowercase().as_str())
+            })
+        })
+        .with_context(|| format!("listing `{url}` failed"))?;
+    Ok(store.create_from_urls(name, url, urls)?)
+}
+
+/// The dataset of an object-store URL given to `apply`/`embed`: named by
+/// the URL, created on first use.
+pub(crate) fn dataset_for_url(store: &mut Datasets, url: &str) -> Result<String> {
+    if !store.exists(url) {
+        match create_from_url(store, url, url) {
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.downcast_ref::<zoo_datasets::DatasetError>(),
+                    Some(zoo_datasets::DatasetError::Exists(_))
+                ) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(url.to_owned())
+}
+
+/// `zoo datasets merge-results DATASET LOCATION FIELD`.
+pub(crate) fn merge(
+    store: &mut Datasets,
+    dataset: &str,
+    location: &str,
+    field: &str,
+    allow_partial: bool,
+    json: bool,
+) -> Result<()> {
+    let dataset = super::apply::dataset_name(store, dataset)?;
+    let context = || format!("merging `{location}` into field `{field}` of `{dataset}` failed");
+    let location = ResultsLocation::parse(location).with_context(context)?;
+    let plan = MergePlan::scan(&location, field).with_context(context)?;
+    let unfinished = plan.unfinished();
+    for (index, state) in &unfinished {
+        let why = match state {
+            ShardState::Missing => "missing (no folder)".to_owned(),
+            ShardState::Incomplete { reason } => format!("incomplete: {reason}"),
+            ShardState::Complete { .. } => continue,
+        };
+        say!("shard {index}/{}: {}", plan.count, escape(&why));
+    }
+    if !unfinished.is_empty() && !allow_partial {
+        bail!(
+            "{} of {} shard(s) of `{}` are missing or incomplete, so nothing was merged: run them again (same `--shard K/N` and `--results`), or merge what is there with `--allow-partial`",
+            unfinished.len(),
+            plan.count,
+            plan.dir.display()
+        );
+    }
+    let summary = store
+        .merge_results(&dataset, &plan, field)
+        .with_context(context)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        output::json(
+            &mut out,
+            &json!({
+                "dataset": dataset, "field": field, "shards": plan.count,
+                "unfinished_shards": unfinished.iter().map(|(index, _)| index).collect::<Vec<_>>(),
+                "parts": summary.parts, "records": summary.records, "unknown_keys": summary.unknown,
+            }),
+        )?;
+    } else {
+        writeln!(
+            out,
+            "merged {} result(s) from {} part(s) of {} shard(s) into field `{}` of `{}`",
+            summary.records,
+            summary.parts,
+            plan.count,
+            escape(field),
+            escape(&dataset)
+        )?;
+    }
+    if summary.unknown > 0 && !allow_partial {
+        bail!(
+            "{} result(s) name no sample of `{dataset}` (the first: `{}`): the results come from another dataset or its images moved; pass `--allow-partial` to merge the rest",
+            summary.unknown,
+            summary.first_unknown.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
