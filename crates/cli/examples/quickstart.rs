@@ -5,8 +5,9 @@
 //! With internet the weights come from download.pytorch.org. Without it,
 //! this says so in one line and serves resnet18 weights made here (seeded,
 //! random, untrained) from a loopback server through the same registry and
-//! download path (`ZOO_DOWNLOAD_MIRRORS`), and labels the output as coming
-//! from untrained weights.
+//! download path (the built-in resnet18 entry, renamed
+//! `resnet18-untrained-torch`, in a manifest given by `ZOO_MANIFEST_PATHS`),
+//! and labels the output as coming from untrained weights.
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -19,7 +20,11 @@ use std::process::Command;
 
 use zoo_test_support::TestServer;
 
-const WEIGHTS_URL: &str = "https://download.pytorch.org/models/resnet18-5c106cde.pth";
+const WEIGHTS_URL: &str = "https://download.pytorch.org/models/resnet18-f37072fd.pth";
+
+/// The model the offline run applies: the built-in resnet18 entry under
+/// this name, with untrained weights.
+const UNTRAINED: &str = "resnet18-untrained-torch";
 
 fn online() -> bool {
     Command::new("curl")
@@ -72,18 +77,43 @@ fn main() {
         }
         let loopback = TestServer::start();
         loopback.file(
-            "/models/resnet18-5c106cde.pth",
+            "/models/untrained-resnet18.pth",
             fs_err::read(&weights).unwrap(),
         );
-        env.push((
-            "ZOO_DOWNLOAD_MIRRORS".into(),
-            format!(
-                "https://download.pytorch.org/models/={}",
-                loopback.url("/models/")
-            ),
-        ));
+        // The built-in entry runs torchvision's named weights, checked
+        // against the sha256 prefix in their file name, which untrained
+        // weights cannot match: a manifest of our own (`ZOO_MANIFEST_PATHS`)
+        // holds the built-in resnet18 entry under another name, downloading
+        // from the loopback server through the same registry path.
+        let builtin: serde_json::Value =
+            serde_json::from_str(include_str!("../../registry/builtin/manifest-torch.json"))
+                .unwrap();
+        let mut entry = builtin["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|model| model["base_name"] == "resnet18-imagenet-torch")
+            .unwrap()
+            .clone();
+        let object = entry.as_object_mut().unwrap();
+        object.remove("zoo_named_weights");
+        object.insert("base_name".into(), UNTRAINED.into());
+        object.insert("base_filename".into(), "untrained-resnet18.pth".into());
+        entry["manager"]["config"]["url"] = loopback.url("/models/untrained-resnet18.pth").into();
+        let manifest = work.join("untrained-manifest.json");
+        fs_err::write(
+            &manifest,
+            serde_json::to_vec_pretty(&serde_json::json!({ "models": [entry] })).unwrap(),
+        )
+        .unwrap();
+        env.push(("ZOO_MANIFEST_PATHS".into(), manifest.display().to_string()));
         server = Some(loopback);
     }
+    let model = if trained {
+        "resnet18-imagenet-torch"
+    } else {
+        UNTRAINED
+    };
     let run = |args: &[&str]| {
         let output = Command::new(&zoo)
             .args(args)
@@ -98,19 +128,13 @@ fn main() {
     };
     if server.is_some() {
         // Always through the registry's download path, never a stale file.
-        run(&[
-            "models",
-            "download",
-            "resnet18-imagenet-torch",
-            "--overwrite",
-            "--quiet",
-        ]);
+        run(&["models", "download", model, "--overwrite", "--quiet"]);
     }
     let dataset = photos.display().to_string();
     let summary = run(&[
         "models",
         "apply",
-        "resnet18-imagenet-torch",
+        model,
         &dataset,
         "predictions",
         "--overwrite",
