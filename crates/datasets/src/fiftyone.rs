@@ -20,13 +20,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value, json};
 use zoo_model_core::{Label, ObjectId, array_from_json, array_to_json, validate_field_name};
 
 use crate::loader::open_regular;
 use crate::store::{
-    DatasetError, DatasetInfo, Datasets, StoredPath, database_error, decode_f32,
+    DatasetError, DatasetInfo, Datasets, StoredPath, begin_dataset, database_error, decode_f32,
     is_unique_violation,
 };
 
@@ -874,35 +874,9 @@ impl Datasets {
             imported.push(item);
         }
 
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_secs()) as i64;
         let database = database_error(&self.path);
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(database)?;
-        let taken = transaction
-            .query_row("SELECT 1 FROM datasets WHERE name = ?1", [name], |_| Ok(()))
-            .optional()
-            .map_err(database)?
-            .is_some();
-        if taken {
-            return Err(DatasetError::Exists(name.to_owned()));
-        }
-        transaction
-            .execute(
-                "INSERT INTO datasets (name, root, created_at) VALUES (?1, ?2, ?3)",
-                params![name, StoredPath(root.clone()), now],
-            )
-            .map_err(|source| {
-                if is_unique_violation(&source) {
-                    DatasetError::Exists(name.to_owned())
-                } else {
-                    database(source)
-                }
-            })?;
-        let dataset_id = transaction.last_insert_rowid();
+        let (transaction, dataset_id) =
+            begin_dataset(&mut self.connection, &self.path, name, root.clone())?;
         transaction
             .execute(
                 "INSERT INTO dataset_documents (dataset_id, document) VALUES (?1, ?2)",

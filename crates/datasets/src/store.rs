@@ -389,38 +389,8 @@ impl Datasets {
         root: PathBuf,
         files: Vec<PathBuf>,
     ) -> Result<DatasetInfo, DatasetError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_secs()) as i64;
         let database = database_error(&self.path);
-        // IMMEDIATE takes the write lock now (waiting up to the busy
-        // timeout), so the check below and the insert are one step for
-        // every process.
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(database)?;
-        let taken = transaction
-            .query_row("SELECT 1 FROM datasets WHERE name = ?1", [name], |_| Ok(()))
-            .optional()
-            .map_err(database)?
-            .is_some();
-        if taken {
-            return Err(DatasetError::Exists(name.to_owned()));
-        }
-        transaction
-            .execute(
-                "INSERT INTO datasets (name, root, created_at) VALUES (?1, ?2, ?3)",
-                params![name, StoredPath(root), now],
-            )
-            .map_err(|source| {
-                if is_unique_violation(&source) {
-                    DatasetError::Exists(name.to_owned())
-                } else {
-                    database(source)
-                }
-            })?;
-        let id = transaction.last_insert_rowid();
+        let (transaction, id) = begin_dataset(&mut self.connection, &self.path, name, root)?;
         {
             let mut insert = transaction
                 .prepare("INSERT INTO samples (dataset_id, filepath) VALUES (?1, ?2)")
@@ -945,6 +915,48 @@ impl Datasets {
         zoo_fs::write_atomic(path, &npy_f32_bytes(&[count, dim], &values))?;
         Ok((count, dim))
     }
+}
+
+/// Starts creating dataset `name`: a `BEGIN IMMEDIATE` transaction (it takes
+/// the write lock now, waiting up to the busy timeout, so the name check and
+/// the insert are one step for every process) that re-checks the name and
+/// inserts the dataset's row. Returns the transaction and the dataset's id;
+/// the caller adds the samples and commits.
+pub(crate) fn begin_dataset<'c>(
+    connection: &'c mut Connection,
+    path: &Path,
+    name: &str,
+    root: PathBuf,
+) -> Result<(rusqlite::Transaction<'c>, i64), DatasetError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs()) as i64;
+    let database = database_error(path);
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(database)?;
+    let taken = transaction
+        .query_row("SELECT 1 FROM datasets WHERE name = ?1", [name], |_| Ok(()))
+        .optional()
+        .map_err(database)?
+        .is_some();
+    if taken {
+        return Err(DatasetError::Exists(name.to_owned()));
+    }
+    transaction
+        .execute(
+            "INSERT INTO datasets (name, root, created_at) VALUES (?1, ?2, ?3)",
+            params![name, StoredPath(root), now],
+        )
+        .map_err(|source| {
+            if is_unique_violation(&source) {
+                DatasetError::Exists(name.to_owned())
+            } else {
+                database(source)
+            }
+        })?;
+    let id = transaction.last_insert_rowid();
+    Ok((transaction, id))
 }
 
 /// The error for a failed statement on the database at `path`, as a closure
