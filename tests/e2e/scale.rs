@@ -128,6 +128,54 @@ fn wait(child: Child, what: &str) -> std::process::Output {
     output
 }
 
+/// Where a test's shards write their results: a folder (given to zoo as a
+/// `file://` URL) or a bucket in the test's S3 server, read back here with
+/// `zoo_storage`, as an operator's tools would.
+enum ResultsAt {
+    Folder(PathBuf),
+    Bucket {
+        storage: Box<zoo_storage::Storage>,
+        url: String,
+    },
+}
+
+impl ResultsAt {
+    /// `--results`' value.
+    fn location(&self) -> String {
+        match self {
+            Self::Folder(dir) => format!("file://{}", dir.display()),
+            Self::Bucket { url, .. } => url.clone(),
+        }
+    }
+
+    /// The part files in `shard` (`field/shard-K-of-N`), sorted.
+    fn parts(&self, shard: &str) -> Vec<String> {
+        match self {
+            Self::Folder(dir) => parts(&dir.join(shard)),
+            Self::Bucket { storage, url } => storage
+                .children(&format!("{url}/{shard}"))
+                .unwrap()
+                .into_iter()
+                .filter(|name| name.starts_with("part-"))
+                .collect(),
+        }
+    }
+
+    /// The bytes of `key` below the location, `None` when absent.
+    fn read(&self, key: &str) -> Option<Vec<u8>> {
+        match self {
+            Self::Folder(dir) => fs_err::read(dir.join(key)).ok(),
+            Self::Bucket { storage, url } => {
+                match storage.fetch(&format!("{url}/{key}"), 1 << 30) {
+                    Ok(bytes) => Some(bytes),
+                    Err(error) if error.is_not_found() => None,
+                    Err(error) => panic!("{error}"),
+                }
+            }
+        }
+    }
+}
+
 fn parts(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs_err::read_dir(dir)
         .map(|entries| {
@@ -198,7 +246,8 @@ fn kubernetes_recipe_shards_killed_rerun_merged_equal_unsharded_run() {
     let pics = sandbox.dir.path().join("pics");
     pictures(&pics, 300);
     let dataset = fs_err::canonicalize(&pics).unwrap().display().to_string();
-    kubernetes_recipe_run(&sandbox, &dataset, 301);
+    let results = ResultsAt::Folder(sandbox.dir.path().join("results"));
+    kubernetes_recipe_run(&sandbox, &dataset, 301, &results);
 }
 
 /// The Kubernetes recipe end to end on `images` (a folder or an object-store
@@ -206,9 +255,8 @@ fn kubernetes_recipe_shards_killed_rerun_merged_equal_unsharded_run() {
 /// them corrupt: shard 2 killed after its first chunk, merging refused,
 /// all shards run side by side, merged, compared with an unsharded run,
 /// merged again.
-fn kubernetes_recipe_run(sandbox: &Sandbox, images: &str, samples: u64) {
-    let results_dir = sandbox.dir.path().join("results");
-    let results = format!("file://{}", results_dir.display());
+fn kubernetes_recipe_run(sandbox: &Sandbox, images: &str, samples: u64, at: &ResultsAt) {
+    let results = at.location();
     let (apply, spec) = job("kubernetes/apply-job.yaml");
     let shards = job_shards(&spec, &apply);
     assert_eq!(shards, 4);
@@ -259,24 +307,24 @@ fn kubernetes_recipe_run(sandbox: &Sandbox, images: &str, samples: u64) {
         .unwrap()
     };
     // Shard 2 is killed once it has written its first chunk.
-    let killed = results_dir.join(field).join("shard-00002-of-00004");
+    let killed = format!("{field}/shard-00002-of-00004");
     let mut child = shard_pod(2).spawn().unwrap();
     let started = Instant::now();
-    while parts(&killed).is_empty() && started.elapsed() < Duration::from_secs(120) {
+    while at.parts(&killed).is_empty() && started.elapsed() < Duration::from_secs(120) {
         assert!(child.try_wait().unwrap().is_none(), "shard 2 ended early");
         std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let kept = parts(&killed);
+    let kept = at.parts(&killed);
     assert!(!kept.is_empty());
     assert!(
-        !killed.join("done.json").exists(),
+        at.read(&format!("{killed}/done.json")).is_none(),
         "shard 2 must be unfinished"
     );
     let kept_bytes: Vec<Vec<u8>> = kept
         .iter()
-        .map(|name| fs_err::read(killed.join(name)).unwrap())
+        .map(|name| at.read(&format!("{killed}/{name}")).unwrap())
         .collect();
 
     // Merging now fails, names the unfinished shards, and merges nothing.
@@ -301,7 +349,11 @@ fn kubernetes_recipe_run(sandbox: &Sandbox, images: &str, samples: u64) {
     }
     // The chunks the killed attempt wrote were kept, byte for byte.
     for (name, bytes) in kept.iter().zip(&kept_bytes) {
-        assert_eq!(&fs_err::read(killed.join(name)).unwrap(), bytes, "{name}");
+        assert_eq!(
+            &at.read(&format!("{killed}/{name}")).unwrap(),
+            bytes,
+            "{name}"
+        );
     }
 
     let merged = merge_pod();
@@ -583,6 +635,7 @@ import os, sys, boto3
 s3 = boto3.client("s3", endpoint_url="{endpoint}", aws_access_key_id="testing",
                   aws_secret_access_key="testing", region_name="us-east-1")
 s3.create_bucket(Bucket="zoo-pics")
+s3.create_bucket(Bucket="zoo-results")
 root = sys.argv[1]
 for folder, _, files in os.walk(root):
     for name in files:
@@ -613,7 +666,26 @@ s3.put_object(Bucket="zoo-pics", Key="other/x.png", Body=b"outside the prefix")
             .all(|path| path.starts_with("s3://zoo-pics/set/")),
         "{exported:?}"
     );
-    kubernetes_recipe_run(&sandbox, url, 201);
+    // The shards' results go to the same S3 server, as the recipe says.
+    let mut options = zoo_storage::StorageOptions::default();
+    for (key, value) in &sandbox.env {
+        if let Some(name) = key.strip_prefix("AWS_") {
+            options
+                .config
+                .push((format!("aws_{}", name.to_ascii_lowercase()), value.clone()));
+        }
+    }
+    let results = ResultsAt::Bucket {
+        storage: Box::new(zoo_storage::Storage::new(options).unwrap()),
+        url: "s3://zoo-results/runs/1".to_owned(),
+    };
+    kubernetes_recipe_run(&sandbox, url, 201, &results);
+    // Every shard finished in the bucket, and nothing went to local disk.
+    for index in 0..4 {
+        let done = format!("predictions/shard-{index:05}-of-00004/done.json");
+        assert!(results.read(&done).is_some(), "{done}");
+    }
+    assert!(!sandbox.dir.path().join("results").exists());
     drop(moto);
 }
 

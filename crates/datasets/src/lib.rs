@@ -45,7 +45,8 @@ pub use loader::{
 };
 pub use remote::{ObjectLoader, RemoteBytes, is_url};
 pub use results::{
-    MergePlan, ResultsError, ResultsKind, ResultsLocation, ShardResults, ShardState, ShardSummary,
+    MergePlan, ResultsError, ResultsKind, ResultsLocation, ResultsStore, ShardResults, ShardState,
+    ShardSummary,
 };
 pub use shard::{Shard, ShardError, stable_key};
 pub use store::{DatasetError, DatasetInfo, Datasets, ExportFormat, MergeSummary};

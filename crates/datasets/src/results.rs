@@ -24,6 +24,11 @@
 //! `{"key":...,"embedding":[f32,...]}` or `{"key":...,"error":"..."}` (a key
 //! that is not UTF-8 is written as `"key_bytes":[u8,...]` instead).
 //!
+//! The location is a folder (or `file://` URL), written with `zoo_fs`'s
+//! atomic writes, or anything else that implements [`ResultsStore`] (the
+//! CLI gives object-store URLs, where a PUT is atomic). Keys are
+//! `/`-separated paths below the location.
+//!
 //! Merging checks every shard `0..N` for `done.json` and all its parts,
 //! then folds each part into the dataset in one transaction, looking each
 //! key up by path (`INSERT OR REPLACE` on `(sample, field)`), so a sample
@@ -31,8 +36,10 @@
 //! is run, and memory does not grow with the number of parts or samples.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::fmt;
+use std::io::{BufRead, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -46,13 +53,19 @@ const FORMAT: u64 = 1;
 /// The longest line a part file may have (a 64 MiB label is not a label).
 const MAX_LINE_BYTES: u64 = 64 << 20;
 
+/// The largest part file read back (whole, into memory).
+const MAX_PART_BYTES: u64 = 4 << 30;
+
+/// The largest `done.json` read back.
+const MAX_DONE_BYTES: u64 = 1 << 20;
+
 /// Why writing or merging results failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResultsError {
-    /// The location is not a folder or a `file://` URL.
+    /// The location is not a folder, a `file://` URL or an object-store URL.
     #[error(
-        "results location `{location}` is not supported: give a folder or a `file://` URL ({reason})"
+        "results location `{location}` is not supported: give a folder, a `file://` URL or an object-store URL such as `s3://bucket/prefix` ({reason})"
     )]
     Location {
         /// The location given.
@@ -63,11 +76,20 @@ pub enum ResultsError {
     /// Local I/O failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// Reading or writing the results location failed.
+    #[error("results at `{location}`: {source}")]
+    Store {
+        /// The file or object.
+        location: String,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// A part file or marker is not what zoo writes.
     #[error("results file `{path}` line {line}: {reason}; delete it and run that shard again")]
     Corrupt {
-        /// The file.
-        path: PathBuf,
+        /// The file or object.
+        path: String,
         /// The line (1-based; 0 for the whole file).
         line: u64,
         /// What is wrong.
@@ -79,7 +101,7 @@ pub enum ResultsError {
     )]
     ShardCounts {
         /// The field's folder.
-        dir: PathBuf,
+        dir: String,
         /// The counts found.
         counts: Vec<u64>,
     },
@@ -87,7 +109,7 @@ pub enum ResultsError {
     #[error("`{dir}` holds no shard results (`shard-K-of-N` folders): run the shards first")]
     NoResults {
         /// The field's folder.
-        dir: PathBuf,
+        dir: String,
     },
     /// A chunk never got all of its results.
     #[error(
@@ -121,14 +143,101 @@ impl ResultsKind {
     }
 }
 
-/// Where shard results go: a local (or mounted shared) folder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where part files are kept: a folder, or an object store the caller
+/// provides. Keys are `/`-separated paths below the location
+/// (`<field>/shard-K-of-N/part-i.jsonl`).
+pub trait ResultsStore: fmt::Debug + Send + Sync {
+    /// The full path or URL of `key`, for messages.
+    fn describe(&self, key: &str) -> String;
+    /// Writes the object `key` whole: a reader sees all of it or nothing.
+    fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()>;
+    /// The object `key`, `None` when it does not exist; an object larger
+    /// than `max_bytes` is an error.
+    fn get(&self, key: &str, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>>;
+    /// The names directly below the folder `prefix` (objects and folders),
+    /// empty when there is none.
+    fn children(&self, prefix: &str) -> std::io::Result<Vec<String>>;
+    /// Removes the object `key`; removing what does not exist succeeds.
+    fn delete(&self, key: &str) -> std::io::Result<()>;
+}
+
+/// A local (or mounted shared) folder: written with `zoo_fs::write_atomic`.
+#[derive(Debug)]
+struct DirStore {
+    root: PathBuf,
+}
+
+impl DirStore {
+    fn path(&self, key: &str) -> PathBuf {
+        key.split('/')
+            .fold(self.root.clone(), |path, part| path.join(part))
+    }
+}
+
+impl ResultsStore for DirStore {
+    fn describe(&self, key: &str) -> String {
+        self.path(key).display().to_string()
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let path = self.path(key);
+        if let Some(parent) = path.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        zoo_fs::write_atomic(&path, bytes)
+    }
+
+    fn get(&self, key: &str, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
+        let path = self.path(key);
+        let file = match fs_err::File::open(&path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let mut bytes = Vec::new();
+        file.take(max_bytes + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(std::io::Error::other(format!(
+                "`{}` is larger than {max_bytes} bytes",
+                path.display()
+            )));
+        }
+        Ok(Some(bytes))
+    }
+
+    fn children(&self, prefix: &str) -> std::io::Result<Vec<String>> {
+        let entries = match fs_err::read_dir(self.path(prefix)) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(error),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            // A name that is not UTF-8 is nothing zoo wrote.
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn delete(&self, key: &str) -> std::io::Result<()> {
+        match fs_err::remove_file(self.path(key)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where shard results go: a folder, or a [`ResultsStore`].
+#[derive(Debug, Clone)]
 pub struct ResultsLocation {
-    dir: PathBuf,
+    store: Arc<dyn ResultsStore>,
 }
 
 impl ResultsLocation {
-    /// Parses a folder path or a `file://` URL (`file:///abs/path`).
+    /// Parses a folder path or a `file://` URL (`file:///abs/path`); other
+    /// URLs need a store of their own ([`ResultsLocation::in_store`]).
     pub fn parse(text: &str) -> Result<Self, ResultsError> {
         let error = |reason: &str| ResultsError::Location {
             location: text.to_owned(),
@@ -137,6 +246,9 @@ impl ResultsLocation {
         if text.trim().is_empty() {
             return Err(error("it is empty"));
         }
+        let dir = |dir: PathBuf| Self {
+            store: Arc::new(DirStore { root: dir }),
+        };
         if let Some(path) = text.strip_prefix("file://") {
             if !path.starts_with('/') {
                 return Err(error(
@@ -148,28 +260,52 @@ impl ResultsLocation {
                     "escapes, queries and fragments are not supported in `file://` URLs",
                 ));
             }
-            return Ok(Self {
-                dir: PathBuf::from(path),
-            });
+            return Ok(dir(PathBuf::from(path)));
         }
         if let Some((scheme, _)) = text.split_once("://") {
             return Err(error(&format!(
-                "`{scheme}://` is not supported by this build; mount the bucket and give the folder"
+                "`{scheme}://` is not a scheme zoo writes to"
             )));
         }
-        Ok(Self {
-            dir: PathBuf::from(text),
-        })
+        Ok(dir(PathBuf::from(text)))
     }
 
-    /// The folder of `field`'s results.
-    pub fn field_dir(&self, field: &str) -> PathBuf {
-        self.dir.join(field)
+    /// Results kept in `store` (an object store, say).
+    pub fn in_store(store: Arc<dyn ResultsStore>) -> Self {
+        Self { store }
     }
 
-    fn shard_dir(&self, field: &str, shard: Shard) -> PathBuf {
-        self.field_dir(field)
-            .join(format!("shard-{:05}-of-{:05}", shard.index, shard.count))
+    /// The path or URL of `field`'s results.
+    pub fn field_dir(&self, field: &str) -> String {
+        self.store.describe(field)
+    }
+
+    fn shard_key(field: &str, shard: Shard) -> String {
+        format!("{field}/shard-{:05}-of-{:05}", shard.index, shard.count)
+    }
+
+    fn io(&self, key: &str) -> impl Fn(std::io::Error) -> ResultsError + '_ {
+        let location = self.store.describe(key);
+        move |source| ResultsError::Store {
+            location: location.clone(),
+            source,
+        }
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), ResultsError> {
+        self.store.put(key, bytes).map_err(self.io(key))
+    }
+
+    fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, ResultsError> {
+        self.store.get(key, max_bytes).map_err(self.io(key))
+    }
+
+    fn children(&self, key: &str) -> Result<Vec<String>, ResultsError> {
+        self.store.children(key).map_err(self.io(key))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), ResultsError> {
+        self.store.delete(key).map_err(self.io(key))
     }
 }
 
@@ -222,7 +358,9 @@ pub struct ShardSummary {
 /// The results of one shard's run, written chunk by chunk.
 #[derive(Debug)]
 pub struct ShardResults {
-    dir: PathBuf,
+    location: ResultsLocation,
+    /// The shard's folder key.
+    dir: String,
     kind: ResultsKind,
     field: String,
     shard: Shard,
@@ -251,10 +389,10 @@ impl ShardResults {
     ) -> Result<Self, ResultsError> {
         let chunk_size = chunk_size.max(1);
         samples.sort_by(|a, b| a.0.cmp(&b.0));
-        let dir = location.shard_dir(field, shard);
-        fs_err::create_dir_all(&dir)?;
+        let dir = ResultsLocation::shard_key(field, shard);
         let chunks = samples.len().div_ceil(chunk_size);
         let mut this = Self {
+            location: location.clone(),
             dir,
             kind,
             field: field.to_owned(),
@@ -272,8 +410,8 @@ impl ShardResults {
         };
         for (index, group) in samples.chunks(chunk_size).enumerate() {
             let header = this.header(index, group.iter().map(|(key, _)| key.as_slice()));
-            let path = this.dir.join(part_name(index));
-            if !overwrite && read_header(&path)?.is_some_and(|found| found == header) {
+            let key = format!("{}/{}", this.dir, part_name(index));
+            if !overwrite && read_header(location, &key)?.is_some_and(|found| found == header) {
                 this.summary.skipped += 1;
                 continue;
             }
@@ -292,7 +430,7 @@ impl ShardResults {
         }
         // A finished shard that is run again is unfinished until it ends.
         if this.summary.skipped < chunks {
-            remove_if_present(&this.dir.join("done.json"))?;
+            location.delete(&format!("{}/done.json", this.dir))?;
         }
         Ok(this)
     }
@@ -382,7 +520,10 @@ impl ShardResults {
             text.push_str(&line);
             text.push('\n');
         }
-        zoo_fs::write_atomic(&self.dir.join(part_name(index)), text.as_bytes())?;
+        self.location.put(
+            &format!("{}/{}", self.dir, part_name(index)),
+            text.as_bytes(),
+        )?;
         self.summary.written += 1;
         Ok(())
     }
@@ -397,12 +538,11 @@ impl ShardResults {
                 missing: open.lines.len() - open.filled,
             });
         }
-        for entry in fs_err::read_dir(&self.dir)? {
-            let name = entry?.file_name();
-            if let Some(index) = parse_part_name(&name.to_string_lossy())
+        for name in self.location.children(&self.dir)? {
+            if let Some(index) = parse_part_name(&name)
                 && index >= self.summary.chunks
             {
-                remove_if_present(&self.dir.join(&name))?;
+                self.location.delete(&format!("{}/{name}", self.dir))?;
             }
         }
         let done = json!({
@@ -410,15 +550,11 @@ impl ShardResults {
             "shard": self.shard.index, "shards": self.shard.count,
             "chunks": self.summary.chunks, "chunk_size": self.chunk_size, "samples": self.summary.samples,
         });
-        zoo_fs::write_atomic(&self.dir.join("done.json"), done.to_string().as_bytes())?;
+        self.location.put(
+            &format!("{}/done.json", self.dir),
+            done.to_string().as_bytes(),
+        )?;
         Ok(self.summary)
-    }
-}
-
-fn remove_if_present(path: &Path) -> Result<(), ResultsError> {
-    match fs_err::remove_file(path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
-        _ => Ok(()),
     }
 }
 
@@ -444,7 +580,7 @@ fn parse_shard_name(name: &str) -> Option<Shard> {
 /// Reads one line of at most [`MAX_LINE_BYTES`]; `None` at the end.
 fn read_line(
     reader: &mut impl BufRead,
-    path: &Path,
+    path: &str,
     number: u64,
 ) -> Result<Option<String>, ResultsError> {
     let mut bytes = Vec::new();
@@ -471,13 +607,11 @@ fn read_line(
 
 /// A part's header, `None` when the file does not exist or its first line
 /// is not JSON (it is then written again).
-fn read_header(path: &Path) -> Result<Option<Value>, ResultsError> {
-    let file = match fs_err::File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(error.into()),
+fn read_header(location: &ResultsLocation, key: &str) -> Result<Option<Value>, ResultsError> {
+    let Some(bytes) = location.get(key, MAX_PART_BYTES)? else {
+        return Ok(None);
     };
-    let line = match read_line(&mut BufReader::new(file), path, 1) {
+    let line = match read_line(&mut bytes.as_slice(), &location.field_dir(key), 1) {
         Ok(line) => line,
         Err(ResultsError::Corrupt { .. }) => None,
         Err(error) => return Err(error),
@@ -505,18 +639,20 @@ pub enum ShardState {
 }
 
 /// What `merge-results` found before merging.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct MergePlan {
-    /// The field's folder.
-    pub dir: PathBuf,
+    /// Where the parts are.
+    pub(crate) location: ResultsLocation,
+    /// The field's folder (its path or URL).
+    pub dir: String,
     /// The kind of results (from the first part found).
     pub kind: Option<ResultsKind>,
     /// The shards' count.
     pub count: u64,
     /// Every shard `0..count` and its state.
     pub shards: BTreeMap<u64, ShardState>,
-    /// The part files to merge, in order.
-    pub parts: Vec<(Shard, PathBuf)>,
+    /// The part files to merge, in order (keys below the location).
+    pub parts: Vec<(Shard, String)>,
 }
 
 impl MergePlan {
@@ -525,17 +661,10 @@ impl MergePlan {
     pub fn scan(location: &ResultsLocation, field: &str) -> Result<Self, ResultsError> {
         let dir = location.field_dir(field);
         let mut found: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
-        match fs_err::read_dir(&dir) {
-            Ok(entries) => {
-                for entry in entries {
-                    let name = entry?.file_name();
-                    if let Some(shard) = parse_shard_name(&name.to_string_lossy()) {
-                        found.entry(shard.count).or_default().insert(shard.index);
-                    }
-                }
+        for name in location.children(field)? {
+            if let Some(shard) = parse_shard_name(&name) {
+                found.entry(shard.count).or_default().insert(shard.index);
             }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error.into()),
         }
         if found.len() > 1 {
             return Err(ResultsError::ShardCounts {
@@ -547,6 +676,7 @@ impl MergePlan {
             return Err(ResultsError::NoResults { dir });
         };
         let mut plan = Self {
+            location: location.clone(),
             dir,
             kind: None,
             count,
@@ -567,20 +697,21 @@ impl MergePlan {
         field: &str,
         shard: Shard,
     ) -> Result<ShardState, ResultsError> {
-        let dir = location.shard_dir(field, shard);
-        if !dir.is_dir() {
+        let dir = ResultsLocation::shard_key(field, shard);
+        let names = location.children(&dir)?;
+        if names.is_empty() {
             return Ok(ShardState::Missing);
         }
         let mut parts = BTreeMap::new();
-        for entry in fs_err::read_dir(&dir)? {
-            let name = entry?.file_name();
-            if let Some(index) = parse_part_name(&name.to_string_lossy()) {
-                parts.insert(index, dir.join(&name));
+        for name in names {
+            if let Some(index) = parse_part_name(&name) {
+                parts.insert(index, format!("{dir}/{name}"));
             }
         }
-        let done_path = dir.join("done.json");
-        let done: Option<Value> = match fs_err::read(&done_path) {
-            Ok(bytes) => {
+        let done_key = format!("{dir}/done.json");
+        let done_path = location.field_dir(&done_key);
+        let done: Option<Value> = match location.get(&done_key, MAX_DONE_BYTES)? {
+            Some(bytes) => {
                 Some(
                     serde_json::from_slice(&bytes).map_err(|error| ResultsError::Corrupt {
                         path: done_path.clone(),
@@ -589,8 +720,7 @@ impl MergePlan {
                     })?,
                 )
             }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-            Err(error) => return Err(error.into()),
+            None => None,
         };
         let Some(done) = done else {
             self.parts
@@ -666,24 +796,35 @@ pub(crate) enum Record {
     Failed(String),
 }
 
-/// Reads the part at `path` of `shard` line by line: checks its header and
+/// Reads the part `key` of `shard` line by line: checks its header and
 /// hands each `(key, record)` to `each`; returns how many lines it had.
 pub(crate) fn read_part<E: From<ResultsError>>(
-    path: &Path,
+    location: &ResultsLocation,
+    key: &str,
     shard: Shard,
     field: &str,
     mut each: impl FnMut(Vec<u8>, Record) -> Result<(), E>,
 ) -> Result<u64, E> {
-    read_part_lines(path, shard, field, &mut each)
+    read_part_lines(location, key, shard, field, &mut each)
 }
 
 fn read_part_lines<E: From<ResultsError>>(
-    path: &Path,
+    location: &ResultsLocation,
+    key: &str,
     shard: Shard,
     field: &str,
     each: &mut impl FnMut(Vec<u8>, Record) -> Result<(), E>,
 ) -> Result<u64, E> {
-    let mut reader = BufReader::new(fs_err::File::open(path).map_err(ResultsError::from)?);
+    let path = location.field_dir(key);
+    let path = path.as_str();
+    let bytes = location
+        .get(key, MAX_PART_BYTES)?
+        .ok_or_else(|| ResultsError::Corrupt {
+            path: path.to_owned(),
+            line: 0,
+            reason: "it disappeared while merging".to_owned(),
+        })?;
+    let mut reader = bytes.as_slice();
     let corrupt = |line: u64, reason: String| {
         E::from(ResultsError::Corrupt {
             path: path.to_owned(),
@@ -777,11 +918,11 @@ mod tests {
             ResultsLocation::parse("file:///data/r")
                 .unwrap()
                 .field_dir("f"),
-            PathBuf::from("/data/r/f")
+            "/data/r/f"
         );
         assert_eq!(
             ResultsLocation::parse("out").unwrap().field_dir("f"),
-            PathBuf::from("out/f")
+            "out/f"
         );
         for bad in ["", "file://relative", "file:///a%20b", "http://host/x"] {
             assert!(ResultsLocation::parse(bad).is_err(), "{bad}");

@@ -640,7 +640,7 @@ impl Datasets {
                 let mut vector = transaction.prepare_cached("INSERT OR REPLACE INTO embeddings (sample_id, field, dim, data) VALUES (?1, ?2, ?3, ?4)").map_err(database)?;
                 let mut run = transaction.prepare_cached("INSERT OR REPLACE INTO runs (sample_id, field, ok, error) VALUES (?1, ?2, ?3, ?4)").map_err(database)?;
                 let kind = plan.kind;
-                read_part(part, *shard, field, |key, record| {
+                read_part(&plan.location, part, *shard, field, |key, record| {
                     let path = root.join(path_from_bytes(&key));
                     let sample: Option<i64> = find
                         .query_row(params![id, StoredPath(path)], |row| row.get(0))
@@ -681,7 +681,7 @@ impl Datasets {
                         }
                         Record::Labels(_) | Record::Vector(_) => {
                             return Err(DatasetError::from(ResultsError::Corrupt {
-                                path: part.clone(),
+                                path: plan.location.field_dir(part),
                                 line: 0,
                                 reason: "it mixes labels and embeddings".to_owned(),
                             }));

@@ -1,5 +1,6 @@
-//! Object storage for datasets: `s3://`, `gs://`, `az://` and `file://`
-//! URLs, listed and read through Apache Arrow's `object_store` crate.
+//! Object storage for datasets and shard results: `s3://`, `gs://`,
+//! `az://` and `file://` URLs, listed, read and (for shard results)
+//! written through Apache Arrow's `object_store` crate.
 //!
 //! [`Storage`] lists the objects under a URL prefix and fetches one
 //! object's bytes, from synchronous code: it owns a small tokio runtime,
@@ -76,6 +77,19 @@ pub enum StorageError {
     /// The runtime could not start.
     #[error("starting the object-store runtime failed")]
     Runtime(#[source] std::io::Error),
+}
+
+impl StorageError {
+    /// Whether the store said the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Self::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }
+        )
+    }
 }
 
 /// How [`Storage`] reaches its stores.
@@ -279,6 +293,57 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// Writes `bytes` as the object at `url` in one request (an object
+    /// store's PUT is atomic: readers see the old object or the whole new
+    /// one).
+    pub fn put(&self, url: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let (client, path) = self.locate(url)?;
+        let payload = object_store::PutPayload::from(bytes.to_vec());
+        self.runtime
+            .block_on(client.put(&path, payload))
+            .map(drop)
+            .map_err(|source| StorageError::Store {
+                url: url.to_owned(),
+                source,
+            })
+    }
+
+    /// Deletes the object at `url`; deleting what does not exist succeeds.
+    pub fn delete(&self, url: &str) -> Result<(), StorageError> {
+        let (client, path) = self.locate(url)?;
+        match self.runtime.block_on(client.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(StorageError::Store {
+                url: url.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// The names directly below the "folder" `prefix` (objects and
+    /// common prefixes, one level, `/` as the delimiter), sorted.
+    pub fn children(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let (client, path) = self.locate(prefix)?;
+        let listing = self
+            .runtime
+            .block_on(client.list_with_delimiter(Some(&path)))
+            .map_err(|source| StorageError::Store {
+                url: prefix.to_owned(),
+                source,
+            })?;
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .chain(listing.objects.iter().map(|meta| &meta.location))
+            .filter_map(|location| location.filename().map(str::to_owned))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +367,49 @@ mod tests {
             storage.fetch(&urls[0], 3),
             Err(StorageError::TooLarge { .. })
         ));
-        assert!(storage.fetch(&format!("{prefix}/missing.png"), 10).is_err());
+        let missing = storage.fetch(&format!("{prefix}/missing.png"), 10);
+        assert!(missing.is_err_and(|error| error.is_not_found()));
+    }
+
+    #[test]
+    fn file_urls_put_list_one_level_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::new(StorageOptions::default()).unwrap();
+        let base = format!("file://{}/results", dir.path().display());
+        storage
+            .put(&format!("{base}/f/shard-0/part-1.jsonl"), b"one")
+            .unwrap();
+        storage
+            .put(&format!("{base}/f/shard-0/done.json"), b"{}")
+            .unwrap();
+        storage
+            .put(&format!("{base}/f/shard-1/part-0.jsonl"), b"two")
+            .unwrap();
+        assert_eq!(
+            storage.children(&format!("{base}/f")).unwrap(),
+            vec!["shard-0", "shard-1"]
+        );
+        assert_eq!(
+            storage.children(&format!("{base}/f/shard-0")).unwrap(),
+            vec!["done.json", "part-1.jsonl"]
+        );
+        assert!(storage.children(&format!("{base}/g")).unwrap().is_empty());
+        assert_eq!(
+            storage
+                .fetch(&format!("{base}/f/shard-1/part-0.jsonl"), 10)
+                .unwrap(),
+            b"two"
+        );
+        storage
+            .delete(&format!("{base}/f/shard-0/done.json"))
+            .unwrap();
+        storage
+            .delete(&format!("{base}/f/shard-0/done.json"))
+            .unwrap();
+        assert_eq!(
+            storage.children(&format!("{base}/f/shard-0")).unwrap(),
+            vec!["part-1.jsonl"]
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 use zoo_datasets::{
     DatasetInfo, Datasets, IMAGE_EXTENSIONS, MergePlan, ObjectLoader, RemoteBytes, ResultsKind,
-    ResultsLocation, Shard, ShardResults, ShardState, stable_key,
+    ResultsLocation, ResultsStore, Shard, ShardResults, ShardState, stable_key,
 };
 use zoo_model_core::Sample;
 use zoo_storage::Storage;
@@ -25,9 +25,10 @@ pub(crate) struct ScaleArgs {
     /// Indexed Job passes `$(JOB_COMPLETION_INDEX)/N`.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub(crate) shard: Option<Shard>,
-    /// Write the results as part files under LOCATION (a folder or a
-    /// `file://` URL) instead of into the dataset; merge them with `zoo
-    /// datasets merge-results`. A retried shard skips the chunks it wrote.
+    /// Write the results as part files under LOCATION (a folder, a
+    /// `file://` URL, or `s3://`, `gs://`, `az://` bucket/prefix) instead
+    /// of into the dataset; merge them with `zoo datasets merge-results`. A
+    /// retried shard skips the chunks it wrote.
     #[arg(long, value_name = "LOCATION")]
     pub(crate) results: Option<String>,
 }
@@ -50,7 +51,7 @@ pub(crate) fn pending(
 ) -> Result<(Vec<Sample>, Option<ShardResults>)> {
     let shard = scale.shard.unwrap_or(Shard::ALL);
     if let Some(location) = &scale.results {
-        let location = ResultsLocation::parse(location)?;
+        let location = results_location(location)?;
         let samples = store.shard_samples(dataset, shard)?;
         let results = ShardResults::open(
             &location,
@@ -99,6 +100,68 @@ impl RemoteBytes for StorageBytes {
             .fetch(url, max_bytes)
             .map_err(|error| format!("{:#}", anyhow::Error::from(error)))
     }
+}
+
+/// Shard results in an object store: every key is an object below `base`.
+#[derive(Debug)]
+struct StorageResults {
+    storage: Storage,
+    base: String,
+}
+
+impl StorageResults {
+    fn url(&self, key: &str) -> String {
+        format!("{}/{key}", self.base)
+    }
+}
+
+fn io_error(error: zoo_storage::StorageError) -> std::io::Error {
+    std::io::Error::other(format!("{:#}", anyhow::Error::from(error)))
+}
+
+impl ResultsStore for StorageResults {
+    fn describe(&self, key: &str) -> String {
+        self.url(key)
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
+        self.storage.put(&self.url(key), bytes).map_err(io_error)
+    }
+
+    fn get(&self, key: &str, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
+        match self.storage.fetch(&self.url(key), max_bytes) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(io_error(error)),
+        }
+    }
+
+    fn children(&self, prefix: &str) -> std::io::Result<Vec<String>> {
+        self.storage.children(&self.url(prefix)).map_err(io_error)
+    }
+
+    fn delete(&self, key: &str) -> std::io::Result<()> {
+        self.storage.delete(&self.url(key)).map_err(io_error)
+    }
+}
+
+/// `--results` and `merge-results`' LOCATION: a folder or `file://` URL, or
+/// an object-store URL (`s3://`, `gs://`, `az://`).
+fn results_location(text: &str) -> Result<ResultsLocation> {
+    if zoo_storage::is_object_url(text) && !text.starts_with("file://") {
+        let base = text.trim_end_matches('/');
+        if base
+            .split_once("://")
+            .is_none_or(|(_, rest)| rest.is_empty())
+        {
+            bail!("results location `{text}` names no bucket: use `s3://bucket/prefix`");
+        }
+        return Ok(ResultsLocation::in_store(Arc::new(StorageResults {
+            storage: storage()?,
+            base: base.to_owned(),
+        })));
+    }
+    Ok(ResultsLocation::parse(text)?)
 }
 
 fn storage() -> Result<Storage> {
@@ -155,7 +218,7 @@ pub(crate) fn merge(
 ) -> Result<()> {
     let dataset = super::apply::dataset_name(store, dataset)?;
     let context = || format!("merging `{location}` into field `{field}` of `{dataset}` failed");
-    let location = ResultsLocation::parse(location).with_context(context)?;
+    let location = results_location(location).with_context(context)?;
     let plan = MergePlan::scan(&location, field).with_context(context)?;
     let unfinished = plan.unfinished();
     for (index, state) in &unfinished {
@@ -171,7 +234,7 @@ pub(crate) fn merge(
             "{} of {} shard(s) of `{}` are missing or incomplete, so nothing was merged: run them again (same `--shard K/N` and `--results`), or merge what is there with `--allow-partial`",
             unfinished.len(),
             plan.count,
-            plan.dir.display()
+            escape(&plan.dir)
         );
     }
     let summary = store
