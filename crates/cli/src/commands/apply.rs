@@ -211,9 +211,12 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         pipelined: match args.pipeline.as_str() {
             "on" => true,
             "off" => false,
+            // Pipelined when decoding does not take the model's CPU: a
+            // model on a GPU, or more cores than libtorch's threads.
             _ => {
                 let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
                 cores > runtime.system_info().threads
+                    || models.iter().all(|model| !model.computes_on_host())
             }
         },
     };
