@@ -669,6 +669,8 @@ def speed(check, arch, half):
     result = {}
     result["zoo_model_only"] = check.step(f"zoo model-only {key}", lambda: zoo_model_only(check, arch, half), need=20)
     result["zoo_apply"] = check.step(f"zoo apply {key}", lambda: zoo_apply(check, arch, half, []), need=20)
+    result["zoo_apply_pipelined"] = check.step(
+        f"zoo apply pipelined {key}", lambda: zoo_apply(check, arch, half, ["--pipeline", "on"]), need=20)
     # cuDNN's algorithm search (`cudnn_benchmark`, ZOO_CUDNN_BENCHMARK=1):
     # model-only after its warm-up, and apply with the search inside.
     result["zoo_model_only_search"] = check.step(
@@ -684,6 +686,7 @@ def speed(check, arch, half):
     applied = rate(result["zoo_apply"], "images_per_second")
     searched = rate(result["zoo_model_only_search"], "images_per_second")
     searched_apply = rate(result["zoo_apply_search"], "images_per_second")
+    pipelined = rate(result["zoo_apply_pipelined"], "images_per_second")
     eager = result["pytorch"] if isinstance(result["pytorch"], dict) else {}
     best_apply = applied
     ratios = {
@@ -705,7 +708,7 @@ def speed(check, arch, half):
         return "-" if value is None else f"{value:.{digits}f}"
 
     check.say(
-        f"speed {key:<14} img/s | zoo apply {cell(applied)} (search {cell(searched_apply)}) | zoo model-only {cell(model)} "
+        f"speed {key:<14} img/s | zoo apply {cell(applied)} (pipelined {cell(pipelined)}, search {cell(searched_apply)}) | zoo model-only {cell(model)} "
         f"(search, after warm-up {cell(searched)}) | "
         f"PyTorch end-to-end {cell(eager.get('end_to_end_images_per_second'))}, from host "
         f"{cell(eager.get('model_from_host_images_per_second'))}, resident "

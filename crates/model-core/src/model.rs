@@ -103,13 +103,6 @@ pub trait Model: Send {
     /// can size its own thread use; does nothing unless the model needs it.
     fn set_workers(&mut self, _workers: usize) {}
 
-    /// Whether `predict_all` computes on this machine's CPU, so that
-    /// decoding the next batch meanwhile would compete with it; false for a
-    /// model on a GPU (or another process's hardware).
-    fn computes_on_host(&self) -> bool {
-        true
-    }
-
     /// Predicts a batch. Inputs of different shapes may arrive together; the
     /// engine groups equal shapes before calling, so a backend may stack them.
     fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError>;

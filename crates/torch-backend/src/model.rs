@@ -729,10 +729,6 @@ impl Model for TorchImageModel {
         }
     }
 
-    fn computes_on_host(&self) -> bool {
-        !self.device.is_cuda()
-    }
-
     fn set_workers(&mut self, workers: usize) {
         if self.device == Device::Cpu {
             // libtorch's intra-op thread count is process-wide.

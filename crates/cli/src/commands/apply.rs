@@ -211,12 +211,14 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         pipelined: match args.pipeline.as_str() {
             "on" => true,
             "off" => false,
-            // Pipelined when decoding does not take the model's CPU: a
-            // model on a GPU, or more cores than libtorch's threads.
+            // Pipelined only when there are more cores than libtorch's
+            // threads. Not for a model on a GPU either: on an H100 with 16
+            // cores, decoding on every core during the forward starved the
+            // thread that feeds the GPU (resnet18 half: 456 img/s pipelined
+            // against 809 in turn; BENCHMARKS.md, run 5).
             _ => {
                 let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
                 cores > runtime.system_info().threads
-                    || models.iter().all(|model| !model.computes_on_host())
             }
         },
     };
