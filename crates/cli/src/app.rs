@@ -67,6 +67,11 @@ pub(crate) enum ModelsCommand {
     Config {
         /// `name` or `name@version`.
         name: String,
+        /// A keyword argument for the model's `load_model` (and a config
+        /// override), as FiftyOne's `load_zoo_model(name, **kwargs)`;
+        /// repeatable; VALUE is JSON when it parses, else a string.
+        #[arg(long = "kwargs", short = 'k', value_name = "KEY=VALUE", value_parser = parse_kwarg)]
+        kwargs: Vec<(String, serde_json::Value)>,
     },
     /// Apply a model to a dataset (or a folder of images), storing labels.
     Apply(ApplyArgs),
@@ -234,6 +239,40 @@ pub(crate) struct ModelArgs {
     /// `--install`) nothing is checked: zoo runs its models natively.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub(crate) error_level: Option<u8>,
+    /// A keyword argument for the model's `load_model` (and a config
+    /// override), as FiftyOne's `load_zoo_model(name, **kwargs)`;
+    /// repeatable; VALUE is JSON when it parses, else a string.
+    #[arg(long = "kwargs", short = 'k', value_name = "KEY=VALUE", value_parser = parse_kwarg)]
+    pub(crate) kwargs: Vec<(String, serde_json::Value)>,
+}
+
+/// `-k KEY=VALUE`: VALUE as JSON when it parses (`3`, `true`,
+/// `["a","b"]`), else as a string (`resnet`).
+pub(crate) fn parse_kwarg(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    let key = key.trim();
+    let is_identifier = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_alphanumeric() || c == '_');
+    if !is_identifier {
+        return Err(format!(
+            "`{key}` is not a Python keyword argument name (letters, digits and `_`, not starting with a digit)"
+        ));
+    }
+    let value =
+        serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+    Ok((key.to_owned(), value))
+}
+
+/// The kwargs as one JSON object; a later KEY replaces an earlier one.
+pub(crate) fn kwargs_map(
+    kwargs: &[(String, serde_json::Value)],
+) -> serde_json::Map<String, serde_json::Value> {
+    kwargs.iter().cloned().collect()
 }
 
 /// `--workers`: `auto` or a count of at least 1.

@@ -11,6 +11,7 @@ pub const HOSTED_SOURCE: &str = include_str!("hosted_source.py");
 pub const HOSTED_MODELS: &[&str] = &[
     "colour",
     "boxes",
+    "echo",
     "bad-output",
     "not-a-model",
     "needs-missing",

@@ -3,6 +3,7 @@
 # part of their name:
 #   colour       batched (`ragged_batches` False), logits and embeddings
 #   boxes        `predict` only, ragged, a dict of labels, thresholds itself
+#   echo         answers at once, for the benchmark
 #   bad-output   returns a string instead of a label
 #   not-a-model  load_model returns `object()`
 #   needs-missing, raises   load_model fails
@@ -24,12 +25,17 @@ def download_model(model_name, model_path):
         f.write("numpy weights for " + model_name)
 
 
+class ColourConfig:
+    """A config without `confidence_thresh`: `apply_model` thresholds."""
+
+
 class ColourClassifier(fom.Model, fom.LogitsMixin, fom.EmbeddingsMixin):
     """Softmax over the mean colour (times `scale`); embeddings are each
     channel's mean and standard deviation."""
 
     def __init__(self, classes, scale, delay, die_after, hang_pid_file):
         fom.LogitsMixin.__init__(self)
+        self.config = ColourConfig()
         self.classes = classes
         self.scale = scale
         self.delay = delay
@@ -167,6 +173,18 @@ class BoxesAndSize(fom.Model):
         }
 
 
+class Echo(BoxesAndSize):
+    """Answers at once (one empty classification per image): the cost of
+    the boundary alone, for the host's benchmark."""
+
+    @property
+    def ragged_batches(self):
+        return False
+
+    def predict_all(self, imgs):
+        return [fol.Classification(label="%dx%d" % img.shape[1::-1]) for img in imgs]
+
+
 class BadOutput(BoxesAndSize):
     def predict(self, img):
         return "a string, not a label"
@@ -187,6 +205,8 @@ def load_model(model_name, model_path, **kwargs):
         )
     if kind == "boxes":
         return BoxesAndSize(kwargs.get("fail_width"))
+    if kind == "echo":
+        return Echo(None)
     if kind == "bad-output":
         return BadOutput(None)
     if kind == "not-a-model":
