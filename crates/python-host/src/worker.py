@@ -20,6 +20,14 @@ import threading
 import time
 import traceback
 
+try:
+    import fcntl
+
+    # Bigger pipes (1 MiB, Linux's F_SETPIPE_SZ): fewer switches per batch.
+    for _fd in (0, 1):
+        fcntl.fcntl(_fd, 1031, 1 << 20)
+except (ImportError, OSError):
+    pass
 protocol_in = os.fdopen(os.dup(0), "rb", buffering=0)
 protocol_out = os.fdopen(os.dup(1), "wb", buffering=0)
 os.dup2(2, 1)

@@ -13,6 +13,7 @@ use zoo_model_core::{Image, Input, Label, Model, ModelError, Prediction};
 use zoo_python_host::{HostError, HostSpec, HostedModel, Loaded, load};
 use zoo_test_support::HOSTED_SOURCE;
 
+#[allow(clippy::print_stderr)]
 fn python() -> Option<String> {
     match std::env::var("ZOO_TEST_FIFTYONE_PYTHON") {
         Ok(python) if !python.is_empty() => Some(python),
