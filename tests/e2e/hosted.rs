@@ -514,3 +514,30 @@ fn hosted_load_failures_are_clear_and_untrusted_sources_run_no_python() {
     assert!(err.contains("trust"), "{err}");
     assert!(!marker.exists(), "an untrusted source's load_model ran");
 }
+
+#[test]
+fn the_host_runs_in_its_source_folder_without_github_token() {
+    let Some(python) = fiftyone_python() else {
+        return;
+    };
+    let server = TestServer::start();
+    let mut sandbox = hosted_sandbox(&server, &python);
+    sandbox
+        .env
+        .push(("GITHUB_TOKEN".to_owned(), "secret-token".to_owned()));
+    let pics = sandbox.dir.path().join("pics");
+    pictures(&pics, 1);
+    sandbox.ok(&["datasets", "create", "pics", pics.to_str().unwrap()]);
+    sandbox.ok(&["models", "apply", "zoo-test/environment", "pics", "seen"]);
+    let source = sandbox.zoo_dir().join("zoo-test/hosted");
+    let labels = exported(&sandbox, "pics");
+    let seen = labels["im00.png"]["seen"]["label"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let expected = format!(
+        "token=False cwd={}",
+        source.canonicalize().unwrap().display()
+    );
+    assert_eq!(seen, expected);
+}

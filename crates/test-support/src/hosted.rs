@@ -12,6 +12,7 @@ pub const HOSTED_MODELS: &[&str] = &[
     "colour",
     "boxes",
     "echo",
+    "environment",
     "bad-output",
     "not-a-model",
     "needs-missing",

@@ -4,6 +4,7 @@
 #   colour       batched (`ragged_batches` False), logits and embeddings
 #   boxes        `predict` only, ragged, a dict of labels, thresholds itself
 #   echo         answers at once, for the benchmark
+#   environment  labels images with the host's GITHUB_TOKEN presence and cwd
 #   bad-output   returns a string instead of a label
 #   not-a-model  load_model returns `object()`
 #   needs-missing, raises   load_model fails
@@ -185,6 +186,15 @@ class Echo(BoxesAndSize):
         return [fol.Classification(label="%dx%d" % img.shape[1::-1]) for img in imgs]
 
 
+class Environment(Echo):
+    """Labels each image with what the host's process sees: whether
+    `GITHUB_TOKEN` is set, and its working folder."""
+
+    def predict_all(self, imgs):
+        seen = "token=%s cwd=%s" % ("GITHUB_TOKEN" in os.environ, os.getcwd())
+        return [fol.Classification(label=seen) for img in imgs]
+
+
 class BadOutput(BoxesAndSize):
     def predict(self, img):
         return "a string, not a label"
@@ -207,6 +217,8 @@ def load_model(model_name, model_path, **kwargs):
         return BoxesAndSize(kwargs.get("fail_width"))
     if kind == "echo":
         return Echo(None)
+    if kind == "environment":
+        return Environment(None)
     if kind == "bad-output":
         return BadOutput(None)
     if kind == "not-a-model":
