@@ -365,3 +365,39 @@ pub(crate) enum DatasetsCommand {
         format: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn kwargs_values_are_json_when_they_parse_else_strings() {
+        let cases = [
+            ("classes=[\"a\", \"b\"]", Ok(("classes", json!(["a", "b"])))),
+            ("scale=2.5", Ok(("scale", json!(2.5)))),
+            ("flag=true", Ok(("flag", json!(true)))),
+            ("none=null", Ok(("none", json!(null)))),
+            ("name=resnet", Ok(("name", json!("resnet")))),
+            ("text=a=b", Ok(("text", json!("a=b")))),
+            ("empty=", Ok(("empty", json!("")))),
+            ("_private=1", Ok(("_private", json!(1)))),
+            ("no-equals", Err("is not KEY=VALUE")),
+            ("=3", Err("is not a Python keyword argument name")),
+            ("9lives=1", Err("is not a Python keyword argument name")),
+            ("bad-key=1", Err("is not a Python keyword argument name")),
+        ];
+        for (text, expected) in cases {
+            match (parse_kwarg(text), expected) {
+                (Ok((key, value)), Ok((want_key, want_value))) => {
+                    assert_eq!((key.as_str(), value), (want_key, want_value), "{text}");
+                }
+                (Err(error), Err(want)) => assert!(error.contains(want), "{text}: {error}"),
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+        let map = kwargs_map(&[("a".into(), json!(1)), ("a".into(), json!(2))]);
+        assert_eq!(map["a"], 2, "a later KEY wins");
+    }
+}
