@@ -7,6 +7,7 @@ mod downloads;
 mod fiftyone_cli;
 mod fiftyone_interop;
 mod hooks;
+mod hosted;
 mod hostile_models;
 mod named_weights;
 mod scale;

@@ -22,6 +22,7 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
         &["zoo-model-core", "zoo-output-processors"],
     ),
     ("zoo-datasets", &["zoo-fs", "zoo-model-core"]),
+    ("zoo-python-host", &["zoo-model-core"]),
     ("zoo-storage", &[]),
     ("zoo-test-support", &[]),
     ("xtask", &["zoo-manifest"]),
@@ -54,6 +55,7 @@ const LIBTORCH_FREE: &[&str] = &[
     "zoo-model-core",
     "zoo-output-processors",
     "zoo-datasets",
+    "zoo-python-host",
     "zoo-storage",
     "zoo-test-support",
 ];

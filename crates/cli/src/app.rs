@@ -67,6 +67,11 @@ pub(crate) enum ModelsCommand {
     Config {
         /// `name` or `name@version`.
         name: String,
+        /// A keyword argument for the model's `load_model` (and a config
+        /// override), as FiftyOne's `load_zoo_model(name, **kwargs)`;
+        /// repeatable; VALUE is JSON when it parses, else a string.
+        #[arg(long = "kwargs", short = 'k', value_name = "KEY=VALUE", value_parser = parse_kwarg)]
+        kwargs: Vec<(String, serde_json::Value)>,
     },
     /// Apply a model to a dataset (or a folder of images), storing labels.
     Apply(ApplyArgs),
@@ -234,6 +239,40 @@ pub(crate) struct ModelArgs {
     /// `--install`) nothing is checked: zoo runs its models natively.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub(crate) error_level: Option<u8>,
+    /// A keyword argument for the model's `load_model` (and a config
+    /// override), as FiftyOne's `load_zoo_model(name, **kwargs)`;
+    /// repeatable; VALUE is JSON when it parses, else a string.
+    #[arg(long = "kwargs", short = 'k', value_name = "KEY=VALUE", value_parser = parse_kwarg)]
+    pub(crate) kwargs: Vec<(String, serde_json::Value)>,
+}
+
+/// `-k KEY=VALUE`: VALUE as JSON when it parses (`3`, `true`,
+/// `["a","b"]`), else as a string (`resnet`).
+pub(crate) fn parse_kwarg(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    let key = key.trim();
+    let is_identifier = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_alphanumeric() || c == '_');
+    if !is_identifier {
+        return Err(format!(
+            "`{key}` is not a Python keyword argument name (letters, digits and `_`, not starting with a digit)"
+        ));
+    }
+    let value =
+        serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+    Ok((key.to_owned(), value))
+}
+
+/// The kwargs as one JSON object; a later KEY replaces an earlier one.
+pub(crate) fn kwargs_map(
+    kwargs: &[(String, serde_json::Value)],
+) -> serde_json::Map<String, serde_json::Value> {
+    kwargs.iter().cloned().collect()
 }
 
 /// `--workers`: `auto` or a count of at least 1.
@@ -325,4 +364,40 @@ pub(crate) enum DatasetsCommand {
         #[arg(long, default_value = "fiftyone")]
         format: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn kwargs_values_are_json_when_they_parse_else_strings() {
+        let cases = [
+            ("classes=[\"a\", \"b\"]", Ok(("classes", json!(["a", "b"])))),
+            ("scale=2.5", Ok(("scale", json!(2.5)))),
+            ("flag=true", Ok(("flag", json!(true)))),
+            ("none=null", Ok(("none", json!(null)))),
+            ("name=resnet", Ok(("name", json!("resnet")))),
+            ("text=a=b", Ok(("text", json!("a=b")))),
+            ("empty=", Ok(("empty", json!("")))),
+            ("_private=1", Ok(("_private", json!(1)))),
+            ("no-equals", Err("is not KEY=VALUE")),
+            ("=3", Err("is not a Python keyword argument name")),
+            ("9lives=1", Err("is not a Python keyword argument name")),
+            ("bad-key=1", Err("is not a Python keyword argument name")),
+        ];
+        for (text, expected) in cases {
+            match (parse_kwarg(text), expected) {
+                (Ok((key, value)), Ok((want_key, want_value))) => {
+                    assert_eq!((key.as_str(), value), (want_key, want_value), "{text}");
+                }
+                (Err(error), Err(want)) => assert!(error.contains(want), "{text}: {error}"),
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+        let map = kwargs_map(&[("a".into(), json!(1)), ("a".into(), json!(2))]);
+        assert_eq!(map["a"], 2, "a later KEY wins");
+    }
 }

@@ -188,6 +188,9 @@ struct Computed<T> {
     results: Vec<(i64, Result<T, String>)>,
     forwards: usize,
     model_time: Duration,
+    /// A [`ModelError::Fatal`]: the run stops once these results are
+    /// stored.
+    fatal: Option<ModelError>,
 }
 
 /// Runs the model over a prepared batch: equal-shape groups (or the whole
@@ -229,8 +232,16 @@ fn compute<T>(
         results: Vec::new(),
         forwards: 0,
         model_time: Duration::ZERO,
+        fatal: None,
     };
     for indices in groups.values() {
+        if computed.fatal.is_some() {
+            // The model is gone: the rest of the batch fails with it.
+            for &index in indices {
+                results[index] = Some(Err("not run: the model stopped".to_owned()));
+            }
+            continue;
+        }
         let group: Vec<Input> = indices
             .iter()
             .filter_map(|&index| inputs[index].take())
@@ -261,6 +272,12 @@ fn compute<T>(
                     outputs.len(),
                     indices.len()
                 ))));
+            }
+            Err(err @ ModelError::Fatal(_)) => {
+                for &index in indices {
+                    results[index] = Some(Err(err.to_string()));
+                }
+                computed.fatal = Some(err);
             }
             Err(err) => {
                 if !options.skip_failures {
@@ -326,7 +343,11 @@ fn run<T: Send>(
             .count();
         summary.failed += failed;
         summary.succeeded += computed.results.len() - failed;
-        emit(computed.results).map_err(ApplyError::Store)
+        emit(computed.results).map_err(ApplyError::Store)?;
+        match computed.fatal {
+            Some(err) => Err(ApplyError::Model(err)),
+            None => Ok(()),
+        }
     };
 
     if workers > 1 {
@@ -350,7 +371,9 @@ fn run<T: Send>(
                         };
                         let prepared = prepare(&*preprocessor, loader, batch, false);
                         let computed = compute(model, prepared, options, work);
-                        let failed = computed.is_err();
+                        let failed = computed
+                            .as_ref()
+                            .map_or(true, |computed| computed.fatal.is_some());
                         // A closed channel means the run stopped: stop too.
                         if sender.send(computed).is_err() || failed {
                             next.store(batches.len(), Ordering::Relaxed);

@@ -22,6 +22,11 @@ pub enum ModelError {
     /// The model does not offer what was asked.
     #[error("{0}")]
     Unsupported(String),
+    /// The model can run no more (its process died or hung and was
+    /// killed): the engine records the batch's samples as failed, stores
+    /// them with every finished batch, and stops the run with this error.
+    #[error("{0}")]
+    Fatal(String),
 }
 
 /// A preprocessed model input.

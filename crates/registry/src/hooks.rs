@@ -73,7 +73,10 @@ else:
     try:
         text = json.dumps(result)
     except TypeError as error:
-        sys.stderr.write("load_model returned a %s, which is not JSON: %s\n" % (type(result).__name__, error))
+        if any(c.__module__ == "fiftyone.core.models" and c.__name__ == "Model" for c in type(result).__mro__):
+            sys.stderr.write("load_model returned a FiftyOne model, `%s.%s`, which has no JSON config: zoo runs it in its model host (`zoo models apply`, `zoo models embed`)\n" % (type(result).__module__, type(result).__qualname__))
+        else:
+            sys.stderr.write("load_model returned a %s, which is not JSON: %s\n" % (type(result).__name__, error))
         sys.exit(4)
     sys.stdout.write("\n@@zoo-config@@" + text + "\n")
 "#;

@@ -42,12 +42,14 @@
 mod error;
 mod hooks;
 mod index;
+mod load;
 mod models;
 mod named_weights;
 mod registry;
 
 pub use error::RegistryError;
 pub use index::{InstalledManifest, RegisteredSource};
+pub use load::{LoadPath, LoadPlan, PythonLoad};
 pub use models::Downloaded;
 pub use named_weights::{FIELD as NAMED_WEIGHTS_FIELD, NamedWeights, named_weights};
 pub use registry::{DEFAULT_HOOK_TIMEOUT, RegisterOutcome, Registry, RegistryConfig, ZooView};

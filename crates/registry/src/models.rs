@@ -60,11 +60,11 @@ struct ManagerPlan {
 
 /// Where a model's files go, built from checked names.
 #[derive(Debug, Clone)]
-struct ModelPaths {
+pub(crate) struct ModelPaths {
     /// The folder: the source's folder, the zoo dir, or a staging folder.
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// The downloaded file.
-    file: PathBuf,
+    pub(crate) file: PathBuf,
     /// The folder an archive unpacks to.
     archive_folder: Option<PathBuf>,
 }
@@ -117,7 +117,7 @@ impl Registry {
     }
 
     /// The model's paths from its checked names (no file system access).
-    fn model_paths(&self, model: &ZooModel) -> Result<ModelPaths, RegistryError> {
+    pub(crate) fn model_paths(&self, model: &ZooModel) -> Result<ModelPaths, RegistryError> {
         let files = model_files(model)?;
         match &model.origin {
             Origin::Source { url, dir } => {
@@ -138,7 +138,7 @@ impl Registry {
     /// Checks, right before zoo writes, deletes, extracts or runs a hook,
     /// that the folder is strictly inside the zoo dir (unless it is the zoo
     /// dir) and every path strictly inside the folder, links resolved.
-    fn check_paths(
+    pub(crate) fn check_paths(
         &self,
         model: &ZooModel,
         paths: &ModelPaths,
@@ -495,7 +495,7 @@ impl Registry {
     }
 
     /// The folder of the model's source, if the source is trusted to run code.
-    fn trusted_source_dir(&self, model: &ZooModel) -> Result<PathBuf, RegistryError> {
+    pub(crate) fn trusted_source_dir(&self, model: &ZooModel) -> Result<PathBuf, RegistryError> {
         let Origin::Source { url, .. } = &model.origin else {
             return Err(RegistryError::NoMethod {
                 model: model.name(),

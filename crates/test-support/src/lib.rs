@@ -13,6 +13,8 @@
 //!   rate limiting), backed by two [`TestServer`]s.
 //! - [`FiftyOne`]: real FiftyOne 1.22.1 in one Python process per test
 //!   binary (`ZOO_TEST_FIFTYONE_PYTHON`), driven by Python snippets.
+//! - [`HOSTED_SOURCE`] and [`hosted_manifest`]: a source whose `load_model`
+//!   returns numpy-only FiftyOne models, for the model host.
 //! - [`dir_snapshot`]: a directory tree as sorted lines, to assert that a
 //!   failed operation changed nothing.
 //!
@@ -31,6 +33,7 @@
 mod archive;
 mod fiftyone;
 mod github;
+mod hosted;
 mod server;
 mod snapshot;
 mod torch_save;
@@ -38,6 +41,7 @@ mod torch_save;
 pub use archive::{Archive, Entry};
 pub use fiftyone::FiftyOne;
 pub use github::{FakeGitHub, RepoSpec, fake_sha};
+pub use hosted::{HOSTED_MODELS, HOSTED_SOURCE, hosted_manifest};
 pub use server::{Fault, Framing, Handler, Request, Response, TestServer, file_response};
 pub use snapshot::dir_snapshot;
 pub use torch_save::{StateTensor, formula, formula_state_dict, torch_save_legacy, torch_save_zip};

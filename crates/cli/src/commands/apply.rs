@@ -12,7 +12,8 @@ use zoo_datasets::{Datasets, ObjectLoader, ResultsKind, ShardResults};
 use zoo_model_core::{
     ApplyOptions, ApplySummary, EmbedOutcome, Label, Model, ModelSpec, Outcome, validate_field_name,
 };
-use zoo_registry::Registry;
+use zoo_python_host::{HostSpec, HostedModel, Loaded};
+use zoo_registry::{LoadPlan, Registry};
 
 use super::scale::{self, ScaleArgs};
 use crate::app::{ApplyArgs, EmbedArgs, ModelArgs, Workers};
@@ -21,15 +22,26 @@ use crate::runtime::Runtime;
 use crate::terminal::{escape, say};
 use crate::{config, output};
 
+/// The built model copies, and how they must be fed.
+struct Built {
+    name: String,
+    /// One copy per worker.
+    models: Vec<Box<dyn Model>>,
+    /// A hosted model with `ragged_batches`: one image per call, as
+    /// FiftyOne's `apply_model` ignores the batch size for it.
+    one_image_per_call: bool,
+}
+
 /// Resolves, downloads and builds the model: `workers` copies of it
-/// (`auto`: as many as the model prefers).
+/// (`auto`: as many as the model prefers). A trusted source's Python
+/// `load_model` runs in the model host; a config runs natively.
 fn load_model(
     registry: &Registry,
     runtime: &dyn Runtime,
     name_or_url: &str,
     model: &ModelArgs,
     quiet: bool,
-) -> Result<(String, Vec<Box<dyn Model>>)> {
+) -> Result<Built> {
     let downloaded = registry.download(
         name_or_url,
         model.model_name.as_deref(),
@@ -45,12 +57,34 @@ fn load_model(
         let level = super::models::error_level(level)?;
         super::models::ensure_requirements(&downloaded.model, level, false)?;
     }
-    // The model is resolved once: no second pass over every manifest.
-    let mut overrides = serde_json::Map::new();
+    // `-k` kwargs: `load_model`'s keyword arguments and config overrides.
+    let kwargs = crate::app::kwargs_map(&model.kwargs);
+    let mut overrides = kwargs.clone();
     if config::cudnn_benchmark()? {
         overrides.insert("cudnn_benchmark".into(), serde_json::Value::Bool(true));
     }
-    let config = registry.deployment_config_of(&downloaded.model, &overrides)?;
+    // The model is resolved once: no second pass over every manifest.
+    let config = match registry.load_plan(&downloaded.model, &overrides)? {
+        LoadPlan::Config(config) => config,
+        LoadPlan::Python(plan) => {
+            let spec = HostSpec {
+                python: plan.python,
+                init: plan.init,
+                model_name: plan.model_name,
+                model_path: plan.model_path,
+                kwargs,
+                load_timeout: plan.timeout,
+                batch_timeout: plan.timeout,
+            };
+            match zoo_python_host::load(&spec)? {
+                Loaded::Config(value) => {
+                    registry.config_from_hook(&downloaded.model, value, &overrides)?
+                }
+                Loaded::Model(first) => return hosted(&spec, name, first, model.workers),
+            }
+        }
+        _ => bail!("zoo cannot build model `{name}` this way"),
+    };
     let kind = config
         .kind
         .clone()
@@ -75,7 +109,33 @@ fn load_model(
     for _ in 1..count {
         models.push(build()?);
     }
-    Ok((name, models))
+    Ok(Built {
+        name,
+        models,
+        one_image_per_call: false,
+    })
+}
+
+/// The hosted model and, with `--workers N`, N - 1 more hosts.
+fn hosted(spec: &HostSpec, name: String, first: HostedModel, workers: Workers) -> Result<Built> {
+    let ragged = first.info().ragged_batches;
+    tracing::debug!(model = %name, class = %first.info().class, "running in the model host");
+    let count = match workers {
+        Workers::Auto => 1,
+        Workers::Count(count) => count,
+    };
+    let mut models: Vec<Box<dyn Model>> = vec![Box::new(first)];
+    for _ in 1..count {
+        match zoo_python_host::load(spec)? {
+            Loaded::Model(model) => models.push(Box::new(model)),
+            Loaded::Config(_) => bail!("`load_model` of `{name}` returned a model, then a config"),
+        }
+    }
+    Ok(Built {
+        name,
+        models,
+        one_image_per_call: ragged,
+    })
 }
 
 /// The model copies as the engine takes them.
@@ -106,6 +166,8 @@ struct Run {
     name: String,
     /// One copy per worker.
     models: Vec<Box<dyn Model>>,
+    /// One image per model call (a hosted model with `ragged_batches`).
+    one_image_per_call: bool,
     pending: Vec<zoo_model_core::Sample>,
     /// Reads images (files, object-store URLs) within the limits the
     /// environment sets.
@@ -138,7 +200,11 @@ impl Run {
         let mut store = Datasets::open(&config::datasets_dir()?)?;
         let dataset = dataset_name(&mut store, dataset)?;
         let registry = config::registry()?;
-        let (name, models) = load_model(&registry, runtime, name_or_url, model, quiet)
+        let Built {
+            name,
+            models,
+            one_image_per_call,
+        } = load_model(&registry, runtime, name_or_url, model, quiet)
             .with_context(|| format!("loading model `{name_or_url}` failed"))?;
         let (pending, results) =
             scale::pending(&mut store, &dataset, field, scale.1, scale.0, overwrite)?;
@@ -147,10 +213,24 @@ impl Run {
             dataset,
             name,
             models,
+            one_image_per_call,
             pending,
             loader,
             results,
         })
+    }
+
+    /// The batch size to run: `asked`, or 1 for a model that takes one
+    /// image per call (said once, as FiftyOne's `apply_model` warns).
+    fn batch_size(&self, asked: usize) -> usize {
+        if self.one_image_per_call && asked > 1 {
+            say!(
+                "`{}` has `ragged_batches`: its images go one at a time (ignoring batch size {asked}), as in FiftyOne",
+                escape(&self.name)
+            );
+            return 1;
+        }
+        asked
     }
 }
 
@@ -183,15 +263,7 @@ fn rate(count: usize, summary: &ApplySummary) -> f64 {
 }
 
 pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Result<()> {
-    let Run {
-        mut store,
-        dataset,
-        name,
-        mut models,
-        pending,
-        loader,
-        mut results,
-    } = Run::start(
+    let run = Run::start(
         runtime,
         &args.name_or_url,
         &args.model,
@@ -201,8 +273,19 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         quiet,
         (&args.scale, ResultsKind::Labels),
     )?;
+    let batch_size = run.batch_size(args.batch_size);
+    let Run {
+        mut store,
+        dataset,
+        name,
+        mut models,
+        pending,
+        loader,
+        mut results,
+        one_image_per_call: _,
+    } = run;
     let options = ApplyOptions {
-        batch_size: args.batch_size,
+        batch_size,
         confidence_thresh: args.confidence_thresh,
         store_logits: args.store_logits,
         skip_failures: !args.stop_on_failure,
@@ -332,15 +415,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
 }
 
 pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Result<()> {
-    let Run {
-        mut store,
-        dataset,
-        name,
-        mut models,
-        pending,
-        loader,
-        mut results,
-    } = Run::start(
+    let run = Run::start(
         runtime,
         &args.name_or_url,
         &args.model,
@@ -350,8 +425,19 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         quiet,
         (&args.scale, ResultsKind::Embeddings),
     )?;
+    let batch_size = run.batch_size(args.batch_size);
+    let Run {
+        mut store,
+        dataset,
+        name,
+        mut models,
+        pending,
+        loader,
+        mut results,
+        one_image_per_call: _,
+    } = run;
     let options = ApplyOptions {
-        batch_size: args.batch_size,
+        batch_size,
         ..ApplyOptions::default()
     };
     let bar = progress(pending.len(), quiet);

@@ -50,9 +50,9 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
             say!("deleted `{}`", path.display());
             Ok(())
         }
-        ModelsCommand::Config { name } => {
+        ModelsCommand::Config { name, kwargs } => {
             let (_, config) = registry
-                .deployment_config(&name, &serde_json::Map::new())
+                .deployment_config(&name, &crate::app::kwargs_map(&kwargs))
                 .with_context(|| format!("loading the config of model `{name}` failed"))?;
             output::json(
                 &mut std::io::stdout().lock(),
@@ -207,6 +207,7 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
                 "model_path": path,
                 "downloaded": downloaded.is_some(),
                 "weights": weights,
+                "runs_in": registry.load_path(&model).as_str(),
                 "manifest": entry,
             }),
         );
@@ -219,6 +220,7 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
         "downloaded: {}",
         if downloaded.is_some() { "yes" } else { "no" }
     )?;
+    writeln!(out, "runs in:    {}", registry.load_path(&model).as_str())?;
     let text = |key: &str| weights[key].as_str().map(escape);
     if let Some(url) = text("manifest_url") {
         writeln!(out, "manifest url: {url}")?;

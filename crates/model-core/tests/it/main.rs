@@ -643,3 +643,77 @@ fn a_model_that_thresholds_itself_keeps_an_empty_classification_below_the_thresh
     assert!(matches!(&labels[0], Some(Label::Classification { label, .. }) if label == "bright"));
     assert_eq!(labels[1], Some(Label::EmptyClassification));
 }
+
+/// Dies (a [`ModelError::Fatal`], as the Python model host reports a dead
+/// worker) on the batch holding an image of value 77, and would succeed
+/// on every later batch.
+struct DiesOn77(Brightness);
+
+impl Model for DiesOn77 {
+    fn preprocessor(&self) -> Arc<dyn Preprocess> {
+        self.0.preprocessor()
+    }
+
+    fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
+        let dies = inputs.iter().any(|input| {
+            input
+                .data
+                .values()
+                .is_some_and(|values| (values[0] * 255.0).round() as u8 == 77)
+        });
+        if dies {
+            return Err(ModelError::Fatal("the model host died (signal 9)".into()));
+        }
+        self.0.predict_all(inputs)
+    }
+}
+
+#[test]
+fn a_fatal_model_error_records_the_batch_then_stops_the_run() {
+    // Batches of two: the second batch (ids 2 and 3) dies; ids 4 and 5 are
+    // never run, so a later run resumes them.
+    let names = ["10-8", "20-8", "77-8", "30-8", "40-8", "50-8"];
+    for (pipelined, workers) in [(true, 1), (false, 1), (true, 2)] {
+        let options = ApplyOptions {
+            batch_size: 2,
+            pipelined,
+            ..ApplyOptions::default()
+        };
+        let mut copies: Vec<DiesOn77> = (0..workers).map(|_| DiesOn77(brightness())).collect();
+        let mut models: Vec<&mut dyn Model> = copies
+            .iter_mut()
+            .map(|model| model as &mut dyn Model)
+            .collect();
+        let mut outcomes = Vec::new();
+        let error = apply_on(
+            &mut models,
+            &samples(&names),
+            &Synthetic,
+            &options,
+            &mut |batch| {
+                outcomes.extend(batch);
+                Ok(())
+            },
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("the model host died"), "{error}");
+        let failed = failed_ids(&outcomes);
+        assert_eq!(
+            failed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            [2, 3],
+            "pipelined {pipelined}, workers {workers}"
+        );
+        assert!(failed[0].1.contains("the model host died"), "{failed:?}");
+        let stored: Vec<i64> = outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                Outcome::Labels { sample_id, .. } => Some(*sample_id),
+                Outcome::Failed { .. } => None,
+            })
+            .collect();
+        assert!(stored.contains(&0) && stored.contains(&1), "{stored:?}");
+        if workers == 1 {
+            assert!(!stored.contains(&4) && !stored.contains(&5), "{stored:?}");
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! [`HostedModel`]: zoo's [`Model`] over a FiftyOne model in the worker.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use zoo_model_core::{Image, Input, InputData, Label, Model, ModelError, Prediction, Preprocess};
+
+use crate::error::HostError;
+use crate::frame::Frame;
+use crate::worker::{HostSpec, Worker};
+
+/// What `load_model` returned.
+#[derive(Debug)]
+pub enum Loaded {
+    /// A deployment config (`{"type": ..., "config": ...}`): zoo runs it
+    /// natively.
+    Config(Value),
+    /// A `fiftyone.core.models.Model`, alive in its worker.
+    Model(HostedModel),
+}
+
+/// What the worker said about the model it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedInfo {
+    /// The Python class (`module.QualName`).
+    pub class: String,
+    /// `model.has_logits`.
+    pub has_logits: bool,
+    /// `model.has_embeddings`.
+    pub has_embeddings: bool,
+    /// `model.ragged_batches`: images go one at a time (`predict`, or
+    /// `predict_all` of one image for a `TorchModelMixin`), as FiftyOne's
+    /// `apply_model` ignores the batch size then.
+    pub ragged_batches: bool,
+    /// Whether it is a `TorchModelMixin`.
+    pub torch: bool,
+    /// Whether its config has `confidence_thresh` (then it thresholds its
+    /// own predictions, as FiftyOne's `apply_model` defers to it).
+    pub thresholds_itself: bool,
+}
+
+/// Starts the worker, which runs the source's `load_model`; returns the
+/// config it returned, or the model it holds.
+pub fn load(spec: &HostSpec) -> Result<Loaded, HostError> {
+    let mut worker = Worker::spawn(spec)?;
+    let answer = worker.answer("load_model")?;
+    worker.set_timeout(spec.batch_timeout);
+    let header = answer.header;
+    match header.get("kind").and_then(Value::as_str) {
+        Some("config") => Ok(Loaded::Config(header["config"].clone())),
+        Some("model") => {
+            let flag = |key: &str| header.get(key).and_then(Value::as_bool).unwrap_or(false);
+            let info = HostedInfo {
+                class: header["class"].as_str().unwrap_or("?").to_owned(),
+                has_logits: flag("has_logits"),
+                has_embeddings: flag("has_embeddings"),
+                ragged_batches: flag("ragged_batches"),
+                torch: flag("torch"),
+                thresholds_itself: flag("thresholds_itself"),
+            };
+            tracing::debug!(model = %spec.model_name, ?info, "hosting a Python model");
+            Ok(Loaded::Model(HostedModel {
+                worker,
+                info,
+                store_logits: false,
+                threshold: None,
+            }))
+        }
+        Some("error") => Err(load_error(&worker, &header)),
+        _ => Err(HostError::Protocol {
+            model: spec.model_name.clone(),
+            message: format!("its first answer was `{header}`"),
+        }),
+    }
+}
+
+/// The error a failed `load_model` (or `import fiftyone`) reported.
+fn load_error(worker: &Worker, header: &Value) -> HostError {
+    let text = |key: &str| header.get(key).and_then(Value::as_str).map(str::to_owned);
+    let traceback = text("traceback")
+        .map(|traceback| format!(":\n{}", tail(&traceback, 12)))
+        .unwrap_or_default();
+    let stage = text("stage").unwrap_or_else(|| "load_model".to_owned());
+    let missing = matches!(
+        text("exception").as_deref(),
+        Some("ModuleNotFoundError" | "ImportError")
+    );
+    match (missing, text("module")) {
+        (true, Some(module)) => HostError::MissingModule {
+            python: worker.python.clone(),
+            model: worker.model.clone(),
+            module,
+            stage,
+            traceback,
+        },
+        _ => HostError::Load {
+            init: worker.init.clone(),
+            model: worker.model.clone(),
+            message: text("error").unwrap_or_else(|| "it failed".to_owned()),
+            traceback,
+        },
+    }
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.trim_end().lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A FiftyOne model that a source's `load_model` returned, alive in its
+/// own Python worker and driven through zoo's [`Model`] trait: images go as
+/// decoded `uint8` HWC RGB pixels, labels come back as FiftyOne's
+/// `Label.to_dict()`, embeddings as `float32`.
+///
+/// A worker that dies or hangs (then it is killed with its process group,
+/// after `timeout`) fails the batch with [`ModelError::Fatal`], which stops
+/// the run; a Python exception in `predict_all` fails the batch only.
+#[derive(Debug)]
+pub struct HostedModel {
+    worker: Worker,
+    info: HostedInfo,
+    store_logits: bool,
+    threshold: Option<f64>,
+}
+
+impl HostedModel {
+    /// What the worker said about the model.
+    pub fn info(&self) -> &HostedInfo {
+        &self.info
+    }
+
+    /// Sends the images of `inputs` with `op`; returns the answer's items
+    /// and payload.
+    fn run(&mut self, op: &str, inputs: &[Input]) -> Result<(Vec<Value>, Vec<u8>), ModelError> {
+        let mut shapes = Vec::with_capacity(inputs.len());
+        let mut pixels = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let InputData::Pixels(bytes) = &input.data else {
+                return Err(ModelError::Preprocess(
+                    "the model host takes pixels, not normalised values".into(),
+                ));
+            };
+            shapes.push(json!([input.shape[1], input.shape[2]]));
+            pixels.push(bytes.as_slice());
+        }
+        let answer = self
+            .worker
+            .request(&json!({"op": op, "shapes": shapes}), &pixels, op)
+            .map_err(fatal)?;
+        let Frame { header, payload } = answer;
+        if header.get("ok").and_then(Value::as_bool) != Some(true) {
+            return Err(python_error(&header));
+        }
+        let items = header
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if items.len() != inputs.len() {
+            return Err(ModelError::Inference(format!(
+                "the model returned {} results for {} images",
+                items.len(),
+                inputs.len()
+            )));
+        }
+        // Ragged models run image by image; one image's exception fails
+        // the call (the caller runs them one per call).
+        if let Some(error) = items
+            .iter()
+            .find_map(|item| item.get("error").and_then(Value::as_str))
+        {
+            return Err(ModelError::Inference(error.to_owned()));
+        }
+        Ok((items, payload))
+    }
+}
+
+/// A host failure (died, hung, broken pipe): the run cannot go on.
+fn fatal(error: HostError) -> ModelError {
+    ModelError::Fatal(error.to_string())
+}
+
+/// A Python exception the worker caught.
+fn python_error(header: &Value) -> ModelError {
+    let error = header
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("the model failed");
+    match header.get("traceback").and_then(Value::as_str) {
+        Some(traceback) => ModelError::Inference(format!("{error}:\n{}", tail(traceback, 6))),
+        None => ModelError::Inference(error.to_owned()),
+    }
+}
+
+/// One label of an answer (`null` for none).
+fn label(value: &Value) -> Result<Option<Label>, ModelError> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    Label::from_json(value).map(Some).map_err(|err| {
+        ModelError::Inference(format!("the model returned a label zoo cannot read: {err}"))
+    })
+}
+
+/// One item of a `predict` answer.
+fn prediction(item: &Value) -> Result<Prediction, ModelError> {
+    if let Some(value) = item.get("label") {
+        return Ok(Prediction::Label(label(value)?));
+    }
+    if let Some(map) = item.get("map").and_then(Value::as_object) {
+        let mut labels = BTreeMap::new();
+        for (key, value) in map {
+            labels.insert(key.clone(), label(value)?);
+        }
+        return Ok(Prediction::Map(labels));
+    }
+    if item.get("none").is_some() {
+        return Ok(Prediction::Label(None));
+    }
+    Err(ModelError::Inference(format!(
+        "the model host answered `{item}` for an image"
+    )))
+}
+
+/// Decoded images go to the worker as they are: HWC `uint8` RGB.
+struct Pixels;
+
+impl Preprocess for Pixels {
+    fn preprocess(&self, image: Image) -> Result<Input, ModelError> {
+        Ok(Input {
+            shape: [3, image.height as usize, image.width as usize],
+            original_size: (image.width, image.height),
+            data: InputData::Pixels(image.pixels),
+        })
+    }
+}
+
+impl Model for HostedModel {
+    fn preprocessor(&self) -> Arc<dyn Preprocess> {
+        Arc::new(Pixels)
+    }
+
+    fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
+        let (items, _) = self.run("predict", inputs)?;
+        items.iter().map(prediction).collect()
+    }
+
+    fn ragged_batches(&self) -> bool {
+        self.info.ragged_batches
+    }
+
+    fn has_logits(&self) -> bool {
+        self.info.has_logits
+    }
+
+    fn set_store_logits(&mut self, store: bool) {
+        self.store_logits = store && self.info.has_logits;
+    }
+
+    fn set_confidence_thresh(&mut self, threshold: f64) -> bool {
+        self.threshold = Some(threshold);
+        self.info.thresholds_itself
+    }
+
+    fn has_embeddings(&self) -> bool {
+        self.info.has_embeddings
+    }
+
+    fn embed_all(&mut self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let (items, payload) = self.run("embed", inputs)?;
+        let mut values = payload
+            .chunks_exact(4)
+            .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+        let mut vectors = Vec::with_capacity(items.len());
+        let mut total = 0;
+        for item in &items {
+            let dim = item.get("dim").and_then(Value::as_u64).ok_or_else(|| {
+                ModelError::Inference(format!("the model host answered `{item}` for an image"))
+            })? as usize;
+            total += dim;
+            vectors.push(values.by_ref().take(dim).collect::<Vec<f32>>());
+        }
+        if total * 4 != payload.len() {
+            return Err(ModelError::Inference(format!(
+                "the model host sent {} bytes for {total} values",
+                payload.len()
+            )));
+        }
+        Ok(vectors)
+    }
+
+    /// Sets `store_logits` and the threshold, then enters the model's
+    /// context manager (once for the run, as FiftyOne's `apply_model`).
+    fn setup(&mut self) -> Result<(), ModelError> {
+        let request = json!({
+            "op": "setup",
+            "store_logits": self.store_logits,
+            "confidence_thresh": self.threshold,
+        });
+        let answer = self
+            .worker
+            .request(&request, &[], "setup")
+            .map_err(|err| ModelError::Config(err.to_string()))?;
+        if answer.header.get("ok").and_then(Value::as_bool) != Some(true) {
+            return Err(ModelError::Config(python_error(&answer.header).to_string()));
+        }
+        Ok(())
+    }
+
+    /// Leaves the model's context manager.
+    fn teardown(&mut self) {
+        if let Err(err) = self
+            .worker
+            .request(&json!({"op": "teardown"}), &[], "teardown")
+        {
+            tracing::warn!(model = %self.worker.model, "leaving the model's context failed: {err}");
+        }
+    }
+}
