@@ -443,6 +443,7 @@ fn densenet(w: &Weights, blocks: &[i64]) -> Option<Network> {
 /// The folded, channels-last graph of architecture `name` from its loaded
 /// weights (f32), computing in `kind`; `None` for architectures that run
 /// through `tch::vision` as they are.
+#[cfg(test)]
 pub(crate) fn build(name: &str, by_name: HashMap<String, Tensor>, kind: Kind) -> Option<Network> {
     build_with(
         name,
