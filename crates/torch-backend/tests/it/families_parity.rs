@@ -266,3 +266,179 @@ fn image_dim_resizes_the_shorter_side_like_torchvision_resize() {
         );
     }
 }
+
+/// FCN-ResNet50 with the formula weights (last layer scaled like the
+/// parity test's) and `config` merged over FiftyOne's manifest config at
+/// `image_dim` 32.
+fn fcn_config(extra: Value) -> Value {
+    let mut config = json!({
+        "entrypoint_fcn": entrypoint("fcn_resnet50"),
+        "output_processor_cls": "fiftyone.utils.torch.SemanticSegmenterOutputProcessor",
+        "output_processor_args": {"has_softmax_out": false},
+        "mask_targets_path": "{{eta-resources}}/voc-labels.txt",
+        "image_dim": 32,
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225],
+        "device": "cpu",
+    });
+    for (key, value) in extra.as_object().unwrap() {
+        config[key] = value.clone();
+    }
+    config
+}
+
+fn mask_of(model: &mut TorchImageModel, image: &Image) -> Vec<i64> {
+    let input = model.preprocessor().preprocess(image.clone()).unwrap();
+    match model.predict(&input).unwrap() {
+        Prediction::Label(Some(Label::Segmentation {
+            mask: SegmentationMask::I64(ids),
+            ..
+        })) => ids,
+        other => panic!("not an int64 mask: {other:?}"),
+    }
+}
+
+fn model_error(config: Value, path: &std::path::Path) -> String {
+    match TorchImageModel::from_spec(&spec(config, path)) {
+        Ok(_) => panic!("the config was accepted"),
+        Err(err) => err.to_string(),
+    }
+}
+
+/// `output_processor_args` (`no_background_cls`, `has_softmax_out`) and
+/// `confidence_thresh` (config and `apply_model`'s override) do what
+/// FiftyOne's `SemanticSegmenterOutputProcessor` does: ids shifted by one,
+/// pixels below the threshold 0 (on the softmax, or on the raw scores
+/// with `has_softmax_out`), a threshold of 0 ignored; a non-boolean flag is
+/// an error naming it.
+#[test]
+fn segmenter_output_processor_args_and_confidence_thresh_are_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = weights("fcn_resnet50", 21, 4096.0, dir.path());
+    let image = decode("upscale.png");
+    let plain = mask_of(
+        &mut TorchImageModel::from_spec(&spec(fcn_config(json!({})), &path)).unwrap(),
+        &image,
+    );
+    assert_eq!(plain.len(), 48 * 32);
+    let shifted = mask_of(
+        &mut TorchImageModel::from_spec(&spec(
+            fcn_config(json!({"output_processor_args":
+                {"has_softmax_out": false, "no_background_cls": true}})),
+            &path,
+        ))
+        .unwrap(),
+        &image,
+    );
+    assert_eq!(
+        shifted,
+        plain.iter().map(|id| id + 1).collect::<Vec<_>>(),
+        "no_background_cls"
+    );
+    // Probabilities never reach 1.5: every pixel is 0.
+    let mut model =
+        TorchImageModel::from_spec(&spec(fcn_config(json!({"confidence_thresh": 1.5})), &path))
+            .unwrap();
+    assert!(mask_of(&mut model, &image).iter().all(|id| *id == 0));
+    // `apply_model`'s threshold replaces the config's; 0 is ignored.
+    assert!(model.set_confidence_thresh(0.0));
+    assert_eq!(mask_of(&mut model, &image), plain);
+    // Without the softmax the raw scores are thresholded.
+    let raw = fcn_config(json!({
+        "output_processor_args": {"has_softmax_out": true},
+        "confidence_thresh": 1.5,
+    }));
+    let mut model = TorchImageModel::from_spec(&spec(raw, &path)).unwrap();
+    let input = model.preprocessor().preprocess(image.clone()).unwrap();
+    let scores = model.raw_output(std::slice::from_ref(&input)).unwrap();
+    let top: Vec<f32> = Vec::try_from(scores.get(0).amax(0, false).flatten(0, -1)).unwrap();
+    let expected: Vec<i64> = plain
+        .iter()
+        .zip(&top)
+        .map(|(id, top)| if *top >= 1.5 { *id } else { 0 })
+        .collect();
+    assert_eq!(mask_of(&mut model, &image), expected);
+    let err = model_error(
+        fcn_config(json!({"output_processor_args": {"has_softmax_out": "no"}})),
+        &path,
+    );
+    assert!(
+        err.contains("output_processor_args.has_softmax_out"),
+        "{err}"
+    );
+}
+
+/// `mask_targets` and `mask_targets_path` (FiftyOne's
+/// `_parse_mask_targets`): zoo's VOC file for `{{eta-resources}}`, an
+/// `id:name` file on disk, an inline map; their names, sorted, are the
+/// classes when nothing else names them; a malformed one is an error
+/// naming the field, an unknown resource an error saying so.
+#[test]
+fn mask_targets_name_the_classes_and_bad_ones_are_errors() {
+    let config = |value: Value| value.as_object().unwrap().clone();
+    let voc = zoo_torch_backend::mask_targets(&config(
+        json!({"mask_targets_path": "{{eta-resources}}/voc-labels.txt"}),
+    ))
+    .unwrap()
+    .unwrap();
+    assert_eq!(voc.len(), 21);
+    assert_eq!(voc[&0], "background");
+    assert_eq!(voc[&15], "person");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("targets.txt");
+    fs_err::write(&file, "0:background\n\n2:zebra\n1:cat\n").unwrap();
+    let names = zoo_torch_backend::class_names(&config(
+        json!({"mask_targets_path": file.to_str().unwrap()}),
+    ))
+    .unwrap();
+    assert_eq!(names, ["background", "cat", "zebra"]);
+    // `mask_targets` wins over `mask_targets_path`.
+    let names = zoo_torch_backend::class_names(&config(json!({
+        "mask_targets": {"0": "sky", "1": "road"},
+        "mask_targets_path": file.to_str().unwrap(),
+    })))
+    .unwrap();
+    assert_eq!(names, ["road", "sky"]);
+    for (bad, field) in [
+        (json!({"mask_targets": ["sky"]}), "`mask_targets`"),
+        (json!({"mask_targets": {"zero": "sky"}}), "`mask_targets`"),
+        (json!({"mask_targets_path": 7}), "`mask_targets_path`"),
+        (
+            json!({"mask_targets_path": "{{eta-resources}}/coco-labels.txt"}),
+            "not shipped with zoo",
+        ),
+    ] {
+        let err = zoo_torch_backend::class_names(&config(bad.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field), "{bad}: {err}");
+    }
+    fs_err::write(&file, "0:background\nno colon here\n").unwrap();
+    let err = zoo_torch_backend::mask_targets(&config(
+        json!({"mask_targets_path": file.to_str().unwrap()}),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("line 2") && err.contains("id:name"), "{err}");
+}
+
+/// `entrypoint_args.num_classes` sizes the segmenter as torchvision's
+/// builder does (21 otherwise, whatever `mask_targets` lists); weights of
+/// another size are an error; 0 classes is an error naming the field.
+#[test]
+fn entrypoint_args_num_classes_sizes_the_segmenter() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = weights("fcn_resnet50", 5, 1.0, dir.path());
+    let args = json!({"entrypoint_args": {"num_classes": 5}});
+    let model = TorchImageModel::from_spec(&spec(fcn_config(args), &path)).unwrap();
+    let input = model.preprocessor().preprocess(decode("none.png")).unwrap();
+    let scores = model.raw_output(std::slice::from_ref(&input)).unwrap();
+    assert_eq!(scores.size(), [1, 5, 32, 34]);
+    let err = model_error(fcn_config(json!({})), &path);
+    assert!(err.contains("classifier.4"), "{err}");
+    let err = model_error(
+        fcn_config(json!({"entrypoint_args": {"num_classes": 0}})),
+        &path,
+    );
+    assert!(err.contains("entrypoint_args.num_classes"), "{err}");
+}
