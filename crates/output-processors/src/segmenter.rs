@@ -1,5 +1,7 @@
 //! `SemanticSegmenterOutputProcessor`, as FiftyOne 1.22.1 runs it.
 
+use std::cmp::Ordering;
+
 use ndarray::ArrayView4;
 use zoo_model_core::{Label, SegmentationMask};
 
@@ -46,7 +48,10 @@ impl SemanticSegmenter {
                         let mut id = best as i64 + shift;
                         // `probs.max(axis=1) >= thresh` is false for NaN.
                         if let Some(threshold) = threshold
-                            && !(top >= threshold)
+                            && !matches!(
+                                top.partial_cmp(&threshold),
+                                Some(Ordering::Greater | Ordering::Equal)
+                            )
                         {
                             id = 0;
                         }
