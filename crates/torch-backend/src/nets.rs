@@ -976,7 +976,49 @@ fn shufflenet(m: &dyn Maker, channels: [i64; 5], classes: i64) -> Option<Network
 
 #[cfg(test)]
 mod tests {
-    use super::round_to_multiple_of_8;
+    use tch::nn::VarStore;
+    use tch::{Device, Kind, Tensor};
+
+    use super::{Reference, build, round_to_multiple_of_8};
+    use crate::arch::testing::{assert_close, logits, randomise};
+    use crate::checkpoint::BuildOptions;
+
+    /// MNASNet 0.5's hosted checkpoint is a version-1 one: its stem is
+    /// 32/16 channels (torchvision's loader patches the model to it). The
+    /// stem's shape selects it, and the folded graph of that layout
+    /// computes what the built one does.
+    #[test]
+    fn mnasnet_version_one_stem_is_read_from_the_checkpoint_and_runs() {
+        let store = VarStore::new(Device::Cpu);
+        let v1 = BuildOptions::default().for_checkpoint(
+            "mnasnet0_5",
+            &[(
+                "layers.0.weight".into(),
+                Tensor::zeros([32, 3, 3, 3], tch::kind::FLOAT_CPU),
+            )],
+        );
+        assert!(v1.mnasnet_v1_stem);
+        let v2 = BuildOptions::default().for_checkpoint(
+            "mnasnet0_5",
+            &[(
+                "layers.0.weight".into(),
+                Tensor::zeros([16, 3, 3, 3], tch::kind::FLOAT_CPU),
+            )],
+        );
+        assert!(!v2.mnasnet_v1_stem);
+        let built = build("mnasnet0_5", &Reference(&store.root()), 10, v1).unwrap();
+        let shapes = store.variables();
+        assert_eq!(shapes["layers.0.weight"].size(), [32, 3, 3, 3]);
+        assert_eq!(shapes["layers.6.weight"].size(), [16, 32, 1, 1]);
+        assert_eq!(shapes["layers.8.0.layers.0.weight"].size(), [48, 16, 1, 1]);
+        randomise(&store);
+        let folded =
+            crate::folded::build_with("mnasnet0_5", store.variables(), Kind::Float, v1).unwrap();
+        let input = Tensor::randn([2, 3, 40, 56], (Kind::Float, Device::Cpu));
+        let want = logits(&built, &input);
+        let got = logits(&folded, &crate::folded::channels_last(&input));
+        assert_close(&got, &want, "mnasnet0_5 version 1");
+    }
 
     /// torchvision's `_get_depths` for MNASNet 0.5 and 1.0.
     #[test]
