@@ -14,6 +14,7 @@ mod scale;
 mod security_datasets;
 mod security_paths;
 mod security_transfers;
+mod segmenters;
 mod sources;
 mod terminal;
 mod util;

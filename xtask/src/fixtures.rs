@@ -107,5 +107,6 @@ pub(crate) fn run(sh: &Shell) -> Result<()> {
     let out = sh.current_dir().join("crates/torch-backend/tests/fixtures");
     cmd!(sh, "{python} xtask/fixtures/torch_oracle.py {out}").run()?;
     cmd!(sh, "{python} xtask/fixtures/fiftyone_oracle.py {out}").run()?;
+    cmd!(sh, "{python} xtask/fixtures/fiftyone_families.py {out}").run()?;
     Ok(())
 }

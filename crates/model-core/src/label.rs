@@ -51,7 +51,8 @@ pub enum Label {
     Detections(Vec<Detection>),
     /// Keypoint sets.
     Keypoints(Vec<Keypoint>),
-    /// A semantic mask `(height, width, values)`, `u8` or `u16` class ids.
+    /// A semantic mask `(height, width, values)`: `u8`, `u16` or `int64`
+    /// class ids.
     Segmentation {
         /// Mask height.
         height: usize,
@@ -69,6 +70,9 @@ pub enum SegmentationMask {
     U8(Vec<u8>),
     /// More classes.
     U16(Vec<u16>),
+    /// NumPy's `argmax` output, as FiftyOne's `SemanticSegmenterOutputProcessor`
+    /// stores it (`<i8`).
+    I64(Vec<i64>),
 }
 
 /// Why label JSON could not be read.
@@ -385,6 +389,13 @@ impl Label {
                             .collect();
                         array_to_json("<u2", &[*height, *width], &bytes)
                     }
+                    SegmentationMask::I64(values) => {
+                        let bytes: Vec<u8> = values
+                            .iter()
+                            .flat_map(|value| value.to_le_bytes())
+                            .collect();
+                        array_to_json("<i8", &[*height, *width], &bytes)
+                    }
                 };
                 object.insert("mask".into(), array);
                 Value::Object(object)
@@ -442,10 +453,21 @@ impl Label {
                             .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
                             .collect(),
                     ),
+                    "<i8" => SegmentationMask::I64(
+                        array
+                            .data
+                            .chunks_exact(8)
+                            .map(|bytes| {
+                                let mut word = [0u8; 8];
+                                word.copy_from_slice(bytes);
+                                i64::from_le_bytes(word)
+                            })
+                            .collect(),
+                    ),
                     other => {
                         return Err(invalid(
                             "mask",
-                            format!("a segmentation mask is `|u1` or `<u2`, not `{other}`"),
+                            format!("a segmentation mask is `|u1`, `<u2` or `<i8`, not `{other}`"),
                         ));
                     }
                 };
@@ -623,6 +645,11 @@ mod tests {
                 height: 2,
                 width: 1,
                 mask: SegmentationMask::U16(vec![300, 2]),
+            },
+            Label::Segmentation {
+                height: 1,
+                width: 2,
+                mask: SegmentationMask::I64(vec![20, -3]),
             },
         ];
         for label in labels {

@@ -54,8 +54,8 @@ pub use models::Downloaded;
 pub use named_weights::{FIELD as NAMED_WEIGHTS_FIELD, NamedWeights, named_weights};
 pub use registry::{DEFAULT_HOOK_TIMEOUT, RegisterOutcome, Registry, RegistryConfig, ZooView};
 
-/// The built-in manifest: FiftyOne's torchvision ImageNet classifiers that
-/// zoo runs natively (see `builtin/README.md`).
+/// The built-in manifest: FiftyOne's torchvision ImageNet classifiers and
+/// semantic segmenters that zoo runs natively (see `builtin/README.md`).
 pub fn builtin_manifest() -> zoo_manifest::Manifest {
     const TEXT: &str = include_str!("../builtin/manifest-torch.json");
     // Checked by a test; a broken built-in manifest is a build defect.
@@ -70,7 +70,19 @@ mod tests {
         const TEXT: &str = include_str!("../builtin/manifest-torch.json");
         let manifest =
             zoo_manifest::Manifest::from_slice(TEXT.as_bytes(), "manifest-torch.json").unwrap();
-        assert_eq!(manifest.models.len(), 22);
+        // 22 classifiers, then 9 more and the 4 semantic segmenters.
+        assert_eq!(manifest.models.len(), 35);
+        for name in [
+            "googlenet-imagenet-torch",
+            "wide-resnet101-2-imagenet-torch",
+            "deeplabv3-resnet50-coco-torch",
+            "fcn-resnet101-coco-torch",
+        ] {
+            assert!(
+                manifest.models.iter().any(|model| model.base_name == name),
+                "{name}"
+            );
+        }
         let resnet18 = manifest
             .models
             .iter()

@@ -116,9 +116,22 @@ pub(crate) const UNFOLDED: [&str; 12] = [
     "inception_v3",
 ];
 
-/// Every architecture zoo builds, by torchvision entrypoint name.
+/// Every architecture zoo builds, by torchvision entrypoint name: the
+/// classifiers, then the semantic segmenters (`nets.rs`), whose output is
+/// `[N, classes, H, W]` scores.
 pub(crate) fn architectures() -> impl Iterator<Item = &'static str> {
-    SPLIT.into_iter().chain(UNFOLDED)
+    SPLIT
+        .into_iter()
+        .chain(crate::nets::CLASSIFIERS)
+        .chain(UNFOLDED)
+        .chain(crate::nets::SEGMENTERS)
+}
+
+/// Whether zoo runs architecture `name` folded once loaded (`folded.rs`).
+pub(crate) fn runs_folded(name: &str) -> bool {
+    SPLIT.contains(&name)
+        || crate::nets::CLASSIFIERS.contains(&name)
+        || crate::nets::SEGMENTERS.contains(&name)
 }
 
 /// Builds architecture `name` (the last part of an `entrypoint_fcn`) as
@@ -138,6 +151,10 @@ pub(crate) fn build_with(
     use tch::vision;
     // A ResNet's feature stack, then `fc` from its `width` outputs. ResNets
     // and MobileNetV2 take any input of at least 1x1.
+    if let Some(network) = crate::nets::build(name, &crate::nets::Reference(root), classes, options)
+    {
+        return Some(network);
+    }
     let resnet = |features: Guarded, width: i64| {
         let fc = crate::layers::linear(root / "fc", width, classes);
         Network::new(features, fc, "<fc", 1)
@@ -455,7 +472,12 @@ mod tests {
             let min = network.min_input;
             let output = run(network, [1, 3, min, min + 3]);
             assert!(output.is_ok(), "{name} at {min}: {:?}", output.err());
-            assert_eq!(output.unwrap().size(), vec![1, 10], "{name}");
+            let expected = if crate::nets::SEGMENTERS.iter().any(|s| name.starts_with(s)) {
+                vec![1, 10, min, min + 3]
+            } else {
+                vec![1, 10]
+            };
+            assert_eq!(output.unwrap().size(), expected, "{name}");
             if min > 1 {
                 for shape in [[1, 3, min - 1, min + 3], [1, 3, min + 3, min - 1]] {
                     assert!(run(network, shape).is_err(), "{name} at {shape:?}");

@@ -8,6 +8,15 @@
 //!   `^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$`
 //!   (the two groups joined, so `denselayer1.norm1.weight`). zoo applies
 //!   the same rename; current names pass unchanged.
+//! - GoogLeNet: like Inception v3 below, the hosted file holds the two
+//!   auxiliary classifiers (`aux1.*`, `aux2.*`), which torchvision loads
+//!   and drops; `transform_input` defaults to true with named weights.
+//! - Segmentation (`deeplabv3_*`, `fcn_*`): with named weights torchvision
+//!   builds the `aux_classifier` the hosted files hold (`aux_loss=True`);
+//!   it computes an `aux` output FiftyOne never reads, so zoo drops those
+//!   tensors and does not build it.
+//! - MNASNet 0.5: the hosted file is a version-1 checkpoint, whose stem is
+//!   32/16 channels wide where version 2 scales it (`BuildOptions::for_checkpoint`).
 //! - Inception v3: the hosted file holds the auxiliary classifier
 //!   (`AuxLogits.*`); torchvision builds it to load them and then drops it
 //!   (`aux_logits=False`, FiftyOne's setting), so its tensors are not used
@@ -23,8 +32,11 @@ use tch::Tensor;
 /// `entrypoint_args`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct BuildOptions {
-    /// Inception v3's `transform_input`.
+    /// Inception v3's and GoogLeNet's `transform_input`.
     pub(crate) transform_input: bool,
+    /// MNASNet built with the fixed 32/16-channel stem of version-1
+    /// checkpoints (see [`BuildOptions::for_checkpoint`]).
+    pub(crate) mnasnet_v1_stem: bool,
 }
 
 impl BuildOptions {
@@ -37,9 +49,35 @@ impl BuildOptions {
             .is_some_and(|weights| !weights.is_null());
         let transform_input = match args.and_then(|args| args.get("transform_input")) {
             Some(value) => value.as_bool().unwrap_or(false),
-            None => architecture == "inception_v3" && has_weights,
+            None => matches!(architecture, "inception_v3" | "googlenet") && has_weights,
         };
-        BuildOptions { transform_input }
+        BuildOptions {
+            transform_input,
+            mnasnet_v1_stem: false,
+        }
+    }
+
+    /// These options adjusted to checkpoint `tensors` of `architecture`, as
+    /// torchvision's loader adjusts the model: MNASNet's
+    /// `_load_from_state_dict` gives a version-1 checkpoint (saved before
+    /// torchvision 0.5; the hosted `mnasnet0.5_top1_67.823-3ffadce67e.pth`)
+    /// the fixed 32/16-channel stem of that version whatever the width
+    /// multiplier. The version lives in the pickle's metadata, which zoo does
+    /// not read; the stem's shape tells the two apart (`layers.0.weight` has
+    /// 32 output channels in version 1, `16` in version 2 at width 0.5).
+    pub(crate) fn for_checkpoint(
+        self,
+        architecture: &str,
+        tensors: &[(String, Tensor)],
+    ) -> BuildOptions {
+        let v1 = architecture == "mnasnet0_5"
+            && tensors.iter().any(|(name, tensor)| {
+                name == "layers.0.weight" && tensor.size().first() == Some(&32)
+            });
+        BuildOptions {
+            mnasnet_v1_stem: v1,
+            ..self
+        }
     }
 }
 
@@ -57,13 +95,16 @@ pub(crate) fn torchvision_names(
             .map(|(name, tensor)| (densenet_name(&name), tensor))
             .collect();
     }
-    if architecture == "inception_v3" {
-        return tensors
-            .into_iter()
-            .filter(|(name, _)| !name.starts_with("AuxLogits."))
-            .collect();
-    }
+    let dropped: &[&str] = match architecture {
+        "inception_v3" => &["AuxLogits."],
+        "googlenet" => &["aux1.", "aux2."],
+        _ if crate::nets::SEGMENTERS.contains(&architecture) => &["aux_classifier."],
+        _ => &[],
+    };
     tensors
+        .into_iter()
+        .filter(|(name, _)| !dropped.iter().any(|prefix| name.starts_with(prefix)))
+        .collect()
 }
 
 /// torchvision's DenseNet rename of one key (see the module docs).

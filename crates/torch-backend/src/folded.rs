@@ -42,32 +42,38 @@ fn empty_channels_last([n, c, h, w]: [i64; 4], options: (Kind, tch::Device)) -> 
 }
 
 /// The loaded weights by name.
-struct Weights {
-    by_name: HashMap<String, Tensor>,
-    kind: Kind,
+pub(crate) struct Weights {
+    pub(crate) by_name: HashMap<String, Tensor>,
+    pub(crate) kind: Kind,
 }
 
 impl Weights {
     /// Tensor `name` in f64 for folding. Loading already checked that every
     /// name the architecture needs is present with the right shape.
-    fn f64(&self, name: &str) -> Option<Tensor> {
+    pub(crate) fn f64(&self, name: &str) -> Option<Tensor> {
         self.by_name.get(name).map(|t| t.to_kind(Kind::Double))
     }
 
     /// Inference-mode batch-norm `bn` as a per-channel `(scale, shift)`:
     /// `g / sqrt(v + e)` and `b - m * g / sqrt(v + e)`, in f64.
     fn batch_norm(&self, bn: &str) -> Option<(Tensor, Tensor)> {
+        self.batch_norm_eps(bn, BN_EPS)
+    }
+
+    /// [`Weights::batch_norm`] with batch-norm `eps` `eps` (GoogLeNet's
+    /// is 1e-3).
+    pub(crate) fn batch_norm_eps(&self, bn: &str, eps: f64) -> Option<(Tensor, Tensor)> {
         let gamma = self.f64(&format!("{bn}.weight"))?;
         let beta = self.f64(&format!("{bn}.bias"))?;
         let mean = self.f64(&format!("{bn}.running_mean"))?;
         let var = self.f64(&format!("{bn}.running_var"))?;
-        let scale = gamma / (var + BN_EPS).sqrt();
+        let scale = gamma / (var + eps).sqrt();
         let shift = beta - &mean * &scale;
         Some((scale, shift))
     }
 
     /// Converts a prepared f64 tensor to the run's kind and layout.
-    fn finish(&self, tensor: &Tensor) -> Tensor {
+    pub(crate) fn finish(&self, tensor: &Tensor) -> Tensor {
         channels_last(&tensor.to_kind(self.kind))
     }
 }
@@ -437,8 +443,25 @@ fn densenet(w: &Weights, blocks: &[i64]) -> Option<Network> {
 /// The folded, channels-last graph of architecture `name` from its loaded
 /// weights (f32), computing in `kind`; `None` for architectures that run
 /// through `tch::vision` as they are.
+#[cfg(test)]
 pub(crate) fn build(name: &str, by_name: HashMap<String, Tensor>, kind: Kind) -> Option<Network> {
-    if !crate::arch::SPLIT.contains(&name) {
+    build_with(
+        name,
+        by_name,
+        kind,
+        crate::checkpoint::BuildOptions::default(),
+    )
+}
+
+/// [`build`] with torchvision's build `options` (GoogLeNet's
+/// `transform_input`).
+pub(crate) fn build_with(
+    name: &str,
+    by_name: HashMap<String, Tensor>,
+    kind: Kind,
+    options: crate::checkpoint::BuildOptions,
+) -> Option<Network> {
+    if !crate::arch::runs_folded(name) {
         return None;
     }
     let w = Weights { by_name, kind };
@@ -453,7 +476,7 @@ pub(crate) fn build(name: &str, by_name: HashMap<String, Tensor>, kind: Kind) ->
         "densenet161" => densenet(&w, &[6, 12, 36, 24]),
         "densenet169" => densenet(&w, &[6, 12, 32, 32]),
         "densenet201" => densenet(&w, &[6, 12, 48, 32]),
-        _ => None,
+        _ => crate::nets::build(name, &crate::nets::Folding(&w), 0, options),
     })
 }
 
@@ -468,7 +491,11 @@ mod tests {
 
     #[test]
     fn folded_graphs_compute_what_the_plain_graphs_compute() {
-        for name in arch::SPLIT {
+        let names = arch::SPLIT
+            .into_iter()
+            .chain(crate::nets::CLASSIFIERS)
+            .chain(crate::nets::SEGMENTERS);
+        for name in names {
             let store = VarStore::new(Device::Cpu);
             let plain = arch::build(name, &store.root(), 10).unwrap();
             randomise(&store);

@@ -31,6 +31,7 @@ pub(crate) struct Conv {
     bias: Option<Tensor>,
     stride: i64,
     padding: i64,
+    dilation: i64,
     groups: i64,
 }
 
@@ -67,8 +68,16 @@ impl Conv {
             bias,
             stride,
             padding,
+            dilation: 1,
             groups,
         }
+    }
+
+    /// This convolution with kernel dilation `dilation` (torchvision's
+    /// dilated ResNet backbones and ASPP branches).
+    pub(crate) fn dilated(mut self, dilation: i64) -> Conv {
+        self.dilation = dilation;
+        self
     }
 }
 
@@ -94,7 +103,7 @@ impl Forward for Conv {
             self.bias.as_ref(),
             [self.stride, self.stride],
             [self.padding, self.padding],
-            [1, 1],
+            [self.dilation, self.dilation],
             false,
             [0, 0],
             self.groups,

@@ -26,6 +26,7 @@ mod device;
 mod folded;
 mod layers;
 mod model;
+mod nets;
 mod pickle;
 mod preprocess;
 mod squeezenet;
@@ -34,7 +35,9 @@ mod weights;
 mod zip_archive;
 
 pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda, tune_allocator};
-pub use model::{IMAGENET_LABELS, TYPE_NAMES, TorchImageModel, class_names};
+pub use model::{
+    IMAGENET_LABELS, TYPE_NAMES, TorchImageModel, VOC_LABELS, class_names, mask_targets,
+};
 pub use pickle::PickleError;
 pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
 pub use weights::{TensorError, WeightsError, load_into, read_named_tensors};
@@ -59,7 +62,9 @@ pub fn parameter_shapes(entrypoint: &str, classes: i64) -> Option<Vec<(String, V
 /// `entrypoint` built as torchvision's builder builds it for
 /// `entrypoint_args` (FiftyOne's config field), after the renames
 /// torchvision's loader applies to hosted checkpoints (DenseNet's legacy
-/// names; Inception v3's auxiliary classifier is dropped). This is the
+/// names; Inception v3's, GoogLeNet's and the segmenters' auxiliary
+/// classifiers are dropped; MNASNet's version-1 stem). Classifiers are
+/// built for 1000 classes, segmenters for 21. This is the
 /// check a model's load runs; an error names the tensors that do not fit.
 pub fn load_state_dict(
     entrypoint: &str,
@@ -69,8 +74,14 @@ pub fn load_state_dict(
 ) -> Result<(), WeightsError> {
     let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
     let mut store = tch::nn::VarStore::new(tch::Device::Cpu);
-    let options = checkpoint::BuildOptions::new(name, entrypoint_args);
-    arch::build_with(name, &store.root(), 1000, options).ok_or_else(|| WeightsError::Read {
+    let options =
+        checkpoint::BuildOptions::new(name, entrypoint_args).for_checkpoint(name, &tensors);
+    let classes = if nets::SEGMENTERS.contains(&name) {
+        nets::SEGMENTER_CLASSES
+    } else {
+        1000
+    };
+    arch::build_with(name, &store.root(), classes, options).ok_or_else(|| WeightsError::Read {
         path: path.display().to_string(),
         message: format!("unknown architecture `{entrypoint}`"),
     })?;

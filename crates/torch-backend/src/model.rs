@@ -1,5 +1,6 @@
 //! `TorchImageModel`: FiftyOne's torch image model on libtorch.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -7,7 +8,7 @@ use ndarray::{Array1, Array2};
 use serde_json::{Map, Value};
 use tch::{CModule, Device, IValue, Kind, Tensor, nn::VarStore};
 use zoo_model_core::{Input, InputData, Model, ModelError, ModelSpec, Prediction, Preprocess};
-use zoo_output_processors::{Classifier, Detector, DetectorOutput};
+use zoo_output_processors::{Classifier, Detector, DetectorOutput, SemanticSegmenter};
 
 use crate::arch::{self, Network};
 use crate::checkpoint::{BuildOptions, torchvision_names};
@@ -19,6 +20,82 @@ use crate::weights::{load_into, read_named_tensors};
 /// ImageNet's 1,000 class names, as torchvision orders them; what
 /// `{{eta-resources}}/imagenet-labels-no-background.txt` resolves to.
 pub const IMAGENET_LABELS: &str = include_str!("../resources/imagenet-labels-no-background.txt");
+
+/// Pascal VOC's 21 categories as `id:name` lines; what
+/// `{{eta-resources}}/voc-labels.txt` (the segmenters' `mask_targets_path`)
+/// resolves to.
+pub const VOC_LABELS: &str = include_str!("../resources/voc-labels.txt");
+
+/// An `id:name` labels map (ETA's `load_labels_map`): one entry a line,
+/// blank lines skipped; `what` names the file in errors.
+fn labels_map(text: &str, what: &str) -> Result<BTreeMap<i64, String>, ModelError> {
+    let mut map = BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let parsed = line
+            .split_once(':')
+            .and_then(|(id, name)| Some((id.trim().parse::<i64>().ok()?, name.trim())));
+        let Some((id, name)) = parsed else {
+            return Err(config_error(format!(
+                "mask targets `{what}` line {}: expected `id:name`, got `{line}`",
+                number + 1
+            )));
+        };
+        map.insert(id, name.to_owned());
+    }
+    Ok(map)
+}
+
+/// FiftyOne's mask targets (`TorchImageModel._parse_mask_targets`):
+/// `mask_targets` (`{"id": "name"}`), else the `id:name` file
+/// `mask_targets_path` (zoo's own VOC file for `{{eta-resources}}`), else
+/// none.
+pub fn mask_targets(
+    config: &Map<String, Value>,
+) -> Result<Option<BTreeMap<i64, String>>, ModelError> {
+    match config.get("mask_targets") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(targets)) => {
+            let mut map = BTreeMap::new();
+            for (id, name) in targets {
+                let (Ok(id), Some(name)) = (id.trim().parse::<i64>(), name.as_str()) else {
+                    return Err(config_error(format!(
+                        "`mask_targets` maps whole-number ids to names, got `{id}`: `{name}`"
+                    )));
+                };
+                map.insert(id, name.to_owned());
+            }
+            return Ok(Some(map));
+        }
+        Some(other) => {
+            return Err(config_error(format!(
+                "`mask_targets` must be an object of ids to names, got `{other}`"
+            )));
+        }
+    }
+    let path = match config.get("mask_targets_path") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(path)) => path,
+        Some(other) => {
+            return Err(config_error(format!(
+                "`mask_targets_path` must be a path, got `{other}`"
+            )));
+        }
+    };
+    if let Some(resource) = path.strip_prefix("{{eta-resources}}/") {
+        return match resource {
+            "voc-labels.txt" => labels_map(VOC_LABELS, path).map(Some),
+            other => Err(config_error(format!(
+                "mask targets file `{other}` is not shipped with zoo; give `mask_targets` or a `mask_targets_path` on disk"
+            ))),
+        };
+    }
+    let text = fs_err::read_to_string(path).map_err(|err| config_error(err.to_string()))?;
+    labels_map(&text, path).map(Some)
+}
 
 /// The type names this backend answers to.
 pub const TYPE_NAMES: &[&str] = &[
@@ -59,6 +136,47 @@ enum Net {
 enum Processor {
     Classifier(Classifier),
     Detector(Detector),
+    /// FiftyOne's `SemanticSegmenterOutputProcessor`; `softmax` is
+    /// `not has_softmax_out` (applied here in libtorch, as FiftyOne does).
+    Segmenter {
+        segmenter: SemanticSegmenter,
+        softmax: bool,
+    },
+}
+
+/// A boolean `output_processor_args` entry (`default` when absent).
+fn processor_flag(args: &Map<String, Value>, key: &str, default: bool) -> Result<bool, ModelError> {
+    match args.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(value) => value.as_bool().ok_or_else(|| {
+            config_error(format!(
+                "`output_processor_args.{key}` must be true or false, got `{value}`"
+            ))
+        }),
+    }
+}
+
+/// The number of classes a segmentation architecture is built for:
+/// `entrypoint_args.num_classes` when given (as torchvision's builder
+/// takes it), else torchvision's default, 21 (the hosted weights' VOC
+/// categories). FiftyOne's `mask_targets` only name them.
+fn segmenter_classes(config: &Map<String, Value>) -> Result<i64, ModelError> {
+    let value = config
+        .get("entrypoint_args")
+        .and_then(Value::as_object)
+        .and_then(|args| args.get("num_classes"));
+    match value {
+        None | Some(Value::Null) => Ok(crate::nets::SEGMENTER_CLASSES),
+        Some(value) => value
+            .as_u64()
+            .filter(|classes| (1..=MAX_CLASSES as u64).contains(classes))
+            .map(|classes| classes as i64)
+            .ok_or_else(|| {
+                config_error(format!(
+                    "`entrypoint_args.num_classes` must be a whole number from 1 to {MAX_CLASSES}, got `{value}`"
+                ))
+            }),
+    }
 }
 
 /// The most classes a native architecture is built for: its last layer
@@ -215,8 +333,9 @@ fn filter_classes(
     }
 }
 
-/// The class names a config gives: `classes`, `labels_string`, or
-/// `labels_path` (zoo's own ImageNet file for `{{eta-resources}}`).
+/// The class names a config gives: `classes`, `labels_string`,
+/// `labels_path` (zoo's own ImageNet file for `{{eta-resources}}`), or, as
+/// FiftyOne's `_parse_classes`, the names of its [`mask_targets`], sorted.
 pub fn class_names(config: &Map<String, Value>) -> Result<Vec<String>, ModelError> {
     if let Some(Value::Array(classes)) = config.get("classes") {
         return Ok(classes
@@ -252,6 +371,12 @@ pub fn class_names(config: &Map<String, Value>) -> Result<Vec<String>, ModelErro
             .filter(|line| !line.is_empty())
             .map(str::to_owned)
             .collect());
+    }
+    // FiftyOne's last resort: the mask targets' names, sorted.
+    if let Some(targets) = mask_targets(config)? {
+        let mut names: Vec<String> = targets.into_values().collect();
+        names.sort();
+        return Ok(names);
     }
     Ok(Vec::new())
 }
@@ -292,6 +417,7 @@ impl TorchImageModel {
             })?,
         };
         let preprocessing = Preprocessing {
+            dim: dim(config, "image_dim")?,
             min_dim: dim(config, "image_min_dim")?,
             max_dim: dim(config, "image_max_dim")?,
             size: image_size(config)?,
@@ -325,6 +451,13 @@ impl TorchImageModel {
                 confidence_thresh: threshold,
                 filter_classes,
             }),
+            "SemanticSegmenterOutputProcessor" => Processor::Segmenter {
+                segmenter: SemanticSegmenter {
+                    no_background_cls: processor_flag(&processor_args, "no_background_cls", false)?,
+                    confidence_thresh: threshold,
+                },
+                softmax: !processor_flag(&processor_args, "has_softmax_out", true)?,
+            },
             "DetectorOutputProcessor" => Processor::Detector(Detector {
                 classes: classes.clone(),
                 confidence_thresh: processor_args
@@ -356,19 +489,30 @@ impl TorchImageModel {
                     )));
                 }
                 let mut store = VarStore::new(device);
-                let outputs = if classes.is_empty() {
+                let outputs = if crate::nets::SEGMENTERS.contains(&name) {
+                    segmenter_classes(config)?
+                } else if classes.is_empty() {
                     1000
                 } else {
                     classes.len() as i64
                 };
-                let options = BuildOptions::new(name, config.get("entrypoint_args"));
-                let network =
-                    arch::build_with(name, &store.root(), outputs, options).ok_or_else(|| {
-                        ModelError::Unsupported(format!(
-                            "architecture `{entrypoint}` is not available natively; zoo builds: {}",
-                            arch::architectures().collect::<Vec<_>>().join(", ")
-                        ))
-                    })?;
+                let unsupported = || {
+                    ModelError::Unsupported(format!(
+                        "architecture `{entrypoint}` is not available natively; zoo builds: {}",
+                        arch::architectures().collect::<Vec<_>>().join(", ")
+                    ))
+                };
+                if !arch::architectures().any(|known| known == name) {
+                    return Err(unsupported());
+                }
+                // The checkpoint is read first: torchvision adapts MNASNet's
+                // stem to the checkpoint's version.
+                let tensors =
+                    read_named_tensors(&model_path).map_err(|err| config_error(chain(&err)))?;
+                let options = BuildOptions::new(name, config.get("entrypoint_args"))
+                    .for_checkpoint(name, &tensors);
+                let network = arch::build_with(name, &store.root(), outputs, options)
+                    .ok_or_else(unsupported)?;
                 if let Some(layer) = &embeddings_layer
                     && network.embeddings_layer != Some(layer.as_str())
                 {
@@ -378,13 +522,11 @@ impl TorchImageModel {
                         "embeddings_layer not available for this architecture; embeddings disabled"
                     );
                 }
-                let tensors =
-                    read_named_tensors(&model_path).map_err(|err| config_error(chain(&err)))?;
                 let tensors = torchvision_names(name, tensors);
                 load_into(&mut store, tensors, &model_path)
                     .map_err(|err| config_error(chain(&err)))?;
                 let kind = if half { Kind::Half } else { Kind::Float };
-                match folded::build(name, store.variables(), kind) {
+                match folded::build_with(name, store.variables(), kind, options) {
                     Some(network) => Net::Vision {
                         store: None,
                         network,
@@ -696,6 +838,28 @@ fn to_array2(tensor: &Tensor) -> Result<Array2<f32>, ModelError> {
         .map_err(|err| ModelError::Inference(err.to_string()))
 }
 
+fn to_array4(tensor: &Tensor) -> Result<ndarray::Array4<f32>, ModelError> {
+    let failed = |err: tch::TchError| ModelError::Inference(err.to_string());
+    let tensor = tensor
+        .f_to_device(Device::Cpu)
+        .and_then(|tensor| tensor.f_to_kind(Kind::Float))
+        .and_then(|tensor| tensor.f_contiguous())
+        .map_err(failed)?;
+    let size = tensor.size();
+    let [n, c, h, w] = size.as_slice() else {
+        return Err(ModelError::Inference(format!(
+            "a semantic segmenter returns [N, C, H, W] scores, got {size:?}"
+        )));
+    };
+    let shape = [n, c, h, w].map(|side| *side as usize);
+    let values = tensor
+        .f_flatten(0, -1)
+        .and_then(Vec::<f32>::try_from)
+        .map_err(failed)?;
+    ndarray::Array4::from_shape_vec(shape, values)
+        .map_err(|err| ModelError::Inference(err.to_string()))
+}
+
 fn dict_tensor(dict: &[(IValue, IValue)], key: &str) -> Result<Tensor, ModelError> {
     dict.iter()
         .find_map(|(name, value)| match (name, value) {
@@ -757,6 +921,7 @@ impl Model for TorchImageModel {
         match &mut self.processor {
             Processor::Classifier(classifier) => classifier.confidence_thresh = threshold,
             Processor::Detector(detector) => detector.confidence_thresh = threshold,
+            Processor::Segmenter { segmenter, .. } => segmenter.confidence_thresh = threshold,
         }
         true
     }
@@ -786,6 +951,19 @@ impl Model for TorchImageModel {
 }
 
 impl TorchImageModel {
+    /// The network's output for `inputs` (one batch of one size) before the
+    /// output processor, on the CPU in `f32`: `[N, classes]` logits for a
+    /// classifier, `[N, classes, H, W]` scores (before any softmax) for a
+    /// semantic segmenter. For parity checks against PyTorch.
+    pub fn raw_output(&self, inputs: &[Input]) -> Result<Tensor, ModelError> {
+        let batch = self.batch(inputs)?;
+        let output = tch::no_grad(|| self.logits(&batch))?;
+        output
+            .f_to_device(Device::Cpu)
+            .and_then(|output| output.f_to_kind(Kind::Float))
+            .map_err(|err| ModelError::Inference(err.to_string()))
+    }
+
     /// How many of `inputs` one forward takes. On the CPU, a forward over
     /// more than about [`CPU_PIXELS_PER_FORWARD`] input pixels runs slower
     /// per image (its activations fall out of cache: resnet18 at 640x480
@@ -809,6 +987,27 @@ impl TorchImageModel {
                 let logits = to_array2(&self.logits(&batch)?)?;
                 Ok(classifier
                     .process(logits.view())
+                    .into_iter()
+                    .map(|label| Prediction::Label(Some(label)))
+                    .collect())
+            }
+            Processor::Segmenter { segmenter, softmax } => {
+                let failed = |error: tch::TchError| {
+                    let shape = inputs.first().map_or([0; 3], |input| input.shape);
+                    self.forward_error(shape, inputs.len(), &error)
+                };
+                let scores = self
+                    .logits(&batch)?
+                    .f_to_kind(Kind::Float)
+                    .map_err(failed)?;
+                let scores = if *softmax {
+                    scores.f_softmax(1, Kind::Float).map_err(failed)?
+                } else {
+                    scores
+                };
+                let scores = to_array4(&scores)?;
+                Ok(segmenter
+                    .process(scores.view())
                     .into_iter()
                     .map(|label| Prediction::Label(Some(label)))
                     .collect())

@@ -14,6 +14,11 @@ pub const MAX_IMAGE_SIDE: u32 = 16384;
 /// The preprocessing a model config asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preprocessing {
+    /// FiftyOne's `image_dim`: torchvision's `Resize(image_dim)`, the
+    /// shorter side to exactly this, the longer one in proportion
+    /// (truncated). Ignored with `size`; `min_dim` and `max_dim` are
+    /// ignored with it.
+    pub dim: Option<u32>,
     /// Upscale so both sides are at least this.
     pub min_dim: Option<u32>,
     /// Downscale so both sides are at most this.
@@ -34,6 +39,7 @@ pub struct Preprocessing {
 impl Default for Preprocessing {
     fn default() -> Self {
         Self {
+            dim: None,
             min_dim: None,
             max_dim: None,
             size: None,
@@ -63,6 +69,11 @@ impl Preprocessing {
             } else {
                 vec![size]
             };
+        }
+        if let Some(dim) = self.dim {
+            return resize_shorter_side(width, height, dim)
+                .into_iter()
+                .collect();
         }
         let mut steps = Vec::new();
         let (mut w, mut h) = (f64::from(width), f64::from(height));
@@ -208,6 +219,28 @@ fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
 
 fn clip8(value: i64) -> u8 {
     (value >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// torchvision's `Resize(dim)` of a `width` x `height` PIL image
+/// (`_compute_resized_output_size`): the shorter side becomes `dim`, the
+/// longer `int(dim * long / short)` (Python's true division, truncated;
+/// [`Preprocess::preprocess`] refuses a side beyond [`MAX_IMAGE_SIDE`]);
+/// `None` when that is the image's size (torchvision returns the image
+/// itself).
+fn resize_shorter_side(width: u32, height: u32, dim: u32) -> Option<(u32, u32)> {
+    let (short, long) = if width <= height {
+        (width, height)
+    } else {
+        (height, width)
+    };
+    let new_long = (f64::from(dim) * f64::from(long) / f64::from(short.max(1))) as u32;
+    let new_long = new_long.max(1);
+    let size = if width <= height {
+        (dim, new_long)
+    } else {
+        (new_long, dim)
+    };
+    (size != (width, height)).then_some(size)
 }
 
 /// Resizes an RGB image with Pillow's `Image.BILINEAR` (reducing gap off),

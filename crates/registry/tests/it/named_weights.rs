@@ -44,7 +44,7 @@ fn builtin_manifest_entries_equal_fiftyones_field_for_field() {
     let theirs: Vec<&Value> = oracle["models"].as_array().unwrap().iter().collect();
     let ours = builtin_text();
     let ours = ours["models"].as_array().unwrap();
-    assert_eq!(ours.len(), 22);
+    assert_eq!(ours.len(), 35);
     for entry in ours {
         let name = entry["base_name"].as_str().unwrap();
         let fiftyone = theirs
@@ -116,9 +116,10 @@ fn every_builtin_runs_the_url_torchvisions_named_weights_use() {
             differing += 1;
         }
     }
-    // Of the 22 zoo builds, these differ: resnet18/34/50/101/152,
-    // mobilenet_v2, both squeezenets, vgg11, vgg13, alexnet, inception_v3.
-    assert_eq!(differing, 12);
+    // Of the 35 zoo builds, these differ: resnet18/34/50/101/152,
+    // mobilenet_v2, both squeezenets, vgg11, vgg13, alexnet, inception_v3,
+    // resnext50_32x4d, resnext101_32x8d, wide_resnet50_2, wide_resnet101_2.
+    assert_eq!(differing, 16);
 }
 
 /// The table is trusted only in the built-in manifest: a custom manifest
@@ -126,8 +127,13 @@ fn every_builtin_runs_the_url_torchvisions_named_weights_use() {
 /// and a malformed entry is an error naming the model and the field.
 #[test]
 fn named_weights_from_other_manifests_are_ignored_and_bad_ones_rejected() {
-    let mut entry = builtin_text()["models"][11].clone();
-    assert_eq!(entry["base_name"], "resnet50-imagenet-torch");
+    let mut entry = builtin_text()["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|model| model["base_name"] == "resnet50-imagenet-torch")
+        .unwrap()
+        .clone();
     let manifest: Manifest =
         serde_json::from_value(serde_json::json!({"models": [entry.clone()]})).unwrap();
     let custom = ZooModel {

@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod checkpoints;
+mod families_parity;
 mod fiftyone_parity;
 mod hostile_inputs;
 mod real_checkpoints;
@@ -562,7 +563,7 @@ fn weight_mismatches_name_the_tensors() {
     assert!(!err.contains("num_batches_tracked"), "{err}");
 
     let unknown = TorchImageModel::from_spec(&spec(
-        imagenet_config("torchvision.models.googlenet.googlenet", ""),
+        imagenet_config("torchvision.models.convnext.convnext_tiny", ""),
         &path,
     ))
     .err()
