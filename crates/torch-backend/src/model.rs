@@ -20,6 +20,11 @@ use crate::weights::{load_into, read_named_tensors};
 /// `{{eta-resources}}/imagenet-labels-no-background.txt` resolves to.
 pub const IMAGENET_LABELS: &str = include_str!("../resources/imagenet-labels-no-background.txt");
 
+/// COCO's 91 detection classes by index (0 is `background`), as
+/// `{{eta-resources}}/ms-coco-labels.txt` resolves through ETA's
+/// `get_class_labels` (one name per line).
+const COCO_LABELS: &str = include_str!("../resources/ms-coco-labels.txt");
+
 /// The type names this backend answers to.
 pub const TYPE_NAMES: &[&str] = &[
     "fiftyone.utils.torch.TorchImageModel",
@@ -53,6 +58,11 @@ enum Net {
     Script {
         module: CModule,
         embed_method: Option<String>,
+    },
+    /// A torchvision detector (`detection`), and the variables it reads.
+    Detection {
+        _store: VarStore,
+        detector: crate::detection::Detector,
     },
 }
 
@@ -240,6 +250,7 @@ pub fn class_names(config: &Map<String, Value>) -> Result<Vec<String>, ModelErro
                 "imagenet-labels-no-background.txt" => {
                     Ok(IMAGENET_LABELS.lines().map(str::to_owned).collect())
                 }
+                "ms-coco-labels.txt" => Ok(COCO_LABELS.lines().map(str::to_owned).collect()),
                 other => Err(config_error(format!(
                     "labels file `{other}` is not shipped with zoo; give `classes` or a `labels_path` on disk"
                 ))),
@@ -345,7 +356,53 @@ impl TorchImageModel {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let model_name;
+        let detector_name = config
+            .get("entrypoint_fcn")
+            .and_then(Value::as_str)
+            .map(|entrypoint| entrypoint.rsplit('.').next().unwrap_or(entrypoint))
+            .filter(|name| crate::detection::is_detector(name));
+        // Detectors run in f32 (torchvision's box arithmetic and NMS in
+        // half precision would not give FiftyOne's detections).
+        let half = half && detector_name.is_none();
         let net = match config.get("entrypoint_fcn").and_then(Value::as_str) {
+            Some(entrypoint) if detector_name.is_some() => {
+                let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
+                model_name = name.to_owned();
+                if !matches!(processor, Processor::Detector(_)) {
+                    return Err(config_error(format!(
+                        "`{entrypoint}` is a detector: `output_processor_cls` must be `fiftyone.utils.torch.DetectorOutputProcessor`, got `{processor_name}`"
+                    )));
+                }
+                let mut store = VarStore::new(device);
+                let outputs = if classes.is_empty() {
+                    91
+                } else {
+                    classes.len() as i64
+                };
+                if classes.len() > MAX_CLASSES {
+                    return Err(config_error(format!(
+                        "the config lists {} classes; zoo builds architectures for at most {MAX_CLASSES}",
+                        classes.len()
+                    )));
+                }
+                let detector = crate::detection::Detector::build(
+                    name,
+                    &store.root(),
+                    outputs,
+                    config.get("entrypoint_args"),
+                )
+                .ok_or_else(|| config_error(format!("unknown detector `{entrypoint}`")))?
+                .map_err(config_error)?;
+                let tensors =
+                    read_named_tensors(&model_path).map_err(|err| config_error(chain(&err)))?;
+                let tensors = torchvision_names(name, tensors);
+                load_into(&mut store, tensors, &model_path)
+                    .map_err(|err| config_error(chain(&err)))?;
+                Net::Detection {
+                    _store: store,
+                    detector,
+                }
+            }
             Some(entrypoint) => {
                 let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
                 model_name = name.to_owned();
@@ -648,6 +705,10 @@ impl TorchImageModel {
                 .and_then(|features| network.head(&features))
                 .map_err(failed),
             Net::Script { module, .. } => module.forward_ts(&[batch]).map_err(failed),
+            Net::Detection { .. } => Err(ModelError::Unsupported(format!(
+                "`{}` is a detector: it has no logits",
+                self.name
+            ))),
         }
     }
 }
@@ -742,6 +803,7 @@ impl Model for TorchImageModel {
         match &self.net {
             Net::Vision { network, .. } => network.embeddings_layer.is_some(),
             Net::Script { embed_method, .. } => embed_method.is_some(),
+            Net::Detection { .. } => false,
         }
     }
 
@@ -791,6 +853,12 @@ impl TorchImageModel {
                     .collect())
             }
             Processor::Detector(detector) => {
+                if let Net::Detection {
+                    detector: network, ..
+                } = &self.net
+                {
+                    return self.detect(network, detector, inputs, &batch);
+                }
                 let Net::Script { module, .. } = &self.net else {
                     return Err(ModelError::Unsupported(
                         "detectors run as TorchScript only".into(),
@@ -864,6 +932,43 @@ impl TorchImageModel {
                     .collect()
             }
         })
+    }
+
+    /// A native detector's detections: each image of `batch` on its own
+    /// (FiftyOne feeds torchvision's detectors one size at a time), boxes
+    /// in the input's pixels through FiftyOne's `DetectorOutputProcessor`.
+    fn detect(
+        &self,
+        network: &crate::detection::Detector,
+        processor: &Detector,
+        inputs: &[Input],
+        batch: &Tensor,
+    ) -> Result<Vec<Prediction>, ModelError> {
+        let failed = |error: tch::TchError| {
+            let shape = inputs.first().map_or([0; 3], |input| input.shape);
+            self.forward_error(shape, inputs.len(), &error)
+        };
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(index, input)| {
+                let image = batch
+                    .f_get(index as i64)
+                    .and_then(|image| image.f_to_kind(Kind::Float))
+                    .map_err(failed)?;
+                let found = network.detect(&image).map_err(failed)?;
+                let boxes = to_array2(&found.boxes)?;
+                let labels = Array1::from(Vec::<i64>::try_from(&found.labels).map_err(failed)?);
+                let scores = Array1::from(Vec::<f32>::try_from(&found.scores).map_err(failed)?);
+                let output = DetectorOutput {
+                    boxes: boxes.view(),
+                    labels: labels.view(),
+                    scores: scores.view(),
+                    image_size: (input.shape[2] as u32, input.shape[1] as u32),
+                };
+                Ok(Prediction::Label(Some(processor.process(&output))))
+            })
+            .collect()
     }
 
     fn embed_chunk(&self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, ModelError> {
