@@ -82,8 +82,9 @@ pub(crate) fn torchvision_names(
 /// COCO checkpoints use them), as the modules' `_load_from_state_dict`
 /// apply them to a state dict without version metadata: FPN
 /// `inner_blocks.N.weight` and `layer_blocks.N.weight` to `...N.0.weight`,
-/// the RPN head's `conv.weight` to `conv.0.0.weight`; current names pass
-/// unchanged.
+/// the RPN head's `conv.weight` to `conv.0.0.weight`, Mask R-CNN's
+/// `mask_head.mask_fcnN.weight` to `mask_head.{N-1}.0.weight`; current
+/// names pass unchanged.
 fn detection_name(name: &str) -> String {
     let parts: Vec<&str> = name.split('.').collect();
     match parts.as_slice() {
@@ -98,6 +99,21 @@ fn detection_name(name: &str) -> String {
         }
         ["rpn", "head", "conv", parameter @ ("weight" | "bias")] => {
             format!("rpn.head.conv.0.0.{parameter}")
+        }
+        [
+            "roi_heads",
+            "mask_head",
+            layer,
+            parameter @ ("weight" | "bias"),
+        ] => {
+            match layer
+                .strip_prefix("mask_fcn")
+                .and_then(|digits| digits.parse::<u32>().ok())
+                .filter(|number| *number >= 1)
+            {
+                Some(number) => format!("roi_heads.mask_head.{}.0.{parameter}", number - 1),
+                None => name.to_owned(),
+            }
         }
         _ => name.to_owned(),
     }

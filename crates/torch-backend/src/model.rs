@@ -7,7 +7,7 @@ use ndarray::{Array1, Array2};
 use serde_json::{Map, Value};
 use tch::{CModule, Device, IValue, Kind, Tensor, nn::VarStore};
 use zoo_model_core::{Input, InputData, Model, ModelError, ModelSpec, Prediction, Preprocess};
-use zoo_output_processors::{Classifier, Detector, DetectorOutput};
+use zoo_output_processors::{Classifier, Detector, DetectorOutput, InstanceSegmenter};
 
 use crate::arch::{self, Network};
 use crate::checkpoint::{BuildOptions, torchvision_names};
@@ -69,6 +69,7 @@ enum Net {
 enum Processor {
     Classifier(Classifier),
     Detector(Detector),
+    InstanceSegmenter(InstanceSegmenter),
 }
 
 /// The most classes a native architecture is built for: its last layer
@@ -345,6 +346,27 @@ impl TorchImageModel {
                     .or(threshold),
                 filter_classes,
             }),
+            "InstanceSegmenterOutputProcessor" => {
+                let mask_thresh = match processor_args.get("mask_thresh") {
+                    None | Some(Value::Null) => 0.5,
+                    Some(value) => value
+                        .as_f64()
+                        .filter(|number| !number.is_nan())
+                        .ok_or_else(|| {
+                            config_error(format!(
+                                "`output_processor_args.mask_thresh` must be a number, got `{value}`"
+                            ))
+                        })? as f32,
+                };
+                Processor::InstanceSegmenter(InstanceSegmenter {
+                    detector: Detector {
+                        classes: classes.clone(),
+                        confidence_thresh: threshold,
+                        filter_classes,
+                    },
+                    mask_thresh,
+                })
+            }
             other => {
                 return Err(ModelError::Unsupported(format!(
                     "output processor `{other}` is not supported by zoo's torch backend yet"
@@ -368,9 +390,14 @@ impl TorchImageModel {
             Some(entrypoint) if detector_name.is_some() => {
                 let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
                 model_name = name.to_owned();
-                if !matches!(processor, Processor::Detector(_)) {
+                let fits = match &processor {
+                    Processor::Detector(_) => true,
+                    Processor::InstanceSegmenter(_) => name == "maskrcnn_resnet50_fpn",
+                    Processor::Classifier(_) => false,
+                };
+                if !fits {
                     return Err(config_error(format!(
-                        "`{entrypoint}` is a detector: `output_processor_cls` must be `fiftyone.utils.torch.DetectorOutputProcessor`, got `{processor_name}`"
+                        "`{entrypoint}` cannot feed `{processor_name}`: a detector takes `fiftyone.utils.torch.DetectorOutputProcessor` (Mask R-CNN also `InstanceSegmenterOutputProcessor`)"
                     )));
                 }
                 let mut store = VarStore::new(device);
@@ -795,6 +822,9 @@ impl Model for TorchImageModel {
         match &mut self.processor {
             Processor::Classifier(classifier) => classifier.confidence_thresh = threshold,
             Processor::Detector(detector) => detector.confidence_thresh = threshold,
+            Processor::InstanceSegmenter(segmenter) => {
+                segmenter.detector.confidence_thresh = threshold;
+            }
         }
         true
     }
@@ -852,12 +882,26 @@ impl TorchImageModel {
                     .map(|label| Prediction::Label(Some(label)))
                     .collect())
             }
+            Processor::InstanceSegmenter(segmenter) => match &self.net {
+                Net::Detection {
+                    detector: network, ..
+                } => self.detect(
+                    network,
+                    &segmenter.detector,
+                    Some(segmenter),
+                    inputs,
+                    &batch,
+                ),
+                _ => Err(ModelError::Unsupported(
+                    "instance segmenters run natively only (Mask R-CNN)".into(),
+                )),
+            },
             Processor::Detector(detector) => {
                 if let Net::Detection {
                     detector: network, ..
                 } = &self.net
                 {
-                    return self.detect(network, detector, inputs, &batch);
+                    return self.detect(network, detector, None, inputs, &batch);
                 }
                 let Net::Script { module, .. } = &self.net else {
                     return Err(ModelError::Unsupported(
@@ -936,11 +980,13 @@ impl TorchImageModel {
 
     /// A native detector's detections: each image of `batch` on its own
     /// (FiftyOne feeds torchvision's detectors one size at a time), boxes
-    /// in the input's pixels through FiftyOne's `DetectorOutputProcessor`.
+    /// in the input's pixels through FiftyOne's `DetectorOutputProcessor`,
+    /// or with `segmenter` its `InstanceSegmenterOutputProcessor`.
     fn detect(
         &self,
         network: &crate::detection::Detector,
         processor: &Detector,
+        segmenter: Option<&InstanceSegmenter>,
         inputs: &[Input],
         batch: &Tensor,
     ) -> Result<Vec<Prediction>, ModelError> {
@@ -966,7 +1012,25 @@ impl TorchImageModel {
                     scores: scores.view(),
                     image_size: (input.shape[2] as u32, input.shape[1] as u32),
                 };
-                Ok(Prediction::Label(Some(processor.process(&output))))
+                let label = match (segmenter, &found.masks) {
+                    (Some(segmenter), Some(masks)) => segmenter.process_with(
+                        &output,
+                        (input.shape[1], input.shape[2]),
+                        |k, row, column| {
+                            masks
+                                .get(k)
+                                .map_or(0.0, |mask| mask.at(row as i64, column as i64))
+                        },
+                    ),
+                    (Some(_), None) => {
+                        return Err(ModelError::Inference(format!(
+                            "`{}` gives no masks for `InstanceSegmenterOutputProcessor`",
+                            self.name
+                        )));
+                    }
+                    (None, _) => processor.process(&output),
+                };
+                Ok(Prediction::Label(Some(label)))
             })
             .collect()
     }

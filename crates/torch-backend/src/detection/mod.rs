@@ -1,14 +1,16 @@
-//! torchvision's detectors, natively: Faster R-CNN with a ResNet-50 FPN
-//! backbone (`fasterrcnn_resnet50_fpn`), as torchvision 0.28 runs it in
-//! evaluation mode.
+//! torchvision's detectors, natively: Faster R-CNN and Mask R-CNN with a
+//! ResNet-50 FPN backbone (`fasterrcnn_resnet50_fpn`,
+//! `maskrcnn_resnet50_fpn`), as torchvision 0.28 runs them in evaluation
+//! mode.
 //!
 //! The flow is `GeneralizedRCNN.forward`: the transform
 //! ([`transform::Transform`]: normalise, resize to 800/1333 with
 //! `interpolate`, pad to 32), the backbone ([`backbone`]: ResNet-50 with
 //! frozen batch norm, FPN with a max-pool level), the region proposal
 //! network ([`rpn`]), the box branch ([`roi_heads`], over
-//! [`roi_align`]'s multi-scale RoIAlign and [`boxes`]' NMS), and the boxes
-//! mapped back to the input's size. Each image runs on its own, as
+//! [`roi_align`]'s multi-scale RoIAlign and [`boxes`]' NMS), Mask R-CNN's
+//! mask branch ([`masks`]), and the boxes and masks mapped back to the
+//! input's size. Each image runs on its own, as
 //! FiftyOne feeds a torchvision detector images of their own sizes.
 //!
 //! Every step is the tensor operation torchvision runs, in its order, so
@@ -17,6 +19,7 @@
 
 pub(crate) mod backbone;
 pub(crate) mod boxes;
+pub(crate) mod masks;
 pub(crate) mod roi_align;
 pub(crate) mod roi_heads;
 pub(crate) mod rpn;
@@ -27,12 +30,13 @@ use tch::nn;
 use tch::{Device, Kind, TchError, Tensor};
 
 use backbone::{ExtraBlock, Fpn, ResNet50Body};
+use masks::{MaskBranch, Pasted};
 use roi_heads::BoxBranch;
 use rpn::Rpn;
 use transform::Transform;
 
 /// The detection architectures zoo builds, by torchvision entrypoint name.
-pub(crate) const ARCHITECTURES: [&str; 1] = ["fasterrcnn_resnet50_fpn"];
+pub(crate) const ARCHITECTURES: [&str; 2] = ["fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn"];
 
 /// Whether `name` (the last part of an `entrypoint_fcn`) is a detector.
 pub(crate) fn is_detector(name: &str) -> bool {
@@ -48,6 +52,8 @@ pub(crate) struct Detections {
     pub(crate) scores: Tensor,
     /// `[K]` class indices.
     pub(crate) labels: Tensor,
+    /// Mask R-CNN's masks, pasted in the input image (see [`Pasted`]).
+    pub(crate) masks: Option<Vec<Pasted>>,
 }
 
 /// A torchvision detector.
@@ -57,6 +63,7 @@ pub(crate) struct Detector {
     fpn: Fpn,
     rpn: Rpn,
     boxes: BoxBranch,
+    masks: Option<MaskBranch>,
 }
 
 impl std::fmt::Debug for Detector {
@@ -124,6 +131,8 @@ impl Detector {
             ),
             rpn: Rpn::new(&(root / "rpn" / "head"), 256),
             boxes: BoxBranch::new(&(root / "roi_heads"), classes),
+            masks: (name == "maskrcnn_resnet50_fpn")
+                .then(|| MaskBranch::new(&(root / "roi_heads"), classes)),
         };
         Some(detector.configure(args).map(|()| detector))
     }
@@ -180,11 +189,25 @@ impl Detector {
             prepared.image_size,
             prepared.original_size,
         )?;
+        let masks = match &self.masks {
+            Some(branch) if found.boxes.size()[0] > 0 => {
+                let probabilities = branch.probabilities(
+                    &pooled,
+                    &found.boxes,
+                    &found.labels,
+                    prepared.image_size,
+                )?;
+                Some(masks::paste(&probabilities, &boxes)?)
+            }
+            Some(_) => Some(Vec::new()),
+            None => None,
+        };
         let cpu = |tensor: Tensor, kind: Kind| tensor.f_to_kind(kind)?.f_to_device(Device::Cpu);
         Ok(Detections {
             boxes: cpu(boxes, Kind::Float)?,
             scores: cpu(found.scores, Kind::Float)?,
             labels: cpu(found.labels, Kind::Int64)?,
+            masks,
         })
     }
 }

@@ -103,19 +103,85 @@ fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
     inter / (a[2] * a[3] + b[2] * b[3] - inter)
 }
 
-/// `fasterrcnn_resnet50_fpn` as FiftyOne's built-in
-/// `faster-rcnn-resnet50-fpn-coco-torch` runs it (config unchanged:
-/// `confidence_thresh` 0.3, COCO labels): on PNG pictures of 300x200,
-/// 180x260 and 640x96 (torchvision resizes them to 800 short sides, the
-/// last capped by the 1333 long side), zoo's detections are FiftyOne's,
-/// one for one: each of FiftyOne's matched by one of zoo's with the same
+/// A mask from the oracle: rows x columns and `np.packbits` hex.
+fn oracle_mask(detection: &Value) -> (usize, usize, Vec<u8>) {
+    let shape = detection["mask_shape"].as_array().unwrap();
+    let (rows, columns) = (
+        shape[0].as_u64().unwrap() as usize,
+        shape[1].as_u64().unwrap() as usize,
+    );
+    let hex = detection["mask_bits"].as_str().unwrap();
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|at| u8::from_str_radix(&hex[2 * at..2 * at + 2], 16).unwrap())
+        .collect();
+    let bits = (0..rows * columns)
+        .map(|index| (bytes[index / 8] >> (7 - index % 8)) & 1)
+        .collect();
+    (rows, columns, bits)
+}
+
+/// FiftyOne's crop window `[round(y1), round(y2)) x [round(x1), round(x2))`
+/// of a relative box in an image of `(width, height)`, and for each edge
+/// whether it lies within 1e-3 pixels of a rounding boundary (`.5`), where
+/// the 1e-5-pixel noise between two implementations may round it either way.
+fn crop_window(relative: &[f64; 4], (width, height): (f64, f64)) -> ([i64; 4], [bool; 4]) {
+    let [x, y, w, h] = *relative;
+    let edges = [y * height, (y + h) * height, x * width, (x + w) * width];
+    (
+        edges.map(|edge| edge.round_ties_even() as i64),
+        edges.map(|edge| (edge.fract() - 0.5).abs() < 1e-3),
+    )
+}
+
+/// The IoU of two cropped masks over the pixels both crop windows cover;
+/// their windows may differ only at edges on a rounding boundary.
+fn mask_iou(
+    ((rows, columns, bits), (window, _)): (&(usize, usize, Vec<u8>), ([i64; 4], [bool; 4])),
+    ((their_rows, their_columns, their_bits), (their_window, boundary)): (
+        &(usize, usize, Vec<u8>),
+        ([i64; 4], [bool; 4]),
+    ),
+    what: &str,
+) -> f64 {
+    for edge in 0..4 {
+        assert!(
+            window[edge] == their_window[edge] || boundary[edge],
+            "{what}: crop window {window:?} against FiftyOne's {their_window:?}"
+        );
+    }
+    let [top, bottom, left, right] = window;
+    let [their_top, _, their_left, _] = their_window;
+    let (mut both, mut either) = (0usize, 0usize);
+    for row in top.max(their_top)..bottom.min(their_window[1]) {
+        for column in left.max(their_left)..right.min(their_window[3]) {
+            let (r, c) = ((row - top) as usize, (column - left) as usize);
+            let (tr, tc) = ((row - their_top) as usize, (column - their_left) as usize);
+            if r >= *rows || c >= *columns || tr >= *their_rows || tc >= *their_columns {
+                continue;
+            }
+            let ours = bits[r * columns + c] == 1;
+            let theirs = their_bits[tr * their_columns + tc] == 1;
+            both += usize::from(ours && theirs);
+            either += usize::from(ours || theirs);
+        }
+    }
+    if either == 0 {
+        1.0
+    } else {
+        both as f64 / either as f64
+    }
+}
+
+/// Runs built-in `base_name` as its unchanged config says on the oracle's
+/// pictures with the oracle's weights and checks zoo's detections against
+/// FiftyOne's: each of FiftyOne's matched by one of zoo's with the same
 /// label, IoU >= 0.999, relative coordinates within 1e-4 and confidence
 /// within 1e-4, in the same order except between neighbours whose scores
-/// differ by less than that.
-#[test]
-fn faster_rcnn_detections_match_fiftyone_apply_model() {
+/// differ by less than that; masks (where FiftyOne gives them) with IoU >=
+/// 0.999 over the pixels both crops cover, the crops' windows equal but
+/// for edges within 1e-3 pixels of a rounding boundary.
+fn assert_parity_with_fiftyone(base_name: &str) {
     let oracle = oracle();
-    let base_name = "faster-rcnn-resnet50-fpn-coco-torch";
     let expected = &oracle["models"][base_name];
     let architecture = expected["architecture"].as_str().unwrap();
     let layout = oracle["layouts"][architecture]["keys"].as_array().unwrap();
@@ -138,7 +204,7 @@ fn faster_rcnn_detections_match_fiftyone_apply_model() {
     };
     let mut model = TorchImageModel::from_spec(&spec).unwrap();
     let mut total = 0;
-    let (mut worst_box, mut worst_score) = (0f64, 0f64);
+    let (mut worst_box, mut worst_score, mut worst_mask) = (0f64, 0f64, 1f64);
     let mut reordered = 0;
     for (file, theirs) in expected["images"].as_object().unwrap() {
         let input = model.preprocessor().preprocess(decode(file)).unwrap();
@@ -174,6 +240,7 @@ fn faster_rcnn_detections_match_fiftyone_apply_model() {
             let Detection {
                 bounding_box,
                 confidence,
+                mask,
                 ..
             } = &ours[j];
             let box_difference = bounding_box
@@ -197,10 +264,47 @@ fn faster_rcnn_detections_match_fiftyone_apply_model() {
             if j != k {
                 reordered += 1;
             }
+            if their.get("mask_bits").is_some() {
+                let their_mask = oracle_mask(their);
+                let our_mask = mask
+                    .clone()
+                    .unwrap_or_else(|| panic!("{file} #{k}: no mask"));
+                let size = (input.shape[2] as f64, input.shape[1] as f64);
+                let mask_iou = mask_iou(
+                    (&our_mask, crop_window(bounding_box, size)),
+                    (&their_mask, crop_window(&their_box, size)),
+                    &format!("{file} #{k}"),
+                );
+                worst_mask = worst_mask.min(mask_iou);
+                assert!(mask_iou >= 0.999, "{file} #{k}: mask IoU {mask_iou}");
+            } else {
+                assert!(mask.is_none(), "{file} #{k}: a mask FiftyOne does not give");
+            }
         }
         total += theirs.len();
     }
     println!(
-        "parity {base_name}: {total} detections, max |box diff| {worst_box:.3e}, max |confidence diff| {worst_score:.3e}, {reordered} at another position (scores within 1e-4)"
+        "parity {base_name}: {total} detections, max |box diff| {worst_box:.3e}, max |confidence diff| {worst_score:.3e}, {reordered} at another position (scores within 1e-4), min mask IoU {worst_mask}"
     );
+}
+
+/// `fasterrcnn_resnet50_fpn` as FiftyOne's built-in
+/// `faster-rcnn-resnet50-fpn-coco-torch` runs it (config unchanged:
+/// `confidence_thresh` 0.3, COCO labels) on PNG pictures of 300x200,
+/// 180x260 and 640x96 (torchvision resizes them to 800 short sides, the
+/// last capped by the 1333 long side): FiftyOne's detections (see
+/// [`assert_parity_with_fiftyone`]).
+#[test]
+fn faster_rcnn_detections_match_fiftyone_apply_model() {
+    assert_parity_with_fiftyone("faster-rcnn-resnet50-fpn-coco-torch");
+}
+
+/// `maskrcnn_resnet50_fpn` as FiftyOne's built-in
+/// `mask-rcnn-resnet50-fpn-coco-torch` runs it
+/// (`InstanceSegmenterOutputProcessor`, `mask_thresh` 0.5): FiftyOne's
+/// detections and masks (pasted by `paste_masks_in_image`, cropped to the
+/// boxes by FiftyOne) on the same pictures.
+#[test]
+fn mask_rcnn_detections_and_masks_match_fiftyone_apply_model() {
+    assert_parity_with_fiftyone("mask-rcnn-resnet50-fpn-coco-torch");
 }
