@@ -13,8 +13,8 @@ use tch::{TchError, Tensor};
 
 use crate::layers::{Conv, Forward};
 
-/// `FrozenBatchNorm2d(channels)`: fixed statistics, `eps` 1e-5, computed
-/// as torchvision computes it on every forward (`scale = w * (rv +
+/// `FrozenBatchNorm2d(channels, eps)`: fixed statistics, computed as
+/// torchvision computes it on every forward (`scale = w * (rv +
 /// eps).rsqrt()`, `bias = b - rm * scale`, `x * scale + bias`).
 #[derive(Debug)]
 pub(crate) struct FrozenBatchNorm {
@@ -22,16 +22,18 @@ pub(crate) struct FrozenBatchNorm {
     bias: Tensor,
     running_mean: Tensor,
     running_var: Tensor,
+    eps: f64,
 }
 
 impl FrozenBatchNorm {
-    pub(crate) fn new(path: nn::Path<'_>, channels: i64) -> FrozenBatchNorm {
+    pub(crate) fn new(path: nn::Path<'_>, channels: i64, eps: f64) -> FrozenBatchNorm {
         let init = |value: f64| nn::Init::Const(value);
         FrozenBatchNorm {
             weight: path.var("weight", &[channels], init(1.0)),
             bias: path.var("bias", &[channels], init(0.0)),
             running_mean: path.var("running_mean", &[channels], init(0.0)),
             running_var: path.var("running_var", &[channels], init(1.0)),
+            eps,
         }
     }
 }
@@ -43,7 +45,7 @@ impl Forward for FrozenBatchNorm {
         let b = self.bias.f_reshape(shape)?;
         let rv = self.running_var.f_reshape(shape)?;
         let rm = self.running_mean.f_reshape(shape)?;
-        let scale = w.f_mul(&rv.f_add_scalar(1e-5)?.f_rsqrt()?)?;
+        let scale = w.f_mul(&rv.f_add_scalar(self.eps)?.f_rsqrt()?)?;
         let bias = b.f_sub(&rm.f_mul(&scale)?)?;
         xs.f_mul(&scale)?.f_add(&bias)
     }
@@ -81,21 +83,21 @@ struct Bottleneck {
 }
 
 impl Bottleneck {
-    fn new(path: &nn::Path<'_>, c_in: i64, width: i64, stride: i64) -> Bottleneck {
+    fn new(path: &nn::Path<'_>, c_in: i64, width: i64, stride: i64, eps: f64) -> Bottleneck {
         let c_out = width * 4;
         let downsample = (stride != 1 || c_in != c_out).then(|| {
             (
                 conv(path / "downsample" / 0, c_in, c_out, 1, stride, 0, false),
-                FrozenBatchNorm::new(path / "downsample" / 1, c_out),
+                FrozenBatchNorm::new(path / "downsample" / 1, c_out, eps),
             )
         });
         Bottleneck {
             conv1: conv(path / "conv1", c_in, width, 1, 1, 0, false),
-            bn1: FrozenBatchNorm::new(path / "bn1", width),
+            bn1: FrozenBatchNorm::new(path / "bn1", width, eps),
             conv2: conv(path / "conv2", width, width, 3, stride, 1, false),
-            bn2: FrozenBatchNorm::new(path / "bn2", width),
+            bn2: FrozenBatchNorm::new(path / "bn2", width, eps),
             conv3: conv(path / "conv3", width, c_out, 1, 1, 0, false),
-            bn3: FrozenBatchNorm::new(path / "bn3", c_out),
+            bn3: FrozenBatchNorm::new(path / "bn3", c_out, eps),
             downsample,
         }
     }
@@ -122,7 +124,9 @@ pub(crate) struct ResNet50Body {
 }
 
 impl ResNet50Body {
-    pub(crate) fn new(path: &nn::Path<'_>) -> ResNet50Body {
+    /// The body under `path`, its frozen batch norms with `eps` (torchvision
+    /// sets 0 for the COCO_V1 weights, `overwrite_eps`; 1e-5 otherwise).
+    pub(crate) fn new(path: &nn::Path<'_>, eps: f64) -> ResNet50Body {
         let mut c_in = 64;
         let mut layers = Vec::new();
         for (index, (blocks, width, stride)) in [(3, 64, 1), (4, 128, 2), (6, 256, 2), (3, 512, 2)]
@@ -133,14 +137,20 @@ impl ResNet50Body {
             let mut layer = Vec::new();
             for block in 0..blocks {
                 let stride = if block == 0 { stride } else { 1 };
-                layer.push(Bottleneck::new(&(&layer_path / block), c_in, width, stride));
+                layer.push(Bottleneck::new(
+                    &(&layer_path / block),
+                    c_in,
+                    width,
+                    stride,
+                    eps,
+                ));
                 c_in = width * 4;
             }
             layers.push(layer);
         }
         ResNet50Body {
             conv1: conv(path / "conv1", 3, 64, 7, 2, 3, false),
-            bn1: FrozenBatchNorm::new(path / "bn1", 64),
+            bn1: FrozenBatchNorm::new(path / "bn1", 64, eps),
             layers,
         }
     }

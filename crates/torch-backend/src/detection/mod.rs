@@ -120,10 +120,18 @@ impl Detector {
         if !is_detector(name) {
             return None;
         }
+        // torchvision's builders call `overwrite_eps(model, 0.0)` after
+        // loading the COCO_V1 weights (every detector's DEFAULT): the frozen
+        // batch norms then divide by `sqrt(running_var)` exactly.
+        let coco_v1 = args
+            .and_then(|args| args.get("weights"))
+            .and_then(Value::as_str)
+            .is_some_and(|weights| weights.ends_with(".DEFAULT") || weights.ends_with(".COCO_V1"));
+        let eps = if coco_v1 { 0.0 } else { 1e-5 };
         let backbone = root / "backbone";
         let mut detector = Detector {
             transform: Transform::default(),
-            body: ResNet50Body::new(&(&backbone / "body")),
+            body: ResNet50Body::new(&(&backbone / "body"), eps),
             fpn: Fpn::new(
                 &(&backbone / "fpn"),
                 &[256, 512, 1024, 2048],
