@@ -68,7 +68,7 @@ mod tests {
         const TEXT: &str = include_str!("../builtin/manifest-torch.json");
         let manifest =
             zoo_manifest::Manifest::from_slice(TEXT.as_bytes(), "manifest-torch.json").unwrap();
-        assert_eq!(manifest.models.len(), 24);
+        assert_eq!(manifest.models.len(), 25);
         let resnet18 = manifest
             .models
             .iter()

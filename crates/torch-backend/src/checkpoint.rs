@@ -83,8 +83,9 @@ pub(crate) fn torchvision_names(
 /// apply them to a state dict without version metadata: FPN
 /// `inner_blocks.N.weight` and `layer_blocks.N.weight` to `...N.0.weight`,
 /// the RPN head's `conv.weight` to `conv.0.0.weight`, Mask R-CNN's
-/// `mask_head.mask_fcnN.weight` to `mask_head.{N-1}.0.weight`; current
-/// names pass unchanged.
+/// `mask_head.mask_fcnN.weight` to `mask_head.{N-1}.0.weight`, RetinaNet's
+/// `head.classification_head.conv.{2i}.weight` (and the regression head's)
+/// to `conv.{i}.0.weight`; current names pass unchanged.
 fn detection_name(name: &str) -> String {
     let parts: Vec<&str> = name.split('.').collect();
     match parts.as_slice() {
@@ -113,6 +114,22 @@ fn detection_name(name: &str) -> String {
             {
                 Some(number) => format!("roi_heads.mask_head.{}.0.{parameter}", number - 1),
                 None => name.to_owned(),
+            }
+        }
+        [
+            "head",
+            head @ ("classification_head" | "regression_head"),
+            "conv",
+            index,
+            parameter @ ("weight" | "bias"),
+        ] => {
+            // RetinaNet's towers: `conv.{2i}` (convolutions and ReLUs
+            // alternating) to `conv.{i}.0`.
+            match index.parse::<u32>() {
+                Ok(number) if number % 2 == 0 && number <= 6 => {
+                    format!("head.{head}.conv.{}.0.{parameter}", number / 2)
+                }
+                _ => name.to_owned(),
             }
         }
         _ => name.to_owned(),

@@ -62,7 +62,7 @@ enum Net {
     /// A torchvision detector (`detection`), and the variables it reads.
     Detection {
         _store: VarStore,
-        detector: crate::detection::Detector,
+        detector: Box<crate::detection::Detector>,
     },
 }
 
@@ -427,7 +427,7 @@ impl TorchImageModel {
                     .map_err(|err| config_error(chain(&err)))?;
                 Net::Detection {
                     _store: store,
-                    detector,
+                    detector: Box::new(detector),
                 }
             }
             Some(entrypoint) => {

@@ -178,6 +178,9 @@ impl ResNet50Body {
 pub(crate) enum ExtraBlock {
     /// `LastLevelMaxPool`: `max_pool2d(P5, 1, 2)` as `pool`.
     MaxPool,
+    /// `LastLevelP6P7(256, 256)` (RetinaNet): `p6 = conv(P5)`, `p7 =
+    /// conv(relu(p6))`, 3x3 stride-2 convolutions.
+    P6P7,
 }
 
 /// `FeaturePyramidNetwork(in_channels_list, 256, extra_blocks)`.
@@ -185,6 +188,8 @@ pub(crate) struct Fpn {
     inner: Vec<Conv>,
     layer: Vec<Conv>,
     extra: ExtraBlock,
+    /// `extra_blocks.p6` and `p7` for [`ExtraBlock::P6P7`].
+    p6p7: Option<(Conv, Conv)>,
 }
 
 impl Fpn {
@@ -197,10 +202,18 @@ impl Fpn {
         let layer = (0..in_channels.len())
             .map(|index| conv(path / "layer_blocks" / index / 0, 256, 256, 3, 1, 1, true))
             .collect();
+        let p6p7 = (extra == ExtraBlock::P6P7).then(|| {
+            let blocks = path / "extra_blocks";
+            (
+                conv(&blocks / "p6", 256, 256, 3, 2, 1, true),
+                conv(&blocks / "p7", 256, 256, 3, 2, 1, true),
+            )
+        });
         Fpn {
             inner,
             layer,
             extra,
+            p6p7,
         }
     }
 
@@ -227,6 +240,14 @@ impl Fpn {
                     false,
                 )?;
                 results.push(pooled);
+            }
+            ExtraBlock::P6P7 => {
+                if let Some((p6, p7)) = &self.p6p7 {
+                    let six = p6.forward(&results[results.len() - 1])?;
+                    let seven = p7.forward(&six.f_relu()?)?;
+                    results.push(six);
+                    results.push(seven);
+                }
             }
         }
         Ok(results)

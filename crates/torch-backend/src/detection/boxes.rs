@@ -209,10 +209,13 @@ mod tests {
         Tensor::from_slice(values.as_flattened()).view([values.len() as i64, 4])
     }
 
+    /// One NMS case: boxes, scores, threshold, the indices kept.
+    type Case = (&'static [[f32; 4]], &'static [f32], f64, &'static [i64]);
+
     /// Table: boxes, scores, threshold, the indices torchvision keeps.
     #[test]
     fn nms_keeps_the_best_of_overlapping_boxes_in_score_order() {
-        let cases: [(&[[f32; 4]], &[f32], f64, &[i64]); 4] = [
+        let cases: [Case; 4] = [
             // Two boxes overlapping with IoU 0.6: the lower is dropped at 0.5,
             // kept at 0.7.
             (

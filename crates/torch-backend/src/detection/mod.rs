@@ -20,6 +20,7 @@
 pub(crate) mod backbone;
 pub(crate) mod boxes;
 pub(crate) mod masks;
+pub(crate) mod retinanet;
 pub(crate) mod roi_align;
 pub(crate) mod roi_heads;
 pub(crate) mod rpn;
@@ -31,12 +32,17 @@ use tch::{Device, Kind, TchError, Tensor};
 
 use backbone::{ExtraBlock, Fpn, ResNet50Body};
 use masks::{MaskBranch, Pasted};
+use retinanet::RetinaHead;
 use roi_heads::BoxBranch;
 use rpn::Rpn;
 use transform::Transform;
 
 /// The detection architectures zoo builds, by torchvision entrypoint name.
-pub(crate) const ARCHITECTURES: [&str; 2] = ["fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn"];
+pub(crate) const ARCHITECTURES: [&str; 3] = [
+    "fasterrcnn_resnet50_fpn",
+    "maskrcnn_resnet50_fpn",
+    "retinanet_resnet50_fpn",
+];
 
 /// Whether `name` (the last part of an `entrypoint_fcn`) is a detector.
 pub(crate) fn is_detector(name: &str) -> bool {
@@ -56,14 +62,24 @@ pub(crate) struct Detections {
     pub(crate) masks: Option<Vec<Pasted>>,
 }
 
+/// What runs on the pyramid.
+enum Heads {
+    /// Faster / Mask R-CNN: proposals, then the box (and mask) branch.
+    TwoStage {
+        rpn: Rpn,
+        boxes: BoxBranch,
+        masks: Option<MaskBranch>,
+    },
+    /// RetinaNet's dense head.
+    Retina(RetinaHead),
+}
+
 /// A torchvision detector.
 pub(crate) struct Detector {
     transform: Transform,
     body: ResNet50Body,
     fpn: Fpn,
-    rpn: Rpn,
-    boxes: BoxBranch,
-    masks: Option<MaskBranch>,
+    heads: Heads,
 }
 
 impl std::fmt::Debug for Detector {
@@ -129,24 +145,53 @@ impl Detector {
             .is_some_and(|weights| weights.ends_with(".DEFAULT") || weights.ends_with(".COCO_V1"));
         let eps = if coco_v1 { 0.0 } else { 1e-5 };
         let backbone = root / "backbone";
+        let retina = name == "retinanet_resnet50_fpn";
+        // RetinaNet's pyramid starts at `layer2` and adds P6 and P7.
+        let (in_channels, extra): (&[i64], _) = if retina {
+            (&[512, 1024, 2048], ExtraBlock::P6P7)
+        } else {
+            (&[256, 512, 1024, 2048], ExtraBlock::MaxPool)
+        };
+        let heads = if retina {
+            Heads::Retina(RetinaHead::new(&(root / "head"), classes))
+        } else {
+            Heads::TwoStage {
+                rpn: Rpn::new(&(root / "rpn" / "head"), 256),
+                boxes: BoxBranch::new(&(root / "roi_heads"), classes),
+                masks: (name == "maskrcnn_resnet50_fpn")
+                    .then(|| MaskBranch::new(&(root / "roi_heads"), classes)),
+            }
+        };
         let mut detector = Detector {
             transform: Transform::default(),
             body: ResNet50Body::new(&(&backbone / "body"), eps),
-            fpn: Fpn::new(
-                &(&backbone / "fpn"),
-                &[256, 512, 1024, 2048],
-                ExtraBlock::MaxPool,
-            ),
-            rpn: Rpn::new(&(root / "rpn" / "head"), 256),
-            boxes: BoxBranch::new(&(root / "roi_heads"), classes),
-            masks: (name == "maskrcnn_resnet50_fpn")
-                .then(|| MaskBranch::new(&(root / "roi_heads"), classes)),
+            fpn: Fpn::new(&(&backbone / "fpn"), in_channels, extra),
+            heads,
         };
         Some(detector.configure(args).map(|()| detector))
     }
 
     fn configure(&mut self, args: Option<&Value>) -> Result<(), String> {
-        let boxes = &mut self.boxes.settings;
+        let (rpn, boxes) = match &mut self.heads {
+            Heads::TwoStage { rpn, boxes, .. } => (rpn, boxes),
+            Heads::Retina(head) => {
+                let settings = &mut head.settings;
+                if let Some(value) = argument(args, "score_thresh")? {
+                    settings.score_thresh = value;
+                }
+                if let Some(value) = argument(args, "nms_thresh")? {
+                    settings.nms_thresh = value;
+                }
+                if let Some(value) = count(args, "detections_per_img", 100_000)? {
+                    settings.detections_per_img = value;
+                }
+                if let Some(value) = count(args, "topk_candidates", 1_000_000)? {
+                    settings.topk_candidates = value;
+                }
+                return self.configure_transform(args);
+            }
+        };
+        let boxes = &mut boxes.settings;
         if let Some(value) = argument(args, "box_score_thresh")? {
             boxes.score_thresh = value;
         }
@@ -156,7 +201,7 @@ impl Detector {
         if let Some(value) = count(args, "box_detections_per_img", 100_000)? {
             boxes.detections_per_img = value;
         }
-        let rpn = &mut self.rpn.settings;
+        let rpn = &mut rpn.settings;
         if let Some(value) = count(args, "rpn_pre_nms_top_n_test", 1_000_000)? {
             rpn.pre_nms_top_n = value;
         }
@@ -169,6 +214,10 @@ impl Detector {
         if let Some(value) = argument(args, "rpn_score_thresh")? {
             rpn.score_thresh = value;
         }
+        self.configure_transform(args)
+    }
+
+    fn configure_transform(&mut self, args: Option<&Value>) -> Result<(), String> {
         let side = crate::preprocess::MAX_IMAGE_SIDE.into();
         if let Some(value) = count(args, "min_size", side)? {
             self.transform.min_size = value;
@@ -184,20 +233,41 @@ impl Detector {
         let prepared = self.transform.prepare(image)?;
         let padded = prepared.batch.size();
         let levels = self.body.forward(&prepared.batch)?;
+        let padded = [padded[2], padded[3]];
+        let (rpn, box_branch, mask_branch) = match &self.heads {
+            Heads::TwoStage { rpn, boxes, masks } => (rpn, boxes, masks),
+            Heads::Retina(head) => {
+                let features = self.fpn.forward(&levels[1..])?;
+                let found = head.detect(&features, padded, prepared.image_size)?;
+                let boxes = Transform::boxes_to_original(
+                    &found.boxes,
+                    prepared.image_size,
+                    prepared.original_size,
+                )?;
+                return Ok(Detections {
+                    boxes: boxes.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?,
+                    scores: found
+                        .scores
+                        .f_to_kind(Kind::Float)?
+                        .f_to_device(Device::Cpu)?,
+                    labels: found
+                        .labels
+                        .f_to_kind(Kind::Int64)?
+                        .f_to_device(Device::Cpu)?,
+                    masks: None,
+                });
+            }
+        };
         let features = self.fpn.forward(&levels)?;
-        let proposals =
-            self.rpn
-                .proposals(&features, [padded[2], padded[3]], prepared.image_size)?;
+        let proposals = rpn.proposals(&features, padded, prepared.image_size)?;
         let pooled: Vec<&Tensor> = features.iter().take(4).collect();
-        let found = self
-            .boxes
-            .detect(&pooled, &proposals, prepared.image_size)?;
+        let found = box_branch.detect(&pooled, &proposals, prepared.image_size)?;
         let boxes = Transform::boxes_to_original(
             &found.boxes,
             prepared.image_size,
             prepared.original_size,
         )?;
-        let masks = match &self.masks {
+        let masks = match mask_branch {
             Some(branch) if found.boxes.size()[0] > 0 => {
                 let probabilities = branch.probabilities(
                     &pooled,
@@ -227,4 +297,40 @@ pub(crate) fn oracle() -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/detection_oracle.json");
     serde_json::from_slice(&fs_err::read(path).unwrap()).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tch::nn::VarStore;
+
+    use super::Detector;
+
+    /// A bad evaluation setting in `entrypoint_args` is an error naming
+    /// the field and the value, not a panic or a silent default.
+    #[test]
+    fn bad_entrypoint_args_are_errors_naming_the_field() {
+        for (args, field) in [
+            (
+                json!({"box_detections_per_img": 0}),
+                "box_detections_per_img",
+            ),
+            (json!({"box_score_thresh": "high"}), "box_score_thresh"),
+            (json!({"min_size": 1_000_000}), "min_size"),
+            (json!({"topk_candidates": -3}), "topk_candidates"),
+        ] {
+            let name = if field == "topk_candidates" {
+                "retinanet_resnet50_fpn"
+            } else {
+                "fasterrcnn_resnet50_fpn"
+            };
+            let store = VarStore::new(tch::Device::Cpu);
+            let Some(Err(message)) = Detector::build(name, &store.root(), 91, Some(&args)) else {
+                panic!("{args} was accepted");
+            };
+            assert!(message.contains(field), "{message}");
+        }
+        let store = VarStore::new(tch::Device::Cpu);
+        assert!(Detector::build("resnet50", &store.root(), 91, None).is_none());
+    }
 }

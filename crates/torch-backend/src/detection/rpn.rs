@@ -44,12 +44,12 @@ pub(crate) struct Rpn {
 /// The sizes of the anchors on each level (`_default_anchorgen`).
 const ANCHOR_SIZES: [f32; 5] = [32.0, 64.0, 128.0, 256.0, 512.0];
 /// Their aspect ratios (height / width).
-const ASPECT_RATIOS: [f32; 3] = [0.5, 1.0, 2.0];
+pub(crate) const ASPECT_RATIOS: [f32; 3] = [0.5, 1.0, 2.0];
 
-/// `AnchorGenerator.generate_anchors([size], ASPECT_RATIOS)`: zero-centred
-/// `[3, 4]` base anchors, rounded.
-pub(crate) fn cell_anchors(size: f32, aspect_ratios: &[f32]) -> Result<Tensor, TchError> {
-    let scales = Tensor::f_from_slice(&[size])?;
+/// `AnchorGenerator.generate_anchors(sizes, aspect_ratios)`: zero-centred
+/// `[ratios x sizes, 4]` base anchors (ratio-major), rounded.
+pub(crate) fn cell_anchors(sizes: &[f32], aspect_ratios: &[f32]) -> Result<Tensor, TchError> {
+    let scales = Tensor::f_from_slice(sizes)?;
     let ratios = Tensor::f_from_slice(aspect_ratios)?;
     let h_ratios = ratios.f_sqrt()?;
     let w_ratios = h_ratios.f_reciprocal()?;
@@ -92,7 +92,7 @@ pub(crate) fn grid_anchors(
 }
 
 /// `permute_and_flatten`: `[1, A * C, H, W]` to `[H * W * A, C]`.
-fn permute_and_flatten(layer: &Tensor, channels: i64) -> Result<Tensor, TchError> {
+pub(crate) fn permute_and_flatten(layer: &Tensor, channels: i64) -> Result<Tensor, TchError> {
     let size = layer.size();
     layer
         .f_view([size[0], -1, channels, size[2], size[3]])?
@@ -134,7 +134,7 @@ impl Rpn {
             deltas.push(permute_and_flatten(&regression, 4)?);
             let grid = [shape[2], shape[3]];
             let stride = [padded[0] / grid[0], padded[1] / grid[1]];
-            let base = cell_anchors(size, &ASPECT_RATIOS)?.f_to_device(feature.device())?;
+            let base = cell_anchors(&[size], &ASPECT_RATIOS)?.f_to_device(feature.device())?;
             anchors.push(grid_anchors(&base, grid, stride)?);
         }
         let objectness = Tensor::f_cat(&objectness, 0)?.f_reshape([1, -1])?;

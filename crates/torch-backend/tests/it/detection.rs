@@ -57,10 +57,13 @@ fn zero_tensors(keys: &[Value]) -> Vec<(String, Tensor)> {
         .collect()
 }
 
-/// The hosted COCO checkpoints use the FPN's and RPN head's names from
-/// before torchvision 0.13 (`backbone.fpn.inner_blocks.0.weight`,
-/// `rpn.head.conv.weight`): zoo renames them as torchvision's
-/// `_load_from_state_dict` does; nothing is missing, extra or misshapen.
+/// The hosted COCO checkpoints use the FPN's, RPN head's, mask head's and
+/// RetinaNet towers' names from before torchvision 0.13
+/// (`backbone.fpn.inner_blocks.0.weight`, `rpn.head.conv.weight`,
+/// `roi_heads.mask_head.mask_fcn1.weight`,
+/// `head.classification_head.conv.6.weight`): zoo renames them as
+/// torchvision's `_load_from_state_dict` does; nothing is missing, extra
+/// or misshapen.
 #[test]
 fn detectors_load_their_hosted_checkpoint_key_layout() {
     let oracle = oracle();
@@ -73,21 +76,25 @@ fn detectors_load_their_hosted_checkpoint_key_layout() {
                 .iter()
                 .any(|(name, _)| name == "backbone.fpn.inner_blocks.0.weight")
         );
-        assert!(
-            tensors
-                .iter()
-                .any(|(name, _)| name == "rpn.head.conv.weight")
-        );
+        let has = |key: &str| tensors.iter().any(|(name, _)| name == key);
+        if architecture.starts_with("retinanet") {
+            assert!(has("head.classification_head.conv.6.weight"));
+            assert!(has("head.regression_head.conv.0.weight"));
+            assert!(has("backbone.fpn.extra_blocks.p7.weight"));
+        } else {
+            assert!(has("rpn.head.conv.weight"));
+        }
         let args = json!({"weights": layout["weights"]});
         load_state_dict(architecture, Some(&args), tensors, Path::new("hosted.pth"))
             .unwrap_or_else(|err| panic!("{architecture}: {err}"));
         // A tensor missing from the file is an error naming it.
         let mut short = zero_tensors(layout["keys"].as_array().unwrap());
-        short.retain(|(name, _)| name != "roi_heads.box_head.fc6.weight");
+        let dropped = "backbone.body.layer4.2.conv3.weight";
+        short.retain(|(name, _)| name != dropped);
         let err = load_state_dict(architecture, Some(&args), short, Path::new("hosted.pth"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("roi_heads.box_head.fc6.weight"), "{err}");
+        assert!(err.contains(dropped), "{err}");
     }
 }
 
@@ -95,12 +102,20 @@ fn decode(file: &str) -> Image {
     zoo_datasets::decode_image(&fixtures().join("detection").join(file)).unwrap()
 }
 
-/// The intersection over union of two relative `[x, y, w, h]` boxes.
+/// The intersection over union of two relative `[x, y, w, h]` boxes (for
+/// two boxes of no area: 1 if they coincide, else 0).
 fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
     let w = ((a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0])).max(0.0);
     let h = ((a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1])).max(0.0);
     let inter = w * h;
-    inter / (a[2] * a[3] + b[2] * b[3] - inter)
+    let union = a[2] * a[3] + b[2] * b[3] - inter;
+    if union > 0.0 {
+        inter / union
+    } else {
+        // Degenerate boxes (clipped to an edge, zero area): equal or not.
+        let close = a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6);
+        if close { 1.0 } else { 0.0 }
+    }
 }
 
 /// A mask from the oracle: rows x columns and `np.packbits` hex.
@@ -307,4 +322,13 @@ fn faster_rcnn_detections_match_fiftyone_apply_model() {
 #[test]
 fn mask_rcnn_detections_and_masks_match_fiftyone_apply_model() {
     assert_parity_with_fiftyone("mask-rcnn-resnet50-fpn-coco-torch");
+}
+
+/// `retinanet_resnet50_fpn` as FiftyOne's built-in
+/// `retinanet-resnet50-fpn-coco-torch` runs it (`confidence_thresh` 0.3;
+/// P3..P7 with `LastLevelP6P7`, 9 anchors per cell, per-level top 1000):
+/// FiftyOne's detections on the same pictures.
+#[test]
+fn retinanet_detections_match_fiftyone_apply_model() {
+    assert_parity_with_fiftyone("retinanet-resnet50-fpn-coco-torch");
 }
