@@ -41,13 +41,11 @@ fn seeded_weights(oracle: &Value, base_name: &str) -> Vec<u8> {
     torch_save_zip("archive", &state)
 }
 
-/// Every sample's detections in `field`, by file name, from an export:
-/// `(label, [x, y, w, h], confidence)`.
-fn exported_detections(
-    sandbox: &Sandbox,
-    dataset: &str,
-    field: &str,
-) -> Vec<(String, Vec<(String, [f64; 4], f64)>)> {
+/// One exported detection: label, relative `[x, y, w, h]`, confidence.
+type Found = (String, [f64; 4], f64);
+
+/// Every sample's detections in `field`, by file name, from an export.
+fn exported_detections(sandbox: &Sandbox, dataset: &str, field: &str) -> Vec<(String, Vec<Found>)> {
     let export = sandbox.dir.path().join(format!("{dataset}.jsonl"));
     sandbox.ok(&["datasets", "export", dataset, export.to_str().unwrap()]);
     fs_err::read_to_string(&export)
@@ -92,7 +90,7 @@ fn exported_detections(
 
 /// Each of FiftyOne's detections matched by one of zoo's with the same
 /// label, every coordinate within 1e-4 and the confidence within 1e-4.
-fn assert_matches(file: &str, ours: &[(String, [f64; 4], f64)], theirs: &Value) {
+fn assert_matches(file: &str, ours: &[Found], theirs: &Value) {
     let theirs = theirs.as_array().unwrap();
     assert!(!theirs.is_empty(), "{file}: the oracle detects nothing");
     assert_eq!(ours.len(), theirs.len(), "{file}: detection count");

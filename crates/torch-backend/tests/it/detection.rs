@@ -148,16 +148,15 @@ fn crop_window(relative: &[f64; 4], (width, height): (f64, f64)) -> ([i64; 4], [
     )
 }
 
+/// A cropped mask (rows, columns, bits) and its crop window with the
+/// edges on a rounding boundary ([`crop_window`]).
+type CroppedMask<'a> = (&'a (usize, usize, Vec<u8>), ([i64; 4], [bool; 4]));
+
 /// The IoU of two cropped masks over the pixels both crop windows cover;
 /// their windows may differ only at edges on a rounding boundary.
-fn mask_iou(
-    ((rows, columns, bits), (window, _)): (&(usize, usize, Vec<u8>), ([i64; 4], [bool; 4])),
-    ((their_rows, their_columns, their_bits), (their_window, boundary)): (
-        &(usize, usize, Vec<u8>),
-        ([i64; 4], [bool; 4]),
-    ),
-    what: &str,
-) -> f64 {
+fn mask_iou(ours: CroppedMask<'_>, theirs: CroppedMask<'_>, what: &str) -> f64 {
+    let ((rows, columns, bits), (window, _)) = ours;
+    let ((their_rows, their_columns, their_bits), (their_window, boundary)) = theirs;
     for edge in 0..4 {
         assert!(
             window[edge] == their_window[edge] || boundary[edge],
