@@ -184,36 +184,55 @@ pub struct KeypointDetector {
 }
 
 impl KeypointDetector {
-    /// Detections and keypoints `[K, P, 3]` (`x, y, visibility`) with
-    /// per-point scores `[K, P]`, as `(Detections, Keypoints)`.
+    /// Detections and keypoints `[K, P, 3]` (`x, y, visibility`) with raw
+    /// per-point scores `[K, P]` (torchvision's `keypoints_scores`
+    /// logits), as `(Detections, Keypoints)`, as FiftyOne 1.22.1's
+    /// `KeypointDetectorOutputProcessor`: a point's confidence is the
+    /// `float32` sigmoid of its score; a point whose confidence is below a
+    /// (non-zero) `confidence_thresh`, or whose visibility is 0, is
+    /// `(NaN, NaN)`; others are relative, divided in `float32`.
     pub fn process(
         &self,
         output: &DetectorOutput<'_>,
         keypoints: ArrayView3<'_, f32>,
         keypoint_scores: Option<ArrayView2<'_, f32>>,
     ) -> (Label, Label) {
-        let (width, height) = (
-            f64::from(output.image_size.0),
-            f64::from(output.image_size.1),
-        );
+        let (width, height) = (output.image_size.0 as f32, output.image_size.1 as f32);
+        let threshold = self
+            .detector
+            .confidence_thresh
+            .filter(|threshold| *threshold != 0.0);
         let kept = self.detector.detections(output);
         let points = kept
             .iter()
-            .map(|(k, detection)| Keypoint {
-                label: detection.label.clone(),
-                points: (0..keypoints.shape()[1])
-                    .map(|p| {
-                        [
-                            f64::from(keypoints[[*k, p, 0]]) / width,
-                            f64::from(keypoints[[*k, p, 1]]) / height,
-                        ]
-                    })
-                    .collect(),
-                confidence: keypoint_scores.map(|scores| {
+            .map(|(k, detection)| {
+                let count = keypoints.shape()[1];
+                let confidence: Option<Vec<f32>> = keypoint_scores.map(|scores| {
                     (0..scores.shape()[1])
-                        .map(|p| f64::from(scores[[*k, p]]))
+                        .map(|p| 1.0 / (1.0 + (-scores[[*k, p]]).exp()))
                         .collect()
-                }),
+                });
+                Keypoint {
+                    label: detection.label.clone(),
+                    points: (0..count)
+                        .map(|p| {
+                            let score = confidence.as_ref().and_then(|c| c.get(p).copied());
+                            let low = threshold
+                                .zip(score)
+                                .is_some_and(|(threshold, score)| score < threshold);
+                            if low || keypoints[[*k, p, 2]] == 0.0 {
+                                [f64::NAN, f64::NAN]
+                            } else {
+                                [
+                                    f64::from(keypoints[[*k, p, 0]] / width),
+                                    f64::from(keypoints[[*k, p, 1]] / height),
+                                ]
+                            }
+                        })
+                        .collect(),
+                    confidence: confidence
+                        .map(|values| values.into_iter().map(f64::from).collect()),
+                }
             })
             .collect();
         (
@@ -372,16 +391,20 @@ mod tests {
         assert_eq!(bits, vec![1, 0, 0, 0, 0, 0, 0, 1]);
     }
 
+    /// FiftyOne 1.22.1's `KeypointDetectorOutputProcessor`: scores go
+    /// through a sigmoid, an invisible point (`v == 0`) or one whose
+    /// confidence is below `confidence_thresh` is `(NaN, NaN)`.
     #[test]
-    fn keypoints_are_relative_with_scores() {
+    fn keypoints_are_relative_with_sigmoid_scores_and_nan_for_hidden_points() {
         let boxes = array![[0.0f32, 0.0, 100.0, 50.0]];
         let labels = array![1i64];
         let scores = array![0.8f32];
-        let keypoints = array![[[100.0f32, 50.0, 1.0], [0.0, 0.0, 0.0]]];
-        let point_scores = array![[0.7f32, 0.1]];
+        let keypoints = array![[[100.0f32, 50.0, 1.0], [10.0, 10.0, 0.0], [20.0, 5.0, 1.0]]];
+        let point_scores = array![[2.0f32, 3.0, -2.0]];
         let processor = KeypointDetector {
             detector: Detector {
                 classes: vec!["other".into(), "person".into()],
+                confidence_thresh: Some(0.3),
                 ..Detector::default()
             },
         };
@@ -393,8 +416,14 @@ mod tests {
         let Label::Keypoints(points) = points else {
             panic!()
         };
-        assert_eq!(points[0].points, vec![[0.5, 0.5], [0.0, 0.0]]);
-        assert_eq!(points[0].confidence.as_ref().unwrap().len(), 2);
+        assert_eq!(points[0].label, "person");
+        assert_eq!(points[0].points[0], [0.5, 0.5]);
+        // Invisible, then below the threshold (sigmoid(-2) = 0.119).
+        assert!(points[0].points[1].iter().all(|v| v.is_nan()));
+        assert!(points[0].points[2].iter().all(|v| v.is_nan()));
+        let confidence = points[0].confidence.as_ref().unwrap();
+        let sigmoid = |x: f32| f64::from(1.0 / (1.0 + (-x).exp()));
+        assert_eq!(confidence, &vec![sigmoid(2.0), sigmoid(3.0), sigmoid(-2.0)]);
         assert!(matches!(detections, Label::Detections(ref found) if found.len() == 1));
     }
 }
