@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod apply;
+mod detection;
 mod downloads;
 mod fiftyone_cli;
 mod fiftyone_interop;

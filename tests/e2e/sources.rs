@@ -148,7 +148,16 @@ fn list_filters_info_and_versions() {
     let torch = sandbox
         .ok(&["models", "list", "-n", "-t", "torch,detection"])
         .lines();
-    assert_eq!(torch, vec!["acme/det@1.0", "acme/det@1.10"]);
+    // The built-in detectors carry both tags too (FiftyOne's tags).
+    assert_eq!(
+        torch,
+        vec![
+            "faster-rcnn-resnet50-fpn-coco-torch",
+            "retinanet-resnet50-fpn-coco-torch",
+            "acme/det@1.0",
+            "acme/det@1.10"
+        ]
+    );
     let by_source = sandbox
         .ok(&[
             "models",

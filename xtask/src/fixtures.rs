@@ -60,6 +60,18 @@ pub(crate) fn named_weights_oracle(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask detection-oracle`: torchvision's NMS and RoIAlign on seeded
+/// inputs, the hosted detection checkpoints' key layouts, and FiftyOne's
+/// own detections with seeded named weights
+/// (`xtask/fixtures/detection_oracle.py`).
+pub(crate) fn detection_oracle(sh: &Shell) -> Result<()> {
+    let python = python(sh)?;
+    ensure_fiftyone(sh, &python)?;
+    let out = sh.current_dir().join("crates/torch-backend/tests/fixtures");
+    cmd!(sh, "{python} xtask/fixtures/detection_oracle.py {out}").run()?;
+    Ok(())
+}
+
 /// Installs FiftyOne 1.22.1 (and its offline MongoDB) into the oracle venv
 /// when it is missing.
 fn ensure_fiftyone(sh: &Shell, python: &std::path::Path) -> Result<()> {

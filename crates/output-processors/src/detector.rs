@@ -108,27 +108,64 @@ pub struct InstanceSegmenter {
     pub mask_thresh: f32,
 }
 
+/// Python's slice bounds `[start:stop]` on a sequence of `len`: negative
+/// indices count from the end, both are clamped to `0..=len`.
+fn slice_bounds(start: i64, stop: i64, len: usize) -> (usize, usize) {
+    let len = len as i64;
+    let normal = |index: i64| {
+        let index = if index < 0 { index + len } else { index };
+        index.clamp(0, len) as usize
+    };
+    let (start, stop) = (normal(start), normal(stop));
+    (start, stop.max(start))
+}
+
+/// NumPy's `int(round(value))` on a `float32` (half to even); NaN and
+/// infinities, which NumPy cannot make an `int` of, give `None`.
+fn round_index(value: f32) -> Option<i64> {
+    value.is_finite().then(|| value.round_ties_even() as i64)
+}
+
 impl InstanceSegmenter {
     /// Detections with masks `[K, 1, H, W]` (image-sized) cropped to boxes.
     pub fn process(&self, output: &DetectorOutput<'_>, masks: ArrayView4<'_, f32>) -> Label {
-        let (mask_height, mask_width) = (masks.shape()[2], masks.shape()[3]);
+        let (height, width) = (masks.shape()[2], masks.shape()[3]);
+        self.process_with(output, (height, width), |k, row, column| {
+            masks[[k, 0, row, column]]
+        })
+    }
+
+    /// Detections with masks given as a function: `mask(k, row, column)`
+    /// is detection `k`'s (image-sized, `height` x `width`) mask value at
+    /// that pixel, so a backend need not materialise whole-image masks.
+    /// As FiftyOne 1.22.1's `InstanceSegmenterOutputProcessor`: each mask is
+    /// cropped to `[int(round(y1)):int(round(y2)), int(round(x1)):int(round(x2))]`
+    /// of the absolute `float32` box (NumPy's rounding, half to even, and
+    /// Python's slicing) and binarised with `mask > mask_thresh`.
+    pub fn process_with(
+        &self,
+        output: &DetectorOutput<'_>,
+        (height, width): (usize, usize),
+        mask: impl Fn(usize, usize, usize) -> f32,
+    ) -> Label {
         let detections = self
             .detector
             .detections(output)
             .into_iter()
             .map(|(k, mut detection)| {
-                // The box in mask pixels, rounded like FiftyOne and clamped.
-                let [x, y, w, h] = detection.bounding_box;
-                let clamp = |value: f64, limit: usize| (value.round().max(0.0) as usize).min(limit);
-                let x0 = clamp(x * mask_width as f64, mask_width);
-                let y0 = clamp(y * mask_height as f64, mask_height);
-                let x1 = clamp((x + w) * mask_width as f64, mask_width);
-                let y1 = clamp((y + h) * mask_height as f64, mask_height);
-                let (crop_h, crop_w) = (y1.saturating_sub(y0), x1.saturating_sub(x0));
+                let [x1, y1, x2, y2] = [0, 1, 2, 3].map(|i| output.boxes[[k, i]]);
+                let bounds = [y1, y2, x1, x2].map(round_index);
+                let (rows, columns) = match bounds {
+                    [Some(y1), Some(y2), Some(x1), Some(x2)] => {
+                        (slice_bounds(y1, y2, height), slice_bounds(x1, x2, width))
+                    }
+                    _ => ((0, 0), (0, 0)),
+                };
+                let (crop_h, crop_w) = (rows.1 - rows.0, columns.1 - columns.0);
                 let mut bits = Vec::with_capacity(crop_h * crop_w);
-                for row in y0..y0 + crop_h {
-                    for column in x0..x0 + crop_w {
-                        bits.push(u8::from(masks[[k, 0, row, column]] > self.mask_thresh));
+                for row in rows.0..rows.1 {
+                    for column in columns.0..columns.1 {
+                        bits.push(u8::from(mask(k, row, column) > self.mask_thresh));
                     }
                 }
                 detection.mask = Some((crop_h, crop_w, bits));
@@ -147,36 +184,55 @@ pub struct KeypointDetector {
 }
 
 impl KeypointDetector {
-    /// Detections and keypoints `[K, P, 3]` (`x, y, visibility`) with
-    /// per-point scores `[K, P]`, as `(Detections, Keypoints)`.
+    /// Detections and keypoints `[K, P, 3]` (`x, y, visibility`) with raw
+    /// per-point scores `[K, P]` (torchvision's `keypoints_scores`
+    /// logits), as `(Detections, Keypoints)`, as FiftyOne 1.22.1's
+    /// `KeypointDetectorOutputProcessor`: a point's confidence is the
+    /// `float32` sigmoid of its score; a point whose confidence is below a
+    /// (non-zero) `confidence_thresh`, or whose visibility is 0, is
+    /// `(NaN, NaN)`; others are relative, divided in `float32`.
     pub fn process(
         &self,
         output: &DetectorOutput<'_>,
         keypoints: ArrayView3<'_, f32>,
         keypoint_scores: Option<ArrayView2<'_, f32>>,
     ) -> (Label, Label) {
-        let (width, height) = (
-            f64::from(output.image_size.0),
-            f64::from(output.image_size.1),
-        );
+        let (width, height) = (output.image_size.0 as f32, output.image_size.1 as f32);
+        let threshold = self
+            .detector
+            .confidence_thresh
+            .filter(|threshold| *threshold != 0.0);
         let kept = self.detector.detections(output);
         let points = kept
             .iter()
-            .map(|(k, detection)| Keypoint {
-                label: detection.label.clone(),
-                points: (0..keypoints.shape()[1])
-                    .map(|p| {
-                        [
-                            f64::from(keypoints[[*k, p, 0]]) / width,
-                            f64::from(keypoints[[*k, p, 1]]) / height,
-                        ]
-                    })
-                    .collect(),
-                confidence: keypoint_scores.map(|scores| {
+            .map(|(k, detection)| {
+                let count = keypoints.shape()[1];
+                let confidence: Option<Vec<f32>> = keypoint_scores.map(|scores| {
                     (0..scores.shape()[1])
-                        .map(|p| f64::from(scores[[*k, p]]))
+                        .map(|p| 1.0 / (1.0 + (-scores[[*k, p]]).exp()))
                         .collect()
-                }),
+                });
+                Keypoint {
+                    label: detection.label.clone(),
+                    points: (0..count)
+                        .map(|p| {
+                            let score = confidence.as_ref().and_then(|c| c.get(p).copied());
+                            let low = threshold
+                                .zip(score)
+                                .is_some_and(|(threshold, score)| score < threshold);
+                            if low || keypoints[[*k, p, 2]] == 0.0 {
+                                [f64::NAN, f64::NAN]
+                            } else {
+                                [
+                                    f64::from(keypoints[[*k, p, 0]] / width),
+                                    f64::from(keypoints[[*k, p, 1]] / height),
+                                ]
+                            }
+                        })
+                        .collect(),
+                    confidence: confidence
+                        .map(|values| values.into_iter().map(f64::from).collect()),
+                }
             })
             .collect();
         (
@@ -275,12 +331,13 @@ mod tests {
         );
     }
 
+    /// FiftyOne's masks are image-sized: a 8x4 image's box [2, 1, 6, 3]
+    /// crops rows 1..3 and columns 2..6, binarised with `> mask_thresh`.
     #[test]
     fn instance_masks_are_cropped_and_binarised() {
-        let boxes = array![[50.0f32, 25.0, 150.0, 75.0]];
+        let boxes = array![[2.0f32, 1.0, 6.0, 3.0]];
         let labels = array![0i64];
         let scores = array![1.0f32];
-        // A 4x8 mask for a 200x100 image: box covers columns 2..6, rows 1..3.
         let mut masks = Array4::<f32>::zeros((1, 1, 4, 8));
         masks[[0, 0, 1, 2]] = 0.9;
         masks[[0, 0, 2, 5]] = 0.6;
@@ -289,9 +346,13 @@ mod tests {
             detector: Detector::default(),
             mask_thresh: 0.5,
         };
-        let Label::Detections(found) =
-            processor.process(&output(&boxes, &labels, &scores), masks.view())
-        else {
+        let output = DetectorOutput {
+            boxes: boxes.view(),
+            labels: labels.view(),
+            scores: scores.view(),
+            image_size: (8, 4),
+        };
+        let Label::Detections(found) = processor.process(&output, masks.view()) else {
             panic!()
         };
         let (h, w, bits) = found[0].mask.clone().unwrap();
@@ -299,16 +360,51 @@ mod tests {
         assert_eq!(bits, vec![1, 0, 0, 0, 0, 0, 0, 1]);
     }
 
+    /// FiftyOne 1.22.1 crops with `int(round(v))` of the absolute
+    /// `float32` coordinates: NumPy rounds half to even (2.5 -> 2, 3.5 ->
+    /// 4), and Python's slice clamps at the mask's edge.
     #[test]
-    fn keypoints_are_relative_with_scores() {
+    fn instance_masks_crop_at_numpys_rounding_of_absolute_coordinates() {
+        let boxes = array![[2.5f32, 1.5, 5.5, 9.0]];
+        let labels = array![0i64];
+        let scores = array![1.0f32];
+        let mut masks = Array4::<f32>::zeros((1, 1, 4, 8));
+        masks[[0, 0, 2, 2]] = 0.9;
+        masks[[0, 0, 3, 5]] = 0.9;
+        let processor = InstanceSegmenter {
+            detector: Detector::default(),
+            mask_thresh: 0.5,
+        };
+        let output = DetectorOutput {
+            boxes: boxes.view(),
+            labels: labels.view(),
+            scores: scores.view(),
+            image_size: (8, 4),
+        };
+        let Label::Detections(found) = processor.process(&output, masks.view()) else {
+            panic!()
+        };
+        // Rows round(1.5) = 2 .. min(9, 4) = 4, columns round(2.5) = 2 ..
+        // round(5.5) = 6.
+        let (h, w, bits) = found[0].mask.clone().unwrap();
+        assert_eq!((h, w), (2, 4));
+        assert_eq!(bits, vec![1, 0, 0, 0, 0, 0, 0, 1]);
+    }
+
+    /// FiftyOne 1.22.1's `KeypointDetectorOutputProcessor`: scores go
+    /// through a sigmoid, an invisible point (`v == 0`) or one whose
+    /// confidence is below `confidence_thresh` is `(NaN, NaN)`.
+    #[test]
+    fn keypoints_are_relative_with_sigmoid_scores_and_nan_for_hidden_points() {
         let boxes = array![[0.0f32, 0.0, 100.0, 50.0]];
         let labels = array![1i64];
         let scores = array![0.8f32];
-        let keypoints = array![[[100.0f32, 50.0, 1.0], [0.0, 0.0, 0.0]]];
-        let point_scores = array![[0.7f32, 0.1]];
+        let keypoints = array![[[100.0f32, 50.0, 1.0], [10.0, 10.0, 0.0], [20.0, 5.0, 1.0]]];
+        let point_scores = array![[2.0f32, 3.0, -2.0]];
         let processor = KeypointDetector {
             detector: Detector {
                 classes: vec!["other".into(), "person".into()],
+                confidence_thresh: Some(0.3),
                 ..Detector::default()
             },
         };
@@ -320,8 +416,14 @@ mod tests {
         let Label::Keypoints(points) = points else {
             panic!()
         };
-        assert_eq!(points[0].points, vec![[0.5, 0.5], [0.0, 0.0]]);
-        assert_eq!(points[0].confidence.as_ref().unwrap().len(), 2);
+        assert_eq!(points[0].label, "person");
+        assert_eq!(points[0].points[0], [0.5, 0.5]);
+        // Invisible, then below the threshold (sigmoid(-2) = 0.119).
+        assert!(points[0].points[1].iter().all(|v| v.is_nan()));
+        assert!(points[0].points[2].iter().all(|v| v.is_nan()));
+        let confidence = points[0].confidence.as_ref().unwrap();
+        let sigmoid = |x: f32| f64::from(1.0 / (1.0 + (-x).exp()));
+        assert_eq!(confidence, &vec![sigmoid(2.0), sigmoid(3.0), sigmoid(-2.0)]);
         assert!(matches!(detections, Label::Detections(ref found) if found.len() == 1));
     }
 }

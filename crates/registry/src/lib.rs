@@ -70,13 +70,14 @@ mod tests {
         const TEXT: &str = include_str!("../builtin/manifest-torch.json");
         let manifest =
             zoo_manifest::Manifest::from_slice(TEXT.as_bytes(), "manifest-torch.json").unwrap();
-        // 22 classifiers, then 9 more and the 4 semantic segmenters.
-        assert_eq!(manifest.models.len(), 35);
+        // 22 classifiers, then 9 more, the 4 semantic segmenters and 3 detectors.
+        assert_eq!(manifest.models.len(), 38);
         for name in [
             "googlenet-imagenet-torch",
             "wide-resnet101-2-imagenet-torch",
             "deeplabv3-resnet50-coco-torch",
             "fcn-resnet101-coco-torch",
+            "faster-rcnn-resnet50-fpn-coco-torch",
         ] {
             assert!(
                 manifest.models.iter().any(|model| model.base_name == name),

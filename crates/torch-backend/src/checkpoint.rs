@@ -24,6 +24,12 @@
 //!   torchvision also sets `transform_input=True` unless the caller gives
 //!   it, which re-normalises the input from ImageNet's statistics to
 //!   `[-1, 1]` per channel before the first convolution.
+//! - Detectors: the hosted COCO checkpoints
+//!   (`fasterrcnn_resnet50_fpn_coco-258fb6c6.pth`, ...) name the FPN's
+//!   convolutions `inner_blocks.0.weight` and the RPN head's `conv.weight`,
+//!   which torchvision 0.13 moved into `Conv2dNormActivation`
+//!   (`inner_blocks.0.0.weight`, `conv.0.0.weight`); the modules'
+//!   `_load_from_state_dict` rename them, and so does zoo.
 
 use serde_json::Value;
 use tch::Tensor;
@@ -95,6 +101,12 @@ pub(crate) fn torchvision_names(
             .map(|(name, tensor)| (densenet_name(&name), tensor))
             .collect();
     }
+    if crate::detection::is_detector(architecture) {
+        return tensors
+            .into_iter()
+            .map(|(name, tensor)| (detection_name(&name), tensor))
+            .collect();
+    }
     let dropped: &[&str] = match architecture {
         "inception_v3" => &["AuxLogits."],
         "googlenet" => &["aux1.", "aux2."],
@@ -105,6 +117,64 @@ pub(crate) fn torchvision_names(
         .into_iter()
         .filter(|(name, _)| !dropped.iter().any(|prefix| name.starts_with(prefix)))
         .collect()
+}
+
+/// torchvision's renames of the detectors' pre-0.13 names (the hosted
+/// COCO checkpoints use them), as the modules' `_load_from_state_dict`
+/// apply them to a state dict without version metadata: FPN
+/// `inner_blocks.N.weight` and `layer_blocks.N.weight` to `...N.0.weight`,
+/// the RPN head's `conv.weight` to `conv.0.0.weight`, Mask R-CNN's
+/// `mask_head.mask_fcnN.weight` to `mask_head.{N-1}.0.weight`, RetinaNet's
+/// `head.classification_head.conv.{2i}.weight` (and the regression head's)
+/// to `conv.{i}.0.weight`; current names pass unchanged.
+fn detection_name(name: &str) -> String {
+    let parts: Vec<&str> = name.split('.').collect();
+    match parts.as_slice() {
+        [
+            "backbone",
+            "fpn",
+            blocks @ ("inner_blocks" | "layer_blocks"),
+            index,
+            parameter @ ("weight" | "bias"),
+        ] => {
+            format!("backbone.fpn.{blocks}.{index}.0.{parameter}")
+        }
+        ["rpn", "head", "conv", parameter @ ("weight" | "bias")] => {
+            format!("rpn.head.conv.0.0.{parameter}")
+        }
+        [
+            "roi_heads",
+            "mask_head",
+            layer,
+            parameter @ ("weight" | "bias"),
+        ] => {
+            match layer
+                .strip_prefix("mask_fcn")
+                .and_then(|digits| digits.parse::<u32>().ok())
+                .filter(|number| *number >= 1)
+            {
+                Some(number) => format!("roi_heads.mask_head.{}.0.{parameter}", number - 1),
+                None => name.to_owned(),
+            }
+        }
+        [
+            "head",
+            head @ ("classification_head" | "regression_head"),
+            "conv",
+            index,
+            parameter @ ("weight" | "bias"),
+        ] => {
+            // RetinaNet's towers: `conv.{2i}` (convolutions and ReLUs
+            // alternating) to `conv.{i}.0`.
+            match index.parse::<u32>() {
+                Ok(number) if number % 2 == 0 && number <= 6 => {
+                    format!("head.{head}.conv.{}.0.{parameter}", number / 2)
+                }
+                _ => name.to_owned(),
+            }
+        }
+        _ => name.to_owned(),
+    }
 }
 
 /// torchvision's DenseNet rename of one key (see the module docs).

@@ -22,6 +22,7 @@
 mod alexnet;
 mod arch;
 mod checkpoint;
+mod detection;
 mod device;
 mod folded;
 mod layers;
@@ -47,7 +48,14 @@ pub use weights::{TensorError, WeightsError, load_into, read_named_tensors};
 pub fn parameter_shapes(entrypoint: &str, classes: i64) -> Option<Vec<(String, Vec<i64>)>> {
     let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
     let store = tch::nn::VarStore::new(tch::Device::Cpu);
-    arch::build(name, &store.root(), classes)?;
+    match detection::Detector::build(name, &store.root(), classes, None) {
+        Some(built) => {
+            built.ok()?;
+        }
+        None => {
+            arch::build(name, &store.root(), classes)?;
+        }
+    }
     let mut shapes: Vec<(String, Vec<i64>)> = store
         .variables()
         .into_iter()
@@ -74,17 +82,34 @@ pub fn load_state_dict(
 ) -> Result<(), WeightsError> {
     let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
     let mut store = tch::nn::VarStore::new(tch::Device::Cpu);
-    let options =
-        checkpoint::BuildOptions::new(name, entrypoint_args).for_checkpoint(name, &tensors);
-    let classes = if nets::SEGMENTERS.contains(&name) {
-        nets::SEGMENTER_CLASSES
-    } else {
-        1000
-    };
-    arch::build_with(name, &store.root(), classes, options).ok_or_else(|| WeightsError::Read {
+    let unknown = || WeightsError::Read {
         path: path.display().to_string(),
         message: format!("unknown architecture `{entrypoint}`"),
-    })?;
+    };
+    if detection::is_detector(name) {
+        // A detector's class count is the checkpoint's (COCO: 91).
+        let classes = tensors
+            .iter()
+            .find(|(key, _)| key == "roi_heads.box_predictor.cls_score.weight")
+            .and_then(|(_, tensor)| tensor.size().first().copied())
+            .filter(|classes| *classes > 0)
+            .unwrap_or(91);
+        detection::Detector::build(name, &store.root(), classes, entrypoint_args)
+            .ok_or_else(unknown)?
+            .map_err(|message| WeightsError::Read {
+                path: path.display().to_string(),
+                message,
+            })?;
+    } else {
+        let options =
+            checkpoint::BuildOptions::new(name, entrypoint_args).for_checkpoint(name, &tensors);
+        let classes = if nets::SEGMENTERS.contains(&name) {
+            nets::SEGMENTER_CLASSES
+        } else {
+            1000
+        };
+        arch::build_with(name, &store.root(), classes, options).ok_or_else(unknown)?;
+    }
     load_into(
         &mut store,
         checkpoint::torchvision_names(name, tensors),

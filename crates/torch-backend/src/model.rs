@@ -8,7 +8,9 @@ use ndarray::{Array1, Array2};
 use serde_json::{Map, Value};
 use tch::{CModule, Device, IValue, Kind, Tensor, nn::VarStore};
 use zoo_model_core::{Input, InputData, Model, ModelError, ModelSpec, Prediction, Preprocess};
-use zoo_output_processors::{Classifier, Detector, DetectorOutput, SemanticSegmenter};
+use zoo_output_processors::{
+    Classifier, Detector, DetectorOutput, InstanceSegmenter, SemanticSegmenter,
+};
 
 use crate::arch::{self, Network};
 use crate::checkpoint::{BuildOptions, torchvision_names};
@@ -96,6 +98,10 @@ pub fn mask_targets(
     let text = fs_err::read_to_string(path).map_err(|err| config_error(err.to_string()))?;
     labels_map(&text, path).map(Some)
 }
+/// COCO's 91 detection classes by index (0 is `background`), as
+/// `{{eta-resources}}/ms-coco-labels.txt` resolves through ETA's
+/// `get_class_labels` (one name per line).
+const COCO_LABELS: &str = include_str!("../resources/ms-coco-labels.txt");
 
 /// The type names this backend answers to.
 pub const TYPE_NAMES: &[&str] = &[
@@ -131,11 +137,17 @@ enum Net {
         module: CModule,
         embed_method: Option<String>,
     },
+    /// A torchvision detector (`detection`), and the variables it reads.
+    Detection {
+        _store: VarStore,
+        detector: Box<crate::detection::Detector>,
+    },
 }
 
 enum Processor {
     Classifier(Classifier),
     Detector(Detector),
+    InstanceSegmenter(InstanceSegmenter),
     /// FiftyOne's `SemanticSegmenterOutputProcessor`; `softmax` is
     /// `not has_softmax_out` (applied here in libtorch, as FiftyOne does).
     Segmenter {
@@ -359,6 +371,7 @@ pub fn class_names(config: &Map<String, Value>) -> Result<Vec<String>, ModelErro
                 "imagenet-labels-no-background.txt" => {
                     Ok(IMAGENET_LABELS.lines().map(str::to_owned).collect())
                 }
+                "ms-coco-labels.txt" => Ok(COCO_LABELS.lines().map(str::to_owned).collect()),
                 other => Err(config_error(format!(
                     "labels file `{other}` is not shipped with zoo; give `classes` or a `labels_path` on disk"
                 ))),
@@ -467,6 +480,27 @@ impl TorchImageModel {
                     .or(threshold),
                 filter_classes,
             }),
+            "InstanceSegmenterOutputProcessor" => {
+                let mask_thresh = match processor_args.get("mask_thresh") {
+                    None | Some(Value::Null) => 0.5,
+                    Some(value) => value
+                        .as_f64()
+                        .filter(|number| !number.is_nan())
+                        .ok_or_else(|| {
+                            config_error(format!(
+                                "`output_processor_args.mask_thresh` must be a number, got `{value}`"
+                            ))
+                        })? as f32,
+                };
+                Processor::InstanceSegmenter(InstanceSegmenter {
+                    detector: Detector {
+                        classes: classes.clone(),
+                        confidence_thresh: threshold,
+                        filter_classes,
+                    },
+                    mask_thresh,
+                })
+            }
             other => {
                 return Err(ModelError::Unsupported(format!(
                     "output processor `{other}` is not supported by zoo's torch backend yet"
@@ -478,7 +512,58 @@ impl TorchImageModel {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let model_name;
+        let detector_name = config
+            .get("entrypoint_fcn")
+            .and_then(Value::as_str)
+            .map(|entrypoint| entrypoint.rsplit('.').next().unwrap_or(entrypoint))
+            .filter(|name| crate::detection::is_detector(name));
+        // Detectors run in f32 (torchvision's box arithmetic and NMS in
+        // half precision would not give FiftyOne's detections).
+        let half = half && detector_name.is_none();
         let net = match config.get("entrypoint_fcn").and_then(Value::as_str) {
+            Some(entrypoint) if detector_name.is_some() => {
+                let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
+                model_name = name.to_owned();
+                let fits = match &processor {
+                    Processor::Detector(_) => true,
+                    Processor::InstanceSegmenter(_) => name == "maskrcnn_resnet50_fpn",
+                    Processor::Classifier(_) | Processor::Segmenter { .. } => false,
+                };
+                if !fits {
+                    return Err(config_error(format!(
+                        "`{entrypoint}` cannot feed `{processor_name}`: a detector takes `fiftyone.utils.torch.DetectorOutputProcessor` (Mask R-CNN also `InstanceSegmenterOutputProcessor`)"
+                    )));
+                }
+                let mut store = VarStore::new(device);
+                let outputs = if classes.is_empty() {
+                    91
+                } else {
+                    classes.len() as i64
+                };
+                if classes.len() > MAX_CLASSES {
+                    return Err(config_error(format!(
+                        "the config lists {} classes; zoo builds architectures for at most {MAX_CLASSES}",
+                        classes.len()
+                    )));
+                }
+                let detector = crate::detection::Detector::build(
+                    name,
+                    &store.root(),
+                    outputs,
+                    config.get("entrypoint_args"),
+                )
+                .ok_or_else(|| config_error(format!("unknown detector `{entrypoint}`")))?
+                .map_err(config_error)?;
+                let tensors =
+                    read_named_tensors(&model_path).map_err(|err| config_error(chain(&err)))?;
+                let tensors = torchvision_names(name, tensors);
+                load_into(&mut store, tensors, &model_path)
+                    .map_err(|err| config_error(chain(&err)))?;
+                Net::Detection {
+                    _store: store,
+                    detector: Box::new(detector),
+                }
+            }
             Some(entrypoint) => {
                 let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
                 model_name = name.to_owned();
@@ -813,6 +898,10 @@ impl TorchImageModel {
                 .and_then(|features| network.head(&features))
                 .map_err(failed),
             Net::Script { module, .. } => module.forward_ts(&[batch]).map_err(failed),
+            Net::Detection { .. } => Err(ModelError::Unsupported(format!(
+                "`{}` is a detector: it has no logits",
+                self.name
+            ))),
         }
     }
 }
@@ -922,6 +1011,9 @@ impl Model for TorchImageModel {
             Processor::Classifier(classifier) => classifier.confidence_thresh = threshold,
             Processor::Detector(detector) => detector.confidence_thresh = threshold,
             Processor::Segmenter { segmenter, .. } => segmenter.confidence_thresh = threshold,
+            Processor::InstanceSegmenter(segmenter) => {
+                segmenter.detector.confidence_thresh = threshold;
+            }
         }
         true
     }
@@ -930,6 +1022,7 @@ impl Model for TorchImageModel {
         match &self.net {
             Net::Vision { network, .. } => network.embeddings_layer.is_some(),
             Net::Script { embed_method, .. } => embed_method.is_some(),
+            Net::Detection { .. } => false,
         }
     }
 
@@ -1012,7 +1105,27 @@ impl TorchImageModel {
                     .map(|label| Prediction::Label(Some(label)))
                     .collect())
             }
+            Processor::InstanceSegmenter(segmenter) => match &self.net {
+                Net::Detection {
+                    detector: network, ..
+                } => self.detect(
+                    network,
+                    &segmenter.detector,
+                    Some(segmenter),
+                    inputs,
+                    &batch,
+                ),
+                _ => Err(ModelError::Unsupported(
+                    "instance segmenters run natively only (Mask R-CNN)".into(),
+                )),
+            },
             Processor::Detector(detector) => {
+                if let Net::Detection {
+                    detector: network, ..
+                } = &self.net
+                {
+                    return self.detect(network, detector, None, inputs, &batch);
+                }
                 let Net::Script { module, .. } = &self.net else {
                     return Err(ModelError::Unsupported(
                         "detectors run as TorchScript only".into(),
@@ -1086,6 +1199,63 @@ impl TorchImageModel {
                     .collect()
             }
         })
+    }
+
+    /// A native detector's detections: each image of `batch` on its own
+    /// (FiftyOne feeds torchvision's detectors one size at a time), boxes
+    /// in the input's pixels through FiftyOne's `DetectorOutputProcessor`,
+    /// or with `segmenter` its `InstanceSegmenterOutputProcessor`.
+    fn detect(
+        &self,
+        network: &crate::detection::Detector,
+        processor: &Detector,
+        segmenter: Option<&InstanceSegmenter>,
+        inputs: &[Input],
+        batch: &Tensor,
+    ) -> Result<Vec<Prediction>, ModelError> {
+        let failed = |error: tch::TchError| {
+            let shape = inputs.first().map_or([0; 3], |input| input.shape);
+            self.forward_error(shape, inputs.len(), &error)
+        };
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(index, input)| {
+                let image = batch
+                    .f_get(index as i64)
+                    .and_then(|image| image.f_to_kind(Kind::Float))
+                    .map_err(failed)?;
+                let found = network.detect(&image).map_err(failed)?;
+                let boxes = to_array2(&found.boxes)?;
+                let labels = Array1::from(Vec::<i64>::try_from(&found.labels).map_err(failed)?);
+                let scores = Array1::from(Vec::<f32>::try_from(&found.scores).map_err(failed)?);
+                let output = DetectorOutput {
+                    boxes: boxes.view(),
+                    labels: labels.view(),
+                    scores: scores.view(),
+                    image_size: (input.shape[2] as u32, input.shape[1] as u32),
+                };
+                let label = match (segmenter, &found.masks) {
+                    (Some(segmenter), Some(masks)) => segmenter.process_with(
+                        &output,
+                        (input.shape[1], input.shape[2]),
+                        |k, row, column| {
+                            masks
+                                .get(k)
+                                .map_or(0.0, |mask| mask.at(row as i64, column as i64))
+                        },
+                    ),
+                    (Some(_), None) => {
+                        return Err(ModelError::Inference(format!(
+                            "`{}` gives no masks for `InstanceSegmenterOutputProcessor`",
+                            self.name
+                        )));
+                    }
+                    (None, _) => processor.process(&output),
+                };
+                Ok(Prediction::Label(Some(label)))
+            })
+            .collect()
     }
 
     fn embed_chunk(&self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, ModelError> {

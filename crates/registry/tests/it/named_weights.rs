@@ -44,7 +44,7 @@ fn builtin_manifest_entries_equal_fiftyones_field_for_field() {
     let theirs: Vec<&Value> = oracle["models"].as_array().unwrap().iter().collect();
     let ours = builtin_text();
     let ours = ours["models"].as_array().unwrap();
-    assert_eq!(ours.len(), 35);
+    assert_eq!(ours.len(), 38);
     for entry in ours {
         let name = entry["base_name"].as_str().unwrap();
         let fiftyone = theirs
@@ -116,7 +116,7 @@ fn every_builtin_runs_the_url_torchvisions_named_weights_use() {
             differing += 1;
         }
     }
-    // Of the 35 zoo builds, these differ: resnet18/34/50/101/152,
+    // Of the 38 zoo builds, these differ: resnet18/34/50/101/152,
     // mobilenet_v2, both squeezenets, vgg11, vgg13, alexnet, inception_v3,
     // resnext50_32x4d, resnext101_32x8d, wide_resnet50_2, wide_resnet101_2.
     assert_eq!(differing, 16);

@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod checkpoints;
+mod detection;
 mod families_parity;
 mod fiftyone_parity;
 mod hostile_inputs;
