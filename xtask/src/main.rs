@@ -33,6 +33,8 @@ tasks:
                                    named-weights table (oracle venv with fiftyone 1.22.1)
   named-weights-oracle             FiftyOne's logits with seeded named weights, hosted checkpoint
                                    layouts and torch.save files (oracle venv with fiftyone 1.22.1)
+  dinov2-oracle [HUB_DIR]          FiftyOne's DINOv2 embeddings on formula weights, with the hub code
+                                   from HUB_DIR (a facebookresearch/dinov2 checkout; oracle venv)
   device-build [--check]           build zoo-torch, the parity tests and device_probe against libtorch 2.11
                                    (the GPU machine's PyTorch) into target/device/bundle, for
                                    xtask/device/gpu_check.sh; --check runs the bundled tests here (CPU)
@@ -69,6 +71,7 @@ fn main() -> Result<()> {
         "fixtures" => fixtures::run(&sh),
         "builtin-manifest" => fixtures::builtin_manifest(&sh),
         "named-weights-oracle" => fixtures::named_weights_oracle(&sh),
+        "dinov2-oracle" => fixtures::dinov2_oracle(&sh, &rest),
         "device-build" => device::run(&sh, &rest),
         "tidy" => {
             let problems = tidy::check(&sh)?;

@@ -118,7 +118,10 @@ pub(crate) const UNFOLDED: [&str; 12] = [
 
 /// Every architecture zoo builds, by torchvision entrypoint name.
 pub(crate) fn architectures() -> impl Iterator<Item = &'static str> {
-    SPLIT.into_iter().chain(UNFOLDED)
+    SPLIT
+        .into_iter()
+        .chain(UNFOLDED)
+        .chain(crate::dinov2::MODELS)
 }
 
 /// Builds architecture `name` (the last part of an `entrypoint_fcn`) as
@@ -173,6 +176,7 @@ pub(crate) fn build_with(
                 Network::whole(network, 75)
             }
         }
+        _ if name.starts_with("dinov2_") => crate::dinov2::build(name, root)?,
         _ => crate::vgg::build(name, root, classes)?,
     })
 }

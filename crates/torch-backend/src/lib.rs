@@ -23,13 +23,16 @@ mod alexnet;
 mod arch;
 mod checkpoint;
 mod device;
+mod dinov2;
 mod folded;
+mod hub;
 mod layers;
 mod model;
 mod pickle;
 mod preprocess;
 mod squeezenet;
 mod vgg;
+mod vit;
 mod weights;
 mod zip_archive;
 

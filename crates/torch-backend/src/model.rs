@@ -297,6 +297,11 @@ impl TorchImageModel {
             size: image_size(config)?,
             mean: floats3(config, "image_mean", [0.0; 3])?,
             std: floats3(config, "image_std", [1.0; 3])?,
+            // FiftyOne's `image_size` branch comes first and crops nothing.
+            patch_size: match image_size(config)? {
+                Some(_) => None,
+                None => dim(config, "image_patch_size")?,
+            },
             pixels: device.is_cuda(),
         };
         if preprocessing.std.contains(&0.0) {
@@ -347,7 +352,7 @@ impl TorchImageModel {
         let model_name;
         let net = match config.get("entrypoint_fcn").and_then(Value::as_str) {
             Some(entrypoint) => {
-                let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
+                let name = crate::hub::architecture(entrypoint, config.get("entrypoint_args"))?;
                 model_name = name.to_owned();
                 if classes.len() > MAX_CLASSES {
                     return Err(config_error(format!(
