@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod apply;
+mod dinov2;
 mod downloads;
 mod fiftyone_cli;
 mod fiftyone_interop;
