@@ -86,6 +86,18 @@ pub(crate) fn dinov2_oracle(sh: &Shell, args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask clip-oracle`: a tiny CLIP built with FiftyOne's vendored
+/// CLIP code, saved as a TorchScript archive like OpenAI's, and what
+/// FiftyOne's `TorchCLIPModel` computes with it
+/// (`xtask/fixtures/clip_oracle.py`).
+pub(crate) fn clip_oracle(sh: &Shell) -> Result<()> {
+    let python = python(sh)?;
+    ensure_fiftyone(sh, &python)?;
+    let out = sh.current_dir().join("crates/torch-backend/tests/fixtures");
+    cmd!(sh, "{python} xtask/fixtures/clip_oracle.py {out}").run()?;
+    Ok(())
+}
+
 /// Installs FiftyOne 1.22.1 (and its offline MongoDB) into the oracle venv
 /// when it is missing.
 fn ensure_fiftyone(sh: &Shell, python: &std::path::Path) -> Result<()> {

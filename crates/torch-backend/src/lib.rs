@@ -22,6 +22,7 @@
 mod alexnet;
 mod arch;
 mod checkpoint;
+mod clip;
 mod device;
 mod dinov2;
 mod folded;
@@ -36,6 +37,7 @@ mod vit;
 mod weights;
 mod zip_archive;
 
+pub use clip::ClipModel;
 pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda, tune_allocator};
 pub use model::{IMAGENET_LABELS, TYPE_NAMES, TorchImageModel, class_names};
 pub use pickle::PickleError;

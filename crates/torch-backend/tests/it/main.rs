@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod checkpoints;
+mod clip_parity;
 mod dinov2_parity;
 mod fiftyone_parity;
 mod hostile_inputs;

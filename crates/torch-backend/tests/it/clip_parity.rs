@@ -1,0 +1,178 @@
+//! CLIP parity with FiftyOne 1.22.1's CLIP code: `tests/fixtures/clip_oracle.json`
+//! and `tests/fixtures/clip/tiny_clip.pt` were written by
+//! `cargo xtask clip-oracle` (`xtask/fixtures/clip_oracle.py`): a tiny CLIP
+//! built with `fiftyone.utils.clip.model.CLIP` (ViT image encoder at
+//! 224x224 with 32-pixel patches, widths 64, two blocks per encoder, 512
+//! tokens), formula weights cast to half precision as OpenAI's are, saved as
+//! a TorchScript archive like `ViT-B-32.pt`; the expected values are what
+//! `TorchCLIPModel` runs on it: `build_model(torch.jit.load(...).state_dict())
+//! .float()`, the `clip-vit-base32-torch` preprocessing (`image_size` [224,
+//! 224], CLIP's mean and std), `encode_image`, `encode_text` and
+//! `_get_class_logits`.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use zoo_model_core::{Input, Preprocess};
+use zoo_torch_backend::{ClipModel, Preprocessing};
+
+use crate::fixtures;
+
+fn oracle() -> Value {
+    serde_json::from_slice(&fs_err::read(fixtures().join("clip_oracle.json")).unwrap()).unwrap()
+}
+
+fn floats(value: &Value) -> Vec<f32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn max_difference(ours: &[f32], theirs: &[f32]) -> f32 {
+    assert_eq!(ours.len(), theirs.len());
+    ours.iter()
+        .zip(theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The `clip-vit-base32-torch` config's preprocessing.
+fn preprocessing(oracle: &Value) -> Preprocessing {
+    let config = &oracle["deployment"];
+    let three = |key: &str| {
+        let values = floats(&config[key]);
+        [values[0], values[1], values[2]]
+    };
+    assert_eq!(config["image_size"], serde_json::json!([224, 224]));
+    Preprocessing {
+        size: Some((224, 224)),
+        mean: three("image_mean"),
+        std: three("image_std"),
+        ..Preprocessing::default()
+    }
+}
+
+fn inputs(oracle: &Value) -> Vec<Input> {
+    let preprocessing = preprocessing(oracle);
+    oracle["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let file = entry["file"].as_str().unwrap();
+            let image = zoo_datasets::decode_image(&fixtures().join("clip").join(file)).unwrap();
+            let input = preprocessing.preprocess(image).unwrap();
+            let bytes: Vec<u8> = input
+                .data
+                .values()
+                .unwrap()
+                .iter()
+                .flat_map(|value| value.to_le_bytes())
+                .collect();
+            let digest: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            assert_eq!(
+                digest,
+                entry["input_sha256"].as_str().unwrap(),
+                "{file}: the input differs from FiftyOne's"
+            );
+            input
+        })
+        .collect()
+}
+
+/// OpenAI's TorchScript archive format (half-precision tensors as module
+/// attributes) is read by zoo's own unpickler, and the sizes are inferred
+/// as `build_model` infers them.
+#[test]
+fn clip_reads_an_openai_style_torchscript_archive() {
+    let oracle = oracle();
+    let model = ClipModel::load(&fixtures().join("clip/tiny_clip.pt")).unwrap();
+    let config = &oracle["config"];
+    assert_eq!(
+        model.context_length() as u64,
+        config["context_length"].as_u64().unwrap()
+    );
+    assert_eq!(
+        model.vocab_size() as u64,
+        config["vocab_size"].as_u64().unwrap()
+    );
+    assert_eq!(
+        u64::from(model.image_resolution()),
+        config["image_resolution"].as_u64().unwrap()
+    );
+    assert!(
+        oracle["state_dict"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry[2] == "torch.float16"),
+        "the archive holds half-precision tensors, as OpenAI's do"
+    );
+}
+
+/// Image embeddings (`embeddings_layer: visual`) on PNGs of three sizes
+/// resized to 224x224, text embeddings of three token rows (the longest
+/// fills the context) and the zero-shot logits, all within 1e-4 of
+/// FiftyOne's CLIP.
+#[test]
+fn clip_image_text_embeddings_and_logits_match_fiftyone() {
+    let oracle = oracle();
+    let model = ClipModel::load(&fixtures().join("clip/tiny_clip.pt")).unwrap();
+    let inputs = inputs(&oracle);
+    let images = model.embed_images(&inputs).unwrap();
+    for (ours, entry) in images.iter().zip(oracle["images"].as_array().unwrap()) {
+        let difference = max_difference(ours, &floats(&entry["embedding"]));
+        println!(
+            "clip image embedding of {}: max |diff| {difference:.3e}",
+            entry["file"]
+        );
+        assert!(difference <= 1e-4, "{}: {difference}", entry["file"]);
+    }
+    let rows: Vec<Vec<i64>> = oracle["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|id| id.as_i64().unwrap())
+                .collect()
+        })
+        .collect();
+    let texts = model.embed_token_rows(&rows).unwrap();
+    for (ours, theirs) in texts
+        .iter()
+        .zip(oracle["text_embeddings"].as_array().unwrap())
+    {
+        let difference = max_difference(ours, &floats(theirs));
+        println!("clip text embedding: max |diff| {difference:.3e}");
+        assert!(difference <= 1e-4, "{difference}");
+    }
+    let logits = model.logits(&images, &texts).unwrap();
+    for (ours, theirs) in logits.iter().zip(oracle["logits"].as_array().unwrap()) {
+        let difference = max_difference(ours, &floats(theirs));
+        println!("clip logits: max |diff| {difference:.3e}");
+        assert!(difference <= 1e-4, "{difference}");
+    }
+}
+
+/// A token row longer than the context, or an id outside the vocabulary,
+/// is an error naming it, not a libtorch crash.
+#[test]
+fn clip_token_rows_out_of_range_are_errors() {
+    let model = ClipModel::load(&fixtures().join("clip/tiny_clip.pt")).unwrap();
+    let long = vec![1i64; model.context_length() + 1];
+    let err = model.embed_token_rows(&[long]).unwrap_err().to_string();
+    assert!(err.contains("longer than CLIP's context"), "{err}");
+    let err = model
+        .embed_token_rows(&[vec![1, 100_000]])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`100000`"), "{err}");
+}
