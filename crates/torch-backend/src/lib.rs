@@ -23,6 +23,7 @@ mod alexnet;
 mod arch;
 mod checkpoint;
 mod clip;
+mod clip_tokenizer;
 mod device;
 mod dinov2;
 mod folded;
@@ -38,6 +39,7 @@ mod weights;
 mod zip_archive;
 
 pub use clip::ClipModel;
+pub use clip_tokenizer::{ClipTokenizer, TokenizerError};
 pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda, tune_allocator};
 pub use model::{IMAGENET_LABELS, TYPE_NAMES, TorchImageModel, class_names};
 pub use pickle::PickleError;

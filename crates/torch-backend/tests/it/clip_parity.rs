@@ -176,3 +176,88 @@ fn clip_token_rows_out_of_range_are_errors() {
         .to_string();
     assert!(err.contains("`100000`"), "{err}");
 }
+
+fn tokenizer() -> zoo_torch_backend::ClipTokenizer {
+    zoo_torch_backend::ClipTokenizer::from_gz(&fixtures().join("clip/bpe_simple_vocab_16e6.txt.gz"))
+        .unwrap()
+}
+
+/// FiftyOne's `SimpleTokenizer.encode` ids, exactly, on awkward strings:
+/// case, whitespace runs, punctuation, digits, contractions, accented
+/// letters composed and decomposed, sharp s and final sigma, emoji, CJK and
+/// Hangul (byte-level pieces), curly quotes, ligatures, fullwidth forms,
+/// HTML entities unescaped twice, the special tokens, empty and blank text,
+/// long words and a text longer than the context.
+#[test]
+fn clip_tokenizer_ids_equal_fiftyones_on_awkward_strings() {
+    let oracle = oracle();
+    let tokenizer = tokenizer();
+    assert_eq!(tokenizer.start_token(), 49406);
+    assert_eq!(tokenizer.end_token(), 49407);
+    let cases = oracle["tokenizer"]["texts"].as_array().unwrap();
+    assert!(cases.len() >= 15);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<i64> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_i64().unwrap())
+            .collect();
+        assert_eq!(tokenizer.encode(text), want, "{text:?}");
+    }
+}
+
+/// `TorchCLIPModel._embed_prompts`' rows for `"<text_prompt> <class>"`:
+/// start and end tokens, and a prompt longer than the context cut to 77
+/// with the end token last.
+#[test]
+fn clip_prompt_rows_equal_fiftyones_with_truncation() {
+    let oracle = oracle();
+    let tokenizer = tokenizer();
+    let section = &oracle["tokenizer"];
+    let prompt = section["text_prompt"].as_str().unwrap();
+    let prompts: Vec<String> = section["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|class| format!("{prompt} {}", class.as_str().unwrap()))
+        .collect();
+    let rows = tokenizer.prompt_rows(&prompts, 77);
+    let want: Vec<Vec<i64>> = section["prompt_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|id| id.as_i64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows, want);
+    assert_eq!(rows.last().unwrap().len(), 77);
+}
+
+/// A vocabulary that is not gzip, or whose merges are not pairs, is an
+/// error naming the file.
+#[test]
+fn clip_tokenizer_rejects_bad_vocabularies() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.txt.gz");
+    fs_err::write(&plain, b"not gzip").unwrap();
+    let err = zoo_torch_backend::ClipTokenizer::from_gz(&plain).unwrap_err();
+    assert!(err.to_string().contains("plain.txt.gz"), "{err}");
+    let bad = dir.path().join("bad.txt.gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, b"#version\na b\nthree symbols here\n").unwrap();
+    fs_err::write(&bad, encoder.finish().unwrap()).unwrap();
+    let err = zoo_torch_backend::ClipTokenizer::from_gz(&bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.txt.gz") && err.contains("line 3"),
+        "{err}"
+    );
+}
