@@ -112,7 +112,7 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn floats3(
+pub(crate) fn floats3(
     config: &Map<String, Value>,
     key: &str,
     default: [f32; 3],
@@ -160,7 +160,7 @@ fn dim(config: &Map<String, Value>, key: &str) -> Result<Option<u32>, ModelError
 /// `image_size`, as `(width, height)`: FiftyOne passes the list to
 /// torchvision's `Resize`, which reads a pair as `[height, width]` (FiftyOne's
 /// docstring says `(width, height)`; what runs is torchvision's order).
-fn image_size(config: &Map<String, Value>) -> Result<Option<(u32, u32)>, ModelError> {
+pub(crate) fn image_size(config: &Map<String, Value>) -> Result<Option<(u32, u32)>, ModelError> {
     let value = match config.get("image_size") {
         None | Some(Value::Null) => return Ok(None),
         Some(value) => value,
@@ -177,7 +177,7 @@ fn image_size(config: &Map<String, Value>) -> Result<Option<(u32, u32)>, ModelEr
 }
 
 /// `confidence_thresh`: a number, or null.
-fn confidence_thresh(config: &Map<String, Value>) -> Result<Option<f32>, ModelError> {
+pub(crate) fn confidence_thresh(config: &Map<String, Value>) -> Result<Option<f32>, ModelError> {
     match config.get("confidence_thresh") {
         None | Some(Value::Null) => Ok(None),
         Some(value) => value

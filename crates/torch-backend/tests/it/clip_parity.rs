@@ -261,3 +261,117 @@ fn clip_tokenizer_rejects_bad_vocabularies() {
         "{err}"
     );
 }
+
+/// FiftyOne's own `TorchCLIPModel` (configured as `clip-vit-base32-torch`
+/// with the tiny archive, a three-merge vocabulary found beside it as
+/// `tokenizer_base_filename`, and `classes` dog, cat, bird): zoo's
+/// `TorchCLIPModel` gives the same zero-shot label, the confidence within
+/// 1e-6 and the logits (`store_logits`) within 1e-4 on every image, the
+/// same `visual` embeddings (`embed_all`) and `embed_prompts`.
+#[test]
+fn clip_zero_shot_and_embeddings_match_fiftyones_torch_clip_model() {
+    let oracle = oracle();
+    let zero_shot = &oracle["zero_shot"];
+    let mut config = zero_shot["config"].as_object().unwrap().clone();
+    let archive = fixtures().join("clip/tiny_clip.pt");
+    config.insert("model_path".into(), archive.display().to_string().into());
+    let spec = zoo_model_core::ModelSpec {
+        kind: "fiftyone.utils.clip.TorchCLIPModel".into(),
+        config,
+        model_path: None,
+    };
+    let mut factory = zoo_model_core::ModelFactory::new();
+    zoo_torch_backend::register(&mut factory);
+    assert!(
+        factory
+            .types()
+            .contains(&"fiftyone.utils.clip.TorchCLIPModel")
+    );
+    let mut model = zoo_torch_backend::TorchClipModel::from_spec(&spec).unwrap();
+    use zoo_model_core::Model;
+    model.set_store_logits(true);
+    assert!(!model.ragged_batches());
+    for entry in zero_shot["images"].as_array().unwrap() {
+        let file = entry["file"].as_str().unwrap();
+        let image = zoo_datasets::decode_image(&fixtures().join("clip").join(file)).unwrap();
+        let input = model.preprocessor().preprocess(image).unwrap();
+        let zoo_model_core::Prediction::Label(Some(zoo_model_core::Label::Classification {
+            label,
+            confidence,
+            logits: Some(logits),
+        })) = model.predict(&input).unwrap()
+        else {
+            panic!("no classification for {file}");
+        };
+        assert_eq!(label, entry["label"].as_str().unwrap(), "{file}");
+        let difference = (confidence.unwrap() - entry["confidence"].as_f64().unwrap()).abs();
+        assert!(difference <= 1e-6, "{file}: confidence {difference}");
+        let difference = max_difference(&logits, &floats(&entry["logits"]));
+        println!("clip zero-shot logits of {file}: max |diff| {difference:.3e}");
+        assert!(difference <= 1e-4, "{file}: logits {difference}");
+        let embedding = model.embed_all(std::slice::from_ref(&input)).unwrap();
+        let difference = max_difference(&embedding[0], &floats(&entry["embedding"]));
+        assert!(difference <= 1e-4, "{file}: embedding {difference}");
+    }
+    let prompts = model
+        .embed_prompts(&["A photo of dog".into(), "dog cat".into()])
+        .unwrap();
+    for (ours, theirs) in prompts
+        .iter()
+        .zip(zero_shot["prompt_embeddings"].as_array().unwrap())
+    {
+        let difference = max_difference(ours, &floats(theirs));
+        assert!(difference <= 1e-4, "prompt embedding {difference}");
+    }
+}
+
+/// Without classes (the built-in's `labels_path` names a file zoo does not
+/// ship), embeddings still work and zero-shot prediction is an error saying
+/// to give `classes`; a vocabulary that is missing is an error naming the
+/// path and the download URL.
+#[test]
+fn clip_without_classes_embeds_and_explains_what_predict_needs() {
+    let oracle = oracle();
+    let mut config = oracle["zero_shot"]["config"].as_object().unwrap().clone();
+    config.remove("classes");
+    config.insert(
+        "labels_path".into(),
+        "{{eta-resources}}/voc-labels.txt".into(),
+    );
+    config.insert(
+        "model_path".into(),
+        fixtures()
+            .join("clip/tiny_clip.pt")
+            .display()
+            .to_string()
+            .into(),
+    );
+    let spec = zoo_model_core::ModelSpec {
+        kind: "TorchCLIPModel".into(),
+        config: config.clone(),
+        model_path: None,
+    };
+    let mut model = zoo_torch_backend::TorchClipModel::from_spec(&spec).unwrap();
+    use zoo_model_core::Model;
+    let image = zoo_datasets::decode_image(&fixtures().join("clip/square.png")).unwrap();
+    let input = model.preprocessor().preprocess(image).unwrap();
+    assert_eq!(
+        model.embed_all(std::slice::from_ref(&input)).unwrap()[0].len(),
+        32
+    );
+    let err = model.predict(&input).unwrap_err().to_string();
+    assert!(err.contains("give `classes`"), "{err}");
+    config.insert("tokenizer_base_filename".into(), "missing.txt.gz".into());
+    let spec = zoo_model_core::ModelSpec {
+        kind: "TorchCLIPModel".into(),
+        config,
+        model_path: None,
+    };
+    let err = zoo_torch_backend::TorchClipModel::from_spec(&spec)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("missing.txt.gz") && err.contains("bpe_simple_vocab_16e6.txt.gz"),
+        "{err}"
+    );
+}
