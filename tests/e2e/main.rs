@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod apply;
+mod clip;
 mod dinov2;
 mod downloads;
 mod fiftyone_cli;

@@ -54,7 +54,8 @@ pub use registry::{DEFAULT_HOOK_TIMEOUT, RegisterOutcome, Registry, RegistryConf
 
 /// The built-in manifest: FiftyOne's torchvision ImageNet classifiers that
 /// zoo runs natively, then its PyTorch Hub models zoo builds natively
-/// (DINOv2, `builtin/manifest-hub.json`; see `builtin/README.md`).
+/// (DINOv2, and FiftyOne's CLIP ViT-B/32: `builtin/manifest-hub.json`;
+/// see `builtin/README.md`).
 pub fn builtin_manifest() -> zoo_manifest::Manifest {
     const TEXT: &str = include_str!("../builtin/manifest-torch.json");
     const HUB: &str = include_str!("../builtin/manifest-hub.json");
@@ -92,7 +93,7 @@ mod tests {
         );
         const HUB: &str = include_str!("../builtin/manifest-hub.json");
         let hub = zoo_manifest::Manifest::from_slice(HUB.as_bytes(), "manifest-hub.json").unwrap();
-        assert_eq!(hub.models.len(), 8);
+        assert_eq!(hub.models.len(), 9);
         let mut both = manifest.clone();
         both.models.extend(hub.models);
         assert_eq!(super::builtin_manifest(), both);

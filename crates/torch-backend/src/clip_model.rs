@@ -146,7 +146,7 @@ impl TorchClipModel {
 
     /// `embed_prompts`: one text embedding per prompt (unnormalised), each
     /// tokenized as FiftyOne does (cut to the context length).
-    pub fn embed_prompts(&self, prompts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+    pub fn prompt_embeddings(&self, prompts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
         let rows = self.tokenizer.prompt_rows(prompts, self.context_length);
         self.clip.embed_token_rows(&rows)
     }
@@ -171,7 +171,7 @@ impl TorchClipModel {
                 .iter()
                 .map(|class| format!("{prompt} {class}"))
                 .collect();
-            self.text_features = Some(self.embed_prompts(&prompts)?);
+            self.text_features = Some(self.prompt_embeddings(&prompts)?);
         }
         Ok(self.text_features.as_deref().unwrap_or_default())
     }
@@ -249,5 +249,16 @@ impl Model for TorchClipModel {
             return Ok(Vec::new());
         }
         self.clip.embed_images(inputs)
+    }
+
+    fn can_embed_prompts(&self) -> bool {
+        true
+    }
+
+    fn embed_prompts(&mut self, prompts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.prompt_embeddings(prompts)
     }
 }

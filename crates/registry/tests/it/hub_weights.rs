@@ -22,7 +22,7 @@ fn builtin_text() -> Value {
 }
 
 /// Issue 15: the eight DINOv2 built-ins are FiftyOne's entries field for
-/// field; zoo adds only `base_filename`, `manager` (FiftyOne's entries have
+/// field (and `clip-vit-base32-torch` is FiftyOne's unchanged); zoo adds only `base_filename`, `manager` (FiftyOne's entries have
 /// none: torch hub downloads the weights) and `zoo_hub_weights`, whose URL
 /// is the hub's `<_DINOV2_BASE_URL>/<base>/<full>_pretrain.pth`.
 #[test]
@@ -32,8 +32,12 @@ fn dinov2_builtins_are_fiftyones_entries_plus_the_hubs_weights_file() {
     let theirs = oracle["models"].as_array().unwrap();
     let ours = builtin_text();
     let ours = ours["models"].as_array().unwrap();
-    assert_eq!(ours.len(), 8);
-    for (entry, fiftyone) in ours.iter().zip(theirs) {
+    assert_eq!(ours.len(), 9);
+    assert_eq!(theirs.len(), 9);
+    // FiftyOne's CLIP is kept as it is (it has its own manager).
+    assert_eq!(ours[8]["base_name"], "clip-vit-base32-torch");
+    assert_eq!(ours[8], theirs[8]);
+    for (entry, fiftyone) in ours.iter().zip(theirs).take(8) {
         let name = entry["base_name"].as_str().unwrap();
         let mut entry = entry.as_object().unwrap().clone();
         let hub = entry.remove("zoo_hub_weights").unwrap();

@@ -313,6 +313,7 @@ fn clip_zero_shot_and_embeddings_match_fiftyones_torch_clip_model() {
         let difference = max_difference(&embedding[0], &floats(&entry["embedding"]));
         assert!(difference <= 1e-4, "{file}: embedding {difference}");
     }
+    assert!(model.can_embed_prompts());
     let prompts = model
         .embed_prompts(&["A photo of dog".into(), "dog cat".into()])
         .unwrap();
