@@ -116,12 +116,10 @@ pub(crate) const UNFOLDED: [&str; 12] = [
     "inception_v3",
 ];
 
-/// Every architecture zoo builds, by torchvision entrypoint name.
+/// Every torchvision architecture zoo builds, by entrypoint name (the
+/// PyTorch Hub ones, `hub.rs`, are named by their entrypoint args).
 pub(crate) fn architectures() -> impl Iterator<Item = &'static str> {
-    SPLIT
-        .into_iter()
-        .chain(UNFOLDED)
-        .chain(crate::dinov2::MODELS)
+    SPLIT.into_iter().chain(UNFOLDED)
 }
 
 /// Builds architecture `name` (the last part of an `entrypoint_fcn`) as
