@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod apply;
+mod clip;
 mod detection;
+mod dinov2;
 mod downloads;
 mod fiftyone_cli;
 mod fiftyone_interop;

@@ -349,6 +349,18 @@ fn the_corpus_registers_and_lists() {
         sandbox.ok(&["models", "register-source", identifier]);
     }
     let listed = sandbox.models(&[]);
+    // A source model named like a built-in is shadowed by it (merging skips
+    // the later one, as FiftyOne's does): `clip-vit-base32-torch` is both.
+    let builtin: Vec<String> = zoo_registry::builtin_manifest()
+        .models
+        .iter()
+        .map(|model| model.base_name.clone())
+        .collect();
+    expected.retain(|name| {
+        !builtin
+            .iter()
+            .any(|b| name.ends_with(&format!("/{b}")) || name == b)
+    });
     for name in &expected {
         assert!(listed.contains(name), "`{name}` missing from the list");
     }

@@ -72,6 +72,44 @@ pub(crate) fn detection_oracle(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask dinov2-oracle [HUB_DIR]`: FiftyOne's own DINOv2
+/// embeddings on formula weights (`xtask/fixtures/dinov2_oracle.py`).
+/// `HUB_DIR` is a checkout of facebookresearch/dinov2 (the hub code FiftyOne
+/// runs; default: PyTorch Hub's cache,
+/// `~/.cache/torch/hub/facebookresearch_dinov2_main`).
+pub(crate) fn dinov2_oracle(sh: &Shell, args: &[String]) -> Result<()> {
+    let python = python(sh)?;
+    ensure_fiftyone(sh, &python)?;
+    let hub = match args.first() {
+        Some(dir) => PathBuf::from(dir),
+        None => dirs::home_dir()
+            .context("no home directory for PyTorch Hub's cache; give HUB_DIR")?
+            .join(".cache/torch/hub/facebookresearch_dinov2_main"),
+    };
+    if !hub.join("hubconf.py").exists() {
+        anyhow::bail!(
+            "`{}` is not a checkout of facebookresearch/dinov2 (no hubconf.py); \
+             give its path: cargo xtask dinov2-oracle HUB_DIR",
+            hub.display()
+        );
+    }
+    let out = sh.current_dir().join("crates/torch-backend/tests/fixtures");
+    cmd!(sh, "{python} xtask/fixtures/dinov2_oracle.py {out} {hub}").run()?;
+    Ok(())
+}
+
+/// `cargo xtask clip-oracle`: a tiny CLIP built with FiftyOne's vendored
+/// CLIP code, saved as a TorchScript archive like OpenAI's, and what
+/// FiftyOne's `TorchCLIPModel` computes with it
+/// (`xtask/fixtures/clip_oracle.py`).
+pub(crate) fn clip_oracle(sh: &Shell) -> Result<()> {
+    let python = python(sh)?;
+    ensure_fiftyone(sh, &python)?;
+    let out = sh.current_dir().join("crates/torch-backend/tests/fixtures");
+    cmd!(sh, "{python} xtask/fixtures/clip_oracle.py {out}").run()?;
+    Ok(())
+}
+
 /// Installs FiftyOne 1.22.1 (and its offline MongoDB) into the oracle venv
 /// when it is missing.
 fn ensure_fiftyone(sh: &Shell, python: &std::path::Path) -> Result<()> {

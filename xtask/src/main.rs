@@ -35,6 +35,10 @@ tasks:
                                    layouts and torch.save files (oracle venv with fiftyone 1.22.1)
   detection-oracle                 torchvision's NMS/RoIAlign, detection checkpoint layouts and
                                    FiftyOne's detections with seeded weights (oracle venv)
+  dinov2-oracle [HUB_DIR]          FiftyOne's DINOv2 embeddings on formula weights, with the hub code
+                                   from HUB_DIR (a facebookresearch/dinov2 checkout; oracle venv)
+  clip-oracle                      a tiny CLIP as an OpenAI-style TorchScript archive and FiftyOne's
+                                   CLIP outputs on it (oracle venv with fiftyone 1.22.1)
   device-build [--check]           build zoo-torch, the parity tests and device_probe against libtorch 2.11
                                    (the GPU machine's PyTorch) into target/device/bundle, for
                                    xtask/device/gpu_check.sh; --check runs the bundled tests here (CPU)
@@ -72,6 +76,8 @@ fn main() -> Result<()> {
         "builtin-manifest" => fixtures::builtin_manifest(&sh),
         "named-weights-oracle" => fixtures::named_weights_oracle(&sh),
         "detection-oracle" => fixtures::detection_oracle(&sh),
+        "dinov2-oracle" => fixtures::dinov2_oracle(&sh, &rest),
+        "clip-oracle" => fixtures::clip_oracle(&sh),
         "device-build" => device::run(&sh, &rest),
         "tidy" => {
             let problems = tidy::check(&sh)?;

@@ -77,6 +77,10 @@ pub(crate) enum ModelsCommand {
     Apply(ApplyArgs),
     /// Compute embeddings for a dataset (or a folder of images).
     Embed(EmbedArgs),
+    /// Embed text prompts with a model that embeds text (CLIP): one JSON
+    /// line per prompt, `{"prompt": ..., "embedding": [...]}`, in the space
+    /// of its image embeddings.
+    EmbedText(EmbedTextArgs),
     /// Print or check a model's requirements.
     Requirements(RequirementsArgs),
     /// List the registered sources.
@@ -219,6 +223,17 @@ pub(crate) struct EmbedArgs {
     pub(crate) scale: crate::commands::ScaleArgs,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct EmbedTextArgs {
+    /// A model name, or a source URL (with `--model-name`).
+    pub(crate) name_or_url: String,
+    /// The prompts to embed.
+    #[arg(required = true)]
+    pub(crate) prompts: Vec<String>,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+}
+
 /// How `apply` and `embed` pick and run the model.
 #[derive(Debug, Args)]
 pub(crate) struct ModelArgs {
@@ -239,6 +254,10 @@ pub(crate) struct ModelArgs {
     /// `--install`) nothing is checked: zoo runs its models natively.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub(crate) error_level: Option<u8>,
+    /// Zero-shot classes (CLIP), comma-separated: the config's `classes`,
+    /// as `load_zoo_model(name, classes=[...])` sets them in FiftyOne.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) classes: Option<Vec<String>>,
     /// A keyword argument for the model's `load_model` (and a config
     /// override), as FiftyOne's `load_zoo_model(name, **kwargs)`;
     /// repeatable; VALUE is JSON when it parses, else a string.

@@ -158,6 +158,21 @@ pub trait Model: Send {
         ))
     }
 
+    /// Whether the model embeds text prompts (FiftyOne's
+    /// `PromptMixin.can_embed_prompts`, e.g. CLIP).
+    fn can_embed_prompts(&self) -> bool {
+        false
+    }
+
+    /// One text embedding per prompt, in the space of the image embeddings
+    /// (FiftyOne's `embed_prompts`).
+    fn embed_prompts(&mut self, prompts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let _ = prompts;
+        Err(ModelError::Unsupported(
+            "this model does not embed text prompts".into(),
+        ))
+    }
+
     /// Acquires resources before a run (the context manager's `__enter__`).
     fn setup(&mut self) -> Result<(), ModelError> {
         Ok(())

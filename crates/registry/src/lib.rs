@@ -54,13 +54,22 @@ pub use models::Downloaded;
 pub use named_weights::{FIELD as NAMED_WEIGHTS_FIELD, NamedWeights, named_weights};
 pub use registry::{DEFAULT_HOOK_TIMEOUT, RegisterOutcome, Registry, RegistryConfig, ZooView};
 
-/// The built-in manifest: FiftyOne's torchvision ImageNet classifiers and
-/// semantic segmenters that zoo runs natively (see `builtin/README.md`).
+/// The built-in manifest: FiftyOne's torchvision classifiers, semantic
+/// segmenters and detectors that zoo runs natively, then its PyTorch Hub
+/// models zoo builds natively (DINOv2, and FiftyOne's CLIP ViT-B/32:
+/// `builtin/manifest-hub.json`; see `builtin/README.md`).
 pub fn builtin_manifest() -> zoo_manifest::Manifest {
     const TEXT: &str = include_str!("../builtin/manifest-torch.json");
+    const HUB: &str = include_str!("../builtin/manifest-hub.json");
     // Checked by a test; a broken built-in manifest is a build defect.
-    zoo_manifest::Manifest::from_slice(TEXT.as_bytes(), "builtin/manifest-torch.json")
-        .unwrap_or_default()
+    let mut manifest =
+        zoo_manifest::Manifest::from_slice(TEXT.as_bytes(), "builtin/manifest-torch.json")
+            .unwrap_or_default();
+    if let Ok(hub) = zoo_manifest::Manifest::from_slice(HUB.as_bytes(), "builtin/manifest-hub.json")
+    {
+        manifest.models.extend(hub.models);
+    }
+    manifest
 }
 
 #[cfg(test)]
@@ -97,6 +106,11 @@ mod tests {
             resnet18.download_manager().unwrap().config["url"],
             "https://download.pytorch.org/models/resnet18-5c106cde.pth"
         );
-        assert_eq!(super::builtin_manifest(), manifest);
+        const HUB: &str = include_str!("../builtin/manifest-hub.json");
+        let hub = zoo_manifest::Manifest::from_slice(HUB.as_bytes(), "manifest-hub.json").unwrap();
+        assert_eq!(hub.models.len(), 9);
+        let mut both = manifest.clone();
+        both.models.extend(hub.models);
+        assert_eq!(super::builtin_manifest(), both);
     }
 }

@@ -266,7 +266,62 @@ impl Registry {
         progress: &dyn Progress,
     ) -> Result<Downloaded, RegistryError> {
         let model = self.model(name)?;
-        self.fetch(&model, overwrite, progress)
+        let downloaded = self.fetch(&model, overwrite, progress)?;
+        self.fetch_clip_tokenizer(&model, &downloaded.path, progress)?;
+        Ok(downloaded)
+    }
+
+    /// FiftyOne's `TorchCLIPModelConfig.download_tokenizer_if_necessary`:
+    /// a `TorchCLIPModel` config's `tokenizer_base_url` is downloaded as
+    /// `tokenizer_base_filename` (one plain file name) beside the model's
+    /// file (for a built-in, the zoo dir, where FiftyOne keeps it), unless
+    /// it is there already.
+    fn fetch_clip_tokenizer(
+        &self,
+        model: &ZooModel,
+        model_path: &std::path::Path,
+        progress: &dyn Progress,
+    ) -> Result<(), RegistryError> {
+        let Some(deployment) = &model.model.default_deployment_config_dict else {
+            return Ok(());
+        };
+        let is_clip = deployment
+            .kind
+            .as_deref()
+            .is_some_and(|kind| kind.rsplit('.').next() == Some("TorchCLIPModel"));
+        let text = |key: &str| deployment.config.get(key).and_then(Value::as_str);
+        let (Some(name), Some(url)) = (text("tokenizer_base_filename"), text("tokenizer_base_url"))
+        else {
+            return Ok(());
+        };
+        if !is_clip {
+            return Ok(());
+        }
+        let file = FileName::new(name).map_err(|problem| RegistryError::UnsafeModel {
+            model: model.name(),
+            field: Box::new(UnsafeField {
+                field: "default_deployment_config_dict.config.tokenizer_base_filename",
+                built_as: None,
+                value: name.to_owned(),
+                problem,
+            }),
+        })?;
+        let Some(dir) = model_path.parent() else {
+            return Ok(());
+        };
+        let path = dir.join(file.as_str());
+        if path.is_file() {
+            return Ok(());
+        }
+        if self.config().offline {
+            return Err(RegistryError::Offline {
+                what: format!("downloading the tokenizer of model `{}`", model.name()),
+            });
+        }
+        let http = zoo_sources::HttpClient::new();
+        let url = self.mirrored(url);
+        fetch_file(&http, &url, &path, &self.config().transfer, progress)?;
+        Ok(())
     }
 
     /// Downloads a model named by `name_or_url`: an `http(s)` URL is a

@@ -116,9 +116,10 @@ pub(crate) const UNFOLDED: [&str; 12] = [
     "inception_v3",
 ];
 
-/// Every architecture zoo builds, by torchvision entrypoint name: the
+/// Every torchvision architecture zoo builds, by entrypoint name: the
 /// classifiers, then the semantic segmenters (`nets.rs`), whose output is
-/// `[N, classes, H, W]` scores.
+/// `[N, classes, H, W]` scores (detectors are `detection/`; the PyTorch Hub
+/// ones, `hub.rs`, are named by their entrypoint args).
 pub(crate) fn architectures() -> impl Iterator<Item = &'static str> {
     SPLIT
         .into_iter()
@@ -190,6 +191,7 @@ pub(crate) fn build_with(
                 Network::whole(network, 75)
             }
         }
+        _ if name.starts_with("dinov2_") => crate::dinov2::build(name, root)?,
         _ => crate::vgg::build(name, root, classes)?,
     })
 }

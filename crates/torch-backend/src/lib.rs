@@ -22,9 +22,14 @@
 mod alexnet;
 mod arch;
 mod checkpoint;
+mod clip;
+mod clip_model;
+mod clip_tokenizer;
 mod detection;
 mod device;
+mod dinov2;
 mod folded;
+mod hub;
 mod layers;
 mod model;
 mod nets;
@@ -32,9 +37,13 @@ mod pickle;
 mod preprocess;
 mod squeezenet;
 mod vgg;
+mod vit;
 mod weights;
 mod zip_archive;
 
+pub use clip::ClipModel;
+pub use clip_model::{CLIP_TYPE_NAMES, TorchClipModel};
+pub use clip_tokenizer::{ClipTokenizer, TokenizerError};
 pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda, tune_allocator};
 pub use model::{
     IMAGENET_LABELS, TYPE_NAMES, TorchImageModel, VOC_LABELS, class_names, mask_targets,
@@ -157,5 +166,8 @@ pub fn write_untrained_weights(
 pub fn register(factory: &mut zoo_model_core::ModelFactory) {
     factory.register(TYPE_NAMES, |spec| {
         Ok(Box::new(TorchImageModel::from_spec(spec)?))
+    });
+    factory.register(CLIP_TYPE_NAMES, |spec| {
+        Ok(Box::new(TorchClipModel::from_spec(spec)?))
     });
 }

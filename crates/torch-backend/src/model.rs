@@ -242,7 +242,7 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn floats3(
+pub(crate) fn floats3(
     config: &Map<String, Value>,
     key: &str,
     default: [f32; 3],
@@ -290,7 +290,7 @@ fn dim(config: &Map<String, Value>, key: &str) -> Result<Option<u32>, ModelError
 /// `image_size`, as `(width, height)`: FiftyOne passes the list to
 /// torchvision's `Resize`, which reads a pair as `[height, width]` (FiftyOne's
 /// docstring says `(width, height)`; what runs is torchvision's order).
-fn image_size(config: &Map<String, Value>) -> Result<Option<(u32, u32)>, ModelError> {
+pub(crate) fn image_size(config: &Map<String, Value>) -> Result<Option<(u32, u32)>, ModelError> {
     let value = match config.get("image_size") {
         None | Some(Value::Null) => return Ok(None),
         Some(value) => value,
@@ -307,7 +307,7 @@ fn image_size(config: &Map<String, Value>) -> Result<Option<(u32, u32)>, ModelEr
 }
 
 /// `confidence_thresh`: a number, or null.
-fn confidence_thresh(config: &Map<String, Value>) -> Result<Option<f32>, ModelError> {
+pub(crate) fn confidence_thresh(config: &Map<String, Value>) -> Result<Option<f32>, ModelError> {
     match config.get("confidence_thresh") {
         None | Some(Value::Null) => Ok(None),
         Some(value) => value
@@ -436,6 +436,11 @@ impl TorchImageModel {
             size: image_size(config)?,
             mean: floats3(config, "image_mean", [0.0; 3])?,
             std: floats3(config, "image_std", [1.0; 3])?,
+            // FiftyOne's `image_size` branch comes first and crops nothing.
+            patch_size: match image_size(config)? {
+                Some(_) => None,
+                None => dim(config, "image_patch_size")?,
+            },
             pixels: device.is_cuda(),
         };
         if preprocessing.std.contains(&0.0) {
@@ -565,7 +570,7 @@ impl TorchImageModel {
                 }
             }
             Some(entrypoint) => {
-                let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
+                let name = crate::hub::architecture(entrypoint, config.get("entrypoint_args"))?;
                 model_name = name.to_owned();
                 if classes.len() > MAX_CLASSES {
                     return Err(config_error(format!(

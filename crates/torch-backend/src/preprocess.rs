@@ -30,6 +30,10 @@ pub struct Preprocessing {
     pub mean: [f32; 3],
     /// Per-channel standard deviation.
     pub std: [f32; 3],
+    /// Centre-crop each side down to a multiple of this (FiftyOne's
+    /// `image_patch_size`, its `PatchSize` transform); when set, FiftyOne
+    /// applies `image_min_dim` and ignores `image_max_dim`.
+    pub patch_size: Option<u32>,
     /// Leave the resized pixels as `u8` ([`InputData::Pixels`]) for the
     /// model to normalise where it runs (a GPU), instead of normalising
     /// here.
@@ -45,6 +49,7 @@ impl Default for Preprocessing {
             size: None,
             mean: [0.0; 3],
             std: [1.0; 3],
+            patch_size: None,
             pixels: false,
         }
     }
@@ -84,7 +89,10 @@ impl Preprocessing {
             (w, h) = (scaled(scale, w), scaled(scale, h));
             steps.push((w, h));
         }
+        // FiftyOne 1.22.1's `image_patch_size` branch applies `MinResize`
+        // only, then `PatchSize`.
         if let Some(max) = self.max_dim.map(f64::from)
+            && self.patch_size.is_none()
             && (w > max || h > max)
         {
             let scale = (max / h).min(max / w);
@@ -97,12 +105,57 @@ impl Preprocessing {
             .collect()
     }
 
-    /// The size an image of `(width, height)` ends up with.
+    /// The size an image of `(width, height)` ends up with (after the
+    /// resizes and the patch-size crop).
     pub fn target_size(&self, width: u32, height: u32) -> (u32, u32) {
-        self.resize_steps(width, height)
+        let (width, height) = self
+            .resize_steps(width, height)
             .last()
             .copied()
-            .unwrap_or((width, height))
+            .unwrap_or((width, height));
+        match self.patch_crop_box(width, height) {
+            Some((_, _, width, height)) => (width, height),
+            None => (width, height),
+        }
+    }
+
+    /// FiftyOne's `PatchSize(patch)` on an image of `(width, height)`:
+    /// torchvision's `center_crop` to `(h // patch * patch, w // patch *
+    /// patch)`, whose offsets are `int(round((side - new) / 2))` (half to
+    /// even), as `(left, top, width, height)`; `None` when nothing is
+    /// cropped. A side shorter than the patch would crop to nothing:
+    /// torchvision then pads, which FiftyOne never reaches with its
+    /// `image_min_dim` equal to the patch size; zoo leaves such an image
+    /// alone and the network refuses it.
+    pub fn patch_crop_box(&self, width: u32, height: u32) -> Option<(u32, u32, u32, u32)> {
+        let patch = self.patch_size.filter(|patch| *patch > 0)?;
+        let (new_width, new_height) = (width / patch * patch, height / patch * patch);
+        if (new_width, new_height) == (width, height) || new_width == 0 || new_height == 0 {
+            return None;
+        }
+        let offset = |side: u32, new: u32| (f64::from(side - new) / 2.0).round_ties_even() as u32;
+        Some((
+            offset(width, new_width),
+            offset(height, new_height),
+            new_width,
+            new_height,
+        ))
+    }
+
+    /// The patch-size crop of `image`, if any applies.
+    fn patch_crop(&self, image: &Image) -> Option<Image> {
+        let (left, top, width, height) = self.patch_crop_box(image.width, image.height)?;
+        let row = image.width as usize * 3;
+        let mut pixels = Vec::with_capacity(width as usize * height as usize * 3);
+        for y in top as usize..(top + height) as usize {
+            let start = y * row + left as usize * 3;
+            pixels.extend_from_slice(image.pixels.get(start..start + width as usize * 3)?);
+        }
+        Some(Image {
+            width,
+            height,
+            pixels,
+        })
     }
 
     /// Resizes like FiftyOne's transforms (every step of
@@ -113,6 +166,9 @@ impl Preprocessing {
         let mut resized = std::borrow::Cow::Borrowed(image);
         for (width, height) in self.resize_steps(image.width, image.height) {
             resized = std::borrow::Cow::Owned(resize_bilinear(&resized, width, height));
+        }
+        if let Some(cropped) = self.patch_crop(&resized) {
+            resized = std::borrow::Cow::Owned(cropped);
         }
         let source = resized.as_ref();
         let (width, height) = (source.width, source.height);
@@ -157,7 +213,10 @@ impl Preprocess for Preprocessing {
                 )));
             }
         }
-        if self.pixels && self.resize_steps(image.width, image.height).is_empty() {
+        if self.pixels
+            && self.resize_steps(image.width, image.height).is_empty()
+            && self.patch_crop_box(image.width, image.height).is_none()
+        {
             // Nothing to resize or normalise: hand the pixels over as they are.
             let (width, height) = (image.width, image.height);
             return Ok(Input {

@@ -16,7 +16,7 @@ use zoo_python_host::{HostSpec, HostedModel, Loaded};
 use zoo_registry::{LoadPlan, Registry};
 
 use super::scale::{self, ScaleArgs};
-use crate::app::{ApplyArgs, EmbedArgs, ModelArgs, Workers};
+use crate::app::{ApplyArgs, EmbedArgs, EmbedTextArgs, ModelArgs, Workers};
 use crate::progress::Bar;
 use crate::runtime::Runtime;
 use crate::terminal::{escape, say};
@@ -58,7 +58,11 @@ fn load_model(
         super::models::ensure_requirements(&downloaded.model, level, false)?;
     }
     // `-k` kwargs: `load_model`'s keyword arguments and config overrides.
-    let kwargs = crate::app::kwargs_map(&model.kwargs);
+    let mut kwargs = crate::app::kwargs_map(&model.kwargs);
+    // `--classes a,b` is `-k classes='["a","b"]'`.
+    if let Some(classes) = &model.classes {
+        kwargs.insert("classes".into(), json!(classes));
+    }
     let mut overrides = kwargs.clone();
     if config::cudnn_benchmark()? {
         overrides.insert("cudnn_benchmark".into(), serde_json::Value::Bool(true));
@@ -516,4 +520,30 @@ fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// `zoo models embed-text NAME PROMPT...`: the model's text embeddings
+/// (FiftyOne's `model.embed_prompts(prompts)`), one JSON line per prompt.
+pub(crate) fn embed_text(args: &EmbedTextArgs, runtime: &dyn Runtime, quiet: bool) -> Result<()> {
+    let registry = config::registry()?;
+    let Built {
+        name, mut models, ..
+    } = load_model(&registry, runtime, &args.name_or_url, &args.model, quiet)?;
+    let model = models
+        .first_mut()
+        .with_context(|| format!("no copy of model `{name}` was built"))?;
+    if !model.can_embed_prompts() {
+        bail!(
+            "model `{name}` does not embed text prompts; use a model that does, such as `clip-vit-base32-torch`"
+        );
+    }
+    let embeddings = model
+        .embed_prompts(&args.prompts)
+        .map_err(Error::from)
+        .with_context(|| format!("embedding prompts with `{name}` failed"))?;
+    let mut out = std::io::stdout().lock();
+    for (prompt, embedding) in args.prompts.iter().zip(embeddings) {
+        writeln!(out, "{}", json!({"prompt": prompt, "embedding": embedding}))?;
+    }
+    Ok(())
 }

@@ -27,6 +27,10 @@ pub(crate) fn dispatch(cli: Cli, runtime: Option<&dyn Runtime>) -> Result<()> {
             Some(runtime) => apply::embed(&args, runtime, cli.quiet),
             None => hand_over(),
         },
+        Command::Models(ModelsCommand::EmbedText(args)) => match runtime {
+            Some(runtime) => apply::embed_text(&args, runtime, cli.quiet),
+            None => hand_over(),
+        },
         Command::Models(command) => models::run(command, cli.quiet),
         Command::Datasets(command) => datasets::run(command),
     }

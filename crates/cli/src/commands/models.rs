@@ -59,7 +59,7 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
                 &serde_json::to_value(config)?,
             )
         }
-        ModelsCommand::Apply(_) | ModelsCommand::Embed(_) => {
+        ModelsCommand::Apply(_) | ModelsCommand::Embed(_) | ModelsCommand::EmbedText(_) => {
             unreachable!("dispatched with the model runtime")
         }
         ModelsCommand::Requirements(args) => requirements(&registry, &args)

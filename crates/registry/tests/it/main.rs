@@ -2,6 +2,7 @@
 //! server on loopback.
 #![allow(clippy::unwrap_used)]
 
+mod hub_weights;
 mod named_weights;
 mod paths;
 mod sources;

@@ -23,10 +23,13 @@ fn builtin_text() -> Value {
     serde_json::from_slice(&fs_err::read(path).unwrap()).unwrap()
 }
 
+/// The built-in torchvision models (the hub ones have no named weights;
+/// `hub_weights.rs` covers them).
 fn builtin_models() -> Vec<ZooModel> {
     zoo_registry::builtin_manifest()
         .models
         .into_iter()
+        .filter(|model| model.extra.contains_key(NAMED_WEIGHTS_FIELD))
         .map(|model| ZooModel {
             model,
             origin: Origin::Builtin,

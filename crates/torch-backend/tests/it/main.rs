@@ -14,7 +14,9 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod checkpoints;
+mod clip_parity;
 mod detection;
+mod dinov2_parity;
 mod families_parity;
 mod fiftyone_parity;
 mod hostile_inputs;
