@@ -66,8 +66,8 @@ pub(crate) struct Detections {
 enum Heads {
     /// Faster / Mask R-CNN: proposals, then the box (and mask) branch.
     TwoStage {
-        rpn: Rpn,
-        boxes: BoxBranch,
+        rpn: Box<Rpn>,
+        boxes: Box<BoxBranch>,
         masks: Option<MaskBranch>,
     },
     /// RetinaNet's dense head.
@@ -156,8 +156,8 @@ impl Detector {
             Heads::Retina(RetinaHead::new(&(root / "head"), classes))
         } else {
             Heads::TwoStage {
-                rpn: Rpn::new(&(root / "rpn" / "head"), 256),
-                boxes: BoxBranch::new(&(root / "roi_heads"), classes),
+                rpn: Box::new(Rpn::new(&(root / "rpn" / "head"), 256)),
+                boxes: Box::new(BoxBranch::new(&(root / "roi_heads"), classes)),
                 masks: (name == "maskrcnn_resnet50_fpn")
                     .then(|| MaskBranch::new(&(root / "roi_heads"), classes)),
             }
