@@ -592,7 +592,9 @@ impl TorchImageModel {
                         arch::architectures().collect::<Vec<_>>().join(", ")
                     ))
                 };
-                if !arch::architectures().any(|known| known == name) {
+                if !arch::architectures().any(|known| known == name)
+                    && !crate::dinov2::MODELS.contains(&name)
+                {
                     return Err(unsupported());
                 }
                 // The checkpoint is read first: torchvision adapts MNASNet's
