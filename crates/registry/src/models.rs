@@ -313,6 +313,20 @@ impl Registry {
         if path.is_file() {
             return Ok(());
         }
+        // Under the model's lock, as the model itself: processes asking at
+        // once fetch it once; then the containment check right before the
+        // write (the folder is the model's, re-checked by `check_paths`).
+        let paths = self.model_paths(model)?;
+        let _lock = self.model_lock(&paths)?;
+        if path.is_file() {
+            return Ok(());
+        }
+        self.check_paths(model, &paths, "download the tokenizer")?;
+        zoo_fs::ensure_inside(&paths.dir, &path).map_err(|source| RegistryError::Escapes {
+            action: "download the tokenizer".to_owned(),
+            model: model.name(),
+            source: Box::new(source),
+        })?;
         if self.config().offline {
             return Err(RegistryError::Offline {
                 what: format!("downloading the tokenizer of model `{}`", model.name()),

@@ -88,3 +88,44 @@ fn dinov2_builtin_downloads_the_hubs_weights_file() {
     let model = registry.model("dinov2-vits14-reg-torch").unwrap();
     assert_eq!(registry.model_path(&model).unwrap(), file);
 }
+
+/// A `TorchCLIPModel` whose `tokenizer_base_filename` climbs out of the
+/// zoo dir is refused, naming the field, and nothing is written outside:
+/// the tokenizer goes through the same name check, model lock and
+/// containment check as the model's own file.
+#[test]
+fn clip_tokenizer_name_leaving_the_zoo_dir_is_refused_before_any_write() {
+    let server = TestServer::start();
+    server.file("/ViT-B-32.pt", b"weights".to_vec());
+    server.file("/bpe_simple_vocab_16e6.txt.gz", b"vocabulary".to_vec());
+    let text = include_str!("../../builtin/manifest-hub.json").replace(
+        "\"clip_bpe_simple_vocab_16e6.txt.gz\"",
+        "\"../outside.txt.gz\"",
+    );
+    assert!(text.contains("../outside.txt.gz"));
+    let manifest = zoo_manifest::Manifest::from_slice(text.as_bytes(), "hostile.json").unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("zoo");
+    let mut config = RegistryConfig::new(&root);
+    config.builtin = Some(manifest);
+    config.mirrors = vec![
+        (
+            "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/".to_owned(),
+            server.url("/"),
+        ),
+        ("https://github.com/openai/CLIP/raw/main/clip/".to_owned(), server.url("/")),
+    ];
+    config.transfer.retries = 0;
+    let registry = Registry::new(config);
+    let error = registry
+        .download_model("clip-vit-base32-torch", false, &NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("tokenizer_base_filename"), "{error}");
+    assert!(!base.path().join("outside.txt.gz").exists());
+    assert!(
+        server
+            .requests_to("/bpe_simple_vocab_16e6.txt.gz")
+            .is_empty()
+    );
+}
