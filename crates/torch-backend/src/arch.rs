@@ -135,6 +135,13 @@ pub(crate) fn runs_folded(name: &str) -> bool {
         || crate::nets::SEGMENTERS.contains(&name)
 }
 
+/// Whether [`build_with`] builds `name`: a torchvision architecture, or a
+/// DINOv2 hub entrypoint (kept out of [`architectures`], whose networks
+/// all end in a classifier head).
+pub(crate) fn builds(name: &str) -> bool {
+    architectures().any(|known| known == name) || crate::dinov2::MODELS.contains(&name)
+}
+
 /// Builds architecture `name` (the last part of an `entrypoint_fcn`) as
 /// torchvision's builder does without named weights.
 pub(crate) fn build(name: &str, root: &nn::Path, classes: i64) -> Option<Network> {

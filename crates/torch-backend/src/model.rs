@@ -592,9 +592,7 @@ impl TorchImageModel {
                         arch::architectures().collect::<Vec<_>>().join(", ")
                     ))
                 };
-                if !arch::architectures().any(|known| known == name)
-                    && !crate::dinov2::MODELS.contains(&name)
-                {
+                if !arch::builds(name) {
                     return Err(unsupported());
                 }
                 // The checkpoint is read first: torchvision adapts MNASNet's
