@@ -56,6 +56,10 @@ const MAX_LINE_BYTES: u64 = 64 << 20;
 /// The largest part file read back (whole, into memory).
 const MAX_PART_BYTES: u64 = 4 << 30;
 
+/// What is read of a part to check its header (a header is a few hundred
+/// bytes; a longer first line is not zoo's, and the chunk is written again).
+const MAX_HEADER_BYTES: u64 = 64 << 10;
+
 /// The largest `done.json` read back.
 const MAX_DONE_BYTES: u64 = 1 << 20;
 
@@ -154,6 +158,13 @@ pub trait ResultsStore: fmt::Debug + Send + Sync {
     /// The object `key`, `None` when it does not exist; an object larger
     /// than `max_bytes` is an error.
     fn get(&self, key: &str, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>>;
+    /// At most the first `len` bytes of the object `key`, `None` when it
+    /// does not exist (for reading a part's header without the part); by
+    /// default the whole object, up to the largest part.
+    fn get_prefix(&self, key: &str, len: u64) -> std::io::Result<Option<Vec<u8>>> {
+        let _ = len;
+        self.get(key, MAX_PART_BYTES)
+    }
     /// The names directly below the folder `prefix` (objects and folders),
     /// empty when there is none.
     fn children(&self, prefix: &str) -> std::io::Result<Vec<String>>;
@@ -202,6 +213,17 @@ impl ResultsStore for DirStore {
                 path.display()
             )));
         }
+        Ok(Some(bytes))
+    }
+
+    fn get_prefix(&self, key: &str, len: u64) -> std::io::Result<Option<Vec<u8>>> {
+        let file = match fs_err::File::open(self.path(key)) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let mut bytes = Vec::new();
+        file.take(len).read_to_end(&mut bytes)?;
         Ok(Some(bytes))
     }
 
@@ -608,7 +630,11 @@ fn read_line(
 /// A part's header, `None` when the file does not exist or its first line
 /// is not JSON (it is then written again).
 fn read_header(location: &ResultsLocation, key: &str) -> Result<Option<Value>, ResultsError> {
-    let Some(bytes) = location.get(key, MAX_PART_BYTES)? else {
+    let Some(bytes) = location
+        .store
+        .get_prefix(key, MAX_HEADER_BYTES)
+        .map_err(location.io(key))?
+    else {
         return Ok(None);
     };
     let line = match read_line(&mut bytes.as_slice(), &location.field_dir(key), 1) {
