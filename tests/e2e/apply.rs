@@ -49,7 +49,7 @@ pub(crate) fn classifier_source(server: &TestServer) -> String {
         "tags": ["classification", "embeddings", "torch"],
         "manager": {"type": "fiftyone.core.models.ModelManager", "config": {"url": server.url("/weights/tiny.pt")}},
         "default_deployment_config_dict": {"type": "fiftyone.utils.torch.TorchImageModel", "config": {
-            "classes": ["red", "green", "blue"], "image_min_dim": 224, "image_max_dim": 2048,
+            "output_processor_cls": "fiftyone.utils.torch.ClassifierOutputProcessor", "classes": ["red", "green", "blue"], "image_min_dim": 224, "image_max_dim": 2048,
             "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
             "embeddings_layer": "embed", "device": "cpu"
         }}

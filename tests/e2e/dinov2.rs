@@ -132,4 +132,25 @@ fn dinov2_builtin_embeds_like_fiftyone_through_zoo() {
         seen += 1;
     }
     assert_eq!(seen, entries.len());
+
+    // DINOv2's entries name no output processor: FiftyOne's
+    // `TorchImageModel` returns raw arrays that `apply_model` cannot store,
+    // so zoo refuses `apply` up front instead of inventing a classification.
+    let refused = sandbox
+        .fails(&[
+            "models",
+            "apply",
+            "dinov2-vits14-torch",
+            images.to_str().unwrap(),
+            "label",
+        ])
+        .stderr();
+    assert!(
+        refused.contains("dinov2-vits14-torch")
+            && refused.contains("output_processor_cls")
+            && refused.contains("zoo models embed"),
+        "{refused}"
+    );
+    let fields = sandbox.ok(&["datasets", "info", &dataset, "--json"]).json();
+    assert!(!fields.to_string().contains("\"label\""), "{fields}");
 }

@@ -14,6 +14,7 @@ fn squeezenet_source(server: &TestServer, weights: Vec<u8>, config: serde_json::
     server.file("/weights/squeeze.pth", weights);
     let mut merged = serde_json::json!({
         "entrypoint_fcn": "torchvision.models.squeezenet.squeezenet1_1",
+        "output_processor_cls": "fiftyone.utils.torch.ClassifierOutputProcessor",
         "labels_path": "{{eta-resources}}/imagenet-labels-no-background.txt",
         "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
         "device": "cpu"

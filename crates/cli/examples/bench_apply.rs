@@ -114,6 +114,7 @@ fn fiftyone_rate(dir: &Path, count: usize, width: u32, height: u32) -> Option<f6
 fn config() -> Value {
     json!({
         "entrypoint_fcn": "torchvision.models.resnet.resnet18",
+        "output_processor_cls": "fiftyone.utils.torch.ClassifierOutputProcessor",
         "labels_path": "{{eta-resources}}/imagenet-labels-no-background.txt",
         "image_min_dim": 224, "image_max_dim": 2048,
         "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],

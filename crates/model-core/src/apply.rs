@@ -449,6 +449,12 @@ pub fn apply_on(
     options: &ApplyOptions,
     on_batch: &mut dyn FnMut(Vec<Outcome>) -> Result<(), String>,
 ) -> Result<ApplySummary, ApplyError> {
+    if models.iter().any(|model| !model.has_labels()) {
+        return Err(ModelError::Unsupported(
+            "this model gives no labels: its config names no `output_processor_cls`, so it returns raw outputs, which FiftyOne's `apply_model` cannot store either; compute its embeddings with `zoo models embed`".into(),
+        )
+        .into());
+    }
     if options.store_logits {
         for model in models.iter_mut() {
             if !model.has_logits() {

@@ -125,6 +125,14 @@ pub trait Model: Send {
         true
     }
 
+    /// Whether `predict_all` gives labels. A FiftyOne `TorchImageModel`
+    /// whose config names no output processor returns raw outputs that
+    /// `apply_model` cannot store (DINOv2's entries); apply refuses such a
+    /// model up front.
+    fn has_labels(&self) -> bool {
+        true
+    }
+
     /// Whether the model can store logits on its labels.
     fn has_logits(&self) -> bool {
         false

@@ -154,7 +154,14 @@ enum Processor {
         segmenter: SemanticSegmenter,
         softmax: bool,
     },
+    /// No `output_processor_cls` in the config: FiftyOne's `TorchImageModel`
+    /// then returns the network's raw output, which `apply_model` cannot
+    /// store as labels (DINOv2's entries: embeddings only).
+    Raw,
 }
+
+/// Why a model without an output processor gives no labels.
+const NO_LABELS: &str = "the config names no `output_processor_cls`, so the model gives raw outputs, not labels (FiftyOne's `apply_model` cannot store them either); compute its embeddings with `zoo models embed`, or add an output processor to the config";
 
 /// A boolean `output_processor_args` entry (`default` when absent).
 fn processor_flag(args: &Map<String, Value>, key: &str, default: bool) -> Result<bool, ModelError> {
@@ -449,10 +456,15 @@ impl TorchImageModel {
                 config.get("image_std").unwrap_or(&Value::Null)
             )));
         }
-        let processor_name = config
-            .get("output_processor_cls")
-            .and_then(Value::as_str)
-            .unwrap_or("fiftyone.utils.torch.ClassifierOutputProcessor");
+        let processor_name = match config.get("output_processor_cls") {
+            None | Some(Value::Null) => "",
+            Some(Value::String(name)) => name.as_str(),
+            Some(other) => {
+                return Err(config_error(format!(
+                    "`output_processor_cls` must be a class name, got `{other}`"
+                )));
+            }
+        };
         let processor_args = config
             .get("output_processor_args")
             .and_then(Value::as_object)
@@ -463,6 +475,7 @@ impl TorchImageModel {
         let threshold = confidence_thresh(config)?;
         let filter_classes = filter_classes(config)?;
         let processor = match processor_name.rsplit('.').next().unwrap_or_default() {
+            "" => Processor::Raw,
             "ClassifierOutputProcessor" => Processor::Classifier(Classifier {
                 classes: classes.clone(),
                 store_logits: false,
@@ -532,7 +545,9 @@ impl TorchImageModel {
                 let fits = match &processor {
                     Processor::Detector(_) => true,
                     Processor::InstanceSegmenter(_) => name == "maskrcnn_resnet50_fpn",
-                    Processor::Classifier(_) | Processor::Segmenter { .. } => false,
+                    Processor::Classifier(_) | Processor::Segmenter { .. } | Processor::Raw => {
+                        false
+                    }
                 };
                 if !fits {
                     return Err(config_error(format!(
@@ -1019,8 +1034,13 @@ impl Model for TorchImageModel {
             Processor::InstanceSegmenter(segmenter) => {
                 segmenter.detector.confidence_thresh = threshold;
             }
+            Processor::Raw => {}
         }
         true
+    }
+
+    fn has_labels(&self) -> bool {
+        !matches!(self.processor, Processor::Raw)
     }
 
     fn has_embeddings(&self) -> bool {
@@ -1081,6 +1101,7 @@ impl TorchImageModel {
     fn predict_chunk(&self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
         let batch = self.batch(inputs)?;
         tch::no_grad(|| match &self.processor {
+            Processor::Raw => Err(ModelError::Unsupported(NO_LABELS.into())),
             Processor::Classifier(classifier) => {
                 let logits = to_array2(&self.logits(&batch)?)?;
                 Ok(classifier

@@ -13,7 +13,7 @@ fn squeezenet(dir: &Path) -> TorchImageModel {
     let entrypoint = "torchvision.models.squeezenet.squeezenet1_1";
     let weights = dir.join("squeezenet1_1.safetensors");
     write_untrained_weights(entrypoint, &weights, 3).unwrap();
-    let config = json!({"entrypoint_fcn": entrypoint, "classes": (0..1000).map(|i| i.to_string()).collect::<Vec<_>>(), "device": "cpu"});
+    let config = json!({"entrypoint_fcn": entrypoint, "output_processor_cls": "fiftyone.utils.torch.ClassifierOutputProcessor", "classes": (0..1000).map(|i| i.to_string()).collect::<Vec<_>>(), "device": "cpu"});
     TorchImageModel::from_spec(&super::spec(config, &weights)).unwrap()
 }
 
@@ -51,7 +51,8 @@ fn libtorch_error_in_forward_is_an_error_not_a_panic() {
     // The model still works.
     assert!(classified(model.predict(&input(3, 40, 40)).unwrap()));
     // The same through TorchScript and through embeddings.
-    let config = json!({"classes": ["a", "b", "c"], "embeddings_layer": "embed"});
+    let config = json!({"output_processor_cls": "fiftyone.utils.torch.ClassifierOutputProcessor",
+        "classes": ["a", "b", "c"], "embeddings_layer": "embed"});
     let mut script = TorchImageModel::from_spec(&ModelSpec {
         kind: "fiftyone.utils.torch.TorchImageModel".into(),
         config: config.as_object().unwrap().clone(),
@@ -167,6 +168,11 @@ fn zero_std_and_huge_class_lists_are_config_errors() {
     let message = config_error("image_mean", json!([0.5, "x", 0.5]));
     assert!(
         message.contains("`image_mean` must hold finite numbers"),
+        "{message}"
+    );
+    let message = config_error("output_processor_cls", json!(["a"]));
+    assert!(
+        message.contains("`output_processor_cls` must be a class name"),
         "{message}"
     );
     // Ten million classes would allocate a 40 GB last layer before the

@@ -420,7 +420,7 @@ fn embeddings_match_pytorch_and_batches_equal_singles() {
 
 #[test]
 fn torchscript_classifier_and_embedding_method() {
-    let config = json!({"classes": ["a", "b", "c"], "image_min_dim": 224, "image_max_dim": 2048,
+    let config = json!({"output_processor_cls": "fiftyone.utils.torch.ClassifierOutputProcessor", "classes": ["a", "b", "c"], "image_min_dim": 224, "image_max_dim": 2048,
         "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "embeddings_layer": "embed"});
     for run in Run::all() {
         let mut model = TorchImageModel::from_spec(&ModelSpec {
