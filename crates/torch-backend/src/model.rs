@@ -163,6 +163,32 @@ enum Processor {
 /// Why a model without an output processor gives no labels.
 const NO_LABELS: &str = "the config names no `output_processor_cls`, so the model gives raw outputs, not labels (FiftyOne's `apply_model` cannot store them either); compute its embeddings with `zoo models embed`, or add an output processor to the config";
 
+/// Refuses the `TorchImageModelConfig` fields that hand FiftyOne Python
+/// objects or code (custom transforms, an output processor instance, a
+/// module) or raw, untransformed images: zoo's native backend would
+/// otherwise run the model differently from FiftyOne without saying so.
+fn python_only_fields(config: &Map<String, Value>) -> Result<(), ModelError> {
+    for key in ["model", "transforms", "transforms_fcn", "output_processor"] {
+        match config.get(key) {
+            None | Some(Value::Null) => {}
+            Some(value) => {
+                return Err(ModelError::Unsupported(format!(
+                    "the config's `{key}` (`{value}`) is Python that FiftyOne runs; zoo's native backend does not run Python: drop the field, or have the source's `load_model` return the model so that zoo hosts it in Python"
+                )));
+            }
+        }
+    }
+    match config.get("raw_inputs") {
+        None | Some(Value::Null | Value::Bool(false)) => Ok(()),
+        Some(Value::Bool(true)) => Err(ModelError::Unsupported(
+            "the config sets `raw_inputs`: FiftyOne then feeds the untransformed images to a Python module, which zoo's native backend cannot run; have the source's `load_model` return the model so that zoo hosts it in Python".into(),
+        )),
+        Some(value) => Err(config_error(format!(
+            "`raw_inputs` must be true or false, got `{value}`"
+        ))),
+    }
+}
+
 /// A boolean `output_processor_args` entry (`default` when absent).
 fn processor_flag(args: &Map<String, Value>, key: &str, default: bool) -> Result<bool, ModelError> {
     match args.get(key) {
@@ -407,6 +433,7 @@ impl TorchImageModel {
         crate::device::tune_allocator();
         cpu_threads();
         let config = &spec.config;
+        python_only_fields(config)?;
         let device_text = config.get("device").and_then(Value::as_str).unwrap_or("");
         let device = device_text
             .parse::<DeviceSpec>()

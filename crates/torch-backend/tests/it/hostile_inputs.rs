@@ -161,6 +161,40 @@ fn image_size_zero_is_a_config_error() {
     }
 }
 
+/// FiftyOne config fields that carry Python (custom transforms, a module,
+/// an output processor object) or raw images: refused by name, never
+/// silently ignored (the model would run unlike FiftyOne's).
+#[test]
+fn python_only_config_fields_are_refused_by_name() {
+    for (key, value) in [
+        ("transforms_fcn", json!("my_pkg.transforms.build")),
+        ("transforms", json!(["ToTensor"])),
+        ("output_processor", json!({"cls": "x"})),
+        ("model", json!("my_pkg.Net")),
+        ("raw_inputs", json!(true)),
+    ] {
+        let mut config = json!({
+            "entrypoint_fcn": "torchvision.models.vgg.vgg11",
+            "output_processor_cls": "fiftyone.utils.torch.ClassifierOutputProcessor",
+        });
+        config[key] = value;
+        let path = Path::new("/nonexistent/weights.pth");
+        match TorchImageModel::from_spec(&super::spec(config, path)) {
+            Err(ModelError::Unsupported(message)) => assert!(
+                message.contains(&format!("`{key}`")) && message.contains("Python"),
+                "{key}: {message}"
+            ),
+            Err(other) => panic!("{key}: expected Unsupported, got {other}"),
+            Ok(_) => panic!("{key}: accepted"),
+        }
+    }
+    let message = config_error("raw_inputs", json!("yes"));
+    assert!(
+        message.contains("`raw_inputs` must be true or false"),
+        "{message}"
+    );
+}
+
 #[test]
 fn zero_std_and_huge_class_lists_are_config_errors() {
     let message = config_error("image_std", json!([0.229, 0, 0.225]));
