@@ -44,8 +44,8 @@ fn seeded_weights(oracle: &Value, base_name: &str) -> Vec<u8> {
 /// One exported detection: label, relative `[x, y, w, h]`, confidence.
 type Found = (String, [f64; 4], f64);
 
-/// Every sample's detections in `field`, by file name, from an export.
-fn exported_detections(sandbox: &Sandbox, dataset: &str, field: &str) -> Vec<(String, Vec<Found>)> {
+/// Every exported sample of `dataset`, by file name.
+fn exported_samples(sandbox: &Sandbox, dataset: &str) -> Vec<(String, Value)> {
     let export = sandbox.dir.path().join(format!("{dataset}.jsonl"));
     sandbox.ok(&["datasets", "export", dataset, export.to_str().unwrap()]);
     fs_err::read_to_string(&export)
@@ -58,6 +58,16 @@ fn exported_detections(sandbox: &Sandbox, dataset: &str, field: &str) -> Vec<(St
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
+            (file, sample)
+        })
+        .collect()
+}
+
+/// Every sample's detections in `field`, by file name, from an export.
+fn exported_detections(sandbox: &Sandbox, dataset: &str, field: &str) -> Vec<(String, Vec<Found>)> {
+    exported_samples(sandbox, dataset)
+        .into_iter()
+        .map(|(file, sample)| {
             assert_eq!(sample[field]["_cls"], "Detections", "{file}");
             let detections = sample[field]["detections"]
                 .as_array()
@@ -89,12 +99,14 @@ fn exported_detections(sandbox: &Sandbox, dataset: &str, field: &str) -> Vec<(St
 }
 
 /// Each of FiftyOne's detections matched by one of zoo's with the same
-/// label, every coordinate within 1e-4 and the confidence within 1e-4.
-fn assert_matches(file: &str, ours: &[Found], theirs: &Value) {
+/// label, every coordinate within 1e-4 and the confidence within 1e-4;
+/// the index of zoo's match for each of FiftyOne's.
+fn assert_matches(file: &str, ours: &[Found], theirs: &Value) -> Vec<usize> {
     let theirs = theirs.as_array().unwrap();
     assert!(!theirs.is_empty(), "{file}: the oracle detects nothing");
     assert_eq!(ours.len(), theirs.len(), "{file}: detection count");
     let mut taken = vec![false; ours.len()];
+    let mut matches = Vec::with_capacity(theirs.len());
     for their in theirs {
         let coordinates: Vec<f64> = their["bounding_box"]
             .as_array()
@@ -118,7 +130,9 @@ fn assert_matches(file: &str, ours: &[Found], theirs: &Value) {
             panic!("{file}: FiftyOne's {their} has no match in zoo's detections");
         };
         taken[j] = true;
+        matches.push(j);
     }
+    matches
 }
 
 /// `zoo models apply faster-rcnn-resnet50-fpn-coco-torch DIR pred` with the
@@ -196,4 +210,93 @@ fn faster_rcnn_builtin_applies_like_fiftyone_and_downloads_its_weights() {
     );
     let found = exported_detections(&sandbox, "one", "seeded");
     assert_matches(&found[0].0, &found[0].1, &expected["images"]["strip.png"]);
+}
+
+/// `zoo models apply keypoint-rcnn-resnet50-fpn-coco-torch DIR pred` with
+/// the built-in entry unchanged (`KeypointDetectorOutputProcessor`,
+/// `other,person`, `confidence_thresh` 0.3, the COCO skeleton): the mirror
+/// from `ZOO_DOWNLOAD_MIRRORS` is asked for torchvision's file (and the
+/// seeded file refused, its sha256 not starting with the name's hash);
+/// with the file in the model dir, zoo stores FiftyOne's two labels,
+/// `pred_detections` and `pred_keypoints`, as `apply_model` does: each of
+/// FiftyOne's detections matched, its keypoints with the same label, the
+/// same points hidden (null in the export, NaN in FiftyOne), the others
+/// within 1e-4 (relative), confidences within 1e-4.
+#[test]
+fn keypoint_rcnn_builtin_stores_fiftyones_detections_and_keypoints() {
+    let oracle = oracle();
+    let base_name = "keypoint-rcnn-resnet50-fpn-coco-torch";
+    let expected = &oracle["models"][base_name];
+    let named_file = expected["named_file"].as_str().unwrap();
+    let weights = seeded_weights(&oracle, base_name);
+    let server = TestServer::start();
+    server.file(&format!("/mirror/{named_file}"), weights.clone());
+    let mut sandbox = Sandbox::new();
+    sandbox.env.push((
+        "ZOO_DOWNLOAD_MIRRORS".into(),
+        format!(
+            "https://download.pytorch.org/models/={}",
+            server.url("/mirror/")
+        ),
+    ));
+    let err = sandbox.fails(&["models", "download", base_name]).stderr();
+    assert!(err.contains("the file name's hash expects"), "{err}");
+    assert_eq!(
+        server.requests_to(&format!("/mirror/{named_file}")).len(),
+        1
+    );
+    fs_err::create_dir_all(sandbox.zoo_dir()).unwrap();
+    fs_err::write(sandbox.zoo_dir().join(named_file), &weights).unwrap();
+
+    let images = sandbox.dir.path().join("images");
+    fs_err::create_dir_all(&images).unwrap();
+    for file in expected["images"].as_object().unwrap().keys() {
+        fs_err::copy(fixtures().join("detection").join(file), images.join(file)).unwrap();
+    }
+    sandbox.ok(&["datasets", "create", "people", images.to_str().unwrap()]);
+    sandbox.ok(&["models", "apply", base_name, "people", "pred"]);
+    let detections = exported_detections(&sandbox, "people", "pred_detections");
+    let samples = exported_samples(&sandbox, "people");
+    assert_eq!(samples.len(), 3);
+    let (mut points, mut hidden, mut worst) = (0, 0, 0f64);
+    for ((file, ours), (_, sample)) in detections.iter().zip(&samples) {
+        let theirs = &expected["images"][file.as_str()];
+        let matches = assert_matches(file, ours, theirs);
+        let keypoints = &sample["pred_keypoints"];
+        assert_eq!(keypoints["_cls"], "Keypoints", "{file}");
+        let keypoints = keypoints["keypoints"].as_array().unwrap();
+        assert_eq!(keypoints.len(), ours.len(), "{file}");
+        for (their, j) in theirs.as_array().unwrap().iter().zip(matches) {
+            let mine = &keypoints[j];
+            assert_eq!(mine["_cls"], "Keypoint", "{file}");
+            assert_eq!(mine["label"], their["keypoint_label"], "{file}");
+            let their_points = their["points"].as_array().unwrap();
+            let my_points = mine["points"].as_array().unwrap();
+            assert_eq!(my_points.len(), their_points.len(), "{file}");
+            for (a, b) in my_points.iter().zip(their_points) {
+                points += 1;
+                if b[0].is_null() {
+                    assert_eq!(a, &json!([null, null]), "{file}: FiftyOne hides this point");
+                    hidden += 1;
+                    continue;
+                }
+                for axis in 0..2 {
+                    let difference = (a[axis].as_f64().unwrap() - b[axis].as_f64().unwrap()).abs();
+                    assert!(difference <= 1e-4, "{file}: {a} against FiftyOne's {b}");
+                    worst = worst.max(difference);
+                }
+            }
+            let confidences = mine["confidence"].as_array().unwrap();
+            let their_confidences = their["keypoint_confidence"].as_array().unwrap();
+            assert_eq!(confidences.len(), their_confidences.len(), "{file}");
+            for (a, b) in confidences.iter().zip(their_confidences) {
+                let difference = (a.as_f64().unwrap() - b.as_f64().unwrap()).abs();
+                assert!(difference <= 1e-4, "{file}: confidence {a} against {b}");
+            }
+        }
+    }
+    assert!(hidden > 0 && hidden < points, "{hidden} of {points} hidden");
+    println!(
+        "e2e {base_name}: {points} keypoints, {hidden} hidden, max |relative diff| {worst:.3e}"
+    );
 }

@@ -79,14 +79,16 @@ mod tests {
         const TEXT: &str = include_str!("../builtin/manifest-torch.json");
         let manifest =
             zoo_manifest::Manifest::from_slice(TEXT.as_bytes(), "manifest-torch.json").unwrap();
-        // 22 classifiers, then 9 more, the 4 semantic segmenters and 3 detectors.
-        assert_eq!(manifest.models.len(), 38);
+        // 22 classifiers, then 9 more, the 4 semantic segmenters and 4
+        // detectors (Keypoint R-CNN the last).
+        assert_eq!(manifest.models.len(), 39);
         for name in [
             "googlenet-imagenet-torch",
             "wide-resnet101-2-imagenet-torch",
             "deeplabv3-resnet50-coco-torch",
             "fcn-resnet101-coco-torch",
             "faster-rcnn-resnet50-fpn-coco-torch",
+            "keypoint-rcnn-resnet50-fpn-coco-torch",
         ] {
             assert!(
                 manifest.models.iter().any(|model| model.base_name == name),

@@ -46,7 +46,8 @@ pub use clip_model::{CLIP_TYPE_NAMES, TorchClipModel};
 pub use clip_tokenizer::{ClipTokenizer, TokenizerError};
 pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda, tune_allocator};
 pub use model::{
-    IMAGENET_LABELS, TYPE_NAMES, TorchImageModel, VOC_LABELS, class_names, mask_targets,
+    IMAGENET_LABELS, KeypointSkeleton, TYPE_NAMES, TorchImageModel, VOC_LABELS, class_names,
+    mask_targets,
 };
 pub use pickle::PickleError;
 pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};

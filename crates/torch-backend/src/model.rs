@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use tch::{CModule, Device, IValue, Kind, Tensor, nn::VarStore};
 use zoo_model_core::{Input, InputData, Model, ModelError, ModelSpec, Prediction, Preprocess};
 use zoo_output_processors::{
-    Classifier, Detector, DetectorOutput, InstanceSegmenter, SemanticSegmenter,
+    Classifier, Detector, DetectorOutput, InstanceSegmenter, KeypointDetector, SemanticSegmenter,
 };
 
 use crate::arch::{self, Network};
@@ -148,6 +148,9 @@ enum Processor {
     Classifier(Classifier),
     Detector(Detector),
     InstanceSegmenter(InstanceSegmenter),
+    /// FiftyOne's `KeypointDetectorOutputProcessor` (Keypoint R-CNN):
+    /// `<field>_detections` and `<field>_keypoints`.
+    KeypointDetector(KeypointDetector),
     /// FiftyOne's `SemanticSegmenterOutputProcessor`; `softmax` is
     /// `not has_softmax_out` (applied here in libtorch, as FiftyOne does).
     Segmenter {
@@ -248,6 +251,18 @@ pub struct TorchImageModel {
     shapes: Mutex<Vec<[i64; 4]>>,
     processor: Processor,
     ragged: bool,
+    /// The config's `skeleton`, as FiftyOne's `TorchImageModel.skeleton`.
+    skeleton: Option<KeypointSkeleton>,
+}
+
+/// A keypoint skeleton from a config's `skeleton` (FiftyOne's
+/// `KeypointSkeleton`): the points' names and the edges between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeypointSkeleton {
+    /// The name of each keypoint, if given.
+    pub labels: Option<Vec<String>>,
+    /// Polylines through keypoint indices.
+    pub edges: Vec<Vec<i64>>,
 }
 
 /// With `cudnn_benchmark`, cuDNN searches for the fastest convolution
@@ -353,6 +368,66 @@ pub(crate) fn confidence_thresh(config: &Map<String, Value>) -> Result<Option<f3
                 ))
             }),
     }
+}
+
+/// `skeleton`: null, or an object with `labels` (null or a list of names)
+/// and `edges` (a list of lists of keypoint indices), as FiftyOne's
+/// `KeypointSkeleton.from_dict` accepts it (other keys are ignored there
+/// too); anything else is an error naming the field.
+fn skeleton(config: &Map<String, Value>) -> Result<Option<KeypointSkeleton>, ModelError> {
+    let object = match config.get("skeleton") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(object)) => object,
+        Some(other) => {
+            return Err(config_error(format!(
+                "`skeleton` must be an object with `labels` and `edges`, got `{other}`"
+            )));
+        }
+    };
+    let labels = match object.get("labels") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    config_error(format!(
+                        "`skeleton.labels` must be a list of keypoint names, got `{}`",
+                        Value::Array(items.clone())
+                    ))
+                })?,
+        ),
+        Some(other) => {
+            return Err(config_error(format!(
+                "`skeleton.labels` must be a list of keypoint names, got `{other}`"
+            )));
+        }
+    };
+    let edges = match object.get("edges") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|edge| {
+                edge.as_array()?
+                    .iter()
+                    .map(Value::as_i64)
+                    .collect::<Option<Vec<_>>>()
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                config_error(format!(
+                    "`skeleton.edges` must be a list of lists of keypoint indices, got `{}`",
+                    Value::Array(items.clone())
+                ))
+            })?,
+        Some(other) => {
+            return Err(config_error(format!(
+                "`skeleton.edges` must be a list of lists of keypoint indices, got `{other}`"
+            )));
+        }
+    };
+    Ok(Some(KeypointSkeleton { labels, edges }))
 }
 
 /// `filter_classes`: the labels a prediction may carry, or null for all.
@@ -501,6 +576,7 @@ impl TorchImageModel {
         // `config.filter_classes` to the output processor on every call.
         let threshold = confidence_thresh(config)?;
         let filter_classes = filter_classes(config)?;
+        let skeleton = skeleton(config)?;
         let processor = match processor_name.rsplit('.').next().unwrap_or_default() {
             "" => Processor::Raw,
             "ClassifierOutputProcessor" => Processor::Classifier(Classifier {
@@ -546,6 +622,13 @@ impl TorchImageModel {
                     mask_thresh,
                 })
             }
+            "KeypointDetectorOutputProcessor" => Processor::KeypointDetector(KeypointDetector {
+                detector: Detector {
+                    classes: classes.clone(),
+                    confidence_thresh: threshold,
+                    filter_classes,
+                },
+            }),
             other => {
                 return Err(ModelError::Unsupported(format!(
                     "output processor `{other}` is not supported by zoo's torch backend yet"
@@ -572,13 +655,14 @@ impl TorchImageModel {
                 let fits = match &processor {
                     Processor::Detector(_) => true,
                     Processor::InstanceSegmenter(_) => name == "maskrcnn_resnet50_fpn",
+                    Processor::KeypointDetector(_) => name == "keypointrcnn_resnet50_fpn",
                     Processor::Classifier(_) | Processor::Segmenter { .. } | Processor::Raw => {
                         false
                     }
                 };
                 if !fits {
                     return Err(config_error(format!(
-                        "`{entrypoint}` cannot feed `{processor_name}`: a detector takes `fiftyone.utils.torch.DetectorOutputProcessor` (Mask R-CNN also `InstanceSegmenterOutputProcessor`)"
+                        "`{entrypoint}` cannot feed `{processor_name}`: a detector takes `fiftyone.utils.torch.DetectorOutputProcessor` (Mask R-CNN also `InstanceSegmenterOutputProcessor`, Keypoint R-CNN also `KeypointDetectorOutputProcessor`)"
                     )));
                 }
                 let mut store = VarStore::new(device);
@@ -731,11 +815,18 @@ impl TorchImageModel {
             preprocessing: Arc::new(preprocessing),
             processor,
             ragged,
+            skeleton,
         };
         if device.is_cuda() {
             model.warm_up();
         }
         Ok(model)
+    }
+
+    /// The config's keypoint `skeleton`, if any (FiftyOne's
+    /// `TorchImageModel.skeleton`).
+    pub fn skeleton(&self) -> Option<&KeypointSkeleton> {
+        self.skeleton.as_ref()
     }
 
     /// One forward of a small blank batch on a GPU, at load: CUDA loads its
@@ -974,6 +1065,28 @@ fn to_array2(tensor: &Tensor) -> Result<Array2<f32>, ModelError> {
         .map_err(|err| ModelError::Inference(err.to_string()))
 }
 
+fn to_array3(tensor: &Tensor) -> Result<ndarray::Array3<f32>, ModelError> {
+    let failed = |err: tch::TchError| ModelError::Inference(err.to_string());
+    let tensor = tensor
+        .f_to_device(Device::Cpu)
+        .and_then(|tensor| tensor.f_to_kind(Kind::Float))
+        .and_then(|tensor| tensor.f_contiguous())
+        .map_err(failed)?;
+    let size = tensor.size();
+    let [n, p, c] = size.as_slice() else {
+        return Err(ModelError::Inference(format!(
+            "expected [K, P, 3] keypoints, got {size:?}"
+        )));
+    };
+    let shape = [n, p, c].map(|side| *side as usize);
+    let values = tensor
+        .f_flatten(0, -1)
+        .and_then(Vec::<f32>::try_from)
+        .map_err(failed)?;
+    ndarray::Array3::from_shape_vec(shape, values)
+        .map_err(|err| ModelError::Inference(err.to_string()))
+}
+
 fn to_array4(tensor: &Tensor) -> Result<ndarray::Array4<f32>, ModelError> {
     let failed = |err: tch::TchError| ModelError::Inference(err.to_string());
     let tensor = tensor
@@ -1060,6 +1173,9 @@ impl Model for TorchImageModel {
             Processor::Segmenter { segmenter, .. } => segmenter.confidence_thresh = threshold,
             Processor::InstanceSegmenter(segmenter) => {
                 segmenter.detector.confidence_thresh = threshold;
+            }
+            Processor::KeypointDetector(keypoints) => {
+                keypoints.detector.confidence_thresh = threshold;
             }
             Processor::Raw => {}
         }
@@ -1170,6 +1286,14 @@ impl TorchImageModel {
                 ),
                 _ => Err(ModelError::Unsupported(
                     "instance segmenters run natively only (Mask R-CNN)".into(),
+                )),
+            },
+            Processor::KeypointDetector(keypoints) => match &self.net {
+                Net::Detection {
+                    detector: network, ..
+                } => self.detect_keypoints(network, keypoints, inputs, &batch),
+                _ => Err(ModelError::Unsupported(
+                    "keypoint detectors run natively only (Keypoint R-CNN)".into(),
                 )),
             },
             Processor::Detector(detector) => {
@@ -1311,6 +1435,57 @@ impl TorchImageModel {
             .collect()
     }
 
+    /// A native keypoint detector's detections and keypoints, each image of
+    /// `batch` on its own, through FiftyOne's
+    /// `KeypointDetectorOutputProcessor`: `detections` and `keypoints`
+    /// labels (stored as `<field>_detections`, `<field>_keypoints`).
+    fn detect_keypoints(
+        &self,
+        network: &crate::detection::Detector,
+        processor: &KeypointDetector,
+        inputs: &[Input],
+        batch: &Tensor,
+    ) -> Result<Vec<Prediction>, ModelError> {
+        let failed = |error: tch::TchError| {
+            let shape = inputs.first().map_or([0; 3], |input| input.shape);
+            self.forward_error(shape, inputs.len(), &error)
+        };
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(index, input)| {
+                let image = batch
+                    .f_get(index as i64)
+                    .and_then(|image| image.f_to_kind(Kind::Float))
+                    .map_err(failed)?;
+                let found = network.detect(&image).map_err(failed)?;
+                let Some(keypoints) = &found.keypoints else {
+                    return Err(ModelError::Inference(format!(
+                        "`{}` gives no keypoints for `KeypointDetectorOutputProcessor`",
+                        self.name
+                    )));
+                };
+                let boxes = to_array2(&found.boxes)?;
+                let labels = Array1::from(Vec::<i64>::try_from(&found.labels).map_err(failed)?);
+                let scores = Array1::from(Vec::<f32>::try_from(&found.scores).map_err(failed)?);
+                let points = to_array3(&keypoints.points)?;
+                let point_scores = to_array2(&keypoints.scores)?;
+                let output = DetectorOutput {
+                    boxes: boxes.view(),
+                    labels: labels.view(),
+                    scores: scores.view(),
+                    image_size: (input.shape[2] as u32, input.shape[1] as u32),
+                };
+                let (detections, keypoints) =
+                    processor.process(&output, points.view(), Some(point_scores.view()));
+                Ok(Prediction::Map(BTreeMap::from([
+                    ("detections".to_owned(), Some(detections)),
+                    ("keypoints".to_owned(), Some(keypoints)),
+                ])))
+            })
+            .collect()
+    }
+
     fn embed_chunk(&self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, ModelError> {
         let batch = self.batch(inputs)?;
         let failed = |error: tch::TchError| {
@@ -1337,5 +1512,49 @@ impl TorchImageModel {
             .into_iter()
             .map(|row| row.to_vec())
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{KeypointSkeleton, skeleton};
+
+    /// A config's `skeleton` as FiftyOne's `KeypointSkeleton.from_dict`
+    /// takes it (Keypoint R-CNN's COCO skeleton among them); a malformed
+    /// one is an error naming the field, not a panic or a silent default.
+    #[test]
+    fn skeletons_parse_as_fiftyone_and_bad_ones_name_the_field() {
+        let config =
+            |value: serde_json::Value| json!({ "skeleton": value }).as_object().unwrap().clone();
+        assert_eq!(
+            skeleton(&config(
+                json!({"labels": ["nose", "eye"], "edges": [[0, 1]]})
+            ))
+            .unwrap(),
+            Some(KeypointSkeleton {
+                labels: Some(vec!["nose".into(), "eye".into()]),
+                edges: vec![vec![0, 1]],
+            })
+        );
+        assert_eq!(
+            skeleton(&config(json!({}))).unwrap(),
+            Some(KeypointSkeleton {
+                labels: None,
+                edges: Vec::new(),
+            })
+        );
+        assert_eq!(skeleton(&config(json!(null))).unwrap(), None);
+        for (value, field) in [
+            (json!("nose-eye"), "`skeleton`"),
+            (json!({"labels": 3}), "`skeleton.labels`"),
+            (json!({"labels": ["nose", 1]}), "`skeleton.labels`"),
+            (json!({"edges": [[0, "a"]]}), "`skeleton.edges`"),
+            (json!({"edges": [0, 1]}), "`skeleton.edges`"),
+        ] {
+            let message = skeleton(&config(value.clone())).unwrap_err().to_string();
+            assert!(message.contains(field), "{value}: {message}");
+        }
     }
 }

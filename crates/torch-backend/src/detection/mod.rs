@@ -1,7 +1,8 @@
-//! torchvision's detectors, natively: Faster R-CNN and Mask R-CNN with a
-//! ResNet-50 FPN backbone (`fasterrcnn_resnet50_fpn`,
-//! `maskrcnn_resnet50_fpn`), as torchvision 0.28 runs them in evaluation
-//! mode.
+//! torchvision's detectors, natively: Faster R-CNN, Mask R-CNN, Keypoint
+//! R-CNN and RetinaNet with a ResNet-50 FPN backbone
+//! (`fasterrcnn_resnet50_fpn`, `maskrcnn_resnet50_fpn`,
+//! `keypointrcnn_resnet50_fpn`, `retinanet_resnet50_fpn`), as torchvision
+//! 0.28 runs them in evaluation mode.
 //!
 //! The flow is `GeneralizedRCNN.forward`: the transform
 //! ([`transform::Transform`]: normalise, resize to 800/1333 with
@@ -9,7 +10,8 @@
 //! frozen batch norm, FPN with a max-pool level), the region proposal
 //! network ([`rpn`]), the box branch ([`roi_heads`], over
 //! [`roi_align`]'s multi-scale RoIAlign and [`boxes`]' NMS), Mask R-CNN's
-//! mask branch ([`masks`]), and the boxes and masks mapped back to the
+//! mask branch ([`masks`]), Keypoint R-CNN's keypoint branch
+//! ([`keypoints`]), and the boxes, masks and keypoints mapped back to the
 //! input's size. Each image runs on its own, as
 //! FiftyOne feeds a torchvision detector images of their own sizes.
 //!
@@ -19,6 +21,7 @@
 
 pub(crate) mod backbone;
 pub(crate) mod boxes;
+pub(crate) mod keypoints;
 pub(crate) mod masks;
 pub(crate) mod retinanet;
 pub(crate) mod roi_align;
@@ -31,6 +34,7 @@ use tch::nn;
 use tch::{Device, Kind, TchError, Tensor};
 
 use backbone::{ExtraBlock, Fpn, ResNet50Body};
+use keypoints::{KeypointBranch, Keypoints};
 use masks::{MaskBranch, Pasted};
 use retinanet::RetinaHead;
 use roi_heads::BoxBranch;
@@ -38,8 +42,9 @@ use rpn::Rpn;
 use transform::Transform;
 
 /// The detection architectures zoo builds, by torchvision entrypoint name.
-pub(crate) const ARCHITECTURES: [&str; 3] = [
+pub(crate) const ARCHITECTURES: [&str; 4] = [
     "fasterrcnn_resnet50_fpn",
+    "keypointrcnn_resnet50_fpn",
     "maskrcnn_resnet50_fpn",
     "retinanet_resnet50_fpn",
 ];
@@ -60,15 +65,20 @@ pub(crate) struct Detections {
     pub(crate) labels: Tensor,
     /// Mask R-CNN's masks, pasted in the input image (see [`Pasted`]).
     pub(crate) masks: Option<Vec<Pasted>>,
+    /// Keypoint R-CNN's keypoints, in the input image's pixels (`f32`, on
+    /// the CPU).
+    pub(crate) keypoints: Option<Keypoints>,
 }
 
 /// What runs on the pyramid.
 enum Heads {
-    /// Faster / Mask R-CNN: proposals, then the box (and mask) branch.
+    /// Faster / Mask / Keypoint R-CNN: proposals, then the box (and mask
+    /// or keypoint) branch.
     TwoStage {
         rpn: Box<Rpn>,
         boxes: Box<BoxBranch>,
         masks: Option<MaskBranch>,
+        keypoints: Option<Box<KeypointBranch>>,
     },
     /// RetinaNet's dense head.
     Retina(RetinaHead),
@@ -124,7 +134,8 @@ impl Detector {
     /// settings torchvision's builder takes from `entrypoint_args`
     /// (`box_score_thresh`, `box_nms_thresh`, `box_detections_per_img`,
     /// `rpn_pre_nms_top_n_test`, `rpn_post_nms_top_n_test`,
-    /// `rpn_nms_thresh`, `rpn_score_thresh`, `min_size`, `max_size`).
+    /// `rpn_nms_thresh`, `rpn_score_thresh`, `min_size`, `max_size`; Keypoint
+    /// R-CNN's `num_keypoints`, 17 by default).
     /// `None` when `name` is not a detector zoo builds; an error names a
     /// bad argument.
     pub(crate) fn build(
@@ -155,11 +166,21 @@ impl Detector {
         let heads = if retina {
             Heads::Retina(RetinaHead::new(&(root / "head"), classes))
         } else {
+            let keypoints = if name == "keypointrcnn_resnet50_fpn" {
+                let count = match count(args, "num_keypoints", 1_000) {
+                    Ok(count) => count.unwrap_or(keypoints::COCO_KEYPOINTS),
+                    Err(message) => return Some(Err(message)),
+                };
+                Some(Box::new(KeypointBranch::new(&(root / "roi_heads"), count)))
+            } else {
+                None
+            };
             Heads::TwoStage {
                 rpn: Box::new(Rpn::new(&(root / "rpn" / "head"), 256)),
                 boxes: Box::new(BoxBranch::new(&(root / "roi_heads"), classes)),
                 masks: (name == "maskrcnn_resnet50_fpn")
                     .then(|| MaskBranch::new(&(root / "roi_heads"), classes)),
+                keypoints,
             }
         };
         let mut detector = Detector {
@@ -234,8 +255,13 @@ impl Detector {
         let padded = prepared.batch.size();
         let levels = self.body.forward(&prepared.batch)?;
         let padded = [padded[2], padded[3]];
-        let (rpn, box_branch, mask_branch) = match &self.heads {
-            Heads::TwoStage { rpn, boxes, masks } => (rpn, boxes, masks),
+        let (rpn, box_branch, mask_branch, keypoint_branch) = match &self.heads {
+            Heads::TwoStage {
+                rpn,
+                boxes,
+                masks,
+                keypoints,
+            } => (rpn, boxes, masks, keypoints),
             Heads::Retina(head) => {
                 let features = self.fpn.forward(&levels[1..])?;
                 let found = head.detect(&features, padded, prepared.image_size)?;
@@ -255,6 +281,7 @@ impl Detector {
                         .f_to_kind(Kind::Int64)?
                         .f_to_device(Device::Cpu)?,
                     masks: None,
+                    keypoints: None,
                 });
             }
         };
@@ -281,11 +308,27 @@ impl Detector {
             None => None,
         };
         let cpu = |tensor: Tensor, kind: Kind| tensor.f_to_kind(kind)?.f_to_device(Device::Cpu);
+        let keypoints = match keypoint_branch {
+            Some(branch) => {
+                let located = branch.keypoints(&pooled, &found.boxes, prepared.image_size)?;
+                let points = keypoints::keypoints_to_original(
+                    &located.points,
+                    prepared.image_size,
+                    prepared.original_size,
+                )?;
+                Some(Keypoints {
+                    points: cpu(points, Kind::Float)?,
+                    scores: cpu(located.scores, Kind::Float)?,
+                })
+            }
+            None => None,
+        };
         Ok(Detections {
             boxes: cpu(boxes, Kind::Float)?,
             scores: cpu(found.scores, Kind::Float)?,
             labels: cpu(found.labels, Kind::Int64)?,
             masks,
+            keypoints,
         })
     }
 }
@@ -318,11 +361,12 @@ mod tests {
             (json!({"box_score_thresh": "high"}), "box_score_thresh"),
             (json!({"min_size": 1_000_000}), "min_size"),
             (json!({"topk_candidates": -3}), "topk_candidates"),
+            (json!({"num_keypoints": 0}), "num_keypoints"),
         ] {
-            let name = if field == "topk_candidates" {
-                "retinanet_resnet50_fpn"
-            } else {
-                "fasterrcnn_resnet50_fpn"
+            let name = match field {
+                "topk_candidates" => "retinanet_resnet50_fpn",
+                "num_keypoints" => "keypointrcnn_resnet50_fpn",
+                _ => "fasterrcnn_resnet50_fpn",
             };
             let store = VarStore::new(tch::Device::Cpu);
             let Some(Err(message)) = Detector::build(name, &store.root(), 91, Some(&args)) else {

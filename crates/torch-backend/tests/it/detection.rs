@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use tch::Tensor;
-use zoo_model_core::{Detection, Image, Label, Model, ModelSpec, Prediction};
+use zoo_model_core::{Detection, Image, Keypoint, Label, Model, ModelSpec, Prediction};
 use zoo_test_support::{formula_state_dict, torch_save_zip};
 use zoo_torch_backend::{TorchImageModel, load_state_dict};
 
@@ -61,7 +61,8 @@ fn zero_tensors(keys: &[Value]) -> Vec<(String, Tensor)> {
 /// RetinaNet towers' names from before torchvision 0.13
 /// (`backbone.fpn.inner_blocks.0.weight`, `rpn.head.conv.weight`,
 /// `roi_heads.mask_head.mask_fcn1.weight`,
-/// `head.classification_head.conv.6.weight`): zoo renames them as
+/// `head.classification_head.conv.6.weight`; Keypoint R-CNN's keypoint
+/// head keeps its `nn.Sequential` names): zoo renames them as
 /// torchvision's `_load_from_state_dict` does; nothing is missing, extra
 /// or misshapen.
 #[test]
@@ -83,6 +84,12 @@ fn detectors_load_their_hosted_checkpoint_key_layout() {
             assert!(has("backbone.fpn.extra_blocks.p7.weight"));
         } else {
             assert!(has("rpn.head.conv.weight"));
+        }
+        if architecture.starts_with("keypointrcnn") {
+            // `KeypointRCNNHeads` is a plain `nn.Sequential`: its names
+            // were never renamed.
+            assert!(has("roi_heads.keypoint_head.14.weight"));
+            assert!(has("roi_heads.keypoint_predictor.kps_score_lowres.weight"));
         }
         let args = json!({"weights": layout["weights"]});
         load_state_dict(architecture, Some(&args), tensors, Path::new("hosted.pth"))
@@ -186,6 +193,74 @@ fn mask_iou(ours: CroppedMask<'_>, theirs: CroppedMask<'_>, what: &str) -> f64 {
     }
 }
 
+/// The worst keypoint differences over a run: the largest relative
+/// coordinate difference, the same in the input's pixels, the largest
+/// confidence difference, and how many points were compared (hidden ones
+/// included).
+#[derive(Default)]
+struct KeypointDiffs {
+    relative: f64,
+    pixels: f64,
+    confidence: f64,
+    points: usize,
+    hidden: usize,
+}
+
+/// Checks zoo's keypoints `ours` against FiftyOne's `their` detection (its
+/// `keypoint_label`, `points` with null for NaN, `keypoint_confidence`):
+/// the same label, the same points hidden, the others within 1e-4 of the
+/// relative coordinates, confidences within 1e-4.
+fn assert_keypoints(
+    ours: &Keypoint,
+    their: &Value,
+    size: (f64, f64),
+    what: &str,
+    diffs: &mut KeypointDiffs,
+) {
+    assert_eq!(
+        ours.label,
+        their["keypoint_label"].as_str().unwrap(),
+        "{what}"
+    );
+    let points = their["points"].as_array().unwrap();
+    assert_eq!(ours.points.len(), points.len(), "{what}: keypoint count");
+    for (p, (mine, theirs)) in ours.points.iter().zip(points).enumerate() {
+        diffs.points += 1;
+        let theirs = theirs.as_array().unwrap();
+        if theirs[0].is_null() {
+            assert!(
+                mine[0].is_nan() && mine[1].is_nan(),
+                "{what} point {p}: {mine:?}, FiftyOne's is hidden"
+            );
+            diffs.hidden += 1;
+            continue;
+        }
+        let theirs = [theirs[0].as_f64().unwrap(), theirs[1].as_f64().unwrap()];
+        let relative = (mine[0] - theirs[0]).abs().max((mine[1] - theirs[1]).abs());
+        assert!(
+            relative <= 1e-4,
+            "{what} point {p}: {mine:?} against FiftyOne's {theirs:?}"
+        );
+        diffs.relative = diffs.relative.max(relative);
+        diffs.pixels = diffs.pixels.max(
+            ((mine[0] - theirs[0]) * size.0)
+                .abs()
+                .max(((mine[1] - theirs[1]) * size.1).abs()),
+        );
+    }
+    let confidences = their["keypoint_confidence"].as_array().unwrap();
+    let mine = ours.confidence.as_ref().unwrap();
+    assert_eq!(mine.len(), confidences.len(), "{what}");
+    for (p, (mine, theirs)) in mine.iter().zip(confidences).enumerate() {
+        let difference = (mine - theirs.as_f64().unwrap()).abs();
+        assert!(
+            difference <= 1e-4,
+            "{what} point {p}: confidence {mine} against {theirs}"
+        );
+        diffs.confidence = diffs.confidence.max(difference);
+    }
+}
+
 /// Runs built-in `base_name` as its unchanged config says on the oracle's
 /// pictures with the oracle's weights and checks zoo's detections against
 /// FiftyOne's: each of FiftyOne's matched by one of zoo's with the same
@@ -217,14 +292,37 @@ fn assert_parity_with_fiftyone(base_name: &str) {
         model_path: Some(path.clone()),
     };
     let mut model = TorchImageModel::from_spec(&spec).unwrap();
+    // The config's skeleton, as FiftyOne's `TorchImageModel.skeleton`.
+    match (model.skeleton(), spec.config.get("skeleton")) {
+        (Some(ours), Some(theirs)) => {
+            assert_eq!(json!(ours.labels), theirs["labels"]);
+            assert_eq!(json!(ours.edges), theirs["edges"]);
+        }
+        (None, None) => {}
+        (ours, theirs) => panic!("skeleton {ours:?} from {theirs:?}"),
+    }
     let mut total = 0;
     let (mut worst_box, mut worst_score, mut worst_mask) = (0f64, 0f64, 1f64);
     let mut reordered = 0;
+    let mut keypoint_diffs = KeypointDiffs::default();
     for (file, theirs) in expected["images"].as_object().unwrap() {
         let input = model.preprocessor().preprocess(decode(file)).unwrap();
-        let Prediction::Label(Some(Label::Detections(ours))) = model.predict(&input).unwrap()
-        else {
-            panic!("{file}: no detections");
+        // A keypoint detector's two labels (`<field>_detections`,
+        // `<field>_keypoints`), or one label of detections.
+        let (ours, our_keypoints) = match model.predict(&input).unwrap() {
+            Prediction::Label(Some(Label::Detections(ours))) => (ours, None),
+            Prediction::Map(mut map) => {
+                assert_eq!(map.len(), 2, "{file}: {:?}", map.keys());
+                let Some(Some(Label::Detections(ours))) = map.remove("detections") else {
+                    panic!("{file}: no detections");
+                };
+                let Some(Some(Label::Keypoints(keypoints))) = map.remove("keypoints") else {
+                    panic!("{file}: no keypoints");
+                };
+                assert_eq!(keypoints.len(), ours.len(), "{file}");
+                (ours, Some(keypoints))
+            }
+            other => panic!("{file}: {other:?}"),
         };
         let theirs = theirs.as_array().unwrap();
         assert!(!theirs.is_empty(), "{file}: the oracle detects nothing");
@@ -294,12 +392,33 @@ fn assert_parity_with_fiftyone(base_name: &str) {
             } else {
                 assert!(mask.is_none(), "{file} #{k}: a mask FiftyOne does not give");
             }
+            match (&our_keypoints, their.get("points")) {
+                (Some(keypoints), Some(_)) => assert_keypoints(
+                    &keypoints[j],
+                    their,
+                    (input.shape[2] as f64, input.shape[1] as f64),
+                    &format!("{file} #{k}"),
+                    &mut keypoint_diffs,
+                ),
+                (None, None) => {}
+                _ => panic!("{file} #{k}: keypoints on one side only"),
+            }
         }
         total += theirs.len();
     }
     println!(
         "parity {base_name}: {total} detections, max |box diff| {worst_box:.3e}, max |confidence diff| {worst_score:.3e}, {reordered} at another position (scores within 1e-4), min mask IoU {worst_mask}"
     );
+    if keypoint_diffs.points > 0 {
+        println!(
+            "parity {base_name}: {} keypoints ({} hidden as in FiftyOne), max |relative diff| {:.3e} ({:.3e} px), max |keypoint confidence diff| {:.3e}",
+            keypoint_diffs.points,
+            keypoint_diffs.hidden,
+            keypoint_diffs.relative,
+            keypoint_diffs.pixels,
+            keypoint_diffs.confidence
+        );
+    }
 }
 
 /// `fasterrcnn_resnet50_fpn` as FiftyOne's built-in
@@ -321,6 +440,19 @@ fn faster_rcnn_detections_match_fiftyone_apply_model() {
 #[test]
 fn mask_rcnn_detections_and_masks_match_fiftyone_apply_model() {
     assert_parity_with_fiftyone("mask-rcnn-resnet50-fpn-coco-torch");
+}
+
+/// `keypointrcnn_resnet50_fpn` as FiftyOne's built-in
+/// `keypoint-rcnn-resnet50-fpn-coco-torch` runs it (config unchanged:
+/// `KeypointDetectorOutputProcessor`, `other,person`, `confidence_thresh`
+/// 0.3, the COCO skeleton; weights with the person logit and two keypoint
+/// biases moved, so that some points fall below 0.3): FiftyOne's
+/// `pred_detections` and `pred_keypoints` on the same pictures, keypoints
+/// within 1e-4 of the relative coordinates, the same points hidden (NaN),
+/// keypoint confidences within 1e-4.
+#[test]
+fn keypoint_rcnn_detections_and_keypoints_match_fiftyone_apply_model() {
+    assert_parity_with_fiftyone("keypoint-rcnn-resnet50-fpn-coco-torch");
 }
 
 /// `retinanet_resnet50_fpn` as FiftyOne's built-in
