@@ -101,7 +101,8 @@ fn host_timing(stderr: &str) -> Option<(f64, f64, f64, f64)> {
 }
 
 /// FiftyOne's side: the same source's model, loaded once per
-/// configuration; each round times `apply_model` alone.
+/// configuration; each round times `apply_model` alone. (The driver runs
+/// each snippet in a fresh scope: what rounds share hangs on `fo`.)
 const FIFTYONE_SETUP: &str = r#"
 import importlib.util, time
 spec = importlib.util.spec_from_file_location("hosted_torch_bench", args["init"])
@@ -109,19 +110,20 @@ source = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(source)
 path = args["dir"] + "/weights.txt"
 source.download_model("zoo-test/resnet18", path)
-bench_models = {
+fo.zoo_bench_models = {
     name: source.load_model("zoo-test/resnet18", path, **kwargs)
     for name, kwargs in args["configs"].items()
 }
-bench_dataset = fo.Dataset()
-bench_dataset.add_samples([fo.Sample(filepath=p) for p in args["images"]])
+fo.zoo_bench_dataset = fo.Dataset()
+fo.zoo_bench_dataset.add_samples([fo.Sample(filepath=p) for p in args["images"]])
 import torch
 result = {"threads": torch.get_num_threads()}
 "#;
 
 const FIFTYONE_ROUND: &str = r#"
+import time
 started = time.perf_counter()
-bench_dataset.apply_model(bench_models[args["config"]], "fo", batch_size=16)
+fo.zoo_bench_dataset.apply_model(fo.zoo_bench_models[args["config"]], "fo", batch_size=16)
 result = time.perf_counter() - started
 "#;
 
@@ -256,6 +258,9 @@ fn main() {
                 .run(FIFTYONE_ROUND, json!({"config": name}))
                 .as_f64()
                 .unwrap();
+            println!(
+                "            round: zoo run {run:.2} s (command {whole:.2} s), FiftyOne {theirs:.2} s; host: requests {request:.2} s, feed {feed:.2} s, predict {model:.2} s, boundary {boundary:.3} s"
+            );
             for (column, value) in columns.iter_mut().zip([
                 run,
                 whole,

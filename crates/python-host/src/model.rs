@@ -111,7 +111,7 @@ pub fn load(spec: &HostSpec) -> Result<Loaded, HostError> {
             tracing::debug!(model = %spec.model_name, ?info, "hosting a Python model");
             Ok(Loaded::Model(HostedModel {
                 worker,
-                info,
+                info: Box::new(info),
                 timing: HostTiming::default(),
                 store_logits: false,
                 threshold: None,
@@ -170,7 +170,8 @@ fn tail(text: &str, lines: usize) -> String {
 #[derive(Debug)]
 pub struct HostedModel {
     worker: Worker,
-    info: HostedInfo,
+    /// Boxed: it keeps [`Loaded`]'s variants of similar sizes.
+    info: Box<HostedInfo>,
     timing: HostTiming,
     store_logits: bool,
     threshold: Option<f64>,

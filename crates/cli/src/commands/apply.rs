@@ -143,14 +143,9 @@ struct HostPlan {
 
 impl HostPlan {
     fn new(workers: Workers, info: &crate::runtime::SystemInfo) -> Self {
-        let gpus = match std::env::var("CUDA_VISIBLE_DEVICES") {
-            Ok(visible) if !visible.trim().is_empty() => visible
-                .split(',')
-                .map(|id| id.trim().to_owned())
-                .filter(|id| !id.is_empty())
-                .take(info.cuda_devices)
-                .collect(),
-            _ => (0..info.cuda_devices).map(|id| id.to_string()).collect(),
+        let gpus = match config::visible_gpus() {
+            Some(visible) => visible.into_iter().take(info.cuda_devices).collect(),
+            None => (0..info.cuda_devices).map(|id| id.to_string()).collect(),
         };
         Self {
             count: match workers {
@@ -631,4 +626,94 @@ pub(crate) fn embed_text(args: &EmbedTextArgs, runtime: &dyn Runtime, quiet: boo
         writeln!(out, "{}", json!({"prompt": prompt, "embedding": embedding}))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> HostSpec {
+        HostSpec {
+            python: "python3".into(),
+            init: "/source/__init__.py".into(),
+            model_name: "a/model".into(),
+            model_path: "/source/model.pt".into(),
+            kwargs: serde_json::Map::new(),
+            load_timeout: std::time::Duration::from_secs(1),
+            batch_timeout: std::time::Duration::from_secs(1),
+            threads: None,
+            gpu: None,
+        }
+    }
+
+    #[test]
+    fn host_plans_split_threads_and_gpus_between_hosts() {
+        let gpus = |count: usize| (0..count).map(|id| id.to_string()).collect();
+        // (--workers, threads, GPUs, device of the first host) -> (hosts,
+        // each host's threads and GPU)
+        type Host = (Option<usize>, Option<String>);
+        type Case = (
+            Option<usize>,
+            usize,
+            Vec<String>,
+            Option<&'static str>,
+            Vec<Host>,
+        );
+        let cases: Vec<Case> = vec![
+            (None, 8, gpus(0), Some("cpu"), vec![(None, None)]),
+            (Some(1), 8, gpus(0), Some("cpu"), vec![(None, None)]),
+            (
+                Some(2),
+                8,
+                gpus(0),
+                Some("cpu"),
+                vec![(Some(4), None), (Some(4), None)],
+            ),
+            (
+                Some(3),
+                2,
+                gpus(1),
+                None,
+                vec![(Some(1), None), (Some(1), None), (Some(1), None)],
+            ),
+            (
+                Some(3),
+                16,
+                vec!["3".into(), "5".into()],
+                Some("cuda:0"),
+                vec![
+                    (Some(5), Some("3".into())),
+                    (Some(5), Some("5".into())),
+                    (Some(5), Some("3".into())),
+                ],
+            ),
+            // auto on a GPU: one host per GPU, each alone on its own.
+            (
+                None,
+                16,
+                gpus(2),
+                Some("cuda:0"),
+                vec![(None, None), (Some(8), Some("1".into()))],
+            ),
+        ];
+        for (count, threads, gpus, device, expected) in cases {
+            let plan = HostPlan {
+                count,
+                threads,
+                gpus,
+            };
+            let hosts = plan.count(device);
+            let got: Vec<Host> = (0..hosts)
+                .map(|index| {
+                    let spec = if index == 0 {
+                        plan.spec(&spec(), 0)
+                    } else {
+                        plan.spec_of(&spec(), index, hosts)
+                    };
+                    (spec.threads, spec.gpu)
+                })
+                .collect();
+            assert_eq!(got, expected, "{plan:?} {device:?}");
+        }
+    }
 }
