@@ -11,6 +11,7 @@ mod fiftyone_cli;
 mod fiftyone_interop;
 mod hooks;
 mod hosted;
+mod hosted_torch;
 mod hostile_models;
 mod named_weights;
 mod scale;

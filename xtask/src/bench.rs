@@ -52,7 +52,9 @@ fn fiftyone_python(sh: &Shell, install: bool) -> Result<Option<PathBuf>> {
 /// Runs the benchmarks named in `args` (all when none); `--with-fiftyone`
 /// sets up FiftyOne for the side-by-side apply column.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
-    let known = ["list", "download", "extract", "apply", "shard", "decode"];
+    let known = [
+        "list", "download", "extract", "apply", "shard", "decode", "hosted",
+    ];
     let with_fiftyone = args.iter().any(|arg| arg == "--with-fiftyone");
     let named: Vec<&str> = args
         .iter()
@@ -107,6 +109,15 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
                     );
                 }
                 example("bench_apply").run()?;
+            }
+            // A hosted TorchImageModel against FiftyOne's own apply_model:
+            // needs torch in the host's Python (the oracle venv).
+            "hosted" => {
+                let torch = std::env::var_os("ZOO_BENCH_PYTHON")
+                    .map(PathBuf::from)
+                    .or_else(|| crate::hosted::torch_python(sh));
+                let _torch = torch.map(|python| sh.push_env("ZOO_BENCH_PYTHON", python));
+                example("bench_hosted").run()?;
             }
             // JPEG decoding needs no model runtime: zoo-datasets' own example.
             "decode" => cmd!(

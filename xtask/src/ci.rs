@@ -85,6 +85,12 @@ pub(crate) fn run(sh: &Shell) -> Result<()> {
     let _env = libtorch_env(sh)?;
     let _python = sh.push_env("ZOO_TEST_PYTHON", test_python(sh)?);
     let _fiftyone = sh.push_env("ZOO_TEST_FIFTYONE_PYTHON", fiftyone_python(sh)?);
+    // The hosted torch tests run when a Python with torch is here (the
+    // oracle venv); CI's own venvs have no torch, and they skip then.
+    let _torch = crate::hosted::torch_python(sh).map(|python| {
+        eprintln!("xtask ci: hosted torch tests with {}", python.display());
+        sh.push_env("ZOO_TEST_TORCH_PYTHON", python)
+    });
     // Tests that need one of these fail in CI instead of skipping.
     let _ci = sh.push_env("ZOO_CI", "1");
     // Incremental caches double a build's size and a CI build is built once.

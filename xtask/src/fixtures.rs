@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use xshell::{Shell, cmd};
 
-fn venv() -> Result<PathBuf> {
+pub(crate) fn venv() -> Result<PathBuf> {
     let base = dirs::cache_dir().context("no user cache directory")?;
     Ok(base.join("zoo").join("oracle-venv"))
 }
 
 /// The oracle venv's Python, installed if needed.
-fn python(sh: &Shell) -> Result<PathBuf> {
+pub(crate) fn python(sh: &Shell) -> Result<PathBuf> {
     let venv = venv()?;
     let python = venv.join("bin/python");
     if !python.exists() {
@@ -112,7 +112,7 @@ pub(crate) fn clip_oracle(sh: &Shell) -> Result<()> {
 
 /// Installs FiftyOne 1.22.1 (and its offline MongoDB) into the oracle venv
 /// when it is missing.
-fn ensure_fiftyone(sh: &Shell, python: &std::path::Path) -> Result<()> {
+pub(crate) fn ensure_fiftyone(sh: &Shell, python: &std::path::Path) -> Result<()> {
     let present = cmd!(sh, "{python} -c 'import fiftyone.zoo.models'")
         .quiet()
         .ignore_stderr()

@@ -9,6 +9,7 @@ mod bench;
 mod ci;
 mod device;
 mod fixtures;
+mod hosted;
 mod libtorch;
 mod quickstart;
 mod tidy;
@@ -25,8 +26,10 @@ tasks:
   build [cargo build args]         cargo build with libtorch set up (binary: target/<profile>/zoo)
   zoo [zoo args]                   build and run the `zoo` binary with libtorch set up
   quickstart                       the main job: build zoo (release) and run it end to end
-  bench [list|download|extract|apply|shard] [--with-fiftyone]
+  bench [list|download|extract|apply|shard|decode|hosted] [--with-fiftyone]
                                    benchmarks (release build); figures and ratios from one run
+  hosted-torch-check [test args]   the model host's tests with torch models (a TorchImageModel against
+                                   FiftyOne's own apply_model) in the oracle venv (installed if missing)
   tidy                             check crate dependency rules (also run as a test)
   fixtures                         regenerate the torch parity fixtures with PyTorch (venv in the cache)
   builtin-manifest                 regenerate the built-in manifest from FiftyOne's and torchvision's
@@ -73,6 +76,7 @@ fn main() -> Result<()> {
         "quickstart" => quickstart::run(&sh),
         "bench" => bench::run(&sh, &rest),
         "fixtures" => fixtures::run(&sh),
+        "hosted-torch-check" => hosted::check(&sh, &rest),
         "builtin-manifest" => fixtures::builtin_manifest(&sh),
         "named-weights-oracle" => fixtures::named_weights_oracle(&sh),
         "detection-oracle" => fixtures::detection_oracle(&sh),

@@ -216,6 +216,19 @@ pub(crate) fn cudnn_benchmark() -> Result<bool> {
     }
 }
 
+/// `CUDA_VISIBLE_DEVICES`, as a list of the GPUs' names (`0,2` ->
+/// `["0", "2"]`), or `None` when unset or blank: `--workers N` gives each
+/// model host one of them.
+pub(crate) fn visible_gpus() -> Option<Vec<String>> {
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok()?;
+    let gpus: Vec<String> = visible
+        .split(',')
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
+        .collect();
+    (!gpus.is_empty()).then_some(gpus)
+}
+
 fn env_number(name: &str) -> Result<Option<u64>> {
     match std::env::var(name) {
         Ok(value) if !value.trim().is_empty() => value

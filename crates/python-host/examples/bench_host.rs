@@ -39,6 +39,8 @@ fn main() {
         kwargs: serde_json::Map::new(),
         load_timeout: Duration::from_secs(300),
         batch_timeout: Duration::from_secs(60),
+        threads: None,
+        gpu: None,
     };
     let started = Instant::now();
     let Loaded::Model(mut model) = load(&spec).unwrap() else {

@@ -26,6 +26,8 @@
 //!     kwargs: serde_json::Map::new(),
 //!     load_timeout: std::time::Duration::from_secs(3600),
 //!     batch_timeout: std::time::Duration::from_secs(3600),
+//!     threads: None,
+//!     gpu: None,
 //! };
 //! match load(&spec)? {
 //!     Loaded::Config(config) => println!("a config for the native backend: {config}"),
@@ -40,5 +42,5 @@ mod model;
 mod worker;
 
 pub use error::HostError;
-pub use model::{HostedInfo, HostedModel, Loaded, load};
+pub use model::{HostTiming, HostedInfo, HostedModel, Loaded, load};
 pub use worker::HostSpec;

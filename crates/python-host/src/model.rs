@@ -30,14 +30,54 @@ pub struct HostedInfo {
     /// `model.has_embeddings`.
     pub has_embeddings: bool,
     /// `model.ragged_batches`: images go one at a time (`predict`, or
-    /// `predict_all` of one image for a `TorchModelMixin`), as FiftyOne's
-    /// `apply_model` ignores the batch size then.
+    /// `predict_all` of a batch of one through FiftyOne's DataLoader path),
+    /// as FiftyOne's `apply_model` ignores the batch size then.
     pub ragged_batches: bool,
     /// Whether it is a `TorchModelMixin`.
     pub torch: bool,
+    /// Whether FiftyOne's `apply_model` feeds it through its DataLoader (a
+    /// `SupportsGetItem` or `TorchModelMixin`): then the host turns each
+    /// image into the RGB PIL image FiftyOne's loader reads, runs the
+    /// model's `GetItem` or `transforms` on it and collates the batch as
+    /// FiftyOne does, with the model's `preprocess` off for the run.
+    pub data_loader: bool,
+    /// The torch device it says it runs on (`cpu`, `cuda:0`), if any.
+    pub device: Option<String>,
+    /// The intra-op threads torch runs with in the host (after
+    /// [`HostSpec::threads`] split them), else the `OMP_NUM_THREADS` it
+    /// runs with; `None` when neither is known.
+    pub threads: Option<usize>,
     /// Whether its config has `confidence_thresh` (then it thresholds its
     /// own predictions, as FiftyOne's `apply_model` defers to it).
     pub thresholds_itself: bool,
+}
+
+/// Where a host's time went, summed over its predict and embed requests:
+/// what zoo's side of each request took (writing the pixels, the worker's
+/// whole answer, reading the labels back) and, of that, what the worker
+/// spent in FiftyOne's DataLoader work and in the model's own calls. The
+/// rest is the boundary's cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HostTiming {
+    /// Predict and embed requests sent.
+    pub requests: usize,
+    /// Seconds zoo spent in them, from the first byte written to the
+    /// labels read back.
+    pub request_seconds: f64,
+    /// Seconds the worker spent turning images into the model's inputs as
+    /// FiftyOne's DataLoader does (its `GetItem` or transforms, collate).
+    pub feed_seconds: f64,
+    /// Seconds the worker spent in the model's `predict_all` / `embed_all`
+    /// (or `predict` / `embed`).
+    pub model_seconds: f64,
+}
+
+impl HostTiming {
+    /// Seconds outside the model's work: pipes, framing, arrays, label
+    /// serialisation on both sides.
+    pub fn boundary_seconds(&self) -> f64 {
+        (self.request_seconds - self.feed_seconds - self.model_seconds).max(0.0)
+    }
 }
 
 /// Starts the worker, which runs the source's `load_model`; returns the
@@ -57,12 +97,22 @@ pub fn load(spec: &HostSpec) -> Result<Loaded, HostError> {
                 has_embeddings: flag("has_embeddings"),
                 ragged_batches: flag("ragged_batches"),
                 torch: flag("torch"),
+                data_loader: flag("data_loader"),
+                device: header
+                    .get("device")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                threads: header
+                    .get("threads")
+                    .and_then(Value::as_u64)
+                    .map(|n| n as usize),
                 thresholds_itself: flag("thresholds_itself"),
             };
             tracing::debug!(model = %spec.model_name, ?info, "hosting a Python model");
             Ok(Loaded::Model(HostedModel {
                 worker,
-                info,
+                info: Box::new(info),
+                timing: HostTiming::default(),
                 store_logits: false,
                 threshold: None,
             }))
@@ -120,7 +170,9 @@ fn tail(text: &str, lines: usize) -> String {
 #[derive(Debug)]
 pub struct HostedModel {
     worker: Worker,
-    info: HostedInfo,
+    /// Boxed: it keeps [`Loaded`]'s variants of similar sizes.
+    info: Box<HostedInfo>,
+    timing: HostTiming,
     store_logits: bool,
     threshold: Option<f64>,
 }
@@ -129,6 +181,11 @@ impl HostedModel {
     /// What the worker said about the model.
     pub fn info(&self) -> &HostedInfo {
         &self.info
+    }
+
+    /// Where this host's time went so far.
+    pub fn timing(&self) -> HostTiming {
+        self.timing
     }
 
     /// Sends the images of `inputs` with `op`; returns the answer's items
@@ -145,11 +202,23 @@ impl HostedModel {
             shapes.push(json!([input.shape[1], input.shape[2]]));
             pixels.push(bytes.as_slice());
         }
+        let started = std::time::Instant::now();
         let answer = self
             .worker
             .request(&json!({"op": op, "shapes": shapes}), &pixels, op)
             .map_err(fatal)?;
         let Frame { header, payload } = answer;
+        let seconds = |key: &str| {
+            header
+                .get("seconds")
+                .and_then(|seconds| seconds.get(key))
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0)
+        };
+        self.timing.requests += 1;
+        self.timing.feed_seconds += seconds("feed");
+        self.timing.model_seconds += seconds("model");
+        self.timing.request_seconds += started.elapsed().as_secs_f64();
         if header.get("ok").and_then(Value::as_bool) != Some(true) {
             return Err(python_error(&header));
         }
@@ -309,8 +378,19 @@ impl Model for HostedModel {
         Ok(())
     }
 
-    /// Leaves the model's context manager.
+    /// Leaves the model's context manager; logs where the host's time went
+    /// (`ZOO_LOG=zoo_python_host=info`).
     fn teardown(&mut self) {
+        let timing = self.timing;
+        tracing::info!(
+            model = %self.worker.model,
+            requests = timing.requests,
+            request_seconds = timing.request_seconds,
+            feed_seconds = timing.feed_seconds,
+            model_seconds = timing.model_seconds,
+            boundary_seconds = timing.boundary_seconds(),
+            "model host timing"
+        );
         if let Err(err) = self
             .worker
             .request(&json!({"op": "teardown"}), &[], "teardown")

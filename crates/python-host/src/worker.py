@@ -9,7 +9,15 @@
 # Pixels travel as raw uint8 HWC RGB bytes and embeddings as float32 bytes
 # in payloads; labels as `Label.to_dict(extended=True)` in the header.
 #
-# argv: source_dir model_name model_path kwargs_json parent_pid
+# argv: source_dir model_name model_path kwargs_json parent_pid threads
+# (`threads`: this host's share of the CPU threads with `--workers N`, or
+# empty; zoo also sets OMP_NUM_THREADS to it before the interpreter starts).
+#
+# Models that FiftyOne's `apply_model` feeds through its DataLoader (a
+# `SupportsGetItem` or `TorchModelMixin`) are fed here as it feeds them: each
+# array becomes the RGB PIL image its loader reads from the file, then the
+# model's `GetItem` or `transforms` run on it, FiftyOne's collate makes the
+# batch, and `predict_all` / `embed_all` get it with `preprocess` False.
 import importlib.util
 import json
 import os
@@ -36,8 +44,9 @@ _null = os.open(os.devnull, os.O_RDONLY)
 os.dup2(_null, 0)
 os.close(_null)
 
-source_dir, model_name, model_path, kwargs_json, parent = sys.argv[1:6]
+source_dir, model_name, model_path, kwargs_json, parent, threads = sys.argv[1:7]
 parent = int(parent)
+threads = int(threads) if threads else None
 
 
 def _watch_parent():
@@ -152,9 +161,13 @@ def start():
         send({"kind": "error", "stage": "load_model", "error": "zoo hosts image models; this one's `media_type` is `%s`" % media_type})
         return None
     config = getattr(result, "config", None)
+    device = model_device(result)
     send(
         {
             "kind": "model",
+            "device": device,
+            "threads": split_threads(device),
+            "data_loader": isinstance(result, (fom.SupportsGetItem, fom.TorchModelMixin)),
             "class": "%s.%s" % (type(result).__module__, type(result).__qualname__),
             "has_logits": flag(result, "has_logits"),
             "has_embeddings": flag(result, "has_embeddings"),
@@ -164,6 +177,100 @@ def start():
         }
     )
     return result
+
+
+def model_device(model):
+    """The torch device the model runs on (`cpu`, `cuda:0`), if it says."""
+    for name in ("_device", "device"):
+        try:
+            device = getattr(model, name, None)
+        except Exception:
+            device = None
+        if device is not None:
+            return str(device)
+    return None
+
+
+def split_threads(device):
+    """Gives torch this host's share of the CPU threads (not for a model on
+    a GPU); returns the intra-op threads torch runs with, else the
+    OMP_NUM_THREADS this host runs with."""
+    torch = sys.modules.get("torch")
+    on_gpu = device is not None and not device.startswith("cpu")
+    if torch is not None:
+        if threads is not None and not on_gpu and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        return torch.get_num_threads()
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() else None
+
+
+class Feeder:
+    """FiftyOne's DataLoader path of `apply_model` and `compute_embeddings`
+    (`fiftyone.core.models._make_data_loader`), on decoded arrays instead of
+    files: what its loader would read from the file (an RGB PIL image, or
+    the RGB array when it reads numpy), then the model's `GetItem` or
+    `transforms`, then its `ErrorHandlingCollate`."""
+
+    def __init__(self, model):
+        import fiftyone.core.models as fom
+
+        self.torch_model = isinstance(model, fom.TorchModelMixin)
+        use_numpy = not self.torch_model
+        if isinstance(model, fom.SupportsGetItem):
+            import fiftyone.utils.torch as fout
+
+            get_item = model.build_get_item(field_mapping=None)
+            if not isinstance(get_item, fout.ImageGetItem) or type(get_item).__call__ is not fout.ImageGetItem.__call__:
+                raise TypeError(
+                    "zoo cannot feed this model: its `build_get_item()` returns a `%s`, which reads the fields %s "
+                    "of FiftyOne samples rather than decoded images (zoo feeds `ImageGetItem`s and `TorchModelMixin` transforms)"
+                    % (type(get_item).__name__, list(get_item.required_keys))
+                )
+            self.item = self._get_item(get_item)
+        else:
+            self.item = self._transforms(model.transforms)
+        user_collate = model.collate_fn if getattr(model, "has_collate_fn", False) else None
+        self.collate = fom.ErrorHandlingCollate(
+            False, ragged_batches=model.ragged_batches, use_numpy=use_numpy, user_collate_fn=user_collate
+        )
+
+    @staticmethod
+    def _loaded(array, use_numpy):
+        # FiftyOne's `_load_image(path, use_numpy, force_rgb=True)`.
+        if use_numpy:
+            return array
+        from PIL import Image
+
+        return Image.fromarray(array)
+
+    def _get_item(self, get_item):
+        # `ImageGetItem.__call__`, with the image already decoded.
+        def item(array):
+            img = self._loaded(array, get_item.use_numpy)
+            if get_item.transform is not None:
+                img = get_item.transform(img)
+            if get_item.raw_inputs:
+                return img
+            if get_item.using_half_precision:
+                import torch
+
+                if torch.is_tensor(img):
+                    img = img.half()
+            return img
+
+        return item
+
+    def _transforms(self, transform):
+        # `TorchImageDataset.__getitem__` (`use_numpy` False for torch models).
+        def item(array):
+            img = self._loaded(array, not self.torch_model)
+            return img if transform is None else transform(img)
+
+        return item
+
+    def __call__(self, imgs):
+        return self.collate([self.item(img) for img in imgs])
 
 
 def images(header, payload):
@@ -190,50 +297,104 @@ def label_item(value):
     return {"error": "the model returned a `%s`, which is not a FiftyOne `Label` (nor a dict of them)" % type(value).__name__}
 
 
-def one_by_one(model, imgs, call, batch_call):
+def one_by_one(imgs, call):
     """FiftyOne's `ragged_batches`: images go one at a time; each fails alone."""
     results = []
     for img in imgs:
         try:
-            results.append(("ok", call(img) if call else batch_call([img])[0]))
+            results.append(("ok", call(img)))
         except Exception as error:
             results.append(("error", "%s: %s" % (type(error).__name__, error)))
     return results
 
 
-def predict(model, info, imgs):
+class Clock:
+    """Seconds spent in the model's work for one request: FiftyOne's
+    DataLoader work (`feed`: the model's `GetItem` or transforms, and
+    collate) and the model's own calls (`model`); what zoo's side of the
+    request took beyond them is the boundary's cost."""
+
+    def __init__(self):
+        self.feed = 0.0
+        self.model = 0.0
+
+    def timed(self, name, call, *args):
+        started = time.perf_counter()
+        try:
+            return call(*args)
+        finally:
+            setattr(self, name, getattr(self, name) + time.perf_counter() - started)
+
+    def header(self, header):
+        header["seconds"] = {"feed": self.feed, "model": self.model}
+        return header
+
+
+def calls(model, feed, clock, batch_name, single_name):
+    """The model's batch and single-image calls, as FiftyOne makes them:
+    through its DataLoader (`feed`) or on the arrays as they are."""
+    batch = getattr(model, batch_name)
+    if feed is not None:
+
+        def fed(imgs):
+            return clock.timed("model", batch, clock.timed("feed", feed, imgs))
+
+        return fed, (lambda img: fed([img])[0])
+    single = getattr(model, single_name)
+    return (lambda imgs: clock.timed("model", batch, imgs)), (lambda img: clock.timed("model", single, img))
+
+
+def results_of(model, info, feed, clock, imgs, batch_name, single_name):
+    batch, single = calls(model, feed, clock, batch_name, single_name)
     if info["ragged_batches"]:
-        single = None if info["torch"] else model.predict
-        results = one_by_one(model, imgs, single, model.predict_all)
-    else:
-        results = [("ok", value) for value in model.predict_all(imgs)]
+        return one_by_one(imgs, single)
+    return [("ok", value) for value in list(batch(imgs))]
+
+
+def predict(model, info, feed, imgs):
+    clock = Clock()
+    results = results_of(model, info, feed, clock, imgs, "predict_all", "predict")
     items = []
     for kind, value in results:
         items.append({"error": value} if kind == "error" else label_item(value))
-    return {"ok": True, "items": items}, b""
+    return clock.header({"ok": True, "items": items}), b""
 
 
-def embed(model, info, imgs):
+def embed(model, info, feed, imgs):
     import numpy as np
 
-    if info["ragged_batches"]:
-        single = None if info["torch"] else model.embed
-        results = one_by_one(model, imgs, single, model.embed_all)
-    else:
-        results = [("ok", value) for value in list(model.embed_all(imgs))]
+    clock = Clock()
+    results = results_of(model, info, feed, clock, imgs, "embed_all", "embed")
     items, chunks = [], []
     for kind, value in results:
         if kind == "error":
             items.append({"error": value})
             continue
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().numpy()
         vector = np.ascontiguousarray(np.asarray(value, dtype="<f4").reshape(-1))
         items.append({"dim": int(vector.shape[0])})
         chunks.append(vector.tobytes())
-    return {"ok": True, "items": items}, b"".join(chunks)
+    return clock.header({"ok": True, "items": items}), b"".join(chunks)
 
 
 def serve(model, info):
     entered = False
+    feed = None
+    # Attributes set for the run (FiftyOne's `SetAttributes`), restored
+    # after the model's context is left.
+    restore = []
+
+    def set_attribute(target, name, value):
+        restore.append((target, name, getattr(target, name)))
+        setattr(target, name, value)
+
+    def leave():
+        model.__exit__(None, None, None)
+        while restore:
+            target, name, value = restore.pop()
+            setattr(target, name, value)
+
     while True:
         try:
             header, payload = receive()
@@ -242,35 +403,40 @@ def serve(model, info):
         op = header.get("op")
         try:
             if op == "setup":
-                if header.get("store_logits"):
-                    model.store_logits = True
                 threshold = header.get("confidence_thresh")
                 if threshold is not None and info["thresholds_itself"]:
-                    model.config.confidence_thresh = threshold
+                    set_attribute(model.config, "confidence_thresh", threshold)
+                if header.get("store_logits"):
+                    set_attribute(model, "store_logits", True)
+                if info["data_loader"]:
+                    set_attribute(model, "preprocess", False)
+                    feed = Feeder(model)
                 model.__enter__()
                 entered = True
                 send({"ok": True})
             elif op == "teardown":
                 if entered:
                     entered = False
-                    model.__exit__(None, None, None)
+                    leave()
                 send({"ok": True})
             elif op == "predict":
-                send(*predict(model, info, images(header, payload)))
+                send(*predict(model, info, feed, images(header, payload)))
             elif op == "embed":
-                send(*embed(model, info, images(header, payload)))
+                send(*embed(model, info, feed, images(header, payload)))
             else:
                 send({"ok": False, "error": "unknown request `%s`" % op})
         except Exception as error:
             send(dict(ok=False, **describe(error)))
     if entered:
-        model.__exit__(None, None, None)
+        leave()
 
 
 model = start()
 if model is not None:
+    import fiftyone.core.models as fom
+
     serve(model, {
         "ragged_batches": flag(model, "ragged_batches", True),
-        "torch": has_class(model, "TorchModelMixin"),
+        "data_loader": isinstance(model, (fom.SupportsGetItem, fom.TorchModelMixin)),
         "thresholds_itself": getattr(model, "config", None) is not None and hasattr(model.config, "confidence_thresh"),
     })

@@ -43,6 +43,15 @@ pub struct HostSpec {
     /// The longest wait for each batch, setup and teardown
     /// (`ZOO_HOOK_TIMEOUT`).
     pub batch_timeout: Duration,
+    /// This host's share of the CPU threads when several hosts run side by
+    /// side (`--workers N`: the native backend's threads / N, at least 1):
+    /// the host starts with `OMP_NUM_THREADS`, `MKL_NUM_THREADS` and
+    /// `OPENBLAS_NUM_THREADS` set to it, and a model on the CPU gets
+    /// `torch.set_num_threads` of it. `None`: the interpreter's defaults.
+    pub threads: Option<usize>,
+    /// The GPU this host may see (`CUDA_VISIBLE_DEVICES`), one per host
+    /// when several run on a machine with several GPUs; `None`: unchanged.
+    pub gpu: Option<String>,
 }
 
 /// A running worker.
@@ -81,12 +90,22 @@ impl Worker {
             .arg(&spec.model_path)
             .arg(Value::Object(spec.kwargs.clone()).to_string())
             .arg(std::process::id().to_string())
+            .arg(spec.threads.map(|n| n.to_string()).unwrap_or_default())
             .current_dir(source_dir)
             .env_remove("GITHUB_TOKEN")
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(threads) = spec.threads {
+            let threads = threads.max(1).to_string();
+            for name in ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"] {
+                command.env(name, &threads);
+            }
+        }
+        if let Some(gpu) = &spec.gpu {
+            command.env("CUDA_VISIBLE_DEVICES", gpu);
+        }
         #[cfg(unix)]
         {
             use std::os::unix::process::CommandExt;

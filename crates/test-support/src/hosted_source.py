@@ -5,6 +5,7 @@
 #   boxes        `predict` only, ragged, a dict of labels, thresholds itself
 #   echo         answers at once, for the benchmark
 #   environment  labels images with the host's GITHUB_TOKEN presence and cwd
+#   threads      labels images with the host's OMP_NUM_THREADS
 #   bad-output   returns a string instead of a label
 #   not-a-model  load_model returns `object()`
 #   needs-missing, raises   load_model fails
@@ -195,6 +196,15 @@ class Environment(Echo):
         return [fol.Classification(label=seen) for img in imgs]
 
 
+class Threads(Echo):
+    """Labels each image with the OMP_NUM_THREADS the host runs with (zoo
+    splits the CPU threads between `--workers N` hosts)."""
+
+    def predict_all(self, imgs):
+        seen = "omp=%s" % os.environ.get("OMP_NUM_THREADS")
+        return [fol.Classification(label=seen) for img in imgs]
+
+
 class BadOutput(BoxesAndSize):
     def predict(self, img):
         return "a string, not a label"
@@ -219,6 +229,8 @@ def load_model(model_name, model_path, **kwargs):
         return Echo(None)
     if kind == "environment":
         return Environment(None)
+    if kind == "threads":
+        return Threads(None)
     if kind == "bad-output":
         return BadOutput(None)
     if kind == "not-a-model":

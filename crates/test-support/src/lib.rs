@@ -14,7 +14,9 @@
 //! - [`FiftyOne`]: real FiftyOne 1.22.1 in one Python process per test
 //!   binary (`ZOO_TEST_FIFTYONE_PYTHON`), driven by Python snippets.
 //! - [`HOSTED_SOURCE`] and [`hosted_manifest`]: a source whose `load_model`
-//!   returns numpy-only FiftyOne models, for the model host.
+//!   returns numpy-only FiftyOne models, for the model host;
+//!   [`HOSTED_TORCH_SOURCE`] and [`hosted_torch_manifest`]: one whose models
+//!   need torch (a seeded `TorchImageModel` and other `TorchModelMixin`s).
 //! - [`dir_snapshot`]: a directory tree as sorted lines, to assert that a
 //!   failed operation changed nothing.
 //!
@@ -41,7 +43,10 @@ mod torch_save;
 pub use archive::{Archive, Entry};
 pub use fiftyone::FiftyOne;
 pub use github::{FakeGitHub, RepoSpec, fake_sha};
-pub use hosted::{HOSTED_MODELS, HOSTED_SOURCE, hosted_manifest};
+pub use hosted::{
+    HOSTED_MODELS, HOSTED_SOURCE, HOSTED_TORCH_MODELS, HOSTED_TORCH_SOURCE, hosted_manifest,
+    hosted_torch_manifest,
+};
 pub use server::{Fault, Framing, Handler, Request, Response, TestServer, file_response};
 pub use snapshot::dir_snapshot;
 pub use torch_save::{StateTensor, formula, formula_state_dict, torch_save_legacy, torch_save_zip};

@@ -30,6 +30,8 @@ struct Built {
     /// A hosted model with `ragged_batches`: one image per call, as
     /// FiftyOne's `apply_model` ignores the batch size for it.
     one_image_per_call: bool,
+    /// The model runs in model hosts (its own processes, its own threads).
+    hosted: bool,
 }
 
 /// Resolves, downloads and builds the model: `workers` copies of it
@@ -71,6 +73,7 @@ fn load_model(
     let config = match registry.load_plan(&downloaded.model, &overrides)? {
         LoadPlan::Config(config) => config,
         LoadPlan::Python(plan) => {
+            let hosts = HostPlan::new(model.workers, &runtime.system_info());
             let spec = HostSpec {
                 python: plan.python,
                 init: plan.init,
@@ -79,12 +82,14 @@ fn load_model(
                 kwargs,
                 load_timeout: plan.timeout,
                 batch_timeout: plan.timeout,
+                threads: None,
+                gpu: None,
             };
-            match zoo_python_host::load(&spec)? {
+            match zoo_python_host::load(&hosts.spec(&spec, 0))? {
                 Loaded::Config(value) => {
                     registry.config_from_hook(&downloaded.model, value, &overrides)?
                 }
-                Loaded::Model(first) => return hosted(&spec, name, first, model.workers),
+                Loaded::Model(first) => return hosted(&spec, &hosts, name, first),
             }
         }
         _ => bail!("zoo cannot build model `{name}` this way"),
@@ -117,20 +122,86 @@ fn load_model(
         name,
         models,
         one_image_per_call: false,
+        hosted: false,
     })
 }
 
-/// The hosted model and, with `--workers N`, N - 1 more hosts.
-fn hosted(spec: &HostSpec, name: String, first: HostedModel, workers: Workers) -> Result<Built> {
+/// How many model hosts run, and what each may use: `--workers N` starts
+/// N hosts, splitting the CPU threads as the native backend splits
+/// libtorch's (each gets `threads / N`, at least 1) and, on a machine with
+/// several GPUs, giving host `i` GPU `i mod GPUs` alone; `auto` starts one
+/// host, or one per GPU when the model runs on a GPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostPlan {
+    /// `--workers N`, or `None` for `auto`.
+    count: Option<usize>,
+    /// The native backend's intra-op threads (libtorch's default).
+    threads: usize,
+    /// The GPUs by their `CUDA_VISIBLE_DEVICES` names.
+    gpus: Vec<String>,
+}
+
+impl HostPlan {
+    fn new(workers: Workers, info: &crate::runtime::SystemInfo) -> Self {
+        let gpus = match config::visible_gpus() {
+            Some(visible) => visible.into_iter().take(info.cuda_devices).collect(),
+            None => (0..info.cuda_devices).map(|id| id.to_string()).collect(),
+        };
+        Self {
+            count: match workers {
+                Workers::Auto => None,
+                Workers::Count(count) => Some(count.max(1)),
+            },
+            threads: info.threads.max(1),
+            gpus,
+        }
+    }
+
+    /// The spec of host `index` of `count`.
+    fn spec_of(&self, spec: &HostSpec, index: usize, count: usize) -> HostSpec {
+        let mut spec = spec.clone();
+        if count > 1 {
+            spec.threads = Some((self.threads / count).max(1));
+            if self.gpus.len() > 1 {
+                spec.gpu = Some(self.gpus[index % self.gpus.len()].clone());
+            }
+        }
+        spec
+    }
+
+    /// The spec of host `index` before the first host said where its
+    /// model runs.
+    fn spec(&self, spec: &HostSpec, index: usize) -> HostSpec {
+        self.spec_of(spec, index, self.count.unwrap_or(1))
+    }
+
+    /// How many hosts run, once the first said where its model runs.
+    fn count(&self, device: Option<&str>) -> usize {
+        match self.count {
+            Some(count) => count,
+            None if device.is_some_and(|device| device.starts_with("cuda")) => {
+                self.gpus.len().max(1)
+            }
+            None => 1,
+        }
+    }
+}
+
+/// The hosted model and the other hosts the plan asks for.
+fn hosted(spec: &HostSpec, hosts: &HostPlan, name: String, first: HostedModel) -> Result<Built> {
     let ragged = first.info().ragged_batches;
-    tracing::debug!(model = %name, class = %first.info().class, "running in the model host");
-    let count = match workers {
-        Workers::Auto => 1,
-        Workers::Count(count) => count,
-    };
+    let count = hosts.count(first.info().device.as_deref());
+    tracing::debug!(
+        model = %name,
+        class = %first.info().class,
+        device = ?first.info().device,
+        threads = ?first.info().threads,
+        hosts = count,
+        "running in the model host"
+    );
     let mut models: Vec<Box<dyn Model>> = vec![Box::new(first)];
-    for _ in 1..count {
-        match zoo_python_host::load(spec)? {
+    for index in 1..count {
+        match zoo_python_host::load(&hosts.spec_of(spec, index, count))? {
             Loaded::Model(model) => models.push(Box::new(model)),
             Loaded::Config(_) => bail!("`load_model` of `{name}` returned a model, then a config"),
         }
@@ -139,6 +210,7 @@ fn hosted(spec: &HostSpec, name: String, first: HostedModel, workers: Workers) -
         name,
         models,
         one_image_per_call: ragged,
+        hosted: true,
     })
 }
 
@@ -172,6 +244,8 @@ struct Run {
     models: Vec<Box<dyn Model>>,
     /// One image per model call (a hosted model with `ragged_batches`).
     one_image_per_call: bool,
+    /// The model runs in model hosts.
+    hosted: bool,
     pending: Vec<zoo_model_core::Sample>,
     /// Reads images (files, object-store URLs) within the limits the
     /// environment sets.
@@ -208,6 +282,7 @@ impl Run {
             name,
             models,
             one_image_per_call,
+            hosted,
         } = load_model(&registry, runtime, name_or_url, model, quiet)
             .with_context(|| format!("loading model `{name_or_url}` failed"))?;
         let (pending, results) =
@@ -218,6 +293,7 @@ impl Run {
             name,
             models,
             one_image_per_call,
+            hosted,
             pending,
             loader,
             results,
@@ -287,6 +363,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         loader,
         mut results,
         one_image_per_call: _,
+        hosted,
     } = run;
     let options = ApplyOptions {
         batch_size,
@@ -302,10 +379,12 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
             // threads. Not for a model on a GPU either: on an H100 with 16
             // cores, decoding on every core during the forward starved the
             // thread that feeds the GPU (resnet18 half: 456 img/s pipelined
-            // against 809 in turn; BENCHMARKS.md, run 5).
+            // against 809 in turn; BENCHMARKS.md, run 5). Always for a
+            // hosted model: its forward runs in another process, and zoo's
+            // own threads would idle while it runs.
             _ => {
                 let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-                cores > runtime.system_info().threads
+                hosted || cores > runtime.system_info().threads
             }
         },
     };
@@ -439,6 +518,7 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         loader,
         mut results,
         one_image_per_call: _,
+        hosted: _,
     } = run;
     let options = ApplyOptions {
         batch_size,
@@ -546,4 +626,94 @@ pub(crate) fn embed_text(args: &EmbedTextArgs, runtime: &dyn Runtime, quiet: boo
         writeln!(out, "{}", json!({"prompt": prompt, "embedding": embedding}))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> HostSpec {
+        HostSpec {
+            python: "python3".into(),
+            init: "/source/__init__.py".into(),
+            model_name: "a/model".into(),
+            model_path: "/source/model.pt".into(),
+            kwargs: serde_json::Map::new(),
+            load_timeout: std::time::Duration::from_secs(1),
+            batch_timeout: std::time::Duration::from_secs(1),
+            threads: None,
+            gpu: None,
+        }
+    }
+
+    #[test]
+    fn host_plans_split_threads_and_gpus_between_hosts() {
+        let gpus = |count: usize| (0..count).map(|id| id.to_string()).collect();
+        // (--workers, threads, GPUs, device of the first host) -> (hosts,
+        // each host's threads and GPU)
+        type Host = (Option<usize>, Option<String>);
+        type Case = (
+            Option<usize>,
+            usize,
+            Vec<String>,
+            Option<&'static str>,
+            Vec<Host>,
+        );
+        let cases: Vec<Case> = vec![
+            (None, 8, gpus(0), Some("cpu"), vec![(None, None)]),
+            (Some(1), 8, gpus(0), Some("cpu"), vec![(None, None)]),
+            (
+                Some(2),
+                8,
+                gpus(0),
+                Some("cpu"),
+                vec![(Some(4), None), (Some(4), None)],
+            ),
+            (
+                Some(3),
+                2,
+                gpus(1),
+                None,
+                vec![(Some(1), None), (Some(1), None), (Some(1), None)],
+            ),
+            (
+                Some(3),
+                16,
+                vec!["3".into(), "5".into()],
+                Some("cuda:0"),
+                vec![
+                    (Some(5), Some("3".into())),
+                    (Some(5), Some("5".into())),
+                    (Some(5), Some("3".into())),
+                ],
+            ),
+            // auto on a GPU: one host per GPU, each alone on its own.
+            (
+                None,
+                16,
+                gpus(2),
+                Some("cuda:0"),
+                vec![(None, None), (Some(8), Some("1".into()))],
+            ),
+        ];
+        for (count, threads, gpus, device, expected) in cases {
+            let plan = HostPlan {
+                count,
+                threads,
+                gpus,
+            };
+            let hosts = plan.count(device);
+            let got: Vec<Host> = (0..hosts)
+                .map(|index| {
+                    let spec = if index == 0 {
+                        plan.spec(&spec(), 0)
+                    } else {
+                        plan.spec_of(&spec(), index, hosts)
+                    };
+                    (spec.threads, spec.gpu)
+                })
+                .collect();
+            assert_eq!(got, expected, "{plan:?} {device:?}");
+        }
+    }
 }

@@ -54,6 +54,8 @@ impl Source {
             kwargs,
             load_timeout: Duration::from_secs(120),
             batch_timeout: Duration::from_secs(60),
+            threads: None,
+            gpu: None,
         }
     }
 
@@ -299,4 +301,42 @@ fn a_python_without_fiftyone_is_named_with_how_to_install_it() {
         error.contains("cannot import `fiftyone`") && error.contains("-m pip install fiftyone"),
         "{error}"
     );
+}
+
+#[test]
+fn a_host_given_a_thread_share_runs_with_it_and_reports_where_its_time_went() {
+    let Some(python) = python() else { return };
+    let source = Source::new(python);
+    let mut spec = source.spec("threads", json!({}));
+    spec.threads = Some(3);
+    let Loaded::Model(mut model) = load(&spec).unwrap() else {
+        panic!("a model")
+    };
+    // No torch in this venv: the host reports the OMP_NUM_THREADS it runs
+    // with, which the model sees too.
+    assert_eq!(model.info().threads, Some(3), "{:?}", model.info());
+    assert!(!model.info().data_loader, "{:?}", model.info());
+    model.setup().unwrap();
+    let inputs = [
+        input(&model, 4, 4, [1, 2, 3]),
+        input(&model, 4, 4, [1, 2, 3]),
+    ];
+    let predictions = model.predict_all(&inputs).unwrap();
+    let Prediction::Label(Some(Label::Classification { label, .. })) = &predictions[1] else {
+        panic!("{predictions:?}")
+    };
+    assert_eq!(label, "omp=3");
+    let timing = model.timing();
+    assert_eq!(timing.requests, 1, "{timing:?}");
+    assert!(
+        timing.model_seconds > 0.0 && timing.request_seconds >= timing.model_seconds,
+        "{timing:?}"
+    );
+    model.teardown();
+
+    // Without a share, the interpreter's defaults.
+    let Loaded::Model(model) = load(&source.spec("threads", json!({}))).unwrap() else {
+        panic!("a model")
+    };
+    assert_eq!(model.info().threads, None, "{:?}", model.info());
 }

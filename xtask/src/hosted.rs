@@ -1,0 +1,61 @@
+//! `cargo xtask hosted-torch-check`: the model host's end-to-end tests
+//! with torch models (`tests/e2e/hosted_torch.rs`), which need torch,
+//! torchvision and FiftyOne 1.22.1 in the host's Python: the oracle venv
+//! (`<user cache>/zoo/oracle-venv`, about 5 GB; installed when missing).
+//! CI's FiftyOne venv has no torch, so `cargo xtask ci` runs these tests
+//! only when the oracle venv is already there ([`torch_python`]).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use xshell::{Shell, cmd};
+
+use crate::{ci, fixtures};
+
+/// The oracle venv's Python when it exists and has torch, torchvision and
+/// FiftyOne (checked without importing them); `None` otherwise.
+pub(crate) fn torch_python(sh: &Shell) -> Option<PathBuf> {
+    let python = fixtures::venv().ok()?.join("bin/python");
+    if !python.exists() {
+        return None;
+    }
+    let check = "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in ('torch', 'torchvision', 'fiftyone')))";
+    cmd!(sh, "{python} -c {check}")
+        .quiet()
+        .ignore_stderr()
+        .run()
+        .ok()
+        .map(|()| python)
+}
+
+/// Installs the oracle venv if needed, then runs the hosted torch tests
+/// (and the `--workers` test beside them) with `ZOO_TEST_TORCH_PYTHON` set
+/// to it; `args` go to the test binary (e.g. a name filter).
+pub(crate) fn check(sh: &Shell, args: &[String]) -> Result<()> {
+    let python = match torch_python(sh) {
+        Some(python) => python,
+        None => {
+            let python = fixtures::python(sh)?;
+            fixtures::ensure_fiftyone(sh, &python)?;
+            python
+        }
+    };
+    let _env = ci::libtorch_env(sh)?;
+    let _torch = sh.push_env("ZOO_TEST_TORCH_PYTHON", &python);
+    // The `--workers` test beside them needs FiftyOne only: the oracle
+    // venv has it, unless the caller named another.
+    let _fiftyone = std::env::var_os("ZOO_TEST_FIFTYONE_PYTHON")
+        .is_none()
+        .then(|| sh.push_env("ZOO_TEST_FIFTYONE_PYTHON", &python));
+    let filter: Vec<String> = if args.is_empty() {
+        vec!["hosted_torch::".to_owned()]
+    } else {
+        args.to_vec()
+    };
+    cmd!(
+        sh,
+        "cargo test --locked -p zoo-cli --test e2e -- {filter...}"
+    )
+    .run()?;
+    Ok(())
+}
