@@ -15,7 +15,8 @@
 //! Environment: `ZOO_BENCH_PYTHON` (required: a Python with torch,
 //! torchvision and FiftyOne 1.22.1, the oracle venv), `ZOO_BENCH_N`
 //! (images, default 256), `ZOO_BENCH_ROUNDS` (default 3), `ZOO_BENCH_SIDE`
-//! (default 224).
+//! (default 224), `ZOO_BENCH_CONFIGS` (a comma-separated subset of
+//! `ragged,image_size`; default both).
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::path::Path;
@@ -182,13 +183,17 @@ fn main() {
     ]);
     zoo_run(&["models", "download", "zoo-test/resnet18"]);
 
-    let configs = [
+    let wanted = std::env::var("ZOO_BENCH_CONFIGS").unwrap_or_default();
+    let configs: Vec<(&str, Value)> = [
         ("ragged", json!({"num_classes": 1000})),
         (
             "image_size",
             json!({"num_classes": 1000, "image_size": [224, 224]}),
         ),
-    ];
+    ]
+    .into_iter()
+    .filter(|(name, _)| wanted.is_empty() || wanted.split(',').any(|want| want.trim() == *name))
+    .collect();
     let mut fiftyone = FiftyOne::start(&python);
     fs_err::write(dir.path().join("__init__.py"), HOSTED_TORCH_SOURCE).unwrap();
     let setup = fiftyone.run(
