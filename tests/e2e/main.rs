@@ -12,6 +12,7 @@ mod fiftyone_interop;
 mod hooks;
 mod hosted;
 mod hostile_models;
+mod inception;
 mod named_weights;
 mod scale;
 mod security_datasets;
