@@ -9,6 +9,7 @@ mod dinov2;
 mod downloads;
 mod fiftyone_cli;
 mod fiftyone_interop;
+mod fiftyone_masks;
 mod hooks;
 mod hosted;
 mod hostile_models;
