@@ -60,6 +60,17 @@ pub(crate) fn named_weights_oracle(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask pillow-decode-oracle`: small pictures of the kinds whose
+/// conversion to RGB is Pillow's own (CMYK and YCCK JPEGs, greyscale,
+/// alpha, palettes, 16-bit PNGs) and Pillow's `convert("RGB")` of each
+/// (`xtask/fixtures/pillow_decode.py`), for zoo-datasets' decoding tests.
+pub(crate) fn pillow_decode_oracle(sh: &Shell) -> Result<()> {
+    let python = python(sh)?;
+    let out = sh.current_dir().join("crates/datasets/tests/fixtures");
+    cmd!(sh, "{python} xtask/fixtures/pillow_decode.py {out}").run()?;
+    Ok(())
+}
+
 /// `cargo xtask detection-oracle`: torchvision's NMS and RoIAlign on seeded
 /// inputs, the hosted detection checkpoints' key layouts, and FiftyOne's
 /// own detections with seeded named weights

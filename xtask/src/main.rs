@@ -36,6 +36,8 @@ tasks:
                                    named-weights table (oracle venv with fiftyone 1.22.1)
   named-weights-oracle             FiftyOne's logits with seeded named weights, hosted checkpoint
                                    layouts and torch.save files (oracle venv with fiftyone 1.22.1)
+  pillow-decode-oracle             Pillow's RGB of CMYK/YCCK JPEGs, grey, alpha, palette and 16-bit
+                                   PNGs, for zoo-datasets' decoding tests (oracle venv)
   detection-oracle                 torchvision's NMS/RoIAlign, detection checkpoint layouts and
                                    FiftyOne's detections with seeded weights (oracle venv)
   dinov2-oracle [HUB_DIR]          FiftyOne's DINOv2 embeddings on formula weights, with the hub code
@@ -79,6 +81,7 @@ fn main() -> Result<()> {
         "hosted-torch-check" => hosted::check(&sh, &rest),
         "builtin-manifest" => fixtures::builtin_manifest(&sh),
         "named-weights-oracle" => fixtures::named_weights_oracle(&sh),
+        "pillow-decode-oracle" => fixtures::pillow_decode_oracle(&sh),
         "detection-oracle" => fixtures::detection_oracle(&sh),
         "dinov2-oracle" => fixtures::dinov2_oracle(&sh, &rest),
         "clip-oracle" => fixtures::clip_oracle(&sh),

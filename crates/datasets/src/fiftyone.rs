@@ -463,7 +463,9 @@ impl Datasets {
     /// `metadata.json` with the schema (labels as embedded documents of
     /// their class, embeddings as `VectorField`s), and `fields/` folders.
     /// Labels go out in FiftyOne's JSON; what an import kept comes back
-    /// as it was.
+    /// as it was. Masks and maps kept in files (`mask_path`, `map_path`)
+    /// are copied into `fields/` and named relative to `dir`, as FiftyOne's
+    /// exporter does, so the folder loads anywhere.
     pub fn export_fiftyone(&self, name: &str, dir: &Path) -> Result<usize, DatasetError> {
         let rows = self.export_rows(name)?;
         let data = dir.join("data");
@@ -480,6 +482,7 @@ impl Datasets {
             .unwrap_or_else(|| stable_id(rows.created_at, rows.dataset_id, 0).to_json());
         let created = date(rows.created_at);
         let mut kinds: BTreeMap<String, FieldKind> = BTreeMap::new();
+        let mut media_names = HashMap::new();
         let mut samples = Vec::with_capacity(rows.samples.len());
         for (sample, source) in &rows.samples {
             let file_name = source
@@ -541,13 +544,14 @@ impl Datasets {
                     );
                     continue;
                 }
-                let value = match value {
+                let mut value = match value {
                     Some(value) if is_old_form(value) => Label::from_json(value)
                         .map(|label| label.to_json())
                         .unwrap_or_else(|_| value.clone()),
                     Some(value) => value.clone(),
                     None => Value::Null,
                 };
+                export_media_files(&mut value, field, dir, name, &mut media_names)?;
                 if let Some(class) = value.get("_cls").and_then(Value::as_str) {
                     kinds
                         .entry(field.clone())
@@ -936,12 +940,88 @@ impl Datasets {
     }
 }
 
+/// The label keys that name a media file (FiftyOne's media fields of
+/// `Segmentation`, `Heatmap` and `Detection`).
+const MEDIA_KEYS: [&str; 2] = ["mask_path", "map_path"];
+
+/// Copies the files label `value` of field `field` names (`mask_path`,
+/// `map_path`; in a `Detections`' items too) into export `dir`, as FiftyOne's
+/// `FiftyOneDatasetExporter` does: `fields/<field>/` (`fields/<field>.detections/`
+/// for the items), each file under its own name made unique in its folder
+/// (`name-2.png`, ...), and points the keys at the copies, relative to
+/// `dir`. A file is opened as images are (a regular file only, never a FIFO
+/// or a device).
+fn export_media_files(
+    value: &mut Value,
+    field: &str,
+    dir: &Path,
+    dataset: &str,
+    names: &mut HashMap<PathBuf, UniqueNames>,
+) -> Result<(), DatasetError> {
+    let Value::Object(object) = value else {
+        return Ok(());
+    };
+    copy_media_keys(object, field, dir, dataset, names)?;
+    if let Some(Value::Array(items)) = object.get_mut("detections") {
+        let folder = format!("{field}.detections");
+        for item in items {
+            if let Value::Object(item) = item {
+                copy_media_keys(item, &folder, dir, dataset, names)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`export_media_files`] for the keys of one label object, into
+/// `fields/<folder>/`.
+fn copy_media_keys(
+    object: &mut Map<String, Value>,
+    folder: &str,
+    dir: &Path,
+    dataset: &str,
+    names: &mut HashMap<PathBuf, UniqueNames>,
+) -> Result<(), DatasetError> {
+    for key in MEDIA_KEYS {
+        let Some(Value::String(path)) = object.get_mut(key) else {
+            continue;
+        };
+        let source = PathBuf::from(path.as_str());
+        let (mut file, _) = open_regular(&source).map_err(|source| DatasetError::Export {
+            dataset: dataset.to_owned(),
+            source,
+        })?;
+        let target_dir = dir.join("fields").join(folder);
+        fs_err::create_dir_all(&target_dir)?;
+        let unique = match names.entry(target_dir.clone()) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let existing = fs_err::read_dir(&target_dir)?
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned());
+                entry.insert(UniqueNames::new(existing))
+            }
+        };
+        let file_name = source
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| key.to_owned());
+        let file_name = unique.name(&file_name);
+        std::io::copy(
+            &mut file,
+            &mut fs_err::File::create(target_dir.join(&file_name))?,
+        )?;
+        *path = format!("fields/{folder}/{file_name}");
+    }
+    Ok(())
+}
+
 /// Joins relative `mask_path`/`map_path` values of a label with `root`, as
 /// FiftyOne's importer does for media fields.
 fn absolute_media_paths(value: &mut Value, root: &Path) {
     match value {
         Value::Object(object) => {
-            for key in ["mask_path", "map_path"] {
+            for key in MEDIA_KEYS {
                 if let Some(Value::String(path)) = object.get_mut(key)
                     && !Path::new(path.as_str()).is_absolute()
                 {

@@ -8,9 +8,11 @@
 //! libjpeg-turbo decoder from C with the `cc` crate alone: no cmake, no
 //! nasm) with the same settings, so the RGB bytes are identical.
 //!
-//! What goes elsewhere: CMYK and YCCK JPEGs (Pillow converts CMYK to RGB
-//! with its own formula, libjpeg cannot) are left to the image crate, as is
-//! anything that does not start with a JPEG signature.
+//! CMYK and YCCK JPEGs: Pillow asks libjpeg for CMYK (libjpeg converts YCCK
+//! to it), reads the samples as Adobe-inverted (`CMYK;I`, whatever the
+//! file's markers say) and converts to RGB with its own `cmyk2rgb`; zoo
+//! does the same ([`pillow_cmyk_to_rgb`]). Anything that does not start
+//! with a JPEG signature goes to the image crate.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -33,12 +35,7 @@ pub struct JpegError {
 /// What the decoder made of the bytes.
 enum Decoded {
     Image(Image),
-    /// Not for this decoder (CMYK, YCCK).
-    Elsewhere,
-    TooManyPixels {
-        width: u32,
-        height: u32,
-    },
+    TooManyPixels { width: u32, height: u32 },
     Failed(String),
 }
 
@@ -62,13 +59,8 @@ fn is_complete(bytes: &[u8]) -> bool {
     }
 }
 
-/// Decodes `bytes` of the JPEG file at `path` to RGB as Pillow does;
-/// `Ok(None)` when the file is for another decoder (CMYK, YCCK).
-pub(crate) fn decode(
-    path: &Path,
-    bytes: &[u8],
-    limits: &ImageLimits,
-) -> Result<Option<Image>, LoadError> {
+/// Decodes `bytes` of the JPEG file at `path` to RGB as Pillow does.
+pub(crate) fn decode(path: &Path, bytes: &[u8], limits: &ImageLimits) -> Result<Image, LoadError> {
     let failed = |message: String| LoadError::Jpeg {
         path: path.to_path_buf(),
         source: JpegError { message },
@@ -108,9 +100,8 @@ pub(crate) fn decode(
                     limits.max_pixels
                 );
             }
-            Ok(Some(image))
+            Ok(image)
         }
-        Decoded::Elsewhere => Ok(None),
         Decoded::TooManyPixels { width, height } => Err(LoadError::TooManyPixels {
             path: path.to_path_buf(),
             width,
@@ -127,12 +118,10 @@ fn decode_inner(bytes: &[u8], limits: &ImageLimits) -> Decoded {
         Ok(decompress) => decompress,
         Err(err) => return Decoded::Failed(err.to_string()),
     };
-    if matches!(
+    let cmyk = matches!(
         decompress.color_space(),
         ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK
-    ) {
-        return Decoded::Elsewhere;
-    }
+    );
     let (width, height) = decompress.size();
     let (Ok(width), Ok(height)) = (u32::try_from(width), u32::try_from(height)) else {
         return Decoded::Failed(format!("a size of {width}x{height} is not supported"));
@@ -142,8 +131,14 @@ fn decode_inner(bytes: &[u8], limits: &ImageLimits) -> Decoded {
         return Decoded::TooManyPixels { width, height };
     }
     // `rgb()` asks libjpeg for RGB output at its defaults (islow IDCT,
-    // fancy upsampling), which is what Pillow asks for.
-    let mut started = match decompress.rgb() {
+    // fancy upsampling), which is what Pillow asks for; CMYK for CMYK and
+    // YCCK files, as Pillow does.
+    let started = if cmyk {
+        decompress.to_colorspace(ColorSpace::JCS_CMYK)
+    } else {
+        decompress.rgb()
+    };
+    let mut started = match started {
         Ok(started) => started,
         Err(err) => return Decoded::Failed(err.to_string()),
     };
@@ -154,12 +149,38 @@ fn decode_inner(bytes: &[u8], limits: &ImageLimits) -> Decoded {
     if let Err(err) = started.finish() {
         return Decoded::Failed(err.to_string());
     }
+    let pixels = if cmyk {
+        pillow_cmyk_to_rgb(&pixels)
+    } else {
+        pixels
+    };
     match Image::new(width, height, pixels) {
         Some(image) => Decoded::Image(image),
         None => Decoded::Failed(format!(
             "libjpeg returned fewer rows than the {width}x{height} the header declares"
         )),
     }
+}
+
+/// Pillow's RGB of libjpeg's CMYK samples: Pillow reads them inverted
+/// (`CMYK;I`: `c = 255 - C`, `k = 255 - K`), then its `cmyk2rgb` gives each
+/// channel `nk - c * nk / 255` with `nk = 255 - k` (so `nk = K`), the
+/// product rounded as its `MULDIV255`: `t = c * nk + 128`,
+/// `((t >> 8) + t) >> 8`.
+fn pillow_cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
+    cmyk.chunks_exact(4)
+        .flat_map(|sample| {
+            let nk = u32::from(sample[3]);
+            let channel = |value: u8| {
+                let c = 255 - u32::from(value);
+                let t = c * nk + 128;
+                let product = ((t >> 8) + t) >> 8;
+                // `product <= nk`, as `c <= 255`.
+                u8::try_from(nk.saturating_sub(product)).unwrap_or(u8::MAX)
+            };
+            [channel(sample[0]), channel(sample[1]), channel(sample[2])]
+        })
+        .collect()
 }
 
 #[cfg(test)]

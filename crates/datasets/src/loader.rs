@@ -265,7 +265,8 @@ fn read_capped(path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
 
 /// Decodes an image file to RGB the way FiftyOne's Pillow path does: grey
 /// replicated, alpha dropped without compositing, palettes looked up, EXIF
-/// orientation not applied; within the default [`ImageLimits`].
+/// orientation not applied, CMYK JPEGs and 16-bit samples converted as
+/// Pillow converts them; within the default [`ImageLimits`].
 pub fn decode_image(path: &Path) -> Result<Image, LoadError> {
     decode_image_within(path, &ImageLimits::default())
 }
@@ -285,10 +286,8 @@ pub(crate) fn decode_bytes_within(
     limits: &ImageLimits,
 ) -> Result<Image, LoadError> {
     // JPEG through libjpeg-turbo, as Pillow decodes it (`jpeg.rs`).
-    if crate::jpeg::is_jpeg(&bytes)
-        && let Some(image) = crate::jpeg::decode(path, &bytes, limits)?
-    {
-        return Ok(image);
+    if crate::jpeg::is_jpeg(&bytes) {
+        return crate::jpeg::decode(path, &bytes, limits);
     }
     let decode_error = |source: image::ImageError| match source {
         image::ImageError::Limits(_) => LoadError::DecodeLimit {
@@ -339,14 +338,38 @@ pub(crate) fn decode_bytes_within(
         .decoding()
         .reserve(decoder.total_bytes())
         .map_err(decode_error)?;
-    let decoded = DynamicImage::from_decoder(decoder)
-        .map_err(decode_error)?
-        // No copy when the image is already 8-bit RGB (most JPEGs).
-        .into_rgb8();
-    let (width, height) = decoded.dimensions();
-    Image::new(width, height, decoded.into_raw()).ok_or_else(|| LoadError::Malformed {
+    let decoded = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    let (width, height) = (decoded.width(), decoded.height());
+    Image::new(width, height, pillow_rgb(decoded)).ok_or_else(|| LoadError::Malformed {
         path: path.to_path_buf(),
     })
+}
+
+/// The RGB bytes Pillow's `convert("RGB")` gives for a decoded image.
+/// Pillow opens 16-bit greyscale as `I;16`, whose conversion clips each
+/// value to 255, and other 16-bit images through its `;16B` raw modes,
+/// which keep each sample's high byte (grey with alpha becomes `RGBA`); the
+/// image crate would scale by 1/257 instead. 8-bit images convert as the
+/// image crate does it (grey replicated, alpha dropped without
+/// compositing), with no copy when already RGB (most JPEGs).
+fn pillow_rgb(image: DynamicImage) -> Vec<u8> {
+    let high = |value: u16| value.to_be_bytes()[0];
+    match image {
+        DynamicImage::ImageLuma16(grey) => grey
+            .pixels()
+            .flat_map(|pixel| [u8::try_from(pixel.0[0]).unwrap_or(u8::MAX); 3])
+            .collect(),
+        DynamicImage::ImageLumaA16(grey) => grey
+            .pixels()
+            .flat_map(|pixel| [high(pixel.0[0]); 3])
+            .collect(),
+        DynamicImage::ImageRgb16(rgb) => rgb.into_raw().into_iter().map(high).collect(),
+        DynamicImage::ImageRgba16(rgba) => rgba
+            .pixels()
+            .flat_map(|pixel| [high(pixel.0[0]), high(pixel.0[1]), high(pixel.0[2])])
+            .collect(),
+        other => other.into_rgb8().into_raw(),
+    }
 }
 
 /// Loads sample images from disk, within [`ImageLimits`].

@@ -66,12 +66,13 @@ pub enum DatasetError {
         /// The folder asked for.
         dir: PathBuf,
     },
-    /// A sample's image could not be copied into an export.
-    #[error("copying the images of dataset `{dataset}` failed")]
+    /// A sample's image (or a label's mask or map file) could not be
+    /// copied into an export.
+    #[error("copying the images and label files of dataset `{dataset}` failed")]
     Export {
         /// The dataset.
         dataset: String,
-        /// Why the image could not be copied.
+        /// Why the file could not be copied.
         #[source]
         source: LoadError,
     },

@@ -9,7 +9,8 @@
 //! the folded ones are tested against.
 //! VGG, AlexNet and SqueezeNet are written in their own modules for the same
 //! reason (tch's VGG has no adaptive pooling at all), and run as built.
-//! Inception v3 runs whole through `tch::vision`, without embeddings.
+//! Inception v3 is written in `inception.rs` (with its `<fc` embeddings)
+//! and runs folded, like the classifiers of `nets.rs`.
 //!
 //! Every forward is fallible ([`Forward`]): a libtorch error fails the
 //! batch, not the process.
@@ -100,8 +101,8 @@ pub(crate) const SPLIT: [&str; 10] = [
 ];
 
 /// The architectures that run as built here, not folded: VGG and AlexNet
-/// (with `<classifier.6` embeddings), SqueezeNet and Inception v3 (without).
-pub(crate) const UNFOLDED: [&str; 12] = [
+/// (with `<classifier.6` embeddings) and SqueezeNet (without).
+pub(crate) const UNFOLDED: [&str; 11] = [
     "alexnet",
     "vgg11",
     "vgg11_bn",
@@ -113,7 +114,6 @@ pub(crate) const UNFOLDED: [&str; 12] = [
     "vgg19_bn",
     "squeezenet1_0",
     "squeezenet1_1",
-    "inception_v3",
 ];
 
 /// Every torchvision architecture zoo builds, by entrypoint name: the
@@ -149,7 +149,7 @@ pub(crate) fn build(name: &str, root: &nn::Path, classes: i64) -> Option<Network
 }
 
 /// Builds architecture `name` with torchvision's build `options` (Inception
-/// v3's `transform_input`).
+/// v3's and GoogLeNet's `transform_input`).
 pub(crate) fn build_with(
     name: &str,
     root: &nn::Path,
@@ -186,18 +186,6 @@ pub(crate) fn build_with(
         "densenet201" => densenet(root, 64, 32, &[6, 12, 48, 32], classes),
         "alexnet" => crate::alexnet::build(root, classes),
         "squeezenet1_0" | "squeezenet1_1" => crate::squeezenet::build(name, root, classes)?,
-        // torchvision's `min_size` for Inception v3 is 75x75.
-        "inception_v3" => {
-            let network = guarded(vision::inception::v3(root, classes));
-            if options.transform_input {
-                let network = crate::layers::Sequence::default()
-                    .then_fn(crate::checkpoint::inception_transform_input)
-                    .then(network);
-                Network::whole(network, 75)
-            } else {
-                Network::whole(network, 75)
-            }
-        }
         _ if name.starts_with("dinov2_") => crate::dinov2::build(name, root)?,
         _ => crate::vgg::build(name, root, classes)?,
     })

@@ -5,9 +5,10 @@
 //! wrong channel count) would unwind through the whole run. The layers here
 //! keep tch's parameter creation (so variables get torchvision's names and
 //! `load_into` checks them) but run through tch's `f_` calls, which return
-//! libtorch's error. [`Guarded`] wraps the networks zoo still takes whole
-//! from `tch::vision` (Inception v3, and the training-shaped reference
-//! graphs), turning a panic inside their forward into the same error.
+//! libtorch's error. [`Guarded`] wraps the networks zoo still takes from
+//! `tch::vision` (the ResNet feature stacks of the training-shaped
+//! reference graphs), turning a panic inside their forward into the same
+//! error.
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
@@ -30,7 +31,9 @@ pub(crate) struct Conv {
     weight: Tensor,
     bias: Option<Tensor>,
     stride: i64,
-    padding: i64,
+    /// Rows, then columns (Inception v3's 1x7 and 7x1 kernels pad one
+    /// side only).
+    padding: [i64; 2],
     dilation: i64,
     groups: i64,
 }
@@ -67,10 +70,17 @@ impl Conv {
             weight,
             bias,
             stride,
-            padding,
+            padding: [padding, padding],
             dilation: 1,
             groups,
         }
+    }
+
+    /// This convolution with padding `rows` above and below and `columns`
+    /// left and right (torchvision's `padding=(rows, columns)`).
+    pub(crate) fn padded(mut self, [rows, columns]: [i64; 2]) -> Conv {
+        self.padding = [rows, columns];
+        self
     }
 
     /// This convolution with kernel dilation `dilation` (torchvision's
@@ -102,7 +112,7 @@ impl Forward for Conv {
             &self.weight,
             self.bias.as_ref(),
             [self.stride, self.stride],
-            [self.padding, self.padding],
+            self.padding,
             [self.dilation, self.dilation],
             false,
             [0, 0],

@@ -30,6 +30,7 @@ mod device;
 mod dinov2;
 mod folded;
 mod hub;
+mod inception;
 mod layers;
 mod model;
 mod nets;

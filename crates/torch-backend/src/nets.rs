@@ -37,9 +37,11 @@ impl Forward for Stage {
     }
 }
 
-/// The classifiers written here.
-pub(crate) const CLASSIFIERS: [&str; 9] = [
+/// The classifiers written against a [`Maker`]: here, and Inception v3 in
+/// `inception.rs`.
+pub(crate) const CLASSIFIERS: [&str; 10] = [
     "googlenet",
+    "inception_v3",
     "mnasnet0_5",
     "mnasnet1_0",
     "resnext50_32x4d",
@@ -68,37 +70,54 @@ pub(crate) const SEGMENTER_CLASSES: i64 = 21;
 pub(crate) struct ConvShape {
     c_in: i64,
     c_out: i64,
-    kernel: i64,
+    /// Rows, then columns.
+    kernel: [i64; 2],
     stride: i64,
-    padding: i64,
+    /// Rows, then columns.
+    padding: [i64; 2],
     dilation: i64,
     groups: i64,
 }
 
 impl ConvShape {
     /// A `kernel` x `kernel` convolution, stride 1, "same" padding.
-    fn new(c_in: i64, c_out: i64, kernel: i64) -> ConvShape {
+    pub(crate) fn new(c_in: i64, c_out: i64, kernel: i64) -> ConvShape {
+        ConvShape::rectangular(c_in, c_out, [kernel, kernel])
+    }
+
+    /// A `rows` x `columns` convolution, stride 1, "same" padding
+    /// (torchvision's `kernel_size=(7, 1), padding=(3, 0)`).
+    pub(crate) fn rectangular(c_in: i64, c_out: i64, [rows, columns]: [i64; 2]) -> ConvShape {
         ConvShape {
             c_in,
             c_out,
-            kernel,
+            kernel: [rows, columns],
             stride: 1,
-            padding: (kernel - 1) / 2,
+            padding: [(rows - 1) / 2, (columns - 1) / 2],
             dilation: 1,
             groups: 1,
         }
     }
 
-    fn stride(self, stride: i64) -> ConvShape {
+    pub(crate) fn stride(self, stride: i64) -> ConvShape {
         ConvShape { stride, ..self }
+    }
+
+    /// No padding (torchvision's `BasicConv2d` default in Inception v3).
+    pub(crate) fn unpadded(self) -> ConvShape {
+        ConvShape {
+            padding: [0, 0],
+            ..self
+        }
     }
 
     /// Dilation `dilation`, with the padding that keeps the size
     /// (torchvision's `padding=dilation` for 3x3 kernels).
     fn dilation(self, dilation: i64) -> ConvShape {
+        let [rows, columns] = self.kernel;
         ConvShape {
             dilation,
-            padding: dilation * (self.kernel - 1) / 2,
+            padding: [dilation * (rows - 1) / 2, dilation * (columns - 1) / 2],
             ..self
         }
     }
@@ -176,16 +195,17 @@ impl Forward for Dense {
 }
 
 fn reference_conv(path: nn::Path<'_>, shape: ConvShape, bias: bool) -> Conv {
-    let config = nn::ConvConfig {
-        stride: shape.stride,
-        padding: shape.padding,
-        dilation: shape.dilation,
+    // The configuration's stride, padding and dilation only matter to
+    // tch's own forward, which is not used: the variables' names, shapes
+    // and initialisation depend on the kernel, groups and bias.
+    let config = nn::ConvConfigND::<[i64; 2]> {
         groups: shape.groups,
         bias,
         ..Default::default()
     };
-    let conv = nn::conv2d(path, shape.c_in, shape.c_out, shape.kernel, config);
-    Conv::from_parts(conv.ws, conv.bs, shape.stride, shape.padding, shape.groups)
+    let conv = nn::conv(path, shape.c_in, shape.c_out, shape.kernel, config);
+    Conv::from_parts(conv.ws, conv.bs, shape.stride, 0, shape.groups)
+        .padded(shape.padding)
         .dilated(shape.dilation)
 }
 
@@ -232,9 +252,10 @@ impl Maker for Folding<'_> {
                 w.finish(&weight),
                 Some(shift.to_kind(w.kind)),
                 shape.stride,
-                shape.padding,
+                0,
                 shape.groups,
             )
+            .padded(shape.padding)
             .dilated(shape.dilation),
         ))
     }
@@ -248,14 +269,9 @@ impl Maker for Folding<'_> {
             None
         };
         Some(Box::new(
-            Conv::from_parts(
-                w.finish(&weight),
-                bias,
-                shape.stride,
-                shape.padding,
-                shape.groups,
-            )
-            .dilated(shape.dilation),
+            Conv::from_parts(w.finish(&weight), bias, shape.stride, 0, shape.groups)
+                .padded(shape.padding)
+                .dilated(shape.dilation),
         ))
     }
 
@@ -288,6 +304,7 @@ pub(crate) fn build(
         "wide_resnet50_2" => resnet_classifier(maker, [3, 4, 6, 3], 1, 128, classes),
         "wide_resnet101_2" => resnet_classifier(maker, [3, 4, 23, 3], 1, 128, classes),
         "googlenet" => googlenet(maker, classes, options.transform_input),
+        "inception_v3" => crate::inception::build(maker, classes, options.transform_input),
         "mnasnet0_5" => mnasnet(maker, 0.5, classes, options.mnasnet_v1_stem),
         "mnasnet1_0" => mnasnet(maker, 1.0, classes, options.mnasnet_v1_stem),
         "shufflenet_v2_x0_5" => shufflenet(maker, [24, 48, 96, 192, 1024], classes),

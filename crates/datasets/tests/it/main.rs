@@ -152,5 +152,6 @@ fn embeddings_export_as_npy() {
 
 mod fiftyone;
 mod jpeg;
+mod pillow;
 mod results;
 mod security;

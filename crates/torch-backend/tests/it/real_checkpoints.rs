@@ -311,18 +311,14 @@ fn assert_matches_summary(ours: &[f32], theirs: &Value, what: &str) -> f32 {
     difference
 }
 
-/// Built-ins whose `embeddings_layer` zoo does not build yet: Inception
-/// v3 runs as `tch::vision` builds it, whole, so its `<fc` input is not
-/// reachable (FiftyOne returns it).
-const EMBEDDINGS_NOT_BUILT: [&str; 1] = ["inception-v3-imagenet-torch"];
-
 /// Issue 12, for all 22 built-in classifiers: with formula weights in the
 /// hosted file's key layout and format, zoo's label, confidence, logits and
 /// `embeddings_layer` embeddings equal FiftyOne's own `apply_model` and
-/// `compute_embeddings` (except [`EMBEDDINGS_NOT_BUILT`]) on every branch of the resize chain (none, upscale,
-/// downscale, both), PNG and JPEG, at native size, decoded as `zoo models
-/// apply` decodes them. Prints the worst difference per architecture and
-/// image kind (`--nocapture`).
+/// `compute_embeddings` (Inception v3's 2048-d `<fc` input included) on
+/// every branch of the resize chain (none, upscale, downscale, both), PNG
+/// and JPEG, at native size, decoded as `zoo models apply` decodes them.
+/// Prints the worst difference per architecture, image kind and output
+/// (`--nocapture`).
 #[test]
 fn every_builtin_classifier_matches_fiftyone_on_every_resize_branch_png_and_jpeg() {
     let oracle = json_fixture("fiftyone_builtins.json");
@@ -338,7 +334,8 @@ fn every_builtin_classifier_matches_fiftyone_on_every_resize_branch_png_and_jpeg
         let mut model = hosted_model(base_name, expected, &layouts, dir.path());
         let branches = expected["branches"].as_object().unwrap();
         assert_eq!(branches.len(), 8, "{base_name}");
-        let mut worst = [0.0f32; 2];
+        // [png, jpeg] x [logits, embeddings].
+        let mut worst = [[0.0f32; 2]; 2];
         for (file, theirs) in branches {
             let image =
                 zoo_datasets::decode_image(&fixtures().join("fiftyone").join(file)).unwrap();
@@ -360,31 +357,24 @@ fn every_builtin_classifier_matches_fiftyone_on_every_resize_branch_png_and_jpeg
                 "{what}: confidence differs by {confidence_difference}"
             );
             let kind = usize::from(file.ends_with(".jpg"));
-            let mut difference =
+            let difference =
                 assert_matches_summary(&logits, &theirs["logits"], &format!("{what}: logits"));
-            if theirs.get("embedding").is_some()
-                && EMBEDDINGS_NOT_BUILT.contains(&base_name.as_str())
-            {
-                // A known gap: zoo says it has none rather than give others.
-                assert!(!model.has_embeddings(), "{what}: zoo builds embeddings now");
-            } else if let Some(embedding) = theirs.get("embedding") {
+            worst[kind][0] = worst[kind][0].max(difference);
+            if let Some(embedding) = theirs.get("embedding") {
                 let vectors = model.embed_all(std::slice::from_ref(&input)).unwrap();
-                difference = difference.max(assert_matches_summary(
-                    &vectors[0],
-                    embedding,
-                    &format!("{what}: embedding"),
-                ));
+                let difference =
+                    assert_matches_summary(&vectors[0], embedding, &format!("{what}: embedding"));
+                worst[kind][1] = worst[kind][1].max(difference);
             } else {
                 assert!(
                     !model.has_embeddings(),
                     "{what}: FiftyOne has no embeddings"
                 );
             }
-            worst[kind] = worst[kind].max(difference);
         }
         println!(
-            "parity {base_name}: png max |diff| {:.1e}, jpeg max |diff| {:.1e}",
-            worst[0], worst[1]
+            "parity {base_name}: logits png {:.1e} jpeg {:.1e}, embeddings png {:.1e} jpeg {:.1e} (max |diff|)",
+            worst[0][0], worst[1][0], worst[0][1], worst[1][1]
         );
     }
 }
