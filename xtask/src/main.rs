@@ -25,8 +25,10 @@ tasks:
   build [cargo build args]         cargo build with libtorch set up (binary: target/<profile>/zoo)
   zoo [zoo args]                   build and run the `zoo` binary with libtorch set up
   quickstart                       the main job: build zoo (release) and run it end to end
-  bench [list|download|extract|apply|shard] [--with-fiftyone]
-                                   benchmarks (release build); figures and ratios from one run
+  bench [list|download|extract|apply|shard|decode|families] [--with-fiftyone]
+                                   benchmarks (release build); figures and ratios from one run;
+                                   `families` (only when named): Faster R-CNN, DeepLabV3, CLIP,
+                                   DINOv2 against PyTorch eager (and FiftyOne), seeded weights
   tidy                             check crate dependency rules (also run as a test)
   fixtures                         regenerate the torch parity fixtures with PyTorch (venv in the cache)
   builtin-manifest                 regenerate the built-in manifest from FiftyOne's and torchvision's
