@@ -606,6 +606,13 @@ fn main() {
                 reply,
             )
         });
+        // Said as soon as known: a long run stopped later keeps them.
+        println!(
+            "  {} outputs: zoo vs eager: {}; zoo vs FiftyOne: {}",
+            family.short,
+            eager_agreement.as_deref().unwrap_or("-"),
+            fiftyone_agreement.as_deref().unwrap_or("-")
+        );
         let apply_rate = median(&mut applied);
         let model_rate = median(&mut model_rates);
         let eager_rates: Vec<Option<f64>> = eager

@@ -170,15 +170,15 @@ impl Forward for Bottleneck {
     /// `inplace=True` modules run them (the same values).
     fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
         let mut out = self.conv1.forward(xs)?;
-        out.f_relu_()?;
+        let _ = out.f_relu_()?;
         let mut out = self.conv2.forward(&out)?;
-        out.f_relu_()?;
+        let _ = out.f_relu_()?;
         let mut out = self.conv3.forward(&out)?;
-        match &self.downsample {
+        let _ = match &self.downsample {
             Some(downsample) => out.f_add_(&downsample.forward(xs)?)?,
             None => out.f_add_(xs)?,
         };
-        out.f_relu_()?;
+        let _ = out.f_relu_()?;
         Ok(out)
     }
 }
@@ -251,7 +251,7 @@ impl ResNet50Body {
             xs.shallow_clone()
         };
         let mut x = self.conv1.forward(&input)?;
-        x.f_relu_()?;
+        let _ = x.f_relu_()?;
         let mut x = x.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
         let mut outputs = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
