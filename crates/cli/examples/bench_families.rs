@@ -662,7 +662,7 @@ fn main() {
         println!(
             "| {} | {count} | {workers} x {} | {apply_rate:.3} | {model_rate:.3} | {:.3} | {} | {} | {} | {} | {} |",
             family.short,
-            (threads as usize / workers).max(1),
+            (threads / workers).max(1),
             apply_rate / model_rate,
             eager_cells.join(", "),
             cell(eager_best.map(|eager| model_rate / eager), 3),
