@@ -53,7 +53,7 @@ fn fiftyone_python(sh: &Shell, install: bool) -> Result<Option<PathBuf>> {
 /// sets up FiftyOne for the side-by-side apply column.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
     let known = [
-        "list", "download", "extract", "apply", "shard", "decode", "hosted",
+        "list", "download", "extract", "apply", "shard", "decode", "hosted", "families",
     ];
     let with_fiftyone = args.iter().any(|arg| arg == "--with-fiftyone");
     let named: Vec<&str> = args
@@ -61,8 +61,14 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
         .map(String::as_str)
         .filter(|arg| *arg != "--with-fiftyone")
         .collect();
+    // `families` needs PyTorch and FiftyOne and takes tens of minutes: only
+    // when named.
     let selected = if named.is_empty() {
-        known.to_vec()
+        known
+            .iter()
+            .copied()
+            .filter(|name| *name != "families")
+            .collect()
     } else {
         named
     };
@@ -119,6 +125,10 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
                 let _torch = torch.map(|python| sh.push_env("ZOO_BENCH_PYTHON", python));
                 example("bench_hosted").run()?;
             }
+            "families" => {
+                let _env = families_env(sh, with_fiftyone)?;
+                example("bench_families").run()?;
+            }
             // JPEG decoding needs no model runtime: zoo-datasets' own example.
             "decode" => cmd!(
                 sh,
@@ -129,4 +139,68 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The environment of `bench_families`: a Python with torch, torchvision and
+/// FiftyOne (`ZOO_BENCH_PYTHON`, else the FiftyOne venv, else the oracle
+/// venv of `cargo xtask fixtures`; with `--with-fiftyone` the FiftyOne
+/// venv is installed when none has FiftyOne), the Python side, the weights
+/// cache and the facebookresearch/dinov2 checkout (`ZOO_BENCH_DINOV2_HUB`,
+/// default PyTorch Hub's cache, as `cargo xtask dinov2-oracle`).
+fn families_env(sh: &Shell, with_fiftyone: bool) -> Result<Vec<xshell::PushEnv<'_>>> {
+    let cache = dirs::cache_dir().context("no user cache directory")?;
+    let has_fiftyone = |python: &PathBuf| {
+        python.exists()
+            && cmd!(sh, "{python} -c 'import fiftyone, torchvision'")
+                .quiet()
+                .ignore_stderr()
+                .run()
+                .is_ok()
+    };
+    let python = match std::env::var_os("ZOO_BENCH_PYTHON") {
+        Some(python) => PathBuf::from(python),
+        None => {
+            let candidates = [
+                cache.join("zoo/fiftyone-venv/bin/python"),
+                cache.join("zoo/oracle-venv/bin/python"),
+            ];
+            match candidates.into_iter().find(|python| has_fiftyone(python)) {
+                Some(python) => python,
+                None => fiftyone_python(sh, with_fiftyone)?.context(
+                    "no Python with torch, torchvision and FiftyOne: set ZOO_BENCH_PYTHON, \
+                     or run `cargo xtask bench families --with-fiftyone` to install one",
+                )?,
+            }
+        }
+    };
+    let hub = match std::env::var_os("ZOO_BENCH_DINOV2_HUB") {
+        Some(hub) => PathBuf::from(hub),
+        None => dirs::home_dir()
+            .context("no home directory for PyTorch Hub's cache; set ZOO_BENCH_DINOV2_HUB")?
+            .join(".cache/torch/hub/facebookresearch_dinov2_main"),
+    };
+    if !hub.join("hubconf.py").exists() {
+        bail!(
+            "`{}` is not a checkout of facebookresearch/dinov2 (no hubconf.py); \
+             set ZOO_BENCH_DINOV2_HUB to one",
+            hub.display()
+        );
+    }
+    let script = sh.current_dir().join("xtask/bench/families_bench.py");
+    let mut env = vec![
+        sh.push_env("ZOO_BENCH_PYTHON", python),
+        sh.push_env("ZOO_BENCH_FAMILIES_SCRIPT", script),
+        sh.push_env("ZOO_BENCH_DINOV2_HUB", hub),
+        sh.push_env(
+            "ZOO_BENCH_WEIGHTS",
+            std::env::var_os("ZOO_BENCH_WEIGHTS")
+                .map_or_else(|| cache.join("zoo/bench-families"), PathBuf::from),
+        ),
+    ];
+    if with_fiftyone {
+        env.push(sh.push_env("ZOO_BENCH_FIFTYONE", "1"));
+    } else {
+        println!("(no FiftyOne column: run `cargo xtask bench families --with-fiftyone` for it)");
+    }
+    Ok(env)
 }

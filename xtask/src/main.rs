@@ -26,8 +26,11 @@ tasks:
   build [cargo build args]         cargo build with libtorch set up (binary: target/<profile>/zoo)
   zoo [zoo args]                   build and run the `zoo` binary with libtorch set up
   quickstart                       the main job: build zoo (release) and run it end to end
-  bench [list|download|extract|apply|shard|decode|hosted] [--with-fiftyone]
-                                   benchmarks (release build); figures and ratios from one run
+  bench [list|download|extract|apply|shard|decode|hosted|families] [--with-fiftyone]
+                                   benchmarks (release build); figures and ratios from one run;
+                                   `hosted` and `families` run only when named: a hosted
+                                   TorchImageModel against FiftyOne; Faster R-CNN, DeepLabV3, CLIP,
+                                   DINOv2 against PyTorch eager (and FiftyOne), seeded weights
   hosted-torch-check [test args]   the model host's tests with torch models (a TorchImageModel against
                                    FiftyOne's own apply_model) in the oracle venv (installed if missing)
   tidy                             check crate dependency rules (also run as a test)

@@ -15,7 +15,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::nn::{self, ModuleT};
-use tch::{TchError, Tensor};
+use tch::{Kind, TchError, Tensor};
 
 /// A stage of a network, run in inference mode; a libtorch error is an
 /// `Err`, never a panic.
@@ -88,6 +88,38 @@ impl Conv {
     pub(crate) fn dilated(mut self, dilation: i64) -> Conv {
         self.dilation = dilation;
         self
+    }
+
+    /// This convolution followed by `x * scale + shift` per output channel
+    /// (a frozen batch norm; `scale` and `shift` in `f64`) as one
+    /// convolution: the weights scaled in `f64`, the bias `bias * scale +
+    /// shift`, both back in the weights' kind, the weights channels-last
+    /// (see `folded.rs`).
+    pub(crate) fn folded(&self, scale: &Tensor, shift: &Tensor) -> Result<Conv, TchError> {
+        let kind = self.weight.kind();
+        let weight = self
+            .weight
+            .f_to_kind(Kind::Double)?
+            .f_mul(&scale.f_view([-1, 1, 1, 1])?)?
+            .f_to_kind(kind)?;
+        let bias = match &self.bias {
+            Some(bias) => bias.f_to_kind(Kind::Double)?.f_mul(scale)?.f_add(shift)?,
+            None => shift.shallow_clone(),
+        };
+        Ok(Conv {
+            weight: crate::folded::channels_last(&weight),
+            bias: Some(bias.f_to_kind(kind)?),
+            ..*self
+        })
+    }
+
+    /// The same convolution with channels-last weights.
+    pub(crate) fn channels_last(&self) -> Conv {
+        Conv {
+            weight: crate::folded::channels_last(&self.weight),
+            bias: self.bias.as_ref().map(Tensor::shallow_clone),
+            ..*self
+        }
     }
 }
 

@@ -677,7 +677,7 @@ impl TorchImageModel {
                         classes.len()
                     )));
                 }
-                let detector = crate::detection::Detector::build(
+                let mut detector = crate::detection::Detector::build(
                     name,
                     &store.root(),
                     outputs,
@@ -690,6 +690,11 @@ impl TorchImageModel {
                 let tensors = torchvision_names(name, tensors);
                 load_into(&mut store, tensors, &model_path)
                     .map_err(|err| config_error(chain(&err)))?;
+                detector.fold().map_err(|err| {
+                    ModelError::Inference(format!(
+                        "folding the batch norms of `{name}` failed: {err}"
+                    ))
+                })?;
                 Net::Detection {
                     _store: store,
                     detector: Box::new(detector),

@@ -9,7 +9,7 @@
 //! older FPN names are renamed on load (`checkpoint.rs`).
 
 use tch::nn;
-use tch::{TchError, Tensor};
+use tch::{Kind, TchError, Tensor};
 
 use crate::layers::{Conv, Forward};
 
@@ -34,6 +34,55 @@ impl FrozenBatchNorm {
             running_mean: path.var("running_mean", &[channels], init(0.0)),
             running_var: path.var("running_var", &[channels], init(1.0)),
             eps,
+        }
+    }
+}
+
+impl FrozenBatchNorm {
+    /// The per-channel `(scale, shift)` this layer applies, in `f64`
+    /// (`scale = w / sqrt(rv + eps)`, `shift = b - rm * scale`), for
+    /// folding it into the convolution before it.
+    fn scale_shift(&self) -> Result<(Tensor, Tensor), TchError> {
+        let double = |tensor: &Tensor| tensor.f_to_kind(Kind::Double);
+        let scale = double(&self.weight)?.f_mul(
+            &double(&self.running_var)?
+                .f_add_scalar(self.eps)?
+                .f_rsqrt()?,
+        )?;
+        let shift = double(&self.bias)?.f_sub(&double(&self.running_mean)?.f_mul(&scale)?)?;
+        Ok((scale, shift))
+    }
+}
+
+/// A convolution and the frozen batch norm after it, until
+/// [`ConvBn::fold`] merges them into one convolution.
+struct ConvBn {
+    conv: Conv,
+    bn: Option<FrozenBatchNorm>,
+}
+
+impl ConvBn {
+    fn new(conv: Conv, bn: FrozenBatchNorm) -> ConvBn {
+        ConvBn { conv, bn: Some(bn) }
+    }
+
+    /// The batch norm folded into the convolution (weights scaled per
+    /// output channel in `f64`, channels-last; the shift as its bias).
+    fn fold(&mut self) -> Result<(), TchError> {
+        if let Some(bn) = self.bn.take() {
+            let (scale, shift) = bn.scale_shift()?;
+            self.conv = self.conv.folded(&scale, &shift)?;
+        }
+        Ok(())
+    }
+}
+
+impl Forward for ConvBn {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        let out = self.conv.forward(xs)?;
+        match &self.bn {
+            Some(bn) => bn.forward(&out),
+            None => Ok(out),
         }
     }
 }
@@ -73,54 +122,74 @@ pub(crate) fn conv(
 
 /// torchvision's `Bottleneck` (stride on the 3x3 convolution).
 struct Bottleneck {
-    conv1: Conv,
-    bn1: FrozenBatchNorm,
-    conv2: Conv,
-    bn2: FrozenBatchNorm,
-    conv3: Conv,
-    bn3: FrozenBatchNorm,
-    downsample: Option<(Conv, FrozenBatchNorm)>,
+    conv1: ConvBn,
+    conv2: ConvBn,
+    conv3: ConvBn,
+    downsample: Option<ConvBn>,
 }
 
 impl Bottleneck {
     fn new(path: &nn::Path<'_>, c_in: i64, width: i64, stride: i64, eps: f64) -> Bottleneck {
         let c_out = width * 4;
         let downsample = (stride != 1 || c_in != c_out).then(|| {
-            (
+            ConvBn::new(
                 conv(path / "downsample" / 0, c_in, c_out, 1, stride, 0, false),
                 FrozenBatchNorm::new(path / "downsample" / 1, c_out, eps),
             )
         });
         Bottleneck {
-            conv1: conv(path / "conv1", c_in, width, 1, 1, 0, false),
-            bn1: FrozenBatchNorm::new(path / "bn1", width, eps),
-            conv2: conv(path / "conv2", width, width, 3, stride, 1, false),
-            bn2: FrozenBatchNorm::new(path / "bn2", width, eps),
-            conv3: conv(path / "conv3", width, c_out, 1, 1, 0, false),
-            bn3: FrozenBatchNorm::new(path / "bn3", c_out, eps),
+            conv1: ConvBn::new(
+                conv(path / "conv1", c_in, width, 1, 1, 0, false),
+                FrozenBatchNorm::new(path / "bn1", width, eps),
+            ),
+            conv2: ConvBn::new(
+                conv(path / "conv2", width, width, 3, stride, 1, false),
+                FrozenBatchNorm::new(path / "bn2", width, eps),
+            ),
+            conv3: ConvBn::new(
+                conv(path / "conv3", width, c_out, 1, 1, 0, false),
+                FrozenBatchNorm::new(path / "bn3", c_out, eps),
+            ),
             downsample,
         }
+    }
+
+    fn fold(&mut self) -> Result<(), TchError> {
+        self.conv1.fold()?;
+        self.conv2.fold()?;
+        self.conv3.fold()?;
+        if let Some(downsample) = &mut self.downsample {
+            downsample.fold()?;
+        }
+        Ok(())
     }
 }
 
 impl Forward for Bottleneck {
+    /// ReLUs and the residual addition in place, as torchvision's
+    /// `inplace=True` modules run them (the same values).
     fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
-        let out = self.bn1.forward(&self.conv1.forward(xs)?)?.f_relu()?;
-        let out = self.bn2.forward(&self.conv2.forward(&out)?)?.f_relu()?;
-        let out = self.bn3.forward(&self.conv3.forward(&out)?)?;
-        let identity = match &self.downsample {
-            Some((conv, bn)) => bn.forward(&conv.forward(xs)?)?,
-            None => xs.shallow_clone(),
+        let mut out = self.conv1.forward(xs)?;
+        let _ = out.f_relu_()?;
+        let mut out = self.conv2.forward(&out)?;
+        let _ = out.f_relu_()?;
+        let mut out = self.conv3.forward(&out)?;
+        let _ = match &self.downsample {
+            Some(downsample) => out.f_add_(&downsample.forward(xs)?)?,
+            None => out.f_add_(xs)?,
         };
-        out.f_add(&identity)?.f_relu()
+        let _ = out.f_relu_()?;
+        Ok(out)
     }
 }
 
 /// ResNet-50's body up to `layer4`, giving the outputs of `layer1`..`layer4`.
 pub(crate) struct ResNet50Body {
-    conv1: Conv,
-    bn1: FrozenBatchNorm,
+    conv1: ConvBn,
     layers: Vec<Vec<Bottleneck>>,
+    /// Whether the batch norms are folded: the input is then made
+    /// channels-last, the layout the folded weights have.
+    folded: bool,
 }
 
 impl ResNet50Body {
@@ -149,19 +218,41 @@ impl ResNet50Body {
             layers.push(layer);
         }
         ResNet50Body {
-            conv1: conv(path / "conv1", 3, 64, 7, 2, 3, false),
-            bn1: FrozenBatchNorm::new(path / "bn1", 64, eps),
+            conv1: ConvBn::new(
+                conv(path / "conv1", 3, 64, 7, 2, 3, false),
+                FrozenBatchNorm::new(path / "bn1", 64, eps),
+            ),
             layers,
+            folded: false,
         }
+    }
+
+    /// Folds every frozen batch norm into the convolution before it, once
+    /// the weights are loaded: one pass over each activation instead of
+    /// three (torchvision's `x * scale + bias` recomputes `scale` and
+    /// `bias` and writes two activations per layer), and channels-last
+    /// weights, which oneDNN's CPU convolutions run without reordering.
+    pub(crate) fn fold(&mut self) -> Result<(), TchError> {
+        self.conv1.fold()?;
+        for layer in &mut self.layers {
+            for block in layer {
+                block.fold()?;
+            }
+        }
+        self.folded = true;
+        Ok(())
     }
 
     /// The outputs of `layer1`..`layer4` (256, 512, 1024, 2048 channels).
     pub(crate) fn forward(&self, xs: &Tensor) -> Result<Vec<Tensor>, TchError> {
-        let mut x = self
-            .bn1
-            .forward(&self.conv1.forward(xs)?)?
-            .f_relu()?
-            .f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
+        let input = if self.folded {
+            crate::folded::channels_last(xs)
+        } else {
+            xs.shallow_clone()
+        };
+        let mut x = self.conv1.forward(&input)?;
+        let _ = x.f_relu_()?;
+        let mut x = x.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
         let mut outputs = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             for block in layer {
@@ -214,6 +305,17 @@ impl Fpn {
             layer,
             extra,
             p6p7,
+        }
+    }
+
+    /// Channels-last weights, for the folded body's channels-last maps.
+    pub(crate) fn fold(&mut self) {
+        for conv in self.inner.iter_mut().chain(self.layer.iter_mut()) {
+            *conv = conv.channels_last();
+        }
+        if let Some((p6, p7)) = &mut self.p6p7 {
+            *p6 = p6.channels_last();
+            *p7 = p7.channels_last();
         }
     }
 

@@ -249,6 +249,25 @@ impl Detector {
         Ok(())
     }
 
+    /// Folds the backbone's frozen batch norms into its convolutions and
+    /// makes the backbone and pyramid channels-last, once the weights are
+    /// loaded (see [`ResNet50Body::fold`]); the heads get the pyramid's
+    /// maps in the contiguous layout as before.
+    pub(crate) fn fold(&mut self) -> Result<(), TchError> {
+        self.body.fold()?;
+        self.fpn.fold();
+        Ok(())
+    }
+
+    /// The pyramid's maps for the heads, contiguous (`NCHW`).
+    fn pyramid(&self, levels: &[Tensor]) -> Result<Vec<Tensor>, TchError> {
+        self.fpn
+            .forward(levels)?
+            .iter()
+            .map(Tensor::f_contiguous)
+            .collect()
+    }
+
     /// The detections of one image `[3, H, W]` with values in `[0, 1]`.
     pub(crate) fn detect(&self, image: &Tensor) -> Result<Detections, TchError> {
         let prepared = self.transform.prepare(image)?;
@@ -263,7 +282,7 @@ impl Detector {
                 keypoints,
             } => (rpn, boxes, masks, keypoints),
             Heads::Retina(head) => {
-                let features = self.fpn.forward(&levels[1..])?;
+                let features = self.pyramid(&levels[1..])?;
                 let found = head.detect(&features, padded, prepared.image_size)?;
                 let boxes = Transform::boxes_to_original(
                     &found.boxes,
@@ -285,7 +304,7 @@ impl Detector {
                 });
             }
         };
-        let features = self.fpn.forward(&levels)?;
+        let features = self.pyramid(&levels)?;
         let proposals = rpn.proposals(&features, padded, prepared.image_size)?;
         let pooled: Vec<&Tensor> = features.iter().take(4).collect();
         let found = box_branch.detect(&pooled, &proposals, prepared.image_size)?;
