@@ -61,13 +61,13 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
         .map(String::as_str)
         .filter(|arg| *arg != "--with-fiftyone")
         .collect();
-    // `families` needs PyTorch and FiftyOne and takes tens of minutes: only
-    // when named.
+    // `hosted` and `families` need PyTorch (the oracle venv) and take tens
+    // of minutes: only when named.
     let selected = if named.is_empty() {
         known
             .iter()
             .copied()
-            .filter(|name| *name != "families")
+            .filter(|name| !matches!(*name, "hosted" | "families"))
             .collect()
     } else {
         named
