@@ -24,7 +24,8 @@
 //! `ZOO_BENCH_FIFTYONE` (set: the FiftyOne column), `ZOO_BENCH_N` (images,
 //! default 16), `ZOO_BENCH_ROUNDS` (default 3), `ZOO_BENCH_MODELS`
 //! (comma-separated subset), `ZOO_BENCH_RSS_N` (image counts for the
-//! detector's memory, default `64,512`; `0` skips it).
+//! detector's memory, default `64,512`; `0` skips it), `ZOO_BENCH_WORKERS`
+//! (model copies for zoo, as `--workers`; default: the model's own choice).
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 mod common;
@@ -170,7 +171,11 @@ fn build_models(zoo_dir: &Path, name: &str) -> Vec<Box<dyn Model>> {
     let mut factory = ModelFactory::new();
     zoo_torch_backend::register(&mut factory);
     let first = factory.build(&spec).unwrap();
-    let workers = first.workers().max(1);
+    let workers = std::env::var("ZOO_BENCH_WORKERS")
+        .ok()
+        .and_then(|value| value.parse::<usize>().ok())
+        .unwrap_or_else(|| first.workers())
+        .max(1);
     let mut models = vec![first];
     for _ in 1..workers {
         models.push(factory.build(&spec).unwrap());
@@ -187,17 +192,19 @@ fn build_models(zoo_dir: &Path, name: &str) -> Vec<Box<dyn Model>> {
 fn model_only(models: &mut [Box<dyn Model>], inputs: &[Input], embed: bool) -> f64 {
     let next = AtomicUsize::new(0);
     let count = inputs.len();
+    // Batches as apply cuts them for this many copies.
+    let chunk = zoo_model_core::chunk_len(count, BATCH, models.len());
     let started = Instant::now();
     std::thread::scope(|scope| {
         for model in models.iter_mut() {
             let next = &next;
             scope.spawn(move || {
                 loop {
-                    let done = next.fetch_add(BATCH, Ordering::Relaxed);
+                    let done = next.fetch_add(chunk, Ordering::Relaxed);
                     if done >= count {
                         break;
                     }
-                    let chunk = &inputs[done..(done + BATCH).min(count)];
+                    let chunk = &inputs[done..(done + chunk).min(count)];
                     if embed {
                         model.embed_all(chunk).unwrap();
                     } else {
@@ -515,9 +522,11 @@ fn main() {
                 preprocessor.preprocess(image).unwrap()
             })
             .collect();
-        // Warm-up: each copy's first forward (oneDNN primitive creation).
+        // Warm-up: each copy's first forward at the batch shape it will run
+        // (oneDNN primitive creation).
+        let chunk = zoo_model_core::chunk_len(inputs.len(), BATCH, workers);
         for model in &mut models {
-            let first = &inputs[..1];
+            let first = &inputs[..chunk.min(inputs.len())];
             if embed {
                 model.embed_all(first).unwrap();
             } else {
@@ -535,6 +544,8 @@ fn main() {
                 &field,
                 "--batch-size",
                 &BATCH.to_string(),
+                "--workers",
+                &workers.to_string(),
                 "--overwrite",
                 "--json",
                 "--quiet",
@@ -688,7 +699,7 @@ fn main() {
         }
     }
     println!(
-        "zoo apply = `zoo models apply`/`embed` as a user runs it (fresh process, default workers, batch {BATCH}), images / the call's wall time (decode, preprocess, forward, SQLite); zoo model-only = predict_all/embed_all on preprocessed inputs in batches of {BATCH}, copies on their own threads as apply runs them, after a warm-up forward; eager = the torch module FiftyOne builds (torchvision's / CLIP's / the hub's), `inference_mode`, on FiftyOne's preprocessed inputs, after a warm-up batch; FiftyOne = dataset.apply_model / compute_embeddings (batch_size={BATCH}), after a warm-up on one image; model/eager and apply/eager against the better eager batch size"
+        "zoo apply = `zoo models apply`/`embed` as a user runs it (fresh process, the copies model-only runs, batch {BATCH}), images / the call's wall time (decode, preprocess, forward, SQLite); zoo model-only = predict_all/embed_all on preprocessed inputs in the batches apply cuts (at most {BATCH}, evened out across copies), copies on their own threads as apply runs them, after a warm-up forward at that batch size; eager = the torch module FiftyOne builds (torchvision's / CLIP's / the hub's), `inference_mode`, on FiftyOne's preprocessed inputs, after a warm-up batch; FiftyOne = dataset.apply_model / compute_embeddings (batch_size={BATCH}), after a warm-up on one image; model/eager and apply/eager against the better eager batch size"
     );
     drop(py);
 

@@ -305,6 +305,21 @@ fn compute<T>(
     Ok(computed)
 }
 
+/// How many samples one batch takes when `workers` copies share `total`
+/// samples in batches of at most `batch_size`: as many rounds of full
+/// batches as needed, and batches evened out across them, so that no copy
+/// idles while another runs (16 samples in batches of 16 on 2 copies are 2
+/// batches of 8, not one batch of 16 on one copy, which would run on half
+/// the threads). One copy takes full batches.
+pub fn chunk_len(total: usize, batch_size: usize, workers: usize) -> usize {
+    let batch_size = batch_size.max(1);
+    if workers <= 1 || total == 0 {
+        return batch_size;
+    }
+    let rounds = total.div_ceil(workers * batch_size);
+    total.div_ceil(workers * rounds).clamp(1, batch_size)
+}
+
 /// Runs `work` over samples batch by batch with one worker per model copy;
 /// `emit` gets each batch's results in sample order (batches in the order
 /// they finish when there are several workers).
@@ -331,8 +346,9 @@ fn run<T: Send>(
         guards.push(SetupGuard::new(&mut **model)?);
     }
     let mut summary = ApplySummary::default();
-    let batch_size = options.batch_size.max(1);
-    let batches: Vec<&[Sample]> = samples.chunks(batch_size).collect();
+    let batches: Vec<&[Sample]> = samples
+        .chunks(chunk_len(samples.len(), options.batch_size, workers))
+        .collect();
     let mut finish = |computed: Computed<T>| -> Result<(), ApplyError> {
         summary.model_time += computed.model_time;
         summary.forwards += computed.forwards;
@@ -542,4 +558,42 @@ pub fn embed_on(
         )
     };
     run(models, samples, loader, options, &work, &mut emit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_len;
+
+    #[test]
+    fn chunks_give_every_copy_work_and_never_exceed_the_batch_size() {
+        // One copy: full batches.
+        assert_eq!(chunk_len(16, 16, 1), 16);
+        assert_eq!(chunk_len(5, 16, 1), 16);
+        // Fewer samples than one batch per copy: shared evenly.
+        assert_eq!(chunk_len(16, 16, 2), 8);
+        assert_eq!(chunk_len(17, 16, 2), 9);
+        assert_eq!(chunk_len(1, 16, 2), 1);
+        // Uneven last round: evened out (40 in 16s on 2 copies: 4 x 10).
+        assert_eq!(chunk_len(40, 16, 2), 10);
+        // Large runs keep the asked size.
+        assert_eq!(chunk_len(1000, 16, 2), 16);
+        assert_eq!(chunk_len(0, 16, 2), 16);
+        assert_eq!(chunk_len(10, 0, 2), 1);
+        for total in 1..200 {
+            for workers in 1..5 {
+                for batch in 1..20 {
+                    let chunk = chunk_len(total, batch, workers);
+                    assert!((1..=batch).contains(&chunk));
+                    let batches = total.div_ceil(chunk);
+                    // No more rounds than full batches would take.
+                    let rounds = total.div_ceil(batch * workers);
+                    assert!(batches <= workers * rounds, "{total} {batch} {workers}");
+                    // Two copies: both have work whenever there are 2 samples.
+                    if workers == 2 && total >= 2 {
+                        assert!(batches >= 2, "{total} {batch}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -32,7 +32,7 @@ mod object_id;
 
 pub use apply::{
     ApplyError, ApplyOptions, ApplySummary, EmbedOutcome, ImageLoader, Outcome, Sample, apply,
-    apply_on, embed, embed_on,
+    apply_on, chunk_len, embed, embed_on,
 };
 pub use factory::{ModelBuilder, ModelFactory, ModelSpec};
 pub use fields::{FieldNameError, RESERVED_FIELDS, label_fields, validate_field_name};

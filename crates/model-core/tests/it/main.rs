@@ -368,6 +368,52 @@ fn several_workers_give_every_sample_one_result_and_set_each_copy_up() {
 }
 
 #[test]
+fn a_run_shorter_than_one_batch_per_copy_is_shared_by_every_copy() {
+    // 16 samples in batches of 16 on 2 copies: each copy runs 8, so that
+    // neither idles while the other runs on half the threads.
+    let names: Vec<String> = (0..16).map(|index| format!("{}-8", index * 10)).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = ApplyOptions {
+        batch_size: 16,
+        ..ApplyOptions::default()
+    };
+    let (serial, serial_forwards, _) = run(&options, &names);
+    assert_eq!(serial_forwards, [16], "one copy takes the whole batch");
+    let mut copies = [brightness(), brightness()];
+    let mut outcomes = Vec::new();
+    {
+        let mut models: Vec<&mut dyn Model> = copies
+            .iter_mut()
+            .map(|model| model as &mut dyn Model)
+            .collect();
+        apply_on(
+            &mut models,
+            &samples(&names),
+            &Synthetic,
+            &options,
+            &mut |batch| {
+                outcomes.extend(batch);
+                Ok(())
+            },
+        )
+        .unwrap();
+    }
+    // Two batches of 8, one for each copy to take (which copy takes which
+    // is up to the threads).
+    let mut forwards: Vec<usize> = copies
+        .iter()
+        .flat_map(|copy| copy.forwards.iter().copied())
+        .collect();
+    forwards.sort_unstable();
+    assert_eq!(forwards, [8, 8]);
+    let id = |outcome: &Outcome| match outcome {
+        Outcome::Labels { sample_id, .. } | Outcome::Failed { sample_id, .. } => *sample_id,
+    };
+    outcomes.sort_by_key(id);
+    assert_eq!(outcomes, serial);
+}
+
+#[test]
 fn a_failure_in_one_worker_stops_the_run() {
     let names = ["250-8", "10-8", "corrupt", "200-16", "30-8", "40-8", "50-8"];
     let options = ApplyOptions {
