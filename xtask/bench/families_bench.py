@@ -326,21 +326,24 @@ def fiftyone(name, paths, batch, out):
     dataset = DATASETS[key]
     embeds = kind in ("clip", "dinov2")
     warm = dataset.limit(1)
+    # One field per model kind: the same images serve every family, and a
+    # field keeps the label type it was first given.
+    warm_field, field = "warm_" + kind, "pred_" + kind
     if embeds:
         warm.compute_embeddings(model, batch_size=batch, progress=False)
     else:
-        warm.apply_model(model, label_field="warm", batch_size=batch, progress=False)
+        warm.apply_model(model, label_field=warm_field, batch_size=batch, progress=False)
     started = time.perf_counter()
     if embeds:
         embeddings = dataset.compute_embeddings(model, batch_size=batch, progress=False)
     else:
-        dataset.apply_model(model, label_field="pred", batch_size=batch, progress=False)
+        dataset.apply_model(model, label_field=field, batch_size=batch, progress=False)
     seconds = time.perf_counter() - started
     shape = None
     if out:
         if kind == "detector":
             found = []
-            for detections in dataset.values("pred"):
+            for detections in dataset.values(field):
                 found.append(
                     [[d.label, [float(v) for v in d.bounding_box], float(d.confidence)]
                      for d in (detections.detections if detections else [])]
@@ -348,7 +351,7 @@ def fiftyone(name, paths, batch, out):
             with open(out, "w") as f:
                 json.dump(found, f)
         elif kind == "segmenter":
-            masks = np.stack([np.asarray(s.mask) for s in dataset.values("pred")])
+            masks = np.stack([np.asarray(s.mask) for s in dataset.values(field)])
             shape = write_array(out, masks.astype("<i8"))
         else:
             shape = write_array(out, np.asarray(embeddings, dtype="<f4"))

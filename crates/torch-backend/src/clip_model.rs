@@ -54,6 +54,7 @@ impl std::fmt::Debug for TorchClipModel {
 impl TorchClipModel {
     /// Builds the model a spec describes.
     pub fn from_spec(spec: &ModelSpec) -> Result<Self, ModelError> {
+        crate::model::cpu_threads();
         let config = &spec.config;
         if let Some(device) = config.get("device").and_then(Value::as_str)
             && !device.is_empty()
@@ -206,6 +207,12 @@ impl Model for TorchClipModel {
 
     fn ragged_batches(&self) -> bool {
         false
+    }
+
+    /// CLIP runs on the CPU: its share of libtorch's threads (all of them
+    /// for one copy, even after copies of another model took fewer).
+    fn set_workers(&mut self, workers: usize) {
+        crate::model::share_cpu_threads(workers);
     }
 
     fn has_logits(&self) -> bool {

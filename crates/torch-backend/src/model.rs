@@ -114,9 +114,20 @@ pub const TYPE_NAMES: &[&str] = &[
 
 /// libtorch's intra-op threads as the process started (before any
 /// [`Model::set_workers`] divided them).
-fn cpu_threads() -> i32 {
+pub(crate) fn cpu_threads() -> i32 {
     static THREADS: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
     *THREADS.get_or_init(tch::get_num_threads)
+}
+
+/// Gives each of `workers` CPU copies its share of the threads libtorch
+/// started with. libtorch's intra-op thread count is process-wide, so a
+/// model run after copies of another must set it back: every CPU model's
+/// `set_workers` calls this, one copy included.
+pub(crate) fn share_cpu_threads(workers: usize) {
+    let share = (cpu_threads() / workers.max(1) as i32).max(1);
+    if tch::get_num_threads() != share {
+        tch::set_num_threads(share);
+    }
 }
 
 /// The input pixels (height x width x batch) one CPU forward is kept to:
@@ -1149,11 +1160,7 @@ impl Model for TorchImageModel {
 
     fn set_workers(&mut self, workers: usize) {
         if self.device == Device::Cpu {
-            // libtorch's intra-op thread count is process-wide.
-            let share = (cpu_threads() / workers.max(1) as i32).max(1);
-            if tch::get_num_threads() != share {
-                tch::set_num_threads(share);
-            }
+            share_cpu_threads(workers);
         }
     }
 
@@ -1524,7 +1531,18 @@ impl TorchImageModel {
 mod tests {
     use serde_json::json;
 
-    use super::{KeypointSkeleton, skeleton};
+    use super::{KeypointSkeleton, cpu_threads, share_cpu_threads, skeleton};
+
+    /// libtorch's thread count is process-wide: one copy of a model run
+    /// after two copies of another gets all the threads back.
+    #[test]
+    fn one_copy_after_two_gets_every_thread_back() {
+        let all = cpu_threads();
+        share_cpu_threads(2);
+        assert_eq!(tch::get_num_threads(), (all / 2).max(1));
+        share_cpu_threads(1);
+        assert_eq!(tch::get_num_threads(), all);
+    }
 
     /// A config's `skeleton` as FiftyOne's `KeypointSkeleton.from_dict`
     /// takes it (Keypoint R-CNN's COCO skeleton among them); a malformed

@@ -130,19 +130,36 @@ pub(crate) fn roi_align(
         .f_permute([0, 2, 3, 1])?
         .f_contiguous()?
         .f_view([batch * height * width, channels])?;
+    let rows_out = rois.len() * bins;
+    let pooled_rows = if input.device() == tch::Device::Cpu && input.kind() == Kind::Float {
+        let values = Vec::<f32>::try_from(rows.f_flatten(0, -1)?)?;
+        Tensor::f_from_slice(&pool_rows(&values, channels as usize, &samples, rows_out))?
+    } else {
+        pool_tensors(&rows, &samples, rows_out)?
+    };
+    pooled_rows
+        .f_view([rois.len() as i64, pooled, pooled, channels])?
+        .f_permute([0, 3, 1, 2])?
+        .f_contiguous()
+}
+
+/// The kernel's sums as tensor operations (any device and kind): per
+/// sample and corner, the gathered rows times their weights, added in the
+/// kernel's order, then divided by the sample count. `rows` is
+/// `[positions, channels]`; gives `[bins, channels]`.
+fn pool_tensors(rows: &Tensor, samples: &[Vec<Sample>], bins: usize) -> Result<Tensor, TchError> {
+    let (device, kind) = (rows.device(), rows.kind());
     let mut total: Option<Tensor> = None;
-    for points in &samples {
+    for points in samples {
         let mut term: Option<Tensor> = None;
         for corner in 0..4 {
             let positions: Vec<i64> = points.iter().map(|p| p.positions[corner]).collect();
             let weights: Vec<f32> = points.iter().map(|p| p.weights[corner]).collect();
-            let values = rows.f_index_select(
-                0,
-                &Tensor::f_from_slice(&positions)?.f_to_device(input.device())?,
-            )?;
+            let values =
+                rows.f_index_select(0, &Tensor::f_from_slice(&positions)?.f_to_device(device)?)?;
             let weights = Tensor::f_from_slice(&weights)?
-                .f_to_device(input.device())?
-                .f_to_kind(input.kind())?
+                .f_to_device(device)?
+                .f_to_kind(kind)?
                 .f_unsqueeze(1)?;
             let weighted = weights.f_mul(&values)?;
             term = Some(match term {
@@ -157,19 +174,46 @@ pub(crate) fn roi_align(
             Some(sum) => sum.f_add(&term)?,
         });
     }
-    let count = (grid * grid).max(1) as f64;
-    let total = match total {
-        Some(total) => total,
-        None => Tensor::f_zeros(
-            [rois.len() as i64 * bins as i64, channels],
-            (input.kind(), input.device()),
-        )?,
+    let count = samples.len().max(1) as f64;
+    match total {
+        Some(total) => total.f_div_scalar(count),
+        None => Tensor::f_zeros([bins as i64, rows.size()[1]], (kind, device)),
+    }
+}
+
+/// The kernel's sums on the CPU, in one pass: for each bin, over its
+/// samples in order, `acc += w1 * v1 + w2 * v2 + w3 * v3 + w4 * v4` for
+/// every channel (the kernel's expression, evaluated left to right, no
+/// fused multiply-add), then `acc / count`. `rows` is `[positions,
+/// channels]`; `samples[s][k]` is sample `s` of bin `k`. Gives `[bins,
+/// channels]`. The same arithmetic as the tensor path, without its 16
+/// gathered `[bins, channels]` intermediates.
+fn pool_rows(rows: &[f32], channels: usize, samples: &[Vec<Sample>], bins: usize) -> Vec<f32> {
+    let count = samples.len().max(1) as f32;
+    let mut out = vec![0f32; bins * channels];
+    let row = |position: i64| {
+        let start = position as usize * channels;
+        &rows[start..start + channels]
     };
-    total
-        .f_div_scalar(count)?
-        .f_view([rois.len() as i64, pooled, pooled, channels])?
-        .f_permute([0, 3, 1, 2])?
-        .f_contiguous()
+    for (bin, acc) in out.chunks_exact_mut(channels).enumerate() {
+        for points in samples {
+            let point = &points[bin];
+            let [w1, w2, w3, w4] = point.weights;
+            let (v1, v2, v3, v4) = (
+                row(point.positions[0]),
+                row(point.positions[1]),
+                row(point.positions[2]),
+                row(point.positions[3]),
+            );
+            for ((((value, x1), x2), x3), x4) in acc.iter_mut().zip(v1).zip(v2).zip(v3).zip(v4) {
+                *value += w1 * x1 + w2 * x2 + w3 * x3 + w4 * x4;
+            }
+        }
+        for value in acc.iter_mut() {
+            *value /= count;
+        }
+    }
+    out
 }
 
 /// `MultiScaleRoIAlign` over the feature maps `features` (each `[1, C,
@@ -261,7 +305,38 @@ pub(crate) fn multi_scale_roi_align(
 mod tests {
     use tch::Tensor;
 
-    use super::roi_align;
+    use super::{Sample, pool_rows, pool_tensors, roi_align};
+
+    /// The CPU's one-pass sums give the tensor path's results bit for bit
+    /// (same products, same order of additions).
+    #[test]
+    fn cpu_sums_equal_the_tensor_path_bit_for_bit() {
+        let (positions, channels, bins) = (37usize, 19usize, 23usize);
+        let noise = |i: usize, scale: f32| ((i as f32 * 0.618_034).fract() - 0.5) * scale;
+        let values: Vec<f32> = (0..positions * channels).map(|i| noise(i, 7.3)).collect();
+        let samples: Vec<Vec<Sample>> = (0..4)
+            .map(|s| {
+                (0..bins)
+                    .map(|k| {
+                        let at = s * 97 + k * 13;
+                        Sample {
+                            positions: [0, 1, 2, 3].map(|c| ((at + c * 7) % positions) as i64),
+                            weights: [0, 1, 2, 3].map(|c| noise(at * 4 + c, 1.0).abs()),
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let ours = pool_rows(&values, channels, &samples, bins);
+        let rows = Tensor::from_slice(&values).view([positions as i64, channels as i64]);
+        let theirs =
+            Vec::<f32>::try_from(pool_tensors(&rows, &samples, bins).unwrap().flatten(0, -1))
+                .unwrap();
+        assert_eq!(ours.len(), theirs.len());
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert_eq!(a.to_bits(), b.to_bits(), "{a} != {b}");
+        }
+    }
 
     /// `torchvision.ops.roi_align(aligned=False, sampling_ratio=2)` (oracle:
     /// `cargo xtask detection-oracle`) on a 2-image feature map, rois in
