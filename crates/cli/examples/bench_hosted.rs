@@ -3,8 +3,9 @@
 //! against FiftyOne's own `dataset.apply_model` on the same model and the
 //! same image files, interleaved round by round in one run; plus where the
 //! host's time went (`ZOO_LOG=zoo_python_host=info`: zoo's time in its
-//! requests, and the worker's time in FiftyOne's DataLoader work and in
-//! `predict_all`; the rest is the boundary's cost).
+//! requests, the worker's time in FiftyOne's DataLoader work, how much of
+//! it `predict_all` waited for, its time in `predict_all`, and the
+//! boundary's own cost).
 //! Run through `cargo xtask bench hosted`.
 //!
 //! Two configurations: FiftyOne's resnet18-imagenet-torch transforms
@@ -73,9 +74,9 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// The `key=value` fields of the host's timing log lines, summed over
-/// hosts.
-fn host_timing(stderr: &str) -> Option<(f64, f64, f64, f64)> {
-    let mut sums = (0.0, 0.0, 0.0, 0.0);
+/// hosts: requests, feed, feed wait, predict, boundary seconds.
+fn host_timing(stderr: &str) -> Option<(f64, f64, f64, f64, f64)> {
+    let mut sums = (0.0, 0.0, 0.0, 0.0, 0.0);
     let mut found = false;
     for line in stderr
         .lines()
@@ -92,8 +93,9 @@ fn host_timing(stderr: &str) -> Option<(f64, f64, f64, f64)> {
             match key {
                 "request_seconds" => sums.0 += value,
                 "feed_seconds" => sums.1 += value,
-                "model_seconds" => sums.2 += value,
-                "boundary_seconds" => sums.3 += value,
+                "feed_wait_seconds" => sums.2 += value,
+                "model_seconds" => sums.3 += value,
+                "boundary_seconds" => sums.4 += value,
                 _ => {}
             }
         }
@@ -211,7 +213,7 @@ fn main() {
         setup["threads"]
     );
     println!(
-        "{:<11} {:>8} {:>8} {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>9}",
+        "{:<11} {:>8} {:>8} {:>8} {:>7} {:>9} {:>8} {:>9} {:>8} {:>8} {:>9}",
         "config",
         "zoo run",
         "zoo cmd",
@@ -219,12 +221,13 @@ fn main() {
         "FO/zoo",
         "requests",
         "feed",
+        "feed wait",
         "predict",
         "boundary",
         "bnd/run"
     );
     for (name, kwargs) in &configs {
-        let mut columns: [Vec<f64>; 8] = Default::default();
+        let mut columns: [Vec<f64>; 9] = Default::default();
         let mut forwards = 0.0;
         let kwargs: Vec<String> = kwargs
             .as_object()
@@ -255,7 +258,7 @@ fn main() {
             let whole = started.elapsed().as_secs_f64();
             let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
             let stderr = String::from_utf8_lossy(&output.stderr);
-            let (request, feed, model, boundary) = host_timing(&stderr)
+            let (request, feed, feed_wait, model, boundary) = host_timing(&stderr)
                 .unwrap_or_else(|| panic!("no timing line from the host: {stderr}"));
             let run = summary["seconds"].as_f64().unwrap();
             forwards = summary["forwards"].as_f64().unwrap_or_default();
@@ -264,7 +267,7 @@ fn main() {
                 .as_f64()
                 .unwrap();
             println!(
-                "            round: zoo run {run:.2} s (command {whole:.2} s), FiftyOne {theirs:.2} s; host: requests {request:.2} s, feed {feed:.2} s, predict {model:.2} s, boundary {boundary:.3} s"
+                "            round: zoo run {run:.2} s (command {whole:.2} s), FiftyOne {theirs:.2} s; host: requests {request:.2} s, feed {feed:.2} s (waited for {feed_wait:.2} s), predict {model:.2} s, boundary {boundary:.3} s"
             );
             for (column, value) in columns.iter_mut().zip([
                 run,
@@ -273,16 +276,26 @@ fn main() {
                 theirs / run,
                 request,
                 feed,
+                feed_wait,
                 model,
                 boundary,
             ]) {
                 column.push(value);
             }
         }
-        let [run, whole, theirs, ratio, request, feed, model, boundary] =
-            columns.map(|mut values| median(&mut values));
+        let [
+            run,
+            whole,
+            theirs,
+            ratio,
+            request,
+            feed,
+            feed_wait,
+            model,
+            boundary,
+        ] = columns.map(|mut values| median(&mut values));
         println!(
-            "{:<11} {:>8.2} {:>8.2} {:>8.2} {:>7.3} {:>9.2} {:>8.2} {:>8.2} {:>8.3} {:>8.2}%",
+            "{:<11} {:>8.2} {:>8.2} {:>8.2} {:>7.3} {:>9.2} {:>8.2} {:>9.2} {:>8.2} {:>8.3} {:>8.2}%",
             name,
             run,
             whole,
@@ -290,6 +303,7 @@ fn main() {
             ratio,
             request,
             feed,
+            feed_wait,
             model,
             boundary,
             100.0 * boundary / run,
@@ -297,6 +311,6 @@ fn main() {
         println!("            ({forwards} forward calls per zoo run)");
     }
     println!(
-        "zoo run = the apply's own seconds (`--json` `seconds`: decode, requests to the host, SQLite; the host already loaded); zoo cmd = the whole `zoo models apply` process (with starting Python, importing torch and FiftyOne, load_model); FiftyOne = dataset.apply_model alone (model loaded, DataLoader path); FO/zoo = per-round ratio, >= 1 means zoo is as fast or faster; requests = zoo's seconds inside its requests to the host; feed = the worker's seconds in FiftyOne's DataLoader work (GetItem: PIL image, transforms, collate); predict = the worker's seconds in predict_all; boundary = requests - feed - predict (pipes, framing, arrays, labels both ways); bnd/run = boundary / zoo run"
+        "zoo run = the apply's own seconds (`--json` `seconds`: decode, requests to the host, SQLite; the host already loaded); zoo cmd = the whole `zoo models apply` process (with starting Python, importing torch and FiftyOne, load_model); FiftyOne = dataset.apply_model alone (model loaded, DataLoader path); FO/zoo = per-round ratio, >= 1 means zoo is as fast or faster; requests = zoo's seconds in its calls to the host (sending batches, waiting, reading answers); feed = the worker's seconds in FiftyOne's DataLoader work (GetItem: PIL image, transforms, collate), on its intake thread while the model runs the batch before; feed wait = the part of it predict_all waited for; predict = the worker's seconds in predict_all; boundary = the crossing's own seconds, measured piece by piece (zoo writing pixels and reading answers, the worker making arrays and serialising labels); bnd/run = boundary / zoo run"
     );
 }

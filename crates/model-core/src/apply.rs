@@ -193,6 +193,44 @@ struct Computed<T> {
     fatal: Option<ModelError>,
 }
 
+/// The model calls a prepared batch takes: the indices of its decoded
+/// inputs, in equal-shape groups when the model is ragged, else all in one.
+fn groups(prepared: &Prepared, ragged: bool) -> Vec<Vec<usize>> {
+    let mut groups: BTreeMap<[usize; 3], Vec<usize>> = BTreeMap::new();
+    for (index, (_, input)) in prepared.iter().enumerate() {
+        if let Ok(input) = input {
+            let key = if ragged { input.shape } else { [0; 3] };
+            groups.entry(key).or_default().push(index);
+        }
+    }
+    groups.into_values().collect()
+}
+
+/// Hands a prepared batch to a model that takes batches ahead
+/// ([`Model::prefetch`]), in the calls [`compute`] will make on it.
+fn send_ahead(
+    model: &mut dyn Model,
+    prepared: &Prepared,
+    options: &ApplyOptions,
+    embeddings: bool,
+) {
+    if !model.prefetches() {
+        return;
+    }
+    // `compute` stops at a failed sample, calling nothing, unless failures
+    // are skipped.
+    if !options.skip_failures && prepared.iter().any(|(_, input)| input.is_err()) {
+        return;
+    }
+    for group in groups(prepared, model.ragged_batches()) {
+        let inputs: Vec<&Input> = group
+            .iter()
+            .filter_map(|&index| prepared[index].1.as_ref().ok())
+            .collect();
+        model.prefetch(&inputs, embeddings);
+    }
+}
+
 /// Runs the model over a prepared batch: equal-shape groups (or the whole
 /// batch when the model is not ragged), failures recorded per sample.
 fn compute<T>(
@@ -205,13 +243,10 @@ fn compute<T>(
     let mut samples = Vec::with_capacity(prepared.len());
     // Inputs move into the model's batches: no copies of the pixels.
     let mut inputs: Vec<Option<Input>> = Vec::with_capacity(prepared.len());
-    let mut groups: BTreeMap<[usize; 3], Vec<usize>> = BTreeMap::new();
-    let ragged = model.ragged_batches();
-    for (index, (sample, input)) in prepared.into_iter().enumerate() {
+    let groups = groups(&prepared, model.ragged_batches());
+    for (sample, input) in prepared {
         match input {
             Ok(input) => {
-                let key = if ragged { input.shape } else { [0; 3] };
-                groups.entry(key).or_default().push(index);
                 results.push(None);
                 inputs.push(Some(input));
             }
@@ -234,7 +269,7 @@ fn compute<T>(
         model_time: Duration::ZERO,
         fatal: None,
     };
-    for indices in groups.values() {
+    for indices in &groups {
         if computed.fatal.is_some() {
             // The model is gone: the rest of the batch fails with it.
             for &index in indices {
@@ -329,6 +364,7 @@ fn run<T: Send>(
     loader: &dyn ImageLoader,
     options: &ApplyOptions,
     work: &Work<'_, T>,
+    embeddings: bool,
     emit: &mut Emit<'_, T>,
 ) -> Result<ApplySummary, ApplyError> {
     let started = Instant::now();
@@ -380,12 +416,26 @@ fn run<T: Send>(
                 scope.spawn(move || {
                     let model = guard.model();
                     let preprocessor = model.preprocessor();
-                    loop {
+                    let claim = || {
                         let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(batch) = batches.get(index) else {
-                            break;
-                        };
-                        let prepared = prepare(&*preprocessor, loader, batch, false);
+                        batches
+                            .get(index)
+                            .map(|batch| prepare(&*preprocessor, loader, batch, false))
+                    };
+                    // A model that takes batches ahead gets batch N+1
+                    // before it runs batch N.
+                    let ahead = model.prefetches();
+                    let mut current = claim();
+                    if let Some(prepared) = current.as_ref().filter(|_| ahead) {
+                        send_ahead(model, prepared, options, embeddings);
+                    }
+                    while let Some(prepared) = current.take() {
+                        if ahead {
+                            current = claim();
+                            if let Some(next) = &current {
+                                send_ahead(model, next, options, embeddings);
+                            }
+                        }
                         let computed = compute(model, prepared, options, work);
                         let failed = computed
                             .as_ref()
@@ -394,6 +444,9 @@ fn run<T: Send>(
                         if sender.send(computed).is_err() || failed {
                             next.store(batches.len(), Ordering::Relaxed);
                             break;
+                        }
+                        if !ahead {
+                            current = claim();
                         }
                     }
                 });
@@ -426,8 +479,24 @@ fn run<T: Send>(
                     }
                 }
             });
-            for prepared in receiver.iter() {
+            // A model that takes batches ahead gets batch N+1 before it
+            // runs batch N.
+            let ahead = model.prefetches();
+            let mut current = receiver.recv().ok();
+            if let Some(prepared) = current.as_ref().filter(|_| ahead) {
+                send_ahead(model, prepared, options, embeddings);
+            }
+            while let Some(prepared) = current.take() {
+                if ahead {
+                    current = receiver.recv().ok();
+                    if let Some(next) = &current {
+                        send_ahead(model, next, options, embeddings);
+                    }
+                }
                 finish(compute(model, prepared, options, work)?)?;
+                if !ahead {
+                    current = receiver.recv().ok();
+                }
             }
             Ok(())
         })?;
@@ -516,7 +585,7 @@ pub fn apply_on(
             .collect();
         on_batch(outcomes)
     };
-    run(models, samples, loader, options, &work, &mut emit)
+    run(models, samples, loader, options, &work, false, &mut emit)
 }
 
 /// Computes embeddings for `samples` (FiftyOne's `compute_embeddings`).
@@ -557,7 +626,7 @@ pub fn embed_on(
                 .collect(),
         )
     };
-    run(models, samples, loader, options, &work, &mut emit)
+    run(models, samples, loader, options, &work, true, &mut emit)
 }
 
 #[cfg(test)]

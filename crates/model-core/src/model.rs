@@ -181,6 +181,25 @@ pub trait Model: Send {
         ))
     }
 
+    /// Whether the model takes batches ahead of their calls
+    /// ([`Model::prefetch`]). The engine then hands it each batch before
+    /// it calls the model on the batch before.
+    fn prefetches(&self) -> bool {
+        false
+    }
+
+    /// The inputs of a coming call of [`Model::predict_all`] (or of
+    /// [`Model::embed_all`] when `embeddings`), handed over before the
+    /// current call, so that a model that works elsewhere (the Python model
+    /// host) prepares them while the current one runs. The engine makes
+    /// the calls it announced, with the same inputs (moved, not copied), in
+    /// the same order, unless the run stops first; the model must still
+    /// answer any call correctly. Errors show in the call. The default does
+    /// nothing.
+    fn prefetch(&mut self, inputs: &[&Input], embeddings: bool) {
+        let _ = (inputs, embeddings);
+    }
+
     /// Acquires resources before a run (the context manager's `__enter__`).
     fn setup(&mut self) -> Result<(), ModelError> {
         Ok(())

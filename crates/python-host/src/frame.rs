@@ -18,6 +18,9 @@ pub(crate) struct Frame {
     pub(crate) header: Value,
     /// The binary payload (may be empty).
     pub(crate) payload: Vec<u8>,
+    /// Seconds spent reading and parsing it once its lengths arrived (the
+    /// boundary's cost on the reading side, not the wait for the sender).
+    pub(crate) read_seconds: f64,
 }
 
 /// Writes a frame whose payload is the concatenation of `payload`, without
@@ -53,6 +56,7 @@ pub(crate) fn read_frame(reader: &mut impl Read) -> io::Result<Option<Frame>> {
             Err(err) => return Err(err),
         }
     }
+    let started = std::time::Instant::now();
     let (header_length, payload_length) = lengths.split_at(8);
     let header_length = u64::from_le_bytes(header_length.try_into().unwrap_or_default());
     let payload_length = u64::from_le_bytes(payload_length.try_into().unwrap_or_default());
@@ -66,7 +70,11 @@ pub(crate) fn read_frame(reader: &mut impl Read) -> io::Result<Option<Frame>> {
     let header = serde_json::from_slice(&header)
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
     let payload = read_exactly(reader, payload_length)?;
-    Ok(Some(Frame { header, payload }))
+    Ok(Some(Frame {
+        header,
+        payload,
+        read_seconds: started.elapsed().as_secs_f64(),
+    }))
 }
 
 /// Reads `length` bytes, growing the buffer as they arrive (a false length

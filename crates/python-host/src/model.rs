@@ -52,32 +52,63 @@ pub struct HostedInfo {
     pub thresholds_itself: bool,
 }
 
-/// Where a host's time went, summed over its predict and embed requests:
-/// what zoo's side of each request took (writing the pixels, the worker's
-/// whole answer, reading the labels back) and, of that, what the worker
-/// spent in FiftyOne's DataLoader work and in the model's own calls. The
-/// rest is the boundary's cost.
+/// Where a host's time went, summed over its predict and embed requests.
+///
+/// zoo sends each batch before it reads the answer to the batch before
+/// ([`Model::prefetch`]), so the worker runs FiftyOne's DataLoader work on
+/// batch N+1 while the model runs batch N: `feed_seconds` is that work's
+/// whole time, `feed_wait_seconds` the part the model waited for.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct HostTiming {
-    /// Predict and embed requests sent.
+    /// Predict and embed requests answered.
     pub requests: usize,
-    /// Seconds zoo spent in them, from the first byte written to the
-    /// labels read back.
+    /// Of them, those sent ahead of their call ([`Model::prefetch`]).
+    pub sent_ahead: usize,
+    /// Seconds zoo spent in its calls to the host: sending batches,
+    /// waiting for answers, reading them.
     pub request_seconds: f64,
     /// Seconds the worker spent turning images into the model's inputs as
-    /// FiftyOne's DataLoader does (its `GetItem` or transforms, collate).
+    /// FiftyOne's DataLoader does (its `GetItem` or transforms, collate),
+    /// mostly while the model ran the batch before.
     pub feed_seconds: f64,
+    /// Of `feed_seconds`, the seconds the model waited for them.
+    pub feed_wait_seconds: f64,
     /// Seconds the worker spent in the model's `predict_all` / `embed_all`
     /// (or `predict` / `embed`).
     pub model_seconds: f64,
+    /// Seconds spent crossing the boundary, measured piece by piece: zoo
+    /// writing the pixels and reading and parsing the answers, the worker
+    /// making arrays of the pixels and serialising labels and embeddings.
+    pub boundary_seconds: f64,
 }
 
 impl HostTiming {
     /// Seconds outside the model's work: pipes, framing, arrays, label
     /// serialisation on both sides.
     pub fn boundary_seconds(&self) -> f64 {
-        (self.request_seconds - self.feed_seconds - self.model_seconds).max(0.0)
+        self.boundary_seconds
     }
+}
+
+/// A batch sent ahead of its call ([`Model::prefetch`]): which call it is
+/// for, and the inputs it was made of (their pixel buffers' addresses and
+/// shapes, which stay put while the engine moves them into the call).
+#[derive(Debug, PartialEq, Eq)]
+struct Pending {
+    op: &'static str,
+    inputs: Vec<(usize, [usize; 3])>,
+}
+
+/// The identity of a batch of inputs, for matching a call with the batch
+/// sent ahead for it; `None` when an input is not pixels (never sent).
+fn identity(inputs: &[&Input]) -> Option<Vec<(usize, [usize; 3])>> {
+    inputs
+        .iter()
+        .map(|input| match &input.data {
+            InputData::Pixels(bytes) => Some((bytes.as_ptr() as usize, input.shape)),
+            InputData::Values(_) => None,
+        })
+        .collect()
 }
 
 /// Starts the worker, which runs the source's `load_model`; returns the
@@ -112,7 +143,8 @@ pub fn load(spec: &HostSpec) -> Result<Loaded, HostError> {
             Ok(Loaded::Model(HostedModel {
                 worker,
                 info: Box::new(info),
-                timing: HostTiming::default(),
+                timing: Box::default(),
+                pending: std::collections::VecDeque::new(),
                 store_logits: false,
                 threshold: None,
             }))
@@ -172,7 +204,10 @@ pub struct HostedModel {
     worker: Worker,
     /// Boxed: it keeps [`Loaded`]'s variants of similar sizes.
     info: Box<HostedInfo>,
-    timing: HostTiming,
+    /// Boxed, as `info`.
+    timing: Box<HostTiming>,
+    /// Batches sent ahead, oldest first, whose answers are still to read.
+    pending: std::collections::VecDeque<Pending>,
     store_logits: bool,
     threshold: Option<f64>,
 }
@@ -185,12 +220,11 @@ impl HostedModel {
 
     /// Where this host's time went so far.
     pub fn timing(&self) -> HostTiming {
-        self.timing
+        *self.timing
     }
 
-    /// Sends the images of `inputs` with `op`; returns the answer's items
-    /// and payload.
-    fn run(&mut self, op: &str, inputs: &[Input]) -> Result<(Vec<Value>, Vec<u8>), ModelError> {
+    /// Writes a request for `op` on the images of `inputs`.
+    fn send(&mut self, op: &str, inputs: &[&Input]) -> Result<(), ModelError> {
         let mut shapes = Vec::with_capacity(inputs.len());
         let mut pixels = Vec::with_capacity(inputs.len());
         for input in inputs {
@@ -203,11 +237,52 @@ impl HostedModel {
             pixels.push(bytes.as_slice());
         }
         let started = std::time::Instant::now();
-        let answer = self
+        let sent = self
             .worker
-            .request(&json!({"op": op, "shapes": shapes}), &pixels, op)
-            .map_err(fatal)?;
-        let Frame { header, payload } = answer;
+            .send(&json!({"op": op, "shapes": shapes}), &pixels)
+            .map_err(fatal);
+        let seconds = started.elapsed().as_secs_f64();
+        self.timing.request_seconds += seconds;
+        self.timing.boundary_seconds += seconds;
+        sent
+    }
+
+    /// Reads the answers to batches sent ahead that no call took (a run
+    /// that stopped early): the next answer is then this call's.
+    fn drain(&mut self, stage: &str) -> Result<(), ModelError> {
+        while self.pending.pop_front().is_some() {
+            self.worker.answer(stage).map_err(fatal)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `op` on `inputs`: takes the answer to the batch sent ahead for
+    /// them, or sends them now; returns the answer's items and payload.
+    fn run(
+        &mut self,
+        op: &'static str,
+        inputs: &[Input],
+    ) -> Result<(Vec<Value>, Vec<u8>), ModelError> {
+        let started = std::time::Instant::now();
+        let refs: Vec<&Input> = inputs.iter().collect();
+        let ahead = Pending {
+            op,
+            inputs: identity(&refs).unwrap_or_default(),
+        };
+        if self.pending.front() == Some(&ahead) {
+            self.pending.pop_front();
+            self.timing.sent_ahead += 1;
+        } else {
+            self.drain(op)?;
+            self.send(op, &refs)?;
+        }
+        let answer = self.worker.answer(op).map_err(fatal);
+        let reading = std::time::Instant::now();
+        let Frame {
+            header,
+            payload,
+            read_seconds,
+        } = answer?;
         let seconds = |key: &str| {
             header
                 .get("seconds")
@@ -217,33 +292,48 @@ impl HostedModel {
         };
         self.timing.requests += 1;
         self.timing.feed_seconds += seconds("feed");
+        self.timing.feed_wait_seconds += seconds("feed_wait");
         self.timing.model_seconds += seconds("model");
-        self.timing.request_seconds += started.elapsed().as_secs_f64();
-        if header.get("ok").and_then(Value::as_bool) != Some(true) {
-            return Err(python_error(&header));
-        }
-        let items = header
-            .get("items")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if items.len() != inputs.len() {
-            return Err(ModelError::Inference(format!(
-                "the model returned {} results for {} images",
-                items.len(),
-                inputs.len()
-            )));
-        }
-        // Ragged models run image by image; one image's exception fails
-        // the call (the caller runs them one per call).
-        if let Some(error) = items
-            .iter()
-            .find_map(|item| item.get("error").and_then(Value::as_str))
-        {
-            return Err(ModelError::Inference(error.to_owned()));
-        }
-        Ok((items, payload))
+        self.timing.boundary_seconds += seconds("io") + read_seconds;
+        let result = items_of(header, payload, inputs.len());
+        let now = std::time::Instant::now();
+        self.timing.boundary_seconds += (now - reading).as_secs_f64();
+        self.timing.request_seconds += (now - started).as_secs_f64();
+        result
     }
+}
+
+/// The items and payload of a `predict`/`embed` answer for `count` images.
+fn items_of(
+    header: Value,
+    payload: Vec<u8>,
+    count: usize,
+) -> Result<(Vec<Value>, Vec<u8>), ModelError> {
+    if header.get("ok").and_then(Value::as_bool) != Some(true) {
+        return Err(python_error(&header));
+    }
+    let items = match header {
+        Value::Object(mut header) => match header.remove("items") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    if items.len() != count {
+        return Err(ModelError::Inference(format!(
+            "the model returned {} results for {count} images",
+            items.len(),
+        )));
+    }
+    // Ragged models run image by image; one image's exception fails
+    // the call (the caller runs them one per call).
+    if let Some(error) = items
+        .iter()
+        .find_map(|item| item.get("error").and_then(Value::as_str))
+    {
+        return Err(ModelError::Inference(error.to_owned()));
+    }
+    Ok((items, payload))
 }
 
 /// A host failure (died, hung, broken pipe): the run cannot go on.
@@ -316,6 +406,28 @@ impl Model for HostedModel {
         items.iter().map(prediction).collect()
     }
 
+    /// Sends each batch ahead of its call: the worker runs FiftyOne's
+    /// DataLoader work on it while the model runs the batch before.
+    fn prefetches(&self) -> bool {
+        true
+    }
+
+    fn prefetch(&mut self, inputs: &[&Input], embeddings: bool) {
+        let op = if embeddings { "embed" } else { "predict" };
+        let Some(inputs_id) = identity(inputs) else {
+            // Not pixels: the call itself says so.
+            return;
+        };
+        // A failed send (the worker died) shows in the call, which sends
+        // again and reports why.
+        if self.send(op, inputs).is_ok() {
+            self.pending.push_back(Pending {
+                op,
+                inputs: inputs_id,
+            });
+        }
+    }
+
     fn ragged_batches(&self) -> bool {
         self.info.ragged_batches
     }
@@ -368,6 +480,8 @@ impl Model for HostedModel {
             "store_logits": self.store_logits,
             "confidence_thresh": self.threshold,
         });
+        self.drain("setup")
+            .map_err(|err| ModelError::Config(err.to_string()))?;
         let answer = self
             .worker
             .request(&request, &[], "setup")
@@ -381,16 +495,21 @@ impl Model for HostedModel {
     /// Leaves the model's context manager; logs where the host's time went
     /// (`ZOO_LOG=zoo_python_host=info`).
     fn teardown(&mut self) {
-        let timing = self.timing;
+        let timing = *self.timing;
         tracing::info!(
             model = %self.worker.model,
             requests = timing.requests,
+            sent_ahead = timing.sent_ahead,
             request_seconds = timing.request_seconds,
             feed_seconds = timing.feed_seconds,
+            feed_wait_seconds = timing.feed_wait_seconds,
             model_seconds = timing.model_seconds,
-            boundary_seconds = timing.boundary_seconds(),
+            boundary_seconds = timing.boundary_seconds,
             "model host timing"
         );
+        if let Err(err) = self.drain("teardown") {
+            tracing::warn!(model = %self.worker.model, "reading the answers to unused batches failed: {err}");
+        }
         if let Err(err) = self
             .worker
             .request(&json!({"op": "teardown"}), &[], "teardown")

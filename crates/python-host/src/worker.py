@@ -308,15 +308,80 @@ def one_by_one(imgs, call):
     return results
 
 
-class Clock:
-    """Seconds spent in the model's work for one request: FiftyOne's
-    DataLoader work (`feed`: the model's `GetItem` or transforms, and
-    collate) and the model's own calls (`model`); what zoo's side of the
-    request took beyond them is the boundary's cost."""
+class Job:
+    """One request as the intake thread left it for the model: its header,
+    and for `predict`/`embed` its images, already through FiftyOne's
+    DataLoader work when the model is fed that way (`fed`: the collated
+    batch, or per image `("ok", batch)`/`("error", message)` for ragged
+    models), or the exception that work raised."""
 
-    def __init__(self):
+    def __init__(self, header):
+        self.header = header
+        self.op = header.get("op")
+        self.imgs = None
+        self.fed = None
+        self.error = None
+        self.received = time.perf_counter()
+        self.ready = self.received
         self.feed = 0.0
+        self.io = 0.0
+
+
+class State:
+    """What the model thread sets for the intake thread: the DataLoader
+    feed (set up by `setup`, before zoo sends a batch) and raggedness."""
+
+    def __init__(self, ragged):
+        self.feed = None
+        self.ragged = ragged
+
+
+def intake(state, jobs):
+    """Reads zoo's requests as they come and, for each batch, runs
+    FiftyOne's DataLoader work (the model's `GetItem` or transforms, and
+    collate) at once: zoo sends batch N+1 before it reads the answer to
+    batch N, so this runs while the model runs the batch before, as
+    FiftyOne's DataLoader worker does. `None` in `jobs`: end of input."""
+    while True:
+        try:
+            header, payload = receive()
+        except BaseException:
+            jobs.put(None)
+            return
+        job = Job(header)
+        if job.op in ("predict", "embed"):
+            try:
+                started = time.perf_counter()
+                imgs = images(header, payload)
+                fed_at = time.perf_counter()
+                job.io = fed_at - started
+                feed = state.feed
+                if feed is None:
+                    job.imgs = imgs
+                elif state.ragged:
+                    job.fed = one_by_one(imgs, lambda img: feed([img]))
+                else:
+                    job.fed = feed(imgs)
+                job.ready = time.perf_counter()
+                job.feed = job.ready - fed_at
+            except Exception as error:
+                job.error = describe(error)
+                job.ready = time.perf_counter()
+        jobs.put(job)
+
+
+class Clock:
+    """Seconds spent in one request: FiftyOne's DataLoader work (`feed`,
+    on the intake thread), how long the model waited for it (`feed_wait`:
+    the part the forward before did not hide), the model's own calls
+    (`model`) and the boundary's work in this process (`io`: arrays from
+    the payload, labels and embeddings serialised)."""
+
+    def __init__(self, job, free_since):
+        self.feed = job.feed
+        self.feed_wait = max(0.0, job.ready - max(job.received, free_since)) if job.feed else 0.0
         self.model = 0.0
+        self.io = job.io
 
     def timed(self, name, call, *args):
         started = time.perf_counter()
@@ -326,45 +391,48 @@ class Clock:
             setattr(self, name, getattr(self, name) + time.perf_counter() - started)
 
     def header(self, header):
-        header["seconds"] = {"feed": self.feed, "model": self.model}
+        header["seconds"] = {"feed": self.feed, "feed_wait": self.feed_wait, "model": self.model, "io": self.io}
         return header
 
 
-def calls(model, feed, clock, batch_name, single_name):
-    """The model's batch and single-image calls, as FiftyOne makes them:
-    through its DataLoader (`feed`) or on the arrays as they are."""
+def results_of(model, info, job, clock, batch_name, single_name):
+    """The model's calls on a job, as FiftyOne makes them: on the batch its
+    DataLoader made (per image for ragged models), or on the arrays."""
     batch = getattr(model, batch_name)
-    if feed is not None:
-
-        def fed(imgs):
-            return clock.timed("model", batch, clock.timed("feed", feed, imgs))
-
-        return fed, (lambda img: fed([img])[0])
-    single = getattr(model, single_name)
-    return (lambda imgs: clock.timed("model", batch, imgs)), (lambda img: clock.timed("model", single, img))
-
-
-def results_of(model, info, feed, clock, imgs, batch_name, single_name):
-    batch, single = calls(model, feed, clock, batch_name, single_name)
+    if job.fed is not None:
+        if info["ragged_batches"]:
+            results = []
+            for kind, value in job.fed:
+                if kind == "error":
+                    results.append((kind, value))
+                    continue
+                try:
+                    results.append(("ok", clock.timed("model", batch, value)[0]))
+                except Exception as error:
+                    results.append(("error", "%s: %s" % (type(error).__name__, error)))
+            return results
+        return [("ok", value) for value in list(clock.timed("model", batch, job.fed))]
     if info["ragged_batches"]:
-        return one_by_one(imgs, single)
-    return [("ok", value) for value in list(batch(imgs))]
+        single = getattr(model, single_name)
+        return one_by_one(job.imgs, lambda img: clock.timed("model", single, img))
+    return [("ok", value) for value in list(clock.timed("model", batch, job.imgs))]
 
 
-def predict(model, info, feed, imgs):
-    clock = Clock()
-    results = results_of(model, info, feed, clock, imgs, "predict_all", "predict")
+def predict(model, info, job, clock):
+    results = results_of(model, info, job, clock, "predict_all", "predict")
+    started = time.perf_counter()
     items = []
     for kind, value in results:
         items.append({"error": value} if kind == "error" else label_item(value))
+    clock.io += time.perf_counter() - started
     return clock.header({"ok": True, "items": items}), b""
 
 
-def embed(model, info, feed, imgs):
+def embed(model, info, job, clock):
     import numpy as np
 
-    clock = Clock()
-    results = results_of(model, info, feed, clock, imgs, "embed_all", "embed")
+    results = results_of(model, info, job, clock, "embed_all", "embed")
+    started = time.perf_counter()
     items, chunks = [], []
     for kind, value in results:
         if kind == "error":
@@ -375,12 +443,18 @@ def embed(model, info, feed, imgs):
         vector = np.ascontiguousarray(np.asarray(value, dtype="<f4").reshape(-1))
         items.append({"dim": int(vector.shape[0])})
         chunks.append(vector.tobytes())
-    return clock.header({"ok": True, "items": items}), b"".join(chunks)
+    payload = b"".join(chunks)
+    clock.io += time.perf_counter() - started
+    return clock.header({"ok": True, "items": items}), payload
 
 
 def serve(model, info):
+    import queue
+
     entered = False
-    feed = None
+    state = State(info["ragged_batches"])
+    jobs = queue.Queue()
+    threading.Thread(target=intake, args=(state, jobs), daemon=True).start()
     # Attributes set for the run (FiftyOne's `SetAttributes`), restored
     # after the model's context is left.
     restore = []
@@ -395,14 +469,16 @@ def serve(model, info):
             target, name, value = restore.pop()
             setattr(target, name, value)
 
+    free_since = time.perf_counter()
     while True:
-        try:
-            header, payload = receive()
-        except EOFError:
+        job = jobs.get()
+        if job is None:
             break
-        op = header.get("op")
+        header, op = job.header, job.op
         try:
-            if op == "setup":
+            if job.error is not None:
+                send(dict(ok=False, **job.error))
+            elif op == "setup":
                 threshold = header.get("confidence_thresh")
                 if threshold is not None and info["thresholds_itself"]:
                     set_attribute(model.config, "confidence_thresh", threshold)
@@ -410,7 +486,7 @@ def serve(model, info):
                     set_attribute(model, "store_logits", True)
                 if info["data_loader"]:
                     set_attribute(model, "preprocess", False)
-                    feed = Feeder(model)
+                    state.feed = Feeder(model)
                 model.__enter__()
                 entered = True
                 send({"ok": True})
@@ -418,15 +494,17 @@ def serve(model, info):
                 if entered:
                     entered = False
                     leave()
+                state.feed = None
                 send({"ok": True})
             elif op == "predict":
-                send(*predict(model, info, feed, images(header, payload)))
+                send(*predict(model, info, job, Clock(job, free_since)))
             elif op == "embed":
-                send(*embed(model, info, feed, images(header, payload)))
+                send(*embed(model, info, job, Clock(job, free_since)))
             else:
                 send({"ok": False, "error": "unknown request `%s`" % op})
         except Exception as error:
             send(dict(ok=False, **describe(error)))
+        free_since = time.perf_counter()
     if entered:
         leave()
 

@@ -174,6 +174,12 @@ impl Worker {
         payload: &[&[u8]],
         stage: &str,
     ) -> Result<Frame, HostError> {
+        self.send(header, payload)?;
+        self.answer(stage)
+    }
+
+    /// Sends a request; its answer comes, in order, from [`Worker::answer`].
+    pub(crate) fn send(&mut self, header: &Value, payload: &[&[u8]]) -> Result<(), HostError> {
         if let Some(reason) = &self.gone {
             return Err(HostError::Died {
                 model: self.model.clone(),
@@ -195,7 +201,7 @@ impl Worker {
                 },
             });
         }
-        self.answer(stage)
+        Ok(())
     }
 
     /// Waits for the next frame, at most the timeout.

@@ -763,3 +763,189 @@ fn a_fatal_model_error_records_the_batch_then_stops_the_run() {
         }
     }
 }
+
+/// [`Brightness`] that takes batches ahead, recording what it was handed
+/// and what it was called on (each input named by its buffer's address).
+struct Ahead {
+    inner: Brightness,
+    ragged: bool,
+    /// Batches handed ahead and not yet called on, oldest first.
+    announced: std::collections::VecDeque<(Vec<usize>, bool)>,
+    /// Per call: the inputs, and how many other batches were announced
+    /// when it came (the ones after it); `None`: it was not announced.
+    calls: Vec<(Vec<usize>, Option<usize>)>,
+}
+
+impl Ahead {
+    fn new(ragged: bool) -> Self {
+        Self {
+            inner: brightness(),
+            ragged,
+            announced: Default::default(),
+            calls: Vec::new(),
+        }
+    }
+
+    fn call(&mut self, inputs: &[Input], embeddings: bool) {
+        let ids = addresses(inputs.iter());
+        let Some(front) = self.announced.pop_front() else {
+            self.calls.push((ids, None));
+            return;
+        };
+        assert_eq!(
+            front,
+            (ids.clone(), embeddings),
+            "a call must be the oldest batch handed ahead"
+        );
+        self.calls.push((ids, Some(self.announced.len())));
+    }
+}
+
+fn addresses<'a>(inputs: impl Iterator<Item = &'a Input>) -> Vec<usize> {
+    inputs
+        .map(|input| input.data.values().unwrap().as_ptr() as usize)
+        .collect()
+}
+
+impl Model for Ahead {
+    fn preprocessor(&self) -> Arc<dyn Preprocess> {
+        Arc::new(Scale)
+    }
+
+    fn prefetches(&self) -> bool {
+        true
+    }
+
+    fn prefetch(&mut self, inputs: &[&Input], embeddings: bool) {
+        self.announced
+            .push_back((addresses(inputs.iter().copied()), embeddings));
+    }
+
+    fn ragged_batches(&self) -> bool {
+        self.ragged
+    }
+
+    fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
+        self.call(inputs, false);
+        // One by one: a batch that is not ragged may mix widths here.
+        let mut predictions = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            predictions.extend(self.inner.predict_all(std::slice::from_ref(input))?);
+        }
+        Ok(predictions)
+    }
+
+    fn has_embeddings(&self) -> bool {
+        true
+    }
+
+    fn embed_all(&mut self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.call(inputs, true);
+        self.inner.embed_all(inputs)
+    }
+}
+
+#[test]
+fn a_model_that_takes_batches_ahead_gets_each_before_it_runs_the_one_before() {
+    // Widths vary (ragged models get one call per width) and one file is
+    // unreadable (skipped: it is in no call).
+    let names: Vec<String> = (0..23)
+        .map(|index| match index {
+            7 => "corrupt".to_owned(),
+            _ => format!("{}-{}", index * 11, 4 + index % 2 * 4),
+        })
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (serial, _, _) = run(
+        &ApplyOptions {
+            batch_size: 4,
+            ..ApplyOptions::default()
+        },
+        &names,
+    );
+    let id = |outcome: &Outcome| match outcome {
+        Outcome::Labels { sample_id, .. } | Outcome::Failed { sample_id, .. } => *sample_id,
+    };
+    for (ragged, workers, pipelined) in [
+        (false, 1, true),
+        (true, 1, true),
+        (false, 2, true),
+        (true, 2, true),
+        (false, 1, false),
+    ] {
+        let options = ApplyOptions {
+            batch_size: 4,
+            pipelined,
+            ..ApplyOptions::default()
+        };
+        let mut copies: Vec<Ahead> = (0..workers).map(|_| Ahead::new(ragged)).collect();
+        let mut outcomes = Vec::new();
+        {
+            let mut models: Vec<&mut dyn Model> = copies
+                .iter_mut()
+                .map(|model| model as &mut dyn Model)
+                .collect();
+            apply_on(
+                &mut models,
+                &samples(&names),
+                &Synthetic,
+                &options,
+                &mut |batch| {
+                    outcomes.extend(batch);
+                    Ok(())
+                },
+            )
+            .unwrap();
+        }
+        outcomes.sort_by_key(id);
+        let case = format!("ragged {ragged}, {workers} workers, pipelined {pipelined}");
+        assert_eq!(outcomes, serial, "{case}");
+        for copy in &copies {
+            assert!(
+                copy.announced.is_empty(),
+                "every batch handed ahead was called: {case}"
+            );
+            let Some(((_, last_ahead), before)) = copy.calls.split_last() else {
+                panic!("every copy ran: {case}")
+            };
+            if pipelined {
+                // Every call but the copy's last came with the next batch
+                // already handed over.
+                assert!(
+                    before
+                        .iter()
+                        .all(|(_, ahead)| ahead.is_some_and(|n| n >= 1)),
+                    "{case}: {:?}",
+                    copy.calls
+                );
+                assert_eq!(*last_ahead, Some(0), "{case}");
+            } else {
+                // Decoding in turn (`--pipeline off`) hands nothing ahead.
+                assert!(
+                    copy.calls.iter().all(|(_, ahead)| ahead.is_none()),
+                    "{case}"
+                );
+            }
+        }
+        let calls: usize = copies.iter().map(|copy| copy.calls.len()).sum();
+        // 6 batches; ragged ones are called once per width in a batch.
+        assert_eq!(calls, if ragged { 12 } else { 6 }, "{case}");
+    }
+
+    // Embeddings are announced as such.
+    let mut model = Ahead::new(false);
+    let mut vectors = 0;
+    embed(
+        &mut model,
+        &samples(&names),
+        &Synthetic,
+        &ApplyOptions::default(),
+        &mut |batch| {
+            vectors += batch.len();
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(vectors, 23);
+    assert!(model.announced.is_empty() && !model.calls.is_empty());
+}

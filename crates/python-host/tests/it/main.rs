@@ -340,3 +340,51 @@ fn a_host_given_a_thread_share_runs_with_it_and_reports_where_its_time_went() {
     };
     assert_eq!(model.info().threads, None, "{:?}", model.info());
 }
+
+#[test]
+fn batches_sent_ahead_answer_their_own_calls_and_unused_ones_are_read_and_dropped() {
+    let Some(python) = python() else { return };
+    let source = Source::new(python);
+    let mut model = source.model("colour", json!({"classes": ["rouge", "vert", "bleu"]}));
+    assert!(model.prefetches());
+    model.setup().unwrap();
+    let red = [
+        input(&model, 5, 3, [255, 0, 0]),
+        input(&model, 2, 2, [250, 1, 1]),
+    ];
+    let blue = [input(&model, 7, 2, [0, 0, 255])];
+    let green = [input(&model, 4, 4, [0, 255, 0])];
+    let labels = |predictions: Vec<Prediction>| -> Vec<String> {
+        predictions
+            .iter()
+            .map(|prediction| classification(prediction).0)
+            .collect()
+    };
+    // Two batches ahead, then their calls, in order.
+    model.prefetch(&red.iter().collect::<Vec<_>>(), false);
+    model.prefetch(&blue.iter().collect::<Vec<_>>(), true);
+    assert_eq!(labels(model.predict_all(&red).unwrap()), ["rouge", "rouge"]);
+    let vectors = model.embed_all(&blue).unwrap();
+    assert_eq!(vectors.len(), 1);
+    // A batch sent ahead and never called on (a run that stopped) does not
+    // answer the next call: its answer is read and dropped.
+    model.prefetch(&red.iter().collect::<Vec<_>>(), false);
+    assert_eq!(labels(model.predict_all(&green).unwrap()), ["vert"]);
+    // Sent ahead for `predict`, called with `embed`: not its answer either.
+    model.prefetch(&green.iter().collect::<Vec<_>>(), false);
+    assert_eq!(
+        model.embed_all(&green).unwrap(),
+        model.embed_all(&green).unwrap()
+    );
+    // One left over at teardown is read too: the host answers after it.
+    model.prefetch(&blue.iter().collect::<Vec<_>>(), false);
+    model.teardown();
+    assert_eq!(labels(model.predict_all(&blue).unwrap()), ["bleu"]);
+    let timing = model.timing();
+    assert_eq!(timing.requests, 6, "{timing:?}");
+    assert_eq!(timing.sent_ahead, 2, "{timing:?}");
+    assert!(
+        timing.boundary_seconds > 0.0 && timing.request_seconds >= timing.boundary_seconds,
+        "{timing:?}"
+    );
+}
