@@ -905,8 +905,9 @@ fn a_model_that_takes_batches_ahead_gets_each_before_it_runs_the_one_before() {
                 copy.announced.is_empty(),
                 "every batch handed ahead was called: {case}"
             );
+            // A copy whose thread started late may have found no batch left.
             let Some(((_, last_ahead), before)) = copy.calls.split_last() else {
-                panic!("every copy ran: {case}")
+                continue;
             };
             if pipelined {
                 // Every call but the copy's last came with the next batch
