@@ -9,16 +9,12 @@
 //! and a three-merge vocabulary, which this test serves as the built-in's
 //! weights and tokenizer from loopback mirrors of their hosts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use zoo_test_support::TestServer;
 
-use crate::util::Sandbox;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../torch-backend/tests/fixtures")
-}
+use crate::util::{Sandbox, fixtures};
 
 fn floats(value: &Value) -> Vec<f64> {
     value

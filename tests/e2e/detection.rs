@@ -7,24 +7,20 @@
 //! torchvision 0.28 and formula weights (plus bias tweaks) in the hosted
 //! checkpoint's key layout.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 use zoo_test_support::{StateTensor, TestServer, formula_state_dict, torch_save_zip};
 
-use crate::util::Sandbox;
+use crate::util::{Sandbox, fixtures};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../torch-backend/tests/fixtures")
-}
-
-fn oracle() -> Value {
+pub(crate) fn oracle() -> Value {
     serde_json::from_slice(&fs_err::read(fixtures().join("detection_oracle.json")).unwrap())
         .unwrap()
 }
 
 /// The oracle's weights for `base_name`, as `torch.save` writes them.
-fn seeded_weights(oracle: &Value, base_name: &str) -> Vec<u8> {
+pub(crate) fn seeded_weights(oracle: &Value, base_name: &str) -> Vec<u8> {
     let expected = &oracle["models"][base_name];
     let architecture = expected["architecture"].as_str().unwrap();
     let layout = oracle["layouts"][architecture]["keys"].as_array().unwrap();
@@ -42,10 +38,10 @@ fn seeded_weights(oracle: &Value, base_name: &str) -> Vec<u8> {
 }
 
 /// One exported detection: label, relative `[x, y, w, h]`, confidence.
-type Found = (String, [f64; 4], f64);
+pub(crate) type Found = (String, [f64; 4], f64);
 
 /// Every exported sample of `dataset`, by file name.
-fn exported_samples(sandbox: &Sandbox, dataset: &str) -> Vec<(String, Value)> {
+pub(crate) fn exported_samples(sandbox: &Sandbox, dataset: &str) -> Vec<(String, Value)> {
     let export = sandbox.dir.path().join(format!("{dataset}.jsonl"));
     sandbox.ok(&["datasets", "export", dataset, export.to_str().unwrap()]);
     fs_err::read_to_string(&export)
@@ -64,7 +60,11 @@ fn exported_samples(sandbox: &Sandbox, dataset: &str) -> Vec<(String, Value)> {
 }
 
 /// Every sample's detections in `field`, by file name, from an export.
-fn exported_detections(sandbox: &Sandbox, dataset: &str, field: &str) -> Vec<(String, Vec<Found>)> {
+pub(crate) fn exported_detections(
+    sandbox: &Sandbox,
+    dataset: &str,
+    field: &str,
+) -> Vec<(String, Vec<Found>)> {
     exported_samples(sandbox, dataset)
         .into_iter()
         .map(|(file, sample)| {
@@ -101,7 +101,7 @@ fn exported_detections(sandbox: &Sandbox, dataset: &str, field: &str) -> Vec<(St
 /// Each of FiftyOne's detections matched by one of zoo's with the same
 /// label, every coordinate within 1e-4 and the confidence within 1e-4;
 /// the index of zoo's match for each of FiftyOne's.
-fn assert_matches(file: &str, ours: &[Found], theirs: &Value) -> Vec<usize> {
+pub(crate) fn assert_matches(file: &str, ours: &[Found], theirs: &Value) -> Vec<usize> {
     let theirs = theirs.as_array().unwrap();
     assert!(!theirs.is_empty(), "{file}: the oracle detects nothing");
     assert_eq!(ours.len(), theirs.len(), "{file}: detection count");

@@ -8,16 +8,12 @@
 //! `torch_oracle.py`, which this test writes with `torch.save`'s zip layout
 //! under the hub's key names and serves as the hub's weights file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use zoo_test_support::{StateTensor, TestServer, torch_save_zip};
 
-use crate::util::Sandbox;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../torch-backend/tests/fixtures")
-}
+use crate::util::{Sandbox, fixtures};
 
 /// `xtask/fixtures/torch_oracle.py`'s `formula_weights` for `layout`
 /// (`[name, shape]` pairs, the hub model's state dict).

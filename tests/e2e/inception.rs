@@ -9,24 +9,16 @@
 //! point at holds formula weights in the hosted file's key layout; summarised
 //! (first values, sum, L2 norm).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use zoo_test_support::{formula_state_dict, torch_save_zip};
 
-use crate::util::Sandbox;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../torch-backend/tests/fixtures")
-}
-
-fn json_fixture(name: &str) -> Value {
-    serde_json::from_slice(&fs_err::read(fixtures().join(name)).unwrap()).unwrap()
-}
+use crate::util::{Sandbox, fixtures, json_fixture};
 
 /// Asserts `ours` matches FiftyOne's summary: same length, first values
 /// within 1e-4, sum and L2 norm within 1e-4 per element.
-fn assert_matches_summary(ours: &[f64], theirs: &Value, what: &str) {
+pub(crate) fn assert_matches_summary(ours: &[f64], theirs: &Value, what: &str) {
     assert_eq!(ours.len() as u64, theirs["len"].as_u64().unwrap(), "{what}");
     let difference = ours
         .iter()

@@ -7,6 +7,7 @@ mod clip;
 mod detection;
 mod dinov2;
 mod downloads;
+mod every_builtin;
 mod fiftyone_cli;
 mod fiftyone_interop;
 mod fiftyone_masks;

@@ -9,31 +9,27 @@
 //! hosted file's key layout, written by `torch.save`) and the manifest's
 //! own file holds different ones.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use zoo_test_support::{TestServer, formula_state_dict, torch_save_zip};
 
-use crate::util::Sandbox;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../torch-backend/tests/fixtures")
-}
-
-fn json_fixture(name: &str) -> Value {
-    serde_json::from_slice(&fs_err::read(fixtures().join(name)).unwrap()).unwrap()
-}
+use crate::util::{Sandbox, fixtures, json_fixture};
 
 /// The formula weights of `architecture` in its hosted file's key layout,
 /// as `torch.save` writes them; `gain` as the oracle used.
-fn seeded_weights(architecture: &str, gain: f64) -> Vec<u8> {
+pub(crate) fn seeded_weights(architecture: &str, gain: f64) -> Vec<u8> {
     let layouts = json_fixture("real_layouts.json");
     let state = formula_state_dict(layouts[architecture]["keys"].as_array().unwrap(), gain);
     torch_save_zip(architecture, &state)
 }
 
 /// The logits of every sample's `field`, by file name, from an export.
-fn exported_logits(sandbox: &Sandbox, dataset: &str, field: &str) -> Vec<(String, Vec<f32>)> {
+pub(crate) fn exported_logits(
+    sandbox: &Sandbox,
+    dataset: &str,
+    field: &str,
+) -> Vec<(String, Vec<f32>)> {
     let export = sandbox.dir.path().join(format!("{dataset}.jsonl"));
     sandbox.ok(&["datasets", "export", dataset, export.to_str().unwrap()]);
     fs_err::read_to_string(&export)

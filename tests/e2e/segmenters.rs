@@ -9,21 +9,13 @@
 //! formula weights in the hosted file's key layout (`aux_classifier`
 //! included), written by `torch.save`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use zoo_test_support::{TestServer, formula_state_dict, torch_save_zip};
 
-use crate::util::Sandbox;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../torch-backend/tests/fixtures")
-}
-
-fn json_fixture(name: &str) -> Value {
-    serde_json::from_slice(&fs_err::read(fixtures().join(name)).unwrap()).unwrap()
-}
+use crate::util::{Sandbox, fixtures, json_fixture};
 
 /// `zoo models info` names torchvision's file; `zoo models download` asks
 /// the loopback mirror for it (and refuses the seeded file, whose sha256

@@ -3,6 +3,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The torch backend's test fixtures (oracles from `cargo xtask fixtures`
+/// and friends, pictures).
+pub(crate) fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../torch-backend/tests/fixtures")
+}
+
+/// One of [`fixtures`]' JSON files.
+pub(crate) fn json_fixture(name: &str) -> serde_json::Value {
+    serde_json::from_slice(&fs_err::read(fixtures().join(name)).unwrap()).unwrap()
+}
+
 /// A throwaway home for one test: zoo dir, datasets dir, HOME.
 pub(crate) struct Sandbox {
     pub(crate) dir: tempfile::TempDir,

@@ -49,4 +49,7 @@ pub use hosted::{
 };
 pub use server::{Fault, Framing, Handler, Request, Response, TestServer, file_response};
 pub use snapshot::dir_snapshot;
-pub use torch_save::{StateTensor, formula, formula_state_dict, torch_save_legacy, torch_save_zip};
+pub use torch_save::{
+    StateTensor, formula, formula_state_dict, torch_save_legacy, torch_save_zip,
+    torch_save_zip_lazy,
+};

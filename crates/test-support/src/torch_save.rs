@@ -35,18 +35,27 @@ fn text(value: &str) -> Vec<u8> {
     bytes
 }
 
+/// A state dict entry as the pickle names it: key, shape, and whether it
+/// is a float32 tensor (else an `int64` counter).
+struct Key<'a> {
+    name: &'a str,
+    shape: &'a [i64],
+    float: bool,
+}
+
 /// The protocol-2 pickle of `OrderedDict(name -> _rebuild_tensor_v2(...))`
 /// whose storages are keyed `0`, `1`, ... in order.
-fn state_dict_pickle(tensors: &[StateTensor]) -> Vec<u8> {
+fn state_dict_pickle(tensors: &[Key<'_>]) -> Vec<u8> {
     let mut pickle = vec![0x80, 2];
     pickle.extend(b"ccollections\nOrderedDict\n)R(");
     for (index, tensor) in tensors.iter().enumerate() {
         let numel: i64 = tensor.shape.iter().product();
-        let (storage, numel) = match &tensor.values {
-            Some(_) => ("FloatStorage", numel),
-            None => ("LongStorage", 1),
+        let (storage, numel) = if tensor.float {
+            ("FloatStorage", numel)
+        } else {
+            ("LongStorage", 1)
         };
-        pickle.extend(text(&tensor.name));
+        pickle.extend(text(tensor.name));
         pickle.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
         pickle.extend(text("storage"));
         pickle.extend(format!("ctorch\n{storage}\n").as_bytes());
@@ -82,14 +91,29 @@ fn state_dict_pickle(tensors: &[StateTensor]) -> Vec<u8> {
     pickle
 }
 
+fn float_bytes(values: &[f32]) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|value| value.to_le_bytes())
+        .collect()
+}
+
 fn storage_bytes(tensor: &StateTensor) -> Vec<u8> {
     match &tensor.values {
-        Some(values) => values
-            .iter()
-            .flat_map(|value| value.to_le_bytes())
-            .collect(),
+        Some(values) => float_bytes(values),
         None => 0i64.to_le_bytes().to_vec(),
     }
+}
+
+fn keys(tensors: &[StateTensor]) -> Vec<Key<'_>> {
+    tensors
+        .iter()
+        .map(|tensor| Key {
+            name: &tensor.name,
+            shape: &tensor.shape,
+            float: tensor.values.is_some(),
+        })
+        .collect()
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
@@ -100,21 +124,66 @@ fn crc32(bytes: &[u8]) -> u32 {
 
 /// `tensors` as `torch.save(state_dict, "<stem>.pth")` writes them.
 pub fn torch_save_zip(stem: &str, tensors: &[StateTensor]) -> Vec<u8> {
-    let mut records: Vec<(String, Vec<u8>)> = vec![
-        (format!("{stem}/data.pkl"), state_dict_pickle(tensors)),
+    write_zip(stem, &keys(tensors), |index| storage_bytes(&tensors[index]))
+}
+
+/// As [`torch_save_zip`] for a state dict of float32 tensors given as
+/// `(name, shape)` pairs, each one's values made by `values(name, shape)`
+/// only when its record is written: no more than one tensor's values are
+/// held beside the archive (DINOv2 ViT-g's is 4.5 GB).
+pub fn torch_save_zip_lazy(
+    stem: &str,
+    layout: &[(String, Vec<i64>)],
+    mut values: impl FnMut(&str, &[i64]) -> Vec<f32>,
+) -> Vec<u8> {
+    let keys: Vec<Key<'_>> = layout
+        .iter()
+        .map(|(name, shape)| Key {
+            name,
+            shape,
+            float: true,
+        })
+        .collect();
+    write_zip(stem, &keys, |index| {
+        let (name, shape) = &layout[index];
+        float_bytes(&values(name, shape))
+    })
+}
+
+/// The zip `torch.save` writes for `keys`, storage `i`'s bytes from
+/// `storage(i)`, asked for in order.
+fn write_zip(stem: &str, keys: &[Key<'_>], mut storage: impl FnMut(usize) -> Vec<u8>) -> Vec<u8> {
+    let head: Vec<(String, Vec<u8>)> = vec![
+        (format!("{stem}/data.pkl"), state_dict_pickle(keys)),
         (format!("{stem}/byteorder"), b"little".to_vec()),
     ];
-    for (index, tensor) in tensors.iter().enumerate() {
-        records.push((format!("{stem}/data/{index}"), storage_bytes(tensor)));
-    }
-    records.push((format!("{stem}/version"), b"3\n".to_vec()));
-    records.push((
-        format!("{stem}/.data/serialization_id"),
-        b"1234567890123456789012345678901234567890".to_vec(),
-    ));
-    let mut out = Vec::new();
+    let tail: Vec<(String, Vec<u8>)> = vec![
+        (format!("{stem}/version"), b"3\n".to_vec()),
+        (
+            format!("{stem}/.data/serialization_id"),
+            b"1234567890123456789012345678901234567890".to_vec(),
+        ),
+    ];
+    // Every record's data, its name and up to 64 + 64 bytes of headers,
+    // padding and descriptor: the archive grows without reallocating.
+    let storage_bytes: i64 = keys
+        .iter()
+        .map(|key| {
+            if key.float {
+                4 * key.shape.iter().product::<i64>()
+            } else {
+                8
+            }
+        })
+        .sum();
+    let records = head.len() + keys.len() + tail.len();
+    let mut out = Vec::with_capacity(
+        storage_bytes as usize + records * (128 + stem.len() + 64) + head[0].1.len(),
+    );
     let mut central = Vec::new();
-    for (name, data) in &records {
+    let mut count = 0u64;
+    let mut write = |name: &str, data: &[u8]| {
+        count += 1;
         let offset = out.len() as u64;
         let crc = crc32(data);
         // The FB field pads the data to a 64-byte boundary.
@@ -140,12 +209,20 @@ pub fn torch_save_zip(stem: &str, tensors: &[StateTensor]) -> Vec<u8> {
         out.extend((data.len() as u64).to_le_bytes());
         central.extend(b"PK\x01\x02");
         out_central_entry(&mut central, name, crc, data.len() as u64, offset);
+    };
+    for (name, data) in &head {
+        write(name, data);
+    }
+    for index in 0..keys.len() {
+        write(&format!("{stem}/data/{index}"), &storage(index));
+    }
+    for (name, data) in &tail {
+        write(name, data);
     }
     let directory_offset = out.len() as u64;
     let directory_size = central.len() as u64;
     out.extend(&central);
     let end64 = out.len() as u64;
-    let count = records.len() as u64;
     out.extend(b"PK\x06\x06");
     out.extend(44u64.to_le_bytes());
     out.extend(798u16.to_le_bytes());
@@ -211,7 +288,7 @@ pub fn torch_save_legacy(tensors: &[StateTensor]) -> Vec<u8> {
     out.extend(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.");
     out.extend(b"\x80\x02M\xe9\x03.");
     out.extend(b"\x80\x02}q\x00.");
-    out.extend(state_dict_pickle(tensors));
+    out.extend(state_dict_pickle(&keys(tensors)));
     out.extend(b"\x80\x02](");
     for index in 0..tensors.len() {
         out.extend(text(&index.to_string()));
@@ -295,4 +372,36 @@ pub fn formula_state_dict(layout: &[serde_json::Value], gain: f64) -> Vec<StateT
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lazy writer makes the same bytes as the eager one, asking for
+    /// each tensor's values once, in order.
+    #[test]
+    fn lazy_archive_equals_the_eager_one() {
+        let layout: Vec<(String, Vec<i64>)> = vec![
+            ("blocks.0.attn.qkv.weight".into(), vec![6, 2]),
+            ("norm.bias".into(), vec![2]),
+            ("cls_token".into(), vec![1, 1, 2]),
+        ];
+        let tensors: Vec<StateTensor> = layout
+            .iter()
+            .map(|(name, shape)| StateTensor {
+                name: name.clone(),
+                shape: shape.clone(),
+                values: Some(formula(name, shape, 2.0)),
+            })
+            .collect();
+        let mut asked = Vec::new();
+        let lazy = torch_save_zip_lazy("net", &layout, |name, shape| {
+            asked.push(name.to_owned());
+            formula(name, shape, 2.0)
+        });
+        assert_eq!(lazy, torch_save_zip("net", &tensors));
+        let names: Vec<String> = layout.iter().map(|(name, _)| name.clone()).collect();
+        assert_eq!(asked, names);
+    }
 }
