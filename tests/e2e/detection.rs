@@ -7,12 +7,10 @@
 //! torchvision 0.28 and formula weights (plus bias tweaks) in the hosted
 //! checkpoint's key layout.
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 use zoo_test_support::{StateTensor, TestServer, formula_state_dict, torch_save_zip};
 
-use crate::util::{Sandbox, fixtures};
+use crate::util::{Sandbox, exported_samples, fixtures};
 
 pub(crate) fn oracle() -> Value {
     serde_json::from_slice(&fs_err::read(fixtures().join("detection_oracle.json")).unwrap())
@@ -39,25 +37,6 @@ pub(crate) fn seeded_weights(oracle: &Value, base_name: &str) -> Vec<u8> {
 
 /// One exported detection: label, relative `[x, y, w, h]`, confidence.
 pub(crate) type Found = (String, [f64; 4], f64);
-
-/// Every exported sample of `dataset`, by file name.
-pub(crate) fn exported_samples(sandbox: &Sandbox, dataset: &str) -> Vec<(String, Value)> {
-    let export = sandbox.dir.path().join(format!("{dataset}.jsonl"));
-    sandbox.ok(&["datasets", "export", dataset, export.to_str().unwrap()]);
-    fs_err::read_to_string(&export)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap())
-        .map(|sample| {
-            let file = Path::new(sample["filepath"].as_str().unwrap())
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            (file, sample)
-        })
-        .collect()
-}
 
 /// Every sample's detections in `field`, by file name, from an export.
 pub(crate) fn exported_detections(

@@ -8,12 +8,10 @@
 //! `torch_oracle.py`, which this test writes with `torch.save`'s zip layout
 //! under the hub's key names and serves as the hub's weights file.
 
-use std::path::Path;
-
 use serde_json::Value;
 use zoo_test_support::{TestServer, torch_save_zip_lazy};
 
-use crate::util::{Sandbox, fixtures};
+use crate::util::{Sandbox, exported_samples, fixtures};
 
 /// `xtask/fixtures/torch_oracle.py`'s `formula_weights` for one tensor of
 /// the hub model's state dict.
@@ -55,6 +53,33 @@ fn names_and_shapes(layout: &[Value]) -> Vec<(String, Vec<i64>)> {
 /// writes it under `stem`.
 fn hub_checkpoint(stem: &str, layout: &[Value]) -> Vec<u8> {
     torch_save_zip_lazy(stem, &names_and_shapes(layout), formula_values)
+}
+
+/// Checks that `dataset`'s exported `emb` field holds, for each of
+/// `entries` (oracle pictures), `name`'s embedding within 1e-4.
+fn assert_embeddings_match(sandbox: &Sandbox, dataset: &str, name: &str, entries: &[&Value]) {
+    let mut seen = 0;
+    for (picture, sample) in exported_samples(sandbox, dataset) {
+        let theirs = entries
+            .iter()
+            .find(|entry| entry["file"] == picture.as_str())
+            .unwrap()["embeddings"][name]
+            .as_array()
+            .unwrap();
+        let ours = sample["emb"].as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{name} {picture}");
+        let difference = ours
+            .iter()
+            .zip(theirs)
+            .map(|(a, b)| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            difference <= 1e-4,
+            "{name} {picture}: max |diff| {difference}"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, entries.len(), "{name}");
 }
 
 /// `zoo models embed dinov2-vits14-torch DIR FIELD` downloads the hub's
@@ -109,35 +134,8 @@ fn dinov2_builtin_embeds_like_fiftyone_through_zoo() {
             .exists()
     );
     let dataset = summary["dataset"].as_str().unwrap().to_owned();
-    let export = sandbox.dir.path().join("emb.jsonl");
-    sandbox.ok(&["datasets", "export", &dataset, export.to_str().unwrap()]);
-    let text = fs_err::read_to_string(&export).unwrap();
-    let mut seen = 0;
-    for line in text.lines() {
-        let sample: Value = serde_json::from_str(line).unwrap();
-        let file = Path::new(sample["filepath"].as_str().unwrap())
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let expected = entries
-            .iter()
-            .find(|entry| entry["file"] == file.as_str())
-            .unwrap();
-        let ours = sample["emb"].as_array().unwrap();
-        let theirs = expected["embeddings"]["dinov2-vits14-torch"]
-            .as_array()
-            .unwrap();
-        assert_eq!(ours.len(), theirs.len(), "{file}");
-        let difference = ours
-            .iter()
-            .zip(theirs)
-            .map(|(a, b)| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs())
-            .fold(0.0, f64::max);
-        assert!(difference <= 1e-4, "{file}: max |diff| {difference}");
-        seen += 1;
-    }
-    assert_eq!(seen, entries.len());
+    let all: Vec<&Value> = entries.iter().collect();
+    assert_embeddings_match(&sandbox, &dataset, "dinov2-vits14-torch", &all);
 
     // DINOv2's entries name no output processor: FiftyOne's
     // `TorchImageModel` returns raw arrays that `apply_model` cannot store,
@@ -240,36 +238,7 @@ fn dinov2_builtins_embed_like_fiftyone(names: &[&str], workers: &str) {
         assert_eq!(server.requests_to(path).len(), 1, "{name}");
         assert!(sandbox.zoo_dir().join(file).exists(), "{name}");
         let dataset = summary["dataset"].as_str().unwrap().to_owned();
-        let export = sandbox.dir.path().join("emb.jsonl");
-        sandbox.ok(&["datasets", "export", &dataset, export.to_str().unwrap()]);
-        let mut seen = 0;
-        for line in fs_err::read_to_string(&export).unwrap().lines() {
-            let sample: Value = serde_json::from_str(line).unwrap();
-            let picture = Path::new(sample["filepath"].as_str().unwrap())
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let theirs = expected
-                .iter()
-                .find(|entry| entry["file"] == picture.as_str())
-                .unwrap()["embeddings"][*name]
-                .as_array()
-                .unwrap();
-            let ours = sample["emb"].as_array().unwrap();
-            assert_eq!(ours.len(), theirs.len(), "{name} {picture}");
-            let difference = ours
-                .iter()
-                .zip(theirs)
-                .map(|(a, b)| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs())
-                .fold(0.0, f64::max);
-            assert!(
-                difference <= 1e-4,
-                "{name} {picture}: max |diff| {difference}"
-            );
-            seen += 1;
-        }
-        assert_eq!(seen, expected.len(), "{name}");
+        assert_embeddings_match(&sandbox, &dataset, name, &expected);
     }
 }
 

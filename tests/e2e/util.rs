@@ -14,6 +14,28 @@ pub(crate) fn json_fixture(name: &str) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(fixtures().join(name)).unwrap()).unwrap()
 }
 
+/// Every exported sample of `dataset`, by file name.
+pub(crate) fn exported_samples(
+    sandbox: &Sandbox,
+    dataset: &str,
+) -> Vec<(String, serde_json::Value)> {
+    let export = sandbox.dir.path().join(format!("{dataset}.jsonl"));
+    sandbox.ok(&["datasets", "export", dataset, export.to_str().unwrap()]);
+    fs_err::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .map(|sample| {
+            let file = Path::new(sample["filepath"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (file, sample)
+        })
+        .collect()
+}
+
 /// A throwaway home for one test: zoo dir, datasets dir, HOME.
 pub(crate) struct Sandbox {
     pub(crate) dir: tempfile::TempDir,
