@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use zoo_model_core::{
-    ApplyOptions, EmbedOutcome, Image, ImageLoader, Input, InputData, Label, Model, ModelError,
-    Outcome, Prediction, Preprocess, Sample, apply, apply_on, embed, embed_on,
+    ApplyError, ApplyOptions, ApplySummary, EmbedOutcome, Image, ImageLoader, Input, InputData,
+    Label, Model, ModelError, Outcome, Prediction, Preprocess, Sample, apply, apply_on, embed,
+    embed_on,
 };
 
 /// Mean brightness: "bright" when above 0.5, confidence = distance from 0.5
@@ -129,6 +130,33 @@ fn samples(names: &[&str]) -> Vec<Sample> {
             filepath: PathBuf::from(format!("{name}.img")),
         })
         .collect()
+}
+
+/// `apply_on` over the model `copies` on the samples `names`: its result,
+/// every outcome in the order batches were stored, and how many batches.
+fn apply_copies<M: Model>(
+    copies: &mut [M],
+    names: &[&str],
+    options: &ApplyOptions,
+) -> (Result<ApplySummary, ApplyError>, Vec<Outcome>, usize) {
+    let mut models: Vec<&mut dyn Model> = copies
+        .iter_mut()
+        .map(|model| model as &mut dyn Model)
+        .collect();
+    let mut outcomes = Vec::new();
+    let mut batches = 0;
+    let result = apply_on(
+        &mut models,
+        &samples(names),
+        &Synthetic,
+        options,
+        &mut |batch| {
+            batches += 1;
+            outcomes.extend(batch);
+            Ok(())
+        },
+    );
+    (result, outcomes, batches)
 }
 
 fn run(options: &ApplyOptions, names: &[&str]) -> (Vec<Outcome>, Vec<usize>, usize) {
@@ -330,26 +358,8 @@ fn several_workers_give_every_sample_one_result_and_set_each_copy_up() {
     };
     let (serial, _, serial_failed) = run(&options, &names);
     let mut copies = [brightness(), brightness(), brightness()];
-    let mut outcomes = Vec::new();
-    let mut batches = 0;
-    let summary = {
-        let mut models: Vec<&mut dyn Model> = copies
-            .iter_mut()
-            .map(|model| model as &mut dyn Model)
-            .collect();
-        apply_on(
-            &mut models,
-            &samples(&names),
-            &Synthetic,
-            &options,
-            &mut |batch| {
-                batches += 1;
-                outcomes.extend(batch);
-                Ok(())
-            },
-        )
-        .unwrap()
-    };
+    let (summary, mut outcomes, batches) = apply_copies(&mut copies, &names, &options);
+    let summary = summary.unwrap();
     assert_eq!(batches, 14);
     assert_eq!(summary.failed, serial_failed);
     assert_eq!(summary.succeeded + summary.failed, 40);
@@ -380,24 +390,8 @@ fn a_run_shorter_than_one_batch_per_copy_is_shared_by_every_copy() {
     let (serial, serial_forwards, _) = run(&options, &names);
     assert_eq!(serial_forwards, [16], "one copy takes the whole batch");
     let mut copies = [brightness(), brightness()];
-    let mut outcomes = Vec::new();
-    {
-        let mut models: Vec<&mut dyn Model> = copies
-            .iter_mut()
-            .map(|model| model as &mut dyn Model)
-            .collect();
-        apply_on(
-            &mut models,
-            &samples(&names),
-            &Synthetic,
-            &options,
-            &mut |batch| {
-                outcomes.extend(batch);
-                Ok(())
-            },
-        )
-        .unwrap();
-    }
+    let (summary, mut outcomes, _) = apply_copies(&mut copies, &names, &options);
+    summary.unwrap();
     // Two batches of 8, one for each copy to take (which copy takes which
     // is up to the threads).
     let mut forwards: Vec<usize> = copies
@@ -512,22 +506,8 @@ fn panic_in_one_batch_fails_only_that_batch() {
             ..ApplyOptions::default()
         };
         let mut copies: Vec<PanicsOn77> = (0..workers).map(|_| PanicsOn77(brightness())).collect();
-        let mut models: Vec<&mut dyn Model> = copies
-            .iter_mut()
-            .map(|model| model as &mut dyn Model)
-            .collect();
-        let mut outcomes = Vec::new();
-        let summary = apply_on(
-            &mut models,
-            &samples(&names),
-            &Synthetic,
-            &options,
-            &mut |batch| {
-                outcomes.extend(batch);
-                Ok(())
-            },
-        )
-        .unwrap();
+        let (summary, outcomes, _) = apply_copies(&mut copies, &names, &options);
+        let summary = summary.unwrap();
         assert_eq!((summary.succeeded, summary.failed), (4, 2));
         let failed = failed_ids(&outcomes);
         assert_eq!(
@@ -726,22 +706,8 @@ fn a_fatal_model_error_records_the_batch_then_stops_the_run() {
             ..ApplyOptions::default()
         };
         let mut copies: Vec<DiesOn77> = (0..workers).map(|_| DiesOn77(brightness())).collect();
-        let mut models: Vec<&mut dyn Model> = copies
-            .iter_mut()
-            .map(|model| model as &mut dyn Model)
-            .collect();
-        let mut outcomes = Vec::new();
-        let error = apply_on(
-            &mut models,
-            &samples(&names),
-            &Synthetic,
-            &options,
-            &mut |batch| {
-                outcomes.extend(batch);
-                Ok(())
-            },
-        )
-        .unwrap_err();
+        let (error, outcomes, _) = apply_copies(&mut copies, &names, &options);
+        let error = error.unwrap_err();
         assert!(error.to_string().contains("the model host died"), "{error}");
         let failed = failed_ids(&outcomes);
         assert_eq!(
@@ -879,24 +845,8 @@ fn a_model_that_takes_batches_ahead_gets_each_before_it_runs_the_one_before() {
             ..ApplyOptions::default()
         };
         let mut copies: Vec<Ahead> = (0..workers).map(|_| Ahead::new(ragged)).collect();
-        let mut outcomes = Vec::new();
-        {
-            let mut models: Vec<&mut dyn Model> = copies
-                .iter_mut()
-                .map(|model| model as &mut dyn Model)
-                .collect();
-            apply_on(
-                &mut models,
-                &samples(&names),
-                &Synthetic,
-                &options,
-                &mut |batch| {
-                    outcomes.extend(batch);
-                    Ok(())
-                },
-            )
-            .unwrap();
-        }
+        let (summary, mut outcomes, _) = apply_copies(&mut copies, &names, &options);
+        summary.unwrap();
         outcomes.sort_by_key(id);
         let case = format!("ragged {ragged}, {workers} workers, pipelined {pipelined}");
         assert_eq!(outcomes, serial, "{case}");
