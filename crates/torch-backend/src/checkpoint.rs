@@ -63,6 +63,12 @@ impl BuildOptions {
         }
     }
 
+    /// Whether [`BuildOptions::for_checkpoint`] needs the checkpoint of
+    /// `architecture` before the network is built (MNASNet 0.5 only).
+    pub(crate) fn depends_on_checkpoint(architecture: &str) -> bool {
+        architecture == "mnasnet0_5"
+    }
+
     /// These options adjusted to checkpoint `tensors` of `architecture`, as
     /// torchvision's loader adjusts the model: MNASNet's
     /// `_load_from_state_dict` gives a version-1 checkpoint (saved before
@@ -76,7 +82,7 @@ impl BuildOptions {
         architecture: &str,
         tensors: &[(String, Tensor)],
     ) -> BuildOptions {
-        let v1 = architecture == "mnasnet0_5"
+        let v1 = Self::depends_on_checkpoint(architecture)
             && tensors.iter().any(|(name, tensor)| {
                 name == "layers.0.weight" && tensor.size().first() == Some(&32)
             });
@@ -95,17 +101,20 @@ pub(crate) fn torchvision_names(
     architecture: &str,
     tensors: Vec<(String, Tensor)>,
 ) -> Vec<(String, Tensor)> {
+    tensors
+        .into_iter()
+        .filter_map(|(name, tensor)| Some((torchvision_name(architecture, name)?, tensor)))
+        .collect()
+}
+
+/// One checkpoint name as [`torchvision_names`] maps it: renamed, or
+/// `None` when the tensor is left out.
+pub(crate) fn torchvision_name(architecture: &str, name: String) -> Option<String> {
     if architecture.starts_with("densenet") {
-        return tensors
-            .into_iter()
-            .map(|(name, tensor)| (densenet_name(&name), tensor))
-            .collect();
+        return Some(densenet_name(&name));
     }
     if crate::detection::is_detector(architecture) {
-        return tensors
-            .into_iter()
-            .map(|(name, tensor)| (detection_name(&name), tensor))
-            .collect();
+        return Some(detection_name(&name));
     }
     let dropped: &[&str] = match architecture {
         "inception_v3" => &["AuxLogits."],
@@ -113,10 +122,7 @@ pub(crate) fn torchvision_names(
         _ if crate::nets::SEGMENTERS.contains(&architecture) => &["aux_classifier."],
         _ => &[],
     };
-    tensors
-        .into_iter()
-        .filter(|(name, _)| !dropped.iter().any(|prefix| name.starts_with(prefix)))
-        .collect()
+    (!dropped.iter().any(|prefix| name.starts_with(prefix))).then_some(name)
 }
 
 /// torchvision's renames of the detectors' pre-0.13 names (the hosted

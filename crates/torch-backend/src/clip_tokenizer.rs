@@ -2,21 +2,18 @@
 //! `fiftyone/utils/clip/tokenizer.py` (OpenAI's `SimpleTokenizer`) encodes
 //! text, from the same vocabulary file (`bpe_simple_vocab_16e6.txt.gz`).
 //!
-//! Text is cleaned as `basic_clean` does (`ftfy.fix_text`, then
-//! `html.unescape` twice) as far as that changes tokens for ordinary text:
-//! NFC normalisation, curly quotes uncurled, Latin ligatures and fullwidth
-//! characters replaced, C0 control characters dropped, numeric and the
-//! common named HTML entities decoded. ftfy's mojibake repair
-//! (`fix_encoding`, e.g. `Ã©` back to `é`) and the rest of HTML5's named
-//! entities are not reproduced. Then whitespace runs become one space, the
-//! text is lower-cased and split by OpenAI's pattern, each piece's UTF-8
-//! bytes are mapped to printable characters and merged by rank.
+//! Text is cleaned as `basic_clean` does: `ftfy.fix_text` (by the
+//! `plsfix` crate, a Rust port of ftfy: mojibake repair, HTML entities,
+//! quotes, ligatures, fullwidth forms, control characters, NFC), then
+//! `html.unescape` twice (Python's algorithm and HTML5's entity table),
+//! then `strip()`. Then whitespace runs become one space, the text is
+//! lower-cased and split by OpenAI's pattern, each piece's UTF-8 bytes are
+//! mapped to printable characters and merged by rank.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-
-use unicode_normalization::UnicodeNormalization;
+use std::sync::LazyLock;
 
 /// The most bytes the decompressed vocabulary may have (OpenAI's is
 /// 1.6 MB).
@@ -276,86 +273,125 @@ impl ClipTokenizer {
     }
 }
 
-/// The parts of `ftfy.fix_text` and `html.unescape(html.unescape(...))`
-/// reproduced (see the module docs), then `strip()`.
+/// `basic_clean`: `ftfy.fix_text`, `html.unescape` twice, Python's
+/// `strip()`.
 fn basic_clean(text: &str) -> String {
-    let mut fixed = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            // fix_latin_ligatures
-            '\u{FB00}' => fixed.push_str("ff"),
-            '\u{FB01}' => fixed.push_str("fi"),
-            '\u{FB02}' => fixed.push_str("fl"),
-            '\u{FB03}' => fixed.push_str("ffi"),
-            '\u{FB04}' => fixed.push_str("ffl"),
-            '\u{FB05}' => fixed.push_str("\u{17F}t"),
-            '\u{FB06}' => fixed.push_str("st"),
-            '\u{0132}' => fixed.push_str("IJ"),
-            '\u{0133}' => fixed.push_str("ij"),
-            // fix_character_width: fullwidth ASCII and the ideographic space
-            '\u{FF01}'..='\u{FF5E}' => {
-                fixed.push(char::from_u32(c as u32 - 0xFEE0).unwrap_or(c));
-            }
-            '\u{3000}' => fixed.push(' '),
-            // uncurl_quotes
-            '\u{02BC}' | '\u{2018}'..='\u{201B}' => fixed.push('\''),
-            '\u{201C}'..='\u{201F}' => fixed.push('"'),
-            // remove_control_chars (C0 controls but tab, line feed,
-            // form feed and carriage return; DEL)
-            '\u{0000}'..='\u{0008}' | '\u{000B}' | '\u{000E}'..='\u{001F}' | '\u{007F}' => {}
-            other => fixed.push(other),
-        }
-    }
-    let normalised: String = fixed.nfc().collect();
-    let unescaped = unescape_html(&unescape_html(&normalised));
-    unescaped.trim().to_owned()
+    let fixed = fix_text(text);
+    let unescaped = unescape_html(&unescape_html(&fixed));
+    unescaped
+        .trim_matches(|c: char| c.is_whitespace() || ('\u{1C}'..='\u{1F}').contains(&c))
+        .to_owned()
 }
 
-/// `html.unescape` for `&#N;`, `&#xH;` and the named entities `amp`,
-/// `lt`, `gt`, `quot`, `apos` and `nbsp` (with their `;`).
+/// ftfy's longest segment (`max_decode_length`), in characters.
+const MAX_DECODE_LENGTH: usize = 1_000_000;
+
+/// ANSI terminal escapes, as ftfy's `remove_terminal_escapes` finds them.
+static TERMINAL_ESCAPE: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"\x1B\[((?:\d|;)*)([a-zA-Z])").expect("a valid pattern"));
+
+/// `ftfy.fix_text` with its default configuration, by `plsfix`. The text is
+/// cut into ftfy's segments here (each line, at most
+/// [`MAX_DECODE_LENGTH`] characters), as plsfix would cut long lines by
+/// bytes, which can fall inside a character. ftfy's
+/// `remove_terminal_escapes` runs here first: plsfix's pattern for it
+/// never matches.
+fn fix_text(text: &str) -> String {
+    let config = plsfix::TextFixerConfig {
+        max_decode_length: i32::MAX,
+        ..plsfix::TextFixerConfig::default()
+    };
+    let text = TERMINAL_ESCAPE.replace_all(text, "");
+    let mut fixed = String::with_capacity(text.len());
+    let mut rest: &str = &text;
+    while !rest.is_empty() {
+        let line = rest.find('\n').map_or(rest.len(), |end| end + 1);
+        let end = rest
+            .char_indices()
+            .nth(MAX_DECODE_LENGTH)
+            .map_or(line, |(limit, _)| line.min(limit));
+        fixed.push_str(&plsfix::fix_text(&rest[..end], Some(&config)));
+        rest = &rest[end..];
+    }
+    fixed
+}
+
+/// HTML5's named character references without their `&` (`amp;`, and the
+/// legacy `amp` that needs no `;`), as Python's `html.entities.html5`.
+static ENTITIES: LazyLock<HashMap<&'static str, &'static str>> = LazyLock::new(|| {
+    entities::ENTITIES
+        .iter()
+        .map(|entity| (entity.entity.trim_start_matches('&'), entity.characters))
+        .collect()
+});
+
+/// The references `html.unescape` replaces.
+static CHARACTER_REFERENCE: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\x0C <&#;]{1,32};?)")
+        .expect("a valid pattern")
+});
+
+/// What numeric references to 0x80..=0x9F stand for (HTML5's table:
+/// windows-1252, the five codes it leaves undefined as themselves).
+const C1_REFERENCES: [char; 32] = [
+    '\u{20AC}', '\u{81}', '\u{201A}', '\u{192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
+    '\u{2C6}', '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8D}', '\u{17D}', '\u{8F}',
+    '\u{90}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}',
+    '\u{2DC}', '\u{2122}', '\u{161}', '\u{203A}', '\u{153}', '\u{9D}', '\u{17E}', '\u{178}',
+];
+
+/// Python's `html.unescape`: numeric references (HTML5's replacements for
+/// NUL, CR and the C1 codes, U+FFFD for surrogates and beyond U+10FFFF,
+/// nothing for the other invalid code points) and named ones (exact, or
+/// the longest legacy name that starts the reference).
 fn unescape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find('&') {
-        out.push_str(&rest[..start]);
-        let tail = &rest[start..];
-        let decoded = tail.find(';').filter(|end| *end <= 12).and_then(|end| {
-            let entity = &tail[1..end];
-            let c = match entity {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                "nbsp" => Some('\u{A0}'),
-                _ => {
-                    let number = entity.strip_prefix('#')?;
-                    let code = match number.strip_prefix(['x', 'X']) {
-                        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                        None => number.parse::<u32>().ok()?,
-                    };
-                    Some(
-                        char::from_u32(code)
-                            .filter(|c| *c != '\0')
-                            .unwrap_or('\u{FFFD}'),
-                    )
-                }
-            }?;
-            Some((c, end + 1))
-        });
-        match decoded {
-            Some((c, used)) => {
-                out.push(c);
-                rest = &tail[used..];
+    if !text.contains('&') {
+        return text.to_owned();
+    }
+    CHARACTER_REFERENCE
+        .replace_all(text, |captures: &regex::Captures<'_>| {
+            let reference = &captures[1];
+            match reference.strip_prefix('#') {
+                Some(number) => numeric_reference(number),
+                None => named_reference(reference),
             }
-            None => {
-                out.push('&');
-                rest = &tail[1..];
-            }
+        })
+        .into_owned()
+}
+
+/// `&#...` (without `&#`): decimal, or hexadecimal after `x`.
+fn numeric_reference(number: &str) -> String {
+    let number = number.trim_end_matches(';');
+    // Digits beyond u64 are beyond U+10FFFF too.
+    let code = match number.strip_prefix(['x', 'X']) {
+        Some(hex) => u64::from_str_radix(hex, 16).unwrap_or(u64::MAX),
+        None => number.parse::<u64>().unwrap_or(u64::MAX),
+    };
+    match code {
+        0x00 => "\u{FFFD}".to_owned(),
+        0x0D => "\r".to_owned(),
+        0x80..=0x9F => C1_REFERENCES[(code - 0x80) as usize].to_string(),
+        0xD800..=0xDFFF => "\u{FFFD}".to_owned(),
+        code if code > 0x10FFFF => "\u{FFFD}".to_owned(),
+        0x01..=0x08 | 0x0B | 0x0E..=0x1F | 0x7F | 0xFDD0..=0xFDEF => String::new(),
+        code if code & 0xFFFE == 0xFFFE => String::new(),
+        code => char::from_u32(code as u32).map_or_else(String::new, String::from),
+    }
+}
+
+/// `&name` (without `&`, with its `;` if it had one).
+fn named_reference(reference: &str) -> String {
+    if let Some(characters) = ENTITIES.get(reference) {
+        return (*characters).to_owned();
+    }
+    // The longest prefix of at least two characters that is a name.
+    let ends: Vec<usize> = reference.char_indices().map(|(at, _)| at).skip(2).collect();
+    for &end in ends.iter().rev() {
+        if let Some(characters) = ENTITIES.get(&reference[..end]) {
+            return format!("{characters}{}", &reference[end..]);
         }
     }
-    out.push_str(rest);
-    out
+    format!("&{reference}")
 }
 
 #[cfg(test)]
@@ -387,5 +423,25 @@ mod tests {
             assert_eq!(basic_clean(text), want, "{text:?}");
         }
         assert_eq!(unescape_html("&#0;"), "\u{FFFD}");
+        assert_eq!(
+            unescape_html("&notit; &amp &#x110000;"),
+            "\u{AC}it; & \u{FFFD}"
+        );
+    }
+
+    proptest::proptest! {
+        /// Any text cleans without a panic (mojibake-like characters,
+        /// references, escapes and line breaks mixed at random), into text
+        /// without C0 controls other than whitespace (ftfy drops them and
+        /// `html.unescape` makes none) and without whitespace at its ends.
+        #[test]
+        fn any_text_cleans(text in "[a1x\\x00-\\x1F\\x7F-\\u{FF}&#;<\\[\\u{2018}-\\u{2122}\\u{FB01}\\u{FF41}\\u{1F600}]{0,40}") {
+            let cleaned = basic_clean(&text);
+            proptest::prop_assert!(
+                !cleaned.chars().any(|c| matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{E}'..='\u{1F}' | '\u{7F}')),
+                "{:?} -> {:?}", text, cleaned
+            );
+            proptest::prop_assert_eq!(cleaned.trim(), cleaned.as_str());
+        }
     }
 }

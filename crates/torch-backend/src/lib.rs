@@ -32,6 +32,7 @@ mod folded;
 mod hub;
 mod inception;
 mod layers;
+mod memory;
 mod model;
 mod nets;
 mod pickle;

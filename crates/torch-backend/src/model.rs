@@ -13,11 +13,11 @@ use zoo_output_processors::{
 };
 
 use crate::arch::{self, Network};
-use crate::checkpoint::{BuildOptions, torchvision_names};
+use crate::checkpoint::{BuildOptions, torchvision_name, torchvision_names};
 use crate::device::DeviceSpec;
 use crate::folded;
 use crate::preprocess::{MAX_IMAGE_SIDE, Preprocessing};
-use crate::weights::{load_into, read_named_tensors};
+use crate::weights::{load_file_into, load_into, read_named_tensors};
 
 /// ImageNet's 1,000 class names, as torchvision orders them; what
 /// `{{eta-resources}}/imagenet-labels-no-background.txt` resolves to.
@@ -264,6 +264,9 @@ pub struct TorchImageModel {
     ragged: bool,
     /// The config's `skeleton`, as FiftyOne's `TorchImageModel.skeleton`.
     skeleton: Option<KeypointSkeleton>,
+    /// The weights file's size: what another copy of the model adds to
+    /// memory, about.
+    weights_bytes: u64,
 }
 
 /// A keypoint skeleton from a config's `skeleton` (FiftyOne's
@@ -540,6 +543,7 @@ impl TorchImageModel {
                 "no weights: the model is not downloaded and the config has no `model_path`",
             )
         })?;
+        let weights_bytes = fs_err::metadata(&model_path).map_or(0, |meta| meta.len());
         let classes = class_names(config)?;
         let search = match config.get("cudnn_benchmark") {
             None => false,
@@ -696,10 +700,7 @@ impl TorchImageModel {
                 )
                 .ok_or_else(|| config_error(format!("unknown detector `{entrypoint}`")))?
                 .map_err(config_error)?;
-                let tensors =
-                    read_named_tensors(&model_path).map_err(|err| config_error(chain(&err)))?;
-                let tensors = torchvision_names(name, tensors);
-                load_into(&mut store, tensors, &model_path)
+                load_file_into(&mut store, &model_path, &|key| torchvision_name(name, key))
                     .map_err(|err| config_error(chain(&err)))?;
                 detector.fold().map_err(|err| {
                     ModelError::Inference(format!(
@@ -737,12 +738,18 @@ impl TorchImageModel {
                 if !arch::builds(name) {
                     return Err(unsupported());
                 }
-                // The checkpoint is read first: torchvision adapts MNASNet's
-                // stem to the checkpoint's version.
-                let tensors =
-                    read_named_tensors(&model_path).map_err(|err| config_error(chain(&err)))?;
-                let options = BuildOptions::new(name, config.get("entrypoint_args"))
-                    .for_checkpoint(name, &tensors);
+                // MNASNet 0.5's checkpoint is read first: torchvision adapts
+                // its stem to the checkpoint's version. Other checkpoints are
+                // read after the network is built, each tensor copied into it
+                // as it is read (no second copy of the weights in memory).
+                let options = BuildOptions::new(name, config.get("entrypoint_args"));
+                let (options, tensors) = if BuildOptions::depends_on_checkpoint(name) {
+                    let tensors =
+                        read_named_tensors(&model_path).map_err(|err| config_error(chain(&err)))?;
+                    (options.for_checkpoint(name, &tensors), Some(tensors))
+                } else {
+                    (options, None)
+                };
                 let network = arch::build_with(name, &store.root(), outputs, options)
                     .ok_or_else(unsupported)?;
                 if let Some(layer) = &embeddings_layer
@@ -754,9 +761,15 @@ impl TorchImageModel {
                         "embeddings_layer not available for this architecture; embeddings disabled"
                     );
                 }
-                let tensors = torchvision_names(name, tensors);
-                load_into(&mut store, tensors, &model_path)
-                    .map_err(|err| config_error(chain(&err)))?;
+                match tensors {
+                    Some(tensors) => {
+                        load_into(&mut store, torchvision_names(name, tensors), &model_path)
+                    }
+                    None => {
+                        load_file_into(&mut store, &model_path, &|key| torchvision_name(name, key))
+                    }
+                }
+                .map_err(|err| config_error(chain(&err)))?;
                 let kind = if half { Kind::Half } else { Kind::Float };
                 match folded::build_with(name, store.variables(), kind, options) {
                     Some(network) => Net::Vision {
@@ -832,6 +845,7 @@ impl TorchImageModel {
             processor,
             ragged,
             skeleton,
+            weights_bytes,
         };
         if device.is_cuda() {
             model.warm_up();
@@ -1150,9 +1164,14 @@ impl Model for TorchImageModel {
     /// thread run 108-110 img/s at 224x224 against 93-104 for 1 copy x 2
     /// threads, and 18.2 against 16.4-17.0 at 640x480 (no thread waits at
     /// an OpenMP barrier, and one copy decodes while the other computes).
+    ///
+    /// The second copy is left out when memory is short: it needs another
+    /// copy of the weights (DINOv2 ViT-g's are 4.5 GB), so it runs only
+    /// while the memory available (see [`crate::memory::available_bytes`])
+    /// is at least three times the weights file.
     fn workers(&self) -> usize {
         if self.device == Device::Cpu && cpu_threads() >= 2 {
-            2
+            crate::memory::copies_that_fit(2, self.weights_bytes, crate::memory::available_bytes())
         } else {
             1
         }

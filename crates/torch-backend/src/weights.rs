@@ -223,6 +223,23 @@ impl Source<'_> {
 /// the legacy pre-1.6 `torch.save` format, or `.safetensors` (recognised by
 /// name or content).
 pub fn read_named_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
+    let mut tensors = Vec::new();
+    for_each_named_tensor(path, &mut |name, tensor| tensors.push((name, tensor)))?;
+    Ok(tensors)
+}
+
+/// As [`read_named_tensors`], handing each tensor to `sink` as soon as it is
+/// built. From a zip checkpoint (what `torch.save` writes since 1.6) no
+/// more than one storage's bytes are held at a time, and a storage's tensor
+/// is dropped once the last tensor viewing it has been handed over: a
+/// `sink` that copies each tensor into a model and drops it loads the
+/// weights beside the model with one storage's worth of extra memory, not
+/// a second copy of every weight. The legacy format and safetensors are
+/// read whole first, as before.
+pub(crate) fn for_each_named_tensor(
+    path: &Path,
+    sink: &mut dyn FnMut(String, Tensor),
+) -> Result<(), WeightsError> {
     let source = Source { path };
     let mut file = fs_err::File::open(path).map_err(|err| source.read(err))?;
     let mut head = Vec::with_capacity(9);
@@ -235,15 +252,15 @@ pub fn read_named_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsE
     // safetensors: an 8-byte little-endian header length, then JSON.
     if name.ends_with(".safetensors") || (head.len() == 9 && head[8] == b'{') {
         let data = fs_err::read(path).map_err(|err| source.read(err))?;
-        return read_safetensors(&source, &data);
+        return hand_over(read_safetensors(&source, &data)?, sink);
     }
     if head.starts_with(b"PK\x03\x04") {
-        return read_zip(&source);
+        return read_zip(&source, sink);
     }
     // A pickle (protocol 2+) starts with PROTO: the legacy format.
     if head.first() == Some(&0x80) {
         let data = fs_err::read(path).map_err(|err| source.read(err))?;
-        return read_legacy(&source, &data);
+        return hand_over(read_legacy(&source, &data)?, sink);
     }
     Err(source.read(
         "not a PyTorch checkpoint (zip or legacy), safetensors or .ot file; \
@@ -251,10 +268,23 @@ pub fn read_named_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsE
     ))
 }
 
+/// Hands `tensors` to `sink` one by one.
+fn hand_over(
+    tensors: Vec<(String, Tensor)>,
+    sink: &mut dyn FnMut(String, Tensor),
+) -> Result<(), WeightsError> {
+    for (name, tensor) in tensors {
+        sink(name, tensor);
+    }
+    Ok(())
+}
+
 /// A zip checkpoint: `<prefix>data.pkl` and the storages in
 /// `<prefix>data/<key>`; also tch's `.ot` files (TorchScript archives whose
-/// `data.pkl` holds a module with the tensors as attributes).
-fn read_zip(source: &Source<'_>) -> Result<Vec<(String, Tensor)>, WeightsError> {
+/// `data.pkl` holds a module with the tensors as attributes). Each tensor
+/// goes to `sink` as soon as it is built; a storage's bytes are dropped once
+/// its tensor is built, and that tensor once its last view is handed over.
+fn read_zip(source: &Source<'_>, sink: &mut dyn FnMut(String, Tensor)) -> Result<(), WeightsError> {
     let file = fs_err::File::open(source.path).map_err(|err| source.read(err))?;
     let mut archive = ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|err| source.read(format!("not a readable zip: {}", chain(&err))))?;
@@ -279,26 +309,28 @@ fn read_zip(source: &Source<'_>) -> Result<Vec<(String, Tensor)>, WeightsError> 
     }
     let value = unpickle(&pickle).map_err(|err| source.pickle(&pickle_name, err))?;
     let dict = state_dict(value).map_err(|message| source.read(message))?;
-    let mut bytes: HashMap<String, Vec<u8>> = HashMap::new();
+    // The position of the last tensor viewing each storage.
+    let last_use: HashMap<String, usize> = dict
+        .iter()
+        .enumerate()
+        .map(|(index, (_, reference))| (reference.storage.key.clone(), index))
+        .collect();
     let mut storages = Storages::default();
-    let mut tensors = Vec::with_capacity(dict.len());
-    for (name, reference) in dict {
+    for (index, (name, reference)) in dict.into_iter().enumerate() {
         let storage = &reference.storage;
-        if !bytes.contains_key(&storage.key) {
-            let read = read_zip_storage(&mut archive, &prefix, storage)
-                .map_err(|err| source.tensor(&name, err))?;
-            bytes.insert(storage.key.clone(), read);
+        let tensor = if storages.has(&reference) {
+            storages.view(&reference, &[])
+        } else {
+            read_zip_storage(&mut archive, &prefix, storage)
+                .and_then(|bytes| storages.view(&reference, &bytes))
         }
-        let data = bytes
-            .get(&storage.key)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let tensor = storages
-            .view(&reference, data)
-            .map_err(|err| source.tensor(&name, err))?;
-        tensors.push((name, tensor));
+        .map_err(|err| source.tensor(&name, err))?;
+        if last_use.get(&storage.key) == Some(&index) {
+            storages.forget(&reference);
+        }
+        sink(name, tensor);
     }
-    Ok(tensors)
+    Ok(())
 }
 
 /// An error and its causes, one line.
@@ -552,15 +584,37 @@ struct Storages {
 impl Storages {
     /// The tensor `reference` describes, from its storage's `bytes`, after
     /// checking every number against them.
+    /// Whether `reference`'s storage is built (then [`Storages::view`]
+    /// ignores the bytes it is given).
+    fn has(&self, reference: &TensorRef) -> bool {
+        self.built.contains_key(&Self::key(reference))
+    }
+
+    /// Drops `reference`'s storage (the tensors viewing it keep it alive as
+    /// long as they need it).
+    fn forget(&mut self, reference: &TensorRef) {
+        self.built.remove(&Self::key(reference));
+    }
+
+    fn key(reference: &TensorRef) -> (String, String) {
+        (
+            reference.storage.key.clone(),
+            reference.storage.dtype.clone(),
+        )
+    }
+
     fn view(&mut self, reference: &TensorRef, bytes: &[u8]) -> Result<Tensor, TensorError> {
         let storage = &reference.storage;
         let (kind, width) =
             kind_of(&storage.dtype).ok_or_else(|| TensorError::UnsupportedDtype {
                 dtype: storage.dtype.clone(),
             })?;
-        let elements = bytes.len() as u64 / width;
+        let key = Self::key(reference);
+        let elements = match self.built.get(&key) {
+            Some(flat) => flat.numel() as u64,
+            None => bytes.len() as u64 / width,
+        };
         check_view(reference, elements)?;
-        let key = (storage.key.clone(), storage.dtype.clone());
         let flat = match self.built.get(&key) {
             Some(flat) => flat,
             None => {
@@ -759,54 +813,107 @@ pub fn load_into(
     tensors: Vec<(String, Tensor)>,
     path: &Path,
 ) -> Result<(), WeightsError> {
-    let mismatch = |message: String| WeightsError::Mismatch {
-        path: path.display().to_string(),
-        message,
-    };
-    let mut by_name: BTreeMap<String, Tensor> = tensors.into_iter().collect();
-    let variables = store.variables();
-    let mut missing = Vec::new();
-    let mut misshapen = Vec::new();
-    let mut failed = Vec::new();
-    tch::no_grad(|| {
-        for (name, mut variable) in variables {
-            match by_name.remove(&name) {
-                None => missing.push(name),
-                Some(tensor) if tensor.size() != variable.size() => {
-                    misshapen.push(format!(
-                        "`{name}` is {:?} in the file, {:?} in the model",
-                        tensor.size(),
-                        variable.size()
-                    ));
-                }
-                Some(tensor) => {
-                    let copied = tensor
-                        .f_to_kind(variable.kind())
-                        .and_then(|tensor| variable.f_copy_(&tensor));
-                    if let Err(err) = copied {
-                        failed.push(format!("`{name}` cannot be copied: {err}"));
-                    }
-                }
-            }
+    let mut loader = Loader::new(store);
+    for (name, tensor) in tensors {
+        loader.offer(name, tensor);
+    }
+    loader.finish(path)
+}
+
+/// As [`load_into`] for the tensors of the weights file `path`, each
+/// renamed by `rename` (`None` leaves it out) and copied into its variable
+/// as soon as it is read, so that a zip checkpoint is loaded with one
+/// storage's worth of memory beside the model (see
+/// [`for_each_named_tensor`]).
+pub(crate) fn load_file_into(
+    store: &mut VarStore,
+    path: &Path,
+    rename: &dyn Fn(String) -> Option<String>,
+) -> Result<(), WeightsError> {
+    let mut loader = Loader::new(store);
+    for_each_named_tensor(path, &mut |name, tensor| {
+        if let Some(name) = rename(name) {
+            loader.offer(name, tensor);
         }
-    });
-    let extra: Vec<String> = by_name
-        .into_keys()
-        .filter(|name| !name.ends_with("num_batches_tracked"))
-        .collect();
-    let mut problems = Vec::new();
-    if !missing.is_empty() {
-        missing.sort();
-        problems.push(format!("missing {}", missing.join(", ")));
+    })?;
+    loader.finish(path)
+}
+
+/// Copies tensors into a store's variables by exact name, noting what does
+/// not fit.
+struct Loader {
+    /// The variables not loaded yet.
+    variables: BTreeMap<String, Tensor>,
+    /// Names offered that are no variable.
+    extra: Vec<String>,
+    misshapen: Vec<String>,
+    failed: Vec<String>,
+}
+
+impl Loader {
+    fn new(store: &VarStore) -> Loader {
+        Loader {
+            variables: store.variables().into_iter().collect(),
+            extra: Vec::new(),
+            misshapen: Vec::new(),
+            failed: Vec::new(),
+        }
     }
-    if !extra.is_empty() {
-        problems.push(format!("unexpected {}", extra.join(", ")));
+
+    /// Copies `tensor` into the variable `name`.
+    fn offer(&mut self, name: String, tensor: Tensor) {
+        let Some(mut variable) = self.variables.remove(&name) else {
+            if !name.ends_with("num_batches_tracked") {
+                self.extra.push(name);
+            }
+            return;
+        };
+        if tensor.size() != variable.size() {
+            self.misshapen.push(format!(
+                "`{name}` is {:?} in the file, {:?} in the model",
+                tensor.size(),
+                variable.size()
+            ));
+            return;
+        }
+        let copied = tch::no_grad(|| {
+            tensor
+                .f_to_kind(variable.kind())
+                .and_then(|tensor| variable.f_copy_(&tensor))
+        });
+        if let Err(err) = copied {
+            self.failed
+                .push(format!("`{name}` cannot be copied: {err}"));
+        }
     }
-    problems.extend(misshapen);
-    problems.extend(failed);
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(mismatch(problems.join("; ")))
+
+    /// Ok when every variable was loaded and every tensor used.
+    fn finish(self, path: &Path) -> Result<(), WeightsError> {
+        let Loader {
+            variables,
+            mut extra,
+            misshapen,
+            failed,
+        } = self;
+        let missing: Vec<String> = variables.into_keys().collect();
+        extra.sort();
+        extra.dedup();
+        let mut problems = Vec::new();
+        if !missing.is_empty() {
+            problems.push(format!("missing {}", missing.join(", ")));
+        }
+        if !extra.is_empty() {
+            problems.push(format!("unexpected {}", extra.join(", ")));
+        }
+        problems.extend(misshapen);
+        problems.extend(failed);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(WeightsError::Mismatch {
+                path: path.display().to_string(),
+                message: problems.join("; "),
+            })
+        }
     }
 }
