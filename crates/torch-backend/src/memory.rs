@@ -77,6 +77,9 @@ mod tests {
         let giant = 4_520_000_000;
         assert_eq!(copies_that_fit(2, giant, Some(18 * GIB)), 2);
         assert_eq!(copies_that_fit(2, giant, Some(9 * GIB + GIB / 2)), 1);
+        // The line: three times the weights.
+        assert_eq!(copies_that_fit(2, giant, Some(3 * giant)), 2);
+        assert_eq!(copies_that_fit(2, giant, Some(3 * giant - 1)), 1);
         // A ResNet-18 (47 MB) fits twice almost anywhere.
         assert_eq!(copies_that_fit(2, 46_830_571, Some(GIB)), 2);
         // Unknown memory or weights: as many as wanted; never none.
