@@ -166,6 +166,7 @@ fn dinov2_builtin_embeds_like_fiftyone_through_zoo() {
 /// and each picture's `head` embedding is FiftyOne's within 1e-4 (the
 /// larger models on the three small pictures, as the oracle ran them).
 /// `workers`: `--workers`.
+#[allow(clippy::print_stdout)] // prints each model's peak memory, as the tests print their measurements
 fn dinov2_builtins_embed_like_fiftyone(names: &[&str], workers: &str) {
     let oracle: Value =
         serde_json::from_slice(&fs_err::read(fixtures().join("dinov2_oracle.json")).unwrap())
