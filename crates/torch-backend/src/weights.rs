@@ -582,8 +582,6 @@ struct Storages {
 }
 
 impl Storages {
-    /// The tensor `reference` describes, from its storage's `bytes`, after
-    /// checking every number against them.
     /// Whether `reference`'s storage is built (then [`Storages::view`]
     /// ignores the bytes it is given).
     fn has(&self, reference: &TensorRef) -> bool {
@@ -596,6 +594,7 @@ impl Storages {
         self.built.remove(&Self::key(reference));
     }
 
+    /// A storage is built once per key and dtype.
     fn key(reference: &TensorRef) -> (String, String) {
         (
             reference.storage.key.clone(),
@@ -603,6 +602,9 @@ impl Storages {
         )
     }
 
+    /// The tensor `reference` describes, from its storage's `bytes` (or
+    /// the storage built before), after checking every number against
+    /// them.
     fn view(&mut self, reference: &TensorRef, bytes: &[u8]) -> Result<Tensor, TensorError> {
         let storage = &reference.storage;
         let (kind, width) =
