@@ -396,7 +396,7 @@ fn named_reference(reference: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{basic_clean, bytes_to_unicode, unescape_html};
+    use super::{MAX_DECODE_LENGTH, basic_clean, bytes_to_unicode, fix_text, unescape_html};
 
     #[test]
     fn bytes_map_to_distinct_printable_characters() {
@@ -427,6 +427,18 @@ mod tests {
             unescape_html("&notit; &amp &#x110000;"),
             "\u{AC}it; & \u{FFFD}"
         );
+    }
+
+    /// A line longer than ftfy's segment of 1,000,000 characters, of
+    /// three-byte characters, is cut between characters (plsfix's own cut
+    /// at byte 1,000,000 would fall inside one and panic), and is left as
+    /// it is.
+    #[test]
+    fn long_lines_are_cut_between_characters() {
+        let line = "\u{4E2D}".repeat(MAX_DECODE_LENGTH + 3);
+        assert_eq!(fix_text(&line), line);
+        let text = format!("ab\n{line}");
+        assert_eq!(fix_text(&text), text);
     }
 
     proptest::proptest! {
