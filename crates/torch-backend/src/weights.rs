@@ -318,13 +318,11 @@ fn read_zip(source: &Source<'_>, sink: &mut dyn FnMut(String, Tensor)) -> Result
     let mut storages = Storages::default();
     for (index, (name, reference)) in dict.into_iter().enumerate() {
         let storage = &reference.storage;
-        let tensor = if storages.has(&reference) {
-            storages.view(&reference, &[])
-        } else {
-            read_zip_storage(&mut archive, &prefix, storage)
-                .and_then(|bytes| storages.view(&reference, &bytes))
-        }
-        .map_err(|err| source.tensor(&name, err))?;
+        let tensor = storages
+            .view(&reference, || {
+                read_zip_storage(&mut archive, &prefix, storage)
+            })
+            .map_err(|err| source.tensor(&name, err))?;
         if last_use.get(&storage.key) == Some(&index) {
             storages.forget(&reference);
         }
@@ -488,7 +486,7 @@ fn read_legacy(source: &Source<'_>, data: &[u8]) -> Result<Vec<(String, Tensor)>
                 )
             })?;
             let tensor = tensors
-                .view(&reference, bytes)
+                .view(&reference, || Ok::<_, TensorError>(*bytes))
                 .map_err(|err| source.tensor(&name, err))?;
             Ok((name, tensor))
         })
@@ -582,12 +580,6 @@ struct Storages {
 }
 
 impl Storages {
-    /// Whether `reference`'s storage is built (then [`Storages::view`]
-    /// ignores the bytes it is given).
-    fn has(&self, reference: &TensorRef) -> bool {
-        self.built.contains_key(&Self::key(reference))
-    }
-
     /// Drops `reference`'s storage (the tensors viewing it keep it alive as
     /// long as they need it).
     fn forget(&mut self, reference: &TensorRef) {
@@ -602,32 +594,37 @@ impl Storages {
         )
     }
 
-    /// The tensor `reference` describes, from its storage's `bytes` (or
-    /// the storage built before), after checking every number against
-    /// them.
-    fn view(&mut self, reference: &TensorRef, bytes: &[u8]) -> Result<Tensor, TensorError> {
+    /// The tensor `reference` describes, from the storage built before or
+    /// from the bytes `read` gives (called only when it is not built), after
+    /// checking every number against them.
+    fn view<B: AsRef<[u8]>>(
+        &mut self,
+        reference: &TensorRef,
+        read: impl FnOnce() -> Result<B, TensorError>,
+    ) -> Result<Tensor, TensorError> {
         let storage = &reference.storage;
         let (kind, width) =
             kind_of(&storage.dtype).ok_or_else(|| TensorError::UnsupportedDtype {
                 dtype: storage.dtype.clone(),
             })?;
         let key = Self::key(reference);
-        let elements = match self.built.get(&key) {
-            Some(flat) => flat.numel() as u64,
-            None => bytes.len() as u64 / width,
-        };
-        check_view(reference, elements)?;
-        let flat = match self.built.get(&key) {
-            Some(flat) => flat,
-            None => {
+        let flat = match self.built.entry(key) {
+            std::collections::hash_map::Entry::Occupied(built) => {
+                check_view(reference, built.get().numel() as u64)?;
+                built.into_mut()
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let bytes = read()?;
+                let bytes = bytes.as_ref();
+                let elements = bytes.len() as u64 / width;
+                check_view(reference, elements)?;
                 // libtorch reads exactly `elements * width` bytes: hand it
                 // that slice.
                 let whole = bytes.len() - bytes.len() % width as usize;
                 let count = i64::try_from(elements).map_err(|_| TensorError::Overflow {
                     what: "storage element count",
                 })?;
-                let flat = Tensor::f_from_data_size(&bytes[..whole], &[count], kind)?;
-                self.built.entry(key).or_insert(flat)
+                slot.insert(Tensor::f_from_data_size(&bytes[..whole], &[count], kind)?)
             }
         };
         Ok(flat
