@@ -24,4 +24,5 @@ mod security_transfers;
 mod segmenters;
 mod sources;
 mod terminal;
+mod tour;
 mod util;

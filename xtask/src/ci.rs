@@ -103,6 +103,8 @@ pub(crate) fn run(sh: &Shell) -> Result<()> {
     )
     .run()?;
     cmd!(sh, "cargo test --workspace --locked").run()?;
+    // Every benchmark on tiny inputs (no figures asserted), so none rots.
+    crate::bench::run(sh, &["--smoke".to_owned()])?;
     eprintln!(
         "xtask ci: all checks passed in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -127,6 +129,13 @@ pub(crate) fn run_zoo(sh: &Shell, args: &[String]) -> Result<()> {
     let zoo = build_release(sh)?;
     cmd!(sh, "{zoo} {args...}").run()?;
     Ok(())
+}
+
+/// Builds both binaries (debug); returns the path of `zoo`.
+pub(crate) fn build_debug(sh: &Shell) -> Result<std::path::PathBuf> {
+    let _env = libtorch_env(sh)?;
+    cmd!(sh, "cargo build --quiet --locked --package zoo-cli --bins").run()?;
+    Ok(sh.current_dir().join("target/debug/zoo"))
 }
 
 /// Builds both binaries in release mode; returns the path of `zoo`.

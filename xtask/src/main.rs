@@ -26,14 +26,18 @@ tasks:
   build [cargo build args]         cargo build with libtorch set up (binary: target/<profile>/zoo)
   zoo [zoo args]                   build and run the `zoo` binary with libtorch set up
   quickstart                       the main job: build zoo (release) and run it end to end
-  bench [list|download|extract|apply|shard|decode|hosted|families] [--with-fiftyone]
+  bench [list|download|extract|apply|shard|decode|hosted|families] [--with-fiftyone] [--smoke]
                                    benchmarks (release build); figures and ratios from one run;
                                    `hosted` and `families` run only when named: a hosted
                                    TorchImageModel against FiftyOne; Faster R-CNN, DeepLabV3, CLIP,
-                                   DINOv2 against PyTorch eager (and FiftyOne), seeded weights
+                                   DINOv2 against PyTorch eager (and FiftyOne), seeded weights;
+                                   --smoke: every one on tiny inputs, debug build, no figures
+                                   asserted (CI runs it so no benchmark rots)
   hosted-torch-check [test args]   the model host's tests with torch models (a TorchImageModel against
                                    FiftyOne's own apply_model) in the oracle venv (installed if missing)
   tidy                             check crate dependency rules (also run as a test)
+  cli-reference                    rewrite docs/cli.md from the binary's clap definitions (a zoo-cli
+                                   test fails when the two differ)
   fixtures                         regenerate the torch parity fixtures with PyTorch (venv in the cache)
   builtin-manifest                 regenerate the built-in manifest from FiftyOne's and torchvision's
                                    named-weights table (oracle venv with fiftyone 1.22.1)
@@ -78,6 +82,14 @@ fn main() -> Result<()> {
         "test" => ci::cargo_with_libtorch(&sh, "test", &rest),
         "build" => ci::cargo_with_libtorch(&sh, "build", &rest),
         "zoo" => ci::run_zoo(&sh, &rest),
+        "cli-reference" => {
+            let _bless = sh.push_env("ZOO_BLESS", "1");
+            ci::cargo_with_libtorch(
+                &sh,
+                "test",
+                &["-p", "zoo-cli", "--lib", "reference::"].map(str::to_owned),
+            )
+        }
         "quickstart" => quickstart::run(&sh),
         "bench" => bench::run(&sh, &rest),
         "fixtures" => fixtures::run(&sh),

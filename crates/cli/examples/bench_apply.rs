@@ -16,6 +16,8 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 mod common;
+#[path = "common/untrained.rs"]
+mod untrained;
 
 use std::path::Path;
 use std::process::Command;
@@ -24,6 +26,7 @@ use std::time::Instant;
 
 use common::{cell, env_number, median, pictures};
 use serde_json::{Value, json};
+use untrained::UNTRAINED;
 use zoo_model_core::{Model, ModelSpec};
 use zoo_test_support::TestServer;
 use zoo_torch_backend::TorchImageModel;
@@ -92,14 +95,12 @@ fn main() {
     let rounds = env_number("ZOO_BENCH_ROUNDS", 3).max(1);
     let rss_count = env_number("ZOO_BENCH_RSS_N", 2048);
     let dir = tempfile::tempdir().unwrap();
-    let weights = dir.path().join("resnet18.safetensors");
-    zoo_torch_backend::write_untrained_weights("torchvision.models.resnet.resnet18", &weights, 0)
-        .unwrap();
+    // The built-in entry checks torchvision's sha256 prefix, which seeded
+    // weights cannot match: the same entry under another name downloads
+    // them from loopback through the same registry path.
     let server = TestServer::start();
-    server.file(
-        "/models/resnet18-5c106cde.pth",
-        fs_err::read(&weights).unwrap(),
-    );
+    let manifest = untrained::untrained_resnet18_manifest(dir.path(), &server);
+    let weights = dir.path().join("untrained-resnet18.safetensors");
     let env = [
         (
             "ZOO_MODEL_ZOO_DIR",
@@ -109,13 +110,7 @@ fn main() {
             "ZOO_DATASETS_DIR",
             dir.path().join("datasets").display().to_string(),
         ),
-        (
-            "ZOO_DOWNLOAD_MIRRORS",
-            format!(
-                "https://download.pytorch.org/models/={}",
-                server.url("/models/")
-            ),
-        ),
+        ("ZOO_MANIFEST_PATHS", manifest.display().to_string()),
     ];
     let zoo_command = |args: &[&str]| {
         let mut command = Command::new(zoo);
@@ -131,7 +126,7 @@ fn main() {
         );
         serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
     };
-    zoo_json(&["models", "download", "resnet18-imagenet-torch", "--quiet"]);
+    zoo_json(&["models", "download", UNTRAINED, "--quiet"]);
 
     let spec = ModelSpec {
         kind: "fiftyone.zoo.models.torch.TorchvisionImageModel".into(),
@@ -182,7 +177,7 @@ fn main() {
             let mut args = vec![
                 "models",
                 "apply",
-                "resnet18-imagenet-torch",
+                UNTRAINED,
                 &folder,
                 "pred",
                 "--batch-size",
@@ -274,7 +269,7 @@ fn main() {
         zoo_json(&[
             "models",
             "apply",
-            "resnet18-imagenet-torch",
+            UNTRAINED,
             folder,
             "pred",
             "--overwrite",

@@ -16,8 +16,12 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use untrained::UNTRAINED;
 use zoo_datasets::Shard;
 use zoo_test_support::TestServer;
+
+#[path = "common/untrained.rs"]
+mod untrained;
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -124,14 +128,10 @@ fn main() {
     let count = env_number("ZOO_BENCH_N", 256);
     let list_count = env_number("ZOO_BENCH_LIST_N", 1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let weights = dir.path().join("resnet18.safetensors");
-    zoo_torch_backend::write_untrained_weights("torchvision.models.resnet.resnet18", &weights, 0)
-        .unwrap();
+    // Seeded weights cannot match the built-in entry's sha256 prefix: the
+    // same entry under another name downloads them from loopback.
     let server = TestServer::start();
-    server.file(
-        "/models/resnet18-5c106cde.pth",
-        fs_err::read(&weights).unwrap(),
-    );
+    let manifest = untrained::untrained_resnet18_manifest(dir.path(), &server);
     let env = [
         (
             "ZOO_MODEL_ZOO_DIR",
@@ -141,13 +141,7 @@ fn main() {
             "ZOO_DATASETS_DIR",
             dir.path().join("datasets").display().to_string(),
         ),
-        (
-            "ZOO_DOWNLOAD_MIRRORS",
-            format!(
-                "https://download.pytorch.org/models/={}",
-                server.url("/models/")
-            ),
-        ),
+        ("ZOO_MANIFEST_PATHS", manifest.display().to_string()),
     ];
     let zoo_command = |args: &[&str]| {
         let mut command = Command::new(zoo);
@@ -167,9 +161,9 @@ fn main() {
     let pics = dir.path().join("pics");
     pictures(&pics, count);
     let pics_text = pics.to_str().unwrap();
-    ok(&["models", "download", "resnet18-imagenet-torch", "--quiet"]);
+    ok(&["models", "download", UNTRAINED, "--quiet"]);
     ok(&["datasets", "create", "pics", pics_text]);
-    let model = "resnet18-imagenet-torch";
+    let model = UNTRAINED;
     let (whole, _) = watch(
         zoo_command(&["models", "apply", model, "pics", "whole", "--quiet"])
             .spawn()

@@ -18,13 +18,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use untrained::UNTRAINED;
 use zoo_test_support::TestServer;
 
-const WEIGHTS_URL: &str = "https://download.pytorch.org/models/resnet18-f37072fd.pth";
+#[path = "common/untrained.rs"]
+mod untrained;
 
-/// The model the offline run applies: the built-in resnet18 entry under
-/// this name, with untrained weights.
-const UNTRAINED: &str = "resnet18-untrained-torch";
+const WEIGHTS_URL: &str = "https://download.pytorch.org/models/resnet18-f37072fd.pth";
 
 fn online() -> bool {
     Command::new("curl")
@@ -66,46 +66,8 @@ fn main() {
         println!(
             "no internet: serving locally made, untrained (seeded random) resnet18 weights from a loopback server"
         );
-        let weights = work.join("untrained-resnet18.safetensors");
-        if !weights.exists() {
-            zoo_torch_backend::write_untrained_weights(
-                "torchvision.models.resnet.resnet18",
-                &weights,
-                0,
-            )
-            .unwrap();
-        }
         let loopback = TestServer::start();
-        loopback.file(
-            "/models/untrained-resnet18.pth",
-            fs_err::read(&weights).unwrap(),
-        );
-        // The built-in entry runs torchvision's named weights, checked
-        // against the sha256 prefix in their file name, which untrained
-        // weights cannot match: a manifest of our own (`ZOO_MANIFEST_PATHS`)
-        // holds the built-in resnet18 entry under another name, downloading
-        // from the loopback server through the same registry path.
-        let builtin: serde_json::Value =
-            serde_json::from_str(include_str!("../../registry/builtin/manifest-torch.json"))
-                .unwrap();
-        let mut entry = builtin["models"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|model| model["base_name"] == "resnet18-imagenet-torch")
-            .unwrap()
-            .clone();
-        let object = entry.as_object_mut().unwrap();
-        object.remove("zoo_named_weights");
-        object.insert("base_name".into(), UNTRAINED.into());
-        object.insert("base_filename".into(), "untrained-resnet18.pth".into());
-        entry["manager"]["config"]["url"] = loopback.url("/models/untrained-resnet18.pth").into();
-        let manifest = work.join("untrained-manifest.json");
-        fs_err::write(
-            &manifest,
-            serde_json::to_vec_pretty(&serde_json::json!({ "models": [entry] })).unwrap(),
-        )
-        .unwrap();
+        let manifest = untrained::untrained_resnet18_manifest(&work, &loopback);
         env.push(("ZOO_MANIFEST_PATHS".into(), manifest.display().to_string()));
         server = Some(loopback);
     }

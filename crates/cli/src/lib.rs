@@ -14,6 +14,8 @@ mod commands;
 mod config;
 mod output;
 mod progress;
+#[cfg(test)]
+mod reference;
 mod runtime;
 mod terminal;
 

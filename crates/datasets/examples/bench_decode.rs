@@ -85,7 +85,15 @@ fn main() {
         "{:>10}  {:>22}  {:>26}  {:>6}  {:>14}",
         "size", "image crate (before)", "libjpeg-turbo (zoo, now)", "ratio", "max |pixel diff|"
     );
-    for (width, height, count, rounds) in [(640, 480, 24, 7), (1920, 1080, 8, 5)] {
+    // `ZOO_BENCH_SMOKE` (`cargo xtask bench --smoke`, run by CI): two
+    // images, one round, so the benchmark is exercised without timing much.
+    let smoke = std::env::var_os("ZOO_BENCH_SMOKE").is_some();
+    let sizes = if smoke {
+        [(640, 480, 2, 1), (1920, 1080, 1, 1)]
+    } else {
+        [(640, 480, 24, 7), (1920, 1080, 8, 5)]
+    };
+    for (width, height, count, rounds) in sizes {
         let paths = write_jpegs(dir.path(), count, width, height);
         let before = per_image(&paths, rounds, |path| {
             std::hint::black_box(image_crate(path));
