@@ -1,6 +1,6 @@
 //! Every example command line of FiftyOne 1.22.1's `fiftyone zoo models`
 //! (the `Examples::` of each command in `fiftyone/core/cli.py`) and every
-//! form SPEC section 9 lists, run through `zoo` with the placeholders
+//! form FiftyOne's CLI documents, run through `zoo` with the placeholders
 //! filled from the seeds (`tests/corpus`, served by a fake GitHub) and from
 //! a runnable TorchScript model served on loopback (issue 12).
 
@@ -204,7 +204,7 @@ fn every_fiftyone_example_command_line_runs_through_zoo() {
             assert_eq!(both, comma, "space- and comma-separated tags agree");
         }
     }
-    // SPEC 9's own example: `-t classification resnet`, built-in models.
+    // FiftyOne's own documented example: `-t classification resnet`, built-in models.
     let resnets = names(
         &sandbox
             .ok(&["models", "list", "-t", "classification", "resnet", "--json"])

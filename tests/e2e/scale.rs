@@ -1,4 +1,4 @@
-//! Scale-out (issue 16, SPEC section 12): shards run as separate `zoo`
+//! Scale-out (issue 16): shards run as separate `zoo`
 //! processes with the command lines of the recipes in `deploy/` (read from
 //! the files, never copied), one is killed and run again, the part files are
 //! merged, and the result equals an unsharded run.

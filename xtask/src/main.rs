@@ -35,7 +35,9 @@ tasks:
                                    asserted (CI runs it so no benchmark rots)
   hosted-torch-check [test args]   the model host's tests with torch models (a TorchImageModel against
                                    FiftyOne's own apply_model) in the oracle venv (installed if missing)
-  tidy                             check crate dependency rules (also run as a test)
+  tidy [--bless]                   check crate dependency rules, ARCHITECTURE.md's diagram and that no
+                                   file cites a document outside the repository (also run as a test); --bless rewrites
+                                   the diagram from the allowed edges
   cli-reference                    rewrite docs/cli.md from the binary's clap definitions (a zoo-cli
                                    test fails when the two differ)
   fixtures                         regenerate the torch parity fixtures with PyTorch (venv in the cache)
@@ -102,6 +104,9 @@ fn main() -> Result<()> {
         "clip-oracle" => fixtures::clip_oracle(&sh),
         "device-build" => device::run(&sh, &rest),
         "tidy" => {
+            if rest.iter().any(|arg| arg == "--bless") {
+                tidy::bless(&workspace_root())?;
+            }
             let problems = tidy::check(&sh)?;
             if problems.is_empty() {
                 println!("tidy: ok");

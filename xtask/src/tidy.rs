@@ -70,7 +70,125 @@ pub(crate) fn check(sh: &Shell) -> Result<Vec<String>> {
     problems.extend(check_terminal_output(
         &crate::workspace_root().join("crates/cli/src"),
     )?);
+    problems.extend(check_dependency_diagram(&crate::workspace_root())?);
+    problems.extend(check_no_outside_citations(&crate::workspace_root())?);
     Ok(problems)
+}
+
+/// The markers around ARCHITECTURE.md's dependency diagram, which is
+/// [`dependency_diagram`] verbatim.
+const DIAGRAM_START: &str = "<!-- tidy: dependency diagram, generated from xtask/src/tidy.rs ALLOWED_EDGES by `cargo xtask tidy --bless` -->";
+const DIAGRAM_END: &str = "<!-- tidy: end of dependency diagram -->";
+
+/// The allowed edges as a text diagram: one line per crate, its allowed
+/// workspace dependencies after the arrow (`zoo-cli` may depend on all).
+pub(crate) fn dependency_diagram() -> String {
+    let mut out = String::from("```text\n");
+    let width = ALLOWED_EDGES
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    for (name, edges) in ALLOWED_EDGES {
+        let targets = if edges.is_empty() {
+            "(no zoo crate)".to_owned()
+        } else {
+            edges.join(", ")
+        };
+        out.push_str(&format!("{name:<width$} ──► {targets}\n"));
+    }
+    out.push_str(&format!("{:<width$} ──► any of the above\n", "zoo-cli"));
+    out.push_str("```\n");
+    out
+}
+
+/// The diagram block of `text` (between the markers), if both are there.
+fn diagram_block(text: &str) -> Option<(usize, usize)> {
+    let start = text.find(DIAGRAM_START)? + DIAGRAM_START.len();
+    let end = start + text[start..].find(DIAGRAM_END)?;
+    Some((start, end))
+}
+
+/// ARCHITECTURE.md's dependency diagram is [`dependency_diagram`].
+fn check_dependency_diagram(root: &std::path::Path) -> Result<Vec<String>> {
+    let text = fs_err::read_to_string(root.join("ARCHITECTURE.md"))?;
+    Ok(match diagram_block(&text) {
+        None => vec![format!(
+            "ARCHITECTURE.md has no dependency diagram between `{DIAGRAM_START}` and `{DIAGRAM_END}`"
+        )],
+        Some((start, end)) if text[start..end].trim() != dependency_diagram().trim() => {
+            vec!["ARCHITECTURE.md's dependency diagram differs from tidy's allowed edges: run `cargo xtask tidy --bless`".to_owned()]
+        }
+        Some(_) => Vec::new(),
+    })
+}
+
+/// Rewrites ARCHITECTURE.md's dependency diagram from the allowed edges.
+pub(crate) fn bless(root: &std::path::Path) -> Result<()> {
+    let path = root.join("ARCHITECTURE.md");
+    let text = fs_err::read_to_string(&path)?;
+    let (start, end) = diagram_block(&text).with_context(|| {
+        format!("ARCHITECTURE.md has no `{DIAGRAM_START}` ... `{DIAGRAM_END}` block")
+    })?;
+    let updated = format!(
+        "{}\n{}{}",
+        &text[..start],
+        dependency_diagram(),
+        &text[end..]
+    );
+    fs_err::write(path, updated)?;
+    Ok(())
+}
+
+/// File kinds the repository documents or configures itself with.
+const TEXT_EXTENSIONS: &[&str] = &["rs", "md", "py", "toml", "yaml", "yml", "sh", "sbatch"];
+
+/// Lines citing `SPEC`, a document that is not in this repository: the
+/// repository documents its own behaviour.
+fn check_no_outside_citations(root: &std::path::Path) -> Result<Vec<String>> {
+    let files = std::process::Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(root)
+        .output()
+        .context("listing the repository's files with git")?;
+    let mut problems = Vec::new();
+    for name in files.stdout.split(|byte| *byte == 0) {
+        let name = String::from_utf8_lossy(name);
+        let path = root.join(name.as_ref());
+        let wanted = path
+            .extension()
+            .and_then(|extension| extension.to_str())
+            .is_some_and(|extension| TEXT_EXTENSIONS.contains(&extension));
+        if !wanted || name.starts_with("xtask/src/tidy.rs") {
+            continue;
+        }
+        let Ok(text) = fs_err::read_to_string(&path) else {
+            continue;
+        };
+        problems.extend(outside_citations(&name, &text));
+    }
+    Ok(problems)
+}
+
+/// The lines of `text` that name `SPEC` as a word.
+fn outside_citations(name: &str, text: &str) -> Vec<String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            line.match_indices("SPEC").any(|(at, _)| {
+                let before = line[..at].chars().next_back();
+                let after = line[at + 4..].chars().next();
+                !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                    && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+        })
+        .map(|(number, _)| {
+            format!(
+                "{name}:{}: cites SPEC, which is not in this repository; say the behaviour here",
+                number + 1
+            )
+        })
+        .collect()
 }
 
 /// The one file of `crates/cli/src` that may write to stderr: everything
@@ -222,6 +340,33 @@ mod tests {
         sh.change_dir(crate::workspace_root());
         let problems = check(&sh).unwrap();
         assert!(problems.is_empty(), "tidy:\n{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn a_citation_of_spec_is_reported_and_names_containing_it_are_not() {
+        let text =
+            "// see SPEC 12\nlet spec = ModelSpec::default();\n/// (SPEC section 9)\nHOST_SPEC\n";
+        let problems = outside_citations("a.rs", text);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("a.rs:1:"), "{problems:?}");
+        assert!(problems[1].starts_with("a.rs:3:"), "{problems:?}");
+    }
+
+    #[test]
+    fn the_diagram_lists_every_crate_with_its_allowed_edges() {
+        let diagram = dependency_diagram();
+        for (name, edges) in ALLOWED_EDGES {
+            let line = diagram
+                .lines()
+                .find(|line| line.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} missing"));
+            for edge in *edges {
+                assert!(line.contains(edge), "{line}");
+            }
+        }
+        let drifted = format!("{DIAGRAM_START}\n```text\nzoo-fs ──► zoo-cli\n```\n{DIAGRAM_END}");
+        let (start, end) = diagram_block(&drifted).unwrap();
+        assert_ne!(drifted[start..end].trim(), diagram.trim());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The command-line grammar (SPEC section 9).
+//! The command-line grammar.
 
 use clap::{Args, Parser, Subcommand};
 

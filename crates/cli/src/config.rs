@@ -1,4 +1,4 @@
-//! The environment interface (SPEC section 9), read in one place.
+//! The environment interface, read in one place.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The `zoo` command line: parses arguments, calls the library crates, and
 //! prints tables for people or JSON for scripts.
 //!
-//! Environment (SPEC section 9): `ZOO_MODEL_ZOO_DIR`, `ZOO_MANIFEST_PATHS`,
+//! Environment: `ZOO_MODEL_ZOO_DIR`, `ZOO_MANIFEST_PATHS`,
 //! `ZOO_GITHUB_API_URL`, `GITHUB_TOKEN`, `ZOO_OFFLINE`. Errors are printed
 //! once, as a chain (`what failed: why`), with exit code 1; a closed stdout
 //! pipe counts as success. Warnings from the libraries go to stderr. Text from

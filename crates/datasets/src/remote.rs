@@ -1,4 +1,4 @@
-//! Samples whose images live in object storage (SPEC section 12).
+//! Samples whose images live in object storage.
 //!
 //! A dataset made from an object-store URL keeps each sample's URL as its
 //! file path (`s3://bucket/prefix/a.jpg`); [`ObjectLoader`] fetches those

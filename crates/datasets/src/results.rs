@@ -1,4 +1,4 @@
-//! Results of sharded runs as part files, and merging them (SPEC section 12).
+//! Results of sharded runs as part files, and merging them.
 //!
 //! A shard's run writes what it computed under a results location instead of
 //! the local dataset:

@@ -1,4 +1,4 @@
-//! Deterministic sharding of a dataset's samples (SPEC section 12).
+//! Deterministic sharding of a dataset's samples.
 //!
 //! A sample belongs to shard `K` of `N` when
 //! `u64::from_be_bytes(SHA-256(key)[0..8]) % N == K`, where `key` is the

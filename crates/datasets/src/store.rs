@@ -573,8 +573,8 @@ impl Datasets {
             .map_err(|source| self.database(source))
     }
 
-    /// The samples of `name` that belong to `shard`, each with its stable key
-    /// (SPEC section 12), in the dataset's order.
+    /// The samples of `name` that belong to `shard`, each with its stable
+    /// key, in the dataset's order.
     pub fn shard_samples(
         &self,
         name: &str,

@@ -1,6 +1,6 @@
 //! Hooks: code shipped in a source that downloads or loads its models.
 //!
-//! Two forms, as SPEC section 7 describes: FiftyOne's `__init__.py` with
+//! Two forms: FiftyOne's `__init__.py` with
 //! `download_model(model_name, model_path)` and `load_model(model_name,
 //! model_path, **kwargs)`, run by `python3` through a small bridge script; or
 //! executable files named `download_model` / `load_model`, called with the

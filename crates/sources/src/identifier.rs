@@ -1,4 +1,4 @@
-//! Source identifiers (SPEC section 2).
+//! Source identifiers.
 
 use std::fmt;
 use std::str::FromStr;

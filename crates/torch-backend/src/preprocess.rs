@@ -1,4 +1,4 @@
-//! FiftyOne's `TorchImageModel` preprocessing, reproduced exactly (SPEC 11):
+//! FiftyOne's `TorchImageModel` preprocessing, reproduced exactly:
 //! min-dim then max-dim resize with round-half-even sizes, Pillow's bilinear
 //! resampler (separable, antialiased, 22-bit fixed point, rounded to `u8`
 //! between passes), then `x / 255`, `(x - mean) / std` in `f32`.

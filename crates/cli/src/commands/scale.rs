@@ -1,4 +1,4 @@
-//! Scale-out (SPEC section 12): `--shard K/N` and `--results LOCATION` of
+//! Scale-out: `--shard K/N` and `--results LOCATION` of
 //! `apply`/`embed`, and `zoo datasets merge-results`.
 
 use std::io::Write;

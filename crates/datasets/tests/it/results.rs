@@ -1,4 +1,4 @@
-//! Sharded runs' part files and merging them (SPEC section 12).
+//! Sharded runs' part files and merging them.
 
 use zoo_datasets::{
     Datasets, MergePlan, ResultsKind, ResultsLocation, Shard, ShardResults, ShardState,
