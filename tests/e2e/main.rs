@@ -22,6 +22,7 @@ mod security_datasets;
 mod security_paths;
 mod security_transfers;
 mod segmenters;
+mod snapshots;
 mod sources;
 mod terminal;
 mod tour;
