@@ -11,6 +11,7 @@ mod device;
 mod fixtures;
 mod hosted;
 mod libtorch;
+mod module_graph;
 mod quickstart;
 mod tidy;
 
@@ -33,7 +34,7 @@ tasks:
                                    DINOv2 against PyTorch eager (and FiftyOne), seeded weights
   hosted-torch-check [test args]   the model host's tests with torch models (a TorchImageModel against
                                    FiftyOne's own apply_model) in the oracle venv (installed if missing)
-  tidy                             check crate dependency rules (also run as a test)
+  tidy                             check crate dependency and module-cycle rules (also run as a test)
   fixtures                         regenerate the torch parity fixtures with PyTorch (venv in the cache)
   builtin-manifest                 regenerate the built-in manifest from FiftyOne's and torchvision's
                                    named-weights table (oracle venv with fiftyone 1.22.1)
