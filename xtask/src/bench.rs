@@ -136,7 +136,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
             "hosted" => {
                 let torch = std::env::var_os("ZOO_BENCH_PYTHON")
                     .map(PathBuf::from)
-                    .or_else(|| crate::hosted::torch_python(sh));
+                    .or_else(|| crate::fixtures::torch_python(sh));
                 let _torch = torch.map(|python| sh.push_env("ZOO_BENCH_PYTHON", python));
                 example("bench_hosted", &[]).run()?;
             }

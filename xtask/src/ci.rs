@@ -87,7 +87,7 @@ pub(crate) fn run(sh: &Shell) -> Result<()> {
     let _fiftyone = sh.push_env("ZOO_TEST_FIFTYONE_PYTHON", fiftyone_python(sh)?);
     // The hosted torch tests run when a Python with torch is here (the
     // oracle venv); CI's own venvs have no torch, and they skip then.
-    let _torch = crate::hosted::torch_python(sh).map(|python| {
+    let _torch = crate::fixtures::torch_python(sh).map(|python| {
         eprintln!("xtask ci: hosted torch tests with {}", python.display());
         sh.push_env("ZOO_TEST_TORCH_PYTHON", python)
     });

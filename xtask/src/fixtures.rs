@@ -171,3 +171,19 @@ pub(crate) fn run(sh: &Shell) -> Result<()> {
     cmd!(sh, "{python} xtask/fixtures/fiftyone_families.py {out}").run()?;
     Ok(())
 }
+
+/// The oracle venv's Python when it exists and has torch, torchvision and
+/// FiftyOne (checked without importing them); `None` otherwise.
+pub(crate) fn torch_python(sh: &Shell) -> Option<PathBuf> {
+    let python = venv().ok()?.join("bin/python");
+    if !python.exists() {
+        return None;
+    }
+    let check = "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in ('torch', 'torchvision', 'fiftyone')))";
+    cmd!(sh, "{python} -c {check}")
+        .quiet()
+        .ignore_stderr()
+        .run()
+        .ok()
+        .map(|()| python)
+}

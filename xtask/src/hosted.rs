@@ -3,36 +3,18 @@
 //! torchvision and FiftyOne 1.22.1 in the host's Python: the oracle venv
 //! (`<user cache>/zoo/oracle-venv`, about 5 GB; installed when missing).
 //! CI's FiftyOne venv has no torch, so `cargo xtask ci` runs these tests
-//! only when the oracle venv is already there ([`torch_python`]).
-
-use std::path::PathBuf;
+//! only when the oracle venv is already there (`fixtures::torch_python`).
 
 use anyhow::Result;
 use xshell::{Shell, cmd};
 
 use crate::{ci, fixtures};
 
-/// The oracle venv's Python when it exists and has torch, torchvision and
-/// FiftyOne (checked without importing them); `None` otherwise.
-pub(crate) fn torch_python(sh: &Shell) -> Option<PathBuf> {
-    let python = fixtures::venv().ok()?.join("bin/python");
-    if !python.exists() {
-        return None;
-    }
-    let check = "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in ('torch', 'torchvision', 'fiftyone')))";
-    cmd!(sh, "{python} -c {check}")
-        .quiet()
-        .ignore_stderr()
-        .run()
-        .ok()
-        .map(|()| python)
-}
-
 /// Installs the oracle venv if needed, then runs the hosted torch tests
 /// (and the `--workers` test beside them) with `ZOO_TEST_TORCH_PYTHON` set
 /// to it; `args` go to the test binary (e.g. a name filter).
 pub(crate) fn check(sh: &Shell, args: &[String]) -> Result<()> {
-    let python = match torch_python(sh) {
+    let python = match fixtures::torch_python(sh) {
         Some(python) => python,
         None => {
             let python = fixtures::python(sh)?;

@@ -11,6 +11,7 @@ mod device;
 mod fixtures;
 mod hosted;
 mod libtorch;
+mod module_graph;
 mod quickstart;
 mod tidy;
 
@@ -35,7 +36,7 @@ tasks:
                                    asserted (CI runs it so no benchmark rots)
   hosted-torch-check [test args]   the model host's tests with torch models (a TorchImageModel against
                                    FiftyOne's own apply_model) in the oracle venv (installed if missing)
-  tidy [--bless]                   check crate dependency rules, ARCHITECTURE.md's diagram and that no
+  tidy [--bless]                   check crate dependency and module-cycle rules, ARCHITECTURE.md's diagram and that no
                                    file cites a document outside the repository (also run as a test); --bless rewrites
                                    the diagram from the allowed edges
   cli-reference                    rewrite docs/cli.md from the binary's clap definitions (a zoo-cli

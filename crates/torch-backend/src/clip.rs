@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use tch::nn::{self, Init};
 use tch::{Kind, TchError, Tensor};
 
-use crate::layers::{Conv, Forward, linear};
-use crate::vit::LayerNorm;
+use crate::net::layers::{Conv, Forward, linear};
+use crate::net::vit::LayerNorm;
 
 /// The sizes of a CLIP, as `build_model` reads them off a state dict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,30 +19,19 @@
 //! assert!(factory.types().contains(&"fiftyone.utils.torch.TorchImageModel"));
 //! ```
 
-mod alexnet;
-mod arch;
 mod checkpoint;
 mod clip;
 mod clip_model;
 mod clip_tokenizer;
-mod detection;
 mod device;
-mod dinov2;
-mod folded;
-mod hub;
-mod inception;
-mod layers;
+mod families;
 mod memory;
 mod model;
-mod nets;
-mod pickle;
+mod net;
 mod preprocess;
-mod squeezenet;
-mod vgg;
-mod vit;
-mod weights;
-mod zip_archive;
 
+pub use checkpoint::pickle::PickleError;
+pub use checkpoint::weights::{TensorError, WeightsError, load_into, read_named_tensors};
 pub use clip::ClipModel;
 pub use clip_model::{CLIP_TYPE_NAMES, TorchClipModel};
 pub use clip_tokenizer::{ClipTokenizer, TokenizerError};
@@ -51,21 +40,19 @@ pub use model::{
     IMAGENET_LABELS, KeypointSkeleton, TYPE_NAMES, TorchImageModel, VOC_LABELS, class_names,
     mask_targets,
 };
-pub use pickle::PickleError;
 pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
-pub use weights::{TensorError, WeightsError, load_into, read_named_tensors};
 
 /// The parameter names and shapes of a torchvision architecture as zoo
 /// builds it (`entrypoint` as in `entrypoint_fcn`), for checking weights.
 pub fn parameter_shapes(entrypoint: &str, classes: i64) -> Option<Vec<(String, Vec<i64>)>> {
     let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
     let store = tch::nn::VarStore::new(tch::Device::Cpu);
-    match detection::Detector::build(name, &store.root(), classes, None) {
+    match families::detection::Detector::build(name, &store.root(), classes, None) {
         Some(built) => {
             built.ok()?;
         }
         None => {
-            arch::build(name, &store.root(), classes)?;
+            families::build(name, &store.root(), classes)?;
         }
     }
     let mut shapes: Vec<(String, Vec<i64>)> = store
@@ -98,7 +85,7 @@ pub fn load_state_dict(
         path: path.display().to_string(),
         message: format!("unknown architecture `{entrypoint}`"),
     };
-    if detection::is_detector(name) {
+    if families::detection::is_detector(name) {
         // A detector's class count is the checkpoint's (COCO: 91).
         let classes = tensors
             .iter()
@@ -106,25 +93,25 @@ pub fn load_state_dict(
             .and_then(|(_, tensor)| tensor.size().first().copied())
             .filter(|classes| *classes > 0)
             .unwrap_or(91);
-        detection::Detector::build(name, &store.root(), classes, entrypoint_args)
+        families::detection::Detector::build(name, &store.root(), classes, entrypoint_args)
             .ok_or_else(unknown)?
             .map_err(|message| WeightsError::Read {
                 path: path.display().to_string(),
                 message,
             })?;
     } else {
-        let options =
-            checkpoint::BuildOptions::new(name, entrypoint_args).for_checkpoint(name, &tensors);
-        let classes = if nets::SEGMENTERS.contains(&name) {
-            nets::SEGMENTER_CLASSES
+        let options = checkpoint::renames::BuildOptions::new(name, entrypoint_args)
+            .for_checkpoint(name, &tensors);
+        let classes = if net::maker::SEGMENTERS.contains(&name) {
+            net::maker::SEGMENTER_CLASSES
         } else {
             1000
         };
-        arch::build_with(name, &store.root(), classes, options).ok_or_else(unknown)?;
+        families::build_with(name, &store.root(), classes, options).ok_or_else(unknown)?;
     }
     load_into(
         &mut store,
-        checkpoint::torchvision_names(name, tensors),
+        checkpoint::renames::torchvision_names(name, tensors),
         path,
     )
 }

@@ -12,12 +12,13 @@ use zoo_output_processors::{
     Classifier, Detector, DetectorOutput, InstanceSegmenter, KeypointDetector, SemanticSegmenter,
 };
 
-use crate::arch::{self, Network};
-use crate::checkpoint::{BuildOptions, torchvision_name, torchvision_names};
+use crate::checkpoint::renames::{BuildOptions, torchvision_name, torchvision_names};
+use crate::checkpoint::weights::{load_file_into, load_into, read_named_tensors};
 use crate::device::DeviceSpec;
-use crate::folded;
+use crate::families as arch;
+use crate::net::Network;
+use crate::net::fold as folded;
 use crate::preprocess::{MAX_IMAGE_SIDE, Preprocessing};
-use crate::weights::{load_file_into, load_into, read_named_tensors};
 
 /// ImageNet's 1,000 class names, as torchvision orders them; what
 /// `{{eta-resources}}/imagenet-labels-no-background.txt` resolves to.
@@ -151,7 +152,7 @@ enum Net {
     /// A torchvision detector (`detection`), and the variables it reads.
     Detection {
         _store: VarStore,
-        detector: Box<crate::detection::Detector>,
+        detector: Box<crate::families::detection::Detector>,
     },
 }
 
@@ -225,7 +226,7 @@ fn segmenter_classes(config: &Map<String, Value>) -> Result<i64, ModelError> {
         .and_then(Value::as_object)
         .and_then(|args| args.get("num_classes"));
     match value {
-        None | Some(Value::Null) => Ok(crate::nets::SEGMENTER_CLASSES),
+        None | Some(Value::Null) => Ok(crate::net::maker::SEGMENTER_CLASSES),
         Some(value) => value
             .as_u64()
             .filter(|classes| (1..=MAX_CLASSES as u64).contains(classes))
@@ -659,7 +660,7 @@ impl TorchImageModel {
             .get("entrypoint_fcn")
             .and_then(Value::as_str)
             .map(|entrypoint| entrypoint.rsplit('.').next().unwrap_or(entrypoint))
-            .filter(|name| crate::detection::is_detector(name));
+            .filter(|name| crate::families::detection::is_detector(name));
         // Detectors run in f32 (torchvision's box arithmetic and NMS in
         // half precision would not give FiftyOne's detections).
         let half = half && detector_name.is_none();
@@ -692,7 +693,7 @@ impl TorchImageModel {
                         classes.len()
                     )));
                 }
-                let mut detector = crate::detection::Detector::build(
+                let mut detector = crate::families::detection::Detector::build(
                     name,
                     &store.root(),
                     outputs,
@@ -713,7 +714,8 @@ impl TorchImageModel {
                 }
             }
             Some(entrypoint) => {
-                let name = crate::hub::architecture(entrypoint, config.get("entrypoint_args"))?;
+                let name =
+                    crate::families::hub::architecture(entrypoint, config.get("entrypoint_args"))?;
                 model_name = name.to_owned();
                 if classes.len() > MAX_CLASSES {
                     return Err(config_error(format!(
@@ -722,7 +724,7 @@ impl TorchImageModel {
                     )));
                 }
                 let mut store = VarStore::new(device);
-                let outputs = if crate::nets::SEGMENTERS.contains(&name) {
+                let outputs = if crate::net::maker::SEGMENTERS.contains(&name) {
                     segmenter_classes(config)?
                 } else if classes.is_empty() {
                     1000
@@ -1047,7 +1049,7 @@ impl TorchImageModel {
         }
         shapes.push(shape);
         let search = shapes.len() <= BENCHMARK_SHAPES;
-        crate::layers::set_cudnn_benchmark(search);
+        crate::net::layers::set_cudnn_benchmark(search);
         tch::Cuda::cudnn_set_benchmark(search);
         tracing::debug!(search, shapes = shapes.len(), "cudnn algorithm search");
     }
@@ -1415,7 +1417,7 @@ impl TorchImageModel {
     /// or with `segmenter` its `InstanceSegmenterOutputProcessor`.
     fn detect(
         &self,
-        network: &crate::detection::Detector,
+        network: &crate::families::detection::Detector,
         processor: &Detector,
         segmenter: Option<&InstanceSegmenter>,
         inputs: &[Input],
@@ -1472,7 +1474,7 @@ impl TorchImageModel {
     /// labels (stored as `<field>_detections`, `<field>_keypoints`).
     fn detect_keypoints(
         &self,
-        network: &crate::detection::Detector,
+        network: &crate::families::detection::Detector,
         processor: &KeypointDetector,
         inputs: &[Input],
         batch: &Tensor,

@@ -16,8 +16,10 @@ use std::path::Path;
 
 use tch::{Kind, TchError, Tensor, nn::VarStore};
 
-use crate::pickle::{Object, PickleError, StorageRef, TensorRef, Value, unpickle, unpickle_prefix};
-use crate::zip_archive::ZipArchive;
+use crate::checkpoint::pickle::{
+    Object, PickleError, StorageRef, TensorRef, Value, unpickle, unpickle_prefix,
+};
+use crate::checkpoint::zip_archive::ZipArchive;
 
 /// The largest `data.pkl` read from a zip checkpoint (a torchvision state
 /// dict's is under 100 KiB).

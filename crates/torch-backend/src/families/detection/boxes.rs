@@ -273,7 +273,7 @@ mod tests {
     /// the same order.
     #[test]
     fn nms_and_batched_nms_keep_what_torchvision_keeps() {
-        let oracle = crate::detection::oracle();
+        let oracle = crate::families::detection::oracle();
         let cases = oracle["nms"].as_array().unwrap();
         assert!(
             cases

@@ -23,10 +23,10 @@
 use tch::nn;
 use tch::{TchError, Tensor};
 
-use crate::arch::Network;
-use crate::checkpoint::BuildOptions;
-use crate::folded::Weights;
-use crate::layers::{Conv, Forward};
+use crate::checkpoint::renames::BuildOptions;
+use crate::net::Network;
+use crate::net::fold::Weights;
+use crate::net::layers::{Conv, Forward};
 
 /// One stage of a network.
 type Stage = Box<dyn Forward>;
@@ -218,7 +218,7 @@ impl Maker for Reference<'_, '_> {
         };
         let bn = nn::batch_norm2d(self.path(bn), shape.c_out, config);
         Some(Box::new(
-            crate::layers::Sequence::default()
+            crate::net::layers::Sequence::default()
                 .then(conv)
                 .then(BatchNormEps { bn, eps }),
         ))
@@ -304,7 +304,9 @@ pub(crate) fn build(
         "wide_resnet50_2" => resnet_classifier(maker, [3, 4, 6, 3], 1, 128, classes),
         "wide_resnet101_2" => resnet_classifier(maker, [3, 4, 23, 3], 1, 128, classes),
         "googlenet" => googlenet(maker, classes, options.transform_input),
-        "inception_v3" => crate::inception::build(maker, classes, options.transform_input),
+        "inception_v3" => {
+            crate::families::inception::build(maker, classes, options.transform_input)
+        }
         "mnasnet0_5" => mnasnet(maker, 0.5, classes, options.mnasnet_v1_stem),
         "mnasnet1_0" => mnasnet(maker, 1.0, classes, options.mnasnet_v1_stem),
         "shufflenet_v2_x0_5" => shufflenet(maker, [24, 48, 96, 192, 1024], classes),
@@ -675,7 +677,7 @@ struct GoogLeNetFeatures {
 impl Forward for GoogLeNetFeatures {
     fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
         let mut ys = if self.transform_input {
-            crate::checkpoint::inception_transform_input(xs)?
+            crate::checkpoint::renames::inception_transform_input(xs)?
         } else {
             xs.shallow_clone()
         };
@@ -997,8 +999,8 @@ mod tests {
     use tch::{Device, Kind, Tensor};
 
     use super::{Reference, build, round_to_multiple_of_8};
-    use crate::arch::testing::{assert_close, logits, randomise};
-    use crate::checkpoint::BuildOptions;
+    use crate::checkpoint::renames::BuildOptions;
+    use crate::net::testing::{assert_close, logits, randomise};
 
     /// MNASNet 0.5's hosted checkpoint is a version-1 one: its stem is
     /// 32/16 channels (torchvision's loader patches the model to it). The
@@ -1030,10 +1032,10 @@ mod tests {
         assert_eq!(shapes["layers.8.0.layers.0.weight"].size(), [48, 16, 1, 1]);
         randomise(&store);
         let folded =
-            crate::folded::build_with("mnasnet0_5", store.variables(), Kind::Float, v1).unwrap();
+            crate::net::fold::build_with("mnasnet0_5", store.variables(), Kind::Float, v1).unwrap();
         let input = Tensor::randn([2, 3, 40, 56], (Kind::Float, Device::Cpu));
         let want = logits(&built, &input);
-        let got = logits(&folded, &crate::folded::channels_last(&input));
+        let got = logits(&folded, &crate::net::fold::channels_last(&input));
         assert_close(&got, &want, "mnasnet0_5 version 1");
     }
 

@@ -11,7 +11,7 @@
 use tch::nn;
 use tch::{Kind, TchError, Tensor};
 
-use crate::layers::{Conv, Forward};
+use crate::net::layers::{Conv, Forward};
 
 /// `FrozenBatchNorm2d(channels, eps)`: fixed statistics, computed as
 /// torchvision computes it on every forward (`scale = w * (rv +
@@ -246,7 +246,7 @@ impl ResNet50Body {
     /// The outputs of `layer1`..`layer4` (256, 512, 1024, 2048 channels).
     pub(crate) fn forward(&self, xs: &Tensor) -> Result<Vec<Tensor>, TchError> {
         let input = if self.folded {
-            crate::folded::channels_last(xs)
+            crate::net::fold::channels_last(xs)
         } else {
             xs.shallow_clone()
         };

@@ -8,9 +8,9 @@
 use tch::nn;
 use tch::{Kind, TchError, Tensor};
 
-use crate::detection::backbone::conv;
-use crate::detection::boxes;
-use crate::layers::{Conv, Forward};
+use crate::families::detection::backbone::conv;
+use crate::families::detection::boxes;
+use crate::net::layers::{Conv, Forward};
 
 /// The RPN's settings (torchvision's evaluation defaults).
 #[derive(Debug, Clone, Copy)]

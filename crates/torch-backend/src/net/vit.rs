@@ -10,7 +10,7 @@
 use tch::nn::{self, Init};
 use tch::{TchError, Tensor};
 
-use crate::layers::{Forward, linear};
+use crate::net::layers::{Forward, linear};
 
 /// `nn.LayerNorm(dim, eps)`: `weight` and `bias` under its path.
 pub(crate) struct LayerNorm {

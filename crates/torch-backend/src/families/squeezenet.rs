@@ -9,8 +9,8 @@
 use tch::nn;
 use tch::{TchError, Tensor};
 
-use crate::arch::Network;
-use crate::layers::{Conv, Forward, Sequence, adaptive_pool_flat, max_pool, relu};
+use crate::net::Network;
+use crate::net::layers::{Conv, Forward, Sequence, adaptive_pool_flat, max_pool, relu};
 
 /// A Fire module: squeeze to few channels, then expand with 1x1 and 3x3
 /// convolutions side by side.
@@ -99,7 +99,7 @@ mod tests {
     use tch::{Device, Kind, Tensor};
 
     use super::build;
-    use crate::arch::testing::{assert_close, copy_variables, logits, randomise};
+    use crate::net::testing::{assert_close, copy_variables, logits, randomise};
 
     /// The oracle is `tch::vision::squeezenet` (a separate implementation
     /// with torchvision's keys, ceil-mode pooling and adaptive pooling):

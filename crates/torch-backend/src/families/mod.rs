@@ -15,71 +15,20 @@
 //! Every forward is fallible ([`Forward`]): a libtorch error fails the
 //! batch, not the process.
 
+use tch::Tensor;
 use tch::nn::{self, ModuleT};
-use tch::{TchError, Tensor};
 
-use crate::checkpoint::BuildOptions;
-use crate::layers::{Forward, Guarded};
+pub(crate) mod alexnet;
+pub(crate) mod detection;
+pub(crate) mod dinov2;
+pub(crate) mod hub;
+pub(crate) mod inception;
+pub(crate) mod squeezenet;
+pub(crate) mod vgg;
 
-/// A network as `head(features(x))`.
-pub(crate) struct Network {
-    features: Box<dyn Forward>,
-    head: Option<Box<dyn Forward>>,
-    /// The `embeddings_layer` whose input the features are, if any.
-    pub(crate) embeddings_layer: Option<&'static str>,
-    /// The smallest input height and width the network accepts
-    /// (torchvision's `min_size`); smaller inputs leave nothing to pool.
-    pub(crate) min_input: i64,
-}
-
-impl std::fmt::Debug for Network {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Network")
-            .field("embeddings_layer", &self.embeddings_layer)
-            .field("min_input", &self.min_input)
-            .finish()
-    }
-}
-
-impl Network {
-    /// A network with a head whose input is `embeddings_layer`.
-    pub(crate) fn new(
-        features: impl Forward + 'static,
-        head: impl Forward + 'static,
-        embeddings_layer: &'static str,
-        min_input: i64,
-    ) -> Network {
-        Network {
-            features: Box::new(features),
-            head: Some(Box::new(head)),
-            embeddings_layer: Some(embeddings_layer),
-            min_input,
-        }
-    }
-
-    /// A network without a separate head (so without embeddings).
-    pub(crate) fn whole(network: impl Forward + 'static, min_input: i64) -> Network {
-        Network {
-            features: Box::new(network),
-            head: None,
-            embeddings_layer: None,
-            min_input,
-        }
-    }
-
-    /// Features (the head's input).
-    pub(crate) fn features(&self, input: &Tensor) -> Result<Tensor, TchError> {
-        self.features.forward(input)
-    }
-
-    /// Logits from features.
-    pub(crate) fn head(&self, features: &Tensor) -> Result<Tensor, TchError> {
-        match &self.head {
-            Some(head) => head.forward(features),
-            None => Ok(features.shallow_clone()),
-        }
-    }
-}
+use crate::checkpoint::renames::BuildOptions;
+use crate::net::Network;
+use crate::net::layers::Guarded;
 
 fn guarded(module: impl ModuleT + 'static) -> Guarded {
     Guarded(Box::new(module))
@@ -123,23 +72,23 @@ pub(crate) const UNFOLDED: [&str; 11] = [
 pub(crate) fn architectures() -> impl Iterator<Item = &'static str> {
     SPLIT
         .into_iter()
-        .chain(crate::nets::CLASSIFIERS)
+        .chain(crate::net::maker::CLASSIFIERS)
         .chain(UNFOLDED)
-        .chain(crate::nets::SEGMENTERS)
+        .chain(crate::net::maker::SEGMENTERS)
 }
 
 /// Whether zoo runs architecture `name` folded once loaded (`folded.rs`).
 pub(crate) fn runs_folded(name: &str) -> bool {
     SPLIT.contains(&name)
-        || crate::nets::CLASSIFIERS.contains(&name)
-        || crate::nets::SEGMENTERS.contains(&name)
+        || crate::net::maker::CLASSIFIERS.contains(&name)
+        || crate::net::maker::SEGMENTERS.contains(&name)
 }
 
 /// Whether [`build_with`] builds `name`: a torchvision architecture, or a
 /// DINOv2 hub entrypoint (kept out of [`architectures`], whose networks
 /// all end in a classifier head).
 pub(crate) fn builds(name: &str) -> bool {
-    architectures().any(|known| known == name) || crate::dinov2::MODELS.contains(&name)
+    architectures().any(|known| known == name) || crate::families::dinov2::MODELS.contains(&name)
 }
 
 /// Builds architecture `name` (the last part of an `entrypoint_fcn`) as
@@ -159,12 +108,13 @@ pub(crate) fn build_with(
     use tch::vision;
     // A ResNet's feature stack, then `fc` from its `width` outputs. ResNets
     // and MobileNetV2 take any input of at least 1x1.
-    if let Some(network) = crate::nets::build(name, &crate::nets::Reference(root), classes, options)
+    if let Some(network) =
+        crate::net::maker::build(name, &crate::net::maker::Reference(root), classes, options)
     {
         return Some(network);
     }
     let resnet = |features: Guarded, width: i64| {
-        let fc = crate::layers::linear(root / "fc", width, classes);
+        let fc = crate::net::layers::linear(root / "fc", width, classes);
         Network::new(features, fc, "<fc", 1)
     };
     Some(match name {
@@ -184,10 +134,12 @@ pub(crate) fn build_with(
         "densenet161" => densenet(root, 96, 48, &[6, 12, 36, 24], classes),
         "densenet169" => densenet(root, 64, 32, &[6, 12, 32, 32], classes),
         "densenet201" => densenet(root, 64, 32, &[6, 12, 48, 32], classes),
-        "alexnet" => crate::alexnet::build(root, classes),
-        "squeezenet1_0" | "squeezenet1_1" => crate::squeezenet::build(name, root, classes)?,
-        _ if name.starts_with("dinov2_") => crate::dinov2::build(name, root)?,
-        _ => crate::vgg::build(name, root, classes)?,
+        "alexnet" => crate::families::alexnet::build(root, classes),
+        "squeezenet1_0" | "squeezenet1_1" => {
+            crate::families::squeezenet::build(name, root, classes)?
+        }
+        _ if name.starts_with("dinov2_") => crate::families::dinov2::build(name, root)?,
+        _ => crate::families::vgg::build(name, root, classes)?,
     })
 }
 
@@ -358,85 +310,13 @@ fn densenet(root: &nn::Path, c_in: i64, growth: i64, blocks: &[i64], classes: i6
     Network::new(guarded(features), head, "<classifier", 29)
 }
 
-/// Helpers for the architecture tests.
-#[cfg(test)]
-pub(crate) mod testing {
-    use tch::nn::VarStore;
-    use tch::{Device, Kind, Tensor};
-
-    use super::Network;
-
-    /// Random weights with batch-norm statistics far from identity (so
-    /// folding and batch-norm have something to do), activations of about
-    /// unit scale.
-    pub(crate) fn randomise(store: &VarStore) {
-        tch::manual_seed(7);
-        tch::no_grad(|| {
-            for (name, mut variable) in store.variables() {
-                let size = variable.size();
-                let normal = Tensor::randn(size.as_slice(), (Kind::Float, Device::Cpu));
-                let value = if name.ends_with("running_var") {
-                    Tensor::rand(size.as_slice(), (Kind::Float, Device::Cpu)) * 0.5 + 1.0
-                } else if name.ends_with("running_mean") || size.len() == 1 {
-                    normal * 0.1 + if name.ends_with("weight") { 1.0 } else { 0.0 }
-                } else {
-                    let fan_in: i64 = size[1..].iter().product();
-                    normal * (1.0 / fan_in as f64).sqrt()
-                };
-                variable.copy_(&value);
-            }
-        });
-    }
-
-    /// Copies `from`'s variables into `to`'s, which must have the same
-    /// names and shapes (a check that two implementations read the same
-    /// checkpoint keys).
-    pub(crate) fn copy_variables(from: &VarStore, to: &VarStore) {
-        let source = from.variables();
-        let mut names: Vec<String> = source.keys().cloned().collect();
-        let mut theirs: Vec<String> = to.variables().keys().cloned().collect();
-        names.sort();
-        theirs.sort();
-        assert_eq!(
-            names, theirs,
-            "the two implementations name their weights differently"
-        );
-        tch::no_grad(|| {
-            for (name, mut variable) in to.variables() {
-                assert_eq!(variable.size(), source[&name].size(), "{name}");
-                variable.copy_(&source[&name]);
-            }
-        });
-    }
-
-    /// Logits of `network` for a random `[n, 3, height, width]` input.
-    pub(crate) fn logits(network: &Network, input: &Tensor) -> Tensor {
-        tch::no_grad(|| {
-            network
-                .features(input)
-                .and_then(|features| network.head(&features))
-                .unwrap()
-        })
-    }
-
-    /// Asserts `ours` equals `theirs` within 1e-4 of their scale.
-    pub(crate) fn assert_close(ours: &Tensor, theirs: &Tensor, what: &str) {
-        assert_eq!(ours.size(), theirs.size(), "{what}");
-        let scale = theirs.abs().max().double_value(&[]).max(1.0);
-        let difference = (ours - theirs).abs().max().double_value(&[]);
-        assert!(
-            difference <= 1e-4 * scale,
-            "{what}: max |diff| {difference} at scale {scale}"
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use tch::nn::VarStore;
     use tch::{Device, Kind, Tensor};
 
-    use super::{Network, architectures, build};
+    use super::{architectures, build};
+    use crate::net::Network;
 
     /// Every architecture as built here, and folded where it runs folded.
     fn every_network(check: impl Fn(&str, &Network)) {
@@ -444,7 +324,7 @@ mod tests {
             let store = VarStore::new(Device::Cpu);
             let network = build(name, &store.root(), 10).unwrap();
             check(name, &network);
-            if let Some(folded) = crate::folded::build(name, store.variables(), Kind::Float) {
+            if let Some(folded) = crate::net::fold::build(name, store.variables(), Kind::Float) {
                 assert_eq!(folded.min_input, network.min_input, "{name}");
                 check(&format!("{name} (folded)"), &folded);
             }
@@ -469,7 +349,10 @@ mod tests {
             let min = network.min_input;
             let output = run(network, [1, 3, min, min + 3]);
             assert!(output.is_ok(), "{name} at {min}: {:?}", output.err());
-            let expected = if crate::nets::SEGMENTERS.iter().any(|s| name.starts_with(s)) {
+            let expected = if crate::net::maker::SEGMENTERS
+                .iter()
+                .any(|s| name.starts_with(s))
+            {
                 vec![1, 10, min, min + 3]
             } else {
                 vec![1, 10]

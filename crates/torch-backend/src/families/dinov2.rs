@@ -18,9 +18,9 @@
 use tch::nn::{self, Init};
 use tch::{Kind, TchError, Tensor};
 
-use crate::arch::Network;
-use crate::layers::{Conv, Forward};
-use crate::vit::{Block, BlockShape, LayerNorm};
+use crate::net::Network;
+use crate::net::layers::{Conv, Forward};
+use crate::net::vit::{Block, BlockShape, LayerNorm};
 
 /// The hub's entrypoint names zoo builds.
 pub(crate) const MODELS: [&str; 8] = [
@@ -248,7 +248,7 @@ pub(crate) fn network(root: &nn::Path<'_>, config: Dinov2Config) -> Network {
     let patch = config.patch;
     Network::new(
         Dinov2::new(root, config),
-        crate::layers::Sequence::default(),
+        crate::net::layers::Sequence::default(),
         "head",
         patch,
     )
@@ -266,7 +266,7 @@ mod tests {
     use tch::{Device, Tensor};
 
     use super::{Dinov2, Dinov2Config};
-    use crate::layers::Forward;
+    use crate::net::layers::Forward;
 
     /// `xtask/fixtures/torch_oracle.py`'s `formula_weights`.
     fn formula(name: &str, shape: &[i64]) -> Tensor {

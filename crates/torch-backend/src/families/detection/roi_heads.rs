@@ -10,9 +10,9 @@
 use tch::nn;
 use tch::{Kind, TchError, Tensor};
 
-use crate::detection::boxes;
-use crate::detection::roi_align::multi_scale_roi_align;
-use crate::layers::{Forward, linear};
+use crate::families::detection::boxes;
+use crate::families::detection::roi_align::multi_scale_roi_align;
+use crate::net::layers::{Forward, linear};
 
 /// The box branch's evaluation settings.
 #[derive(Debug, Clone, Copy)]

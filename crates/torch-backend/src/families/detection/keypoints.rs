@@ -12,9 +12,9 @@
 use tch::nn;
 use tch::{Device, Kind, TchError, Tensor};
 
-use crate::detection::backbone::conv;
-use crate::detection::roi_align::multi_scale_roi_align;
-use crate::layers::{Conv, Forward};
+use crate::families::detection::backbone::conv;
+use crate::families::detection::roi_align::multi_scale_roi_align;
+use crate::net::layers::{Conv, Forward};
 
 /// Keypoints per detection in torchvision's builder (COCO's person
 /// keypoints) unless `entrypoint_args.num_keypoints` says otherwise.

@@ -18,9 +18,9 @@
 
 use tch::{TchError, Tensor};
 
-use crate::arch::Network;
-use crate::layers::Forward;
-use crate::nets::{ConvShape, Maker};
+use crate::net::Network;
+use crate::net::layers::Forward;
+use crate::net::maker::{ConvShape, Maker};
 
 type Stage = Box<dyn Forward>;
 
@@ -243,7 +243,7 @@ struct Features {
 impl Forward for Features {
     fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
         let mut ys = if self.transform_input {
-            crate::checkpoint::inception_transform_input(xs)?
+            crate::checkpoint::renames::inception_transform_input(xs)?
         } else {
             xs.shallow_clone()
         };
@@ -305,8 +305,8 @@ mod tests {
     use tch::nn::{ModuleT, VarStore};
     use tch::{Device, Kind, Tensor};
 
-    use crate::arch::testing::{assert_close, copy_variables, logits, randomise};
-    use crate::checkpoint::BuildOptions;
+    use crate::checkpoint::renames::BuildOptions;
+    use crate::net::testing::{assert_close, copy_variables, logits, randomise};
 
     /// The oracle is `tch::vision::inception::v3` (a separate
     /// implementation with torchvision's names, taken whole before):
@@ -316,7 +316,7 @@ mod tests {
     #[test]
     fn inception_v3_equals_tch_vision_with_2048_features_and_folds() {
         let ours_store = VarStore::new(Device::Cpu);
-        let ours = crate::arch::build("inception_v3", &ours_store.root(), 10).unwrap();
+        let ours = crate::families::build("inception_v3", &ours_store.root(), 10).unwrap();
         randomise(&ours_store);
         let their_store = VarStore::new(Device::Cpu);
         let theirs = tch::vision::inception::v3(&their_store.root(), 10);
@@ -334,14 +334,15 @@ mod tests {
             ..BuildOptions::default()
         };
         let store = VarStore::new(Device::Cpu);
-        let plain = crate::arch::build_with("inception_v3", &store.root(), 10, options).unwrap();
+        let plain =
+            crate::families::build_with("inception_v3", &store.root(), 10, options).unwrap();
         randomise(&store);
         let folded =
-            crate::folded::build_with("inception_v3", store.variables(), Kind::Float, options)
+            crate::net::fold::build_with("inception_v3", store.variables(), Kind::Float, options)
                 .unwrap();
         let input = Tensor::randn([2, 3, 101, 83], (Kind::Float, Device::Cpu));
         let want = logits(&plain, &input);
-        let got = logits(&folded, &crate::folded::channels_last(&input));
+        let got = logits(&folded, &crate::net::fold::channels_last(&input));
         assert_close(&got, &want, "folded with transform_input");
     }
 }
@@ -356,7 +357,7 @@ mod speed {
     use tch::nn::{ModuleT, VarStore};
     use tch::{Device, Kind, Tensor};
 
-    use crate::arch::testing::{assert_close, randomise};
+    use crate::net::testing::{assert_close, randomise};
 
     /// The median of `runs` timed forwards (after one warm-up), in ms.
     fn median_ms(runs: usize, mut forward: impl FnMut() -> Tensor) -> (f64, Tensor) {
@@ -377,19 +378,20 @@ mod speed {
     #[ignore = "a timing run, by hand"]
     fn inception_v3_speed_folded_against_tch_vision() {
         let store = VarStore::new(Device::Cpu);
-        let _reference = crate::arch::build("inception_v3", &store.root(), 1000).unwrap();
+        let _reference = crate::families::build("inception_v3", &store.root(), 1000).unwrap();
         randomise(&store);
         let their_store = VarStore::new(Device::Cpu);
         let theirs = tch::vision::inception::v3(&their_store.root(), 1000);
-        crate::arch::testing::copy_variables(&store, &their_store);
-        let folded = crate::folded::build("inception_v3", store.variables(), Kind::Float).unwrap();
+        crate::net::testing::copy_variables(&store, &their_store);
+        let folded =
+            crate::net::fold::build("inception_v3", store.variables(), Kind::Float).unwrap();
         for batch in [1, 8] {
             let input = Tensor::randn([batch, 3, 299, 299], (Kind::Float, Device::Cpu));
             let (old, want) = tch::no_grad(|| median_ms(7, || theirs.forward_t(&input, false)));
             let (new, got) = tch::no_grad(|| {
                 median_ms(7, || {
                     let features = folded
-                        .features(&crate::folded::channels_last(&input))
+                        .features(&crate::net::fold::channels_last(&input))
                         .unwrap();
                     folded.head(&features).unwrap()
                 })

@@ -14,9 +14,9 @@
 use tch::nn;
 use tch::{Device, Kind, TchError, Tensor};
 
-use crate::detection::backbone::conv;
-use crate::detection::roi_align::multi_scale_roi_align;
-use crate::layers::{Conv, Forward};
+use crate::families::detection::backbone::conv;
+use crate::families::detection::roi_align::multi_scale_roi_align;
+use crate::net::layers::{Conv, Forward};
 
 /// The mask head and predictor.
 pub(crate) struct MaskBranch {

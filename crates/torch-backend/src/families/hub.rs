@@ -16,7 +16,8 @@ const HUB_LOADER: &str = "load_torch_hub_raw_model";
 
 /// The hub repositories zoo builds natively, with the entrypoints it knows
 /// in each.
-const REPOSITORIES: [(&str, &[&str]); 1] = [("facebookresearch/dinov2", &crate::dinov2::MODELS)];
+const REPOSITORIES: [(&str, &[&str]); 1] =
+    [("facebookresearch/dinov2", &crate::families::dinov2::MODELS)];
 
 /// The architecture name an `entrypoint_fcn` (with its `entrypoint_args`)
 /// names: the last dotted part for torchvision builders

@@ -1,5 +1,5 @@
 //! Inference graphs for the torchvision architectures zoo runs most: the
-//! same arithmetic as [`crate::arch`]'s training-shaped modules, rearranged
+//! same arithmetic as [`crate::families`]'s training-shaped modules, rearranged
 //! for speed once the weights are loaded.
 //!
 //! - Batch-norm folded into the convolution before it (`w * g / sqrt(v + e)`,
@@ -18,8 +18,8 @@ use std::collections::HashMap;
 
 use tch::{Kind, TchError, Tensor};
 
-use crate::arch::Network;
-use crate::layers::{Conv, Forward};
+use crate::net::Network;
+use crate::net::layers::{Conv, Forward};
 
 const BN_EPS: f64 = 1e-5;
 
@@ -322,7 +322,7 @@ fn mobilenet_v2(w: &Weights) -> Option<Network> {
     }];
     let mut c_in = 32;
     let mut index = 1;
-    for (expand, c_out, repeats, stride) in crate::arch::MOBILENET_V2_SETTINGS {
+    for (expand, c_out, repeats, stride) in crate::families::MOBILENET_V2_SETTINGS {
         for repeat in 0..repeats {
             let stride = if repeat == 0 { stride } else { 1 };
             let p = format!("features.{index}.conv");
@@ -449,7 +449,7 @@ pub(crate) fn build(name: &str, by_name: HashMap<String, Tensor>, kind: Kind) ->
         name,
         by_name,
         kind,
-        crate::checkpoint::BuildOptions::default(),
+        crate::checkpoint::renames::BuildOptions::default(),
     )
 }
 
@@ -459,9 +459,9 @@ pub(crate) fn build_with(
     name: &str,
     by_name: HashMap<String, Tensor>,
     kind: Kind,
-    options: crate::checkpoint::BuildOptions,
+    options: crate::checkpoint::renames::BuildOptions,
 ) -> Option<Network> {
-    if !crate::arch::runs_folded(name) {
+    if !crate::families::runs_folded(name) {
         return None;
     }
     let w = Weights { by_name, kind };
@@ -476,7 +476,7 @@ pub(crate) fn build_with(
         "densenet161" => densenet(&w, &[6, 12, 36, 24]),
         "densenet169" => densenet(&w, &[6, 12, 32, 32]),
         "densenet201" => densenet(&w, &[6, 12, 48, 32]),
-        _ => crate::nets::build(name, &crate::nets::Folding(&w), 0, options),
+        _ => crate::net::maker::build(name, &crate::net::maker::Folding(&w), 0, options),
     })
 }
 
@@ -486,15 +486,15 @@ mod tests {
     use tch::{Device, Kind, Tensor};
 
     use super::{build, channels_last};
-    use crate::arch;
-    use crate::arch::testing::randomise;
+    use crate::families as arch;
+    use crate::net::testing::randomise;
 
     #[test]
     fn folded_graphs_compute_what_the_plain_graphs_compute() {
         let names = arch::SPLIT
             .into_iter()
-            .chain(crate::nets::CLASSIFIERS)
-            .chain(crate::nets::SEGMENTERS);
+            .chain(crate::net::maker::CLASSIFIERS)
+            .chain(crate::net::maker::SEGMENTERS);
         for name in names {
             let store = VarStore::new(Device::Cpu);
             let plain = arch::build(name, &store.root(), 10).unwrap();

@@ -9,8 +9,8 @@
 
 use tch::nn;
 
-use crate::arch::Network;
-use crate::layers::{BatchNorm, Conv, Sequence, adaptive_pool_flat, linear, max_pool, relu};
+use crate::net::Network;
+use crate::net::layers::{BatchNorm, Conv, Sequence, adaptive_pool_flat, linear, max_pool, relu};
 
 /// The smallest input side: five 2x2 max-pools need 32 pixels.
 pub(crate) const MIN_INPUT: i64 = 32;
@@ -80,7 +80,7 @@ mod tests {
     use tch::{Device, Kind, Tensor};
 
     use super::build;
-    use crate::arch::testing::{assert_close, copy_variables, logits, randomise};
+    use crate::net::testing::{assert_close, copy_variables, logits, randomise};
 
     type Reference = fn(&nn::Path<'_>, i64) -> nn::SequentialT;
 
@@ -146,8 +146,8 @@ mod tests {
                 let their_store = VarStore::new(Device::Cpu);
                 let theirs = reference(&their_store.root(), 10);
                 let input = Tensor::zeros([1, 3, 150, 100], (Kind::Float, Device::Cpu));
-                let guarded = crate::layers::Guarded(Box::new(theirs));
-                assert!(crate::layers::Forward::forward(&guarded, &input).is_err());
+                let guarded = crate::net::layers::Guarded(Box::new(theirs));
+                assert!(crate::net::layers::Forward::forward(&guarded, &input).is_err());
             }
         }
     }

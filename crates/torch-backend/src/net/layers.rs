@@ -107,7 +107,7 @@ impl Conv {
             None => shift.shallow_clone(),
         };
         Ok(Conv {
-            weight: crate::folded::channels_last(&weight),
+            weight: crate::net::fold::channels_last(&weight),
             bias: Some(bias.f_to_kind(kind)?),
             ..*self
         })
@@ -116,7 +116,7 @@ impl Conv {
     /// The same convolution with channels-last weights.
     pub(crate) fn channels_last(&self) -> Conv {
         Conv {
-            weight: crate::folded::channels_last(&self.weight),
+            weight: crate::net::fold::channels_last(&self.weight),
             bias: self.bias.as_ref().map(Tensor::shallow_clone),
             ..*self
         }

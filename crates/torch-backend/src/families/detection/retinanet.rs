@@ -10,11 +10,13 @@
 use tch::nn;
 use tch::{Kind, TchError, Tensor};
 
-use crate::detection::backbone::conv;
-use crate::detection::boxes;
-use crate::detection::roi_heads::Boxes;
-use crate::detection::rpn::{ASPECT_RATIOS, cell_anchors, grid_anchors, permute_and_flatten};
-use crate::layers::{Conv, Forward};
+use crate::families::detection::backbone::conv;
+use crate::families::detection::boxes;
+use crate::families::detection::roi_heads::Boxes;
+use crate::families::detection::rpn::{
+    ASPECT_RATIOS, cell_anchors, grid_anchors, permute_and_flatten,
+};
+use crate::net::layers::{Conv, Forward};
 
 /// RetinaNet's evaluation settings.
 #[derive(Debug, Clone, Copy)]

@@ -6,8 +6,8 @@
 
 use tch::nn;
 
-use crate::arch::Network;
-use crate::layers::{Conv, Sequence, adaptive_pool_flat, linear, max_pool, relu};
+use crate::net::Network;
+use crate::net::layers::{Conv, Sequence, adaptive_pool_flat, linear, max_pool, relu};
 
 /// The smallest input side: the three 3x3 max-pools after the stride-4
 /// convolution need 63 pixels.
@@ -47,7 +47,7 @@ mod tests {
     use tch::{Device, Kind, Tensor};
 
     use super::build;
-    use crate::arch::testing::{copy_variables, logits, randomise};
+    use crate::net::testing::{copy_variables, logits, randomise};
 
     /// Same weight names and shapes as `tch::vision::alexnet` (which reads
     /// torchvision's checkpoints), and any input of at least 63x63 runs,

@@ -113,13 +113,13 @@ pub(crate) fn torchvision_name(architecture: &str, name: String) -> Option<Strin
     if architecture.starts_with("densenet") {
         return Some(densenet_name(&name));
     }
-    if crate::detection::is_detector(architecture) {
+    if crate::families::detection::is_detector(architecture) {
         return Some(detection_name(&name));
     }
     let dropped: &[&str] = match architecture {
         "inception_v3" => &["AuxLogits."],
         "googlenet" => &["aux1.", "aux2."],
-        _ if crate::nets::SEGMENTERS.contains(&architecture) => &["aux_classifier."],
+        _ if crate::net::maker::SEGMENTERS.contains(&architecture) => &["aux_classifier."],
         _ => &[],
     };
     (!dropped.iter().any(|prefix| name.starts_with(prefix))).then_some(name)

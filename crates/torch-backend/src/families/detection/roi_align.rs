@@ -10,7 +10,7 @@
 
 use tch::{Kind, TchError, Tensor};
 
-use crate::detection::boxes;
+use crate::families::detection::boxes;
 
 /// One sample's four neighbours (flat positions) and bilinear weights.
 #[derive(Debug, Clone, Copy, Default)]
@@ -344,7 +344,7 @@ mod tests {
     /// cell, at three output sizes and scales: within 1e-6.
     #[test]
     fn roi_align_matches_torchvisions_kernel() {
-        let oracle = crate::detection::oracle();
+        let oracle = crate::families::detection::oracle();
         let case = &oracle["roi_align"];
         let floats = |value: &serde_json::Value| -> Vec<f32> {
             value
