@@ -382,6 +382,12 @@ pub(crate) enum DatasetsCommand {
         /// images under DIR, as `zoo datasets create`).
         #[arg(long, default_value = "fiftyone")]
         format: String,
+        /// Accept `filepath`s and `mask_path`s outside DIR (absolute paths
+        /// to your own media, as FiftyOne writes them without
+        /// `export_media`); without it, a dataset may name only files
+        /// inside DIR. `export` then copies those files too.
+        #[arg(long)]
+        allow_outside_paths: bool,
     },
 }
 

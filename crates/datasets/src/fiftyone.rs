@@ -18,17 +18,32 @@
 //! imported dataset exports back as it came.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value, json};
-use zoo_model_core::{Label, ObjectId, array_from_json, array_to_json, validate_field_name};
+use zoo_model_core::{
+    Label, NpyError, ObjectId, array_from_json_within, array_to_json, validate_field_name,
+};
 
+use crate::label_check::{MEDIA_KEYS, check_imported_label};
 use crate::loader::open_regular;
+use crate::paths::{ImportOptions, is_inside, resolve_named};
 use crate::store::{
-    DatasetError, DatasetInfo, Datasets, StoredPath, begin_dataset, database_error, decode_f32,
+    DatasetError, DatasetInfo, Datasets, StoredPath, begin_dataset, database_error,
     is_unique_violation,
 };
+
+/// The largest `metadata.json` an import reads (64 MiB).
+pub const MAX_METADATA_BYTES: u64 = 64 << 20;
+
+/// The largest `samples.json` an import reads (1 GiB; the `samples/*.json`
+/// files of a folder together, too).
+pub const MAX_SAMPLES_BYTES: u64 = 1 << 30;
+
+/// The largest vector an import inflates (64 MiB: 16 million floats).
+pub const MAX_VECTOR_BYTES: u64 = 64 << 20;
 
 /// The FiftyOne version whose format is written.
 pub(crate) const FIFTYONE_VERSION: &str = "1.22.1";
@@ -349,15 +364,81 @@ enum FieldKind {
     Vector,
 }
 
-/// The row data of one dataset, read once for an export.
+/// What an export needs of a dataset besides its samples.
 struct Rows {
     dataset_id: i64,
     created_at: i64,
-    samples: Vec<(i64, PathBuf)>,
-    labels: BTreeMap<i64, Vec<(String, Option<Value>)>>,
-    vectors: BTreeMap<i64, Vec<(String, Vec<f32>)>>,
-    documents: HashMap<i64, Map<String, Value>>,
+    /// The folder it was made or imported from.
+    root: PathBuf,
+    /// Imported with `--allow-outside-paths`.
+    outside_paths: bool,
+    /// Imported from a FiftyOne folder (not indexed by zoo).
+    imported: bool,
     dataset_document: Option<Map<String, Value>>,
+}
+
+/// One sample's stored fields, read for an export.
+struct SampleRows {
+    labels: Vec<(String, Option<Value>)>,
+    /// Little-endian `f32` values by field.
+    vectors: Vec<(String, Vec<u8>)>,
+    document: Option<Map<String, Value>>,
+}
+
+/// Which files an export may copy, and how.
+struct CopyRules<'a> {
+    dataset: &'a str,
+    root: &'a Path,
+    check_images: bool,
+    check_media: bool,
+}
+
+impl CopyRules<'_> {
+    /// Copies the regular file `source` to `target` (a name the export
+    /// made); with `check`, only from inside the dataset's folder.
+    fn copy(&self, source: &Path, check: bool, target: &Path) -> Result<(), DatasetError> {
+        if check && !is_inside(self.root, source) {
+            return Err(DatasetError::Outside {
+                dataset: self.dataset.to_owned(),
+                path: source.to_path_buf(),
+                root: self.root.to_path_buf(),
+            });
+        }
+        let (mut file, _) = open_regular(source).map_err(|source| DatasetError::Export {
+            dataset: self.dataset.to_owned(),
+            source,
+        })?;
+        std::io::copy(&mut file, &mut fs_err::File::create(target)?)?;
+        Ok(())
+    }
+}
+
+/// Puts back into `rewritten` (a label rewritten from zoo's old form) the
+/// keys of `old` that the rewrite does not model (`mask_path`, custom
+/// attributes), in the label and in its list items.
+fn keep_other_keys(rewritten: &mut Value, old: &Value) {
+    let (Value::Object(new), Value::Object(old)) = (rewritten, old) else {
+        return;
+    };
+    for (key, value) in old {
+        match new.get_mut(key) {
+            None => {
+                new.insert(key.clone(), value.clone());
+            }
+            Some(Value::Array(items)) => {
+                if let Value::Array(old_items) = value
+                    && old_items.len() == items.len()
+                {
+                    for (item, old_item) in items.iter_mut().zip(old_items) {
+                        if old_item.get("_cls").is_some() {
+                            keep_other_keys(item, old_item);
+                        }
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 fn parse_object(text: &str) -> Option<Map<String, Value>> {
@@ -393,50 +474,14 @@ impl Datasets {
     fn export_rows(&self, name: &str) -> Result<Rows, DatasetError> {
         let dataset_id = self.dataset_id(name)?;
         let database = database_error(&self.path);
-        let created_at: i64 = self
+        let (created_at, root, outside_paths): (i64, StoredPath, bool) = self
             .connection
             .query_row(
-                "SELECT created_at FROM datasets WHERE id = ?1",
+                "SELECT created_at, root, outside_paths FROM datasets WHERE id = ?1",
                 [dataset_id],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .map_err(database)?;
-        let samples: Vec<(i64, PathBuf)> = self.query_rows(
-            "SELECT id, filepath FROM samples WHERE dataset_id = ?1 ORDER BY id",
-            [dataset_id],
-            |row| Ok((row.get(0)?, row.get::<_, StoredPath>(1)?.0)),
-        )?;
-        let mut labels: BTreeMap<i64, Vec<(String, Option<Value>)>> = BTreeMap::new();
-        let rows: Vec<(i64, String, Option<String>)> = self.query_rows(
-            "SELECT l.sample_id, l.field, l.label FROM labels l JOIN samples s ON s.id = l.sample_id WHERE s.dataset_id = ?1 ORDER BY l.field",
-            [dataset_id],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )?;
-        for (sample, field, text) in rows {
-            let value = text.and_then(|text| serde_json::from_str::<Value>(&text).ok());
-            labels.entry(sample).or_default().push((field, value));
-        }
-        let mut vectors: BTreeMap<i64, Vec<(String, Vec<f32>)>> = BTreeMap::new();
-        let rows: Vec<(i64, String, Vec<u8>)> = self.query_rows(
-            "SELECT e.sample_id, e.field, e.data FROM embeddings e JOIN samples s ON s.id = e.sample_id WHERE s.dataset_id = ?1 ORDER BY e.field",
-            [dataset_id],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )?;
-        for (sample, field, data) in rows {
-            vectors
-                .entry(sample)
-                .or_default()
-                .push((field, decode_f32(&data).collect()));
-        }
-        let documents = self
-            .query_rows::<_, Vec<(i64, String)>>(
-                "SELECT d.sample_id, d.document FROM sample_documents d JOIN samples s ON s.id = d.sample_id WHERE s.dataset_id = ?1",
-                [dataset_id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?
-            .into_iter()
-            .filter_map(|(sample, text)| Some((sample, parse_object(&text)?)))
-            .collect();
         let dataset_document = self
             .connection
             .query_row(
@@ -445,16 +490,47 @@ impl Datasets {
                 |row| row.get::<_, String>(0),
             )
             .optional()
-            .map_err(database)?
-            .and_then(|text| parse_object(&text));
+            .map_err(database)?;
         Ok(Rows {
             dataset_id,
             created_at,
-            samples,
+            root: root.0,
+            outside_paths,
+            imported: dataset_document.is_some(),
+            dataset_document: dataset_document.and_then(|text| parse_object(&text)),
+        })
+    }
+
+    /// One sample's labels, vectors and kept document, read for an export.
+    fn sample_rows(&self, sample: i64) -> Result<SampleRows, DatasetError> {
+        let labels = self.query_rows(
+            "SELECT field, label FROM labels WHERE sample_id = ?1 ORDER BY field",
+            [sample],
+            |row| {
+                let text: Option<String> = row.get(1)?;
+                let value = text.and_then(|text| serde_json::from_str::<Value>(&text).ok());
+                Ok((row.get::<_, String>(0)?, value))
+            },
+        )?;
+        let vectors = self.query_rows(
+            "SELECT field, data FROM embeddings WHERE sample_id = ?1 ORDER BY field",
+            [sample],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)),
+        )?;
+        let document = self
+            .connection
+            .query_row(
+                "SELECT document FROM sample_documents WHERE sample_id = ?1",
+                [sample],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(database_error(&self.path))?
+            .and_then(|text| parse_object(&text));
+        Ok(SampleRows {
             labels,
             vectors,
-            documents,
-            dataset_document,
+            document,
         })
     }
 
@@ -466,6 +542,14 @@ impl Datasets {
     /// as it was. Masks and maps kept in files (`mask_path`, `map_path`)
     /// are copied into `fields/` and named relative to `dir`, as FiftyOne's
     /// exporter does, so the folder loads anywhere.
+    ///
+    /// Samples are read and written one at a time (`samples.json` streams
+    /// into a temporary file renamed into place at the end), so memory does
+    /// not grow with the dataset. Every file is written under a name the
+    /// export makes (FiftyOne's unique base names, folders named after
+    /// checked field names) strictly inside `dir`; a file to copy must be a
+    /// regular file, and, for an imported dataset, inside the imported
+    /// folder unless it was imported with `--allow-outside-paths`.
     pub fn export_fiftyone(&self, name: &str, dir: &Path) -> Result<usize, DatasetError> {
         let rows = self.export_rows(name)?;
         let data = dir.join("data");
@@ -483,8 +567,30 @@ impl Datasets {
         let created = date(rows.created_at);
         let mut kinds: BTreeMap<String, FieldKind> = BTreeMap::new();
         let mut media_names = HashMap::new();
-        let mut samples = Vec::with_capacity(rows.samples.len());
-        for (sample, source) in &rows.samples {
+        let copy = CopyRules {
+            dataset: name,
+            root: &rows.root,
+            // Images of a dataset made from a folder were indexed there; an
+            // imported dataset's are held to its folder unless allowed out.
+            check_images: rows.imported && !rows.outside_paths,
+            check_media: !rows.outside_paths,
+        };
+        let mut out = zoo_fs::AtomicFile::create(&dir.join("samples.json"))?;
+        out.write_all(b"{\"samples\": [")?;
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, filepath FROM samples WHERE dataset_id = ?1 ORDER BY id")
+            .map_err(database_error(&self.path))?;
+        let mut sample_rows = statement
+            .query([rows.dataset_id])
+            .map_err(database_error(&self.path))?;
+        let mut count = 0;
+        while let Some(row) = sample_rows.next().map_err(database_error(&self.path))? {
+            let sample: i64 = row.get(0).map_err(database_error(&self.path))?;
+            let source = row
+                .get::<_, StoredPath>(1)
+                .map_err(database_error(&self.path))?
+                .0;
             let file_name = source
                 .file_name()
                 .map(|name| name.to_string_lossy().into_owned())
@@ -492,21 +598,19 @@ impl Datasets {
             let file_name = names.name(&file_name);
             // Opened as the loader opens images: a FIFO or a device swapped
             // in after indexing fails at once, never blocks or copies forever.
-            let (mut image, _) = open_regular(source).map_err(|source| DatasetError::Export {
-                dataset: name.to_owned(),
-                source,
-            })?;
-            std::io::copy(
-                &mut image,
-                &mut fs_err::File::create(data.join(&file_name))?,
-            )?;
-            let stored = rows.documents.get(sample);
+            copy.copy(&source, copy.check_images, &data.join(&file_name))?;
+            let SampleRows {
+                labels,
+                vectors,
+                document: stored,
+            } = self.sample_rows(sample)?;
+            let stored = stored.as_ref();
             let kept = |key: &str| stored.and_then(|document| document.get(key)).cloned();
             let mut document = Map::new();
             document.insert(
                 "_id".into(),
                 kept("_id").unwrap_or_else(|| {
-                    stable_id(rows.created_at, rows.dataset_id, *sample).to_json()
+                    stable_id(rows.created_at, rows.dataset_id, sample).to_json()
                 }),
             );
             document.insert("filepath".into(), json!(format!("data/{file_name}")));
@@ -517,7 +621,7 @@ impl Datasets {
             );
             document.insert(
                 "_rand".into(),
-                kept("_rand").unwrap_or_else(|| json!(sample_rand(*sample))),
+                kept("_rand").unwrap_or_else(|| json!(sample_rand(sample))),
             );
             for (key, value) in stored.into_iter().flatten() {
                 if !matches!(
@@ -534,10 +638,11 @@ impl Datasets {
                     document.insert(key.clone(), value.clone());
                 }
             }
-            for (field, value) in rows.labels.get(sample).into_iter().flatten() {
-                // A field stored before names were checked (`filepath`, say)
-                // must not replace the sample's own keys.
-                if let Err(err) = validate_field_name(field) {
+            for (field, value) in labels {
+                // A field stored before names were checked (`filepath`, or
+                // `/tmp/x`) must neither replace the sample's own keys nor
+                // name a folder.
+                if let Err(err) = validate_field_name(&field) {
                     tracing::warn!(
                         "field `{}` left out of the export: {err}",
                         field.escape_debug()
@@ -545,30 +650,34 @@ impl Datasets {
                     continue;
                 }
                 let mut value = match value {
-                    Some(value) if is_old_form(value) => Label::from_json(value)
-                        .map(|label| label.to_json())
-                        .unwrap_or_else(|_| value.clone()),
-                    Some(value) => value.clone(),
+                    Some(value) if is_old_form(&value) => match Label::from_json(&value) {
+                        Ok(label) => {
+                            let mut rewritten = label.to_json();
+                            keep_other_keys(&mut rewritten, &value);
+                            rewritten
+                        }
+                        Err(_) => value,
+                    },
+                    Some(value) => value,
                     None => Value::Null,
                 };
-                export_media_files(&mut value, field, dir, name, &mut media_names)?;
+                export_media_files(&mut value, &field, dir, &copy, &mut media_names)?;
                 if let Some(class) = value.get("_cls").and_then(Value::as_str) {
                     kinds
                         .entry(field.clone())
                         .or_insert_with(|| FieldKind::Label(class.to_owned()));
                 }
-                document.insert(field.clone(), value);
+                document.insert(field, value);
             }
-            for (field, values) in rows.vectors.get(sample).into_iter().flatten() {
-                if validate_field_name(field).is_err() {
+            for (field, data) in vectors {
+                if validate_field_name(&field).is_err() {
                     continue;
                 }
-                let bytes: Vec<u8> = values
-                    .iter()
-                    .flat_map(|value| value.to_le_bytes())
-                    .collect();
-                document.insert(field.clone(), array_to_json("<f4", &[values.len()], &bytes));
-                kinds.insert(field.clone(), FieldKind::Vector);
+                document.insert(
+                    field.clone(),
+                    array_to_json("<f4", &[data.len() / 4], &data),
+                );
+                kinds.insert(field, FieldKind::Vector);
             }
             document.insert("_dataset_id".into(), dataset_object_id.clone());
             document.insert(
@@ -579,18 +688,14 @@ impl Datasets {
                 "last_modified_at".into(),
                 kept("last_modified_at").unwrap_or_else(|| created.clone()),
             );
-            samples.push(Value::Object(document));
-        }
-
-        let mut text = String::from("{\"samples\": [");
-        for (index, sample) in samples.iter().enumerate() {
-            if index > 0 {
-                text.push(',');
+            if count > 0 {
+                out.write_all(b",")?;
             }
-            text.push_str(&python_json(sample));
+            out.write_all(python_json(&Value::Object(document)).as_bytes())?;
+            count += 1;
         }
-        text.push_str("]}");
-        zoo_fs::write_atomic(&dir.join("samples.json"), text.as_bytes())?;
+        out.write_all(b"]}")?;
+        out.commit()?;
 
         let metadata = self.dataset_document(name, &rows, &dataset_object_id, &kinds);
         zoo_fs::write_atomic(
@@ -604,7 +709,7 @@ impl Datasets {
                 fs_err::create_dir_all(dir.join("fields").join(format!("{field}{suffix}")))?;
             }
         }
-        Ok(samples.len())
+        Ok(count)
     }
 
     /// `metadata.json`: the imported document (or FiftyOne's defaults) with
@@ -706,23 +811,44 @@ impl Datasets {
     }
 
     /// Creates dataset `name` from FiftyOne's dataset folder `dir` (what
-    /// `dataset.export(dir, dataset_type=fo.types.FiftyOneDataset)` writes):
-    /// label fields go to the labels, float32 vector fields to the
-    /// embeddings, every other key of each sample and `metadata.json` are
-    /// kept for the export back. Relative `filepath`s are taken from `dir`
-    /// (the images stay where they are); relative `mask_path`s too, where
-    /// the folder has `fields/`, as FiftyOne's importer does.
+    /// `dataset.export(dir, dataset_type=fo.types.FiftyOneDataset)` writes),
+    /// with the default [`ImportOptions`]: every file it names must lie
+    /// inside `dir`.
     pub fn import_fiftyone(&mut self, name: &str, dir: &Path) -> Result<DatasetInfo, DatasetError> {
+        self.import_fiftyone_with(name, dir, ImportOptions::default())
+    }
+
+    /// Creates dataset `name` from FiftyOne's dataset folder `dir`: label
+    /// fields go to the labels, float32 vector fields to the embeddings,
+    /// every other key of each sample and `metadata.json` are kept for the
+    /// export back.
+    ///
+    /// The folder is a stranger's: its JSON files are read only when they
+    /// are regular files within a size cap ([`MAX_METADATA_BYTES`],
+    /// [`MAX_SAMPLES_BYTES`]); `filepath`s, `mask_path`s and `map_path`s are
+    /// resolved against `dir` (never the current directory) and must stay
+    /// inside it unless `options` allow otherwise; field names follow
+    /// FiftyOne's rules; a vector inflates to at most [`MAX_VECTOR_BYTES`].
+    /// Anything refused fails the whole import, naming the sample, and
+    /// nothing is stored.
+    pub fn import_fiftyone_with(
+        &mut self,
+        name: &str,
+        dir: &Path,
+        options: ImportOptions,
+    ) -> Result<DatasetInfo, DatasetError> {
         if self.exists(name) {
             return Err(DatasetError::Exists(name.to_owned()));
         }
         let root = fs_err::canonicalize(dir)?;
+        let allow_outside = options.allow_outside_paths;
         let problem = |problem: String| DatasetError::Import {
             dir: dir.to_path_buf(),
             problem,
         };
-        let read_json = |path: &Path| -> Result<Value, DatasetError> {
-            let text = fs_err::read_to_string(path)?;
+        let read_json = |path: &Path, limit: u64| -> Result<Value, DatasetError> {
+            let bytes = zoo_fs::read_untrusted(path, limit)?;
+            let text = String::from_utf8_lossy(&bytes);
             serde_json::from_str(&text)
                 .or_else(|_| serde_json::from_str(&python_constants_as_null(&text)))
                 .map_err(|source| DatasetError::ImportJson {
@@ -731,12 +857,12 @@ impl Datasets {
                 })
         };
         let metadata_path = root.join("metadata.json");
-        if !metadata_path.is_file() {
+        if fs_err::symlink_metadata(&metadata_path).is_err() {
             return Err(problem(
                 "it has no `metadata.json`: give the folder FiftyOne's `dataset.export(..., dataset_type=fo.types.FiftyOneDataset)` wrote".into(),
             ));
         }
-        let Value::Object(metadata) = read_json(&metadata_path)? else {
+        let Value::Object(metadata) = read_json(&metadata_path, MAX_METADATA_BYTES)? else {
             return Err(problem("`metadata.json` is not a JSON object".into()));
         };
         match metadata.get("media_type").and_then(Value::as_str) {
@@ -753,8 +879,9 @@ impl Datasets {
                 "it has video frames; zoo imports image datasets only".into(),
             ));
         }
-        let samples: Vec<Value> = if root.join("samples.json").is_file() {
-            match read_json(&root.join("samples.json"))? {
+        let samples_path = root.join("samples.json");
+        let samples: Vec<Value> = if fs_err::symlink_metadata(&samples_path).is_ok() {
+            match read_json(&samples_path, MAX_SAMPLES_BYTES)? {
                 Value::Object(mut object) => match object.remove("samples") {
                     Some(Value::Array(samples)) => samples,
                     _ => return Err(problem("`samples.json` has no `samples` list".into())),
@@ -768,10 +895,20 @@ impl Datasets {
                 .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
                 .collect();
             files.sort();
-            files
-                .iter()
-                .map(|path| read_json(path))
-                .collect::<Result<_, _>>()?
+            // The files together are held to the cap of one `samples.json`.
+            let mut budget = MAX_SAMPLES_BYTES;
+            let mut samples = Vec::with_capacity(files.len());
+            for path in &files {
+                let size = zoo_fs::open_untrusted(path)?.1;
+                if size > budget {
+                    return Err(problem(format!(
+                        "its `samples/` files hold over {MAX_SAMPLES_BYTES} bytes, the most zoo reads"
+                    )));
+                }
+                budget -= size;
+                samples.push(read_json(path, size)?);
+            }
+            samples
         } else {
             return Err(problem(
                 "it has neither `samples.json` nor `samples/`".into(),
@@ -811,72 +948,6 @@ impl Datasets {
                 _ => {}
             }
         }
-        let media_fields = root.join("fields").is_dir();
-
-        struct Imported {
-            path: PathBuf,
-            labels: Vec<(String, Option<String>)>,
-            vectors: Vec<(String, Vec<f32>)>,
-            document: Map<String, Value>,
-        }
-        let mut imported = Vec::with_capacity(samples.len());
-        for (index, sample) in samples.into_iter().enumerate() {
-            let Value::Object(sample) = sample else {
-                return Err(problem(format!("sample {index} is not a JSON object")));
-            };
-            let Some(filepath) = sample.get("filepath").and_then(Value::as_str) else {
-                return Err(problem(format!("sample {index} has no `filepath`")));
-            };
-            let path = Path::new(filepath);
-            let path = if path.is_absolute() {
-                path.to_path_buf()
-            } else {
-                root.join(path)
-            };
-            let mut item = Imported {
-                path,
-                labels: Vec::new(),
-                vectors: Vec::new(),
-                document: Map::new(),
-            };
-            for (key, mut value) in sample {
-                if key == "filepath" {
-                    continue;
-                }
-                let allowed = validate_field_name(&key).is_ok();
-                let kind = kinds.get(&key).cloned().or_else(|| {
-                    value
-                        .get("_cls")
-                        .and_then(Value::as_str)
-                        .filter(|class| label_fields(class, &Value::Null).is_some())
-                        .map(|class| FieldKind::Label(class.to_owned()))
-                });
-                match kind {
-                    Some(FieldKind::Label(_))
-                        if allowed && (value.is_object() || value.is_null()) =>
-                    {
-                        if media_fields {
-                            absolute_media_paths(&mut value, &root);
-                        }
-                        let text = (!value.is_null()).then(|| value.to_string());
-                        item.labels.push((key, text));
-                    }
-                    Some(FieldKind::Vector) if allowed => match array_from_json(&value) {
-                        Ok(array) if array.dtype == "<f4" && array.shape.len() == 1 => {
-                            let values = array.to_f32().unwrap_or_default();
-                            item.vectors.push((key, values));
-                        }
-                        _ => {
-                            item.document.insert(key, value);
-                        }
-                    },
-                    _ => {
-                        item.document.insert(key, value);
-                    }
-                }
-            }
-            imported.push(item);
-        }
 
         let database = database_error(&self.path);
         let (transaction, dataset_id) =
@@ -885,6 +956,12 @@ impl Datasets {
             .execute(
                 "INSERT INTO dataset_documents (dataset_id, document) VALUES (?1, ?2)",
                 params![dataset_id, Value::Object(metadata).to_string()],
+            )
+            .map_err(database)?;
+        transaction
+            .execute(
+                "UPDATE datasets SET outside_paths = ?2 WHERE id = ?1",
+                params![dataset_id, allow_outside],
             )
             .map_err(database)?;
         {
@@ -902,36 +979,98 @@ impl Datasets {
             let mut insert_document = transaction
                 .prepare("INSERT INTO sample_documents (sample_id, document) VALUES (?1, ?2)")
                 .map_err(database)?;
-            for item in imported {
+            // One sample at a time, inside the transaction: a refused sample
+            // rolls back everything (the transaction is dropped unfinished),
+            // and no more than one sample's vectors are inflated at once.
+            for (index, sample) in samples.into_iter().enumerate() {
+                let Value::Object(sample) = sample else {
+                    return Err(problem(format!("sample {index} is not a JSON object")));
+                };
+                let Some(filepath) = sample.get("filepath").and_then(Value::as_str) else {
+                    return Err(problem(format!("sample {index} has no `filepath`")));
+                };
+                let path = resolve_named(&root, filepath, allow_outside)
+                    .map_err(|why| problem(format!("sample {index}'s `filepath`: {why}")))?;
                 insert_sample
-                    .execute(params![dataset_id, StoredPath(item.path.clone())])
+                    .execute(params![dataset_id, StoredPath(path.clone())])
                     .map_err(|source| {
                         if is_unique_violation(&source) {
                             problem(format!(
                                 "two samples have the file `{}`; a zoo dataset has one sample per file",
-                                item.path.display()
+                                path.display()
                             ))
                         } else {
                             database(source)
                         }
                     })?;
                 let sample_id = transaction.last_insert_rowid();
-                for (field_name, label) in item.labels {
-                    insert_label
-                        .execute(params![sample_id, field_name, label])
-                        .map_err(database)?;
-                }
-                for (field_name, values) in item.vectors {
-                    let bytes: Vec<u8> = values
-                        .iter()
-                        .flat_map(|value| value.to_le_bytes())
-                        .collect();
-                    insert_vector
-                        .execute(params![sample_id, field_name, values.len() as i64, bytes])
-                        .map_err(database)?;
+                let mut document = Map::new();
+                for (key, mut value) in sample {
+                    if key == "filepath" {
+                        continue;
+                    }
+                    let kind = kinds.get(&key).cloned().or_else(|| {
+                        value
+                            .get("_cls")
+                            .and_then(Value::as_str)
+                            .filter(|class| label_fields(class, &Value::Null).is_some())
+                            .map(|class| FieldKind::Label(class.to_owned()))
+                    });
+                    let field_problem = |why: String| {
+                        problem(format!(
+                            "sample {index}, field `{}`: {why}",
+                            key.escape_debug()
+                        ))
+                    };
+                    // A label or vector field becomes a field zoo stores
+                    // (and a folder name in an export), so its name must
+                    // follow FiftyOne's rules (no `/`, not absolute); under
+                    // any other name it is kept as JSON, exported back
+                    // unchanged and never used as a path.
+                    let kind = kind.filter(|_| validate_field_name(&key).is_ok());
+                    match kind {
+                        Some(FieldKind::Label(_)) => {
+                            check_imported_label(&mut value, &root, allow_outside)
+                                .map_err(field_problem)?;
+                            let text = (!value.is_null()).then(|| value.to_string());
+                            insert_label
+                                .execute(params![sample_id, key, text])
+                                .map_err(database)?;
+                        }
+                        Some(FieldKind::Vector) if value.is_null() => {
+                            document.insert(key, value);
+                        }
+                        Some(FieldKind::Vector) => {
+                            match array_from_json_within(&value, MAX_VECTOR_BYTES) {
+                                Ok(array) if array.dtype == "<f4" && array.shape.len() == 1 => {
+                                    insert_vector
+                                        .execute(params![
+                                            sample_id,
+                                            key,
+                                            array.shape[0] as i64,
+                                            array.data
+                                        ])
+                                        .map_err(database)?;
+                                }
+                                Err(error @ NpyError::TooBig { .. }) => {
+                                    return Err(field_problem(format!(
+                                        "{error}: a vector is at most {MAX_VECTOR_BYTES} bytes"
+                                    )));
+                                }
+                                // Another dtype or shape: kept as FiftyOne
+                                // wrote it, exported back unchanged.
+                                _ => {
+                                    document.insert(key, value);
+                                }
+                            }
+                        }
+                        None => {
+                            document.insert(key, value);
+                        }
+                    }
                 }
                 insert_document
-                    .execute(params![sample_id, Value::Object(item.document).to_string()])
+                    .execute(params![sample_id, Value::Object(document).to_string()])
                     .map_err(database)?;
             }
         }
@@ -940,33 +1079,30 @@ impl Datasets {
     }
 }
 
-/// The label keys that name a media file (FiftyOne's media fields of
-/// `Segmentation`, `Heatmap` and `Detection`).
-const MEDIA_KEYS: [&str; 2] = ["mask_path", "map_path"];
-
 /// Copies the files label `value` of field `field` names (`mask_path`,
 /// `map_path`; in a `Detections`' items too) into export `dir`, as FiftyOne's
 /// `FiftyOneDatasetExporter` does: `fields/<field>/` (`fields/<field>.detections/`
-/// for the items), each file under its own name made unique in its folder
-/// (`name-2.png`, ...), and points the keys at the copies, relative to
-/// `dir`. A file is opened as images are (a regular file only, never a FIFO
-/// or a device).
+/// for the items), each file under its own base name made unique in its
+/// folder (`name-2.png`, ...), and points the keys at the copies, relative
+/// to `dir`. A relative path is taken from the dataset's folder, never the
+/// current directory; the file must lie inside that folder (unless the
+/// dataset was imported with `--allow-outside-paths`) and be a regular file.
 fn export_media_files(
     value: &mut Value,
     field: &str,
     dir: &Path,
-    dataset: &str,
+    copy: &CopyRules<'_>,
     names: &mut HashMap<PathBuf, UniqueNames>,
 ) -> Result<(), DatasetError> {
     let Value::Object(object) = value else {
         return Ok(());
     };
-    copy_media_keys(object, field, dir, dataset, names)?;
+    copy_media_keys(object, field, dir, copy, names)?;
     if let Some(Value::Array(items)) = object.get_mut("detections") {
         let folder = format!("{field}.detections");
         for item in items {
             if let Value::Object(item) = item {
-                copy_media_keys(item, &folder, dir, dataset, names)?;
+                copy_media_keys(item, &folder, dir, copy, names)?;
             }
         }
     }
@@ -974,23 +1110,19 @@ fn export_media_files(
 }
 
 /// [`export_media_files`] for the keys of one label object, into
-/// `fields/<folder>/`.
+/// `fields/<folder>/` (`folder` is a checked field name: one plain name).
 fn copy_media_keys(
     object: &mut Map<String, Value>,
     folder: &str,
     dir: &Path,
-    dataset: &str,
+    copy: &CopyRules<'_>,
     names: &mut HashMap<PathBuf, UniqueNames>,
 ) -> Result<(), DatasetError> {
     for key in MEDIA_KEYS {
         let Some(Value::String(path)) = object.get_mut(key) else {
             continue;
         };
-        let source = PathBuf::from(path.as_str());
-        let (mut file, _) = open_regular(&source).map_err(|source| DatasetError::Export {
-            dataset: dataset.to_owned(),
-            source,
-        })?;
+        let source = copy.root.join(path.as_str());
         let target_dir = dir.join("fields").join(folder);
         fs_err::create_dir_all(&target_dir)?;
         let unique = match names.entry(target_dir.clone()) {
@@ -1007,40 +1139,10 @@ fn copy_media_keys(
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_else(|| key.to_owned());
         let file_name = unique.name(&file_name);
-        std::io::copy(
-            &mut file,
-            &mut fs_err::File::create(target_dir.join(&file_name))?,
-        )?;
+        copy.copy(&source, copy.check_media, &target_dir.join(&file_name))?;
         *path = format!("fields/{folder}/{file_name}");
     }
     Ok(())
-}
-
-/// Joins relative `mask_path`/`map_path` values of a label with `root`, as
-/// FiftyOne's importer does for media fields.
-fn absolute_media_paths(value: &mut Value, root: &Path) {
-    match value {
-        Value::Object(object) => {
-            for key in MEDIA_KEYS {
-                if let Some(Value::String(path)) = object.get_mut(key)
-                    && !Path::new(path.as_str()).is_absolute()
-                {
-                    *path = root.join(path.as_str()).to_string_lossy().into_owned();
-                }
-            }
-            for nested in object.values_mut() {
-                if nested.is_array() {
-                    absolute_media_paths(nested, root);
-                }
-            }
-        }
-        Value::Array(values) => {
-            for nested in values {
-                absolute_media_paths(nested, root);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// Python's `json` writes `NaN`, `Infinity` and `-Infinity` (FiftyOne's

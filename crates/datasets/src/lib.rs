@@ -25,6 +25,13 @@
 //! the rest. [`FileLoader`] decodes images for the apply engine, within
 //! [`ImageLimits`] (regular files only, a byte cap, Pillow's pixel cap).
 //!
+//! Everything read from a folder, part file or label zoo did not write is
+//! hostile: files are read only when regular and within a cap
+//! (`zoo_fs::read_untrusted`), paths they name must stay inside the folder
+//! they came from (unless [`ImportOptions::allow_outside_paths`]), labels
+//! are checked before anything is stored, and an export writes only inside
+//! its folder under names it makes.
+//!
 //! Field names follow FiftyOne's rules (`zoo_model_core::validate_field_name`)
 //! wherever a field is written; `--overwrite` of a field clears it and its
 //! `<field>_<key>` map fields by exact comparison. Creating a dataset is one
@@ -33,20 +40,24 @@
 
 mod fiftyone;
 mod jpeg;
+mod label_check;
 mod loader;
+mod paths;
 mod remote;
 mod results;
 mod shard;
 mod store;
 
+pub use fiftyone::{MAX_METADATA_BYTES, MAX_SAMPLES_BYTES, MAX_VECTOR_BYTES};
 pub use jpeg::JpegError;
 pub use loader::{
     FileLoader, IMAGE_EXTENSIONS, ImageLimits, LoadError, decode_image, decode_image_within,
 };
+pub use paths::ImportOptions;
 pub use remote::{ObjectLoader, RemoteBytes, is_url};
 pub use results::{
     MergePlan, ResultsError, ResultsKind, ResultsLocation, ResultsStore, ShardResults, ShardState,
     ShardSummary,
 };
-pub use shard::{Shard, ShardError, stable_key};
-pub use store::{DatasetError, DatasetInfo, Datasets, ExportFormat, MergeSummary};
+pub use shard::{MAX_SHARDS, Shard, ShardError, key_path, stable_key};
+pub use store::{DatasetError, DatasetInfo, DatasetPin, Datasets, ExportFormat, MergeSummary};

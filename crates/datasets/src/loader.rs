@@ -6,7 +6,7 @@
 //! sample's failure, never the run's memory or a hang.
 
 use std::io::{Cursor, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use zoo_model_core::{Image, ImageLoader, Sample};
@@ -168,31 +168,6 @@ impl LoadError {
     }
 }
 
-/// What a file that is not a regular file is, for messages.
-fn kind_of(file_type: std::fs::FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if file_type.is_fifo() {
-            return "a FIFO";
-        }
-        if file_type.is_char_device() {
-            return "a character device";
-        }
-        if file_type.is_block_device() {
-            return "a block device";
-        }
-        if file_type.is_socket() {
-            return "a socket";
-        }
-    }
-    if file_type.is_dir() {
-        "a folder"
-    } else {
-        "not a file"
-    }
-}
-
 /// Whether `path` (links followed) is a regular file; what it is if not.
 pub(crate) fn regular_file(path: &Path) -> Result<(), LoadError> {
     let metadata = fs_err::metadata(path).map_err(|source| LoadError::Read {
@@ -204,37 +179,32 @@ pub(crate) fn regular_file(path: &Path) -> Result<(), LoadError> {
     } else {
         Err(LoadError::NotRegular {
             path: path.to_path_buf(),
-            kind: kind_of(metadata.file_type()),
+            kind: zoo_fs::file_kind(metadata.file_type()),
         })
     }
 }
 
-/// Opens a regular file for reading, with its size. The path is checked
-/// before opening (no device is opened) and the opened file again (it may
-/// have been swapped in between); it is opened non-blocking, so a FIFO
-/// never blocks.
+/// Opens a regular file for reading, with its size, through
+/// `zoo_fs::open_untrusted`: the path is checked before opening (no device
+/// is opened) and the opened file again (it may have been swapped in
+/// between); it is opened non-blocking, so a FIFO never blocks.
 pub(crate) fn open_regular(path: &Path) -> Result<(fs_err::File, u64), LoadError> {
-    let read_error = |source| LoadError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    regular_file(path)?;
-    let mut options = fs_err::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use fs_err::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    zoo_fs::open_untrusted(path).map_err(load_error)
+}
+
+/// An untrusted file's error as a [`LoadError`].
+pub(crate) fn load_error(error: zoo_fs::UntrustedError) -> LoadError {
+    match error {
+        zoo_fs::UntrustedError::NotRegular { path, kind } => LoadError::NotRegular { path, kind },
+        zoo_fs::UntrustedError::TooBig { path, size, limit } => {
+            LoadError::TooManyBytes { path, size, limit }
+        }
+        zoo_fs::UntrustedError::Io { path, source } => LoadError::Read { path, source },
+        other => LoadError::Read {
+            path: PathBuf::new(),
+            source: std::io::Error::other(other.to_string()),
+        },
     }
-    let file = options.open(path).map_err(read_error)?;
-    let metadata = file.metadata().map_err(read_error)?;
-    if !metadata.is_file() {
-        return Err(LoadError::NotRegular {
-            path: path.to_path_buf(),
-            kind: kind_of(metadata.file_type()),
-        });
-    }
-    Ok((file, metadata.len()))
 }
 
 /// Reads a regular file ([`open_regular`]) through the byte cap.

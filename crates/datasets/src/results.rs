@@ -53,8 +53,8 @@ const FORMAT: u64 = 1;
 /// The longest line a part file may have (a 64 MiB label is not a label).
 const MAX_LINE_BYTES: u64 = 64 << 20;
 
-/// The largest part file read back (whole, into memory).
-const MAX_PART_BYTES: u64 = 4 << 30;
+/// The largest part file read back (whole, into memory): 1 GiB.
+pub(crate) const MAX_PART_BYTES: u64 = 1 << 30;
 
 /// What is read of a part to check its header (a header is a few hundred
 /// bytes; a longer first line is not zoo's, and the chunk is written again).
@@ -199,32 +199,13 @@ impl ResultsStore for DirStore {
     }
 
     fn get(&self, key: &str, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
-        let path = self.path(key);
-        let file = match fs_err::File::open(&path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(error),
-        };
-        let mut bytes = Vec::new();
-        file.take(max_bytes + 1).read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > max_bytes {
-            return Err(std::io::Error::other(format!(
-                "`{}` is larger than {max_bytes} bytes",
-                path.display()
-            )));
-        }
-        Ok(Some(bytes))
+        // A results folder may be shared: its files are read as files zoo
+        // did not write (regular files only, never a FIFO or a device).
+        untrusted(zoo_fs::read_untrusted(&self.path(key), max_bytes))
     }
 
     fn get_prefix(&self, key: &str, len: u64) -> std::io::Result<Option<Vec<u8>>> {
-        let file = match fs_err::File::open(self.path(key)) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(error),
-        };
-        let mut bytes = Vec::new();
-        file.take(len).read_to_end(&mut bytes)?;
-        Ok(Some(bytes))
+        untrusted(zoo_fs::read_untrusted_prefix(&self.path(key), len))
     }
 
     fn children(&self, prefix: &str) -> std::io::Result<Vec<String>> {
@@ -248,6 +229,15 @@ impl ResultsStore for DirStore {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
             _ => Ok(()),
         }
+    }
+}
+
+/// A read of a results file: `None` when it does not exist.
+fn untrusted(read: Result<Vec<u8>, zoo_fs::UntrustedError>) -> std::io::Result<Option<Vec<u8>>> {
+    match read {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.is_not_found() => Ok(None),
+        Err(error) => Err(std::io::Error::other(error)),
     }
 }
 
@@ -698,7 +688,7 @@ impl MergePlan {
                 counts: found.keys().copied().collect(),
             });
         }
-        let Some((count, _)) = found.into_iter().next() else {
+        let Some((count, present)) = found.into_iter().next() else {
             return Err(ResultsError::NoResults { dir });
         };
         let mut plan = Self {
@@ -709,9 +699,16 @@ impl MergePlan {
             shards: BTreeMap::new(),
             parts: Vec::new(),
         };
+        // Only the shard folders listed are read: the others are missing
+        // (`Shard::new` bounds the count a folder name gives to
+        // `MAX_SHARDS`).
         for index in 0..count {
-            let shard = Shard { index, count };
-            let state = plan.scan_shard(location, field, shard)?;
+            let state = match Shard::new(index, count) {
+                Some(shard) if present.contains(&index) => {
+                    plan.scan_shard(location, field, shard)?
+                }
+                _ => ShardState::Missing,
+            };
             plan.shards.insert(index, state);
         }
         Ok(plan)
@@ -783,6 +780,23 @@ impl MergePlan {
         self.kind.get_or_insert(kind);
         let chunks = usize::try_from(number("chunks")?).unwrap_or(usize::MAX);
         let samples = number("samples")?;
+        // `finish` removes the parts past the last chunk before it writes
+        // `done.json`: a part beyond it means the marker does not belong to
+        // these parts, and merging only some of them would lose results.
+        if let Some(extra) = parts.keys().find(|index| **index >= chunks) {
+            return Err(ResultsError::Corrupt {
+                path: done_path,
+                line: 0,
+                reason: format!("it says the shard has {chunks} chunk(s), but part {extra} exists"),
+            });
+        }
+        if (chunks == 0) != (samples == 0) {
+            return Err(ResultsError::Corrupt {
+                path: done_path,
+                line: 0,
+                reason: format!("it says {chunks} chunk(s) hold {samples} sample(s)"),
+            });
+        }
         let missing: Vec<usize> = (0..chunks)
             .filter(|index| !parts.contains_key(index))
             .take(5)
@@ -814,8 +828,8 @@ impl MergePlan {
 /// One sample's result, read from a part.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Record {
-    /// Label JSON text (or none) by field.
-    Labels(Vec<(String, Option<String>)>),
+    /// Label JSON (or none) by field.
+    Labels(Vec<(String, Option<Value>)>),
     /// An embedding.
     Vector(Vec<f32>),
     /// A failure.
@@ -909,8 +923,8 @@ fn read_part_lines<E: From<ResultsError>>(
                         format!("label field `{name}` is not `{field}` or `{field}_*`"),
                     ));
                 }
-                let text = (!label.is_null()).then(|| label.to_string());
-                fields.push((name.clone(), text));
+                let label = (!label.is_null()).then(|| label.clone());
+                fields.push((name.clone(), label));
             }
             Record::Labels(fields)
         } else if let Some(values) = line.get("embedding") {

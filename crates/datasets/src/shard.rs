@@ -8,7 +8,7 @@
 //! order puts a sample in the same shard; adding samples to other shards
 //! moves nothing.
 
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -32,6 +32,14 @@ pub enum ShardError {
         /// The text given.
         text: String,
     },
+    /// `N` is over [`MAX_SHARDS`].
+    #[error(
+        "`{text}` is not a shard: zoo splits a dataset into at most {MAX_SHARDS} shards; use fewer, larger shards"
+    )]
+    TooMany {
+        /// The text given.
+        text: String,
+    },
     /// `K` is not below `N`, or `N` is 0.
     #[error("`{text}` is not a shard: the index must be below the count, and the count at least 1")]
     OutOfRange {
@@ -39,6 +47,10 @@ pub enum ShardError {
         text: String,
     },
 }
+
+/// The most shards a dataset is split into (`N` of `--shard K/N`, and of the
+/// `shard-K-of-N` folders a merge reads).
+pub const MAX_SHARDS: u64 = 100_000;
 
 /// Shard `index` of `count`: the samples whose stable key hashes to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,9 +65,10 @@ impl Shard {
     /// The whole dataset: shard 0 of 1.
     pub const ALL: Self = Self { index: 0, count: 1 };
 
-    /// Shard `index` of `count`, `None` unless `index < count`.
+    /// Shard `index` of `count`, `None` unless `index < count <=`
+    /// [`MAX_SHARDS`].
     pub fn new(index: u64, count: u64) -> Option<Self> {
-        (index < count).then_some(Self { index, count })
+        (index < count && count <= MAX_SHARDS).then_some(Self { index, count })
     }
 
     /// Parses `K/N` (surrounding blanks allowed).
@@ -76,7 +89,13 @@ impl Shard {
             }
             part.parse::<u64>().map_err(|_| syntax())
         };
-        Self::new(number(index)?, number(count)?).ok_or_else(|| ShardError::OutOfRange {
+        let (index, count) = (number(index)?, number(count)?);
+        if count > MAX_SHARDS {
+            return Err(ShardError::TooMany {
+                text: text.to_owned(),
+            });
+        }
+        Self::new(index, count).ok_or_else(|| ShardError::OutOfRange {
             text: text.to_owned(),
         })
     }
@@ -103,20 +122,61 @@ impl std::fmt::Display for Shard {
 
 /// A sample's stable key: `path` relative to `root`, components joined by
 /// `/`, as raw bytes (the same on every machine that mounts the images
-/// elsewhere); `None` when `path` is not under `root`.
+/// elsewhere). A sample outside `root` (an imported FiftyOne dataset whose
+/// `filepath`s are absolute, imported with `--allow-outside-paths`) is keyed
+/// by its whole absolute path, which starts with `/`, so it never equals a
+/// relative key. `None` when `path` is neither (it has `.` or `..` parts).
 pub fn stable_key(root: &Path, path: &Path) -> Option<Vec<u8>> {
-    let relative = path.strip_prefix(root).ok()?;
-    let mut key = Vec::new();
+    let (relative, mut key) = match path.strip_prefix(root) {
+        Ok(relative) => (relative, Vec::new()),
+        Err(_) if path.has_root() => (path.strip_prefix("/").ok()?, b"/".to_vec()),
+        Err(_) => return None,
+    };
+    let start = key.len();
     for component in relative.components() {
         let Component::Normal(part) = component else {
             return None;
         };
-        if !key.is_empty() {
+        if key.len() > start {
             key.push(b'/');
         }
         key.extend_from_slice(part.as_encoded_bytes());
     }
-    (!key.is_empty()).then_some(key)
+    (key.len() > start).then_some(key)
+}
+
+/// The path of the sample stable key `key` names under `root`, the inverse
+/// of [`stable_key`]: `None` when the key is not one `stable_key` makes
+/// (an empty, `.` or `..` part, or an absolute key for a path inside
+/// `root`), so a key from a part file never names a file elsewhere.
+pub fn key_path(root: &Path, key: &[u8]) -> Option<PathBuf> {
+    let (absolute, relative) = match key.strip_prefix(b"/") {
+        Some(rest) => (true, rest),
+        None => (false, key),
+    };
+    let mut path = if absolute {
+        PathBuf::from("/")
+    } else {
+        root.to_path_buf()
+    };
+    for part in relative.split(|byte| *byte == b'/') {
+        if part.is_empty() || part == b"." || part == b".." {
+            return None;
+        }
+        path.push(path_part(part));
+    }
+    (stable_key(root, &path)? == key).then_some(path)
+}
+
+#[cfg(unix)]
+fn path_part(bytes: &[u8]) -> &std::ffi::OsStr {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(bytes)
+}
+
+#[cfg(not(unix))]
+fn path_part(bytes: &[u8]) -> std::ffi::OsString {
+    String::from_utf8_lossy(bytes).into_owned().into()
 }
 
 #[cfg(test)]
@@ -139,6 +199,9 @@ mod tests {
             ("$(JOB_COMPLETION_INDEX)/4", None),
             ("/4", None),
             ("99999999999999999999999/4", None),
+            ("99999/100000", Some((99_999, 100_000))),
+            ("0/100001", None),
+            ("0/1000000000000", None),
         ];
         for (text, expected) in cases {
             let parsed = Shard::parse(text)
@@ -150,6 +213,45 @@ mod tests {
             Shard::parse("$(JOB_COMPLETION_INDEX)/4"),
             Err(ShardError::Unexpanded { .. })
         ));
+        assert!(matches!(
+            Shard::parse("0/1000000000000"),
+            Err(ShardError::TooMany { .. })
+        ));
+        assert_eq!(Shard::new(0, MAX_SHARDS + 1), None);
+    }
+
+    #[test]
+    fn keys_of_samples_inside_and_outside_the_root_map_back_to_their_paths() {
+        let root = Path::new("/data/set");
+        let cases: &[(&str, Option<&[u8]>)] = &[
+            ("/data/set/a/b.jpg", Some(b"a/b.jpg")),
+            ("/media/c.jpg", Some(b"/media/c.jpg")),
+            ("/data/set", None),
+            ("/data/set/../x.jpg", None),
+            ("relative.jpg", None),
+        ];
+        for (path, key) in cases {
+            let found = stable_key(root, Path::new(path));
+            assert_eq!(found.as_deref(), *key, "{path}");
+            if let Some(key) = key {
+                assert_eq!(key_path(root, key).as_deref(), Some(Path::new(path)));
+            }
+        }
+        for key in [
+            &b"/data/set/a/b.jpg"[..],
+            b"../x.jpg",
+            b"a//b.jpg",
+            b"a/./b.jpg",
+            b"",
+            b"/",
+        ] {
+            assert_eq!(
+                key_path(root, key),
+                None,
+                "{}",
+                String::from_utf8_lossy(key)
+            );
+        }
     }
 
     /// The hash is SHA-256 and nothing else: these values are fixed forever
@@ -191,7 +293,12 @@ mod tests {
             stable_key(root, Path::new("/data/pics/sub/a.jpg")),
             Some(b"sub/a.jpg".to_vec())
         );
-        assert_eq!(stable_key(root, Path::new("/other/a.jpg")), None);
+        // Outside the root (an import with `--allow-outside-paths`): the
+        // whole path, which no relative key equals.
+        assert_eq!(
+            stable_key(root, Path::new("/other/a.jpg")),
+            Some(b"/other/a.jpg".to_vec())
+        );
         assert_eq!(stable_key(root, Path::new("/data/pics")), None);
     }
 }

@@ -9,12 +9,13 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRe
 use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehavior, params};
 use serde_json::{Map, Value, json};
 use zoo_model_core::{
-    EmbedOutcome, FieldNameError, Outcome, Sample, npy_f32_bytes, validate_field_name,
+    EmbedOutcome, FieldNameError, Outcome, Sample, npy_bytes, validate_field_name,
 };
 
+use crate::label_check::check_part_label;
 use crate::loader::{IMAGE_EXTENSIONS, LoadError, regular_file};
 use crate::results::{MergePlan, Record, ResultsError, ResultsKind, read_part};
-use crate::shard::{Shard, stable_key};
+use crate::shard::{Shard, key_path, stable_key};
 
 /// Why a dataset operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,9 +109,79 @@ pub enum DatasetError {
         #[source]
         source: serde_json::Error,
     },
+    /// A file an export would copy lies outside the dataset's folder.
+    #[error(
+        "dataset `{dataset}` names `{}`, outside its folder `{}`: an export copies only files inside the folder a dataset was imported from (import it again with `--allow-outside-paths` if that file is yours)",
+        path.display(),
+        root.display()
+    )]
+    Outside {
+        /// The dataset.
+        dataset: String,
+        /// The file it names.
+        path: PathBuf,
+        /// Its folder.
+        root: PathBuf,
+    },
+    /// A file zoo did not write could not be read (not a regular file, or
+    /// over its size cap).
+    #[error(transparent)]
+    Untrusted(#[from] zoo_fs::UntrustedError),
+    /// The dataset a run writes to was deleted (or deleted and made again)
+    /// since the run started.
+    #[error(
+        "dataset `{0}` was deleted while this run wrote to it, so nothing more was stored: run again on the dataset as it is now"
+    )]
+    Gone(String),
+    /// Part files name samples the dataset does not have.
+    #[error(
+        "{count} result(s) name no sample of `{dataset}` (the first: `{first}`), so nothing was merged: the results come from another dataset or its images moved; pass `--allow-partial` to merge the rest"
+    )]
+    UnknownKeys {
+        /// The dataset.
+        dataset: String,
+        /// How many results.
+        count: u64,
+        /// The first key.
+        first: String,
+    },
+    /// An embeddings field holds vectors of different lengths.
+    #[error(
+        "embeddings field `{field}` of `{dataset}` holds vectors of different lengths (`{}` has {found} values, the first sample {expected}), which one `.npy` array cannot hold: run `embed` again with `--overwrite`",
+        sample.display()
+    )]
+    Ragged {
+        /// The dataset.
+        dataset: String,
+        /// The field.
+        field: String,
+        /// The first sample whose length differs.
+        sample: PathBuf,
+        /// Its length.
+        found: usize,
+        /// The first sample's length.
+        expected: usize,
+    },
     /// Local I/O failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// A dataset as a run found it when it started: writes check that it is
+/// still that dataset (its row ids are never taken as proof, since SQLite
+/// reuses them after a delete).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetPin {
+    name: String,
+    id: i64,
+    uid: String,
+}
+
+impl DatasetPin {
+    /// The dataset's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// What `merge-results` folded into a dataset.
@@ -151,9 +222,6 @@ pub enum ExportFormat {
     /// FiftyOne's dataset folder: `metadata.json`, `samples.json`, `data/`.
     FiftyOne,
 }
-
-/// A sample's exact path and its JSON object (where the path is lossy).
-type PathAndSample = (PathBuf, Map<String, Value>);
 
 /// The datasets in one SQLite file.
 #[derive(Debug)]
@@ -250,7 +318,7 @@ PRAGMA foreign_keys = ON;
 
 /// The tables, created in one write transaction.
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS datasets (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, root TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS datasets (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, root TEXT NOT NULL, created_at INTEGER NOT NULL, uid TEXT, outside_paths INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS samples (id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE, filepath TEXT NOT NULL, UNIQUE(dataset_id, filepath));
 CREATE TABLE IF NOT EXISTS labels (sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE, field TEXT NOT NULL, label TEXT, PRIMARY KEY(sample_id, field));
 CREATE TABLE IF NOT EXISTS embeddings (sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE, field TEXT NOT NULL, dim INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(sample_id, field));
@@ -258,6 +326,29 @@ CREATE TABLE IF NOT EXISTS runs (sample_id INTEGER NOT NULL REFERENCES samples(i
 CREATE TABLE IF NOT EXISTS sample_documents (sample_id INTEGER PRIMARY KEY REFERENCES samples(id) ON DELETE CASCADE, document TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dataset_documents (dataset_id INTEGER PRIMARY KEY REFERENCES datasets(id) ON DELETE CASCADE, document TEXT NOT NULL);
 ";
+
+/// Adds what a database made by an older zoo lacks: each dataset's `uid`
+/// (random, never reused, which a run's writes check) and `outside_paths`
+/// (imported with `--allow-outside-paths`).
+fn upgrade(transaction: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let columns: Vec<String> = {
+        let mut statement =
+            transaction.prepare("SELECT name FROM pragma_table_info('datasets')")?;
+        statement
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    if !columns.iter().any(|column| column == "uid") {
+        transaction.execute_batch("ALTER TABLE datasets ADD COLUMN uid TEXT")?;
+    }
+    if !columns.iter().any(|column| column == "outside_paths") {
+        transaction.execute_batch(
+            "ALTER TABLE datasets ADD COLUMN outside_paths INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    transaction
+        .execute_batch("UPDATE datasets SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL")
+}
 
 /// The image files under `root` (recursively), sorted: regular files with
 /// an image extension, links to regular files included; anything else
@@ -319,6 +410,7 @@ impl Datasets {
                     let transaction =
                         connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
                     transaction.execute_batch(SCHEMA)?;
+                    upgrade(&transaction)?;
                     transaction.commit()
                 })
             })
@@ -610,20 +702,75 @@ impl Datasets {
         Ok(samples)
     }
 
-    /// Folds the part files of `plan` into field `field` of dataset `name`:
-    /// one transaction per part, each sample's result written with `INSERT
-    /// OR REPLACE`, so merging again changes nothing.
+    /// Folds the part files of `plan` into field `field` of dataset `name`.
+    ///
+    /// Part files come from other machines, so nothing in them is trusted:
+    /// every part is read and checked first (each key must be a path
+    /// [`key_path`] gives back, each label a label zoo writes that names no
+    /// file, each field `field` or `field_<key>` and a valid name, every
+    /// vector of one length), and nothing is written unless all of them
+    /// pass; keys that name no sample of the dataset stop the merge before
+    /// anything is written unless `allow_unknown`. Then each part is written
+    /// in one transaction, each sample's result with `INSERT OR REPLACE`, so
+    /// merging again changes nothing.
     pub fn merge_results(
         &mut self,
         name: &str,
         plan: &MergePlan,
         field: &str,
+        allow_unknown: bool,
     ) -> Result<MergeSummary, DatasetError> {
         check_field(field)?;
         let id = self.dataset_id(name)?;
         let root = self.root(name)?;
         let database = database_error(&self.path);
+        // The length vectors must have: that of the field's stored vectors.
+        let mut dim: Option<usize> = self
+            .connection
+            .query_row(
+                "SELECT e.dim FROM embeddings e JOIN samples s ON s.id = e.sample_id WHERE s.dataset_id = ?1 AND e.field = ?2 LIMIT 1",
+                params![id, field],
+                |row| row.get::<_, i64>(0),
+            )
+            .optional()
+            .map_err(database)?
+            .map(|dim| dim as usize);
         let mut summary = MergeSummary::default();
+        {
+            let mut find = self
+                .connection
+                .prepare("SELECT id FROM samples WHERE dataset_id = ?1 AND filepath = ?2")
+                .map_err(database)?;
+            for (shard, part) in &plan.parts {
+                read_part::<DatasetError>(&plan.location, part, *shard, field, |key, record| {
+                    let path = plan.location.field_dir(part);
+                    check_record(&path, &key, &record, plan.kind, &mut dim)?;
+                    let Some(sample_path) = key_path(&root, &key) else {
+                        return Err(corrupt_key(&path, &key));
+                    };
+                    let known = find
+                        .query_row(params![id, StoredPath(sample_path)], |_| Ok(()))
+                        .optional()
+                        .map_err(database)?
+                        .is_some();
+                    if !known {
+                        summary.unknown += 1;
+                        summary
+                            .first_unknown
+                            .get_or_insert_with(|| String::from_utf8_lossy(&key).into_owned());
+                    }
+                    Ok::<_, DatasetError>(())
+                })?;
+            }
+        }
+        if summary.unknown > 0 && !allow_unknown {
+            return Err(DatasetError::UnknownKeys {
+                dataset: name.to_owned(),
+                count: summary.unknown,
+                first: summary.first_unknown.unwrap_or_default(),
+            });
+        }
+        summary.unknown = 0;
         for (shard, part) in &plan.parts {
             let transaction = self
                 .connection
@@ -640,11 +787,14 @@ impl Datasets {
                     .map_err(database)?;
                 let mut vector = transaction.prepare_cached("INSERT OR REPLACE INTO embeddings (sample_id, field, dim, data) VALUES (?1, ?2, ?3, ?4)").map_err(database)?;
                 let mut run = transaction.prepare_cached("INSERT OR REPLACE INTO runs (sample_id, field, ok, error) VALUES (?1, ?2, ?3, ?4)").map_err(database)?;
-                let kind = plan.kind;
-                read_part(&plan.location, part, *shard, field, |key, record| {
-                    let path = root.join(path_from_bytes(&key));
+                read_part::<DatasetError>(&plan.location, part, *shard, field, |key, record| {
+                    // Checked again: the part may have been replaced since.
+                    let path = plan.location.field_dir(part);
+                    check_record(&path, &key, &record, plan.kind, &mut dim)?;
+                    let sample_path =
+                        key_path(&root, &key).ok_or_else(|| corrupt_key(&path, &key))?;
                     let sample: Option<i64> = find
-                        .query_row(params![id, StoredPath(path)], |row| row.get(0))
+                        .query_row(params![id, StoredPath(sample_path)], |row| row.get(0))
                         .optional()
                         .map_err(database)?;
                     let Some(sample) = sample else {
@@ -655,9 +805,9 @@ impl Datasets {
                         return Ok(());
                     };
                     match record {
-                        Record::Labels(fields) if kind != Some(ResultsKind::Embeddings) => {
-                            for (name, text) in fields {
-                                check_field(&name)?;
+                        Record::Labels(fields) => {
+                            for (name, value) in fields {
+                                let text = value.map(|value| value.to_string());
                                 label
                                     .execute(params![sample, name, text])
                                     .map_err(database)?;
@@ -665,7 +815,7 @@ impl Datasets {
                             run.execute(params![sample, field, 1, Option::<String>::None])
                                 .map_err(database)?;
                         }
-                        Record::Vector(values) if kind != Some(ResultsKind::Labels) => {
+                        Record::Vector(values) => {
                             let bytes: Vec<u8> = values
                                 .iter()
                                 .flat_map(|value| value.to_le_bytes())
@@ -680,13 +830,6 @@ impl Datasets {
                             run.execute(params![sample, field, 0, error])
                                 .map_err(database)?;
                         }
-                        Record::Labels(_) | Record::Vector(_) => {
-                            return Err(DatasetError::from(ResultsError::Corrupt {
-                                path: plan.location.field_dir(part),
-                                line: 0,
-                                reason: "it mixes labels and embeddings".to_owned(),
-                            }));
-                        }
                     }
                     summary.records += 1;
                     Ok(())
@@ -698,9 +841,37 @@ impl Datasets {
         Ok(summary)
     }
 
-    /// Stores one batch of apply outcomes for run field `field`, in one
-    /// transaction.
-    pub fn write_labels(&mut self, field: &str, outcomes: &[Outcome]) -> Result<(), DatasetError> {
+    /// The dataset `name` as it is now, for a run to write to: take it
+    /// before asking what is [`Self::pending`], and pass it to
+    /// [`Self::write_labels`]/[`Self::write_embeddings`].
+    pub fn pin(&self, name: &str) -> Result<DatasetPin, DatasetError> {
+        let id = self.dataset_id(name)?;
+        let uid: Option<String> = self
+            .connection
+            .query_row("SELECT uid FROM datasets WHERE id = ?1", [id], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|source| self.database(source))?
+            .flatten();
+        let uid = uid.ok_or_else(|| DatasetError::Gone(name.to_owned()))?;
+        Ok(DatasetPin {
+            name: name.to_owned(),
+            id,
+            uid,
+        })
+    }
+
+    /// Stores one batch of apply outcomes for run field `field` of the
+    /// dataset `pin`, in one transaction; [`DatasetError::Gone`] when that
+    /// dataset was deleted meanwhile (nothing is written, even where a new
+    /// dataset reuses its row ids).
+    pub fn write_labels(
+        &mut self,
+        pin: &DatasetPin,
+        field: &str,
+        outcomes: &[Outcome],
+    ) -> Result<(), DatasetError> {
         // The label fields come from the model (`<field>_<key>`): checked
         // like the run's field before anything is written.
         check_field(field)?;
@@ -712,7 +883,18 @@ impl Datasets {
             }
         }
         let database = database_error(&self.path);
-        let transaction = self.connection.transaction().map_err(database)?;
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(database)?;
+        check_pin(
+            &transaction,
+            pin,
+            outcomes.iter().map(|outcome| match outcome {
+                Outcome::Labels { sample_id, .. } | Outcome::Failed { sample_id, .. } => *sample_id,
+            }),
+        )
+        .map_err(|error| error.into_dataset_error(database))?;
         {
             let mut label = transaction
                 .prepare(
@@ -742,15 +924,31 @@ impl Datasets {
         transaction.commit().map_err(database)
     }
 
-    /// Stores one batch of embeddings, in one transaction.
+    /// Stores one batch of embeddings of the dataset `pin`, in one
+    /// transaction; [`DatasetError::Gone`] when that dataset was deleted
+    /// meanwhile.
     pub fn write_embeddings(
         &mut self,
+        pin: &DatasetPin,
         field: &str,
         outcomes: &[EmbedOutcome],
     ) -> Result<(), DatasetError> {
         check_field(field)?;
         let database = database_error(&self.path);
-        let transaction = self.connection.transaction().map_err(database)?;
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(database)?;
+        check_pin(
+            &transaction,
+            pin,
+            outcomes.iter().map(|outcome| match outcome {
+                EmbedOutcome::Vector { sample_id, .. } | EmbedOutcome::Failed { sample_id, .. } => {
+                    *sample_id
+                }
+            }),
+        )
+        .map_err(|error| error.into_dataset_error(database))?;
         {
             let mut vector = transaction.prepare("INSERT OR REPLACE INTO embeddings (sample_id, field, dim, data) VALUES (?1, ?2, ?3, ?4)").map_err(database)?;
             let mut run = transaction.prepare("INSERT OR REPLACE INTO runs (sample_id, field, ok, error) VALUES (?1, ?2, ?3, ?4)").map_err(database)?;
@@ -814,75 +1012,94 @@ impl Datasets {
     /// embeddings as lists of floats. A file name that is not UTF-8 is shown
     /// with U+FFFD in place of its bad bytes (JSON holds only Unicode).
     pub fn samples_json(&self, name: &str) -> Result<Vec<Map<String, Value>>, DatasetError> {
-        Ok(self
-            .samples_with_paths(name)?
-            .into_iter()
-            .map(|(_, object)| object)
-            .collect())
+        let mut samples = Vec::new();
+        self.each_sample_json(name, |object| {
+            samples.push(object);
+            Ok(())
+        })?;
+        Ok(samples)
     }
 
-    /// [`Self::samples_json`] with each sample's exact path beside it.
-    fn samples_with_paths(&self, name: &str) -> Result<Vec<PathAndSample>, DatasetError> {
+    /// Hands each sample's [`Self::samples_json`] object to `each`, in
+    /// dataset order, reading one sample at a time, so memory does not grow
+    /// with the dataset. Returns how many samples there were.
+    fn each_sample_json(
+        &self,
+        name: &str,
+        mut each: impl FnMut(Map<String, Value>) -> Result<(), DatasetError>,
+    ) -> Result<usize, DatasetError> {
         let id = self.dataset_id(name)?;
-        let mut samples: BTreeMap<i64, PathAndSample> = self.query_rows(
-            "SELECT id, filepath FROM samples WHERE dataset_id = ?1 ORDER BY id",
-            [id],
-            |row| {
-                let path = row.get::<_, StoredPath>(1)?.0;
-                let mut object = Map::new();
-                object.insert("filepath".into(), json!(path.to_string_lossy()));
-                Ok((row.get::<_, i64>(0)?, (path, object)))
-            },
-        )?;
-        let labels: Vec<(i64, String, Value)> = self.query_rows(
-            "SELECT l.sample_id, l.field, l.label FROM labels l JOIN samples s ON s.id = l.sample_id WHERE s.dataset_id = ?1",
-            [id],
-            |row| {
-                let label = row
-                    .get::<_, Option<String>>(2)?
-                    .and_then(|text| serde_json::from_str(&text).ok())
-                    .unwrap_or(Value::Null);
-                Ok((row.get(0)?, row.get(1)?, label))
-            },
-        )?;
-        let embeddings: Vec<(i64, String, Value)> = self.query_rows(
-            "SELECT e.sample_id, e.field, e.data FROM embeddings e JOIN samples s ON s.id = e.sample_id WHERE s.dataset_id = ?1",
-            [id],
-            |row| {
-                let data = row.get::<_, Vec<u8>>(2)?;
-                let values = decode_f32(&data).map(|value| json!(value)).collect();
-                Ok((row.get(0)?, row.get(1)?, Value::Array(values)))
-            },
-        )?;
-        for (sample, field, value) in labels.into_iter().chain(embeddings) {
-            // A field stored before names were checked (`filepath`, say)
-            // must not replace the sample's own keys.
-            if let Err(err) = validate_field_name(&field) {
-                tracing::warn!(
-                    "field `{}` left out of the export: {err}",
-                    field.escape_debug()
-                );
-                continue;
-            }
-            if let Some((_, object)) = samples.get_mut(&sample) {
+        let database = database_error(&self.path);
+        let mut samples = self
+            .connection
+            .prepare("SELECT id, filepath FROM samples WHERE dataset_id = ?1 ORDER BY id")
+            .map_err(database)?;
+        let mut labels = self
+            .connection
+            .prepare("SELECT field, label FROM labels WHERE sample_id = ?1 ORDER BY field")
+            .map_err(database)?;
+        let mut embeddings = self
+            .connection
+            .prepare("SELECT field, data FROM embeddings WHERE sample_id = ?1 ORDER BY field")
+            .map_err(database)?;
+        let mut rows = samples.query([id]).map_err(database)?;
+        let mut count = 0;
+        while let Some(row) = rows.next().map_err(database)? {
+            let sample: i64 = row.get(0).map_err(database)?;
+            let path = row.get::<_, StoredPath>(1).map_err(database)?.0;
+            let mut object = Map::new();
+            object.insert("filepath".into(), json!(path.to_string_lossy()));
+            let mut fields: Vec<(String, Value)> = labels
+                .query_map([sample], |row| {
+                    let label = row
+                        .get::<_, Option<String>>(1)?
+                        .and_then(|text| serde_json::from_str(&text).ok())
+                        .unwrap_or(Value::Null);
+                    Ok((row.get(0)?, label))
+                })
+                .and_then(|rows| rows.collect::<Result<_, _>>())
+                .map_err(database)?;
+            let vectors: Vec<(String, Value)> = embeddings
+                .query_map([sample], |row| {
+                    let data = row.get::<_, Vec<u8>>(1)?;
+                    let values = decode_f32(&data).map(|value| json!(value)).collect();
+                    Ok((row.get(0)?, Value::Array(values)))
+                })
+                .and_then(|rows| rows.collect::<Result<_, _>>())
+                .map_err(database)?;
+            fields.extend(vectors);
+            for (field, value) in fields {
+                // A field stored before names were checked (`filepath`, say)
+                // must not replace the sample's own keys.
+                if let Err(err) = validate_field_name(&field) {
+                    tracing::warn!(
+                        "field `{}` left out of the export: {err}",
+                        field.escape_debug()
+                    );
+                    continue;
+                }
                 object.insert(field, value);
             }
+            each(object)?;
+            count += 1;
         }
-        Ok(samples.into_values().collect())
+        Ok(count)
     }
 
-    /// Writes the dataset as JSON lines.
+    /// Writes the dataset as JSON lines, a sample at a time.
     pub fn export_jsonl(&self, name: &str, out: &mut impl Write) -> Result<usize, DatasetError> {
-        let samples = self.samples_json(name)?;
-        for sample in &samples {
-            writeln!(out, "{}", Value::Object(sample.clone()))?;
-        }
-        Ok(samples.len())
+        self.each_sample_json(name, |sample| {
+            serde_json::to_writer(&mut *out, &sample).map_err(std::io::Error::from)?;
+            out.write_all(b"\n")?;
+            Ok(())
+        })
     }
 
     /// Writes embeddings field `field` as an `N x D` float32 `.npy` (samples
     /// in dataset order, those without a vector left out) and returns
-    /// `(rows, dim)`.
+    /// `(rows, dim)`. Every vector must have the same length
+    /// ([`DatasetError::Ragged`] names the first that does not); the file
+    /// is written a row at a time into a temporary file renamed into place.
     pub fn export_embeddings_npy(
         &self,
         name: &str,
@@ -890,32 +1107,191 @@ impl Datasets {
         path: &Path,
     ) -> Result<(usize, usize), DatasetError> {
         let id = self.dataset_id(name)?;
+        let database = database_error(&self.path);
+        // First the lengths alone: the header needs the count, and a ragged
+        // field is refused before anything is written.
+        let mut count = 0;
+        let mut dim = None;
+        {
+            let mut statement = self
+                .connection
+                .prepare("SELECT e.dim, length(e.data), s.filepath FROM embeddings e JOIN samples s ON s.id = e.sample_id WHERE s.dataset_id = ?1 AND e.field = ?2 ORDER BY s.id")
+                .map_err(database)?;
+            let mut rows = statement.query(params![id, field]).map_err(database)?;
+            while let Some(row) = rows.next().map_err(database)? {
+                let stated: i64 = row.get(0).map_err(database)?;
+                let bytes: i64 = row.get(1).map_err(database)?;
+                let found = usize::try_from(bytes / 4).unwrap_or(usize::MAX);
+                let expected = *dim.get_or_insert(found);
+                if found != expected || stated != bytes / 4 || bytes % 4 != 0 {
+                    return Err(DatasetError::Ragged {
+                        dataset: name.to_owned(),
+                        field: field.to_owned(),
+                        sample: row.get::<_, StoredPath>(2).map_err(database)?.0,
+                        found,
+                        expected,
+                    });
+                }
+                count += 1;
+            }
+        }
+        let Some(dim) = dim else {
+            return Err(DatasetError::NoField {
+                dataset: name.to_owned(),
+                field: field.to_owned(),
+            });
+        };
+        let header = npy_bytes("<f4", &[count, dim], &[]);
+        let mut out = zoo_fs::AtomicFile::create(path)?;
+        out.write_all(&header)?;
         let mut statement = self
             .connection
-            .prepare("SELECT e.dim, e.data FROM embeddings e JOIN samples s ON s.id = e.sample_id WHERE s.dataset_id = ?1 AND e.field = ?2 ORDER BY s.id")
-            .map_err(|source| self.database(source))?;
-        let rows = statement
-            .query_map(params![id, field], |row| {
-                Ok((row.get::<_, i64>(0)? as usize, row.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(|source| self.database(source))?;
-        let mut values = Vec::new();
-        let (mut count, mut dim) = (0, 0);
-        for row in rows {
-            let (row_dim, data) = row.map_err(|source| self.database(source))?;
-            dim = row_dim;
-            count += 1;
-            values.extend(decode_f32(&data));
+            .prepare("SELECT e.data, s.filepath FROM embeddings e JOIN samples s ON s.id = e.sample_id WHERE s.dataset_id = ?1 AND e.field = ?2 ORDER BY s.id")
+            .map_err(database)?;
+        let mut rows = statement.query(params![id, field]).map_err(database)?;
+        let mut written = 0;
+        while let Some(row) = rows.next().map_err(database)? {
+            let data: Vec<u8> = row.get(0).map_err(database)?;
+            // Rows added or changed since the count are refused, not written
+            // under a header that no longer matches.
+            if data.len() != dim * 4 || written == count {
+                return Err(DatasetError::Ragged {
+                    dataset: name.to_owned(),
+                    field: field.to_owned(),
+                    sample: row.get::<_, StoredPath>(1).map_err(database)?.0,
+                    found: data.len() / 4,
+                    expected: dim,
+                });
+            }
+            out.write_all(&data)?;
+            written += 1;
         }
-        if count == 0 {
+        if written != count {
             return Err(DatasetError::NoField {
                 dataset: name.to_owned(),
                 field: field.to_owned(),
             });
         }
-        zoo_fs::write_atomic(path, &npy_f32_bytes(&[count, dim], &values))?;
+        out.commit()?;
         Ok((count, dim))
     }
+}
+
+/// The error for a part's key that is not a stable key of a path.
+fn corrupt_key(path: &str, key: &[u8]) -> DatasetError {
+    DatasetError::from(ResultsError::Corrupt {
+        path: path.to_owned(),
+        line: 0,
+        reason: format!(
+            "key `{}` is not the path of a sample in the dataset's folder",
+            String::from_utf8_lossy(key).escape_debug()
+        ),
+    })
+}
+
+/// Checks one record of part `path` before anything is stored: it is of
+/// the run's kind, its label fields are valid names holding labels zoo
+/// writes, and its vector has the length of every other (`dim`, set by the
+/// first).
+fn check_record(
+    path: &str,
+    key: &[u8],
+    record: &Record,
+    kind: Option<ResultsKind>,
+    dim: &mut Option<usize>,
+) -> Result<(), DatasetError> {
+    let corrupt = |reason: String| {
+        DatasetError::from(ResultsError::Corrupt {
+            path: path.to_owned(),
+            line: 0,
+            reason: format!(
+                "the result of `{}`: {reason}",
+                String::from_utf8_lossy(key).escape_debug()
+            ),
+        })
+    };
+    match record {
+        Record::Labels(_) if kind == Some(ResultsKind::Embeddings) => {
+            Err(corrupt("labels in results of `embed`".to_owned()))
+        }
+        Record::Vector(_) if kind == Some(ResultsKind::Labels) => {
+            Err(corrupt("an embedding in results of `apply`".to_owned()))
+        }
+        Record::Labels(fields) => {
+            for (name, value) in fields {
+                check_field(name)?;
+                if let Some(value) = value {
+                    check_part_label(value)
+                        .map_err(|problem| corrupt(format!("field `{name}`: {problem}")))?;
+                }
+            }
+            Ok(())
+        }
+        Record::Vector(values) => match dim {
+            Some(dim) if *dim != values.len() => Err(corrupt(format!(
+                "an embedding of {} values where the others have {dim}",
+                values.len()
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                *dim = Some(values.len());
+                Ok(())
+            }
+        },
+        Record::Failed(_) => Ok(()),
+    }
+}
+
+/// Why a pinned write was refused.
+enum PinError {
+    Gone(String),
+    Database(rusqlite::Error),
+}
+
+impl PinError {
+    fn into_dataset_error(
+        self,
+        database: impl Fn(rusqlite::Error) -> DatasetError,
+    ) -> DatasetError {
+        match self {
+            Self::Gone(name) => DatasetError::Gone(name),
+            Self::Database(source) => database(source),
+        }
+    }
+}
+
+/// Checks, inside a write transaction, that `pin`'s dataset still exists
+/// with its `uid` and owns every sample in `samples`.
+fn check_pin(
+    transaction: &rusqlite::Transaction<'_>,
+    pin: &DatasetPin,
+    samples: impl Iterator<Item = i64>,
+) -> Result<(), PinError> {
+    let alive = transaction
+        .query_row(
+            "SELECT 1 FROM datasets WHERE id = ?1 AND uid = ?2",
+            params![pin.id, pin.uid],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(PinError::Database)?
+        .is_some();
+    if !alive {
+        return Err(PinError::Gone(pin.name.clone()));
+    }
+    let mut owner = transaction
+        .prepare_cached("SELECT dataset_id FROM samples WHERE id = ?1")
+        .map_err(PinError::Database)?;
+    for sample in samples {
+        let found: Option<i64> = owner
+            .query_row([sample], |row| row.get(0))
+            .optional()
+            .map_err(PinError::Database)?;
+        if found != Some(pin.id) {
+            return Err(PinError::Gone(pin.name.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// Starts creating dataset `name`: a `BEGIN IMMEDIATE` transaction (it takes
@@ -946,7 +1322,7 @@ pub(crate) fn begin_dataset<'c>(
     }
     transaction
         .execute(
-            "INSERT INTO datasets (name, root, created_at) VALUES (?1, ?2, ?3)",
+            "INSERT INTO datasets (name, root, created_at, uid) VALUES (?1, ?2, ?3, lower(hex(randomblob(16))))",
             params![name, StoredPath(root), now],
         )
         .map_err(|source| {

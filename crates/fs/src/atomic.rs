@@ -23,6 +23,62 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     sync_dir(parent)
 }
 
+/// A file written in pieces and put in place atomically, as
+/// [`write_atomic`] does for bytes already in memory: for output too large
+/// to hold (an export), written through a buffer to a temporary file beside
+/// `path`; [`AtomicFile::commit`] syncs it and renames it onto `path`, and
+/// dropping it uncommitted removes the temporary file.
+#[derive(Debug)]
+pub struct AtomicFile {
+    path: std::path::PathBuf,
+    writer: io::BufWriter<tempfile::NamedTempFile>,
+}
+
+impl AtomicFile {
+    /// Starts writing `path` (its folder is created).
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let parent = parent_of(path)?;
+        fs_err::create_dir_all(parent)?;
+        let temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(parent)
+            .map_err(|err| annotate(err, parent, "create a temporary file in"))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer: io::BufWriter::with_capacity(1 << 20, temp),
+        })
+    }
+
+    /// Syncs what was written and renames it onto the target.
+    pub fn commit(self) -> io::Result<()> {
+        let path = self.path;
+        let temp = self
+            .writer
+            .into_inner()
+            .map_err(|err| annotate(err.into_error(), &path, "write"))?;
+        temp.as_file()
+            .sync_all()
+            .map_err(|err| annotate(err, temp.path(), "sync"))?;
+        temp.persist(&path)
+            .map_err(|err| annotate(err.error, &path, "rename a temporary file onto"))?;
+        sync_dir(parent_of(&path)?)
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writer.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.writer.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
 /// Renames the prepared directory `from` to `to` and syncs the parent of `to`.
 ///
 /// `from` and `to` must be on the same filesystem (prepare `from` inside the
@@ -81,6 +137,22 @@ mod tests {
             .map(|entry| entry.unwrap().file_name())
             .collect();
         assert_eq!(names, vec!["file.txt"]);
+    }
+
+    #[test]
+    fn an_atomic_file_appears_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.jsonl");
+        let mut file = AtomicFile::create(&target).unwrap();
+        file.write_all(b"one\n").unwrap();
+        assert!(!target.exists());
+        file.commit().unwrap();
+        assert_eq!(fs_err::read(&target).unwrap(), b"one\n");
+        let mut file = AtomicFile::create(&target).unwrap();
+        file.write_all(b"two\n").unwrap();
+        drop(file);
+        assert_eq!(fs_err::read(&target).unwrap(), b"one\n");
+        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

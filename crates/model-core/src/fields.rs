@@ -41,7 +41,7 @@ pub enum FieldNameError {
     Private(String),
     /// The name holds a character FiftyOne (or MongoDB) gives a meaning.
     #[error(
-        "`{}` contains {}, which FiftyOne does not allow in a field name (`.` separates embedded fields, `$` starts operators): pick a name without it",
+        "`{}` contains {}, which zoo does not allow in a field name (`.` separates embedded fields and `$` starts operators in FiftyOne; `/` and `\\` would make a field's media folder a path): pick a name without it",
         .name.escape_debug(),
         describe(*.character)
     )]
@@ -74,15 +74,16 @@ fn describe(character: char) -> String {
 /// Checks that `name` can hold labels or embeddings, with FiftyOne's rules
 /// (`fiftyone.core.fields.validate_field_name`: not empty, no `_` prefix,
 /// no `$`) plus zoo's for flat fields: not one of the sample's own fields
-/// ([`RESERVED_FIELDS`]), no `.` (an embedded path in FiftyOne) and no
-/// control character.
+/// ([`RESERVED_FIELDS`]), no `.` (an embedded path in FiftyOne), no `/`
+/// or `\` (an export names a folder `fields/<field>` after it, which must
+/// stay one plain name) and no control character.
 pub fn validate_field_name(name: &str) -> Result<(), FieldNameError> {
     if name.is_empty() {
         return Err(FieldNameError::Empty);
     }
     if let Some(character) = name
         .chars()
-        .find(|&character| matches!(character, '.' | '$') || character.is_control())
+        .find(|&character| matches!(character, '.' | '$' | '/' | '\\') || character.is_control())
     {
         return Err(FieldNameError::Character {
             name: name.to_owned(),
@@ -147,6 +148,9 @@ mod tests {
             ("_mine", Some("starts with `_`")),
             ("a.b", Some("contains `.`")),
             ("$where", Some("contains `$`")),
+            ("/tmp/x", Some("contains `/`")),
+            ("a/b", Some("contains `/`")),
+            ("a\\b", Some("contains `\\`")),
             ("pred\nx", Some("control character `\\u{a}`")),
             ("pred\u{7f}", Some("control character")),
         ];

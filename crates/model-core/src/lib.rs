@@ -40,6 +40,7 @@ pub use image::Image;
 pub use label::{Detection, Keypoint, Label, LabelError, SegmentationMask};
 pub use model::{Input, InputData, Model, ModelError, Prediction, Preprocess, SetupGuard};
 pub use npy::{
-    NpyArray, NpyError, array_from_json, array_to_json, npy_bytes, npy_f32_bytes, parse_npy,
+    MAX_ARRAY_BYTES, NpyArray, NpyError, array_from_json, array_from_json_within, array_to_json,
+    npy_bytes, npy_f32_bytes, parse_npy,
 };
 pub use object_id::ObjectId;

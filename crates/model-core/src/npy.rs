@@ -10,9 +10,14 @@ use serde_json::{Value, json};
 /// header (less the digits of the first dimension) so the array can grow.
 const GROWTH_AXIS_MAX_DIGITS: usize = 21;
 
-/// The most bytes one decompressed array may have (4 GiB), so a small
-/// hostile blob cannot inflate without bound.
-const MAX_ARRAY_BYTES: u64 = 4 << 30;
+/// The most bytes one decompressed array may have (256 MiB: an 8192 x 8192
+/// `int32` mask), so a small hostile blob cannot inflate without bound.
+/// [`array_from_json`] inflates no more than the `.npy` header declares,
+/// and refuses a header that declares more than this.
+pub const MAX_ARRAY_BYTES: u64 = 256 << 20;
+
+/// The longest `.npy` header read (NumPy's own are under 4 KiB).
+const MAX_HEADER_BYTES: usize = 64 << 10;
 
 /// Why an array could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +37,16 @@ pub enum NpyError {
     /// The bytes are not zlib data.
     #[error("the array is not zlib-compressed `.npy` bytes")]
     Zlib(#[source] std::io::Error),
-    /// The decompressed array is too big.
-    #[error("the array inflates past {MAX_ARRAY_BYTES} bytes")]
-    TooBig,
+    /// The decompressed array is larger than its cap, or than its header
+    /// declares.
+    #[error("the array inflates to {size} bytes or more, over the limit of {limit} bytes")]
+    TooBig {
+        /// How many bytes it declared or inflated to (at least).
+        size: u64,
+        /// The cap: the smaller of the caller's limit and the size its header
+        /// declares.
+        limit: u64,
+    },
     /// The `.npy` header is malformed.
     #[error("malformed `.npy` data: {0}")]
     Header(String),
@@ -124,6 +136,25 @@ pub fn npy_f32_bytes(shape: &[usize], values: &[f32]) -> Vec<u8> {
 /// Reads `.npy` bytes (format 1.x, 2.x or 3.x, C order).
 pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, NpyError> {
     let bad = |what: &str| NpyError::Header(what.to_owned());
+    let (dtype, shape, data_start, expected) = npy_layout(bytes)?;
+    let data = &bytes[data_start..];
+    if data.len() != expected {
+        return Err(bad(&format!(
+            "{} data bytes for shape {shape:?} of `{dtype}` ({expected} expected)",
+            data.len()
+        )));
+    }
+    Ok(NpyArray {
+        dtype,
+        shape,
+        data: data.to_vec(),
+    })
+}
+
+/// The header of `.npy` bytes (which must hold at least the whole header):
+/// dtype, shape, where the data starts and how many data bytes it declares.
+fn npy_layout(bytes: &[u8]) -> Result<(String, Vec<usize>, usize, usize), NpyError> {
+    let bad = |what: &str| NpyError::Header(what.to_owned());
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("no `\\x93NUMPY` magic"));
     }
@@ -183,18 +214,7 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, NpyError> {
         .iter()
         .try_fold(item, |total, dim| total.checked_mul(*dim))
         .ok_or_else(|| bad("the shape overflows"))?;
-    let data = &bytes[data_start..];
-    if data.len() != expected {
-        return Err(bad(&format!(
-            "{} data bytes for shape {shape:?} of `{dtype}` ({expected} expected)",
-            data.len()
-        )));
-    }
-    Ok(NpyArray {
-        dtype,
-        shape,
-        data: data.to_vec(),
-    })
+    Ok((dtype, shape, data_start, expected))
 }
 
 /// FiftyOne's `serialize_numpy_array`: `.npy` bytes, zlib-compressed, as
@@ -216,6 +236,15 @@ pub fn array_to_json(dtype: &str, shape: &[usize], data: &[u8]) -> Value {
 /// "subType": ...}}`, the legacy `{"$binary": "...", "$type": "00"}`, or a
 /// bare base64 string, each of zlib-compressed `.npy` bytes.
 pub fn array_from_json(value: &Value) -> Result<NpyArray, NpyError> {
+    array_from_json_within(value, MAX_ARRAY_BYTES)
+}
+
+/// [`array_from_json`] with at most `max_bytes` of `.npy` bytes: the header
+/// is inflated first, an array whose header declares more is refused
+/// before its data is inflated, and inflating stops one byte past what the
+/// header declares, so a zlib bomb costs no more memory than its declared
+/// size.
+pub fn array_from_json_within(value: &Value, max_bytes: u64) -> Result<NpyArray, NpyError> {
     let text = match value {
         Value::String(text) => Some(text.as_str()),
         Value::Object(object) => match object.get("$binary") {
@@ -236,13 +265,49 @@ pub fn array_from_json(value: &Value) -> Result<NpyArray, NpyError> {
     let compressed = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
         .map_err(NpyError::Base64)?;
+    let mut decoder = flate2::read::ZlibDecoder::new(compressed.as_slice());
     let mut bytes = Vec::new();
-    flate2::read::ZlibDecoder::new(compressed.as_slice())
-        .take(MAX_ARRAY_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(NpyError::Zlib)?;
-    if bytes.len() as u64 > MAX_ARRAY_BYTES {
-        return Err(NpyError::TooBig);
+    let mut inflate = |bytes: &mut Vec<u8>, len: u64| {
+        (&mut decoder)
+            .take(len)
+            .read_to_end(bytes)
+            .map_err(NpyError::Zlib)
+    };
+    // Magic, version and the header's length: 12 bytes at most.
+    inflate(&mut bytes, 12)?;
+    let header_end = match bytes.get(6) {
+        Some(1) if bytes.len() >= 10 => 10 + usize::from(u16::from_le_bytes([bytes[8], bytes[9]])),
+        Some(2 | 3) if bytes.len() >= 12 => {
+            12 + u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
+        }
+        _ => return parse_npy(&bytes),
+    };
+    if header_end > MAX_HEADER_BYTES {
+        return Err(NpyError::Header(format!(
+            "a header of {header_end} bytes (at most {MAX_HEADER_BYTES})"
+        )));
+    }
+    let rest = (header_end - bytes.len().min(header_end)) as u64;
+    inflate(&mut bytes, rest)?;
+    if bytes.len() < header_end {
+        return parse_npy(&bytes);
+    }
+    let (_, _, data_start, expected) = npy_layout(&bytes)?;
+    let declared = (data_start as u64).saturating_add(expected as u64);
+    if declared > max_bytes {
+        return Err(NpyError::TooBig {
+            size: declared,
+            limit: max_bytes,
+        });
+    }
+    // One byte past the declared size tells a longer stream from a whole one.
+    let rest = declared + 1 - bytes.len() as u64;
+    inflate(&mut bytes, rest)?;
+    if bytes.len() as u64 > declared {
+        return Err(NpyError::TooBig {
+            size: bytes.len() as u64,
+            limit: declared,
+        });
     }
     parse_npy(&bytes)
 }
@@ -297,6 +362,32 @@ mod tests {
         assert_eq!(array_from_json(&bare).unwrap(), array);
         let legacy = json!({"$binary": bare, "$type": "00"});
         assert_eq!(array_from_json(&legacy).unwrap(), array);
+    }
+
+    #[test]
+    fn a_zlib_bomb_inflates_no_further_than_its_header_declares() {
+        // An honest header for 4 floats, then 64 MiB of zeros: refused after
+        // 4 floats and one byte.
+        let mut npy = npy_f32_bytes(&[4], &[0.0; 4]);
+        npy.resize(npy.len() + (64 << 20), 0);
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&npy).unwrap();
+        let compressed = encoder.finish().unwrap();
+        let value = json!(base64::engine::general_purpose::STANDARD.encode(&compressed));
+        assert!(matches!(
+            array_from_json(&value),
+            Err(NpyError::TooBig { limit, .. }) if limit == 128 + 16
+        ));
+        // A header that declares more than the cap is refused before its data.
+        let big = array_to_json("<f4", &[1 << 20], &vec![0; 4 << 20]);
+        assert!(matches!(
+            array_from_json_within(&big, 1 << 20),
+            Err(NpyError::TooBig { size, limit: 1_048_576 }) if size > 4 << 20
+        ));
+        assert_eq!(
+            array_from_json_within(&big, 8 << 20).unwrap().shape,
+            vec![1 << 20]
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Error, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use zoo_datasets::{Datasets, ObjectLoader, ResultsKind, ShardResults};
+use zoo_datasets::{DatasetPin, Datasets, ObjectLoader, ResultsKind, ShardResults};
 use zoo_model_core::{
     ApplyOptions, ApplySummary, EmbedOutcome, Label, Model, ModelSpec, Outcome, validate_field_name,
 };
@@ -239,6 +239,9 @@ pub(crate) fn dataset_name(store: &mut Datasets, dataset: &str) -> Result<String
 struct Run {
     store: Datasets,
     dataset: String,
+    /// The dataset as it was when the run started: writes check it is
+    /// still there (not deleted, not replaced by one reusing its row ids).
+    pin: DatasetPin,
     name: String,
     /// One copy per worker.
     models: Vec<Box<dyn Model>>,
@@ -285,11 +288,13 @@ impl Run {
             hosted,
         } = load_model(&registry, runtime, name_or_url, model, quiet)
             .with_context(|| format!("loading model `{name_or_url}` failed"))?;
+        let pin = store.pin(&dataset)?;
         let (pending, results) =
             scale::pending(&mut store, &dataset, field, scale.1, scale.0, overwrite)?;
         Ok(Self {
             store,
             dataset,
+            pin,
             name,
             models,
             one_image_per_call,
@@ -357,6 +362,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
     let Run {
         mut store,
         dataset,
+        pin,
         name,
         mut models,
         pending,
@@ -419,7 +425,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
             match &mut results {
                 Some(results) => results.record_labels(&batch).map_err(Error::from),
                 None => store
-                    .write_labels(&args.label_field, &batch)
+                    .write_labels(&pin, &args.label_field, &batch)
                     .map_err(Error::from),
             }
             .map_err(|err| format!("{err:#}"))?;
@@ -512,6 +518,7 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
     let Run {
         mut store,
         dataset,
+        pin,
         name,
         mut models,
         pending,
@@ -544,7 +551,7 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
             match &mut results {
                 Some(results) => results.record_embeddings(&batch).map_err(Error::from),
                 None => store
-                    .write_embeddings(&args.embeddings_field, &batch)
+                    .write_embeddings(&pin, &args.embeddings_field, &batch)
                     .map_err(Error::from),
             }
             .map_err(|err| format!("{err:#}"))?;

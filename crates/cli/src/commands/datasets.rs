@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use zoo_datasets::{DatasetInfo, Datasets};
+use zoo_datasets::{DatasetInfo, Datasets, ImportOptions};
 
 use crate::app::DatasetsCommand;
 use crate::terminal::{escape, say};
@@ -103,11 +103,11 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
             let context = || format!("exporting dataset `{name}` to `{}` failed", path.display());
             match format.as_str() {
                 "jsonl" => {
-                    let mut buffer = Vec::new();
-                    let count = store
-                        .export_jsonl(&name, &mut buffer)
-                        .with_context(context)?;
-                    zoo_fs::write_atomic(&path, &buffer).with_context(context)?;
+                    // Streamed into a temporary file beside OUT, renamed
+                    // into place once whole.
+                    let mut file = zoo_fs::AtomicFile::create(&path).with_context(context)?;
+                    let count = store.export_jsonl(&name, &mut file).with_context(context)?;
+                    file.commit().with_context(context)?;
                     say!("exported {count} samples to `{}`", path.display());
                 }
                 "fiftyone" => {
@@ -134,10 +134,21 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
             allow_partial,
             json,
         } => super::scale::merge(&mut store, &dataset, &location, &field, allow_partial, json),
-        DatasetsCommand::Import { name, dir, format } => {
+        DatasetsCommand::Import {
+            name,
+            dir,
+            format,
+            allow_outside_paths,
+        } => {
             let context = || format!("importing `{}` as dataset `{name}` failed", dir.display());
             let info = match format.as_str() {
-                "fiftyone" => store.import_fiftyone(&name, &dir).with_context(context)?,
+                "fiftyone" => store
+                    .import_fiftyone_with(
+                        &name,
+                        &dir,
+                        ImportOptions::allow_outside_paths(allow_outside_paths),
+                    )
+                    .with_context(context)?,
                 "dir" => store.create(&name, &dir).with_context(context)?,
                 other => bail!("unknown import format `{other}`: use `fiftyone` or `dir`"),
             };

@@ -221,13 +221,21 @@ pub(crate) fn merge(
     let location = results_location(location).with_context(context)?;
     let plan = MergePlan::scan(&location, field).with_context(context)?;
     let unfinished = plan.unfinished();
-    for (index, state) in &unfinished {
+    // At most 20 lines: a count of 100,000 shards is allowed.
+    const SHOWN: usize = 20;
+    for (index, state) in unfinished.iter().take(SHOWN) {
         let why = match state {
             ShardState::Missing => "missing (no folder)".to_owned(),
             ShardState::Incomplete { reason } => format!("incomplete: {reason}"),
             ShardState::Complete { .. } => continue,
         };
         say!("shard {index}/{}: {}", plan.count, escape(&why));
+    }
+    if unfinished.len() > SHOWN {
+        say!(
+            "... and {} more unfinished shard(s)",
+            unfinished.len() - SHOWN
+        );
     }
     if !unfinished.is_empty() && !allow_partial {
         bail!(
@@ -238,7 +246,7 @@ pub(crate) fn merge(
         );
     }
     let summary = store
-        .merge_results(&dataset, &plan, field)
+        .merge_results(&dataset, &plan, field, allow_partial)
         .with_context(context)?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -261,11 +269,11 @@ pub(crate) fn merge(
             escape(&dataset)
         )?;
     }
-    if summary.unknown > 0 && !allow_partial {
-        bail!(
-            "{} result(s) name no sample of `{dataset}` (the first: `{}`): the results come from another dataset or its images moved; pass `--allow-partial` to merge the rest",
+    if summary.unknown > 0 {
+        say!(
+            "{} result(s) named no sample of `{dataset}` and were left out (the first: `{}`)",
             summary.unknown,
-            summary.first_unknown.unwrap_or_default()
+            escape(&summary.first_unknown.unwrap_or_default())
         );
     }
     Ok(())

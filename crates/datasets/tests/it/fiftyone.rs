@@ -5,7 +5,7 @@
 //! and `fo.Dataset.from_dir(DIR, dataset_type=fo.types.FiftyOneDataset)`.
 
 use serde_json::{Value, json};
-use zoo_datasets::Datasets;
+use zoo_datasets::{Datasets, ImportOptions};
 use zoo_model_core::{
     Detection, EmbedOutcome, Keypoint, Label, Outcome, SegmentationMask, array_from_json,
 };
@@ -187,6 +187,7 @@ fn fiftyone_loads_zoos_export(fiftyone: &mut FiftyOne) {
     let labels = every_label();
     store
         .write_labels(
+            &store.pin("pics").unwrap(),
             "run",
             &[Outcome::Labels {
                 sample_id: samples[0].id,
@@ -199,6 +200,7 @@ fn fiftyone_loads_zoos_export(fiftyone: &mut FiftyOne) {
         .unwrap();
     store
         .write_embeddings(
+            &store.pin("pics").unwrap(),
             "emb",
             &[
                 EmbedOutcome::Vector {
@@ -338,7 +340,9 @@ fn hostile_fiftyone_folders_are_clear_errors_not_panics() {
         r#"{"samples": [{"filepath": "/abs/a.png", "_rand": 0.9995, "a.b": {"_cls": "Classification", "label": "x"}, "poly": {"_cls": "Polylines", "polylines": []}, "kp": {"_cls": "Keypoints", "keypoints": [{"_cls": "Keypoint", "points": [[NaN, NaN]]}]}}]}"#,
     )
     .unwrap();
-    let info = store.import_fiftyone("odd", &odd).unwrap();
+    let info = store
+        .import_fiftyone_with("odd", &odd, ImportOptions::allow_outside_paths(true))
+        .unwrap();
     assert_eq!(info.samples, 1);
     assert_eq!(info.label_fields.keys().collect::<Vec<_>>(), ["kp"]);
     let out = dir.path().join("odd-out");

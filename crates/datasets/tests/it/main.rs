@@ -48,6 +48,7 @@ fn create_apply_in_batches_resume_and_export() {
     // First batch: two samples, one failed.
     store
         .write_labels(
+            &store.pin("pics").unwrap(),
             "pred",
             &[
                 Outcome::Failed {
@@ -72,7 +73,9 @@ fn create_apply_in_batches_resume_and_export() {
             fields: vec![("pred".into(), label("b"))],
         })
         .collect();
-    store.write_labels("pred", &outcomes).unwrap();
+    store
+        .write_labels(&store.pin("pics").unwrap(), "pred", &outcomes)
+        .unwrap();
     let info = store.info("pics").unwrap();
     assert_eq!(info.label_fields["pred"], 4);
     assert_eq!(info.failures["pred"], 1);
@@ -138,7 +141,9 @@ fn embeddings_export_as_npy() {
             values: vec![sample.id as f32, 0.5, -1.0],
         })
         .collect();
-    store.write_embeddings("emb", &outcomes).unwrap();
+    store
+        .write_embeddings(&store.pin(&name).unwrap(), "emb", &outcomes)
+        .unwrap();
     let path = dir.path().join("emb.npy");
     assert_eq!(
         store.export_embeddings_npy(&name, "emb", &path).unwrap(),
@@ -151,7 +156,9 @@ fn embeddings_export_as_npy() {
 }
 
 mod fiftyone;
+mod hostile;
 mod jpeg;
 mod pillow;
+mod properties;
 mod results;
 mod security;

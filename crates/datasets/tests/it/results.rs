@@ -103,11 +103,11 @@ fn shards_retried_and_merged_twice_equal_a_direct_write() {
 
     let plan = MergePlan::scan(&location, "pred").unwrap();
     assert!(plan.unfinished().is_empty(), "{plan:?}");
-    let summary = store.merge_results("pics", &plan, "pred").unwrap();
+    let summary = store.merge_results("pics", &plan, "pred", false).unwrap();
     assert_eq!(summary.records, 21);
     assert_eq!(summary.unknown, 0);
     let first = store.samples_json("pics").unwrap();
-    store.merge_results("pics", &plan, "pred").unwrap();
+    store.merge_results("pics", &plan, "pred", false).unwrap();
     assert_eq!(store.samples_json("pics").unwrap(), first);
 
     // The same outcomes written directly give the same dataset.
@@ -118,7 +118,11 @@ fn shards_retried_and_merged_twice_equal_a_direct_write() {
         .collect();
     // Sample ids of `direct` follow those of `pics` in the same order.
     store
-        .write_labels("pred", &outcomes_for(&pending, &outcomes))
+        .write_labels(
+            &store.pin("direct").unwrap(),
+            "pred",
+            &outcomes_for(&pending, &outcomes),
+        )
         .unwrap();
     // Every write gives its labels fresh ObjectIds (as FiftyOne does):
     // the two datasets agree on everything else.
@@ -182,7 +186,7 @@ fn embeddings_round_trip_through_parts_exactly() {
     results.record_embeddings(&outcomes).unwrap();
     results.finish().unwrap();
     let plan = MergePlan::scan(&location, "emb").unwrap();
-    store.merge_results("pics", &plan, "emb").unwrap();
+    store.merge_results("pics", &plan, "emb", false).unwrap();
     let npy = dir.path().join("emb.npy");
     let (rows, dim) = store.export_embeddings_npy("pics", "emb", &npy).unwrap();
     assert_eq!((rows, dim), (7, 4));

@@ -35,7 +35,9 @@ fn labels(store: &mut Datasets, run: &str, fields: &[&str], samples: &[Sample]) 
                 .collect(),
         })
         .collect();
-    store.write_labels(run, &outcomes).unwrap();
+    store
+        .write_labels(&store.pin("pics").unwrap(), run, &outcomes)
+        .unwrap();
 }
 
 #[test]
@@ -63,7 +65,9 @@ fn overwrite_of_pred_keeps_predictions_and_other_runs() {
             values: vec![1.0],
         })
         .collect();
-    store.write_embeddings("predx", &outcomes).unwrap();
+    store
+        .write_embeddings(&store.pin("pics").unwrap(), "predx", &outcomes)
+        .unwrap();
 
     assert_eq!(store.pending("pics", "pred", true).unwrap().len(), 2);
     let info = store.info("pics").unwrap();
@@ -98,7 +102,12 @@ fn reserved_field_names_are_refused_by_the_store() {
             matches!(err, DatasetError::InvalidField { .. }),
             "{field:?}: {err}"
         );
-        assert!(store.write_embeddings(field, &[]).is_err(), "{field:?}");
+        assert!(
+            store
+                .write_embeddings(&store.pin("pics").unwrap(), field, &[])
+                .is_err(),
+            "{field:?}"
+        );
     }
     // A map key from the model cannot name a reserved field either.
     let samples = store.pending("pics", "pred", false).unwrap();
@@ -106,7 +115,9 @@ fn reserved_field_names_are_refused_by_the_store() {
         sample_id: samples[0].id,
         fields: vec![("_media_type".into(), label("x"))],
     };
-    let err = store.write_labels("pred", &[outcome]).unwrap_err();
+    let err = store
+        .write_labels(&store.pin("pics").unwrap(), "pred", &[outcome])
+        .unwrap_err();
     assert!(err.to_string().contains("_media_type"), "{err}");
     assert_eq!(
         store.finished("pics", "pred").unwrap(),
@@ -204,6 +215,7 @@ fn non_utf8_file_name_round_trips() {
     // A failure on it names the same file.
     store
         .write_labels(
+            &store.pin("pics").unwrap(),
             "pred",
             &[Outcome::Failed {
                 sample_id: odd_sample.id,
