@@ -19,6 +19,7 @@ mod inception;
 mod named_weights;
 mod scale;
 mod security_datasets;
+mod security_host;
 mod security_paths;
 mod security_transfers;
 mod segmenters;
