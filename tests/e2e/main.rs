@@ -20,6 +20,7 @@ mod named_weights;
 mod scale;
 mod security_datasets;
 mod security_import;
+mod security_host;
 mod security_paths;
 mod security_transfers;
 mod segmenters;

@@ -157,7 +157,8 @@ pub(crate) fn registry() -> Result<Registry> {
     if let Some(timeout) = hook_timeout()? {
         config.hook_timeout = timeout;
     }
-    // Connect and idle-read timeout for every request (default 30 s).
+    // Connect, header and idle-read timeout for every request (default
+    // 10 s); a download gives up after 8 times that without data.
     if let Some(seconds) = env_number("ZOO_HTTP_TIMEOUT")? {
         anyhow::ensure!(
             seconds > 0,

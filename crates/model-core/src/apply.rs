@@ -141,6 +141,9 @@ pub enum ApplyError {
 type Prepared = Vec<(Sample, Result<Input, String>)>;
 type Work<'a, T> = dyn Fn(&mut dyn Model, &[Input]) -> Result<Vec<T>, ModelError> + Sync + 'a;
 type Emit<'a, T> = dyn FnMut(Vec<(i64, Result<T, String>)>) -> Result<(), String> + 'a;
+/// Checks one sample's result before it is counted and stored: an error
+/// fails that sample only.
+type Check<'a, T> = dyn Fn(&T) -> Result<(), String> + 'a;
 
 /// Decodes and preprocesses a batch, on rayon threads when `parallel`.
 fn prepare(
@@ -357,7 +360,10 @@ pub fn chunk_len(total: usize, batch_size: usize, workers: usize) -> usize {
 
 /// Runs `work` over samples batch by batch with one worker per model copy;
 /// `emit` gets each batch's results in sample order (batches in the order
-/// they finish when there are several workers).
+/// they finish when there are several workers); `check` can fail one
+/// sample's result before it is counted and emitted.
+// One engine for `apply` and `embed`: what differs comes in as arguments.
+#[allow(clippy::too_many_arguments)]
 fn run<T: Send>(
     models: &mut [&mut dyn Model],
     samples: &[Sample],
@@ -365,6 +371,7 @@ fn run<T: Send>(
     options: &ApplyOptions,
     work: &Work<'_, T>,
     embeddings: bool,
+    check: &Check<'_, T>,
     emit: &mut Emit<'_, T>,
 ) -> Result<ApplySummary, ApplyError> {
     let started = Instant::now();
@@ -385,9 +392,14 @@ fn run<T: Send>(
     let batches: Vec<&[Sample]> = samples
         .chunks(chunk_len(samples.len(), options.batch_size, workers))
         .collect();
-    let mut finish = |computed: Computed<T>| -> Result<(), ApplyError> {
+    let mut finish = |mut computed: Computed<T>| -> Result<(), ApplyError> {
         summary.model_time += computed.model_time;
         summary.forwards += computed.forwards;
+        for (_, result) in &mut computed.results {
+            if let Err(error) = result.as_ref().map(check).unwrap_or(Ok(())) {
+                *result = Err(error);
+            }
+        }
         let failed = computed
             .results
             .iter()
@@ -585,7 +597,37 @@ pub fn apply_on(
             .collect();
         on_batch(outcomes)
     };
-    run(models, samples, loader, options, &work, false, &mut emit)
+    let check = |prediction: &crate::model::Prediction| check_fields(prediction, options);
+    run(
+        models, samples, loader, options, &work, false, &check, &mut emit,
+    )
+}
+
+/// Checks the fields a prediction goes to: a model's dict keys become
+/// field names (`<label_field>_<key>`, or their `rename`), and a key that
+/// breaks FiftyOne's field-name rules (`a.b`, `$x`) fails that sample only.
+fn check_fields(
+    prediction: &crate::model::Prediction,
+    options: &ApplyOptions,
+) -> Result<(), String> {
+    let crate::model::Prediction::Map(labels) = prediction else {
+        return Ok(());
+    };
+    for key in labels.keys() {
+        let field = options
+            .rename
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| format!("{}_{key}", options.label_field));
+        crate::fields::validate_field_name(&field).map_err(|err| {
+            format!(
+                "the model returned a label under the key `{}`, whose field `{}` cannot be stored: {err}",
+                key.escape_debug(),
+                field.escape_debug()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Computes embeddings for `samples` (FiftyOne's `compute_embeddings`).
@@ -626,7 +668,16 @@ pub fn embed_on(
                 .collect(),
         )
     };
-    run(models, samples, loader, options, &work, true, &mut emit)
+    run(
+        models,
+        samples,
+        loader,
+        options,
+        &work,
+        true,
+        &|_| Ok(()),
+        &mut emit,
+    )
 }
 
 #[cfg(test)]

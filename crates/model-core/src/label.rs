@@ -138,11 +138,7 @@ fn optional_f64(
     path: &str,
 ) -> Result<Option<f64>, LabelError> {
     optional(object, key)
-        .map(|value| {
-            value
-                .as_f64()
-                .ok_or_else(|| invalid(&format!("{path}.{key}"), "not a number"))
-        })
+        .map(|value| number(value).ok_or_else(|| invalid(&format!("{path}.{key}"), "not a number")))
         .transpose()
 }
 
@@ -158,11 +154,43 @@ fn string_or_empty(
     }
 }
 
+/// A number as FiftyOne's `to_dict(extended=True)` writes one (MongoDB
+/// extended JSON, relaxed or canonical): a plain JSON number, or
+/// `{"$numberDouble": "NaN" | "Infinity" | "-Infinity" | "<decimal>"}`,
+/// `{"$numberInt": "<integer>"}`, `{"$numberLong": "<integer>"}`.
+fn number(value: &Value) -> Option<f64> {
+    if let Some(number) = value.as_f64() {
+        return Some(number);
+    }
+    let object = value.as_object().filter(|object| object.len() == 1)?;
+    let (key, text) = object.iter().next()?;
+    let text = text.as_str()?;
+    match key.as_str() {
+        "$numberDouble" => match text {
+            "NaN" => Some(f64::NAN),
+            "Infinity" => Some(f64::INFINITY),
+            "-Infinity" => Some(f64::NEG_INFINITY),
+            // Only digits, sign, point and exponent: Rust would also read
+            // `inf` or `nan`, which extended JSON spells only as above.
+            _ if text
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || b"+-.eE".contains(&byte)) =>
+            {
+                text.parse().ok()
+            }
+            _ => None,
+        },
+        "$numberInt" => text.parse::<i32>().ok().map(f64::from),
+        "$numberLong" => text.parse::<i64>().ok().map(|number| number as f64),
+        _ => None,
+    }
+}
+
 /// A number, or `null` / `NaN` as FiftyOne writes a missing value.
 fn number_or_nan(value: &Value, path: &str) -> Result<f64, LabelError> {
     match value {
         Value::Null => Ok(f64::NAN),
-        other => other.as_f64().ok_or_else(|| invalid(path, "not a number")),
+        other => number(other).ok_or_else(|| invalid(path, "not a number")),
     }
 }
 
@@ -615,6 +643,71 @@ mod tests {
             without_ids(none.to_json()),
             json!({"_cls": "Classification", "tags": [], "label": "dog"})
         );
+    }
+
+    /// FiftyOne 1.22.1 (pymongo's relaxed extended JSON):
+    /// `fo.Keypoints(keypoints=[fo.Keypoint(label="p", points=[[nan, nan],
+    /// [0.5, 0.25]], confidence=[nan, inf])]).to_dict(extended=True)` and
+    /// `fo.Detection(confidence=float("inf"))`; canonical mode's
+    /// `$numberInt`/`$numberLong` read too.
+    #[test]
+    fn fiftyones_extended_json_numbers_read() {
+        let nan = json!({"$numberDouble": "NaN"});
+        let keypoints = json!({"_cls": "Keypoints", "keypoints": [{
+            "_cls": "Keypoint", "label": "p",
+            "points": [[nan, nan], [0.5, {"$numberDouble": "0.25"}]],
+            "confidence": [nan, {"$numberDouble": "Infinity"}],
+        }]});
+        let Label::Keypoints(items) = Label::from_json(&keypoints).unwrap() else {
+            panic!("keypoints")
+        };
+        let [[x, y], [u, v]] = items[0].points[..] else {
+            panic!("two points")
+        };
+        assert!(x.is_nan() && y.is_nan() && u == 0.5 && v == 0.25);
+        let confidence = items[0].confidence.clone().unwrap();
+        assert!(confidence[0].is_nan() && confidence[1] == f64::INFINITY);
+        // Written back as FiftyOne's `to_dict()` would hold them: `null`.
+        assert_eq!(
+            Label::Keypoints(items).to_json()["keypoints"][0]["points"][0],
+            json!([null, null])
+        );
+        let cases = [
+            (
+                json!({"$numberDouble": "-Infinity"}),
+                Some(f64::NEG_INFINITY),
+            ),
+            (json!({"$numberDouble": "1e-3"}), Some(1e-3)),
+            (json!({"$numberInt": "-7"}), Some(-7.0)),
+            (
+                json!({"$numberLong": "9007199254740993"}),
+                Some(9007199254740992.0),
+            ),
+            (json!({"$numberDouble": "inf"}), None),
+            (json!({"$numberDouble": "nan"}), None),
+            (json!({"$numberDouble": 1.5}), None),
+            (json!({"$numberInt": "1.5"}), None),
+            (json!({"$numberInt": "99999999999"}), None),
+            (json!({"$numberDouble": "1", "x": 1}), None),
+            (json!({"$oid": "1"}), None),
+            (json!("1"), None),
+        ];
+        for (value, expected) in cases {
+            let detection = json!({"_cls": "Detections", "detections": [
+                {"_cls": "Detection", "bounding_box": [0, 0, 1, 1], "confidence": value}
+            ]});
+            match (Label::from_json(&detection), expected) {
+                (Ok(Label::Detections(items)), Some(expected)) => {
+                    assert_eq!(items[0].confidence, Some(expected), "{value}");
+                }
+                (Err(err), None) => assert!(
+                    err.to_string()
+                        .contains("`detections[0].confidence`: not a number"),
+                    "{value}: {err}"
+                ),
+                (other, _) => panic!("{value}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -20,6 +20,18 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
+    /// The interpreter exists but could not be started (out of memory or
+    /// processes, an argument list too long, ...).
+    #[error("cannot start the model host of `{model}` with `{python}`")]
+    Spawn {
+        /// The interpreter (`ZOO_PYTHON`).
+        python: String,
+        /// The model.
+        model: String,
+        /// Why it did not start.
+        #[source]
+        source: std::io::Error,
+    },
     /// A module the source or FiftyOne needs is not importable.
     #[error(
         "`{python}` cannot import `{module}`, which model `{model}` needs ({stage}): install it into that interpreter's environment (`zoo models requirements {model} --install` installs the manifest's requirements, `zoo models apply -i` too; FiftyOne itself: `{python} -m pip install fiftyone`){traceback}"

@@ -8,9 +8,12 @@
 //! folder, in its own process group, without `GITHUB_TOKEN`; it watches
 //! its parent and kills its own group when zoo is gone (even after a
 //! `SIGKILL`). Messages are frames on its stdin/stdout (two little-endian
-//! `u64` lengths, a JSON header, a binary payload): pixels and embeddings
-//! travel as raw bytes, never as base64 or JSON; the model's own prints go
-//! to its stderr, whose last lines errors quote.
+//! `u64` lengths, a JSON header, a binary payload): the first carries the
+//! model's name and `load_model`'s keyword arguments (never the command
+//! line, which the kernel caps); pixels and embeddings travel as raw bytes,
+//! never as base64 or JSON; the model's own prints go to its stderr, read
+//! as bytes to its end in lines of at most 4 KiB (`\r` ends a line too),
+//! whose last lines errors quote.
 //!
 //! What it does not do: decide whether a source may run code (the caller
 //! checks trust), read environment variables (the caller passes the

@@ -383,6 +383,33 @@ fn prediction(item: &Value) -> Result<Prediction, ModelError> {
     )))
 }
 
+/// The vectors of an `embed` answer: each item's `dim` values, in order,
+/// from the `float32` payload, which must hold exactly their sum.
+fn vectors(items: &[Value], payload: &[u8]) -> Result<Vec<Vec<f32>>, ModelError> {
+    let mut dims = Vec::with_capacity(items.len());
+    let mut total: u64 = 0;
+    for item in items {
+        let dim = item.get("dim").and_then(Value::as_u64).ok_or_else(|| {
+            ModelError::Inference(format!("the model host answered `{item}` for an image"))
+        })?;
+        total = total.saturating_add(dim);
+        dims.push(dim as usize);
+    }
+    if total.saturating_mul(4) != payload.len() as u64 {
+        return Err(ModelError::Inference(format!(
+            "the model host sent {} bytes for {total} values",
+            payload.len()
+        )));
+    }
+    let mut values = payload
+        .chunks_exact(4)
+        .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+    Ok(dims
+        .into_iter()
+        .map(|dim| values.by_ref().take(dim).collect())
+        .collect())
+}
+
 /// Decoded images go to the worker as they are: HWC `uint8` RGB.
 struct Pixels;
 
@@ -451,25 +478,7 @@ impl Model for HostedModel {
 
     fn embed_all(&mut self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, ModelError> {
         let (items, payload) = self.run("embed", inputs)?;
-        let mut values = payload
-            .chunks_exact(4)
-            .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
-        let mut vectors = Vec::with_capacity(items.len());
-        let mut total = 0;
-        for item in &items {
-            let dim = item.get("dim").and_then(Value::as_u64).ok_or_else(|| {
-                ModelError::Inference(format!("the model host answered `{item}` for an image"))
-            })? as usize;
-            total += dim;
-            vectors.push(values.by_ref().take(dim).collect::<Vec<f32>>());
-        }
-        if total * 4 != payload.len() {
-            return Err(ModelError::Inference(format!(
-                "the model host sent {} bytes for {total} values",
-                payload.len()
-            )));
-        }
-        Ok(vectors)
+        vectors(&items, &payload)
     }
 
     /// Sets `store_logits` and the threshold, then enters the model's
@@ -516,5 +525,104 @@ impl Model for HostedModel {
         {
             tracing::warn!(model = %self.worker.model, "leaving the model's context failed: {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// JSON as a hostile worker could answer: the keys zoo reads, with any
+    /// values.
+    fn answer_json() -> impl Strategy<Value = Value> {
+        let words = prop::sample::select(vec![
+            "ok",
+            "items",
+            "error",
+            "traceback",
+            "label",
+            "map",
+            "none",
+            "dim",
+            "_cls",
+            "Classification",
+            "Detections",
+            "detections",
+            "confidence",
+            "label",
+            "$numberDouble",
+            "NaN",
+            "a.b",
+            "",
+        ]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<i32>().prop_map(|n| json!(n)),
+            (0.0..1.0f64).prop_map(|n| json!(n)),
+            words.clone().prop_map(|word| json!(word)),
+        ];
+        leaf.prop_recursive(5, 64, 5, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((words.clone(), inner), 0..5).prop_map(|pairs| {
+                    Value::Object(
+                        pairs
+                            .into_iter()
+                            .map(|(key, value)| (key.to_owned(), value))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    fn clean(error: &ModelError) -> bool {
+        !error.to_string().is_empty()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Whatever a worker answers, reading it gives labels or a clean
+        /// error, never a panic.
+        #[test]
+        fn any_answer_is_predictions_or_a_clean_error(
+            header in answer_json(),
+            items in prop::collection::vec(answer_json(), 0..4),
+            count in 0..4usize,
+            payload in prop::collection::vec(any::<u8>(), 0..64),
+            ok in any::<bool>(),
+        ) {
+            for header in [header, json!({"ok": ok, "items": items})] {
+                match items_of(header, payload.clone(), count) {
+                    Ok((items, payload)) => {
+                        prop_assert_eq!(items.len(), count);
+                        for item in &items {
+                            if let Err(error) = prediction(item) {
+                                prop_assert!(clean(&error));
+                            }
+                        }
+                        match vectors(&items, &payload) {
+                            Ok(vectors) => {
+                                let values: usize = vectors.iter().map(Vec::len).sum();
+                                prop_assert_eq!(values * 4, payload.len());
+                            }
+                            Err(error) => prop_assert!(clean(&error)),
+                        }
+                    }
+                    Err(error) => prop_assert!(clean(&error)),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn embedding_sizes_that_overflow_are_refused() {
+        let items = [json!({"dim": u64::MAX}), json!({"dim": u64::MAX})];
+        let error = vectors(&items, &[0; 8]).unwrap_err();
+        assert!(error.to_string().contains("sent 8 bytes"), "{error}");
     }
 }

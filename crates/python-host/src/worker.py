@@ -9,9 +9,12 @@
 # Pixels travel as raw uint8 HWC RGB bytes and embeddings as float32 bytes
 # in payloads; labels as `Label.to_dict(extended=True)` in the header.
 #
-# argv: source_dir model_name model_path kwargs_json parent_pid threads
-# (`threads`: this host's share of the CPU threads with `--workers N`, or
-# empty; zoo also sets OMP_NUM_THREADS to it before the interpreter starts).
+# argv: source_dir model_path parent_pid threads (`threads`: this host's
+# share of the CPU threads with `--workers N`, or empty; zoo also sets
+# OMP_NUM_THREADS to it before the interpreter starts). The first frame on
+# stdin holds the model's name and `load_model`'s keyword arguments
+# (`{"model_name": ..., "kwargs": {...}}`): they can be any size, which a
+# command line cannot.
 #
 # Models that FiftyOne's `apply_model` feeds through its DataLoader (a
 # `SupportsGetItem` or `TorchModelMixin`) are fed here as it feeds them: each
@@ -44,7 +47,7 @@ _null = os.open(os.devnull, os.O_RDONLY)
 os.dup2(_null, 0)
 os.close(_null)
 
-source_dir, model_name, model_path, kwargs_json, parent, threads = sys.argv[1:7]
+source_dir, model_path, parent, threads = sys.argv[1:5]
 parent = int(parent)
 threads = int(threads) if threads else None
 
@@ -104,6 +107,8 @@ def describe(error):
 
 
 def load():
+    request, _ = receive()
+    kwargs = request["kwargs"]
     name = "zoo_hosted_source"
     spec = importlib.util.spec_from_file_location(
         name, os.path.join(source_dir, "__init__.py"), submodule_search_locations=[source_dir]
@@ -114,7 +119,7 @@ def load():
     hook = getattr(module, "load_model", None)
     if hook is None:
         raise LookupError("__init__.py defines no function `load_model`")
-    return hook(model_name, model_path, **json.loads(kwargs_json))
+    return hook(request["model_name"], model_path, **kwargs)
 
 
 def has_class(model, name):

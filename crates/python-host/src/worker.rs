@@ -3,14 +3,14 @@
 //! when it is dropped.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::error::HostError;
 use crate::frame::{Frame, read_frame, write_frame};
@@ -20,6 +20,10 @@ const WORKER: &str = include_str!("worker.py");
 
 /// How many of the worker's last stderr lines an error shows.
 const TAIL_LINES: usize = 20;
+
+/// The most bytes of one stderr line kept; the rest of the line is dropped
+/// (a progress bar redrawn with `\r` and no newline is one endless line).
+const MAX_LINE_BYTES: usize = 4096;
 
 /// How long a worker told to stop (its input closed) may take to exit
 /// before it is killed.
@@ -54,10 +58,17 @@ pub struct HostSpec {
     pub gpu: Option<String>,
 }
 
+/// The worker's input: still being written the load request by its own
+/// thread, or free for requests.
+enum Input {
+    Loading(std::thread::JoinHandle<ChildStdin>),
+    Ready(ChildStdin),
+}
+
 /// A running worker.
 pub(crate) struct Worker {
     child: Child,
-    stdin: Option<ChildStdin>,
+    stdin: Option<Input>,
     frames: Receiver<std::io::Result<Option<Frame>>>,
     stderr: Arc<Mutex<VecDeque<String>>>,
     pub(crate) model: String,
@@ -86,9 +97,7 @@ impl Worker {
             .arg("-c")
             .arg(WORKER)
             .arg(source_dir)
-            .arg(&spec.model_name)
             .arg(&spec.model_path)
-            .arg(Value::Object(spec.kwargs.clone()).to_string())
             .arg(std::process::id().to_string())
             .arg(spec.threads.map(|n| n.to_string()).unwrap_or_default())
             .current_dir(source_dir)
@@ -113,12 +122,22 @@ impl Worker {
             command.process_group(0);
         }
         tracing::debug!(model = %spec.model_name, python = %spec.python, "starting the model host");
-        let mut child = command.spawn().map_err(|source| HostError::NoPython {
-            python: spec.python.clone(),
-            model: spec.model_name.clone(),
-            source,
-        })?;
-        let stdin = child.stdin.take();
+        let mut child = command
+            .spawn()
+            .map_err(|source| spawn_error(spec, source))?;
+        // The model's name and `load_model`'s keyword arguments go as the
+        // first frame, not on the command line: they can be any size (the
+        // kernel refuses an argument over 128 KiB with `E2BIG`). A thread
+        // writes it, so a worker that never reads cannot block zoo; the
+        // wait for its answer is bounded as every other.
+        let load = json!({"model_name": spec.model_name, "kwargs": spec.kwargs});
+        let stdin = child.stdin.take().map(|mut stdin| {
+            std::thread::spawn(move || {
+                // A worker gone before reading shows in its answer.
+                let _ = write_frame(&mut stdin, &load, &[]);
+                stdin
+            })
+        });
         let stdout = child.stdout.take();
         let (sender, frames) = mpsc::sync_channel(1);
         if let Some(mut stdout) = stdout {
@@ -137,8 +156,7 @@ impl Worker {
             let tail = Arc::clone(&stderr);
             let model = spec.model_name.clone();
             std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
+                read_lines(pipe, |line| {
                     tracing::debug!(model = %model, "model host: {line}");
                     if let Ok(mut tail) = tail.lock() {
                         if tail.len() == TAIL_LINES {
@@ -146,12 +164,12 @@ impl Worker {
                         }
                         tail.push_back(line);
                     }
-                }
+                });
             });
         }
         Ok(Self {
             child,
-            stdin,
+            stdin: stdin.map(Input::Loading),
             frames,
             stderr,
             model: spec.model_name.clone(),
@@ -187,9 +205,15 @@ impl Worker {
                 stderr: String::new(),
             });
         }
+        // The load request was written before the worker answered it.
+        if let Some(Input::Loading(_)) = &self.stdin
+            && let Some(Input::Loading(writer)) = self.stdin.take()
+        {
+            self.stdin = writer.join().ok().map(Input::Ready);
+        }
         let written = match self.stdin.as_mut() {
-            Some(stdin) => write_frame(stdin, header, payload),
-            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+            Some(Input::Ready(stdin)) => write_frame(stdin, header, payload),
+            _ => Err(std::io::ErrorKind::BrokenPipe.into()),
         };
         if let Err(source) = written {
             // A worker that died shows as a broken pipe: say it died.
@@ -315,6 +339,65 @@ impl Drop for Worker {
     }
 }
 
+/// Why the interpreter did not start: missing or not executable is a
+/// wrong `ZOO_PYTHON`; anything else (too little memory, too many
+/// processes) is said as it is.
+fn spawn_error(spec: &HostSpec, source: std::io::Error) -> HostError {
+    use std::io::ErrorKind;
+    match source.kind() {
+        ErrorKind::NotFound | ErrorKind::PermissionDenied => HostError::NoPython {
+            python: spec.python.clone(),
+            model: spec.model_name.clone(),
+            source,
+        },
+        _ => HostError::Spawn {
+            python: spec.python.clone(),
+            model: spec.model_name.clone(),
+            source,
+        },
+    }
+}
+
+/// Reads `pipe` to its end as lines, whatever its bytes: `\n` and `\r`
+/// both end a line (progress bars redraw with `\r`), empty lines are
+/// skipped, a line longer than [`MAX_LINE_BYTES`] is cut there (marked with
+/// `…`), and bytes that are not UTF-8 become `U+FFFD`. The pipe is read until
+/// the worker closes it, so a model that writes much never blocks on it.
+fn read_lines(mut pipe: impl Read, mut line_done: impl FnMut(String)) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut line = Vec::with_capacity(256);
+    let mut cut = false;
+    let mut finish = |line: &mut Vec<u8>, cut: &mut bool| {
+        if !line.is_empty() {
+            let mut text = String::from_utf8_lossy(line).into_owned();
+            if *cut {
+                text.push('…');
+            }
+            line_done(text);
+        }
+        line.clear();
+        *cut = false;
+    };
+    loop {
+        let read = match pipe.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        for &byte in &buffer[..read] {
+            if matches!(byte, b'\n' | b'\r') {
+                finish(&mut line, &mut cut);
+            } else if line.len() < MAX_LINE_BYTES {
+                line.push(byte);
+            } else {
+                cut = true;
+            }
+        }
+    }
+    finish(&mut line, &mut cut);
+}
+
 /// Kills what is left of the worker's process group.
 fn kill_group(child: &Child) {
     #[cfg(unix)]
@@ -325,4 +408,98 @@ fn kill_group(child: &Child) {
     }
     #[cfg(not(unix))]
     let _ = child;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(bytes: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        read_lines(bytes, |line| lines.push(line));
+        lines
+    }
+
+    #[test]
+    fn stderr_lines_are_bounded_whatever_the_bytes() {
+        let long = vec![b'x'; MAX_LINE_BYTES * 3];
+        let mut cut = "x".repeat(MAX_LINE_BYTES);
+        cut.push('…');
+        let mut progress = Vec::new();
+        for percent in 0..3 {
+            progress.extend_from_slice(format!("\r{percent}%").as_bytes());
+        }
+        let cases: Vec<(Vec<u8>, Vec<String>)> = vec![
+            (b"one\ntwo\n".to_vec(), vec!["one".into(), "two".into()]),
+            (b"no newline".to_vec(), vec!["no newline".into()]),
+            (b"\r\n\n\r".to_vec(), vec![]),
+            (b"crlf\r\nnext".to_vec(), vec!["crlf".into(), "next".into()]),
+            (progress, vec!["0%".into(), "1%".into(), "2%".into()]),
+            (
+                [long.as_slice(), b"\nafter"].concat(),
+                vec![cut, "after".into()],
+            ),
+            (
+                b"bad \xff\xfe bytes\nstill read\n".to_vec(),
+                vec!["bad \u{fffd}\u{fffd} bytes".into(), "still read".into()],
+            ),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(
+                lines(&bytes),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn a_spawn_error_is_reported_as_what_it_is() {
+        let spec = HostSpec {
+            python: "/venv/bin/python".into(),
+            init: "/source/__init__.py".into(),
+            model_name: "acme/model".into(),
+            model_path: "/source/model.pt".into(),
+            kwargs: Map::new(),
+            load_timeout: Duration::from_secs(1),
+            batch_timeout: Duration::from_secs(1),
+            threads: None,
+            gpu: None,
+        };
+        let missing = spawn_error(&spec, std::io::ErrorKind::NotFound.into());
+        assert!(
+            missing.to_string().contains("set `ZOO_PYTHON`"),
+            "{missing}"
+        );
+        // E2BIG, ENOMEM, EAGAIN: the interpreter is fine, say what failed.
+        for errno in [7, 12, 11] {
+            let error = spawn_error(&spec, std::io::Error::from_raw_os_error(errno));
+            let message = error.to_string();
+            assert!(!message.contains("ZOO_PYTHON"), "{message}");
+            assert!(message.contains("`/venv/bin/python`"), "{message}");
+            let cause = std::error::Error::source(&error).map(ToString::to_string);
+            assert_eq!(
+                cause,
+                Some(std::io::Error::from_raw_os_error(errno).to_string())
+            );
+        }
+    }
+
+    #[test]
+    fn a_huge_line_keeps_memory_bounded() {
+        // 64 MiB without a line end: one line of `MAX_LINE_BYTES` comes out.
+        struct Endless(usize);
+        impl Read for Endless {
+            fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+                let count = buffer.len().min(self.0);
+                buffer[..count].fill(b'#');
+                self.0 -= count;
+                Ok(count)
+            }
+        }
+        let mut seen = Vec::new();
+        read_lines(Endless(64 << 20), |line| seen.push(line.len()));
+        assert_eq!(seen, vec![MAX_LINE_BYTES + '…'.len_utf8()]);
+    }
 }

@@ -69,15 +69,22 @@ pub enum SourceError {
     /// The server went silent (while connecting, before the headers, or
     /// while sending the body) for longer than the timeout.
     #[error(
-        "`{url}` timed out {phase}: no data for {timeout:?}; the server stalled or the network is down: try again later, or raise `ZOO_HTTP_TIMEOUT` (seconds, default 30) for a slow server"
+        "`{url}` timed out {phase}: no data for {timeout:?} ({}); the server stalled or the network is down: try again later, or raise `ZOO_HTTP_TIMEOUT` (seconds, default 10; a download is given up once it has had no data for {} times that, retries included) for a slow server",
+        if *attempts == 1 { "1 attempt".to_owned() } else { format!("{attempts} attempts, {}s without data in all", waited.as_secs()) },
+        crate::transfer::PATIENCE_TIMEOUTS
     )]
     TimedOut {
         /// The URL requested.
         url: String,
-        /// What zoo was waiting for.
+        /// What zoo was waiting for: connecting, the response headers or
+        /// the body.
         phase: String,
-        /// The connect and idle-read timeout in force.
+        /// The connect, header and idle-read timeout in force.
         timeout: std::time::Duration,
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// How long the attempts went without receiving data, in all.
+        waited: std::time::Duration,
     },
     /// A `206 Partial Content` answer does not continue the partial file:
     /// its `Content-Range` is missing, malformed, or starts or ends

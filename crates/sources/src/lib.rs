@@ -44,6 +44,6 @@ pub use http::{DEFAULT_TIMEOUT, HttpClient};
 pub use identifier::{GitHubRef, SourceId};
 pub use progress::{NoProgress, Progress};
 pub use transfer::{
-    DEFAULT_MAX_DOWNLOAD_BYTES, TransferOptions, fetch_file, fetch_google_drive, partial_path,
-    sha256_file,
+    DEFAULT_MAX_DOWNLOAD_BYTES, PATIENCE_TIMEOUTS, TransferOptions, fetch_file, fetch_google_drive,
+    partial_path, sha256_file,
 };

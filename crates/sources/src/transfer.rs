@@ -18,14 +18,18 @@
 //! other is refused before a request, without retries.
 //!
 //! Connect errors, timeouts, cut bodies, 5xx answers and 429 (honouring
-//! `Retry-After`) are retried with backoff, a bounded number of times. The
+//! `Retry-After`) are retried with backoff, a bounded number of times, and
+//! only while the download has gone less than [`PATIENCE_TIMEOUTS`] times
+//! the timeout without receiving a byte ([`TransferOptions::patience`]): a
+//! stalled server fails in about a minute with the default timeout, not
+//! after every retry has waited its fill. The
 //! finished file is checked against the expected size and sha256 when given,
 //! synced, and renamed onto the destination, so the destination either does
 //! not exist or is complete.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use ureq::http::Response;
@@ -43,6 +47,10 @@ const FROM_MAX_BYTES: &str = "the download ceiling, `ZOO_MAX_DOWNLOAD_BYTES`";
 /// (no `Content-Length`, no declared size): 256 GiB, above any model file
 /// published, below a disk filled by a body that never ends.
 pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 256 << 30;
+
+/// How many timeouts' worth of waiting without a byte a download allows,
+/// retries and pauses included, before it is given up.
+pub const PATIENCE_TIMEOUTS: u32 = 8;
 
 /// How a file download is checked, bounded and retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +89,24 @@ impl Default for TransferOptions {
             timeout: DEFAULT_TIMEOUT,
             max_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
         }
+    }
+}
+
+impl TransferOptions {
+    /// How long a download may go without receiving a byte, across its
+    /// retries and their pauses, before it is given up: [`PATIENCE_TIMEOUTS`]
+    /// times [`TransferOptions::timeout`]. An attempt started within it may
+    /// still wait to connect and for the headers, so the longest a stalled
+    /// server holds zoo is [`TransferOptions::longest_stall`].
+    pub fn patience(&self) -> Duration {
+        self.timeout.saturating_mul(PATIENCE_TIMEOUTS)
+    }
+
+    /// The longest a download that receives nothing can last: the patience,
+    /// then one more attempt's connect and header waits.
+    pub fn longest_stall(&self) -> Duration {
+        self.patience()
+            .saturating_add(self.timeout.saturating_mul(2))
     }
 }
 
@@ -130,6 +156,9 @@ pub(crate) fn fetch_with_first(
     }
     let partial = partial_path(dest);
     let mut attempt: u32 = 0;
+    // Since the download last received a byte (or started).
+    let mut idle_since = Instant::now();
+    let mut had = partial_len(&partial);
     loop {
         let outcome = match first.take() {
             Some(response) => receive(response, url, &partial, None, options, progress)?,
@@ -138,12 +167,18 @@ pub(crate) fn fetch_with_first(
         match outcome {
             Attempt::Done => break,
             Attempt::Retry { pause, error } => {
-                if attempt >= options.retries {
-                    return Err(error);
+                let have = partial_len(&partial);
+                if have > had {
+                    idle_since = Instant::now();
                 }
+                had = have;
                 let pause = pause.unwrap_or_else(|| {
                     (options.backoff * 2u32.saturating_pow(attempt)).min(Duration::from_secs(8))
                 });
+                let waited = idle_since.elapsed();
+                if attempt >= options.retries || waited + pause >= options.patience() {
+                    return Err(with_attempts(error, attempt + 1, waited));
+                }
                 tracing::debug!(%url, attempt, ?pause, %error, "retrying download");
                 std::thread::sleep(pause);
                 attempt += 1;
@@ -157,6 +192,30 @@ pub(crate) fn fetch_with_first(
         zoo_fs::sync_dir(parent)?;
     }
     Ok(size)
+}
+
+/// The partial file's length (0 when there is none).
+fn partial_len(partial: &Path) -> u64 {
+    fs_err::metadata(partial).map_or(0, |meta| meta.len())
+}
+
+/// A timeout error with the attempts made and the time waited in all.
+fn with_attempts(error: SourceError, attempts: u32, waited: Duration) -> SourceError {
+    match error {
+        SourceError::TimedOut {
+            url,
+            phase,
+            timeout,
+            ..
+        } => SourceError::TimedOut {
+            url,
+            phase,
+            timeout,
+            attempts,
+            waited,
+        },
+        other => other,
+    }
 }
 
 fn try_once(
@@ -353,6 +412,8 @@ fn receive(
                 url: url.to_owned(),
                 phase: format!("while reading the body, after {seen} bytes"),
                 timeout: options.timeout,
+                attempts: 1,
+                waited: options.timeout,
             },
             (_, Some(expected)) => SourceError::Truncated {
                 url: url.to_owned(),
@@ -582,6 +643,36 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stalled server (it accepts the connection and never answers, or
+    /// stops sending) holds zoo well under two minutes with the defaults:
+    /// every attempt waits at most the timeout for the headers, retries stop
+    /// once the download has had no data for the patience, and the last
+    /// attempt waits at most to connect and for its headers.
+    #[test]
+    fn default_network_patience_is_under_two_minutes() {
+        let options = TransferOptions::default();
+        assert_eq!(options.timeout, Duration::from_secs(10));
+        assert_eq!(options.patience(), Duration::from_secs(80));
+        assert_eq!(options.longest_stall(), Duration::from_secs(100));
+        assert!(options.longest_stall() < Duration::from_secs(120));
+        // The retries alone: every attempt a full header wait, every pause
+        // the longest backoff; the patience cuts in before the count when
+        // pauses are long (`Retry-After`).
+        let attempts = options.retries + 1;
+        let backoff: Duration = (0..options.retries)
+            .map(|attempt| (options.backoff * 2u32.pow(attempt)).min(Duration::from_secs(8)))
+            .sum();
+        let by_count = options.timeout * attempts + backoff;
+        assert_eq!(by_count, Duration::from_millis(67_750));
+        assert!(by_count < options.longest_stall());
+        // A longer `ZOO_HTTP_TIMEOUT` waits proportionally longer.
+        let patient = TransferOptions {
+            timeout: Duration::from_secs(60),
+            ..TransferOptions::default()
+        };
+        assert_eq!(patient.patience(), Duration::from_secs(480));
+    }
 
     #[test]
     fn content_ranges_parse_strictly() {

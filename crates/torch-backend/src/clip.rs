@@ -364,6 +364,9 @@ fn inference(error: TchError) -> zoo_model_core::ModelError {
     zoo_model_core::ModelError::Inference(error.to_string())
 }
 
+/// How many prompts the text encoder runs at once.
+const TEXT_ROWS_PER_PASS: usize = 256;
+
 fn rows(tensor: &Tensor) -> Result<Vec<Vec<f32>>, zoo_model_core::ModelError> {
     let tensor = tensor
         .f_to_kind(Kind::Float)
@@ -442,6 +445,21 @@ impl ClipModel {
     /// `encode_text` of token id rows (each with its start and end tokens,
     /// at most the context length; zero-padded here as FiftyOne pads).
     pub fn embed_token_rows(
+        &self,
+        token_rows: &[Vec<i64>],
+    ) -> Result<Vec<Vec<f32>>, zoo_model_core::ModelError> {
+        // A few prompts at a time: the text encoder's activations grow with
+        // the rows (20,000 classes at once took 7.5 GB), its rows do not
+        // depend on each other.
+        let mut features = Vec::with_capacity(token_rows.len());
+        for chunk in token_rows.chunks(TEXT_ROWS_PER_PASS) {
+            features.extend(self.embed_token_chunk(chunk)?);
+        }
+        Ok(features)
+    }
+
+    /// [`ClipModel::embed_token_rows`] of at most [`TEXT_ROWS_PER_PASS`] rows.
+    fn embed_token_chunk(
         &self,
         token_rows: &[Vec<i64>],
     ) -> Result<Vec<Vec<f32>>, zoo_model_core::ModelError> {

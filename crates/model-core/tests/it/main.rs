@@ -2,6 +2,8 @@
 //! output from the pixels.
 #![allow(clippy::unwrap_used)]
 
+mod labels;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
