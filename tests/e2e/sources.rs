@@ -349,18 +349,17 @@ fn the_corpus_registers_and_lists() {
         sandbox.ok(&["models", "register-source", identifier]);
     }
     let listed = sandbox.models(&[]);
-    // A source model named like a built-in is shadowed by it (merging skips
-    // the later one, as FiftyOne's does): `clip-vit-base32-torch` is both.
+    // A source model named exactly like a built-in is shadowed by it
+    // (merging skips the later one, as FiftyOne's does). One whose file is
+    // named like a built-in's is not: a source's files live in its own
+    // folder (`voxel51/clip-vit-base32-torch` and the built-in
+    // `clip-vit-base32-torch` share `CLIP-ViT-B-32.pt`), as in FiftyOne.
     let builtin: Vec<String> = zoo_registry::builtin_manifest()
         .models
         .iter()
-        .map(|model| model.base_name.clone())
+        .map(|model| model.name())
         .collect();
-    expected.retain(|name| {
-        !builtin
-            .iter()
-            .any(|b| name.ends_with(&format!("/{b}")) || name == b)
-    });
+    expected.retain(|name| !builtin.contains(name));
     for name in &expected {
         assert!(listed.contains(name), "`{name}` missing from the list");
     }

@@ -431,7 +431,10 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         match plan {
             Some(plan) => self.download_with_manager(model, paths, plan, progress),
-            None => self.download_with_hook(model, paths),
+            None => match self.hub_download(model, paths) {
+                Some(hub) => self.download_from_hub(model, paths, &hub, progress),
+                None => self.download_with_hook(model, paths),
+            },
         }
     }
 
@@ -719,7 +722,7 @@ impl Registry {
         Ok(config)
     }
 
-    fn mirrored(&self, url: &str) -> String {
+    pub(crate) fn mirrored(&self, url: &str) -> String {
         for (prefix, replacement) in &self.config().mirrors {
             if let Some(rest) = url.strip_prefix(prefix.as_str()) {
                 tracing::debug!(%url, mirror = %replacement, "using mirror");
