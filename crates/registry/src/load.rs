@@ -53,6 +53,7 @@ pub const NATIVE_TYPES: &[&str] = &[
     "fiftyone.zoo.models.torch.TorchvisionImageModel",
     "TorchImageModel",
     "TorchvisionImageModel",
+    "torch",
     "fiftyone.utils.clip.TorchCLIPModel",
     "TorchCLIPModel",
 ];

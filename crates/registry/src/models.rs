@@ -716,6 +716,20 @@ impl Registry {
                 })?
             }
         };
+        // A downloaded Hugging Face repo is handed to the model as its local
+        // folder, as FiftyOne's classes take `name_or_path` (a repo id or a
+        // folder); the recorded commit is what was fetched.
+        if let Some(snapshot) = self.hub_snapshot(model)
+            && let Some(path) = self.downloaded_path(model)
+        {
+            config.config.insert(
+                "name_or_path".to_owned(),
+                Value::String(path.to_string_lossy().into_owned()),
+            );
+            config
+                .config
+                .insert("revision".to_owned(), Value::String(snapshot.commit));
+        }
         for (key, value) in overrides {
             config.config.insert(key.clone(), value.clone());
         }

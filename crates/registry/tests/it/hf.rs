@@ -72,6 +72,12 @@ fn a_transformers_builtin_downloads_its_repo_at_one_commit() {
     assert_eq!(lfs.sha256.as_deref(), Some(sha256_hex(&weights()).as_str()));
     let model = registry.model(MODEL).unwrap();
     assert_eq!(registry.hub_snapshot(&model).unwrap(), snapshot);
+    // The model is handed the local folder, at the recorded commit.
+    let (_, config) = registry
+        .deployment_config(MODEL, &serde_json::Map::new())
+        .unwrap();
+    assert_eq!(config.config["name_or_path"], folder.to_str().unwrap());
+    assert_eq!(config.config["revision"], commit.as_str());
     // The files were asked for at the commit, not at `main`.
     let resolved: Vec<String> = hub
         .hub
