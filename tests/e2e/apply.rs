@@ -264,10 +264,14 @@ fn models_zoo_cannot_run_give_a_clear_error() {
             "pred",
         ])
         .stderr();
+    // Refused before the download, naming FiftyOne's class: a type zoo does
+    // not build runs only in the model host, not wired for manifest models.
     assert!(
-        err.contains("cannot run models of type `fiftyone.utils.sam.SegmentAnythingModel`"),
+        err.contains("runs through FiftyOne's `fiftyone.utils.sam.SegmentAnythingModel` in the Python model host"),
         "{err}"
     );
+    assert!(!sandbox.zoo_dir().join("acme/other/m.bin").exists());
+    assert!(server.requests_to("/w/m.bin").is_empty());
     let missing = sandbox
         .fails(&["models", "apply", "acme/sam", "/no/such/dir", "pred"])
         .stderr();

@@ -172,7 +172,7 @@ fn dinov2_builtins_embed_like_fiftyone(names: &[&str], workers: &str) {
         serde_json::from_slice(&fs_err::read(fixtures().join("dinov2_oracle.json")).unwrap())
             .unwrap();
     let builtin: Value = serde_json::from_str(include_str!(
-        "../../crates/registry/builtin/manifest-hub.json"
+        "../../crates/registry/builtin/manifest-torch.json"
     ))
     .unwrap();
     let entries = oracle["images"].as_array().unwrap();

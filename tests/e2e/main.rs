@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod apply;
+mod catalogue;
 mod clip;
 mod detection;
 mod dinov2;

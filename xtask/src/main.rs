@@ -42,8 +42,8 @@ tasks:
   cli-reference                    rewrite docs/cli.md from the binary's clap definitions (a zoo-cli
                                    test fails when the two differ)
   fixtures                         regenerate the torch parity fixtures with PyTorch (venv in the cache)
-  builtin-manifest                 regenerate the built-in manifest from FiftyOne's and torchvision's
-                                   named-weights table (oracle venv with fiftyone 1.22.1)
+  builtin-manifest                 regenerate the built-in catalogue from FiftyOne's and torchvision's
+                                   named-weights table (FiftyOne 1.22.1; torchvision when the oracle venv has it)
   named-weights-oracle             FiftyOne's logits with seeded named weights, hosted checkpoint
                                    layouts and torch.save files (oracle venv with fiftyone 1.22.1)
   pillow-decode-oracle             Pillow's RGB of CMYK/YCCK JPEGs, grey, alpha, palette and 16-bit

@@ -124,6 +124,16 @@ pub(crate) fn registry() -> Result<Registry> {
     config.github_token = std::env::var("GITHUB_TOKEN")
         .ok()
         .filter(|token| !token.trim().is_empty());
+    // The Hugging Face Hub, as `huggingface_hub` reads its endpoint and
+    // token; the token reaches the endpoint's host only.
+    if let Ok(url) = std::env::var("HF_ENDPOINT")
+        && !url.trim().is_empty()
+    {
+        config.hf_endpoint = url.trim().to_owned();
+    }
+    config.hf_token = std::env::var("HF_TOKEN")
+        .ok()
+        .filter(|token| !token.trim().is_empty());
     config.offline = offline();
     config.extra_manifests = std::env::var("ZOO_MANIFEST_PATHS")
         .map(|paths| {

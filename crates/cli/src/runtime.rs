@@ -62,3 +62,20 @@ pub(crate) fn hand_over() -> Result<()> {
         std::process::exit(status.code().unwrap_or(1));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// `zoo models info` (in `zoo`, which does not link libtorch) calls a
+    /// config `native` when the registry's `NATIVE_TYPES` holds its type:
+    /// exactly the types the torch backend registers.
+    #[test]
+    fn the_registrys_native_types_are_the_ones_the_torch_backend_builds() {
+        let mut factory = zoo_model_core::ModelFactory::default();
+        zoo_torch_backend::register(&mut factory);
+        let mut built = factory.types();
+        built.sort_unstable();
+        let mut native = zoo_registry::NATIVE_TYPES.to_vec();
+        native.sort_unstable();
+        assert_eq!(built, native);
+    }
+}

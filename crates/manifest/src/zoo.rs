@@ -129,10 +129,18 @@ impl Zoo {
             // The file and, for archives, the folder it unpacks to: two
             // models may not share either.
             let files = model.files();
+            // A file is keyed by the folder it lives in, as FiftyOne's
+            // `RemoteZooModel` keys a source's files by the source's folder:
+            // a source's `CLIP-ViT-B-32.pt` is not the built-in's.
+            let folder = match &origin {
+                Origin::Source { dir, .. } => format!("{dir}/"),
+                Origin::Builtin | Origin::Custom(_) => String::new(),
+            };
             let filenames: Vec<String> = match &files {
-                Ok(files) if model.base_filename.is_some() => {
-                    files.names().map(|name| name.as_str().to_owned()).collect()
-                }
+                Ok(files) if model.base_filename.is_some() => files
+                    .names()
+                    .map(|name| format!("{folder}{}", name.as_str()))
+                    .collect(),
                 _ => Vec::new(),
             };
             let reason = if let Err(unsafe_field) = &files {
@@ -143,6 +151,7 @@ impl Zoo {
                 .iter()
                 .find(|filename| self.filenames.contains(*filename))
             {
+                let filename = filename.strip_prefix(&folder).unwrap_or(filename);
                 Some(format!("a model with filename `{filename}` already exists"))
             } else if model.version.is_some() && self.unversioned.contains(&model.base_name) {
                 Some(format!(
@@ -252,11 +261,9 @@ mod tests {
                 {"base_name": "b", "version": "1"}
             ])),
         );
+        // A custom manifest's files share the zoo dir with the built-ins'.
         zoo.merge(
-            Origin::Source {
-                url: "https://github.com/x/y".into(),
-                dir: "x/y".into(),
-            },
+            Origin::Custom(PathBuf::from("extra.json")),
             manifest(serde_json::json!([
                 {"base_name": "a", "author": "second"},
                 {"base_name": "c", "base_filename": "a.pt"},
@@ -280,6 +287,56 @@ mod tests {
                 .contains("unversioned model named `a`")
         );
         assert_eq!(zoo.get("a").unwrap().origin, Origin::Builtin);
+    }
+
+    /// FiftyOne's `RemoteZooModel` keeps a source's files in the source's
+    /// folder, so a source model whose `base_filename` equals a built-in's
+    /// (`voxel51/openai-clip`'s `CLIP-ViT-B-32.pt`) is listed beside it;
+    /// two models of one folder still may not share a file.
+    #[test]
+    fn a_source_file_named_like_a_builtins_is_its_own() {
+        let mut zoo = Zoo::new();
+        zoo.merge(
+            Origin::Builtin,
+            manifest(serde_json::json!([
+                {"base_name": "clip-vit-base32-torch", "base_filename": "CLIP-ViT-B-32.pt"}
+            ])),
+        );
+        let source = |dir: &str| Origin::Source {
+            url: format!("https://github.com/{dir}"),
+            dir: dir.into(),
+        };
+        zoo.merge(
+            source("voxel51/openai-clip"),
+            manifest(serde_json::json!([
+                {"base_name": "voxel51/clip-vit-base32-torch", "base_filename": "CLIP-ViT-B-32.pt"},
+                {"base_name": "voxel51/clip-copy", "base_filename": "CLIP-ViT-B-32.pt"}
+            ])),
+        );
+        zoo.merge(
+            source("acme/clip"),
+            manifest(serde_json::json!([
+                {"base_name": "acme/clip", "base_filename": "CLIP-ViT-B-32.pt"}
+            ])),
+        );
+        let names: Vec<String> = zoo.models().iter().map(ZooModel::name).collect();
+        assert_eq!(
+            names,
+            vec![
+                "clip-vit-base32-torch",
+                "voxel51/clip-vit-base32-torch",
+                "acme/clip"
+            ]
+        );
+        assert_eq!(zoo.warnings().len(), 1);
+        assert_eq!(zoo.warnings()[0].model, "voxel51/clip-copy");
+        assert!(
+            zoo.warnings()[0]
+                .reason
+                .contains("filename `CLIP-ViT-B-32.pt` already exists"),
+            "{}",
+            zoo.warnings()[0]
+        );
     }
 
     #[test]

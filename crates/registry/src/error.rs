@@ -27,6 +27,22 @@ pub enum RegistryError {
         /// What needed the network.
         what: String,
     },
+    /// The model's deployment config names a FiftyOne class zoo does not
+    /// build natively; running it through that class in the model host is
+    /// not wired for manifest entries yet.
+    #[error(
+        "model `{model}` runs through FiftyOne's `{class}` in the Python model host ({}), which zoo does not run for built-in and manifest models yet; zoo runs `native` models itself (`zoo models list` with `zoo models info NAME` says which), and FiftyOne runs this one: `pip install fiftyone{}`, then `fiftyone zoo models apply {model} ...`",
+        if packages.is_empty() { "no packages listed".to_owned() } else { format!("needs {}", packages.join(", ")) },
+        packages.iter().map(|package| format!(" {package}")).collect::<String>()
+    )]
+    HostedClassNotWired {
+        /// The model's name.
+        model: String,
+        /// The deployment config's `type`.
+        class: String,
+        /// The entry's `requirements.packages`.
+        packages: Vec<String>,
+    },
     /// A source holds no usable manifest.
     #[error("source `{source_url}` has no `manifest.json` with a `name`{}: a source must hold at least one", if skipped.is_empty() { String::new() } else { format!(" (skipped: {})", skipped.join("; ")) })]
     NoManifest {
@@ -228,6 +244,21 @@ pub enum RegistryError {
         /// What it could mean: registered sources' identifiers, and the
         /// source the text itself identifies when that is not registered.
         candidates: Vec<String>,
+    },
+    /// A model's Hugging Face repo could not be fetched.
+    #[error(
+        "model `{model}`: fetching the Hugging Face repo `{repo}` at `{revision}` failed (files fetched so far are kept and resumed by `zoo models download {model}`)"
+    )]
+    Hub {
+        /// The model.
+        model: String,
+        /// The repo id.
+        repo: String,
+        /// The revision asked for.
+        revision: String,
+        /// Why.
+        #[source]
+        source: Box<zoo_sources::HubError>,
     },
     /// A downloaded model archive could not be unpacked; it was removed.
     #[error(

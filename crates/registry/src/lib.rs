@@ -41,6 +41,7 @@
 
 mod error;
 mod hooks;
+mod hub;
 mod index;
 mod load;
 mod models;
@@ -49,25 +50,43 @@ mod registry;
 
 pub use error::RegistryError;
 pub use index::{InstalledManifest, RegisteredSource};
-pub use load::{LoadPath, LoadPlan, PythonLoad};
+pub use load::{LoadPath, LoadPlan, NATIVE_TYPES, PythonLoad, check_native, config_load_path};
 pub use models::Downloaded;
 pub use named_weights::{FIELD as NAMED_WEIGHTS_FIELD, NamedWeights, named_weights};
 pub use registry::{DEFAULT_HOOK_TIMEOUT, RegisterOutcome, Registry, RegistryConfig, ZooView};
 
-/// The built-in manifest: FiftyOne's torchvision classifiers, semantic
-/// segmenters and detectors that zoo runs natively, then its PyTorch Hub
-/// models zoo builds natively (DINOv2, and FiftyOne's CLIP ViT-B/32:
-/// `builtin/manifest-hub.json`; see `builtin/README.md`).
+/// FiftyOne 1.22.1's built-in manifests as zoo ships them (file name, text),
+/// in the order their models are listed: every entry of FiftyOne's
+/// `manifest-torch.json`, `manifest-tf.json` and `manifest-hosted.json`,
+/// field for field, the natively built ones with zoo's extension fields
+/// (`zoo_named_weights`, `zoo_hub_weights`); see `builtin/README.md`.
+pub const BUILTIN_MANIFESTS: [(&str, &str); 3] = [
+    (
+        "builtin/manifest-torch.json",
+        include_str!("../builtin/manifest-torch.json"),
+    ),
+    (
+        "builtin/manifest-tf.json",
+        include_str!("../builtin/manifest-tf.json"),
+    ),
+    (
+        "builtin/manifest-hosted.json",
+        include_str!("../builtin/manifest-hosted.json"),
+    ),
+];
+
+/// The built-in catalogue: FiftyOne's whole zoo (336 models), merged from
+/// [`BUILTIN_MANIFESTS`]. The 48 entries zoo builds natively (FiftyOne's 39
+/// torchvision models, 8 DINOv2 and CLIP ViT-B/32) run in zoo's backend;
+/// the others run through FiftyOne's own class in the model host
+/// ([`Registry::load_path`] says which).
 pub fn builtin_manifest() -> zoo_manifest::Manifest {
-    const TEXT: &str = include_str!("../builtin/manifest-torch.json");
-    const HUB: &str = include_str!("../builtin/manifest-hub.json");
-    // Checked by a test; a broken built-in manifest is a build defect.
-    let mut manifest =
-        zoo_manifest::Manifest::from_slice(TEXT.as_bytes(), "builtin/manifest-torch.json")
-            .unwrap_or_default();
-    if let Ok(hub) = zoo_manifest::Manifest::from_slice(HUB.as_bytes(), "builtin/manifest-hub.json")
-    {
-        manifest.models.extend(hub.models);
+    let mut manifest = zoo_manifest::Manifest::default();
+    for (label, text) in BUILTIN_MANIFESTS {
+        // Checked by a test; a broken built-in manifest is a build defect.
+        if let Ok(part) = zoo_manifest::Manifest::from_slice(text.as_bytes(), label) {
+            manifest.models.extend(part.models);
+        }
     }
     manifest
 }
@@ -76,27 +95,28 @@ pub fn builtin_manifest() -> zoo_manifest::Manifest {
 mod tests {
     #[test]
     fn the_builtin_manifest_parses_with_fiftyones_names() {
-        const TEXT: &str = include_str!("../builtin/manifest-torch.json");
-        let manifest =
-            zoo_manifest::Manifest::from_slice(TEXT.as_bytes(), "manifest-torch.json").unwrap();
-        // 22 classifiers, then 9 more, the 4 semantic segmenters and 4
-        // detectors (Keypoint R-CNN the last).
-        assert_eq!(manifest.models.len(), 39);
+        let mut counts = Vec::new();
+        let mut all = Vec::new();
+        for (label, text) in super::BUILTIN_MANIFESTS {
+            let manifest = zoo_manifest::Manifest::from_slice(text.as_bytes(), label).unwrap();
+            counts.push(manifest.models.len());
+            all.extend(manifest.models);
+        }
+        // FiftyOne 1.22.1's torch, TensorFlow and hosted manifests.
+        assert_eq!(counts, [283, 50, 3]);
         for name in [
             "googlenet-imagenet-torch",
             "wide-resnet101-2-imagenet-torch",
             "deeplabv3-resnet50-coco-torch",
-            "fcn-resnet101-coco-torch",
-            "faster-rcnn-resnet50-fpn-coco-torch",
             "keypoint-rcnn-resnet50-fpn-coco-torch",
+            "dinov2-vitg14-reg-torch",
+            "clip-vit-base32-torch",
+            "yolov8n-coco-torch",
+            "ssd-mobilenet-v1-coco-tf",
         ] {
-            assert!(
-                manifest.models.iter().any(|model| model.base_name == name),
-                "{name}"
-            );
+            assert!(all.iter().any(|model| model.base_name == name), "{name}");
         }
-        let resnet18 = manifest
-            .models
+        let resnet18 = all
             .iter()
             .find(|model| model.base_name == "resnet18-imagenet-torch")
             .unwrap();
@@ -108,11 +128,6 @@ mod tests {
             resnet18.download_manager().unwrap().config["url"],
             "https://download.pytorch.org/models/resnet18-5c106cde.pth"
         );
-        const HUB: &str = include_str!("../builtin/manifest-hub.json");
-        let hub = zoo_manifest::Manifest::from_slice(HUB.as_bytes(), "manifest-hub.json").unwrap();
-        assert_eq!(hub.models.len(), 9);
-        let mut both = manifest.clone();
-        both.models.extend(hub.models);
-        assert_eq!(super::builtin_manifest(), both);
+        assert_eq!(super::builtin_manifest().models, all);
     }
 }

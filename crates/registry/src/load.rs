@@ -44,13 +44,38 @@ pub struct PythonLoad {
     pub timeout: Duration,
 }
 
+/// The deployment config types zoo's native backend builds (FiftyOne's
+/// names and zoo's short names; `zoo-torch-backend` registers exactly these,
+/// checked by a test in `zoo-cli`). Any other type is FiftyOne's class, for
+/// the model host.
+pub const NATIVE_TYPES: &[&str] = &[
+    "fiftyone.utils.torch.TorchImageModel",
+    "fiftyone.zoo.models.torch.TorchvisionImageModel",
+    "TorchImageModel",
+    "TorchvisionImageModel",
+    "torch",
+    "fiftyone.utils.clip.TorchCLIPModel",
+    "TorchCLIPModel",
+];
+
+/// FiftyOne's class for its legacy TensorFlow models (ETA's).
+const TENSORFLOW_TYPE: &str = "fiftyone.utils.eta.ETAModel";
+
 /// Which way a model is built, as far as can be known without running
 /// anything (for `zoo models info`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LoadPath {
-    /// The manifest's deployment config: zoo's native backend.
+    /// The manifest's deployment config, of a type zoo builds: zoo's native
+    /// backend.
     Native,
+    /// The manifest's deployment config names a class zoo does not build
+    /// (Ultralytics, transformers, SAM, ...): FiftyOne's own class, in the
+    /// model host, with the entry's `requirements` installed.
+    FiftyOneClass,
+    /// FiftyOne's legacy TensorFlow models (`fiftyone.utils.eta.ETAModel`):
+    /// FiftyOne's class in the model host, with TensorFlow.
+    FiftyOneTensorFlow,
     /// The source's Python `load_model`: the model host (or natively, when
     /// it returns a JSON config).
     PythonHost,
@@ -61,14 +86,55 @@ pub enum LoadPath {
 }
 
 impl LoadPath {
-    /// A short name: `native`, `python host`, `executable hook`, `none`.
+    /// A short name: `native`, `python host`, `python host (TensorFlow)`,
+    /// `native (config from an executable load hook)`, `none`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Native => "native",
-            Self::PythonHost => "python host",
+            Self::PythonHost | Self::FiftyOneClass => "python host",
+            Self::FiftyOneTensorFlow => "python host (TensorFlow)",
             Self::ExecutableHook => "native (config from an executable load hook)",
             Self::Unavailable => "none",
         }
+    }
+}
+
+/// How a deployment config is built: natively when zoo builds its type (a
+/// config without a type is left to the native backend, which names the
+/// problem), else by FiftyOne's class in the model host.
+pub fn config_load_path(config: &DeploymentConfig) -> LoadPath {
+    match config.kind.as_deref() {
+        None => LoadPath::Native,
+        Some(kind) if NATIVE_TYPES.contains(&kind) => LoadPath::Native,
+        Some(TENSORFLOW_TYPE) => LoadPath::FiftyOneTensorFlow,
+        Some(_) => LoadPath::FiftyOneClass,
+    }
+}
+
+/// `Ok` when `model`'s deployment config (if any) is of a type zoo builds
+/// natively; else [`RegistryError::HostedClassNotWired`], naming FiftyOne's
+/// class and the packages it needs. Checked before anything is downloaded.
+pub fn check_native(model: &ZooModel) -> Result<(), RegistryError> {
+    let Some(config) = &model.model.default_deployment_config_dict else {
+        return Ok(());
+    };
+    match config_load_path(config) {
+        LoadPath::FiftyOneClass | LoadPath::FiftyOneTensorFlow => {
+            Err(RegistryError::HostedClassNotWired {
+                model: model.name(),
+                class: config.kind.clone().unwrap_or_default(),
+                packages: model
+                    .model
+                    .requirements
+                    .as_ref()
+                    .map(|requirements| requirements.packages_for(false))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -97,6 +163,7 @@ impl Registry {
                 }));
             }
         }
+        check_native(model)?;
         Ok(LoadPlan::Config(
             self.deployment_config_of(model, overrides)?,
         ))
@@ -104,8 +171,8 @@ impl Registry {
 
     /// Which way `model` is built (see [`LoadPath`]); runs nothing.
     pub fn load_path(&self, model: &ZooModel) -> LoadPath {
-        if model.model.default_deployment_config_dict.is_some() {
-            return LoadPath::Native;
+        if let Some(config) = &model.model.default_deployment_config_dict {
+            return config_load_path(config);
         }
         if !matches!(model.origin, Origin::Source { .. }) {
             return LoadPath::Unavailable;

@@ -431,7 +431,10 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         match plan {
             Some(plan) => self.download_with_manager(model, paths, plan, progress),
-            None => self.download_with_hook(model, paths),
+            None => match self.hub_download(model, paths) {
+                Some(hub) => self.download_from_hub(model, paths, &hub, progress),
+                None => self.download_with_hook(model, paths),
+            },
         }
     }
 
@@ -713,13 +716,27 @@ impl Registry {
                 })?
             }
         };
+        // A downloaded Hugging Face repo is handed to the model as its local
+        // folder, as FiftyOne's classes take `name_or_path` (a repo id or a
+        // folder); the recorded commit is what was fetched.
+        if let Some(snapshot) = self.hub_snapshot(model)
+            && let Some(path) = self.downloaded_path(model)
+        {
+            config.config.insert(
+                "name_or_path".to_owned(),
+                Value::String(path.to_string_lossy().into_owned()),
+            );
+            config
+                .config
+                .insert("revision".to_owned(), Value::String(snapshot.commit));
+        }
         for (key, value) in overrides {
             config.config.insert(key.clone(), value.clone());
         }
         Ok(config)
     }
 
-    fn mirrored(&self, url: &str) -> String {
+    pub(crate) fn mirrored(&self, url: &str) -> String {
         for (prefix, replacement) in &self.config().mirrors {
             if let Some(rest) = url.strip_prefix(prefix.as_str()) {
                 tracing::debug!(%url, mirror = %replacement, "using mirror");

@@ -44,6 +44,12 @@ pub struct RegistryConfig {
     pub mirrors: Vec<(String, String)>,
     /// Google Drive's base URL.
     pub google_drive_url: String,
+    /// The Hugging Face Hub's endpoint (`HF_ENDPOINT`, default
+    /// [`zoo_sources::DEFAULT_HF_ENDPOINT`]), for models whose weights are a
+    /// Hub repo.
+    pub hf_endpoint: String,
+    /// The Hugging Face token (`HF_TOKEN`), sent to the Hub's host only.
+    pub hf_token: Option<String>,
     /// The Python interpreter for `__init__.py` hooks.
     pub python: String,
     /// Retries and backoff for every download (sources and models); the
@@ -67,6 +73,8 @@ impl RegistryConfig {
             extract_limits: ExtractLimits::default(),
             mirrors: Vec::new(),
             google_drive_url: "https://drive.google.com".to_owned(),
+            hf_endpoint: zoo_sources::DEFAULT_HF_ENDPOINT.to_owned(),
+            hf_token: None,
             python: "python3".to_owned(),
             transfer: TransferOptions::default(),
             hook_timeout: DEFAULT_HOOK_TIMEOUT,

@@ -111,7 +111,7 @@ impl HttpClient {
 /// The URL a `Location` header names, resolved against the URL that sent it
 /// (RFC 3986 section 5.2, the cases servers send: absolute, `//host/...`,
 /// `/path`, and a path relative to the current folder).
-fn resolve_location(base: &str, location: &str) -> String {
+pub(crate) fn resolve_location(base: &str, location: &str) -> String {
     let location = location.trim();
     let has_scheme = location.split_once(':').is_some_and(|(scheme, _)| {
         scheme.starts_with(|character: char| character.is_ascii_alphabetic())

@@ -15,9 +15,12 @@
 //!   the target (`..`, absolute names, links pointing out) and caps total
 //!   size and entry count.
 //! - [`fetch_source`]: all of the above: a source's tree in a directory.
+//! - [`HubClient`]: a Hugging Face Hub repo's files at one commit, through
+//!   the Hub's HTTP API (`HF_TOKEN` sent to the Hub's host only, every LFS
+//!   file checked against the sha256 the Hub states).
 //!
-//! This crate reads no environment variables: callers pass the API URL, the
-//! token and the timeout ([`TransferOptions::timeout`]). It writes only
+//! This crate reads no environment variables: callers pass the API URLs, the
+//! tokens and the timeout ([`TransferOptions::timeout`]). It writes only
 //! inside the directories it is given.
 //!
 //! ```
@@ -31,6 +34,7 @@ mod archive;
 mod error;
 mod fetch;
 mod github;
+mod hf;
 mod http;
 mod identifier;
 mod progress;
@@ -40,6 +44,9 @@ pub use archive::{ArchiveKind, ExtractLimits, ExtractStats, extract};
 pub use error::SourceError;
 pub use fetch::{FetchedSource, fetch_source};
 pub use github::{DEFAULT_API_URL, GitHub};
+pub use hf::{
+    DEFAULT_HF_ENDPOINT, HubClient, HubError, RepoFile, SNAPSHOT_RECORD, Snapshot, check_repo_id,
+};
 pub use http::{DEFAULT_TIMEOUT, HttpClient};
 pub use identifier::{GitHubRef, SourceId};
 pub use progress::{NoProgress, Progress};

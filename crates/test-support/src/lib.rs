@@ -11,6 +11,10 @@
 //! - [`FakeGitHub`]: GitHub's REST API as zoo uses it (repo info, zipball with
 //!   a redirect to a second host, commit lookup, private repos behind a token,
 //!   rate limiting), backed by two [`TestServer`]s.
+//! - [`FakeHub`]: the Hugging Face Hub's revision API and `resolve`
+//!   downloads, LFS files by a redirect to a second ("CDN") host with the
+//!   headers the real Hub sends, private repos behind a token, and tampering
+//!   on demand; [`safetensors_bytes`] writes a `safetensors` file.
 //! - [`FiftyOne`]: real FiftyOne 1.22.1 in one Python process per test
 //!   binary (`ZOO_TEST_FIFTYONE_PYTHON`), driven by Python snippets.
 //! - [`HOSTED_SOURCE`] and [`hosted_manifest`]: a source whose `load_model`
@@ -36,6 +40,7 @@ mod archive;
 mod fiftyone;
 mod github;
 mod hosted;
+mod hub;
 mod server;
 mod snapshot;
 mod torch_save;
@@ -47,6 +52,7 @@ pub use hosted::{
     HOSTED_MODELS, HOSTED_SOURCE, HOSTED_TORCH_MODELS, HOSTED_TORCH_SOURCE, hosted_manifest,
     hosted_torch_manifest,
 };
+pub use hub::{FakeHub, HubRepo, safetensors_bytes, sha256_hex};
 pub use server::{Fault, Framing, Handler, Request, Response, TestServer, file_response};
 pub use snapshot::dir_snapshot;
 pub use torch_save::{

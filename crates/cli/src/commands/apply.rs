@@ -44,6 +44,11 @@ fn load_model(
     model: &ModelArgs,
     quiet: bool,
 ) -> Result<Built> {
+    // A model whose class zoo does not build is refused before anything is
+    // downloaded (a URL names no model until its source is registered).
+    if let Ok(found) = registry.model(model.model_name.as_deref().unwrap_or(name_or_url)) {
+        zoo_registry::check_native(&found)?;
+    }
     let downloaded = registry.download(
         name_or_url,
         model.model_name.as_deref(),

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use zoo_manifest::{ErrorLevel, Filter, ZooModel};
-use zoo_registry::{RegisterOutcome, RegisteredSource, Registry};
+use zoo_registry::{LoadPath, RegisterOutcome, RegisteredSource, Registry};
 use zoo_sources::SourceId;
 
 use crate::app::{ListArgs, ModelsCommand, RequirementsArgs};
@@ -198,6 +198,30 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
     let path = registry.model_path(&model)?;
     let downloaded = registry.downloaded_path(&model);
     let weights = weights_summary(&model)?;
+    let runs_in = registry.load_path(&model);
+    // What the model host needs for a model zoo does not build: FiftyOne's
+    // class and the entry's packages.
+    let hosted = matches!(
+        runs_in,
+        LoadPath::FiftyOneClass | LoadPath::FiftyOneTensorFlow
+    );
+    let python_class = model
+        .model
+        .default_deployment_config_dict
+        .as_ref()
+        .and_then(|config| config.kind.clone())
+        .filter(|_| hosted);
+    let python_packages: Option<Vec<String>> = hosted.then(|| {
+        model
+            .model
+            .requirements
+            .as_ref()
+            .map(|requirements| requirements.packages_for(false))
+            .unwrap_or_default()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    });
     if json {
         return output::json(
             &mut out,
@@ -207,7 +231,9 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
                 "model_path": path,
                 "downloaded": downloaded.is_some(),
                 "weights": weights,
-                "runs_in": registry.load_path(&model).as_str(),
+                "runs_in": runs_in.as_str(),
+                "python_class": python_class,
+                "python_packages": python_packages,
                 "manifest": entry,
             }),
         );
@@ -220,7 +246,19 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
         "downloaded: {}",
         if downloaded.is_some() { "yes" } else { "no" }
     )?;
-    writeln!(out, "runs in:    {}", registry.load_path(&model).as_str())?;
+    writeln!(out, "runs in:    {}", runs_in.as_str())?;
+    if let Some(class) = &python_class {
+        writeln!(out, "python class: {}", escape(class))?;
+    }
+    if let Some(packages) = &python_packages {
+        writeln!(
+            out,
+            "python packages: {}",
+            escape(&list_or_none(
+                &packages.iter().map(String::as_str).collect::<Vec<_>>()
+            ))
+        )?;
+    }
     let text = |key: &str| weights[key].as_str().map(escape);
     if let Some(url) = text("manifest_url") {
         writeln!(out, "manifest url: {url}")?;

@@ -1,6 +1,6 @@
-//! The built-in DINOv2 entries (`builtin/manifest-hub.json`) against
+//! The built-in DINOv2 entries (in `builtin/manifest-torch.json`) against
 //! FiftyOne's own. Oracle: `tests/fixtures/fiftyone-hub.json`, written by
-//! `cargo xtask builtin-manifest` (`xtask/fixtures/torchvision_weights.py`,
+//! `cargo xtask builtin-manifest` (`xtask/fixtures/builtin_manifest.py`,
 //! `hub_builtin`) from FiftyOne 1.22.1's `manifest-torch.json`.
 
 use serde_json::Value;
@@ -16,9 +16,24 @@ fn oracle() -> Value {
     serde_json::from_slice(&fs_err::read(path).unwrap()).unwrap()
 }
 
-fn builtin_text() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/builtin/manifest-hub.json");
-    serde_json::from_slice(&fs_err::read(path).unwrap()).unwrap()
+/// The built-in entries the oracle holds, in its order, from the built-in
+/// torch manifest (which holds all of FiftyOne's torch entries).
+fn builtin_entries(oracle: &Value) -> Vec<Value> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/builtin/manifest-torch.json");
+    let builtin: Value = serde_json::from_slice(&fs_err::read(path).unwrap()).unwrap();
+    let models = builtin["models"].as_array().unwrap();
+    oracle["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|theirs| {
+            models
+                .iter()
+                .find(|model| model["base_name"] == theirs["base_name"])
+                .unwrap_or_else(|| panic!("{} is not a built-in", theirs["base_name"]))
+                .clone()
+        })
+        .collect()
 }
 
 /// Issue 15: the eight DINOv2 built-ins are FiftyOne's entries field for
@@ -30,8 +45,7 @@ fn dinov2_builtins_are_fiftyones_entries_plus_the_hubs_weights_file() {
     let oracle = oracle();
     assert_eq!(oracle["fiftyone"], "1.22.1");
     let theirs = oracle["models"].as_array().unwrap();
-    let ours = builtin_text();
-    let ours = ours["models"].as_array().unwrap();
+    let ours = builtin_entries(&oracle);
     assert_eq!(ours.len(), 9);
     assert_eq!(theirs.len(), 9);
     // FiftyOne's CLIP is kept as it is (it has its own manager).
@@ -98,7 +112,7 @@ fn clip_tokenizer_name_leaving_the_zoo_dir_is_refused_before_any_write() {
     let server = TestServer::start();
     server.file("/ViT-B-32.pt", b"weights".to_vec());
     server.file("/bpe_simple_vocab_16e6.txt.gz", b"vocabulary".to_vec());
-    let text = include_str!("../../builtin/manifest-hub.json").replace(
+    let text = include_str!("../../builtin/manifest-torch.json").replace(
         "\"clip_bpe_simple_vocab_16e6.txt.gz\"",
         "\"../outside.txt.gz\"",
     );

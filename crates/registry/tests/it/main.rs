@@ -2,6 +2,8 @@
 //! server on loopback.
 #![allow(clippy::unwrap_used)]
 
+mod catalogue;
+mod hf;
 mod hub_weights;
 mod named_weights;
 mod paths;
