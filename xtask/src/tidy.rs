@@ -269,7 +269,12 @@ fn source_folders(metadata: &Value) -> BTreeSet<std::path::PathBuf> {
 /// its control characters escaped (ARCHITECTURE.md, `cli`).
 const TERMINAL_FILE: &str = "terminal.rs";
 
-/// Every `eprintln!`/`eprint!` in the CLI outside [`TERMINAL_FILE`].
+/// The one file of `crates/cli/src` that may write to stdout (its
+/// `Printer` escapes every line for people).
+const PRINTER_FILE: &str = "output.rs";
+
+/// Every `eprintln!`/`eprint!` in the CLI outside [`TERMINAL_FILE`], and
+/// every `println!`/`print!`/`io::stdout(` outside [`PRINTER_FILE`].
 fn check_terminal_output(dir: &std::path::Path) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     let mut stack = vec![dir.to_owned()];
@@ -281,11 +286,29 @@ fn check_terminal_output(dir: &std::path::Path) -> Result<Vec<String>> {
                 continue;
             }
             let is_rust = path.extension().is_some_and(|extension| extension == "rs");
-            if !is_rust || path.file_name().is_some_and(|name| name == TERMINAL_FILE) {
+            if !is_rust {
                 continue;
             }
+            let is = |file: &str| path.file_name().is_some_and(|name| name == file);
             let text = fs_err::read_to_string(&path)?;
             for (number, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("//") {
+                    continue;
+                }
+                let stdout = code.contains("io::stdout(")
+                    || code.contains("println!(")
+                    || code.contains("print!(");
+                if stdout && !code.contains("eprint") && !is(PRINTER_FILE) {
+                    problems.push(format!(
+                        "{}:{}: writes to stdout directly; use `output::Printer` so outside text is escaped",
+                        path.display(),
+                        number + 1
+                    ));
+                }
+                if is(TERMINAL_FILE) {
+                    continue;
+                }
                 if line.contains("eprintln!") || line.contains("eprint!") {
                     problems.push(format!(
                         "{}:{}: writes to stderr directly; use `terminal::say!` so outside text is escaped",
@@ -452,9 +475,18 @@ mod tests {
             "fn f() {\n    eprintln!(\"{name}\");\n}\n",
         )
         .unwrap();
-        let problems = check_terminal_output(dir.path()).unwrap();
-        assert_eq!(problems.len(), 1, "{problems:?}");
+        fs_err::write(dir.path().join("output.rs"), "std::io::stdout().lock();\n").unwrap();
+        fs_err::write(
+            dir.path().join("commands/system.rs"),
+            "fn g() {\n    // not std::io::stdout() in a comment\n    writeln!(std::io::stdout().lock(), \"x\");\n}\n",
+        )
+        .unwrap();
+        let mut problems = check_terminal_output(dir.path()).unwrap();
+        problems.sort();
+        assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("models.rs:2"), "{problems:?}");
+        assert!(problems[1].contains("system.rs:3"), "{problems:?}");
+        assert!(problems[1].contains("stdout directly"), "{problems:?}");
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Error, Result, anyhow, bail};
@@ -448,11 +447,9 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
     let all_failed = summary.succeeded == 0
         && summary.failed > 0
         && store.finished(&dataset, &args.label_field)? == 0;
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Printer::stdout();
     if args.json {
-        output::json(
-            &mut out,
-            &json!({
+        out.json(&json!({
                 "model": name, "dataset": dataset, "field": args.label_field,
                 "processed": pending.len(), "succeeded": summary.succeeded, "failed": summary.failed,
                 "seconds": summary.wall_time.as_secs_f64(), "model_seconds": summary.model_time.as_secs_f64(),
@@ -471,22 +468,19 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
         }
         return Ok(());
     }
-    writeln!(
-        out,
-        "applied `{name}` to {} samples of `{dataset}` (field `{}`) in {:.2} s: {:.2} images/s (model {:.2} s, {} forwards)",
+    out.line(&format!("applied `{name}` to {} samples of `{dataset}` (field `{}`) in {:.2} s: {:.2} images/s (model {:.2} s, {} forwards)",
         pending.len(),
         args.label_field,
         summary.wall_time.as_secs_f64(),
         rate(pending.len(), &summary),
         summary.model_time.as_secs_f64(),
-        summary.forwards
-    )?;
+        summary.forwards))?;
     if !top.is_empty() {
         let labels: Vec<String> = top
             .iter()
             .map(|(label, count)| format!("{label} ({count})"))
             .collect();
-        writeln!(out, "top labels: {}", escape(&labels.join(", ")))?;
+        out.line(&format!("top labels: {}", escape(&labels.join(", "))))?;
     }
     if !failures.is_empty() {
         say!("{} sample(s) failed and were skipped:", failures.len());
@@ -575,25 +569,20 @@ pub(crate) fn embed(args: &EmbedArgs, runtime: &dyn Runtime, quiet: bool) -> Res
     } else {
         Vec::new()
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Printer::stdout();
     if args.json {
-        output::json(
-            &mut out,
-            &json!({"model": name, "dataset": dataset, "field": args.embeddings_field, "processed": pending.len(),
+        out.json(&json!({"model": name, "dataset": dataset, "field": args.embeddings_field, "processed": pending.len(),
                     "succeeded": summary.succeeded, "failed": summary.failed, "dimension": dim,
                     "seconds": summary.wall_time.as_secs_f64(), "images_per_second": rate(pending.len(), &summary),
                     "workers": workers, "peak_rss_bytes": peak_rss_bytes()}),
         )?;
     } else {
-        writeln!(
-            out,
-            "embedded {} samples of `{dataset}` with `{name}` into `{}` ({dim} dimensions) in {:.2} s: {:.2} images/s; {} failed",
+        out.line(&format!("embedded {} samples of `{dataset}` with `{name}` into `{}` ({dim} dimensions) in {:.2} s: {:.2} images/s; {} failed",
             pending.len(),
             args.embeddings_field,
             summary.wall_time.as_secs_f64(),
             rate(pending.len(), &summary),
-            summary.failed
-        )?;
+            summary.failed))?;
     }
     if all_failed {
         return Err(every_sample_failed(
@@ -633,9 +622,9 @@ pub(crate) fn embed_text(args: &EmbedTextArgs, runtime: &dyn Runtime, quiet: boo
         .embed_prompts(&args.prompts)
         .map_err(Error::from)
         .with_context(|| format!("embedding prompts with `{name}` failed"))?;
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Printer::stdout();
     for (prompt, embedding) in args.prompts.iter().zip(embeddings) {
-        writeln!(out, "{}", json!({"prompt": prompt, "embedding": embedding}))?;
+        out.json_line(&json!({"prompt": prompt, "embedding": embedding}))?;
     }
     Ok(())
 }

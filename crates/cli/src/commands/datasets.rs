@@ -1,7 +1,5 @@
 //! `zoo datasets ...`.
 
-use std::io::Write;
-
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use zoo_datasets::{DatasetInfo, Datasets, ImportOptions};
@@ -26,7 +24,7 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
     let dir = config::datasets_dir()?;
     let mut store = Datasets::open(&dir)
         .with_context(|| format!("opening the datasets in `{}` failed", dir.display()))?;
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Printer::stdout();
     match command {
         DatasetsCommand::Create { name, dir } => {
             let context = || format!("creating dataset `{name}` from `{}` failed", dir.display());
@@ -45,7 +43,7 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
         DatasetsCommand::List { json } => {
             let all = store.list().context("listing datasets failed")?;
             if json {
-                return output::json(&mut out, &all.iter().map(info_json).collect());
+                return out.json(&all.iter().map(info_json).collect());
             }
             let rows: Vec<Vec<String>> = all
                 .iter()
@@ -64,26 +62,29 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
                     ]
                 })
                 .collect();
-            output::table(&mut out, &["NAME", "SAMPLES", "FIELDS", "ROOT"], &rows)
+            out.table(&["NAME", "SAMPLES", "FIELDS", "ROOT"], &rows)
         }
         DatasetsCommand::Info { name, json } => {
             let info = store
                 .info(&name)
                 .with_context(|| format!("`zoo datasets info {name}` failed"))?;
             if json {
-                return output::json(&mut out, &info_json(&info));
+                return out.json(&info_json(&info));
             }
-            writeln!(out, "name:    {}", escape(&info.name))?;
-            writeln!(out, "root:    {}", escape(&info.root.display().to_string()))?;
-            writeln!(out, "samples: {}", info.samples)?;
+            out.line(&format!("name:    {}", escape(&info.name)))?;
+            out.line(&format!(
+                "root:    {}",
+                escape(&info.root.display().to_string())
+            ))?;
+            out.line(&format!("samples: {}", info.samples))?;
             for (field, count) in &info.label_fields {
-                writeln!(out, "labels     {}: {count}", escape(field))?;
+                out.line(&format!("labels     {}: {count}", escape(field)))?;
             }
             for (field, count) in &info.embedding_fields {
-                writeln!(out, "embeddings {}: {count}", escape(field))?;
+                out.line(&format!("embeddings {}: {count}", escape(field)))?;
             }
             for (field, count) in &info.failures {
-                writeln!(out, "failures   {}: {count}", escape(field))?;
+                out.line(&format!("failures   {}: {count}", escape(field)))?;
             }
             Ok(())
         }

@@ -1,7 +1,5 @@
 //! `zoo models ...`.
 
-use std::io::Write;
-
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use zoo_manifest::{ErrorLevel, Filter, ZooModel};
@@ -36,11 +34,7 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
             let path = registry
                 .find_model(&name)
                 .with_context(|| format!("finding model `{name}` failed"))?;
-            writeln!(
-                std::io::stdout().lock(),
-                "{}",
-                escape(&path.display().to_string())
-            )?;
+            output::Printer::stdout().line(&format!("{}", escape(&path.display().to_string())))?;
             Ok(())
         }
         ModelsCommand::Delete { name } => {
@@ -54,10 +48,7 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
             let (_, config) = registry
                 .deployment_config(&name, &crate::app::kwargs_map(&kwargs))
                 .with_context(|| format!("loading the config of model `{name}` failed"))?;
-            output::json(
-                &mut std::io::stdout().lock(),
-                &serde_json::to_value(config)?,
-            )
+            output::Printer::stdout().json(&serde_json::to_value(config)?)
         }
         ModelsCommand::Apply(_) | ModelsCommand::Embed(_) | ModelsCommand::EmbedText(_) => {
             unreachable!("dispatched with the model runtime")
@@ -161,10 +152,9 @@ fn list(registry: &Registry, args: &ListArgs) -> Result<()> {
         .map(|model| (model, check && registry.downloaded_path(model).is_some()))
         .filter(|(_, downloaded)| !args.downloaded_only || *downloaded)
         .collect();
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Printer::stdout();
     if args.json {
-        return output::json(
-            &mut out,
+        return out.json(
             &models
                 .iter()
                 .map(|(model, downloaded)| model_json(model, *downloaded))
@@ -173,7 +163,7 @@ fn list(registry: &Registry, args: &ListArgs) -> Result<()> {
     }
     if args.names_only {
         for (model, _) in models {
-            writeln!(out, "{}", escape(&model.name()))?;
+            out.line(&format!("{}", escape(&model.name())))?;
         }
         return Ok(());
     }
@@ -188,12 +178,12 @@ fn list(registry: &Registry, args: &ListArgs) -> Result<()> {
             ]
         })
         .collect();
-    output::table(&mut out, &["NAME", "DOWNLOADED", "TAGS", "SOURCE"], &rows)
+    out.table(&["NAME", "DOWNLOADED", "TAGS", "SOURCE"], &rows)
 }
 
 fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
     let model = registry.model(name)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Printer::stdout();
     let entry = serde_json::to_value(&model.model)?;
     let path = registry.model_path(&model)?;
     let downloaded = registry.downloaded_path(&model);
@@ -223,53 +213,51 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
             .collect()
     });
     if json {
-        return output::json(
-            &mut out,
-            &json!({
-                "name": model.name(),
-                "source": origin(&model),
-                "model_path": path,
-                "downloaded": downloaded.is_some(),
-                "weights": weights,
-                "runs_in": runs_in.as_str(),
-                "python_class": python_class,
-                "python_packages": python_packages,
-                "manifest": entry,
-            }),
-        );
+        return out.json(&json!({
+            "name": model.name(),
+            "source": origin(&model),
+            "model_path": path,
+            "downloaded": downloaded.is_some(),
+            "weights": weights,
+            "runs_in": runs_in.as_str(),
+            "python_class": python_class,
+            "python_packages": python_packages,
+            "manifest": entry,
+        }));
     }
-    writeln!(out, "name:       {}", escape(&model.name()))?;
-    writeln!(out, "source:     {}", escape(&origin(&model)))?;
-    writeln!(out, "model path: {}", escape(&path.display().to_string()))?;
-    writeln!(
-        out,
+    out.line(&format!("name:       {}", escape(&model.name())))?;
+    out.line(&format!("source:     {}", escape(&origin(&model))))?;
+    out.line(&format!(
+        "model path: {}",
+        escape(&path.display().to_string())
+    ))?;
+    out.line(&format!(
         "downloaded: {}",
         if downloaded.is_some() { "yes" } else { "no" }
-    )?;
-    writeln!(out, "runs in:    {}", runs_in.as_str())?;
+    ))?;
+    out.line(&format!("runs in:    {}", runs_in.as_str()))?;
     if let Some(class) = &python_class {
-        writeln!(out, "python class: {}", escape(class))?;
+        out.line(&format!("python class: {}", escape(class)))?;
     }
     if let Some(packages) = &python_packages {
-        writeln!(
-            out,
+        out.line(&format!(
             "python packages: {}",
             escape(&list_or_none(
                 &packages.iter().map(String::as_str).collect::<Vec<_>>()
             ))
-        )?;
+        ))?;
     }
     let text = |key: &str| weights[key].as_str().map(escape);
     if let Some(url) = text("manifest_url") {
-        writeln!(out, "manifest url: {url}")?;
+        out.line(&format!("manifest url: {url}"))?;
     }
     if let (Some(url), Some(resolved)) = (text("named_weights_url"), text("resolved")) {
-        writeln!(out, "named weights url: {url} ({resolved})")?;
+        out.line(&format!("named weights url: {url} ({resolved})"))?;
     }
     if let Some(url) = text("runs") {
-        writeln!(out, "runs:       {url}")?;
+        out.line(&format!("runs:       {url}"))?;
     }
-    writeln!(out, "{}", serde_json::to_string_pretty(&entry)?)?;
+    out.json(&entry)?;
     Ok(())
 }
 
@@ -323,21 +311,20 @@ pub(crate) fn error_level(number: u8) -> Result<ErrorLevel> {
 
 fn print_requirements(model: &ZooModel, json: bool) -> Result<()> {
     let requirements = model.model.requirements.clone().unwrap_or_default();
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Printer::stdout();
     if json {
-        return output::json(&mut out, &serde_json::to_value(&requirements)?);
+        return out.json(&serde_json::to_value(&requirements)?);
     }
-    writeln!(
-        out,
+    out.line(&format!(
         "packages: {}",
         escape(&list_or_none(&requirements.packages_for(false)))
-    )?;
-    writeln!(out, "cpu support: {}", requirements.supports(false))?;
-    writeln!(out, "gpu support: {}", requirements.supports(true))?;
+    ))?;
+    out.line(&format!("cpu support: {}", requirements.supports(false)))?;
+    out.line(&format!("gpu support: {}", requirements.supports(true)))?;
     if let Some(gpu) = &requirements.gpu
         && let Some(packages) = &gpu.packages
     {
-        writeln!(out, "gpu packages: {}", escape(&packages.join(", ")))?;
+        out.line(&format!("gpu packages: {}", escape(&packages.join(", "))))?;
     }
     Ok(())
 }
@@ -411,7 +398,7 @@ pub(crate) fn install_requirements(model: &ZooModel, level: ErrorLevel) -> Resul
 /// support, reported at `level`; with `json`, the check is printed too.
 pub(crate) fn ensure_requirements(model: &ZooModel, level: ErrorLevel, json: bool) -> Result<()> {
     let requirements = model.model.requirements.clone().unwrap_or_default();
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Printer::stdout();
     let gpu = nvidia_gpu_present();
     let installed = installed_python_packages(&requirements.packages_for(gpu));
     let check = requirements.check(gpu, |name| {
@@ -420,22 +407,18 @@ pub(crate) fn ensure_requirements(model: &ZooModel, level: ErrorLevel, json: boo
             .any(|found| found.eq_ignore_ascii_case(name))
     });
     if json {
-        output::json(
-            &mut out,
-            &json!({
-                "satisfied": check.is_satisfied(),
-                "missing_packages": check.missing_packages,
-                "unsupported_device": check.unsupported_device,
-            }),
-        )?;
+        out.json(&json!({
+            "satisfied": check.is_satisfied(),
+            "missing_packages": check.missing_packages,
+            "unsupported_device": check.unsupported_device,
+        }))?;
     }
     if check.is_satisfied() {
         if !json {
-            writeln!(
-                out,
+            out.line(&format!(
                 "requirements of `{}` are satisfied",
                 escape(&model.name())
-            )?;
+            ))?;
         }
         return Ok(());
     }
@@ -518,9 +501,9 @@ fn installed_python_packages(requirements: &[&str]) -> Vec<String> {
 
 fn list_sources(registry: &Registry, json: bool) -> Result<()> {
     let sources = registry.sources()?;
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Printer::stdout();
     if json {
-        return output::json(&mut out, &serde_json::to_value(&sources)?);
+        return out.json(&serde_json::to_value(&sources)?);
     }
     let rows: Vec<Vec<String>> = sources
         .iter()
@@ -541,7 +524,7 @@ fn list_sources(registry: &Registry, json: bool) -> Result<()> {
             ]
         })
         .collect();
-    output::table(&mut out, &["URL", "NAMES", "COMMIT", "TRUSTED"], &rows)
+    out.table(&["URL", "NAMES", "COMMIT", "TRUSTED"], &rows)
 }
 
 fn download(

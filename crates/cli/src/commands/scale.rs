@@ -1,7 +1,6 @@
 //! Scale-out: `--shard K/N` and `--results LOCATION` of
 //! `apply`/`embed`, and `zoo datasets merge-results`.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -248,26 +247,22 @@ pub(crate) fn merge(
     let summary = store
         .merge_results(&dataset, &plan, field, allow_partial)
         .with_context(context)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Printer::stdout();
     if json {
-        output::json(
-            &mut out,
-            &json!({
-                "dataset": dataset, "field": field, "shards": plan.count,
-                "unfinished_shards": unfinished.iter().map(|(index, _)| index).collect::<Vec<_>>(),
-                "parts": summary.parts, "records": summary.records, "unknown_keys": summary.unknown,
-            }),
-        )?;
+        out.json(&json!({
+            "dataset": dataset, "field": field, "shards": plan.count,
+            "unfinished_shards": unfinished.iter().map(|(index, _)| index).collect::<Vec<_>>(),
+            "parts": summary.parts, "records": summary.records, "unknown_keys": summary.unknown,
+        }))?;
     } else {
-        writeln!(
-            out,
+        out.line(&format!(
             "merged {} result(s) from {} part(s) of {} shard(s) into field `{}` of `{}`",
             summary.records,
             summary.parts,
             plan.count,
             escape(field),
             escape(&dataset)
-        )?;
+        ))?;
     }
     if summary.unknown > 0 {
         say!(

@@ -1,37 +1,31 @@
 //! `zoo system`.
 
-use std::io::Write;
-
 use crate::output;
 use crate::runtime::Runtime;
 use anyhow::Result;
 
 pub(crate) fn run(runtime: &dyn Runtime, json: bool) -> Result<()> {
     let info = runtime.system_info();
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Printer::stdout();
     if json {
-        return output::json(
-            &mut out,
-            &serde_json::json!({
-                "zoo_version": env!("CARGO_PKG_VERSION"),
-                "cuda_available": info.cuda_available,
-                "cuda_devices": info.cuda_devices,
-                "cudnn_available": info.cudnn_available,
-                "threads": info.threads,
-                "mkl": info.mkl,
-            }),
-        );
+        return out.json(&serde_json::json!({
+            "zoo_version": env!("CARGO_PKG_VERSION"),
+            "cuda_available": info.cuda_available,
+            "cuda_devices": info.cuda_devices,
+            "cudnn_available": info.cudnn_available,
+            "threads": info.threads,
+            "mkl": info.mkl,
+        }));
     }
-    writeln!(out, "zoo {}", env!("CARGO_PKG_VERSION"))?;
-    writeln!(
-        out,
+    out.line(&format!("zoo {}", env!("CARGO_PKG_VERSION")))?;
+    out.line(&format!(
         "cuda: {} ({} device(s), cudnn: {})",
         yes_no(info.cuda_available),
         info.cuda_devices,
         yes_no(info.cudnn_available)
-    )?;
-    writeln!(out, "threads: {}", info.threads)?;
-    writeln!(out, "mkl: {}", yes_no(info.mkl))?;
+    ))?;
+    out.line(&format!("threads: {}", info.threads))?;
+    out.line(&format!("mkl: {}", yes_no(info.mkl)))?;
     Ok(())
 }
 
