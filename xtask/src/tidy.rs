@@ -94,8 +94,6 @@ pub(crate) fn check(sh: &Shell) -> Result<Vec<String>> {
 const PENDING_CIRCLES: &[(&str, &str)] = &[
     ("crates/cli/src", "app, commands"),
     ("crates/datasets/src", "jpeg, loader"),
-    ("crates/torch-backend/src", "checkpoint, families, net"),
-    ("crates/torch-backend/src", "fold, layers, maker"),
 ];
 
 /// The circles found (by source folder) that [`PENDING_CIRCLES`] does not
