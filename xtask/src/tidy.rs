@@ -212,8 +212,6 @@ fn outside_citations(name: &str, text: &str) -> Vec<String> {
 const PENDING_CIRCLES: &[(&str, &str)] = &[
     ("crates/cli/src", "app, commands"),
     ("crates/datasets/src", "jpeg, loader"),
-    ("crates/torch-backend/src", "checkpoint, families, net"),
-    ("crates/torch-backend/src", "fold, layers, maker"),
 ];
 
 /// The circles found (by source folder) that [`PENDING_CIRCLES`] does not

@@ -47,13 +47,13 @@ pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
 pub fn parameter_shapes(entrypoint: &str, classes: i64) -> Option<Vec<(String, Vec<i64>)>> {
     let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
     let store = tch::nn::VarStore::new(tch::Device::Cpu);
-    match families::detection::Detector::build(name, &store.root(), classes, None) {
-        Some(built) => {
-            built.ok()?;
-        }
-        None => {
-            families::build(name, &store.root(), classes)?;
-        }
+    let family = families::find(name)?;
+    if family.is_detector() {
+        family
+            .build_detector(name, &store.root(), classes, None)?
+            .ok()?;
+    } else {
+        family.build(name, &store.root(), classes, Default::default())?;
     }
     let mut shapes: Vec<(String, Vec<i64>)> = store
         .variables()
@@ -85,7 +85,11 @@ pub fn load_state_dict(
         path: path.display().to_string(),
         message: format!("unknown architecture `{entrypoint}`"),
     };
-    if families::detection::is_detector(name) {
+    let family = families::family(name).map_err(|err| WeightsError::Read {
+        path: path.display().to_string(),
+        message: err.to_string(),
+    })?;
+    if family.is_detector() {
         // A detector's class count is the checkpoint's (COCO: 91).
         let classes = tensors
             .iter()
@@ -93,27 +97,26 @@ pub fn load_state_dict(
             .and_then(|(_, tensor)| tensor.size().first().copied())
             .filter(|classes| *classes > 0)
             .unwrap_or(91);
-        families::detection::Detector::build(name, &store.root(), classes, entrypoint_args)
+        family
+            .build_detector(name, &store.root(), classes, entrypoint_args)
             .ok_or_else(unknown)?
             .map_err(|message| WeightsError::Read {
                 path: path.display().to_string(),
                 message,
             })?;
     } else {
-        let options = checkpoint::renames::BuildOptions::new(name, entrypoint_args)
-            .for_checkpoint(name, &tensors);
-        let classes = if net::maker::SEGMENTERS.contains(&name) {
-            net::maker::SEGMENTER_CLASSES
+        let options =
+            families::BuildOptions::new(name, entrypoint_args).for_checkpoint(name, &tensors);
+        let classes = if family.task == families::Task::Segmenter {
+            families::segmentation::SEGMENTER_CLASSES
         } else {
             1000
         };
-        families::build_with(name, &store.root(), classes, options).ok_or_else(unknown)?;
+        family
+            .build(name, &store.root(), classes, options)
+            .ok_or_else(unknown)?;
     }
-    load_into(
-        &mut store,
-        checkpoint::renames::torchvision_names(name, tensors),
-        path,
-    )
+    load_into(&mut store, family.renames.names(tensors), path)
 }
 
 /// Writes untrained weights for a torchvision architecture to `path`

@@ -12,12 +12,10 @@ use zoo_output_processors::{
     Classifier, Detector, DetectorOutput, InstanceSegmenter, KeypointDetector, SemanticSegmenter,
 };
 
-use crate::checkpoint::renames::{BuildOptions, torchvision_name, torchvision_names};
 use crate::checkpoint::weights::{load_file_into, load_into, read_named_tensors};
 use crate::device::DeviceSpec;
-use crate::families as arch;
+use crate::families::{self, BuildOptions, Task};
 use crate::net::Network;
-use crate::net::fold as folded;
 use crate::preprocess::{MAX_IMAGE_SIDE, Preprocessing};
 
 /// ImageNet's 1,000 class names, as torchvision orders them; what
@@ -152,7 +150,7 @@ enum Net {
     /// A torchvision detector (`detection`), and the variables it reads.
     Detection {
         _store: VarStore,
-        detector: Box<crate::families::detection::Detector>,
+        detector: Box<families::detection::Detector>,
     },
 }
 
@@ -226,7 +224,7 @@ fn segmenter_classes(config: &Map<String, Value>) -> Result<i64, ModelError> {
         .and_then(Value::as_object)
         .and_then(|args| args.get("num_classes"));
     match value {
-        None | Some(Value::Null) => Ok(crate::net::maker::SEGMENTER_CLASSES),
+        None | Some(Value::Null) => Ok(families::segmentation::SEGMENTER_CLASSES),
         Some(value) => value
             .as_u64()
             .filter(|classes| (1..=MAX_CLASSES as u64).contains(classes))
@@ -656,22 +654,29 @@ impl TorchImageModel {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let model_name;
-        let detector_name = config
+        let detector = config
             .get("entrypoint_fcn")
             .and_then(Value::as_str)
             .map(|entrypoint| entrypoint.rsplit('.').next().unwrap_or(entrypoint))
-            .filter(|name| crate::families::detection::is_detector(name));
+            .and_then(|name| Some((name, families::find(name)?)))
+            .filter(|(_, family)| family.is_detector());
         // Detectors run in f32 (torchvision's box arithmetic and NMS in
         // half precision would not give FiftyOne's detections).
-        let half = half && detector_name.is_none();
-        let net = match config.get("entrypoint_fcn").and_then(Value::as_str) {
-            Some(entrypoint) if detector_name.is_some() => {
-                let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
+        let half = half && detector.is_none();
+        let net = match (
+            config.get("entrypoint_fcn").and_then(Value::as_str),
+            detector,
+        ) {
+            (Some(entrypoint), Some((name, family))) => {
                 model_name = name.to_owned();
+                let (masks, keypoints) = match family.task {
+                    Task::Detector { masks, keypoints } => (masks, keypoints),
+                    Task::Classifier | Task::Segmenter | Task::Hub { .. } => (false, false),
+                };
                 let fits = match &processor {
                     Processor::Detector(_) => true,
-                    Processor::InstanceSegmenter(_) => name == "maskrcnn_resnet50_fpn",
-                    Processor::KeypointDetector(_) => name == "keypointrcnn_resnet50_fpn",
+                    Processor::InstanceSegmenter(_) => masks,
+                    Processor::KeypointDetector(_) => keypoints,
                     Processor::Classifier(_) | Processor::Segmenter { .. } | Processor::Raw => {
                         false
                     }
@@ -693,15 +698,11 @@ impl TorchImageModel {
                         classes.len()
                     )));
                 }
-                let mut detector = crate::families::detection::Detector::build(
-                    name,
-                    &store.root(),
-                    outputs,
-                    config.get("entrypoint_args"),
-                )
-                .ok_or_else(|| config_error(format!("unknown detector `{entrypoint}`")))?
-                .map_err(config_error)?;
-                load_file_into(&mut store, &model_path, &|key| torchvision_name(name, key))
+                let mut detector = family
+                    .build_detector(name, &store.root(), outputs, config.get("entrypoint_args"))
+                    .ok_or_else(|| config_error(format!("unknown detector `{entrypoint}`")))?
+                    .map_err(config_error)?;
+                load_file_into(&mut store, &model_path, &|key| family.renames.name(key))
                     .map_err(|err| config_error(chain(&err)))?;
                 detector.fold().map_err(|err| {
                     ModelError::Inference(format!(
@@ -713,9 +714,8 @@ impl TorchImageModel {
                     detector: Box::new(detector),
                 }
             }
-            Some(entrypoint) => {
-                let name =
-                    crate::families::hub::architecture(entrypoint, config.get("entrypoint_args"))?;
+            (Some(entrypoint), None) => {
+                let name = families::hub::architecture(entrypoint, config.get("entrypoint_args"))?;
                 model_name = name.to_owned();
                 if classes.len() > MAX_CLASSES {
                     return Err(config_error(format!(
@@ -724,22 +724,17 @@ impl TorchImageModel {
                     )));
                 }
                 let mut store = VarStore::new(device);
-                let outputs = if crate::net::maker::SEGMENTERS.contains(&name) {
+                let unsupported = |err: families::UnknownArchitecture| {
+                    ModelError::Unsupported(format!("`{entrypoint}`: {err}"))
+                };
+                let family = families::family(name).map_err(unsupported)?;
+                let outputs = if family.task == Task::Segmenter {
                     segmenter_classes(config)?
                 } else if classes.is_empty() {
                     1000
                 } else {
                     classes.len() as i64
                 };
-                let unsupported = || {
-                    ModelError::Unsupported(format!(
-                        "architecture `{entrypoint}` is not available natively; zoo builds: {}",
-                        arch::architectures().collect::<Vec<_>>().join(", ")
-                    ))
-                };
-                if !arch::builds(name) {
-                    return Err(unsupported());
-                }
                 // MNASNet 0.5's checkpoint is read first: torchvision adapts
                 // its stem to the checkpoint's version. Other checkpoints are
                 // read after the network is built, each tensor copied into it
@@ -752,8 +747,13 @@ impl TorchImageModel {
                 } else {
                     (options, None)
                 };
-                let network = arch::build_with(name, &store.root(), outputs, options)
-                    .ok_or_else(unsupported)?;
+                let network = family
+                    .build(name, &store.root(), outputs, options)
+                    .ok_or_else(|| {
+                        unsupported(families::UnknownArchitecture {
+                            name: name.to_owned(),
+                        })
+                    })?;
                 if let Some(layer) = &embeddings_layer
                     && network.embeddings_layer != Some(layer.as_str())
                 {
@@ -765,15 +765,15 @@ impl TorchImageModel {
                 }
                 match tensors {
                     Some(tensors) => {
-                        load_into(&mut store, torchvision_names(name, tensors), &model_path)
+                        load_into(&mut store, family.renames.names(tensors), &model_path)
                     }
                     None => {
-                        load_file_into(&mut store, &model_path, &|key| torchvision_name(name, key))
+                        load_file_into(&mut store, &model_path, &|key| family.renames.name(key))
                     }
                 }
                 .map_err(|err| config_error(chain(&err)))?;
                 let kind = if half { Kind::Half } else { Kind::Float };
-                match folded::build_with(name, store.variables(), kind, options) {
+                match family.build_folded(name, store.variables(), kind, options) {
                     Some(network) => Net::Vision {
                         store: None,
                         network,
@@ -789,7 +789,7 @@ impl TorchImageModel {
                     }
                 }
             }
-            None => {
+            (None, _) => {
                 model_name = model_path.file_name().map_or_else(
                     || model_path.display().to_string(),
                     |file| file.to_string_lossy().into_owned(),
@@ -1417,7 +1417,7 @@ impl TorchImageModel {
     /// or with `segmenter` its `InstanceSegmenterOutputProcessor`.
     fn detect(
         &self,
-        network: &crate::families::detection::Detector,
+        network: &families::detection::Detector,
         processor: &Detector,
         segmenter: Option<&InstanceSegmenter>,
         inputs: &[Input],
@@ -1474,7 +1474,7 @@ impl TorchImageModel {
     /// labels (stored as `<field>_detections`, `<field>_keypoints`).
     fn detect_keypoints(
         &self,
-        network: &crate::families::detection::Detector,
+        network: &families::detection::Detector,
         processor: &KeypointDetector,
         inputs: &[Input],
         batch: &Tensor,

@@ -16,7 +16,7 @@
 //!   it computes an `aux` output FiftyOne never reads, so zoo drops those
 //!   tensors and does not build it.
 //! - MNASNet 0.5: the hosted file is a version-1 checkpoint, whose stem is
-//!   32/16 channels wide where version 2 scales it (`BuildOptions::for_checkpoint`).
+//!   32/16 channels wide where version 2 scales it (`families/mnasnet.rs`).
 //! - Inception v3: the hosted file holds the auxiliary classifier
 //!   (`AuxLogits.*`); torchvision builds it to load them and then drops it
 //!   (`aux_logits=False`, FiftyOne's setting), so its tensors are not used
@@ -31,98 +31,43 @@
 //!   (`inner_blocks.0.0.weight`, `conv.0.0.weight`); the modules'
 //!   `_load_from_state_dict` rename them, and so does zoo.
 
-use serde_json::Value;
 use tch::Tensor;
 
-/// How torchvision builds an architecture, from FiftyOne's
-/// `entrypoint_args`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct BuildOptions {
-    /// Inception v3's and GoogLeNet's `transform_input`.
-    pub(crate) transform_input: bool,
-    /// MNASNet built with the fixed 32/16-channel stem of version-1
-    /// checkpoints (see [`BuildOptions::for_checkpoint`]).
-    pub(crate) mnasnet_v1_stem: bool,
+/// Which of torchvision's loader conventions a network's checkpoints
+/// need: the family table (`families`) names one per family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Renames {
+    /// Names pass unchanged, less the tensors under these prefixes
+    /// (auxiliary classifiers torchvision loads and then drops).
+    Drop(&'static [&'static str]),
+    /// DenseNet's names of torchvision before 0.3 (see the module docs).
+    DenseNet,
+    /// The detectors' names of torchvision before 0.13.
+    Detection,
 }
 
-impl BuildOptions {
-    /// The options torchvision's builder `architecture` uses for these
-    /// `entrypoint_args` (absent: none).
-    pub(crate) fn new(architecture: &str, entrypoint_args: Option<&Value>) -> BuildOptions {
-        let args = entrypoint_args.and_then(Value::as_object);
-        let has_weights = args
-            .and_then(|args| args.get("weights"))
-            .is_some_and(|weights| !weights.is_null());
-        let transform_input = match args.and_then(|args| args.get("transform_input")) {
-            Some(value) => value.as_bool().unwrap_or(false),
-            None => matches!(architecture, "inception_v3" | "googlenet") && has_weights,
-        };
-        BuildOptions {
-            transform_input,
-            mnasnet_v1_stem: false,
+impl Renames {
+    /// The tensors of a checkpoint under the names zoo's network uses:
+    /// torchvision's loader renames applied, and the tensors torchvision
+    /// loads only into parts it then drops left out.
+    pub(crate) fn names(self, tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+        tensors
+            .into_iter()
+            .filter_map(|(name, tensor)| Some((self.name(name)?, tensor)))
+            .collect()
+    }
+
+    /// One checkpoint name as [`Renames::names`] maps it: renamed, or
+    /// `None` when the tensor is left out.
+    pub(crate) fn name(self, name: String) -> Option<String> {
+        match self {
+            Renames::DenseNet => Some(densenet_name(&name)),
+            Renames::Detection => Some(detection_name(&name)),
+            Renames::Drop(prefixes) => {
+                (!prefixes.iter().any(|prefix| name.starts_with(prefix))).then_some(name)
+            }
         }
     }
-
-    /// Whether [`BuildOptions::for_checkpoint`] needs the checkpoint of
-    /// `architecture` before the network is built (MNASNet 0.5 only).
-    pub(crate) fn depends_on_checkpoint(architecture: &str) -> bool {
-        architecture == "mnasnet0_5"
-    }
-
-    /// These options adjusted to checkpoint `tensors` of `architecture`, as
-    /// torchvision's loader adjusts the model: MNASNet's
-    /// `_load_from_state_dict` gives a version-1 checkpoint (saved before
-    /// torchvision 0.5; the hosted `mnasnet0.5_top1_67.823-3ffadce67e.pth`)
-    /// the fixed 32/16-channel stem of that version whatever the width
-    /// multiplier. The version lives in the pickle's metadata, which zoo does
-    /// not read; the stem's shape tells the two apart (`layers.0.weight` has
-    /// 32 output channels in version 1, `16` in version 2 at width 0.5).
-    pub(crate) fn for_checkpoint(
-        self,
-        architecture: &str,
-        tensors: &[(String, Tensor)],
-    ) -> BuildOptions {
-        let v1 = Self::depends_on_checkpoint(architecture)
-            && tensors.iter().any(|(name, tensor)| {
-                name == "layers.0.weight" && tensor.size().first() == Some(&32)
-            });
-        BuildOptions {
-            mnasnet_v1_stem: v1,
-            ..self
-        }
-    }
-}
-
-/// The tensors of a torchvision checkpoint under the names zoo's
-/// architecture `architecture` uses: torchvision's loader renames applied,
-/// and the tensors torchvision loads only into parts it then drops left
-/// out.
-pub(crate) fn torchvision_names(
-    architecture: &str,
-    tensors: Vec<(String, Tensor)>,
-) -> Vec<(String, Tensor)> {
-    tensors
-        .into_iter()
-        .filter_map(|(name, tensor)| Some((torchvision_name(architecture, name)?, tensor)))
-        .collect()
-}
-
-/// One checkpoint name as [`torchvision_names`] maps it: renamed, or
-/// `None` when the tensor is left out.
-pub(crate) fn torchvision_name(architecture: &str, name: String) -> Option<String> {
-    if architecture.starts_with("densenet") {
-        return Some(densenet_name(&name));
-    }
-    if crate::families::detection::is_detector(architecture) {
-        return Some(detection_name(&name));
-    }
-    let dropped: &[&str] = match architecture {
-        "inception_v3" => &["AuxLogits."],
-        "googlenet" => &["aux1.", "aux2."],
-        _ if crate::net::maker::SEGMENTERS.contains(&architecture) => &["aux_classifier."],
-        _ => &[],
-    };
-    (!dropped.iter().any(|prefix| name.starts_with(prefix))).then_some(name)
 }
 
 /// torchvision's renames of the detectors' pre-0.13 names (the hosted
@@ -207,26 +152,8 @@ fn densenet_name(name: &str) -> String {
     format!("{}.{module}{index}.{parameter}", head.join("."))
 }
 
-/// torchvision's `Inception3._transform_input`: each channel from
-/// ImageNet's normalisation to `(x - 0.5) / 0.5` of the raw pixel.
-pub(crate) fn inception_transform_input(xs: &Tensor) -> Result<Tensor, tch::TchError> {
-    let channel = |index: i64, std: f64, mean: f64| -> Result<Tensor, tch::TchError> {
-        Ok(xs.f_select(1, index)?.f_unsqueeze(1)? * (std / 0.5) + (mean - 0.5) / 0.5)
-    };
-    Tensor::f_cat(
-        &[
-            channel(0, 0.229, 0.485)?,
-            channel(1, 0.224, 0.456)?,
-            channel(2, 0.225, 0.406)?,
-        ],
-        1,
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     /// torchvision's DenseNet pattern, case by case: legacy names are
@@ -271,36 +198,5 @@ mod tests {
         for (legacy, expected) in cases {
             assert_eq!(densenet_name(legacy), expected, "{legacy}");
         }
-    }
-
-    #[test]
-    fn inception_runs_with_transform_input_when_named_weights_are_given() {
-        let cases = [
-            (
-                "inception_v3",
-                json!({"weights": "Inception_V3_Weights.DEFAULT"}),
-                true,
-            ),
-            ("inception_v3", json!({}), false),
-            ("inception_v3", json!({"weights": null}), false),
-            (
-                "inception_v3",
-                json!({"weights": "Inception_V3_Weights.DEFAULT", "transform_input": false}),
-                false,
-            ),
-            (
-                "resnet50",
-                json!({"weights": "ResNet50_Weights.DEFAULT"}),
-                false,
-            ),
-        ];
-        for (architecture, args, expected) in cases {
-            assert_eq!(
-                BuildOptions::new(architecture, Some(&args)).transform_input,
-                expected,
-                "{architecture} {args}"
-            );
-        }
-        assert!(!BuildOptions::new("inception_v3", None).transform_input);
     }
 }

@@ -38,7 +38,7 @@ pub(crate) fn build(root: &nn::Path<'_>, classes: i64) -> Network {
         .then(linear(&classifier / 4, 4096, 4096))
         .then_fn(relu);
     let head = linear(&classifier / 6, 4096, classes);
-    Network::new(features, head, "<classifier.6", MIN_INPUT)
+    Network::new(features, head)
 }
 
 #[cfg(test)]

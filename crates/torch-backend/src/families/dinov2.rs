@@ -22,18 +22,6 @@ use crate::net::Network;
 use crate::net::layers::{Conv, Forward};
 use crate::net::vit::{Block, BlockShape, LayerNorm};
 
-/// The hub's entrypoint names zoo builds.
-pub(crate) const MODELS: [&str; 8] = [
-    "dinov2_vits14",
-    "dinov2_vitb14",
-    "dinov2_vitl14",
-    "dinov2_vitg14",
-    "dinov2_vits14_reg",
-    "dinov2_vitb14_reg",
-    "dinov2_vitl14_reg",
-    "dinov2_vitg14_reg",
-];
-
 /// The sizes of a `DinoVisionTransformer`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Dinov2Config {
@@ -245,12 +233,9 @@ impl Forward for Dinov2 {
 /// DINOv2 `config` under `root` as a [`Network`] whose features are the
 /// hub model's output (`embeddings_layer: head`, `nn.Identity`).
 pub(crate) fn network(root: &nn::Path<'_>, config: Dinov2Config) -> Network {
-    let patch = config.patch;
     Network::new(
         Dinov2::new(root, config),
         crate::net::layers::Sequence::default(),
-        "head",
-        patch,
     )
 }
 
@@ -374,8 +359,9 @@ mod tests {
             serde_json::from_slice(&fs_err::read(fixtures.join("dinov2_oracle.json")).unwrap())
                 .unwrap();
         let layouts = oracle["layouts"].as_object().unwrap();
-        assert_eq!(layouts.len(), super::MODELS.len());
-        for name in super::MODELS {
+        let models = crate::families::find("dinov2_vits14").unwrap().names;
+        assert_eq!(layouts.len(), models.len());
+        for &name in models {
             let full = Dinov2Config::hub(name).unwrap();
             let mut want = Vec::new();
             let mut blocks = 0;

@@ -6,18 +6,41 @@
 //! `torch.hub.load(repo_or_dir, model)` with the config's
 //! `entrypoint_args`. zoo runs no hub code: it builds the networks of the
 //! repositories it knows natively (`facebookresearch/dinov2`, see
-//! `dinov2.rs`) and reads their weights from the model's downloaded file.
+//! `dinov2.rs`; the family table's `Task::Hub` rows) and reads their
+//! weights from the model's downloaded file.
 
 use serde_json::Value;
 use zoo_model_core::ModelError;
 
+use crate::families::{FAMILIES, Task};
+
 /// The hub loader's FiftyOne name (last part of `entrypoint_fcn`).
 const HUB_LOADER: &str = "load_torch_hub_raw_model";
 
-/// The hub repositories zoo builds natively, with the entrypoints it knows
-/// in each.
-const REPOSITORIES: [(&str, &[&str]); 1] =
-    [("facebookresearch/dinov2", &crate::families::dinov2::MODELS)];
+/// The hub repositories zoo builds natively (the family table's
+/// [`Task::Hub`] rows), each once, in table order.
+fn repositories() -> Vec<&'static str> {
+    let mut repositories: Vec<&'static str> = Vec::new();
+    for family in FAMILIES {
+        if let Task::Hub { repository } = family.task
+            && !repositories.contains(&repository)
+        {
+            repositories.push(repository);
+        }
+    }
+    repositories
+}
+
+/// The entrypoints zoo builds from hub repository `repository`.
+fn entrypoints(repository: &str) -> Vec<&'static str> {
+    FAMILIES
+        .iter()
+        .filter(
+            |family| matches!(family.task, Task::Hub { repository: known } if known == repository),
+        )
+        .flat_map(|family| family.names.iter().copied())
+        .collect()
+}
 
 /// The architecture name an `entrypoint_fcn` (with its `entrypoint_args`)
 /// names: the last dotted part for torchvision builders
@@ -46,15 +69,14 @@ pub(crate) fn architecture<'a>(
     })?;
     // `owner/repo[:ref]`: the ref does not change which network is built.
     let bare = repository.split(':').next().unwrap_or(repository);
-    let (_, models) = REPOSITORIES
-        .iter()
-        .find(|(known, _)| *known == bare)
-        .ok_or_else(|| {
-            unsupported(format!(
-                "PyTorch Hub repository `{repository}` is not available natively; zoo builds: {}",
-                REPOSITORIES.map(|(known, _)| known).join(", ")
-            ))
-        })?;
+    let repositories = repositories();
+    if !repositories.contains(&bare) {
+        return Err(unsupported(format!(
+            "PyTorch Hub repository `{repository}` is not available natively; zoo builds: {}",
+            repositories.join(", ")
+        )));
+    }
+    let models = entrypoints(bare);
     let model = argument("model").ok_or_else(|| {
         unsupported(format!(
             "`{entrypoint}` needs `entrypoint_args.model` naming an entrypoint of `{repository}`"

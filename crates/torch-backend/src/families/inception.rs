@@ -9,9 +9,9 @@
 //!   ReLU. Its padding is 0 unless torchvision gives one.
 //! - `transform_input`: re-normalises the input from ImageNet's statistics
 //!   to `[-1, 1]` per channel, as torchvision's builder sets it with named
-//!   weights (`checkpoint.rs`).
+//!   weights (`families/options.rs`, `checkpoint/renames.rs`).
 //! - The auxiliary classifier (`AuxLogits.*` in the hosted file) runs only
-//!   in training; its tensors are dropped before loading (`checkpoint.rs`).
+//!   in training; its tensors are dropped before loading (`families/options.rs`, `checkpoint/renames.rs`).
 //!
 //! Parameter names are torchvision's (`Conv2d_1a_3x3.conv.weight`,
 //! `Mixed_6b.branch7x7_2.bn.running_var`, `fc.weight`, ...).
@@ -243,7 +243,7 @@ struct Features {
 impl Forward for Features {
     fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
         let mut ys = if self.transform_input {
-            crate::checkpoint::renames::inception_transform_input(xs)?
+            crate::families::options::inception_transform_input(xs)?
         } else {
             xs.shallow_clone()
         };
@@ -292,12 +292,7 @@ pub(crate) fn build(m: &dyn Maker, classes: i64, transform_input: bool) -> Optio
         stem,
         blocks,
     };
-    Some(Network::new(
-        features,
-        m.linear("fc", 2048, classes)?,
-        "<fc",
-        MIN_INPUT,
-    ))
+    Some(Network::new(features, m.linear("fc", 2048, classes)?))
 }
 
 #[cfg(test)]
@@ -305,7 +300,7 @@ mod tests {
     use tch::nn::{ModuleT, VarStore};
     use tch::{Device, Kind, Tensor};
 
-    use crate::checkpoint::renames::BuildOptions;
+    use crate::families::BuildOptions;
     use crate::net::testing::{assert_close, copy_variables, logits, randomise};
 
     /// The oracle is `tch::vision::inception::v3` (a separate
@@ -338,7 +333,7 @@ mod tests {
             crate::families::build_with("inception_v3", &store.root(), 10, options).unwrap();
         randomise(&store);
         let folded =
-            crate::net::fold::build_with("inception_v3", store.variables(), Kind::Float, options)
+            crate::families::build_folded("inception_v3", store.variables(), Kind::Float, options)
                 .unwrap();
         let input = Tensor::randn([2, 3, 101, 83], (Kind::Float, Device::Cpu));
         let want = logits(&plain, &input);
@@ -383,8 +378,13 @@ mod speed {
         let their_store = VarStore::new(Device::Cpu);
         let theirs = tch::vision::inception::v3(&their_store.root(), 1000);
         crate::net::testing::copy_variables(&store, &their_store);
-        let folded =
-            crate::net::fold::build("inception_v3", store.variables(), Kind::Float).unwrap();
+        let folded = crate::families::build_folded(
+            "inception_v3",
+            store.variables(),
+            Kind::Float,
+            crate::families::BuildOptions::default(),
+        )
+        .unwrap();
         for batch in [1, 8] {
             let input = Tensor::randn([batch, 3, 299, 299], (Kind::Float, Device::Cpu));
             let (old, want) = tch::no_grad(|| median_ms(7, || theirs.forward_t(&input, false)));

@@ -1,313 +1,436 @@
-//! torchvision architectures, split into a feature extractor and a head so
-//! that `embeddings_layer` can read the head's input.
+//! The model families zoo builds natively, and the one table that names
+//! them: [`FAMILIES`]. Every lookup (which architecture an `entrypoint_fcn`
+//! names, how it is built, its minimum input and `embeddings_layer`, which
+//! checkpoint renames it needs, whether it runs folded, which PyTorch Hub
+//! repository serves it) reads a [`Family`] row; a name no row holds is an
+//! error naming it ([`family`]), never another network.
 //!
-//! ResNets reuse `tch::vision`'s feature stacks. MobileNetV2 and DenseNet are
-//! written here: tch's DenseNet pools with a fixed 7x7 window where
-//! torchvision pools adaptively, which gives different numbers for any input
-//! that is not 224x224 (FiftyOne keeps images at native size). These ten
-//! run folded once loaded (`folded.rs`); the graphs here are the reference
-//! the folded ones are tested against.
-//! VGG, AlexNet and SqueezeNet are written in their own modules for the same
-//! reason (tch's VGG has no adaptive pooling at all), and run as built.
-//! Inception v3 is written in `inception.rs` (with its `<fc` embeddings)
-//! and runs folded, like the classifiers of `nets.rs`.
+//! Each family is one module (a folder for a big one: `detection/`) that
+//! exports its builder and imports only the building blocks (`net`), the
+//! shared [`BuildOptions`] and, where a family reuses another's body, that
+//! family (`segmentation` uses `resnet`'s). Adding a family is a new
+//! module here plus one row in [`FAMILIES`].
 //!
-//! Every forward is fallible ([`Forward`]): a libtorch error fails the
-//! batch, not the process.
+//! Most families are written once against a [`Maker`]
+//! ([`Build::Maker`]): the same code builds the reference graph whose
+//! variables loading checks, and the folded, channels-last graph that runs
+//! (`net/fold.rs`). VGG, AlexNet and SqueezeNet (torchvision's layouts, key
+//! names and adaptive pooling: tch's VGG has no adaptive pooling and tch's
+//! AlexNet's `features.3` has stride 2 / padding 1 where torchvision's has
+//! 1 / 2) and DINOv2 run as built ([`Build::Store`]); the detectors are
+//! their own graphs ([`Build::Detector`]).
+//!
+//! Every forward is fallible ([`Forward`](crate::net::layers::Forward)): a
+//! libtorch error fails the batch, not the process.
 
-use tch::Tensor;
-use tch::nn::{self, ModuleT};
+use std::collections::HashMap;
+
+use serde_json::Value;
+use tch::nn;
+use tch::{Kind, Tensor};
+
+use crate::checkpoint::renames::Renames;
+use crate::net::Network;
+use crate::net::fold::Weights;
+use crate::net::maker::{Folding, Maker, Reference};
 
 pub(crate) mod alexnet;
+pub(crate) mod densenet;
 pub(crate) mod detection;
 pub(crate) mod dinov2;
+pub(crate) mod googlenet;
 pub(crate) mod hub;
 pub(crate) mod inception;
+pub(crate) mod mnasnet;
+pub(crate) mod mobilenet_v2;
+pub(crate) mod options;
+pub(crate) mod resnet;
+pub(crate) mod segmentation;
+pub(crate) mod shufflenet;
 pub(crate) mod squeezenet;
 pub(crate) mod vgg;
 
-use crate::checkpoint::renames::BuildOptions;
-use crate::net::Network;
-use crate::net::layers::Guarded;
+pub(crate) use options::BuildOptions;
 
-fn guarded(module: impl ModuleT + 'static) -> Guarded {
-    Guarded(Box::new(module))
+/// What a family's networks compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Task {
+    /// `[N, classes]` logits (1000 ImageNet classes unless the config
+    /// lists others).
+    Classifier,
+    /// `[N, classes, H, W]` scores at the input's size (torchvision's
+    /// default [`segmentation::SEGMENTER_CLASSES`] classes).
+    Segmenter,
+    /// Features only, from a PyTorch Hub `repository` (no torchvision
+    /// builder: named through `load_torch_hub_raw_model`, `hub.rs`).
+    Hub { repository: &'static str },
+    /// A torchvision detector; `masks` and `keypoints` say which of
+    /// FiftyOne's instance and keypoint output processors it can feed.
+    Detector { masks: bool, keypoints: bool },
 }
 
-/// The architectures zoo builds as features and a head (so they have
-/// embeddings) and runs folded once loaded (see `folded.rs`).
-pub(crate) const SPLIT: [&str; 10] = [
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "mobilenet_v2",
-    "densenet121",
-    "densenet161",
-    "densenet169",
-    "densenet201",
+/// A detector family's builder: name, variables' root, classes,
+/// `entrypoint_args`; `None` for a name it does not build, an error naming
+/// a bad argument.
+pub(crate) type DetectorBuilder =
+    fn(&str, &nn::Path<'_>, i64, Option<&Value>) -> Option<Result<detection::Detector, String>>;
+
+/// Build options adjusted to a checkpoint's tensors.
+pub(crate) type CheckpointOptions = fn(BuildOptions, &[(String, Tensor)]) -> BuildOptions;
+
+/// How a family builds a network by name.
+#[derive(Clone, Copy)]
+pub(crate) enum Build {
+    /// Written once against a [`Maker`]: built on a variable store for
+    /// loading, and folded from the loaded weights to run.
+    Maker(fn(&str, &dyn Maker, i64, BuildOptions) -> Option<Network>),
+    /// Built on a variable store, and run as built.
+    Store(fn(&str, &nn::Path<'_>, i64) -> Option<Network>),
+    /// A detector, configured from `entrypoint_args`.
+    Detector(DetectorBuilder),
+}
+
+/// One row of [`FAMILIES`].
+pub(crate) struct Family {
+    /// The names it builds: torchvision entrypoints (`entrypoint_fcn`'s
+    /// last part) or PyTorch Hub entrypoints.
+    pub(crate) names: &'static [&'static str],
+    pub(crate) task: Task,
+    pub(crate) build: Build,
+    /// The smallest input height and width the networks accept
+    /// (torchvision's `min_size`); the model checks it before a forward.
+    pub(crate) min_input: i64,
+    /// The `embeddings_layer` whose input the features are, if any.
+    pub(crate) embeddings_layer: Option<&'static str>,
+    /// What torchvision's loader does to the hosted checkpoints' names.
+    pub(crate) renames: Renames,
+    /// Whether torchvision's builder sets `transform_input` when named
+    /// weights are given (Inception v3, GoogLeNet).
+    pub(crate) transform_input: bool,
+    /// Build options that depend on the checkpoint, read before the network
+    /// is built (MNASNet 0.5's version-1 stem).
+    pub(crate) options_from_checkpoint: Option<CheckpointOptions>,
+}
+
+impl std::fmt::Debug for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Family")
+            .field("names", &self.names)
+            .field("task", &self.task)
+            .field("min_input", &self.min_input)
+            .field("embeddings_layer", &self.embeddings_layer)
+            .field("renames", &self.renames)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A classifier row's defaults.
+const CLASSIFIER: Family = Family {
+    names: &[],
+    task: Task::Classifier,
+    build: Build::Store(|_, _, _| None),
+    min_input: 1,
+    embeddings_layer: None,
+    renames: Renames::Drop(&[]),
+    transform_input: false,
+    options_from_checkpoint: None,
+};
+
+/// A detector row's defaults.
+const DETECTOR: Family = Family {
+    task: Task::Detector {
+        masks: false,
+        keypoints: false,
+    },
+    build: Build::Detector(detection::Detector::build),
+    renames: Renames::Detection,
+    ..CLASSIFIER
+};
+
+/// Every family zoo builds natively, one row per set of names that share
+/// how they are built, their minimum input and their embeddings.
+pub(crate) const FAMILIES: &[Family] = &[
+    Family {
+        names: &[
+            "resnet18",
+            "resnet34",
+            "resnet50",
+            "resnet101",
+            "resnet152",
+            "resnext50_32x4d",
+            "resnext101_32x8d",
+            "wide_resnet50_2",
+            "wide_resnet101_2",
+        ],
+        build: Build::Maker(resnet::build),
+        embeddings_layer: Some("<fc"),
+        ..CLASSIFIER
+    },
+    Family {
+        names: &["mobilenet_v2"],
+        build: Build::Maker(mobilenet_v2::build),
+        embeddings_layer: Some("<classifier.1"),
+        ..CLASSIFIER
+    },
+    Family {
+        names: &["densenet121", "densenet161", "densenet169", "densenet201"],
+        build: Build::Maker(densenet::build),
+        // torchvision's `min_size` for DenseNets is 29x29.
+        min_input: 29,
+        embeddings_layer: Some("<classifier"),
+        renames: Renames::DenseNet,
+        ..CLASSIFIER
+    },
+    Family {
+        names: &["googlenet"],
+        build: Build::Maker(googlenet::build),
+        // torchvision's `min_size` for GoogLeNet is 15x15.
+        min_input: 15,
+        embeddings_layer: Some("<fc"),
+        renames: Renames::Drop(&["aux1.", "aux2."]),
+        transform_input: true,
+        ..CLASSIFIER
+    },
+    Family {
+        names: &["inception_v3"],
+        build: Build::Maker(|_, m, classes, options| {
+            inception::build(m, classes, options.transform_input)
+        }),
+        min_input: inception::MIN_INPUT,
+        embeddings_layer: Some("<fc"),
+        renames: Renames::Drop(&["AuxLogits."]),
+        transform_input: true,
+        ..CLASSIFIER
+    },
+    Family {
+        names: &["mnasnet0_5"],
+        build: Build::Maker(mnasnet::build),
+        embeddings_layer: Some("<classifier.1"),
+        options_from_checkpoint: Some(mnasnet::version_one_stem),
+        ..CLASSIFIER
+    },
+    Family {
+        names: &["mnasnet1_0"],
+        build: Build::Maker(mnasnet::build),
+        embeddings_layer: Some("<classifier.1"),
+        ..CLASSIFIER
+    },
+    Family {
+        names: &["shufflenet_v2_x0_5", "shufflenet_v2_x1_0"],
+        build: Build::Maker(shufflenet::build),
+        embeddings_layer: Some("<fc"),
+        ..CLASSIFIER
+    },
+    Family {
+        names: &["alexnet"],
+        build: Build::Store(|_, root, classes| Some(alexnet::build(root, classes))),
+        min_input: alexnet::MIN_INPUT,
+        embeddings_layer: Some("<classifier.6"),
+        ..CLASSIFIER
+    },
+    Family {
+        names: &[
+            "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+        ],
+        build: Build::Store(vgg::build),
+        min_input: vgg::MIN_INPUT,
+        embeddings_layer: Some("<classifier.6"),
+        ..CLASSIFIER
+    },
+    Family {
+        names: &["squeezenet1_0"],
+        build: Build::Store(squeezenet::build),
+        // torchvision's `min_size`.
+        min_input: 21,
+        ..CLASSIFIER
+    },
+    Family {
+        names: &["squeezenet1_1"],
+        build: Build::Store(squeezenet::build),
+        min_input: 17,
+        ..CLASSIFIER
+    },
+    Family {
+        names: &[
+            "deeplabv3_resnet50",
+            "deeplabv3_resnet101",
+            "fcn_resnet50",
+            "fcn_resnet101",
+        ],
+        task: Task::Segmenter,
+        build: Build::Maker(segmentation::build),
+        renames: Renames::Drop(&["aux_classifier."]),
+        ..CLASSIFIER
+    },
+    Family {
+        names: &["fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn"],
+        ..DETECTOR
+    },
+    Family {
+        names: &["maskrcnn_resnet50_fpn"],
+        task: Task::Detector {
+            masks: true,
+            keypoints: false,
+        },
+        ..DETECTOR
+    },
+    Family {
+        names: &["keypointrcnn_resnet50_fpn"],
+        task: Task::Detector {
+            masks: false,
+            keypoints: true,
+        },
+        ..DETECTOR
+    },
+    Family {
+        names: &[
+            "dinov2_vits14",
+            "dinov2_vitb14",
+            "dinov2_vitl14",
+            "dinov2_vitg14",
+            "dinov2_vits14_reg",
+            "dinov2_vitb14_reg",
+            "dinov2_vitl14_reg",
+            "dinov2_vitg14_reg",
+        ],
+        task: Task::Hub {
+            repository: "facebookresearch/dinov2",
+        },
+        build: Build::Store(|name, root, _| dinov2::build(name, root)),
+        // One patch.
+        min_input: 14,
+        embeddings_layer: Some("head"),
+        ..CLASSIFIER
+    },
 ];
 
-/// The architectures that run as built here, not folded: VGG and AlexNet
-/// (with `<classifier.6` embeddings) and SqueezeNet (without).
-pub(crate) const UNFOLDED: [&str; 11] = [
-    "alexnet",
-    "vgg11",
-    "vgg11_bn",
-    "vgg13",
-    "vgg13_bn",
-    "vgg16",
-    "vgg16_bn",
-    "vgg19",
-    "vgg19_bn",
-    "squeezenet1_0",
-    "squeezenet1_1",
-];
+/// An architecture no row of [`FAMILIES`] names.
+#[derive(Debug, thiserror::Error)]
+#[error("architecture `{name}` is not available natively; zoo builds: {}", torchvision_names().collect::<Vec<_>>().join(", "))]
+pub(crate) struct UnknownArchitecture {
+    pub(crate) name: String,
+}
 
-/// Every torchvision architecture zoo builds, by entrypoint name: the
-/// classifiers, then the semantic segmenters (`nets.rs`), whose output is
-/// `[N, classes, H, W]` scores (detectors are `detection/`; the PyTorch Hub
-/// ones, `hub.rs`, are named by their entrypoint args).
+/// The row that builds `name`, if any.
+pub(crate) fn find(name: &str) -> Option<&'static Family> {
+    FAMILIES.iter().find(|family| family.names.contains(&name))
+}
+
+/// The row that builds `name`, or an error naming it.
+pub(crate) fn family(name: &str) -> Result<&'static Family, UnknownArchitecture> {
+    find(name).ok_or_else(|| UnknownArchitecture {
+        name: name.to_owned(),
+    })
+}
+
+/// The torchvision builders zoo runs natively, classifiers and segmenters,
+/// in table order (detectors and PyTorch Hub entrypoints are named
+/// otherwise).
+pub(crate) fn torchvision_names() -> impl Iterator<Item = &'static str> {
+    FAMILIES
+        .iter()
+        .filter(|family| matches!(family.task, Task::Classifier | Task::Segmenter))
+        .flat_map(|family| family.names.iter().copied())
+}
+
+/// Every torchvision architecture whose networks end in a classifier or
+/// segmentation head (what [`torchvision_names`] lists).
+#[cfg(test)]
 pub(crate) fn architectures() -> impl Iterator<Item = &'static str> {
-    SPLIT
-        .into_iter()
-        .chain(crate::net::maker::CLASSIFIERS)
-        .chain(UNFOLDED)
-        .chain(crate::net::maker::SEGMENTERS)
+    torchvision_names()
 }
 
-/// Whether zoo runs architecture `name` folded once loaded (`folded.rs`).
-pub(crate) fn runs_folded(name: &str) -> bool {
-    SPLIT.contains(&name)
-        || crate::net::maker::CLASSIFIERS.contains(&name)
-        || crate::net::maker::SEGMENTERS.contains(&name)
+impl Family {
+    /// Whether the networks run folded once loaded.
+    #[cfg(test)]
+    pub(crate) fn folds(&self) -> bool {
+        matches!(self.build, Build::Maker(_))
+    }
+
+    /// Whether this is a detector family.
+    pub(crate) fn is_detector(&self) -> bool {
+        matches!(self.task, Task::Detector { .. })
+    }
+
+    /// Network `name` built under `root` as torchvision's builder builds it
+    /// with `options` (variables named as torchvision names them), with
+    /// `classes` outputs; `None` for a detector or a name not in this row.
+    pub(crate) fn build(
+        &self,
+        name: &str,
+        root: &nn::Path<'_>,
+        classes: i64,
+        options: BuildOptions,
+    ) -> Option<Network> {
+        let network = match self.build {
+            Build::Maker(build) => build(name, &Reference(root), classes, options),
+            Build::Store(build) => build(name, root, classes),
+            Build::Detector(_) => None,
+        }?;
+        Some(network.described(self.embeddings_layer, self.min_input))
+    }
+
+    /// The folded, channels-last graph of `name` from its loaded weights
+    /// (f32), computing in `kind`; `None` for families that run as built.
+    pub(crate) fn build_folded(
+        &self,
+        name: &str,
+        by_name: HashMap<String, Tensor>,
+        kind: Kind,
+        options: BuildOptions,
+    ) -> Option<Network> {
+        let Build::Maker(build) = self.build else {
+            return None;
+        };
+        let weights = Weights { by_name, kind };
+        let network = tch::no_grad(|| build(name, &Folding(&weights), 0, options))?;
+        Some(network.described(self.embeddings_layer, self.min_input))
+    }
+
+    /// Detector `name` under `root` with `classes` outputs, configured from
+    /// `entrypoint_args`; `None` when this row builds no detector.
+    pub(crate) fn build_detector(
+        &self,
+        name: &str,
+        root: &nn::Path<'_>,
+        classes: i64,
+        entrypoint_args: Option<&Value>,
+    ) -> Option<Result<detection::Detector, String>> {
+        match self.build {
+            Build::Detector(build) => build(name, root, classes, entrypoint_args),
+            Build::Maker(_) | Build::Store(_) => None,
+        }
+    }
 }
 
-/// Whether [`build_with`] builds `name`: a torchvision architecture, or a
-/// DINOv2 hub entrypoint (kept out of [`architectures`], whose networks
-/// all end in a classifier head).
-pub(crate) fn builds(name: &str) -> bool {
-    architectures().any(|known| known == name) || crate::families::dinov2::MODELS.contains(&name)
-}
-
-/// Builds architecture `name` (the last part of an `entrypoint_fcn`) as
-/// torchvision's builder does without named weights.
-pub(crate) fn build(name: &str, root: &nn::Path, classes: i64) -> Option<Network> {
+/// Builds architecture `name` (the last part of an `entrypoint_fcn`, or a
+/// hub entrypoint) as torchvision's builder does without named weights.
+#[cfg(test)]
+pub(crate) fn build(name: &str, root: &nn::Path<'_>, classes: i64) -> Option<Network> {
     build_with(name, root, classes, BuildOptions::default())
 }
 
-/// Builds architecture `name` with torchvision's build `options` (Inception
-/// v3's and GoogLeNet's `transform_input`).
+/// Builds architecture `name` with torchvision's build `options`.
+#[cfg(test)]
 pub(crate) fn build_with(
     name: &str,
-    root: &nn::Path,
+    root: &nn::Path<'_>,
     classes: i64,
     options: BuildOptions,
 ) -> Option<Network> {
-    use tch::vision;
-    // A ResNet's feature stack, then `fc` from its `width` outputs. ResNets
-    // and MobileNetV2 take any input of at least 1x1.
-    if let Some(network) =
-        crate::net::maker::build(name, &crate::net::maker::Reference(root), classes, options)
-    {
-        return Some(network);
-    }
-    let resnet = |features: Guarded, width: i64| {
-        let fc = crate::net::layers::linear(root / "fc", width, classes);
-        Network::new(features, fc, "<fc", 1)
-    };
-    Some(match name {
-        "resnet18" => resnet(guarded(vision::resnet::resnet18_no_final_layer(root)), 512),
-        "resnet34" => resnet(guarded(vision::resnet::resnet34_no_final_layer(root)), 512),
-        "resnet50" => resnet(guarded(vision::resnet::resnet50_no_final_layer(root)), 2048),
-        "resnet101" => resnet(
-            guarded(vision::resnet::resnet101_no_final_layer(root)),
-            2048,
-        ),
-        "resnet152" => resnet(
-            guarded(vision::resnet::resnet150_no_final_layer(root)),
-            2048,
-        ),
-        "mobilenet_v2" => mobilenet_v2(root, classes),
-        "densenet121" => densenet(root, 64, 32, &[6, 12, 24, 16], classes),
-        "densenet161" => densenet(root, 96, 48, &[6, 12, 36, 24], classes),
-        "densenet169" => densenet(root, 64, 32, &[6, 12, 32, 32], classes),
-        "densenet201" => densenet(root, 64, 32, &[6, 12, 48, 32], classes),
-        "alexnet" => crate::families::alexnet::build(root, classes),
-        "squeezenet1_0" | "squeezenet1_1" => {
-            crate::families::squeezenet::build(name, root, classes)?
-        }
-        _ if name.starts_with("dinov2_") => crate::families::dinov2::build(name, root)?,
-        _ => crate::families::vgg::build(name, root, classes)?,
-    })
+    find(name)?.build(name, root, classes, options)
 }
 
-fn conv_bn_relu6(
-    p: nn::Path,
-    c_in: i64,
-    c_out: i64,
-    kernel: i64,
-    stride: i64,
-    groups: i64,
-) -> nn::SequentialT {
-    let config = nn::ConvConfig {
-        stride,
-        padding: (kernel - 1) / 2,
-        groups,
-        bias: false,
-        ..Default::default()
-    };
-    nn::seq_t()
-        .add(nn::conv2d(&p / 0, c_in, c_out, kernel, config))
-        .add(nn::batch_norm2d(&p / 1, c_out, Default::default()))
-        .add_fn(|xs| xs.clamp(0.0, 6.0))
-}
-
-fn inverted_residual(
-    p: nn::Path,
-    c_in: i64,
-    c_out: i64,
-    stride: i64,
-    expand: i64,
-) -> nn::FuncT<'static> {
-    let hidden = expand * c_in;
-    let mut conv = nn::seq_t();
-    let mut index = 0;
-    if expand != 1 {
-        conv = conv.add(conv_bn_relu6(&p / index, c_in, hidden, 1, 1, 1));
-        index += 1;
-    }
-    conv = conv
-        .add(conv_bn_relu6(&p / index, hidden, hidden, 3, stride, hidden))
-        .add(nn::conv2d(
-            &p / (index + 1),
-            hidden,
-            c_out,
-            1,
-            nn::ConvConfig {
-                bias: false,
-                ..Default::default()
-            },
-        ))
-        .add(nn::batch_norm2d(
-            &p / (index + 2),
-            c_out,
-            Default::default(),
-        ));
-    nn::func_t(move |xs, train| {
-        let ys = xs.apply_t(&conv, train);
-        if stride == 1 && c_in == c_out {
-            xs + ys
-        } else {
-            ys
-        }
-    })
-}
-
-/// MobileNetV2's inverted residual settings: (expansion, output channels,
-/// repeats, first stride).
-pub(crate) const MOBILENET_V2_SETTINGS: [(i64, i64, i64, i64); 7] = [
-    (1, 16, 1, 1),
-    (6, 24, 2, 2),
-    (6, 32, 3, 2),
-    (6, 64, 4, 2),
-    (6, 96, 3, 1),
-    (6, 160, 3, 2),
-    (6, 320, 1, 1),
-];
-
-/// torchvision's `mobilenet_v2`: features, global average pool, then
-/// `classifier.1` (`classifier.0` is dropout).
-fn mobilenet_v2(root: &nn::Path, classes: i64) -> Network {
-    let features_path = root / "features";
-    let mut c_in = 32;
-    let mut features = nn::seq_t().add(conv_bn_relu6(&features_path / 0, 3, c_in, 3, 2, 1));
-    let mut layer = 1;
-    for (expand, c_out, repeats, stride) in MOBILENET_V2_SETTINGS {
-        for repeat in 0..repeats {
-            let stride = if repeat == 0 { stride } else { 1 };
-            features = features.add(inverted_residual(
-                &features_path / layer / "conv",
-                c_in,
-                c_out,
-                stride,
-                expand,
-            ));
-            c_in = c_out;
-            layer += 1;
-        }
-    }
-    features = features
-        .add(conv_bn_relu6(&features_path / layer, c_in, 1280, 1, 1, 1))
-        .add_fn(|xs| xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1));
-    let head = nn::linear(root / "classifier" / 1, 1280, classes, Default::default());
-    Network::new(guarded(features), head, "<classifier.1", 1)
-}
-
-fn densenet(root: &nn::Path, c_in: i64, growth: i64, blocks: &[i64], classes: i64) -> Network {
-    let conv = |p: nn::Path, c_in: i64, c_out: i64, kernel: i64, padding: i64, stride: i64| {
-        nn::conv2d(
-            p,
-            c_in,
-            c_out,
-            kernel,
-            nn::ConvConfig {
-                stride,
-                padding,
-                bias: false,
-                ..Default::default()
-            },
-        )
-    };
-    let bn_size = 4;
-    let fp = root / "features";
-    let mut features = nn::seq_t()
-        .add(conv(&fp / "conv0", 3, c_in, 7, 3, 2))
-        .add(nn::batch_norm2d(&fp / "norm0", c_in, Default::default()))
-        .add_fn(|xs| xs.relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false));
-    let mut channels = c_in;
-    for (block, &layers) in blocks.iter().enumerate() {
-        let bp = &fp / format!("denseblock{}", block + 1);
-        for layer in 0..layers {
-            let lp = &bp / format!("denselayer{}", layer + 1);
-            let inner = bn_size * growth;
-            let dense = nn::seq_t()
-                .add(nn::batch_norm2d(
-                    &lp / "norm1",
-                    channels,
-                    Default::default(),
-                ))
-                .add_fn(|xs| xs.relu())
-                .add(conv(&lp / "conv1", channels, inner, 1, 0, 1))
-                .add(nn::batch_norm2d(&lp / "norm2", inner, Default::default()))
-                .add_fn(|xs| xs.relu())
-                .add(conv(&lp / "conv2", inner, growth, 3, 1, 1));
-            features = features.add_fn_t(move |xs, train| {
-                Tensor::cat(&[xs.shallow_clone(), xs.apply_t(&dense, train)], 1)
-            });
-            channels += growth;
-        }
-        if block + 1 != blocks.len() {
-            let tp = &fp / format!("transition{}", block + 1);
-            features = features
-                .add(nn::batch_norm2d(&tp / "norm", channels, Default::default()))
-                .add_fn(|xs| xs.relu())
-                .add(conv(&tp / "conv", channels, channels / 2, 1, 0, 1))
-                .add_fn(|xs| xs.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>));
-            channels /= 2;
-        }
-    }
-    features = features
-        .add(nn::batch_norm2d(
-            &fp / "norm5",
-            channels,
-            Default::default(),
-        ))
-        .add_fn(|xs| xs.relu().adaptive_avg_pool2d([1, 1]).flatten(1, -1));
-    let head = nn::linear(root / "classifier", channels, classes, Default::default());
-    // torchvision's `min_size` for DenseNets is 29x29.
-    Network::new(guarded(features), head, "<classifier", 29)
+/// The folded graph of `name` from its loaded weights, when its family
+/// runs folded.
+#[cfg(test)]
+pub(crate) fn build_folded(
+    name: &str,
+    by_name: HashMap<String, Tensor>,
+    kind: Kind,
+    options: BuildOptions,
+) -> Option<Network> {
+    find(name)?.build_folded(name, by_name, kind, options)
 }
 
 #[cfg(test)]
@@ -315,8 +438,10 @@ mod tests {
     use tch::nn::VarStore;
     use tch::{Device, Kind, Tensor};
 
-    use super::{architectures, build};
+    use super::{BuildOptions, FAMILIES, Task, architectures, build, build_folded, find};
     use crate::net::Network;
+    use crate::net::fold::channels_last;
+    use crate::net::testing::randomise;
 
     /// Every architecture as built here, and folded where it runs folded.
     fn every_network(check: impl Fn(&str, &Network)) {
@@ -324,7 +449,12 @@ mod tests {
             let store = VarStore::new(Device::Cpu);
             let network = build(name, &store.root(), 10).unwrap();
             check(name, &network);
-            if let Some(folded) = crate::net::fold::build(name, store.variables(), Kind::Float) {
+            if let Some(folded) = build_folded(
+                name,
+                store.variables(),
+                Kind::Float,
+                BuildOptions::default(),
+            ) {
                 assert_eq!(folded.min_input, network.min_input, "{name}");
                 check(&format!("{name} (folded)"), &folded);
             }
@@ -349,10 +479,10 @@ mod tests {
             let min = network.min_input;
             let output = run(network, [1, 3, min, min + 3]);
             assert!(output.is_ok(), "{name} at {min}: {:?}", output.err());
-            let expected = if crate::net::maker::SEGMENTERS
-                .iter()
-                .any(|s| name.starts_with(s))
-            {
+            let segmenter = FAMILIES.iter().any(|family| {
+                family.task == Task::Segmenter && family.names.iter().any(|s| name.starts_with(s))
+            });
+            let expected = if segmenter {
                 vec![1, 10, min, min + 3]
             } else {
                 vec![1, 10]
@@ -376,5 +506,77 @@ mod tests {
             let err = run(network, [2, 4, size, size]).unwrap_err().to_string();
             assert!(err.contains("channels"), "{name}: {err}");
         });
+    }
+
+    #[test]
+    fn folded_graphs_compute_what_the_plain_graphs_compute() {
+        let names = FAMILIES
+            .iter()
+            .filter(|family| family.folds())
+            .flat_map(|family| family.names);
+        for name in names {
+            let store = VarStore::new(Device::Cpu);
+            let plain = build(name, &store.root(), 10).unwrap();
+            randomise(&store);
+            let folded = build_folded(
+                name,
+                store.variables(),
+                Kind::Float,
+                BuildOptions::default(),
+            )
+            .unwrap();
+            // Ragged, non-square input, like FiftyOne's native-size images
+            // (Inception v3 needs 75 rows).
+            let height = plain.min_input.max(72);
+            let input = Tensor::randn([2, 3, height, 100], (Kind::Float, Device::Cpu));
+            let (want, got) = tch::no_grad(|| {
+                let want = plain.head(&plain.features(&input).unwrap()).unwrap();
+                let got = folded
+                    .head(&folded.features(&channels_last(&input)).unwrap())
+                    .unwrap();
+                (want, got)
+            });
+            assert_eq!(want.size(), got.size(), "{name}");
+            let scale = want.abs().max().double_value(&[]).max(1.0);
+            let difference = (&want - &got).abs().max().double_value(&[]);
+            assert!(
+                difference <= 1e-4 * scale,
+                "{name}: max |diff| {difference} at scale {scale}"
+            );
+        }
+    }
+
+    /// Every name is in one row only, and a network's head and its row's
+    /// `embeddings_layer` go together.
+    #[test]
+    fn each_name_has_one_row() {
+        let mut names: Vec<&str> = FAMILIES
+            .iter()
+            .flat_map(|family| family.names)
+            .copied()
+            .collect();
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "a name is in two rows");
+        for name in architectures() {
+            let store = VarStore::new(Device::Cpu);
+            let network = build(name, &store.root(), 10).unwrap();
+            let family = find(name).unwrap();
+            assert_eq!(network.embeddings_layer, family.embeddings_layer, "{name}");
+            assert_eq!(network.min_input, family.min_input, "{name}");
+        }
+    }
+
+    /// An architecture no row names is an error naming it, never another
+    /// network: VGG used to be built for any unknown name.
+    #[test]
+    fn an_unknown_architecture_is_an_error_naming_it() {
+        for name in ["vgg20", "resnet", "", "dinov2_vitx14"] {
+            let err = super::family(name).unwrap_err();
+            assert!(err.to_string().contains(&format!("`{name}`")), "{err}");
+            let store = VarStore::new(Device::Cpu);
+            assert!(build(name, &store.root(), 10).is_none(), "{name}");
+        }
     }
 }

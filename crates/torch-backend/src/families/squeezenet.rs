@@ -48,49 +48,44 @@ pub(crate) fn build(name: &str, root: &nn::Path<'_>, classes: i64) -> Option<Net
     let fire = |index: i64, c_in: i64, squeeze: i64, expand: i64| {
         Fire::new(&path / index, c_in, squeeze, expand)
     };
-    let (features, min_input) = match name {
-        // Minimum input sides: torchvision's `min_size` (21 and 17).
-        "squeezenet1_0" => (
-            Sequence::default()
-                .then(Conv::new(&path / 0, 3, 96, 7, 2, 0))
-                .then_fn(relu)
-                .then_fn(pool())
-                .then(fire(3, 96, 16, 64))
-                .then(fire(4, 128, 16, 64))
-                .then(fire(5, 128, 32, 128))
-                .then_fn(pool())
-                .then(fire(7, 256, 32, 128))
-                .then(fire(8, 256, 48, 192))
-                .then(fire(9, 384, 48, 192))
-                .then(fire(10, 384, 64, 256))
-                .then_fn(pool())
-                .then(fire(12, 512, 64, 256)),
-            21,
-        ),
-        "squeezenet1_1" => (
-            Sequence::default()
-                .then(Conv::new(&path / 0, 3, 64, 3, 2, 0))
-                .then_fn(relu)
-                .then_fn(pool())
-                .then(fire(3, 64, 16, 64))
-                .then(fire(4, 128, 16, 64))
-                .then_fn(pool())
-                .then(fire(6, 128, 32, 128))
-                .then(fire(7, 256, 32, 128))
-                .then_fn(pool())
-                .then(fire(9, 256, 48, 192))
-                .then(fire(10, 384, 48, 192))
-                .then(fire(11, 384, 64, 256))
-                .then(fire(12, 512, 64, 256)),
-            17,
-        ),
+    // Minimum input sides (torchvision's `min_size`, 21 and 17) are the
+    // family table's.
+    let features = match name {
+        "squeezenet1_0" => Sequence::default()
+            .then(Conv::new(&path / 0, 3, 96, 7, 2, 0))
+            .then_fn(relu)
+            .then_fn(pool())
+            .then(fire(3, 96, 16, 64))
+            .then(fire(4, 128, 16, 64))
+            .then(fire(5, 128, 32, 128))
+            .then_fn(pool())
+            .then(fire(7, 256, 32, 128))
+            .then(fire(8, 256, 48, 192))
+            .then(fire(9, 384, 48, 192))
+            .then(fire(10, 384, 64, 256))
+            .then_fn(pool())
+            .then(fire(12, 512, 64, 256)),
+        "squeezenet1_1" => Sequence::default()
+            .then(Conv::new(&path / 0, 3, 64, 3, 2, 0))
+            .then_fn(relu)
+            .then_fn(pool())
+            .then(fire(3, 64, 16, 64))
+            .then(fire(4, 128, 16, 64))
+            .then_fn(pool())
+            .then(fire(6, 128, 32, 128))
+            .then(fire(7, 256, 32, 128))
+            .then_fn(pool())
+            .then(fire(9, 256, 48, 192))
+            .then(fire(10, 384, 48, 192))
+            .then(fire(11, 384, 64, 256))
+            .then(fire(12, 512, 64, 256)),
         _ => return None,
     };
     let network = features
         .then(Conv::new(root / "classifier" / 1, 512, classes, 1, 1, 0))
         .then_fn(relu)
         .then_fn(adaptive_pool_flat(1, 1));
-    Some(Network::whole(network, min_input))
+    Some(Network::whole(network))
 }
 
 #[cfg(test)]

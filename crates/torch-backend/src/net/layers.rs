@@ -5,16 +5,11 @@
 //! wrong channel count) would unwind through the whole run. The layers here
 //! keep tch's parameter creation (so variables get torchvision's names and
 //! `load_into` checks them) but run through tch's `f_` calls, which return
-//! libtorch's error. [`Guarded`] wraps the networks zoo still takes from
-//! `tch::vision` (the ResNet feature stacks of the training-shaped
-//! reference graphs), turning a panic inside their forward into the same
-//! error.
+//! libtorch's error.
 
-use std::cell::Cell;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::{Kind, TchError, Tensor};
 
 /// A stage of a network, run in inference mode; a libtorch error is an
@@ -264,46 +259,4 @@ pub(crate) fn adaptive_pool_flat(
     width: i64,
 ) -> impl Fn(&Tensor) -> Result<Tensor, TchError> + Send + 'static {
     move |xs: &Tensor| xs.f_adaptive_avg_pool2d([height, width])?.f_flatten(1, -1)
-}
-
-thread_local! {
-    /// Set while a [`Guarded`] forward runs on this thread, so the panic
-    /// hook stays quiet about the panic it turns into an error.
-    static GUARDING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Installs (once) a panic hook that stays silent for panics [`Guarded`]
-/// catches and hands every other panic to the hook that was there before.
-fn quiet_guarded_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !GUARDING.with(Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-}
-
-/// A `tch::vision`-style module whose forward calls libtorch's panicking
-/// wrappers: a panic inside it becomes a libtorch error.
-#[derive(Debug)]
-pub(crate) struct Guarded(pub(crate) Box<dyn ModuleT>);
-
-impl Forward for Guarded {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
-        quiet_guarded_panics();
-        let was = GUARDING.with(|guarding| guarding.replace(true));
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.0.forward_t(xs, false)));
-        GUARDING.with(|guarding| guarding.set(was));
-        result.map_err(|payload| {
-            let message = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("the forward panicked");
-            TchError::Torch(message.to_owned())
-        })
-    }
 }

@@ -1,6 +1,6 @@
 //! The building blocks every network is written with: [`Network`]
 //! (features, then a head), fallible layers (`layers.rs`: [`Forward`],
-//! `Conv`, `Guarded`), the [`Maker`](maker::Maker) a family writes its graph
+//! `Conv`, `Sequence`), the [`Maker`](maker::Maker) a family writes its graph
 //! against once (built on a variable store, or folded from loaded weights:
 //! `fold.rs`), and the transformer blocks ViTs share (`vit.rs`).
 //!
@@ -39,29 +39,38 @@ impl std::fmt::Debug for Network {
 }
 
 impl Network {
-    /// A network with a head whose input is `embeddings_layer`.
-    pub(crate) fn new(
-        features: impl Forward + 'static,
-        head: impl Forward + 'static,
-        embeddings_layer: &'static str,
-        min_input: i64,
-    ) -> Network {
+    /// A network with a head; its family's row (`families`) then names
+    /// the head's input as an `embeddings_layer` and gives its minimum
+    /// input ([`Network::described`]).
+    pub(crate) fn new(features: impl Forward + 'static, head: impl Forward + 'static) -> Network {
         Network {
             features: Box::new(features),
             head: Some(Box::new(head)),
-            embeddings_layer: Some(embeddings_layer),
-            min_input,
+            embeddings_layer: None,
+            min_input: 1,
         }
     }
 
     /// A network without a separate head (so without embeddings).
-    pub(crate) fn whole(network: impl Forward + 'static, min_input: i64) -> Network {
+    pub(crate) fn whole(network: impl Forward + 'static) -> Network {
         Network {
             features: Box::new(network),
             head: None,
             embeddings_layer: None,
-            min_input,
+            min_input: 1,
         }
+    }
+
+    /// This network with its family's `embeddings_layer` (read only when
+    /// it has a head) and `min_input`.
+    pub(crate) fn described(
+        mut self,
+        embeddings_layer: Option<&'static str>,
+        min_input: i64,
+    ) -> Network {
+        self.embeddings_layer = embeddings_layer.filter(|_| self.head.is_some());
+        self.min_input = min_input;
+        self
     }
 
     /// Features (the head's input).

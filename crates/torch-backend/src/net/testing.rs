@@ -1,9 +1,14 @@
-//! Helpers for the architecture tests.
+//! Helpers for the architecture tests, and [`Guarded`], which runs a
+//! `tch::vision` graph (a panicking reference) as a fallible stage.
 
-use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
+
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, TchError, Tensor};
 
 use crate::net::Network;
+use crate::net::layers::Forward;
 
 /// Random weights with batch-norm statistics far from identity (so
 /// folding and batch-norm have something to do), activations of about
@@ -67,4 +72,46 @@ pub(crate) fn assert_close(ours: &Tensor, theirs: &Tensor, what: &str) {
         difference <= 1e-4 * scale,
         "{what}: max |diff| {difference} at scale {scale}"
     );
+}
+
+thread_local! {
+    /// Set while a [`Guarded`] forward runs on this thread, so the panic
+    /// hook stays quiet about the panic it turns into an error.
+    static GUARDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that stays silent for panics [`Guarded`]
+/// catches and hands every other panic to the hook that was there before.
+fn quiet_guarded_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !GUARDING.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// A `tch::vision`-style module whose forward calls libtorch's panicking
+/// wrappers: a panic inside it becomes a libtorch error.
+#[derive(Debug)]
+pub(crate) struct Guarded(pub(crate) Box<dyn ModuleT>);
+
+impl Forward for Guarded {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        quiet_guarded_panics();
+        let was = GUARDING.with(|guarding| guarding.replace(true));
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.0.forward_t(xs, false)));
+        GUARDING.with(|guarding| guarding.set(was));
+        result.map_err(|payload| {
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("the forward panicked");
+            TchError::Torch(message.to_owned())
+        })
+    }
 }

@@ -41,19 +41,6 @@ use roi_heads::BoxBranch;
 use rpn::Rpn;
 use transform::Transform;
 
-/// The detection architectures zoo builds, by torchvision entrypoint name.
-pub(crate) const ARCHITECTURES: [&str; 4] = [
-    "fasterrcnn_resnet50_fpn",
-    "keypointrcnn_resnet50_fpn",
-    "maskrcnn_resnet50_fpn",
-    "retinanet_resnet50_fpn",
-];
-
-/// Whether `name` (the last part of an `entrypoint_fcn`) is a detector.
-pub(crate) fn is_detector(name: &str) -> bool {
-    ARCHITECTURES.contains(&name)
-}
-
 /// One image's detections, in the input image's pixels.
 #[derive(Debug)]
 pub(crate) struct Detections {
@@ -144,7 +131,7 @@ impl Detector {
         classes: i64,
         args: Option<&Value>,
     ) -> Option<Result<Detector, String>> {
-        if !is_detector(name) {
+        if !crate::families::find(name).is_some_and(crate::families::Family::is_detector) {
             return None;
         }
         // torchvision's builders call `overwrite_eps(model, 0.0)` after
