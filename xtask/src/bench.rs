@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
-use crate::ci;
+use crate::setup;
 
 /// The FiftyOne peer's versions, as `../shared/anchors` measured them.
 const FIFTYONE_PACKAGES: &[&str] = &[
@@ -89,11 +89,11 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
     // The decode benchmark alone needs neither the `zoo` binary nor libtorch.
     let (zoo, _env) = if selected.iter().any(|name| *name != "decode") {
         let zoo = if smoke {
-            ci::build_debug(sh)?
+            setup::build_debug(sh)?
         } else {
-            ci::build_release(sh)?
+            setup::build_release(sh)?
         };
-        (zoo, Some(ci::libtorch_env(sh)?))
+        (zoo, Some(setup::libtorch_env(sh)?))
     } else {
         (PathBuf::new(), None)
     };

@@ -46,7 +46,7 @@ pub(crate) fn builtin_manifest(sh: &Shell) -> Result<()> {
         ensure_fiftyone(sh, &oracle)?;
         oracle
     } else {
-        crate::ci::fiftyone_python(sh)?
+        crate::setup::fiftyone_python(sh)?
     };
     let root = sh.current_dir();
     cmd!(sh, "{python} xtask/fixtures/builtin_manifest.py {root}").run()?;

@@ -8,7 +8,8 @@
 use anyhow::Result;
 use xshell::{Shell, cmd};
 
-use crate::{ci, fixtures};
+use crate::fixtures;
+use crate::setup;
 
 /// Installs the oracle venv if needed, then runs the hosted torch tests
 /// (and the `--workers` test beside them) with `ZOO_TEST_TORCH_PYTHON` set
@@ -22,7 +23,7 @@ pub(crate) fn check(sh: &Shell, args: &[String]) -> Result<()> {
             python
         }
     };
-    let _env = ci::libtorch_env(sh)?;
+    let _env = setup::libtorch_env(sh)?;
     let _torch = sh.push_env("ZOO_TEST_TORCH_PYTHON", &python);
     // The `--workers` test beside them needs FiftyOne only: the oracle
     // venv has it, unless the caller named another.

@@ -13,6 +13,7 @@ mod hosted;
 mod libtorch;
 mod module_graph;
 mod quickstart;
+mod setup;
 mod tidy;
 
 use anyhow::{Context, Result, bail};
@@ -82,12 +83,12 @@ fn main() -> Result<()> {
             Ok(())
         }
         "ci" => ci::run(&sh),
-        "test" => ci::cargo_with_libtorch(&sh, "test", &rest),
-        "build" => ci::cargo_with_libtorch(&sh, "build", &rest),
-        "zoo" => ci::run_zoo(&sh, &rest),
+        "test" => setup::cargo_with_libtorch(&sh, "test", &rest),
+        "build" => setup::cargo_with_libtorch(&sh, "build", &rest),
+        "zoo" => setup::run_zoo(&sh, &rest),
         "cli-reference" => {
             let _bless = sh.push_env("ZOO_BLESS", "1");
-            ci::cargo_with_libtorch(
+            setup::cargo_with_libtorch(
                 &sh,
                 "test",
                 &["-p", "zoo-cli", "--lib", "reference::"].map(str::to_owned),

@@ -9,11 +9,11 @@
 use anyhow::{Context, Result};
 use xshell::{Shell, cmd};
 
-use crate::ci;
+use crate::setup;
 
 /// Builds release binaries, fetches photos, and runs the quickstart example.
 pub(crate) fn run(sh: &Shell) -> Result<()> {
-    let zoo = ci::build_release(sh)?;
+    let zoo = setup::build_release(sh)?;
     let cache = dirs::cache_dir()
         .context("no user cache directory")?
         .join("zoo")
@@ -27,7 +27,7 @@ pub(crate) fn run(sh: &Shell) -> Result<()> {
         let script = "import sys, zipfile, pathlib\nout = pathlib.Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)\nfor wheel in pathlib.Path(sys.argv[1]).glob('scikit_image-*.whl'):\n    z = zipfile.ZipFile(wheel)\n    for name in z.namelist():\n        if name.startswith('skimage/data/') and name.endswith(('.png', '.jpg')) and z.getinfo(name).file_size > 30000:\n            (out / pathlib.Path(name).name).write_bytes(z.read(name))\n";
         cmd!(sh, "python3 -c {script} {wheels} {photos}").run()?;
     }
-    let _env = ci::libtorch_env(sh)?;
+    let _env = setup::libtorch_env(sh)?;
     let work = cache.join("run");
     cmd!(sh, "cargo run --quiet --release --locked -p zoo-cli --example quickstart -- {zoo} {photos} {work}").run()?;
     Ok(())

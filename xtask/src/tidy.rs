@@ -206,35 +206,12 @@ fn outside_citations(name: &str, text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Circles of modules left to the crates' owners, as (source folder,
-/// the circle's modules): tolerated while they are exactly these, and
-/// reported once gone, so that this list only shrinks.
-const PENDING_CIRCLES: &[(&str, &str)] = &[
-    ("crates/cli/src", "app, commands"),
-    ("crates/datasets/src", "jpeg, loader"),
-];
-
-/// The circles found (by source folder) that [`PENDING_CIRCLES`] does not
-/// list, and the pending ones no longer found.
+/// Every circle found is a problem, named with each step's `file:line`.
 fn check_circles(circles: &[(String, crate::module_graph::Circle)]) -> Vec<String> {
-    let mut problems: Vec<String> = circles
+    circles
         .iter()
-        .filter(|(folder, circle)| {
-            !PENDING_CIRCLES.contains(&(folder.as_str(), circle.members.as_str()))
-        })
         .map(|(_, circle)| circle.message.clone())
-        .collect();
-    for (folder, members) in PENDING_CIRCLES {
-        let found = circles
-            .iter()
-            .any(|(at, circle)| at == folder && circle.members == *members);
-        if !found {
-            problems.push(format!(
-                "{folder}: the circle of modules {members} is gone; remove it from `PENDING_CIRCLES`"
-            ));
-        }
-    }
-    problems
+        .collect()
 }
 
 /// The folders holding a workspace crate's root file (`lib.rs` or

@@ -1,6 +1,7 @@
 //! The command-line grammar.
 
 use clap::{Args, Parser, Subcommand};
+use zoo_datasets::Shard;
 
 /// A Rust model zoo compatible with FiftyOne's.
 #[derive(Debug, Parser)]
@@ -197,7 +198,7 @@ pub(crate) struct ApplyArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
-    pub(crate) scale: crate::commands::ScaleArgs,
+    pub(crate) scale: ScaleArgs,
 }
 
 #[derive(Debug, Args)]
@@ -220,7 +221,7 @@ pub(crate) struct EmbedArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
-    pub(crate) scale: crate::commands::ScaleArgs,
+    pub(crate) scale: ScaleArgs,
 }
 
 #[derive(Debug, Args)]
@@ -425,4 +426,24 @@ mod tests {
         let map = kwargs_map(&[("a".into(), json!(1)), ("a".into(), json!(2))]);
         assert_eq!(map["a"], 2, "a later KEY wins");
     }
+}
+
+/// `--shard` and `--results` of `apply` and `embed`.
+#[derive(Debug, Args)]
+pub(crate) struct ScaleArgs {
+    /// Run only shard K of N (`K/N`, 0 <= K < N): the samples whose stable
+    /// key (path relative to the dataset's root) hashes to K. A Kubernetes
+    /// Indexed Job passes `$(JOB_COMPLETION_INDEX)/N`.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub(crate) shard: Option<Shard>,
+    /// Write the results as part files under LOCATION (a folder, a
+    /// `file://` URL, or `s3://`, `gs://`, `az://` bucket/prefix) instead
+    /// of into the dataset; merge them with `zoo datasets merge-results`. A
+    /// retried shard skips the chunks it wrote.
+    #[arg(long, value_name = "LOCATION")]
+    pub(crate) results: Option<String>,
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    Shard::parse(text).map_err(|error| error.to_string())
 }

@@ -39,7 +39,6 @@
 //! its name.
 
 mod fiftyone;
-mod jpeg;
 mod label_check;
 mod loader;
 mod paths;
@@ -49,7 +48,7 @@ mod shard;
 mod store;
 
 pub use fiftyone::{MAX_METADATA_BYTES, MAX_SAMPLES_BYTES, MAX_VECTOR_BYTES};
-pub use jpeg::JpegError;
+pub use loader::jpeg::JpegError;
 pub use loader::{
     FileLoader, IMAGE_EXTENSIONS, ImageLimits, LoadError, decode_image, decode_image_within,
 };

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use zoo_model_core::{Image, ImageLoader, Sample};
 
+/// JPEG files: libjpeg-turbo at Pillow's settings.
+pub(crate) mod jpeg;
+
 /// File extensions indexed as images.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "gif", "webp", "tiff", "tif"];
 
@@ -134,7 +137,7 @@ pub enum LoadError {
         path: std::path::PathBuf,
         /// libjpeg's message.
         #[source]
-        source: crate::jpeg::JpegError,
+        source: jpeg::JpegError,
     },
     /// The bytes are not an image zoo can decode.
     #[error("cannot decode `{}`", path.display())]
@@ -256,8 +259,8 @@ pub(crate) fn decode_bytes_within(
     limits: &ImageLimits,
 ) -> Result<Image, LoadError> {
     // JPEG through libjpeg-turbo, as Pillow decodes it (`jpeg.rs`).
-    if crate::jpeg::is_jpeg(&bytes) {
-        return crate::jpeg::decode(path, &bytes, limits);
+    if jpeg::is_jpeg(&bytes) {
+        return jpeg::decode(path, &bytes, limits);
     }
     let decode_error = |source: image::ImageError| match source {
         image::ImageError::Limits(_) => LoadError::DecodeLimit {

@@ -14,8 +14,8 @@ use zoo_model_core::{
 use zoo_python_host::{HostSpec, HostedModel, Loaded};
 use zoo_registry::{LoadPlan, Registry};
 
-use super::scale::{self, ScaleArgs};
-use crate::app::{ApplyArgs, EmbedArgs, EmbedTextArgs, ModelArgs, Workers};
+use super::scale;
+use crate::app::{ApplyArgs, EmbedArgs, EmbedTextArgs, ModelArgs, ScaleArgs, Workers};
 use crate::progress::Bar;
 use crate::runtime::Runtime;
 use crate::terminal::{escape, say};

@@ -5,7 +5,6 @@ mod datasets;
 mod models;
 mod scale;
 
-pub(crate) use scale::ScaleArgs;
 mod system;
 
 use anyhow::Result;

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
 use serde_json::json;
 use zoo_datasets::{
     DatasetInfo, Datasets, IMAGE_EXTENSIONS, MergePlan, ObjectLoader, RemoteBytes, ResultsKind,
@@ -13,28 +12,9 @@ use zoo_datasets::{
 use zoo_model_core::Sample;
 use zoo_storage::Storage;
 
+use crate::app::ScaleArgs;
 use crate::terminal::{escape, say};
 use crate::{config, output};
-
-/// `--shard` and `--results` of `apply` and `embed`.
-#[derive(Debug, Args)]
-pub(crate) struct ScaleArgs {
-    /// Run only shard K of N (`K/N`, 0 <= K < N): the samples whose stable
-    /// key (path relative to the dataset's root) hashes to K. A Kubernetes
-    /// Indexed Job passes `$(JOB_COMPLETION_INDEX)/N`.
-    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
-    pub(crate) shard: Option<Shard>,
-    /// Write the results as part files under LOCATION (a folder, a
-    /// `file://` URL, or `s3://`, `gs://`, `az://` bucket/prefix) instead
-    /// of into the dataset; merge them with `zoo datasets merge-results`. A
-    /// retried shard skips the chunks it wrote.
-    #[arg(long, value_name = "LOCATION")]
-    pub(crate) results: Option<String>,
-}
-
-fn parse_shard(text: &str) -> Result<Shard, String> {
-    Shard::parse(text).map_err(|error| error.to_string())
-}
 
 /// The samples a run does, and where their results go when not into the
 /// dataset: with `--results`, every sample of the shard whose chunk is not

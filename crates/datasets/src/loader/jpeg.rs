@@ -20,7 +20,7 @@ use std::path::Path;
 use mozjpeg::{ColorSpace, Decompress};
 use zoo_model_core::Image;
 
-use crate::loader::{ImageLimits, LoadError};
+use super::{ImageLimits, LoadError};
 
 /// The first bytes of every JPEG file (SOI and the start of a marker).
 const SIGNATURE: [u8; 3] = [0xFF, 0xD8, 0xFF];
