@@ -191,7 +191,7 @@ struct Computed<T> {
     results: Vec<(i64, Result<T, String>)>,
     forwards: usize,
     model_time: Duration,
-    /// A [`ModelError::Fatal`]: the run stops once these results are
+    /// A fatal [`ModelError`]: the run stops once these results are
     /// stored.
     fatal: Option<ModelError>,
 }
@@ -290,7 +290,7 @@ fn compute<T>(
         // samples, and the run goes on with the next batch.
         let outputs = catch_unwind(AssertUnwindSafe(|| work(&mut *model, &group))).unwrap_or_else(
             |payload| {
-                Err(ModelError::Inference(format!(
+                Err(ModelError::inference(format!(
                     "the model panicked: {}",
                     panic_message(payload.as_ref())
                 )))
@@ -305,13 +305,13 @@ fn compute<T>(
                 }
             }
             Ok(outputs) => {
-                return Err(ApplyError::Model(ModelError::Inference(format!(
+                return Err(ApplyError::Model(ModelError::inference(format!(
                     "the model returned {} results for {} inputs",
                     outputs.len(),
                     indices.len()
                 ))));
             }
-            Err(err @ ModelError::Fatal(_)) => {
+            Err(err) if err.is_fatal() => {
                 for &index in indices {
                     results[index] = Some(Err(err.to_string()));
                 }
@@ -376,7 +376,7 @@ fn run<T: Send>(
 ) -> Result<ApplySummary, ApplyError> {
     let started = Instant::now();
     if models.is_empty() {
-        return Err(ModelError::Unsupported("no model to run".into()).into());
+        return Err(ModelError::unsupported("no model to run".into()).into());
     }
     let workers = models.len();
     for model in models.iter_mut() {
@@ -547,7 +547,7 @@ pub fn apply_on(
     on_batch: &mut dyn FnMut(Vec<Outcome>) -> Result<(), String>,
 ) -> Result<ApplySummary, ApplyError> {
     if models.iter().any(|model| !model.has_labels()) {
-        return Err(ModelError::Unsupported(
+        return Err(ModelError::unsupported(
             "this model gives no labels: its config names no `output_processor_cls`, so it returns raw outputs, which FiftyOne's `apply_model` cannot store either; compute its embeddings with `zoo models embed`".into(),
         )
         .into());
@@ -556,7 +556,7 @@ pub fn apply_on(
         for model in models.iter_mut() {
             if !model.has_logits() {
                 return Err(
-                    ModelError::Unsupported("this model has no logits to store".into()).into(),
+                    ModelError::unsupported("this model has no logits to store".into()).into(),
                 );
             }
             model.set_store_logits(true);
@@ -651,7 +651,7 @@ pub fn embed_on(
     on_batch: &mut dyn FnMut(Vec<EmbedOutcome>) -> Result<(), String>,
 ) -> Result<ApplySummary, ApplyError> {
     if models.iter().any(|model| !model.has_embeddings()) {
-        return Err(ModelError::Unsupported(
+        return Err(ModelError::unsupported(
             "this model does not compute embeddings (its config has no `embeddings_layer`)".into(),
         )
         .into());

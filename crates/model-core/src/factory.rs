@@ -57,7 +57,7 @@ impl ModelFactory {
     /// Builds the model `spec.kind` names.
     pub fn build(&self, spec: &ModelSpec) -> Result<Box<dyn Model>, ModelError> {
         let builder = self.builders.get(&spec.kind).ok_or_else(|| {
-            ModelError::Unsupported(format!(
+            ModelError::unsupported(format!(
                 "zoo cannot run models of type `{}`; it runs: {}",
                 spec.kind,
                 self.types().join(", ")

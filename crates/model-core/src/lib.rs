@@ -38,7 +38,9 @@ pub use factory::{ModelBuilder, ModelFactory, ModelSpec};
 pub use fields::{FieldNameError, RESERVED_FIELDS, label_fields, validate_field_name};
 pub use image::Image;
 pub use label::{Detection, Keypoint, Label, LabelError, SegmentationMask};
-pub use model::{Input, InputData, Model, ModelError, Prediction, Preprocess, SetupGuard};
+pub use model::{
+    Input, InputData, Model, ModelError, ModelErrorKind, Prediction, Preprocess, SetupGuard,
+};
 pub use npy::{
     MAX_ARRAY_BYTES, NpyArray, NpyError, array_from_json, array_from_json_within, array_to_json,
     npy_bytes, npy_f32_bytes, parse_npy,

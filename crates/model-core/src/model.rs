@@ -6,27 +6,107 @@ use std::sync::Arc;
 use crate::image::Image;
 use crate::label::Label;
 
-/// Why a model failed.
-#[derive(Debug, thiserror::Error)]
+/// What kind of failure a [`ModelError`] is: what the engine and callers
+/// decide on, instead of the message's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ModelError {
+pub enum ModelErrorKind {
     /// The model could not be built from its config.
-    #[error("cannot build model: {0}")]
-    Config(String),
+    Config,
     /// An input could not be prepared.
-    #[error("cannot prepare the image: {0}")]
-    Preprocess(String),
+    Preprocess,
     /// The forward pass failed.
-    #[error("inference failed: {0}")]
-    Inference(String),
+    Inference,
     /// The model does not offer what was asked.
-    #[error("{0}")]
-    Unsupported(String),
+    Unsupported,
     /// The model can run no more (its process died or hung and was
     /// killed): the engine records the batch's samples as failed, stores
     /// them with every finished batch, and stops the run with this error.
-    #[error("{0}")]
-    Fatal(String),
+    Fatal,
+}
+
+/// Why a model failed: a [`ModelErrorKind`], a message naming the input
+/// and what to do, and the underlying error where there is one.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{message}", kind_prefix(*kind))]
+pub struct ModelError {
+    kind: ModelErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// What a message of each kind is prefixed with when shown.
+fn kind_prefix(kind: ModelErrorKind) -> &'static str {
+    match kind {
+        ModelErrorKind::Config => "cannot build model: ",
+        ModelErrorKind::Preprocess => "cannot prepare the image: ",
+        ModelErrorKind::Inference => "inference failed: ",
+        ModelErrorKind::Unsupported | ModelErrorKind::Fatal => "",
+    }
+}
+
+impl ModelError {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ModelErrorKind, message: String) -> Self {
+        Self {
+            kind,
+            message,
+            source: None,
+        }
+    }
+
+    /// The model could not be built from its config.
+    pub fn config(message: String) -> Self {
+        Self::new(ModelErrorKind::Config, message)
+    }
+
+    /// An input could not be prepared.
+    pub fn preprocess(message: String) -> Self {
+        Self::new(ModelErrorKind::Preprocess, message)
+    }
+
+    /// The forward pass failed.
+    pub fn inference(message: String) -> Self {
+        Self::new(ModelErrorKind::Inference, message)
+    }
+
+    /// The model does not offer what was asked.
+    pub fn unsupported(message: String) -> Self {
+        Self::new(ModelErrorKind::Unsupported, message)
+    }
+
+    /// The model can run no more; the run stops after recording the batch.
+    pub fn fatal(message: String) -> Self {
+        Self::new(ModelErrorKind::Fatal, message)
+    }
+
+    /// The same error, caused by `source` (shown after it in an error chain).
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ModelErrorKind {
+        self.kind
+    }
+
+    /// The message, without the kind's prefix.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the model can run no more (the run stops).
+    pub fn is_fatal(&self) -> bool {
+        self.kind == ModelErrorKind::Fatal
+    }
+
+    /// Whether the model does not offer what was asked.
+    pub fn is_unsupported(&self) -> bool {
+        self.kind == ModelErrorKind::Unsupported
+    }
 }
 
 /// A preprocessed model input.
@@ -116,7 +196,7 @@ pub trait Model: Send {
     fn predict(&mut self, input: &Input) -> Result<Prediction, ModelError> {
         self.predict_all(std::slice::from_ref(input))?
             .pop()
-            .ok_or_else(|| ModelError::Inference("the model returned no prediction".into()))
+            .ok_or_else(|| ModelError::inference("the model returned no prediction".into()))
     }
 
     /// Whether inputs of different sizes must run one at a time (FiftyOne's
@@ -161,7 +241,7 @@ pub trait Model: Send {
     /// One embedding vector per input.
     fn embed_all(&mut self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, ModelError> {
         let _ = inputs;
-        Err(ModelError::Unsupported(
+        Err(ModelError::unsupported(
             "this model does not compute embeddings".into(),
         ))
     }
@@ -176,7 +256,7 @@ pub trait Model: Send {
     /// (FiftyOne's `embed_prompts`).
     fn embed_prompts(&mut self, prompts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
         let _ = prompts;
-        Err(ModelError::Unsupported(
+        Err(ModelError::unsupported(
             "this model does not embed text prompts".into(),
         ))
     }

@@ -197,7 +197,7 @@ fn tail(text: &str, lines: usize) -> String {
 /// `Label.to_dict()`, embeddings as `float32`.
 ///
 /// A worker that dies or hangs (then it is killed with its process group,
-/// after `timeout`) fails the batch with [`ModelError::Fatal`], which stops
+/// after `timeout`) fails the batch with fatal [`ModelError`], which stops
 /// the run; a Python exception in `predict_all` fails the batch only.
 #[derive(Debug)]
 pub struct HostedModel {
@@ -229,7 +229,7 @@ impl HostedModel {
         let mut pixels = Vec::with_capacity(inputs.len());
         for input in inputs {
             let InputData::Pixels(bytes) = &input.data else {
-                return Err(ModelError::Preprocess(
+                return Err(ModelError::preprocess(
                     "the model host takes pixels, not normalised values".into(),
                 ));
             };
@@ -320,7 +320,7 @@ fn items_of(
         _ => Vec::new(),
     };
     if items.len() != count {
-        return Err(ModelError::Inference(format!(
+        return Err(ModelError::inference(format!(
             "the model returned {} results for {count} images",
             items.len(),
         )));
@@ -331,14 +331,14 @@ fn items_of(
         .iter()
         .find_map(|item| item.get("error").and_then(Value::as_str))
     {
-        return Err(ModelError::Inference(error.to_owned()));
+        return Err(ModelError::inference(error.to_owned()));
     }
     Ok((items, payload))
 }
 
 /// A host failure (died, hung, broken pipe): the run cannot go on.
 fn fatal(error: HostError) -> ModelError {
-    ModelError::Fatal(error.to_string())
+    ModelError::fatal(error.to_string())
 }
 
 /// A Python exception the worker caught.
@@ -348,8 +348,8 @@ fn python_error(header: &Value) -> ModelError {
         .and_then(Value::as_str)
         .unwrap_or("the model failed");
     match header.get("traceback").and_then(Value::as_str) {
-        Some(traceback) => ModelError::Inference(format!("{error}:\n{}", tail(traceback, 6))),
-        None => ModelError::Inference(error.to_owned()),
+        Some(traceback) => ModelError::inference(format!("{error}:\n{}", tail(traceback, 6))),
+        None => ModelError::inference(error.to_owned()),
     }
 }
 
@@ -359,7 +359,7 @@ fn label(value: &Value) -> Result<Option<Label>, ModelError> {
         return Ok(None);
     }
     Label::from_json(value).map(Some).map_err(|err| {
-        ModelError::Inference(format!("the model returned a label zoo cannot read: {err}"))
+        ModelError::inference(format!("the model returned a label zoo cannot read: {err}"))
     })
 }
 
@@ -378,7 +378,7 @@ fn prediction(item: &Value) -> Result<Prediction, ModelError> {
     if item.get("none").is_some() {
         return Ok(Prediction::Label(None));
     }
-    Err(ModelError::Inference(format!(
+    Err(ModelError::inference(format!(
         "the model host answered `{item}` for an image"
     )))
 }
@@ -390,13 +390,13 @@ fn vectors(items: &[Value], payload: &[u8]) -> Result<Vec<Vec<f32>>, ModelError>
     let mut total: u64 = 0;
     for item in items {
         let dim = item.get("dim").and_then(Value::as_u64).ok_or_else(|| {
-            ModelError::Inference(format!("the model host answered `{item}` for an image"))
+            ModelError::inference(format!("the model host answered `{item}` for an image"))
         })?;
         total = total.saturating_add(dim);
         dims.push(dim as usize);
     }
     if total.saturating_mul(4) != payload.len() as u64 {
-        return Err(ModelError::Inference(format!(
+        return Err(ModelError::inference(format!(
             "the model host sent {} bytes for {total} values",
             payload.len()
         )));
@@ -490,13 +490,13 @@ impl Model for HostedModel {
             "confidence_thresh": self.threshold,
         });
         self.drain("setup")
-            .map_err(|err| ModelError::Config(err.to_string()))?;
+            .map_err(|err| ModelError::config(err.to_string()))?;
         let answer = self
             .worker
             .request(&request, &[], "setup")
-            .map_err(|err| ModelError::Config(err.to_string()))?;
+            .map_err(|err| ModelError::config(err.to_string()))?;
         if answer.header.get("ok").and_then(Value::as_bool) != Some(true) {
-            return Err(ModelError::Config(python_error(&answer.header).to_string()));
+            return Err(ModelError::config(python_error(&answer.header).to_string()));
         }
         Ok(())
     }

@@ -361,7 +361,7 @@ impl std::fmt::Debug for ClipModel {
 }
 
 fn inference(error: TchError) -> zoo_model_core::ModelError {
-    zoo_model_core::ModelError::Inference(error.to_string())
+    zoo_model_core::ModelError::inference(error.to_string())
 }
 
 /// How many prompts the text encoder runs at once.
@@ -426,7 +426,7 @@ impl ClipModel {
         let mut images = Vec::with_capacity(inputs.len());
         for input in inputs {
             let values = input.data.values().ok_or_else(|| {
-                zoo_model_core::ModelError::Inference(
+                zoo_model_core::ModelError::inference(
                     "CLIP takes normalised values, not pixels".into(),
                 )
             })?;
@@ -468,13 +468,13 @@ impl ClipModel {
         let mut ids = vec![0i64; token_rows.len() * context];
         for (row, tokens) in token_rows.iter().enumerate() {
             if tokens.len() > context {
-                return Err(zoo_model_core::ModelError::Inference(format!(
+                return Err(zoo_model_core::ModelError::inference(format!(
                     "a prompt of {} tokens is longer than CLIP's context of {context}",
                     tokens.len()
                 )));
             }
             if let Some(bad) = tokens.iter().find(|id| !(0..vocabulary).contains(*id)) {
-                return Err(zoo_model_core::ModelError::Inference(format!(
+                return Err(zoo_model_core::ModelError::inference(format!(
                     "token id `{bad}` is outside CLIP's vocabulary of {vocabulary}"
                 )));
             }

@@ -26,7 +26,7 @@ use crate::preprocess::Preprocessing;
 pub const CLIP_TYPE_NAMES: &[&str] = &["fiftyone.utils.clip.TorchCLIPModel", "TorchCLIPModel"];
 
 fn config_error(message: impl Into<String>) -> ModelError {
-    ModelError::Config(message.into())
+    ModelError::config(message.into())
 }
 
 /// FiftyOne's CLIP model (see the module docs).
@@ -242,7 +242,7 @@ impl Model for TorchClipModel {
         let columns = texts.len();
         let flat: Vec<f32> = logits.into_iter().flatten().collect();
         let logits = Array2::from_shape_vec((inputs.len(), columns), flat)
-            .map_err(|err| ModelError::Inference(err.to_string()))?;
+            .map_err(|err| ModelError::inference(err.to_string()))?;
         Ok(self
             .classifier
             .process(logits.view())

@@ -185,7 +185,7 @@ fn python_only_fields(config: &Map<String, Value>) -> Result<(), ModelError> {
         match config.get(key) {
             None | Some(Value::Null) => {}
             Some(value) => {
-                return Err(ModelError::Unsupported(format!(
+                return Err(ModelError::unsupported(format!(
                     "the config's `{key}` (`{value}`) is Python that FiftyOne runs; zoo's native backend does not run Python: drop the field, or have the source's `load_model` return the model so that zoo hosts it in Python"
                 )));
             }
@@ -193,7 +193,7 @@ fn python_only_fields(config: &Map<String, Value>) -> Result<(), ModelError> {
     }
     match config.get("raw_inputs") {
         None | Some(Value::Null | Value::Bool(false)) => Ok(()),
-        Some(Value::Bool(true)) => Err(ModelError::Unsupported(
+        Some(Value::Bool(true)) => Err(ModelError::unsupported(
             "the config sets `raw_inputs`: FiftyOne then feeds the untransformed images to a Python module, which zoo's native backend cannot run; have the source's `load_model` return the model so that zoo hosts it in Python".into(),
         )),
         Some(value) => Err(config_error(format!(
@@ -287,7 +287,7 @@ pub struct KeypointSkeleton {
 const BENCHMARK_SHAPES: usize = 8;
 
 fn config_error(message: impl Into<String>) -> ModelError {
-    ModelError::Config(message.into())
+    ModelError::config(message.into())
 }
 
 /// `error` and its sources, `: `-separated (the model error keeps text
@@ -644,7 +644,7 @@ impl TorchImageModel {
                 },
             }),
             other => {
-                return Err(ModelError::Unsupported(format!(
+                return Err(ModelError::unsupported(format!(
                     "output processor `{other}` is not supported by zoo's torch backend yet"
                 )));
             }
@@ -705,7 +705,7 @@ impl TorchImageModel {
                 load_file_into(&mut store, &model_path, &|key| family.renames.name(key))
                     .map_err(|err| config_error(chain(&err)))?;
                 detector.fold().map_err(|err| {
-                    ModelError::Inference(format!(
+                    ModelError::inference(format!(
                         "folding the batch norms of `{name}` failed: {err}"
                     ))
                 })?;
@@ -725,7 +725,7 @@ impl TorchImageModel {
                 }
                 let mut store = VarStore::new(device);
                 let unsupported = |err: families::UnknownArchitecture| {
-                    ModelError::Unsupported(format!("`{entrypoint}`: {err}"))
+                    ModelError::unsupported(format!("`{entrypoint}`: {err}"))
                 };
                 let family = families::family(name).map_err(unsupported)?;
                 let outputs = if family.task == Task::Segmenter {
@@ -870,7 +870,7 @@ impl TorchImageModel {
         let kind = if self.half { Kind::Half } else { Kind::Float };
         let blank = Tensor::f_zeros([1, 3, height as i64, width as i64], (kind, self.device));
         let outcome = blank
-            .map_err(|error| ModelError::Inference(error.to_string()))
+            .map_err(|error| ModelError::inference(error.to_string()))
             .and_then(|batch| {
                 let _no_grad = tch::no_grad_guard();
                 self.logits(&batch).map(drop)
@@ -884,7 +884,7 @@ impl TorchImageModel {
     /// which input shape, and libtorch's message.
     fn forward_error(&self, shape: [usize; 3], count: usize, error: &tch::TchError) -> ModelError {
         let [c, h, w] = shape;
-        ModelError::Inference(format!(
+        ModelError::inference(format!(
             "`{}` failed on a batch of {count} input(s) of shape {c}x{h}x{w}: {error}",
             self.name
         ))
@@ -894,22 +894,22 @@ impl TorchImageModel {
         let [c, h, w] = inputs
             .first()
             .map(|input| input.shape)
-            .ok_or_else(|| ModelError::Inference("empty batch".into()))?;
+            .ok_or_else(|| ModelError::inference("empty batch".into()))?;
         if inputs.iter().any(|input| input.shape != [c, h, w]) {
-            return Err(ModelError::Inference(
+            return Err(ModelError::inference(
                 "inputs of different sizes in one batch".into(),
             ));
         }
         let values = c.checked_mul(h).and_then(|values| values.checked_mul(w));
         if inputs.iter().any(|input| Some(input.data.len()) != values) {
-            return Err(ModelError::Inference(format!(
+            return Err(ModelError::inference(format!(
                 "an input of shape {c}x{h}x{w} does not hold {c}x{h}x{w} values"
             )));
         }
         if let Net::Vision { network, .. } = &self.net {
             let min = network.min_input;
             if (h as i64) < min || (w as i64) < min {
-                return Err(ModelError::Inference(format!(
+                return Err(ModelError::inference(format!(
                     "`{}` needs images of at least {min}x{min} pixels, got {w}x{h}; \
                      set `image_min_dim` (or `image_size`) in the model config to upscale them",
                     self.name
@@ -931,7 +931,7 @@ impl TorchImageModel {
                 .map_err(failed);
         }
         if pixels != 0 {
-            return Err(ModelError::Inference(
+            return Err(ModelError::inference(
                 "inputs of pixels and of values mixed in one batch".into(),
             ));
         }
@@ -1058,7 +1058,7 @@ impl TorchImageModel {
         let shape = batch.size();
         let failed = |error: tch::TchError| {
             let [n, c, h, w] = shape[..] else {
-                return ModelError::Inference(error.to_string());
+                return ModelError::inference(error.to_string());
             };
             self.forward_error([c, h, w].map(|side| side as usize), n as usize, &error)
         };
@@ -1068,7 +1068,7 @@ impl TorchImageModel {
                 .and_then(|features| network.head(&features))
                 .map_err(failed),
             Net::Script { module, .. } => module.forward_ts(&[batch]).map_err(failed),
-            Net::Detection { .. } => Err(ModelError::Unsupported(format!(
+            Net::Detection { .. } => Err(ModelError::unsupported(format!(
                 "`{}` is a detector: it has no logits",
                 self.name
             ))),
@@ -1077,7 +1077,7 @@ impl TorchImageModel {
 }
 
 fn to_array2(tensor: &Tensor) -> Result<Array2<f32>, ModelError> {
-    let failed = |err: tch::TchError| ModelError::Inference(err.to_string());
+    let failed = |err: tch::TchError| ModelError::inference(err.to_string());
     let tensor = tensor
         .f_to_device(Device::Cpu)
         .and_then(|tensor| tensor.f_to_kind(Kind::Float))
@@ -1085,7 +1085,7 @@ fn to_array2(tensor: &Tensor) -> Result<Array2<f32>, ModelError> {
         .map_err(failed)?;
     let size = tensor.size();
     let [rows, columns] = size.as_slice() else {
-        return Err(ModelError::Inference(format!(
+        return Err(ModelError::inference(format!(
             "expected a [N, M] output, got {size:?}"
         )));
     };
@@ -1094,11 +1094,11 @@ fn to_array2(tensor: &Tensor) -> Result<Array2<f32>, ModelError> {
         .and_then(Vec::<f32>::try_from)
         .map_err(failed)?;
     Array2::from_shape_vec((*rows as usize, *columns as usize), values)
-        .map_err(|err| ModelError::Inference(err.to_string()))
+        .map_err(|err| ModelError::inference(err.to_string()))
 }
 
 fn to_array3(tensor: &Tensor) -> Result<ndarray::Array3<f32>, ModelError> {
-    let failed = |err: tch::TchError| ModelError::Inference(err.to_string());
+    let failed = |err: tch::TchError| ModelError::inference(err.to_string());
     let tensor = tensor
         .f_to_device(Device::Cpu)
         .and_then(|tensor| tensor.f_to_kind(Kind::Float))
@@ -1106,7 +1106,7 @@ fn to_array3(tensor: &Tensor) -> Result<ndarray::Array3<f32>, ModelError> {
         .map_err(failed)?;
     let size = tensor.size();
     let [n, p, c] = size.as_slice() else {
-        return Err(ModelError::Inference(format!(
+        return Err(ModelError::inference(format!(
             "expected [K, P, 3] keypoints, got {size:?}"
         )));
     };
@@ -1116,11 +1116,11 @@ fn to_array3(tensor: &Tensor) -> Result<ndarray::Array3<f32>, ModelError> {
         .and_then(Vec::<f32>::try_from)
         .map_err(failed)?;
     ndarray::Array3::from_shape_vec(shape, values)
-        .map_err(|err| ModelError::Inference(err.to_string()))
+        .map_err(|err| ModelError::inference(err.to_string()))
 }
 
 fn to_array4(tensor: &Tensor) -> Result<ndarray::Array4<f32>, ModelError> {
-    let failed = |err: tch::TchError| ModelError::Inference(err.to_string());
+    let failed = |err: tch::TchError| ModelError::inference(err.to_string());
     let tensor = tensor
         .f_to_device(Device::Cpu)
         .and_then(|tensor| tensor.f_to_kind(Kind::Float))
@@ -1128,7 +1128,7 @@ fn to_array4(tensor: &Tensor) -> Result<ndarray::Array4<f32>, ModelError> {
         .map_err(failed)?;
     let size = tensor.size();
     let [n, c, h, w] = size.as_slice() else {
-        return Err(ModelError::Inference(format!(
+        return Err(ModelError::inference(format!(
             "a semantic segmenter returns [N, C, H, W] scores, got {size:?}"
         )));
     };
@@ -1138,7 +1138,7 @@ fn to_array4(tensor: &Tensor) -> Result<ndarray::Array4<f32>, ModelError> {
         .and_then(Vec::<f32>::try_from)
         .map_err(failed)?;
     ndarray::Array4::from_shape_vec(shape, values)
-        .map_err(|err| ModelError::Inference(err.to_string()))
+        .map_err(|err| ModelError::inference(err.to_string()))
 }
 
 fn dict_tensor(dict: &[(IValue, IValue)], key: &str) -> Result<Tensor, ModelError> {
@@ -1149,7 +1149,7 @@ fn dict_tensor(dict: &[(IValue, IValue)], key: &str) -> Result<Tensor, ModelErro
             }
             _ => None,
         })
-        .ok_or_else(|| ModelError::Inference(format!("detector output has no `{key}` tensor")))
+        .ok_or_else(|| ModelError::inference(format!("detector output has no `{key}` tensor")))
 }
 
 impl Model for TorchImageModel {
@@ -1255,7 +1255,7 @@ impl TorchImageModel {
         output
             .f_to_device(Device::Cpu)
             .and_then(|output| output.f_to_kind(Kind::Float))
-            .map_err(|err| ModelError::Inference(err.to_string()))
+            .map_err(|err| ModelError::inference(err.to_string()))
     }
 
     /// How many of `inputs` one forward takes. On the CPU, a forward over
@@ -1277,7 +1277,7 @@ impl TorchImageModel {
     fn predict_chunk(&self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
         let batch = self.batch(inputs)?;
         tch::no_grad(|| match &self.processor {
-            Processor::Raw => Err(ModelError::Unsupported(NO_LABELS.into())),
+            Processor::Raw => Err(ModelError::unsupported(NO_LABELS.into())),
             Processor::Classifier(classifier) => {
                 let logits = to_array2(&self.logits(&batch)?)?;
                 Ok(classifier
@@ -1317,7 +1317,7 @@ impl TorchImageModel {
                     inputs,
                     &batch,
                 ),
-                _ => Err(ModelError::Unsupported(
+                _ => Err(ModelError::unsupported(
                     "instance segmenters run natively only (Mask R-CNN)".into(),
                 )),
             },
@@ -1325,7 +1325,7 @@ impl TorchImageModel {
                 Net::Detection {
                     detector: network, ..
                 } => self.detect_keypoints(network, keypoints, inputs, &batch),
-                _ => Err(ModelError::Unsupported(
+                _ => Err(ModelError::unsupported(
                     "keypoint detectors run natively only (Keypoint R-CNN)".into(),
                 )),
             },
@@ -1337,7 +1337,7 @@ impl TorchImageModel {
                     return self.detect(network, detector, None, inputs, &batch);
                 }
                 let Net::Script { module, .. } = &self.net else {
-                    return Err(ModelError::Unsupported(
+                    return Err(ModelError::unsupported(
                         "detectors run as TorchScript only".into(),
                     ));
                 };
@@ -1359,13 +1359,13 @@ impl TorchImageModel {
                     IValue::Tuple(mut items) if items.len() == 2 => match items.pop() {
                         Some(IValue::GenericList(items)) => items,
                         other => {
-                            return Err(ModelError::Inference(format!(
+                            return Err(ModelError::inference(format!(
                                 "unexpected detector output {other:?}"
                             )));
                         }
                     },
                     other => {
-                        return Err(ModelError::Inference(format!(
+                        return Err(ModelError::inference(format!(
                             "unexpected detector output {other:?}"
                         )));
                     }
@@ -1374,7 +1374,7 @@ impl TorchImageModel {
                     .zip(inputs)
                     .map(|(item, input)| {
                         let IValue::GenericDict(dict) = item else {
-                            return Err(ModelError::Inference(
+                            return Err(ModelError::inference(
                                 "detector output items must be dicts".into(),
                             ));
                         };
@@ -1391,7 +1391,7 @@ impl TorchImageModel {
                             .map_err(failed)?;
                         // The processor reads four coordinates per box.
                         if boxes.nrows() > 0 && boxes.ncols() != 4 {
-                            return Err(ModelError::Inference(format!(
+                            return Err(ModelError::inference(format!(
                                 "`{}` returned boxes of {} coordinates; a detector returns [x1, y1, x2, y2] boxes",
                                 self.name,
                                 boxes.ncols(),
@@ -1456,7 +1456,7 @@ impl TorchImageModel {
                         },
                     ),
                     (Some(_), None) => {
-                        return Err(ModelError::Inference(format!(
+                        return Err(ModelError::inference(format!(
                             "`{}` gives no masks for `InstanceSegmenterOutputProcessor`",
                             self.name
                         )));
@@ -1493,7 +1493,7 @@ impl TorchImageModel {
                     .map_err(failed)?;
                 let found = network.detect(&image).map_err(failed)?;
                 let Some(keypoints) = &found.keypoints else {
-                    return Err(ModelError::Inference(format!(
+                    return Err(ModelError::inference(format!(
                         "`{}` gives no keypoints for `KeypointDetectorOutputProcessor`",
                         self.name
                     )));
@@ -1535,7 +1535,7 @@ impl TorchImageModel {
             } => module
                 .method_ts(method, &[batch.shallow_clone()])
                 .map_err(failed),
-            _ => Err(ModelError::Unsupported(
+            _ => Err(ModelError::unsupported(
                 "this model does not compute embeddings".into(),
             )),
         })?;

@@ -207,7 +207,7 @@ impl Preprocess for Preprocessing {
     fn preprocess(&self, image: Image) -> Result<Input, ModelError> {
         for (width, height) in self.resize_steps(image.width, image.height) {
             if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
-                return Err(ModelError::Preprocess(format!(
+                return Err(ModelError::preprocess(format!(
                     "an image of {}x{} would be resized to {width}x{height}, beyond {MAX_IMAGE_SIDE} pixels a side",
                     image.width, image.height
                 )));

@@ -672,7 +672,7 @@ fn a_model_that_thresholds_itself_keeps_an_empty_classification_below_the_thresh
     assert_eq!(labels[1], Some(Label::EmptyClassification));
 }
 
-/// Dies (a [`ModelError::Fatal`], as the Python model host reports a dead
+/// Dies (a fatal [`ModelError`], as the Python model host reports a dead
 /// worker) on the batch holding an image of value 77, and would succeed
 /// on every later batch.
 struct DiesOn77(Brightness);
@@ -690,7 +690,7 @@ impl Model for DiesOn77 {
                 .is_some_and(|values| (values[0] * 255.0).round() as u8 == 77)
         });
         if dies {
-            return Err(ModelError::Fatal("the model host died (signal 9)".into()));
+            return Err(ModelError::fatal("the model host died (signal 9)".into()));
         }
         self.0.predict_all(inputs)
     }

@@ -61,7 +61,7 @@ pub(crate) fn architecture<'a>(
             .and_then(|args| args.get(key))
             .and_then(Value::as_str)
     };
-    let unsupported = |what: String| ModelError::Unsupported(what);
+    let unsupported = |what: String| ModelError::unsupported(what);
     let repository = argument("repo_or_dir").ok_or_else(|| {
         unsupported(format!(
             "`{entrypoint}` needs `entrypoint_args.repo_or_dir` naming a PyTorch Hub repository"

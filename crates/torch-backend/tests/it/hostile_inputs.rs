@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use zoo_model_core::{
-    Image, Input, InputData, Label, Model, ModelError, ModelSpec, Prediction, Preprocess,
+    Image, Input, InputData, Label, Model, ModelErrorKind, ModelSpec, Prediction, Preprocess,
 };
 use zoo_torch_backend::{Preprocessing, TorchImageModel, write_untrained_weights};
 
@@ -42,7 +42,7 @@ fn libtorch_error_in_forward_is_an_error_not_a_panic() {
     let mut model = squeezenet(dir.path());
     // Four channels: libtorch raises in the first convolution.
     let err = model.predict(&input(4, 40, 40)).unwrap_err();
-    assert!(matches!(err, ModelError::Inference(_)), "{err}");
+    assert_eq!(err.kind(), ModelErrorKind::Inference, "{err}");
     let err = err.to_string();
     assert!(
         err.contains("`squeezenet1_1`") && err.contains("4x40x40") && err.contains("channels"),
@@ -113,7 +113,7 @@ fn config_error(key: &str, value: Value) -> String {
     config[key] = value;
     let path = Path::new("/nonexistent/weights.pth");
     match TorchImageModel::from_spec(&super::spec(config, path)) {
-        Err(ModelError::Config(message)) => message,
+        Err(err) if err.kind() == ModelErrorKind::Config => err.message().to_owned(),
         Err(other) => panic!("{key}: not a config error: {other}"),
         Ok(_) => panic!("{key}: accepted"),
     }
@@ -180,9 +180,9 @@ fn python_only_config_fields_are_refused_by_name() {
         config[key] = value;
         let path = Path::new("/nonexistent/weights.pth");
         match TorchImageModel::from_spec(&super::spec(config, path)) {
-            Err(ModelError::Unsupported(message)) => assert!(
-                message.contains(&format!("`{key}`")) && message.contains("Python"),
-                "{key}: {message}"
+            Err(err) if err.is_unsupported() => assert!(
+                err.message().contains(&format!("`{key}`")) && err.message().contains("Python"),
+                "{key}: {err}"
             ),
             Err(other) => panic!("{key}: expected Unsupported, got {other}"),
             Ok(_) => panic!("{key}: accepted"),
@@ -226,8 +226,9 @@ fn extreme_aspect_ratio_upscale_is_a_preprocess_error() {
     let strip = Image::new(1, 200, vec![7; 600]).unwrap();
     let err = preprocessing.preprocess(strip).unwrap_err();
     assert!(
-        matches!(&err, ModelError::Preprocess(message)
-            if message.contains("1x200") && message.contains("224x44800")),
+        err.kind() == ModelErrorKind::Preprocess
+            && err.message().contains("1x200")
+            && err.message().contains("224x44800"),
         "{err}"
     );
 }
