@@ -663,3 +663,19 @@ fn export_of_large_embeddings_streams_within_bounded_memory() {
     );
     assert_eq!(fs_err::metadata(&npy).unwrap().len(), 128 + 3000 * 4096 * 4);
 }
+
+#[test]
+fn samples_json_over_the_import_cap_is_refused_naming_the_knob() {
+    let mut sandbox = Sandbox::new();
+    let folder = folder_with_image(&sandbox);
+    fiftyone_folder(&folder, &[], json!([{"filepath": "data/a.png"}]));
+    sandbox
+        .env
+        .push(("ZOO_MAX_IMPORT_BYTES".to_owned(), "16".to_owned()));
+    let stderr = sandbox
+        .fails(&["datasets", "import", "fo", s(&folder)])
+        .stderr();
+    assert!(stderr.contains("ZOO_MAX_IMPORT_BYTES"), "{stderr}");
+    sandbox.env.clear();
+    sandbox.ok(&["datasets", "import", "fo", s(&folder)]);
+}
