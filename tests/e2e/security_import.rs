@@ -591,3 +591,91 @@ fn imported_absolute_filepaths_shard_to_every_sample_exactly_once() {
     );
     assert_eq!(label_fields(&sandbox, "fo")["pred"], 12);
 }
+
+/// `ulimit -v`: the address space a command may use, through util-linux's
+/// `prlimit`, so an export that holds the whole dataset in memory aborts.
+fn within_memory(sandbox: &Sandbox, bytes: u64, args: &[&str]) -> Output {
+    let mut command = std::process::Command::new("prlimit");
+    command.arg(format!("--as={bytes}")).arg("--");
+    let zoo = sandbox.command(args);
+    command.arg(zoo.get_program()).args(zoo.get_args());
+    command.env_clear();
+    for (key, value) in zoo.get_envs() {
+        if let Some(value) = value {
+            command.env(key, value);
+        }
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn export_of_large_embeddings_streams_within_bounded_memory() {
+    let sandbox = Sandbox::new();
+    let folder = sandbox.dir.path().join("export");
+    // 3,000 vectors of 4,096 floats: 48 MB of embeddings, about 130 MB of
+    // JSON lines.
+    let samples: Vec<Value> = (0..3000)
+        .map(|index| {
+            let values: Vec<f32> = (0..4096)
+                .map(|position| ((index * 4096 + position) % 9973) as f32 / 9973.0)
+                .collect();
+            json!({"filepath": format!("data/p{index:04}.png"), "emb": vector(&values)})
+        })
+        .collect();
+    fiftyone_folder(
+        &folder,
+        &[("emb", "VectorField", None)],
+        Value::Array(samples),
+    );
+    sandbox.ok(&["datasets", "import", "big", s(&folder)]);
+    // The old export held every sample as JSON values (over 1 GB here).
+    let limit = 400 << 20;
+    let jsonl = sandbox.dir.path().join("big.jsonl");
+    let output = within_memory(&sandbox, limit, &["datasets", "export", "big", s(&jsonl)]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = fs_err::read_to_string(&jsonl).unwrap();
+    assert_eq!(text.lines().count(), 3000);
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["emb"].as_array().unwrap().len(), 4096);
+    let npy = sandbox.dir.path().join("big.npy");
+    let output = within_memory(
+        &sandbox,
+        limit,
+        &[
+            "datasets",
+            "export",
+            "big",
+            s(&npy),
+            "--format",
+            "npy",
+            "--field",
+            "emb",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(fs_err::metadata(&npy).unwrap().len(), 128 + 3000 * 4096 * 4);
+}
+
+#[test]
+fn samples_json_over_the_import_cap_is_refused_naming_the_knob() {
+    let mut sandbox = Sandbox::new();
+    let folder = folder_with_image(&sandbox);
+    fiftyone_folder(&folder, &[], json!([{"filepath": "data/a.png"}]));
+    sandbox
+        .env
+        .push(("ZOO_MAX_IMPORT_BYTES".to_owned(), "16".to_owned()));
+    let stderr = sandbox
+        .fails(&["datasets", "import", "fo", s(&folder)])
+        .stderr();
+    assert!(stderr.contains("ZOO_MAX_IMPORT_BYTES"), "{stderr}");
+    sandbox.env.clear();
+    sandbox.ok(&["datasets", "import", "fo", s(&folder)]);
+}

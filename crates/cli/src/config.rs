@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use zoo_datasets::ImageLimits;
+use zoo_datasets::{ImageLimits, ImportOptions};
 use zoo_registry::{Registry, RegistryConfig};
 
 /// Whether `ZOO_OFFLINE` asks for offline mode.
@@ -65,6 +65,17 @@ pub(crate) fn image_limits() -> Result<ImageLimits> {
         }
     }
     Ok(limits)
+}
+
+/// `ZOO_MAX_IMPORT_BYTES`: the largest `samples.json` that `zoo datasets
+/// import` reads (default 1 GiB).
+pub(crate) fn import_options(allow_outside_paths: bool) -> Result<ImportOptions> {
+    let options = ImportOptions::allow_outside_paths(allow_outside_paths);
+    Ok(match env_number("ZOO_MAX_IMPORT_BYTES")? {
+        None => options,
+        Some(0) => anyhow::bail!("`ZOO_MAX_IMPORT_BYTES` must be at least 1, got `0`"),
+        Some(bytes) => options.with_max_samples_bytes(bytes),
+    })
 }
 
 /// `ZOO_RESULTS_CHUNK`: how many samples a shard's part file holds

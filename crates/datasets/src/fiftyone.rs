@@ -38,8 +38,9 @@ use crate::store::{
 /// The largest `metadata.json` an import reads (64 MiB).
 pub const MAX_METADATA_BYTES: u64 = 64 << 20;
 
-/// The largest `samples.json` an import reads (1 GiB; the `samples/*.json`
-/// files of a folder together, too).
+/// The largest `samples.json` an import reads by default (1 GiB; the
+/// `samples/*.json` files of a folder together, too; the CLI's
+/// `ZOO_MAX_IMPORT_BYTES` sets [`ImportOptions::max_samples_bytes`]).
 pub const MAX_SAMPLES_BYTES: u64 = 1 << 30;
 
 /// The largest vector an import inflates (64 MiB: 16 million floats).
@@ -842,6 +843,7 @@ impl Datasets {
         }
         let root = fs_err::canonicalize(dir)?;
         let allow_outside = options.allow_outside_paths;
+        let max_samples = options.max_samples_bytes;
         let problem = |problem: String| DatasetError::Import {
             dir: dir.to_path_buf(),
             problem,
@@ -881,7 +883,9 @@ impl Datasets {
         }
         let samples_path = root.join("samples.json");
         let samples: Vec<Value> = if fs_err::symlink_metadata(&samples_path).is_ok() {
-            match read_json(&samples_path, MAX_SAMPLES_BYTES)? {
+            match read_json(&samples_path, max_samples)
+                .map_err(|error| too_big(error, max_samples))?
+            {
                 Value::Object(mut object) => match object.remove("samples") {
                     Some(Value::Array(samples)) => samples,
                     _ => return Err(problem("`samples.json` has no `samples` list".into())),
@@ -896,13 +900,13 @@ impl Datasets {
                 .collect();
             files.sort();
             // The files together are held to the cap of one `samples.json`.
-            let mut budget = MAX_SAMPLES_BYTES;
+            let mut budget = max_samples;
             let mut samples = Vec::with_capacity(files.len());
             for path in &files {
                 let size = zoo_fs::open_untrusted(path)?.1;
                 if size > budget {
                     return Err(problem(format!(
-                        "its `samples/` files hold over {MAX_SAMPLES_BYTES} bytes, the most zoo reads"
+                        "its `samples/` files hold over {max_samples} bytes, the most zoo reads: raise `ZOO_MAX_IMPORT_BYTES` to import it"
                     )));
                 }
                 budget -= size;
@@ -1076,6 +1080,22 @@ impl Datasets {
         }
         transaction.commit().map_err(database)?;
         self.info(name)
+    }
+}
+
+/// A `samples.json` over the cap, with the knob that raises it.
+fn too_big(error: DatasetError, limit: u64) -> DatasetError {
+    match error {
+        DatasetError::Untrusted(zoo_fs::UntrustedError::TooBig { path, size, .. }) => {
+            DatasetError::Import {
+                dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                problem: format!(
+                    "`{}` is {size} bytes or more, over the limit of {limit} bytes: raise `ZOO_MAX_IMPORT_BYTES` to import it",
+                    path.display()
+                ),
+            }
+        }
+        other => other,
     }
 }
 

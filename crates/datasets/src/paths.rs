@@ -12,8 +12,10 @@
 
 use std::path::{Component, Path, PathBuf};
 
-/// How an import treats the paths a dataset names.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+use crate::fiftyone::MAX_SAMPLES_BYTES;
+
+/// How an import treats the paths a dataset names, and how much it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ImportOptions {
     /// Accept `filepath`s, `mask_path`s and `map_path`s outside the
@@ -21,13 +23,34 @@ pub struct ImportOptions {
     /// FiftyOne's datasets of the user's own media name them. Off by
     /// default: an imported folder names only files inside it.
     pub allow_outside_paths: bool,
+    /// The largest `samples.json` read (the `samples/*.json` files
+    /// together, too); [`MAX_SAMPLES_BYTES`] by default.
+    pub max_samples_bytes: u64,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            allow_outside_paths: false,
+            max_samples_bytes: MAX_SAMPLES_BYTES,
+        }
+    }
 }
 
 impl ImportOptions {
-    /// The options with `allow_outside_paths` set as given.
+    /// The default options with `allow_outside_paths` set as given.
     pub fn allow_outside_paths(allow: bool) -> Self {
         Self {
             allow_outside_paths: allow,
+            ..Self::default()
+        }
+    }
+
+    /// These options with another cap on `samples.json`.
+    pub fn with_max_samples_bytes(self, bytes: u64) -> Self {
+        Self {
+            max_samples_bytes: bytes,
+            ..self
         }
     }
 }

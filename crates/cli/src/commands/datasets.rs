@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use zoo_datasets::{DatasetInfo, Datasets, ImportOptions};
+use zoo_datasets::{DatasetInfo, Datasets};
 
 use crate::app::DatasetsCommand;
 use crate::terminal::{escape, say};
@@ -144,11 +144,7 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
             let context = || format!("importing `{}` as dataset `{name}` failed", dir.display());
             let info = match format.as_str() {
                 "fiftyone" => store
-                    .import_fiftyone_with(
-                        &name,
-                        &dir,
-                        ImportOptions::allow_outside_paths(allow_outside_paths),
-                    )
+                    .import_fiftyone_with(&name, &dir, config::import_options(allow_outside_paths)?)
                     .with_context(context)?,
                 "dir" => store.create(&name, &dir).with_context(context)?,
                 other => bail!("unknown import format `{other}`: use `fiftyone` or `dir`"),

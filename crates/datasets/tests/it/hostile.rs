@@ -580,3 +580,19 @@ fn stable_keys_of_imported_absolute_paths_start_with_a_slash() {
         b"data/a.png"
     );
 }
+
+#[test]
+fn samples_json_over_its_cap_is_refused_naming_the_knob() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("export");
+    fiftyone_folder(&folder, &[], json!([{"filepath": "data/a.png"}]));
+    let mut store = Datasets::open(&dir.path().join("db")).unwrap();
+    let options = ImportOptions::default().with_max_samples_bytes(16);
+    let error = store
+        .import_fiftyone_with("fo", &folder, options)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("ZOO_MAX_IMPORT_BYTES"), "{error}");
+    assert!(error.contains("samples.json"), "{error}");
+    store.import_fiftyone("fo", &folder).unwrap();
+}
