@@ -38,11 +38,6 @@ use crate::store::{
 /// The largest `metadata.json` an import reads (64 MiB).
 pub const MAX_METADATA_BYTES: u64 = 64 << 20;
 
-/// The largest `samples.json` an import reads by default (1 GiB; the
-/// `samples/*.json` files of a folder together, too; the CLI's
-/// `ZOO_MAX_IMPORT_BYTES` sets [`ImportOptions::max_samples_bytes`]).
-pub const MAX_SAMPLES_BYTES: u64 = 1 << 30;
-
 /// The largest vector an import inflates (64 MiB: 16 million floats).
 pub const MAX_VECTOR_BYTES: u64 = 64 << 20;
 
@@ -826,7 +821,7 @@ impl Datasets {
     ///
     /// The folder is a stranger's: its JSON files are read only when they
     /// are regular files within a size cap ([`MAX_METADATA_BYTES`],
-    /// [`MAX_SAMPLES_BYTES`]); `filepath`s, `mask_path`s and `map_path`s are
+    /// [`crate::MAX_SAMPLES_BYTES`]); `filepath`s, `mask_path`s and `map_path`s are
     /// resolved against `dir` (never the current directory) and must stay
     /// inside it unless `options` allow otherwise; field names follow
     /// FiftyOne's rules; a vector inflates to at most [`MAX_VECTOR_BYTES`].

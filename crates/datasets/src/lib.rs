@@ -47,12 +47,13 @@ mod results;
 mod shard;
 mod store;
 
-pub use fiftyone::{MAX_METADATA_BYTES, MAX_SAMPLES_BYTES, MAX_VECTOR_BYTES};
+pub use fiftyone::{MAX_METADATA_BYTES, MAX_VECTOR_BYTES};
 pub use loader::jpeg::JpegError;
 pub use loader::{
     FileLoader, IMAGE_EXTENSIONS, ImageLimits, LoadError, decode_image, decode_image_within,
 };
 pub use paths::ImportOptions;
+pub use paths::MAX_SAMPLES_BYTES;
 pub use remote::{ObjectLoader, RemoteBytes, is_url};
 pub use results::{
     MergePlan, ResultsError, ResultsKind, ResultsLocation, ResultsStore, ShardResults, ShardState,

@@ -12,7 +12,10 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::fiftyone::MAX_SAMPLES_BYTES;
+/// The largest `samples.json` an import reads by default (1 GiB; the
+/// `samples/*.json` files of a folder together, too; the CLI's
+/// `ZOO_MAX_IMPORT_BYTES` sets [`ImportOptions::max_samples_bytes`]).
+pub const MAX_SAMPLES_BYTES: u64 = 1 << 30;
 
 /// How an import treats the paths a dataset names, and how much it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
