@@ -40,7 +40,7 @@ fn fiftyone_python() -> Option<String> {
 /// keypoints with NaN coordinates and an infinite confidence; `keys`
 /// returns a dict whose keys are `ok` and, for images 13 pixels wide,
 /// `a.b`; `kwargs` labels each image with the sizes of its keyword
-/// arguments.
+/// arguments, and `config`'s `load_model` returns them in a JSON config.
 const HOSTILE_SOURCE: &str = r#"
 import os
 import sys
@@ -113,10 +113,14 @@ class Hostile(fom.Model):
 
 
 def load_model(model_name, model_path, **kwargs):
-    return Hostile(model_name.rsplit("/", 1)[-1], kwargs)
+    kind = model_name.rsplit("/", 1)[-1]
+    if kind == "config":
+        sizes = ",".join("%s=%d" % (key, len(value)) for key, value in sorted(kwargs.items()))
+        return {"type": "zoo.test.Sizes", "config": {"sizes": sizes}}
+    return Hostile(kind, kwargs)
 "#;
 
-const HOSTILE_MODELS: &[&str] = &["flood", "garbled", "hidden", "keys", "kwargs"];
+const HOSTILE_MODELS: &[&str] = &["config", "flood", "garbled", "hidden", "keys", "kwargs"];
 
 /// A sandbox with the hostile source registered and trusted, `ZOO_PYTHON`
 /// set to `python`, and a dataset `pics` of `count` PNGs (every third one
@@ -319,6 +323,36 @@ fn huge_kwargs_reach_load_model() {
     assert_eq!(
         samples["im0.png"]["sizes"]["label"],
         "first=100000,second=100000"
+    );
+}
+
+/// The same two 100 KB `-k` values reach a `load_model` that returns a
+/// config, which `zoo models config` runs through the registry's hook
+/// bridge (they went on its command line too).
+#[test]
+fn huge_kwargs_reach_a_load_hook() {
+    let Some(python) = fiftyone_python() else {
+        return;
+    };
+    let server = TestServer::start();
+    let sandbox = hostile_sandbox(&server, &python, 1);
+    sandbox.ok(&["models", "download", "zoo-sec/config"]);
+    let first = format!("first={}", "x".repeat(100_000));
+    let second = format!("second={}", "y".repeat(100_000));
+    let config = sandbox
+        .ok(&[
+            "models",
+            "config",
+            "zoo-sec/config",
+            "-k",
+            &first,
+            "-k",
+            &second,
+        ])
+        .json();
+    assert_eq!(
+        config["config"]["sizes"], "first=100000,second=100000",
+        "{config}"
     );
 }
 

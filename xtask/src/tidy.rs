@@ -1,7 +1,10 @@
 //! Repository rules checked by code: which crate may depend on which, that
 //! no crate's modules import each other in a circle (`module_graph.rs`
-//! states the rule), and that the CLI writes to stderr only through its
-//! `terminal` module.
+//! states the rule), that the CLI writes to stderr only through its
+//! `terminal` module and to stdout only through its `Printer`, that child
+//! processes are isolated and killed only through `zoo-process`, that
+//! ARCHITECTURE.md's diagram is the allowed edges, and that no file cites
+//! a document outside the repository.
 //!
 //! The rules are those of ARCHITECTURE.md; change both together.
 
@@ -14,17 +17,21 @@ use xshell::{Shell, cmd};
 /// Workspace crates each crate may depend on (normal dependencies).
 const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("zoo-fs", &[]),
+    ("zoo-process", &[]),
     ("zoo-manifest", &["zoo-fs"]),
     ("zoo-sources", &["zoo-fs"]),
     ("zoo-model-core", &[]),
-    ("zoo-registry", &["zoo-fs", "zoo-manifest", "zoo-sources"]),
+    (
+        "zoo-registry",
+        &["zoo-fs", "zoo-manifest", "zoo-process", "zoo-sources"],
+    ),
     ("zoo-output-processors", &["zoo-model-core"]),
     (
         "zoo-torch-backend",
         &["zoo-model-core", "zoo-output-processors"],
     ),
     ("zoo-datasets", &["zoo-fs", "zoo-model-core"]),
-    ("zoo-python-host", &["zoo-model-core"]),
+    ("zoo-python-host", &["zoo-model-core", "zoo-process"]),
     ("zoo-storage", &[]),
     ("zoo-test-support", &[]),
     ("xtask", &["zoo-manifest"]),
@@ -46,11 +53,14 @@ const RESTRICTED: &[(&str, &[&str])] = &[
     ("tar", &["zoo-sources", "zoo-test-support"]),
     ("rusqlite", &["zoo-datasets"]),
     ("object_store", &["zoo-storage"]),
+    // Process groups and signals: one module, `zoo-process`.
+    ("rustix", &["zoo-process"]),
 ];
 
 /// Crates that must build without libtorch anywhere in their dependencies.
 const LIBTORCH_FREE: &[&str] = &[
     "zoo-fs",
+    "zoo-process",
     "zoo-manifest",
     "zoo-sources",
     "zoo-registry",
@@ -87,6 +97,9 @@ pub(crate) fn check(sh: &Shell) -> Result<Vec<String>> {
     )?);
     problems.extend(check_dependency_diagram(&crate::workspace_root())?);
     problems.extend(check_no_outside_citations(&crate::workspace_root())?);
+    problems.extend(check_process_groups(
+        &crate::workspace_root().join("crates"),
+    )?);
     Ok(problems)
 }
 
@@ -297,6 +310,50 @@ fn check_terminal_output(dir: &std::path::Path) -> Result<Vec<String>> {
     Ok(problems)
 }
 
+/// The crate that starts and kills process groups: the others call it.
+const PROCESS_CRATE: &str = "process";
+
+/// Every process group made or killed outside [`PROCESS_CRATE`]: a child
+/// running code zoo did not write goes through `zoo_process::isolate` and
+/// `zoo_process::kill`, so none is left without its secrets scrubbed or its
+/// group killed.
+fn check_process_groups(crates: &std::path::Path) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut stack: Vec<std::path::PathBuf> = Vec::new();
+    for entry in fs_err::read_dir(crates)? {
+        let path = entry?.path();
+        if path.is_dir() && path.file_name().is_some_and(|name| name != PROCESS_CRATE) {
+            stack.push(path.join("src"));
+        }
+    }
+    while let Some(current) = stack.pop() {
+        if !current.is_dir() {
+            continue;
+        }
+        for entry in fs_err::read_dir(&current)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|extension| extension != "rs") {
+                continue;
+            }
+            let text = fs_err::read_to_string(&path)?;
+            for (number, line) in text.lines().enumerate() {
+                if line.contains(".process_group(") || line.contains("kill_process_group") {
+                    problems.push(format!(
+                        "{}:{}: makes or kills a process group itself; use `zoo_process::isolate` and `zoo_process::kill`",
+                        path.display(),
+                        number + 1
+                    ));
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
 fn check_metadata(metadata: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let members: BTreeSet<&str> = metadata["workspace_members"]
@@ -462,6 +519,23 @@ mod tests {
         assert!(problems[0].contains("models.rs:2"), "{problems:?}");
         assert!(problems[1].contains("system.rs:3"), "{problems:?}");
         assert!(problems[1].contains("stdout directly"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_process_group_outside_zoo_process_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        for (krate, file) in [("process", "lib.rs"), ("registry", "hooks.rs")] {
+            let src = dir.path().join(krate).join("src");
+            fs_err::create_dir_all(&src).unwrap();
+            fs_err::write(
+                src.join(file),
+                "fn f(c: &mut Command) {\n    c.process_group(0);\n}\n",
+            )
+            .unwrap();
+        }
+        let problems = check_process_groups(dir.path()).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("hooks.rs:2"), "{problems:?}");
     }
 
     #[test]

@@ -2,15 +2,13 @@
 //! framed pipes, every wait bounded, killed with its group when it hangs or
 //! when it is dropped.
 
-use std::collections::VecDeque;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
+use zoo_process::{Tail, kill_group};
 
 use crate::error::HostError;
 use crate::frame::{Frame, read_frame, write_frame};
@@ -20,10 +18,6 @@ const WORKER: &str = include_str!("worker.py");
 
 /// How many of the worker's last stderr lines an error shows.
 const TAIL_LINES: usize = 20;
-
-/// The most bytes of one stderr line kept; the rest of the line is dropped
-/// (a progress bar redrawn with `\r` and no newline is one endless line).
-const MAX_LINE_BYTES: usize = 4096;
 
 /// How long a worker told to stop (its input closed) may take to exit
 /// before it is killed.
@@ -61,7 +55,8 @@ pub struct HostSpec {
 /// The worker's input: still being written the load request by its own
 /// thread, or free for requests.
 enum Input {
-    Loading(std::thread::JoinHandle<ChildStdin>),
+    /// Boxed: it keeps [`crate::Loaded`]'s variants of similar sizes.
+    Loading(Box<std::thread::JoinHandle<ChildStdin>>),
     Ready(ChildStdin),
 }
 
@@ -70,7 +65,7 @@ pub(crate) struct Worker {
     child: Child,
     stdin: Option<Input>,
     frames: Receiver<std::io::Result<Option<Frame>>>,
-    stderr: Arc<Mutex<VecDeque<String>>>,
+    stderr: Tail,
     pub(crate) model: String,
     pub(crate) init: PathBuf,
     pub(crate) python: String,
@@ -101,7 +96,6 @@ impl Worker {
             .arg(std::process::id().to_string())
             .arg(spec.threads.map(|n| n.to_string()).unwrap_or_default())
             .current_dir(source_dir)
-            .env_remove("GITHUB_TOKEN")
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -115,12 +109,9 @@ impl Worker {
         if let Some(gpu) = &spec.gpu {
             command.env("CUDA_VISIBLE_DEVICES", gpu);
         }
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::CommandExt;
-            // Its own process group, so a hang kills what it started too.
-            command.process_group(0);
-        }
+        // Its own process group, so a hang kills what it started too; no
+        // `GITHUB_TOKEN`.
+        zoo_process::isolate(&mut command);
         tracing::debug!(model = %spec.model_name, python = %spec.python, "starting the model host");
         let mut child = command
             .spawn()
@@ -151,25 +142,14 @@ impl Worker {
                 }
             });
         }
-        let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(pipe) = child.stderr.take() {
-            let tail = Arc::clone(&stderr);
-            let model = spec.model_name.clone();
-            std::thread::spawn(move || {
-                read_lines(pipe, |line| {
-                    tracing::debug!(model = %model, "model host: {line}");
-                    if let Ok(mut tail) = tail.lock() {
-                        if tail.len() == TAIL_LINES {
-                            tail.pop_front();
-                        }
-                        tail.push_back(line);
-                    }
-                });
-            });
-        }
+        let model = spec.model_name.clone();
+        // Read to its end in bounded lines, whatever the model writes.
+        let stderr = Tail::spawn(child.stderr.take(), TAIL_LINES, move |line| {
+            tracing::debug!(model = %model, "model host: {line}");
+        });
         Ok(Self {
             child,
-            stdin: stdin.map(Input::Loading),
+            stdin: stdin.map(|writer| Input::Loading(Box::new(writer))),
             frames,
             stderr,
             model: spec.model_name.clone(),
@@ -300,25 +280,18 @@ impl Worker {
 
     /// The worker's last stderr lines, as `:\n<lines>`, or empty.
     pub(crate) fn stderr_tail(&self) -> String {
-        let lines: Vec<String> = self
-            .stderr
-            .lock()
-            .map(|tail| tail.iter().cloned().collect())
-            .unwrap_or_default();
+        let lines = self.stderr.text();
         if lines.is_empty() {
             String::new()
         } else {
-            format!(":\n{}", lines.join("\n"))
+            format!(":\n{lines}")
         }
     }
 
     /// Kills the worker and its process group, and reaps it.
     pub(crate) fn kill(&mut self) {
         self.stdin = None;
-        kill_group(&self.child);
-        // Already gone is fine.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        zoo_process::kill(&mut self.child);
     }
 }
 
@@ -358,101 +331,9 @@ fn spawn_error(spec: &HostSpec, source: std::io::Error) -> HostError {
     }
 }
 
-/// Reads `pipe` to its end as lines, whatever its bytes: `\n` and `\r`
-/// both end a line (progress bars redraw with `\r`), empty lines are
-/// skipped, a line longer than [`MAX_LINE_BYTES`] is cut there (marked with
-/// `…`), and bytes that are not UTF-8 become `U+FFFD`. The pipe is read until
-/// the worker closes it, so a model that writes much never blocks on it.
-fn read_lines(mut pipe: impl Read, mut line_done: impl FnMut(String)) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut line = Vec::with_capacity(256);
-    let mut cut = false;
-    let mut finish = |line: &mut Vec<u8>, cut: &mut bool| {
-        if !line.is_empty() {
-            let mut text = String::from_utf8_lossy(line).into_owned();
-            if *cut {
-                text.push('…');
-            }
-            line_done(text);
-        }
-        line.clear();
-        *cut = false;
-    };
-    loop {
-        let read = match pipe.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        for &byte in &buffer[..read] {
-            if matches!(byte, b'\n' | b'\r') {
-                finish(&mut line, &mut cut);
-            } else if line.len() < MAX_LINE_BYTES {
-                line.push(byte);
-            } else {
-                cut = true;
-            }
-        }
-    }
-    finish(&mut line, &mut cut);
-}
-
-/// Kills what is left of the worker's process group.
-fn kill_group(child: &Child) {
-    #[cfg(unix)]
-    {
-        let group = rustix::process::Pid::from_child(child);
-        // No such group left is fine.
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-    }
-    #[cfg(not(unix))]
-    let _ = child;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lines(bytes: &[u8]) -> Vec<String> {
-        let mut lines = Vec::new();
-        read_lines(bytes, |line| lines.push(line));
-        lines
-    }
-
-    #[test]
-    fn stderr_lines_are_bounded_whatever_the_bytes() {
-        let long = vec![b'x'; MAX_LINE_BYTES * 3];
-        let mut cut = "x".repeat(MAX_LINE_BYTES);
-        cut.push('…');
-        let mut progress = Vec::new();
-        for percent in 0..3 {
-            progress.extend_from_slice(format!("\r{percent}%").as_bytes());
-        }
-        let cases: Vec<(Vec<u8>, Vec<String>)> = vec![
-            (b"one\ntwo\n".to_vec(), vec!["one".into(), "two".into()]),
-            (b"no newline".to_vec(), vec!["no newline".into()]),
-            (b"\r\n\n\r".to_vec(), vec![]),
-            (b"crlf\r\nnext".to_vec(), vec!["crlf".into(), "next".into()]),
-            (progress, vec!["0%".into(), "1%".into(), "2%".into()]),
-            (
-                [long.as_slice(), b"\nafter"].concat(),
-                vec![cut, "after".into()],
-            ),
-            (
-                b"bad \xff\xfe bytes\nstill read\n".to_vec(),
-                vec!["bad \u{fffd}\u{fffd} bytes".into(), "still read".into()],
-            ),
-        ];
-        for (bytes, expected) in cases {
-            assert_eq!(
-                lines(&bytes),
-                expected,
-                "{:?}",
-                String::from_utf8_lossy(&bytes)
-            );
-        }
-    }
 
     #[test]
     fn a_spawn_error_is_reported_as_what_it_is() {
@@ -484,22 +365,5 @@ mod tests {
                 Some(std::io::Error::from_raw_os_error(errno).to_string())
             );
         }
-    }
-
-    #[test]
-    fn a_huge_line_keeps_memory_bounded() {
-        // 64 MiB without a line end: one line of `MAX_LINE_BYTES` comes out.
-        struct Endless(usize);
-        impl Read for Endless {
-            fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-                let count = buffer.len().min(self.0);
-                buffer[..count].fill(b'#');
-                self.0 -= count;
-                Ok(count)
-            }
-        }
-        let mut seen = Vec::new();
-        read_lines(Endless(64 << 20), |line| seen.push(line.len()));
-        assert_eq!(seen, vec![MAX_LINE_BYTES + '…'.len_utf8()]);
     }
 }

@@ -14,13 +14,13 @@
 //! (`ZOO_HOOK_TIMEOUT`); then it is killed, with every process it started
 //! (it runs in its own process group).
 
-use std::io::Read;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use zoo_process::Tail;
 
 use crate::error::RegistryError;
 
@@ -51,10 +51,19 @@ pub(crate) enum Hook {
 
 const CONFIG_MARKER: &str = "@@zoo-config@@";
 
+/// How many of a hook's last stderr lines an error shows.
+const TAIL_LINES: usize = 20;
+
+/// The most a hook may print on stdout (its config); past it the hook
+/// fails, and the rest is read and dropped.
+const MAX_STDOUT_BYTES: usize = 64 << 20;
+
 const BRIDGE: &str = r#"
 import importlib.util, json, os, sys
 source_dir, function, model_name, model_path = sys.argv[1:5]
-kwargs = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
+# `load_model`'s keyword arguments come on stdin (any size; a command line
+# is capped), then stdin is at its end, as it is for a download hook.
+kwargs = json.loads(sys.stdin.read() or "{}") if function == "load_model" else {}
 name = "zoo_source_%d" % (abs(hash(source_dir)),)
 spec = importlib.util.spec_from_file_location(
     name, os.path.join(source_dir, "__init__.py"), submodule_search_locations=[source_dir]
@@ -141,9 +150,6 @@ pub(crate) fn run(
                 .arg(kind.function())
                 .arg(model_name)
                 .arg(model_path);
-            if kind == HookKind::Load {
-                command.arg(kwargs.to_string());
-            }
             (
                 command,
                 format!("`{}` in `{}`", kind.function(), init.display()),
@@ -158,18 +164,22 @@ pub(crate) fn run(
     let source_dir = match hook {
         Hook::Python(path) | Hook::Executable(path) => path.parent().unwrap_or(Path::new(".")),
     };
+    let kwargs = match (hook, kind) {
+        (Hook::Python(_), HookKind::Load) => Some(kwargs.to_string()),
+        _ => None,
+    };
     command
         .current_dir(source_dir)
-        .env_remove("GITHUB_TOKEN")
-        .stdin(Stdio::null())
+        .stdin(if kwargs.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        // Its own process group, so a timeout kills what it started too.
-        command.process_group(0);
-    }
+    // Its own process group, so a timeout kills what it started too; no
+    // `GITHUB_TOKEN`.
+    zoo_process::isolate(&mut command);
     tracing::debug!(hook = %label, model = model_name, ?timeout, "running hook");
     let failure = |message: String, stderr: String| RegistryError::Hook {
         hook: label.clone(),
@@ -180,96 +190,60 @@ pub(crate) fn run(
     let mut child = command
         .spawn()
         .map_err(|err| failure(format!("cannot start it: {err}"), String::new()))?;
-    let stdout = read_in_background(child.stdout.take());
-    let stderr = read_in_background(child.stderr.take());
+    if let (Some(kwargs), Some(mut stdin)) = (kwargs, child.stdin.take()) {
+        // On a thread: a hook that never reads cannot block zoo, and a hook
+        // that exits first makes the write fail, which its status says.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(kwargs.as_bytes());
+        });
+    }
+    let stdout = zoo_process::read_bounded(child.stdout.take(), MAX_STDOUT_BYTES);
+    let stderr = Tail::spawn(child.stderr.take(), TAIL_LINES, |_| {});
     // Any limit past a century is no limit (and cannot overflow `Instant`).
     let timeout = timeout.min(Duration::from_secs(100 * 365 * 24 * 3600));
     let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(2);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) => {}
-            Err(err) => {
-                kill(&mut child);
-                return Err(failure(format!("cannot wait for it: {err}"), String::new()));
-            }
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            kill(&mut child);
-            let stderr = stderr
-                .recv_timeout(Duration::from_secs(1))
-                .unwrap_or_default();
+    let status = match zoo_process::wait_until(&mut child, deadline) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            zoo_process::kill(&mut child);
+            stderr.wait(Duration::from_secs(1));
             return Err(RegistryError::HookTimeout {
                 hook: label.clone(),
                 model: model_name.to_owned(),
                 limit: timeout,
-                stderr: tail(&String::from_utf8_lossy(&stderr), 20),
+                stderr: stderr.text(),
             });
         }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(50));
+        Err(err) => {
+            zoo_process::kill(&mut child);
+            return Err(failure(format!("cannot wait for it: {err}"), String::new()));
+        }
     };
     // The hook has exited; what it started may still hold its pipes open:
     // wait for them until the deadline, then stop them. (While any of them
     // lives, the process group exists, so its id cannot name anyone else.)
-    let collect = |receiver: &mpsc::Receiver<Vec<u8>>| {
-        let left = deadline
+    let left = || {
+        deadline
             .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(100));
-        receiver.recv_timeout(left).ok()
+            .max(Duration::from_millis(100))
     };
-    let output = collect(&stdout);
-    let errors = collect(&stderr);
-    if output.is_none() || errors.is_none() {
+    let output = stdout.recv_timeout(left()).ok();
+    let errors_done = stderr.wait(left());
+    if output.is_none() || !errors_done {
         tracing::warn!(hook = %label, "processes the hook started outlived it; killing them");
-        kill_group(&child);
+        zoo_process::kill_group(&child);
     }
-    let (output, errors) = (output.unwrap_or_default(), errors.unwrap_or_default());
+    let (output, truncated) = output.unwrap_or_default();
     if !status.success() {
+        return Err(failure(format!("it failed ({status})"), stderr.text()));
+    }
+    if truncated {
         return Err(failure(
-            format!("it failed ({status})"),
-            tail(&String::from_utf8_lossy(&errors), 20),
+            format!("it printed more than {} MiB", MAX_STDOUT_BYTES >> 20),
+            stderr.text(),
         ));
     }
     Ok(String::from_utf8_lossy(&output).into_owned())
-}
-
-/// Reads `pipe` to its end on a thread; the bytes arrive on the channel.
-fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
-    let (sender, receiver) = mpsc::channel();
-    if let Some(mut pipe) = pipe {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            // A read error keeps what was read so far.
-            let _ = pipe.read_to_end(&mut bytes);
-            let _ = sender.send(bytes);
-        });
-    } else {
-        let _ = sender.send(Vec::new());
-    }
-    receiver
-}
-
-/// Kills the hook and everything in its process group, and reaps it.
-fn kill(child: &mut Child) {
-    kill_group(child);
-    // Already gone is fine.
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Kills what is left of the hook's process group (processes it started).
-fn kill_group(child: &Child) {
-    #[cfg(unix)]
-    {
-        let group = rustix::process::Pid::from_child(child);
-        // No such group left is fine.
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-    }
-    #[cfg(not(unix))]
-    let _ = child;
 }
 
 /// The deployment config a load hook printed: after the bridge's marker, or
@@ -305,11 +279,6 @@ pub(crate) fn parse_config(stdout: &str, hook: &str, model: &str) -> Result<Valu
         });
     }
     Ok(value)
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn truncate(text: &str, limit: usize) -> String {

@@ -369,11 +369,14 @@ pub(crate) fn install_requirements(model: &ZooModel, level: ErrorLevel) -> Resul
         "installing the requirements of `{}`: {command}",
         model.name()
     );
-    let status = std::process::Command::new(&python)
-        .args(["-m", "pip", "install"])
+    let mut pip = std::process::Command::new(&python);
+    pip.args(["-m", "pip", "install"])
         .args(&packages)
-        .stdout(std::process::Stdio::null())
-        .status();
+        .stdout(std::process::Stdio::null());
+    // pip runs a stranger's build code: without zoo's secrets. It stays in
+    // the terminal's process group, so Ctrl-C stops it with zoo.
+    zoo_process::scrub_secrets(&mut pip);
+    let status = pip.status();
     match status {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => at_level(
@@ -482,8 +485,7 @@ fn installed_python_packages(requirements: &[&str]) -> Vec<String> {
     }
     let script = "import importlib.metadata as m, sys\nfor n in sys.argv[1:]:\n    try:\n        m.version(n)\n        print(n)\n    except Exception:\n        pass\n";
     let python = config::python();
-    match std::process::Command::new(&python)
-        .arg("-c")
+    match zoo_process::scrub_secrets(std::process::Command::new(&python).arg("-c"))
         .arg(script)
         .args(&names)
         .output()
