@@ -466,7 +466,7 @@ pub(crate) fn ensure_requirements(model: &ZooModel, level: ErrorLevel, json: boo
 }
 
 /// Whether an NVIDIA GPU is visible, without loading libtorch.
-fn nvidia_gpu_present() -> bool {
+pub(crate) fn nvidia_gpu_present() -> bool {
     std::path::Path::new("/proc/driver/nvidia/gpus")
         .read_dir()
         .is_ok_and(|mut entries| entries.next().is_some())
@@ -481,7 +481,7 @@ fn list_or_none(items: &[&str]) -> String {
 }
 
 /// The names among `requirements`' packages that `python3` has installed.
-fn installed_python_packages(requirements: &[&str]) -> Vec<String> {
+pub(crate) fn installed_python_packages(requirements: &[&str]) -> Vec<String> {
     let names: Vec<String> = requirements
         .iter()
         .map(|spec| {
@@ -557,6 +557,11 @@ fn download(
             "downloaded `{}` to `{}`",
             downloaded.name(),
             downloaded.path.display()
+        );
+    } else if fs_err::symlink_metadata(&downloaded.path).is_err() {
+        say!(
+            "model `{}` has nothing for zoo to download: FiftyOne's class for it fetches its own weights when it loads",
+            downloaded.name()
         );
     } else {
         say!(
