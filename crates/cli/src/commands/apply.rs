@@ -206,7 +206,7 @@ fn check_fiftyone_class_packages(
         .and_then(|config| config.kind.clone())
         .unwrap_or_default();
     bail!(
-        "model `{}` runs through FiftyOne's `{class}` in the Python model host, and `{python}` (`ZOO_PYTHON`) lacks {}: install them with `{}`, or add `-i` to install the model's requirements first",
+        "model `{}` runs through FiftyOne's `{class}` in the Python model host, and `{python}` (`ZOO_PYTHON`) lacks {}: install them with `{}` (once fiftyone is there, `-i` installs the model's own requirements first)",
         model.name(),
         missing.join(", "),
         shell_words(
