@@ -458,6 +458,18 @@ fn a_hugging_face_builtin_downloads_through_the_hub() {
     );
     let found = sandbox.ok(&["models", "find", HF_MODEL]).stdout();
     assert_eq!(found.trim(), folder.to_str().unwrap());
+    let info = sandbox.ok(&["models", "info", HF_MODEL, "--json"]).json();
+    assert_eq!(
+        info["hugging_face"],
+        serde_json::json!({"repo": HF_REPO, "revision": "main", "commit": commit})
+    );
+    let text = sandbox.ok(&["models", "info", HF_MODEL]).stdout();
+    assert!(
+        text.contains(&format!(
+            "hugging face: {HF_REPO} at main, commit {commit}\n"
+        )),
+        "{text}"
+    );
     let again = sandbox.ok(&["models", "download", HF_MODEL]).stderr();
     assert!(again.contains("already downloaded"), "{again}");
 }

@@ -222,11 +222,20 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
             .map(str::to_owned)
             .collect()
     });
+    // A Hugging Face repo: its id, the revision asked and, once downloaded,
+    // the commit fetched.
+    let hugging_face = registry.hub_repo(&model).map(|(repo, revision)| {
+        let commit = registry
+            .hub_snapshot(&model)
+            .map(|snapshot| snapshot.commit);
+        json!({"repo": repo, "revision": revision, "commit": commit})
+    });
     if json {
         return output::json(
             &mut out,
             &json!({
                 "name": model.name(),
+                "hugging_face": hugging_face,
                 "source": origin(&model),
                 "model_path": path,
                 "downloaded": downloaded.is_some(),
@@ -257,6 +266,19 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
             escape(&list_or_none(
                 &packages.iter().map(String::as_str).collect::<Vec<_>>()
             ))
+        )?;
+    }
+    if let Some(hub) = &hugging_face {
+        let text = |key: &str| hub[key].as_str().map(escape).unwrap_or_default();
+        let commit = hub["commit"]
+            .as_str()
+            .map(|commit| format!(", commit {}", escape(commit)))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "hugging face: {} at {}{commit}",
+            text("repo"),
+            text("revision")
         )?;
     }
     let text = |key: &str| weights[key].as_str().map(escape);
