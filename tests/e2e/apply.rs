@@ -264,12 +264,16 @@ fn models_zoo_cannot_run_give_a_clear_error() {
             "pred",
         ])
         .stderr();
-    // Refused before the download, naming FiftyOne's class: a type zoo does
-    // not build runs only in the model host, not wired for manifest models.
+    // Refused before the download, naming FiftyOne's class: a remote
+    // source's entry naming a class zoo does not build is not run (built-in
+    // and custom-manifest ones run through FiftyOne's class in the host).
     assert!(
-        err.contains("runs through FiftyOne's `fiftyone.utils.sam.SegmentAnythingModel` in the Python model host"),
+        err.contains(
+            "of a remote source names FiftyOne's `fiftyone.utils.sam.SegmentAnythingModel`"
+        ),
         "{err}"
     );
+    assert!(err.contains("ZOO_MANIFEST_PATHS"), "{err}");
     assert!(!sandbox.zoo_dir().join("acme/other/m.bin").exists());
     assert!(server.requests_to("/w/m.bin").is_empty());
     let missing = sandbox

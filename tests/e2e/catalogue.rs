@@ -156,11 +156,12 @@ fn info_says_how_every_builtin_runs() {
 }
 
 /// Before this change, `zoo models apply yolov8n-coco-torch` answered "no
-/// model named"; now it fails up front, before any download, naming the
-/// model, how it would run (FiftyOne's class in the model host, its
-/// packages) and that zoo does not run it yet.
+/// model named"; now it runs through FiftyOne's class in the model host,
+/// and when `ZOO_PYTHON` lacks what that needs it fails up front, before any
+/// download, naming the model, the class, the missing packages and the pip
+/// command.
 #[test]
-fn applying_a_hosted_builtin_fails_up_front_naming_how_it_would_run() {
+fn applying_a_hosted_builtin_without_its_packages_fails_up_front() {
     let server = TestServer::start();
     server.file(
         "/ultralytics/assets/releases/download/v8.3.0/yolov8n.pt",
@@ -171,6 +172,7 @@ fn applying_a_hosted_builtin_fails_up_front_naming_how_it_would_run() {
         "ZOO_DOWNLOAD_MIRRORS".into(),
         format!("https://github.com/={}", server.url("/")),
     ));
+    sandbox.env.push(("ZOO_PYTHON".into(), "python3".into()));
     let images = sandbox.dir.path().join("images");
     fs_err::create_dir_all(&images).unwrap();
     image::RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3]))
@@ -189,15 +191,159 @@ fn applying_a_hosted_builtin_fails_up_front_naming_how_it_would_run() {
         "`yolov8n-coco-torch`",
         "`fiftyone.utils.ultralytics.FiftyOneYOLOModel`",
         "Python model host",
+        "`python3` (`ZOO_PYTHON`) lacks",
         "ultralytics",
-        "does not run for built-in and manifest models yet",
+        "python3 -m pip install",
+        "`-i`",
     ] {
         assert!(stderr.contains(needle), "{needle}: {stderr}");
     }
     assert!(!stderr.contains("no model named"), "{stderr}");
     assert!(server.requests().is_empty(), "nothing is downloaded first");
-    assert!(!sandbox.zoo_dir().join("yolov8n.pt").exists());
+    assert!(!sandbox.zoo_dir().join("yolov8n-coco.pt").exists());
 }
+
+/// A FiftyOne model class zoo does not build, from a manifest of the user's
+/// own (`ZOO_MANIFEST_PATHS`, merged like the built-ins), runs through
+/// FiftyOne 1.22.1's own `fiftyone.core.models.load_model` in the model
+/// host, as `load_zoo_model` builds it: its config from the entry, `-k`
+/// kwargs merged in, no model path for an entry without `base_filename`,
+/// nothing to download; the labels are the class's own.
+#[test]
+fn a_manifest_entry_of_a_fiftyone_class_runs_through_fiftyones_load_model() {
+    let Some(python) = crate::hosted::fiftyone_python() else {
+        return;
+    };
+    let mut sandbox = Sandbox::new();
+    let modules = sandbox.dir.path().join("modules");
+    fs_err::create_dir_all(&modules).unwrap();
+    fs_err::write(modules.join("zoo_tint_model.py"), TINT_MODEL).unwrap();
+    let manifest = sandbox.dir.path().join("mine.json");
+    fs_err::write(
+        &manifest,
+        serde_json::json!({"models": [{
+            "base_name": "tint-classifier",
+            "tags": ["classification"],
+            "requirements": {"packages": ["numpy"]},
+            "default_deployment_config_dict": {
+                "type": "zoo_tint_model.Tint",
+                "config": {"labels": ["dark", "light"]},
+            },
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+    sandbox.env.push(("ZOO_PYTHON".into(), python));
+    sandbox
+        .env
+        .push(("PYTHONPATH".into(), modules.to_str().unwrap().to_owned()));
+    sandbox.env.push((
+        "ZOO_MANIFEST_PATHS".into(),
+        manifest.to_str().unwrap().to_owned(),
+    ));
+    let info = sandbox
+        .ok(&["models", "info", "tint-classifier", "--json"])
+        .json();
+    assert_eq!(info["runs_in"], "python host");
+    assert_eq!(info["python_class"], "zoo_tint_model.Tint");
+    let download = sandbox
+        .ok(&["models", "download", "tint-classifier"])
+        .stderr();
+    assert!(
+        download.contains("nothing for zoo to download"),
+        "{download}"
+    );
+    let images = sandbox.dir.path().join("tints");
+    fs_err::create_dir_all(&images).unwrap();
+    image::RgbImage::from_pixel(8, 8, image::Rgb([10, 20, 30]))
+        .save(images.join("dark.png"))
+        .unwrap();
+    image::RgbImage::from_pixel(8, 8, image::Rgb([250, 240, 230]))
+        .save(images.join("light.png"))
+        .unwrap();
+    sandbox.ok(&["datasets", "create", "tints", images.to_str().unwrap()]);
+    sandbox.ok(&[
+        "models",
+        "apply",
+        "tint-classifier",
+        "tints",
+        "tint",
+        "-k",
+        r#"labels=["low", "high"]"#,
+    ]);
+    let samples = crate::util::exported_samples(&sandbox, "tints");
+    let labels: BTreeMap<String, (String, f64)> = samples
+        .into_iter()
+        .map(|(file, sample)| {
+            (
+                file,
+                (
+                    sample["tint"]["label"].as_str().unwrap().to_owned(),
+                    sample["tint"]["confidence"].as_f64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(labels["dark.png"].0, "low");
+    assert_eq!(labels["light.png"].0, "high");
+    assert!(
+        (labels["dark.png"].1 - 20.0 / 255.0).abs() < 1e-6,
+        "{labels:?}"
+    );
+    assert!(
+        (labels["light.png"].1 - 240.0 / 255.0).abs() < 1e-6,
+        "{labels:?}"
+    );
+}
+
+/// A FiftyOne model class built by `fiftyone.core.models.load_model`: an
+/// eta `Config` (`<class>Config`, found by name) and a `Model` whose label
+/// is `labels[mean >= 128]`, confidence the mean over 255.
+const TINT_MODEL: &str = r#"
+import eta.core.config as etac
+import fiftyone.core.labels as fol
+import fiftyone.core.models as fom
+
+
+class TintConfig(etac.Config):
+    def __init__(self, d):
+        self.labels = self.parse_array(d, "labels", default=["dark", "light"])
+
+
+class Tint(fom.Model):
+    def __init__(self, config):
+        self.config = config
+        self._preprocess = False
+
+    @property
+    def media_type(self):
+        return "image"
+
+    @property
+    def ragged_batches(self):
+        return False
+
+    @property
+    def transforms(self):
+        return None
+
+    @property
+    def preprocess(self):
+        return self._preprocess
+
+    @preprocess.setter
+    def preprocess(self, value):
+        self._preprocess = value
+
+    def predict(self, arg):
+        mean = float(arg.mean())
+        return fol.Classification(
+            label=self.config.labels[int(mean >= 128)], confidence=mean / 255.0
+        )
+
+    def predict_all(self, args):
+        return [self.predict(arg) for arg in args]
+"#;
 
 /// FiftyOne keys a remote source's model files by the source's folder: a
 /// source model whose `base_filename` equals a built-in's
@@ -312,6 +458,18 @@ fn a_hugging_face_builtin_downloads_through_the_hub() {
     );
     let found = sandbox.ok(&["models", "find", HF_MODEL]).stdout();
     assert_eq!(found.trim(), folder.to_str().unwrap());
+    let info = sandbox.ok(&["models", "info", HF_MODEL, "--json"]).json();
+    assert_eq!(
+        info["hugging_face"],
+        serde_json::json!({"repo": HF_REPO, "revision": "main", "commit": commit})
+    );
+    let text = sandbox.ok(&["models", "info", HF_MODEL]).stdout();
+    assert!(
+        text.contains(&format!(
+            "hugging face: {HF_REPO} at main, commit {commit}\n"
+        )),
+        "{text}"
+    );
     let again = sandbox.ok(&["models", "download", HF_MODEL]).stderr();
     assert!(again.contains("already downloaded"), "{again}");
 }

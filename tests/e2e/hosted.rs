@@ -19,7 +19,7 @@ use crate::util::Sandbox;
 /// The interpreter of the FiftyOne test venv, or `None` (skipped outside
 /// CI, as the other FiftyOne interop tests are).
 #[allow(clippy::print_stderr)]
-fn fiftyone_python() -> Option<String> {
+pub(crate) fn fiftyone_python() -> Option<String> {
     match std::env::var("ZOO_TEST_FIFTYONE_PYTHON") {
         Ok(python) if !python.is_empty() => Some(python),
         _ if std::env::var_os("ZOO_CI").is_some() || std::env::var_os("CI").is_some() => {

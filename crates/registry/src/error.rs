@@ -27,11 +27,11 @@ pub enum RegistryError {
         /// What needed the network.
         what: String,
     },
-    /// The model's deployment config names a FiftyOne class zoo does not
-    /// build natively; running it through that class in the model host is
-    /// not wired for manifest entries yet.
+    /// A remote source's model names a FiftyOne class zoo does not build
+    /// natively; zoo runs such classes in the model host for built-in and
+    /// custom-manifest models only.
     #[error(
-        "model `{model}` runs through FiftyOne's `{class}` in the Python model host ({}), which zoo does not run for built-in and manifest models yet; zoo runs `native` models itself (`zoo models list` with `zoo models info NAME` says which), and FiftyOne runs this one: `pip install fiftyone{}`, then `fiftyone zoo models apply {model} ...`",
+        "model `{model}` of a remote source names FiftyOne's `{class}` ({}), which zoo runs in the Python model host only for built-in and custom-manifest (`ZOO_MANIFEST_PATHS`) models, not for a source's manifest: add the entry to a manifest of your own listed in `ZOO_MANIFEST_PATHS`, or run it with FiftyOne: `pip install fiftyone{}`, then `fiftyone zoo models apply {model} ...`",
         if packages.is_empty() { "no packages listed".to_owned() } else { format!("needs {}", packages.join(", ")) },
         packages.iter().map(|package| format!(" {package}")).collect::<String>()
     )]

@@ -118,6 +118,12 @@ impl Registry {
         Ok(())
     }
 
+    /// The Hugging Face repo and revision `model`'s weights come from, if
+    /// they are a Hub repo (for `zoo models info`).
+    pub fn hub_repo(&self, model: &ZooModel) -> Option<(String, String)> {
+        hub_plan(model).map(|plan| (plan.repo, plan.revision))
+    }
+
     /// The Hub snapshot recorded in a downloaded model's folder, if the
     /// model's weights are a Hugging Face repo and it is downloaded.
     pub fn hub_snapshot(&self, model: &ZooModel) -> Option<Snapshot> {

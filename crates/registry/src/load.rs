@@ -42,6 +42,12 @@ pub struct PythonLoad {
     /// How long `load_model` and each batch may take
     /// ([`RegistryConfig::hook_timeout`](crate::RegistryConfig)).
     pub timeout: Duration,
+    /// Keyword arguments zoo itself passes to `load_model`, beside the
+    /// user's (`zoo_deployment_config` for FiftyOne's classes).
+    pub kwargs: Map<String, Value>,
+    /// For a model run through FiftyOne's class: that class (the config's
+    /// `type`), for messages; `None` for a source's own `load_model`.
+    pub fiftyone_class: Option<String>,
 }
 
 /// The deployment config types zoo's native backend builds (FiftyOne's
@@ -60,6 +66,14 @@ pub const NATIVE_TYPES: &[&str] = &[
 
 /// FiftyOne's class for its legacy TensorFlow models (ETA's).
 const TENSORFLOW_TYPE: &str = "fiftyone.utils.eta.ETAModel";
+
+/// zoo's loader for FiftyOne's classes (`fiftyone_loader.py`), written into
+/// the zoo dir as the `__init__.py` the model host runs.
+const FIFTYONE_LOADER: &str = include_str!("fiftyone_loader.py");
+
+/// The loader's folder in the zoo dir (versioned: a new loader gets a new
+/// folder).
+const FIFTYONE_LOADER_DIR: &str = ".fiftyone-loader-v1";
 
 /// Which way a model is built, as far as can be known without running
 /// anything (for `zoo models info`).
@@ -111,13 +125,21 @@ pub fn config_load_path(config: &DeploymentConfig) -> LoadPath {
     }
 }
 
-/// `Ok` when `model`'s deployment config (if any) is of a type zoo builds
-/// natively; else [`RegistryError::HostedClassNotWired`], naming FiftyOne's
-/// class and the packages it needs. Checked before anything is downloaded.
+/// `Ok` unless `model` is a remote source's whose deployment config names a
+/// class zoo does not build: [`RegistryError::HostedClassNotWired`], naming
+/// that class and the packages it needs. Built-in and custom-manifest
+/// entries of such classes run through FiftyOne's class in the model host
+/// ([`Registry::load_plan`]). Checked before anything is downloaded.
 pub fn check_native(model: &ZooModel) -> Result<(), RegistryError> {
     let Some(config) = &model.model.default_deployment_config_dict else {
         return Ok(());
     };
+    // Built-in and custom-manifest entries run through FiftyOne's class in
+    // the model host; a remote source's manifest naming a class is not run
+    // (the class would be imported from whatever the manifest names).
+    if !matches!(model.origin, Origin::Source { .. }) {
+        return Ok(());
+    }
     match config_load_path(config) {
         LoadPath::FiftyOneClass | LoadPath::FiftyOneTensorFlow => {
             Err(RegistryError::HostedClassNotWired {
@@ -139,6 +161,23 @@ pub fn check_native(model: &ZooModel) -> Result<(), RegistryError> {
 }
 
 impl Registry {
+    /// `<zoo dir>/.fiftyone-loader-v1/__init__.py`, written (atomically)
+    /// unless it holds the loader already.
+    fn fiftyone_loader(&self) -> Result<PathBuf, RegistryError> {
+        let dir = self.root().join(FIFTYONE_LOADER_DIR);
+        let init = dir.join("__init__.py");
+        if fs_err::read(&init).ok().as_deref() != Some(FIFTYONE_LOADER.as_bytes()) {
+            fs_err::create_dir_all(&dir)?;
+            zoo_fs::ensure_inside(self.root(), &dir).map_err(|source| RegistryError::Escapes {
+                action: "write zoo's FiftyOne loader".to_owned(),
+                model: FIFTYONE_LOADER_DIR.to_owned(),
+                source: Box::new(source),
+            })?;
+            zoo_fs::write_atomic(&init, FIFTYONE_LOADER.as_bytes())?;
+        }
+        Ok(init)
+    }
+
     /// How to build `model`: its deployment config (an executable load
     /// hook runs here, trusted sources only), or its trusted source's
     /// Python `load_model` for the model host. `overrides` are the
@@ -160,10 +199,41 @@ impl Registry {
                     model_path: paths.file,
                     python: self.config().python.clone(),
                     timeout: self.config().hook_timeout,
+                    kwargs: Map::new(),
+                    fiftyone_class: None,
                 }));
             }
         }
         check_native(model)?;
+        if let Some(config) = &model.model.default_deployment_config_dict
+            && matches!(
+                config_load_path(config),
+                LoadPath::FiftyOneClass | LoadPath::FiftyOneTensorFlow
+            )
+        {
+            // FiftyOne's own class, as `load_zoo_model` builds it; the
+            // user's kwargs reach `fom.load_model` as FiftyOne's do.
+            let paths = self.model_paths(model)?;
+            let deployment = self.deployment_config_of(model, &Map::new())?;
+            let mut kwargs = Map::new();
+            kwargs.insert(
+                "zoo_deployment_config".to_owned(),
+                serde_json::to_value(&deployment).unwrap_or_default(),
+            );
+            kwargs.insert(
+                "zoo_pass_model_path".to_owned(),
+                Value::Bool(model.model.base_filename.is_some()),
+            );
+            return Ok(LoadPlan::Python(PythonLoad {
+                init: self.fiftyone_loader()?,
+                model_name: model.name(),
+                model_path: paths.file,
+                python: self.config().python.clone(),
+                timeout: self.config().hook_timeout,
+                kwargs,
+                fiftyone_class: deployment.kind.clone(),
+            }));
+        }
         Ok(LoadPlan::Config(
             self.deployment_config_of(model, overrides)?,
         ))

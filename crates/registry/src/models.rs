@@ -380,6 +380,22 @@ impl Registry {
                 fetched: false,
             });
         }
+        // An entry of FiftyOne's class with nothing to download (no manager,
+        // no Hugging Face repo, no source hook: Ultralytics, RF-DETR,
+        // PaddleOCR ... fetch their own weights when loaded, as in
+        // FiftyOne's `load_zoo_model`): nothing is fetched, and the path is
+        // where FiftyOne would look.
+        if !matches!(model.origin, Origin::Source { .. })
+            && model.model.default_deployment_config_dict.is_some()
+            && manager_plan(model, &self.config().transfer)?.is_none()
+            && self.hub_download(model, &paths).is_none()
+        {
+            return Ok(Downloaded {
+                model: model.clone(),
+                path: paths.file,
+                fetched: false,
+            });
+        }
         self.clean_up_if_idle();
         let _lock = self.model_lock(&paths)?;
         if !overwrite && let Some(path) = self.downloaded(model, &paths)? {

@@ -12,13 +12,13 @@ use zoo_model_core::{
     ApplyOptions, ApplySummary, EmbedOutcome, Label, Model, ModelSpec, Outcome, validate_field_name,
 };
 use zoo_python_host::{HostSpec, HostedModel, Loaded};
-use zoo_registry::{LoadPlan, Registry};
+use zoo_registry::{LoadPath, LoadPlan, Registry};
 
 use super::scale;
 use crate::app::{ApplyArgs, EmbedArgs, EmbedTextArgs, ModelArgs, ScaleArgs, Workers};
 use crate::progress::Bar;
 use crate::runtime::Runtime;
-use crate::terminal::{escape, say};
+use crate::terminal::{escape, say, shell_words};
 use crate::{config, output};
 
 /// The built model copies, and how they must be fed.
@@ -43,10 +43,15 @@ fn load_model(
     model: &ModelArgs,
     quiet: bool,
 ) -> Result<Built> {
-    // A model whose class zoo does not build is refused before anything is
-    // downloaded (a URL names no model until its source is registered).
+    // A model zoo cannot run is refused before anything is downloaded (a
+    // URL names no model until its source is registered): a remote
+    // source's entry naming a FiftyOne class, or one whose FiftyOne class
+    // needs packages `ZOO_PYTHON` lacks (unless `-i` installs them).
     if let Ok(found) = registry.model(model.model_name.as_deref().unwrap_or(name_or_url)) {
         zoo_registry::check_native(&found)?;
+        if !model.install {
+            check_fiftyone_class_packages(registry, &found)?;
+        }
     }
     let downloaded = registry.download(
         name_or_url,
@@ -78,6 +83,9 @@ fn load_model(
         LoadPlan::Config(config) => config,
         LoadPlan::Python(plan) => {
             let hosts = HostPlan::new(model.workers, &runtime.system_info());
+            let fiftyone_class = plan.fiftyone_class.clone();
+            let mut kwargs = kwargs;
+            kwargs.extend(plan.kwargs);
             let spec = HostSpec {
                 python: plan.python,
                 init: plan.init,
@@ -89,7 +97,17 @@ fn load_model(
                 threads: None,
                 gpu: None,
             };
-            match zoo_python_host::load(&hosts.spec(&spec, 0))? {
+            let loaded = zoo_python_host::load(&hosts.spec(&spec, 0)).with_context(|| {
+                match &fiftyone_class {
+                    Some(class) => format!(
+                        "building `{name}` with FiftyOne's `{class}` in the model host (`{}`) failed; it needs fiftyone and {} (`zoo models requirements {name} --install`, or `-i`)",
+                        spec.python,
+                        packages_of(&downloaded.model).join(", ")
+                    ),
+                    None => format!("loading `{name}` in the model host failed"),
+                }
+            })?;
+            match loaded {
                 Loaded::Config(value) => {
                     registry.config_from_hook(&downloaded.model, value, &overrides)?
                 }
@@ -128,6 +146,74 @@ fn load_model(
         one_image_per_call: false,
         hosted: false,
     })
+}
+
+/// The Python packages a model's entry lists for this machine.
+fn packages_of(model: &zoo_manifest::ZooModel) -> Vec<String> {
+    model
+        .model
+        .requirements
+        .as_ref()
+        .map(|requirements| requirements.packages_for(super::models::nvidia_gpu_present()))
+        .unwrap_or_default()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// For a model run through FiftyOne's class in the model host: `ZOO_PYTHON`
+/// must have fiftyone and the entry's packages, checked before anything is
+/// downloaded; the error names the model, the class, what is missing and
+/// how to install it.
+fn check_fiftyone_class_packages(
+    registry: &Registry,
+    model: &zoo_manifest::ZooModel,
+) -> Result<()> {
+    if !matches!(
+        registry.load_path(model),
+        LoadPath::FiftyOneClass | LoadPath::FiftyOneTensorFlow
+    ) {
+        return Ok(());
+    }
+    let mut wanted = vec!["fiftyone".to_owned()];
+    wanted.extend(packages_of(model));
+    let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    let installed = super::models::installed_python_packages(&names);
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|spec| {
+            let name = spec
+                .split(|character: char| {
+                    !(character.is_ascii_alphanumeric() || matches!(character, '-' | '_' | '.'))
+                })
+                .next()
+                .unwrap_or_default();
+            !installed
+                .iter()
+                .any(|found| found.eq_ignore_ascii_case(name))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let python = config::python();
+    let class = model
+        .model
+        .default_deployment_config_dict
+        .as_ref()
+        .and_then(|config| config.kind.clone())
+        .unwrap_or_default();
+    bail!(
+        "model `{}` runs through FiftyOne's `{class}` in the Python model host, and `{python}` (`ZOO_PYTHON`) lacks {}: install them with `{}` (once fiftyone is there, `-i` installs the model's own requirements first)",
+        model.name(),
+        missing.join(", "),
+        shell_words(
+            [python.as_str(), "-m", "pip", "install"]
+                .into_iter()
+                .chain(missing.iter().copied())
+        )
+    )
 }
 
 /// How many model hosts run, and what each may use: `--workers N` starts

@@ -212,9 +212,18 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
             .map(str::to_owned)
             .collect()
     });
+    // A Hugging Face repo: its id, the revision asked and, once downloaded,
+    // the commit fetched.
+    let hugging_face = registry.hub_repo(&model).map(|(repo, revision)| {
+        let commit = registry
+            .hub_snapshot(&model)
+            .map(|snapshot| snapshot.commit);
+        json!({"repo": repo, "revision": revision, "commit": commit})
+    });
     if json {
         return out.json(&json!({
             "name": model.name(),
+            "hugging_face": hugging_face,
             "source": origin(&model),
             "model_path": path,
             "downloaded": downloaded.is_some(),
@@ -245,6 +254,18 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
             escape(&list_or_none(
                 &packages.iter().map(String::as_str).collect::<Vec<_>>()
             ))
+        ))?;
+    }
+    if let Some(hub) = &hugging_face {
+        let text = |key: &str| hub[key].as_str().map(escape).unwrap_or_default();
+        let commit = hub["commit"]
+            .as_str()
+            .map(|commit| format!(", commit {}", escape(commit)))
+            .unwrap_or_default();
+        out.line(&format!(
+            "hugging face: {} at {}{commit}",
+            text("repo"),
+            text("revision")
         ))?;
     }
     let text = |key: &str| weights[key].as_str().map(escape);
@@ -452,7 +473,7 @@ pub(crate) fn ensure_requirements(model: &ZooModel, level: ErrorLevel, json: boo
 }
 
 /// Whether an NVIDIA GPU is visible, without loading libtorch.
-fn nvidia_gpu_present() -> bool {
+pub(crate) fn nvidia_gpu_present() -> bool {
     std::path::Path::new("/proc/driver/nvidia/gpus")
         .read_dir()
         .is_ok_and(|mut entries| entries.next().is_some())
@@ -467,7 +488,7 @@ fn list_or_none(items: &[&str]) -> String {
 }
 
 /// The names among `requirements`' packages that `python3` has installed.
-fn installed_python_packages(requirements: &[&str]) -> Vec<String> {
+pub(crate) fn installed_python_packages(requirements: &[&str]) -> Vec<String> {
     let names: Vec<String> = requirements
         .iter()
         .map(|spec| {
@@ -542,6 +563,11 @@ fn download(
             "downloaded `{}` to `{}`",
             downloaded.name(),
             downloaded.path.display()
+        );
+    } else if fs_err::symlink_metadata(&downloaded.path).is_err() {
+        say!(
+            "model `{}` has nothing for zoo to download: FiftyOne's class for it fetches its own weights when it loads",
+            downloaded.name()
         );
     } else {
         say!(

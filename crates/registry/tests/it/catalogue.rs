@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use zoo_manifest::{Filter, Origin, Zoo};
-use zoo_registry::{LoadPath, Registry, RegistryConfig};
+use zoo_registry::{LoadPath, LoadPlan, Registry, RegistryConfig};
 
 fn oracle() -> Value {
     let path = concat!(
@@ -161,7 +161,7 @@ fn each_builtin_says_how_it_runs() {
             ),
             LoadPath::FiftyOneTensorFlow => assert_eq!(kind, "fiftyone.utils.eta.ETAModel"),
             LoadPath::FiftyOneClass => {
-                assert!(zoo_registry::check_native(model).is_err());
+                assert!(zoo_registry::check_native(model).is_ok());
             }
             other => panic!("{}: {other:?}", model.name()),
         }
@@ -189,25 +189,75 @@ fn each_builtin_says_how_it_runs() {
     }
 }
 
-/// A built-in zoo does not build is refused before anything is fetched,
-/// naming the model, FiftyOne's class, the packages and what to do.
+/// A built-in zoo does not build runs through FiftyOne's own class in the
+/// model host: the plan is zoo's loader (`<zoo dir>/.fiftyone-loader-v1`)
+/// with the entry's deployment config, and the model path only when the
+/// entry has a `base_filename` (FiftyOne's `get_path_in_dir`). A remote
+/// source's entry naming a class is refused, naming the model, the class,
+/// the packages and what to do.
 #[test]
-fn a_hosted_builtin_is_refused_up_front_naming_its_class_and_packages() {
-    let zoo = builtin_zoo();
-    let model = zoo.get("yolov8n-coco-torch").unwrap();
-    let message = zoo_registry::check_native(model).unwrap_err().to_string();
+fn a_hosted_builtin_plans_fiftyones_class_and_a_sources_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = RegistryConfig::new(root.path());
+    config.builtin = Some(zoo_registry::builtin_manifest());
+    let registry = Registry::new(config);
+    let model = registry.model("yolov8n-coco-torch").unwrap();
+    assert!(zoo_registry::check_native(&model).is_ok());
+    let LoadPlan::Python(plan) = registry.load_plan(&model, &serde_json::Map::new()).unwrap()
+    else {
+        panic!("yolov8n-coco-torch is not planned for the model host");
+    };
+    assert_eq!(
+        plan.init,
+        root.path().join(".fiftyone-loader-v1/__init__.py")
+    );
+    assert!(
+        fs_err::read_to_string(&plan.init)
+            .unwrap()
+            .contains("fom.load_model(config, model_path=path, **kwargs)")
+    );
+    assert_eq!(
+        plan.fiftyone_class.as_deref(),
+        Some("fiftyone.utils.ultralytics.FiftyOneYOLOModel")
+    );
+    assert_eq!(
+        plan.kwargs["zoo_deployment_config"],
+        serde_json::to_value(&model.model.default_deployment_config_dict).unwrap()
+    );
+    assert_eq!(plan.kwargs["zoo_pass_model_path"], true);
+    assert_eq!(plan.model_path, root.path().join("yolov8n-coco.pt"));
+    // A Hugging Face entry has no `base_filename`: FiftyOne passes no path.
+    let rtdetr = registry.model("rtdetr-v2-s-coco-torch").unwrap();
+    let LoadPlan::Python(plan) = registry
+        .load_plan(&rtdetr, &serde_json::Map::new())
+        .unwrap()
+    else {
+        panic!("rtdetr-v2-s-coco-torch is not planned for the model host");
+    };
+    assert_eq!(plan.kwargs["zoo_pass_model_path"], false);
+
+    let from_source = zoo_manifest::ZooModel {
+        model: zoo_manifest::ManifestModel {
+            base_name: "acme/yolo".to_owned(),
+            ..model.model.clone()
+        },
+        origin: Origin::Source {
+            url: "https://github.com/acme/zoo".to_owned(),
+            dir: "acme/zoo".to_owned(),
+        },
+    };
+    let message = zoo_registry::check_native(&from_source)
+        .unwrap_err()
+        .to_string();
     for needle in [
-        "model `yolov8n-coco-torch`",
+        "model `acme/yolo`",
         "`fiftyone.utils.ultralytics.FiftyOneYOLOModel`",
-        "Python model host",
         "ultralytics",
-        "not run for built-in and manifest models yet",
-        "fiftyone zoo models apply yolov8n-coco-torch",
+        "ZOO_MANIFEST_PATHS",
+        "fiftyone zoo models apply acme/yolo",
     ] {
         assert!(message.contains(needle), "{needle}: {message}");
     }
-    let resnet = zoo.get("resnet50-imagenet-torch").unwrap();
-    assert!(zoo_registry::check_native(resnet).is_ok());
 }
 
 /// Field for field: every built-in entry is FiftyOne's, minus zoo's
