@@ -71,7 +71,7 @@ pub enum SourceError {
     #[error(
         "`{url}` timed out {phase}: no data for {timeout:?} ({}); the server stalled or the network is down: try again later, or raise `ZOO_HTTP_TIMEOUT` (seconds, default 10; a download is given up once it has had no data for {} times that, retries included) for a slow server",
         if *attempts == 1 { "1 attempt".to_owned() } else { format!("{attempts} attempts, {}s without data in all", waited.as_secs()) },
-        crate::transfer::PATIENCE_TIMEOUTS
+        crate::patience::PATIENCE_TIMEOUTS
     )]
     TimedOut {
         /// The URL requested.

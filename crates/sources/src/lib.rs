@@ -37,6 +37,7 @@ mod github;
 mod hf;
 mod http;
 mod identifier;
+mod patience;
 mod progress;
 mod transfer;
 

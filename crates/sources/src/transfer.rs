@@ -36,6 +36,7 @@ use ureq::http::Response;
 
 use crate::error::SourceError;
 use crate::http::{DEFAULT_TIMEOUT, HttpClient, body_timeout, check_url, status_hint};
+pub use crate::patience::PATIENCE_TIMEOUTS;
 use crate::progress::Progress;
 
 /// Where the limit named in [`SourceError::Oversized`] comes from.
@@ -47,10 +48,6 @@ const FROM_MAX_BYTES: &str = "the download ceiling, `ZOO_MAX_DOWNLOAD_BYTES`";
 /// (no `Content-Length`, no declared size): 256 GiB, above any model file
 /// published, below a disk filled by a body that never ends.
 pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 256 << 30;
-
-/// How many timeouts' worth of waiting without a byte a download allows,
-/// retries and pauses included, before it is given up.
-pub const PATIENCE_TIMEOUTS: u32 = 8;
 
 /// How a file download is checked, bounded and retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
