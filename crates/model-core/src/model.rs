@@ -312,3 +312,27 @@ impl Drop for SetupGuard<'_> {
         self.model.teardown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_carry_their_kind_prefix_and_source() {
+        let error = ModelError::config("`image_size` must be positive".to_owned());
+        assert_eq!(error.kind(), ModelErrorKind::Config);
+        assert_eq!(
+            error.to_string(),
+            "cannot build model: `image_size` must be positive"
+        );
+        assert!(!error.is_fatal());
+        let io = std::io::Error::other("disk gone");
+        let error = ModelError::fatal("the model host died".to_owned()).with_source(io);
+        assert!(error.is_fatal());
+        assert_eq!(error.message(), "the model host died");
+        assert_eq!(error.to_string(), "the model host died");
+        let source = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("disk gone"));
+        assert!(ModelError::unsupported("no text".to_owned()).is_unsupported());
+    }
+}
