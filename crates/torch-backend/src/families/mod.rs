@@ -439,6 +439,73 @@ mod tests {
     use tch::{Device, Kind, Tensor};
 
     use super::{BuildOptions, FAMILIES, Task, architectures, build, build_folded, find};
+
+    /// The markers around `docs/models.md`'s table of families.
+    const TABLE_START: &str = "<!-- generated from torch-backend's FAMILIES by `ZOO_BLESS=1 cargo xtask test -p zoo-torch-backend --lib families_in_docs` -->";
+    const TABLE_END: &str = "<!-- end of the generated table of families -->";
+
+    /// `FAMILIES` as a Markdown table: one row per family.
+    fn family_table() -> String {
+        let mut out = String::from(
+            "| names | task | runs | smallest input | embeddings layer |\n|---|---|---|---|---|\n",
+        );
+        for family in FAMILIES {
+            let task = match family.task {
+                Task::Classifier => "classifier".to_owned(),
+                Task::Segmenter => "semantic segmenter".to_owned(),
+                Task::Hub { repository } => format!("PyTorch Hub `{repository}`"),
+                Task::Detector { masks: true, .. } => "instance segmenter".to_owned(),
+                Task::Detector {
+                    keypoints: true, ..
+                } => "keypoint detector".to_owned(),
+                Task::Detector { .. } => "detector".to_owned(),
+            };
+            let runs = if family.folds() {
+                "folded, channels-last"
+            } else if family.is_detector() {
+                "backbone folded"
+            } else {
+                "as built"
+            };
+            let names = family
+                .names
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let layer = family
+                .embeddings_layer
+                .map_or_else(|| "-".to_owned(), |layer| format!("`{layer}`"));
+            out.push_str(&format!(
+                "| {names} | {task} | {runs} | {} | {layer} |\n",
+                family.min_input
+            ));
+        }
+        out
+    }
+
+    /// `docs/models.md` lists the families this crate builds, as the table
+    /// says; `ZOO_BLESS=1` rewrites the list.
+    #[test]
+    fn families_in_docs_are_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/models.md");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text
+            .find(TABLE_START)
+            .expect("docs/models.md has the table's start marker")
+            + TABLE_START.len();
+        let end = start + text[start..].find(TABLE_END).expect("and its end marker");
+        let table = family_table();
+        if std::env::var_os("ZOO_BLESS").is_some() {
+            let updated = format!("{}\n{table}{}", &text[..start], &text[end..]);
+            std::fs::write(&path, updated).unwrap();
+            return;
+        }
+        assert!(
+            text[start..end].trim() == table.trim(),
+            "docs/models.md's table of families differs from FAMILIES: rerun with ZOO_BLESS=1"
+        );
+    }
     use crate::net::Network;
     use crate::net::fold::channels_last;
     use crate::net::testing::randomise;
