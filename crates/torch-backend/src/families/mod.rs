@@ -489,7 +489,7 @@ mod tests {
     #[test]
     fn families_in_docs_are_current() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/models.md");
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = fs_err::read_to_string(&path).unwrap();
         let start = text
             .find(TABLE_START)
             .expect("docs/models.md has the table's start marker")
@@ -498,7 +498,7 @@ mod tests {
         let table = family_table();
         if std::env::var_os("ZOO_BLESS").is_some() {
             let updated = format!("{}\n{table}{}", &text[..start], &text[end..]);
-            std::fs::write(&path, updated).unwrap();
+            fs_err::write(&path, updated).unwrap();
             return;
         }
         assert!(
