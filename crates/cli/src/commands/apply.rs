@@ -566,7 +566,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
             .iter()
             .map(|(label, count)| format!("{label} ({count})"))
             .collect();
-        out.line(&format!("top labels: {}", escape(&labels.join(", "))))?;
+        out.line(&format!("top labels: {}", labels.join(", ")))?;
     }
     if !failures.is_empty() {
         say!("{} sample(s) failed and were skipped:", failures.len());

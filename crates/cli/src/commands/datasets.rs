@@ -5,7 +5,7 @@ use serde_json::json;
 use zoo_datasets::{DatasetInfo, Datasets};
 
 use crate::app::DatasetsCommand;
-use crate::terminal::{escape, say};
+use crate::terminal::say;
 use crate::{config, output};
 
 fn info_json(info: &DatasetInfo) -> serde_json::Value {
@@ -71,20 +71,17 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
             if json {
                 return out.json(&info_json(&info));
             }
-            out.line(&format!("name:    {}", escape(&info.name)))?;
-            out.line(&format!(
-                "root:    {}",
-                escape(&info.root.display().to_string())
-            ))?;
+            out.line(&format!("name:    {}", info.name))?;
+            out.line(&format!("root:    {}", info.root.display()))?;
             out.line(&format!("samples: {}", info.samples))?;
             for (field, count) in &info.label_fields {
-                out.line(&format!("labels     {}: {count}", escape(field)))?;
+                out.line(&format!("labels     {}: {count}", field))?;
             }
             for (field, count) in &info.embedding_fields {
-                out.line(&format!("embeddings {}: {count}", escape(field)))?;
+                out.line(&format!("embeddings {}: {count}", field))?;
             }
             for (field, count) in &info.failures {
-                out.line(&format!("failures   {}: {count}", escape(field)))?;
+                out.line(&format!("failures   {}: {count}", field))?;
             }
             Ok(())
         }

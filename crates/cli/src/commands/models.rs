@@ -34,7 +34,7 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
             let path = registry
                 .find_model(&name)
                 .with_context(|| format!("finding model `{name}` failed"))?;
-            output::Printer::stdout().line(&format!("{}", escape(&path.display().to_string())))?;
+            output::Printer::stdout().line(&format!("{}", path.display()))?;
             Ok(())
         }
         ModelsCommand::Delete { name } => {
@@ -163,7 +163,7 @@ fn list(registry: &Registry, args: &ListArgs) -> Result<()> {
     }
     if args.names_only {
         for (model, _) in models {
-            out.line(&format!("{}", escape(&model.name())))?;
+            out.line(&model.name())?;
         }
         return Ok(());
     }
@@ -234,26 +234,21 @@ fn info(registry: &Registry, name: &str, json: bool) -> Result<()> {
             "manifest": entry,
         }));
     }
-    out.line(&format!("name:       {}", escape(&model.name())))?;
-    out.line(&format!("source:     {}", escape(&origin(&model))))?;
-    out.line(&format!(
-        "model path: {}",
-        escape(&path.display().to_string())
-    ))?;
+    out.line(&format!("name:       {}", model.name()))?;
+    out.line(&format!("source:     {}", origin(&model)))?;
+    out.line(&format!("model path: {}", path.display()))?;
     out.line(&format!(
         "downloaded: {}",
         if downloaded.is_some() { "yes" } else { "no" }
     ))?;
     out.line(&format!("runs in:    {}", runs_in.as_str()))?;
     if let Some(class) = &python_class {
-        out.line(&format!("python class: {}", escape(class)))?;
+        out.line(&format!("python class: {}", class))?;
     }
     if let Some(packages) = &python_packages {
         out.line(&format!(
             "python packages: {}",
-            escape(&list_or_none(
-                &packages.iter().map(String::as_str).collect::<Vec<_>>()
-            ))
+            list_or_none(&packages.iter().map(String::as_str).collect::<Vec<_>>())
         ))?;
     }
     if let Some(hub) = &hugging_face {
@@ -338,14 +333,14 @@ fn print_requirements(model: &ZooModel, json: bool) -> Result<()> {
     }
     out.line(&format!(
         "packages: {}",
-        escape(&list_or_none(&requirements.packages_for(false)))
+        list_or_none(&requirements.packages_for(false))
     ))?;
     out.line(&format!("cpu support: {}", requirements.supports(false)))?;
     out.line(&format!("gpu support: {}", requirements.supports(true)))?;
     if let Some(gpu) = &requirements.gpu
         && let Some(packages) = &gpu.packages
     {
-        out.line(&format!("gpu packages: {}", escape(&packages.join(", "))))?;
+        out.line(&format!("gpu packages: {}", packages.join(", ")))?;
     }
     Ok(())
 }
@@ -439,10 +434,7 @@ pub(crate) fn ensure_requirements(model: &ZooModel, level: ErrorLevel, json: boo
     }
     if check.is_satisfied() {
         if !json {
-            out.line(&format!(
-                "requirements of `{}` are satisfied",
-                escape(&model.name())
-            ))?;
+            out.line(&format!("requirements of `{}` are satisfied", model.name()))?;
         }
         return Ok(());
     }

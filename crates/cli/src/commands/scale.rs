@@ -237,11 +237,7 @@ pub(crate) fn merge(
     } else {
         out.line(&format!(
             "merged {} result(s) from {} part(s) of {} shard(s) into field `{}` of `{}`",
-            summary.records,
-            summary.parts,
-            plan.count,
-            escape(field),
-            escape(&dataset)
+            summary.records, summary.parts, plan.count, field, dataset
         ))?;
     }
     if summary.unknown > 0 {
