@@ -34,26 +34,24 @@ fn max_difference(ours: &[f64], theirs: &[f64]) -> f64 {
 }
 
 /// `zoo models embed`, `zoo models apply --classes dog,cat,bird -l` and
-/// `zoo models embed-text` on `clip-vit-base32-torch`: the weights file
-/// and the tokenizer's vocabulary (`tokenizer_base_url`, stored beside the
-/// weights as `tokenizer_base_filename`) are fetched once each, and the
-/// embeddings, labels, logits and prompt embeddings are FiftyOne's (1e-4).
-#[test]
-fn clip_builtin_embeds_classifies_and_embeds_text_like_fiftyone() {
-    let oracle: Value =
-        serde_json::from_slice(&fs_err::read(fixtures().join("clip_oracle.json")).unwrap())
-            .unwrap();
-    let zero_shot = &oracle["zero_shot"];
+/// Where the built-in CLIP's weights file is served (its path on OpenAI's
+/// host).
+pub(crate) const CLIP_WEIGHTS: &str =
+    "/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt";
+/// Where its tokenizer's vocabulary is served (its path on GitHub).
+pub(crate) const CLIP_VOCABULARY: &str = "/openai/CLIP/raw/main/clip/bpe_simple_vocab_16e6.txt.gz";
+
+/// A loopback server holding the tiny CLIP fixture as the built-in's weights
+/// and vocabulary, and a sandbox whose downloads from OpenAI's and GitHub's
+/// hosts go to it.
+pub(crate) fn tiny_clip_mirror() -> (TestServer, Sandbox) {
     let server = TestServer::start();
-    let weights =
-        "/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt";
     server.file(
-        weights,
+        CLIP_WEIGHTS,
         fs_err::read(fixtures().join("clip/tiny_clip.pt")).unwrap(),
     );
-    let vocabulary = "/openai/CLIP/raw/main/clip/bpe_simple_vocab_16e6.txt.gz";
     server.file(
-        vocabulary,
+        CLIP_VOCABULARY,
         fs_err::read(fixtures().join("clip/tiny_vocab.txt.gz")).unwrap(),
     );
     let mut sandbox = Sandbox::new();
@@ -65,6 +63,20 @@ fn clip_builtin_embeds_classifies_and_embeds_text_like_fiftyone() {
             server.url("/")
         ),
     ));
+    (server, sandbox)
+}
+
+/// `zoo models embed-text` on `clip-vit-base32-torch`: the weights file
+/// and the tokenizer's vocabulary (`tokenizer_base_url`, stored beside the
+/// weights as `tokenizer_base_filename`) are fetched once each, and the
+/// embeddings, labels, logits and prompt embeddings are FiftyOne's (1e-4).
+#[test]
+fn clip_builtin_embeds_classifies_and_embeds_text_like_fiftyone() {
+    let oracle: Value =
+        serde_json::from_slice(&fs_err::read(fixtures().join("clip_oracle.json")).unwrap())
+            .unwrap();
+    let zero_shot = &oracle["zero_shot"];
+    let (server, sandbox) = tiny_clip_mirror();
     let images = sandbox.dir.path().join("images");
     fs_err::create_dir_all(&images).unwrap();
     let entries = zero_shot["images"].as_array().unwrap();
@@ -99,8 +111,8 @@ fn clip_builtin_embeds_classifies_and_embeds_text_like_fiftyone() {
         ])
         .json();
     assert_eq!(summary["succeeded"], entries.len());
-    assert_eq!(server.requests_to(weights).len(), 1);
-    assert_eq!(server.requests_to(vocabulary).len(), 1);
+    assert_eq!(server.requests_to(CLIP_WEIGHTS).len(), 1);
+    assert_eq!(server.requests_to(CLIP_VOCABULARY).len(), 1);
     assert!(
         sandbox
             .zoo_dir()
@@ -150,6 +162,6 @@ fn clip_builtin_embeds_classifies_and_embeds_text_like_fiftyone() {
         let row: Value = serde_json::from_str(line).unwrap();
         assert!(max_difference(&floats(&row["embedding"]), &floats(theirs)) <= 1e-4);
     }
-    assert_eq!(server.requests_to(weights).len(), 1);
-    assert_eq!(server.requests_to(vocabulary).len(), 1);
+    assert_eq!(server.requests_to(CLIP_WEIGHTS).len(), 1);
+    assert_eq!(server.requests_to(CLIP_VOCABULARY).len(), 1);
 }

@@ -20,6 +20,7 @@ use zoo_test_support::{
     hosted_torch_manifest,
 };
 
+use crate::hosted::fiftyone_python;
 use crate::util::Sandbox;
 
 /// A Python with torch, torchvision and FiftyOne 1.22.1, or `None`.
@@ -31,21 +32,6 @@ fn torch_python() -> Option<String> {
             eprintln!(
                 "SKIPPED: hosted torch models (set ZOO_TEST_TORCH_PYTHON to a Python with torch, torchvision and fiftyone==1.22.1; `cargo xtask hosted-torch-check` does)"
             );
-            None
-        }
-    }
-}
-
-/// The FiftyOne test venv's Python (no torch), or `None` outside CI.
-#[allow(clippy::print_stderr)]
-fn fiftyone_python() -> Option<String> {
-    match std::env::var("ZOO_TEST_FIFTYONE_PYTHON") {
-        Ok(python) if !python.is_empty() => Some(python),
-        _ if std::env::var_os("ZOO_CI").is_some() || std::env::var_os("CI").is_some() => {
-            panic!("ZOO_TEST_FIFTYONE_PYTHON is not set: the model host tests need it in CI")
-        }
-        _ => {
-            eprintln!("SKIPPED: model host tests (set ZOO_TEST_FIFTYONE_PYTHON)");
             None
         }
     }

@@ -14,23 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use zoo_test_support::{Archive, Response, TestServer};
 
-use crate::util::{Sandbox, fixtures, manifest_source};
-
-/// The interpreter of the FiftyOne test venv, or `None` (skipped outside
-/// CI, as the other model host tests are).
-#[allow(clippy::print_stderr)]
-fn fiftyone_python() -> Option<String> {
-    match std::env::var("ZOO_TEST_FIFTYONE_PYTHON") {
-        Ok(python) if !python.is_empty() => Some(python),
-        _ if std::env::var_os("ZOO_CI").is_some() || std::env::var_os("CI").is_some() => {
-            panic!("ZOO_TEST_FIFTYONE_PYTHON is not set: the model host tests need it in CI")
-        }
-        _ => {
-            eprintln!("SKIPPED: hostile model host tests (set ZOO_TEST_FIFTYONE_PYTHON)");
-            None
-        }
-    }
-}
+use crate::clip::tiny_clip_mirror;
+use crate::hosted::fiftyone_python;
+use crate::util::{Sandbox, manifest_source};
 
 /// A source whose models misbehave on purpose, by the last part of their
 /// name (all numpy-free FiftyOne models labelling every image `ok`):
@@ -361,27 +347,7 @@ fn huge_kwargs_reach_a_load_hook() {
 /// it took 7.5 GB for ViT-B/32; here, with the tiny fixture, over 1 GB).
 #[test]
 fn twenty_thousand_classes_keep_memory_bounded() {
-    let server = TestServer::start();
-    let weights =
-        "/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt";
-    server.file(
-        weights,
-        fs_err::read(fixtures().join("clip/tiny_clip.pt")).unwrap(),
-    );
-    let vocabulary = "/openai/CLIP/raw/main/clip/bpe_simple_vocab_16e6.txt.gz";
-    server.file(
-        vocabulary,
-        fs_err::read(fixtures().join("clip/tiny_vocab.txt.gz")).unwrap(),
-    );
-    let mut sandbox = Sandbox::new();
-    sandbox.env.push((
-        "ZOO_DOWNLOAD_MIRRORS".into(),
-        format!(
-            "https://openaipublic.azureedge.net/={};https://github.com/={}",
-            server.url("/"),
-            server.url("/")
-        ),
-    ));
+    let (_server, sandbox) = tiny_clip_mirror();
     let images = sandbox.dir.path().join("images");
     fs_err::create_dir_all(&images).unwrap();
     image::RgbImage::from_fn(32, 32, |x, y| {
