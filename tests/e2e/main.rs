@@ -17,6 +17,7 @@ mod hosted;
 mod hosted_torch;
 mod hostile_models;
 mod inception;
+mod library;
 mod named_weights;
 mod scale;
 mod security_datasets;

@@ -33,6 +33,22 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("zoo-datasets", &["zoo-fs", "zoo-model-core"]),
     ("zoo-python-host", &["zoo-model-core", "zoo-process"]),
     ("zoo-storage", &[]),
+    // The application layer: everything but a model runtime (libtorch
+    // comes in through `Runtime`, from the binary that links it).
+    (
+        "zoo",
+        &[
+            "zoo-datasets",
+            "zoo-fs",
+            "zoo-manifest",
+            "zoo-model-core",
+            "zoo-process",
+            "zoo-python-host",
+            "zoo-registry",
+            "zoo-sources",
+            "zoo-storage",
+        ],
+    ),
     ("zoo-test-support", &[]),
     ("xtask", &["zoo-manifest"]),
 ];
@@ -70,6 +86,7 @@ const LIBTORCH_FREE: &[&str] = &[
     "zoo-python-host",
     "zoo-storage",
     "zoo-test-support",
+    "zoo",
 ];
 
 /// Returns every rule broken, empty when all hold.
@@ -384,6 +401,13 @@ fn check_metadata(metadata: &Value) -> Vec<String> {
         for dependency in package["dependencies"].as_array().into_iter().flatten() {
             let dep = dependency["name"].as_str().unwrap_or_default();
             let normal = dependency["kind"].is_null();
+            // The application layer builds and tests without libtorch: not
+            // even its tests may pull the torch backend in.
+            if name == "zoo" && matches!(dep, "zoo-torch-backend" | "tch") {
+                problems.push(format!(
+                    "zoo -> {dep}: the application crate must build and test without libtorch (take a `Runtime`)"
+                ));
+            }
             if workspace_names.contains(dep) && normal {
                 if dep == "zoo-test-support" {
                     problems.push(format!(

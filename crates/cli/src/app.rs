@@ -1,6 +1,7 @@
 //! The command-line grammar.
 
 use clap::{Args, Parser, Subcommand};
+use zoo::Workers;
 use zoo_datasets::Shard;
 
 /// A Rust model zoo compatible with FiftyOne's.
@@ -295,23 +296,8 @@ pub(crate) fn kwargs_map(
     kwargs.iter().cloned().collect()
 }
 
-/// `--workers`: `auto` or a count of at least 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Workers {
-    /// What the model prefers ([`zoo_model_core::Model::workers`]).
-    Auto,
-    /// This many copies.
-    Count(usize),
-}
-
 fn parse_workers(text: &str) -> Result<Workers, String> {
-    match text {
-        "auto" => Ok(Workers::Auto),
-        _ => match text.parse::<usize>() {
-            Ok(count) if count >= 1 => Ok(Workers::Count(count)),
-            _ => Err(format!("`{text}` is not `auto` or a count of at least 1")),
-        },
-    }
+    text.parse()
 }
 
 #[derive(Debug, Subcommand)]

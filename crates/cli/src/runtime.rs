@@ -4,29 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-/// What the model runtime reports about the machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SystemInfo {
-    /// Whether libtorch can use CUDA.
-    pub cuda_available: bool,
-    /// How many CUDA devices it sees.
-    pub cuda_devices: usize,
-    /// Whether cuDNN is usable.
-    pub cudnn_available: bool,
-    /// libtorch's intra-op threads.
-    pub threads: usize,
-    /// Whether libtorch has MKL.
-    pub mkl: bool,
-}
-
-/// The model runtime a binary links (libtorch in `zoo-torch`).
-pub trait Runtime {
-    /// Describes the machine as the runtime sees it.
-    fn system_info(&self) -> SystemInfo;
-
-    /// The model builders it offers.
-    fn factory(&self) -> zoo_model_core::ModelFactory;
-}
+pub use zoo::{Runtime, SystemInfo};
 
 /// The runtime binary: `ZOO_TORCH_BIN`, else `zoo-torch` beside this one.
 fn runtime_binary() -> Result<PathBuf> {

@@ -29,6 +29,7 @@ mod label;
 mod model;
 mod npy;
 mod object_id;
+mod runtime;
 
 pub use apply::{
     ApplyError, ApplyOptions, ApplySummary, EmbedOutcome, ImageLoader, Outcome, Sample, apply,
@@ -46,3 +47,4 @@ pub use npy::{
     npy_bytes, npy_f32_bytes, parse_npy,
 };
 pub use object_id::ObjectId;
+pub use runtime::{Runtime, SystemInfo};

@@ -23,6 +23,10 @@
 //! ```
 #![warn(missing_docs)]
 
+mod shell;
+
+pub use shell::{shell_quote, shell_words};
+
 use std::collections::VecDeque;
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus};

@@ -164,3 +164,27 @@ pub fn register(factory: &mut zoo_model_core::ModelFactory) {
         Ok(Box::new(TorchClipModel::from_spec(spec)?))
     });
 }
+
+/// The libtorch runtime, as the application layer (`zoo`) takes it: the
+/// torch model types and what libtorch sees of the machine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TorchRuntime;
+
+impl zoo_model_core::Runtime for TorchRuntime {
+    fn system_info(&self) -> zoo_model_core::SystemInfo {
+        let info = RuntimeInfo::detect();
+        zoo_model_core::SystemInfo {
+            cuda_available: info.cuda_available,
+            cuda_devices: info.cuda_devices,
+            cudnn_available: info.cudnn_available,
+            threads: info.threads,
+            mkl: info.mkl,
+        }
+    }
+
+    fn factory(&self) -> zoo_model_core::ModelFactory {
+        let mut factory = zoo_model_core::ModelFactory::new();
+        register(&mut factory);
+        factory
+    }
+}

@@ -29,7 +29,7 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
         DatasetsCommand::Create { name, dir } => {
             let context = || format!("creating dataset `{name}` from `{}` failed", dir.display());
             let info = match dir.to_str().filter(|dir| zoo_storage::is_object_url(dir)) {
-                Some(url) => super::scale::create_from_url(&mut store, &name, url),
+                Some(url) => super::scale::create_from_url(&name, url),
                 None => store.create(&name, &dir).map_err(Into::into),
             }
             .with_context(context)?;
@@ -131,7 +131,7 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
             field,
             allow_partial,
             json,
-        } => super::scale::merge(&mut store, &dataset, &location, &field, allow_partial, json),
+        } => super::scale::merge(&dataset, &location, &field, allow_partial, json),
         DatasetsCommand::Import {
             name,
             dir,

@@ -1,14 +1,14 @@
 //! `zoo models ...`.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::json;
 use zoo_manifest::{ErrorLevel, Filter, ZooModel};
 use zoo_registry::{LoadPath, RegisterOutcome, RegisteredSource, Registry};
 use zoo_sources::SourceId;
 
 use crate::app::{ListArgs, ModelsCommand, RequirementsArgs};
-use crate::progress::Bar;
-use crate::terminal::{escape, say, shell_words};
+use crate::progress::{Bar, Terminal};
+use crate::terminal::{escape, say};
 use crate::{config, output};
 
 pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
@@ -312,7 +312,12 @@ fn requirements(registry: &Registry, args: &RequirementsArgs) -> Result<()> {
         print_requirements(&model, args.json)?;
     }
     if args.install {
-        install_requirements(&model, level)?;
+        zoo::requirements::install_requirements(
+            &config::python(),
+            &model,
+            level,
+            &Terminal::new(true),
+        )?;
     }
     if args.ensure {
         ensure_requirements(&model, level, args.json)?;
@@ -345,130 +350,26 @@ fn print_requirements(model: &ZooModel, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Reports an unmet requirement at `level`: an error, a warning, or
-/// nothing.
-fn at_level(level: ErrorLevel, message: String) -> Result<()> {
-    match level {
-        ErrorLevel::Fail => bail!(message),
-        ErrorLevel::Warn => {
-            say!("warning: {message}");
-            Ok(())
-        }
-        ErrorLevel::Ignore => Ok(()),
-    }
-}
-
-/// Installs the model's Python packages with `ZOO_PYTHON -m pip install`
-/// (FiftyOne's `install_zoo_model_requirements`); a failed install is
-/// reported at `level`.
-pub(crate) fn install_requirements(model: &ZooModel, level: ErrorLevel) -> Result<()> {
-    let requirements = model.model.requirements.clone().unwrap_or_default();
-    let packages = requirements.packages_for(nvidia_gpu_present());
-    if packages.is_empty() {
-        return Ok(());
-    }
-    // Manifest text is hostile: a "package" such as `--index-url=...` or
-    // `-r FILE` would be read by pip as an option.
-    if let Some(option) = packages.iter().find(|package| package.starts_with('-')) {
-        bail!(
-            "`{}` lists the requirement `{option}`, which pip would read as an option; refusing to install it",
-            model.name()
-        );
-    }
-    let python = config::python();
-    let command = shell_words(
-        [python.as_str(), "-m", "pip", "install"]
-            .into_iter()
-            .chain(packages.iter().copied()),
-    );
-    say!(
-        "installing the requirements of `{}`: {command}",
-        model.name()
-    );
-    let mut pip = std::process::Command::new(&python);
-    pip.args(["-m", "pip", "install"])
-        .args(&packages)
-        .stdout(std::process::Stdio::null());
-    // pip runs a stranger's build code: without zoo's secrets. It stays in
-    // the terminal's process group, so Ctrl-C stops it with zoo.
-    zoo_process::scrub_secrets(&mut pip);
-    let status = pip.status();
-    match status {
-        Ok(status) if status.success() => Ok(()),
-        Ok(status) => at_level(
-            level,
-            format!(
-                "installing the requirements of `{}` failed: `{command}` exited with {status}",
-                model.name()
-            ),
-        ),
-        Err(err) => at_level(
-            level,
-            format!(
-                "installing the requirements of `{}` failed: cannot run `{python}` ({err}); set `ZOO_PYTHON` to a Python with pip",
-                model.name()
-            ),
-        ),
-    }
-}
-
 /// Checks the model's requirements (FiftyOne's
 /// `ensure_zoo_model_requirements`): missing Python packages and device
 /// support, reported at `level`; with `json`, the check is printed too.
-pub(crate) fn ensure_requirements(model: &ZooModel, level: ErrorLevel, json: bool) -> Result<()> {
-    let requirements = model.model.requirements.clone().unwrap_or_default();
+fn ensure_requirements(model: &ZooModel, level: ErrorLevel, json: bool) -> Result<()> {
+    let python = config::python();
+    let check = zoo::requirements::check_requirements(&python, model);
     let mut out = output::Printer::stdout();
-    let gpu = nvidia_gpu_present();
-    let installed = installed_python_packages(&requirements.packages_for(gpu));
-    let check = requirements.check(gpu, |name| {
-        installed
-            .iter()
-            .any(|found| found.eq_ignore_ascii_case(name))
-    });
     if json {
         out.json(&json!({
             "satisfied": check.is_satisfied(),
             "missing_packages": check.missing_packages,
             "unsupported_device": check.unsupported_device,
         }))?;
+    } else if check.is_satisfied() {
+        out.line(&format!("requirements of `{}` are satisfied", model.name()))?;
     }
-    if check.is_satisfied() {
-        if !json {
-            out.line(&format!("requirements of `{}` are satisfied", model.name()))?;
-        }
-        return Ok(());
-    }
-    let mut problems = Vec::new();
-    if !check.missing_packages.is_empty() {
-        let python = config::python();
-        let command = shell_words(
-            [python.as_str(), "-m", "pip", "install"]
-                .into_iter()
-                .chain(check.missing_packages.iter().map(String::as_str)),
-        );
-        problems.push(format!(
-            "missing Python packages {} (install them with `{command}`, or `--install`)",
-            check.missing_packages.join(", "),
-        ));
-    }
-    if let Some(device) = check.unsupported_device {
-        problems.push(format!("the model does not support running on {device}"));
-    }
-    at_level(
-        level,
-        format!(
-            "requirements of `{}` are not met: {}",
-            model.name(),
-            problems.join("; ")
-        ),
-    )
-}
-
-/// Whether an NVIDIA GPU is visible, without loading libtorch.
-pub(crate) fn nvidia_gpu_present() -> bool {
-    std::path::Path::new("/proc/driver/nvidia/gpus")
-        .read_dir()
-        .is_ok_and(|mut entries| entries.next().is_some())
+    let terminal = Terminal::new(true);
+    Ok(zoo::requirements::enforce_requirements(
+        &python, model, &check, level, &terminal,
+    )?)
 }
 
 fn list_or_none(items: &[&str]) -> String {
@@ -476,41 +377,6 @@ fn list_or_none(items: &[&str]) -> String {
         "none".to_owned()
     } else {
         items.join(", ")
-    }
-}
-
-/// The names among `requirements`' packages that `python3` has installed.
-pub(crate) fn installed_python_packages(requirements: &[&str]) -> Vec<String> {
-    let names: Vec<String> = requirements
-        .iter()
-        .map(|spec| {
-            spec.split(|character: char| {
-                !(character.is_ascii_alphanumeric() || matches!(character, '-' | '_' | '.'))
-            })
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-        })
-        .filter(|name| !name.is_empty())
-        .collect();
-    if names.is_empty() {
-        return Vec::new();
-    }
-    let script = "import importlib.metadata as m, sys\nfor n in sys.argv[1:]:\n    try:\n        m.version(n)\n        print(n)\n    except Exception:\n        pass\n";
-    let python = config::python();
-    match zoo_process::scrub_secrets(std::process::Command::new(&python).arg("-c"))
-        .arg(script)
-        .args(&names)
-        .output()
-    {
-        Ok(output) => String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect(),
-        Err(err) => {
-            tracing::warn!("cannot run `{python}` to check Python packages: {err}");
-            Vec::new()
-        }
     }
 }
 
