@@ -541,3 +541,43 @@ fn the_host_runs_in_its_source_folder_without_github_token() {
     );
     assert_eq!(seen, expected);
 }
+
+/// `zoo models embed-text` on a hosted FiftyOne `PromptMixin` (a remote
+/// source's CLIP-like model): one JSON line per prompt, the vectors the
+/// model's own `embed_prompts` returns; a hosted model that is none is
+/// refused, naming why.
+#[test]
+fn embed_text_runs_a_hosted_prompt_model() {
+    let Some(python) = fiftyone_python() else {
+        return;
+    };
+    let server = TestServer::start();
+    let sandbox = hosted_sandbox(&server, &python);
+    let out = sandbox.ok(&[
+        "models",
+        "embed-text",
+        "zoo-test/prompts",
+        "a photo of a cat",
+        "dog",
+    ]);
+    let lines: Vec<Value> = out
+        .stdout()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout());
+    assert_eq!(lines[0]["prompt"], "a photo of a cat");
+    assert_eq!(
+        lines[0]["embedding"],
+        json!([16.0, 6.0, 97.0, 116.0, 1.0, -1.0])
+    );
+    assert_eq!(lines[1]["prompt"], "dog");
+    assert_eq!(
+        lines[1]["embedding"],
+        json!([3.0, 1.0, 100.0, 103.0, 1.0, -1.0])
+    );
+    let err = sandbox
+        .fails(&["models", "embed-text", "zoo-test/colour", "a cat"])
+        .stderr();
+    assert!(err.contains("does not embed text prompts"), "{err}");
+}

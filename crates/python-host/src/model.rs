@@ -29,6 +29,9 @@ pub struct HostedInfo {
     pub has_logits: bool,
     /// `model.has_embeddings`.
     pub has_embeddings: bool,
+    /// A `PromptMixin` whose `can_embed_prompts` is true (CLIP-like):
+    /// [`Model::embed_prompts`] works.
+    pub can_embed_prompts: bool,
     /// `model.ragged_batches`: images go one at a time (`predict`, or
     /// `predict_all` of a batch of one through FiftyOne's DataLoader path),
     /// as FiftyOne's `apply_model` ignores the batch size then.
@@ -126,6 +129,7 @@ pub fn load(spec: &HostSpec) -> Result<Loaded, HostError> {
                 class: header["class"].as_str().unwrap_or("?").to_owned(),
                 has_logits: flag("has_logits"),
                 has_embeddings: flag("has_embeddings"),
+                can_embed_prompts: flag("can_embed_prompts"),
                 ragged_batches: flag("ragged_batches"),
                 torch: flag("torch"),
                 data_loader: flag("data_loader"),
@@ -478,6 +482,32 @@ impl Model for HostedModel {
 
     fn embed_all(&mut self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, ModelError> {
         let (items, payload) = self.run("embed", inputs)?;
+        vectors(&items, &payload)
+    }
+
+    fn can_embed_prompts(&self) -> bool {
+        self.info.can_embed_prompts
+    }
+
+    /// FiftyOne's `embed_prompts` in the host: the prompts go as JSON, the
+    /// vectors come back as one float32 payload.
+    fn embed_prompts(&mut self, prompts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if !self.info.can_embed_prompts {
+            return Err(ModelError::unsupported(format!(
+                "`{}` does not embed text prompts (it is no FiftyOne `PromptMixin` that can)",
+                self.info.class
+            )));
+        }
+        self.drain("embed_prompts")?;
+        let answer = self
+            .worker
+            .request(
+                &json!({"op": "embed_prompts", "prompts": prompts}),
+                &[],
+                "embed_prompts",
+            )
+            .map_err(fatal)?;
+        let (items, payload) = items_of(answer.header, answer.payload, prompts.len())?;
         vectors(&items, &payload)
     }
 

@@ -176,6 +176,7 @@ def start():
             "class": "%s.%s" % (type(result).__module__, type(result).__qualname__),
             "has_logits": flag(result, "has_logits"),
             "has_embeddings": flag(result, "has_embeddings"),
+            "can_embed_prompts": isinstance(result, fom.PromptMixin) and flag(result, "can_embed_prompts"),
             "ragged_batches": flag(result, "ragged_batches", True),
             "torch": has_class(result, "TorchModelMixin"),
             "thresholds_itself": config is not None and hasattr(config, "confidence_thresh"),
@@ -453,6 +454,24 @@ def embed(model, info, job, clock):
     return clock.header({"ok": True, "items": items}), payload
 
 
+def embed_prompts(model, header):
+    """FiftyOne's `PromptMixin.embed_prompts`: one float32 vector per
+    prompt, as the payload; each item says its length."""
+    import numpy as np
+
+    prompts = header.get("prompts")
+    if not isinstance(prompts, list) or not all(isinstance(prompt, str) for prompt in prompts):
+        return {"ok": False, "error": "`prompts` must be a list of strings"}, b""
+    vectors = model.embed_prompts(prompts)
+    if hasattr(vectors, "detach"):
+        vectors = vectors.detach().cpu().numpy()
+    vectors = [np.ascontiguousarray(np.asarray(vector, dtype="<f4").reshape(-1)) for vector in vectors]
+    return (
+        {"ok": True, "items": [{"dim": int(vector.shape[0])} for vector in vectors]},
+        b"".join(vector.tobytes() for vector in vectors),
+    )
+
+
 def serve(model, info):
     import queue
 
@@ -505,6 +524,8 @@ def serve(model, info):
                 send(*predict(model, info, job, Clock(job, free_since)))
             elif op == "embed":
                 send(*embed(model, info, job, Clock(job, free_since)))
+            elif op == "embed_prompts":
+                send(*embed_prompts(model, header))
             else:
                 send({"ok": False, "error": "unknown request `%s`" % op})
         except Exception as error:

@@ -21,6 +21,7 @@ pub const HOSTED_MODELS: &[&str] = &[
     "raises",
     "config",
     "threads",
+    "prompts",
 ];
 
 /// The torch source's `__init__.py` (needs torch and torchvision).

@@ -210,6 +210,28 @@ class BadOutput(BoxesAndSize):
         return "a string, not a label"
 
 
+class ColourPrompts(ColourClassifier, fom.PromptMixin):
+    """The colour classifier, embedding text prompts too: each prompt's
+    length, its vowels, its first and last code points, and 1, -1 (in the
+    image embeddings' six dimensions)."""
+
+    @property
+    def can_embed_prompts(self):
+        return True
+
+    def embed_prompt(self, prompt):
+        return self.embed_prompts([prompt])[0]
+
+    def embed_prompts(self, prompts):
+        rows = []
+        for prompt in prompts:
+            vowels = sum(1 for character in prompt if character in "aeiou")
+            first = ord(prompt[0]) if prompt else 0
+            last = ord(prompt[-1]) if prompt else 0
+            rows.append([len(prompt), vowels, first, last, 1.0, -1.0])
+        return np.asarray(rows, dtype=np.float32)
+
+
 def load_model(model_name, model_path, **kwargs):
     with open(model_path) as f:
         if not f.read().startswith("numpy weights"):
@@ -223,6 +245,8 @@ def load_model(model_name, model_path, **kwargs):
             kwargs.get("die_after"),
             kwargs.get("hang_pid_file"),
         )
+    if kind == "prompts":
+        return ColourPrompts(kwargs.get("classes", ["red", "green", "blue"]), 1.0, 0.0, None, None)
     if kind == "boxes":
         return BoxesAndSize(kwargs.get("fail_width"))
     if kind == "echo":

@@ -397,3 +397,41 @@ fn batches_sent_ahead_answer_their_own_calls_and_unused_ones_are_read_and_droppe
         "{timing:?}"
     );
 }
+
+/// A FiftyOne `PromptMixin` embeds text prompts through the host (what
+/// `zoo models embed-text` calls); a model that is none says so.
+#[test]
+fn prompt_models_embed_text_in_the_host_and_others_refuse() {
+    let Some(python) = python() else { return };
+    let source = Source::new(python);
+    let mut model = source.model("prompts", json!({}));
+    assert!(model.can_embed_prompts(), "{:?}", model.info());
+    let prompts = [
+        "a photo of a cat".to_owned(),
+        "dog".to_owned(),
+        String::new(),
+    ];
+    let vectors = model.embed_prompts(&prompts).unwrap();
+    assert_eq!(
+        vectors,
+        [
+            vec![16.0, 6.0, 97.0, 116.0, 1.0, -1.0],
+            vec![3.0, 1.0, 100.0, 103.0, 1.0, -1.0],
+            vec![0.0, 0.0, 0.0, 0.0, 1.0, -1.0],
+        ]
+    );
+    // Images still run after prompts.
+    model.setup().unwrap();
+    let image = input(&model, 3, 3, [0, 0, 255]);
+    assert_eq!(classification(&model.predict(&image).unwrap()).0, "blue");
+    model.teardown();
+
+    let mut plain = source.model("colour", json!({}));
+    assert!(!plain.can_embed_prompts());
+    let error = plain.embed_prompts(&prompts).unwrap_err();
+    assert_eq!(error.kind(), ModelErrorKind::Unsupported, "{error}");
+    assert!(
+        error.to_string().contains("does not embed text prompts"),
+        "{error}"
+    );
+}
