@@ -18,8 +18,9 @@ pub(crate) fn libtorch_env(sh: &Shell) -> Result<Vec<xshell::PushEnv<'_>>> {
 }
 
 /// What the test venv holds: numpy for the files numpy must read, moto's
-/// S3-compatible server for the object-storage tests (on 127.0.0.1 only).
-const TEST_PACKAGES: &[&str] = &["numpy", "moto[server]==5.2.5"];
+/// S3-compatible server for the object-storage tests (on 127.0.0.1 only),
+/// and `huggingface_hub`, whose `snapshot_download` checks the fake Hub.
+const TEST_PACKAGES: &[&str] = &["numpy", "moto[server]==5.2.5", "huggingface_hub==2.4.0"];
 
 /// A Python with [`TEST_PACKAGES`] for the tests that need one
 /// (`ZOO_TEST_PYTHON`); kept in the user cache, completed when a package

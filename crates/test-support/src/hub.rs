@@ -8,6 +8,9 @@
 //!   `blobs=true` also `blobId`, `size` and, for LFS files, `lfs` with
 //!   `sha256`, `size`, `pointerSize`), the revision a branch, a tag or the
 //!   commit itself, percent-encoded as one path segment;
+//! - `GET /api/models/{owner}/{name}/tree/{revision}[/{folder}][?recursive=true]`:
+//!   the files (`oid`, `size`, `lfs`) and folders, as `snapshot_download`
+//!   lists a repo;
 //! - `GET /{owner}/{name}/resolve/{revision}/{path}`: a small file in the
 //!   answer (`200`, `ETag` the git blob id, `X-Repo-Commit`, ranges
 //!   honoured); an LFS file by `302` to the CDN host, with `X-Linked-Etag`
@@ -50,6 +53,51 @@ impl HubRepo {
             private: false,
             files: BTreeMap::new(),
         }
+    }
+
+    /// The Hub's tree listing of `folder` (`""`: the root), as
+    /// `GET /api/models/{id}/tree/{revision}` answers: files with `oid`
+    /// (the git blob id), `size` and, in LFS, `lfs` (`oid` the sha256);
+    /// folders as `directory` entries; with `recursive`, everything below.
+    fn tree(&self, folder: &str, recursive: bool) -> serde_json::Value {
+        let prefix = if folder.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", folder.trim_end_matches('/'))
+        };
+        let mut folders = std::collections::BTreeSet::new();
+        let mut entries = Vec::new();
+        for (path, (bytes, lfs)) in &self.files {
+            let Some(rest) = path.strip_prefix(&prefix) else {
+                continue;
+            };
+            let parts: Vec<&str> = rest.split('/').collect();
+            for depth in 1..parts.len() {
+                if recursive || depth == 1 {
+                    folders.insert(format!("{prefix}{}", parts[..depth].join("/")));
+                }
+            }
+            if parts.len() > 1 && !recursive {
+                continue;
+            }
+            let mut entry = json!({
+                "type": "file",
+                "oid": fake_sha(&format!("blob:{}", sha256_hex(bytes))),
+                "size": bytes.len(),
+                "path": path,
+            });
+            if *lfs {
+                entry["lfs"] =
+                    json!({"oid": sha256_hex(bytes), "size": bytes.len(), "pointerSize": 134});
+            }
+            entries.push(entry);
+        }
+        let mut listing: Vec<serde_json::Value> = folders
+            .into_iter()
+            .map(|path| json!({"type": "directory", "oid": fake_sha(&format!("tree:{path}")), "size": 0, "path": path}))
+            .collect();
+        listing.extend(entries);
+        serde_json::Value::Array(listing)
     }
 
     /// A file kept in git (small: config, tokenizer).
@@ -243,10 +291,16 @@ fn readable<'a>(state: &'a HubState, id: &str, request: &Request) -> Result<&'a 
 fn hub_answer(state: &HubState, request: &Request, cdn_base: &str) -> Response {
     let path = request.path.trim_start_matches('/');
     if let Some(rest) = path.strip_prefix("api/models/") {
-        // `{owner}/{name}/revision/{revision}`.
-        let parts: Vec<&str> = rest.splitn(4, '/').collect();
-        let [owner, name, "revision", revision] = parts.as_slice() else {
-            return hub_error(404, "EntryNotFound", "no such API route");
+        // `{owner}/{name}/revision/{revision}`, or
+        // `{owner}/{name}/tree/{revision}[/{folder}]` (what
+        // `huggingface_hub`'s `snapshot_download` lists).
+        let parts: Vec<&str> = rest.splitn(5, '/').collect();
+        let (owner, name, route, revision, folder) = match parts.as_slice() {
+            [owner, name, route @ ("revision" | "tree"), revision] => {
+                (*owner, *name, *route, *revision, "")
+            }
+            [owner, name, "tree", revision, folder] => (*owner, *name, "tree", *revision, *folder),
+            _ => return hub_error(404, "EntryNotFound", "no such API route"),
         };
         let id = format!("{owner}/{name}");
         let repo = match readable(state, &id, request) {
@@ -259,6 +313,15 @@ fn hub_answer(state: &HubState, request: &Request, cdn_base: &str) -> Response {
                 404,
                 "RevisionNotFound",
                 &format!("Invalid rev id: {revision}"),
+            );
+        }
+        if route == "tree" {
+            return Response::json(
+                200,
+                &repo.tree(
+                    &percent_decode(folder),
+                    request.query_param("recursive") == Some("true"),
+                ),
             );
         }
         let blobs = request.query_param("blobs") == Some("true");

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod github;
+mod hub;
 mod server;
 
 /// An agent that returns 4xx/5xx responses instead of errors.
