@@ -14,6 +14,7 @@ mod fiftyone_interop;
 mod fiftyone_masks;
 mod hooks;
 mod hosted;
+mod hosted_builtins;
 mod hosted_torch;
 mod hostile_models;
 mod inception;
