@@ -17,7 +17,7 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use zoo_test_support::{FiftyOne, TestServer};
+use zoo_test_support::{FakeHub, FiftyOne, HubRepo, TestServer};
 
 use crate::util::Sandbox;
 
@@ -52,15 +52,32 @@ with torch.no_grad():
 model.save(sys.argv[1])
 "#;
 
+/// Seeds a small ConvNeXt classifier with transformers and saves it as a
+/// Hub repo holds it (`save_pretrained`: `config.json`,
+/// `model.safetensors`, `preprocessor_config.json`).
+const SEED_CONVNEXT: &str = r#"
+import sys, torch
+from transformers import ConvNextConfig, ConvNextForImageClassification, ConvNextImageProcessor
+torch.manual_seed(0)
+labels = ["cat", "dog", "bird", "car", "tree"]
+config = ConvNextConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32], num_labels=len(labels),
+                        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+ConvNextForImageClassification(config).eval().save_pretrained(sys.argv[1])
+ConvNextImageProcessor(size={"shortest_edge": 224}).save_pretrained(sys.argv[1])
+"#;
+
 /// FiftyOne's own run: `load_zoo_model` with the weights where its zoo
 /// keeps them, `apply_model` on the same images.
 const FIFTYONE_APPLIES: &str = r#"
 import os, shutil
 os.environ["YOLO_OFFLINE"] = "1"
+for key, value in args.get("env", {}).items():
+    os.environ[key] = value
 import fiftyone.zoo as foz
 fo.config.model_zoo_dir = args["zoo"]
 os.makedirs(args["zoo"], exist_ok=True)
-shutil.copy(args["weights"], os.path.join(args["zoo"], args["filename"]))
+if args.get("weights"):
+    shutil.copy(args["weights"], os.path.join(args["zoo"], args["filename"]))
 model = foz.load_zoo_model(args["name"])
 dataset = fo.Dataset()
 dataset.add_samples([fo.Sample(filepath=path) for path in args["images"]])
@@ -112,6 +129,16 @@ fn differs(ours: &Value, theirs: &Value, tolerance: f64, at: &str) -> Option<Str
                 .filter(|key| *key != "_id")
                 .collect();
             keys.into_iter().find_map(|key| {
+                // `.npy` arrays (logits) compare as numbers: each side's
+                // zlib compresses them its own way.
+                if key == "logits" {
+                    return differs(
+                        &npy(&a[key]),
+                        &npy(&b[key]),
+                        tolerance,
+                        &format!("{at}.{key}"),
+                    );
+                }
                 differs(
                     a.get(key).unwrap_or(&Value::Null),
                     b.get(key).unwrap_or(&Value::Null),
@@ -135,6 +162,13 @@ fn differs(ours: &Value, theirs: &Value, tolerance: f64, at: &str) -> Option<Str
         }
         (a, b) => (a != b).then(|| format!("{at}: {a} vs {b}")),
     }
+}
+
+/// A FiftyOne `.npy` array (`{"$binary": ...}`) as a JSON array of its
+/// values.
+fn npy(value: &Value) -> Value {
+    let array = zoo_model_core::array_from_json(value).unwrap();
+    json!(array.to_f32().expect("float logits"))
 }
 
 /// zoo's labels of `field`, by file name, from an export.
@@ -233,4 +267,77 @@ fn yolov8n_runs_hosted_as_fiftyones_own_apply_model() {
         detections > 10,
         "the seeded model should detect: {detections}"
     );
+}
+
+#[test]
+fn a_transformers_classifier_runs_hosted_from_the_loopback_hub_as_fiftyones_own() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    let mut sandbox = Sandbox::new();
+    let repo = sandbox.dir.path().join("repo");
+    let seeded = std::process::Command::new(&python)
+        .args(["-c", SEED_CONVNEXT, repo.to_str().unwrap()])
+        .env("HOME", sandbox.dir.path().join("home"))
+        .output()
+        .unwrap();
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let read = |name: &str| fs_err::read(repo.join(name)).unwrap();
+    let hub = FakeHub::start();
+    hub.add_repo(
+        HubRepo::new("facebook/convnext-tiny-224", "seeded")
+            .file("config.json", read("config.json"))
+            .file("preprocessor_config.json", read("preprocessor_config.json"))
+            .lfs_file("model.safetensors", read("model.safetensors")),
+    );
+    sandbox.env.extend([
+        ("ZOO_PYTHON".to_owned(), python.clone()),
+        ("HF_ENDPOINT".to_owned(), hub.endpoint()),
+        ("HF_HUB_DISABLE_XET".to_owned(), "1".to_owned()),
+    ]);
+    let name = "convnext-tiny-224-torch";
+    let info = sandbox.ok(&["models", "info", name, "--json"]).json();
+    assert_eq!(info["runs_in"], "python host", "{info}");
+    let pics = sandbox.dir.path().join("pics");
+    let images = pictures(&pics);
+    let run = sandbox
+        .ok(&[
+            "models",
+            "apply",
+            name,
+            pics.to_str().unwrap(),
+            "pred",
+            "--json",
+        ])
+        .json();
+    assert_eq!(run["succeeded"], images.len(), "{run}");
+    let ours = exported(&sandbox, run["dataset"].as_str().unwrap(), "pred");
+
+    let mut fiftyone = FiftyOne::start(&python);
+    let theirs = fiftyone.run(
+        FIFTYONE_APPLIES,
+        json!({
+            "zoo": sandbox.dir.path().join("fiftyone-zoo"),
+            "name": name,
+            "images": images,
+            "env": {"HF_ENDPOINT": hub.endpoint(), "HF_HUB_DISABLE_XET": "1",
+                    "HF_HOME": sandbox.dir.path().join("fiftyone-hf")},
+        }),
+    );
+    let theirs = theirs.as_object().unwrap();
+    assert_eq!(theirs.len(), images.len());
+    let mut labels = std::collections::BTreeSet::new();
+    for (name, theirs) in theirs {
+        let ours = &ours[name];
+        assert_eq!(ours["_cls"], "Classification", "{name}: {ours}");
+        labels.insert(theirs["label"].to_string());
+        if let Some(difference) = differs(ours, theirs, 1e-4, name) {
+            panic!("zoo and FiftyOne differ at {difference}");
+        }
+    }
+    assert!(!labels.is_empty());
 }
