@@ -66,6 +66,21 @@ ConvNextForImageClassification(config).eval().save_pretrained(sys.argv[1])
 ConvNextImageProcessor(size={"shortest_edge": 224}).save_pretrained(sys.argv[1])
 "#;
 
+/// A small ViT classifier, as `google/vit-base-patch16-224` is laid out:
+/// what `vit-base-patch16-224-imagenet-torch` loads (its config names no
+/// repo; FiftyOne's class defaults to that one).
+const SEED_VIT: &str = r#"
+import sys, torch
+from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+torch.manual_seed(0)
+labels = ["cat", "dog", "bird", "car", "tree"]
+config = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                   image_size=224, patch_size=16, num_labels=len(labels),
+                   id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+ViTForImageClassification(config).eval().save_pretrained(sys.argv[1])
+ViTImageProcessor().save_pretrained(sys.argv[1])
+"#;
+
 /// FiftyOne's own run: `load_zoo_model` with the weights where its zoo
 /// keeps them, `apply_model` on the same images.
 const FIFTYONE_APPLIES: &str = r#"
@@ -269,15 +284,20 @@ fn yolov8n_runs_hosted_as_fiftyones_own_apply_model() {
     );
 }
 
-#[test]
-fn a_transformers_classifier_runs_hosted_from_the_loopback_hub_as_fiftyones_own() {
-    let Some(python) = oracle_python() else {
-        return;
-    };
+/// `name` (a transformers classifier entry) with `seed`'s weights as Hub
+/// repo `repo_id`: zoo fetches the repo and runs FiftyOne's class in the
+/// host; FiftyOne's own `load_zoo_model(name)` reads the same repo through
+/// `HF_ENDPOINT`.
+fn transformers_classifier_runs_as_fiftyones_own(
+    python: &str,
+    name: &str,
+    repo_id: &str,
+    seed: &str,
+) {
     let mut sandbox = Sandbox::new();
     let repo = sandbox.dir.path().join("repo");
-    let seeded = std::process::Command::new(&python)
-        .args(["-c", SEED_CONVNEXT, repo.to_str().unwrap()])
+    let seeded = std::process::Command::new(python)
+        .args(["-c", seed, repo.to_str().unwrap()])
         .env("HOME", sandbox.dir.path().join("home"))
         .output()
         .unwrap();
@@ -289,18 +309,18 @@ fn a_transformers_classifier_runs_hosted_from_the_loopback_hub_as_fiftyones_own(
     let read = |name: &str| fs_err::read(repo.join(name)).unwrap();
     let hub = FakeHub::start();
     hub.add_repo(
-        HubRepo::new("facebook/convnext-tiny-224", "seeded")
+        HubRepo::new(repo_id, "seeded")
             .file("config.json", read("config.json"))
             .file("preprocessor_config.json", read("preprocessor_config.json"))
             .lfs_file("model.safetensors", read("model.safetensors")),
     );
     sandbox.env.extend([
-        ("ZOO_PYTHON".to_owned(), python.clone()),
+        ("ZOO_PYTHON".to_owned(), python.to_owned()),
         ("HF_ENDPOINT".to_owned(), hub.endpoint()),
         ("HF_HUB_DISABLE_XET".to_owned(), "1".to_owned()),
     ]);
-    let name = "convnext-tiny-224-torch";
     let info = sandbox.ok(&["models", "info", name, "--json"]).json();
+    assert_eq!(info["hugging_face"]["repo"], repo_id, "{info}");
     assert_eq!(info["runs_in"], "python host", "{info}");
     let pics = sandbox.dir.path().join("pics");
     let images = pictures(&pics);
@@ -317,7 +337,7 @@ fn a_transformers_classifier_runs_hosted_from_the_loopback_hub_as_fiftyones_own(
     assert_eq!(run["succeeded"], images.len(), "{run}");
     let ours = exported(&sandbox, run["dataset"].as_str().unwrap(), "pred");
 
-    let mut fiftyone = FiftyOne::start(&python);
+    let mut fiftyone = FiftyOne::start(python);
     let theirs = fiftyone.run(
         FIFTYONE_APPLIES,
         json!({
@@ -331,13 +351,41 @@ fn a_transformers_classifier_runs_hosted_from_the_loopback_hub_as_fiftyones_own(
     let theirs = theirs.as_object().unwrap();
     assert_eq!(theirs.len(), images.len());
     let mut labels = std::collections::BTreeSet::new();
-    for (name, theirs) in theirs {
-        let ours = &ours[name];
-        assert_eq!(ours["_cls"], "Classification", "{name}: {ours}");
+    for (file, theirs) in theirs {
+        let ours = &ours[file];
+        assert_eq!(ours["_cls"], "Classification", "{file}: {ours}");
         labels.insert(theirs["label"].to_string());
-        if let Some(difference) = differs(ours, theirs, 1e-4, name) {
-            panic!("zoo and FiftyOne differ at {difference}");
+        if let Some(difference) = differs(ours, theirs, 1e-4, file) {
+            panic!("{name}: zoo and FiftyOne differ at {difference}");
         }
     }
     assert!(!labels.is_empty());
+}
+
+#[test]
+fn a_transformers_classifier_runs_hosted_from_the_loopback_hub_as_fiftyones_own() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    transformers_classifier_runs_as_fiftyones_own(
+        &python,
+        "convnext-tiny-224-torch",
+        "facebook/convnext-tiny-224",
+        SEED_CONVNEXT,
+    );
+}
+
+/// An entry whose config names no repo: zoo fetches the one FiftyOne's
+/// class defaults to.
+#[test]
+fn a_transformers_entry_without_a_repo_fetches_its_classs_default() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    transformers_classifier_runs_as_fiftyones_own(
+        &python,
+        "vit-base-patch16-224-imagenet-torch",
+        "google/vit-base-patch16-224",
+        SEED_VIT,
+    );
 }

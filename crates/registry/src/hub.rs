@@ -1,6 +1,8 @@
 //! Models whose weights are a Hugging Face Hub repo: FiftyOne's entries with
 //! no `manager` whose deployment config names the repo in `name_or_path`
-//! (transformers, FC-CLIP, Depth Anything V3, Qwen3-VL: 96 built-ins).
+//! (transformers, FC-CLIP, Depth Anything V3, Qwen3-VL: 96 built-ins), and
+//! FiftyOne's transformers entries whose config names none, whose class
+//! picks its default repo ([`CLASS_DEFAULT_REPOS`]).
 //!
 //! FiftyOne lets the model's library download the repo when the model is
 //! loaded; zoo fetches it ahead of time, at one commit, through
@@ -34,6 +36,46 @@ use crate::registry::Registry;
 /// The revision FiftyOne's classes load when the config names none.
 const DEFAULT_REVISION: &str = "main";
 
+/// The repo FiftyOne 1.22.1's transformers classes load when their config
+/// names none (`fiftyone/utils/transformers.py`'s `DEFAULT_*_PATH`, set by
+/// each config class): `vit-base-patch16-224-imagenet-torch` and the other
+/// entries with an empty config get the repo their class would fetch, and
+/// zoo fetches it instead (with its checks), as for a named repo.
+const CLASS_DEFAULT_REPOS: &[(&str, &str)] = &[
+    (
+        "fiftyone.utils.transformers.FiftyOneTransformerForImageClassification",
+        "google/vit-base-patch16-224",
+    ),
+    (
+        "fiftyone.utils.transformers.FiftyOneTransformerForObjectDetection",
+        "hustvl/yolos-tiny",
+    ),
+    (
+        "fiftyone.utils.transformers.FiftyOneTransformerForSemanticSegmentation",
+        "nvidia/segformer-b0-finetuned-ade-512-512",
+    ),
+    (
+        "fiftyone.utils.transformers.FiftyOneTransformerForUniversalSegmentation",
+        "facebook/mask2former-swin-tiny-coco-instance",
+    ),
+    (
+        "fiftyone.utils.transformers.FiftyOneTransformerForDepthEstimation",
+        "Intel/dpt-hybrid-midas",
+    ),
+    (
+        "fiftyone.utils.transformers.FiftyOneTransformerForPoseEstimation",
+        "usyd-community/vitpose-base-simple",
+    ),
+    (
+        "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForImageClassification",
+        "openai/clip-vit-large-patch14",
+    ),
+    (
+        "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForObjectDetection",
+        "google/owlvit-base-patch32",
+    ),
+];
+
 /// A model's Hugging Face repo and the revision to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HubPlan {
@@ -44,14 +86,25 @@ pub(crate) struct HubPlan {
 }
 
 /// The repo a model's weights come from: a deployment config whose
-/// `name_or_path` is a Hub repo id (not a local path), for a model with no
+/// `name_or_path` is a Hub repo id (not a local path), or, with none, the
+/// default repo of its FiftyOne transformers class, for a model with no
 /// `manager`.
 pub(crate) fn hub_plan(model: &ZooModel) -> Option<HubPlan> {
     if model.model.download_manager().is_some() {
         return None;
     }
-    let config = &model.model.default_deployment_config_dict.as_ref()?.config;
-    let repo = config.get("name_or_path")?.as_str()?.trim();
+    let deployment = model.model.default_deployment_config_dict.as_ref()?;
+    let config = &deployment.config;
+    let repo = match config.get("name_or_path") {
+        Some(value) => value.as_str()?.trim(),
+        None => {
+            let kind = deployment.kind.as_deref()?;
+            CLASS_DEFAULT_REPOS
+                .iter()
+                .find(|(class, _)| *class == kind)
+                .map(|(_, repo)| *repo)?
+        }
+    };
     zoo_sources::check_repo_id(repo).ok()?;
     let revision = config
         .get("revision")

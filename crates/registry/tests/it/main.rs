@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod catalogue;
+mod class_defaults;
 mod hf;
 mod hub_weights;
 mod named_weights;
