@@ -11,15 +11,20 @@
 //! - [`KeypointDetector`]: a detector plus keypoints `[K, P, 3]`.
 //! - [`SemanticSegmenter`]: scores `[N, C, H, W]` -> argmax masks.
 //!
+//! [`ProcessorKind::from_fiftyone_class`] says which of them a config's
+//! `output_processor_cls` names.
+//!
 //! No tensor library appears here: backends convert their outputs to
 //! ndarray at the edge.
 
 mod classifier;
 mod detector;
+mod kind;
 mod segmenter;
 
 pub use classifier::Classifier;
 pub use detector::{Detector, DetectorOutput, InstanceSegmenter, KeypointDetector};
+pub use kind::ProcessorKind;
 pub use segmenter::SemanticSegmenter;
 
 /// The name of class `index`: from `classes`, or the index itself when the

@@ -13,13 +13,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ndarray::Array2;
-use serde_json::Value;
 use zoo_model_core::{Input, Model, ModelError, ModelSpec, Prediction, Preprocess};
 use zoo_output_processors::Classifier;
 
 use crate::clip::ClipModel;
 use crate::clip_tokenizer::ClipTokenizer;
-use crate::model::{class_names, confidence_thresh, floats3, image_size};
+use crate::config::{TorchClipModelConfig, TorchImageModelConfig};
 use crate::preprocess::Preprocessing;
 
 /// The type names this model answers to.
@@ -55,30 +54,22 @@ impl TorchClipModel {
     /// Builds the model a spec describes.
     pub fn from_spec(spec: &ModelSpec) -> Result<Self, ModelError> {
         crate::model::cpu_threads();
-        let config = &spec.config;
-        if let Some(device) = config.get("device").and_then(Value::as_str)
+        let config = TorchImageModelConfig::from_map(&spec.config)?;
+        let clip_config = TorchClipModelConfig::from_map(&spec.config)?;
+        if let Some(device) = &config.device
             && !device.is_empty()
             && device != "cpu"
         {
             tracing::warn!(device, "zoo runs TorchCLIPModel on the CPU");
         }
-        let model_path: PathBuf = config
-            .get("model_path")
-            .and_then(Value::as_str)
-            .map(PathBuf::from)
-            .or_else(|| spec.model_path.clone())
-            .ok_or_else(|| {
-                config_error(
-                    "no weights: the model is not downloaded and the config has no `model_path`",
-                )
-            })?;
+        let model_path = config.model_path(spec.model_path.as_deref())?;
         let clip = ClipModel::load(&model_path).map_err(|err| config_error(chain(&err)))?;
-        let tokenizer_path = match config.get("tokenizer_path").and_then(Value::as_str) {
-            Some(path) => PathBuf::from(path),
+        let tokenizer_path = match clip_config.tokenizer_path {
+            Some(path) => path,
             None => {
-                let name = config
-                    .get("tokenizer_base_filename")
-                    .and_then(Value::as_str)
+                let name = clip_config
+                    .tokenizer_base_filename
+                    .as_deref()
                     .ok_or_else(|| {
                         config_error("a TorchCLIPModel config needs `tokenizer_base_filename`")
                     })?;
@@ -89,9 +80,9 @@ impl TorchClipModel {
             }
         };
         let tokenizer = ClipTokenizer::from_gz(&tokenizer_path).map_err(|err| {
-            let url = config
-                .get("tokenizer_base_url")
-                .and_then(Value::as_str)
+            let url = clip_config
+                .tokenizer_base_url
+                .as_deref()
                 .unwrap_or("its `tokenizer_base_url`");
             config_error(format!(
                 "{}; download the CLIP vocabulary from {url} to `{}`",
@@ -99,35 +90,30 @@ impl TorchClipModel {
                 tokenizer_path.display()
             ))
         })?;
-        let context_length = match config.get("context_length") {
-            None | Some(Value::Null) => clip.context_length(),
-            Some(value) => value
-                .as_u64()
-                .and_then(|length| usize::try_from(length).ok())
+        let context_length = match clip_config.context_length {
+            None => clip.context_length(),
+            Some(length) => usize::try_from(length)
+                .ok()
                 .filter(|length| (2..=clip.context_length()).contains(length))
                 .ok_or_else(|| {
                     config_error(format!(
-                        "`context_length` must be a whole number from 2 to {}, got `{value}`",
+                        "`context_length` must be a whole number from 2 to {}, got `{length}`",
                         clip.context_length()
                     ))
                 })?,
         };
         let side = clip.image_resolution();
-        let size = image_size(config)?.unwrap_or((side, side));
         let preprocessing = Preprocessing {
-            size: Some(size),
-            mean: floats3(config, "image_mean", [0.0; 3])?,
-            std: floats3(config, "image_std", [1.0; 3])?,
+            size: Some(config.image_size.unwrap_or((side, side))),
+            mean: config.image_mean.unwrap_or([0.0; 3]),
+            std: config.image_std.unwrap_or([1.0; 3]),
             ..Preprocessing::default()
         };
-        if preprocessing.std.contains(&0.0) {
-            return Err(config_error("`image_std` must not hold 0"));
-        }
-        let classes = class_names(config).map_err(|err| err.to_string());
+        let classes = config.class_names().map_err(|err| err.to_string());
         let classifier = Classifier {
             classes: classes.clone().unwrap_or_default(),
             store_logits: false,
-            confidence_thresh: confidence_thresh(config)?,
+            confidence_thresh: config.confidence_thresh,
             filter_classes: None,
         };
         Ok(TorchClipModel {
@@ -135,10 +121,7 @@ impl TorchClipModel {
             tokenizer,
             preprocessing: Arc::new(preprocessing),
             context_length,
-            text_prompt: config
-                .get("text_prompt")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            text_prompt: clip_config.text_prompt,
             classes,
             classifier,
             text_features: None,

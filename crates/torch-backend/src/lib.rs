@@ -23,6 +23,7 @@ mod checkpoint;
 mod clip;
 mod clip_model;
 mod clip_tokenizer;
+mod config;
 mod device;
 mod families;
 mod memory;
@@ -35,11 +36,9 @@ pub use checkpoint::weights::{TensorError, WeightsError, load_into, read_named_t
 pub use clip::ClipModel;
 pub use clip_model::{CLIP_TYPE_NAMES, TorchClipModel};
 pub use clip_tokenizer::{ClipTokenizer, TokenizerError};
+pub use config::{IMAGENET_LABELS, KeypointSkeleton, VOC_LABELS, class_names, mask_targets};
 pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda, tune_allocator};
-pub use model::{
-    IMAGENET_LABELS, KeypointSkeleton, TYPE_NAMES, TorchImageModel, VOC_LABELS, class_names,
-    mask_targets,
-};
+pub use model::{TYPE_NAMES, TorchImageModel};
 pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
 
 /// The parameter names and shapes of a torchvision architecture as zoo

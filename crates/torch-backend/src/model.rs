@@ -1,106 +1,23 @@
 //! `TorchImageModel`: FiftyOne's torch image model on libtorch.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use ndarray::{Array1, Array2};
-use serde_json::{Map, Value};
 use tch::{CModule, Device, IValue, Kind, Tensor, nn::VarStore};
 use zoo_model_core::{Input, InputData, Model, ModelError, ModelSpec, Prediction, Preprocess};
 use zoo_output_processors::{
-    Classifier, Detector, DetectorOutput, InstanceSegmenter, KeypointDetector, SemanticSegmenter,
+    Classifier, Detector, DetectorOutput, InstanceSegmenter, KeypointDetector, ProcessorKind,
+    SemanticSegmenter,
 };
 
 use crate::checkpoint::weights::{load_file_into, load_into, read_named_tensors};
+use crate::config::{KeypointSkeleton, MAX_CLASSES, TorchImageModelConfig};
 use crate::device::DeviceSpec;
 use crate::families::{self, BuildOptions, Task};
 use crate::net::Network;
-use crate::preprocess::{MAX_IMAGE_SIDE, Preprocessing};
-
-/// ImageNet's 1,000 class names, as torchvision orders them; what
-/// `{{eta-resources}}/imagenet-labels-no-background.txt` resolves to.
-pub const IMAGENET_LABELS: &str = include_str!("../resources/imagenet-labels-no-background.txt");
-
-/// Pascal VOC's 21 categories as `id:name` lines; what
-/// `{{eta-resources}}/voc-labels.txt` (the segmenters' `mask_targets_path`)
-/// resolves to.
-pub const VOC_LABELS: &str = include_str!("../resources/voc-labels.txt");
-
-/// An `id:name` labels map (ETA's `load_labels_map`): one entry a line,
-/// blank lines skipped; `what` names the file in errors.
-fn labels_map(text: &str, what: &str) -> Result<BTreeMap<i64, String>, ModelError> {
-    let mut map = BTreeMap::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let parsed = line
-            .split_once(':')
-            .and_then(|(id, name)| Some((id.trim().parse::<i64>().ok()?, name.trim())));
-        let Some((id, name)) = parsed else {
-            return Err(config_error(format!(
-                "mask targets `{what}` line {}: expected `id:name`, got `{line}`",
-                number + 1
-            )));
-        };
-        map.insert(id, name.to_owned());
-    }
-    Ok(map)
-}
-
-/// FiftyOne's mask targets (`TorchImageModel._parse_mask_targets`):
-/// `mask_targets` (`{"id": "name"}`), else the `id:name` file
-/// `mask_targets_path` (zoo's own VOC file for `{{eta-resources}}`), else
-/// none.
-pub fn mask_targets(
-    config: &Map<String, Value>,
-) -> Result<Option<BTreeMap<i64, String>>, ModelError> {
-    match config.get("mask_targets") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(targets)) => {
-            let mut map = BTreeMap::new();
-            for (id, name) in targets {
-                let (Ok(id), Some(name)) = (id.trim().parse::<i64>(), name.as_str()) else {
-                    return Err(config_error(format!(
-                        "`mask_targets` maps whole-number ids to names, got `{id}`: `{name}`"
-                    )));
-                };
-                map.insert(id, name.to_owned());
-            }
-            return Ok(Some(map));
-        }
-        Some(other) => {
-            return Err(config_error(format!(
-                "`mask_targets` must be an object of ids to names, got `{other}`"
-            )));
-        }
-    }
-    let path = match config.get("mask_targets_path") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(path)) => path,
-        Some(other) => {
-            return Err(config_error(format!(
-                "`mask_targets_path` must be a path, got `{other}`"
-            )));
-        }
-    };
-    if let Some(resource) = path.strip_prefix("{{eta-resources}}/") {
-        return match resource {
-            "voc-labels.txt" => labels_map(VOC_LABELS, path).map(Some),
-            other => Err(config_error(format!(
-                "mask targets file `{other}` is not shipped with zoo; give `mask_targets` or a `mask_targets_path` on disk"
-            ))),
-        };
-    }
-    let text = fs_err::read_to_string(path).map_err(|err| config_error(err.to_string()))?;
-    labels_map(&text, path).map(Some)
-}
-/// COCO's 91 detection classes by index (0 is `background`), as
-/// `{{eta-resources}}/ms-coco-labels.txt` resolves through ETA's
-/// `get_class_labels` (one name per line).
-const COCO_LABELS: &str = include_str!("../resources/ms-coco-labels.txt");
+use crate::preprocess::Preprocessing;
 
 /// The type names this backend answers to.
 pub const TYPE_NAMES: &[&str] = &[
@@ -176,72 +93,6 @@ enum Processor {
 /// Why a model without an output processor gives no labels.
 const NO_LABELS: &str = "the config names no `output_processor_cls`, so the model gives raw outputs, not labels (FiftyOne's `apply_model` cannot store them either); compute its embeddings with `zoo models embed`, or add an output processor to the config";
 
-/// Refuses the `TorchImageModelConfig` fields that hand FiftyOne Python
-/// objects or code (custom transforms, an output processor instance, a
-/// module) or raw, untransformed images: zoo's native backend would
-/// otherwise run the model differently from FiftyOne without saying so.
-fn python_only_fields(config: &Map<String, Value>) -> Result<(), ModelError> {
-    for key in ["model", "transforms", "transforms_fcn", "output_processor"] {
-        match config.get(key) {
-            None | Some(Value::Null) => {}
-            Some(value) => {
-                return Err(ModelError::unsupported(format!(
-                    "the config's `{key}` (`{value}`) is Python that FiftyOne runs; zoo's native backend does not run Python: drop the field, or have the source's `load_model` return the model so that zoo hosts it in Python"
-                )));
-            }
-        }
-    }
-    match config.get("raw_inputs") {
-        None | Some(Value::Null | Value::Bool(false)) => Ok(()),
-        Some(Value::Bool(true)) => Err(ModelError::unsupported(
-            "the config sets `raw_inputs`: FiftyOne then feeds the untransformed images to a Python module, which zoo's native backend cannot run; have the source's `load_model` return the model so that zoo hosts it in Python".into(),
-        )),
-        Some(value) => Err(config_error(format!(
-            "`raw_inputs` must be true or false, got `{value}`"
-        ))),
-    }
-}
-
-/// A boolean `output_processor_args` entry (`default` when absent).
-fn processor_flag(args: &Map<String, Value>, key: &str, default: bool) -> Result<bool, ModelError> {
-    match args.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(value) => value.as_bool().ok_or_else(|| {
-            config_error(format!(
-                "`output_processor_args.{key}` must be true or false, got `{value}`"
-            ))
-        }),
-    }
-}
-
-/// The number of classes a segmentation architecture is built for:
-/// `entrypoint_args.num_classes` when given (as torchvision's builder
-/// takes it), else torchvision's default, 21 (the hosted weights' VOC
-/// categories). FiftyOne's `mask_targets` only name them.
-fn segmenter_classes(config: &Map<String, Value>) -> Result<i64, ModelError> {
-    let value = config
-        .get("entrypoint_args")
-        .and_then(Value::as_object)
-        .and_then(|args| args.get("num_classes"));
-    match value {
-        None | Some(Value::Null) => Ok(families::segmentation::SEGMENTER_CLASSES),
-        Some(value) => value
-            .as_u64()
-            .filter(|classes| (1..=MAX_CLASSES as u64).contains(classes))
-            .map(|classes| classes as i64)
-            .ok_or_else(|| {
-                config_error(format!(
-                    "`entrypoint_args.num_classes` must be a whole number from 1 to {MAX_CLASSES}, got `{value}`"
-                ))
-            }),
-    }
-}
-
-/// The most classes a native architecture is built for: its last layer
-/// is allocated before the weights are read, so a config listing millions
-/// of classes would otherwise ask for gigabytes.
-const MAX_CLASSES: usize = 100_000;
-
 /// A torch image model built from a FiftyOne deployment config.
 pub struct TorchImageModel {
     /// What errors call the model: the architecture or the TorchScript file.
@@ -266,16 +117,6 @@ pub struct TorchImageModel {
     /// The weights file's size: what another copy of the model adds to
     /// memory, about.
     weights_bytes: u64,
-}
-
-/// A keypoint skeleton from a config's `skeleton` (FiftyOne's
-/// `KeypointSkeleton`): the points' names and the edges between them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeypointSkeleton {
-    /// The name of each keypoint, if given.
-    pub labels: Option<Vec<String>>,
-    /// Polylines through keypoint indices.
-    pub edges: Vec<Vec<i64>>,
 }
 
 /// With `cudnn_benchmark`, cuDNN searches for the fastest convolution
@@ -303,550 +144,314 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-pub(crate) fn floats3(
-    config: &Map<String, Value>,
-    key: &str,
-    default: [f32; 3],
-) -> Result<[f32; 3], ModelError> {
-    match config.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(value @ Value::Array(items)) if items.len() == 3 => {
-            let mut out = [0f32; 3];
-            for (slot, item) in out.iter_mut().zip(items) {
-                *slot = item
-                    .as_f64()
-                    .map(|number| number as f32)
-                    .filter(|number| number.is_finite())
-                    .ok_or_else(|| {
-                        config_error(format!("`{key}` must hold finite numbers, got `{value}`"))
-                    })?;
+impl Processor {
+    /// The output processor `output_processor_cls` names, built from the
+    /// config as FiftyOne's `output_processor_cls(classes=classes,
+    /// **output_processor_args)` is; FiftyOne passes `confidence_thresh` and
+    /// `filter_classes` to it on every call.
+    fn new(config: &TorchImageModelConfig, classes: &[String]) -> Result<Self, ModelError> {
+        let threshold = config.confidence_thresh;
+        let filter_classes = config.filter_classes.clone();
+        let args = &config.output_processor_args;
+        let detector = |confidence_thresh| Detector {
+            classes: classes.to_vec(),
+            confidence_thresh,
+            filter_classes: filter_classes.clone(),
+        };
+        Ok(match config.output_processor()? {
+            None => Processor::Raw,
+            Some(ProcessorKind::Classifier) => Processor::Classifier(Classifier {
+                classes: classes.to_vec(),
+                store_logits: false,
+                confidence_thresh: threshold,
+                filter_classes: filter_classes.clone(),
+            }),
+            Some(ProcessorKind::SemanticSegmenter) => Processor::Segmenter {
+                segmenter: SemanticSegmenter {
+                    no_background_cls: args.no_background_cls.unwrap_or(false),
+                    confidence_thresh: threshold,
+                },
+                softmax: !args.has_softmax_out.unwrap_or(true),
+            },
+            Some(ProcessorKind::Detector) => {
+                Processor::Detector(detector(args.confidence_thresh.or(threshold)))
             }
-            Ok(out)
-        }
-        Some(other) => Err(config_error(format!(
-            "`{key}` must be a list of 3 numbers, got `{other}`"
-        ))),
+            Some(ProcessorKind::InstanceSegmenter) => {
+                Processor::InstanceSegmenter(InstanceSegmenter {
+                    detector: detector(threshold),
+                    mask_thresh: args.mask_thresh.unwrap_or(0.5),
+                })
+            }
+            Some(ProcessorKind::KeypointDetector) => {
+                Processor::KeypointDetector(KeypointDetector {
+                    detector: detector(threshold),
+                })
+            }
+        })
     }
 }
 
-/// An image side in pixels: a whole number from 1 to [`MAX_IMAGE_SIDE`].
-fn side(value: &Value) -> Option<u32> {
-    value
-        .as_u64()
-        .and_then(|value| u32::try_from(value).ok())
-        .filter(|value| (1..=MAX_IMAGE_SIDE).contains(value))
+/// The native detector `entrypoint_fcn` names, if it names one: its name
+/// (the last dotted part) and family.
+fn native_detector(entrypoint: &str) -> Option<(&str, &'static families::Family)> {
+    let name = entrypoint.rsplit('.').next().unwrap_or(entrypoint);
+    families::find(name)
+        .filter(|family| family.is_detector())
+        .map(|family| (name, family))
 }
 
-fn dim(config: &Map<String, Value>, key: &str) -> Result<Option<u32>, ModelError> {
-    match config.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => side(value).map(Some).ok_or_else(|| {
-            config_error(format!(
-                "`{key}` must be a whole number of pixels from 1 to {MAX_IMAGE_SIDE}, got `{value}`"
-            ))
-        }),
-    }
-}
-
-/// `image_size`, as `(width, height)`: FiftyOne passes the list to
-/// torchvision's `Resize`, which reads a pair as `[height, width]` (FiftyOne's
-/// docstring says `(width, height)`; what runs is torchvision's order).
-pub(crate) fn image_size(config: &Map<String, Value>) -> Result<Option<(u32, u32)>, ModelError> {
-    let value = match config.get("image_size") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(value) => value,
-    };
-    let size = match value {
-        Value::Array(items) if items.len() == 2 => side(&items[1]).zip(side(&items[0])),
-        _ => None,
-    };
-    size.map(Some).ok_or_else(|| {
-        config_error(format!(
-            "`image_size` must be [height, width] in whole pixels from 1 to {MAX_IMAGE_SIDE}, got `{value}`"
-        ))
-    })
-}
-
-/// `confidence_thresh`: a number, or null.
-pub(crate) fn confidence_thresh(config: &Map<String, Value>) -> Result<Option<f32>, ModelError> {
-    match config.get("confidence_thresh") {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => value
-            .as_f64()
-            .filter(|number| !number.is_nan())
-            .map(|number| Some(number as f32))
-            .ok_or_else(|| {
+/// `255`, the mean and the standard deviation of `preprocessing` as
+/// `[1, 3, 1, 1]` tensors on `device`, for inputs that arrive as pixels.
+fn normalisation(preprocessing: &Preprocessing, device: Device) -> Result<[Tensor; 3], ModelError> {
+    let on_device = |values: [f32; 3]| {
+        Tensor::f_from_slice(&values)
+            .and_then(|tensor| tensor.f_view([1, 3, 1, 1]))
+            .and_then(|tensor| tensor.f_to_device(device))
+            .map_err(|err| {
                 config_error(format!(
-                    "`confidence_thresh` must be a number, got `{value}`"
+                    "cannot place the normalisation on {device:?}: {err}"
                 ))
-            }),
-    }
-}
-
-/// `skeleton`: null, or an object with `labels` (null or a list of names)
-/// and `edges` (a list of lists of keypoint indices), as FiftyOne's
-/// `KeypointSkeleton.from_dict` accepts it (other keys are ignored there
-/// too); anything else is an error naming the field.
-fn skeleton(config: &Map<String, Value>) -> Result<Option<KeypointSkeleton>, ModelError> {
-    let object = match config.get("skeleton") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Object(object)) => object,
-        Some(other) => {
-            return Err(config_error(format!(
-                "`skeleton` must be an object with `labels` and `edges`, got `{other}`"
-            )));
-        }
-    };
-    let labels = match object.get("labels") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => Some(
-            items
-                .iter()
-                .map(|item| item.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    config_error(format!(
-                        "`skeleton.labels` must be a list of keypoint names, got `{}`",
-                        Value::Array(items.clone())
-                    ))
-                })?,
-        ),
-        Some(other) => {
-            return Err(config_error(format!(
-                "`skeleton.labels` must be a list of keypoint names, got `{other}`"
-            )));
-        }
-    };
-    let edges = match object.get("edges") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|edge| {
-                edge.as_array()?
-                    .iter()
-                    .map(Value::as_i64)
-                    .collect::<Option<Vec<_>>>()
             })
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                config_error(format!(
-                    "`skeleton.edges` must be a list of lists of keypoint indices, got `{}`",
-                    Value::Array(items.clone())
-                ))
-            })?,
-        Some(other) => {
+    };
+    Ok([
+        on_device([255.0; 3])?,
+        on_device(preprocessing.mean)?,
+        on_device(preprocessing.std)?,
+    ])
+}
+
+/// What loading a network needs: the config and what
+/// [`TorchImageModel::from_spec`] resolved from it.
+struct Load<'a> {
+    config: &'a TorchImageModelConfig,
+    classes: &'a [String],
+    model_path: &'a Path,
+    device: Device,
+    half: bool,
+}
+
+impl Load<'_> {
+    /// An architecture is built for at most [`MAX_CLASSES`] classes.
+    fn check_class_count(&self) -> Result<(), ModelError> {
+        if self.classes.len() > MAX_CLASSES {
             return Err(config_error(format!(
-                "`skeleton.edges` must be a list of lists of keypoint indices, got `{other}`"
+                "the config lists {} classes; zoo builds architectures for at most {MAX_CLASSES}",
+                self.classes.len()
             )));
         }
-    };
-    Ok(Some(KeypointSkeleton { labels, edges }))
-}
+        Ok(())
+    }
 
-/// `filter_classes`: the labels a prediction may carry, or null for all.
-fn filter_classes(
-    config: &Map<String, Value>,
-) -> Result<Option<std::collections::BTreeSet<String>>, ModelError> {
-    match config.get("filter_classes") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| item.as_str().map(str::to_owned))
-            .collect::<Option<_>>()
-            .map(Some)
+    /// Native detector `name` (of `family`, named by `entrypoint`), which
+    /// `processor` must fit, with its weights, folded.
+    fn detector(
+        &self,
+        entrypoint: &str,
+        name: &str,
+        family: &families::Family,
+        processor: &Processor,
+    ) -> Result<Net, ModelError> {
+        let (masks, keypoints) = match family.task {
+            Task::Detector { masks, keypoints } => (masks, keypoints),
+            Task::Classifier | Task::Segmenter | Task::Hub { .. } => (false, false),
+        };
+        let fits = match processor {
+            Processor::Detector(_) => true,
+            Processor::InstanceSegmenter(_) => masks,
+            Processor::KeypointDetector(_) => keypoints,
+            Processor::Classifier(_) | Processor::Segmenter { .. } | Processor::Raw => false,
+        };
+        if !fits {
+            let processor_name = self.config.output_processor_cls.as_deref().unwrap_or("");
+            return Err(config_error(format!(
+                "`{entrypoint}` cannot feed `{processor_name}`: a detector takes `fiftyone.utils.torch.DetectorOutputProcessor` (Mask R-CNN also `InstanceSegmenterOutputProcessor`, Keypoint R-CNN also `KeypointDetectorOutputProcessor`)"
+            )));
+        }
+        let mut store = VarStore::new(self.device);
+        let outputs = if self.classes.is_empty() {
+            91
+        } else {
+            self.classes.len() as i64
+        };
+        self.check_class_count()?;
+        let mut detector = family
+            .build_detector(
+                name,
+                &store.root(),
+                outputs,
+                self.config.entrypoint_args.as_ref(),
+            )
+            .ok_or_else(|| config_error(format!("unknown detector `{entrypoint}`")))?
+            .map_err(config_error)?;
+        load_file_into(&mut store, self.model_path, &|key| family.renames.name(key))
+            .map_err(|err| config_error(chain(&err)))?;
+        detector.fold().map_err(|err| {
+            ModelError::inference(format!("folding the batch norms of `{name}` failed: {err}"))
+        })?;
+        Ok(Net::Detection {
+            _store: store,
+            detector: Box::new(detector),
+        })
+    }
+
+    /// The classifier, segmenter or hub network `entrypoint` names, with its
+    /// weights (folded where its family folds), and its name.
+    fn architecture(&self, entrypoint: &str) -> Result<(String, Net), ModelError> {
+        let args = self.config.entrypoint_args.as_ref();
+        let name = families::hub::architecture(entrypoint, args)?;
+        self.check_class_count()?;
+        let mut store = VarStore::new(self.device);
+        let unsupported = |err: families::UnknownArchitecture| {
+            ModelError::unsupported(format!("`{entrypoint}`: {err}"))
+        };
+        let family = families::family(name).map_err(unsupported)?;
+        let outputs = if family.task == Task::Segmenter {
+            self.config.segmenter_classes()?
+        } else if self.classes.is_empty() {
+            1000
+        } else {
+            self.classes.len() as i64
+        };
+        // MNASNet 0.5's checkpoint is read first: torchvision adapts its
+        // stem to the checkpoint's version. Other checkpoints are read after
+        // the network is built, each tensor copied into it as it is read (no
+        // second copy of the weights in memory).
+        let options = BuildOptions::new(name, args);
+        let (options, tensors) = if BuildOptions::depends_on_checkpoint(name) {
+            let tensors =
+                read_named_tensors(self.model_path).map_err(|err| config_error(chain(&err)))?;
+            (options.for_checkpoint(name, &tensors), Some(tensors))
+        } else {
+            (options, None)
+        };
+        let network = family
+            .build(name, &store.root(), outputs, options)
             .ok_or_else(|| {
-                config_error(format!(
-                    "`filter_classes` must be a list of class names, got `{}`",
-                    Value::Array(items.clone())
-                ))
-            }),
-        Some(other) => Err(config_error(format!(
-            "`filter_classes` must be a list of class names, got `{other}`"
-        ))),
-    }
-}
-
-/// The class names a config gives: `classes`, `labels_string`,
-/// `labels_path` (zoo's own ImageNet file for `{{eta-resources}}`), or, as
-/// FiftyOne's `_parse_classes`, the names of its [`mask_targets`], sorted.
-pub fn class_names(config: &Map<String, Value>) -> Result<Vec<String>, ModelError> {
-    if let Some(Value::Array(classes)) = config.get("classes") {
-        return Ok(classes
-            .iter()
-            .map(|value| {
-                value
-                    .as_str()
-                    .map_or_else(|| value.to_string(), str::to_owned)
-            })
-            .collect());
-    }
-    if let Some(Value::String(labels)) = config.get("labels_string") {
-        return Ok(labels
-            .split(',')
-            .map(|label| label.trim().to_owned())
-            .collect());
-    }
-    if let Some(Value::String(path)) = config.get("labels_path") {
-        if let Some(resource) = path.strip_prefix("{{eta-resources}}/") {
-            return match resource {
-                "imagenet-labels-no-background.txt" => {
-                    Ok(IMAGENET_LABELS.lines().map(str::to_owned).collect())
+                unsupported(families::UnknownArchitecture {
+                    name: name.to_owned(),
+                })
+            })?;
+        if let Some(layer) = &self.config.embeddings_layer
+            && network.embeddings_layer != Some(layer.as_str())
+        {
+            tracing::warn!(
+                layer,
+                entrypoint,
+                "embeddings_layer not available for this architecture; embeddings disabled"
+            );
+        }
+        match tensors {
+            Some(tensors) => load_into(&mut store, family.renames.names(tensors), self.model_path),
+            None => load_file_into(&mut store, self.model_path, &|key| family.renames.name(key)),
+        }
+        .map_err(|err| config_error(chain(&err)))?;
+        let kind = if self.half { Kind::Half } else { Kind::Float };
+        let net = match family.build_folded(name, store.variables(), kind, options) {
+            Some(network) => Net::Vision {
+                store: None,
+                network,
+            },
+            None => {
+                if self.half {
+                    store.half();
                 }
-                "ms-coco-labels.txt" => Ok(COCO_LABELS.lines().map(str::to_owned).collect()),
-                other => Err(config_error(format!(
-                    "labels file `{other}` is not shipped with zoo; give `classes` or a `labels_path` on disk"
-                ))),
-            };
+                Net::Vision {
+                    store: Some(store),
+                    network,
+                }
+            }
+        };
+        Ok((name.to_owned(), net))
+    }
+
+    /// The TorchScript module the weights file holds (no `entrypoint_fcn`),
+    /// and its file name.
+    fn script(&self) -> Result<(String, Net), ModelError> {
+        let path = self.model_path;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |file| file.to_string_lossy().into_owned(),
+        );
+        let mut module = CModule::load_on_device(path, self.device).map_err(|err| {
+            config_error(format!(
+                "cannot load TorchScript `{}`: {err}",
+                path.display()
+            ))
+        })?;
+        module.set_eval();
+        if self.half {
+            // Inputs arrive in half precision (`batch`), so the parameters
+            // must too, as FiftyOne's `model.half()`.
+            module.to(self.device, Kind::Half, false);
         }
-        let text = fs_err::read_to_string(path).map_err(|err| config_error(err.to_string()))?;
-        return Ok(text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .map(str::to_owned)
-            .collect());
+        let net = Net::Script {
+            module,
+            embed_method: self.config.embeddings_layer.clone(),
+        };
+        Ok((name, net))
     }
-    // FiftyOne's last resort: the mask targets' names, sorted.
-    if let Some(targets) = mask_targets(config)? {
-        let mut names: Vec<String> = targets.into_values().collect();
-        names.sort();
-        return Ok(names);
-    }
-    Ok(Vec::new())
 }
 
 impl TorchImageModel {
-    /// Builds the model a spec describes.
+    /// Builds the model a spec describes: reads its config
+    /// ([`TorchImageModelConfig`]: the Python-only fields refused, every
+    /// field checked), then builds the output processor and the network and
+    /// loads the weights.
     pub fn from_spec(spec: &ModelSpec) -> Result<Self, ModelError> {
         crate::device::tune_allocator();
         cpu_threads();
-        let config = &spec.config;
-        python_only_fields(config)?;
-        let device_text = config.get("device").and_then(Value::as_str).unwrap_or("");
-        let device = device_text
+        let config = TorchImageModelConfig::for_native_model(&spec.config)?;
+        let device = config
+            .device
+            .as_deref()
+            .unwrap_or("")
             .parse::<DeviceSpec>()
             .and_then(DeviceSpec::resolve)
             .map_err(|err| config_error(err.to_string()))?;
-        let half = config
-            .get("use_half_precision")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            && device.is_cuda();
-        let model_path: Option<PathBuf> = config
-            .get("model_path")
-            .and_then(Value::as_str)
-            .map(PathBuf::from)
-            .or_else(|| spec.model_path.clone());
-        let model_path = model_path.ok_or_else(|| {
-            config_error(
-                "no weights: the model is not downloaded and the config has no `model_path`",
-            )
-        })?;
+        let model_path = config.model_path(spec.model_path.as_deref())?;
         let weights_bytes = fs_err::metadata(&model_path).map_or(0, |meta| meta.len());
-        let classes = class_names(config)?;
-        let search = match config.get("cudnn_benchmark") {
-            None => false,
-            Some(value) => value.as_bool().ok_or_else(|| {
-                config_error(format!(
-                    "`cudnn_benchmark` must be true or false, got `{value}`"
-                ))
-            })?,
-        };
-        let preprocessing = Preprocessing {
-            dim: dim(config, "image_dim")?,
-            min_dim: dim(config, "image_min_dim")?,
-            max_dim: dim(config, "image_max_dim")?,
-            size: image_size(config)?,
-            mean: floats3(config, "image_mean", [0.0; 3])?,
-            std: floats3(config, "image_std", [1.0; 3])?,
-            // FiftyOne's `image_size` branch comes first and crops nothing.
-            patch_size: match image_size(config)? {
-                Some(_) => None,
-                None => dim(config, "image_patch_size")?,
-            },
-            pixels: device.is_cuda(),
-        };
-        if preprocessing.std.contains(&0.0) {
-            return Err(config_error(format!(
-                "`image_std` must not hold 0, got `{}`",
-                config.get("image_std").unwrap_or(&Value::Null)
-            )));
-        }
-        let processor_name = match config.get("output_processor_cls") {
-            None | Some(Value::Null) => "",
-            Some(Value::String(name)) => name.as_str(),
-            Some(other) => {
-                return Err(config_error(format!(
-                    "`output_processor_cls` must be a class name, got `{other}`"
-                )));
-            }
-        };
-        let processor_args = config
-            .get("output_processor_args")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        // FiftyOne passes `config.confidence_thresh` and
-        // `config.filter_classes` to the output processor on every call.
-        let threshold = confidence_thresh(config)?;
-        let filter_classes = filter_classes(config)?;
-        let skeleton = skeleton(config)?;
-        let processor = match processor_name.rsplit('.').next().unwrap_or_default() {
-            "" => Processor::Raw,
-            "ClassifierOutputProcessor" => Processor::Classifier(Classifier {
-                classes: classes.clone(),
-                store_logits: false,
-                confidence_thresh: threshold,
-                filter_classes,
-            }),
-            "SemanticSegmenterOutputProcessor" => Processor::Segmenter {
-                segmenter: SemanticSegmenter {
-                    no_background_cls: processor_flag(&processor_args, "no_background_cls", false)?,
-                    confidence_thresh: threshold,
-                },
-                softmax: !processor_flag(&processor_args, "has_softmax_out", true)?,
-            },
-            "DetectorOutputProcessor" => Processor::Detector(Detector {
-                classes: classes.clone(),
-                confidence_thresh: processor_args
-                    .get("confidence_thresh")
-                    .and_then(Value::as_f64)
-                    .map(|value| value as f32)
-                    .or(threshold),
-                filter_classes,
-            }),
-            "InstanceSegmenterOutputProcessor" => {
-                let mask_thresh = match processor_args.get("mask_thresh") {
-                    None | Some(Value::Null) => 0.5,
-                    Some(value) => value
-                        .as_f64()
-                        .filter(|number| !number.is_nan())
-                        .ok_or_else(|| {
-                            config_error(format!(
-                                "`output_processor_args.mask_thresh` must be a number, got `{value}`"
-                            ))
-                        })? as f32,
-                };
-                Processor::InstanceSegmenter(InstanceSegmenter {
-                    detector: Detector {
-                        classes: classes.clone(),
-                        confidence_thresh: threshold,
-                        filter_classes,
-                    },
-                    mask_thresh,
-                })
-            }
-            "KeypointDetectorOutputProcessor" => Processor::KeypointDetector(KeypointDetector {
-                detector: Detector {
-                    classes: classes.clone(),
-                    confidence_thresh: threshold,
-                    filter_classes,
-                },
-            }),
-            other => {
-                return Err(ModelError::unsupported(format!(
-                    "output processor `{other}` is not supported by zoo's torch backend yet"
-                )));
-            }
-        };
-        let embeddings_layer = config
-            .get("embeddings_layer")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let model_name;
-        let detector = config
-            .get("entrypoint_fcn")
-            .and_then(Value::as_str)
-            .map(|entrypoint| entrypoint.rsplit('.').next().unwrap_or(entrypoint))
-            .and_then(|name| Some((name, families::find(name)?)))
-            .filter(|(_, family)| family.is_detector());
+        let classes = config.class_names()?;
+        let preprocessing = config.preprocessing(device.is_cuda());
+        let processor = Processor::new(&config, &classes)?;
+        let detector = config.entrypoint_fcn.as_deref().and_then(native_detector);
         // Detectors run in f32 (torchvision's box arithmetic and NMS in
         // half precision would not give FiftyOne's detections).
-        let half = half && detector.is_none();
-        let net = match (
-            config.get("entrypoint_fcn").and_then(Value::as_str),
-            detector,
-        ) {
-            (Some(entrypoint), Some((name, family))) => {
-                model_name = name.to_owned();
-                let (masks, keypoints) = match family.task {
-                    Task::Detector { masks, keypoints } => (masks, keypoints),
-                    Task::Classifier | Task::Segmenter | Task::Hub { .. } => (false, false),
-                };
-                let fits = match &processor {
-                    Processor::Detector(_) => true,
-                    Processor::InstanceSegmenter(_) => masks,
-                    Processor::KeypointDetector(_) => keypoints,
-                    Processor::Classifier(_) | Processor::Segmenter { .. } | Processor::Raw => {
-                        false
-                    }
-                };
-                if !fits {
-                    return Err(config_error(format!(
-                        "`{entrypoint}` cannot feed `{processor_name}`: a detector takes `fiftyone.utils.torch.DetectorOutputProcessor` (Mask R-CNN also `InstanceSegmenterOutputProcessor`, Keypoint R-CNN also `KeypointDetectorOutputProcessor`)"
-                    )));
-                }
-                let mut store = VarStore::new(device);
-                let outputs = if classes.is_empty() {
-                    91
-                } else {
-                    classes.len() as i64
-                };
-                if classes.len() > MAX_CLASSES {
-                    return Err(config_error(format!(
-                        "the config lists {} classes; zoo builds architectures for at most {MAX_CLASSES}",
-                        classes.len()
-                    )));
-                }
-                let mut detector = family
-                    .build_detector(name, &store.root(), outputs, config.get("entrypoint_args"))
-                    .ok_or_else(|| config_error(format!("unknown detector `{entrypoint}`")))?
-                    .map_err(config_error)?;
-                load_file_into(&mut store, &model_path, &|key| family.renames.name(key))
-                    .map_err(|err| config_error(chain(&err)))?;
-                detector.fold().map_err(|err| {
-                    ModelError::inference(format!(
-                        "folding the batch norms of `{name}` failed: {err}"
-                    ))
-                })?;
-                Net::Detection {
-                    _store: store,
-                    detector: Box::new(detector),
-                }
-            }
-            (Some(entrypoint), None) => {
-                let name = families::hub::architecture(entrypoint, config.get("entrypoint_args"))?;
-                model_name = name.to_owned();
-                if classes.len() > MAX_CLASSES {
-                    return Err(config_error(format!(
-                        "the config lists {} classes; zoo builds architectures for at most {MAX_CLASSES}",
-                        classes.len()
-                    )));
-                }
-                let mut store = VarStore::new(device);
-                let unsupported = |err: families::UnknownArchitecture| {
-                    ModelError::unsupported(format!("`{entrypoint}`: {err}"))
-                };
-                let family = families::family(name).map_err(unsupported)?;
-                let outputs = if family.task == Task::Segmenter {
-                    segmenter_classes(config)?
-                } else if classes.is_empty() {
-                    1000
-                } else {
-                    classes.len() as i64
-                };
-                // MNASNet 0.5's checkpoint is read first: torchvision adapts
-                // its stem to the checkpoint's version. Other checkpoints are
-                // read after the network is built, each tensor copied into it
-                // as it is read (no second copy of the weights in memory).
-                let options = BuildOptions::new(name, config.get("entrypoint_args"));
-                let (options, tensors) = if BuildOptions::depends_on_checkpoint(name) {
-                    let tensors =
-                        read_named_tensors(&model_path).map_err(|err| config_error(chain(&err)))?;
-                    (options.for_checkpoint(name, &tensors), Some(tensors))
-                } else {
-                    (options, None)
-                };
-                let network = family
-                    .build(name, &store.root(), outputs, options)
-                    .ok_or_else(|| {
-                        unsupported(families::UnknownArchitecture {
-                            name: name.to_owned(),
-                        })
-                    })?;
-                if let Some(layer) = &embeddings_layer
-                    && network.embeddings_layer != Some(layer.as_str())
-                {
-                    tracing::warn!(
-                        layer,
-                        entrypoint,
-                        "embeddings_layer not available for this architecture; embeddings disabled"
-                    );
-                }
-                match tensors {
-                    Some(tensors) => {
-                        load_into(&mut store, family.renames.names(tensors), &model_path)
-                    }
-                    None => {
-                        load_file_into(&mut store, &model_path, &|key| family.renames.name(key))
-                    }
-                }
-                .map_err(|err| config_error(chain(&err)))?;
-                let kind = if half { Kind::Half } else { Kind::Float };
-                match family.build_folded(name, store.variables(), kind, options) {
-                    Some(network) => Net::Vision {
-                        store: None,
-                        network,
-                    },
-                    None => {
-                        if half {
-                            store.half();
-                        }
-                        Net::Vision {
-                            store: Some(store),
-                            network,
-                        }
-                    }
-                }
-            }
-            (None, _) => {
-                model_name = model_path.file_name().map_or_else(
-                    || model_path.display().to_string(),
-                    |file| file.to_string_lossy().into_owned(),
-                );
-                let mut module = CModule::load_on_device(&model_path, device).map_err(|err| {
-                    config_error(format!(
-                        "cannot load TorchScript `{}`: {err}",
-                        model_path.display()
-                    ))
-                })?;
-                module.set_eval();
-                if half {
-                    // Inputs arrive in half precision (`batch`), so the
-                    // parameters must too, as FiftyOne's `model.half()`.
-                    module.to(device, Kind::Half, false);
-                }
-                Net::Script {
-                    module,
-                    embed_method: embeddings_layer,
-                }
-            }
+        let half =
+            config.use_half_precision == Some(true) && device.is_cuda() && detector.is_none();
+        let load = Load {
+            config: &config,
+            classes: &classes,
+            model_path: &model_path,
+            device,
+            half,
         };
-        let ragged = config
-            .get("ragged_batches")
-            .and_then(Value::as_bool)
-            .unwrap_or(preprocessing.size.is_none());
+        let (name, net) = match (config.entrypoint_fcn.as_deref(), detector) {
+            (Some(entrypoint), Some((name, family))) => (
+                name.to_owned(),
+                load.detector(entrypoint, name, family, &processor)?,
+            ),
+            (Some(entrypoint), None) => load.architecture(entrypoint)?,
+            (None, _) => load.script()?,
+        };
         let normalise = if preprocessing.pixels {
-            let on_device = |values: [f32; 3]| {
-                Tensor::f_from_slice(&values)
-                    .and_then(|tensor| tensor.f_view([1, 3, 1, 1]))
-                    .and_then(|tensor| tensor.f_to_device(device))
-                    .map_err(|err| {
-                        config_error(format!(
-                            "cannot place the normalisation on {device:?}: {err}"
-                        ))
-                    })
-            };
-            Some([
-                on_device([255.0; 3])?,
-                on_device(preprocessing.mean)?,
-                on_device(preprocessing.std)?,
-            ])
+            Some(normalisation(&preprocessing, device)?)
         } else {
             None
         };
         let model = Self {
-            name: model_name,
+            name,
             net,
             device,
             half,
             normalise,
-            search,
+            search: config.cudnn_benchmark.unwrap_or(false),
             shapes: Mutex::new(Vec::new()),
+            ragged: config
+                .ragged_batches
+                .unwrap_or(preprocessing.size.is_none()),
             preprocessing: Arc::new(preprocessing),
             processor,
-            ragged,
-            skeleton,
+            skeleton: config.skeleton,
             weights_bytes,
         };
         if device.is_cuda() {
@@ -1550,9 +1155,7 @@ impl TorchImageModel {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
-    use super::{KeypointSkeleton, cpu_threads, share_cpu_threads, skeleton};
+    use super::{cpu_threads, share_cpu_threads};
 
     /// libtorch's thread count is process-wide: one copy of a model run
     /// after two copies of another gets all the threads back.
@@ -1563,42 +1166,5 @@ mod tests {
         assert_eq!(tch::get_num_threads(), (all / 2).max(1));
         share_cpu_threads(1);
         assert_eq!(tch::get_num_threads(), all);
-    }
-
-    /// A config's `skeleton` as FiftyOne's `KeypointSkeleton.from_dict`
-    /// takes it (Keypoint R-CNN's COCO skeleton among them); a malformed
-    /// one is an error naming the field, not a panic or a silent default.
-    #[test]
-    fn skeletons_parse_as_fiftyone_and_bad_ones_name_the_field() {
-        let config =
-            |value: serde_json::Value| json!({ "skeleton": value }).as_object().unwrap().clone();
-        assert_eq!(
-            skeleton(&config(
-                json!({"labels": ["nose", "eye"], "edges": [[0, 1]]})
-            ))
-            .unwrap(),
-            Some(KeypointSkeleton {
-                labels: Some(vec!["nose".into(), "eye".into()]),
-                edges: vec![vec![0, 1]],
-            })
-        );
-        assert_eq!(
-            skeleton(&config(json!({}))).unwrap(),
-            Some(KeypointSkeleton {
-                labels: None,
-                edges: Vec::new(),
-            })
-        );
-        assert_eq!(skeleton(&config(json!(null))).unwrap(), None);
-        for (value, field) in [
-            (json!("nose-eye"), "`skeleton`"),
-            (json!({"labels": 3}), "`skeleton.labels`"),
-            (json!({"labels": ["nose", 1]}), "`skeleton.labels`"),
-            (json!({"edges": [[0, "a"]]}), "`skeleton.edges`"),
-            (json!({"edges": [0, 1]}), "`skeleton.edges`"),
-        ] {
-            let message = skeleton(&config(value.clone())).unwrap_err().to_string();
-            assert!(message.contains(field), "{value}: {message}");
-        }
     }
 }
