@@ -344,3 +344,57 @@ fn a_torchscript_detector_stores_detections() {
         .json();
     assert_eq!(strict["succeeded"], 3);
 }
+
+/// A TorchScript instance segmenter, configured as FiftyOne runs one
+/// (`entrypoint_fcn: torch.jit.load`, its file the model's download), stores
+/// detections with masks.
+#[test]
+fn a_torchscript_instance_segmenter_stores_masks() {
+    let server = TestServer::start();
+    server.file(
+        "/weights/seg.pt",
+        fs_err::read(fixture("script_segmenter.pt")).unwrap(),
+    );
+    let manifest = serde_json::json!({"name": "acme/seg", "models": [{
+        "base_name": "acme/tiny-segmenter", "base_filename": "seg.pt", "tags": ["segmentation"],
+        "manager": {"type": "fiftyone.core.models.ModelManager", "config": {"url": server.url("/weights/seg.pt")}},
+        "default_deployment_config_dict": {"type": "fiftyone.utils.torch.TorchImageModel", "config": {
+            "entrypoint_fcn": "torch.jit.load",
+            "classes": ["background", "top-left", "bottom-right"], "image_min_dim": 224, "image_max_dim": 2048,
+            "output_processor_cls": "fiftyone.utils.torch.InstanceSegmenterOutputProcessor", "device": "cpu"
+        }}
+    }]});
+    let source = manifest_source(&server, "/seg.zip", &manifest);
+    let sandbox = Sandbox::new();
+    sandbox.ok(&["models", "register-source", &source]);
+    let pics = sandbox.dir.path().join("pics");
+    pictures(&pics, 2);
+    let summary = sandbox
+        .ok(&[
+            "models",
+            "apply",
+            "acme/tiny-segmenter",
+            pics.to_str().unwrap(),
+            "instances",
+            "--json",
+        ])
+        .json();
+    assert_eq!(summary["succeeded"], 2, "{summary}");
+    let dataset = summary["dataset"].as_str().unwrap().to_owned();
+    let export = sandbox.dir.path().join("out.jsonl");
+    sandbox.ok(&["datasets", "export", &dataset, export.to_str().unwrap()]);
+    let text = fs_err::read_to_string(&export).unwrap();
+    let mut segmented = 0;
+    for line in text.lines() {
+        let sample: serde_json::Value = serde_json::from_str(line).unwrap();
+        // `pictures` adds a corrupt file, which fails alone.
+        let Some(detections) = sample["instances"]["detections"].as_array() else {
+            continue;
+        };
+        assert_eq!(detections.len(), 2, "{sample}");
+        assert_eq!(detections[0]["label"], "top-left");
+        assert!(detections[0]["mask"].is_object(), "{sample}");
+        segmented += 1;
+    }
+    assert_eq!(segmented, 2);
+}

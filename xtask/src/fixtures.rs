@@ -91,6 +91,21 @@ pub(crate) fn detection_oracle(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask script-segmenter-oracle`: a tiny TorchScript instance
+/// segmenter and FiftyOne's own detections and masks on it
+/// (`xtask/fixtures/script_segmenter_oracle.py`).
+pub(crate) fn script_segmenter_oracle(sh: &Shell) -> Result<()> {
+    let python = python(sh)?;
+    ensure_fiftyone(sh, &python)?;
+    let out = sh.current_dir().join("crates/torch-backend/tests/fixtures");
+    cmd!(
+        sh,
+        "{python} xtask/fixtures/script_segmenter_oracle.py {out}"
+    )
+    .run()?;
+    Ok(())
+}
+
 /// `cargo xtask dinov2-oracle [HUB_DIR]`: FiftyOne's own DINOv2
 /// embeddings on formula weights (`xtask/fixtures/dinov2_oracle.py`).
 /// `HUB_DIR` is a checkout of facebookresearch/dinov2 (the hub code FiftyOne

@@ -51,6 +51,8 @@ tasks:
                                    PNGs, for zoo-datasets' decoding tests (oracle venv)
   detection-oracle                 torchvision's NMS/RoIAlign, detection checkpoint layouts and
                                    FiftyOne's detections with seeded weights (oracle venv)
+  script-segmenter-oracle          a TorchScript instance segmenter and FiftyOne's detections and masks
+                                   on it (oracle venv with fiftyone 1.22.1)
   dinov2-oracle [HUB_DIR]          FiftyOne's DINOv2 embeddings on formula weights, with the hub code
                                    from HUB_DIR (a facebookresearch/dinov2 checkout; oracle venv)
   clip-oracle                      a tiny CLIP as an OpenAI-style TorchScript archive and FiftyOne's
@@ -102,6 +104,7 @@ fn main() -> Result<()> {
         "named-weights-oracle" => fixtures::named_weights_oracle(&sh),
         "pillow-decode-oracle" => fixtures::pillow_decode_oracle(&sh),
         "detection-oracle" => fixtures::detection_oracle(&sh),
+        "script-segmenter-oracle" => fixtures::script_segmenter_oracle(&sh),
         "dinov2-oracle" => fixtures::dinov2_oracle(&sh, &rest),
         "clip-oracle" => fixtures::clip_oracle(&sh),
         "device-build" => device::run(&sh, &rest),

@@ -274,6 +274,19 @@ impl TorchImageModelConfig {
             })
     }
 
+    /// The TorchScript file of `entrypoint_fcn: torch.jit.load`: its
+    /// `entrypoint_args` `f` (as FiftyOne calls `torch.jit.load(f=...)`),
+    /// else the weights file ([`Self::model_path`]).
+    pub(crate) fn script_file(&self, downloaded: Option<&Path>) -> Result<PathBuf, ModelError> {
+        match self.entrypoint_args.as_ref().and_then(|args| args.get("f")) {
+            None | Some(Value::Null) => self.model_path(downloaded),
+            Some(Value::String(file)) if !file.is_empty() => Ok(PathBuf::from(file)),
+            Some(other) => Err(config_error(format!(
+                "`entrypoint_args.f` must be the path of a TorchScript file for `torch.jit.load`, got `{other}`; correct it or remove it to load the model's own file"
+            ))),
+        }
+    }
+
     /// The output processor `output_processor_cls` names: `None` when it
     /// names none (absent, or a name whose last dotted part is empty); one
     /// zoo does not implement is an

@@ -52,6 +52,9 @@ pub(crate) fn share_cpu_threads(workers: usize) {
 /// for 1; at 640x480 single images are fastest.
 const CPU_PIXELS_PER_FORWARD: usize = 8 * 224 * 224;
 
+/// FiftyOne's `entrypoint_fcn` for a TorchScript file.
+const TORCH_JIT_LOAD: &str = "torch.jit.load";
+
 enum Net {
     /// A torchvision architecture: a `tch::vision` network and the
     /// variables it reads, or (`store: None`) a folded graph, which owns its
@@ -366,8 +369,7 @@ impl Load<'_> {
 
     /// The TorchScript module the weights file holds (no `entrypoint_fcn`),
     /// and its file name.
-    fn script(&self) -> Result<(String, Net), ModelError> {
-        let path = self.model_path;
+    fn script(&self, path: &Path) -> Result<(String, Net), ModelError> {
         let name = path.file_name().map_or_else(
             || path.display().to_string(),
             |file| file.to_string_lossy().into_owned(),
@@ -408,7 +410,13 @@ impl TorchImageModel {
             .parse::<DeviceSpec>()
             .and_then(DeviceSpec::resolve)
             .map_err(|err| config_error(err.to_string()))?;
-        let model_path = config.model_path(spec.model_path.as_deref())?;
+        // FiftyOne's way to run a TorchScript file is `entrypoint_fcn:
+        // torch.jit.load` with the file in `entrypoint_args` `f`.
+        let model_path = if config.entrypoint_fcn.as_deref() == Some(TORCH_JIT_LOAD) {
+            config.script_file(spec.model_path.as_deref())?
+        } else {
+            config.model_path(spec.model_path.as_deref())?
+        };
         let weights_bytes = fs_err::metadata(&model_path).map_or(0, |meta| meta.len());
         let classes = config.class_names()?;
         let preprocessing = config.preprocessing(device.is_cuda());
@@ -430,8 +438,9 @@ impl TorchImageModel {
                 name.to_owned(),
                 load.detector(entrypoint, name, family, &processor)?,
             ),
+            (Some(TORCH_JIT_LOAD), None) => load.script(&model_path)?,
             (Some(entrypoint), None) => load.architecture(entrypoint)?,
-            (None, _) => load.script()?,
+            (None, _) => load.script(&model_path)?,
         };
         let normalise = if preprocessing.pixels {
             Some(normalisation(&preprocessing, device)?)
@@ -746,6 +755,62 @@ fn to_array4(tensor: &Tensor) -> Result<ndarray::Array4<f32>, ModelError> {
         .map_err(|err| ModelError::inference(err.to_string()))
 }
 
+/// One image's output of a TorchScript detector.
+struct ScriptDetections {
+    boxes: Array2<f32>,
+    labels: Array1<i64>,
+    scores: Array1<f32>,
+    /// `[N, 1, H, W]` (or `[N, H, W]`) mask probabilities, if it gave any.
+    masks: Option<Tensor>,
+}
+
+impl ScriptDetections {
+    /// The processors' view, boxes in `input`'s pixels.
+    fn output(&self, input: &Input) -> DetectorOutput<'_> {
+        DetectorOutput {
+            boxes: self.boxes.view(),
+            labels: self.labels.view(),
+            scores: self.scores.view(),
+            image_size: (input.shape[2] as u32, input.shape[1] as u32),
+        }
+    }
+
+    /// The masks as `[N, height, width]`: one per box, at the input's size.
+    fn masks(
+        &self,
+        model: &str,
+        height: usize,
+        width: usize,
+    ) -> Result<ndarray::Array3<f32>, ModelError> {
+        let Some(masks) = &self.masks else {
+            return Err(ModelError::inference(format!(
+                "`{model}` gives no `masks` for `InstanceSegmenterOutputProcessor`"
+            )));
+        };
+        let count = self.boxes.nrows();
+        let masks = masks
+            .f_to_kind(Kind::Float)
+            .and_then(|masks| masks.f_to_device(Device::Cpu))
+            .map_err(|error| ModelError::inference(format!("`{model}`'s masks: {error}")))?;
+        let size = masks.size();
+        let fits = match size.as_slice() {
+            [n, 1, h, w] | [n, h, w] => {
+                *n as usize == count && *h as usize == height && *w as usize == width
+            }
+            _ => false,
+        };
+        if !fits {
+            return Err(ModelError::inference(format!(
+                "`{model}` returned masks of shape {size:?}; for {count} boxes on a {height}x{width} input they must be [{count}, 1, {height}, {width}]"
+            )));
+        }
+        let masks = masks
+            .f_reshape([count as i64, height as i64, width as i64])
+            .map_err(|error| ModelError::inference(format!("`{model}`'s masks: {error}")))?;
+        to_array3(&masks)
+    }
+}
+
 fn dict_tensor(dict: &[(IValue, IValue)], key: &str) -> Result<Tensor, ModelError> {
     dict.iter()
         .find_map(|(name, value)| match (name, value) {
@@ -922,8 +987,23 @@ impl TorchImageModel {
                     inputs,
                     &batch,
                 ),
+                Net::Script { module, .. } => self
+                    .script_detections(module, inputs, &batch)?
+                    .into_iter()
+                    .zip(inputs)
+                    .map(|(found, input)| {
+                        let (height, width) = (input.shape[1], input.shape[2]);
+                        let masks = found.masks(&self.name, height, width)?;
+                        let output = found.output(input);
+                        Ok(Prediction::Label(Some(segmenter.process_with(
+                            &output,
+                            (height, width),
+                            |k, row, column| masks.get((k, row, column)).copied().unwrap_or(0.0),
+                        ))))
+                    })
+                    .collect(),
                 _ => Err(ModelError::unsupported(
-                    "instance segmenters run natively only (Mask R-CNN)".into(),
+                    "instance segmenters run natively (Mask R-CNN) or as TorchScript".into(),
                 )),
             },
             Processor::KeypointDetector(keypoints) => match &self.net {
@@ -946,74 +1026,119 @@ impl TorchImageModel {
                         "detectors run as TorchScript only".into(),
                     ));
                 };
-                let failed = |error: tch::TchError| {
-                    let shape = inputs.first().map_or([0; 3], |input| input.shape);
-                    self.forward_error(shape, inputs.len(), &error)
-                };
-                let images: Vec<Tensor> = (0..inputs.len() as i64)
-                    .map(|index| batch.f_get(index))
-                    .collect::<Result<_, _>>()
-                    .map_err(failed)?;
-                let output = module
-                    .forward_is(&[IValue::TensorList(images)])
-                    .map_err(failed)?;
-                // torchvision detectors return a list of dicts, or a
-                // (losses, detections) tuple when scripted.
-                let list = match output {
-                    IValue::GenericList(items) => items,
-                    IValue::Tuple(mut items) if items.len() == 2 => match items.pop() {
-                        Some(IValue::GenericList(items)) => items,
-                        other => {
-                            return Err(ModelError::inference(format!(
-                                "unexpected detector output {other:?}"
-                            )));
-                        }
-                    },
-                    other => {
-                        return Err(ModelError::inference(format!(
-                            "unexpected detector output {other:?}"
-                        )));
-                    }
-                };
-                list.into_iter()
+                self.script_detections(module, inputs, &batch)?
+                    .into_iter()
                     .zip(inputs)
-                    .map(|(item, input)| {
-                        let IValue::GenericDict(dict) = item else {
-                            return Err(ModelError::inference(
-                                "detector output items must be dicts".into(),
-                            ));
-                        };
-                        let boxes = to_array2(&dict_tensor(&dict, "boxes")?)?;
-                        let vector = |key: &str, kind: Kind| {
-                            dict_tensor(&dict, key)?
-                                .f_to_kind(kind)
-                                .and_then(|tensor| tensor.f_to_device(Device::Cpu))
-                                .map_err(failed)
-                        };
-                        let labels = Vec::<i64>::try_from(vector("labels", Kind::Int64)?)
-                            .map_err(failed)?;
-                        let scores = Vec::<f32>::try_from(vector("scores", Kind::Float)?)
-                            .map_err(failed)?;
-                        // The processor reads four coordinates per box.
-                        if boxes.nrows() > 0 && boxes.ncols() != 4 {
-                            return Err(ModelError::inference(format!(
-                                "`{}` returned boxes of {} coordinates; a detector returns [x1, y1, x2, y2] boxes",
-                                self.name,
-                                boxes.ncols(),
-                            )));
-                        }
-                        let (labels, scores) = (Array1::from(labels), Array1::from(scores));
-                        let output = DetectorOutput {
-                            boxes: boxes.view(),
-                            labels: labels.view(),
-                            scores: scores.view(),
-                            image_size: (input.shape[2] as u32, input.shape[1] as u32),
-                        };
-                        Ok(Prediction::Label(Some(detector.process(&output))))
+                    .map(|(found, input)| {
+                        Ok(Prediction::Label(Some(
+                            detector.process(&found.output(input)),
+                        )))
                     })
                     .collect()
             }
         })
+    }
+
+    /// A TorchScript detector's outputs on `batch`, one per image. The
+    /// module gets the stacked batch, as FiftyOne's `TorchImageModel` feeds
+    /// it; one typed for a list of images (torchvision's scripted
+    /// detectors) gets the list. It returns a list of dicts (or, scripted
+    /// torchvision, a `(losses, detections)` tuple) with `boxes` (pixels,
+    /// xyxy), `labels`, `scores` and, for instance segmenters, `masks`.
+    fn script_detections(
+        &self,
+        module: &CModule,
+        inputs: &[Input],
+        batch: &Tensor,
+    ) -> Result<Vec<ScriptDetections>, ModelError> {
+        let failed = |error: tch::TchError| {
+            let shape = inputs.first().map_or([0; 3], |input| input.shape);
+            self.forward_error(shape, inputs.len(), &error)
+        };
+        let output = match module.forward_is(&[IValue::Tensor(batch.shallow_clone())]) {
+            Ok(output) => output,
+            Err(stacked) => {
+                let images: Vec<Tensor> = (0..inputs.len() as i64)
+                    .map(|index| batch.f_get(index))
+                    .collect::<Result<_, _>>()
+                    .map_err(failed)?;
+                module
+                    .forward_is(&[IValue::TensorList(images)])
+                    .map_err(|listed| {
+                        failed(tch::TchError::Torch(format!(
+                            "{listed} (and given the stacked batch: {stacked})"
+                        )))
+                    })?
+            }
+        };
+        let list = match output {
+            IValue::GenericList(items) => items,
+            IValue::Tuple(mut items) if items.len() == 2 => match items.pop() {
+                Some(IValue::GenericList(items)) => items,
+                other => {
+                    return Err(ModelError::inference(format!(
+                        "unexpected detector output {other:?}"
+                    )));
+                }
+            },
+            other => {
+                return Err(ModelError::inference(format!(
+                    "unexpected detector output {other:?}"
+                )));
+            }
+        };
+        if list.len() != inputs.len() {
+            return Err(ModelError::inference(format!(
+                "`{}` returned {} results for {} images",
+                self.name,
+                list.len(),
+                inputs.len()
+            )));
+        }
+        list.into_iter()
+            .map(|item| {
+                let IValue::GenericDict(dict) = item else {
+                    return Err(ModelError::inference(
+                        "detector output items must be dicts".into(),
+                    ));
+                };
+                let boxes = to_array2(&dict_tensor(&dict, "boxes")?)?;
+                let vector = |key: &str, kind: Kind| {
+                    dict_tensor(&dict, key)?
+                        .f_to_kind(kind)
+                        .and_then(|tensor| tensor.f_to_device(Device::Cpu))
+                        .map_err(failed)
+                };
+                let labels =
+                    Vec::<i64>::try_from(vector("labels", Kind::Int64)?).map_err(failed)?;
+                let scores =
+                    Vec::<f32>::try_from(vector("scores", Kind::Float)?).map_err(failed)?;
+                // The processor reads four coordinates per box.
+                if boxes.nrows() > 0 && boxes.ncols() != 4 {
+                    return Err(ModelError::inference(format!(
+                        "`{}` returned boxes of {} coordinates; a detector returns [x1, y1, x2, y2] boxes",
+                        self.name,
+                        boxes.ncols(),
+                    )));
+                }
+                if labels.len() != boxes.nrows() || scores.len() != boxes.nrows() {
+                    return Err(ModelError::inference(format!(
+                        "`{}` returned {} boxes, {} labels and {} scores",
+                        self.name,
+                        boxes.nrows(),
+                        labels.len(),
+                        scores.len()
+                    )));
+                }
+                let masks = dict_tensor(&dict, "masks").ok();
+                Ok(ScriptDetections {
+                    boxes,
+                    labels: Array1::from(labels),
+                    scores: Array1::from(scores),
+                    masks,
+                })
+            })
+            .collect()
     }
 
     /// A native detector's detections: each image of `batch` on its own

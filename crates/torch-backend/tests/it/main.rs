@@ -494,6 +494,75 @@ fn torchscript_detector_goes_through_the_detector_processor() {
     }
 }
 
+/// A TorchScript instance segmenter, as FiftyOne runs one
+/// (`entrypoint_fcn: torch.jit.load`, `InstanceSegmenterOutputProcessor`):
+/// the same detections and masks as FiftyOne 1.22.1's `TorchImageModel` on
+/// it (`xtask/fixtures/script_segmenter_oracle.py`).
+#[test]
+fn torchscript_instance_segmenter_matches_fiftyone() {
+    let script = fixtures().join("script_segmenter.pt");
+    let config = json!({"entrypoint_fcn": "torch.jit.load", "entrypoint_args": {"f": script},
+        "output_processor_cls": "fiftyone.utils.torch.InstanceSegmenterOutputProcessor",
+        "classes": ["background", "top-left", "bottom-right"], "image_min_dim": 224, "image_max_dim": 2048,
+        "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]});
+    let oracle: Value = serde_json::from_str(
+        &fs_err::read_to_string(fixtures().join("script_segmenter_oracle.json")).unwrap(),
+    )
+    .unwrap();
+    let mut model = TorchImageModel::from_spec(&ModelSpec {
+        kind: "fiftyone.utils.torch.TorchImageModel".into(),
+        config: config.as_object().unwrap().clone(),
+        model_path: None,
+    })
+    .unwrap();
+    let mut masks = 0;
+    for (file, expected) in oracle.as_object().unwrap() {
+        let Prediction::Label(Some(Label::Detections(found))) =
+            model.predict(&input(&model, file)).unwrap()
+        else {
+            panic!("{file}: no detections")
+        };
+        let expected = expected.as_array().unwrap();
+        assert_eq!(found.len(), expected.len(), "{file}");
+        for (detection, theirs) in found.iter().zip(expected) {
+            assert_eq!(detection.label, theirs["label"].as_str().unwrap(), "{file}");
+            for (ours, theirs) in detection
+                .bounding_box
+                .iter()
+                .zip(theirs["bounding_box"].as_array().unwrap())
+            {
+                assert!(
+                    (ours - theirs.as_f64().unwrap()).abs() < 1e-6,
+                    "{file}: box {ours} vs {theirs}"
+                );
+            }
+            let confidence = detection.confidence.unwrap();
+            let difference = (confidence - theirs["confidence"].as_f64().unwrap()).abs();
+            assert!(
+                difference < 1e-5,
+                "{file}: confidence {confidence} vs {}",
+                theirs["confidence"]
+            );
+            let (height, width, bytes) = detection.mask.as_ref().expect("a mask");
+            assert_eq!(json!([height, width]), theirs["mask_shape"], "{file}");
+            let ones = bytes.iter().filter(|byte| **byte != 0).count();
+            assert_eq!(json!(ones), theirs["mask_ones"], "{file}");
+            let zero_one: Vec<u8> = bytes.iter().map(|byte| u8::from(*byte != 0)).collect();
+            let digest: String = Sha256::digest(&zero_one)
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            assert_eq!(
+                digest,
+                theirs["mask_sha256"].as_str().unwrap(),
+                "{file}: mask differs"
+            );
+            masks += 1;
+        }
+    }
+    assert_eq!(masks, 6);
+}
+
 #[test]
 fn pth_state_dicts_read_exactly_in_zip_and_legacy_formats() {
     for file in ["tiny_state_dict.pth", "tiny_state_dict_legacy.pth"] {
