@@ -581,3 +581,108 @@ fn embed_text_runs_a_hosted_prompt_model() {
         .stderr();
     assert!(err.contains("does not embed text prompts"), "{err}");
 }
+
+/// FiftyOne's own run of the `shapes` model: `apply_model` with a
+/// threshold (which FiftyOne applies to the polylines and the regression).
+const FIFTYONE_SHAPES: &str = r#"
+import importlib.util
+spec = importlib.util.spec_from_file_location("hosted_source_shapes", args["init"])
+source = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(source)
+path = args["weights"] + "/shapes.txt"
+with open(path, "w") as f:
+    f.write("numpy weights for zoo-test/shapes")
+dataset = fo.Dataset()
+dataset.add_samples([fo.Sample(filepath=p) for p in args["images"]])
+dataset.apply_model(source.load_model("zoo-test/shapes", path), "geo", confidence_thresh=0.4)
+result = {}
+for sample in dataset:
+    result[sample.filepath.rsplit("/", 1)[-1]] = {
+        field: (sample[field].to_dict(extended=True) if sample.has_field(field) and sample[field] is not None else None)
+        for field in ("geo_obb", "geo_depth", "geo_score")
+    }
+dataset.delete()
+"#;
+
+/// `ours` equals `theirs` up to `_id`s, with `.npy` arrays (a heatmap's
+/// `map`) compared as values: each side's zlib compresses its own way.
+fn same_label(ours: &Value, theirs: &Value) -> bool {
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) if a.contains_key("$binary") => {
+            let (a, b) = (
+                zoo_model_core::array_from_json(ours).unwrap(),
+                zoo_model_core::array_from_json(theirs).unwrap(),
+            );
+            (a.dtype, a.shape, a.data) == (b.dtype, b.shape, b.data)
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            let keys = |map: &serde_json::Map<String, Value>| {
+                map.keys()
+                    .filter(|key| *key != "_id")
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            keys(a) == keys(b)
+                && keys(a)
+                    .iter()
+                    .all(|key| same_label(&a[key.as_str()], &b[key.as_str()]))
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_label(a, b))
+        }
+        (a, b) => a == b,
+    }
+}
+
+/// A hosted model returning FiftyOne's `Polylines`, `Heatmap` and
+/// `Regression` (in a dict): zoo stores them as FiftyOne's own
+/// `apply_model` does, thresholds included.
+#[test]
+fn hosted_polylines_heatmaps_and_regressions_store_as_fiftyone_stores_them() {
+    let Some(python) = fiftyone_python() else {
+        return;
+    };
+    let server = TestServer::start();
+    let sandbox = hosted_sandbox(&server, &python);
+    let pics = sandbox.dir.path().join("pics");
+    let images = pictures(&pics, 6);
+    sandbox.ok(&["datasets", "create", "pics", pics.to_str().unwrap()]);
+    let run = sandbox
+        .ok(&[
+            "models",
+            "apply",
+            "zoo-test/shapes",
+            "pics",
+            "geo",
+            "-t",
+            "0.4",
+            "--json",
+        ])
+        .json();
+    assert_eq!(run["succeeded"], 6, "{run}");
+    let mut fiftyone = FiftyOne::start(&python);
+    let source = sandbox.dir.path().join("oracle");
+    fs_err::create_dir_all(&source).unwrap();
+    fs_err::write(source.join("__init__.py"), HOSTED_SOURCE).unwrap();
+    let theirs = fiftyone.run(
+        FIFTYONE_SHAPES,
+        json!({"init": source.join("__init__.py"), "weights": source, "images": images}),
+    );
+    let ours = exported(&sandbox, "pics");
+    let mut kept = 0;
+    for (name, theirs) in theirs.as_object().unwrap() {
+        for field in ["geo_obb", "geo_depth", "geo_score"] {
+            let (mine, oracle) = (&ours[name][field], &theirs[field]);
+            assert!(
+                same_label(mine, oracle),
+                "{name} {field}: zoo {mine} vs FiftyOne {oracle}"
+            );
+        }
+        kept += theirs["geo_obb"]["polylines"]
+            .as_array()
+            .map_or(0, Vec::len);
+        assert_eq!(ours[name]["geo_depth"]["_cls"], "Heatmap");
+    }
+    // The threshold dropped some polylines, not all.
+    assert!(kept > 0 && kept < 12, "{kept} polylines kept");
+}

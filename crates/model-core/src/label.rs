@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::npy::{NpyError, array_from_json, array_to_json};
+use crate::npy::{NpyArray, NpyError, array_from_json, array_to_json};
 use crate::object_id::ObjectId;
 
 /// One detection: a box relative to the image, `[x, y, w, h]` in `[0, 1]`.
@@ -30,6 +30,22 @@ pub struct Keypoint {
     pub confidence: Option<Vec<f64>>,
 }
 
+/// One polyline set (FiftyOne's `Polyline`): shapes of relative `[x, y]`
+/// points, e.g. an oriented box as one closed, filled shape of 4 points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Polyline {
+    /// The class name, when it has one.
+    pub label: Option<String>,
+    /// The shapes, each a list of `[x, y]` points in `[0, 1]`.
+    pub points: Vec<Vec<[f64; 2]>>,
+    /// The score, when the model gives one.
+    pub confidence: Option<f64>,
+    /// Whether each shape is closed.
+    pub closed: bool,
+    /// Whether each shape is filled.
+    pub filled: bool,
+}
+
 /// A label, as FiftyOne's `fiftyone.core.labels` types.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Label {
@@ -51,6 +67,24 @@ pub enum Label {
     Detections(Vec<Detection>),
     /// Keypoint sets.
     Keypoints(Vec<Keypoint>),
+    /// Polylines (oriented boxes, contours).
+    Polylines(Vec<Polyline>),
+    /// A heatmap (a depth map): a 2-D array as the model gave it
+    /// (`|u1`, `<u2`, `<f4` or `<f8`) and the range of its values.
+    Heatmap {
+        /// The map, `[height, width]`.
+        map: NpyArray,
+        /// `[min, max]` of the map's values, when the model says.
+        range: Option<[f64; 2]>,
+    },
+    /// A regression value; `value: None` is FiftyOne's empty
+    /// `Regression()` (what a threshold leaves).
+    Regression {
+        /// The value.
+        value: Option<f64>,
+        /// Its confidence, when the model gives one.
+        confidence: Option<f64>,
+    },
     /// A semantic mask `(height, width, values)`: `u8`, `u16` or `int64`
     /// class ids.
     Segmentation {
@@ -98,7 +132,7 @@ pub enum LabelError {
     },
     /// A label type zoo does not model.
     #[error(
-        "label type `{0}` is not one zoo reads (Classification, Classifications, Detections, Keypoints, Segmentation)"
+        "label type `{0}` is not one zoo reads (Classification, Classifications, Detections, Keypoints, Segmentation, Polylines, Heatmap, Regression)"
     )]
     Unsupported(String),
 }
@@ -335,6 +369,78 @@ impl Keypoint {
     }
 }
 
+impl Polyline {
+    fn to_json(&self) -> Value {
+        let mut object = label_object("Polyline", true);
+        if let Some(label) = &self.label {
+            object.insert("label".into(), json!(label));
+        }
+        object.insert(
+            "points".into(),
+            Value::Array(
+                self.points
+                    .iter()
+                    .map(|shape| {
+                        Value::Array(
+                            shape
+                                .iter()
+                                .map(|[x, y]| Value::Array(vec![finite(*x), finite(*y)]))
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            ),
+        );
+        if let Some(confidence) = self.confidence {
+            object.insert("confidence".into(), finite(confidence));
+        }
+        object.insert("closed".into(), json!(self.closed));
+        object.insert("filled".into(), json!(self.filled));
+        Value::Object(object)
+    }
+
+    fn from_json(object: &Map<String, Value>, path: &str) -> Result<Self, LabelError> {
+        let points_path = format!("{path}.points");
+        let point = |point: &Value| match point.as_array().map(Vec::as_slice) {
+            Some([x, y]) => Ok([
+                number_or_nan(x, &points_path)?,
+                number_or_nan(y, &points_path)?,
+            ]),
+            _ => Err(invalid(&points_path, "a point is not `[x, y]`")),
+        };
+        let points = match optional(object, "points") {
+            None => Vec::new(),
+            Some(Value::Array(shapes)) => shapes
+                .iter()
+                .map(|shape| match shape {
+                    Value::Array(points) => points.iter().map(point).collect(),
+                    _ => Err(invalid(&points_path, "a shape is not a list of points")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(invalid(&points_path, "not a list of shapes")),
+        };
+        let flag = |key: &str| match optional(object, key) {
+            None => Ok(false),
+            Some(Value::Bool(flag)) => Ok(*flag),
+            Some(_) => Err(invalid(&format!("{path}.{key}"), "not true or false")),
+        };
+        let label = match optional(object, "label") {
+            None => None,
+            Some(_) => Some(string_or_empty(object, "label", path)?),
+        };
+        Ok(Self {
+            label,
+            points,
+            confidence: optional_f64(object, "confidence", path)?,
+            closed: flag("closed")?,
+            filled: flag("filled")?,
+        })
+    }
+}
+
+/// The dtypes a heatmap's map may have.
+const HEATMAP_DTYPES: [&str; 4] = ["|u1", "<u2", "<f4", "<f8"];
+
 /// An item of a container label and where it is (`detections[2]`).
 type Item<'a> = (String, &'a Map<String, Value>);
 
@@ -400,6 +506,34 @@ impl Label {
                 "_cls": "Keypoints",
                 "keypoints": items.iter().map(Keypoint::to_json).collect::<Vec<_>>(),
             }),
+            Self::Polylines(items) => json!({
+                "_cls": "Polylines",
+                "polylines": items.iter().map(Polyline::to_json).collect::<Vec<_>>(),
+            }),
+            Self::Heatmap { map, range } => {
+                let mut object = label_object("Heatmap", false);
+                object.insert(
+                    "map".into(),
+                    array_to_json(&map.dtype, &map.shape, &map.data),
+                );
+                object.insert(
+                    "range".into(),
+                    range.map_or(Value::Null, |[low, high]| {
+                        Value::Array(vec![finite(low), finite(high)])
+                    }),
+                );
+                Value::Object(object)
+            }
+            Self::Regression { value, confidence } => {
+                let mut object = label_object("Regression", false);
+                if let Some(value) = value {
+                    object.insert("value".into(), finite(*value));
+                }
+                if let Some(confidence) = confidence {
+                    object.insert("confidence".into(), finite(*confidence));
+                }
+                Value::Object(object)
+            }
             Self::Segmentation {
                 height,
                 width,
@@ -464,6 +598,41 @@ impl Label {
                     .map(|(path, item)| Keypoint::from_json(item, &path))
                     .collect::<Result<_, _>>()?,
             )),
+            "Polylines" => Ok(Self::Polylines(
+                items(object, "polylines")?
+                    .into_iter()
+                    .map(|(path, item)| Polyline::from_json(item, &path))
+                    .collect::<Result<_, _>>()?,
+            )),
+            "Heatmap" => {
+                let value = optional(object, "map").ok_or_else(|| {
+                    invalid("map", "missing (a map in a file, `map_path`, is not read)")
+                })?;
+                let (_, _, map) = mask_2d(value, "map")?;
+                if !HEATMAP_DTYPES.contains(&map.dtype.as_str()) {
+                    return Err(invalid(
+                        "map",
+                        format!(
+                            "a heatmap is `{}`, not `{}`",
+                            HEATMAP_DTYPES.join("`, `"),
+                            map.dtype
+                        ),
+                    ));
+                }
+                let range = match optional(object, "range") {
+                    None => None,
+                    Some(Value::Array(values)) if values.len() == 2 => Some([
+                        number_or_nan(&values[0], "range")?,
+                        number_or_nan(&values[1], "range")?,
+                    ]),
+                    Some(_) => return Err(invalid("range", "not `[min, max]`")),
+                };
+                Ok(Self::Heatmap { map, range })
+            }
+            "Regression" => Ok(Self::Regression {
+                value: optional_f64(object, "value", "regression")?,
+                confidence: optional_f64(object, "confidence", "regression")?,
+            }),
             "Segmentation" => {
                 let value = optional(object, "mask").ok_or_else(|| {
                     invalid(
@@ -546,15 +715,18 @@ impl Label {
     /// The label's confidence, for single-valued labels.
     pub fn confidence(&self) -> Option<f64> {
         match self {
-            Self::Classification { confidence, .. } => *confidence,
+            Self::Classification { confidence, .. } | Self::Regression { confidence, .. } => {
+                *confidence
+            }
             _ => None,
         }
     }
 
     /// The label with everything under `threshold` removed, as FiftyOne's
     /// `confidence_thresh` does: a classification below it becomes an
-    /// empty classification (FiftyOne's `Classification()`), detections
-    /// below it are dropped; a label without a confidence counts as below
+    /// empty classification (FiftyOne's `Classification()`) and a regression
+    /// an empty `Regression()`, detections and polylines below it are
+    /// dropped; a label without a confidence counts as below
     /// (`fiftyone/core/sample.py` `_apply_confidence_thresh`, 1.22.1).
     pub fn thresholded(self, threshold: f64) -> Self {
         let keep = |confidence: Option<f64>| confidence.is_some_and(|value| value >= threshold);
@@ -575,6 +747,16 @@ impl Label {
                     .filter(|item| keep(item.confidence))
                     .collect(),
             ),
+            Self::Polylines(items) => Self::Polylines(
+                items
+                    .into_iter()
+                    .filter(|item| keep(item.confidence))
+                    .collect(),
+            ),
+            Self::Regression { confidence, .. } if !keep(confidence) => Self::Regression {
+                value: None,
+                confidence: None,
+            },
             other => other,
         }
     }
@@ -814,7 +996,7 @@ mod tests {
         let cases = [
             (json!([]), "a label is a JSON object"),
             (json!({"label": "a"}), "_cls"),
-            (json!({"_cls": "Polylines"}), "`Polylines`"),
+            (json!({"_cls": "GeoLocation"}), "`GeoLocation`"),
             (
                 json!({"_cls": "Detections", "detections": [{"_cls": "Detection", "bounding_box": [1, 2]}]}),
                 "detections[0].bounding_box",
@@ -874,5 +1056,87 @@ mod tests {
         };
         assert_eq!(unscored.thresholded(0.5), Label::EmptyClassification);
         assert_eq!(finite(f64::NAN), Value::Null);
+    }
+
+    #[test]
+    fn polylines_heatmaps_and_regressions_are_fiftyones_json() {
+        // FiftyOne 1.22.1: Polylines(polylines=[Polyline(label="car",
+        // points=[[(0.1, 0.2), (0.3, 0.4), (0.5, 0.6), (0.1, 0.6)]],
+        // closed=True, filled=True, confidence=0.8)]).to_dict(extended=True).
+        let polylines = Label::Polylines(vec![Polyline {
+            label: Some("car".into()),
+            points: vec![vec![[0.1, 0.2], [0.3, 0.4], [0.5, 0.6], [0.1, 0.6]]],
+            confidence: Some(0.8),
+            closed: true,
+            filled: true,
+        }]);
+        let value = without_ids(polylines.to_json());
+        assert_eq!(
+            value.to_string(),
+            r#"{"_cls":"Polylines","polylines":[{"_cls":"Polyline","attributes":{},"tags":[],"label":"car","points":[[[0.1,0.2],[0.3,0.4],[0.5,0.6],[0.1,0.6]]],"confidence":0.8,"closed":true,"filled":true}]}"#
+        );
+        assert_eq!(Label::from_json(&polylines.to_json()).unwrap(), polylines);
+        // Polyline(points=[[(0.1, 0.2)]]): no label, no confidence.
+        let bare = json!({"_cls": "Polylines", "polylines": [{"_cls": "Polyline", "attributes": {}, "tags": [],
+            "points": [[[0.1, 0.2]]], "closed": false, "filled": false}]});
+        let Label::Polylines(read) = Label::from_json(&bare).unwrap() else {
+            panic!()
+        };
+        assert_eq!((read[0].label.as_deref(), read[0].confidence), (None, None));
+        assert_eq!(without_ids(Label::Polylines(read).to_json()), bare);
+
+        // Regression(value=2.5, confidence=0.9) and Regression().
+        let regression = Label::Regression {
+            value: Some(2.5),
+            confidence: Some(0.9),
+        };
+        assert_eq!(
+            without_ids(regression.to_json()).to_string(),
+            r#"{"_cls":"Regression","tags":[],"value":2.5,"confidence":0.9}"#
+        );
+        assert_eq!(Label::from_json(&regression.to_json()).unwrap(), regression);
+        let empty = Label::Regression {
+            value: None,
+            confidence: None,
+        };
+        assert_eq!(
+            without_ids(empty.to_json()).to_string(),
+            r#"{"_cls":"Regression","tags":[]}"#
+        );
+        assert_eq!(regression.clone().thresholded(0.95), empty);
+        assert_eq!(regression.clone().thresholded(0.5), regression);
+
+        // Heatmap(map=np.array([[0.5, 1.0], [2.0, 3.0]], dtype=np.float32),
+        // range=[0, 3]); FiftyOne writes `"range": null` without a range.
+        let data: Vec<u8> = [0.5f32, 1.0, 2.0, 3.0]
+            .iter()
+            .flat_map(|value| value.to_le_bytes())
+            .collect();
+        let heatmap = Label::Heatmap {
+            map: NpyArray {
+                dtype: "<f4".into(),
+                shape: vec![2, 2],
+                data,
+            },
+            range: Some([0.0, 3.0]),
+        };
+        let value = without_ids(heatmap.to_json());
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["_cls", "tags", "map", "range"]);
+        assert_eq!(value["range"], json!([0.0, 3.0]));
+        let map = array_from_json(&value["map"]).unwrap();
+        assert_eq!(map.to_f32().unwrap(), [0.5, 1.0, 2.0, 3.0]);
+        assert_eq!(Label::from_json(&heatmap.to_json()).unwrap(), heatmap);
+        let Label::Heatmap { map, .. } = heatmap else {
+            panic!()
+        };
+        let unranged = Label::Heatmap { map, range: None };
+        assert_eq!(without_ids(unranged.to_json())["range"], Value::Null);
+        // Maps are 2-D and numeric; a map in a file is not read.
+        let cube = array_to_json("<f4", &[1, 1, 1], &[0; 4]);
+        assert!(Label::from_json(&json!({"_cls": "Heatmap", "map": cube})).is_err());
+        let text = array_to_json("<U1", &[1, 1], &[0; 4]);
+        assert!(Label::from_json(&json!({"_cls": "Heatmap", "map": text})).is_err());
+        assert!(Label::from_json(&json!({"_cls": "Heatmap", "map_path": "/etc/passwd"})).is_err());
     }
 }

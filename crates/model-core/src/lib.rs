@@ -38,7 +38,7 @@ pub use apply::{
 pub use factory::{ModelBuilder, ModelFactory, ModelSpec};
 pub use fields::{FieldNameError, RESERVED_FIELDS, label_fields, validate_field_name};
 pub use image::Image;
-pub use label::{Detection, Keypoint, Label, LabelError, SegmentationMask};
+pub use label::{Detection, Keypoint, Label, LabelError, Polyline, SegmentationMask};
 pub use model::{
     Input, InputData, Model, ModelError, ModelErrorKind, Prediction, Preprocess, SetupGuard,
 };

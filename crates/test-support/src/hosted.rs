@@ -22,6 +22,7 @@ pub const HOSTED_MODELS: &[&str] = &[
     "config",
     "threads",
     "prompts",
+    "shapes",
 ];
 
 /// The torch source's `__init__.py` (needs torch and torchvision).

@@ -175,6 +175,30 @@ class BoxesAndSize(fom.Model):
         }
 
 
+class Shapes(BoxesAndSize):
+    """An oriented box (Polylines), a depth map (Heatmap) and a score
+    (Regression) per image, as a dict; confidences from the mean colour;
+    thresholds nothing itself (no `config.confidence_thresh`)."""
+
+    def __init__(self):
+        self.config = None
+
+    def predict(self, img):
+        height, width = img.shape[:2]
+        mean = img.reshape(-1, 3).mean(axis=0) / 255.0
+        corners = [(0.1, 0.2), (0.6, 0.1), (0.7, 0.5), (0.2, 0.6)]
+        return {
+            "obb": fol.Polylines(
+                polylines=[
+                    fol.Polyline(label="plane", points=[corners], closed=True, filled=True, confidence=float(mean[0])),
+                    fol.Polyline(label="ship", points=[corners[:2]], confidence=float(mean[2])),
+                ]
+            ),
+            "depth": fol.Heatmap(map=(img.mean(axis=2) / 255.0).astype(np.float32), range=[0, 1]),
+            "score": fol.Regression(value=float(mean.sum()) * width / height, confidence=float(mean[1])),
+        }
+
+
 class Echo(BoxesAndSize):
     """Answers at once (one empty classification per image): the cost of
     the boundary alone, for the host's benchmark."""
@@ -251,6 +275,8 @@ def load_model(model_name, model_path, **kwargs):
         return BoxesAndSize(kwargs.get("fail_width"))
     if kind == "echo":
         return Echo(None)
+    if kind == "shapes":
+        return Shapes()
     if kind == "environment":
         return Environment(None)
     if kind == "threads":
