@@ -4,9 +4,10 @@
 //! are equal up to ids, numbers within 1e-4.
 //!
 //! The weights are seeded by the family's own library and saved in its
-//! release format (Ultralytics: `YOLO("yolov8n.yaml")`, then `save`), and
-//! zoo downloads them from a loopback mirror of the release host
-//! (`ZOO_DOWNLOAD_MIRRORS`).
+//! release format (`zoo_test_support::SEED_YOLO`: `YOLO("yolov8n.yaml")`,
+//! then `save`; transformers' `save_pretrained`), and zoo downloads them
+//! from a loopback mirror of the release host (`ZOO_DOWNLOAD_MIRRORS`) or
+//! the loopback Hub (`HF_ENDPOINT`).
 //!
 //! These need a Python with torch, the family's library and FiftyOne 1.22.1
 //! (`ZOO_TEST_ORACLE_PYTHON`, the oracle venv, about 6 GB: `cargo xtask
@@ -17,7 +18,10 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use zoo_test_support::{FakeHub, FiftyOne, HubRepo, TestServer};
+use zoo_test_support::{
+    FIFTYONE_APPLIES, FakeHub, FiftyOne, HubRepo, SEED_CONVNEXT, SEED_VIT, SEED_YOLO, TestServer,
+    ULTRALYTICS_RELEASES, seed,
+};
 
 use crate::util::Sandbox;
 
@@ -33,76 +37,6 @@ fn oracle_python() -> Option<String> {
         }
     }
 }
-
-/// Where FiftyOne's entries fetch Ultralytics' release files.
-const ULTRALYTICS_RELEASES: &str = "https://github.com/ultralytics/assets/releases/download/";
-
-/// Seeds yolov8n with Ultralytics itself and saves it as Ultralytics saves
-/// its releases (`Model.save`: the model half-precision in a dict with its
-/// yaml, names and stride); two classes' biases raised so that it detects.
-const SEED_YOLO: &str = r#"
-import sys, torch
-from ultralytics import YOLO
-torch.manual_seed(0)
-model = YOLO("yolov8n.yaml")
-with torch.no_grad():
-    for branch in model.model.model[-1].cv3:
-        branch[-1].bias[0] += 9.0
-        branch[-1].bias[2] += 8.5
-model.save(sys.argv[1])
-"#;
-
-/// Seeds a small ConvNeXt classifier with transformers and saves it as a
-/// Hub repo holds it (`save_pretrained`: `config.json`,
-/// `model.safetensors`, `preprocessor_config.json`).
-const SEED_CONVNEXT: &str = r#"
-import sys, torch
-from transformers import ConvNextConfig, ConvNextForImageClassification, ConvNextImageProcessor
-torch.manual_seed(0)
-labels = ["cat", "dog", "bird", "car", "tree"]
-config = ConvNextConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32], num_labels=len(labels),
-                        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
-ConvNextForImageClassification(config).eval().save_pretrained(sys.argv[1])
-ConvNextImageProcessor(size={"shortest_edge": 224}).save_pretrained(sys.argv[1])
-"#;
-
-/// A small ViT classifier, as `google/vit-base-patch16-224` is laid out:
-/// what `vit-base-patch16-224-imagenet-torch` loads (its config names no
-/// repo; FiftyOne's class defaults to that one).
-const SEED_VIT: &str = r#"
-import sys, torch
-from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-torch.manual_seed(0)
-labels = ["cat", "dog", "bird", "car", "tree"]
-config = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                   image_size=224, patch_size=16, num_labels=len(labels),
-                   id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
-ViTForImageClassification(config).eval().save_pretrained(sys.argv[1])
-ViTImageProcessor().save_pretrained(sys.argv[1])
-"#;
-
-/// FiftyOne's own run: `load_zoo_model` with the weights where its zoo
-/// keeps them, `apply_model` on the same images.
-const FIFTYONE_APPLIES: &str = r#"
-import os, shutil
-os.environ["YOLO_OFFLINE"] = "1"
-for key, value in args.get("env", {}).items():
-    os.environ[key] = value
-import fiftyone.zoo as foz
-fo.config.model_zoo_dir = args["zoo"]
-os.makedirs(args["zoo"], exist_ok=True)
-if args.get("weights"):
-    shutil.copy(args["weights"], os.path.join(args["zoo"], args["filename"]))
-model = foz.load_zoo_model(args["name"])
-dataset = fo.Dataset()
-dataset.add_samples([fo.Sample(filepath=path) for path in args["images"]])
-dataset.apply_model(model, "pred")
-result = {}
-for sample in dataset:
-    value = sample["pred"] if sample.has_field("pred") else None
-    result[sample.filepath.rsplit("/", 1)[-1]] = None if value is None else value.to_dict(extended=True)
-dataset.delete()
-"#;
 
 /// Pictures of several sizes and aspect ratios, PNG and JPEG, with some
 /// structure (gradients and blocks).
@@ -137,6 +71,24 @@ fn pictures(dir: &Path) -> Vec<String> {
 /// (relative above 1); the first difference's path, if not.
 fn differs(ours: &Value, theirs: &Value, tolerance: f64, at: &str) -> Option<String> {
     match (ours, theirs) {
+        // `.npy` arrays (logits, masks) compare as arrays: each side's zlib
+        // compresses them its own way.
+        (Value::Object(a), Value::Object(b)) if a.contains_key("$binary") => {
+            let (a, b) = (
+                zoo_model_core::array_from_json(ours).unwrap(),
+                zoo_model_core::array_from_json(theirs).unwrap(),
+            );
+            if (&a.dtype, &a.shape) != (&b.dtype, &b.shape) {
+                return Some(format!(
+                    "{at}: {} {:?} vs {} {:?}",
+                    a.dtype, a.shape, b.dtype, b.shape
+                ));
+            }
+            match (a.to_f32(), b.to_f32()) {
+                (Some(a), Some(b)) => differs(&json!(a), &json!(b), tolerance, at),
+                _ => (a.data != b.data).then(|| format!("{at}: the arrays differ")),
+            }
+        }
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a
                 .keys()
@@ -144,16 +96,6 @@ fn differs(ours: &Value, theirs: &Value, tolerance: f64, at: &str) -> Option<Str
                 .filter(|key| *key != "_id")
                 .collect();
             keys.into_iter().find_map(|key| {
-                // `.npy` arrays (logits) compare as numbers: each side's
-                // zlib compresses them its own way.
-                if key == "logits" {
-                    return differs(
-                        &npy(&a[key]),
-                        &npy(&b[key]),
-                        tolerance,
-                        &format!("{at}.{key}"),
-                    );
-                }
                 differs(
                     a.get(key).unwrap_or(&Value::Null),
                     b.get(key).unwrap_or(&Value::Null),
@@ -179,13 +121,6 @@ fn differs(ours: &Value, theirs: &Value, tolerance: f64, at: &str) -> Option<Str
     }
 }
 
-/// A FiftyOne `.npy` array (`{"$binary": ...}`) as a JSON array of its
-/// values.
-fn npy(value: &Value) -> Value {
-    let array = zoo_model_core::array_from_json(value).unwrap();
-    json!(array.to_f32().expect("float logits"))
-}
-
 /// zoo's labels of `field`, by file name, from an export.
 fn exported(sandbox: &Sandbox, dataset: &str, field: &str) -> serde_json::Map<String, Value> {
     let path = sandbox.dir.path().join("export.jsonl");
@@ -205,86 +140,117 @@ fn exported(sandbox: &Sandbox, dataset: &str, field: &str) -> serde_json::Map<St
         .collect()
 }
 
-#[test]
-fn yolov8n_runs_hosted_as_fiftyones_own_apply_model() {
-    let Some(python) = oracle_python() else {
-        return;
-    };
+/// Ultralytics entry `name` (its release `release` under
+/// [`ULTRALYTICS_RELEASES`], kept as `filename`), seeded from `yaml`: zoo
+/// downloads it from a loopback mirror of the release host and runs it
+/// (natively where zoo builds it, else FiftyOne's `FiftyOneYOLOModel` in the
+/// host); FiftyOne's own `load_zoo_model(name)` runs the same file.
+fn yolo_runs_as_fiftyones_own(
+    python: &str,
+    name: &str,
+    yaml: &str,
+    release: &str,
+    filename: &str,
+) -> Value {
     let mut sandbox = Sandbox::new();
-    let weights = sandbox.dir.path().join("yolov8n.pt");
-    let seeded = std::process::Command::new(&python)
-        .args(["-c", SEED_YOLO, weights.to_str().unwrap()])
-        .env("HOME", sandbox.dir.path().join("home"))
-        .env("YOLO_OFFLINE", "1")
-        .output()
-        .unwrap();
-    assert!(
-        seeded.status.success(),
-        "{}",
-        String::from_utf8_lossy(&seeded.stderr)
+    let weights = sandbox.dir.path().join(filename);
+    seed(
+        python,
+        SEED_YOLO,
+        &[weights.to_str().unwrap(), yaml],
+        &sandbox.dir.path().join("home"),
     );
     let server = TestServer::start();
     server.file(
-        "/releases/v8.3.0/yolov8n.pt",
+        &format!("/releases/{release}"),
         fs_err::read(&weights).unwrap(),
     );
     sandbox.env.extend([
-        ("ZOO_PYTHON".to_owned(), python.clone()),
+        ("ZOO_PYTHON".to_owned(), python.to_owned()),
         ("YOLO_OFFLINE".to_owned(), "1".to_owned()),
         (
             "ZOO_DOWNLOAD_MIRRORS".to_owned(),
             format!("{ULTRALYTICS_RELEASES}={}", server.url("/releases/")),
         ),
     ]);
-    let info = sandbox
-        .ok(&["models", "info", "yolov8n-coco-torch", "--json"])
-        .json();
-    assert_eq!(info["runs_in"], "python host", "{info}");
+    let info = sandbox.ok(&["models", "info", name, "--json"]).json();
     let pics = sandbox.dir.path().join("pics");
     let images = pictures(&pics);
     let run = sandbox
         .ok(&[
             "models",
             "apply",
-            "yolov8n-coco-torch",
+            name,
             pics.to_str().unwrap(),
             "pred",
             "--json",
         ])
         .json();
     assert_eq!(run["succeeded"], images.len(), "{run}");
-    assert_eq!(server.requests_to("/releases/v8.3.0/yolov8n.pt").len(), 1);
+    assert_eq!(server.requests_to(&format!("/releases/{release}")).len(), 1);
     let ours = exported(&sandbox, run["dataset"].as_str().unwrap(), "pred");
 
-    let mut fiftyone = FiftyOne::start(&python);
+    let mut fiftyone = FiftyOne::start(python);
     let theirs = fiftyone.run(
         FIFTYONE_APPLIES,
         json!({
             "zoo": sandbox.dir.path().join("fiftyone-zoo"),
             "weights": weights,
-            "filename": "yolov8n-coco.pt",
-            "name": "yolov8n-coco-torch",
+            "filename": filename,
+            "name": name,
             "images": images,
         }),
     );
-    let theirs = theirs.as_object().unwrap();
+    let theirs = theirs["labels"].as_object().unwrap();
     assert_eq!(theirs.len(), images.len());
     let mut detections = 0;
-    for (name, theirs) in theirs {
-        let ours = &ours[name];
-        assert_eq!(ours["_cls"], "Detections", "{name}: {ours}");
+    for (file, theirs) in theirs {
+        let ours = &ours[file];
+        assert_eq!(ours["_cls"], "Detections", "{file}: {ours}");
         detections += theirs["detections"].as_array().map_or(0, Vec::len);
-        if let Some(difference) = differs(ours, theirs, 1e-4, name) {
-            panic!("zoo and FiftyOne differ at {difference}");
+        if let Some(difference) = differs(ours, theirs, 1e-4, file) {
+            panic!("{name}: zoo and FiftyOne differ at {difference}");
         }
     }
     assert!(
         detections > 10,
         "the seeded model should detect: {detections}"
     );
+    info
 }
 
-/// `name` (a transformers classifier entry) with `seed`'s weights as Hub
+#[test]
+fn yolov8n_runs_as_fiftyones_own_apply_model() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    yolo_runs_as_fiftyones_own(
+        &python,
+        "yolov8n-coco-torch",
+        "yolov8n.yaml",
+        "v8.3.0/yolov8n.pt",
+        "yolov8n-coco.pt",
+    );
+}
+
+/// A YOLO segmenter, which zoo runs in the host through FiftyOne's class:
+/// detections with instance masks equal to FiftyOne's.
+#[test]
+fn yolov8n_seg_runs_hosted_as_fiftyones_own_apply_model() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    let info = yolo_runs_as_fiftyones_own(
+        &python,
+        "yolov8n-seg-coco-torch",
+        "yolov8n-seg.yaml",
+        "v8.1.0/yolov8n-seg.pt",
+        "yolov8n-seg-coco.pt",
+    );
+    assert_eq!(info["runs_in"], "python host", "{info}");
+}
+
+/// `name` (a transformers classifier entry) with `seed_script`'s weights as Hub
 /// repo `repo_id`: zoo fetches the repo and runs FiftyOne's class in the
 /// host; FiftyOne's own `load_zoo_model(name)` reads the same repo through
 /// `HF_ENDPOINT`.
@@ -292,19 +258,15 @@ fn transformers_classifier_runs_as_fiftyones_own(
     python: &str,
     name: &str,
     repo_id: &str,
-    seed: &str,
+    seed_script: &str,
 ) {
     let mut sandbox = Sandbox::new();
     let repo = sandbox.dir.path().join("repo");
-    let seeded = std::process::Command::new(python)
-        .args(["-c", seed, repo.to_str().unwrap()])
-        .env("HOME", sandbox.dir.path().join("home"))
-        .output()
-        .unwrap();
-    assert!(
-        seeded.status.success(),
-        "{}",
-        String::from_utf8_lossy(&seeded.stderr)
+    seed(
+        python,
+        seed_script,
+        &[repo.to_str().unwrap()],
+        &sandbox.dir.path().join("home"),
     );
     let read = |name: &str| fs_err::read(repo.join(name)).unwrap();
     let hub = FakeHub::start();
@@ -348,7 +310,7 @@ fn transformers_classifier_runs_as_fiftyones_own(
                     "HF_HOME": sandbox.dir.path().join("fiftyone-hf")},
         }),
     );
-    let theirs = theirs.as_object().unwrap();
+    let theirs = theirs["labels"].as_object().unwrap();
     assert_eq!(theirs.len(), images.len());
     let mut labels = std::collections::BTreeSet::new();
     for (file, theirs) in theirs {

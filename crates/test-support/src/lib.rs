@@ -41,6 +41,7 @@ mod fiftyone;
 mod github;
 mod hosted;
 mod hub;
+mod seeded;
 mod server;
 mod snapshot;
 mod torch_save;
@@ -53,6 +54,9 @@ pub use hosted::{
     hosted_torch_manifest,
 };
 pub use hub::{FakeHub, HubRepo, safetensors_bytes, sha256_hex};
+pub use seeded::{
+    FIFTYONE_APPLIES, SEED_CONVNEXT, SEED_VIT, SEED_YOLO, ULTRALYTICS_RELEASES, seed,
+};
 pub use server::{Fault, Framing, Handler, Request, Response, TestServer, file_response};
 pub use snapshot::dir_snapshot;
 pub use torch_save::{
