@@ -56,7 +56,15 @@ fn fiftyone_python(sh: &Shell, install: bool) -> Result<Option<PathBuf>> {
 /// CI notices a benchmark that no longer runs.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
     let known = [
-        "list", "download", "extract", "apply", "shard", "decode", "hosted", "families",
+        "list",
+        "download",
+        "extract",
+        "apply",
+        "shard",
+        "decode",
+        "hosted",
+        "hosted-builtins",
+        "families",
     ];
     let with_fiftyone = args.iter().any(|arg| arg == "--with-fiftyone");
     let smoke = args.iter().any(|arg| arg == "--smoke");
@@ -71,7 +79,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
         known
             .iter()
             .copied()
-            .filter(|name| smoke || !matches!(*name, "hosted" | "families"))
+            .filter(|name| smoke || !matches!(*name, "hosted" | "hosted-builtins" | "families"))
             .collect()
     } else {
         named
@@ -139,6 +147,16 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
                     .or_else(|| crate::fixtures::torch_python(sh));
                 let _torch = torch.map(|python| sh.push_env("ZOO_BENCH_PYTHON", python));
                 example("bench_hosted", &[]).run()?;
+            }
+            // Built-ins FiftyOne runs through ultralytics and transformers,
+            // hosted, against FiftyOne's own: needs those in the host's
+            // Python (the oracle venv).
+            "hosted-builtins" => {
+                let python = std::env::var_os("ZOO_BENCH_PYTHON")
+                    .map(PathBuf::from)
+                    .or_else(|| crate::fixtures::torch_python(sh));
+                let _python = python.map(|python| sh.push_env("ZOO_BENCH_PYTHON", python));
+                example("bench_hosted_builtins", &[]).run()?;
             }
             "families" => match families_env(sh, with_fiftyone) {
                 Ok(_env) => example("bench_families", &[]).run()?,
