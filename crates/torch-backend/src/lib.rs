@@ -36,6 +36,10 @@ pub use clip::ClipModel;
 pub use clip_model::{CLIP_TYPE_NAMES, TorchClipModel};
 pub use clip_tokenizer::{ClipTokenizer, TokenizerError};
 pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda, tune_allocator};
+pub use families::yolo::{
+    ArchitectureError as YoloArchitectureError, Detection as YoloDetection, PixelDetection,
+    YoloDetector, YoloError,
+};
 pub use model::{
     IMAGENET_LABELS, KeypointSkeleton, TYPE_NAMES, TorchImageModel, VOC_LABELS, class_names,
     mask_targets,

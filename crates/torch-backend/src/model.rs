@@ -671,7 +671,9 @@ impl TorchImageModel {
                 model_name = name.to_owned();
                 let (masks, keypoints) = match family.task {
                     Task::Detector { masks, keypoints } => (masks, keypoints),
-                    Task::Classifier | Task::Segmenter | Task::Hub { .. } => (false, false),
+                    Task::Classifier | Task::Segmenter | Task::Hub { .. } | Task::Ultralytics => {
+                        (false, false)
+                    }
                 };
                 let fits = match &processor {
                     Processor::Detector(_) => true,

@@ -79,6 +79,7 @@ pub(crate) struct ModuleCheckpoint {
 
 impl ModuleCheckpoint {
     /// The parameter or buffer `name`.
+    #[cfg(test)]
     pub(crate) fn tensor(&self, name: &str) -> Option<&Tensor> {
         self.tensors
             .iter()
@@ -87,6 +88,7 @@ impl ModuleCheckpoint {
     }
 
     /// The plain tensor attribute at dotted `path`.
+    #[cfg(test)]
     pub(crate) fn attribute_tensor(&self, path: &str) -> Option<&Tensor> {
         self.attribute_tensors
             .iter()
