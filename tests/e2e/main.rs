@@ -30,3 +30,4 @@ mod sources;
 mod terminal;
 mod tour;
 mod util;
+mod yolo;

@@ -29,6 +29,7 @@ mod memory;
 mod model;
 mod net;
 mod preprocess;
+mod yolo_model;
 
 pub use checkpoint::pickle::PickleError;
 pub use checkpoint::weights::{TensorError, WeightsError, load_into, read_named_tensors};
@@ -45,6 +46,7 @@ pub use model::{
     mask_targets,
 };
 pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
+pub use yolo_model::{TorchYoloModel, YOLO_TYPE_NAMES};
 
 /// The parameter names and shapes of a torchvision architecture as zoo
 /// builds it (`entrypoint` as in `entrypoint_fcn`), for checking weights.
@@ -166,5 +168,8 @@ pub fn register(factory: &mut zoo_model_core::ModelFactory) {
     });
     factory.register(CLIP_TYPE_NAMES, |spec| {
         Ok(Box::new(TorchClipModel::from_spec(spec)?))
+    });
+    factory.register(YOLO_TYPE_NAMES, |spec| {
+        Ok(Box::new(TorchYoloModel::from_spec(spec)?))
     });
 }

@@ -155,3 +155,90 @@ fn yolo_rejects_what_is_not_an_ultralytics_module_tree() {
     let err = YoloDetector::load(&clip).unwrap_err().to_string();
     assert!(err.contains("tiny_clip.pt"), "{err}");
 }
+
+/// FiftyOne's `FiftyOneYOLOModel` type, built by the model factory from
+/// the built-in entry's config with the weights as its model file, gives
+/// the oracle's detections through its own preprocessing; the config's
+/// `confidence_thresh` and `filter_classes` apply as FiftyOne applies them,
+/// and `classes` is refused by name.
+#[test]
+fn the_fiftyone_yolo_model_type_gives_fiftyones_detections() {
+    use zoo_model_core::{Label, ModelFactory, ModelSpec, Prediction};
+
+    tch::set_num_threads(1);
+    let directory = fixtures().join("yolo");
+    let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
+    let oracle: Value = serde_json::from_str(&text).unwrap();
+    let expected = &oracle["yolov8t.pt"]["fiftyone"];
+    let mut factory = ModelFactory::new();
+    zoo_torch_backend::register(&mut factory);
+    let config = serde_json::json!({
+        "entrypoint_fcn": "ultralytics.YOLO",
+        "entrypoint_args": {"model": "yolov8n.pt"},
+        "output_processor_cls": "fiftyone.utils.ultralytics.UltralyticsDetectionOutputProcessor",
+    });
+    let spec = |config: Value| ModelSpec {
+        kind: "fiftyone.utils.ultralytics.FiftyOneYOLOModel".into(),
+        config: config.as_object().unwrap().clone(),
+        model_path: Some(directory.join("yolov8t.pt")),
+    };
+    let run = |config: Value| -> Vec<(String, Vec<zoo_model_core::Detection>)> {
+        let mut model = factory.build(&spec(config)).unwrap();
+        let preprocess = model.preprocessor();
+        expected
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|file| {
+                let input = preprocess
+                    .preprocess(decode(&directory.join(file)))
+                    .unwrap();
+                let prediction = model.predict_all(&[input]).unwrap().remove(0);
+                let Prediction::Label(Some(Label::Detections(detections))) = prediction else {
+                    panic!("{file}: {prediction:?}");
+                };
+                (file.clone(), detections)
+            })
+            .collect()
+    };
+    for (file, ours) in run(config.clone()) {
+        let theirs = expected[file.as_str()].as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{file}");
+        for (ours, theirs) in ours.iter().zip(theirs) {
+            assert_eq!(ours.label, theirs["label"].as_str().unwrap(), "{file}");
+            let boxed: Vec<f64> = serde_json::from_value(theirs["bounding_box"].clone()).unwrap();
+            for (a, b) in ours.bounding_box.iter().zip(&boxed) {
+                assert!((a - b).abs() <= BOX_TOLERANCE, "{file}: {a} vs {b}");
+            }
+            let score = theirs["confidence"].as_f64().unwrap();
+            assert!(
+                (ours.confidence.unwrap() - score).abs() <= SCORE_TOLERANCE,
+                "{file}"
+            );
+        }
+    }
+    // A higher threshold keeps exactly the oracle's detections above it;
+    // `filter_classes` keeps only the named labels.
+    let mut strict = config.clone();
+    strict["confidence_thresh"] = serde_json::json!(0.6);
+    strict["filter_classes"] = serde_json::json!(["cake", "car", "horse"]);
+    for (file, ours) in run(strict) {
+        let kept: Vec<&Value> = expected[file.as_str()]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["confidence"].as_f64().unwrap() > 0.6)
+            .filter(|d| ["cake", "car", "horse"].contains(&d["label"].as_str().unwrap()))
+            .collect();
+        let labels: Vec<&str> = ours.iter().map(|d| d.label.as_str()).collect();
+        let want: Vec<&str> = kept.iter().map(|d| d["label"].as_str().unwrap()).collect();
+        assert_eq!(labels, want, "{file}");
+    }
+    let mut refused = config;
+    refused["classes"] = serde_json::json!(["person"]);
+    let Err(err) = factory.build(&spec(refused)) else {
+        panic!("`classes` was accepted");
+    };
+    let err = err.to_string();
+    assert!(err.contains("`classes`"), "{err}");
+}

@@ -668,6 +668,9 @@ impl Network {
                 }
                 Ok(())
             };
+            if matches!(name, "Conv" | "C2f" | "SPPF" | "nn.Upsample") {
+                single()?;
+            }
             let (layer, out) = match name {
                 "Conv" => {
                     repeats_one()?;
@@ -692,7 +695,7 @@ impl Network {
                     let size = module.attributes.get("size");
                     match (mode, scale, size) {
                         (Some("nearest"), Some(scale), None | Some(Json::Null))
-                            if scale.is_finite() && (1.0..=64.0).contains(&scale) =>
+                            if scale.is_finite() && (1.0..=8.0).contains(&scale) =>
                         {
                             (Layer::Upsample { scale }, channel_of(single()?))
                         }
@@ -933,5 +936,62 @@ impl Detect {
         let size = bottom_right.f_sub(&top_left)?;
         let decoded = Tensor::f_cat(&[centre, size], 1)?.f_mul(&strides)?;
         Tensor::f_cat(&[decoded, scores.f_sigmoid()?], 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::checkpoint::modules::read_module_checkpoint;
+
+    fn checkpoint() -> ModuleCheckpoint {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yolo/yolov8t.pt");
+        read_module_checkpoint(&path).unwrap()
+    }
+
+    /// A yaml that does not describe the checkpoint's weights, or names a
+    /// layer zoo does not build, is an error naming what is wrong.
+    #[test]
+    fn a_yaml_that_does_not_fit_the_weights_is_an_error_naming_it() {
+        let cases: [(&str, Json, &str); 7] = [
+            ("/scale", json!("n"), "the yaml's scale gives"),
+            ("/backbone/0/2", json!("Foo"), "layer `Foo`"),
+            ("/head/0/0", json!([]), "takes one input"),
+            ("/backbone/1/0", json!(5), "not an earlier layer"),
+            ("/backbone/2/1", json!(6), "bottlenecks"),
+            ("/scales/t", json!([0.33]), "no scale `t`"),
+            ("/head/12/2", json!("Segment"), "layer `Segment`"),
+        ];
+        for (pointer, value, expected) in cases {
+            let mut checkpoint = checkpoint();
+            let yaml = checkpoint.root.attributes.get_mut("yaml").unwrap();
+            *yaml.pointer_mut(pointer).unwrap() = value;
+            let err = Network::build(checkpoint).unwrap_err().to_string();
+            assert!(err.contains(expected), "{pointer}: {err}");
+        }
+        let mut checkpoint = checkpoint();
+        checkpoint.root.attributes.remove("yaml");
+        let err = Network::build(checkpoint).unwrap_err().to_string();
+        assert!(err.contains("no `yaml`"), "{err}");
+    }
+
+    /// The widths and depths parse_model computes: `make_divisible` and
+    /// Python's rounding of the repeats.
+    #[test]
+    fn scales_give_parse_models_widths() {
+        assert_eq!(make_divisible(64.0 * 0.0625), 8.0);
+        assert_eq!(make_divisible(1024.0 * 0.25), 256.0);
+        assert_eq!(make_divisible(512.0_f64.min(512.0) * 1.25), 640.0);
+        assert_eq!(make_divisible(768.0 * 0.75), 576.0);
+        let yaml =
+            json!({"scales": {"n": [0.33, 0.25, 1024], "x": [1.0, 1.25, 512]}, "scale": "x"});
+        assert_eq!(scaling(&yaml).unwrap(), (1.0, 1.25, 512.0));
+        let first = json!({"scales": {"n": [0.33, 0.25, 1024]}});
+        assert_eq!(scaling(&first).unwrap(), (0.33, 0.25, 1024.0));
+        assert_eq!(scaling(&json!({})).unwrap().0, 1.0);
     }
 }

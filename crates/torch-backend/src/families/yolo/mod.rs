@@ -131,20 +131,27 @@ impl YoloDetector {
         &self.names
     }
 
-    /// The letterboxed input of `image`: `[1, 3, 640, 640]`, `f32` in
-    /// `0..=1`.
-    pub fn input(&self, image: &Image) -> Result<Tensor, YoloError> {
-        if image.width == 0 || image.height == 0 {
-            return Err(YoloError::Image("the image is empty".to_owned()));
+    /// The square side images are letterboxed to.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The letterboxed pixels of `image` (`size * size * 3` RGB bytes).
+    pub fn letterboxed(&self, image: &Image) -> Result<Vec<u8>, YoloError> {
+        letterboxed(image, self.size)
+    }
+
+    /// The network input of letterboxed `pixels`: `[1, 3, size, size]`,
+    /// `f32` in `0..=1` (FiftyOne's `/ 255`).
+    fn input_of(&self, pixels: &[u8]) -> Result<Tensor, YoloError> {
+        let size = self.size as i64;
+        if pixels.len() != self.size * self.size * 3 {
+            return Err(YoloError::Image(format!(
+                "{} letterboxed bytes, not {size} x {size} x 3",
+                pixels.len()
+            )));
         }
-        if image.pixels.len() != image.width as usize * image.height as usize * 3 {
-            return Err(YoloError::Image(
-                "the pixels do not fill the image".to_owned(),
-            ));
-        }
-        let boxed = letterbox::letterbox(image, self.size);
-        let size = boxed.size as i64;
-        Ok(Tensor::f_from_slice(&boxed.pixels)?
+        Ok(Tensor::f_from_slice(pixels)?
             .f_view([size, size, 3])?
             .f_permute([2, 0, 1])?
             .f_unsqueeze(0)?
@@ -152,24 +159,39 @@ impl YoloDetector {
             .f_div_scalar(255)?)
     }
 
+    /// The letterboxed input of `image`: `[1, 3, size, size]`, `f32` in
+    /// `0..=1`.
+    pub fn input(&self, image: &Image) -> Result<Tensor, YoloError> {
+        self.input_of(&self.letterboxed(image)?)
+    }
+
     /// The head's output for a letterboxed input: `[1, 4 + nc, anchors]`.
     pub fn forward(&self, input: &Tensor) -> Result<Tensor, YoloError> {
         Ok(tch::no_grad(|| self.network.forward(input))?)
     }
 
-    /// The detections of `image` in its pixels, as Ultralytics' predictor
-    /// returns them (`Results.boxes`).
-    pub fn detect_pixels(&self, image: &Image) -> Result<Vec<PixelDetection>, YoloError> {
-        let input = self.input(image)?;
-        let output = self.forward(&input)?;
-        let kept = tch::no_grad(|| {
-            non_max_suppression(&output.f_get(0)?, CONFIDENCE_THRESHOLD, IOU_THRESHOLD)
-        })?;
+    /// The detections of an image of `width` x `height` from its
+    /// letterboxed `pixels`, in its pixels, as Ultralytics' predictor
+    /// returns them (`Results.boxes`) with confidence threshold
+    /// `confidence`.
+    pub fn detect_letterboxed(
+        &self,
+        pixels: &[u8],
+        width: u32,
+        height: u32,
+        confidence: f64,
+    ) -> Result<Vec<PixelDetection>, YoloError> {
+        if width == 0 || height == 0 {
+            return Err(YoloError::Image("the image is empty".to_owned()));
+        }
+        let output = self.forward(&self.input_of(pixels)?)?;
+        let kept =
+            tch::no_grad(|| non_max_suppression(&output.f_get(0)?, confidence, IOU_THRESHOLD))?;
         let boxes = scale_boxes(
             &kept.f_narrow(1, 0, 4)?,
             self.size,
-            image.width as usize,
-            image.height as usize,
+            width as usize,
+            height as usize,
         )?;
         let boxes = Vec::<f32>::try_from(boxes.f_contiguous()?.f_flatten(0, -1)?)?;
         let scores = Vec::<f32>::try_from(kept.f_select(1, 4)?.f_contiguous()?)?;
@@ -191,12 +213,30 @@ impl YoloDetector {
             .collect())
     }
 
-    /// The detections of `image` as FiftyOne's `to_detections` makes them
-    /// from Ultralytics' results (`boxes.xywhn`, in `f32`, then `[xc - w /
-    /// 2, yc - h / 2, w, h]` in `f64`).
+    /// The detections of `image` in its pixels, at Ultralytics' default
+    /// confidence threshold.
+    pub fn detect_pixels(&self, image: &Image) -> Result<Vec<PixelDetection>, YoloError> {
+        let pixels = self.letterboxed(image)?;
+        self.detect_letterboxed(&pixels, image.width, image.height, CONFIDENCE_THRESHOLD)
+    }
+
+    /// The detections of `image` as FiftyOne's `to_detections` makes them,
+    /// at Ultralytics' default confidence threshold.
     pub fn detect(&self, image: &Image) -> Result<Vec<Detection>, YoloError> {
         let pixels = self.detect_pixels(image)?;
-        let (width, height) = (image.width as f32, image.height as f32);
+        self.to_fiftyone(pixels, image.width, image.height)
+    }
+
+    /// FiftyOne's `to_detections` of Ultralytics' results for an image of
+    /// `width` x `height` (`boxes.xywhn`, in `f32`, then `[xc - w / 2, yc -
+    /// h / 2, w, h]` in `f64`).
+    pub fn to_fiftyone(
+        &self,
+        pixels: Vec<PixelDetection>,
+        width: u32,
+        height: u32,
+    ) -> Result<Vec<Detection>, YoloError> {
+        let (width, height) = (width as f32, height as f32);
         pixels
             .into_iter()
             .map(|detection| {
@@ -221,6 +261,20 @@ impl YoloDetector {
             })
             .collect()
     }
+}
+
+/// The pixels of `image` letterboxed into a `size` square (`size * size *
+/// 3` RGB bytes).
+pub(crate) fn letterboxed(image: &Image, size: usize) -> Result<Vec<u8>, YoloError> {
+    if image.width == 0 || image.height == 0 {
+        return Err(YoloError::Image("the image is empty".to_owned()));
+    }
+    if image.pixels.len() != image.width as usize * image.height as usize * 3 {
+        return Err(YoloError::Image(
+            "the pixels do not fill the image".to_owned(),
+        ));
+    }
+    Ok(letterbox::letterbox(image, size).pixels)
 }
 
 /// The model's `names` (`{index: name}`, indices `0..n`) as a list.
