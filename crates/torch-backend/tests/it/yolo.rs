@@ -2,8 +2,8 @@
 //! (`tests/fixtures/yolo/yolo_oracle.json`, `cargo xtask yolo-oracle`) ran
 //! FiftyOne's own `FiftyOneYOLOModel` and Ultralytics' predictor on a seeded
 //! checkpoint in Ultralytics' release format (`yolov8t.pt`: YOLOv8 at a
-//! tiny width, committed) and on a seeded full-size `yolov8n.pt` (in the
-//! cache, `<cache>/zoo/yolo-oracle`, checked when present).
+//! tiny width, committed) and on seeded full-size `yolov8{n,s,m,l,x}.pt`
+//! (in the cache, `<cache>/zoo/yolo-oracle`, checked when present).
 //!
 //! Each detection must match: same label, relative box within
 //! [`BOX_TOLERANCE`], confidence within [`SCORE_TOLERANCE`]. The letterbox
@@ -108,10 +108,11 @@ fn yolo_detections_match_fiftyone_and_ultralytics() {
     assert!(seen.detections > 0);
 }
 
-/// The seeded full-size `yolov8n.pt` `cargo xtask yolo-oracle` writes into
-/// the cache (6 MB, not committed); skipped when absent.
+/// The seeded full-size `yolov8{n,s,m,l,x}.pt` `cargo xtask yolo-oracle`
+/// writes into the cache (6 to 140 MB, not committed): every scale's
+/// widths, depths and max channels from the yaml; skipped when absent.
 #[test]
-fn yolov8n_detections_match_fiftyone_when_its_oracle_is_cached() {
+fn full_size_checkpoints_match_fiftyone_when_their_oracle_is_cached() {
     let Some(cache) = std::env::var_os("ZOO_YOLO_ORACLE")
         .map(PathBuf::from)
         .or_else(|| dirs_cache().map(|cache| cache.join("zoo/yolo-oracle")))
@@ -119,18 +120,13 @@ fn yolov8n_detections_match_fiftyone_when_its_oracle_is_cached() {
         return;
     };
     let Ok(text) = fs_err::read_to_string(cache.join("yolo_oracle.json")) else {
-        println!(
-            "no cached yolov8n oracle under {}: skipped",
-            cache.display()
-        );
+        println!("no cached YOLOv8 oracle under {}: skipped", cache.display());
         return;
     };
     let oracle: Value = serde_json::from_str(&text).unwrap();
-    check(
-        &cache.join("yolov8n.pt"),
-        &fixtures().join("yolo"),
-        &oracle["yolov8n.pt"],
-    );
+    for (file, entry) in oracle.as_object().unwrap() {
+        check(&cache.join(file), &fixtures().join("yolo"), entry);
+    }
 }
 
 /// The user cache directory (`$XDG_CACHE_HOME`, else `~/.cache`).
