@@ -767,6 +767,29 @@ mod tests {
         ));
     }
 
+    /// An object built after it was memoized (a module shared by several
+    /// parents, as Ultralytics' one `SiLU`) has its state wherever it is
+    /// fetched from the memo afterwards.
+    #[test]
+    fn build_reaches_every_reference_to_a_memoized_object() {
+        let mut pickle = vec![0x80, 2];
+        pickle.extend_from_slice(b"ctorch.nn.modules.activation\nSiLU\nq\x00)\x81q\x01");
+        pickle.extend_from_slice(b"}q\x02X\x01\x00\x00\x00aK\x07sbh\x01\x86.");
+        let Value::Tuple(pair) = unpickle(&pickle).unwrap() else {
+            panic!("not a tuple")
+        };
+        for item in &pair.items {
+            let Value::Object(object) = item else {
+                panic!("{item:?}")
+            };
+            assert_eq!(object.name.as_ref(), "torch.nn.modules.activation.SiLU");
+            let Some(Value::Dict(state)) = &object.state else {
+                panic!("no state: {object:?}")
+            };
+            assert_eq!(state.items, vec![(str("a"), Value::Int(7))]);
+        }
+    }
+
     /// Each step memoizes `(x, x)` where `x` is the previous step: 2^n
     /// leaves after n steps when memo values are deep-copied.
     fn doubling_pickle(steps: usize) -> Vec<u8> {
