@@ -32,3 +32,4 @@ mod sources;
 mod terminal;
 mod tour;
 mod util;
+mod yolo;

@@ -144,6 +144,65 @@ pub(crate) fn clip_oracle(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask yolo-oracle`: seeded YOLOv8 checkpoints in Ultralytics'
+/// release format and FiftyOne's `FiftyOneYOLOModel` detections on them
+/// (`xtask/fixtures/yolo_oracle.py`): the tiny-scale checkpoint, pictures
+/// and outputs into `crates/torch-backend/tests/fixtures/yolo` (committed),
+/// and a full-size seeded `yolov8n.pt` with its outputs into
+/// `<cache>/zoo/yolo-oracle` (about 6 MB, not committed; the parity test
+/// uses it when present). The oracle venv needs `ultralytics`; FiftyOne
+/// 1.22.1 comes from the oracle venv, else from the FiftyOne test venv's
+/// packages (`cargo xtask setup`), imported after the oracle venv's.
+pub(crate) fn yolo_oracle(sh: &Shell) -> Result<()> {
+    let python = python(sh)?;
+    let has = |module: &str| {
+        cmd!(sh, "{python} -c {module}")
+            .quiet()
+            .ignore_stderr()
+            .ignore_stdout()
+            .run()
+            .is_ok()
+    };
+    if !has("import ultralytics") {
+        anyhow::bail!(
+            "the oracle venv `{}` has no ultralytics: install it there \
+             (`{} -m pip install ultralytics==8.4.190`)",
+            venv()?.display(),
+            python.display()
+        );
+    }
+    let base = dirs::cache_dir().context("no cache directory")?.join("zoo");
+    let fiftyone = if has("import fiftyone.utils.ultralytics") {
+        String::new()
+    } else {
+        let lib = base.join("fiftyone-test-venv/lib");
+        let site = fs_err::read_dir(&lib)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path().join("site-packages"))
+            .find(|path| path.join("fiftyone").is_dir())
+            .with_context(|| {
+                format!(
+                    "no FiftyOne in the oracle venv nor under `{}`: run `cargo xtask setup`",
+                    lib.display()
+                )
+            })?;
+        site.display().to_string()
+    };
+    let out = sh
+        .current_dir()
+        .join("crates/torch-backend/tests/fixtures/yolo");
+    let cache = base.join("yolo-oracle");
+    cmd!(
+        sh,
+        "{python} xtask/fixtures/yolo_oracle.py {out} {fiftyone} {cache}"
+    )
+    .run()?;
+    Ok(())
+}
+
 /// Installs FiftyOne 1.22.1 (and its offline MongoDB) into the oracle venv
 /// when it is missing.
 pub(crate) fn ensure_fiftyone(sh: &Shell, python: &std::path::Path) -> Result<()> {

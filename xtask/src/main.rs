@@ -57,6 +57,8 @@ tasks:
                                    from HUB_DIR (a facebookresearch/dinov2 checkout; oracle venv)
   clip-oracle                      a tiny CLIP as an OpenAI-style TorchScript archive and FiftyOne's
                                    CLIP outputs on it (oracle venv with fiftyone 1.22.1)
+  yolo-oracle                      seeded YOLOv8 release checkpoints and FiftyOne's/Ultralytics' detections
+                                   on them (oracle venv with ultralytics; FiftyOne from the oracle or the test venv)
   device-build [--check]           build zoo-torch, the parity tests and device_probe against libtorch 2.11
                                    (the GPU machine's PyTorch) into target/device/bundle, for
                                    xtask/device/gpu_check.sh; --check runs the bundled tests here (CPU)
@@ -107,6 +109,7 @@ fn main() -> Result<()> {
         "script-segmenter-oracle" => fixtures::script_segmenter_oracle(&sh),
         "dinov2-oracle" => fixtures::dinov2_oracle(&sh, &rest),
         "clip-oracle" => fixtures::clip_oracle(&sh),
+        "yolo-oracle" => fixtures::yolo_oracle(&sh),
         "device-build" => device::run(&sh, &rest),
         "tidy" => {
             if rest.iter().any(|arg| arg == "--bless") {

@@ -53,7 +53,8 @@ pub struct PythonLoad {
 /// The deployment config types zoo's native backend builds (FiftyOne's
 /// names and zoo's short names; `zoo-torch-backend` registers exactly these,
 /// checked by a test in `zoo-cli`). Any other type is FiftyOne's class, for
-/// the model host.
+/// the model host; so is an Ultralytics config zoo does not build
+/// ([`config_load_path`]).
 pub const NATIVE_TYPES: &[&str] = &[
     "fiftyone.utils.torch.TorchImageModel",
     "fiftyone.zoo.models.torch.TorchvisionImageModel",
@@ -62,7 +63,43 @@ pub const NATIVE_TYPES: &[&str] = &[
     "torch",
     "fiftyone.utils.clip.TorchCLIPModel",
     "TorchCLIPModel",
+    "fiftyone.utils.ultralytics.FiftyOneYOLOModel",
+    "FiftyOneYOLOModel",
 ];
+
+/// FiftyOne's Ultralytics class names among [`NATIVE_TYPES`]: native only
+/// for the checkpoints zoo builds ([`native_ultralytics`]); FiftyOne's
+/// class runs the others (segmentation, pose, YOLO11, ...).
+const ULTRALYTICS_TYPES: &[&str] = &[
+    "fiftyone.utils.ultralytics.FiftyOneYOLOModel",
+    "FiftyOneYOLOModel",
+];
+
+/// FiftyOne's output processor for Ultralytics detectors.
+const ULTRALYTICS_DETECTIONS: &str =
+    "fiftyone.utils.ultralytics.UltralyticsDetectionOutputProcessor";
+
+/// Whether an Ultralytics config is one zoo runs natively: YOLOv8
+/// detection, `entrypoint_args.model` `yolov8{n,s,m,l,x}.pt` with FiftyOne's
+/// detection output processor (`yolov8*-coco-torch`).
+fn native_ultralytics(config: &DeploymentConfig) -> bool {
+    let processor = config
+        .config
+        .get("output_processor_cls")
+        .and_then(Value::as_str);
+    let weights = config
+        .config
+        .get("entrypoint_args")
+        .and_then(|args| args.get("model"))
+        .and_then(Value::as_str);
+    let yolov8 = weights.is_some_and(|weights| {
+        weights
+            .strip_prefix("yolov8")
+            .and_then(|rest| rest.strip_suffix(".pt"))
+            .is_some_and(|scale| ["n", "s", "m", "l", "x"].contains(&scale))
+    });
+    processor == Some(ULTRALYTICS_DETECTIONS) && yolov8
+}
 
 /// FiftyOne's class for its legacy TensorFlow models (ETA's).
 const TENSORFLOW_TYPE: &str = "fiftyone.utils.eta.ETAModel";
@@ -119,6 +156,13 @@ impl LoadPath {
 pub fn config_load_path(config: &DeploymentConfig) -> LoadPath {
     match config.kind.as_deref() {
         None => LoadPath::Native,
+        Some(kind) if ULTRALYTICS_TYPES.contains(&kind) => {
+            if native_ultralytics(config) {
+                LoadPath::Native
+            } else {
+                LoadPath::FiftyOneClass
+            }
+        }
         Some(kind) if NATIVE_TYPES.contains(&kind) => LoadPath::Native,
         Some(TENSORFLOW_TYPE) => LoadPath::FiftyOneTensorFlow,
         Some(_) => LoadPath::FiftyOneClass,

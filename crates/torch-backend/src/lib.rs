@@ -30,6 +30,7 @@ mod memory;
 mod model;
 mod net;
 mod preprocess;
+mod yolo_model;
 
 pub use checkpoint::pickle::PickleError;
 pub use checkpoint::weights::{TensorError, WeightsError, load_into, read_named_tensors};
@@ -38,8 +39,13 @@ pub use clip_model::{CLIP_TYPE_NAMES, TorchClipModel};
 pub use clip_tokenizer::{ClipTokenizer, TokenizerError};
 pub use config::{IMAGENET_LABELS, KeypointSkeleton, VOC_LABELS, class_names, mask_targets};
 pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda, tune_allocator};
+pub use families::yolo::{
+    ArchitectureError as YoloArchitectureError, Detection as YoloDetection, PixelDetection,
+    YoloDetector, YoloError,
+};
 pub use model::{TYPE_NAMES, TorchImageModel};
 pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
+pub use yolo_model::{TorchYoloModel, YOLO_TYPE_NAMES};
 
 /// The parameter names and shapes of a torchvision architecture as zoo
 /// builds it (`entrypoint` as in `entrypoint_fcn`), for checking weights.
@@ -161,6 +167,9 @@ pub fn register(factory: &mut zoo_model_core::ModelFactory) {
     });
     factory.register(CLIP_TYPE_NAMES, |spec| {
         Ok(Box::new(TorchClipModel::from_spec(spec)?))
+    });
+    factory.register(YOLO_TYPE_NAMES, |spec| {
+        Ok(Box::new(TorchYoloModel::from_spec(spec)?))
     });
 }
 

@@ -130,10 +130,11 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 48 zoo builds
-/// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32) natively,
-/// the 50 TensorFlow ones in the model host with TensorFlow, the other 238
-/// in the model host through FiftyOne's class.
+/// `zoo models info` says how each built-in runs: the 53 zoo builds
+/// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8
+/// n/s/m/l/x detection) natively, the 50 TensorFlow ones in the model host
+/// with TensorFlow, the other 233 in the model host through FiftyOne's
+/// class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -155,6 +156,8 @@ fn each_builtin_says_how_it_runs() {
             LoadPath::Native => assert!(
                 kind.ends_with("TorchvisionImageModel")
                     || kind.ends_with("TorchCLIPModel")
+                    || (kind.ends_with("FiftyOneYOLOModel")
+                        && model.model.base_name.starts_with("yolov8"))
                     || model.model.extra.contains_key("zoo_hub_weights"),
                 "{}",
                 model.name()
@@ -173,8 +176,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 48),
-            ("python host", 238),
+            ("native", 53),
+            ("python host", 233),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -201,11 +204,11 @@ fn a_hosted_builtin_plans_fiftyones_class_and_a_sources_is_refused() {
     let mut config = RegistryConfig::new(root.path());
     config.builtin = Some(zoo_registry::builtin_manifest());
     let registry = Registry::new(config);
-    let model = registry.model("yolov8n-coco-torch").unwrap();
+    let model = registry.model("yolo11n-coco-torch").unwrap();
     assert!(zoo_registry::check_native(&model).is_ok());
     let LoadPlan::Python(plan) = registry.load_plan(&model, &serde_json::Map::new()).unwrap()
     else {
-        panic!("yolov8n-coco-torch is not planned for the model host");
+        panic!("yolo11n-coco-torch is not planned for the model host");
     };
     assert_eq!(
         plan.init,
@@ -225,7 +228,7 @@ fn a_hosted_builtin_plans_fiftyones_class_and_a_sources_is_refused() {
         serde_json::to_value(&model.model.default_deployment_config_dict).unwrap()
     );
     assert_eq!(plan.kwargs["zoo_pass_model_path"], true);
-    assert_eq!(plan.model_path, root.path().join("yolov8n-coco.pt"));
+    assert_eq!(plan.model_path, root.path().join("yolo11n-coco.pt"));
     // A Hugging Face entry has no `base_filename`: FiftyOne passes no path.
     let rtdetr = registry.model("rtdetr-v2-s-coco-torch").unwrap();
     let LoadPlan::Python(plan) = registry
@@ -310,4 +313,44 @@ fn fiftyone_manifest_dir() -> Option<std::path::PathBuf> {
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     Some(String::from_utf8(output.stdout).unwrap().trim().into())
+}
+
+/// FiftyOne's `FiftyOneYOLOModel` runs natively for YOLOv8 detection
+/// (`yolov8{n,s,m,l,x}-coco-torch`) and through FiftyOne's class for every
+/// other Ultralytics entry (YOLO11, segmentation, pose, YOLO-World, ...).
+#[test]
+fn yolov8_detection_runs_natively_and_other_ultralytics_entries_in_the_host() {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = RegistryConfig::new(root.path());
+    config.builtin = Some(zoo_registry::builtin_manifest());
+    let registry = Registry::new(config);
+    for name in [
+        "yolov8n-coco-torch",
+        "yolov8s-coco-torch",
+        "yolov8m-coco-torch",
+        "yolov8l-coco-torch",
+        "yolov8x-coco-torch",
+    ] {
+        let model = registry.model(name).unwrap();
+        assert_eq!(
+            registry.load_path(&model),
+            zoo_registry::LoadPath::Native,
+            "{name}"
+        );
+    }
+    for name in [
+        "yolo11n-coco-torch",
+        "yolov8n-seg-coco-torch",
+        "yolo26n-pose-coco-torch",
+        "yolov8s-world-torch",
+        "yolov8n-oiv7-torch",
+        "yolov5n-coco-torch",
+    ] {
+        let model = registry.model(name).unwrap();
+        assert_eq!(
+            registry.load_path(&model),
+            zoo_registry::LoadPath::FiftyOneClass,
+            "{name}"
+        );
+    }
 }

@@ -115,6 +115,36 @@ pub(crate) struct Object {
     depth: usize,
 }
 
+#[cfg(test)]
+impl Pairs {
+    /// A dict of `items` (for tests that build values by hand).
+    pub(crate) fn new(items: Vec<(Value, Value)>) -> Self {
+        let inner = items
+            .iter()
+            .map(|(key, value)| key.depth().max(value.depth()))
+            .max()
+            .unwrap_or(0);
+        Pairs {
+            items,
+            depth: inner + 1,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Object {
+    /// An object of class `name` with `state` (for tests that build values
+    /// by hand).
+    pub(crate) fn new(name: &str, state: Option<Value>) -> Self {
+        let depth = state.as_ref().map_or(0, Value::depth) + 1;
+        Object {
+            name: name.into(),
+            state,
+            depth,
+        }
+    }
+}
+
 impl Value {
     /// How deep containers nest inside this value (0 for a scalar).
     fn depth(&self) -> usize {
@@ -233,6 +263,9 @@ struct Machine {
     stack: Vec<Value>,
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
+    /// The memo indices holding each object, by the object's address (for
+    /// `BUILD`, which must update every reference).
+    memoized_objects: HashMap<usize, Vec<u32>>,
     /// Container items created or copied so far.
     items: usize,
     /// The offset of the opcode being run.
@@ -318,6 +351,12 @@ impl Machine {
     fn memoize(&mut self, index: u32) -> Result<(), PickleError> {
         let value = self.top()?.clone();
         self.spend(1)?;
+        if let Value::Object(object) = &value {
+            self.memoized_objects
+                .entry(Rc::as_ptr(object) as usize)
+                .or_default()
+                .push(index);
+        }
         self.memo.insert(index, value);
         Ok(())
     }
@@ -374,15 +413,43 @@ impl Machine {
     /// `BUILD`: gives the object on top of the stack its state (a
     /// TorchScript module's attributes); the state of anything else (an
     /// `OrderedDict`'s `_metadata`) is dropped.
+    ///
+    /// Python objects are shared: the memo entries that hold the object
+    /// (a module used in several places, like Ultralytics' one `SiLU`) get
+    /// the built object too, so that later `GET`s see its state. Values
+    /// are immutable here, so the object is copied on write and the memo
+    /// entries are pointed at the copy (each counted against
+    /// [`MAX_ITEMS`]).
     fn build(&mut self, state: Value) -> Result<(), PickleError> {
         let depth = self.nest(state.depth())?;
         self.top()?;
         self.spend(1)?;
-        if let Some(Value::Object(object)) = self.stack.last_mut() {
-            let object = Rc::make_mut(object);
-            object.depth = object.depth.max(depth);
-            object.state = Some(state);
+        let Some(Value::Object(object)) = self.stack.last_mut() else {
+            return Ok(());
+        };
+        let before = Rc::as_ptr(object) as usize;
+        let inner = Rc::make_mut(object);
+        inner.depth = inner.depth.max(depth);
+        inner.state = Some(state);
+        let built = object.clone();
+        let after = Rc::as_ptr(&built) as usize;
+        if before == after {
+            return Ok(());
         }
+        let Some(indices) = self.memoized_objects.remove(&before) else {
+            return Ok(());
+        };
+        self.spend(indices.len())?;
+        let mut kept = Vec::with_capacity(indices.len());
+        for index in indices {
+            if let Some(Value::Object(entry)) = self.memo.get_mut(&index)
+                && Rc::as_ptr(entry) as usize == before
+            {
+                *entry = built.clone();
+                kept.push(index);
+            }
+        }
+        self.memoized_objects.entry(after).or_default().extend(kept);
         Ok(())
     }
 
@@ -494,6 +561,7 @@ pub(crate) fn unpickle_prefix(data: &[u8]) -> Result<(Value, usize), PickleError
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
+        memoized_objects: HashMap::new(),
         items: 0,
         position: 0,
     };
@@ -697,6 +765,29 @@ mod tests {
                 position: 2
             })
         ));
+    }
+
+    /// An object built after it was memoized (a module shared by several
+    /// parents, as Ultralytics' one `SiLU`) has its state wherever it is
+    /// fetched from the memo afterwards.
+    #[test]
+    fn build_reaches_every_reference_to_a_memoized_object() {
+        let mut pickle = vec![0x80, 2];
+        pickle.extend_from_slice(b"ctorch.nn.modules.activation\nSiLU\nq\x00)\x81q\x01");
+        pickle.extend_from_slice(b"}q\x02X\x01\x00\x00\x00aK\x07sbh\x01\x86.");
+        let Value::Tuple(pair) = unpickle(&pickle).unwrap() else {
+            panic!("not a tuple")
+        };
+        for item in &pair.items {
+            let Value::Object(object) = item else {
+                panic!("{item:?}")
+            };
+            assert_eq!(object.name.as_ref(), "torch.nn.modules.activation.SiLU");
+            let Some(Value::Dict(state)) = &object.state else {
+                panic!("no state: {object:?}")
+            };
+            assert_eq!(state.items, vec![(str("a"), Value::Int(7))]);
+        }
     }
 
     /// Each step memoizes `(x, x)` where `x` is the previous step: 2^n

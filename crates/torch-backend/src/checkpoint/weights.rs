@@ -190,15 +190,15 @@ fn kind_of(dtype: &str) -> Option<(Kind, u64)> {
 }
 
 /// The file being read, for errors.
-struct Source<'a> {
-    path: &'a Path,
+pub(super) struct Source<'a> {
+    pub(super) path: &'a Path,
 }
 
 impl Source<'_> {
     fn path(&self) -> String {
         self.path.display().to_string()
     }
-    fn read(&self, message: impl std::fmt::Display) -> WeightsError {
+    pub(super) fn read(&self, message: impl std::fmt::Display) -> WeightsError {
         WeightsError::Read {
             path: self.path(),
             message: message.to_string(),
@@ -211,7 +211,7 @@ impl Source<'_> {
             source,
         }
     }
-    fn tensor(&self, key: &str, source: TensorError) -> WeightsError {
+    pub(super) fn tensor(&self, key: &str, source: TensorError) -> WeightsError {
         WeightsError::Tensor {
             path: self.path(),
             key: key.to_owned(),
@@ -287,6 +287,47 @@ fn hand_over(
 /// goes to `sink` as soon as it is built; a storage's bytes are dropped once
 /// its tensor is built, and that tensor once its last view is handed over.
 fn read_zip(source: &Source<'_>, sink: &mut dyn FnMut(String, Tensor)) -> Result<(), WeightsError> {
+    let (mut archive, prefix, value) = open_zip(source)?;
+    let dict = state_dict(value).map_err(|message| source.read(message))?;
+    zip_tensors(source, &mut archive, &prefix, dict, sink)
+}
+
+/// Builds `dict`'s tensors from the zip's storages, handing each to `sink`
+/// as soon as it is built; a storage is dropped after its last view.
+pub(super) fn zip_tensors<R: Read + std::io::Seek>(
+    source: &Source<'_>,
+    archive: &mut ZipArchive<R>,
+    prefix: &str,
+    dict: Vec<(String, TensorRef)>,
+    sink: &mut dyn FnMut(String, Tensor),
+) -> Result<(), WeightsError> {
+    // The position of the last tensor viewing each storage.
+    let last_use: HashMap<String, usize> = dict
+        .iter()
+        .enumerate()
+        .map(|(index, (_, reference))| (reference.storage.key.clone(), index))
+        .collect();
+    let mut storages = Storages::default();
+    for (index, (name, reference)) in dict.into_iter().enumerate() {
+        let storage = &reference.storage;
+        let tensor = storages
+            .view(&reference, || read_zip_storage(archive, prefix, storage))
+            .map_err(|err| source.tensor(&name, err))?;
+        if last_use.get(&storage.key) == Some(&index) {
+            storages.forget(&reference);
+        }
+        sink(name, tensor);
+    }
+    Ok(())
+}
+
+/// A zip checkpoint opened: the archive, the prefix of its records
+/// (`archive/`, or the file's stem) and its unpickled `data.pkl`.
+pub(super) type OpenedZip = (ZipArchive<std::io::BufReader<fs_err::File>>, String, Value);
+
+/// Opens a zip checkpoint and unpickles its `data.pkl` (bounded by
+/// [`MAX_PICKLE_BYTES`]).
+pub(super) fn open_zip(source: &Source<'_>) -> Result<OpenedZip, WeightsError> {
     let file = fs_err::File::open(source.path).map_err(|err| source.read(err))?;
     let mut archive = ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|err| source.read(format!("not a readable zip: {}", chain(&err))))?;
@@ -310,27 +351,7 @@ fn read_zip(source: &Source<'_>, sink: &mut dyn FnMut(String, Tensor)) -> Result
         )));
     }
     let value = unpickle(&pickle).map_err(|err| source.pickle(&pickle_name, err))?;
-    let dict = state_dict(value).map_err(|message| source.read(message))?;
-    // The position of the last tensor viewing each storage.
-    let last_use: HashMap<String, usize> = dict
-        .iter()
-        .enumerate()
-        .map(|(index, (_, reference))| (reference.storage.key.clone(), index))
-        .collect();
-    let mut storages = Storages::default();
-    for (index, (name, reference)) in dict.into_iter().enumerate() {
-        let storage = &reference.storage;
-        let tensor = storages
-            .view(&reference, || {
-                read_zip_storage(&mut archive, &prefix, storage)
-            })
-            .map_err(|err| source.tensor(&name, err))?;
-        if last_use.get(&storage.key) == Some(&index) {
-            storages.forget(&reference);
-        }
-        sink(name, tensor);
-    }
-    Ok(())
+    Ok((archive, prefix, value))
 }
 
 /// An error and its causes, one line.
@@ -346,7 +367,7 @@ fn chain(error: &dyn std::error::Error) -> String {
 
 /// The bytes of one storage: as many as its persistent id declares (the
 /// whole entry when it declares none), never more than the entry holds.
-fn read_zip_storage<R: Read + std::io::Seek>(
+pub(super) fn read_zip_storage<R: Read + std::io::Seek>(
     archive: &mut ZipArchive<R>,
     prefix: &str,
     storage: &StorageRef,
@@ -577,14 +598,14 @@ fn module_tensors(
 /// Storages as flat tensors, each built once (by key and dtype) however
 /// many tensors view it.
 #[derive(Default)]
-struct Storages {
+pub(super) struct Storages {
     built: HashMap<(String, String), Tensor>,
 }
 
 impl Storages {
     /// Drops `reference`'s storage (the tensors viewing it keep it alive as
     /// long as they need it).
-    fn forget(&mut self, reference: &TensorRef) {
+    pub(super) fn forget(&mut self, reference: &TensorRef) {
         self.built.remove(&Self::key(reference));
     }
 
@@ -599,7 +620,7 @@ impl Storages {
     /// The tensor `reference` describes, from the storage built before or
     /// from the bytes `read` gives (called only when it is not built), after
     /// checking every number against them.
-    fn view<B: AsRef<[u8]>>(
+    pub(super) fn view<B: AsRef<[u8]>>(
         &mut self,
         reference: &TensorRef,
         read: impl FnOnce() -> Result<B, TensorError>,

@@ -49,6 +49,7 @@ pub(crate) mod segmentation;
 pub(crate) mod shufflenet;
 pub(crate) mod squeezenet;
 pub(crate) mod vgg;
+pub(crate) mod yolo;
 
 pub(crate) use options::BuildOptions;
 
@@ -67,6 +68,10 @@ pub(crate) enum Task {
     /// A torchvision detector; `masks` and `keypoints` say which of
     /// FiftyOne's instance and keypoint output processors it can feed.
     Detector { masks: bool, keypoints: bool },
+    /// An Ultralytics detector (FiftyOne's `FiftyOneYOLOModel`): the
+    /// network comes whole from the checkpoint's module tree and `yaml`
+    /// (`yolo/`).
+    Ultralytics,
 }
 
 /// A detector family's builder: name, variables' root, classes,
@@ -88,6 +93,9 @@ pub(crate) enum Build {
     Store(fn(&str, &nn::Path<'_>, i64) -> Option<Network>),
     /// A detector, configured from `entrypoint_args`.
     Detector(DetectorBuilder),
+    /// Built from the checkpoint itself (its module tree and `yaml`), by
+    /// the family's own loader ([`yolo::YoloDetector::load`]).
+    Checkpoint,
 }
 
 /// One row of [`FAMILIES`].
@@ -283,6 +291,14 @@ pub(crate) const FAMILIES: &[Family] = &[
         ..DETECTOR
     },
     Family {
+        // FiftyOne's `entrypoint_fcn` `ultralytics.YOLO`: YOLOv8 detection
+        // (n, s, m, l, x), each from its release checkpoint.
+        names: &["YOLO"],
+        task: Task::Ultralytics,
+        build: Build::Checkpoint,
+        ..CLASSIFIER
+    },
+    Family {
         names: &[
             "dinov2_vits14",
             "dinov2_vitb14",
@@ -365,7 +381,7 @@ impl Family {
         let network = match self.build {
             Build::Maker(build) => build(name, &Reference(root), classes, options),
             Build::Store(build) => build(name, root, classes),
-            Build::Detector(_) => None,
+            Build::Detector(_) | Build::Checkpoint => None,
         }?;
         Some(network.described(self.embeddings_layer, self.min_input))
     }
@@ -398,7 +414,7 @@ impl Family {
     ) -> Option<Result<detection::Detector, String>> {
         match self.build {
             Build::Detector(build) => build(name, root, classes, entrypoint_args),
-            Build::Maker(_) | Build::Store(_) => None,
+            Build::Maker(_) | Build::Store(_) | Build::Checkpoint => None,
         }
     }
 }
@@ -459,9 +475,12 @@ mod tests {
                     keypoints: true, ..
                 } => "keypoint detector".to_owned(),
                 Task::Detector { .. } => "detector".to_owned(),
+                Task::Ultralytics => "Ultralytics detector".to_owned(),
             };
             let runs = if family.folds() {
                 "folded, channels-last"
+            } else if family.task == Task::Ultralytics {
+                "conv and batch norm fused"
             } else if family.is_detector() {
                 "backbone folded"
             } else {

@@ -1,0 +1,997 @@
+//! The YOLOv8 detection network, built from an Ultralytics checkpoint's
+//! `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
+//! module, args]`, depths and widths from `scales[scale]`), with each
+//! layer's hyperparameters (strides, paddings, batch norm `eps`,
+//! activations, SPPF's pooling) read from the pickled module tree and its
+//! weights from the tree's tensors. `Conv` + `BatchNorm2d` pairs are fused
+//! at load as Ultralytics' `fuse()` fuses them (PyTorch's
+//! `fuse_conv_bn_weights`, in `f32`), which is what FiftyOne's predictor
+//! runs.
+
+use std::collections::HashMap;
+
+use serde_json::Value as Json;
+use tch::{Kind, TchError, Tensor};
+
+use crate::checkpoint::modules::{Module, ModuleCheckpoint};
+use crate::net::fold::channels_last;
+
+/// The most layers a YOLO yaml may list (YOLOv8 has 23).
+const MAX_LAYERS: usize = 1000;
+
+/// The most repeats a layer may have after depth scaling (YOLOv8x has 6).
+const MAX_REPEATS: i64 = 100;
+
+/// The most channels a layer may have (YOLOv8x has 640).
+const MAX_CHANNELS: f64 = 65_536.0;
+
+/// Why a checkpoint's network could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchitectureError {
+    /// The yaml, the module tree or the tensors do not describe a YOLO
+    /// detection network zoo builds.
+    #[error("not a YOLO detection network zoo builds: {0}")]
+    Unsupported(String),
+    /// libtorch failed while fusing the weights.
+    #[error("libtorch failed while building the network")]
+    Torch(#[from] TchError),
+}
+
+fn unsupported(message: impl Into<String>) -> ArchitectureError {
+    ArchitectureError::Unsupported(message.into())
+}
+
+/// `Conv2d` (+ fused `BatchNorm2d`) (+ SiLU).
+#[derive(Debug)]
+pub(crate) struct Conv {
+    weight: Tensor,
+    bias: Tensor,
+    stride: [i64; 2],
+    padding: [i64; 2],
+    dilation: [i64; 2],
+    groups: i64,
+    silu: bool,
+}
+
+impl Conv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let y = x.f_conv2d(
+            &self.weight,
+            Some(&self.bias),
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+        )?;
+        if self.silu { y.f_silu() } else { Ok(y) }
+    }
+
+    fn out_channels(&self) -> i64 {
+        self.weight.size()[0]
+    }
+}
+
+/// A `Bottleneck`: two convs, and the input added when `add`.
+#[derive(Debug)]
+struct Bottleneck {
+    cv1: Conv,
+    cv2: Conv,
+    add: bool,
+}
+
+/// One layer of the network.
+#[derive(Debug)]
+enum Layer {
+    Conv(Conv),
+    /// `C2f`: `cv1`, split in two halves of `hidden` channels, each
+    /// bottleneck on the last piece, all concatenated into `cv2`.
+    C2f {
+        cv1: Conv,
+        cv2: Conv,
+        blocks: Vec<Bottleneck>,
+    },
+    /// `SPPF`: `cv1`, `repeats` max-pools, concatenated into `cv2`.
+    Sppf {
+        cv1: Conv,
+        cv2: Conv,
+        kernel: i64,
+        stride: i64,
+        padding: i64,
+        repeats: i64,
+        add: bool,
+    },
+    /// `nn.Upsample(scale_factor, mode="nearest")`.
+    Upsample {
+        scale: f64,
+    },
+    /// `Concat` along `dimension`.
+    Concat {
+        dimension: i64,
+    },
+    /// The `Detect` head.
+    Detect(Box<Detect>),
+}
+
+/// The `Detect` head (Ultralytics' `legacy` head, YOLOv8's): per level, a
+/// box branch (`cv2`: Conv, Conv, Conv2d to `4 * reg_max`) and a class
+/// branch (`cv3`: Conv, Conv, Conv2d to `nc`), decoded through DFL.
+#[derive(Debug)]
+pub(crate) struct Detect {
+    boxes: Vec<[Conv; 3]>,
+    classes: Vec<[Conv; 3]>,
+    /// The DFL's fixed `1 x reg_max` convolution weight.
+    dfl: Tensor,
+    reg_max: i64,
+    /// The number of classes.
+    pub(crate) nc: i64,
+    /// The levels' strides.
+    strides: Vec<f64>,
+}
+
+impl Conv {
+    fn make_channels_last(&mut self) {
+        self.weight = channels_last(&self.weight);
+    }
+}
+
+impl Layer {
+    /// Every convolution weight with channels-last strides.
+    fn make_channels_last(&mut self) {
+        match self {
+            Layer::Conv(conv) => conv.make_channels_last(),
+            Layer::C2f { cv1, cv2, blocks } => {
+                cv1.make_channels_last();
+                cv2.make_channels_last();
+                for block in blocks {
+                    block.cv1.make_channels_last();
+                    block.cv2.make_channels_last();
+                }
+            }
+            Layer::Sppf { cv1, cv2, .. } => {
+                cv1.make_channels_last();
+                cv2.make_channels_last();
+            }
+            Layer::Detect(detect) => {
+                for branch in detect.boxes.iter_mut().chain(detect.classes.iter_mut()) {
+                    for conv in branch.iter_mut() {
+                        conv.make_channels_last();
+                    }
+                }
+                detect.dfl = channels_last(&detect.dfl);
+            }
+            Layer::Upsample { .. } | Layer::Concat { .. } => {}
+        }
+    }
+}
+
+/// A built row: its inputs (`from`, absolute indices) and its layer.
+#[derive(Debug)]
+struct Row {
+    from: Vec<usize>,
+    layer: Layer,
+}
+
+/// The network.
+#[derive(Debug)]
+pub(crate) struct Network {
+    rows: Vec<Row>,
+}
+
+/// What builds the network: the tree, and the tensors by name (`f32`),
+/// taken as they are used.
+struct Builder<'a> {
+    root: &'a Module,
+    tensors: HashMap<String, Tensor>,
+}
+
+impl Builder<'_> {
+    fn module(&self, path: &str) -> Result<&Module, ArchitectureError> {
+        self.root
+            .get(path)
+            .ok_or_else(|| unsupported(format!("the checkpoint has no module `{path}`")))
+    }
+
+    fn expect(&self, path: &str, kind: &str) -> Result<&Module, ArchitectureError> {
+        let module = self.module(path)?;
+        if module.kind() != kind {
+            return Err(unsupported(format!(
+                "`{path}` is a `{}`, not a `{kind}`",
+                module.class
+            )));
+        }
+        Ok(module)
+    }
+
+    fn tensor(&mut self, name: &str) -> Result<Tensor, ArchitectureError> {
+        self.tensors
+            .remove(name)
+            .ok_or_else(|| unsupported(format!("the checkpoint has no tensor `{name}`")))
+    }
+
+    fn optional_tensor(&mut self, name: &str) -> Option<Tensor> {
+        self.tensors.remove(name)
+    }
+
+    /// A `torch.nn.Conv2d` at `path`, with its bias (or zeros) and the
+    /// `Conv2d` hyperparameters from its attributes.
+    fn conv2d(&mut self, path: &str) -> Result<Conv, ArchitectureError> {
+        let module = self.expect(path, "Conv2d")?;
+        let pair = |name: &str| -> Result<[i64; 2], ArchitectureError> {
+            let value = module.attributes.get(name);
+            let numbers: Option<Vec<i64>> = match value {
+                Some(Json::Array(items)) => items.iter().map(Json::as_i64).collect(),
+                Some(Json::Number(number)) => number.as_i64().map(|n| vec![n, n]),
+                _ => None,
+            };
+            match numbers.as_deref() {
+                Some(&[a, b]) if (0..=1024).contains(&a) && (0..=1024).contains(&b) => Ok([a, b]),
+                _ => Err(unsupported(format!(
+                    "`{path}.{name}` is {}, not a pair of small whole numbers",
+                    value.map_or_else(|| "missing".to_owned(), ToString::to_string)
+                ))),
+            }
+        };
+        let stride = pair("stride")?;
+        let padding = pair("padding")?;
+        let dilation = pair("dilation")?;
+        let groups = module
+            .attributes
+            .get("groups")
+            .and_then(Json::as_i64)
+            .filter(|groups| (1..=65_536).contains(groups))
+            .ok_or_else(|| unsupported(format!("`{path}.groups` is not a whole number")))?;
+        if let Some(mode) = module.attributes.get("padding_mode")
+            && mode != "zeros"
+        {
+            return Err(unsupported(format!(
+                "`{path}.padding_mode` is {mode}, not \"zeros\""
+            )));
+        }
+        if stride.contains(&0) || dilation.contains(&0) {
+            return Err(unsupported(format!(
+                "`{path}` has a zero stride or dilation"
+            )));
+        }
+        let weight = self.tensor(&format!("{path}.weight"))?;
+        if weight.dim() != 4 {
+            return Err(unsupported(format!("`{path}.weight` is not 4-dimensional")));
+        }
+        let out = weight.size()[0];
+        let bias = match self.optional_tensor(&format!("{path}.bias")) {
+            Some(bias) if bias.size() == [out] => bias,
+            Some(_) => return Err(unsupported(format!("`{path}.bias` has the wrong shape"))),
+            None => Tensor::f_zeros([out], (Kind::Float, weight.device()))?,
+        };
+        Ok(Conv {
+            weight,
+            bias,
+            stride,
+            padding,
+            dilation,
+            groups,
+            silu: false,
+        })
+    }
+
+    /// An Ultralytics `Conv` at `path` (`conv`, `bn`, `act`), fused as
+    /// `torch.nn.utils.fusion.fuse_conv_bn_weights` fuses it.
+    fn conv(&mut self, path: &str) -> Result<Conv, ArchitectureError> {
+        self.expect(path, "Conv")?;
+        let mut conv = self.conv2d(&format!("{path}.conv"))?;
+        let bn = self.expect(&format!("{path}.bn"), "BatchNorm2d")?;
+        let eps = bn
+            .attributes
+            .get("eps")
+            .and_then(Json::as_f64)
+            .filter(|eps| eps.is_finite() && *eps >= 0.0)
+            .ok_or_else(|| unsupported(format!("`{path}.bn.eps` is not a number")))?;
+        let silu = match self.module(&format!("{path}.act"))?.kind() {
+            "SiLU" => true,
+            "Identity" => false,
+            other => {
+                return Err(unsupported(format!(
+                    "`{path}.act` is a `{other}`; zoo runs SiLU and Identity"
+                )));
+            }
+        };
+        let out = conv.out_channels();
+        let mut take = |name: &str| -> Result<Tensor, ArchitectureError> {
+            let tensor = self.tensor(&format!("{path}.bn.{name}"))?;
+            if tensor.size() != [out] {
+                return Err(unsupported(format!(
+                    "`{path}.bn.{name}` has shape {:?}, not [{out}]",
+                    tensor.size()
+                )));
+            }
+            Ok(tensor)
+        };
+        let (mean, var, gamma, beta) = (
+            take("running_mean")?,
+            take("running_var")?,
+            take("weight")?,
+            take("bias")?,
+        );
+        let _ = self.optional_tensor(&format!("{path}.bn.num_batches_tracked"));
+        // fuse_conv_bn_weights: w * (gamma * rsqrt(var + eps)), and
+        // (b - mean) * rsqrt(var + eps) * gamma + beta.
+        let rsqrt = var.f_add_scalar(eps)?.f_rsqrt()?;
+        let scale = gamma.f_mul(&rsqrt)?.f_reshape([-1, 1, 1, 1])?;
+        conv.weight = conv.weight.f_mul(&scale)?;
+        conv.bias = conv
+            .bias
+            .f_sub(&mean)?
+            .f_mul(&rsqrt)?
+            .f_mul(&gamma)?
+            .f_add(&beta)?;
+        conv.silu = silu;
+        Ok(conv)
+    }
+
+    fn c2f(&mut self, path: &str, repeats: i64) -> Result<Layer, ArchitectureError> {
+        let module = self.expect(path, "C2f")?;
+        let count = module.get("m").map_or(0, |m| m.children.len());
+        if count as i64 != repeats {
+            return Err(unsupported(format!(
+                "`{path}` has {count} bottlenecks; the yaml's depth gives {repeats}"
+            )));
+        }
+        let cv1 = self.conv(&format!("{path}.cv1"))?;
+        let cv2 = self.conv(&format!("{path}.cv2"))?;
+        let mut blocks = Vec::new();
+        for index in 0..count {
+            let block = format!("{path}.m.{index}");
+            let add = self
+                .expect(&block, "Bottleneck")?
+                .attributes
+                .get("add")
+                .and_then(Json::as_bool)
+                .ok_or_else(|| unsupported(format!("`{block}.add` is not a bool")))?;
+            blocks.push(Bottleneck {
+                cv1: self.conv(&format!("{block}.cv1"))?,
+                cv2: self.conv(&format!("{block}.cv2"))?,
+                add,
+            });
+        }
+        if cv1.out_channels() % 2 != 0 {
+            return Err(unsupported(format!("`{path}.cv1` has an odd width")));
+        }
+        Ok(Layer::C2f { cv1, cv2, blocks })
+    }
+
+    fn sppf(&mut self, path: &str) -> Result<Layer, ArchitectureError> {
+        let module = self.expect(path, "SPPF")?;
+        let repeats = match module.attributes.get("n") {
+            None => 3,
+            Some(n) => n
+                .as_i64()
+                .filter(|n| (1..=MAX_REPEATS).contains(n))
+                .ok_or_else(|| unsupported(format!("`{path}.n` is {n}")))?,
+        };
+        let add = module
+            .attributes
+            .get("add")
+            .and_then(Json::as_bool)
+            .unwrap_or(false);
+        let pool = self.expect(&format!("{path}.m"), "MaxPool2d")?;
+        let number = |name: &str| -> Result<i64, ArchitectureError> {
+            pool.attributes
+                .get(name)
+                .and_then(Json::as_i64)
+                .filter(|n| (0..=1024).contains(n))
+                .ok_or_else(|| unsupported(format!("`{path}.m.{name}` is not a whole number")))
+        };
+        let (kernel, stride, padding) = (
+            number("kernel_size")?,
+            number("stride")?,
+            number("padding")?,
+        );
+        if pool.attributes.get("dilation").and_then(Json::as_i64) != Some(1)
+            || pool.attributes.get("ceil_mode").and_then(Json::as_bool) != Some(false)
+            || kernel == 0
+            || stride == 0
+        {
+            return Err(unsupported(format!(
+                "`{path}.m` is not a plain max-pool (dilation 1, floor mode)"
+            )));
+        }
+        Ok(Layer::Sppf {
+            cv1: self.conv(&format!("{path}.cv1"))?,
+            cv2: self.conv(&format!("{path}.cv2"))?,
+            kernel,
+            stride,
+            padding,
+            repeats,
+            add,
+        })
+    }
+
+    fn branch(&mut self, path: &str) -> Result<[Conv; 3], ArchitectureError> {
+        let sequence = self.expect(path, "Sequential")?;
+        if sequence.children.len() != 3 {
+            return Err(unsupported(format!(
+                "`{path}` has {} layers, not 3",
+                sequence.children.len()
+            )));
+        }
+        if self.module(&format!("{path}.0"))?.kind() != "Conv" {
+            return Err(unsupported(format!(
+                "`{path}` is not YOLOv8's (legacy) head branch: zoo builds YOLOv8 detection"
+            )));
+        }
+        Ok([
+            self.conv(&format!("{path}.0"))?,
+            self.conv(&format!("{path}.1"))?,
+            self.conv2d(&format!("{path}.2"))?,
+        ])
+    }
+
+    fn detect(&mut self, path: &str, levels: usize) -> Result<Layer, ArchitectureError> {
+        let module = self.expect(path, "Detect")?;
+        if module.get("one2one_cv2").is_some() {
+            return Err(unsupported(format!(
+                "`{path}` is an end-to-end head; zoo builds YOLOv8's"
+            )));
+        }
+        let integer = |name: &str, most: i64| -> Result<i64, ArchitectureError> {
+            module
+                .attributes
+                .get(name)
+                .and_then(Json::as_i64)
+                .filter(|n| (1..=most).contains(n))
+                .ok_or_else(|| unsupported(format!("`{path}.{name}` is not a whole number")))
+        };
+        let nc = integer("nc", 100_000)?;
+        let reg_max = integer("reg_max", 1024)?;
+        let nl = integer("nl", 16)?;
+        if nl as usize != levels {
+            return Err(unsupported(format!(
+                "`{path}.nl` is {nl}, but the yaml feeds it {levels} levels"
+            )));
+        }
+        if reg_max < 2 {
+            return Err(unsupported(format!("`{path}` has no DFL (reg_max 1)")));
+        }
+        let mut boxes = Vec::new();
+        let mut classes = Vec::new();
+        for level in 0..levels {
+            let branch = self.branch(&format!("{path}.cv2.{level}"))?;
+            if branch[2].out_channels() != 4 * reg_max {
+                return Err(unsupported(format!(
+                    "`{path}.cv2.{level}` gives {} channels, not 4 x reg_max",
+                    branch[2].out_channels()
+                )));
+            }
+            boxes.push(branch);
+            let branch = self.branch(&format!("{path}.cv3.{level}"))?;
+            if branch[2].out_channels() != nc {
+                return Err(unsupported(format!(
+                    "`{path}.cv3.{level}` gives {} channels, not nc = {nc}",
+                    branch[2].out_channels()
+                )));
+            }
+            classes.push(branch);
+        }
+        self.expect(&format!("{path}.dfl"), "DFL")?;
+        let dfl = self.tensor(&format!("{path}.dfl.conv.weight"))?;
+        if dfl.size() != [1, reg_max, 1, 1] {
+            return Err(unsupported(format!(
+                "`{path}.dfl.conv.weight` has shape {:?}",
+                dfl.size()
+            )));
+        }
+        Ok(Layer::Detect(Box::new(Detect {
+            boxes,
+            classes,
+            dfl,
+            reg_max,
+            nc,
+            strides: Vec::new(),
+        })))
+    }
+}
+
+/// A yaml number, or an error naming `what`.
+fn number(value: &Json, what: &str) -> Result<f64, ArchitectureError> {
+    value
+        .as_f64()
+        .filter(|n| n.is_finite())
+        .ok_or_else(|| unsupported(format!("{what} is {value}, not a number")))
+}
+
+/// `make_divisible(x, 8)`: `ceil(x / 8) * 8`.
+fn make_divisible(x: f64) -> f64 {
+    (x / 8.0).ceil() * 8.0
+}
+
+/// The depth, width and max channels of the yaml's chosen scale (or its
+/// `depth_multiple` / `width_multiple`).
+fn scaling(yaml: &Json) -> Result<(f64, f64, f64), ArchitectureError> {
+    let Some(scales) = yaml.get("scales").and_then(Json::as_object) else {
+        let get = |key: &str| yaml.get(key).map_or(Ok(1.0), |v| number(v, key));
+        return Ok((
+            get("depth_multiple")?,
+            get("width_multiple")?,
+            f64::INFINITY,
+        ));
+    };
+    let scale = match yaml.get("scale").and_then(Json::as_str) {
+        Some(scale) if !scale.is_empty() => scale.to_owned(),
+        // parse_model takes the first scale when none is named.
+        _ => scales
+            .keys()
+            .next()
+            .cloned()
+            .ok_or_else(|| unsupported("the yaml's `scales` is empty"))?,
+    };
+    let row = scales
+        .get(&scale)
+        .and_then(Json::as_array)
+        .filter(|row| row.len() == 3)
+        .ok_or_else(|| unsupported(format!("the yaml has no scale `{scale}`")))?;
+    Ok((
+        number(&row[0], "the depth")?,
+        number(&row[1], "the width")?,
+        number(&row[2], "the max channels")?,
+    ))
+}
+
+impl Network {
+    /// Builds the network of `checkpoint` (its root's `yaml`, its tree and
+    /// its tensors, converted to `f32`).
+    pub(crate) fn build(checkpoint: ModuleCheckpoint) -> Result<Network, ArchitectureError> {
+        let ModuleCheckpoint {
+            root,
+            tensors,
+            attribute_tensors,
+        } = checkpoint;
+        let yaml = root
+            .attributes
+            .get("yaml")
+            .filter(|yaml| yaml.is_object())
+            .ok_or_else(|| unsupported("the model has no `yaml` dict"))?
+            .clone();
+        let (depth, width, max_channels) = scaling(&yaml)?;
+        if !(0.0..=16.0).contains(&depth) || !(0.0..=16.0).contains(&width) {
+            return Err(unsupported(format!(
+                "depth {depth} and width {width} are out of range"
+            )));
+        }
+        let tensors = tensors
+            .into_iter()
+            .map(|(name, tensor)| Ok((name, tensor.f_to_kind(Kind::Float)?)))
+            .collect::<Result<HashMap<_, _>, TchError>>()?;
+        let mut builder = Builder {
+            root: &root,
+            tensors,
+        };
+        let mut rows_yaml = Vec::new();
+        for part in ["backbone", "head"] {
+            let rows = yaml
+                .get(part)
+                .and_then(Json::as_array)
+                .ok_or_else(|| unsupported(format!("the yaml has no `{part}` list")))?;
+            rows_yaml.extend(rows.iter());
+        }
+        if rows_yaml.len() > MAX_LAYERS {
+            return Err(unsupported(format!(
+                "the yaml lists {} layers (at most {MAX_LAYERS})",
+                rows_yaml.len()
+            )));
+        }
+        let mut channels: Vec<f64> = Vec::new();
+        let mut rows = Vec::new();
+        let input_channels = yaml
+            .get("channels")
+            .map_or(Ok(3.0), |c| number(c, "channels"))?;
+        for (index, row) in rows_yaml.iter().enumerate() {
+            let path = format!("model.{index}");
+            let fields = row
+                .as_array()
+                .filter(|fields| fields.len() == 4)
+                .ok_or_else(|| {
+                    unsupported(format!("yaml row {index} is not [from, n, module, args]"))
+                })?;
+            let from_of = |value: &Json| -> Result<usize, ArchitectureError> {
+                let offset = value
+                    .as_i64()
+                    .ok_or_else(|| unsupported(format!("yaml row {index}: `from` is {value}")))?;
+                if index == 0 && offset == -1 {
+                    // The first layer reads the input.
+                    return Ok(0);
+                }
+                let absolute = if offset < 0 {
+                    index as i64 + offset
+                } else {
+                    offset
+                };
+                usize::try_from(absolute)
+                    .ok()
+                    .filter(|absolute| *absolute < index)
+                    .ok_or_else(|| {
+                        unsupported(format!(
+                            "yaml row {index}: `from` {offset} is not an earlier layer"
+                        ))
+                    })
+            };
+            let from: Vec<usize> = match &fields[0] {
+                Json::Array(items) => items.iter().map(from_of).collect::<Result<_, _>>()?,
+                single => vec![from_of(single)?],
+            };
+            let channel_of = |from: usize| -> f64 {
+                if index == 0 {
+                    input_channels
+                } else {
+                    channels.get(from).copied().unwrap_or(0.0)
+                }
+            };
+            let repeats = fields[1]
+                .as_i64()
+                .filter(|n| (1..=MAX_REPEATS).contains(n))
+                .ok_or_else(|| {
+                    unsupported(format!("yaml row {index}: repeats is {}", fields[1]))
+                })?;
+            let repeats = if repeats > 1 {
+                ((repeats as f64 * depth).round_ties_even() as i64).max(1)
+            } else {
+                repeats
+            };
+            let name = fields[2]
+                .as_str()
+                .ok_or_else(|| unsupported(format!("yaml row {index}: module is {}", fields[2])))?;
+            let args = fields[3].as_array().cloned().unwrap_or_default();
+            let width_of = |args: &[Json]| -> Result<f64, ArchitectureError> {
+                let c2 = args
+                    .first()
+                    .map(|c| number(c, "a layer's channels"))
+                    .transpose()?
+                    .unwrap_or(0.0);
+                let c2 = make_divisible(c2.min(max_channels) * width);
+                if !(1.0..=MAX_CHANNELS).contains(&c2) {
+                    return Err(unsupported(format!("yaml row {index}: {c2} channels")));
+                }
+                Ok(c2)
+            };
+            let single = || -> Result<usize, ArchitectureError> {
+                match from.as_slice() {
+                    [one] => Ok(*one),
+                    _ => Err(unsupported(format!(
+                        "yaml row {index}: `{name}` takes one input"
+                    ))),
+                }
+            };
+            let repeats_one = || -> Result<(), ArchitectureError> {
+                if repeats != 1 {
+                    return Err(unsupported(format!(
+                        "yaml row {index}: `{name}` repeated {repeats} times"
+                    )));
+                }
+                Ok(())
+            };
+            if matches!(name, "Conv" | "C2f" | "SPPF" | "nn.Upsample") {
+                single()?;
+            }
+            let (layer, out) = match name {
+                "Conv" => {
+                    repeats_one()?;
+                    let c2 = width_of(&args)?;
+                    let conv = builder.conv(&path)?;
+                    (Layer::Conv(conv), c2)
+                }
+                "C2f" => {
+                    let c2 = width_of(&args)?;
+                    (builder.c2f(&path, repeats)?, c2)
+                }
+                "SPPF" => {
+                    repeats_one()?;
+                    let c2 = width_of(&args)?;
+                    (builder.sppf(&path)?, c2)
+                }
+                "nn.Upsample" => {
+                    repeats_one()?;
+                    let module = builder.expect(&path, "Upsample")?;
+                    let mode = module.attributes.get("mode").and_then(Json::as_str);
+                    let scale = module.attributes.get("scale_factor").and_then(Json::as_f64);
+                    let size = module.attributes.get("size");
+                    match (mode, scale, size) {
+                        (Some("nearest"), Some(scale), None | Some(Json::Null))
+                            if scale.is_finite() && (1.0..=8.0).contains(&scale) =>
+                        {
+                            (Layer::Upsample { scale }, channel_of(single()?))
+                        }
+                        _ => {
+                            return Err(unsupported(format!(
+                                "`{path}` is not a nearest upsampling by a scale factor"
+                            )));
+                        }
+                    }
+                }
+                "Concat" => {
+                    repeats_one()?;
+                    let module = builder.expect(&path, "Concat")?;
+                    let dimension = module
+                        .attributes
+                        .get("d")
+                        .and_then(Json::as_i64)
+                        .filter(|d| *d == 1)
+                        .ok_or_else(|| {
+                            unsupported(format!(
+                                "`{path}` concatenates along a dimension other than 1"
+                            ))
+                        })?;
+                    let total = from.iter().map(|from| channel_of(*from)).sum();
+                    (Layer::Concat { dimension }, total)
+                }
+                "Detect" => {
+                    repeats_one()?;
+                    if index + 1 != rows_yaml.len() {
+                        return Err(unsupported("`Detect` is not the last layer"));
+                    }
+                    let mut layer = builder.detect(&path, from.len())?;
+                    if let Layer::Detect(detect) = &mut layer {
+                        let strides = attribute_tensors
+                            .iter()
+                            .find(|(key, _)| *key == format!("{path}.stride"))
+                            .or_else(|| attribute_tensors.iter().find(|(key, _)| key == "stride"))
+                            .map(|(_, tensor)| tensor)
+                            .ok_or_else(|| unsupported("the model has no `stride`"))?;
+                        let strides: Vec<f64> =
+                            Vec::try_from(strides.f_to_kind(Kind::Double)?.f_flatten(0, -1)?)?;
+                        if strides.len() != from.len()
+                            || strides
+                                .iter()
+                                .any(|s| !(s.is_finite() && *s > 0.0 && *s <= 4096.0))
+                        {
+                            return Err(unsupported(format!(
+                                "the model's strides {strides:?} do not fit its {} levels",
+                                from.len()
+                            )));
+                        }
+                        detect.strides = strides;
+                    }
+                    (layer, 0.0)
+                }
+                other => {
+                    return Err(unsupported(format!(
+                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv8 detection: Conv, C2f, SPPF, nn.Upsample, Concat, Detect)"
+                    )));
+                }
+            };
+            // The widths parse_model computes must be the weights' widths.
+            let built = match &layer {
+                Layer::Conv(conv) => Some(conv.out_channels()),
+                Layer::C2f { cv2, .. } | Layer::Sppf { cv2, .. } => Some(cv2.out_channels()),
+                _ => None,
+            };
+            if let Some(built) = built
+                && built as f64 != out
+            {
+                return Err(unsupported(format!(
+                    "`{path}` has {built} output channels; the yaml's scale gives {out}"
+                )));
+            }
+            channels.push(out);
+            rows.push(Row { from, layer });
+        }
+        // Ultralytics' AutoBackend runs the fused model channels-last on
+        // x86 CPUs (oneDNN's kernels): so does zoo, for the same rounding.
+        for row in &mut rows {
+            row.layer.make_channels_last();
+        }
+        if !matches!(
+            rows.last(),
+            Some(Row {
+                layer: Layer::Detect(_),
+                ..
+            })
+        ) {
+            return Err(unsupported("the network does not end in a `Detect` head"));
+        }
+        let mut left: Vec<&String> = builder
+            .tensors
+            .keys()
+            .filter(|name| !name.ends_with("num_batches_tracked"))
+            .collect();
+        if !left.is_empty() {
+            left.sort();
+            left.truncate(5);
+            return Err(unsupported(format!(
+                "the checkpoint has tensors the yaml's network does not use: {left:?}"
+            )));
+        }
+        Ok(Network { rows })
+    }
+
+    /// The Detect head.
+    pub(crate) fn detect(&self) -> Option<&Detect> {
+        match self.rows.last().map(|row| &row.layer) {
+            Some(Layer::Detect(detect)) => Some(detect),
+            _ => None,
+        }
+    }
+
+    /// `[N, 4 + nc, anchors]`: boxes (`xywh`, input pixels) and class
+    /// scores (after the sigmoid), as `Detect` returns them in inference.
+    pub(crate) fn forward(&self, input: &Tensor) -> Result<Tensor, TchError> {
+        let mut outputs: Vec<Tensor> = Vec::with_capacity(self.rows.len());
+        for (index, row) in self.rows.iter().enumerate() {
+            let input_of =
+                |from: usize| -> &Tensor { if index == 0 { input } else { &outputs[from] } };
+            let output = match &row.layer {
+                Layer::Conv(conv) => conv.forward(input_of(row.from[0]))?,
+                Layer::C2f { cv1, cv2, blocks } => {
+                    let mut pieces = cv1.forward(input_of(row.from[0]))?.f_chunk(2, 1)?;
+                    for block in blocks {
+                        let last = pieces.last().expect("C2f has two halves");
+                        let mut y = block.cv2.forward(&block.cv1.forward(last)?)?;
+                        if block.add {
+                            y = last.f_add(&y)?;
+                        }
+                        pieces.push(y);
+                    }
+                    cv2.forward(&Tensor::f_cat(&pieces, 1)?)?
+                }
+                Layer::Sppf {
+                    cv1,
+                    cv2,
+                    kernel,
+                    stride,
+                    padding,
+                    repeats,
+                    add,
+                } => {
+                    let x = input_of(row.from[0]);
+                    let mut pieces = vec![cv1.forward(x)?];
+                    for _ in 0..*repeats {
+                        let last = pieces.last().expect("SPPF has its first piece");
+                        let pooled = last.f_max_pool2d(
+                            [*kernel, *kernel],
+                            [*stride, *stride],
+                            [*padding, *padding],
+                            [1, 1],
+                            false,
+                        )?;
+                        pieces.push(pooled);
+                    }
+                    let y = cv2.forward(&Tensor::f_cat(&pieces, 1)?)?;
+                    if *add { y.f_add(x)? } else { y }
+                }
+                Layer::Upsample { scale } => {
+                    let x = input_of(row.from[0]);
+                    let size = x.size();
+                    let (height, width) = (size[2], size[3]);
+                    // interpolate(scale_factor=s, mode="nearest"): output
+                    // floor(side * s), scales passed through.
+                    let out = [
+                        (height as f64 * scale).floor() as i64,
+                        (width as f64 * scale).floor() as i64,
+                    ];
+                    x.f_upsample_nearest2d(out, Some(*scale), Some(*scale))?
+                }
+                Layer::Concat { dimension } => {
+                    let inputs: Vec<&Tensor> =
+                        row.from.iter().map(|from| input_of(*from)).collect();
+                    Tensor::f_cat(&inputs, *dimension)?
+                }
+                Layer::Detect(detect) => {
+                    let inputs: Vec<&Tensor> =
+                        row.from.iter().map(|from| input_of(*from)).collect();
+                    return detect.forward(&inputs);
+                }
+            };
+            outputs.push(output);
+        }
+        Err(TchError::Kind("the network has no Detect head".to_owned()))
+    }
+}
+
+impl Detect {
+    /// `Detect.forward` in inference: the branches, DFL, `dist2bbox`
+    /// (`xywh`) times the strides, and the sigmoid of the class scores.
+    fn forward(&self, features: &[&Tensor]) -> Result<Tensor, TchError> {
+        let batch = features[0].size()[0];
+        let mut boxes = Vec::new();
+        let mut scores = Vec::new();
+        let mut anchors = Vec::new();
+        let mut strides = Vec::new();
+        for (level, feature) in features.iter().enumerate() {
+            let run = |branch: &[Conv; 3]| -> Result<Tensor, TchError> {
+                branch[2].forward(&branch[1].forward(&branch[0].forward(feature)?)?)
+            };
+            boxes.push(run(&self.boxes[level])?.f_view([batch, 4 * self.reg_max, -1])?);
+            scores.push(run(&self.classes[level])?.f_view([batch, self.nc, -1])?);
+            // make_anchors(feats, strides, 0.5).
+            let size = feature.size();
+            let (height, width) = (size[2], size[3]);
+            let options = (Kind::Float, feature.device());
+            let sx = Tensor::f_arange(width, options)?.f_add_scalar(0.5)?;
+            let sy = Tensor::f_arange(height, options)?.f_add_scalar(0.5)?;
+            let grid = Tensor::f_meshgrid_indexing(&[&sy, &sx], "ij")?;
+            anchors.push(Tensor::f_stack(&[&grid[1], &grid[0]], -1)?.f_view([-1, 2])?);
+            strides.push(Tensor::f_full(
+                [height * width, 1],
+                self.strides[level],
+                options,
+            )?);
+        }
+        let boxes = Tensor::f_cat(&boxes, -1)?;
+        let scores = Tensor::f_cat(&scores, -1)?;
+        let anchors = Tensor::f_cat(&anchors, 0)?
+            .f_transpose(0, 1)?
+            .f_unsqueeze(0)?;
+        let strides = Tensor::f_cat(&strides, 0)?.f_transpose(0, 1)?;
+        // DFL: softmax over the reg_max bins, then the fixed 1x1 conv.
+        let anchors_count = boxes.size()[2];
+        let distances = boxes
+            .f_view([batch, 4, self.reg_max, anchors_count])?
+            .f_transpose(2, 1)?
+            .f_softmax(1, Kind::Float)?
+            .f_conv2d(&self.dfl, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1)?
+            .f_view([batch, 4, anchors_count])?;
+        // dist2bbox(xywh=True, dim=1).
+        let halves = distances.f_chunk(2, 1)?;
+        let top_left = anchors.f_sub(&halves[0])?;
+        let bottom_right = anchors.f_add(&halves[1])?;
+        let centre = top_left.f_add(&bottom_right)?.f_div_scalar(2)?;
+        let size = bottom_right.f_sub(&top_left)?;
+        let decoded = Tensor::f_cat(&[centre, size], 1)?.f_mul(&strides)?;
+        Tensor::f_cat(&[decoded, scores.f_sigmoid()?], 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::checkpoint::modules::read_module_checkpoint;
+
+    fn checkpoint() -> ModuleCheckpoint {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yolo/yolov8t.pt");
+        read_module_checkpoint(&path).unwrap()
+    }
+
+    /// A yaml that does not describe the checkpoint's weights, or names a
+    /// layer zoo does not build, is an error naming what is wrong.
+    #[test]
+    fn a_yaml_that_does_not_fit_the_weights_is_an_error_naming_it() {
+        let cases: [(&str, Json, &str); 7] = [
+            ("/scale", json!("n"), "the yaml's scale gives"),
+            ("/backbone/0/2", json!("Foo"), "layer `Foo`"),
+            ("/head/0/0", json!([]), "takes one input"),
+            ("/backbone/1/0", json!(5), "not an earlier layer"),
+            ("/backbone/2/1", json!(6), "bottlenecks"),
+            ("/scales/t", json!([0.33]), "no scale `t`"),
+            ("/head/12/2", json!("Segment"), "layer `Segment`"),
+        ];
+        for (pointer, value, expected) in cases {
+            let mut checkpoint = checkpoint();
+            let yaml = checkpoint.root.attributes.get_mut("yaml").unwrap();
+            *yaml.pointer_mut(pointer).unwrap() = value;
+            let err = Network::build(checkpoint).unwrap_err().to_string();
+            assert!(err.contains(expected), "{pointer}: {err}");
+        }
+        let mut checkpoint = checkpoint();
+        checkpoint.root.attributes.remove("yaml");
+        let err = Network::build(checkpoint).unwrap_err().to_string();
+        assert!(err.contains("no `yaml`"), "{err}");
+    }
+
+    /// The widths and depths parse_model computes: `make_divisible` and
+    /// Python's rounding of the repeats.
+    #[test]
+    fn scales_give_parse_models_widths() {
+        assert_eq!(make_divisible(64.0 * 0.0625), 8.0);
+        assert_eq!(make_divisible(1024.0 * 0.25), 256.0);
+        assert_eq!(make_divisible(512.0_f64.min(512.0) * 1.25), 640.0);
+        assert_eq!(make_divisible(768.0 * 0.75), 576.0);
+        let yaml =
+            json!({"scales": {"n": [0.33, 0.25, 1024], "x": [1.0, 1.25, 512]}, "scale": "x"});
+        assert_eq!(scaling(&yaml).unwrap(), (1.0, 1.25, 512.0));
+        let first = json!({"scales": {"n": [0.33, 0.25, 1024]}});
+        assert_eq!(scaling(&first).unwrap(), (0.33, 0.25, 1024.0));
+        assert_eq!(scaling(&json!({})).unwrap().0, 1.0);
+    }
+}

@@ -1,0 +1,366 @@
+//! Ultralytics YOLOv8 detection (`yolov8{n,s,m,l,x}-coco-torch`), natively,
+//! as FiftyOne 1.22.1's `FiftyOneYOLOModel` runs it with Ultralytics 8.4:
+//!
+//! - the release checkpoint's pickled module tree is read without running
+//!   Python (`checkpoint::modules`), and the network built from its `yaml`
+//!   and weights ([`graph`]), `Conv`+`BatchNorm2d` fused in `f32`;
+//! - each image is letterboxed ([`letterbox`]: `LetterBox(640,
+//!   auto=False)`, OpenCV's `INTER_LINEAR`, padding 114), scaled by `1/255`
+//!   in RGB order (FiftyOne hands Ultralytics RGB arrays);
+//! - the head's output goes through Ultralytics' `non_max_suppression`
+//!   (confidence above 0.25, class-aware NMS at IoU 0.7 with torchvision's
+//!   kernel, at most 300 boxes), `scale_boxes` back to the image, and
+//!   FiftyOne's `to_detections` (`xywhn` to relative `[x, y, w, h]`).
+
+pub(crate) mod graph;
+pub(crate) mod letterbox;
+
+use std::path::Path;
+
+use serde_json::Value as Json;
+use tch::{Device, Kind, TchError, Tensor};
+use zoo_model_core::Image;
+
+use crate::checkpoint::modules::read_module_checkpoint;
+use crate::checkpoint::weights::WeightsError;
+use crate::families::detection::boxes::nms;
+pub use graph::ArchitectureError;
+use graph::Network;
+
+/// Ultralytics' default image size.
+pub(crate) const IMAGE_SIZE: usize = 640;
+
+/// Ultralytics' default confidence threshold (`conf`), which FiftyOne's
+/// entry keeps (its config sets no `confidence_thresh`).
+pub(crate) const CONFIDENCE_THRESHOLD: f64 = 0.25;
+
+/// Ultralytics' default NMS IoU threshold (`iou`).
+pub(crate) const IOU_THRESHOLD: f64 = 0.7;
+
+/// Ultralytics' default most detections per image (`max_det`).
+pub(crate) const MAX_DETECTIONS: i64 = 300;
+
+/// `non_max_suppression`'s most boxes into NMS (`max_nms`).
+const MAX_NMS: i64 = 30_000;
+
+/// `non_max_suppression`'s class offset (`max_wh`).
+const MAX_WH: f64 = 7680.0;
+
+/// Why a YOLO checkpoint could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum YoloError {
+    /// The checkpoint could not be read.
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// The checkpoint's network is not one zoo builds.
+    #[error("YOLO checkpoint `{path}`: {source}")]
+    Architecture {
+        /// The checkpoint.
+        path: String,
+        /// Why.
+        #[source]
+        source: ArchitectureError,
+    },
+    /// libtorch failed while running the network.
+    #[error("libtorch failed while running the YOLO network")]
+    Torch(#[from] TchError),
+    /// The image cannot be fed to the network.
+    #[error("cannot run YOLO on the image: {0}")]
+    Image(String),
+}
+
+/// One detection in the image's pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PixelDetection {
+    /// `x1, y1, x2, y2`, clipped to the image.
+    pub xyxy: [f32; 4],
+    /// The class score.
+    pub confidence: f32,
+    /// The class index.
+    pub class: i64,
+}
+
+/// One detection as FiftyOne's `to_detections` makes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// The class name (the checkpoint's `names`).
+    pub label: String,
+    /// Relative `[top-left x, top-left y, width, height]`.
+    pub bounding_box: [f64; 4],
+    /// The class score.
+    pub confidence: f64,
+}
+
+/// A loaded Ultralytics YOLOv8 detector.
+#[derive(Debug)]
+pub struct YoloDetector {
+    network: Network,
+    /// Class names by index.
+    names: Vec<String>,
+    size: usize,
+}
+
+impl YoloDetector {
+    /// Loads an Ultralytics release checkpoint (`yolov8n.pt`, ...): its
+    /// module tree, `yaml`, `names` and `stride`.
+    pub fn load(path: &Path) -> Result<YoloDetector, YoloError> {
+        let checkpoint = read_module_checkpoint(path)?;
+        let architecture = |source| YoloError::Architecture {
+            path: path.display().to_string(),
+            source,
+        };
+        let names = class_names(checkpoint.root.attributes.get("names")).map_err(architecture)?;
+        let network = Network::build(checkpoint).map_err(architecture)?;
+        let classes = network.detect().map_or(0, |detect| detect.nc);
+        if names.len() as i64 != classes {
+            return Err(architecture(ArchitectureError::Unsupported(format!(
+                "the model names {} classes; its head has {classes}",
+                names.len()
+            ))));
+        }
+        Ok(YoloDetector {
+            network,
+            names,
+            size: IMAGE_SIZE,
+        })
+    }
+
+    /// The class names, by index.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The square side images are letterboxed to.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The letterboxed pixels of `image` (`size * size * 3` RGB bytes).
+    pub fn letterboxed(&self, image: &Image) -> Result<Vec<u8>, YoloError> {
+        letterboxed(image, self.size)
+    }
+
+    /// The network input of letterboxed `pixels`: `[1, 3, size, size]`,
+    /// `f32` in `0..=1` (FiftyOne's `/ 255`).
+    fn input_of(&self, pixels: &[u8]) -> Result<Tensor, YoloError> {
+        let size = self.size as i64;
+        if pixels.len() != self.size * self.size * 3 {
+            return Err(YoloError::Image(format!(
+                "{} letterboxed bytes, not {size} x {size} x 3",
+                pixels.len()
+            )));
+        }
+        Ok(Tensor::f_from_slice(pixels)?
+            .f_view([size, size, 3])?
+            .f_permute([2, 0, 1])?
+            .f_unsqueeze(0)?
+            .f_to_kind(Kind::Float)?
+            .f_div_scalar(255)?)
+    }
+
+    /// The letterboxed input of `image`: `[1, 3, size, size]`, `f32` in
+    /// `0..=1`.
+    pub fn input(&self, image: &Image) -> Result<Tensor, YoloError> {
+        self.input_of(&self.letterboxed(image)?)
+    }
+
+    /// The head's output for a letterboxed input: `[1, 4 + nc, anchors]`.
+    pub fn forward(&self, input: &Tensor) -> Result<Tensor, YoloError> {
+        Ok(tch::no_grad(|| self.network.forward(input))?)
+    }
+
+    /// The detections of an image of `width` x `height` from its
+    /// letterboxed `pixels`, in its pixels, as Ultralytics' predictor
+    /// returns them (`Results.boxes`) with confidence threshold
+    /// `confidence`.
+    pub fn detect_letterboxed(
+        &self,
+        pixels: &[u8],
+        width: u32,
+        height: u32,
+        confidence: f64,
+    ) -> Result<Vec<PixelDetection>, YoloError> {
+        if width == 0 || height == 0 {
+            return Err(YoloError::Image("the image is empty".to_owned()));
+        }
+        let output = self.forward(&self.input_of(pixels)?)?;
+        let kept =
+            tch::no_grad(|| non_max_suppression(&output.f_get(0)?, confidence, IOU_THRESHOLD))?;
+        let boxes = scale_boxes(
+            &kept.f_narrow(1, 0, 4)?,
+            self.size,
+            width as usize,
+            height as usize,
+        )?;
+        let boxes = Vec::<f32>::try_from(boxes.f_contiguous()?.f_flatten(0, -1)?)?;
+        let scores = Vec::<f32>::try_from(kept.f_select(1, 4)?.f_contiguous()?)?;
+        let classes = Vec::<f32>::try_from(kept.f_select(1, 5)?.f_contiguous()?)?;
+        Ok(scores
+            .iter()
+            .zip(&classes)
+            .enumerate()
+            .map(|(index, (score, class))| PixelDetection {
+                xyxy: [
+                    boxes[index * 4],
+                    boxes[index * 4 + 1],
+                    boxes[index * 4 + 2],
+                    boxes[index * 4 + 3],
+                ],
+                confidence: *score,
+                class: class.round() as i64,
+            })
+            .collect())
+    }
+
+    /// The detections of `image` in its pixels, at Ultralytics' default
+    /// confidence threshold.
+    pub fn detect_pixels(&self, image: &Image) -> Result<Vec<PixelDetection>, YoloError> {
+        let pixels = self.letterboxed(image)?;
+        self.detect_letterboxed(&pixels, image.width, image.height, CONFIDENCE_THRESHOLD)
+    }
+
+    /// The detections of `image` as FiftyOne's `to_detections` makes them,
+    /// at Ultralytics' default confidence threshold.
+    pub fn detect(&self, image: &Image) -> Result<Vec<Detection>, YoloError> {
+        let pixels = self.detect_pixels(image)?;
+        self.to_fiftyone(pixels, image.width, image.height)
+    }
+
+    /// FiftyOne's `to_detections` of Ultralytics' results for an image of
+    /// `width` x `height` (`boxes.xywhn`, in `f32`, then `[xc - w / 2, yc -
+    /// h / 2, w, h]` in `f64`).
+    pub fn to_fiftyone(
+        &self,
+        pixels: Vec<PixelDetection>,
+        width: u32,
+        height: u32,
+    ) -> Result<Vec<Detection>, YoloError> {
+        let (width, height) = (width as f32, height as f32);
+        pixels
+            .into_iter()
+            .map(|detection| {
+                let [x1, y1, x2, y2] = detection.xyxy;
+                // xyxy2xywh, then / orig_shape, in f32.
+                let xc = f64::from(((x1 + x2) / 2.0) / width);
+                let yc = f64::from(((y1 + y2) / 2.0) / height);
+                let w = f64::from((x2 - x1) / width);
+                let h = f64::from((y2 - y1) / height);
+                let label = usize::try_from(detection.class)
+                    .ok()
+                    .and_then(|class| self.names.get(class))
+                    .cloned()
+                    .ok_or_else(|| {
+                        YoloError::Image(format!("class {} has no name", detection.class))
+                    })?;
+                Ok(Detection {
+                    label,
+                    bounding_box: [xc - 0.5 * w, yc - 0.5 * h, w, h],
+                    confidence: f64::from(detection.confidence),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The pixels of `image` letterboxed into a `size` square (`size * size *
+/// 3` RGB bytes).
+pub(crate) fn letterboxed(image: &Image, size: usize) -> Result<Vec<u8>, YoloError> {
+    if image.width == 0 || image.height == 0 {
+        return Err(YoloError::Image("the image is empty".to_owned()));
+    }
+    if image.pixels.len() != image.width as usize * image.height as usize * 3 {
+        return Err(YoloError::Image(
+            "the pixels do not fill the image".to_owned(),
+        ));
+    }
+    Ok(letterbox::letterbox(image, size).pixels)
+}
+
+/// The model's `names` (`{index: name}`, indices `0..n`) as a list.
+fn class_names(names: Option<&Json>) -> Result<Vec<String>, ArchitectureError> {
+    let bad = || ArchitectureError::Unsupported("the model's `names` is not {index: name}".into());
+    let names = names.and_then(Json::as_object).ok_or_else(bad)?;
+    let mut list = vec![None; names.len()];
+    for (key, value) in names {
+        let index: usize = key.parse().map_err(|_| bad())?;
+        let slot = list.get_mut(index).ok_or_else(bad)?;
+        *slot = Some(value.as_str().ok_or_else(bad)?.to_owned());
+    }
+    list.into_iter().map(|name| name.ok_or_else(bad)).collect()
+}
+
+/// Ultralytics' `non_max_suppression` for one image's `[4 + nc, anchors]`
+/// output (not multi-label, class-aware): `[K, 6]` rows `x1, y1, x2, y2,
+/// score, class`.
+fn non_max_suppression(prediction: &Tensor, confidence: f64, iou: f64) -> Result<Tensor, TchError> {
+    let channels = prediction.size()[0];
+    let classes = channels - 4;
+    let candidates = prediction
+        .f_narrow(0, 4, classes)?
+        .f_amax([0].as_slice(), false)?
+        .f_gt(confidence)?;
+    let x = prediction.f_transpose(0, 1)?.f_index(&[Some(candidates)])?;
+    if x.size()[0] == 0 {
+        return Tensor::f_zeros([0, 6], (Kind::Float, Device::Cpu));
+    }
+    // xywh2xyxy.
+    let xy = x.f_narrow(1, 0, 2)?;
+    let half = x.f_narrow(1, 2, 2)?.f_div_scalar(2)?;
+    let corners = Tensor::f_cat(&[xy.f_sub(&half)?, xy.f_add(&half)?], 1)?;
+    let (best, class) = x.f_narrow(1, 4, classes)?.f_max_dim(1, true)?;
+    let keep = best.f_view([-1])?.f_gt(confidence)?;
+    let mut x = Tensor::f_cat(&[corners, best, class.f_to_kind(Kind::Float)?], 1)?
+        .f_index(&[Some(keep)])?;
+    if x.size()[0] == 0 {
+        return Tensor::f_zeros([0, 6], (Kind::Float, Device::Cpu));
+    }
+    if x.size()[0] > MAX_NMS {
+        let order = x
+            .f_select(1, 4)?
+            .f_argsort(0, true)?
+            .f_narrow(0, 0, MAX_NMS)?;
+        x = x.f_index_select(0, &order)?;
+    }
+    let offsets = x.f_narrow(1, 5, 1)?.f_mul_scalar(MAX_WH)?;
+    let boxes = x.f_narrow(1, 0, 4)?.f_add(&offsets)?;
+    let scores = x.f_select(1, 4)?;
+    let kept = nms(&boxes, &scores, iou)?;
+    let kept = kept.f_narrow(0, 0, kept.size()[0].min(MAX_DETECTIONS))?;
+    x.f_index_select(0, &kept)
+}
+
+/// Python's `round` (ties to even) of a float.
+fn round(value: f64) -> f64 {
+    value.round_ties_even()
+}
+
+/// Ultralytics' `scale_boxes(img1_shape, boxes, img0_shape)`: from the
+/// `size` square back to the image, clipped.
+fn scale_boxes(
+    boxes: &Tensor,
+    size: usize,
+    width: usize,
+    height: usize,
+) -> Result<Tensor, TchError> {
+    let gain = (size as f64 / height as f64).min(size as f64 / width as f64);
+    let new_height = round(height as f64 * gain).max(1.0);
+    let new_width = round(width as f64 * gain).max(1.0);
+    let (gain_y, gain_x) = (new_height / height as f64, new_width / width as f64);
+    let pad_x = round((size as f64 - new_width) / 2.0 - 0.1);
+    let pad_y = round((size as f64 - new_height) / 2.0 - 0.1);
+    let column = |index: i64, pad: f64, gain: f64, limit: f64| -> Result<Tensor, TchError> {
+        boxes
+            .f_select(1, index)?
+            .f_sub_scalar(pad)?
+            .f_div_scalar(gain)?
+            .f_clamp(0.0, limit)
+    };
+    let columns = [
+        column(0, pad_x, gain_x, width as f64)?,
+        column(1, pad_y, gain_y, height as f64)?,
+        column(2, pad_x, gain_x, width as f64)?,
+        column(3, pad_y, gain_y, height as f64)?,
+    ];
+    Tensor::f_stack(&columns, 1)
+}

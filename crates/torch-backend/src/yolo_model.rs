@@ -1,0 +1,172 @@
+//! `FiftyOneYOLOModel`: FiftyOne's `fiftyone.utils.ultralytics.FiftyOneYOLOModel`
+//! for YOLOv8 detection (`yolov8{n,s,m,l,x}-coco-torch`), on libtorch
+//! (CPU), through the `yolo` family: FiftyOne's letterbox, Ultralytics'
+//! network, NMS and box scaling, and FiftyOne's `to_detections`.
+//!
+//! The weights are the model's file (Ultralytics' release checkpoint). The
+//! config's `confidence_thresh` is Ultralytics' `conf` (0.25 when unset)
+//! and `filter_classes` keeps only the labels it names, as FiftyOne
+//! applies them; `classes` (which re-heads YOLO-World models) and
+//! Ultralytics `overrides` are refused rather than ignored.
+
+use std::sync::Arc;
+
+use zoo_model_core::{
+    Detection, Image, Input, InputData, Label, Model, ModelError, ModelSpec, Prediction, Preprocess,
+};
+
+use crate::config::TorchImageModelConfig;
+use crate::families::yolo::{CONFIDENCE_THRESHOLD, YoloDetector, letterboxed};
+
+/// The type names this model answers to.
+pub const YOLO_TYPE_NAMES: &[&str] = &[
+    "fiftyone.utils.ultralytics.FiftyOneYOLOModel",
+    "FiftyOneYOLOModel",
+];
+
+fn config_error(message: impl Into<String>) -> ModelError {
+    ModelError::config(message.into())
+}
+
+/// The letterbox, on decode threads.
+#[derive(Debug)]
+struct Letterbox {
+    size: usize,
+}
+
+impl Preprocess for Letterbox {
+    fn preprocess(&self, image: Image) -> Result<Input, ModelError> {
+        let size = self.size;
+        let pixels =
+            letterboxed(&image, size).map_err(|err| ModelError::inference(err.to_string()))?;
+        Ok(Input {
+            shape: [3, size, size],
+            data: InputData::Pixels(pixels),
+            original_size: (image.width, image.height),
+        })
+    }
+}
+
+/// FiftyOne's YOLO model (see the module docs).
+#[derive(Debug)]
+pub struct TorchYoloModel {
+    detector: YoloDetector,
+    confidence: f64,
+    filter_classes: Option<Vec<String>>,
+}
+
+impl TorchYoloModel {
+    /// Builds the model a spec describes.
+    pub fn from_spec(spec: &ModelSpec) -> Result<Self, ModelError> {
+        crate::model::cpu_threads();
+        let raw = &spec.config;
+        let config = TorchImageModelConfig::from_map(raw)?;
+        if let Some(device) = config.device.as_deref()
+            && !device.is_empty()
+            && device != "cpu"
+        {
+            tracing::warn!(device, "zoo runs FiftyOneYOLOModel on the CPU");
+        }
+        for refused in ["classes", "overrides"] {
+            if raw.get(refused).is_some_and(|value| !value.is_null()) {
+                return Err(config_error(format!(
+                    "zoo's native FiftyOneYOLOModel does not take `{refused}`"
+                )));
+            }
+        }
+        let model_path = config.model_path(spec.model_path.as_deref())?;
+        let detector = YoloDetector::load(&model_path).map_err(|err| config_error(chain(&err)))?;
+        let confidence = config
+            .confidence_thresh
+            .map_or(CONFIDENCE_THRESHOLD, f64::from);
+        if !(0.0..=1.0).contains(&confidence) {
+            return Err(config_error(format!(
+                "`confidence_thresh` must be from 0 to 1, got {confidence}"
+            )));
+        }
+        let filter_classes = config
+            .filter_classes
+            .map(|classes| classes.into_iter().collect::<Vec<_>>());
+        Ok(TorchYoloModel {
+            detector,
+            confidence,
+            filter_classes,
+        })
+    }
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl Model for TorchYoloModel {
+    fn preprocessor(&self) -> Arc<dyn Preprocess> {
+        Arc::new(Letterbox {
+            size: self.detector.size(),
+        })
+    }
+
+    /// Every input is the same square.
+    fn ragged_batches(&self) -> bool {
+        false
+    }
+
+    fn set_workers(&mut self, workers: usize) {
+        crate::model::share_cpu_threads(workers);
+    }
+
+    fn set_confidence_thresh(&mut self, threshold: f64) -> bool {
+        self.confidence = threshold;
+        true
+    }
+
+    /// One image at a time, as the parity fixtures were computed.
+    fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
+        inputs
+            .iter()
+            .map(|input| {
+                let pixels = match &input.data {
+                    InputData::Pixels(pixels) => pixels,
+                    InputData::Values(_) => {
+                        return Err(ModelError::inference(
+                            "FiftyOneYOLOModel takes letterboxed pixels".to_owned(),
+                        ));
+                    }
+                };
+                let (width, height) = input.original_size;
+                let failed =
+                    |err: crate::families::yolo::YoloError| ModelError::inference(chain(&err));
+                let found = self
+                    .detector
+                    .detect_letterboxed(pixels, width, height, self.confidence)
+                    .map_err(failed)?;
+                let detections = self
+                    .detector
+                    .to_fiftyone(found, width, height)
+                    .map_err(failed)?
+                    .into_iter()
+                    .filter(|detection| detection.confidence >= self.confidence)
+                    .filter(|detection| {
+                        self.filter_classes
+                            .as_ref()
+                            .is_none_or(|classes| classes.contains(&detection.label))
+                    })
+                    .map(|detection| Detection {
+                        label: detection.label,
+                        bounding_box: detection.bounding_box,
+                        confidence: Some(detection.confidence),
+                        mask: None,
+                    })
+                    .collect();
+                Ok(Prediction::Label(Some(Label::Detections(detections))))
+            })
+            .collect()
+    }
+}
