@@ -143,8 +143,9 @@ fn exported(sandbox: &Sandbox, dataset: &str, field: &str) -> serde_json::Map<St
 /// Ultralytics entry `name` (its release `release` under
 /// [`ULTRALYTICS_RELEASES`], kept as `filename`), seeded from `yaml`: zoo
 /// downloads it from a loopback mirror of the release host and runs it
-/// (natively where zoo builds it, else FiftyOne's `FiftyOneYOLOModel` in the
-/// host); FiftyOne's own `load_zoo_model(name)` runs the same file.
+/// (natively where zoo builds it, as `yolov8n-coco-torch`, else FiftyOne's
+/// `FiftyOneYOLOModel` in the host); FiftyOne's own `load_zoo_model(name)`
+/// runs the same file, both on one thread.
 fn yolo_runs_as_fiftyones_own(
     python: &str,
     name: &str,
@@ -168,6 +169,9 @@ fn yolo_runs_as_fiftyones_own(
     sandbox.env.extend([
         ("ZOO_PYTHON".to_owned(), python.to_owned()),
         ("YOLO_OFFLINE".to_owned(), "1".to_owned()),
+        // One thread on both sides: oneDNN's convolutions round differently
+        // across threads, which can flip a detection at the threshold.
+        ("OMP_NUM_THREADS".to_owned(), "1".to_owned()),
         (
             "ZOO_DOWNLOAD_MIRRORS".to_owned(),
             format!("{ULTRALYTICS_RELEASES}={}", server.url("/releases/")),
@@ -199,6 +203,7 @@ fn yolo_runs_as_fiftyones_own(
             "filename": filename,
             "name": name,
             "images": images,
+            "threads": 1,
         }),
     );
     let theirs = theirs["labels"].as_object().unwrap();
@@ -219,6 +224,7 @@ fn yolo_runs_as_fiftyones_own(
     info
 }
 
+/// `yolov8n-coco-torch`, which zoo runs natively.
 #[test]
 fn yolov8n_runs_as_fiftyones_own_apply_model() {
     let Some(python) = oracle_python() else {

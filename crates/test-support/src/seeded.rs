@@ -75,7 +75,8 @@ pub fn seed(python: &str, script: &str, args: &[&str], home: &Path) {
 
 /// FiftyOne's own `load_zoo_model(args["name"])` with the weights (when
 /// `args["weights"]`) where its zoo keeps them (`args["filename"]` under
-/// `args["zoo"]`), `args["env"]` set first (`HF_ENDPOINT`); `apply_model`
+/// `args["zoo"]`), `args["env"]` set first (`HF_ENDPOINT`), torch on
+/// `args["threads"]` threads when given; `apply_model`
 /// on `args["images"]` into `pred`; the labels by file name, and the
 /// seconds `apply_model` took.
 pub const FIFTYONE_APPLIES: &str = r#"
@@ -84,6 +85,9 @@ os.environ["YOLO_OFFLINE"] = "1"
 for key, value in args.get("env", {}).items():
     os.environ[key] = value
 import fiftyone.zoo as foz
+if args.get("threads"):
+    import torch
+    torch.set_num_threads(args["threads"])
 fo.config.model_zoo_dir = args["zoo"]
 os.makedirs(args["zoo"], exist_ok=True)
 if args.get("weights"):
