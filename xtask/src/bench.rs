@@ -152,9 +152,20 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
             // hosted, against FiftyOne's own: needs those in the host's
             // Python (the oracle venv).
             "hosted-builtins" => {
+                // The oracle venv only when it has both libraries: an
+                // older one (torch and FiftyOne alone) skips the bench.
+                let libraries = "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in ('ultralytics', 'transformers')))";
                 let python = std::env::var_os("ZOO_BENCH_PYTHON")
                     .map(PathBuf::from)
-                    .or_else(|| crate::fixtures::torch_python(sh));
+                    .or_else(|| {
+                        crate::fixtures::torch_python(sh).filter(|python| {
+                            cmd!(sh, "{python} -c {libraries}")
+                                .quiet()
+                                .ignore_stderr()
+                                .run()
+                                .is_ok()
+                        })
+                    });
                 let _python = python.map(|python| sh.push_env("ZOO_BENCH_PYTHON", python));
                 example("bench_hosted_builtins", &[]).run()?;
             }
