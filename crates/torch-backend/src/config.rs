@@ -276,11 +276,28 @@ impl TorchImageModelConfig {
 
     /// The TorchScript file of `entrypoint_fcn: torch.jit.load`: its
     /// `entrypoint_args` `f` (as FiftyOne calls `torch.jit.load(f=...)`),
-    /// else the weights file ([`Self::model_path`]).
+    /// else the weights file ([`Self::model_path`]). With a downloaded file
+    /// (a registry model), `f` may only name that file.
     pub(crate) fn script_file(&self, downloaded: Option<&Path>) -> Result<PathBuf, ModelError> {
         match self.entrypoint_args.as_ref().and_then(|args| args.get("f")) {
             None | Some(Value::Null) => self.model_path(downloaded),
-            Some(Value::String(file)) if !file.is_empty() => Ok(PathBuf::from(file)),
+            Some(Value::String(file)) if !file.is_empty() => {
+                let file = PathBuf::from(file);
+                // A registry model's `f` is manifest text: it may name only
+                // the model's own file, never another file on this machine
+                // for libtorch to parse.
+                if let Some(own) = downloaded {
+                    let same = |path: &Path| fs_err::canonicalize(path).ok();
+                    if file != own && (same(&file).is_none() || same(&file) != same(own)) {
+                        return Err(config_error(format!(
+                            "`entrypoint_args.f` names `{}`, which is not this model's file `{}`; a model's config may only load its own file: remove `f`",
+                            file.display(),
+                            own.display()
+                        )));
+                    }
+                }
+                Ok(file)
+            }
             Some(other) => Err(config_error(format!(
                 "`entrypoint_args.f` must be the path of a TorchScript file for `torch.jit.load`, got `{other}`; correct it or remove it to load the model's own file"
             ))),
@@ -830,6 +847,8 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use serde_json::{Map, Value, json};
     use zoo_model_core::{ModelError, ModelErrorKind};
     use zoo_output_processors::ProcessorKind;
@@ -1232,5 +1251,30 @@ mod tests {
             let message = skeleton(&config(value.clone())).unwrap_err().to_string();
             assert!(message.contains(field), "{value}: {message}");
         }
+    }
+
+    #[test]
+    fn a_registry_models_jit_file_may_only_be_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join("model.pt");
+        let other = dir.path().join("secret.txt");
+        fs_err::write(&own, b"x").unwrap();
+        fs_err::write(&other, b"y").unwrap();
+        let config = |f: &Path| {
+            TorchImageModelConfig::from_map(
+                json!({"entrypoint_fcn": "torch.jit.load", "entrypoint_args": {"f": f}})
+                    .as_object()
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        assert_eq!(config(&own).script_file(Some(&own)).unwrap(), own);
+        let error = config(&other).script_file(Some(&own)).unwrap_err();
+        assert!(
+            error.to_string().contains("not this model's file"),
+            "{error}"
+        );
+        // Built in code with no registry file: `f` is the caller's choice.
+        assert_eq!(config(&other).script_file(None).unwrap(), other);
     }
 }
