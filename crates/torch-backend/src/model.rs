@@ -136,7 +136,7 @@ fn config_error(message: impl Into<String>) -> ModelError {
 
 /// `error` and its sources, `: `-separated (the model error keeps text
 /// only, so the chain is flattened here).
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

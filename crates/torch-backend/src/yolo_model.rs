@@ -17,6 +17,7 @@ use zoo_model_core::{
 
 use crate::config::TorchImageModelConfig;
 use crate::families::yolo::{CONFIDENCE_THRESHOLD, YoloDetector, letterboxed};
+use crate::model::chain;
 
 /// The type names this model answers to.
 pub const YOLO_TYPE_NAMES: &[&str] = &[
@@ -93,17 +94,6 @@ impl TorchYoloModel {
             filter_classes,
         })
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl Model for TorchYoloModel {

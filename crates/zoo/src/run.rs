@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use zoo_datasets::{ResultsKind, Shard};
-use zoo_model_core::{EmbedOutcome, Label, Outcome, validate_field_name};
+use zoo_datasets::{DatasetPin, Datasets, ObjectLoader, ResultsKind, Shard, ShardResults};
+use zoo_model_core::{EmbedOutcome, Label, Outcome, Sample, validate_field_name};
 
 use crate::Zoo;
 use crate::error::{Context, Error, Result, chain};
@@ -117,7 +117,45 @@ fn count_labels(counts: &mut BTreeMap<String, usize>, batch: &[Outcome]) {
     }
 }
 
+/// What `apply` and `embed` need before their first batch.
+struct Started {
+    loader: ObjectLoader,
+    store: Datasets,
+    dataset: String,
+    pin: DatasetPin,
+    pending: Vec<Sample>,
+    results: Option<ShardResults>,
+}
+
 impl Zoo<'_> {
+    /// Checks the field name, then resolves the dataset and pins it, and
+    /// finds what is left to do (and where results go).
+    fn start(&self, dataset: &str, run: &RunOptions, kind: ResultsKind) -> Result<Started> {
+        validate_field_name(&run.field).with_context(|| {
+            format!("cannot store results under `{}`", run.field.escape_debug())
+        })?;
+        let loader = self.loader()?;
+        let mut store = self.datasets()?;
+        let dataset = self.dataset_name(&mut store, dataset)?;
+        let pin = store.pin(&dataset)?;
+        let (pending, results) = self.pending(
+            &mut store,
+            &dataset,
+            &run.field,
+            kind,
+            (run.shard, run.results.as_deref()),
+            run.overwrite,
+        )?;
+        Ok(Started {
+            loader,
+            store,
+            dataset,
+            pin,
+            pending,
+            results,
+        })
+    }
+
     /// The batch size to run: `asked`, or 1 for a model that takes one
     /// image per call (said once, as FiftyOne's `apply_model` warns).
     fn batch_size(&self, model: &LoadedModel, asked: usize) -> usize {
@@ -145,21 +183,14 @@ impl Zoo<'_> {
         run: &RunOptions,
         labels: &LabelOptions,
     ) -> Result<RunReport> {
-        validate_field_name(&run.field).with_context(|| {
-            format!("cannot store results under `{}`", run.field.escape_debug())
-        })?;
-        let loader = self.loader()?;
-        let mut store = self.datasets()?;
-        let dataset = self.dataset_name(&mut store, dataset)?;
-        let pin = store.pin(&dataset)?;
-        let (pending, mut results) = self.pending(
-            &mut store,
-            &dataset,
-            &run.field,
-            ResultsKind::Labels,
-            (run.shard, run.results.as_deref()),
-            run.overwrite,
-        )?;
+        let Started {
+            loader,
+            mut store,
+            dataset,
+            pin,
+            pending,
+            mut results,
+        } = self.start(dataset, run, ResultsKind::Labels)?;
         let hosted = model.is_hosted();
         let pipelined = labels.pipelined.unwrap_or_else(|| {
             // Pipelined only when there are more cores than the runtime's
@@ -248,21 +279,14 @@ impl Zoo<'_> {
         dataset: &str,
         run: &RunOptions,
     ) -> Result<RunReport> {
-        validate_field_name(&run.field).with_context(|| {
-            format!("cannot store results under `{}`", run.field.escape_debug())
-        })?;
-        let loader = self.loader()?;
-        let mut store = self.datasets()?;
-        let dataset = self.dataset_name(&mut store, dataset)?;
-        let pin = store.pin(&dataset)?;
-        let (pending, mut results) = self.pending(
-            &mut store,
-            &dataset,
-            &run.field,
-            ResultsKind::Embeddings,
-            (run.shard, run.results.as_deref()),
-            run.overwrite,
-        )?;
+        let Started {
+            loader,
+            mut store,
+            dataset,
+            pin,
+            pending,
+            mut results,
+        } = self.start(dataset, run, ResultsKind::Embeddings)?;
         let options = zoo_model_core::ApplyOptions {
             batch_size: self.batch_size(model, run.batch_size),
             ..zoo_model_core::ApplyOptions::default()
