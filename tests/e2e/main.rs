@@ -10,6 +10,7 @@ mod dinov2;
 mod downloads;
 mod every_builtin;
 mod fiftyone_cli;
+mod fiftyone_db;
 mod fiftyone_interop;
 mod fiftyone_masks;
 mod hooks;

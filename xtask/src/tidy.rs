@@ -33,12 +33,19 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("zoo-datasets", &["zoo-fs", "zoo-model-core"]),
     ("zoo-python-host", &["zoo-model-core", "zoo-process"]),
     ("zoo-storage", &[]),
+    // FiftyOne's database: its samples in, labels out as FiftyOne's BSON
+    // (the label schema is the one FiftyOne's dataset folder carries).
+    (
+        "zoo-fiftyone-db",
+        &["zoo-datasets", "zoo-fs", "zoo-model-core"],
+    ),
     // The application layer: everything but a model runtime (libtorch
     // comes in through `Runtime`, from the binary that links it).
     (
         "zoo",
         &[
             "zoo-datasets",
+            "zoo-fiftyone-db",
             "zoo-fs",
             "zoo-manifest",
             "zoo-model-core",
@@ -85,6 +92,7 @@ const LIBTORCH_FREE: &[&str] = &[
     "zoo-datasets",
     "zoo-python-host",
     "zoo-storage",
+    "zoo-fiftyone-db",
     "zoo-test-support",
     "zoo",
 ];

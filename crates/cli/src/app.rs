@@ -168,7 +168,9 @@ pub(crate) struct RequirementsArgs {
 pub(crate) struct ApplyArgs {
     /// A model name, or a source URL (with `--model-name`).
     pub(crate) name_or_url: String,
-    /// A dataset name, or a folder of images (its dataset is created or reused).
+    /// A dataset name, a folder of images (its dataset is created or
+    /// reused), an object-store URL, or `fiftyone:NAME` (FiftyOne's own
+    /// dataset NAME, in FiftyOne's database).
     pub(crate) dataset: String,
     /// The field predictions are stored in.
     pub(crate) label_field: String,
@@ -206,7 +208,8 @@ pub(crate) struct ApplyArgs {
 pub(crate) struct EmbedArgs {
     /// A model name, or a source URL (with `--model-name`).
     pub(crate) name_or_url: String,
-    /// A dataset name, or a folder of images.
+    /// A dataset name, a folder of images, an object-store URL, or
+    /// `fiftyone:NAME` (FiftyOne's own dataset NAME).
     pub(crate) dataset: String,
     /// The field embeddings are stored in.
     pub(crate) embeddings_field: String,
@@ -317,7 +320,8 @@ pub(crate) enum DatasetsCommand {
     },
     /// Show a dataset's samples and its fields' counts.
     Info {
-        /// The dataset name.
+        /// The dataset name, or `fiftyone:NAME` (FiftyOne's own dataset:
+        /// its samples and its fields' types).
         name: String,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -414,7 +418,7 @@ mod tests {
     }
 }
 
-/// `--shard` and `--results` of `apply` and `embed`.
+/// `--shard`, `--results` and `--tags` of `apply` and `embed`.
 #[derive(Debug, Args)]
 pub(crate) struct ScaleArgs {
     /// Run only shard K of N (`K/N`, 0 <= K < N): the samples whose stable
@@ -428,6 +432,10 @@ pub(crate) struct ScaleArgs {
     /// retried shard skips the chunks it wrote.
     #[arg(long, value_name = "LOCATION")]
     pub(crate) results: Option<String>,
+    /// Only the samples with one of these tags (comma-separated), as
+    /// FiftyOne's `match_tags`: for a FiftyOne dataset (`fiftyone:NAME`).
+    #[arg(long, value_name = "TAG,...", value_delimiter = ',')]
+    pub(crate) tags: Vec<String>,
 }
 
 fn parse_shard(text: &str) -> Result<Shard, String> {

@@ -158,6 +158,28 @@ fn label_fields(class: &str, created_at: &Value) -> Option<Vec<Value>> {
     })
 }
 
+/// The `sample_fields` entry FiftyOne 1.22.1 adds for a field holding
+/// labels of class `class` (`Classification`, `Detections`, ...), created
+/// at `created_at` (extended JSON `{"$date": ...}`); `None` for a class
+/// whose schema zoo does not write.
+pub fn label_field_schema(name: &str, class: &str, created_at: &Value) -> Option<Value> {
+    let nested = label_fields(class, created_at)?;
+    Some(field(
+        name,
+        "EmbeddedDocumentField",
+        Some(&format!("fiftyone.core.labels.{class}")),
+        None,
+        nested,
+        created_at,
+    ))
+}
+
+/// The `sample_fields` entry FiftyOne 1.22.1 adds for an embeddings field
+/// (`VectorField`).
+pub fn vector_field_schema(name: &str, created_at: &Value) -> Value {
+    field(name, "VectorField", None, None, vec![], created_at)
+}
+
 /// The fields every FiftyOne image sample has, in FiftyOne's order.
 fn default_fields(created_at: &Value) -> Vec<Value> {
     let plain = |name: &str, ftype: &str| field(name, ftype, None, None, vec![], created_at);
@@ -787,16 +809,9 @@ impl Datasets {
                 continue;
             }
             let entry = match kind {
-                FieldKind::Vector => field(field_name, "VectorField", None, None, vec![], &created),
-                FieldKind::Label(class) => match label_fields(class, &created) {
-                    Some(nested) => field(
-                        field_name,
-                        "EmbeddedDocumentField",
-                        Some(&format!("fiftyone.core.labels.{class}")),
-                        None,
-                        nested,
-                        &created,
-                    ),
+                FieldKind::Vector => vector_field_schema(field_name, &created),
+                FieldKind::Label(class) => match label_field_schema(field_name, class, &created) {
+                    Some(entry) => entry,
                     None => continue,
                 },
             };

@@ -47,7 +47,7 @@ mod results;
 mod shard;
 mod store;
 
-pub use fiftyone::{MAX_METADATA_BYTES, MAX_VECTOR_BYTES};
+pub use fiftyone::{MAX_METADATA_BYTES, MAX_VECTOR_BYTES, label_field_schema, vector_field_schema};
 pub use loader::jpeg::JpegError;
 pub use loader::{
     FileLoader, IMAGE_EXTENSIONS, ImageLimits, LoadError, decode_image, decode_image_within,

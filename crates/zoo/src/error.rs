@@ -176,6 +176,7 @@ from_library! {
     zoo_python_host::HostError => Model,
     zoo_fs::LockError => Config,
     zoo_datasets::ShardError => Config,
+    zoo_fiftyone_db::FiftyOneError => Dataset,
 }
 
 /// An error and its sources on one line (`what: why: ...`).

@@ -3,12 +3,13 @@
 //! written as they come (into the dataset, or a shard's part files).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use zoo_datasets::{DatasetPin, Datasets, ObjectLoader, ResultsKind, Shard, ShardResults};
 use zoo_model_core::{EmbedOutcome, Label, Outcome, Sample, validate_field_name};
 
 use crate::Zoo;
-use crate::error::{Context, Error, Result, chain};
+use crate::error::{Context, Error, Result, bail, chain};
 use crate::load::LoadedModel;
 use crate::report::RunReport;
 
@@ -27,6 +28,8 @@ pub struct RunOptions {
     /// Write results as part files here (a folder or object-store URL)
     /// instead of into the dataset, to merge later.
     pub results: Option<String>,
+    /// Only the samples with one of these tags (FiftyOne datasets).
+    pub tags: Vec<String>,
 }
 
 impl RunOptions {
@@ -38,6 +41,7 @@ impl RunOptions {
             overwrite: false,
             shard: Shard::ALL,
             results: None,
+            tags: Vec::new(),
         }
     }
 
@@ -50,6 +54,13 @@ impl RunOptions {
     /// Redo samples that already have a result.
     pub fn overwrite(mut self, overwrite: bool) -> Self {
         self.overwrite = overwrite;
+        self
+    }
+
+    /// Only the samples with one of `tags` (a FiftyOne dataset's tags,
+    /// FiftyOne's `match_tags`).
+    pub fn tags(mut self, tags: Vec<String>) -> Self {
+        self.tags = tags;
         self
     }
 
@@ -117,24 +128,77 @@ fn count_labels(counts: &mut BTreeMap<String, usize>, batch: &[Outcome]) {
     }
 }
 
+/// Where a run's results go: zoo's own datasets, or FiftyOne's database.
+enum Target {
+    /// A dataset of zoo's SQLite store, pinned for the run.
+    Zoo { store: Datasets, pin: DatasetPin },
+    /// A FiftyOne dataset (`fiftyone:NAME`).
+    FiftyOne(Box<zoo_fiftyone_db::Dataset>),
+}
+
+impl Target {
+    /// Stores one batch of apply outcomes.
+    fn write_labels(&mut self, field: &str, batch: &[Outcome]) -> Result<()> {
+        match self {
+            Target::Zoo { store, pin } => Ok(store.write_labels(pin, field, batch)?),
+            Target::FiftyOne(dataset) => Ok(dataset.write_labels(batch)?),
+        }
+    }
+
+    /// Stores one batch of embeddings.
+    fn write_embeddings(&mut self, field: &str, batch: &[EmbedOutcome]) -> Result<()> {
+        match self {
+            Target::Zoo { store, pin } => Ok(store.write_embeddings(pin, field, batch)?),
+            Target::FiftyOne(dataset) => Ok(dataset.write_embeddings(field, batch)?),
+        }
+    }
+
+    /// The failed samples of `field` (for FiftyOne: of this run, as
+    /// FiftyOne's database keeps no failures).
+    fn failures(&self, dataset: &str, field: &str) -> Result<Vec<(PathBuf, String)>> {
+        match self {
+            Target::Zoo { store, .. } => Ok(store.failures(dataset, field)?),
+            Target::FiftyOne(fiftyone) => Ok(fiftyone.failures().to_vec()),
+        }
+    }
+
+    /// How many samples have a result in `field`.
+    fn finished(&self, dataset: &str, field: &str) -> Result<u64> {
+        match self {
+            Target::Zoo { store, .. } => Ok(store.finished(dataset, field)?),
+            Target::FiftyOne(fiftyone) => Ok(fiftyone.count_results(field)?),
+        }
+    }
+}
+
 /// What `apply` and `embed` need before their first batch.
 struct Started {
     loader: ObjectLoader,
-    store: Datasets,
+    target: Target,
     dataset: String,
-    pin: DatasetPin,
     pending: Vec<Sample>,
     results: Option<ShardResults>,
 }
 
 impl Zoo<'_> {
-    /// Checks the field name, then resolves the dataset and pins it, and
-    /// finds what is left to do (and where results go).
+    /// Checks the field name, then resolves the dataset (pinning a zoo
+    /// dataset, opening a FiftyOne one) and finds what is left to do (and
+    /// where results go).
     fn start(&self, dataset: &str, run: &RunOptions, kind: ResultsKind) -> Result<Started> {
         validate_field_name(&run.field).with_context(|| {
             format!("cannot store results under `{}`", run.field.escape_debug())
         })?;
         let loader = self.loader()?;
+        if let Some(name) = zoo_fiftyone_db::dataset_name(dataset) {
+            let (target, pending) = self.fiftyone_pending(name, run, kind)?;
+            return Ok(Started {
+                loader,
+                target,
+                dataset: dataset.to_owned(),
+                pending,
+                results: None,
+            });
+        }
         let mut store = self.datasets()?;
         let dataset = self.dataset_name(&mut store, dataset)?;
         let pin = store.pin(&dataset)?;
@@ -148,12 +212,44 @@ impl Zoo<'_> {
         )?;
         Ok(Started {
             loader,
-            store,
+            target: Target::Zoo { store, pin },
             dataset,
-            pin,
             pending,
             results,
         })
+    }
+
+    /// What a run into FiftyOne dataset `name` has left to do: its samples
+    /// without a result (only this shard's, keyed like zoo's datasets by
+    /// the file's path). Shards write straight into FiftyOne's database, so
+    /// there are no part files to merge.
+    fn fiftyone_pending(
+        &self,
+        name: &str,
+        run: &RunOptions,
+        kind: ResultsKind,
+    ) -> Result<(Target, Vec<Sample>)> {
+        if let Some(results) = &run.results {
+            bail!(
+                Config,
+                "`--results {results}` writes part files to merge into a zoo dataset; a run into a FiftyOne dataset writes each shard's results straight into FiftyOne's database: leave `--results` out"
+            );
+        }
+        let context = || format!("opening FiftyOne dataset `{}` failed", name.escape_debug());
+        let fiftyone = zoo_fiftyone_db::FiftyOne::from_env().with_context(context)?;
+        let mut dataset = fiftyone.dataset(name).with_context(context)?;
+        let kind = match kind {
+            ResultsKind::Labels => zoo_fiftyone_db::ResultKind::Labels,
+            ResultsKind::Embeddings => zoo_fiftyone_db::ResultKind::Embeddings,
+        };
+        let mut pending = dataset.pending(&run.field, kind, run.overwrite, &run.tags)?;
+        if run.shard != Shard::ALL {
+            pending.retain(|sample| {
+                zoo_datasets::stable_key(std::path::Path::new(""), &sample.filepath)
+                    .is_some_and(|key| run.shard.contains(&key))
+            });
+        }
+        Ok((Target::FiftyOne(Box::new(dataset)), pending))
     }
 
     /// The batch size to run: `asked`, or 1 for a model that takes one
@@ -185,9 +281,8 @@ impl Zoo<'_> {
     ) -> Result<RunReport> {
         let Started {
             loader,
-            mut store,
+            mut target,
             dataset,
-            pin,
             pending,
             mut results,
         } = self.start(dataset, run, ResultsKind::Labels)?;
@@ -230,9 +325,7 @@ impl Zoo<'_> {
                 count_labels(&mut counts, &batch);
                 match &mut results {
                     Some(results) => results.record_labels(&batch).map_err(Error::from),
-                    None => store
-                        .write_labels(&pin, &run.field, &batch)
-                        .map_err(Error::from),
+                    None => target.write_labels(&run.field, &batch),
                 }
                 .map_err(|err| chain(&err))?;
                 progress.advance(batch.len() as u64);
@@ -243,7 +336,7 @@ impl Zoo<'_> {
         let summary =
             summary.with_context(|| format!("applying `{name}` to `{dataset}` failed"))?;
         self.finish_shard(results)?;
-        let failures = store.failures(&dataset, &run.field)?;
+        let failures = target.failures(&dataset, &run.field)?;
         let mut top: Vec<(String, usize)> = counts.into_iter().collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         top.truncate(5);
@@ -263,7 +356,7 @@ impl Zoo<'_> {
             dimension: 0,
             failures,
         };
-        if report.nothing_stored(store.finished(&dataset, &run.field)?) {
+        if report.nothing_stored(target.finished(&dataset, &run.field)?) {
             return Err(every_sample_failed(report));
         }
         Ok(report)
@@ -281,9 +374,8 @@ impl Zoo<'_> {
     ) -> Result<RunReport> {
         let Started {
             loader,
-            mut store,
+            mut target,
             dataset,
-            pin,
             pending,
             mut results,
         } = self.start(dataset, run, ResultsKind::Embeddings)?;
@@ -314,9 +406,7 @@ impl Zoo<'_> {
                 }
                 match &mut results {
                     Some(results) => results.record_embeddings(&batch).map_err(Error::from),
-                    None => store
-                        .write_embeddings(&pin, &run.field, &batch)
-                        .map_err(Error::from),
+                    None => target.write_embeddings(&run.field, &batch),
                 }
                 .map_err(|err| chain(&err))?;
                 progress.advance(batch.len() as u64);
@@ -343,8 +433,8 @@ impl Zoo<'_> {
             dimension,
             failures: Vec::new(),
         };
-        if report.nothing_stored(store.finished(&dataset, &run.field)?) {
-            report.failures = store.failures(&dataset, &run.field)?;
+        if report.nothing_stored(target.finished(&dataset, &run.field)?) {
+            report.failures = target.failures(&dataset, &run.field)?;
             return Err(every_sample_failed(report));
         }
         Ok(report)

@@ -198,9 +198,18 @@ impl Zoo<'_> {
     }
 
     /// The dataset a run names: a dataset's name, a folder of images
-    /// (indexed as a dataset of its own on first use), or an object-store
-    /// URL (the same). Cheap for a name: check it before loading a model.
+    /// (indexed as a dataset of its own on first use), an object-store URL
+    /// (the same), or `fiftyone:NAME` (FiftyOne's dataset, which must
+    /// exist). Cheap for a name: check it before loading a model.
     pub fn resolve_dataset(&self, dataset: &str) -> Result<String> {
+        if let Some(name) = zoo_fiftyone_db::dataset_name(dataset) {
+            let context = || format!("opening FiftyOne dataset `{}` failed", name.escape_debug());
+            zoo_fiftyone_db::FiftyOne::from_env()
+                .with_context(context)?
+                .dataset(name)
+                .with_context(context)?;
+            return Ok(dataset.to_owned());
+        }
         let mut store = self.datasets()?;
         self.dataset_name(&mut store, dataset)
     }

@@ -30,12 +30,14 @@ fn load_options(model: &ModelArgs) -> Result<LoadOptions> {
     Ok(options)
 }
 
-/// `--shard` and `--results` on top of the field, batch size and overwrite.
+/// `--shard`, `--results` and `--tags` on top of the field, batch size and
+/// overwrite.
 fn run_options(field: &str, batch_size: usize, overwrite: bool, scale: &ScaleArgs) -> RunOptions {
     RunOptions::new(field)
         .batch_size(batch_size)
         .overwrite(overwrite)
         .shard(scale.shard.unwrap_or(Shard::ALL), scale.results.clone())
+        .tags(scale.tags.clone())
 }
 
 /// Resolves the dataset first (cheap, and a typo should not cost a

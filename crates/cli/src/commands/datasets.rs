@@ -20,6 +20,32 @@ fn info_json(info: &DatasetInfo) -> serde_json::Value {
     })
 }
 
+/// `zoo datasets info fiftyone:NAME`: FiftyOne's dataset, its samples and
+/// its fields with their types.
+fn fiftyone_info(dataset: &str, json: bool, out: &mut output::Printer) -> Result<()> {
+    let name = zoo_fiftyone_db::dataset_name(dataset).unwrap_or(dataset);
+    let context = || format!("`zoo datasets info {dataset}` failed");
+    let fiftyone = zoo_fiftyone_db::FiftyOne::from_env().with_context(context)?;
+    let opened = fiftyone.dataset(name).with_context(context)?;
+    let samples = opened.len().with_context(context)?;
+    let fields = opened.fields();
+    if json {
+        return out.json(&json!({
+            "name": dataset,
+            "database": fiftyone.connection().uri,
+            "samples": samples,
+            "fields": fields.iter().map(|(name, kind)| (name.clone(), json!(kind))).collect::<serde_json::Map<_, _>>(),
+        }));
+    }
+    out.line(&format!("name:     {dataset}"))?;
+    out.line(&format!("database: {}", fiftyone.connection().uri))?;
+    out.line(&format!("samples:  {samples}"))?;
+    for (field, kind) in &fields {
+        out.line(&format!("field     {field}: {kind}"))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
     let dir = config::datasets_dir()?;
     let mut store = Datasets::open(&dir)
@@ -63,6 +89,9 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
                 })
                 .collect();
             out.table(&["NAME", "SAMPLES", "FIELDS", "ROOT"], &rows)
+        }
+        DatasetsCommand::Info { name, json } if zoo_fiftyone_db::dataset_name(&name).is_some() => {
+            fiftyone_info(&name, json, &mut out)
         }
         DatasetsCommand::Info { name, json } => {
             let info = store
