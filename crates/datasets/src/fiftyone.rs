@@ -154,6 +154,44 @@ fn label_fields(class: &str, created_at: &Value) -> Option<Vec<Value>> {
             ]);
             fields
         }
+        "Heatmap" => {
+            let mut fields = base();
+            fields.extend([
+                plain("map", "ArrayField"),
+                plain("map_path", "StringField"),
+                field(
+                    "range",
+                    "HeatmapRangeField",
+                    None,
+                    Some("FloatField"),
+                    vec![],
+                    created_at,
+                ),
+            ]);
+            fields
+        }
+        "Regression" => {
+            let mut fields = base();
+            fields.extend([
+                plain("value", "FloatField"),
+                plain("confidence", "FloatField"),
+            ]);
+            fields
+        }
+        "Polyline" => {
+            let mut fields = base();
+            fields.extend([
+                attributes(),
+                plain("label", "StringField"),
+                plain("points", "PolylinePointsField"),
+                plain("confidence", "FloatField"),
+                plain("index", "IntField"),
+                plain("closed", "BooleanField"),
+                plain("filled", "BooleanField"),
+            ]);
+            fields
+        }
+        "Polylines" => vec![nested("polylines", "Polyline")],
         _ => return None,
     })
 }

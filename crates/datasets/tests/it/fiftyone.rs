@@ -330,8 +330,8 @@ fn hostile_fiftyone_folders_are_clear_errors_not_panics() {
         );
     }
     // Keys that cannot be zoo fields (`_rand`, a reserved name, a label
-    // under a bad name) and labels zoo does not model are kept as they are,
-    // not refused; Python's `NaN` reads as null.
+    // under a bad name) are kept as they are, not refused; Polylines are
+    // labels zoo models; Python's `NaN` reads as null.
     let odd = dir.path().join("odd");
     fs_err::create_dir_all(&odd).unwrap();
     fs_err::write(odd.join("metadata.json"), r#"{"media_type": "image"}"#).unwrap();
@@ -344,7 +344,7 @@ fn hostile_fiftyone_folders_are_clear_errors_not_panics() {
         .import_fiftyone_with("odd", &odd, ImportOptions::allow_outside_paths(true))
         .unwrap();
     assert_eq!(info.samples, 1);
-    assert_eq!(info.label_fields.keys().collect::<Vec<_>>(), ["kp"]);
+    assert_eq!(info.label_fields.keys().collect::<Vec<_>>(), ["kp", "poly"]);
     let out = dir.path().join("odd-out");
     store.export_fiftyone("odd", &out).unwrap_err();
     let exported = store.samples_json("odd").unwrap();
