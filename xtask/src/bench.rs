@@ -65,6 +65,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
         "hosted",
         "hosted-builtins",
         "families",
+        "fiftyone-db",
     ];
     let with_fiftyone = args.iter().any(|arg| arg == "--with-fiftyone");
     let smoke = args.iter().any(|arg| arg == "--smoke");
@@ -183,6 +184,18 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
             )
             .run()?,
             // Positional sizes: sources and runs, MiB and runs, files and runs.
+            // FiftyOne's database: the oracle venv (FiftyOne with torch, for
+            // the apply_model column) unless ZOO_BENCH_FIFTYONE names one;
+            // else the test venv's FiftyOne (write path and zoo only).
+            "fiftyone-db" => {
+                let oracle = dirs::cache_dir()
+                    .map(|dir| dir.join("zoo/oracle-venv/bin/python"))
+                    .filter(|python| python.exists() && !smoke);
+                let _python = oracle
+                    .filter(|_| std::env::var_os("ZOO_BENCH_FIFTYONE").is_none())
+                    .map(|python| sh.push_env("ZOO_BENCH_FIFTYONE", python));
+                example("bench_fiftyone_db", &[]).run()?;
+            }
             "list" if smoke => example("bench_list", &["20", "1"]).run()?,
             "download" if smoke => example("bench_download", &["1", "1"]).run()?,
             "extract" if smoke => example("bench_extract", &["50", "1"]).run()?,
