@@ -31,5 +31,6 @@ mod snapshots;
 mod sources;
 mod terminal;
 mod tour;
+mod transformers;
 mod util;
 mod yolo;
