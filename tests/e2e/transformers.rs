@@ -1,11 +1,12 @@
 //! Issue 30: FiftyOne's Hugging Face transformers classifiers natively
 //! through `zoo`: `vit-base-patch16-224-imagenet-torch` (whose config names
-//! no repo: its class's default, `google/vit-base-patch16-224`) and
-//! `convnext-tiny-224-torch`, with their repos from the loopback Hub.
+//! no repo: its class's default, `google/vit-base-patch16-224`),
+//! `convnext-tiny-224-torch` and `efficientnet-b0-imagenet-torch`, with
+//! their repos from the loopback Hub.
 //!
 //! Oracle: `crates/torch-backend/tests/fixtures/transformers/` (`cargo
 //! xtask transformers-oracle`, `xtask/fixtures/transformers_oracle.py`):
-//! tiny ViT and ConvNeXt repos seeded and saved by transformers 5.25's
+//! tiny ViT, ConvNeXt and EfficientNet repos seeded and saved by transformers 5.25's
 //! `save_pretrained`, and FiftyOne 1.22.1's own `load_zoo_model(NAME,
 //! name_or_path=REPO)` labels (with logits) and embeddings on its pictures.
 //! This test serves those repos as the entries' Hub repos; zoo downloads
@@ -123,5 +124,14 @@ fn convnext_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
         "convnext-tiny-224-torch",
         "facebook/convnext-tiny-224",
         "convnext",
+    );
+}
+
+#[test]
+fn efficientnet_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
+    runs_natively_as_fiftyone(
+        "efficientnet-b0-imagenet-torch",
+        "google/efficientnet-b0",
+        "efficientnet",
     );
 }

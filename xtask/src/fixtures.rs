@@ -144,7 +144,7 @@ pub(crate) fn clip_oracle(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask transformers-oracle`: tiny seeded ViT and ConvNeXt
+/// `cargo xtask transformers-oracle`: tiny seeded ViT, ConvNeXt and EfficientNet
 /// classifiers saved by transformers' `save_pretrained` as Hub repos, and
 /// what FiftyOne's own `load_zoo_model(NAME, name_or_path=REPO)` gives on
 /// them (`apply_model`'s labels with logits, `compute_embeddings`, the image

@@ -59,7 +59,7 @@ tasks:
                                    CLIP outputs on it (oracle venv with fiftyone 1.22.1)
   yolo-oracle                      seeded YOLOv8 release checkpoints and FiftyOne's/Ultralytics' detections
                                    on them (oracle venv with ultralytics; FiftyOne from the oracle or the test venv)
-  transformers-oracle              tiny seeded ViT and ConvNeXt Hugging Face repos and FiftyOne's labels,
+  transformers-oracle              tiny seeded ViT, ConvNeXt and EfficientNet Hugging Face repos and FiftyOne's labels,
                                    embeddings and pixel values on them (oracle venv with fiftyone 1.22.1)
   device-build [--check]           build zoo-torch, the parity tests and device_probe against libtorch 2.11
                                    (the GPU machine's PyTorch) into target/device/bundle, for

@@ -78,7 +78,7 @@ const TRANSFORMERS_TYPES: &[&str] = &[
 ];
 
 /// The Hugging Face repos of FiftyOne's built-in transformers classifiers
-/// whose architecture zoo builds (ViT and ConvNeXt,
+/// whose architecture zoo builds (ViT, ConvNeXt and EfficientNet,
 /// `zoo-torch-backend`'s `families/transformers`).
 const NATIVE_TRANSFORMERS_REPOS: &[&str] = &[
     "google/vit-base-patch16-224",
@@ -87,6 +87,14 @@ const NATIVE_TRANSFORMERS_REPOS: &[&str] = &[
     "facebook/convnext-base-224",
     "facebook/convnext-large-224",
     "facebook/convnext-xlarge-224-22k-1k",
+    "google/efficientnet-b0",
+    "google/efficientnet-b1",
+    "google/efficientnet-b2",
+    "google/efficientnet-b3",
+    "google/efficientnet-b4",
+    "google/efficientnet-b5",
+    "google/efficientnet-b6",
+    "google/efficientnet-b7",
 ];
 
 /// Whether a transformers classifier config is one zoo runs natively: no

@@ -130,11 +130,12 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 60 zoo builds
+/// `zoo models info` says how each built-in runs: the 68 zoo builds
 /// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8
-/// n/s/m/l/x detection, the transformers ViT, ConvNeXt and generic
-/// classifiers) natively, the 50 TensorFlow ones in the model host with
-/// TensorFlow, the other 226 in the model host through FiftyOne's class.
+/// n/s/m/l/x detection, the transformers ViT, ConvNeXt, EfficientNet and
+/// generic classifiers) natively, the 50 TensorFlow ones in the model host
+/// with TensorFlow, the other 218 in the model host through FiftyOne's
+/// class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -177,8 +178,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 60),
-            ("python host", 226),
+            ("native", 68),
+            ("python host", 218),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -359,7 +360,7 @@ fn yolov8_detection_runs_natively_and_other_ultralytics_entries_in_the_host() {
 /// FiftyOne's transformers classifiers run natively when zoo builds their
 /// repo's architecture (ViT: `vit-base-patch16-224-imagenet-torch` and the
 /// generic entry, whose class defaults to `google/vit-base-patch16-224`;
-/// ConvNeXt), the others (EfficientNet, Swin V2) in the host. A
+/// ConvNeXt; EfficientNet), the others (Swin V2) in the host. A
 /// `name_or_path` kwarg other than the downloaded repo sends the generic
 /// entry to FiftyOne's class, which fetches that repo itself.
 #[test]
@@ -376,6 +377,8 @@ fn transformers_classifiers_run_natively_where_zoo_builds_their_repo() {
         "convnext-base-224-torch",
         "convnext-large-224-torch",
         "convnext-xlarge-224-torch",
+        "efficientnet-b0-imagenet-torch",
+        "efficientnet-b7-imagenet-torch",
     ] {
         let model = registry.model(name).unwrap();
         assert_eq!(registry.load_path(&model), LoadPath::Native, "{name}");
@@ -387,7 +390,7 @@ fn transformers_classifiers_run_natively_where_zoo_builds_their_repo() {
             "{name}"
         );
     }
-    for name in ["efficientnet-b0-imagenet-torch", "swin-v2-tiny-torch"] {
+    for name in ["swin-v2-tiny-torch", "swin-v2-large-torch"] {
         let model = registry.model(name).unwrap();
         assert_eq!(
             registry.load_path(&model),

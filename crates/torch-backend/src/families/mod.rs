@@ -309,6 +309,7 @@ pub(crate) const FAMILIES: &[Family] = &[
         names: &[
             "ViTForImageClassification",
             "ConvNextForImageClassification",
+            "EfficientNetForImageClassification",
         ],
         task: Task::Transformers,
         build: Build::Checkpoint,
@@ -499,7 +500,7 @@ mod tests {
             } else if family.task == Task::Ultralytics {
                 "conv and batch norm fused"
             } else if family.task == Task::Transformers {
-                "from its Hugging Face repo, fused attention"
+                "built from its Hugging Face repo"
             } else if family.is_detector() {
                 "backbone folded"
             } else {

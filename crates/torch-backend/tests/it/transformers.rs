@@ -2,7 +2,8 @@
 //! oracle (`tests/fixtures/transformers/transformers_oracle.json`, made by
 //! `cargo xtask transformers-oracle`) ran FiftyOne's own
 //! `load_zoo_model("vit-base-patch16-224-imagenet-torch" /
-//! "convnext-tiny-224-torch", name_or_path=REPO)` with `apply_model`
+//! "convnext-tiny-224-torch" / "efficientnet-b0-imagenet-torch",
+//! name_or_path=REPO)` with `apply_model`
 //! (labels with logits) and `compute_embeddings`, and its image processor
 //! (`model.transforms`), on tiny seeded repos that transformers 5.25's
 //! `save_pretrained` wrote (committed beside it), on one thread.
@@ -154,6 +155,19 @@ fn convnext_matches_fiftyones_own_classifier_and_embeddings() {
         "convnext",
         "convnext-tiny-224-torch",
         json!({"name_or_path": "facebook/convnext-tiny-224", "channels_last": false,
+               "transformers_processor_kwargs": {"return_tensors": "pt"}}),
+    );
+}
+
+/// `efficientnet-b0-imagenet-torch`'s manifest config, on google's
+/// processor (nearest resampling, `include_top`); block 1 has no
+/// `correct_pad` adjustment (`depthwise_padding`).
+#[test]
+fn efficientnet_matches_fiftyones_own_classifier_and_embeddings() {
+    check(
+        "efficientnet",
+        "efficientnet-b0-imagenet-torch",
+        json!({"name_or_path": "google/efficientnet-b0", "channels_last": false,
                "transformers_processor_kwargs": {"return_tensors": "pt"}}),
     );
 }

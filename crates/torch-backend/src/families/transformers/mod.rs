@@ -7,9 +7,10 @@
 //! Which network a repo is follows its `model_type`, as transformers'
 //! `AutoModelForImageClassification` decides ([`CLASSIFIERS`]); each is a
 //! `FAMILIES` row (`Task::Transformers`), built here from the repo itself:
-//! `vit` (`ViTForImageClassification`, `vit.rs`) and `convnext`
-//! (`ConvNextForImageClassification`, `convnext.rs`). Any other type is an
-//! error naming it.
+//! `vit` (`ViTForImageClassification`, `vit.rs`), `convnext`
+//! (`ConvNextForImageClassification`, `convnext.rs`) and `efficientnet`
+//! (`EfficientNetForImageClassification`, `efficientnet.rs`). Any other
+//! type is an error naming it.
 //!
 //! ```text
 //! <repo>/
@@ -28,6 +29,7 @@ use tch::{TchError, Tensor};
 use crate::checkpoint::weights::WeightsError;
 
 pub(crate) mod convnext;
+pub(crate) mod efficientnet;
 pub(crate) mod processor;
 pub(crate) mod repo;
 pub(crate) mod resize;
@@ -92,6 +94,7 @@ const MAX_CLASSES: usize = 100_000;
 pub(crate) const CLASSIFIERS: &[(&str, &str)] = &[
     ("vit", "ViTForImageClassification"),
     ("convnext", "ConvNextForImageClassification"),
+    ("efficientnet", "EfficientNetForImageClassification"),
 ];
 
 /// The activation a config's `hidden_act` names.
@@ -156,6 +159,7 @@ struct CommonConfig {
 pub(crate) enum Network {
     Vit(vit::Vit),
     ConvNext(convnext::ConvNext),
+    EfficientNet(efficientnet::EfficientNet),
 }
 
 /// A classifier read from a Hugging Face repo: its network, labels and
@@ -262,11 +266,17 @@ impl HfClassifier {
                     vit::Vit::build(config, &mut weights, classes).map_err(config_error)?;
                 (Network::Vit(network), ProcessorKind::Vit)
             }
-            _ => {
+            "convnext" => {
                 let config: convnext::ConvNextConfig = repo::read_json(dir, "config.json")?;
                 let network = convnext::ConvNext::build(config, &mut weights, classes)
                     .map_err(config_error)?;
                 (Network::ConvNext(network), ProcessorKind::ConvNext)
+            }
+            _ => {
+                let config: efficientnet::EfficientNetConfig = repo::read_json(dir, "config.json")?;
+                let network = efficientnet::EfficientNet::build(config, &mut weights, classes)
+                    .map_err(config_error)?;
+                (Network::EfficientNet(network), ProcessorKind::EfficientNet)
             }
         };
         weights.finish()?;
@@ -295,6 +305,7 @@ impl HfClassifier {
         match &self.network {
             Network::Vit(vit) => vit.hidden_states(),
             Network::ConvNext(convnext) => convnext.hidden_states(),
+            Network::EfficientNet(efficientnet) => efficientnet.hidden_states(),
         }
     }
 
@@ -303,6 +314,7 @@ impl HfClassifier {
         match &self.network {
             Network::Vit(vit) => vit.image_size().0.min(vit.image_size().1),
             Network::ConvNext(convnext) => convnext.min_input(),
+            Network::EfficientNet(_) => 1,
         }
     }
 
@@ -317,6 +329,9 @@ impl HfClassifier {
         match &self.network {
             Network::Vit(vit) => vit.forward(pixels, keep),
             Network::ConvNext(convnext) => convnext.forward(pixels, keep).map_err(HfError::Forward),
+            Network::EfficientNet(efficientnet) => {
+                efficientnet.forward(pixels, keep).map_err(HfError::Forward)
+            }
         }
     }
 }

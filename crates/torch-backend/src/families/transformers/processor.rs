@@ -25,6 +25,9 @@ pub(crate) enum ProcessorKind {
     /// below 384 resized to `shortest_edge / crop_pct` and centre-cropped;
     /// bicubic.
     ConvNext,
+    /// `EfficientNetImageProcessor`: `rescale_offset` (`x * factor - 1`)
+    /// and `include_top` (a second division by `image_std`); bicubic.
+    EfficientNet,
 }
 
 impl ProcessorKind {
@@ -38,6 +41,7 @@ impl ProcessorKind {
         match base.as_str() {
             "ViTImageProcessor" => Some(ProcessorKind::Vit),
             "ConvNextImageProcessor" => Some(ProcessorKind::ConvNext),
+            "EfficientNetImageProcessor" => Some(ProcessorKind::EfficientNet),
             _ => None,
         }
     }
@@ -72,6 +76,10 @@ struct Raw {
     image_mean: Option<Value>,
     #[serde(default)]
     image_std: Option<Value>,
+    #[serde(default)]
+    rescale_offset: Option<bool>,
+    #[serde(default)]
+    include_top: Option<bool>,
 }
 
 /// The resize an image processor's `size` asks for.
@@ -98,11 +106,40 @@ pub(crate) struct ImageProcessor {
     pub(crate) crop_pct: f64,
     /// The centre crop (`height`, `width`), if `do_center_crop`.
     pub(crate) crop: Option<(u32, u32)>,
-    /// What each channel's `u8` value has subtracted, then is divided by.
-    pub(crate) mean: [f32; 3],
-    pub(crate) std: [f32; 3],
-    /// `x * scale` instead (rescale without normalise), if any.
-    pub(crate) scale: Option<f32>,
+    /// The arithmetic on each `u8` value, in this order.
+    pub(crate) arithmetic: Arithmetic,
+}
+
+/// The rescale and normalisation of a processor, each step in `f32` as
+/// libtorch computes it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Arithmetic {
+    /// `x * factor`, then `- 1` when the flag is set (EfficientNet's
+    /// `rescale_offset`); absent when fused into the normalisation.
+    pub(crate) rescale: Option<(f32, bool)>,
+    /// `(x - mean) / std` per channel.
+    pub(crate) normalize: Option<([f32; 3], [f32; 3])>,
+    /// `x / std` per channel (EfficientNet's `include_top`).
+    pub(crate) top: Option<[f32; 3]>,
+}
+
+impl Arithmetic {
+    fn apply(&self, value: u8, channel: usize) -> f32 {
+        let mut value = f32::from(value);
+        if let Some((factor, offset)) = self.rescale {
+            value *= factor;
+            if offset {
+                value -= 1.0;
+            }
+        }
+        if let Some((mean, std)) = &self.normalize {
+            value = (value - mean[channel]) / std[channel];
+        }
+        if let Some(std) = &self.top {
+            value /= std[channel];
+        }
+        value
+    }
 }
 
 fn side(value: &Value, what: &str) -> Result<u32, String> {
@@ -224,11 +261,18 @@ impl ImageProcessor {
                 },
             ),
             ProcessorKind::ConvNext => (3, Size::ShortestEdge(384)),
+            ProcessorKind::EfficientNet => (
+                3,
+                Size::Exact {
+                    height: 346,
+                    width: 346,
+                },
+            ),
         };
         let resample = raw.resample.unwrap_or(default_filter);
         let filter = Filter::from_pil(resample).ok_or_else(|| {
             format!(
-                "`resample` {resample} is a filter zoo does not reproduce (it reproduces 2, bilinear, and 3, bicubic)"
+                "`resample` {resample} is a filter zoo does not reproduce (it reproduces 0, nearest, 2, bilinear, and 3, bicubic)"
             )
         })?;
         let size = match &raw.size {
@@ -270,21 +314,31 @@ impl ImageProcessor {
         if std.contains(&0.0) {
             return Err(format!("`image_std` must not hold 0, got {std:?}"));
         }
-        // torch.tensor(mean) (f32) * (1.0 / factor), a CPU scalar that
-        // libtorch's kernel applies in f32.
+        let offset = kind == ProcessorKind::EfficientNet && raw.rescale_offset.unwrap_or(false);
         let to_f32 = |values: [f64; 3]| values.map(|value| value as f32);
-        let (mean, std, scale) = match (rescale, normalize) {
-            (true, true) => {
-                let inverse = (1.0 / factor) as f32;
-                (
+        let arithmetic = if rescale && normalize && !offset {
+            // torch.tensor(mean) (f32) * (1.0 / factor), a CPU scalar that
+            // libtorch's kernel applies in f32.
+            let inverse = (1.0 / factor) as f32;
+            Arithmetic {
+                rescale: None,
+                normalize: Some((
                     to_f32(mean).map(|value| value * inverse),
                     to_f32(std).map(|value| value * inverse),
-                    None,
-                )
+                )),
+                top: None,
             }
-            (false, true) => (to_f32(mean), to_f32(std), None),
-            (true, false) => ([0.0; 3], [1.0; 3], Some(factor as f32)),
-            (false, false) => ([0.0; 3], [1.0; 3], None),
+        } else {
+            Arithmetic {
+                rescale: rescale.then_some((factor as f32, offset)),
+                normalize: normalize.then(|| (to_f32(mean), to_f32(std))),
+                top: None,
+            }
+        };
+        let arithmetic = Arithmetic {
+            top: (kind == ProcessorKind::EfficientNet && raw.include_top.unwrap_or(true))
+                .then(|| to_f32(std)),
+            ..arithmetic
         };
         Ok(ImageProcessor {
             kind,
@@ -292,9 +346,7 @@ impl ImageProcessor {
             filter,
             crop_pct,
             crop,
-            mean,
-            std,
-            scale,
+            arithmetic,
         })
     }
 
@@ -379,11 +431,7 @@ impl ImageProcessor {
         let mut data = vec![0.0f32; 3 * plane];
         for (index, pixel) in current.pixels.chunks_exact(3).enumerate() {
             for channel in 0..3 {
-                let value = f32::from(pixel[channel]);
-                data[channel * plane + index] = match self.scale {
-                    Some(scale) => value * scale,
-                    None => (value - self.mean[channel]) / self.std[channel],
-                };
+                data[channel * plane + index] = self.arithmetic.apply(pixel[channel], channel);
             }
         }
         Ok(Input {
@@ -463,7 +511,7 @@ mod tests {
                 width: 224
             })
         );
-        assert_eq!(vit.mean, [127.5; 3]);
+        assert_eq!(vit.arithmetic.normalize, Some(([127.5; 3], [127.5; 3])));
         assert_eq!(vit.fixed_size(), Some((224, 224)));
         let convnext = processor(
             serde_json::json!({"crop_pct": 0.875, "do_normalize": true, "do_resize": true,

@@ -21,6 +21,9 @@ use zoo_model_core::Image;
 /// numbering: 2 bilinear, 3 bicubic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Filter {
+    /// PIL's `NEAREST` (0), which transformers maps to torchvision's
+    /// `NEAREST_EXACT`: source pixel `floor((index + 0.5) * (in / out))`.
+    Nearest,
     /// PIL's `BILINEAR` (2): the triangle filter, support 1.
     Bilinear,
     /// PIL's `BICUBIC` (3): Keys' cubic with `a = -0.5`, support 2.
@@ -31,6 +34,7 @@ impl Filter {
     /// The filter PIL's resampling number names, if zoo reproduces it.
     pub(crate) fn from_pil(number: i64) -> Option<Filter> {
         match number {
+            0 => Some(Filter::Nearest),
             2 => Some(Filter::Bilinear),
             3 => Some(Filter::Bicubic),
             _ => None,
@@ -40,6 +44,7 @@ impl Filter {
     /// Half the filter's width in input pixels at scale 1.
     fn support(self) -> f64 {
         match self {
+            Filter::Nearest => 0.0,
             Filter::Bilinear => 1.0,
             Filter::Bicubic => 2.0,
         }
@@ -49,6 +54,7 @@ impl Filter {
     fn weight(self, x: f64) -> f64 {
         let x = x.abs();
         match self {
+            Filter::Nearest => 0.0,
             Filter::Bilinear => (1.0 - x).max(0.0),
             Filter::Bicubic => {
                 const A: f64 = -0.5;
@@ -144,6 +150,9 @@ fn sum(values: impl Iterator<Item = u8>, weights: &[i32], precision: u32) -> u8 
 /// `uint8` tensor with `antialias=True` (see the module docs); both sides
 /// must be at least 1.
 pub(crate) fn resize(image: &Image, filter: Filter, width: u32, height: u32) -> Image {
+    if filter == Filter::Nearest {
+        return nearest(image, width, height);
+    }
     let (in_w, in_h) = (image.width as usize, image.height as usize);
     let (out_w, out_h) = (width as usize, height as usize);
     let mut pixels = std::borrow::Cow::Borrowed(&image.pixels);
@@ -185,9 +194,50 @@ pub(crate) fn resize(image: &Image, filter: Filter, width: u32, height: u32) -> 
     }
 }
 
+/// libtorch's `nearest_exact_idx`: the source of output pixel `index`
+/// (the scale in `f32`, the product in `f64` rounded to `f32`, as its
+/// `floorf((index + 0.5) * scale)` computes).
+fn nearest_source(index: usize, input: usize, output: usize) -> usize {
+    let scale = input as f32 / output as f32;
+    let position = ((index as f64 + 0.5) * f64::from(scale)) as f32;
+    (position.floor() as usize).min(input - 1)
+}
+
+/// libtorch's `interpolate(mode="nearest-exact")` of a `uint8` image.
+fn nearest(image: &Image, width: u32, height: u32) -> Image {
+    let (in_w, in_h) = (image.width as usize, image.height as usize);
+    let (out_w, out_h) = (width as usize, height as usize);
+    let columns: Vec<usize> = (0..out_w).map(|x| nearest_source(x, in_w, out_w)).collect();
+    let mut pixels = Vec::with_capacity(out_w * out_h * 3);
+    for y in 0..out_h {
+        let row = nearest_source(y, in_h, out_h) * in_w;
+        for &x in &columns {
+            let at = (row + x) * 3;
+            pixels.extend_from_slice(&image.pixels[at..at + 3]);
+        }
+    }
+    Image {
+        width,
+        height,
+        pixels,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// torch 2.13: `tvF.resize(x, [1, 7], NEAREST_EXACT)` of a row of 0..10
+    /// picks columns 0, 2, 3, 5, 7, 8, 10 (`nearest` would pick 0, 1, 3,
+    /// 4, 6, 7, 9).
+    #[test]
+    fn nearest_is_torchvisions_nearest_exact() {
+        let pixels: Vec<u8> = (0..11u8).flat_map(|value| [value; 3]).collect();
+        let image = Image::new(11, 1, pixels).unwrap();
+        let resized = resize(&image, Filter::Nearest, 7, 1);
+        let red: Vec<u8> = resized.pixels.chunks(3).map(|pixel| pixel[0]).collect();
+        assert_eq!(red, [0, 2, 3, 5, 7, 8, 10]);
+    }
 
     #[test]
     fn an_unchanged_size_is_the_image_and_a_flat_image_stays_flat() {
