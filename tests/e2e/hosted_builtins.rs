@@ -19,8 +19,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use zoo_test_support::{
-    FIFTYONE_APPLIES, FakeHub, FiftyOne, HubRepo, SEED_CONVNEXT, SEED_VIT, SEED_YOLO, TestServer,
-    ULTRALYTICS_RELEASES, seed,
+    FIFTYONE_APPLIES, FakeHub, FiftyOne, HubRepo, SEED_CONVNEXT, SEED_EFFICIENTNET, SEED_VIT,
+    SEED_YOLO, TestServer, ULTRALYTICS_RELEASES, seed,
 };
 
 use crate::util::Sandbox;
@@ -355,5 +355,19 @@ fn a_transformers_entry_without_a_repo_fetches_its_classs_default() {
         "vit-base-patch16-224-imagenet-torch",
         "google/vit-base-patch16-224",
         SEED_VIT,
+    );
+}
+
+/// EfficientNet-B0 at full size, which zoo runs natively.
+#[test]
+fn efficientnet_b0_runs_from_the_loopback_hub_as_fiftyones_own() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    transformers_classifier_runs_as_fiftyones_own(
+        &python,
+        "efficientnet-b0-imagenet-torch",
+        "google/efficientnet-b0",
+        SEED_EFFICIENTNET,
     );
 }
