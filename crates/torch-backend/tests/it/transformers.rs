@@ -172,6 +172,43 @@ fn efficientnet_matches_fiftyones_own_classifier_and_embeddings() {
     );
 }
 
+/// FiftyOne's embedding options (`embeddings_aggregation`,
+/// `hidden_state_position`, `channels_last`, `embeddings_token_position`)
+/// on top of each entry's manifest config, against the oracle's
+/// `compute_embeddings` with the same kwargs.
+#[test]
+fn embedding_options_match_fiftyones() {
+    tch::set_num_threads(1);
+    let oracle = oracle();
+    let options = oracle["embedding_options"].as_array().unwrap();
+    assert_eq!(options.len(), 4);
+    for option in options {
+        let name = option["name"].as_str().unwrap();
+        let mut config = if name.starts_with("vit-") {
+            json!({})
+        } else {
+            json!({"channels_last": false})
+        };
+        for (key, value) in option["kwargs"].as_object().unwrap() {
+            config[key] = value.clone();
+        }
+        let mut model = model(
+            &folder().join(option["repo"].as_str().unwrap()),
+            config.clone(),
+        );
+        for (picture, expected) in option["embeddings"].as_object().unwrap() {
+            let image = zoo_datasets::decode_image(&folder().join(picture)).unwrap();
+            let input = model.preprocessor().preprocess(image).unwrap();
+            let ours = model.embed_all(&[input]).unwrap().remove(0);
+            let difference = largest_difference(&ours, expected);
+            assert!(
+                difference <= TOLERANCE,
+                "{name} {config} {picture}: {difference}"
+            );
+        }
+    }
+}
+
 /// The logits of the fixture ViT's repo copied into `dir` in another
 /// layout by `write`, against the fixture's own.
 fn same_logits_in_layout(write: impl Fn(&Path, Vec<(String, tch::Tensor)>)) {
