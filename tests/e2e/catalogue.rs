@@ -85,8 +85,9 @@ fn zoo_lists_every_fiftyone_builtin_with_its_tags() {
     assert_eq!(both.keys().collect::<Vec<_>>(), expected);
 }
 
-/// `zoo models info NAME --json` for every built-in: `native` for the 53
-/// zoo builds (YOLOv8 detection among them), `python host (TensorFlow)` for FiftyOne's TensorFlow models,
+/// `zoo models info NAME --json` for every built-in: `native` for the 68
+/// zoo builds (YOLOv8 detection and the transformers ViT, ConvNeXt and
+/// EfficientNet classifiers among them), `python host (TensorFlow)` for FiftyOne's TensorFlow models,
 /// `python host` naming FiftyOne's class and the entry's packages for the
 /// rest; the text form says the same.
 #[test]
@@ -114,6 +115,11 @@ fn info_says_how_every_builtin_runs() {
                     kind.ends_with("TorchvisionImageModel")
                         || kind.ends_with("TorchCLIPModel")
                         || (kind.ends_with("FiftyOneYOLOModel") && name.starts_with("yolov8"))
+                        || (kind.ends_with("FiftyOneTransformerForImageClassification")
+                            && (name.starts_with("convnext-")
+                                || name.starts_with("efficientnet-")
+                                || name.starts_with("vit-")
+                                || name == "classification-transformer-torch"))
                         || name.starts_with("dinov2-"),
                     "{name}: {kind}"
                 );
@@ -134,8 +140,8 @@ fn info_says_how_every_builtin_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native".to_owned(), 53),
-            ("python host".to_owned(), 233),
+            ("native".to_owned(), 68),
+            ("python host".to_owned(), 218),
             ("python host (TensorFlow)".to_owned(), 50),
         ])
     );

@@ -1,5 +1,5 @@
-//! FiftyOne built-ins that zoo does not build, run in the model host
-//! through FiftyOne's own wrapper class, against FiftyOne's own
+//! FiftyOne built-ins run by zoo (in the model host through FiftyOne's own
+//! wrapper class, or natively where zoo builds them), against FiftyOne's own
 //! `load_zoo_model(NAME)` + `apply_model` on the same weights: the labels
 //! are equal up to ids, numbers within 1e-4.
 //!
@@ -19,8 +19,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use zoo_test_support::{
-    FIFTYONE_APPLIES, FakeHub, FiftyOne, HubRepo, SEED_CONVNEXT, SEED_VIT, SEED_YOLO, TestServer,
-    ULTRALYTICS_RELEASES, seed,
+    FIFTYONE_APPLIES, FakeHub, FiftyOne, HubRepo, SEED_CONVNEXT, SEED_EFFICIENTNET, SEED_VIT,
+    SEED_YOLO, TestServer, ULTRALYTICS_RELEASES, seed,
 };
 
 use crate::util::Sandbox;
@@ -257,9 +257,9 @@ fn yolov8n_seg_runs_hosted_as_fiftyones_own_apply_model() {
 }
 
 /// `name` (a transformers classifier entry) with `seed_script`'s weights as Hub
-/// repo `repo_id`: zoo fetches the repo and runs FiftyOne's class in the
-/// host; FiftyOne's own `load_zoo_model(name)` reads the same repo through
-/// `HF_ENDPOINT`.
+/// repo `repo_id`: zoo fetches the repo and runs it (natively, as zoo builds
+/// ViT and ConvNeXt); FiftyOne's own `load_zoo_model(name)` reads the same
+/// repo through `HF_ENDPOINT`.
 fn transformers_classifier_runs_as_fiftyones_own(
     python: &str,
     name: &str,
@@ -289,7 +289,7 @@ fn transformers_classifier_runs_as_fiftyones_own(
     ]);
     let info = sandbox.ok(&["models", "info", name, "--json"]).json();
     assert_eq!(info["hugging_face"]["repo"], repo_id, "{info}");
-    assert_eq!(info["runs_in"], "python host", "{info}");
+    assert_eq!(info["runs_in"], "native", "{info}");
     let pics = sandbox.dir.path().join("pics");
     let images = pictures(&pics);
     let run = sandbox
@@ -331,7 +331,7 @@ fn transformers_classifier_runs_as_fiftyones_own(
 }
 
 #[test]
-fn a_transformers_classifier_runs_hosted_from_the_loopback_hub_as_fiftyones_own() {
+fn a_transformers_classifier_runs_from_the_loopback_hub_as_fiftyones_own() {
     let Some(python) = oracle_python() else {
         return;
     };
@@ -355,5 +355,19 @@ fn a_transformers_entry_without_a_repo_fetches_its_classs_default() {
         "vit-base-patch16-224-imagenet-torch",
         "google/vit-base-patch16-224",
         SEED_VIT,
+    );
+}
+
+/// EfficientNet-B0 at full size, which zoo runs natively.
+#[test]
+fn efficientnet_b0_runs_from_the_loopback_hub_as_fiftyones_own() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    transformers_classifier_runs_as_fiftyones_own(
+        &python,
+        "efficientnet-b0-imagenet-torch",
+        "google/efficientnet-b0",
+        SEED_EFFICIENTNET,
     );
 }

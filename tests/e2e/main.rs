@@ -32,5 +32,6 @@ mod snapshots;
 mod sources;
 mod terminal;
 mod tour;
+mod transformers;
 mod util;
 mod yolo;

@@ -144,6 +144,24 @@ pub(crate) fn clip_oracle(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask transformers-oracle`: tiny seeded ViT, ConvNeXt and EfficientNet
+/// classifiers saved by transformers' `save_pretrained` as Hub repos, and
+/// what FiftyOne's own `load_zoo_model(NAME, name_or_path=REPO)` gives on
+/// them (`apply_model`'s labels with logits, `compute_embeddings`, the image
+/// processor's pixel values), into
+/// `crates/torch-backend/tests/fixtures/transformers` (committed;
+/// `xtask/fixtures/transformers_oracle.py`).
+pub(crate) fn transformers_oracle(sh: &Shell) -> Result<()> {
+    let python = python(sh)?;
+    ensure_fiftyone(sh, &python)?;
+    let out = sh
+        .current_dir()
+        .join("crates/torch-backend/tests/fixtures/transformers");
+    let _threads = sh.push_env("OMP_NUM_THREADS", "1");
+    cmd!(sh, "{python} xtask/fixtures/transformers_oracle.py {out}").run()?;
+    Ok(())
+}
+
 /// `cargo xtask yolo-oracle`: seeded YOLOv8 checkpoints in Ultralytics'
 /// release format and FiftyOne's `FiftyOneYOLOModel` detections on them
 /// (`xtask/fixtures/yolo_oracle.py`): the tiny-scale checkpoint, pictures

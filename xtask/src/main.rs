@@ -59,6 +59,8 @@ tasks:
                                    CLIP outputs on it (oracle venv with fiftyone 1.22.1)
   yolo-oracle                      seeded YOLOv8 release checkpoints and FiftyOne's/Ultralytics' detections
                                    on them (oracle venv with ultralytics; FiftyOne from the oracle or the test venv)
+  transformers-oracle              tiny seeded ViT, ConvNeXt and EfficientNet Hugging Face repos and FiftyOne's labels,
+                                   embeddings and pixel values on them (oracle venv with fiftyone 1.22.1)
   device-build [--check]           build zoo-torch, the parity tests and device_probe against libtorch 2.11
                                    (the GPU machine's PyTorch) into target/device/bundle, for
                                    xtask/device/gpu_check.sh; --check runs the bundled tests here (CPU)
@@ -110,6 +112,7 @@ fn main() -> Result<()> {
         "dinov2-oracle" => fixtures::dinov2_oracle(&sh, &rest),
         "clip-oracle" => fixtures::clip_oracle(&sh),
         "yolo-oracle" => fixtures::yolo_oracle(&sh),
+        "transformers-oracle" => fixtures::transformers_oracle(&sh),
         "device-build" => device::run(&sh, &rest),
         "tidy" => {
             if rest.iter().any(|arg| arg == "--bless") {

@@ -95,7 +95,23 @@ pub(crate) fn hub_plan(model: &ZooModel) -> Option<HubPlan> {
     }
     let deployment = model.model.default_deployment_config_dict.as_ref()?;
     let config = &deployment.config;
-    let repo = match config.get("name_or_path") {
+    let repo = config_repo(deployment)?;
+    let revision = config
+        .get("revision")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|revision| !revision.is_empty())
+        .unwrap_or(DEFAULT_REVISION);
+    Some(HubPlan {
+        repo,
+        revision: revision.to_owned(),
+    })
+}
+
+/// The Hub repo a deployment config names in `name_or_path` (a repo id, not
+/// a local path), or with none, its FiftyOne transformers class's default.
+pub(crate) fn config_repo(deployment: &zoo_manifest::DeploymentConfig) -> Option<String> {
+    let repo = match deployment.config.get("name_or_path") {
         Some(value) => value.as_str()?.trim(),
         None => {
             let kind = deployment.kind.as_deref()?;
@@ -106,16 +122,7 @@ pub(crate) fn hub_plan(model: &ZooModel) -> Option<HubPlan> {
         }
     };
     zoo_sources::check_repo_id(repo).ok()?;
-    let revision = config
-        .get("revision")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|revision| !revision.is_empty())
-        .unwrap_or(DEFAULT_REVISION);
-    Some(HubPlan {
-        repo: repo.to_owned(),
-        revision: revision.to_owned(),
-    })
+    Some(repo.to_owned())
 }
 
 impl Registry {

@@ -76,9 +76,10 @@ pub const BUILTIN_MANIFESTS: [(&str, &str); 3] = [
 ];
 
 /// The built-in catalogue: FiftyOne's whole zoo (336 models), merged from
-/// [`BUILTIN_MANIFESTS`]. The 53 entries zoo builds natively (FiftyOne's 39
-/// torchvision models, 8 DINOv2, CLIP ViT-B/32 and YOLOv8 n/s/m/l/x
-/// detection) run in zoo's backend;
+/// [`BUILTIN_MANIFESTS`]. The 68 entries zoo builds natively (FiftyOne's 39
+/// torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8 n/s/m/l/x detection
+/// and the transformers ViT, ConvNeXt, EfficientNet and generic
+/// classifiers) run in zoo's backend;
 /// the others run through FiftyOne's own class in the model host
 /// ([`Registry::load_path`] says which).
 pub fn builtin_manifest() -> zoo_manifest::Manifest {

@@ -65,7 +65,50 @@ pub const NATIVE_TYPES: &[&str] = &[
     "TorchCLIPModel",
     "fiftyone.utils.ultralytics.FiftyOneYOLOModel",
     "FiftyOneYOLOModel",
+    "fiftyone.utils.transformers.FiftyOneTransformerForImageClassification",
+    "FiftyOneTransformerForImageClassification",
 ];
+
+/// FiftyOne's transformers classifier class names among [`NATIVE_TYPES`]:
+/// native only for the Hugging Face repos zoo builds
+/// ([`native_transformers`]); FiftyOne's class runs the others.
+const TRANSFORMERS_TYPES: &[&str] = &[
+    "fiftyone.utils.transformers.FiftyOneTransformerForImageClassification",
+    "FiftyOneTransformerForImageClassification",
+];
+
+/// The Hugging Face repos of FiftyOne's built-in transformers classifiers
+/// whose architecture zoo builds (ViT, ConvNeXt and EfficientNet,
+/// `zoo-torch-backend`'s `families/transformers`).
+const NATIVE_TRANSFORMERS_REPOS: &[&str] = &[
+    "google/vit-base-patch16-224",
+    "facebook/convnext-tiny-224",
+    "facebook/convnext-small-224",
+    "facebook/convnext-base-224",
+    "facebook/convnext-large-224",
+    "facebook/convnext-xlarge-224-22k-1k",
+    "google/efficientnet-b0",
+    "google/efficientnet-b1",
+    "google/efficientnet-b2",
+    "google/efficientnet-b3",
+    "google/efficientnet-b4",
+    "google/efficientnet-b5",
+    "google/efficientnet-b6",
+    "google/efficientnet-b7",
+];
+
+/// Whether a transformers classifier config is one zoo runs natively: no
+/// Python `model` or `entrypoint_fcn` of its own, and its repo
+/// (`name_or_path`, else the class's default, [`crate::hub`]) is one of
+/// [`NATIVE_TRANSFORMERS_REPOS`].
+fn native_transformers(config: &DeploymentConfig) -> bool {
+    let set = |key: &str| config.config.get(key).is_some_and(|value| !value.is_null());
+    if set("model") || set("entrypoint_fcn") {
+        return false;
+    }
+    crate::hub::config_repo(config)
+        .is_some_and(|repo| NATIVE_TRANSFORMERS_REPOS.contains(&repo.as_str()))
+}
 
 /// FiftyOne's Ultralytics class names among [`NATIVE_TYPES`]: native only
 /// for the checkpoints zoo builds ([`native_ultralytics`]); FiftyOne's
@@ -163,6 +206,13 @@ pub fn config_load_path(config: &DeploymentConfig) -> LoadPath {
                 LoadPath::FiftyOneClass
             }
         }
+        Some(kind) if TRANSFORMERS_TYPES.contains(&kind) => {
+            if native_transformers(config) {
+                LoadPath::Native
+            } else {
+                LoadPath::FiftyOneClass
+            }
+        }
         Some(kind) if NATIVE_TYPES.contains(&kind) => LoadPath::Native,
         Some(TENSORFLOW_TYPE) => LoadPath::FiftyOneTensorFlow,
         Some(_) => LoadPath::FiftyOneClass,
@@ -202,6 +252,28 @@ pub fn check_native(model: &ZooModel) -> Result<(), RegistryError> {
         }
         _ => Ok(()),
     }
+}
+
+/// Whether the `load_zoo_model` kwargs make a native transformers entry
+/// another model: a `name_or_path` other than the repo zoo downloaded (the
+/// generic `classification-transformer-torch` with `-k name_or_path=...`),
+/// or a `model`/`entrypoint_fcn`. FiftyOne's class then runs it in the model
+/// host, fetching that repo itself, as FiftyOne does.
+fn leaves_the_downloaded_repo(config: &DeploymentConfig, overrides: &Map<String, Value>) -> bool {
+    if config_load_path(config) != LoadPath::Native
+        || !config
+            .kind
+            .as_deref()
+            .is_some_and(|kind| TRANSFORMERS_TYPES.contains(&kind))
+    {
+        return false;
+    }
+    let mut effective = config.clone();
+    for (key, value) in overrides {
+        effective.config.insert(key.clone(), value.clone());
+    }
+    !native_transformers(&effective)
+        || crate::hub::config_repo(&effective) != crate::hub::config_repo(config)
 }
 
 impl Registry {
@@ -250,10 +322,10 @@ impl Registry {
         }
         check_native(model)?;
         if let Some(config) = &model.model.default_deployment_config_dict
-            && matches!(
+            && (matches!(
                 config_load_path(config),
                 LoadPath::FiftyOneClass | LoadPath::FiftyOneTensorFlow
-            )
+            ) || leaves_the_downloaded_repo(config, overrides))
         {
             // FiftyOne's own class, as `load_zoo_model` builds it; the
             // user's kwargs reach `fom.load_model` as FiftyOne's do.

@@ -55,7 +55,8 @@ pub use hosted::{
 };
 pub use hub::{FakeHub, HubRepo, safetensors_bytes, sha256_hex};
 pub use seeded::{
-    FIFTYONE_APPLIES, SEED_CONVNEXT, SEED_VIT, SEED_YOLO, ULTRALYTICS_RELEASES, seed,
+    FIFTYONE_APPLIES, SEED_CONVNEXT, SEED_EFFICIENTNET, SEED_VIT, SEED_YOLO, ULTRALYTICS_RELEASES,
+    seed,
 };
 pub use server::{Fault, Framing, Handler, Request, Response, TestServer, file_response};
 pub use snapshot::dir_snapshot;

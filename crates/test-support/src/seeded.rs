@@ -52,6 +52,35 @@ ViTForImageClassification(config).eval().save_pretrained(sys.argv[1])
 ViTImageProcessor().save_pretrained(sys.argv[1])
 "#;
 
+/// EfficientNet-B0 at full size laid out as `google/efficientnet-b0`
+/// (its processor: 224x224, nearest, `include_top`), five labels; He
+/// initialisation and near-identity batch norms so that the pictures reach
+/// the logits.
+pub const SEED_EFFICIENTNET: &str = r#"
+import sys, torch
+from transformers import EfficientNetConfig, EfficientNetForImageClassification, EfficientNetImageProcessor
+torch.manual_seed(0)
+labels = ["cat", "dog", "bird", "car", "tree"]
+config = EfficientNetConfig(width_coefficient=1.0, depth_coefficient=1.0, image_size=224, hidden_dim=1280,
+                            dropout_rate=0.2, num_labels=len(labels),
+                            id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+model = EfficientNetForImageClassification(config).eval()
+with torch.no_grad():
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.weight.normal_(0.0, (2.0 / module.weight[0].numel()) ** 0.5)
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.weight.copy_(1.0 + 0.2 * torch.randn_like(module.weight))
+            module.bias.copy_(0.1 * torch.randn_like(module.bias))
+            module.running_mean.copy_(0.1 * torch.randn_like(module.running_mean))
+            module.running_var.copy_(0.5 + torch.rand_like(module.running_var))
+    model.classifier.weight.normal_(0.0, 0.05)
+model.save_pretrained(sys.argv[1])
+EfficientNetImageProcessor(size={"height": 224, "width": 224}, resample=0,
+                           image_mean=[0.485, 0.456, 0.406],
+                           image_std=[0.47853944, 0.4732864, 0.47434163]).save_pretrained(sys.argv[1])
+"#;
+
 /// Runs a seeding script with `python`: `args` after the script.
 ///
 /// # Panics

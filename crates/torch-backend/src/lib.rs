@@ -30,6 +30,7 @@ mod memory;
 mod model;
 mod net;
 mod preprocess;
+mod transformers_model;
 mod yolo_model;
 
 pub use checkpoint::pickle::PickleError;
@@ -45,6 +46,7 @@ pub use families::yolo::{
 };
 pub use model::{TYPE_NAMES, TorchImageModel};
 pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
+pub use transformers_model::{TRANSFORMERS_TYPE_NAMES, TorchTransformerModel};
 pub use yolo_model::{TorchYoloModel, YOLO_TYPE_NAMES};
 
 /// The parameter names and shapes of a torchvision architecture as zoo
@@ -170,6 +172,9 @@ pub fn register(factory: &mut zoo_model_core::ModelFactory) {
     });
     factory.register(YOLO_TYPE_NAMES, |spec| {
         Ok(Box::new(TorchYoloModel::from_spec(spec)?))
+    });
+    factory.register(TRANSFORMERS_TYPE_NAMES, |spec| {
+        Ok(Box::new(TorchTransformerModel::from_spec(spec)?))
     });
 }
 

@@ -256,9 +256,11 @@ impl Load<'_> {
     ) -> Result<Net, ModelError> {
         let (masks, keypoints) = match family.task {
             Task::Detector { masks, keypoints } => (masks, keypoints),
-            Task::Classifier | Task::Segmenter | Task::Hub { .. } | Task::Ultralytics => {
-                (false, false)
-            }
+            Task::Classifier
+            | Task::Segmenter
+            | Task::Hub { .. }
+            | Task::Ultralytics
+            | Task::Transformers => (false, false),
         };
         let fits = match processor {
             Processor::Detector(_) => true,

@@ -130,10 +130,11 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 53 zoo builds
+/// `zoo models info` says how each built-in runs: the 68 zoo builds
 /// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8
-/// n/s/m/l/x detection) natively, the 50 TensorFlow ones in the model host
-/// with TensorFlow, the other 233 in the model host through FiftyOne's
+/// n/s/m/l/x detection, the transformers ViT, ConvNeXt, EfficientNet and
+/// generic classifiers) natively, the 50 TensorFlow ones in the model host
+/// with TensorFlow, the other 218 in the model host through FiftyOne's
 /// class.
 #[test]
 fn each_builtin_says_how_it_runs() {
@@ -158,6 +159,7 @@ fn each_builtin_says_how_it_runs() {
                     || kind.ends_with("TorchCLIPModel")
                     || (kind.ends_with("FiftyOneYOLOModel")
                         && model.model.base_name.starts_with("yolov8"))
+                    || kind.ends_with("FiftyOneTransformerForImageClassification")
                     || model.model.extra.contains_key("zoo_hub_weights"),
                 "{}",
                 model.name()
@@ -176,8 +178,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 53),
-            ("python host", 233),
+            ("native", 68),
+            ("python host", 218),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -351,6 +353,65 @@ fn yolov8_detection_runs_natively_and_other_ultralytics_entries_in_the_host() {
             registry.load_path(&model),
             zoo_registry::LoadPath::FiftyOneClass,
             "{name}"
+        );
+    }
+}
+
+/// FiftyOne's transformers classifiers run natively when zoo builds their
+/// repo's architecture (ViT: `vit-base-patch16-224-imagenet-torch` and the
+/// generic entry, whose class defaults to `google/vit-base-patch16-224`;
+/// ConvNeXt; EfficientNet), the others (Swin V2) in the host. A
+/// `name_or_path` kwarg other than the downloaded repo sends the generic
+/// entry to FiftyOne's class, which fetches that repo itself.
+#[test]
+fn transformers_classifiers_run_natively_where_zoo_builds_their_repo() {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = RegistryConfig::new(root.path());
+    config.builtin = Some(zoo_registry::builtin_manifest());
+    let registry = Registry::new(config);
+    for name in [
+        "vit-base-patch16-224-imagenet-torch",
+        "classification-transformer-torch",
+        "convnext-tiny-224-torch",
+        "convnext-small-224-torch",
+        "convnext-base-224-torch",
+        "convnext-large-224-torch",
+        "convnext-xlarge-224-torch",
+        "efficientnet-b0-imagenet-torch",
+        "efficientnet-b7-imagenet-torch",
+    ] {
+        let model = registry.model(name).unwrap();
+        assert_eq!(registry.load_path(&model), LoadPath::Native, "{name}");
+        assert!(
+            matches!(
+                registry.load_plan(&model, &serde_json::Map::new()).unwrap(),
+                LoadPlan::Config(_)
+            ),
+            "{name}"
+        );
+    }
+    for name in ["swin-v2-tiny-torch", "swin-v2-large-torch"] {
+        let model = registry.model(name).unwrap();
+        assert_eq!(
+            registry.load_path(&model),
+            LoadPath::FiftyOneClass,
+            "{name}"
+        );
+    }
+    let generic = registry.model("classification-transformer-torch").unwrap();
+    let kwargs = |repo: &str| {
+        serde_json::Map::from_iter([("name_or_path".to_owned(), serde_json::json!(repo))])
+    };
+    for (repo, native) in [
+        ("google/vit-base-patch16-224", true),
+        ("facebook/convnext-tiny-224", false),
+        ("microsoft/resnet-50", false),
+    ] {
+        let plan = registry.load_plan(&generic, &kwargs(repo)).unwrap();
+        assert_eq!(
+            matches!(plan, LoadPlan::Config(_)),
+            native,
+            "{repo}: {plan:?}"
         );
     }
 }

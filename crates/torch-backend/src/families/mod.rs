@@ -48,6 +48,7 @@ pub(crate) mod resnet;
 pub(crate) mod segmentation;
 pub(crate) mod shufflenet;
 pub(crate) mod squeezenet;
+pub(crate) mod transformers;
 pub(crate) mod vgg;
 pub(crate) mod yolo;
 
@@ -72,6 +73,10 @@ pub(crate) enum Task {
     /// network comes whole from the checkpoint's module tree and `yaml`
     /// (`yolo/`).
     Ultralytics,
+    /// A Hugging Face `transformers` image classifier (FiftyOne's
+    /// `FiftyOneTransformerForImageClassification`): built from its repo's
+    /// `config.json` and weights (`transformers/`).
+    Transformers,
 }
 
 /// A detector family's builder: name, variables' root, classes,
@@ -299,6 +304,18 @@ pub(crate) const FAMILIES: &[Family] = &[
         ..CLASSIFIER
     },
     Family {
+        // transformers' classes, which a Hub repo's `model_type` names
+        // (`transformers::CLASSIFIERS`); each built from its repo.
+        names: &[
+            "ViTForImageClassification",
+            "ConvNextForImageClassification",
+            "EfficientNetForImageClassification",
+        ],
+        task: Task::Transformers,
+        build: Build::Checkpoint,
+        ..CLASSIFIER
+    },
+    Family {
         names: &[
             "dinov2_vits14",
             "dinov2_vitb14",
@@ -476,11 +493,14 @@ mod tests {
                 } => "keypoint detector".to_owned(),
                 Task::Detector { .. } => "detector".to_owned(),
                 Task::Ultralytics => "Ultralytics detector".to_owned(),
+                Task::Transformers => "transformers classifier".to_owned(),
             };
             let runs = if family.folds() {
                 "folded, channels-last"
             } else if family.task == Task::Ultralytics {
                 "conv and batch norm fused"
+            } else if family.task == Task::Transformers {
+                "built from its Hugging Face repo"
             } else if family.is_detector() {
                 "backbone folded"
             } else {

@@ -21,6 +21,7 @@ mod families_parity;
 mod fiftyone_parity;
 mod hostile_inputs;
 mod real_checkpoints;
+mod transformers;
 mod yolo;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,337 @@
+//! Hugging Face `transformers` image classifiers, from the files of a Hub
+//! repo (`repo.rs`): the architecture and its sizes from `config.json`, the
+//! weights from `model.safetensors` (or its shards, or `pytorch_model.bin`),
+//! the image processor from `preprocessor_config.json` (`processor.rs`,
+//! with libtorch's `uint8` resampling in `resize.rs`).
+//!
+//! Which network a repo is follows its `model_type`, as transformers'
+//! `AutoModelForImageClassification` decides ([`CLASSIFIERS`]); each is a
+//! `FAMILIES` row (`Task::Transformers`), built here from the repo itself:
+//! `vit` (`ViTForImageClassification`, `vit.rs`), `convnext`
+//! (`ConvNextForImageClassification`, `convnext.rs`) and `efficientnet`
+//! (`EfficientNetForImageClassification`, `efficientnet.rs`). Any other
+//! type is an error naming it.
+//!
+//! ```text
+//! <repo>/
+//! ├── config.json                      model_type, sizes, id2label
+//! ├── preprocessor_config.json         resize, crop, rescale, normalise
+//! └── model.safetensors                or model.safetensors.index.json and
+//!                                      its shards, or pytorch_model.bin
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tch::{TchError, Tensor};
+
+use crate::checkpoint::weights::WeightsError;
+
+pub(crate) mod convnext;
+pub(crate) mod efficientnet;
+pub(crate) mod processor;
+pub(crate) mod repo;
+pub(crate) mod resize;
+pub(crate) mod vit;
+
+use processor::{ImageProcessor, ProcessorKind};
+
+/// Why a Hugging Face repo could not be read or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum HfError {
+    /// A file could not be read.
+    #[error("cannot read `{path}`: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A file's field is missing, of the wrong type or out of range.
+    #[error("`{path}`: {message}; correct the file or use the repo transformers wrote")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// Which field and what is wrong with it.
+        message: String,
+    },
+    /// The repo's model type is not one zoo builds.
+    #[error(
+        "`{path}` has `model_type` `{model_type}`; zoo builds {known} image classifiers natively: run this model in the Python host"
+    )]
+    Unsupported {
+        /// `config.json`.
+        path: PathBuf,
+        /// Its `model_type`.
+        model_type: String,
+        /// The types zoo builds.
+        known: String,
+    },
+    /// A weights file could not be read.
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// The weights do not fit the architecture.
+    #[error("the weights in `{dir}` do not fit its `config.json`: {message}")]
+    Mismatch {
+        /// The repo's folder.
+        dir: PathBuf,
+        /// Which tensors are missing, extra or misshapen.
+        message: String,
+    },
+    /// libtorch failed in a forward.
+    #[error("the forward failed: {0}")]
+    Forward(#[source] TchError),
+}
+
+/// The most labels a repo's `id2label` may list (as many classes as zoo
+/// builds any classifier for).
+const MAX_CLASSES: usize = 100_000;
+
+/// The classifiers zoo builds: `model_type` and transformers' class (the
+/// name in `FAMILIES`).
+pub(crate) const CLASSIFIERS: &[(&str, &str)] = &[
+    ("vit", "ViTForImageClassification"),
+    ("convnext", "ConvNextForImageClassification"),
+    ("efficientnet", "EfficientNetForImageClassification"),
+];
+
+/// The activation a config's `hidden_act` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// `gelu`: the exact (erf) GELU.
+    Gelu,
+    /// `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`: the tanh approximation.
+    GeluTanh,
+    Relu,
+    /// `silu`, `swish`.
+    Silu,
+}
+
+impl Activation {
+    fn named(name: &str) -> Result<Activation, String> {
+        match name {
+            "gelu" => Ok(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
+            "relu" => Ok(Activation::Relu),
+            "silu" | "swish" => Ok(Activation::Silu),
+            other => Err(format!(
+                "`hidden_act` `{other}` is not one zoo builds (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu, swish)"
+            )),
+        }
+    }
+
+    fn apply(self, xs: &Tensor) -> Result<Tensor, TchError> {
+        match self {
+            Activation::Gelu => xs.f_gelu("none"),
+            Activation::GeluTanh => xs.f_gelu("tanh"),
+            Activation::Relu => xs.f_relu(),
+            Activation::Silu => xs.f_silu(),
+        }
+    }
+}
+
+/// `nn.LayerNorm` over the last dimension.
+fn layer_norm(
+    xs: &Tensor,
+    (weight, bias): &(Tensor, Tensor),
+    eps: f64,
+) -> Result<Tensor, TchError> {
+    let size = weight.size();
+    xs.f_layer_norm(size.as_slice(), Some(weight), Some(bias), eps, true)
+}
+
+/// `nn.Linear`.
+fn linear(xs: &Tensor, (weight, bias): &(Tensor, Tensor)) -> Result<Tensor, TchError> {
+    xs.f_linear(weight, Some(bias))
+}
+
+/// `config.json`'s fields every classifier has.
+#[derive(Debug, Deserialize)]
+struct CommonConfig {
+    model_type: Option<String>,
+    #[serde(default)]
+    id2label: Option<BTreeMap<String, String>>,
+}
+
+/// The network of a repo.
+pub(crate) enum Network {
+    Vit(vit::Vit),
+    ConvNext(convnext::ConvNext),
+    EfficientNet(efficientnet::EfficientNet),
+}
+
+/// A classifier read from a Hugging Face repo: its network, labels and
+/// image processor.
+pub(crate) struct HfClassifier {
+    /// transformers' class (`ViTForImageClassification`).
+    pub(crate) class: &'static str,
+    pub(crate) network: Network,
+    /// `id2label` in index order (FiftyOne's classes).
+    pub(crate) labels: Vec<String>,
+    pub(crate) processor: ImageProcessor,
+}
+
+impl std::fmt::Debug for HfClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HfClassifier")
+            .field("class", &self.class)
+            .field("labels", &self.labels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `id2label` as FiftyOne reads it: `[id2label[i] for i in
+/// range(len(id2label))]`.
+fn labels(map: BTreeMap<String, String>, path: &Path) -> Result<Vec<String>, HfError> {
+    if map.len() > MAX_CLASSES {
+        return Err(HfError::Config {
+            path: path.to_owned(),
+            message: format!(
+                "`id2label` lists {} labels, beyond the {MAX_CLASSES} zoo builds",
+                map.len()
+            ),
+        });
+    }
+    let mut by_index: BTreeMap<usize, String> = BTreeMap::new();
+    for (key, label) in map {
+        let index = key.trim().parse::<usize>().map_err(|_| HfError::Config {
+            path: path.to_owned(),
+            message: format!("`id2label` key `{key}` is not a whole number"),
+        })?;
+        by_index.insert(index, label);
+    }
+    (0..by_index.len())
+        .map(|index| {
+            by_index.remove(&index).ok_or_else(|| HfError::Config {
+                path: path.to_owned(),
+                message: format!("`id2label` has no label {index}"),
+            })
+        })
+        .collect()
+}
+
+impl HfClassifier {
+    /// Reads the repo in `dir` (see the module docs).
+    pub(crate) fn load(dir: &Path) -> Result<HfClassifier, HfError> {
+        let path = dir.join("config.json");
+        let common: CommonConfig = repo::read_json(dir, "config.json")?;
+        let model_type = common.model_type.unwrap_or_default();
+        let class = CLASSIFIERS
+            .iter()
+            .find(|(kind, _)| *kind == model_type)
+            .map(|(_, class)| *class)
+            .ok_or_else(|| HfError::Unsupported {
+                path: path.clone(),
+                model_type: model_type.clone(),
+                known: CLASSIFIERS
+                    .iter()
+                    .map(|(kind, _)| format!("`{kind}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        // The class must be a transformers row of FAMILIES.
+        let family = super::family(class).map_err(|err| HfError::Config {
+            path: path.clone(),
+            message: err.to_string(),
+        })?;
+        debug_assert_eq!(family.task, super::Task::Transformers);
+        let mut weights = repo::read_weights(dir)?;
+        let labels = match common.id2label {
+            Some(map) if !map.is_empty() => labels(map, &path)?,
+            // transformers' default: two labels, LABEL_0 and LABEL_1.
+            _ => vec!["LABEL_0".to_owned(), "LABEL_1".to_owned()],
+        };
+        let classes = weights
+            .rows("classifier.weight")
+            .unwrap_or(labels.len() as i64);
+        if classes != labels.len() as i64 {
+            return Err(HfError::Mismatch {
+                dir: dir.to_owned(),
+                message: format!(
+                    "`classifier.weight` has {classes} rows but `id2label` lists {} labels",
+                    labels.len()
+                ),
+            });
+        }
+        let config_error = |message: String| HfError::Config {
+            path: path.clone(),
+            message,
+        };
+        let (network, kind) = match model_type.as_str() {
+            "vit" => {
+                let config: vit::VitConfig = repo::read_json(dir, "config.json")?;
+                let network =
+                    vit::Vit::build(config, &mut weights, classes).map_err(config_error)?;
+                (Network::Vit(network), ProcessorKind::Vit)
+            }
+            "convnext" => {
+                let config: convnext::ConvNextConfig = repo::read_json(dir, "config.json")?;
+                let network = convnext::ConvNext::build(config, &mut weights, classes)
+                    .map_err(config_error)?;
+                (Network::ConvNext(network), ProcessorKind::ConvNext)
+            }
+            _ => {
+                let config: efficientnet::EfficientNetConfig = repo::read_json(dir, "config.json")?;
+                let network = efficientnet::EfficientNet::build(config, &mut weights, classes)
+                    .map_err(config_error)?;
+                (Network::EfficientNet(network), ProcessorKind::EfficientNet)
+            }
+        };
+        weights.finish()?;
+        let processor = ImageProcessor::read(dir, kind)?;
+        if let Network::Vit(vit) = &network {
+            let (height, width) = vit.image_size();
+            if processor.fixed_size() != Some((width as u32, height as u32)) {
+                return Err(HfError::Config {
+                    path: dir.join("preprocessor_config.json"),
+                    message: format!(
+                        "the processor's images are not the {width}x{height} the model's `image_size` takes (transformers would refuse them too)"
+                    ),
+                });
+            }
+        }
+        Ok(HfClassifier {
+            class,
+            network,
+            labels,
+            processor,
+        })
+    }
+
+    /// How many hidden states `output_hidden_states` gives.
+    pub(crate) fn hidden_states(&self) -> usize {
+        match &self.network {
+            Network::Vit(vit) => vit.hidden_states(),
+            Network::ConvNext(convnext) => convnext.hidden_states(),
+            Network::EfficientNet(efficientnet) => efficientnet.hidden_states(),
+        }
+    }
+
+    /// The smallest input side the network takes.
+    pub(crate) fn min_input(&self) -> i64 {
+        match &self.network {
+            Network::Vit(vit) => vit.image_size().0.min(vit.image_size().1),
+            Network::ConvNext(convnext) => convnext.min_input(),
+            Network::EfficientNet(_) => 1,
+        }
+    }
+
+    /// The logits (`[N, classes]`) and hidden state `keep` of `pixels`
+    /// (`[N, 3, H, W]`).
+    pub(crate) fn forward(
+        &self,
+        pixels: &Tensor,
+        keep: usize,
+    ) -> Result<(Tensor, Tensor), HfError> {
+        let _no_grad = tch::no_grad_guard();
+        match &self.network {
+            Network::Vit(vit) => vit.forward(pixels, keep),
+            Network::ConvNext(convnext) => convnext.forward(pixels, keep).map_err(HfError::Forward),
+            Network::EfficientNet(efficientnet) => {
+                efficientnet.forward(pixels, keep).map_err(HfError::Forward)
+            }
+        }
+    }
+}
