@@ -12,7 +12,7 @@
 //! timestamps and sample ids).
 
 use serde_json::{Value, json};
-use zoo_test_support::{FiftyOne, TestServer};
+use zoo_test_support::{FiftyOne, MongoServer, TestServer};
 
 use crate::apply::classifier_source;
 use crate::util::Sandbox;
@@ -101,21 +101,23 @@ seen["differences"] = differences
 result = seen
 "#;
 
-/// The folder of the `mongod` FiftyOne's driver uses. FiftyOne's database
-/// service is shared by every FiftyOne process of the machine, so it may be
-/// another test's: zoo must find it as FiftyOne does, by that folder.
-const DATABASE_DIR: &str = r#"
-import fiftyone.core.odm as foo
-result = foo.get_db_conn().client.admin.command("getCmdLineOpts")["parsed"]["storage"]["dbPath"]
-"#;
+/// FiftyOne on a `mongod` of this test's own (FiftyOne's bundled one):
+/// FiftyOne's private database service is shared by every FiftyOne process
+/// of the machine and ends with the test that started it.
+fn fiftyone_on_ownmongod() -> Option<(MongoServer, FiftyOne)> {
+    let python = FiftyOne::python_from_env()?;
+    let mongo = MongoServer::start(&python);
+    let fiftyone = FiftyOne::start_on(&python, &mongo.uri);
+    Some((mongo, fiftyone))
+}
 
-/// `FIFTYONE_DATABASE_DIR` for zoo: the folder of the running `mongod`
-/// (no URI, so zoo finds the server as FiftyOne's default setup does).
-fn database_dir(fiftyone: &mut FiftyOne) -> (String, String) {
-    let dir = fiftyone.run(DATABASE_DIR, json!({}));
+/// `FIFTYONE_DATABASE_DIR` for zoo: the folder `mongod` serves. With no
+/// URI, zoo finds the server as FiftyOne's default setup does: the running
+/// `mongod` of that folder.
+fn database_dir(mongo: &MongoServer) -> (String, String) {
     (
         "FIFTYONE_DATABASE_DIR".to_owned(),
-        dir.as_str().unwrap().to_owned(),
+        mongo.dir.path().to_str().unwrap().to_owned(),
     )
 }
 
@@ -139,7 +141,7 @@ fn pictures(dir: &std::path::Path, count: usize) -> Vec<String> {
 
 #[test]
 fn apply_and_embed_write_fiftyone_datasets_as_fiftyone_does() {
-    let Some(mut fiftyone) = FiftyOne::from_env() else {
+    let Some((mongo, mut fiftyone)) = fiftyone_on_ownmongod() else {
         return;
     };
     let server = TestServer::start();
@@ -151,7 +153,7 @@ fn apply_and_embed_write_fiftyone_datasets_as_fiftyone_does() {
     );
     assert_eq!(made, json!(5));
     // No URI: zoo finds the `mongod` FiftyOne started, by its folder.
-    sandbox.env.push(database_dir(&mut fiftyone));
+    sandbox.env.push(database_dir(&mongo));
     sandbox.ok(&["models", "register-source", &classifier_source(&server)]);
 
     // Only the tagged samples first; then the rest, the first two kept.
@@ -215,6 +217,47 @@ fn apply_and_embed_write_fiftyone_datasets_as_fiftyone_does() {
         ])
         .json();
     assert_eq!(again["processed"], json!(0), "{again}");
+
+    // Two shards, each writing straight into the database: every sample
+    // once.
+    let mut processed = 0;
+    for shard in ["0/2", "1/2"] {
+        let run = sandbox
+            .ok(&[
+                "models",
+                "embed",
+                "acme/tiny-classifier",
+                "fiftyone:zoo-db",
+                "emb_sharded",
+                "--shard",
+                shard,
+                "--json",
+            ])
+            .json();
+        processed += run["processed"].as_u64().unwrap();
+    }
+    assert_eq!(processed, 5);
+    let sharded = fiftyone.run(
+        "result = fo.load_dataset('zoo-db').count('emb_sharded')",
+        json!({}),
+    );
+    assert_eq!(sharded, json!(5));
+    let refused = sandbox.fails(&[
+        "models",
+        "embed",
+        "acme/tiny-classifier",
+        "fiftyone:zoo-db",
+        "emb_sharded",
+        "--shard",
+        "0/2",
+        "--results",
+        "/tmp/parts",
+    ]);
+    assert!(
+        refused.stderr().contains("leave `--results` out"),
+        "{}",
+        refused.stderr()
+    );
 
     let seen = fiftyone.run(CHECK, json!({"name": "zoo-db"}));
     assert_eq!(seen["differences"], json!([]), "{seen:#}");
@@ -298,14 +341,14 @@ result = True
 
 #[test]
 fn other_versions_other_databases_and_no_database_are_refused_clearly() {
-    let Some(mut fiftyone) = FiftyOne::from_env() else {
+    let Some((mongo, mut fiftyone)) = fiftyone_on_ownmongod() else {
         return;
     };
     fiftyone.run(OTHER_DATABASES, json!({}));
     let server = TestServer::start();
     let mut sandbox = Sandbox::new();
     sandbox.ok(&["models", "register-source", &classifier_source(&server)]);
-    sandbox.env.push(database_dir(&mut fiftyone));
+    sandbox.env.push(database_dir(&mongo));
     sandbox
         .env
         .push(("FIFTYONE_DATABASE_NAME".into(), "zoo-old".into()));
@@ -357,7 +400,7 @@ fn other_versions_other_databases_and_no_database_are_refused_clearly() {
 
 #[test]
 fn a_killed_run_into_fiftyone_resumes_and_labels_each_sample_once() {
-    let Some(mut fiftyone) = FiftyOne::from_env() else {
+    let Some((mongo, mut fiftyone)) = fiftyone_on_ownmongod() else {
         return;
     };
     let server = TestServer::start();
@@ -367,7 +410,7 @@ fn a_killed_run_into_fiftyone_resumes_and_labels_each_sample_once() {
         MAKE,
         json!({"name": "zoo-kill", "images": images, "tagged": 0}),
     );
-    sandbox.env.push(database_dir(&mut fiftyone));
+    sandbox.env.push(database_dir(&mongo));
     sandbox.ok(&["models", "register-source", &classifier_source(&server)]);
     let mut child = sandbox
         .command(&[

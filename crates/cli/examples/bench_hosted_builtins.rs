@@ -1,11 +1,12 @@
-//! Benchmark: FiftyOne built-ins that run in the model host, `zoo models
-//! apply` against FiftyOne's own `load_zoo_model(NAME)` + `apply_model` on
-//! the same weights and the same JPEGs, interleaved round by round in one
-//! run: `yolov8n-seg-coco-torch` (Ultralytics, weights seeded by
-//! Ultralytics in its release format, from a loopback mirror of the release
-//! host) and `convnext-tiny-224-torch` (transformers, a small ConvNeXt
-//! seeded by transformers, from the loopback Hub). The forward is FiftyOne's
-//! class in both; the difference is what is around it.
+//! Benchmark: FiftyOne built-ins that came to zoo through the model host,
+//! `zoo models apply` against FiftyOne's own `load_zoo_model(NAME)` +
+//! `apply_model` on the same weights and the same JPEGs, interleaved round
+//! by round in one run: `yolov8n-seg-coco-torch` (Ultralytics, weights
+//! seeded by Ultralytics in its release format, from a loopback mirror of
+//! the release host; FiftyOne's class in the host, so the difference is
+//! what is around the forward) and `convnext-tiny-224-torch` (transformers,
+//! a small ConvNeXt seeded by transformers, from the loopback Hub; zoo now
+//! runs it natively, `zoo models info` says which).
 //! Run through `cargo xtask bench hosted-builtins`.
 //!
 //! Environment: `ZOO_BENCH_PYTHON` (required: a Python with torch,

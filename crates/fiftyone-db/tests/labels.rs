@@ -12,7 +12,7 @@
 use serde_json::{Value, json};
 use zoo_fiftyone_db::{Connection, FiftyOne, ResultKind};
 use zoo_model_core::{EmbedOutcome, Label, Outcome};
-use zoo_test_support::FiftyOne as Driver;
+use zoo_test_support::{FiftyOne as Driver, MongoServer};
 
 /// FiftyOne makes a dataset of two samples and, for each, one label per
 /// field; answers where its database is and the labels as extended JSON.
@@ -94,9 +94,11 @@ result = {"differences": differences, "counts": loaded}
 
 #[test]
 fn every_label_type_is_written_as_fiftyone_writes_it() {
-    let Some(mut driver) = Driver::from_env() else {
+    let Some(python) = Driver::python_from_env() else {
         return;
     };
+    let mongo = MongoServer::start(&python);
+    let mut driver = Driver::start_on(&python, &mongo.uri);
     let made = driver.run(MAKE, json!({"name": "zoo-labels"}));
     let connection = Connection::new(
         made["uri"].as_str().unwrap(),

@@ -34,15 +34,36 @@ impl FiftyOne {
     ///
     /// When the interpreter cannot start or FiftyOne cannot be imported.
     pub fn start(python: &str) -> Self {
+        Self::start_with(python, None)
+    }
+
+    /// Starts FiftyOne with `python` on the MongoDB server at `uri` (a
+    /// [`MongoServer`] of the test's own), not on FiftyOne's private
+    /// database service, which every FiftyOne process of the machine
+    /// shares and which ends with the process that started it.
+    ///
+    /// # Panics
+    ///
+    /// As [`FiftyOne::start`].
+    pub fn start_on(python: &str, uri: &str) -> Self {
+        Self::start_with(python, Some(uri))
+    }
+
+    fn start_with(python: &str, uri: Option<&str>) -> Self {
         let home = tempfile::tempdir().expect("a temporary folder for FiftyOne");
-        let mut child = Command::new(python)
+        let mut command = Command::new(python);
+        command
             .args(["-u", "-c", DRIVER])
             .env("HOME", home.path())
             .env("FIFTYONE_DATABASE_DIR", home.path().join("db"))
             .env("FIFTYONE_DO_NOT_TRACK", "true")
             .env("FIFTYONE_DATABASE_VALIDATION", "false")
             .env("FIFTYONE_SHOW_PROGRESS_BARS", "false")
-            .env_remove("FIFTYONE_DATABASE_URI")
+            .env_remove("FIFTYONE_DATABASE_URI");
+        if let Some(uri) = uri {
+            command.env("FIFTYONE_DATABASE_URI", uri);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -73,8 +94,18 @@ impl FiftyOne {
     ///
     /// In CI (`ZOO_CI` or `CI` set) when `ZOO_TEST_FIFTYONE_PYTHON` is unset.
     pub fn from_env() -> Option<Self> {
+        Self::python_from_env().map(|python| Self::start(&python))
+    }
+
+    /// The Python of `ZOO_TEST_FIFTYONE_PYTHON`, or `None` (after saying so
+    /// on stderr) when it is unset outside CI.
+    ///
+    /// # Panics
+    ///
+    /// In CI (`ZOO_CI` or `CI` set) when `ZOO_TEST_FIFTYONE_PYTHON` is unset.
+    pub fn python_from_env() -> Option<String> {
         match std::env::var("ZOO_TEST_FIFTYONE_PYTHON") {
-            Ok(python) if !python.is_empty() => Some(Self::start(&python)),
+            Ok(python) if !python.is_empty() => Some(python),
             _ if std::env::var_os("ZOO_CI").is_some() || std::env::var_os("CI").is_some() => {
                 panic!(
                     "ZOO_TEST_FIFTYONE_PYTHON is not set: the FiftyOne interop tests need it in CI (`cargo xtask ci` provisions it)"
@@ -128,6 +159,82 @@ impl Drop for FiftyOne {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `mongod` of a test's own: FiftyOne's bundled binary (found through
+/// the FiftyOne Python given), on a free loopback port and a temporary
+/// folder, killed when dropped.
+pub struct MongoServer {
+    child: Child,
+    /// `mongodb://127.0.0.1:PORT`.
+    pub uri: String,
+    /// The folder it serves (`--dbpath`).
+    pub dir: tempfile::TempDir,
+}
+
+impl MongoServer {
+    /// Starts FiftyOne's bundled `mongod` and waits until it answers.
+    ///
+    /// # Panics
+    ///
+    /// When FiftyOne's `mongod` cannot be found or does not start.
+    pub fn start(python: &str) -> Self {
+        let found = Command::new(python)
+            .args([
+                "-c",
+                "import fiftyone.core.service as s; print(s.DatabaseService.find_mongod())",
+            ])
+            .env("FIFTYONE_DO_NOT_TRACK", "true")
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run `{python}`: {err}"));
+        let text = String::from_utf8_lossy(&found.stdout);
+        let mongod = text.lines().last().unwrap_or_default().trim().to_owned();
+        assert!(
+            found.status.success() && !mongod.is_empty(),
+            "no FiftyOne mongod: {text}"
+        );
+        let dir = tempfile::tempdir().expect("a temporary folder for mongod");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(&mongod)
+            .arg("--dbpath")
+            .arg(dir.path())
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind_ip",
+                "127.0.0.1",
+                "--nounixsocket",
+            ])
+            .arg("--logpath")
+            .arg(dir.path().join("mongod.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start `{mongod}`: {err}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mongod did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            uri: format!("mongodb://127.0.0.1:{port}"),
+            dir,
+        }
+    }
+}
+
+impl Drop for MongoServer {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -47,7 +47,7 @@ mod snapshot;
 mod torch_save;
 
 pub use archive::{Archive, Entry};
-pub use fiftyone::FiftyOne;
+pub use fiftyone::{FiftyOne, MongoServer};
 pub use github::{FakeGitHub, RepoSpec, fake_sha};
 pub use hosted::{
     HOSTED_MODELS, HOSTED_SOURCE, HOSTED_TORCH_MODELS, HOSTED_TORCH_SOURCE, hosted_manifest,

@@ -220,8 +220,8 @@ impl Zoo<'_> {
     }
 
     /// What a run into FiftyOne dataset `name` has left to do: its samples
-    /// without a result (only this shard's, keyed like zoo's datasets by
-    /// the file's path). Shards write straight into FiftyOne's database, so
+    /// without a result (only this shard's, keyed by the file's path as
+    /// FiftyOne stores it). Shards write straight into FiftyOne's database, so
     /// there are no part files to merge.
     fn fiftyone_pending(
         &self,
@@ -244,9 +244,11 @@ impl Zoo<'_> {
         };
         let mut pending = dataset.pending(&run.field, kind, run.overwrite, &run.tags)?;
         if run.shard != Shard::ALL {
+            // The key is the path as FiftyOne stores it (a local path or an
+            // object-store URL): the same in every shard's process.
             pending.retain(|sample| {
-                zoo_datasets::stable_key(std::path::Path::new(""), &sample.filepath)
-                    .is_some_and(|key| run.shard.contains(&key))
+                run.shard
+                    .contains(sample.filepath.as_os_str().as_encoded_bytes())
             });
         }
         Ok((Target::FiftyOne(Box::new(dataset)), pending))
