@@ -238,7 +238,7 @@ fn apply_and_embed_write_fiftyone_datasets_as_fiftyone_does() {
     }
     assert_eq!(processed, 5);
     let sharded = fiftyone.run(
-        "result = fo.load_dataset('zoo-db').count('emb_sharded')",
+        "dataset = fo.load_dataset('zoo-db')\ndataset.reload()\nresult = dataset.count('emb_sharded')",
         json!({}),
     );
     assert_eq!(sharded, json!(5));
