@@ -1,9 +1,11 @@
-//! YOLOv8 parity with Ultralytics 8.4.190 and FiftyOne 1.22.1: the oracle
-//! (`tests/fixtures/yolo/yolo_oracle.json`, `cargo xtask yolo-oracle`) ran
-//! FiftyOne's own `FiftyOneYOLOModel` and Ultralytics' predictor on a seeded
-//! checkpoint in Ultralytics' release format (`yolov8t.pt`: YOLOv8 at a
-//! tiny width, committed) and on seeded full-size `yolov8{n,s,m,l,x}.pt`
-//! (in the cache, `<cache>/zoo/yolo-oracle`, checked when present).
+//! YOLOv8, YOLO11 and YOLOv5u parity with Ultralytics 8.4.190 and FiftyOne
+//! 1.22.1: the oracle (`tests/fixtures/yolo/yolo_oracle.json`, `cargo xtask
+//! yolo-oracle`) ran FiftyOne's own `FiftyOneYOLOModel` and Ultralytics'
+//! predictor on seeded checkpoints in Ultralytics' release format
+//! (`yolov8t.pt`, `yolo11t.pt`, `yolov5tu.pt`: each generation's yaml at a
+//! tiny width, committed) and on seeded full-size `yolov8{n,s,m,l,x}.pt`,
+//! `yolo11{n,m}.pt` and `yolov5nu.pt` (in the cache,
+//! `<cache>/zoo/yolo-oracle`, checked when present).
 //!
 //! Each detection must match: same label, relative box within
 //! [`BOX_TOLERANCE`], confidence within [`SCORE_TOLERANCE`]. The letterbox
@@ -95,17 +97,18 @@ fn check(weights: &Path, pictures: &Path, oracle: &Value) -> Differences {
     seen
 }
 
+/// Each generation's tiny seeded checkpoint: YOLOv8 (`C2f`), YOLO11
+/// (`C3k2` with `C3k` and bottleneck blocks, `C2PSA` attention, the
+/// depthwise class branch) and YOLOv5u (`C3`).
 #[test]
 fn yolo_detections_match_fiftyone_and_ultralytics() {
     let directory = fixtures().join("yolo");
     let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
     let oracle: Value = serde_json::from_str(&text).unwrap();
-    let seen = check(
-        &directory.join("yolov8t.pt"),
-        &directory,
-        &oracle["yolov8t.pt"],
-    );
-    assert!(seen.detections > 0);
+    for file in ["yolov8t.pt", "yolo11t.pt", "yolov5tu.pt"] {
+        let seen = check(&directory.join(file), &directory, &oracle[file]);
+        assert!(seen.detections > 0, "{file}");
+    }
 }
 
 /// The seeded full-size `yolov8{n,s,m,l,x}.pt` `cargo xtask yolo-oracle`

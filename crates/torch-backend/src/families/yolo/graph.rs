@@ -1,4 +1,4 @@
-//! The YOLOv8 detection network, built from an Ultralytics checkpoint's
+//! The YOLOv5u, YOLOv8 and YOLO11 detection networks, built from an Ultralytics checkpoint's
 //! `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
 //! module, args]`, depths and widths from `scales[scale]`), with each
 //! layer's hyperparameters (strides, paddings, batch norm `eps`,
@@ -16,10 +16,14 @@ use tch::{Kind, TchError, Tensor};
 use crate::checkpoint::modules::{Module, ModuleCheckpoint};
 use crate::net::fold::channels_last;
 
+mod blocks;
+
+use blocks::{C2Psa, C2f, C3};
+
 /// The most layers a YOLO yaml may list (YOLOv8 has 23).
 const MAX_LAYERS: usize = 1000;
 
-/// The most repeats a layer may have after depth scaling (YOLOv8x has 6).
+/// The most repeats a layer may have after depth scaling (YOLOv5x has 12).
 const MAX_REPEATS: i64 = 100;
 
 /// The most channels a layer may have (YOLOv8x has 640).
@@ -72,25 +76,16 @@ impl Conv {
     }
 }
 
-/// A `Bottleneck`: two convs, and the input added when `add`.
-#[derive(Debug)]
-struct Bottleneck {
-    cv1: Conv,
-    cv2: Conv,
-    add: bool,
-}
-
 /// One layer of the network.
 #[derive(Debug)]
 enum Layer {
     Conv(Conv),
-    /// `C2f`: `cv1`, split in two halves of `hidden` channels, each
-    /// bottleneck on the last piece, all concatenated into `cv2`.
-    C2f {
-        cv1: Conv,
-        cv2: Conv,
-        blocks: Vec<Bottleneck>,
-    },
+    /// `C2f` and `C3k2`.
+    C2f(C2f),
+    /// `C3`.
+    C3(C3),
+    /// `C2PSA`.
+    C2Psa(C2Psa),
     /// `SPPF`: `cv1`, `repeats` max-pools, concatenated into `cv2`.
     Sppf {
         cv1: Conv,
@@ -113,13 +108,15 @@ enum Layer {
     Detect(Box<Detect>),
 }
 
-/// The `Detect` head (Ultralytics' `legacy` head, YOLOv8's): per level, a
-/// box branch (`cv2`: Conv, Conv, Conv2d to `4 * reg_max`) and a class
-/// branch (`cv3`: Conv, Conv, Conv2d to `nc`), decoded through DFL.
+/// The `Detect` head: per level, a box branch (`cv2`: Conv, Conv, Conv2d
+/// to `4 * reg_max`) and a class branch (`cv3`: Conv, Conv, Conv2d to `nc`
+/// in Ultralytics' `legacy` head of YOLOv5u and YOLOv8; YOLO11's is two
+/// depthwise + pointwise pairs, then the Conv2d), decoded through DFL. Each
+/// branch is its convolutions in order.
 #[derive(Debug)]
 pub(crate) struct Detect {
-    boxes: Vec<[Conv; 3]>,
-    classes: Vec<[Conv; 3]>,
+    boxes: Vec<Vec<Conv>>,
+    classes: Vec<Vec<Conv>>,
     /// The DFL's fixed `1 x reg_max` convolution weight.
     dfl: Tensor,
     reg_max: i64,
@@ -140,14 +137,18 @@ impl Layer {
     fn make_channels_last(&mut self) {
         match self {
             Layer::Conv(conv) => conv.make_channels_last(),
-            Layer::C2f { cv1, cv2, blocks } => {
-                cv1.make_channels_last();
-                cv2.make_channels_last();
-                for block in blocks {
-                    block.cv1.make_channels_last();
-                    block.cv2.make_channels_last();
-                }
-            }
+            Layer::C2f(block) => block
+                .convs_mut()
+                .into_iter()
+                .for_each(Conv::make_channels_last),
+            Layer::C3(block) => block
+                .convs_mut()
+                .into_iter()
+                .for_each(Conv::make_channels_last),
+            Layer::C2Psa(block) => block
+                .convs_mut()
+                .into_iter()
+                .for_each(Conv::make_channels_last),
             Layer::Sppf { cv1, cv2, .. } => {
                 cv1.make_channels_last();
                 cv2.make_channels_last();
@@ -274,10 +275,16 @@ impl Builder<'_> {
         })
     }
 
-    /// An Ultralytics `Conv` at `path` (`conv`, `bn`, `act`), fused as
-    /// `torch.nn.utils.fusion.fuse_conv_bn_weights` fuses it.
+    /// An Ultralytics `Conv` or `DWConv` at `path` (`conv`, `bn`, `act`),
+    /// fused as `torch.nn.utils.fusion.fuse_conv_bn_weights` fuses it.
     fn conv(&mut self, path: &str) -> Result<Conv, ArchitectureError> {
-        self.expect(path, "Conv")?;
+        let module = self.module(path)?;
+        if !matches!(module.kind(), "Conv" | "DWConv") {
+            return Err(unsupported(format!(
+                "`{path}` is a `{}`, not a `Conv`",
+                module.class
+            )));
+        }
         let mut conv = self.conv2d(&format!("{path}.conv"))?;
         let bn = self.expect(&format!("{path}.bn"), "BatchNorm2d")?;
         let eps = bn
@@ -328,37 +335,6 @@ impl Builder<'_> {
         Ok(conv)
     }
 
-    fn c2f(&mut self, path: &str, repeats: i64) -> Result<Layer, ArchitectureError> {
-        let module = self.expect(path, "C2f")?;
-        let count = module.get("m").map_or(0, |m| m.children.len());
-        if count as i64 != repeats {
-            return Err(unsupported(format!(
-                "`{path}` has {count} bottlenecks; the yaml's depth gives {repeats}"
-            )));
-        }
-        let cv1 = self.conv(&format!("{path}.cv1"))?;
-        let cv2 = self.conv(&format!("{path}.cv2"))?;
-        let mut blocks = Vec::new();
-        for index in 0..count {
-            let block = format!("{path}.m.{index}");
-            let add = self
-                .expect(&block, "Bottleneck")?
-                .attributes
-                .get("add")
-                .and_then(Json::as_bool)
-                .ok_or_else(|| unsupported(format!("`{block}.add` is not a bool")))?;
-            blocks.push(Bottleneck {
-                cv1: self.conv(&format!("{block}.cv1"))?,
-                cv2: self.conv(&format!("{block}.cv2"))?,
-                add,
-            });
-        }
-        if cv1.out_channels() % 2 != 0 {
-            return Err(unsupported(format!("`{path}.cv1` has an odd width")));
-        }
-        Ok(Layer::C2f { cv1, cv2, blocks })
-    }
-
     fn sppf(&mut self, path: &str) -> Result<Layer, ArchitectureError> {
         let module = self.expect(path, "SPPF")?;
         let repeats = match module.attributes.get("n") {
@@ -406,31 +382,55 @@ impl Builder<'_> {
         })
     }
 
-    fn branch(&mut self, path: &str) -> Result<[Conv; 3], ArchitectureError> {
+    /// A head branch at `path`: `Sequential(Conv, Conv, Conv2d)`, or (the
+    /// class branch of YOLO11's head) `Sequential(Sequential(DWConv,
+    /// Conv), Sequential(DWConv, Conv), Conv2d)`; its convolutions in order.
+    fn branch(&mut self, path: &str) -> Result<Vec<Conv>, ArchitectureError> {
         let sequence = self.expect(path, "Sequential")?;
-        if sequence.children.len() != 3 {
-            return Err(unsupported(format!(
-                "`{path}` has {} layers, not 3",
-                sequence.children.len()
-            )));
+        let kinds: Vec<&str> = sequence
+            .children
+            .iter()
+            .map(|(_, child)| child.kind())
+            .collect();
+        let mut convs = Vec::new();
+        match kinds.as_slice() {
+            ["Conv", "Conv", "Conv2d"] => {
+                convs.push(self.conv(&format!("{path}.0"))?);
+                convs.push(self.conv(&format!("{path}.1"))?);
+            }
+            ["Sequential", "Sequential", "Conv2d"] => {
+                for index in 0..2 {
+                    let pair = format!("{path}.{index}");
+                    let kinds: Vec<&str> = self
+                        .module(&pair)?
+                        .children
+                        .iter()
+                        .map(|(_, child)| child.kind())
+                        .collect();
+                    if kinds != ["DWConv", "Conv"] {
+                        return Err(unsupported(format!(
+                            "`{pair}` holds {kinds:?}, not a DWConv and a Conv"
+                        )));
+                    }
+                    convs.push(self.conv(&format!("{pair}.0"))?);
+                    convs.push(self.conv(&format!("{pair}.1"))?);
+                }
+            }
+            other => {
+                return Err(unsupported(format!(
+                    "`{path}` holds {other:?}, not a head branch zoo builds (Conv, Conv, Conv2d; or DWConv and Conv pairs, Conv2d)"
+                )));
+            }
         }
-        if self.module(&format!("{path}.0"))?.kind() != "Conv" {
-            return Err(unsupported(format!(
-                "`{path}` is not YOLOv8's (legacy) head branch: zoo builds YOLOv8 detection"
-            )));
-        }
-        Ok([
-            self.conv(&format!("{path}.0"))?,
-            self.conv(&format!("{path}.1"))?,
-            self.conv2d(&format!("{path}.2"))?,
-        ])
+        convs.push(self.conv2d(&format!("{path}.2"))?);
+        Ok(convs)
     }
 
     fn detect(&mut self, path: &str, levels: usize) -> Result<Layer, ArchitectureError> {
         let module = self.expect(path, "Detect")?;
         if module.get("one2one_cv2").is_some() {
             return Err(unsupported(format!(
-                "`{path}` is an end-to-end head; zoo builds YOLOv8's"
+                "`{path}` is an end-to-end head; zoo builds YOLOv5u's, YOLOv8's and YOLO11's"
             )));
         }
         let integer = |name: &str, most: i64| -> Result<i64, ArchitectureError> {
@@ -456,18 +456,18 @@ impl Builder<'_> {
         let mut classes = Vec::new();
         for level in 0..levels {
             let branch = self.branch(&format!("{path}.cv2.{level}"))?;
-            if branch[2].out_channels() != 4 * reg_max {
+            let out = branch.last().map_or(0, Conv::out_channels);
+            if out != 4 * reg_max {
                 return Err(unsupported(format!(
-                    "`{path}.cv2.{level}` gives {} channels, not 4 x reg_max",
-                    branch[2].out_channels()
+                    "`{path}.cv2.{level}` gives {out} channels, not 4 x reg_max"
                 )));
             }
             boxes.push(branch);
             let branch = self.branch(&format!("{path}.cv3.{level}"))?;
-            if branch[2].out_channels() != nc {
+            let out = branch.last().map_or(0, Conv::out_channels);
+            if out != nc {
                 return Err(unsupported(format!(
-                    "`{path}.cv3.{level}` gives {} channels, not nc = {nc}",
-                    branch[2].out_channels()
+                    "`{path}.cv3.{level}` gives {out} channels, not nc = {nc}"
                 )));
             }
             classes.push(branch);
@@ -668,7 +668,10 @@ impl Network {
                 }
                 Ok(())
             };
-            if matches!(name, "Conv" | "C2f" | "SPPF" | "nn.Upsample") {
+            if matches!(
+                name,
+                "Conv" | "C2f" | "C3k2" | "C3" | "C2PSA" | "SPPF" | "nn.Upsample"
+            ) {
                 single()?;
             }
             let (layer, out) = match name {
@@ -678,9 +681,17 @@ impl Network {
                     let conv = builder.conv(&path)?;
                     (Layer::Conv(conv), c2)
                 }
-                "C2f" => {
+                "C2f" | "C3k2" => {
                     let c2 = width_of(&args)?;
-                    (builder.c2f(&path, repeats)?, c2)
+                    (Layer::C2f(builder.c2f(&path, name, repeats)?), c2)
+                }
+                "C3" => {
+                    let c2 = width_of(&args)?;
+                    (Layer::C3(builder.c3(&path, name, Some(repeats))?), c2)
+                }
+                "C2PSA" => {
+                    let c2 = width_of(&args)?;
+                    (Layer::C2Psa(builder.c2psa(&path, repeats)?), c2)
                 }
                 "SPPF" => {
                     repeats_one()?;
@@ -753,14 +764,17 @@ impl Network {
                 }
                 other => {
                     return Err(unsupported(format!(
-                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv8 detection: Conv, C2f, SPPF, nn.Upsample, Concat, Detect)"
+                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8 and YOLO11 detection: Conv, C2f, C3, C3k2, C2PSA, SPPF, nn.Upsample, Concat, Detect)"
                     )));
                 }
             };
             // The widths parse_model computes must be the weights' widths.
             let built = match &layer {
                 Layer::Conv(conv) => Some(conv.out_channels()),
-                Layer::C2f { cv2, .. } | Layer::Sppf { cv2, .. } => Some(cv2.out_channels()),
+                Layer::C2f(block) => Some(block.cv2.out_channels()),
+                Layer::C3(block) => Some(block.cv3.out_channels()),
+                Layer::C2Psa(block) => Some(block.cv2.out_channels()),
+                Layer::Sppf { cv2, .. } => Some(cv2.out_channels()),
                 _ => None,
             };
             if let Some(built) = built
@@ -819,18 +833,9 @@ impl Network {
                 |from: usize| -> &Tensor { if index == 0 { input } else { &outputs[from] } };
             let output = match &row.layer {
                 Layer::Conv(conv) => conv.forward(input_of(row.from[0]))?,
-                Layer::C2f { cv1, cv2, blocks } => {
-                    let mut pieces = cv1.forward(input_of(row.from[0]))?.f_chunk(2, 1)?;
-                    for block in blocks {
-                        let last = pieces.last().expect("C2f has two halves");
-                        let mut y = block.cv2.forward(&block.cv1.forward(last)?)?;
-                        if block.add {
-                            y = last.f_add(&y)?;
-                        }
-                        pieces.push(y);
-                    }
-                    cv2.forward(&Tensor::f_cat(&pieces, 1)?)?
-                }
+                Layer::C2f(block) => block.forward(input_of(row.from[0]))?,
+                Layer::C3(block) => block.forward(input_of(row.from[0]))?,
+                Layer::C2Psa(block) => block.forward(input_of(row.from[0]))?,
                 Layer::Sppf {
                     cv1,
                     cv2,
@@ -895,8 +900,12 @@ impl Detect {
         let mut anchors = Vec::new();
         let mut strides = Vec::new();
         for (level, feature) in features.iter().enumerate() {
-            let run = |branch: &[Conv; 3]| -> Result<Tensor, TchError> {
-                branch[2].forward(&branch[1].forward(&branch[0].forward(feature)?)?)
+            let run = |branch: &[Conv]| -> Result<Tensor, TchError> {
+                let mut y = feature.shallow_clone();
+                for conv in branch {
+                    y = conv.forward(&y)?;
+                }
+                Ok(y)
             };
             boxes.push(run(&self.boxes[level])?.f_view([batch, 4 * self.reg_max, -1])?);
             scores.push(run(&self.classes[level])?.f_view([batch, self.nc, -1])?);

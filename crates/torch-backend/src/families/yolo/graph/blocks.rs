@@ -1,0 +1,417 @@
+//! The CSP blocks of YOLOv5u, YOLOv8 and YOLO11 as Ultralytics'
+//! `ultralytics.nn.modules.block` defines them: `Bottleneck`, `C2f` and
+//! `C3k2` (whose inner blocks are bottlenecks, `C3k`s, or a bottleneck
+//! followed by a `PSABlock`), `C3`, `C2PSA` with its `PSABlock`s and their
+//! `Attention`. Each is read from the checkpoint's module tree (its class,
+//! its children and their attributes), never from the yaml's arguments.
+
+use serde_json::Value as Json;
+use tch::{Kind, TchError, Tensor};
+
+use super::{ArchitectureError, Builder, Conv, unsupported};
+
+/// The most attention heads a block may have (YOLO11x's `C2PSA` has 5).
+const MAX_HEADS: i64 = 1024;
+
+/// A `Bottleneck`: two convs, and the input added when `add`.
+#[derive(Debug)]
+pub(super) struct Bottleneck {
+    cv1: Conv,
+    cv2: Conv,
+    add: bool,
+}
+
+impl Bottleneck {
+    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let y = self.cv2.forward(&self.cv1.forward(x)?)?;
+        if self.add { x.f_add(&y) } else { Ok(y) }
+    }
+
+    fn convs_mut(&mut self) -> [&mut Conv; 2] {
+        [&mut self.cv1, &mut self.cv2]
+    }
+}
+
+/// `C3` (and `C3k`, its subclass): `cv3(cat(m(cv1(x)), cv2(x)))`.
+#[derive(Debug)]
+pub(super) struct C3 {
+    cv1: Conv,
+    cv2: Conv,
+    pub(super) cv3: Conv,
+    blocks: Vec<Bottleneck>,
+}
+
+impl C3 {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let mut y = self.cv1.forward(x)?;
+        for block in &self.blocks {
+            y = block.forward(&y)?;
+        }
+        self.cv3
+            .forward(&Tensor::f_cat(&[y, self.cv2.forward(x)?], 1)?)
+    }
+
+    pub(super) fn convs_mut(&mut self) -> Vec<&mut Conv> {
+        let mut convs = vec![&mut self.cv1, &mut self.cv2, &mut self.cv3];
+        for block in &mut self.blocks {
+            convs.extend(block.convs_mut());
+        }
+        convs
+    }
+}
+
+/// One inner block of a `C2f` or `C3k2`.
+#[derive(Debug)]
+pub(super) enum Inner {
+    /// A `Bottleneck` (`C2f`, and `C3k2` without `c3k`).
+    Bottleneck(Bottleneck),
+    /// A `C3k` (`C3k2` with `c3k`).
+    C3k(C3),
+    /// `Sequential(Bottleneck, PSABlock)` (`C3k2` with `attn`).
+    Attention(Bottleneck, Box<PsaBlock>),
+}
+
+impl Inner {
+    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        match self {
+            Inner::Bottleneck(block) => block.forward(x),
+            Inner::C3k(block) => block.forward(x),
+            Inner::Attention(block, psa) => psa.forward(&block.forward(x)?),
+        }
+    }
+
+    fn convs_mut(&mut self) -> Vec<&mut Conv> {
+        match self {
+            Inner::Bottleneck(block) => block.convs_mut().into(),
+            Inner::C3k(block) => block.convs_mut(),
+            Inner::Attention(block, psa) => {
+                let mut convs: Vec<&mut Conv> = block.convs_mut().into();
+                convs.extend(psa.convs_mut());
+                convs
+            }
+        }
+    }
+}
+
+/// `C2f` and `C3k2`: `cv1`, split in two halves, each inner block on the
+/// last piece, all concatenated into `cv2`.
+#[derive(Debug)]
+pub(super) struct C2f {
+    cv1: Conv,
+    pub(super) cv2: Conv,
+    blocks: Vec<Inner>,
+}
+
+impl C2f {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let mut pieces = self.cv1.forward(x)?.f_chunk(2, 1)?;
+        for block in &self.blocks {
+            let last = pieces.last().expect("C2f has two halves");
+            let y = block.forward(last)?;
+            pieces.push(y);
+        }
+        self.cv2.forward(&Tensor::f_cat(&pieces, 1)?)
+    }
+
+    pub(super) fn convs_mut(&mut self) -> Vec<&mut Conv> {
+        let mut convs = vec![&mut self.cv1, &mut self.cv2];
+        for block in &mut self.blocks {
+            convs.extend(block.convs_mut());
+        }
+        convs
+    }
+}
+
+/// `Attention`: multi-head self-attention over the pixels, with a
+/// depthwise positional conv on the values.
+#[derive(Debug)]
+pub(super) struct Attention {
+    qkv: Conv,
+    proj: Conv,
+    pe: Conv,
+    heads: i64,
+    key_dim: i64,
+    head_dim: i64,
+    scale: f64,
+}
+
+impl Attention {
+    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let size = x.size();
+        let (batch, channels, height, width) = (size[0], size[1], size[2], size[3]);
+        let pixels = height * width;
+        let qkv = self.qkv.forward(x)?.f_view([
+            batch,
+            self.heads,
+            self.key_dim * 2 + self.head_dim,
+            pixels,
+        ])?;
+        let parts = qkv.f_split_with_sizes([self.key_dim, self.key_dim, self.head_dim], 2)?;
+        let (q, k, v) = (&parts[0], &parts[1], &parts[2]);
+        let attention = q
+            .f_mul_scalar(self.scale)?
+            .f_transpose(-2, -1)?
+            .f_matmul(k)?
+            .f_softmax(-1, Kind::Float)?;
+        let values = v.f_reshape([batch, channels, height, width])?;
+        let y = v
+            .f_matmul(&attention.f_transpose(-2, -1)?)?
+            .f_view([batch, channels, height, width])?
+            .f_add(&self.pe.forward(&values)?)?;
+        self.proj.forward(&y)
+    }
+}
+
+/// `PSABlock`: attention then a two-conv feed-forward, each added to its
+/// input when `add`.
+#[derive(Debug)]
+pub(super) struct PsaBlock {
+    attention: Attention,
+    ffn: [Conv; 2],
+    add: bool,
+}
+
+impl PsaBlock {
+    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let y = self.attention.forward(x)?;
+        let x = if self.add { x.f_add(&y)? } else { y };
+        let y = self.ffn[1].forward(&self.ffn[0].forward(&x)?)?;
+        if self.add { x.f_add(&y) } else { Ok(y) }
+    }
+
+    fn convs_mut(&mut self) -> Vec<&mut Conv> {
+        let [first, second] = &mut self.ffn;
+        vec![
+            &mut self.attention.qkv,
+            &mut self.attention.proj,
+            &mut self.attention.pe,
+            first,
+            second,
+        ]
+    }
+}
+
+/// `C2PSA`: `cv1`, split in halves of `hidden` channels, the `PSABlock`s
+/// on the second, concatenated back into `cv2`.
+#[derive(Debug)]
+pub(super) struct C2Psa {
+    cv1: Conv,
+    pub(super) cv2: Conv,
+    hidden: i64,
+    blocks: Vec<PsaBlock>,
+}
+
+impl C2Psa {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let halves = self
+            .cv1
+            .forward(x)?
+            .f_split_with_sizes([self.hidden, self.hidden], 1)?;
+        let mut b = halves[1].shallow_clone();
+        for block in &self.blocks {
+            b = block.forward(&b)?;
+        }
+        self.cv2.forward(&Tensor::f_cat(&[&halves[0], &b], 1)?)
+    }
+
+    pub(super) fn convs_mut(&mut self) -> Vec<&mut Conv> {
+        let mut convs = vec![&mut self.cv1, &mut self.cv2];
+        for block in &mut self.blocks {
+            convs.extend(block.convs_mut());
+        }
+        convs
+    }
+}
+
+impl Builder<'_> {
+    /// A bool attribute of the module at `path`.
+    fn flag(&self, path: &str, name: &str) -> Result<bool, ArchitectureError> {
+        self.module(path)?
+            .attributes
+            .get(name)
+            .and_then(Json::as_bool)
+            .ok_or_else(|| unsupported(format!("`{path}.{name}` is not a bool")))
+    }
+
+    /// A whole-number attribute of the module at `path`, in `1..=most`.
+    fn whole(&self, path: &str, name: &str, most: i64) -> Result<i64, ArchitectureError> {
+        self.module(path)?
+            .attributes
+            .get(name)
+            .and_then(Json::as_i64)
+            .filter(|n| (1..=most).contains(n))
+            .ok_or_else(|| {
+                unsupported(format!(
+                    "`{path}.{name}` is not a whole number from 1 to {most}"
+                ))
+            })
+    }
+
+    /// The number of children of the container at `path`, which must be
+    /// `expected` (the yaml's depth-scaled repeats).
+    fn count(&self, path: &str, expected: Option<i64>) -> Result<usize, ArchitectureError> {
+        let count = self.module(path)?.children.len();
+        if let Some(expected) = expected
+            && count as i64 != expected
+        {
+            return Err(unsupported(format!(
+                "`{path}` has {count} blocks; the yaml's depth gives {expected}"
+            )));
+        }
+        Ok(count)
+    }
+
+    fn bottleneck(&mut self, path: &str) -> Result<Bottleneck, ArchitectureError> {
+        self.expect(path, "Bottleneck")?;
+        Ok(Bottleneck {
+            add: self.flag(path, "add")?,
+            cv1: self.conv(&format!("{path}.cv1"))?,
+            cv2: self.conv(&format!("{path}.cv2"))?,
+        })
+    }
+
+    /// A `C3` (or `C3k`, `kind`) at `path`; `repeats` when the yaml gives
+    /// its depth.
+    pub(super) fn c3(
+        &mut self,
+        path: &str,
+        kind: &str,
+        repeats: Option<i64>,
+    ) -> Result<C3, ArchitectureError> {
+        self.expect(path, kind)?;
+        let count = self.count(&format!("{path}.m"), repeats)?;
+        let mut blocks = Vec::with_capacity(count);
+        for index in 0..count {
+            blocks.push(self.bottleneck(&format!("{path}.m.{index}"))?);
+        }
+        Ok(C3 {
+            cv1: self.conv(&format!("{path}.cv1"))?,
+            cv2: self.conv(&format!("{path}.cv2"))?,
+            cv3: self.conv(&format!("{path}.cv3"))?,
+            blocks,
+        })
+    }
+
+    /// A `C2f` or `C3k2` (`kind`) at `path` with `repeats` inner blocks.
+    pub(super) fn c2f(
+        &mut self,
+        path: &str,
+        kind: &str,
+        repeats: i64,
+    ) -> Result<C2f, ArchitectureError> {
+        self.expect(path, kind)?;
+        let count = self.count(&format!("{path}.m"), Some(repeats))?;
+        let cv1 = self.conv(&format!("{path}.cv1"))?;
+        let cv2 = self.conv(&format!("{path}.cv2"))?;
+        if cv1.out_channels() % 2 != 0 {
+            return Err(unsupported(format!("`{path}.cv1` has an odd width")));
+        }
+        let mut blocks = Vec::with_capacity(count);
+        for index in 0..count {
+            let block = format!("{path}.m.{index}");
+            let inner = match (kind, self.module(&block)?.kind()) {
+                (_, "Bottleneck") => Inner::Bottleneck(self.bottleneck(&block)?),
+                ("C3k2", "C3k") => Inner::C3k(self.c3(&block, "C3k", None)?),
+                ("C3k2", "Sequential") => {
+                    if self.module(&block)?.children.len() != 2 {
+                        return Err(unsupported(format!(
+                            "`{block}` is not a Bottleneck and a PSABlock"
+                        )));
+                    }
+                    Inner::Attention(
+                        self.bottleneck(&format!("{block}.0"))?,
+                        Box::new(self.psa_block(&format!("{block}.1"))?),
+                    )
+                }
+                (_, other) => {
+                    return Err(unsupported(format!(
+                        "`{block}` is a `{other}`; a `{kind}` holds {}",
+                        if kind == "C3k2" {
+                            "Bottleneck, C3k or Bottleneck + PSABlock blocks"
+                        } else {
+                            "Bottleneck blocks"
+                        }
+                    )));
+                }
+            };
+            blocks.push(inner);
+        }
+        Ok(C2f { cv1, cv2, blocks })
+    }
+
+    fn attention(&mut self, path: &str) -> Result<Attention, ArchitectureError> {
+        let module = self.expect(path, "Attention")?;
+        let scale = module
+            .attributes
+            .get("scale")
+            .and_then(Json::as_f64)
+            .filter(|scale| scale.is_finite() && *scale > 0.0)
+            .ok_or_else(|| unsupported(format!("`{path}.scale` is not a positive number")))?;
+        let heads = self.whole(path, "num_heads", MAX_HEADS)?;
+        let key_dim = self.whole(path, "key_dim", 65_536)?;
+        let head_dim = self.whole(path, "head_dim", 65_536)?;
+        let attention = Attention {
+            qkv: self.conv(&format!("{path}.qkv"))?,
+            proj: self.conv(&format!("{path}.proj"))?,
+            pe: self.conv(&format!("{path}.pe"))?,
+            heads,
+            key_dim,
+            head_dim,
+            scale,
+        };
+        let channels = heads * head_dim;
+        let [qkv, proj, pe] = [&attention.qkv, &attention.proj, &attention.pe].map(|conv| {
+            let size = conv.weight.size();
+            (size[0], size[1] * conv.groups)
+        });
+        if qkv != (heads * (2 * key_dim + head_dim), channels)
+            || proj != (channels, channels)
+            || pe != (channels, channels)
+        {
+            return Err(unsupported(format!(
+                "`{path}`'s convolutions do not fit {heads} heads of {head_dim} channels with keys of {key_dim}"
+            )));
+        }
+        Ok(attention)
+    }
+
+    fn psa_block(&mut self, path: &str) -> Result<PsaBlock, ArchitectureError> {
+        self.expect(path, "PSABlock")?;
+        let add = self.flag(path, "add")?;
+        if self.count(&format!("{path}.ffn"), Some(2)).is_err() {
+            return Err(unsupported(format!("`{path}.ffn` is not two convolutions")));
+        }
+        Ok(PsaBlock {
+            attention: self.attention(&format!("{path}.attn"))?,
+            ffn: [
+                self.conv(&format!("{path}.ffn.0"))?,
+                self.conv(&format!("{path}.ffn.1"))?,
+            ],
+            add,
+        })
+    }
+
+    /// A `C2PSA` at `path` with `repeats` `PSABlock`s.
+    pub(super) fn c2psa(&mut self, path: &str, repeats: i64) -> Result<C2Psa, ArchitectureError> {
+        self.expect(path, "C2PSA")?;
+        let hidden = self.whole(path, "c", 65_536)?;
+        let count = self.count(&format!("{path}.m"), Some(repeats))?;
+        let cv1 = self.conv(&format!("{path}.cv1"))?;
+        if cv1.out_channels() != 2 * hidden {
+            return Err(unsupported(format!(
+                "`{path}.cv1` gives {} channels, not twice `c` = {hidden}",
+                cv1.out_channels()
+            )));
+        }
+        let mut blocks = Vec::with_capacity(count);
+        for index in 0..count {
+            blocks.push(self.psa_block(&format!("{path}.m.{index}"))?);
+        }
+        Ok(C2Psa {
+            cv1,
+            cv2: self.conv(&format!("{path}.cv2"))?,
+            hidden,
+            blocks,
+        })
+    }
+}
