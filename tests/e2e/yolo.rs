@@ -1,4 +1,5 @@
-//! `zoo models apply yolov8n-coco-torch` runs natively (FiftyOne's
+//! `zoo models apply yolov8n-coco-torch` (and `yolo11n-coco-torch`,
+//! `yolov5n-coco-torch`) runs natively (FiftyOne's
 //! `FiftyOneYOLOModel` built by zoo, no Python), with the weights from
 //! the entry's URL served by a loopback mirror (`ZOO_DOWNLOAD_MIRRORS`),
 //! and stores FiftyOne 1.22.1's own detections.
@@ -18,12 +19,31 @@ use crate::util::{Sandbox, exported_samples, fixtures, json_fixture};
 
 #[test]
 fn yolov8n_coco_torch_runs_natively_with_fiftyones_detections() {
+    runs_natively("yolov8n-coco-torch", "yolov8n.pt", "yolov8t.pt", 184);
+}
+
+/// YOLO11 (`yolo11t.pt` served as the entry's `yolo11n.pt`).
+#[test]
+fn yolo11n_coco_torch_runs_natively_with_fiftyones_detections() {
+    runs_natively("yolo11n-coco-torch", "yolo11n.pt", "yolo11t.pt", 286);
+}
+
+/// YOLOv5u (`yolov5tu.pt` served as the entry's `yolov5nu.pt`).
+#[test]
+fn yolov5n_coco_torch_runs_natively_with_fiftyones_detections() {
+    runs_natively("yolov5n-coco-torch", "yolov5nu.pt", "yolov5tu.pt", 184);
+}
+
+/// Applies the built-in `entry` to the oracle's pictures with the seeded
+/// `fixture` served as its release file `release`, and compares with
+/// FiftyOne's detections (`total` of them).
+fn runs_natively(entry: &str, release: &str, fixture: &str, total_expected: usize) {
     let oracle = json_fixture("yolo/yolo_oracle.json");
-    let expected = &oracle["yolov8t.pt"]["fiftyone"];
+    let expected = &oracle[fixture]["fiftyone"];
     let server = TestServer::start();
     server.file(
-        "/ultralytics/assets/releases/download/v8.3.0/yolov8n.pt",
-        fs_err::read(fixtures().join("yolo/yolov8t.pt")).unwrap(),
+        &format!("/ultralytics/assets/releases/download/v8.3.0/{release}"),
+        fs_err::read(fixtures().join("yolo").join(fixture)).unwrap(),
     );
     let mut sandbox = Sandbox::new();
     sandbox.env.push((
@@ -31,9 +51,7 @@ fn yolov8n_coco_torch_runs_natively_with_fiftyones_detections() {
         format!("https://github.com/={}", server.url("/")),
     ));
     sandbox.env.push(("OMP_NUM_THREADS".into(), "1".into()));
-    let info = sandbox
-        .ok(&["models", "info", "yolov8n-coco-torch", "--json"])
-        .json();
+    let info = sandbox.ok(&["models", "info", entry, "--json"]).json();
     assert_eq!(info["runs_in"], "native", "{info}");
     let images = sandbox.dir.path().join("images");
     fs_err::create_dir_all(&images).unwrap();
@@ -41,7 +59,7 @@ fn yolov8n_coco_torch_runs_natively_with_fiftyones_detections() {
         fs_err::copy(fixtures().join("yolo").join(file), images.join(file)).unwrap();
     }
     sandbox.ok(&["datasets", "create", "yolo", images.to_str().unwrap()]);
-    sandbox.ok(&["models", "apply", "yolov8n-coco-torch", "yolo", "pred"]);
+    sandbox.ok(&["models", "apply", entry, "yolo", "pred"]);
     let samples = exported_samples(&sandbox, "yolo");
     assert_eq!(samples.len(), 4);
     let mut total = 0;
@@ -66,6 +84,6 @@ fn yolov8n_coco_torch_runs_natively_with_fiftyones_detections() {
         }
         total += ours.len();
     }
-    assert_eq!(total, 184);
+    assert_eq!(total, total_expected);
     assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
 }

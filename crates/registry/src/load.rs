@@ -69,7 +69,7 @@ pub const NATIVE_TYPES: &[&str] = &[
 
 /// FiftyOne's Ultralytics class names among [`NATIVE_TYPES`]: native only
 /// for the checkpoints zoo builds ([`native_ultralytics`]); FiftyOne's
-/// class runs the others (segmentation, pose, YOLO11, ...).
+/// class runs the others (segmentation, pose, YOLO26, ...).
 const ULTRALYTICS_TYPES: &[&str] = &[
     "fiftyone.utils.ultralytics.FiftyOneYOLOModel",
     "FiftyOneYOLOModel",
@@ -79,9 +79,17 @@ const ULTRALYTICS_TYPES: &[&str] = &[
 const ULTRALYTICS_DETECTIONS: &str =
     "fiftyone.utils.ultralytics.UltralyticsDetectionOutputProcessor";
 
-/// Whether an Ultralytics config is one zoo runs natively: YOLOv8
-/// detection, `entrypoint_args.model` `yolov8{n,s,m,l,x}.pt` with FiftyOne's
-/// detection output processor (`yolov8*-coco-torch`).
+/// The release checkpoints zoo builds natively with FiftyOne's detection
+/// output processor, as `(prefix, suffix)` around the scale letter:
+/// YOLOv8 (`yolov8n.pt`), YOLO11 (`yolo11n.pt`) and YOLOv5u (`yolov5nu.pt`).
+const NATIVE_DETECTORS: &[(&str, &str)] =
+    &[("yolov8", ".pt"), ("yolo11", ".pt"), ("yolov5", "u.pt")];
+
+/// Whether an Ultralytics config is one zoo runs natively: YOLOv8, YOLO11
+/// and YOLOv5u detection, `entrypoint_args.model` one of
+/// [`NATIVE_DETECTORS`] at scale `n`, `s`, `m`, `l` or `x`, with FiftyOne's
+/// detection output processor (`yolov8*-coco-torch`, `yolo11*-coco-torch`,
+/// `yolov5*-coco-torch`).
 fn native_ultralytics(config: &DeploymentConfig) -> bool {
     let processor = config
         .config
@@ -92,13 +100,15 @@ fn native_ultralytics(config: &DeploymentConfig) -> bool {
         .get("entrypoint_args")
         .and_then(|args| args.get("model"))
         .and_then(Value::as_str);
-    let yolov8 = weights.is_some_and(|weights| {
-        weights
-            .strip_prefix("yolov8")
-            .and_then(|rest| rest.strip_suffix(".pt"))
-            .is_some_and(|scale| ["n", "s", "m", "l", "x"].contains(&scale))
+    let native = weights.is_some_and(|weights| {
+        NATIVE_DETECTORS.iter().any(|(prefix, suffix)| {
+            weights
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_suffix(suffix))
+                .is_some_and(|scale| ["n", "s", "m", "l", "x"].contains(&scale))
+        })
     });
-    processor == Some(ULTRALYTICS_DETECTIONS) && yolov8
+    processor == Some(ULTRALYTICS_DETECTIONS) && native
 }
 
 /// FiftyOne's class for its legacy TensorFlow models (ETA's).

@@ -1,5 +1,6 @@
 //! `FiftyOneYOLOModel`: FiftyOne's `fiftyone.utils.ultralytics.FiftyOneYOLOModel`
-//! for YOLOv8 detection (`yolov8{n,s,m,l,x}-coco-torch`), on libtorch
+//! for YOLOv8, YOLO11 and YOLOv5u detection (`yolov8{n,s,m,l,x}-coco-torch`,
+//! `yolo11{n,s,m,l,x}-coco-torch`, `yolov5{n,s,m,l,x}-coco-torch`), on libtorch
 //! (CPU), through the `yolo` family: FiftyOne's letterbox, Ultralytics'
 //! network, NMS and box scaling, and FiftyOne's `to_detections`.
 //!

@@ -130,11 +130,11 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 53 zoo builds
-/// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8
-/// n/s/m/l/x detection) natively, the 50 TensorFlow ones in the model host
-/// with TensorFlow, the other 233 in the model host through FiftyOne's
-/// class.
+/// `zoo models info` says how each built-in runs: the 63 zoo builds
+/// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8,
+/// YOLO11 and YOLOv5u n/s/m/l/x detection) natively, the 50 TensorFlow
+/// ones in the model host with TensorFlow, the other 223 in the model host
+/// through FiftyOne's class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -157,7 +157,9 @@ fn each_builtin_says_how_it_runs() {
                 kind.ends_with("TorchvisionImageModel")
                     || kind.ends_with("TorchCLIPModel")
                     || (kind.ends_with("FiftyOneYOLOModel")
-                        && model.model.base_name.starts_with("yolov8"))
+                        && ["yolov8", "yolo11", "yolov5"]
+                            .iter()
+                            .any(|prefix| model.model.base_name.starts_with(prefix)))
                     || model.model.extra.contains_key("zoo_hub_weights"),
                 "{}",
                 model.name()
@@ -176,8 +178,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 53),
-            ("python host", 233),
+            ("native", 63),
+            ("python host", 223),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -204,11 +206,11 @@ fn a_hosted_builtin_plans_fiftyones_class_and_a_sources_is_refused() {
     let mut config = RegistryConfig::new(root.path());
     config.builtin = Some(zoo_registry::builtin_manifest());
     let registry = Registry::new(config);
-    let model = registry.model("yolo11n-coco-torch").unwrap();
+    let model = registry.model("yolov8s-world-torch").unwrap();
     assert!(zoo_registry::check_native(&model).is_ok());
     let LoadPlan::Python(plan) = registry.load_plan(&model, &serde_json::Map::new()).unwrap()
     else {
-        panic!("yolo11n-coco-torch is not planned for the model host");
+        panic!("yolov8s-world-torch is not planned for the model host");
     };
     assert_eq!(
         plan.init,
@@ -228,7 +230,7 @@ fn a_hosted_builtin_plans_fiftyones_class_and_a_sources_is_refused() {
         serde_json::to_value(&model.model.default_deployment_config_dict).unwrap()
     );
     assert_eq!(plan.kwargs["zoo_pass_model_path"], true);
-    assert_eq!(plan.model_path, root.path().join("yolo11n-coco.pt"));
+    assert_eq!(plan.model_path, root.path().join("yolov8s-world.pt"));
     // A Hugging Face entry has no `base_filename`: FiftyOne passes no path.
     let rtdetr = registry.model("rtdetr-v2-s-coco-torch").unwrap();
     let LoadPlan::Python(plan) = registry
@@ -315,11 +317,13 @@ fn fiftyone_manifest_dir() -> Option<std::path::PathBuf> {
     Some(String::from_utf8(output.stdout).unwrap().trim().into())
 }
 
-/// FiftyOne's `FiftyOneYOLOModel` runs natively for YOLOv8 detection
-/// (`yolov8{n,s,m,l,x}-coco-torch`) and through FiftyOne's class for every
-/// other Ultralytics entry (YOLO11, segmentation, pose, YOLO-World, ...).
+/// FiftyOne's `FiftyOneYOLOModel` runs natively for YOLOv8, YOLO11 and
+/// YOLOv5u detection (`yolov8{n,s,m,l,x}-coco-torch`,
+/// `yolo11{n,s,m,l,x}-coco-torch`, `yolov5{n,s,m,l,x}-coco-torch`) and
+/// through FiftyOne's class for every other Ultralytics entry
+/// (segmentation, pose, YOLO26, YOLOv10, YOLO-World, Open Images, ...).
 #[test]
-fn yolov8_detection_runs_natively_and_other_ultralytics_entries_in_the_host() {
+fn yolov8_yolo11_and_yolov5u_detection_run_natively_and_other_ultralytics_entries_in_the_host() {
     let root = tempfile::tempdir().unwrap();
     let mut config = RegistryConfig::new(root.path());
     config.builtin = Some(zoo_registry::builtin_manifest());
@@ -330,6 +334,16 @@ fn yolov8_detection_runs_natively_and_other_ultralytics_entries_in_the_host() {
         "yolov8m-coco-torch",
         "yolov8l-coco-torch",
         "yolov8x-coco-torch",
+        "yolo11n-coco-torch",
+        "yolo11s-coco-torch",
+        "yolo11m-coco-torch",
+        "yolo11l-coco-torch",
+        "yolo11x-coco-torch",
+        "yolov5n-coco-torch",
+        "yolov5s-coco-torch",
+        "yolov5m-coco-torch",
+        "yolov5l-coco-torch",
+        "yolov5x-coco-torch",
     ] {
         let model = registry.model(name).unwrap();
         assert_eq!(
@@ -339,12 +353,13 @@ fn yolov8_detection_runs_natively_and_other_ultralytics_entries_in_the_host() {
         );
     }
     for name in [
-        "yolo11n-coco-torch",
+        "yolo11n-seg-coco-torch",
         "yolov8n-seg-coco-torch",
         "yolo26n-pose-coco-torch",
+        "yolo26n-coco-torch",
+        "yolov10n-coco-torch",
         "yolov8s-world-torch",
         "yolov8n-oiv7-torch",
-        "yolov5n-coco-torch",
     ] {
         let model = registry.model(name).unwrap();
         assert_eq!(

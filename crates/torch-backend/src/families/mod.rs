@@ -291,8 +291,9 @@ pub(crate) const FAMILIES: &[Family] = &[
         ..DETECTOR
     },
     Family {
-        // FiftyOne's `entrypoint_fcn` `ultralytics.YOLO`: YOLOv8 detection
-        // (n, s, m, l, x), each from its release checkpoint.
+        // FiftyOne's `entrypoint_fcn` `ultralytics.YOLO`: YOLOv8, YOLO11
+        // and YOLOv5u detection (n, s, m, l, x), each from its release
+        // checkpoint.
         names: &["YOLO"],
         task: Task::Ultralytics,
         build: Build::Checkpoint,

@@ -1,4 +1,6 @@
-//! Ultralytics YOLOv8 detection (`yolov8{n,s,m,l,x}-coco-torch`), natively,
+//! Ultralytics YOLOv8, YOLO11 and YOLOv5u detection
+//! (`yolov8{n,s,m,l,x}-coco-torch`, `yolo11{n,s,m,l,x}-coco-torch`,
+//! `yolov5{n,s,m,l,x}-coco-torch`), natively,
 //! as FiftyOne 1.22.1's `FiftyOneYOLOModel` runs it with Ultralytics 8.4:
 //!
 //! - the release checkpoint's pickled module tree is read without running
@@ -92,7 +94,7 @@ pub struct Detection {
     pub confidence: f64,
 }
 
-/// A loaded Ultralytics YOLOv8 detector.
+/// A loaded Ultralytics YOLOv8, YOLO11 or YOLOv5u detector.
 #[derive(Debug)]
 pub struct YoloDetector {
     network: Network,
@@ -102,7 +104,8 @@ pub struct YoloDetector {
 }
 
 impl YoloDetector {
-    /// Loads an Ultralytics release checkpoint (`yolov8n.pt`, ...): its
+    /// Loads an Ultralytics release checkpoint (`yolov8n.pt`, `yolo11n.pt`,
+    /// `yolov5nu.pt`, ...): its
     /// module tree, `yaml`, `names` and `stride`.
     pub fn load(path: &Path) -> Result<YoloDetector, YoloError> {
         let checkpoint = read_module_checkpoint(path)?;
