@@ -153,7 +153,7 @@ impl Model for TorchYoloModel {
                         label: detection.label,
                         bounding_box: detection.bounding_box,
                         confidence: Some(detection.confidence),
-                        mask: None,
+                        mask: detection.mask,
                     })
                     .collect();
                 Ok(Prediction::Label(Some(Label::Detections(detections))))

@@ -28,6 +28,10 @@ const BOX_TOLERANCE: f64 = 1e-4;
 /// The largest difference allowed in a confidence.
 const SCORE_TOLERANCE: f64 = 1e-4;
 
+/// The smallest intersection over union allowed between an instance mask
+/// and FiftyOne's.
+const MASK_IOU: f64 = 0.99;
+
 fn decode(path: &Path) -> Image {
     zoo_datasets::decode_image(path).unwrap()
 }
@@ -39,6 +43,49 @@ struct Differences {
     scores: f64,
     pixels: f64,
     detections: usize,
+    /// The smallest mask IoU against FiftyOne's (1 when no masks).
+    mask_iou: f64,
+    /// The masks compared.
+    masks: usize,
+    /// The largest difference in a mask's pixel count against
+    /// Ultralytics' full-size mask.
+    mask_area: i64,
+}
+
+/// A mask from the oracle: `[height, width]` and the hex of its packed
+/// bits (`np.packbits`, most significant bit first).
+fn decode_mask(detection: &Value) -> Option<(usize, usize, Vec<u8>)> {
+    let shape: [usize; 2] = serde_json::from_value(detection.get("mask_shape")?.clone()).unwrap();
+    let hex = detection["mask"].as_str().unwrap();
+    let packed: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|index| u8::from_str_radix(&hex[index..index + 2], 16).unwrap())
+        .collect();
+    let count = shape[0] * shape[1];
+    let bits = (0..count)
+        .map(|index| (packed[index / 8] >> (7 - index % 8)) & 1)
+        .collect();
+    Some((shape[0], shape[1], bits))
+}
+
+/// The intersection over union of two masks of one shape (1 when both are
+/// empty).
+fn mask_iou(a: &[u8], b: &[u8]) -> f64 {
+    let both = a
+        .iter()
+        .zip(b)
+        .filter(|(a, b)| **a != 0 && **b != 0)
+        .count();
+    let either = a
+        .iter()
+        .zip(b)
+        .filter(|(a, b)| **a != 0 || **b != 0)
+        .count();
+    if either == 0 {
+        1.0
+    } else {
+        both as f64 / either as f64
+    }
 }
 
 /// Runs `weights` on every picture of `oracle` (one checkpoint's entry)
@@ -48,7 +95,10 @@ fn check(weights: &Path, pictures: &Path, oracle: &Value) -> Differences {
     // differently when split over threads (2e-5 in scores with two).
     tch::set_num_threads(1);
     let detector = YoloDetector::load(weights).unwrap();
-    let mut seen = Differences::default();
+    let mut seen = Differences {
+        mask_iou: 1.0,
+        ..Differences::default()
+    };
     let fiftyone = oracle["fiftyone"].as_object().unwrap();
     for (picture, expected) in fiftyone {
         let image = decode(&pictures.join(picture));
@@ -73,6 +123,23 @@ fn check(weights: &Path, pictures: &Path, oracle: &Value) -> Differences {
             }
             let score = theirs["confidence"].as_f64().unwrap();
             seen.scores = seen.scores.max((ours.confidence - score).abs());
+            match (decode_mask(theirs), &ours.mask) {
+                (None, None) => {}
+                (Some((rows, columns, expected)), Some((our_rows, our_columns, bytes))) => {
+                    assert_eq!(
+                        (*our_rows, *our_columns),
+                        (rows, columns),
+                        "{picture} #{index}: mask shape"
+                    );
+                    seen.mask_iou = seen.mask_iou.min(mask_iou(bytes, &expected));
+                    seen.masks += 1;
+                }
+                (theirs, ours) => panic!(
+                    "{picture} #{index}: FiftyOne's mask {:?}, ours {:?}",
+                    theirs.map(|m| (m.0, m.1)),
+                    ours.as_ref().map(|m| (m.0, m.1))
+                ),
+            }
         }
         // Ultralytics' own pixel boxes.
         let pixels = detector.detect_pixels(&image).unwrap();
@@ -86,10 +153,21 @@ fn check(weights: &Path, pictures: &Path, oracle: &Value) -> Differences {
                 seen.pixels = seen.pixels.max((f64::from(*a) - b).abs());
             }
         }
+        if let Some(areas) = ultralytics.get("mask_areas") {
+            let areas: Vec<i64> = serde_json::from_value(areas.clone()).unwrap();
+            for (ours, area) in pixels.iter().zip(&areas) {
+                let mask = ours
+                    .mask
+                    .as_ref()
+                    .expect("a segmenter's detections have masks");
+                let count = mask.bytes.iter().filter(|byte| **byte != 0).count() as i64;
+                seen.mask_area = seen.mask_area.max((count - area).abs());
+            }
+        }
         seen.detections += ours.len();
     }
     assert!(
-        seen.boxes <= BOX_TOLERANCE && seen.scores <= SCORE_TOLERANCE,
+        seen.boxes <= BOX_TOLERANCE && seen.scores <= SCORE_TOLERANCE && seen.mask_iou >= MASK_IOU,
         "{}: {seen:?}",
         weights.display()
     );
@@ -97,7 +175,7 @@ fn check(weights: &Path, pictures: &Path, oracle: &Value) -> Differences {
     seen
 }
 
-/// Each generation's tiny seeded checkpoint: YOLOv8 (`C2f`), YOLO11
+/// Each generation's tiny seeded detector: YOLOv8 (`C2f`), YOLO11
 /// (`C3k2` with `C3k` and bottleneck blocks, `C2PSA` attention, the
 /// depthwise class branch) and YOLOv5u (`C3`).
 #[test]
@@ -108,6 +186,21 @@ fn yolo_detections_match_fiftyone_and_ultralytics() {
     for file in ["yolov8t.pt", "yolo11t.pt", "yolov5tu.pt"] {
         let seen = check(&directory.join(file), &directory, &oracle[file]);
         assert!(seen.detections > 0, "{file}");
+    }
+}
+
+/// YOLOv8 and YOLO11 segmentation (`Segment`: mask coefficients and
+/// `Proto` prototypes; `retina_masks=True` as FiftyOne sets it): each
+/// detection as above, and its mask cropped to its box as FiftyOne's
+/// `to_instances` crops it with an IoU of at least [`MASK_IOU`].
+#[test]
+fn yolo_instances_match_fiftyone_and_ultralytics() {
+    let directory = fixtures().join("yolo");
+    let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
+    let oracle: Value = serde_json::from_str(&text).unwrap();
+    for file in ["yolov8t-seg.pt", "yolo11t-seg.pt"] {
+        let seen = check(&directory.join(file), &directory, &oracle[file]);
+        assert!(seen.masks > 0, "{file}");
     }
 }
 

@@ -1,5 +1,5 @@
-//! The YOLOv5u, YOLOv8 and YOLO11 detection networks, built from an Ultralytics checkpoint's
-//! `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
+//! The YOLOv5u, YOLOv8 and YOLO11 detection (and YOLOv8 and YOLO11
+//! segmentation) networks, built from an Ultralytics checkpoint's `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
 //! module, args]`, depths and widths from `scales[scale]`), with each
 //! layer's hyperparameters (strides, paddings, batch norm `eps`,
 //! activations, SPPF's pooling) read from the pickled module tree and its
@@ -17,8 +17,10 @@ use crate::checkpoint::modules::{Module, ModuleCheckpoint};
 use crate::net::fold::channels_last;
 
 mod blocks;
+mod head;
 
 use blocks::{C2Psa, C2f, C3};
+pub(crate) use head::{Detect, HeadOutput};
 
 /// The most layers a YOLO yaml may list (YOLOv8 has 23).
 const MAX_LAYERS: usize = 1000;
@@ -35,7 +37,7 @@ const MAX_CHANNELS: f64 = 65_536.0;
 pub enum ArchitectureError {
     /// The yaml, the module tree or the tensors do not describe a YOLO
     /// detection network zoo builds.
-    #[error("not a YOLO detection network zoo builds: {0}")]
+    #[error("not a YOLO network zoo builds: {0}")]
     Unsupported(String),
     /// libtorch failed while fusing the weights.
     #[error("libtorch failed while building the network")]
@@ -108,24 +110,6 @@ enum Layer {
     Detect(Box<Detect>),
 }
 
-/// The `Detect` head: per level, a box branch (`cv2`: Conv, Conv, Conv2d
-/// to `4 * reg_max`) and a class branch (`cv3`: Conv, Conv, Conv2d to `nc`
-/// in Ultralytics' `legacy` head of YOLOv5u and YOLOv8; YOLO11's is two
-/// depthwise + pointwise pairs, then the Conv2d), decoded through DFL. Each
-/// branch is its convolutions in order.
-#[derive(Debug)]
-pub(crate) struct Detect {
-    boxes: Vec<Vec<Conv>>,
-    classes: Vec<Vec<Conv>>,
-    /// The DFL's fixed `1 x reg_max` convolution weight.
-    dfl: Tensor,
-    reg_max: i64,
-    /// The number of classes.
-    pub(crate) nc: i64,
-    /// The levels' strides.
-    strides: Vec<f64>,
-}
-
 impl Conv {
     fn make_channels_last(&mut self) {
         self.weight = channels_last(&self.weight);
@@ -153,14 +137,7 @@ impl Layer {
                 cv1.make_channels_last();
                 cv2.make_channels_last();
             }
-            Layer::Detect(detect) => {
-                for branch in detect.boxes.iter_mut().chain(detect.classes.iter_mut()) {
-                    for conv in branch.iter_mut() {
-                        conv.make_channels_last();
-                    }
-                }
-                detect.dfl = channels_last(&detect.dfl);
-            }
+            Layer::Detect(detect) => detect.make_channels_last(),
             Layer::Upsample { .. } | Layer::Concat { .. } => {}
         }
     }
@@ -380,114 +357,6 @@ impl Builder<'_> {
             repeats,
             add,
         })
-    }
-
-    /// A head branch at `path`: `Sequential(Conv, Conv, Conv2d)`, or (the
-    /// class branch of YOLO11's head) `Sequential(Sequential(DWConv,
-    /// Conv), Sequential(DWConv, Conv), Conv2d)`; its convolutions in order.
-    fn branch(&mut self, path: &str) -> Result<Vec<Conv>, ArchitectureError> {
-        let sequence = self.expect(path, "Sequential")?;
-        let kinds: Vec<&str> = sequence
-            .children
-            .iter()
-            .map(|(_, child)| child.kind())
-            .collect();
-        let mut convs = Vec::new();
-        match kinds.as_slice() {
-            ["Conv", "Conv", "Conv2d"] => {
-                convs.push(self.conv(&format!("{path}.0"))?);
-                convs.push(self.conv(&format!("{path}.1"))?);
-            }
-            ["Sequential", "Sequential", "Conv2d"] => {
-                for index in 0..2 {
-                    let pair = format!("{path}.{index}");
-                    let kinds: Vec<&str> = self
-                        .module(&pair)?
-                        .children
-                        .iter()
-                        .map(|(_, child)| child.kind())
-                        .collect();
-                    if kinds != ["DWConv", "Conv"] {
-                        return Err(unsupported(format!(
-                            "`{pair}` holds {kinds:?}, not a DWConv and a Conv"
-                        )));
-                    }
-                    convs.push(self.conv(&format!("{pair}.0"))?);
-                    convs.push(self.conv(&format!("{pair}.1"))?);
-                }
-            }
-            other => {
-                return Err(unsupported(format!(
-                    "`{path}` holds {other:?}, not a head branch zoo builds (Conv, Conv, Conv2d; or DWConv and Conv pairs, Conv2d)"
-                )));
-            }
-        }
-        convs.push(self.conv2d(&format!("{path}.2"))?);
-        Ok(convs)
-    }
-
-    fn detect(&mut self, path: &str, levels: usize) -> Result<Layer, ArchitectureError> {
-        let module = self.expect(path, "Detect")?;
-        if module.get("one2one_cv2").is_some() {
-            return Err(unsupported(format!(
-                "`{path}` is an end-to-end head; zoo builds YOLOv5u's, YOLOv8's and YOLO11's"
-            )));
-        }
-        let integer = |name: &str, most: i64| -> Result<i64, ArchitectureError> {
-            module
-                .attributes
-                .get(name)
-                .and_then(Json::as_i64)
-                .filter(|n| (1..=most).contains(n))
-                .ok_or_else(|| unsupported(format!("`{path}.{name}` is not a whole number")))
-        };
-        let nc = integer("nc", 100_000)?;
-        let reg_max = integer("reg_max", 1024)?;
-        let nl = integer("nl", 16)?;
-        if nl as usize != levels {
-            return Err(unsupported(format!(
-                "`{path}.nl` is {nl}, but the yaml feeds it {levels} levels"
-            )));
-        }
-        if reg_max < 2 {
-            return Err(unsupported(format!("`{path}` has no DFL (reg_max 1)")));
-        }
-        let mut boxes = Vec::new();
-        let mut classes = Vec::new();
-        for level in 0..levels {
-            let branch = self.branch(&format!("{path}.cv2.{level}"))?;
-            let out = branch.last().map_or(0, Conv::out_channels);
-            if out != 4 * reg_max {
-                return Err(unsupported(format!(
-                    "`{path}.cv2.{level}` gives {out} channels, not 4 x reg_max"
-                )));
-            }
-            boxes.push(branch);
-            let branch = self.branch(&format!("{path}.cv3.{level}"))?;
-            let out = branch.last().map_or(0, Conv::out_channels);
-            if out != nc {
-                return Err(unsupported(format!(
-                    "`{path}.cv3.{level}` gives {out} channels, not nc = {nc}"
-                )));
-            }
-            classes.push(branch);
-        }
-        self.expect(&format!("{path}.dfl"), "DFL")?;
-        let dfl = self.tensor(&format!("{path}.dfl.conv.weight"))?;
-        if dfl.size() != [1, reg_max, 1, 1] {
-            return Err(unsupported(format!(
-                "`{path}.dfl.conv.weight` has shape {:?}",
-                dfl.size()
-            )));
-        }
-        Ok(Layer::Detect(Box::new(Detect {
-            boxes,
-            classes,
-            dfl,
-            reg_max,
-            nc,
-            strides: Vec::new(),
-        })))
     }
 }
 
@@ -733,12 +602,12 @@ impl Network {
                     let total = from.iter().map(|from| channel_of(*from)).sum();
                     (Layer::Concat { dimension }, total)
                 }
-                "Detect" => {
+                "Detect" | "Segment" => {
                     repeats_one()?;
                     if index + 1 != rows_yaml.len() {
-                        return Err(unsupported("`Detect` is not the last layer"));
+                        return Err(unsupported(format!("`{name}` is not the last layer")));
                     }
-                    let mut layer = builder.detect(&path, from.len())?;
+                    let mut layer = builder.detect(&path, name, from.len())?;
                     if let Layer::Detect(detect) = &mut layer {
                         let strides = attribute_tensors
                             .iter()
@@ -764,7 +633,7 @@ impl Network {
                 }
                 other => {
                     return Err(unsupported(format!(
-                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8 and YOLO11 detection: Conv, C2f, C3, C3k2, C2PSA, SPPF, nn.Upsample, Concat, Detect)"
+                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8 and YOLO11 detection and segmentation: Conv, C2f, C3, C3k2, C2PSA, SPPF, nn.Upsample, Concat, Detect, Segment)"
                     )));
                 }
             };
@@ -824,9 +693,9 @@ impl Network {
         }
     }
 
-    /// `[N, 4 + nc, anchors]`: boxes (`xywh`, input pixels) and class
-    /// scores (after the sigmoid), as `Detect` returns them in inference.
-    pub(crate) fn forward(&self, input: &Tensor) -> Result<Tensor, TchError> {
+    /// The head's output as `Detect` (or `Segment`) returns it in
+    /// inference.
+    pub(crate) fn forward(&self, input: &Tensor) -> Result<HeadOutput, TchError> {
         let mut outputs: Vec<Tensor> = Vec::with_capacity(self.rows.len());
         for (index, row) in self.rows.iter().enumerate() {
             let input_of =
@@ -890,64 +759,6 @@ impl Network {
     }
 }
 
-impl Detect {
-    /// `Detect.forward` in inference: the branches, DFL, `dist2bbox`
-    /// (`xywh`) times the strides, and the sigmoid of the class scores.
-    fn forward(&self, features: &[&Tensor]) -> Result<Tensor, TchError> {
-        let batch = features[0].size()[0];
-        let mut boxes = Vec::new();
-        let mut scores = Vec::new();
-        let mut anchors = Vec::new();
-        let mut strides = Vec::new();
-        for (level, feature) in features.iter().enumerate() {
-            let run = |branch: &[Conv]| -> Result<Tensor, TchError> {
-                let mut y = feature.shallow_clone();
-                for conv in branch {
-                    y = conv.forward(&y)?;
-                }
-                Ok(y)
-            };
-            boxes.push(run(&self.boxes[level])?.f_view([batch, 4 * self.reg_max, -1])?);
-            scores.push(run(&self.classes[level])?.f_view([batch, self.nc, -1])?);
-            // make_anchors(feats, strides, 0.5).
-            let size = feature.size();
-            let (height, width) = (size[2], size[3]);
-            let options = (Kind::Float, feature.device());
-            let sx = Tensor::f_arange(width, options)?.f_add_scalar(0.5)?;
-            let sy = Tensor::f_arange(height, options)?.f_add_scalar(0.5)?;
-            let grid = Tensor::f_meshgrid_indexing(&[&sy, &sx], "ij")?;
-            anchors.push(Tensor::f_stack(&[&grid[1], &grid[0]], -1)?.f_view([-1, 2])?);
-            strides.push(Tensor::f_full(
-                [height * width, 1],
-                self.strides[level],
-                options,
-            )?);
-        }
-        let boxes = Tensor::f_cat(&boxes, -1)?;
-        let scores = Tensor::f_cat(&scores, -1)?;
-        let anchors = Tensor::f_cat(&anchors, 0)?
-            .f_transpose(0, 1)?
-            .f_unsqueeze(0)?;
-        let strides = Tensor::f_cat(&strides, 0)?.f_transpose(0, 1)?;
-        // DFL: softmax over the reg_max bins, then the fixed 1x1 conv.
-        let anchors_count = boxes.size()[2];
-        let distances = boxes
-            .f_view([batch, 4, self.reg_max, anchors_count])?
-            .f_transpose(2, 1)?
-            .f_softmax(1, Kind::Float)?
-            .f_conv2d(&self.dfl, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1)?
-            .f_view([batch, 4, anchors_count])?;
-        // dist2bbox(xywh=True, dim=1).
-        let halves = distances.f_chunk(2, 1)?;
-        let top_left = anchors.f_sub(&halves[0])?;
-        let bottom_right = anchors.f_add(&halves[1])?;
-        let centre = top_left.f_add(&bottom_right)?.f_div_scalar(2)?;
-        let size = bottom_right.f_sub(&top_left)?;
-        let decoded = Tensor::f_cat(&[centre, size], 1)?.f_mul(&strides)?;
-        Tensor::f_cat(&[decoded, scores.f_sigmoid()?], 1)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -966,14 +777,19 @@ mod tests {
     /// layer zoo does not build, is an error naming what is wrong.
     #[test]
     fn a_yaml_that_does_not_fit_the_weights_is_an_error_naming_it() {
-        let cases: [(&str, Json, &str); 7] = [
+        let cases: [(&str, Json, &str); 8] = [
             ("/scale", json!("n"), "the yaml's scale gives"),
             ("/backbone/0/2", json!("Foo"), "layer `Foo`"),
             ("/head/0/0", json!([]), "takes one input"),
             ("/backbone/1/0", json!(5), "not an earlier layer"),
-            ("/backbone/2/1", json!(6), "bottlenecks"),
+            (
+                "/backbone/2/1",
+                json!(6),
+                "blocks; the yaml's depth gives 2",
+            ),
             ("/scales/t", json!([0.33]), "no scale `t`"),
-            ("/head/12/2", json!("Segment"), "layer `Segment`"),
+            ("/head/12/2", json!("Pose"), "layer `Pose`"),
+            ("/head/12/2", json!("Segment"), "not a `Segment`"),
         ];
         for (pointer, value, expected) in cases {
             let mut checkpoint = checkpoint();

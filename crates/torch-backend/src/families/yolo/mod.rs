@@ -1,7 +1,9 @@
 //! Ultralytics YOLOv8, YOLO11 and YOLOv5u detection
 //! (`yolov8{n,s,m,l,x}-coco-torch`, `yolo11{n,s,m,l,x}-coco-torch`,
-//! `yolov5{n,s,m,l,x}-coco-torch`), natively,
-//! as FiftyOne 1.22.1's `FiftyOneYOLOModel` runs it with Ultralytics 8.4:
+//! `yolov5{n,s,m,l,x}-coco-torch`) and YOLOv8 and YOLO11 instance
+//! segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
+//! `yolo11{n,s,m,l,x}-seg-coco-torch`), natively, as FiftyOne 1.22.1's
+//! `FiftyOneYOLOModel` runs them with Ultralytics 8.4:
 //!
 //! - the release checkpoint's pickled module tree is read without running
 //!   Python (`checkpoint::modules`), and the network built from its `yaml`
@@ -12,10 +14,15 @@
 //! - the head's output goes through Ultralytics' `non_max_suppression`
 //!   (confidence above 0.25, class-aware NMS at IoU 0.7 with torchvision's
 //!   kernel, at most 300 boxes), `scale_boxes` back to the image, and
-//!   FiftyOne's `to_detections` (`xywhn` to relative `[x, y, w, h]`).
+//!   FiftyOne's `to_detections` (`xywhn` to relative `[x, y, w, h]`);
+//! - for segmentation, the predictor's `retina_masks=True` path
+//!   ([`masks`]: `process_mask_native` at the image's size, boxes without
+//!   a mask pixel dropped), then FiftyOne's `to_instances` (each mask
+//!   cropped to its relative box).
 
 pub(crate) mod graph;
 pub(crate) mod letterbox;
+pub(crate) mod masks;
 
 use std::path::Path;
 
@@ -28,6 +35,7 @@ use crate::checkpoint::weights::WeightsError;
 use crate::families::detection::boxes::nms;
 pub use graph::ArchitectureError;
 use graph::Network;
+pub use masks::PixelMask;
 
 /// Ultralytics' default image size.
 pub(crate) const IMAGE_SIZE: usize = 640;
@@ -81,6 +89,8 @@ pub struct PixelDetection {
     pub confidence: f32,
     /// The class index.
     pub class: i64,
+    /// The instance mask (segmentation models).
+    pub mask: Option<PixelMask>,
 }
 
 /// One detection as FiftyOne's `to_detections` makes it.
@@ -92,9 +102,13 @@ pub struct Detection {
     pub bounding_box: [f64; 4],
     /// The class score.
     pub confidence: f64,
+    /// The instance mask cropped to the box as FiftyOne crops it:
+    /// `(height, width, bytes)`, bytes 0 or 1 (segmentation models).
+    pub mask: Option<(usize, usize, Vec<u8>)>,
 }
 
-/// A loaded Ultralytics YOLOv8, YOLO11 or YOLOv5u detector.
+/// A loaded Ultralytics YOLOv8, YOLO11 or YOLOv5u detector, or YOLOv8 or
+/// YOLO11 segmenter.
 #[derive(Debug)]
 pub struct YoloDetector {
     network: Network,
@@ -168,9 +182,18 @@ impl YoloDetector {
         self.input_of(&self.letterboxed(image)?)
     }
 
-    /// The head's output for a letterboxed input: `[1, 4 + nc, anchors]`.
-    pub fn forward(&self, input: &Tensor) -> Result<Tensor, YoloError> {
+    /// The head's output for a letterboxed input: `[1, 4 + nc (+ nm),
+    /// anchors]`, and a segmenter's prototypes.
+    fn forward(&self, input: &Tensor) -> Result<graph::HeadOutput, YoloError> {
         Ok(tch::no_grad(|| self.network.forward(input))?)
+    }
+
+    /// Whether the model segments (a `Segment` head).
+    pub fn segments(&self) -> bool {
+        self.network
+            .detect()
+            .and_then(graph::Detect::mask_count)
+            .is_some()
     }
 
     /// The detections of an image of `width` x `height` from its
@@ -188,14 +211,38 @@ impl YoloDetector {
             return Err(YoloError::Image("the image is empty".to_owned()));
         }
         let output = self.forward(&self.input_of(pixels)?)?;
-        let kept =
-            tch::no_grad(|| non_max_suppression(&output.f_get(0)?, confidence, IOU_THRESHOLD))?;
+        let classes = self.names.len() as i64;
+        let kept = tch::no_grad(|| {
+            non_max_suppression(
+                &output.predictions.f_get(0)?,
+                confidence,
+                IOU_THRESHOLD,
+                classes,
+            )
+        })?;
         let boxes = scale_boxes(
             &kept.f_narrow(1, 0, 4)?,
             self.size,
             width as usize,
             height as usize,
         )?;
+        let mut masks = match &output.protos {
+            Some(protos) => {
+                let extra = kept.size()[1] - 6;
+                let coefficients = kept.f_narrow(1, 6, extra)?;
+                let masks = tch::no_grad(|| {
+                    masks::process_mask_native(
+                        &protos.f_get(0)?,
+                        &coefficients,
+                        &boxes,
+                        width as usize,
+                        height as usize,
+                    )
+                })?;
+                masks.into_iter().map(Some).collect()
+            }
+            None => vec![None; kept.size()[0] as usize],
+        };
         let boxes = Vec::<f32>::try_from(boxes.f_contiguous()?.f_flatten(0, -1)?)?;
         let scores = Vec::<f32>::try_from(kept.f_select(1, 4)?.f_contiguous()?)?;
         let classes = Vec::<f32>::try_from(kept.f_select(1, 5)?.f_contiguous()?)?;
@@ -212,7 +259,10 @@ impl YoloDetector {
                 ],
                 confidence: *score,
                 class: class.round() as i64,
+                mask: masks[index].take(),
             })
+            // The predictor keeps only the boxes whose mask has a pixel.
+            .filter(|detection| detection.mask.as_ref().is_none_or(PixelMask::any))
             .collect())
     }
 
@@ -230,9 +280,10 @@ impl YoloDetector {
         self.to_fiftyone(pixels, image.width, image.height)
     }
 
-    /// FiftyOne's `to_detections` of Ultralytics' results for an image of
-    /// `width` x `height` (`boxes.xywhn`, in `f32`, then `[xc - w / 2, yc -
-    /// h / 2, w, h]` in `f64`).
+    /// FiftyOne's `to_detections` (or `to_instances`) of Ultralytics'
+    /// results for an image of `width` x `height` (`boxes.xywhn`, in `f32`,
+    /// then `[xc - w / 2, yc - h / 2, w, h]` in `f64`; each mask cropped to
+    /// that box in the image's pixels).
     pub fn to_fiftyone(
         &self,
         pixels: Vec<PixelDetection>,
@@ -256,10 +307,15 @@ impl YoloDetector {
                     .ok_or_else(|| {
                         YoloError::Image(format!("class {} has no name", detection.class))
                     })?;
+                let bounding_box = [xc - 0.5 * w, yc - 0.5 * h, w, h];
+                let mask = detection
+                    .mask
+                    .map(|mask| mask.fiftyone_crop(bounding_box, width as usize, height as usize));
                 Ok(Detection {
                     label,
-                    bounding_box: [xc - 0.5 * w, yc - 0.5 * h, w, h],
+                    bounding_box,
                     confidence: f64::from(detection.confidence),
+                    mask,
                 })
             })
             .collect()
@@ -293,19 +349,30 @@ fn class_names(names: Option<&Json>) -> Result<Vec<String>, ArchitectureError> {
     list.into_iter().map(|name| name.ok_or_else(bad)).collect()
 }
 
-/// Ultralytics' `non_max_suppression` for one image's `[4 + nc, anchors]`
-/// output (not multi-label, class-aware): `[K, 6]` rows `x1, y1, x2, y2,
-/// score, class`.
-fn non_max_suppression(prediction: &Tensor, confidence: f64, iou: f64) -> Result<Tensor, TchError> {
+/// Ultralytics' `non_max_suppression` for one image's `[4 + nc + extra,
+/// anchors]` output (not multi-label, class-aware): `[K, 6 + extra]` rows
+/// `x1, y1, x2, y2, score, class, extra...` (a segmenter's mask
+/// coefficients).
+fn non_max_suppression(
+    prediction: &Tensor,
+    confidence: f64,
+    iou: f64,
+    classes: i64,
+) -> Result<Tensor, TchError> {
     let channels = prediction.size()[0];
-    let classes = channels - 4;
+    let extra = channels - 4 - classes;
+    if extra < 0 {
+        return Err(TchError::Kind(format!(
+            "the head gives {channels} channels, fewer than 4 + {classes} classes"
+        )));
+    }
     let candidates = prediction
         .f_narrow(0, 4, classes)?
         .f_amax([0].as_slice(), false)?
         .f_gt(confidence)?;
     let x = prediction.f_transpose(0, 1)?.f_index(&[Some(candidates)])?;
     if x.size()[0] == 0 {
-        return Tensor::f_zeros([0, 6], (Kind::Float, Device::Cpu));
+        return Tensor::f_zeros([0, 6 + extra], (Kind::Float, Device::Cpu));
     }
     // xywh2xyxy.
     let xy = x.f_narrow(1, 0, 2)?;
@@ -313,10 +380,18 @@ fn non_max_suppression(prediction: &Tensor, confidence: f64, iou: f64) -> Result
     let corners = Tensor::f_cat(&[xy.f_sub(&half)?, xy.f_add(&half)?], 1)?;
     let (best, class) = x.f_narrow(1, 4, classes)?.f_max_dim(1, true)?;
     let keep = best.f_view([-1])?.f_gt(confidence)?;
-    let mut x = Tensor::f_cat(&[corners, best, class.f_to_kind(Kind::Float)?], 1)?
-        .f_index(&[Some(keep)])?;
+    let mut x = Tensor::f_cat(
+        &[
+            corners,
+            best,
+            class.f_to_kind(Kind::Float)?,
+            x.f_narrow(1, 4 + classes, extra)?,
+        ],
+        1,
+    )?
+    .f_index(&[Some(keep)])?;
     if x.size()[0] == 0 {
-        return Tensor::f_zeros([0, 6], (Kind::Float, Device::Cpu));
+        return Tensor::f_zeros([0, 6 + extra], (Kind::Float, Device::Cpu));
     }
     if x.size()[0] > MAX_NMS {
         let order = x

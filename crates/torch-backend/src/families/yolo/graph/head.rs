@@ -1,0 +1,390 @@
+//! The heads: `Detect` (YOLOv5u, YOLOv8, YOLO11) and `Segment` (its
+//! mask coefficients and `Proto` prototypes), each level's branches read
+//! from the module tree and decoded as Ultralytics' heads decode them in
+//! inference.
+
+use serde_json::Value as Json;
+use tch::{Kind, TchError, Tensor};
+
+use super::{ArchitectureError, Builder, Conv, Layer, unsupported};
+use crate::net::fold::channels_last;
+
+/// The `Detect` head: per level, a box branch (`cv2`: Conv, Conv, Conv2d
+/// to `4 * reg_max`) and a class branch (`cv3`: Conv, Conv, Conv2d to `nc`
+/// in Ultralytics' `legacy` head of YOLOv5u and YOLOv8; YOLO11's is two
+/// depthwise + pointwise pairs, then the Conv2d), decoded through DFL. Each
+/// branch is its convolutions in order. `Segment` adds a mask
+/// coefficient branch per level and the prototypes ([`Masks`]).
+#[derive(Debug)]
+pub(crate) struct Detect {
+    boxes: Vec<Vec<Conv>>,
+    classes: Vec<Vec<Conv>>,
+    /// The DFL's fixed `1 x reg_max` convolution weight.
+    dfl: Tensor,
+    reg_max: i64,
+    /// The number of classes.
+    pub(crate) nc: i64,
+    /// The levels' strides.
+    pub(super) strides: Vec<f64>,
+    /// `Segment`'s mask branches, when the head is one.
+    masks: Option<Masks>,
+}
+
+/// `Segment`'s additions: per level a branch (`cv4`: Conv, Conv, Conv2d to
+/// `nm`) giving each anchor's mask coefficients, and `Proto` on the first
+/// level giving the `nm` prototypes.
+#[derive(Debug)]
+struct Masks {
+    coefficients: Vec<Vec<Conv>>,
+    nm: i64,
+    proto: Proto,
+}
+
+/// `Proto`: Conv 3x3, `ConvTranspose2d(2, 2)`, Conv 3x3, Conv 1x1.
+#[derive(Debug)]
+struct Proto {
+    cv1: Conv,
+    upsample: Transposed,
+    cv2: Conv,
+    cv3: Conv,
+}
+
+/// A `ConvTranspose2d` with its kernel as stride, no padding, one group.
+#[derive(Debug)]
+struct Transposed {
+    weight: Tensor,
+    bias: Tensor,
+    stride: [i64; 2],
+}
+
+/// What the head gives in inference.
+#[derive(Debug)]
+pub(crate) struct HeadOutput {
+    /// `[N, 4 + nc (+ nm), anchors]`: boxes (`xywh`, input pixels), class
+    /// scores after the sigmoid, and (`Segment`) mask coefficients.
+    pub(crate) predictions: Tensor,
+    /// `Segment`'s prototypes, `[N, nm, h, w]`.
+    pub(crate) protos: Option<Tensor>,
+}
+
+impl Detect {
+    /// Every convolution weight with channels-last strides, as
+    /// Ultralytics' `AutoBackend` sets them on x86 CPUs.
+    pub(super) fn make_channels_last(&mut self) {
+        let mut convs: Vec<&mut Conv> = self
+            .boxes
+            .iter_mut()
+            .chain(self.classes.iter_mut())
+            .flatten()
+            .collect();
+        if let Some(masks) = &mut self.masks {
+            convs.extend(masks.coefficients.iter_mut().flatten());
+            let proto = &mut masks.proto;
+            convs.extend([&mut proto.cv1, &mut proto.cv2, &mut proto.cv3]);
+            proto.upsample.weight = channels_last(&proto.upsample.weight);
+        }
+        for conv in convs {
+            conv.make_channels_last();
+        }
+        self.dfl = channels_last(&self.dfl);
+    }
+
+    /// The number of mask coefficients per box (`nm`), for a `Segment`
+    /// head.
+    pub(crate) fn mask_count(&self) -> Option<i64> {
+        self.masks.as_ref().map(|masks| masks.nm)
+    }
+}
+
+impl Builder<'_> {
+    /// A head branch at `path`: `Sequential(Conv, Conv, Conv2d)`, or (the
+    /// class branch of YOLO11's head) `Sequential(Sequential(DWConv,
+    /// Conv), Sequential(DWConv, Conv), Conv2d)`; its convolutions in order.
+    fn branch(&mut self, path: &str) -> Result<Vec<Conv>, ArchitectureError> {
+        let sequence = self.expect(path, "Sequential")?;
+        let kinds: Vec<&str> = sequence
+            .children
+            .iter()
+            .map(|(_, child)| child.kind())
+            .collect();
+        let mut convs = Vec::new();
+        match kinds.as_slice() {
+            ["Conv", "Conv", "Conv2d"] => {
+                convs.push(self.conv(&format!("{path}.0"))?);
+                convs.push(self.conv(&format!("{path}.1"))?);
+            }
+            ["Sequential", "Sequential", "Conv2d"] => {
+                for index in 0..2 {
+                    let pair = format!("{path}.{index}");
+                    let kinds: Vec<&str> = self
+                        .module(&pair)?
+                        .children
+                        .iter()
+                        .map(|(_, child)| child.kind())
+                        .collect();
+                    if kinds != ["DWConv", "Conv"] {
+                        return Err(unsupported(format!(
+                            "`{pair}` holds {kinds:?}, not a DWConv and a Conv"
+                        )));
+                    }
+                    convs.push(self.conv(&format!("{pair}.0"))?);
+                    convs.push(self.conv(&format!("{pair}.1"))?);
+                }
+            }
+            other => {
+                return Err(unsupported(format!(
+                    "`{path}` holds {other:?}, not a head branch zoo builds (Conv, Conv, Conv2d; or DWConv and Conv pairs, Conv2d)"
+                )));
+            }
+        }
+        convs.push(self.conv2d(&format!("{path}.2"))?);
+        Ok(convs)
+    }
+
+    /// A `ConvTranspose2d` at `path` whose stride is its kernel, with no
+    /// padding, dilation nor groups (`Proto`'s upsampling).
+    fn transposed(&mut self, path: &str) -> Result<Transposed, ArchitectureError> {
+        let module = self.expect(path, "ConvTranspose2d")?;
+        let pair = |name: &str| -> Option<[i64; 2]> {
+            match module.attributes.get(name)? {
+                Json::Array(items) if items.len() == 2 => {
+                    Some([items[0].as_i64()?, items[1].as_i64()?])
+                }
+                _ => None,
+            }
+        };
+        let stride = pair("stride").filter(|s| s.iter().all(|s| (1..=64).contains(s)));
+        let plain = pair("padding") == Some([0, 0])
+            && pair("output_padding") == Some([0, 0])
+            && pair("dilation") == Some([1, 1])
+            && module.attributes.get("groups").and_then(Json::as_i64) == Some(1)
+            && pair("kernel_size") == stride;
+        let Some(stride) = stride.filter(|_| plain) else {
+            return Err(unsupported(format!(
+                "`{path}` is not a transposed convolution with its kernel as stride and no padding"
+            )));
+        };
+        let weight = self.tensor(&format!("{path}.weight"))?;
+        let size = weight.size();
+        if size.len() != 4 || size[2..] != stride {
+            return Err(unsupported(format!("`{path}.weight` has shape {size:?}")));
+        }
+        let bias = match self.optional_tensor(&format!("{path}.bias")) {
+            Some(bias) if bias.size() == [size[1]] => bias,
+            Some(_) => return Err(unsupported(format!("`{path}.bias` has the wrong shape"))),
+            None => Tensor::f_zeros([size[1]], (Kind::Float, weight.device()))?,
+        };
+        Ok(Transposed {
+            weight,
+            bias,
+            stride,
+        })
+    }
+
+    /// `Segment`'s `cv4` branches and `proto` at `path`.
+    fn masks(&mut self, path: &str, levels: usize) -> Result<Masks, ArchitectureError> {
+        let nm = self
+            .module(path)?
+            .attributes
+            .get("nm")
+            .and_then(Json::as_i64)
+            .filter(|nm| (1..=4096).contains(nm))
+            .ok_or_else(|| unsupported(format!("`{path}.nm` is not a whole number")))?;
+        let mut coefficients = Vec::with_capacity(levels);
+        for level in 0..levels {
+            let branch = self.branch(&format!("{path}.cv4.{level}"))?;
+            let out = branch.last().map_or(0, Conv::out_channels);
+            if out != nm {
+                return Err(unsupported(format!(
+                    "`{path}.cv4.{level}` gives {out} channels, not nm = {nm}"
+                )));
+            }
+            coefficients.push(branch);
+        }
+        let proto = format!("{path}.proto");
+        self.expect(&proto, "Proto")?;
+        let proto = Proto {
+            cv1: self.conv(&format!("{proto}.cv1"))?,
+            upsample: self.transposed(&format!("{proto}.upsample"))?,
+            cv2: self.conv(&format!("{proto}.cv2"))?,
+            cv3: self.conv(&format!("{proto}.cv3"))?,
+        };
+        if proto.cv3.out_channels() != nm {
+            return Err(unsupported(format!(
+                "`{path}.proto` gives {} prototypes, not nm = {nm}",
+                proto.cv3.out_channels()
+            )));
+        }
+        Ok(Masks {
+            coefficients,
+            nm,
+            proto,
+        })
+    }
+
+    /// A `Detect` or `Segment` (`kind`) head at `path` on `levels` levels.
+    pub(super) fn detect(
+        &mut self,
+        path: &str,
+        kind: &str,
+        levels: usize,
+    ) -> Result<Layer, ArchitectureError> {
+        let module = self.expect(path, kind)?;
+        if module.get("one2one_cv2").is_some() {
+            return Err(unsupported(format!(
+                "`{path}` is an end-to-end head; zoo builds YOLOv5u's, YOLOv8's and YOLO11's"
+            )));
+        }
+        let integer = |name: &str, most: i64| -> Result<i64, ArchitectureError> {
+            module
+                .attributes
+                .get(name)
+                .and_then(Json::as_i64)
+                .filter(|n| (1..=most).contains(n))
+                .ok_or_else(|| unsupported(format!("`{path}.{name}` is not a whole number")))
+        };
+        let nc = integer("nc", 100_000)?;
+        let reg_max = integer("reg_max", 1024)?;
+        let nl = integer("nl", 16)?;
+        if nl as usize != levels {
+            return Err(unsupported(format!(
+                "`{path}.nl` is {nl}, but the yaml feeds it {levels} levels"
+            )));
+        }
+        if reg_max < 2 {
+            return Err(unsupported(format!("`{path}` has no DFL (reg_max 1)")));
+        }
+        let mut boxes = Vec::new();
+        let mut classes = Vec::new();
+        for level in 0..levels {
+            let branch = self.branch(&format!("{path}.cv2.{level}"))?;
+            let out = branch.last().map_or(0, Conv::out_channels);
+            if out != 4 * reg_max {
+                return Err(unsupported(format!(
+                    "`{path}.cv2.{level}` gives {out} channels, not 4 x reg_max"
+                )));
+            }
+            boxes.push(branch);
+            let branch = self.branch(&format!("{path}.cv3.{level}"))?;
+            let out = branch.last().map_or(0, Conv::out_channels);
+            if out != nc {
+                return Err(unsupported(format!(
+                    "`{path}.cv3.{level}` gives {out} channels, not nc = {nc}"
+                )));
+            }
+            classes.push(branch);
+        }
+        self.expect(&format!("{path}.dfl"), "DFL")?;
+        let dfl = self.tensor(&format!("{path}.dfl.conv.weight"))?;
+        if dfl.size() != [1, reg_max, 1, 1] {
+            return Err(unsupported(format!(
+                "`{path}.dfl.conv.weight` has shape {:?}",
+                dfl.size()
+            )));
+        }
+        let masks = if kind == "Segment" {
+            Some(self.masks(path, levels)?)
+        } else {
+            None
+        };
+        Ok(Layer::Detect(Box::new(Detect {
+            boxes,
+            classes,
+            dfl,
+            reg_max,
+            nc,
+            strides: Vec::new(),
+            masks,
+        })))
+    }
+}
+
+impl Detect {
+    /// `Detect.forward` in inference: the branches, DFL, `dist2bbox`
+    /// (`xywh`) times the strides, and the sigmoid of the class scores;
+    /// `Segment`'s mask coefficients after them, and its prototypes.
+    pub(super) fn forward(&self, features: &[&Tensor]) -> Result<HeadOutput, TchError> {
+        let batch = features[0].size()[0];
+        let mut boxes = Vec::new();
+        let mut scores = Vec::new();
+        let mut anchors = Vec::new();
+        let mut strides = Vec::new();
+        let mut coefficients = Vec::new();
+        for (level, feature) in features.iter().enumerate() {
+            let run = |branch: &[Conv]| -> Result<Tensor, TchError> {
+                let mut y = feature.shallow_clone();
+                for conv in branch {
+                    y = conv.forward(&y)?;
+                }
+                Ok(y)
+            };
+            boxes.push(run(&self.boxes[level])?.f_view([batch, 4 * self.reg_max, -1])?);
+            scores.push(run(&self.classes[level])?.f_view([batch, self.nc, -1])?);
+            if let Some(masks) = &self.masks {
+                coefficients.push(run(&masks.coefficients[level])?.f_view([batch, masks.nm, -1])?);
+            }
+            // make_anchors(feats, strides, 0.5).
+            let size = feature.size();
+            let (height, width) = (size[2], size[3]);
+            let options = (Kind::Float, feature.device());
+            let sx = Tensor::f_arange(width, options)?.f_add_scalar(0.5)?;
+            let sy = Tensor::f_arange(height, options)?.f_add_scalar(0.5)?;
+            let grid = Tensor::f_meshgrid_indexing(&[&sy, &sx], "ij")?;
+            anchors.push(Tensor::f_stack(&[&grid[1], &grid[0]], -1)?.f_view([-1, 2])?);
+            strides.push(Tensor::f_full(
+                [height * width, 1],
+                self.strides[level],
+                options,
+            )?);
+        }
+        let boxes = Tensor::f_cat(&boxes, -1)?;
+        let scores = Tensor::f_cat(&scores, -1)?;
+        let anchors = Tensor::f_cat(&anchors, 0)?
+            .f_transpose(0, 1)?
+            .f_unsqueeze(0)?;
+        let strides = Tensor::f_cat(&strides, 0)?.f_transpose(0, 1)?;
+        // DFL: softmax over the reg_max bins, then the fixed 1x1 conv.
+        let anchors_count = boxes.size()[2];
+        let distances = boxes
+            .f_view([batch, 4, self.reg_max, anchors_count])?
+            .f_transpose(2, 1)?
+            .f_softmax(1, Kind::Float)?
+            .f_conv2d(&self.dfl, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1)?
+            .f_view([batch, 4, anchors_count])?;
+        // dist2bbox(xywh=True, dim=1).
+        let halves = distances.f_chunk(2, 1)?;
+        let top_left = anchors.f_sub(&halves[0])?;
+        let bottom_right = anchors.f_add(&halves[1])?;
+        let centre = top_left.f_add(&bottom_right)?.f_div_scalar(2)?;
+        let size = bottom_right.f_sub(&top_left)?;
+        let decoded = Tensor::f_cat(&[centre, size], 1)?.f_mul(&strides)?;
+        let mut predictions = Tensor::f_cat(&[decoded, scores.f_sigmoid()?], 1)?;
+        let mut protos = None;
+        if let Some(masks) = &self.masks {
+            let coefficients = Tensor::f_cat(&coefficients, 2)?;
+            predictions = Tensor::f_cat(&[predictions, coefficients], 1)?;
+            protos = Some(masks.proto.forward(features[0])?);
+        }
+        Ok(HeadOutput {
+            predictions,
+            protos,
+        })
+    }
+}
+
+impl Proto {
+    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let y = self.cv1.forward(x)?;
+        let upsample = &self.upsample;
+        let y = y.f_conv_transpose2d(
+            &upsample.weight,
+            Some(&upsample.bias),
+            upsample.stride,
+            [0, 0],
+            [0, 0],
+            1,
+            [1, 1],
+        )?;
+        self.cv3.forward(&self.cv2.forward(&y)?)
+    }
+}
