@@ -85,8 +85,9 @@ fn zoo_lists_every_fiftyone_builtin_with_its_tags() {
     assert_eq!(both.keys().collect::<Vec<_>>(), expected);
 }
 
-/// `zoo models info NAME --json` for every built-in: `native` for the 63
-/// zoo builds (YOLOv8, YOLO11 and YOLOv5u detection among them), `python
+/// `zoo models info NAME --json` for every built-in: `native` for the 73
+/// zoo builds (YOLOv8, YOLO11 and YOLOv5u detection, YOLOv8 and YOLO11
+/// segmentation among them), `python
 /// host (TensorFlow)` for FiftyOne's TensorFlow models, `python host`
 /// naming FiftyOne's class and the entry's packages for the
 /// rest; the text form says the same.
@@ -138,8 +139,8 @@ fn info_says_how_every_builtin_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native".to_owned(), 63),
-            ("python host".to_owned(), 223),
+            ("native".to_owned(), 73),
+            ("python host".to_owned(), 213),
             ("python host (TensorFlow)".to_owned(), 50),
         ])
     );

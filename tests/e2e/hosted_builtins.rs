@@ -239,19 +239,57 @@ fn yolov8n_runs_as_fiftyones_own_apply_model() {
     );
 }
 
-/// A YOLO segmenter, which zoo runs in the host through FiftyOne's class:
-/// detections with instance masks equal to FiftyOne's.
+/// YOLO11, YOLOv5u and the YOLOv8 and YOLO11 segmenters, which zoo runs
+/// natively: detections (with instance masks) equal to FiftyOne's.
 #[test]
-fn yolov8n_seg_runs_hosted_as_fiftyones_own_apply_model() {
+fn native_yolo_generations_and_segmenters_run_as_fiftyones_own_apply_model() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    for (name, yaml, release, filename) in [
+        (
+            "yolo11n-coco-torch",
+            "yolo11n.yaml",
+            "v8.3.0/yolo11n.pt",
+            "yolo11n-coco.pt",
+        ),
+        (
+            "yolov5n-coco-torch",
+            "yolov5nu.yaml",
+            "v8.3.0/yolov5nu.pt",
+            "yolov5n-coco.pt",
+        ),
+        (
+            "yolov8n-seg-coco-torch",
+            "yolov8n-seg.yaml",
+            "v8.1.0/yolov8n-seg.pt",
+            "yolov8n-seg-coco.pt",
+        ),
+        (
+            "yolo11n-seg-coco-torch",
+            "yolo11n-seg.yaml",
+            "v8.3.0/yolo11n-seg.pt",
+            "yolo11n-seg-coco.pt",
+        ),
+    ] {
+        let info = yolo_runs_as_fiftyones_own(&python, name, yaml, release, filename);
+        assert_eq!(info["runs_in"], "native", "{info}");
+    }
+}
+
+/// A YOLO generation zoo does not build (YOLOv9), which runs in the host
+/// through FiftyOne's class: detections equal to FiftyOne's.
+#[test]
+fn yolov9c_runs_hosted_as_fiftyones_own_apply_model() {
     let Some(python) = oracle_python() else {
         return;
     };
     let info = yolo_runs_as_fiftyones_own(
         &python,
-        "yolov8n-seg-coco-torch",
-        "yolov8n-seg.yaml",
-        "v8.1.0/yolov8n-seg.pt",
-        "yolov8n-seg-coco.pt",
+        "yolov9c-coco-torch",
+        "yolov9c.yaml",
+        "v8.1.0/yolov9c.pt",
+        "yolov9c-coco.pt",
     );
     assert_eq!(info["runs_in"], "python host", "{info}");
 }

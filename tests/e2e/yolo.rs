@@ -1,14 +1,16 @@
 //! `zoo models apply yolov8n-coco-torch` (and `yolo11n-coco-torch`,
-//! `yolov5n-coco-torch`) runs natively (FiftyOne's
-//! `FiftyOneYOLOModel` built by zoo, no Python), with the weights from
-//! the entry's URL served by a loopback mirror (`ZOO_DOWNLOAD_MIRRORS`),
-//! and stores FiftyOne 1.22.1's own detections.
+//! `yolov5n-coco-torch`, `yolov8n-seg-coco-torch`,
+//! `yolo11n-seg-coco-torch`) runs natively (FiftyOne's `FiftyOneYOLOModel`
+//! built by zoo, no Python), with the weights from the entry's URL served
+//! by a loopback mirror (`ZOO_DOWNLOAD_MIRRORS`), and stores FiftyOne
+//! 1.22.1's own detections (and instance masks).
 //!
 //! Oracle: `crates/torch-backend/tests/fixtures/yolo/yolo_oracle.json`
 //! (`cargo xtask yolo-oracle`): FiftyOne's `FiftyOneYOLOModel` with
-//! Ultralytics 8.4.190 on the seeded release checkpoint `yolov8t.pt`
-//! (YOLOv8 at a tiny width; served here as the entry's `yolov8n.pt`: the
-//! same code builds every scale from the checkpoint's yaml). libtorch runs
+//! Ultralytics 8.4.190 on seeded release checkpoints (`yolov8t.pt`, ...:
+//! each generation at a tiny width; served here as the entry's
+//! `yolov8n.pt`, ...: the same code builds every scale from the
+//! checkpoint's yaml). libtorch runs
 //! on one thread, as the oracle did (`OMP_NUM_THREADS=1`): oneDNN's
 //! convolutions round differently over several threads.
 
@@ -19,30 +21,58 @@ use crate::util::{Sandbox, exported_samples, fixtures, json_fixture};
 
 #[test]
 fn yolov8n_coco_torch_runs_natively_with_fiftyones_detections() {
-    runs_natively("yolov8n-coco-torch", "yolov8n.pt", "yolov8t.pt", 184);
+    runs_natively("yolov8n-coco-torch", "v8.3.0/yolov8n.pt", "yolov8t.pt", 184);
 }
 
 /// YOLO11 (`yolo11t.pt` served as the entry's `yolo11n.pt`).
 #[test]
 fn yolo11n_coco_torch_runs_natively_with_fiftyones_detections() {
-    runs_natively("yolo11n-coco-torch", "yolo11n.pt", "yolo11t.pt", 286);
+    runs_natively("yolo11n-coco-torch", "v8.3.0/yolo11n.pt", "yolo11t.pt", 286);
 }
 
 /// YOLOv5u (`yolov5tu.pt` served as the entry's `yolov5nu.pt`).
 #[test]
 fn yolov5n_coco_torch_runs_natively_with_fiftyones_detections() {
-    runs_natively("yolov5n-coco-torch", "yolov5nu.pt", "yolov5tu.pt", 184);
+    runs_natively(
+        "yolov5n-coco-torch",
+        "v8.3.0/yolov5nu.pt",
+        "yolov5tu.pt",
+        184,
+    );
+}
+
+/// YOLOv8 segmentation (`yolov8t-seg.pt` served as the entry's
+/// `yolov8n-seg.pt`): detections with FiftyOne's instance masks.
+#[test]
+fn yolov8n_seg_coco_torch_runs_natively_with_fiftyones_instances() {
+    runs_natively(
+        "yolov8n-seg-coco-torch",
+        "v8.1.0/yolov8n-seg.pt",
+        "yolov8t-seg.pt",
+        111,
+    );
+}
+
+/// YOLO11 segmentation (`yolo11t-seg.pt` served as `yolo11n-seg.pt`).
+#[test]
+fn yolo11n_seg_coco_torch_runs_natively_with_fiftyones_instances() {
+    runs_natively(
+        "yolo11n-seg-coco-torch",
+        "v8.3.0/yolo11n-seg.pt",
+        "yolo11t-seg.pt",
+        83,
+    );
 }
 
 /// Applies the built-in `entry` to the oracle's pictures with the seeded
-/// `fixture` served as its release file `release`, and compares with
+/// `fixture` served as its release file `release` (`TAG/FILE`), and compares with
 /// FiftyOne's detections (`total` of them).
 fn runs_natively(entry: &str, release: &str, fixture: &str, total_expected: usize) {
     let oracle = json_fixture("yolo/yolo_oracle.json");
     let expected = &oracle[fixture]["fiftyone"];
     let server = TestServer::start();
     server.file(
-        &format!("/ultralytics/assets/releases/download/v8.3.0/{release}"),
+        &format!("/ultralytics/assets/releases/download/{release}"),
         fs_err::read(fixtures().join("yolo").join(fixture)).unwrap(),
     );
     let mut sandbox = Sandbox::new();
@@ -63,6 +93,7 @@ fn runs_natively(entry: &str, release: &str, fixture: &str, total_expected: usiz
     let samples = exported_samples(&sandbox, "yolo");
     assert_eq!(samples.len(), 4);
     let mut total = 0;
+    let mut masks = 0;
     for (file, sample) in samples {
         let ours = sample["pred"]["detections"].as_array().unwrap();
         let theirs = expected[file.as_str()].as_array().unwrap();
@@ -81,9 +112,26 @@ fn runs_natively(entry: &str, release: &str, fixture: &str, total_expected: usiz
                     &theirs["bounding_box"][index],
                 );
             }
+            if let Some(hex) = theirs.get("mask").and_then(Value::as_str) {
+                let shape: Vec<usize> =
+                    serde_json::from_value(theirs["mask_shape"].clone()).unwrap();
+                let mask = zoo_model_core::array_from_json(&ours["mask"]).unwrap();
+                assert_eq!(mask.shape, shape, "{file}");
+                // The oracle's mask is `np.packbits` of the boolean mask.
+                let mut packed = vec![0u8; mask.data.len().div_ceil(8)];
+                for (index, value) in mask.data.iter().enumerate() {
+                    packed[index / 8] |= u8::from(*value != 0) << (7 - index % 8);
+                }
+                let ours: String = packed.iter().map(|byte| format!("{byte:02x}")).collect();
+                assert_eq!(ours, hex, "{file}: mask");
+                masks += 1;
+            }
         }
         total += ours.len();
     }
     assert_eq!(total, total_expected);
+    if entry.contains("-seg-") {
+        assert_eq!(masks, total, "every instance has FiftyOne's mask");
+    }
     assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
 }

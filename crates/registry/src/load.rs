@@ -69,7 +69,7 @@ pub const NATIVE_TYPES: &[&str] = &[
 
 /// FiftyOne's Ultralytics class names among [`NATIVE_TYPES`]: native only
 /// for the checkpoints zoo builds ([`native_ultralytics`]); FiftyOne's
-/// class runs the others (segmentation, pose, YOLO26, ...).
+/// class runs the others (YOLO26, pose, OBB, ...).
 const ULTRALYTICS_TYPES: &[&str] = &[
     "fiftyone.utils.ultralytics.FiftyOneYOLOModel",
     "FiftyOneYOLOModel",
@@ -79,17 +79,27 @@ const ULTRALYTICS_TYPES: &[&str] = &[
 const ULTRALYTICS_DETECTIONS: &str =
     "fiftyone.utils.ultralytics.UltralyticsDetectionOutputProcessor";
 
-/// The release checkpoints zoo builds natively with FiftyOne's detection
-/// output processor, as `(prefix, suffix)` around the scale letter:
-/// YOLOv8 (`yolov8n.pt`), YOLO11 (`yolo11n.pt`) and YOLOv5u (`yolov5nu.pt`).
-const NATIVE_DETECTORS: &[(&str, &str)] =
-    &[("yolov8", ".pt"), ("yolo11", ".pt"), ("yolov5", "u.pt")];
+/// FiftyOne's output processor for Ultralytics instance segmenters.
+const ULTRALYTICS_INSTANCES: &str =
+    "fiftyone.utils.ultralytics.UltralyticsSegmentationOutputProcessor";
 
-/// Whether an Ultralytics config is one zoo runs natively: YOLOv8, YOLO11
-/// and YOLOv5u detection, `entrypoint_args.model` one of
-/// [`NATIVE_DETECTORS`] at scale `n`, `s`, `m`, `l` or `x`, with FiftyOne's
-/// detection output processor (`yolov8*-coco-torch`, `yolo11*-coco-torch`,
-/// `yolov5*-coco-torch`).
+/// The release checkpoints zoo builds natively, as `(prefix, suffix,
+/// output processor)` around the scale letter: YOLOv8 (`yolov8n.pt`),
+/// YOLO11 (`yolo11n.pt`) and YOLOv5u (`yolov5nu.pt`) detection, YOLOv8
+/// (`yolov8n-seg.pt`) and YOLO11 (`yolo11n-seg.pt`) segmentation.
+const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
+    ("yolov8", ".pt", ULTRALYTICS_DETECTIONS),
+    ("yolo11", ".pt", ULTRALYTICS_DETECTIONS),
+    ("yolov5", "u.pt", ULTRALYTICS_DETECTIONS),
+    ("yolov8", "-seg.pt", ULTRALYTICS_INSTANCES),
+    ("yolo11", "-seg.pt", ULTRALYTICS_INSTANCES),
+];
+
+/// Whether an Ultralytics config is one zoo runs natively:
+/// `entrypoint_args.model` one of [`NATIVE_CHECKPOINTS`] at scale `n`, `s`,
+/// `m`, `l` or `x` with its output processor (`yolov8*-coco-torch`,
+/// `yolo11*-coco-torch`, `yolov5*-coco-torch`, `yolov8*-seg-coco-torch`,
+/// `yolo11*-seg-coco-torch`).
 fn native_ultralytics(config: &DeploymentConfig) -> bool {
     let processor = config
         .config
@@ -100,15 +110,15 @@ fn native_ultralytics(config: &DeploymentConfig) -> bool {
         .get("entrypoint_args")
         .and_then(|args| args.get("model"))
         .and_then(Value::as_str);
-    let native = weights.is_some_and(|weights| {
-        NATIVE_DETECTORS.iter().any(|(prefix, suffix)| {
-            weights
-                .strip_prefix(prefix)
-                .and_then(|rest| rest.strip_suffix(suffix))
-                .is_some_and(|scale| ["n", "s", "m", "l", "x"].contains(&scale))
+    weights.is_some_and(|weights| {
+        NATIVE_CHECKPOINTS.iter().any(|(prefix, suffix, native)| {
+            processor == Some(*native)
+                && weights
+                    .strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_suffix(suffix))
+                    .is_some_and(|scale| ["n", "s", "m", "l", "x"].contains(&scale))
         })
-    });
-    processor == Some(ULTRALYTICS_DETECTIONS) && native
+    })
 }
 
 /// FiftyOne's class for its legacy TensorFlow models (ETA's).

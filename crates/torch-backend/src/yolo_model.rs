@@ -1,8 +1,12 @@
 //! `FiftyOneYOLOModel`: FiftyOne's `fiftyone.utils.ultralytics.FiftyOneYOLOModel`
 //! for YOLOv8, YOLO11 and YOLOv5u detection (`yolov8{n,s,m,l,x}-coco-torch`,
-//! `yolo11{n,s,m,l,x}-coco-torch`, `yolov5{n,s,m,l,x}-coco-torch`), on libtorch
-//! (CPU), through the `yolo` family: FiftyOne's letterbox, Ultralytics'
-//! network, NMS and box scaling, and FiftyOne's `to_detections`.
+//! `yolo11{n,s,m,l,x}-coco-torch`, `yolov5{n,s,m,l,x}-coco-torch`) and YOLOv8
+//! and YOLO11 segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
+//! `yolo11{n,s,m,l,x}-seg-coco-torch`), on libtorch (CPU), through the `yolo`
+//! family: FiftyOne's letterbox, Ultralytics' network, NMS, box scaling and
+//! masks, and FiftyOne's `to_detections` or `to_instances` (as
+//! `output_processor_cls` names its processor; any other processor is
+//! refused).
 //!
 //! The weights are the model's file (Ultralytics' release checkpoint). The
 //! config's `confidence_thresh` is Ultralytics' `conf` (0.25 when unset)
@@ -49,12 +53,38 @@ impl Preprocess for Letterbox {
     }
 }
 
+/// What FiftyOne's output processor makes of Ultralytics' results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// `UltralyticsDetectionOutputProcessor` (`to_detections`): boxes,
+    /// no masks.
+    Detections,
+    /// `UltralyticsSegmentationOutputProcessor` (`to_instances`): boxes
+    /// with masks; no detections at all when the model has no masks.
+    Instances,
+}
+
+impl Output {
+    /// The output of `output_processor_cls` (its last dotted part), or a
+    /// config error naming a processor zoo's native model does not run.
+    fn of(class: Option<&str>) -> Result<Output, ModelError> {
+        match class.map(|class| class.rsplit('.').next().unwrap_or_default()) {
+            None | Some("" | "UltralyticsDetectionOutputProcessor") => Ok(Output::Detections),
+            Some("UltralyticsSegmentationOutputProcessor") => Ok(Output::Instances),
+            Some(other) => Err(ModelError::unsupported(format!(
+                "zoo's native FiftyOneYOLOModel does not run output processor `{other}` (it runs UltralyticsDetectionOutputProcessor and UltralyticsSegmentationOutputProcessor)"
+            ))),
+        }
+    }
+}
+
 /// FiftyOne's YOLO model (see the module docs).
 #[derive(Debug)]
 pub struct TorchYoloModel {
     detector: YoloDetector,
     confidence: f64,
     filter_classes: Option<Vec<String>>,
+    output: Output,
 }
 
 impl TorchYoloModel {
@@ -76,8 +106,15 @@ impl TorchYoloModel {
                 )));
             }
         }
+        let output = Output::of(config.output_processor_cls.as_deref())?;
         let model_path = config.model_path(spec.model_path.as_deref())?;
         let detector = YoloDetector::load(&model_path).map_err(|err| config_error(chain(&err)))?;
+        if output == Output::Instances && !detector.segments() {
+            tracing::warn!(
+                path = %model_path.display(),
+                "the segmentation output processor on a detector gives no detections, as in FiftyOne"
+            );
+        }
         let confidence = config
             .confidence_thresh
             .map_or(CONFIDENCE_THRESHOLD, f64::from);
@@ -93,6 +130,7 @@ impl TorchYoloModel {
             detector,
             confidence,
             filter_classes,
+            output,
         })
     }
 }
@@ -134,6 +172,10 @@ impl Model for TorchYoloModel {
                 let (width, height) = input.original_size;
                 let failed =
                     |err: crate::families::yolo::YoloError| ModelError::inference(chain(&err));
+                if self.output == Output::Instances && !self.detector.segments() {
+                    // FiftyOne's `to_instances` of results without masks.
+                    return Ok(Prediction::Label(Some(Label::Detections(Vec::new()))));
+                }
                 let found = self
                     .detector
                     .detect_letterboxed(pixels, width, height, self.confidence)
@@ -153,7 +195,10 @@ impl Model for TorchYoloModel {
                         label: detection.label,
                         bounding_box: detection.bounding_box,
                         confidence: Some(detection.confidence),
-                        mask: detection.mask,
+                        mask: match self.output {
+                            Output::Detections => None,
+                            Output::Instances => detection.mask,
+                        },
                     })
                     .collect();
                 Ok(Prediction::Label(Some(Label::Detections(detections))))

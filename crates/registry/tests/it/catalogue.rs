@@ -130,11 +130,11 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 63 zoo builds
+/// `zoo models info` says how each built-in runs: the 73 zoo builds
 /// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8,
-/// YOLO11 and YOLOv5u n/s/m/l/x detection) natively, the 50 TensorFlow
-/// ones in the model host with TensorFlow, the other 223 in the model host
-/// through FiftyOne's class.
+/// YOLO11 and YOLOv5u n/s/m/l/x detection, YOLOv8 and YOLO11 n/s/m/l/x
+/// segmentation) natively, the 50 TensorFlow ones in the model host with
+/// TensorFlow, the other 213 in the model host through FiftyOne's class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -178,8 +178,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 63),
-            ("python host", 223),
+            ("native", 73),
+            ("python host", 213),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -320,10 +320,12 @@ fn fiftyone_manifest_dir() -> Option<std::path::PathBuf> {
 /// FiftyOne's `FiftyOneYOLOModel` runs natively for YOLOv8, YOLO11 and
 /// YOLOv5u detection (`yolov8{n,s,m,l,x}-coco-torch`,
 /// `yolo11{n,s,m,l,x}-coco-torch`, `yolov5{n,s,m,l,x}-coco-torch`) and
-/// through FiftyOne's class for every other Ultralytics entry
-/// (segmentation, pose, YOLO26, YOLOv10, YOLO-World, Open Images, ...).
+/// YOLOv8 and YOLO11 segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
+/// `yolo11{n,s,m,l,x}-seg-coco-torch`), and through FiftyOne's class for
+/// every other Ultralytics entry (YOLO26, YOLOv9, YOLOv10, pose, OBB,
+/// YOLOE, YOLO-World, Open Images, ...).
 #[test]
-fn yolov8_yolo11_and_yolov5u_detection_run_natively_and_other_ultralytics_entries_in_the_host() {
+fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in_the_host() {
     let root = tempfile::tempdir().unwrap();
     let mut config = RegistryConfig::new(root.path());
     config.builtin = Some(zoo_registry::builtin_manifest());
@@ -344,6 +346,10 @@ fn yolov8_yolo11_and_yolov5u_detection_run_natively_and_other_ultralytics_entrie
         "yolov5m-coco-torch",
         "yolov5l-coco-torch",
         "yolov5x-coco-torch",
+        "yolov8n-seg-coco-torch",
+        "yolov8x-seg-coco-torch",
+        "yolo11n-seg-coco-torch",
+        "yolo11x-seg-coco-torch",
     ] {
         let model = registry.model(name).unwrap();
         assert_eq!(
@@ -353,8 +359,9 @@ fn yolov8_yolo11_and_yolov5u_detection_run_natively_and_other_ultralytics_entrie
         );
     }
     for name in [
-        "yolo11n-seg-coco-torch",
-        "yolov8n-seg-coco-torch",
+        "yolo26n-seg-coco-torch",
+        "yolov9c-seg-coco-torch",
+        "yoloe11s-seg-torch",
         "yolo26n-pose-coco-torch",
         "yolo26n-coco-torch",
         "yolov10n-coco-torch",

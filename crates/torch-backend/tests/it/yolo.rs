@@ -334,3 +334,78 @@ fn the_fiftyone_yolo_model_type_gives_fiftyones_detections() {
     let err = err.to_string();
     assert!(err.contains("`classes`"), "{err}");
 }
+
+/// FiftyOne's `FiftyOneYOLOModel` with the segmentation output processor
+/// (`yolov8n-seg-coco-torch`'s config) gives the oracle's instances, masks
+/// included; the detection processor on the same segmenter gives the same
+/// boxes without masks; the segmentation processor on a detector gives no
+/// detections (FiftyOne's `to_instances` of results without masks); a
+/// processor zoo does not run is refused by name.
+#[test]
+fn the_fiftyone_yolo_model_type_gives_fiftyones_instances() {
+    use zoo_model_core::{Label, ModelFactory, ModelSpec, Prediction};
+
+    tch::set_num_threads(1);
+    let directory = fixtures().join("yolo");
+    let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
+    let oracle: Value = serde_json::from_str(&text).unwrap();
+    let expected = &oracle["yolov8t-seg.pt"]["fiftyone"];
+    let mut factory = ModelFactory::new();
+    zoo_torch_backend::register(&mut factory);
+    let spec = |processor: &str, weights: &str| ModelSpec {
+        kind: "fiftyone.utils.ultralytics.FiftyOneYOLOModel".into(),
+        config: serde_json::json!({
+            "entrypoint_fcn": "ultralytics.YOLO",
+            "entrypoint_args": {"model": "yolov8n-seg.pt"},
+            "output_processor_cls": format!("fiftyone.utils.ultralytics.{processor}"),
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        model_path: Some(directory.join(weights)),
+    };
+    let run = |processor: &str, weights: &str, file: &str| -> Vec<zoo_model_core::Detection> {
+        let mut model = factory.build(&spec(processor, weights)).unwrap();
+        let input = model
+            .preprocessor()
+            .preprocess(decode(&directory.join(file)))
+            .unwrap();
+        let prediction = model.predict_all(&[input]).unwrap().remove(0);
+        let Prediction::Label(Some(Label::Detections(detections))) = prediction else {
+            panic!("{file}: {prediction:?}");
+        };
+        detections
+    };
+    let mut masks = 0;
+    for (file, theirs) in expected.as_object().unwrap() {
+        let theirs = theirs.as_array().unwrap();
+        let ours = run(
+            "UltralyticsSegmentationOutputProcessor",
+            "yolov8t-seg.pt",
+            file,
+        );
+        assert_eq!(ours.len(), theirs.len(), "{file}");
+        for (ours, theirs) in ours.iter().zip(theirs) {
+            assert_eq!(ours.label, theirs["label"].as_str().unwrap(), "{file}");
+            let (rows, columns, bytes) = decode_mask(theirs).unwrap();
+            let (our_rows, our_columns, our_bytes) = ours.mask.as_ref().unwrap();
+            assert_eq!((*our_rows, *our_columns), (rows, columns), "{file}");
+            assert!(mask_iou(our_bytes, &bytes) >= MASK_IOU, "{file}");
+            masks += 1;
+        }
+        let boxes = run(
+            "UltralyticsDetectionOutputProcessor",
+            "yolov8t-seg.pt",
+            file,
+        );
+        assert_eq!(boxes.len(), theirs.len(), "{file}");
+        assert!(boxes.iter().all(|detection| detection.mask.is_none()));
+        assert!(run("UltralyticsSegmentationOutputProcessor", "yolov8t.pt", file).is_empty());
+    }
+    assert!(masks > 0);
+    let Err(err) = factory.build(&spec("UltralyticsPoseOutputProcessor", "yolov8t-seg.pt")) else {
+        panic!("the pose processor was accepted");
+    };
+    let err = err.to_string();
+    assert!(err.contains("`UltralyticsPoseOutputProcessor`"), "{err}");
+}
