@@ -1,4 +1,4 @@
-//! The YOLOv5u, YOLOv8 and YOLO11 detection (and YOLOv8 and YOLO11
+//! The YOLOv5u, YOLOv8, YOLO11 and YOLO26 detection (and YOLOv8 and YOLO11
 //! segmentation) networks, built from an Ultralytics checkpoint's `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
 //! module, args]`, depths and widths from `scales[scale]`), with each
 //! layer's hyperparameters (strides, paddings, batch norm `eps`,
@@ -633,7 +633,7 @@ impl Network {
                 }
                 other => {
                     return Err(unsupported(format!(
-                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8 and YOLO11 detection and segmentation: Conv, C2f, C3, C3k2, C2PSA, SPPF, nn.Upsample, Concat, Detect, Segment)"
+                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation: Conv, C2f, C3, C3k2, C2PSA, SPPF, nn.Upsample, Concat, Detect, Segment)"
                     )));
                 }
             };

@@ -1,4 +1,5 @@
-//! The heads: `Detect` (YOLOv5u, YOLOv8, YOLO11) and `Segment` (its
+//! The heads: `Detect` (YOLOv5u, YOLOv8, YOLO11, YOLO26's one-to-many
+//! branches, without DFL when `reg_max` is 1) and `Segment` (its
 //! mask coefficients and `Proto` prototypes), each level's branches read
 //! from the module tree and decoded as Ultralytics' heads decode them in
 //! inference.
@@ -19,8 +20,9 @@ use crate::net::fold::channels_last;
 pub(crate) struct Detect {
     boxes: Vec<Vec<Conv>>,
     classes: Vec<Vec<Conv>>,
-    /// The DFL's fixed `1 x reg_max` convolution weight.
-    dfl: Tensor,
+    /// The DFL's fixed `1 x reg_max` convolution weight (none when
+    /// `reg_max` is 1).
+    dfl: Option<Tensor>,
     reg_max: i64,
     /// The number of classes.
     pub(crate) nc: i64,
@@ -86,7 +88,7 @@ impl Detect {
         for conv in convs {
             conv.make_channels_last();
         }
-        self.dfl = channels_last(&self.dfl);
+        self.dfl = self.dfl.as_ref().map(channels_last);
     }
 
     /// The number of mask coefficients per box (`nm`), for a `Segment`
@@ -122,9 +124,9 @@ impl Builder<'_> {
                         .iter()
                         .map(|(_, child)| child.kind())
                         .collect();
-                    if kinds != ["DWConv", "Conv"] {
+                    if !matches!(kinds.as_slice(), ["DWConv" | "Conv", "Conv"]) {
                         return Err(unsupported(format!(
-                            "`{pair}` holds {kinds:?}, not a DWConv and a Conv"
+                            "`{pair}` holds {kinds:?}, not a (depthwise) Conv and a Conv"
                         )));
                     }
                     convs.push(self.conv(&format!("{pair}.0"))?);
@@ -230,9 +232,10 @@ impl Builder<'_> {
         levels: usize,
     ) -> Result<Layer, ArchitectureError> {
         let module = self.expect(path, kind)?;
-        if module.get("one2one_cv2").is_some() {
+        let one_to_one = module.get("one2one_cv2").is_some();
+        if module.get("cv2").is_none() {
             return Err(unsupported(format!(
-                "`{path}` is an end-to-end head; zoo builds YOLOv5u's, YOLOv8's and YOLO11's"
+                "`{path}` has no one-to-many branches (`cv2`): a fused end-to-end head"
             )));
         }
         let integer = |name: &str, most: i64| -> Result<i64, ArchitectureError> {
@@ -250,9 +253,6 @@ impl Builder<'_> {
             return Err(unsupported(format!(
                 "`{path}.nl` is {nl}, but the yaml feeds it {levels} levels"
             )));
-        }
-        if reg_max < 2 {
-            return Err(unsupported(format!("`{path}` has no DFL (reg_max 1)")));
         }
         let mut boxes = Vec::new();
         let mut classes = Vec::new();
@@ -274,14 +274,31 @@ impl Builder<'_> {
             }
             classes.push(branch);
         }
-        self.expect(&format!("{path}.dfl"), "DFL")?;
-        let dfl = self.tensor(&format!("{path}.dfl.conv.weight"))?;
-        if dfl.size() != [1, reg_max, 1, 1] {
-            return Err(unsupported(format!(
-                "`{path}.dfl.conv.weight` has shape {:?}",
-                dfl.size()
-            )));
+        // An end-to-end head's one-to-one branches (YOLO26's, YOLOv10's):
+        // Ultralytics 8.4's predictor runs them only with `nms=False`
+        // (`AutoBackend(end2end=args.nms is False)`, which FiftyOne never
+        // sets), and its `fuse()` drops them; checked and dropped here.
+        if one_to_one {
+            for level in 0..levels {
+                self.branch(&format!("{path}.one2one_cv2.{level}"))?;
+                self.branch(&format!("{path}.one2one_cv3.{level}"))?;
+            }
         }
+        let dfl = if reg_max == 1 {
+            // `reg_max` 1 (YOLO26): the distances as they come.
+            self.expect(&format!("{path}.dfl"), "Identity")?;
+            None
+        } else {
+            self.expect(&format!("{path}.dfl"), "DFL")?;
+            let dfl = self.tensor(&format!("{path}.dfl.conv.weight"))?;
+            if dfl.size() != [1, reg_max, 1, 1] {
+                return Err(unsupported(format!(
+                    "`{path}.dfl.conv.weight` has shape {:?}",
+                    dfl.size()
+                )));
+            }
+            Some(dfl)
+        };
         let masks = if kind == "Segment" {
             Some(self.masks(path, levels)?)
         } else {
@@ -345,12 +362,15 @@ impl Detect {
         let strides = Tensor::f_cat(&strides, 0)?.f_transpose(0, 1)?;
         // DFL: softmax over the reg_max bins, then the fixed 1x1 conv.
         let anchors_count = boxes.size()[2];
-        let distances = boxes
-            .f_view([batch, 4, self.reg_max, anchors_count])?
-            .f_transpose(2, 1)?
-            .f_softmax(1, Kind::Float)?
-            .f_conv2d(&self.dfl, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1)?
-            .f_view([batch, 4, anchors_count])?;
+        let distances = match &self.dfl {
+            Some(dfl) => boxes
+                .f_view([batch, 4, self.reg_max, anchors_count])?
+                .f_transpose(2, 1)?
+                .f_softmax(1, Kind::Float)?
+                .f_conv2d(dfl, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1)?
+                .f_view([batch, 4, anchors_count])?,
+            None => boxes,
+        };
         // dist2bbox(xywh=True, dim=1).
         let halves = distances.f_chunk(2, 1)?;
         let top_left = anchors.f_sub(&halves[0])?;
