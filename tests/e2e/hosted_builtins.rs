@@ -219,7 +219,7 @@ fn yolo_runs_as_fiftyones_own(
     }
     assert!(
         detections > 10,
-        "the seeded model should detect: {detections}"
+        "{name}: the seeded model should detect: {detections}"
     );
     info
 }

@@ -69,7 +69,7 @@ pub const NATIVE_TYPES: &[&str] = &[
 
 /// FiftyOne's Ultralytics class names among [`NATIVE_TYPES`]: native only
 /// for the checkpoints zoo builds ([`native_ultralytics`]); FiftyOne's
-/// class runs the others (YOLO26, pose, OBB, ...).
+/// class runs the others (YOLOv9, YOLOv10, pose, OBB, ...).
 const ULTRALYTICS_TYPES: &[&str] = &[
     "fiftyone.utils.ultralytics.FiftyOneYOLOModel",
     "FiftyOneYOLOModel",
@@ -85,12 +85,14 @@ const ULTRALYTICS_INSTANCES: &str =
 
 /// The release checkpoints zoo builds natively, as `(prefix, suffix,
 /// output processor)` around the scale letter: YOLOv8 (`yolov8n.pt`),
-/// YOLO11 (`yolo11n.pt`) and YOLOv5u (`yolov5nu.pt`) detection, YOLOv8
-/// (`yolov8n-seg.pt`) and YOLO11 (`yolo11n-seg.pt`) segmentation.
+/// YOLO11 (`yolo11n.pt`), YOLOv5u (`yolov5nu.pt`) and YOLO26
+/// (`yolo26n.pt`) detection, YOLOv8 (`yolov8n-seg.pt`) and YOLO11
+/// (`yolo11n-seg.pt`) segmentation.
 const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
     ("yolov8", ".pt", ULTRALYTICS_DETECTIONS),
     ("yolo11", ".pt", ULTRALYTICS_DETECTIONS),
     ("yolov5", "u.pt", ULTRALYTICS_DETECTIONS),
+    ("yolo26", ".pt", ULTRALYTICS_DETECTIONS),
     ("yolov8", "-seg.pt", ULTRALYTICS_INSTANCES),
     ("yolo11", "-seg.pt", ULTRALYTICS_INSTANCES),
 ];
@@ -98,8 +100,8 @@ const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
 /// Whether an Ultralytics config is one zoo runs natively:
 /// `entrypoint_args.model` one of [`NATIVE_CHECKPOINTS`] at scale `n`, `s`,
 /// `m`, `l` or `x` with its output processor (`yolov8*-coco-torch`,
-/// `yolo11*-coco-torch`, `yolov5*-coco-torch`, `yolov8*-seg-coco-torch`,
-/// `yolo11*-seg-coco-torch`).
+/// `yolo11*-coco-torch`, `yolov5*-coco-torch`, `yolo26*-coco-torch`,
+/// `yolov8*-seg-coco-torch`, `yolo11*-seg-coco-torch`).
 fn native_ultralytics(config: &DeploymentConfig) -> bool {
     let processor = config
         .config

@@ -130,11 +130,12 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 73 zoo builds
+/// `zoo models info` says how each built-in runs: the 78 zoo builds
 /// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8,
-/// YOLO11 and YOLOv5u n/s/m/l/x detection, YOLOv8 and YOLO11 n/s/m/l/x
-/// segmentation) natively, the 50 TensorFlow ones in the model host with
-/// TensorFlow, the other 213 in the model host through FiftyOne's class.
+/// YOLO11, YOLOv5u and YOLO26 n/s/m/l/x detection, YOLOv8 and YOLO11
+/// n/s/m/l/x segmentation) natively, the 50 TensorFlow ones in the model
+/// host with TensorFlow, the other 208 in the model host through
+/// FiftyOne's class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -157,7 +158,7 @@ fn each_builtin_says_how_it_runs() {
                 kind.ends_with("TorchvisionImageModel")
                     || kind.ends_with("TorchCLIPModel")
                     || (kind.ends_with("FiftyOneYOLOModel")
-                        && ["yolov8", "yolo11", "yolov5"]
+                        && ["yolov8", "yolo11", "yolov5", "yolo26"]
                             .iter()
                             .any(|prefix| model.model.base_name.starts_with(prefix)))
                     || model.model.extra.contains_key("zoo_hub_weights"),
@@ -178,8 +179,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 73),
-            ("python host", 213),
+            ("native", 78),
+            ("python host", 208),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -317,12 +318,14 @@ fn fiftyone_manifest_dir() -> Option<std::path::PathBuf> {
     Some(String::from_utf8(output.stdout).unwrap().trim().into())
 }
 
-/// FiftyOne's `FiftyOneYOLOModel` runs natively for YOLOv8, YOLO11 and
-/// YOLOv5u detection (`yolov8{n,s,m,l,x}-coco-torch`,
-/// `yolo11{n,s,m,l,x}-coco-torch`, `yolov5{n,s,m,l,x}-coco-torch`) and
+/// FiftyOne's `FiftyOneYOLOModel` runs natively for YOLOv8, YOLO11,
+/// YOLOv5u and YOLO26 detection (`yolov8{n,s,m,l,x}-coco-torch`,
+/// `yolo11{n,s,m,l,x}-coco-torch`, `yolov5{n,s,m,l,x}-coco-torch`,
+/// `yolo26{n,s,m,l,x}-coco-torch`) and
 /// YOLOv8 and YOLO11 segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
 /// `yolo11{n,s,m,l,x}-seg-coco-torch`), and through FiftyOne's class for
-/// every other Ultralytics entry (YOLO26, YOLOv9, YOLOv10, pose, OBB,
+/// every other Ultralytics entry (YOLO26 segmentation, classification
+/// and pose, YOLOv9, YOLOv10, OBB,
 /// YOLOE, YOLO-World, Open Images, ...).
 #[test]
 fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in_the_host() {
@@ -346,6 +349,8 @@ fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in
         "yolov5m-coco-torch",
         "yolov5l-coco-torch",
         "yolov5x-coco-torch",
+        "yolo26n-coco-torch",
+        "yolo26x-coco-torch",
         "yolov8n-seg-coco-torch",
         "yolov8x-seg-coco-torch",
         "yolo11n-seg-coco-torch",
@@ -363,7 +368,7 @@ fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in
         "yolov9c-seg-coco-torch",
         "yoloe11s-seg-torch",
         "yolo26n-pose-coco-torch",
-        "yolo26n-coco-torch",
+        "yolo26n-cls-imagenet-torch",
         "yolov10n-coco-torch",
         "yolov8s-world-torch",
         "yolov8n-oiv7-torch",

@@ -291,9 +291,9 @@ pub(crate) const FAMILIES: &[Family] = &[
         ..DETECTOR
     },
     Family {
-        // FiftyOne's `entrypoint_fcn` `ultralytics.YOLO`: YOLOv8, YOLO11
-        // and YOLOv5u detection (n, s, m, l, x), each from its release
-        // checkpoint.
+        // FiftyOne's `entrypoint_fcn` `ultralytics.YOLO`: YOLOv8, YOLO11,
+        // YOLOv5u and YOLO26 detection, YOLOv8 and YOLO11 segmentation
+        // (n, s, m, l, x), each from its release checkpoint.
         names: &["YOLO"],
         task: Task::Ultralytics,
         build: Build::Checkpoint,

@@ -183,7 +183,13 @@ fn yolo_detections_match_fiftyone_and_ultralytics() {
     let directory = fixtures().join("yolo");
     let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
     let oracle: Value = serde_json::from_str(&text).unwrap();
-    for file in ["yolov8t.pt", "yolo11t.pt", "yolov5tu.pt", "yolo26t.pt"] {
+    for file in [
+        "yolov8t.pt",
+        "yolo11t.pt",
+        "yolov5tu.pt",
+        "yolo26t.pt",
+        "yolov10t.pt",
+    ] {
         let seen = check(&directory.join(file), &directory, &oracle[file]);
         assert!(seen.detections > 0, "{file}");
     }

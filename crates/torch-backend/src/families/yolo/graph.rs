@@ -86,8 +86,10 @@ enum Layer {
     C2f(C2f),
     /// `C3`.
     C3(C3),
-    /// `C2PSA`.
+    /// `C2PSA` and `PSA`.
     C2Psa(C2Psa),
+    /// Convolutions in a row (`SCDown`).
+    Convs(Vec<Conv>),
     /// `SPPF`: `cv1`, `repeats` max-pools, concatenated into `cv2`.
     Sppf {
         cv1: Conv,
@@ -133,6 +135,7 @@ impl Layer {
                 .convs_mut()
                 .into_iter()
                 .for_each(Conv::make_channels_last),
+            Layer::Convs(convs) => convs.iter_mut().for_each(Conv::make_channels_last),
             Layer::Sppf { cv1, cv2, .. } => {
                 cv1.make_channels_last();
                 cv2.make_channels_last();
@@ -539,7 +542,16 @@ impl Network {
             };
             if matches!(
                 name,
-                "Conv" | "C2f" | "C3k2" | "C3" | "C2PSA" | "SPPF" | "nn.Upsample"
+                "Conv"
+                    | "C2f"
+                    | "C3k2"
+                    | "C2fCIB"
+                    | "C3"
+                    | "C2PSA"
+                    | "PSA"
+                    | "SCDown"
+                    | "SPPF"
+                    | "nn.Upsample"
             ) {
                 single()?;
             }
@@ -550,7 +562,7 @@ impl Network {
                     let conv = builder.conv(&path)?;
                     (Layer::Conv(conv), c2)
                 }
-                "C2f" | "C3k2" => {
+                "C2f" | "C3k2" | "C2fCIB" => {
                     let c2 = width_of(&args)?;
                     (Layer::C2f(builder.c2f(&path, name, repeats)?), c2)
                 }
@@ -561,6 +573,16 @@ impl Network {
                 "C2PSA" => {
                     let c2 = width_of(&args)?;
                     (Layer::C2Psa(builder.c2psa(&path, repeats)?), c2)
+                }
+                "PSA" => {
+                    repeats_one()?;
+                    let c2 = width_of(&args)?;
+                    (Layer::C2Psa(builder.psa(&path)?), c2)
+                }
+                "SCDown" => {
+                    repeats_one()?;
+                    let c2 = width_of(&args)?;
+                    (Layer::Convs(builder.sc_down(&path)?), c2)
                 }
                 "SPPF" => {
                     repeats_one()?;
@@ -602,7 +624,7 @@ impl Network {
                     let total = from.iter().map(|from| channel_of(*from)).sum();
                     (Layer::Concat { dimension }, total)
                 }
-                "Detect" | "Segment" => {
+                "Detect" | "Segment" | "v10Detect" => {
                     repeats_one()?;
                     if index + 1 != rows_yaml.len() {
                         return Err(unsupported(format!("`{name}` is not the last layer")));
@@ -633,7 +655,7 @@ impl Network {
                 }
                 other => {
                     return Err(unsupported(format!(
-                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation: Conv, C2f, C3, C3k2, C2PSA, SPPF, nn.Upsample, Concat, Detect, Segment)"
+                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation: Conv, C2f, C3, C3k2, C2fCIB, C2PSA, PSA, SCDown, SPPF, nn.Upsample, Concat, Detect, v10Detect, Segment)"
                     )));
                 }
             };
@@ -643,6 +665,7 @@ impl Network {
                 Layer::C2f(block) => Some(block.cv2.out_channels()),
                 Layer::C3(block) => Some(block.cv3.out_channels()),
                 Layer::C2Psa(block) => Some(block.cv2.out_channels()),
+                Layer::Convs(convs) => convs.last().map(Conv::out_channels),
                 Layer::Sppf { cv2, .. } => Some(cv2.out_channels()),
                 _ => None,
             };
@@ -705,6 +728,13 @@ impl Network {
                 Layer::C2f(block) => block.forward(input_of(row.from[0]))?,
                 Layer::C3(block) => block.forward(input_of(row.from[0]))?,
                 Layer::C2Psa(block) => block.forward(input_of(row.from[0]))?,
+                Layer::Convs(convs) => {
+                    let mut y = input_of(row.from[0]).shallow_clone();
+                    for conv in convs {
+                        y = conv.forward(&y)?;
+                    }
+                    y
+                }
                 Layer::Sppf {
                     cv1,
                     cv2,

@@ -1,8 +1,10 @@
-//! The CSP blocks of YOLOv5u, YOLOv8 and YOLO11 as Ultralytics'
-//! `ultralytics.nn.modules.block` defines them: `Bottleneck`, `C2f` and
-//! `C3k2` (whose inner blocks are bottlenecks, `C3k`s, or a bottleneck
-//! followed by a `PSABlock`), `C3`, `C2PSA` with its `PSABlock`s and their
-//! `Attention`. Each is read from the checkpoint's module tree (its class,
+//! The CSP blocks of YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 as
+//! Ultralytics' `ultralytics.nn.modules.block` defines them: `Bottleneck`,
+//! `C2f`, `C3k2` (whose inner blocks are bottlenecks, `C3k`s, or a
+//! bottleneck followed by a `PSABlock`) and `C2fCIB` (whose inner blocks
+//! are `CIB`s, with a `RepVGGDW` re-parameterised as Ultralytics' `fuse()`
+//! does), `C3`, `C2PSA` with its `PSABlock`s and their `Attention`, `PSA`
+//! and `SCDown`. Each is read from the checkpoint's module tree (its class,
 //! its children and their attributes), never from the yaml's arguments.
 
 use serde_json::Value as Json;
@@ -69,6 +71,13 @@ pub(super) enum Inner {
     C3k(C3),
     /// `Sequential(Bottleneck, PSABlock)` (`C3k2` with `attn`).
     Attention(Bottleneck, Box<PsaBlock>),
+    /// A `CIB` (`C2fCIB`): five convolutions, the input added when `add`.
+    Cib {
+        /// `cv1`'s convolutions in order.
+        convs: Vec<Conv>,
+        /// Whether the input is added.
+        add: bool,
+    },
 }
 
 impl Inner {
@@ -77,6 +86,13 @@ impl Inner {
             Inner::Bottleneck(block) => block.forward(x),
             Inner::C3k(block) => block.forward(x),
             Inner::Attention(block, psa) => psa.forward(&block.forward(x)?),
+            Inner::Cib { convs, add } => {
+                let mut y = x.shallow_clone();
+                for conv in convs {
+                    y = conv.forward(&y)?;
+                }
+                if *add { x.f_add(&y) } else { Ok(y) }
+            }
         }
     }
 
@@ -89,6 +105,7 @@ impl Inner {
                 convs.extend(psa.convs_mut());
                 convs
             }
+            Inner::Cib { convs, .. } => convs.iter_mut().collect(),
         }
     }
 }
@@ -312,6 +329,7 @@ impl Builder<'_> {
             let inner = match (kind, self.module(&block)?.kind()) {
                 (_, "Bottleneck") => Inner::Bottleneck(self.bottleneck(&block)?),
                 ("C3k2", "C3k") => Inner::C3k(self.c3(&block, "C3k", None)?),
+                ("C2fCIB", "CIB") => self.cib(&block)?,
                 ("C3k2", "Sequential") => {
                     if self.module(&block)?.children.len() != 2 {
                         return Err(unsupported(format!(
@@ -326,10 +344,10 @@ impl Builder<'_> {
                 (_, other) => {
                     return Err(unsupported(format!(
                         "`{block}` is a `{other}`; a `{kind}` holds {}",
-                        if kind == "C3k2" {
-                            "Bottleneck, C3k or Bottleneck + PSABlock blocks"
-                        } else {
-                            "Bottleneck blocks"
+                        match kind {
+                            "C3k2" => "Bottleneck, C3k or Bottleneck + PSABlock blocks",
+                            "C2fCIB" => "Bottleneck or CIB blocks",
+                            _ => "Bottleneck blocks",
                         }
                     )));
                 }
@@ -388,6 +406,101 @@ impl Builder<'_> {
                 self.conv(&format!("{path}.ffn.1"))?,
             ],
             add,
+        })
+    }
+
+    /// A `CIB` at `path`: `cv1` is `Sequential(Conv, Conv, Conv or
+    /// RepVGGDW, Conv, Conv)`.
+    fn cib(&mut self, path: &str) -> Result<Inner, ArchitectureError> {
+        self.expect(path, "CIB")?;
+        let add = self.flag(path, "add")?;
+        let sequence = format!("{path}.cv1");
+        let count = self.count(&sequence, Some(5))?;
+        let mut convs = Vec::with_capacity(count);
+        for index in 0..count {
+            let child = format!("{sequence}.{index}");
+            convs.push(match self.module(&child)?.kind() {
+                "RepVGGDW" => self.rep_vgg_dw(&child)?,
+                _ => self.conv(&child)?,
+            });
+        }
+        Ok(Inner::Cib { convs, add })
+    }
+
+    /// A `RepVGGDW` at `path` as its `fuse()` re-parameterises it: its two
+    /// depthwise convolutions fused with their batch norms, the 3x3 kernel
+    /// padded to 7x7 and added to the 7x7 one, biases added, then SiLU.
+    fn rep_vgg_dw(&mut self, path: &str) -> Result<Conv, ArchitectureError> {
+        self.expect(path, "RepVGGDW")?;
+        if self.module(&format!("{path}.act"))?.kind() != "SiLU" {
+            return Err(unsupported(format!("`{path}.act` is not a SiLU")));
+        }
+        let mut large = self.conv(&format!("{path}.conv"))?;
+        let small = self.conv(&format!("{path}.conv1"))?;
+        let (large_size, small_size) = (large.weight.size(), small.weight.size());
+        let plain = |conv: &Conv, size: &[i64], padding: i64| {
+            !conv.silu
+                && conv.stride == [1, 1]
+                && conv.dilation == [1, 1]
+                && conv.padding == [padding, padding]
+                && conv.groups == size[0]
+                && size[1] == 1
+        };
+        if large_size[..2] != small_size[..2]
+            || large_size[2..] != [7, 7]
+            || small_size[2..] != [3, 3]
+            || !plain(&large, &large_size, 3)
+            || !plain(&small, &small_size, 1)
+        {
+            return Err(unsupported(format!(
+                "`{path}` is not a depthwise 7x7 and 3x3 pair without activations"
+            )));
+        }
+        large.weight = large
+            .weight
+            .f_add(&small.weight.f_constant_pad_nd([2, 2, 2, 2])?)?;
+        large.bias = large.bias.f_add(&small.bias)?;
+        large.silu = true;
+        Ok(large)
+    }
+
+    /// `SCDown` at `path`: a pointwise then a depthwise convolution.
+    pub(super) fn sc_down(&mut self, path: &str) -> Result<Vec<Conv>, ArchitectureError> {
+        self.expect(path, "SCDown")?;
+        Ok(vec![
+            self.conv(&format!("{path}.cv1"))?,
+            self.conv(&format!("{path}.cv2"))?,
+        ])
+    }
+
+    /// `PSA` at `path`: a `C2PSA` with one attention block of its own
+    /// `attn` and `ffn`, both added.
+    pub(super) fn psa(&mut self, path: &str) -> Result<C2Psa, ArchitectureError> {
+        self.expect(path, "PSA")?;
+        let hidden = self.whole(path, "c", 65_536)?;
+        let cv1 = self.conv(&format!("{path}.cv1"))?;
+        if cv1.out_channels() != 2 * hidden {
+            return Err(unsupported(format!(
+                "`{path}.cv1` gives {} channels, not twice `c` = {hidden}",
+                cv1.out_channels()
+            )));
+        }
+        if self.count(&format!("{path}.ffn"), Some(2)).is_err() {
+            return Err(unsupported(format!("`{path}.ffn` is not two convolutions")));
+        }
+        let block = PsaBlock {
+            attention: self.attention(&format!("{path}.attn"))?,
+            ffn: [
+                self.conv(&format!("{path}.ffn.0"))?,
+                self.conv(&format!("{path}.ffn.1"))?,
+            ],
+            add: true,
+        };
+        Ok(C2Psa {
+            cv1,
+            cv2: self.conv(&format!("{path}.cv2"))?,
+            hidden,
+            blocks: vec![block],
         })
     }
 
