@@ -86,7 +86,7 @@ fn zoo_lists_every_fiftyone_builtin_with_its_tags() {
 }
 
 /// `zoo models info NAME --json` for every built-in: `native` for the 78
-/// zoo builds (YOLOv8, YOLO11, YOLOv5u and YOLO26 detection, YOLOv8 and YOLO11
+/// zoo builds (YOLOv8, YOLO11, YOLOv5u, YOLO26 and YOLOv10 detection, YOLOv8 and YOLO11
 /// segmentation among them), `python
 /// host (TensorFlow)` for FiftyOne's TensorFlow models, `python host`
 /// naming FiftyOne's class and the entry's packages for the
@@ -116,7 +116,7 @@ fn info_says_how_every_builtin_runs() {
                     kind.ends_with("TorchvisionImageModel")
                         || kind.ends_with("TorchCLIPModel")
                         || (kind.ends_with("FiftyOneYOLOModel")
-                            && ["yolov8", "yolo11", "yolov5", "yolo26"]
+                            && ["yolov8", "yolo11", "yolov5", "yolo26", "yolov10"]
                                 .iter()
                                 .any(|prefix| name.starts_with(prefix)))
                         || name.starts_with("dinov2-"),
@@ -139,8 +139,8 @@ fn info_says_how_every_builtin_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native".to_owned(), 78),
-            ("python host".to_owned(), 208),
+            ("native".to_owned(), 83),
+            ("python host".to_owned(), 203),
             ("python host (TensorFlow)".to_owned(), 50),
         ])
     );

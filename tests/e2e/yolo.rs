@@ -1,5 +1,6 @@
 //! `zoo models apply yolov8n-coco-torch` (and `yolo11n-coco-torch`,
-//! `yolov5n-coco-torch`, `yolo26n-coco-torch`, `yolov8n-seg-coco-torch`,
+//! `yolov5n-coco-torch`, `yolo26n-coco-torch`, `yolov10n-coco-torch`,
+//! `yolov8n-seg-coco-torch`,
 //! `yolo11n-seg-coco-torch`) runs natively (FiftyOne's `FiftyOneYOLOModel`
 //! built by zoo, no Python), with the weights from the entry's URL served
 //! by a loopback mirror (`ZOO_DOWNLOAD_MIRRORS`), and stores FiftyOne
@@ -45,6 +46,17 @@ fn yolov5n_coco_torch_runs_natively_with_fiftyones_detections() {
 #[test]
 fn yolo26n_coco_torch_runs_natively_with_fiftyones_detections() {
     runs_natively("yolo26n-coco-torch", "v8.4.0/yolo26n.pt", "yolo26t.pt", 303);
+}
+
+/// YOLOv10 (`yolov10t.pt` served as the entry's `yolov10n.pt`).
+#[test]
+fn yolov10n_coco_torch_runs_natively_with_fiftyones_detections() {
+    runs_natively(
+        "yolov10n-coco-torch",
+        "v8.2.0/yolov10n.pt",
+        "yolov10t.pt",
+        296,
+    );
 }
 
 /// YOLOv8 segmentation (`yolov8t-seg.pt` served as the entry's

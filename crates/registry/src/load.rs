@@ -69,7 +69,7 @@ pub const NATIVE_TYPES: &[&str] = &[
 
 /// FiftyOne's Ultralytics class names among [`NATIVE_TYPES`]: native only
 /// for the checkpoints zoo builds ([`native_ultralytics`]); FiftyOne's
-/// class runs the others (YOLOv9, YOLOv10, pose, OBB, ...).
+/// class runs the others (YOLOv9, pose, OBB, ...).
 const ULTRALYTICS_TYPES: &[&str] = &[
     "fiftyone.utils.ultralytics.FiftyOneYOLOModel",
     "FiftyOneYOLOModel",
@@ -85,14 +85,15 @@ const ULTRALYTICS_INSTANCES: &str =
 
 /// The release checkpoints zoo builds natively, as `(prefix, suffix,
 /// output processor)` around the scale letter: YOLOv8 (`yolov8n.pt`),
-/// YOLO11 (`yolo11n.pt`), YOLOv5u (`yolov5nu.pt`) and YOLO26
-/// (`yolo26n.pt`) detection, YOLOv8 (`yolov8n-seg.pt`) and YOLO11
+/// YOLO11 (`yolo11n.pt`), YOLOv5u (`yolov5nu.pt`), YOLO26 (`yolo26n.pt`)
+/// and YOLOv10 (`yolov10n.pt`) detection, YOLOv8 (`yolov8n-seg.pt`) and YOLO11
 /// (`yolo11n-seg.pt`) segmentation.
 const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
     ("yolov8", ".pt", ULTRALYTICS_DETECTIONS),
     ("yolo11", ".pt", ULTRALYTICS_DETECTIONS),
     ("yolov5", "u.pt", ULTRALYTICS_DETECTIONS),
     ("yolo26", ".pt", ULTRALYTICS_DETECTIONS),
+    ("yolov10", ".pt", ULTRALYTICS_DETECTIONS),
     ("yolov8", "-seg.pt", ULTRALYTICS_INSTANCES),
     ("yolo11", "-seg.pt", ULTRALYTICS_INSTANCES),
 ];
@@ -101,6 +102,7 @@ const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
 /// `entrypoint_args.model` one of [`NATIVE_CHECKPOINTS`] at scale `n`, `s`,
 /// `m`, `l` or `x` with its output processor (`yolov8*-coco-torch`,
 /// `yolo11*-coco-torch`, `yolov5*-coco-torch`, `yolo26*-coco-torch`,
+/// `yolov10*-coco-torch`,
 /// `yolov8*-seg-coco-torch`, `yolo11*-seg-coco-torch`).
 fn native_ultralytics(config: &DeploymentConfig) -> bool {
     let processor = config

@@ -1,7 +1,8 @@
 //! `FiftyOneYOLOModel`: FiftyOne's `fiftyone.utils.ultralytics.FiftyOneYOLOModel`
-//! for YOLOv8, YOLO11, YOLOv5u and YOLO26 detection
-//! (`yolov8{n,s,m,l,x}-coco-torch`, `yolo11{n,s,m,l,x}-coco-torch`,
-//! `yolov5{n,s,m,l,x}-coco-torch`, `yolo26{n,s,m,l,x}-coco-torch`) and YOLOv8
+//! for YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection
+//! (`yolov5{n,s,m,l,x}-coco-torch`, `yolov8{n,s,m,l,x}-coco-torch`,
+//! `yolov10{n,s,m,l,x}-coco-torch`, `yolo11{n,s,m,l,x}-coco-torch`,
+//! `yolo26{n,s,m,l,x}-coco-torch`) and YOLOv8
 //! and YOLO11 segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
 //! `yolo11{n,s,m,l,x}-seg-coco-torch`), on libtorch (CPU), through the `yolo`
 //! family: FiftyOne's letterbox, Ultralytics' network, NMS, box scaling and

@@ -130,11 +130,11 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 78 zoo builds
+/// `zoo models info` says how each built-in runs: the 83 zoo builds
 /// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8,
-/// YOLO11, YOLOv5u and YOLO26 n/s/m/l/x detection, YOLOv8 and YOLO11
-/// n/s/m/l/x segmentation) natively, the 50 TensorFlow ones in the model
-/// host with TensorFlow, the other 208 in the model host through
+/// YOLO11, YOLOv5u, YOLO26 and YOLOv10 n/s/m/l/x detection, YOLOv8 and
+/// YOLO11 n/s/m/l/x segmentation) natively, the 50 TensorFlow ones in the
+/// model host with TensorFlow, the other 203 in the model host through
 /// FiftyOne's class.
 #[test]
 fn each_builtin_says_how_it_runs() {
@@ -158,7 +158,7 @@ fn each_builtin_says_how_it_runs() {
                 kind.ends_with("TorchvisionImageModel")
                     || kind.ends_with("TorchCLIPModel")
                     || (kind.ends_with("FiftyOneYOLOModel")
-                        && ["yolov8", "yolo11", "yolov5", "yolo26"]
+                        && ["yolov8", "yolo11", "yolov5", "yolo26", "yolov10"]
                             .iter()
                             .any(|prefix| model.model.base_name.starts_with(prefix)))
                     || model.model.extra.contains_key("zoo_hub_weights"),
@@ -179,8 +179,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 78),
-            ("python host", 208),
+            ("native", 83),
+            ("python host", 203),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -319,13 +319,13 @@ fn fiftyone_manifest_dir() -> Option<std::path::PathBuf> {
 }
 
 /// FiftyOne's `FiftyOneYOLOModel` runs natively for YOLOv8, YOLO11,
-/// YOLOv5u and YOLO26 detection (`yolov8{n,s,m,l,x}-coco-torch`,
+/// YOLOv5u, YOLO26 and YOLOv10 detection (`yolov8{n,s,m,l,x}-coco-torch`,
 /// `yolo11{n,s,m,l,x}-coco-torch`, `yolov5{n,s,m,l,x}-coco-torch`,
-/// `yolo26{n,s,m,l,x}-coco-torch`) and
+/// `yolo26{n,s,m,l,x}-coco-torch`, `yolov10{n,s,m,l,x}-coco-torch`) and
 /// YOLOv8 and YOLO11 segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
 /// `yolo11{n,s,m,l,x}-seg-coco-torch`), and through FiftyOne's class for
 /// every other Ultralytics entry (YOLO26 segmentation, classification
-/// and pose, YOLOv9, YOLOv10, OBB,
+/// and pose, YOLOv9, OBB,
 /// YOLOE, YOLO-World, Open Images, ...).
 #[test]
 fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in_the_host() {
@@ -351,6 +351,8 @@ fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in
         "yolov5x-coco-torch",
         "yolo26n-coco-torch",
         "yolo26x-coco-torch",
+        "yolov10n-coco-torch",
+        "yolov10x-coco-torch",
         "yolov8n-seg-coco-torch",
         "yolov8x-seg-coco-torch",
         "yolo11n-seg-coco-torch",
@@ -369,7 +371,7 @@ fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in
         "yoloe11s-seg-torch",
         "yolo26n-pose-coco-torch",
         "yolo26n-cls-imagenet-torch",
-        "yolov10n-coco-torch",
+        "yolov9c-coco-torch",
         "yolov8s-world-torch",
         "yolov8n-oiv7-torch",
     ] {

@@ -1,4 +1,5 @@
-//! YOLOv8, YOLO11 and YOLOv5u parity with Ultralytics 8.4.190 and FiftyOne
+//! YOLOv8, YOLO11, YOLOv5u, YOLO26 and YOLOv10 detection and YOLOv8 and
+//! YOLO11 segmentation parity with Ultralytics 8.4.190 and FiftyOne
 //! 1.22.1: the oracle (`tests/fixtures/yolo/yolo_oracle.json`, `cargo xtask
 //! yolo-oracle`) ran FiftyOne's own `FiftyOneYOLOModel` and Ultralytics'
 //! predictor on seeded checkpoints in Ultralytics' release format
@@ -177,7 +178,9 @@ fn check(weights: &Path, pictures: &Path, oracle: &Value) -> Differences {
 
 /// Each generation's tiny seeded detector: YOLOv8 (`C2f`), YOLO11
 /// (`C3k2` with `C3k` and bottleneck blocks, `C2PSA` attention, the
-/// depthwise class branch) and YOLOv5u (`C3`).
+/// depthwise class branch), YOLOv5u (`C3`), YOLO26 (`C3k2` attention
+/// blocks, SPPF with a shortcut, `reg_max` 1, one-to-one branches unused)
+/// and YOLOv10 (`SCDown`, `PSA`, `C2fCIB` with `RepVGGDW`, `v10Detect`).
 #[test]
 fn yolo_detections_match_fiftyone_and_ultralytics() {
     let directory = fixtures().join("yolo");

@@ -1,4 +1,4 @@
-//! The YOLOv5u, YOLOv8, YOLO11 and YOLO26 detection (and YOLOv8 and YOLO11
+//! The YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection (and YOLOv8 and YOLO11
 //! segmentation) networks, built from an Ultralytics checkpoint's `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
 //! module, args]`, depths and widths from `scales[scale]`), with each
 //! layer's hyperparameters (strides, paddings, batch norm `eps`,

@@ -1,6 +1,7 @@
-//! Ultralytics YOLOv8, YOLO11, YOLOv5u and YOLO26 detection
-//! (`yolov8{n,s,m,l,x}-coco-torch`, `yolo11{n,s,m,l,x}-coco-torch`,
-//! `yolov5{n,s,m,l,x}-coco-torch`, `yolo26{n,s,m,l,x}-coco-torch`) and YOLOv8 and YOLO11 instance
+//! Ultralytics YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection
+//! (`yolov5{n,s,m,l,x}-coco-torch`, `yolov8{n,s,m,l,x}-coco-torch`,
+//! `yolov10{n,s,m,l,x}-coco-torch`, `yolo11{n,s,m,l,x}-coco-torch`,
+//! `yolo26{n,s,m,l,x}-coco-torch`) and YOLOv8 and YOLO11 instance
 //! segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
 //! `yolo11{n,s,m,l,x}-seg-coco-torch`), natively, as FiftyOne 1.22.1's
 //! `FiftyOneYOLOModel` runs them with Ultralytics 8.4:
@@ -15,9 +16,10 @@
 //!   (confidence above 0.25, class-aware NMS at IoU 0.7 with torchvision's
 //!   kernel, at most 300 boxes), `scale_boxes` back to the image, and
 //!   FiftyOne's `to_detections` (`xywhn` to relative `[x, y, w, h]`);
-//!   YOLO26's end-to-end head too: Ultralytics 8.4.190's predictor runs
-//!   its one-to-one branches without NMS only with `nms=False`, which
-//!   FiftyOne never sets, so its one-to-many branches and NMS run;
+//!   YOLO26's and YOLOv10's end-to-end heads too: Ultralytics 8.4.190's
+//!   predictor runs their one-to-one branches without NMS only with
+//!   `nms=False`, which FiftyOne never sets, so their one-to-many branches
+//!   and NMS run;
 //! - for segmentation, the predictor's `retina_masks=True` path
 //!   ([`masks`]: `process_mask_native` at the image's size, boxes without
 //!   a mask pixel dropped), then FiftyOne's `to_instances` (each mask
@@ -110,7 +112,7 @@ pub struct Detection {
     pub mask: Option<(usize, usize, Vec<u8>)>,
 }
 
-/// A loaded Ultralytics YOLOv8, YOLO11, YOLOv5u or YOLO26 detector, or
+/// A loaded Ultralytics YOLOv5u, YOLOv8, YOLOv10, YOLO11 or YOLO26 detector, or
 /// YOLOv8 or YOLO11 segmenter.
 #[derive(Debug)]
 pub struct YoloDetector {

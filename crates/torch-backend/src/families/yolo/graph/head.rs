@@ -1,5 +1,6 @@
-//! The heads: `Detect` (YOLOv5u, YOLOv8, YOLO11, YOLO26's one-to-many
-//! branches, without DFL when `reg_max` is 1) and `Segment` (its
+//! The heads: `Detect` (YOLOv5u, YOLOv8, YOLO11; YOLO26's and YOLOv10's
+//! `v10Detect`'s one-to-many branches, YOLO26's without DFL as its
+//! `reg_max` is 1) and `Segment` (its
 //! mask coefficients and `Proto` prototypes), each level's branches read
 //! from the module tree and decoded as Ultralytics' heads decode them in
 //! inference.
