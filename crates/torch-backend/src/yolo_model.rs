@@ -4,11 +4,12 @@
 //! `yolov10{n,s,m,l,x}-coco-torch`, `yolo11{n,s,m,l,x}-coco-torch`,
 //! `yolo26{n,s,m,l,x}-coco-torch`) and YOLOv8
 //! and YOLO11 segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
-//! `yolo11{n,s,m,l,x}-seg-coco-torch`), on libtorch (CPU), through the `yolo`
-//! family: FiftyOne's letterbox, Ultralytics' network, NMS, box scaling and
-//! masks, and FiftyOne's `to_detections` or `to_instances` (as
-//! `output_processor_cls` names its processor; any other processor is
-//! refused).
+//! `yolo11{n,s,m,l,x}-seg-coco-torch`) and YOLO26 classification
+//! (`yolo26{n,s,m,l,x}-cls-imagenet-torch`), on libtorch (CPU), through the
+//! `yolo` family: FiftyOne's letterbox, Ultralytics' network, NMS, box
+//! scaling and masks, and FiftyOne's `to_detections`, `to_instances` or
+//! `to_classifications` (as `output_processor_cls` names its processor; any
+//! other processor is refused).
 //!
 //! The weights are the model's file (Ultralytics' release checkpoint). The
 //! config's `confidence_thresh` is Ultralytics' `conf` (0.25 when unset)
@@ -64,6 +65,10 @@ enum Output {
     /// `UltralyticsSegmentationOutputProcessor` (`to_instances`): boxes
     /// with masks; no detections at all when the model has no masks.
     Instances,
+    /// `UltralyticsClassificationOutputProcessor` (`to_classifications`):
+    /// the most probable class, with every class's probability as its
+    /// logits (FiftyOne's `_predict_all` always stores them).
+    Classification,
 }
 
 impl Output {
@@ -73,8 +78,9 @@ impl Output {
         match class.map(|class| class.rsplit('.').next().unwrap_or_default()) {
             None | Some("" | "UltralyticsDetectionOutputProcessor") => Ok(Output::Detections),
             Some("UltralyticsSegmentationOutputProcessor") => Ok(Output::Instances),
+            Some("UltralyticsClassificationOutputProcessor") => Ok(Output::Classification),
             Some(other) => Err(ModelError::unsupported(format!(
-                "zoo's native FiftyOneYOLOModel does not run output processor `{other}` (it runs UltralyticsDetectionOutputProcessor and UltralyticsSegmentationOutputProcessor)"
+                "zoo's native FiftyOneYOLOModel does not run output processor `{other}` (it runs UltralyticsDetectionOutputProcessor, UltralyticsSegmentationOutputProcessor and UltralyticsClassificationOutputProcessor)"
             ))),
         }
     }
@@ -87,6 +93,9 @@ pub struct TorchYoloModel {
     confidence: f64,
     filter_classes: Option<Vec<String>>,
     output: Output,
+    /// The config's (or apply's) `confidence_thresh` as given: a
+    /// classification below it is no label (`to_classifications`).
+    threshold: Option<f64>,
 }
 
 impl TorchYoloModel {
@@ -111,6 +120,22 @@ impl TorchYoloModel {
         let output = Output::of(config.output_processor_cls.as_deref())?;
         let model_path = config.model_path(spec.model_path.as_deref())?;
         let detector = YoloDetector::load(&model_path).map_err(|err| config_error(chain(&err)))?;
+        if (output == Output::Classification) != detector.classifies() {
+            return Err(config_error(format!(
+                "`{}` is a {}, but `output_processor_cls` names {}",
+                model_path.display(),
+                if detector.classifies() {
+                    "classifier"
+                } else {
+                    "detector"
+                },
+                if output == Output::Classification {
+                    "a classification processor"
+                } else {
+                    "a detection processor"
+                }
+            )));
+        }
         if output == Output::Instances && !detector.segments() {
             tracing::warn!(
                 path = %model_path.display(),
@@ -133,7 +158,33 @@ impl TorchYoloModel {
             confidence,
             filter_classes,
             output,
+            threshold: config.confidence_thresh.map(f64::from),
         })
+    }
+}
+
+impl TorchYoloModel {
+    /// FiftyOne's `to_classifications` of letterboxed `pixels`: the top
+    /// class and its probability, all probabilities as logits; no label
+    /// below `confidence_thresh` or outside `filter_classes`.
+    fn classify(&self, pixels: &[u8]) -> Result<Prediction, ModelError> {
+        let failed = |err: crate::families::yolo::YoloError| ModelError::inference(chain(&err));
+        let probabilities = self.detector.classify_letterboxed(pixels).map_err(failed)?;
+        let (label, score) = self.detector.top1(&probabilities).map_err(failed)?;
+        let score = f64::from(score);
+        if self.threshold.is_some_and(|threshold| score < threshold)
+            || self
+                .filter_classes
+                .as_ref()
+                .is_some_and(|classes| !classes.contains(&label))
+        {
+            return Ok(Prediction::Label(None));
+        }
+        Ok(Prediction::Label(Some(Label::Classification {
+            label,
+            confidence: Some(score),
+            logits: Some(probabilities),
+        })))
     }
 }
 
@@ -155,7 +206,14 @@ impl Model for TorchYoloModel {
 
     fn set_confidence_thresh(&mut self, threshold: f64) -> bool {
         self.confidence = threshold;
+        self.threshold = Some(threshold);
         true
+    }
+
+    /// A classifier's labels carry its class probabilities, as FiftyOne's
+    /// always do.
+    fn has_logits(&self) -> bool {
+        self.output == Output::Classification
     }
 
     /// One image at a time, as the parity fixtures were computed.
@@ -174,6 +232,9 @@ impl Model for TorchYoloModel {
                 let (width, height) = input.original_size;
                 let failed =
                     |err: crate::families::yolo::YoloError| ModelError::inference(chain(&err));
+                if self.output == Output::Classification {
+                    return self.classify(pixels);
+                }
                 if self.output == Output::Instances && !self.detector.segments() {
                     // FiftyOne's `to_instances` of results without masks.
                     return Ok(Prediction::Label(Some(Label::Detections(Vec::new()))));
@@ -198,7 +259,7 @@ impl Model for TorchYoloModel {
                         bounding_box: detection.bounding_box,
                         confidence: Some(detection.confidence),
                         mask: match self.output {
-                            Output::Detections => None,
+                            Output::Detections | Output::Classification => None,
                             Output::Instances => detection.mask,
                         },
                     })

@@ -418,3 +418,79 @@ fn the_fiftyone_yolo_model_type_gives_fiftyones_instances() {
     let err = err.to_string();
     assert!(err.contains("`UltralyticsPoseOutputProcessor`"), "{err}");
 }
+
+/// YOLO26 classification (`Classify` head) with FiftyOne's
+/// `UltralyticsClassificationOutputProcessor`: pictures letterboxed to the
+/// checkpoint's `train_args.imgsz` (224), the most probable class and its
+/// probability, and every probability as the logits (FiftyOne's
+/// `_predict_all` always stores them), each within [`SCORE_TOLERANCE`] of
+/// FiftyOne's and of Ultralytics' `Results.probs`.
+#[test]
+fn yolo_classifications_match_fiftyone_and_ultralytics() {
+    use zoo_model_core::{Label, ModelFactory, ModelSpec, Prediction};
+
+    tch::set_num_threads(1);
+    let directory = fixtures().join("yolo");
+    let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
+    let oracle: Value = serde_json::from_str(&text).unwrap();
+    let oracle = &oracle["yolo26t-cls.pt"];
+    let weights = directory.join("yolo26t-cls.pt");
+    let detector = YoloDetector::load(&weights).unwrap();
+    assert!(detector.classifies());
+    assert_eq!(detector.size(), 224);
+    let mut factory = ModelFactory::new();
+    zoo_torch_backend::register(&mut factory);
+    let spec = |processor: &str| ModelSpec {
+        kind: "fiftyone.utils.ultralytics.FiftyOneYOLOModel".into(),
+        config: serde_json::json!({
+            "entrypoint_fcn": "ultralytics.YOLO",
+            "entrypoint_args": {"model": "yolo26n-cls.pt"},
+            "output_processor_cls": format!("fiftyone.utils.ultralytics.{processor}"),
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        model_path: Some(weights.clone()),
+    };
+    let mut model = factory
+        .build(&spec("UltralyticsClassificationOutputProcessor"))
+        .unwrap();
+    let mut largest: f64 = 0.0;
+    for (file, theirs) in oracle["fiftyone"].as_object().unwrap() {
+        let image = decode(&directory.join(file));
+        let probabilities = detector
+            .classify_letterboxed(&detector.letterboxed(&image).unwrap())
+            .unwrap();
+        let ultralytics: Vec<f64> =
+            serde_json::from_value(oracle["ultralytics"][file]["probs"].clone()).unwrap();
+        assert_eq!(probabilities.len(), ultralytics.len(), "{file}");
+        for (ours, theirs) in probabilities.iter().zip(&ultralytics) {
+            largest = largest.max((f64::from(*ours) - theirs).abs());
+        }
+        let input = model.preprocessor().preprocess(image).unwrap();
+        let prediction = model.predict_all(&[input]).unwrap().remove(0);
+        let Prediction::Label(Some(Label::Classification {
+            label,
+            confidence,
+            logits,
+        })) = prediction
+        else {
+            panic!("{file}: {prediction:?}");
+        };
+        assert_eq!(label, theirs["label"].as_str().unwrap(), "{file}");
+        let score = theirs["confidence"].as_f64().unwrap();
+        largest = largest.max((confidence.unwrap() - score).abs());
+        let expected: Vec<f64> = serde_json::from_value(theirs["logits"].clone()).unwrap();
+        for (ours, theirs) in logits.unwrap().iter().zip(&expected) {
+            largest = largest.max((f64::from(*ours) - theirs).abs());
+        }
+    }
+    println!("yolo26t-cls.pt: largest difference {largest:e}");
+    assert!(largest <= SCORE_TOLERANCE, "{largest}");
+    // A detection processor on a classifier is refused, naming both.
+    let Err(err) = factory.build(&spec("UltralyticsDetectionOutputProcessor")) else {
+        panic!("a detection processor on a classifier was accepted");
+    };
+    let err = err.to_string();
+    assert!(err.contains("classifier"), "{err}");
+}

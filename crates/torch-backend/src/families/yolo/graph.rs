@@ -1,5 +1,5 @@
-//! The YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection (and YOLOv8 and YOLO11
-//! segmentation) networks, built from an Ultralytics checkpoint's `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
+//! The YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection (and YOLOv8
+//! and YOLO11 segmentation, YOLO26 classification) networks, built from an Ultralytics checkpoint's `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
 //! module, args]`, depths and widths from `scales[scale]`), with each
 //! layer's hyperparameters (strides, paddings, batch norm `eps`,
 //! activations, SPPF's pooling) read from the pickled module tree and its
@@ -20,7 +20,7 @@ mod blocks;
 mod head;
 
 use blocks::{C2Psa, C2f, C3};
-pub(crate) use head::{Detect, HeadOutput};
+pub(crate) use head::{Classify, Detect, HeadOutput};
 
 /// The most layers a YOLO yaml may list (YOLOv8 has 23).
 const MAX_LAYERS: usize = 1000;
@@ -110,6 +110,8 @@ enum Layer {
     },
     /// The `Detect` head.
     Detect(Box<Detect>),
+    /// The `Classify` head.
+    Classify(Box<Classify>),
 }
 
 impl Conv {
@@ -141,6 +143,7 @@ impl Layer {
                 cv2.make_channels_last();
             }
             Layer::Detect(detect) => detect.make_channels_last(),
+            Layer::Classify(classify) => classify.make_channels_last(),
             Layer::Upsample { .. } | Layer::Concat { .. } => {}
         }
     }
@@ -416,6 +419,7 @@ impl Network {
             root,
             tensors,
             attribute_tensors,
+            ..
         } = checkpoint;
         let yaml = root
             .attributes
@@ -624,6 +628,14 @@ impl Network {
                     let total = from.iter().map(|from| channel_of(*from)).sum();
                     (Layer::Concat { dimension }, total)
                 }
+                "Classify" => {
+                    repeats_one()?;
+                    single()?;
+                    if index + 1 != rows_yaml.len() {
+                        return Err(unsupported("`Classify` is not the last layer"));
+                    }
+                    (Layer::Classify(Box::new(builder.classify(&path)?)), 0.0)
+                }
                 "Detect" | "Segment" | "v10Detect" => {
                     repeats_one()?;
                     if index + 1 != rows_yaml.len() {
@@ -655,7 +667,7 @@ impl Network {
                 }
                 other => {
                     return Err(unsupported(format!(
-                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation: Conv, C2f, C3, C3k2, C2fCIB, C2PSA, PSA, SCDown, SPPF, nn.Upsample, Concat, Detect, v10Detect, Segment)"
+                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation: Conv, C2f, C3, C3k2, C2fCIB, C2PSA, PSA, SCDown, SPPF, nn.Upsample, Concat, Detect, v10Detect, Segment, Classify)"
                     )));
                 }
             };
@@ -687,11 +699,13 @@ impl Network {
         if !matches!(
             rows.last(),
             Some(Row {
-                layer: Layer::Detect(_),
+                layer: Layer::Detect(_) | Layer::Classify(_),
                 ..
             })
         ) {
-            return Err(unsupported("the network does not end in a `Detect` head"));
+            return Err(unsupported(
+                "the network does not end in a `Detect` or `Classify` head",
+            ));
         }
         let mut left: Vec<&String> = builder
             .tensors
@@ -716,9 +730,17 @@ impl Network {
         }
     }
 
+    /// The Classify head.
+    pub(crate) fn classify(&self) -> Option<&Classify> {
+        match self.rows.last().map(|row| &row.layer) {
+            Some(Layer::Classify(classify)) => Some(classify),
+            _ => None,
+        }
+    }
+
     /// The head's output as `Detect` (or `Segment`) returns it in
     /// inference.
-    pub(crate) fn forward(&self, input: &Tensor) -> Result<HeadOutput, TchError> {
+    pub(crate) fn forward(&self, input: &Tensor) -> Result<NetworkOutput, TchError> {
         let mut outputs: Vec<Tensor> = Vec::with_capacity(self.rows.len());
         for (index, row) in self.rows.iter().enumerate() {
             let input_of =
@@ -780,13 +802,26 @@ impl Network {
                 Layer::Detect(detect) => {
                     let inputs: Vec<&Tensor> =
                         row.from.iter().map(|from| input_of(*from)).collect();
-                    return detect.forward(&inputs);
+                    return Ok(NetworkOutput::Boxes(detect.forward(&inputs)?));
+                }
+                Layer::Classify(classify) => {
+                    let probabilities = classify.forward(input_of(row.from[0]))?;
+                    return Ok(NetworkOutput::Probabilities(probabilities));
                 }
             };
             outputs.push(output);
         }
-        Err(TchError::Kind("the network has no Detect head".to_owned()))
+        Err(TchError::Kind("the network has no head".to_owned()))
     }
+}
+
+/// What the network gives in inference.
+#[derive(Debug)]
+pub(crate) enum NetworkOutput {
+    /// A `Detect` or `Segment` head's.
+    Boxes(HeadOutput),
+    /// A `Classify` head's class probabilities, `[N, nc]`.
+    Probabilities(Tensor),
 }
 
 #[cfg(test)]

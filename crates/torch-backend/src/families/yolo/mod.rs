@@ -3,15 +3,20 @@
 //! `yolov10{n,s,m,l,x}-coco-torch`, `yolo11{n,s,m,l,x}-coco-torch`,
 //! `yolo26{n,s,m,l,x}-coco-torch`) and YOLOv8 and YOLO11 instance
 //! segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
-//! `yolo11{n,s,m,l,x}-seg-coco-torch`), natively, as FiftyOne 1.22.1's
-//! `FiftyOneYOLOModel` runs them with Ultralytics 8.4:
+//! `yolo11{n,s,m,l,x}-seg-coco-torch`) and YOLO26 classification
+//! (`yolo26{n,s,m,l,x}-cls-imagenet-torch`), natively, as FiftyOne
+//! 1.22.1's `FiftyOneYOLOModel` runs them with Ultralytics 8.4:
 //!
 //! - the release checkpoint's pickled module tree is read without running
 //!   Python (`checkpoint::modules`), and the network built from its `yaml`
 //!   and weights ([`graph`]), `Conv`+`BatchNorm2d` fused in `f32`;
-//! - each image is letterboxed ([`letterbox`]: `LetterBox(640,
-//!   auto=False)`, OpenCV's `INTER_LINEAR`, padding 114), scaled by `1/255`
-//!   in RGB order (FiftyOne hands Ultralytics RGB arrays);
+//! - each image is letterboxed ([`letterbox`]: `LetterBox(imgsz,
+//!   auto=False)` with the checkpoint's `train_args.imgsz`, 640 by
+//!   default and 224 for the classifiers; OpenCV's `INTER_LINEAR`, padding
+//!   114), scaled by `1/255` in RGB order (FiftyOne hands Ultralytics RGB
+//!   arrays);
+//! - a classifier's `Classify` head gives the class probabilities
+//!   (`Results.probs`), and FiftyOne's `to_classifications` the top class;
 //! - the head's output goes through Ultralytics' `non_max_suppression`
 //!   (confidence above 0.25, class-aware NMS at IoU 0.7 with torchvision's
 //!   kernel, at most 300 boxes), `scale_boxes` back to the image, and
@@ -39,11 +44,15 @@ use crate::checkpoint::modules::read_module_checkpoint;
 use crate::checkpoint::weights::WeightsError;
 use crate::families::detection::boxes::nms;
 pub use graph::ArchitectureError;
-use graph::Network;
+use graph::{Network, NetworkOutput};
 pub use masks::PixelMask;
 
-/// Ultralytics' default image size.
+/// Ultralytics' default image size (`imgsz`), when the checkpoint's
+/// `train_args` give none.
 pub(crate) const IMAGE_SIZE: usize = 640;
+
+/// The largest `imgsz` zoo letterboxes to.
+const MAX_IMAGE_SIZE: i64 = 8192;
 
 /// Ultralytics' default confidence threshold (`conf`), which FiftyOne's
 /// entry keeps (its config sets no `confidence_thresh`).
@@ -112,8 +121,8 @@ pub struct Detection {
     pub mask: Option<(usize, usize, Vec<u8>)>,
 }
 
-/// A loaded Ultralytics YOLOv5u, YOLOv8, YOLOv10, YOLO11 or YOLO26 detector, or
-/// YOLOv8 or YOLO11 segmenter.
+/// A loaded Ultralytics YOLOv5u, YOLOv8, YOLOv10, YOLO11 or YOLO26
+/// detector, YOLOv8 or YOLO11 segmenter, or YOLO26 classifier.
 #[derive(Debug)]
 pub struct YoloDetector {
     network: Network,
@@ -133,8 +142,13 @@ impl YoloDetector {
             source,
         };
         let names = class_names(checkpoint.root.attributes.get("names")).map_err(architecture)?;
+        let size = image_size(checkpoint.train_args.get("imgsz")).map_err(architecture)?;
         let network = Network::build(checkpoint).map_err(architecture)?;
-        let classes = network.detect().map_or(0, |detect| detect.nc);
+        let classes = match (network.detect(), network.classify()) {
+            (Some(detect), _) => detect.nc,
+            (None, Some(classify)) => classify.nc,
+            (None, None) => 0,
+        };
         if names.len() as i64 != classes {
             return Err(architecture(ArchitectureError::Unsupported(format!(
                 "the model names {} classes; its head has {classes}",
@@ -144,7 +158,7 @@ impl YoloDetector {
         Ok(YoloDetector {
             network,
             names,
-            size: IMAGE_SIZE,
+            size,
         })
     }
 
@@ -190,7 +204,50 @@ impl YoloDetector {
     /// The head's output for a letterboxed input: `[1, 4 + nc (+ nm),
     /// anchors]`, and a segmenter's prototypes.
     fn forward(&self, input: &Tensor) -> Result<graph::HeadOutput, YoloError> {
-        Ok(tch::no_grad(|| self.network.forward(input))?)
+        match tch::no_grad(|| self.network.forward(input))? {
+            NetworkOutput::Boxes(output) => Ok(output),
+            NetworkOutput::Probabilities(_) => Err(YoloError::Image(
+                "the model is a classifier: it gives no boxes".to_owned(),
+            )),
+        }
+    }
+
+    /// Whether the model classifies (a `Classify` head).
+    pub fn classifies(&self) -> bool {
+        self.network.classify().is_some()
+    }
+
+    /// The class probabilities of letterboxed `pixels` (a `Classify`
+    /// head's softmax), as Ultralytics' `Results.probs` holds them.
+    pub fn classify_letterboxed(&self, pixels: &[u8]) -> Result<Vec<f32>, YoloError> {
+        let input = self.input_of(pixels)?;
+        match tch::no_grad(|| self.network.forward(&input))? {
+            NetworkOutput::Probabilities(probabilities) => Ok(Vec::<f32>::try_from(
+                probabilities.f_get(0)?.f_contiguous()?,
+            )?),
+            NetworkOutput::Boxes(_) => Err(YoloError::Image(
+                "the model is a detector: it gives no class probabilities".to_owned(),
+            )),
+        }
+    }
+
+    /// FiftyOne's `to_classifications` of class `probabilities`: the
+    /// first most probable class (`probs.top1`) and its probability.
+    pub fn top1(&self, probabilities: &[f32]) -> Result<(String, f32), YoloError> {
+        let mut best: Option<(usize, f32)> = None;
+        for (index, probability) in probabilities.iter().enumerate() {
+            if best.is_none_or(|(_, top)| *probability > top) {
+                best = Some((index, *probability));
+            }
+        }
+        let (index, probability) =
+            best.ok_or_else(|| YoloError::Image("no class probabilities".to_owned()))?;
+        let label = self
+            .names
+            .get(index)
+            .cloned()
+            .ok_or_else(|| YoloError::Image(format!("class {index} has no name")))?;
+        Ok((label, probability))
     }
 
     /// Whether the model segments (a `Segment` head).
@@ -339,6 +396,30 @@ pub(crate) fn letterboxed(image: &Image, size: usize) -> Result<Vec<u8>, YoloErr
         ));
     }
     Ok(letterbox::letterbox(image, size).pixels)
+}
+
+/// The square side FiftyOne letterboxes to: the predictor's `imgsz`,
+/// which Ultralytics takes from the checkpoint's `train_args` (640 when
+/// absent); a whole number, or two equal ones.
+fn image_size(imgsz: Option<&Json>) -> Result<usize, ArchitectureError> {
+    let Some(imgsz) = imgsz else {
+        return Ok(IMAGE_SIZE);
+    };
+    let side = match imgsz {
+        Json::Number(side) => side.as_i64(),
+        Json::Array(sides) => match sides.as_slice() {
+            [height, width] if height == width => height.as_i64(),
+            _ => None,
+        },
+        _ => None,
+    };
+    side.filter(|side| (1..=MAX_IMAGE_SIZE).contains(side))
+        .map(|side| side as usize)
+        .ok_or_else(|| {
+            ArchitectureError::Unsupported(format!(
+                "the checkpoint's `train_args.imgsz` is {imgsz}, not one side from 1 to {MAX_IMAGE_SIZE}"
+            ))
+        })
 }
 
 /// The model's `names` (`{index: name}`, indices `0..n`) as a list.

@@ -60,6 +60,32 @@ struct Transposed {
     stride: [i64; 2],
 }
 
+/// The `Classify` head: `Conv`, global average pooling, `Linear`, softmax.
+#[derive(Debug)]
+pub(crate) struct Classify {
+    conv: Conv,
+    weight: Tensor,
+    bias: Tensor,
+    /// The number of classes.
+    pub(crate) nc: i64,
+}
+
+impl Classify {
+    pub(super) fn make_channels_last(&mut self) {
+        self.conv.make_channels_last();
+    }
+
+    /// `Classify.forward` in inference: the class probabilities.
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        self.conv
+            .forward(x)?
+            .f_adaptive_avg_pool2d([1, 1])?
+            .f_flatten(1, -1)?
+            .f_linear(&self.weight, Some(&self.bias))?
+            .f_softmax(1, Kind::Float)
+    }
+}
+
 /// What the head gives in inference.
 #[derive(Debug)]
 pub(crate) struct HeadOutput {
@@ -181,6 +207,38 @@ impl Builder<'_> {
             weight,
             bias,
             stride,
+        })
+    }
+
+    /// The `Classify` head at `path` (`conv`, `pool`, `drop`, `linear`).
+    pub(super) fn classify(&mut self, path: &str) -> Result<Classify, ArchitectureError> {
+        self.expect(path, "Classify")?;
+        let pool = self.expect(&format!("{path}.pool"), "AdaptiveAvgPool2d")?;
+        let size = pool.attributes.get("output_size");
+        let global = match size {
+            Some(Json::Number(n)) => n.as_i64() == Some(1),
+            Some(Json::Array(items)) => items.iter().all(|item| item.as_i64() == Some(1)),
+            _ => false,
+        };
+        if !global {
+            return Err(unsupported(format!("`{path}.pool` does not pool to 1 x 1")));
+        }
+        self.expect(&format!("{path}.linear"), "Linear")?;
+        let conv = self.conv(&format!("{path}.conv"))?;
+        let weight = self.tensor(&format!("{path}.linear.weight"))?;
+        let bias = self.tensor(&format!("{path}.linear.bias"))?;
+        let size = weight.size();
+        if size.len() != 2 || size[1] != conv.out_channels() || bias.size() != [size[0]] {
+            return Err(unsupported(format!(
+                "`{path}.linear` does not fit `{path}.conv`'s {} channels",
+                conv.out_channels()
+            )));
+        }
+        Ok(Classify {
+            conv,
+            weight,
+            bias,
+            nc: size[0],
         })
     }
 
