@@ -1,10 +1,10 @@
 //! `zoo models apply yolov8n-coco-torch` (and `yolo11n-coco-torch`,
 //! `yolov5n-coco-torch`, `yolo26n-coco-torch`, `yolov10n-coco-torch`,
-//! `yolov8n-seg-coco-torch`,
+//! `yolov8n-seg-coco-torch`, `yolo26n-cls-imagenet-torch`,
 //! `yolo11n-seg-coco-torch`) runs natively (FiftyOne's `FiftyOneYOLOModel`
 //! built by zoo, no Python), with the weights from the entry's URL served
 //! by a loopback mirror (`ZOO_DOWNLOAD_MIRRORS`), and stores FiftyOne
-//! 1.22.1's own detections (and instance masks).
+//! 1.22.1's own detections (instance masks, classifications).
 //!
 //! Oracle: `crates/torch-backend/tests/fixtures/yolo/yolo_oracle.json`
 //! (`cargo xtask yolo-oracle`): FiftyOne's `FiftyOneYOLOModel` with
@@ -150,6 +150,57 @@ fn runs_natively(entry: &str, release: &str, fixture: &str, total_expected: usiz
     assert_eq!(total, total_expected);
     if entry.contains("-seg-") {
         assert_eq!(masks, total, "every instance has FiftyOne's mask");
+    }
+    assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
+}
+
+/// YOLO26 classification (`yolo26t-cls.pt` served as the entry's
+/// `yolo26n-cls.pt`): FiftyOne's top class, its probability and every
+/// class's probability as the logits.
+#[test]
+fn yolo26n_cls_imagenet_torch_runs_natively_with_fiftyones_classifications() {
+    let oracle = json_fixture("yolo/yolo_oracle.json");
+    let expected = &oracle["yolo26t-cls.pt"]["fiftyone"];
+    let server = TestServer::start();
+    server.file(
+        "/ultralytics/assets/releases/download/v8.4.0/yolo26n-cls.pt",
+        fs_err::read(fixtures().join("yolo/yolo26t-cls.pt")).unwrap(),
+    );
+    let mut sandbox = Sandbox::new();
+    sandbox.env.push((
+        "ZOO_DOWNLOAD_MIRRORS".into(),
+        format!("https://github.com/={}", server.url("/")),
+    ));
+    sandbox.env.push(("OMP_NUM_THREADS".into(), "1".into()));
+    let entry = "yolo26n-cls-imagenet-torch";
+    let info = sandbox.ok(&["models", "info", entry, "--json"]).json();
+    assert_eq!(info["runs_in"], "native", "{info}");
+    let images = sandbox.dir.path().join("images");
+    fs_err::create_dir_all(&images).unwrap();
+    for file in expected.as_object().unwrap().keys() {
+        fs_err::copy(fixtures().join("yolo").join(file), images.join(file)).unwrap();
+    }
+    sandbox.ok(&["datasets", "create", "yolo", images.to_str().unwrap()]);
+    sandbox.ok(&["models", "apply", entry, "yolo", "pred"]);
+    let samples = exported_samples(&sandbox, "yolo");
+    assert_eq!(samples.len(), 4);
+    for (file, sample) in samples {
+        let (ours, theirs) = (&sample["pred"], &expected[file.as_str()]);
+        assert_eq!(ours["label"], theirs["label"], "{file}");
+        let confidence = ours["confidence"].as_f64().unwrap();
+        assert!(
+            (confidence - theirs["confidence"].as_f64().unwrap()).abs() <= 1e-4,
+            "{file}"
+        );
+        let logits = zoo_model_core::array_from_json(&ours["logits"])
+            .unwrap()
+            .to_f32()
+            .unwrap();
+        let expected: Vec<f64> = serde_json::from_value(theirs["logits"].clone()).unwrap();
+        assert_eq!(logits.len(), expected.len(), "{file}");
+        for (a, b) in logits.iter().zip(&expected) {
+            assert!((f64::from(*a) - b).abs() <= 1e-4, "{file}: {a} vs {b}");
+        }
     }
     assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
 }

@@ -79,6 +79,10 @@ const ULTRALYTICS_TYPES: &[&str] = &[
 const ULTRALYTICS_DETECTIONS: &str =
     "fiftyone.utils.ultralytics.UltralyticsDetectionOutputProcessor";
 
+/// FiftyOne's output processor for Ultralytics classifiers.
+const ULTRALYTICS_CLASSIFICATIONS: &str =
+    "fiftyone.utils.ultralytics.UltralyticsClassificationOutputProcessor";
+
 /// FiftyOne's output processor for Ultralytics instance segmenters.
 const ULTRALYTICS_INSTANCES: &str =
     "fiftyone.utils.ultralytics.UltralyticsSegmentationOutputProcessor";
@@ -87,7 +91,8 @@ const ULTRALYTICS_INSTANCES: &str =
 /// output processor)` around the scale letter: YOLOv8 (`yolov8n.pt`),
 /// YOLO11 (`yolo11n.pt`), YOLOv5u (`yolov5nu.pt`), YOLO26 (`yolo26n.pt`)
 /// and YOLOv10 (`yolov10n.pt`) detection, YOLOv8 (`yolov8n-seg.pt`) and YOLO11
-/// (`yolo11n-seg.pt`) segmentation.
+/// (`yolo11n-seg.pt`) segmentation, YOLO26 (`yolo26n-cls.pt`)
+/// classification.
 const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
     ("yolov8", ".pt", ULTRALYTICS_DETECTIONS),
     ("yolo11", ".pt", ULTRALYTICS_DETECTIONS),
@@ -96,6 +101,7 @@ const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
     ("yolov10", ".pt", ULTRALYTICS_DETECTIONS),
     ("yolov8", "-seg.pt", ULTRALYTICS_INSTANCES),
     ("yolo11", "-seg.pt", ULTRALYTICS_INSTANCES),
+    ("yolo26", "-cls.pt", ULTRALYTICS_CLASSIFICATIONS),
 ];
 
 /// Whether an Ultralytics config is one zoo runs natively:
@@ -103,7 +109,8 @@ const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
 /// `m`, `l` or `x` with its output processor (`yolov8*-coco-torch`,
 /// `yolo11*-coco-torch`, `yolov5*-coco-torch`, `yolo26*-coco-torch`,
 /// `yolov10*-coco-torch`,
-/// `yolov8*-seg-coco-torch`, `yolo11*-seg-coco-torch`).
+/// `yolov8*-seg-coco-torch`, `yolo11*-seg-coco-torch`,
+/// `yolo26*-cls-imagenet-torch`).
 fn native_ultralytics(config: &DeploymentConfig) -> bool {
     let processor = config
         .config
