@@ -4,11 +4,12 @@
 //! `yolov10{n,s,m,l,x}-coco-torch`, `yolo11{n,s,m,l,x}-coco-torch`,
 //! `yolo26{n,s,m,l,x}-coco-torch`) and YOLOv8
 //! and YOLO11 segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
-//! `yolo11{n,s,m,l,x}-seg-coco-torch`) and YOLO26 classification
-//! (`yolo26{n,s,m,l,x}-cls-imagenet-torch`), on libtorch (CPU), through the
-//! `yolo` family: FiftyOne's letterbox, Ultralytics' network, NMS, box
-//! scaling and masks, and FiftyOne's `to_detections`, `to_instances` or
-//! `to_classifications` (as `output_processor_cls` names its processor; any
+//! `yolo11{n,s,m,l,x}-seg-coco-torch`), YOLO26 classification
+//! (`yolo26{n,s,m,l,x}-cls-imagenet-torch`) and YOLO26 pose
+//! (`yolo26{n,s,m,l,x}-pose-coco-torch`), on libtorch (CPU), through the
+//! `yolo` family: FiftyOne's letterbox, Ultralytics' network, NMS, box and
+//! keypoint scaling and masks, and FiftyOne's `to_detections`,
+//! `to_instances`, `to_keypoints` or `to_classifications` (as `output_processor_cls` names its processor; any
 //! other processor is refused).
 //!
 //! The weights are the model's file (Ultralytics' release checkpoint). The
@@ -20,11 +21,12 @@
 use std::sync::Arc;
 
 use zoo_model_core::{
-    Detection, Image, Input, InputData, Label, Model, ModelError, ModelSpec, Prediction, Preprocess,
+    Detection, Image, Input, InputData, Keypoint, Label, Model, ModelError, ModelSpec, Prediction,
+    Preprocess,
 };
 
 use crate::config::TorchImageModelConfig;
-use crate::families::yolo::{CONFIDENCE_THRESHOLD, YoloDetector, letterboxed};
+use crate::families::yolo::{CONFIDENCE_THRESHOLD, PixelDetection, YoloDetector, letterboxed};
 use crate::model::chain;
 
 /// The type names this model answers to.
@@ -65,6 +67,9 @@ enum Output {
     /// `UltralyticsSegmentationOutputProcessor` (`to_instances`): boxes
     /// with masks; no detections at all when the model has no masks.
     Instances,
+    /// `UltralyticsPoseOutputProcessor` (`to_keypoints`): each box's
+    /// keypoints, relative to the image, with their visibilities.
+    Keypoints,
     /// `UltralyticsClassificationOutputProcessor` (`to_classifications`):
     /// the most probable class, with every class's probability as its
     /// logits (FiftyOne's `_predict_all` always stores them).
@@ -79,8 +84,9 @@ impl Output {
             None | Some("" | "UltralyticsDetectionOutputProcessor") => Ok(Output::Detections),
             Some("UltralyticsSegmentationOutputProcessor") => Ok(Output::Instances),
             Some("UltralyticsClassificationOutputProcessor") => Ok(Output::Classification),
+            Some("UltralyticsPoseOutputProcessor") => Ok(Output::Keypoints),
             Some(other) => Err(ModelError::unsupported(format!(
-                "zoo's native FiftyOneYOLOModel does not run output processor `{other}` (it runs UltralyticsDetectionOutputProcessor, UltralyticsSegmentationOutputProcessor and UltralyticsClassificationOutputProcessor)"
+                "zoo's native FiftyOneYOLOModel does not run output processor `{other}` (it runs UltralyticsDetectionOutputProcessor, UltralyticsSegmentationOutputProcessor, UltralyticsPoseOutputProcessor and UltralyticsClassificationOutputProcessor)"
             ))),
         }
     }
@@ -136,6 +142,12 @@ impl TorchYoloModel {
                 }
             )));
         }
+        if output == Output::Keypoints && !detector.poses() {
+            return Err(config_error(format!(
+                "`{}` has no keypoint head, but `output_processor_cls` names the pose processor",
+                model_path.display()
+            )));
+        }
         if output == Output::Instances && !detector.segments() {
             tracing::warn!(
                 path = %model_path.display(),
@@ -164,6 +176,55 @@ impl TorchYoloModel {
 }
 
 impl TorchYoloModel {
+    /// FiftyOne's `to_keypoints` of a pose model's detections in an image
+    /// of `width` x `height`: per box its class and its keypoints relative
+    /// to the image (`keypoints.xyn`) with their visibilities; points whose
+    /// visibility is below `confidence_thresh` are NaN; boxes outside
+    /// `filter_classes` are left out.
+    fn keypoints(&self, found: Vec<PixelDetection>, width: u32, height: u32) -> Prediction {
+        let names = self.detector.names();
+        let (width, height) = (width as f32, height as f32);
+        let sets = found
+            .into_iter()
+            .filter_map(|detection| {
+                let label = names.get(usize::try_from(detection.class).ok()?)?.clone();
+                if self
+                    .filter_classes
+                    .as_ref()
+                    .is_some_and(|classes| !classes.contains(&label))
+                {
+                    return None;
+                }
+                let keypoints = detection.keypoints?;
+                let confidence: Option<Vec<f64>> = keypoints
+                    .confidence
+                    .map(|values| values.into_iter().map(f64::from).collect());
+                let points = keypoints
+                    .points
+                    .iter()
+                    .enumerate()
+                    .map(|(index, [x, y])| {
+                        let hidden = match (&confidence, self.threshold) {
+                            (Some(confidence), Some(threshold)) => confidence[index] < threshold,
+                            _ => false,
+                        };
+                        if hidden {
+                            [f64::NAN, f64::NAN]
+                        } else {
+                            [f64::from(x / width), f64::from(y / height)]
+                        }
+                    })
+                    .collect();
+                Some(Keypoint {
+                    label,
+                    points,
+                    confidence,
+                })
+            })
+            .collect();
+        Prediction::Label(Some(Label::Keypoints(sets)))
+    }
+
     /// FiftyOne's `to_classifications` of letterboxed `pixels`: the top
     /// class and its probability, all probabilities as logits; no label
     /// below `confidence_thresh` or outside `filter_classes`.
@@ -243,6 +304,9 @@ impl Model for TorchYoloModel {
                     .detector
                     .detect_letterboxed(pixels, width, height, self.confidence)
                     .map_err(failed)?;
+                if self.output == Output::Keypoints {
+                    return Ok(self.keypoints(found, width, height));
+                }
                 let detections = self
                     .detector
                     .to_fiftyone(found, width, height)
@@ -259,7 +323,7 @@ impl Model for TorchYoloModel {
                         bounding_box: detection.bounding_box,
                         confidence: Some(detection.confidence),
                         mask: match self.output {
-                            Output::Detections | Output::Classification => None,
+                            Output::Detections | Output::Classification | Output::Keypoints => None,
                             Output::Instances => detection.mask,
                         },
                     })

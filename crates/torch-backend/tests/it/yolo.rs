@@ -349,7 +349,8 @@ fn the_fiftyone_yolo_model_type_gives_fiftyones_detections() {
 /// included; the detection processor on the same segmenter gives the same
 /// boxes without masks; the segmentation processor on a detector gives no
 /// detections (FiftyOne's `to_instances` of results without masks); a
-/// processor zoo does not run is refused by name.
+/// processor zoo does not run is refused by name, and so is the pose
+/// processor on a model without keypoints.
 #[test]
 fn the_fiftyone_yolo_model_type_gives_fiftyones_instances() {
     use zoo_model_core::{Label, ModelFactory, ModelSpec, Prediction};
@@ -412,11 +413,17 @@ fn the_fiftyone_yolo_model_type_gives_fiftyones_instances() {
         assert!(run("UltralyticsSegmentationOutputProcessor", "yolov8t.pt", file).is_empty());
     }
     assert!(masks > 0);
-    let Err(err) = factory.build(&spec("UltralyticsPoseOutputProcessor", "yolov8t-seg.pt")) else {
-        panic!("the pose processor was accepted");
+    let Err(err) = factory.build(&spec("UltralyticsOBBOutputProcessor", "yolov8t-seg.pt")) else {
+        panic!("the OBB processor was accepted");
     };
     let err = err.to_string();
-    assert!(err.contains("`UltralyticsPoseOutputProcessor`"), "{err}");
+    assert!(err.contains("`UltralyticsOBBOutputProcessor`"), "{err}");
+    // The pose processor on a model without keypoints is refused.
+    let Err(err) = factory.build(&spec("UltralyticsPoseOutputProcessor", "yolov8t-seg.pt")) else {
+        panic!("the pose processor was accepted on a segmenter");
+    };
+    let err = err.to_string();
+    assert!(err.contains("no keypoint head"), "{err}");
 }
 
 /// YOLO26 classification (`Classify` head) with FiftyOne's
@@ -493,4 +500,83 @@ fn yolo_classifications_match_fiftyone_and_ultralytics() {
     };
     let err = err.to_string();
     assert!(err.contains("classifier"), "{err}");
+}
+
+/// The largest difference allowed in a relative keypoint coordinate.
+const KEYPOINT_TOLERANCE: f64 = 1e-3;
+
+/// YOLO26 pose (`Pose26` head: keypoints decoded around the anchors,
+/// visibilities through the sigmoid; its one-to-one, sigma and flow
+/// branches unused) with FiftyOne's `UltralyticsPoseOutputProcessor`:
+/// every box's keypoints relative to the image within
+/// [`KEYPOINT_TOLERANCE`] of FiftyOne's and their visibilities within
+/// [`SCORE_TOLERANCE`], the boxes within [`BOX_TOLERANCE`] of Ultralytics'
+/// pixels relative to the image.
+#[test]
+fn yolo_keypoints_match_fiftyone_and_ultralytics() {
+    use zoo_model_core::{Label, ModelFactory, ModelSpec, Prediction};
+
+    tch::set_num_threads(1);
+    let directory = fixtures().join("yolo");
+    let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
+    let oracle: Value = serde_json::from_str(&text).unwrap();
+    let oracle = &oracle["yolo26t-pose.pt"];
+    let weights = directory.join("yolo26t-pose.pt");
+    let detector = YoloDetector::load(&weights).unwrap();
+    assert!(detector.poses());
+    let mut factory = ModelFactory::new();
+    zoo_torch_backend::register(&mut factory);
+    let spec = ModelSpec {
+        kind: "fiftyone.utils.ultralytics.FiftyOneYOLOModel".into(),
+        config: serde_json::json!({
+            "entrypoint_fcn": "ultralytics.YOLO",
+            "entrypoint_args": {"model": "yolo26n-pose.pt"},
+            "output_processor_cls": "fiftyone.utils.ultralytics.UltralyticsPoseOutputProcessor",
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        model_path: Some(weights.clone()),
+    };
+    let mut model = factory.build(&spec).unwrap();
+    let (mut points, mut visibilities, mut pixels, mut sets) = (0.0_f64, 0.0_f64, 0.0_f64, 0);
+    for (file, theirs) in oracle["fiftyone"].as_object().unwrap() {
+        let image = decode(&directory.join(file));
+        let found = detector.detect_pixels(&image).unwrap();
+        let xyxy: Vec<[f64; 4]> =
+            serde_json::from_value(oracle["ultralytics"][file]["xyxy"].clone()).unwrap();
+        assert_eq!(found.len(), xyxy.len(), "{file}");
+        for (ours, theirs) in found.iter().zip(&xyxy) {
+            for (a, b) in ours.xyxy.iter().zip(theirs) {
+                pixels = pixels.max((f64::from(*a) - b).abs());
+            }
+        }
+        let input = model.preprocessor().preprocess(image).unwrap();
+        let prediction = model.predict_all(&[input]).unwrap().remove(0);
+        let Prediction::Label(Some(Label::Keypoints(ours))) = prediction else {
+            panic!("{file}: {prediction:?}");
+        };
+        let theirs = theirs.as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{file}");
+        for (ours, theirs) in ours.iter().zip(theirs) {
+            assert_eq!(ours.label, theirs["label"].as_str().unwrap(), "{file}");
+            let expected: Vec<[f64; 2]> = serde_json::from_value(theirs["points"].clone()).unwrap();
+            assert_eq!(ours.points.len(), expected.len(), "{file}");
+            for (a, b) in ours.points.iter().zip(&expected) {
+                points = points.max((a[0] - b[0]).abs()).max((a[1] - b[1]).abs());
+            }
+            let expected: Vec<f64> = serde_json::from_value(theirs["confidence"].clone()).unwrap();
+            for (a, b) in ours.confidence.as_ref().unwrap().iter().zip(&expected) {
+                visibilities = visibilities.max((a - b).abs());
+            }
+            sets += 1;
+        }
+    }
+    println!(
+        "yolo26t-pose.pt: {sets} keypoint sets, largest differences: points {points:e}, visibilities {visibilities:e}, pixel boxes {pixels:e}"
+    );
+    assert!(sets > 0);
+    assert!(points <= KEYPOINT_TOLERANCE, "{points}");
+    assert!(visibilities <= SCORE_TOLERANCE, "{visibilities}");
+    assert!(pixels <= 1e-3, "{pixels}");
 }

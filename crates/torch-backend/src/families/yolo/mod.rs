@@ -3,9 +3,10 @@
 //! `yolov10{n,s,m,l,x}-coco-torch`, `yolo11{n,s,m,l,x}-coco-torch`,
 //! `yolo26{n,s,m,l,x}-coco-torch`) and YOLOv8 and YOLO11 instance
 //! segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
-//! `yolo11{n,s,m,l,x}-seg-coco-torch`) and YOLO26 classification
-//! (`yolo26{n,s,m,l,x}-cls-imagenet-torch`), natively, as FiftyOne
-//! 1.22.1's `FiftyOneYOLOModel` runs them with Ultralytics 8.4:
+//! `yolo11{n,s,m,l,x}-seg-coco-torch`), YOLO26 classification
+//! (`yolo26{n,s,m,l,x}-cls-imagenet-torch`) and YOLO26 pose
+//! (`yolo26{n,s,m,l,x}-pose-coco-torch`), natively, as FiftyOne 1.22.1's
+//! `FiftyOneYOLOModel` runs them with Ultralytics 8.4:
 //!
 //! - the release checkpoint's pickled module tree is read without running
 //!   Python (`checkpoint::modules`), and the network built from its `yaml`
@@ -25,6 +26,9 @@
 //!   predictor runs their one-to-one branches without NMS only with
 //!   `nms=False`, which FiftyOne never sets, so their one-to-many branches
 //!   and NMS run;
+//! - for pose, each box's keypoints through `scale_coords` (clipped to the
+//!   image), then FiftyOne's `to_keypoints` (`keypoints.xyn`, with the
+//!   visibilities as confidences);
 //! - for segmentation, the predictor's `retina_masks=True` path
 //!   ([`masks`]: `process_mask_native` at the image's size, boxes without
 //!   a mask pixel dropped), then FiftyOne's `to_instances` (each mask
@@ -105,6 +109,18 @@ pub struct PixelDetection {
     pub class: i64,
     /// The instance mask (segmentation models).
     pub mask: Option<PixelMask>,
+    /// The keypoints (pose models).
+    pub keypoints: Option<PixelKeypoints>,
+}
+
+/// One detection's keypoints in the image's pixels, as Ultralytics'
+/// `Results.keypoints` holds them (`scale_coords`, clipped to the image).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PixelKeypoints {
+    /// `x, y` per keypoint.
+    pub points: Vec<[f32; 2]>,
+    /// The visibility per keypoint, when `kpt_shape` has 3 values.
+    pub confidence: Option<Vec<f32>>,
 }
 
 /// One detection as FiftyOne's `to_detections` makes it.
@@ -122,7 +138,8 @@ pub struct Detection {
 }
 
 /// A loaded Ultralytics YOLOv5u, YOLOv8, YOLOv10, YOLO11 or YOLO26
-/// detector, YOLOv8 or YOLO11 segmenter, or YOLO26 classifier.
+/// detector, YOLOv8 or YOLO11 segmenter, or YOLO26 classifier or pose
+/// model.
 #[derive(Debug)]
 pub struct YoloDetector {
     network: Network,
@@ -210,6 +227,14 @@ impl YoloDetector {
                 "the model is a classifier: it gives no boxes".to_owned(),
             )),
         }
+    }
+
+    /// Whether the model finds keypoints (a `Pose` head).
+    pub fn poses(&self) -> bool {
+        self.network
+            .detect()
+            .and_then(graph::Detect::keypoint_shape)
+            .is_some()
     }
 
     /// Whether the model classifies (a `Classify` head).
@@ -305,6 +330,49 @@ impl YoloDetector {
             }
             None => vec![None; kept.size()[0] as usize],
         };
+        let mut keypoints = match self
+            .network
+            .detect()
+            .and_then(graph::Detect::keypoint_shape)
+        {
+            Some([points, values]) => {
+                let count = kept.size()[0];
+                let raw = kept
+                    .f_narrow(1, 6, points * values)?
+                    .f_view([count, points, values])?;
+                let xy = scale_points(
+                    &raw.f_narrow(2, 0, 2)?,
+                    self.size,
+                    width as usize,
+                    height as usize,
+                )?;
+                let xy = Vec::<f32>::try_from(xy.f_contiguous()?.f_flatten(0, -1)?)?;
+                let confidence = if values == 3 {
+                    Some(Vec::<f32>::try_from(
+                        raw.f_select(2, 2)?.f_contiguous()?.f_flatten(0, -1)?,
+                    )?)
+                } else {
+                    None
+                };
+                let points = points as usize;
+                (0..count as usize)
+                    .map(|index| {
+                        Some(PixelKeypoints {
+                            points: (0..points)
+                                .map(|point| {
+                                    let at = (index * points + point) * 2;
+                                    [xy[at], xy[at + 1]]
+                                })
+                                .collect(),
+                            confidence: confidence.as_ref().map(|confidence| {
+                                confidence[index * points..(index + 1) * points].to_vec()
+                            }),
+                        })
+                    })
+                    .collect()
+            }
+            None => vec![None; kept.size()[0] as usize],
+        };
         let boxes = Vec::<f32>::try_from(boxes.f_contiguous()?.f_flatten(0, -1)?)?;
         let scores = Vec::<f32>::try_from(kept.f_select(1, 4)?.f_contiguous()?)?;
         let classes = Vec::<f32>::try_from(kept.f_select(1, 5)?.f_contiguous()?)?;
@@ -322,6 +390,7 @@ impl YoloDetector {
                 confidence: *score,
                 class: class.round() as i64,
                 mask: masks[index].take(),
+                keypoints: keypoints[index].take(),
             })
             // The predictor keeps only the boxes whose mask has a pixel.
             .filter(|detection| detection.mask.as_ref().is_none_or(PixelMask::any))
@@ -497,6 +566,34 @@ fn non_max_suppression(
 /// Python's `round` (ties to even) of a float.
 fn round(value: f64) -> f64 {
     value.round_ties_even()
+}
+
+/// Ultralytics' `scale_coords(img1_shape, points, img0_shape)` of `[..., 2]`
+/// points: from the `size` square back to the image, clipped.
+fn scale_points(
+    points: &Tensor,
+    size: usize,
+    width: usize,
+    height: usize,
+) -> Result<Tensor, TchError> {
+    let gain = (size as f64 / height as f64).min(size as f64 / width as f64);
+    let new_height = round(height as f64 * gain).max(1.0);
+    let new_width = round(width as f64 * gain).max(1.0);
+    let (gain_y, gain_x) = (new_height / height as f64, new_width / width as f64);
+    let pad_x = round((size as f64 - new_width) / 2.0 - 0.1);
+    let pad_y = round((size as f64 - new_height) / 2.0 - 0.1);
+    let last = points.dim() as i64 - 1;
+    let x = points
+        .f_select(last, 0)?
+        .f_sub_scalar(pad_x)?
+        .f_div_scalar(gain_x)?
+        .f_clamp(0.0, width as f64)?;
+    let y = points
+        .f_select(last, 1)?
+        .f_sub_scalar(pad_y)?
+        .f_div_scalar(gain_y)?
+        .f_clamp(0.0, height as f64)?;
+    Tensor::f_stack(&[x, y], last)
 }
 
 /// Ultralytics' `scale_boxes(img1_shape, boxes, img0_shape)`: from the

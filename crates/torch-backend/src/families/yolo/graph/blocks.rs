@@ -266,7 +266,11 @@ impl Builder<'_> {
 
     /// The number of children of the container at `path`, which must be
     /// `expected` (the yaml's depth-scaled repeats).
-    fn count(&self, path: &str, expected: Option<i64>) -> Result<usize, ArchitectureError> {
+    pub(super) fn count(
+        &self,
+        path: &str,
+        expected: Option<i64>,
+    ) -> Result<usize, ArchitectureError> {
         let count = self.module(path)?.children.len();
         if let Some(expected) = expected
             && count as i64 != expected

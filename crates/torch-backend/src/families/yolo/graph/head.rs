@@ -1,6 +1,7 @@
 //! The heads: `Detect` (YOLOv5u, YOLOv8, YOLO11; YOLO26's and YOLOv10's
 //! `v10Detect`'s one-to-many branches, YOLO26's without DFL as its
-//! `reg_max` is 1) and `Segment` (its
+//! `reg_max` is 1), `Pose` and `Pose26` (keypoints), `Classify`, and
+//! `Segment` (its
 //! mask coefficients and `Proto` prototypes), each level's branches read
 //! from the module tree and decoded as Ultralytics' heads decode them in
 //! inference.
@@ -31,6 +32,21 @@ pub(crate) struct Detect {
     pub(super) strides: Vec<f64>,
     /// `Segment`'s mask branches, when the head is one.
     masks: Option<Masks>,
+    /// `Pose`'s (or `Pose26`'s) keypoint branches, when the head is one.
+    keypoints: Option<Keypoints>,
+}
+
+/// `Pose`'s and `Pose26`'s additions: per level a branch giving each
+/// anchor's `kpt_shape[0] x kpt_shape[1]` keypoint values (`cv4`; for
+/// `Pose26`, `cv4` then `cv4_kpts`), decoded around the anchors.
+#[derive(Debug)]
+struct Keypoints {
+    branches: Vec<Vec<Conv>>,
+    /// `kpt_shape`: keypoints, and values per keypoint (2 or 3).
+    shape: [i64; 2],
+    /// `Pose26`'s decoding (`(y + anchor) * stride`) rather than
+    /// `Pose`'s (`(2y + anchor - 0.5) * stride`).
+    pose26: bool,
 }
 
 /// `Segment`'s additions: per level a branch (`cv4`: Conv, Conv, Conv2d to
@@ -106,6 +122,9 @@ impl Detect {
             .chain(self.classes.iter_mut())
             .flatten()
             .collect();
+        if let Some(keypoints) = &mut self.keypoints {
+            convs.extend(keypoints.branches.iter_mut().flatten());
+        }
         if let Some(masks) = &mut self.masks {
             convs.extend(masks.coefficients.iter_mut().flatten());
             let proto = &mut masks.proto;
@@ -122,6 +141,11 @@ impl Detect {
     /// head.
     pub(crate) fn mask_count(&self) -> Option<i64> {
         self.masks.as_ref().map(|masks| masks.nm)
+    }
+
+    /// `kpt_shape` (keypoints, values per keypoint), for a `Pose` head.
+    pub(crate) fn keypoint_shape(&self) -> Option<[i64; 2]> {
+        self.keypoints.as_ref().map(|keypoints| keypoints.shape)
     }
 }
 
@@ -239,6 +263,70 @@ impl Builder<'_> {
             weight,
             bias,
             nc: size[0],
+        })
+    }
+
+    /// `Pose`'s (`cv4`: Conv, Conv, Conv2d) or `Pose26`'s (`cv4`: Conv,
+    /// Conv; `cv4_kpts`: Conv2d) keypoint branches at `path`. `Pose26`'s
+    /// `cv4_sigma` and `flow_model` serve training only, and an end-to-end
+    /// head's one-to-one branches go unused (see [`Builder::detect`]):
+    /// their tensors are dropped.
+    fn keypoints(
+        &mut self,
+        path: &str,
+        kind: &str,
+        levels: usize,
+        one_to_one: bool,
+    ) -> Result<Keypoints, ArchitectureError> {
+        let shape = match self.module(path)?.attributes.get("kpt_shape") {
+            Some(Json::Array(items)) => match items.as_slice() {
+                [count, values] => count.as_i64().zip(values.as_i64()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let shape = shape
+            .filter(|(count, values)| (1..=1024).contains(count) && matches!(values, 2 | 3))
+            .map(|(count, values)| [count, values])
+            .ok_or_else(|| unsupported(format!("`{path}.kpt_shape` is not [keypoints, 2 or 3]")))?;
+        let pose26 = kind == "Pose26";
+        let mut branches = Vec::with_capacity(levels);
+        for level in 0..levels {
+            let branch = if pose26 {
+                let sequence = format!("{path}.cv4.{level}");
+                if self.count(&sequence, Some(2)).is_err() {
+                    return Err(unsupported(format!("`{sequence}` is not two convolutions")));
+                }
+                vec![
+                    self.conv(&format!("{sequence}.0"))?,
+                    self.conv(&format!("{sequence}.1"))?,
+                    self.conv2d(&format!("{path}.cv4_kpts.{level}"))?,
+                ]
+            } else {
+                self.branch(&format!("{path}.cv4.{level}"))?
+            };
+            let out = branch.last().map_or(0, Conv::out_channels);
+            if out != shape[0] * shape[1] {
+                return Err(unsupported(format!(
+                    "`{path}`'s keypoint branch {level} gives {out} values, not {} x {}",
+                    shape[0], shape[1]
+                )));
+            }
+            branches.push(branch);
+        }
+        let mut unused = vec![format!("{path}.cv4_sigma."), format!("{path}.flow_model.")];
+        if one_to_one {
+            unused.push(format!("{path}.one2one_cv4"));
+        }
+        self.tensors.retain(|name, _| {
+            !unused
+                .iter()
+                .any(|prefix| name.starts_with(prefix.as_str()))
+        });
+        Ok(Keypoints {
+            branches,
+            shape,
+            pose26,
         })
     }
 
@@ -363,6 +451,11 @@ impl Builder<'_> {
         } else {
             None
         };
+        let keypoints = if matches!(kind, "Pose" | "Pose26") {
+            Some(self.keypoints(path, kind, levels, one_to_one)?)
+        } else {
+            None
+        };
         Ok(Layer::Detect(Box::new(Detect {
             boxes,
             classes,
@@ -371,6 +464,7 @@ impl Builder<'_> {
             nc,
             strides: Vec::new(),
             masks,
+            keypoints,
         })))
     }
 }
@@ -386,6 +480,7 @@ impl Detect {
         let mut anchors = Vec::new();
         let mut strides = Vec::new();
         let mut coefficients = Vec::new();
+        let mut keypoints = Vec::new();
         for (level, feature) in features.iter().enumerate() {
             let run = |branch: &[Conv]| -> Result<Tensor, TchError> {
                 let mut y = feature.shallow_clone();
@@ -398,6 +493,10 @@ impl Detect {
             scores.push(run(&self.classes[level])?.f_view([batch, self.nc, -1])?);
             if let Some(masks) = &self.masks {
                 coefficients.push(run(&masks.coefficients[level])?.f_view([batch, masks.nm, -1])?);
+            }
+            if let Some(head) = &self.keypoints {
+                let values = head.shape[0] * head.shape[1];
+                keypoints.push(run(&head.branches[level])?.f_view([batch, values, -1])?);
             }
             // make_anchors(feats, strides, 0.5).
             let size = feature.size();
@@ -438,6 +537,11 @@ impl Detect {
         let size = bottom_right.f_sub(&top_left)?;
         let decoded = Tensor::f_cat(&[centre, size], 1)?.f_mul(&strides)?;
         let mut predictions = Tensor::f_cat(&[decoded, scores.f_sigmoid()?], 1)?;
+        if let Some(head) = &self.keypoints {
+            let keypoints = Tensor::f_cat(&keypoints, 2)?;
+            let decoded = head.decode(&keypoints, &anchors.f_select(0, 0)?, &strides)?;
+            predictions = Tensor::f_cat(&[predictions, decoded], 1)?;
+        }
         let mut protos = None;
         if let Some(masks) = &self.masks {
             let coefficients = Tensor::f_cat(&coefficients, 2)?;
@@ -448,6 +552,33 @@ impl Detect {
             predictions,
             protos,
         })
+    }
+}
+
+impl Keypoints {
+    /// `kpts_decode` (not exporting): visibilities through the sigmoid,
+    /// coordinates around the anchors (`[2, A]`) times the strides
+    /// (`[1, A]`).
+    fn decode(&self, raw: &Tensor, anchors: &Tensor, strides: &Tensor) -> Result<Tensor, TchError> {
+        let size = raw.size();
+        let (batch, count) = (size[0], size[2]);
+        let [points, values] = self.shape;
+        let raw = raw.f_view([batch, points, values, count])?;
+        let coordinate = |axis: i64| -> Result<Tensor, TchError> {
+            let y = raw.f_select(2, axis)?;
+            let anchor = anchors.f_select(0, axis)?;
+            let y = if self.pose26 {
+                y.f_add(&anchor)?
+            } else {
+                y.f_mul_scalar(2.0)?.f_add(&anchor.f_sub_scalar(0.5)?)?
+            };
+            y.f_mul(strides)
+        };
+        let mut parts = vec![coordinate(0)?, coordinate(1)?];
+        if values == 3 {
+            parts.push(raw.f_select(2, 2)?.f_sigmoid()?);
+        }
+        Tensor::f_stack(&parts, 2)?.f_view([batch, points * values, count])
     }
 }
 
