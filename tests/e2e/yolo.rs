@@ -1,10 +1,11 @@
 //! `zoo models apply yolov8n-coco-torch` (and `yolo11n-coco-torch`,
 //! `yolov5n-coco-torch`, `yolo26n-coco-torch`, `yolov10n-coco-torch`,
 //! `yolov8n-seg-coco-torch`, `yolo26n-cls-imagenet-torch`,
+//! `yolo26n-pose-coco-torch`,
 //! `yolo11n-seg-coco-torch`) runs natively (FiftyOne's `FiftyOneYOLOModel`
 //! built by zoo, no Python), with the weights from the entry's URL served
 //! by a loopback mirror (`ZOO_DOWNLOAD_MIRRORS`), and stores FiftyOne
-//! 1.22.1's own detections (instance masks, classifications).
+//! 1.22.1's own detections (instance masks, classifications, keypoints).
 //!
 //! Oracle: `crates/torch-backend/tests/fixtures/yolo/yolo_oracle.json`
 //! (`cargo xtask yolo-oracle`): FiftyOne's `FiftyOneYOLOModel` with
@@ -202,5 +203,63 @@ fn yolo26n_cls_imagenet_torch_runs_natively_with_fiftyones_classifications() {
             assert!((f64::from(*a) - b).abs() <= 1e-4, "{file}: {a} vs {b}");
         }
     }
+    assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
+}
+
+/// YOLO26 pose (`yolo26t-pose.pt` served as the entry's
+/// `yolo26n-pose.pt`): FiftyOne's keypoints, relative to the image, with
+/// their visibilities.
+#[test]
+fn yolo26n_pose_coco_torch_runs_natively_with_fiftyones_keypoints() {
+    let oracle = json_fixture("yolo/yolo_oracle.json");
+    let expected = &oracle["yolo26t-pose.pt"]["fiftyone"];
+    let server = TestServer::start();
+    server.file(
+        "/ultralytics/assets/releases/download/v8.4.0/yolo26n-pose.pt",
+        fs_err::read(fixtures().join("yolo/yolo26t-pose.pt")).unwrap(),
+    );
+    let mut sandbox = Sandbox::new();
+    sandbox.env.push((
+        "ZOO_DOWNLOAD_MIRRORS".into(),
+        format!("https://github.com/={}", server.url("/")),
+    ));
+    sandbox.env.push(("OMP_NUM_THREADS".into(), "1".into()));
+    let entry = "yolo26n-pose-coco-torch";
+    let info = sandbox.ok(&["models", "info", entry, "--json"]).json();
+    assert_eq!(info["runs_in"], "native", "{info}");
+    let images = sandbox.dir.path().join("images");
+    fs_err::create_dir_all(&images).unwrap();
+    for file in expected.as_object().unwrap().keys() {
+        fs_err::copy(fixtures().join("yolo").join(file), images.join(file)).unwrap();
+    }
+    sandbox.ok(&["datasets", "create", "yolo", images.to_str().unwrap()]);
+    sandbox.ok(&["models", "apply", entry, "yolo", "pred"]);
+    let samples = exported_samples(&sandbox, "yolo");
+    assert_eq!(samples.len(), 4);
+    let mut total = 0;
+    for (file, sample) in samples {
+        let ours = sample["pred"]["keypoints"].as_array().unwrap();
+        let theirs = expected[file.as_str()].as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{file}");
+        for (ours, theirs) in ours.iter().zip(theirs) {
+            assert_eq!(ours["label"], theirs["label"], "{file}");
+            let points: Vec<[f64; 2]> = serde_json::from_value(ours["points"].clone()).unwrap();
+            let expected: Vec<[f64; 2]> = serde_json::from_value(theirs["points"].clone()).unwrap();
+            assert_eq!(points.len(), expected.len(), "{file}");
+            for (a, b) in points.iter().zip(&expected) {
+                assert!(
+                    (a[0] - b[0]).abs() <= 1e-3 && (a[1] - b[1]).abs() <= 1e-3,
+                    "{file}: {a:?} vs {b:?}"
+                );
+            }
+            let confidence: Vec<f64> = serde_json::from_value(ours["confidence"].clone()).unwrap();
+            let expected: Vec<f64> = serde_json::from_value(theirs["confidence"].clone()).unwrap();
+            for (a, b) in confidence.iter().zip(&expected) {
+                assert!((a - b).abs() <= 1e-4, "{file}: {a} vs {b}");
+            }
+        }
+        total += ours.len();
+    }
+    assert_eq!(total, 73);
     assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
 }

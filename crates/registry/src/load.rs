@@ -69,7 +69,7 @@ pub const NATIVE_TYPES: &[&str] = &[
 
 /// FiftyOne's Ultralytics class names among [`NATIVE_TYPES`]: native only
 /// for the checkpoints zoo builds ([`native_ultralytics`]); FiftyOne's
-/// class runs the others (YOLOv9, pose, OBB, ...).
+/// class runs the others (YOLOv9, OBB, YOLO26 segmentation, ...).
 const ULTRALYTICS_TYPES: &[&str] = &[
     "fiftyone.utils.ultralytics.FiftyOneYOLOModel",
     "FiftyOneYOLOModel",
@@ -83,6 +83,9 @@ const ULTRALYTICS_DETECTIONS: &str =
 const ULTRALYTICS_CLASSIFICATIONS: &str =
     "fiftyone.utils.ultralytics.UltralyticsClassificationOutputProcessor";
 
+/// FiftyOne's output processor for Ultralytics pose models.
+const ULTRALYTICS_KEYPOINTS: &str = "fiftyone.utils.ultralytics.UltralyticsPoseOutputProcessor";
+
 /// FiftyOne's output processor for Ultralytics instance segmenters.
 const ULTRALYTICS_INSTANCES: &str =
     "fiftyone.utils.ultralytics.UltralyticsSegmentationOutputProcessor";
@@ -92,7 +95,7 @@ const ULTRALYTICS_INSTANCES: &str =
 /// YOLO11 (`yolo11n.pt`), YOLOv5u (`yolov5nu.pt`), YOLO26 (`yolo26n.pt`)
 /// and YOLOv10 (`yolov10n.pt`) detection, YOLOv8 (`yolov8n-seg.pt`) and YOLO11
 /// (`yolo11n-seg.pt`) segmentation, YOLO26 (`yolo26n-cls.pt`)
-/// classification.
+/// classification and YOLO26 (`yolo26n-pose.pt`) pose.
 const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
     ("yolov8", ".pt", ULTRALYTICS_DETECTIONS),
     ("yolo11", ".pt", ULTRALYTICS_DETECTIONS),
@@ -102,6 +105,7 @@ const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
     ("yolov8", "-seg.pt", ULTRALYTICS_INSTANCES),
     ("yolo11", "-seg.pt", ULTRALYTICS_INSTANCES),
     ("yolo26", "-cls.pt", ULTRALYTICS_CLASSIFICATIONS),
+    ("yolo26", "-pose.pt", ULTRALYTICS_KEYPOINTS),
 ];
 
 /// Whether an Ultralytics config is one zoo runs natively:
@@ -110,7 +114,7 @@ const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
 /// `yolo11*-coco-torch`, `yolov5*-coco-torch`, `yolo26*-coco-torch`,
 /// `yolov10*-coco-torch`,
 /// `yolov8*-seg-coco-torch`, `yolo11*-seg-coco-torch`,
-/// `yolo26*-cls-imagenet-torch`).
+/// `yolo26*-cls-imagenet-torch`, `yolo26*-pose-coco-torch`).
 fn native_ultralytics(config: &DeploymentConfig) -> bool {
     let processor = config
         .config
