@@ -5,11 +5,13 @@
 //! `yolo26{n,s,m,l,x}-coco-torch`) and YOLOv8
 //! and YOLO11 segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
 //! `yolo11{n,s,m,l,x}-seg-coco-torch`), YOLO26 classification
-//! (`yolo26{n,s,m,l,x}-cls-imagenet-torch`) and YOLO26 pose
-//! (`yolo26{n,s,m,l,x}-pose-coco-torch`), on libtorch (CPU), through the
+//! (`yolo26{n,s,m,l,x}-cls-imagenet-torch`), YOLO26 pose
+//! (`yolo26{n,s,m,l,x}-pose-coco-torch`) and YOLOv8 oriented boxes
+//! (`yolov8{n,s,m,l,x}-obb-dotav1-torch`), on libtorch (CPU), through the
 //! `yolo` family: FiftyOne's letterbox, Ultralytics' network, NMS, box and
 //! keypoint scaling and masks, and FiftyOne's `to_detections`,
-//! `to_instances`, `to_keypoints` or `to_classifications` (as `output_processor_cls` names its processor; any
+//! `to_instances`, `to_keypoints`, `obb_to_polylines` or
+//! `to_classifications` (as `output_processor_cls` names its processor; any
 //! other processor is refused).
 //!
 //! The weights are the model's file (Ultralytics' release checkpoint). The
@@ -21,8 +23,8 @@
 use std::sync::Arc;
 
 use zoo_model_core::{
-    Detection, Image, Input, InputData, Keypoint, Label, Model, ModelError, ModelSpec, Prediction,
-    Preprocess,
+    Detection, Image, Input, InputData, Keypoint, Label, Model, ModelError, ModelSpec, Polyline,
+    Prediction, Preprocess,
 };
 
 use crate::config::TorchImageModelConfig;
@@ -67,6 +69,9 @@ enum Output {
     /// `UltralyticsSegmentationOutputProcessor` (`to_instances`): boxes
     /// with masks; no detections at all when the model has no masks.
     Instances,
+    /// `UltralyticsOBBOutputProcessor` (`obb_to_polylines`): each rotated
+    /// box as a closed, unfilled polyline of its four corners.
+    Polylines,
     /// `UltralyticsPoseOutputProcessor` (`to_keypoints`): each box's
     /// keypoints, relative to the image, with their visibilities.
     Keypoints,
@@ -85,8 +90,9 @@ impl Output {
             Some("UltralyticsSegmentationOutputProcessor") => Ok(Output::Instances),
             Some("UltralyticsClassificationOutputProcessor") => Ok(Output::Classification),
             Some("UltralyticsPoseOutputProcessor") => Ok(Output::Keypoints),
+            Some("UltralyticsOBBOutputProcessor") => Ok(Output::Polylines),
             Some(other) => Err(ModelError::unsupported(format!(
-                "zoo's native FiftyOneYOLOModel does not run output processor `{other}` (it runs UltralyticsDetectionOutputProcessor, UltralyticsSegmentationOutputProcessor, UltralyticsPoseOutputProcessor and UltralyticsClassificationOutputProcessor)"
+                "zoo's native FiftyOneYOLOModel does not run output processor `{other}` (it runs UltralyticsDetectionOutputProcessor, UltralyticsSegmentationOutputProcessor, UltralyticsPoseOutputProcessor, UltralyticsOBBOutputProcessor and UltralyticsClassificationOutputProcessor)"
             ))),
         }
     }
@@ -139,6 +145,22 @@ impl TorchYoloModel {
                     "a classification processor"
                 } else {
                     "a detection processor"
+                }
+            )));
+        }
+        if (output == Output::Polylines) != detector.rotates() {
+            return Err(config_error(format!(
+                "`{}` {} oriented boxes, but `output_processor_cls` {} the OBB processor",
+                model_path.display(),
+                if detector.rotates() {
+                    "gives"
+                } else {
+                    "gives no"
+                },
+                if detector.rotates() {
+                    "does not name"
+                } else {
+                    "names"
                 }
             )));
         }
@@ -225,6 +247,44 @@ impl TorchYoloModel {
         Prediction::Label(Some(Label::Keypoints(sets)))
     }
 
+    /// FiftyOne's `obb_to_polylines` of an OBB model's detections in an
+    /// image of `width` x `height`: each rotated box's corners
+    /// (`obb.xyxyxyxyn`) as one closed, unfilled shape, with its class and
+    /// score; boxes below `confidence_thresh` or outside `filter_classes`
+    /// are left out.
+    fn polylines(&self, found: Vec<PixelDetection>, width: u32, height: u32) -> Prediction {
+        let names = self.detector.names();
+        let (width, height) = (width as f32, height as f32);
+        let shapes = found
+            .into_iter()
+            .filter_map(|detection| {
+                let label = names.get(usize::try_from(detection.class).ok()?)?.clone();
+                let confidence = f64::from(detection.confidence);
+                if self
+                    .threshold
+                    .is_some_and(|threshold| confidence < threshold)
+                    || self
+                        .filter_classes
+                        .as_ref()
+                        .is_some_and(|classes| !classes.contains(&label))
+                {
+                    return None;
+                }
+                let [x, y, w, h, angle] = detection.xywhr?;
+                let corners = crate::families::yolo::obb::corners(x, y, w, h, angle)
+                    .map(|[x, y]| [f64::from(x / width), f64::from(y / height)]);
+                Some(Polyline {
+                    label: Some(label),
+                    points: vec![corners.to_vec()],
+                    confidence: Some(confidence),
+                    closed: true,
+                    filled: false,
+                })
+            })
+            .collect();
+        Prediction::Label(Some(Label::Polylines(shapes)))
+    }
+
     /// FiftyOne's `to_classifications` of letterboxed `pixels`: the top
     /// class and its probability, all probabilities as logits; no label
     /// below `confidence_thresh` or outside `filter_classes`.
@@ -307,6 +367,9 @@ impl Model for TorchYoloModel {
                 if self.output == Output::Keypoints {
                     return Ok(self.keypoints(found, width, height));
                 }
+                if self.output == Output::Polylines {
+                    return Ok(self.polylines(found, width, height));
+                }
                 let detections = self
                     .detector
                     .to_fiftyone(found, width, height)
@@ -323,7 +386,10 @@ impl Model for TorchYoloModel {
                         bounding_box: detection.bounding_box,
                         confidence: Some(detection.confidence),
                         mask: match self.output {
-                            Output::Detections | Output::Classification | Output::Keypoints => None,
+                            Output::Detections
+                            | Output::Classification
+                            | Output::Keypoints
+                            | Output::Polylines => None,
                             Output::Instances => detection.mask,
                         },
                     })

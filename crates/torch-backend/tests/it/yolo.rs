@@ -349,8 +349,8 @@ fn the_fiftyone_yolo_model_type_gives_fiftyones_detections() {
 /// included; the detection processor on the same segmenter gives the same
 /// boxes without masks; the segmentation processor on a detector gives no
 /// detections (FiftyOne's `to_instances` of results without masks); a
-/// processor zoo does not run is refused by name, and so is the pose
-/// processor on a model without keypoints.
+/// processor zoo does not run is refused by name, and so are the pose and
+/// OBB processors on a model without keypoints or oriented boxes.
 #[test]
 fn the_fiftyone_yolo_model_type_gives_fiftyones_instances() {
     use zoo_model_core::{Label, ModelFactory, ModelSpec, Prediction};
@@ -413,11 +413,23 @@ fn the_fiftyone_yolo_model_type_gives_fiftyones_instances() {
         assert!(run("UltralyticsSegmentationOutputProcessor", "yolov8t.pt", file).is_empty());
     }
     assert!(masks > 0);
-    let Err(err) = factory.build(&spec("UltralyticsOBBOutputProcessor", "yolov8t-seg.pt")) else {
-        panic!("the OBB processor was accepted");
+    let Err(err) = factory.build(&spec(
+        "YOLOEVPSegmentationOutputProcessor",
+        "yolov8t-seg.pt",
+    )) else {
+        panic!("the YOLOE visual prompt processor was accepted");
     };
     let err = err.to_string();
-    assert!(err.contains("`UltralyticsOBBOutputProcessor`"), "{err}");
+    assert!(
+        err.contains("`YOLOEVPSegmentationOutputProcessor`"),
+        "{err}"
+    );
+    // The OBB processor on a model without oriented boxes is refused.
+    let Err(err) = factory.build(&spec("UltralyticsOBBOutputProcessor", "yolov8t-seg.pt")) else {
+        panic!("the OBB processor was accepted on a segmenter");
+    };
+    let err = err.to_string();
+    assert!(err.contains("oriented boxes"), "{err}");
     // The pose processor on a model without keypoints is refused.
     let Err(err) = factory.build(&spec("UltralyticsPoseOutputProcessor", "yolov8t-seg.pt")) else {
         panic!("the pose processor was accepted on a segmenter");
@@ -578,5 +590,84 @@ fn yolo_keypoints_match_fiftyone_and_ultralytics() {
     assert!(sets > 0);
     assert!(points <= KEYPOINT_TOLERANCE, "{points}");
     assert!(visibilities <= SCORE_TOLERANCE, "{visibilities}");
+    assert!(pixels <= 1e-3, "{pixels}");
+}
+
+/// The largest difference allowed in a relative OBB corner coordinate.
+const CORNER_TOLERANCE: f64 = 1e-4;
+
+/// YOLOv8 oriented boxes (`OBB` head: the angle branch, `dist2rbox`;
+/// Ultralytics' rotated NMS with `batch_probiou`; `imgsz` 1024 from the
+/// checkpoint) with FiftyOne's `UltralyticsOBBOutputProcessor`: each box's
+/// corners relative to the image within [`CORNER_TOLERANCE`] of FiftyOne's
+/// polylines, its score within [`SCORE_TOLERANCE`], and its `xywhr`
+/// within 1e-3 pixels of Ultralytics'.
+#[test]
+fn yolo_oriented_boxes_match_fiftyone_and_ultralytics() {
+    use zoo_model_core::{Label, ModelFactory, ModelSpec, Prediction};
+
+    tch::set_num_threads(1);
+    let directory = fixtures().join("yolo");
+    let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
+    let oracle: Value = serde_json::from_str(&text).unwrap();
+    let oracle = &oracle["yolov8t-obb.pt"];
+    let weights = directory.join("yolov8t-obb.pt");
+    let detector = YoloDetector::load(&weights).unwrap();
+    assert!(detector.rotates());
+    assert_eq!(detector.size(), 1024);
+    let mut factory = ModelFactory::new();
+    zoo_torch_backend::register(&mut factory);
+    let spec = ModelSpec {
+        kind: "fiftyone.utils.ultralytics.FiftyOneYOLOModel".into(),
+        config: serde_json::json!({
+            "entrypoint_fcn": "ultralytics.YOLO",
+            "entrypoint_args": {"model": "yolov8n-obb.pt"},
+            "output_processor_cls": "fiftyone.utils.ultralytics.UltralyticsOBBOutputProcessor",
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        model_path: Some(weights.clone()),
+    };
+    let mut model = factory.build(&spec).unwrap();
+    let (mut corners, mut scores, mut pixels, mut shapes) = (0.0_f64, 0.0_f64, 0.0_f64, 0);
+    for (file, theirs) in oracle["fiftyone"].as_object().unwrap() {
+        let image = decode(&directory.join(file));
+        let found = detector.detect_pixels(&image).unwrap();
+        let xywhr: Vec<[f64; 5]> =
+            serde_json::from_value(oracle["ultralytics"][file]["xywhr"].clone()).unwrap();
+        assert_eq!(found.len(), xywhr.len(), "{file}");
+        for (ours, theirs) in found.iter().zip(&xywhr) {
+            for (a, b) in ours.xywhr.unwrap().iter().zip(theirs) {
+                pixels = pixels.max((f64::from(*a) - b).abs());
+            }
+        }
+        let input = model.preprocessor().preprocess(image).unwrap();
+        let prediction = model.predict_all(&[input]).unwrap().remove(0);
+        let Prediction::Label(Some(Label::Polylines(ours))) = prediction else {
+            panic!("{file}: {prediction:?}");
+        };
+        let theirs = theirs.as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{file}");
+        for (ours, theirs) in ours.iter().zip(theirs) {
+            assert_eq!(ours.label.as_deref(), theirs["label"].as_str(), "{file}");
+            assert!(ours.closed && !ours.filled, "{file}");
+            let expected: Vec<Vec<[f64; 2]>> =
+                serde_json::from_value(theirs["points"].clone()).unwrap();
+            assert_eq!(ours.points.len(), expected.len(), "{file}");
+            for (a, b) in ours.points.iter().flatten().zip(expected.iter().flatten()) {
+                corners = corners.max((a[0] - b[0]).abs()).max((a[1] - b[1]).abs());
+            }
+            let score = theirs["confidence"].as_f64().unwrap();
+            scores = scores.max((ours.confidence.unwrap() - score).abs());
+            shapes += 1;
+        }
+    }
+    println!(
+        "yolov8t-obb.pt: {shapes} oriented boxes, largest differences: corners {corners:e}, scores {scores:e}, xywhr {pixels:e}"
+    );
+    assert!(shapes > 0);
+    assert!(corners <= CORNER_TOLERANCE, "{corners}");
+    assert!(scores <= SCORE_TOLERANCE, "{scores}");
     assert!(pixels <= 1e-3, "{pixels}");
 }

@@ -1,5 +1,6 @@
 //! The YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection (and YOLOv8
-//! and YOLO11 segmentation, YOLO26 classification and pose) networks, built from an Ultralytics checkpoint's `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
+//! and YOLO11 segmentation, YOLO26 classification and pose, YOLOv8
+//! oriented boxes) networks, built from an Ultralytics checkpoint's `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
 //! module, args]`, depths and widths from `scales[scale]`), with each
 //! layer's hyperparameters (strides, paddings, batch norm `eps`,
 //! activations, SPPF's pooling) read from the pickled module tree and its
@@ -636,7 +637,7 @@ impl Network {
                     }
                     (Layer::Classify(Box::new(builder.classify(&path)?)), 0.0)
                 }
-                "Detect" | "Segment" | "v10Detect" | "Pose" | "Pose26" => {
+                "Detect" | "Segment" | "v10Detect" | "Pose" | "Pose26" | "OBB" => {
                     repeats_one()?;
                     if index + 1 != rows_yaml.len() {
                         return Err(unsupported(format!("`{name}` is not the last layer")));
@@ -667,7 +668,7 @@ impl Network {
                 }
                 other => {
                     return Err(unsupported(format!(
-                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation: Conv, C2f, C3, C3k2, C2fCIB, C2PSA, PSA, SCDown, SPPF, nn.Upsample, Concat, Detect, v10Detect, Segment, Pose, Pose26, Classify)"
+                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation: Conv, C2f, C3, C3k2, C2fCIB, C2PSA, PSA, SCDown, SPPF, nn.Upsample, Concat, Detect, v10Detect, Segment, Pose, Pose26, OBB, Classify)"
                     )));
                 }
             };
@@ -842,7 +843,7 @@ mod tests {
     /// layer zoo does not build, is an error naming what is wrong.
     #[test]
     fn a_yaml_that_does_not_fit_the_weights_is_an_error_naming_it() {
-        let cases: [(&str, Json, &str); 9] = [
+        let cases: [(&str, Json, &str); 10] = [
             ("/scale", json!("n"), "the yaml's scale gives"),
             ("/backbone/0/2", json!("Foo"), "layer `Foo`"),
             ("/head/0/0", json!([]), "takes one input"),
@@ -853,7 +854,8 @@ mod tests {
                 "blocks; the yaml's depth gives 2",
             ),
             ("/scales/t", json!([0.33]), "no scale `t`"),
-            ("/head/12/2", json!("OBB"), "layer `OBB`"),
+            ("/head/12/2", json!("OBB26"), "layer `OBB26`"),
+            ("/head/12/2", json!("OBB"), "not a `OBB`"),
             ("/head/12/2", json!("Pose"), "not a `Pose`"),
             ("/head/12/2", json!("Segment"), "not a `Segment`"),
         ];

@@ -4,8 +4,9 @@
 //! `yolo26{n,s,m,l,x}-coco-torch`) and YOLOv8 and YOLO11 instance
 //! segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
 //! `yolo11{n,s,m,l,x}-seg-coco-torch`), YOLO26 classification
-//! (`yolo26{n,s,m,l,x}-cls-imagenet-torch`) and YOLO26 pose
-//! (`yolo26{n,s,m,l,x}-pose-coco-torch`), natively, as FiftyOne 1.22.1's
+//! (`yolo26{n,s,m,l,x}-cls-imagenet-torch`), YOLO26 pose
+//! (`yolo26{n,s,m,l,x}-pose-coco-torch`) and YOLOv8 oriented boxes
+//! (`yolov8{n,s,m,l,x}-obb-dotav1-torch`), natively, as FiftyOne 1.22.1's
 //! `FiftyOneYOLOModel` runs them with Ultralytics 8.4:
 //!
 //! - the release checkpoint's pickled module tree is read without running
@@ -26,6 +27,9 @@
 //!   predictor runs their one-to-one branches without NMS only with
 //!   `nms=False`, which FiftyOne never sets, so their one-to-many branches
 //!   and NMS run;
+//! - for oriented boxes, the rotated NMS ([`obb`]: `batch_probiou`),
+//!   `scale_boxes(xywh=True)` and FiftyOne's `obb_to_polylines` of the
+//!   corners;
 //! - for pose, each box's keypoints through `scale_coords` (clipped to the
 //!   image), then FiftyOne's `to_keypoints` (`keypoints.xyn`, with the
 //!   visibilities as confidences);
@@ -37,6 +41,7 @@
 pub(crate) mod graph;
 pub(crate) mod letterbox;
 pub(crate) mod masks;
+pub(crate) mod obb;
 
 use std::path::Path;
 
@@ -111,6 +116,10 @@ pub struct PixelDetection {
     pub mask: Option<PixelMask>,
     /// The keypoints (pose models).
     pub keypoints: Option<PixelKeypoints>,
+    /// The rotated box (OBB models): centre `x, y`, `w, h` in the image's
+    /// pixels (`scale_boxes(xywh=True)`, not clipped) and the angle; then
+    /// `xyxy` is its corners' extent.
+    pub xywhr: Option<[f32; 5]>,
 }
 
 /// One detection's keypoints in the image's pixels, as Ultralytics'
@@ -138,8 +147,8 @@ pub struct Detection {
 }
 
 /// A loaded Ultralytics YOLOv5u, YOLOv8, YOLOv10, YOLO11 or YOLO26
-/// detector, YOLOv8 or YOLO11 segmenter, or YOLO26 classifier or pose
-/// model.
+/// detector, YOLOv8 or YOLO11 segmenter, YOLO26 classifier or pose model,
+/// or YOLOv8 oriented box detector.
 #[derive(Debug)]
 pub struct YoloDetector {
     network: Network,
@@ -237,6 +246,11 @@ impl YoloDetector {
             .is_some()
     }
 
+    /// Whether the model gives oriented boxes (an `OBB` head).
+    pub fn rotates(&self) -> bool {
+        self.network.detect().is_some_and(graph::Detect::rotates)
+    }
+
     /// Whether the model classifies (a `Classify` head).
     pub fn classifies(&self) -> bool {
         self.network.classify().is_some()
@@ -299,20 +313,39 @@ impl YoloDetector {
         }
         let output = self.forward(&self.input_of(pixels)?)?;
         let classes = self.names.len() as i64;
+        let rotated = self.network.detect().is_some_and(graph::Detect::rotates);
         let kept = tch::no_grad(|| {
             non_max_suppression(
                 &output.predictions.f_get(0)?,
                 confidence,
                 IOU_THRESHOLD,
                 classes,
+                rotated,
             )
         })?;
-        let boxes = scale_boxes(
-            &kept.f_narrow(1, 0, 4)?,
-            self.size,
-            width as usize,
-            height as usize,
-        )?;
+        let boxes = if rotated {
+            scale_rotated(
+                &kept.f_narrow(1, 0, 4)?,
+                self.size,
+                width as usize,
+                height as usize,
+            )?
+        } else {
+            scale_boxes(
+                &kept.f_narrow(1, 0, 4)?,
+                self.size,
+                width as usize,
+                height as usize,
+            )?
+        };
+        let angles = if rotated {
+            let last = kept.size()[1] - 1;
+            Some(Vec::<f32>::try_from(
+                kept.f_select(1, last)?.f_contiguous()?,
+            )?)
+        } else {
+            None
+        };
         let mut masks = match &output.protos {
             Some(protos) => {
                 let extra = kept.size()[1] - 6;
@@ -380,17 +413,38 @@ impl YoloDetector {
             .iter()
             .zip(&classes)
             .enumerate()
-            .map(|(index, (score, class))| PixelDetection {
-                xyxy: [
+            .map(|(index, (score, class))| {
+                let four = [
                     boxes[index * 4],
                     boxes[index * 4 + 1],
                     boxes[index * 4 + 2],
                     boxes[index * 4 + 3],
-                ],
-                confidence: *score,
-                class: class.round() as i64,
-                mask: masks[index].take(),
-                keypoints: keypoints[index].take(),
+                ];
+                let xywhr = angles
+                    .as_ref()
+                    .map(|angles| [four[0], four[1], four[2], four[3], angles[index]]);
+                let xyxy = match xywhr {
+                    Some([x, y, w, h, angle]) => {
+                        let corners = obb::corners(x, y, w, h, angle);
+                        let xs = corners.map(|corner| corner[0]);
+                        let ys = corners.map(|corner| corner[1]);
+                        [
+                            xs.into_iter().fold(f32::INFINITY, f32::min),
+                            ys.into_iter().fold(f32::INFINITY, f32::min),
+                            xs.into_iter().fold(f32::NEG_INFINITY, f32::max),
+                            ys.into_iter().fold(f32::NEG_INFINITY, f32::max),
+                        ]
+                    }
+                    None => four,
+                };
+                PixelDetection {
+                    xyxy,
+                    xywhr,
+                    confidence: *score,
+                    class: class.round() as i64,
+                    mask: masks[index].take(),
+                    keypoints: keypoints[index].take(),
+                }
             })
             // The predictor keeps only the boxes whose mask has a pixel.
             .filter(|detection| detection.mask.as_ref().is_none_or(PixelMask::any))
@@ -513,6 +567,7 @@ fn non_max_suppression(
     confidence: f64,
     iou: f64,
     classes: i64,
+    rotated: bool,
 ) -> Result<Tensor, TchError> {
     let channels = prediction.size()[0];
     let extra = channels - 4 - classes;
@@ -529,10 +584,14 @@ fn non_max_suppression(
     if x.size()[0] == 0 {
         return Tensor::f_zeros([0, 6 + extra], (Kind::Float, Device::Cpu));
     }
-    // xywh2xyxy.
-    let xy = x.f_narrow(1, 0, 2)?;
-    let half = x.f_narrow(1, 2, 2)?.f_div_scalar(2)?;
-    let corners = Tensor::f_cat(&[xy.f_sub(&half)?, xy.f_add(&half)?], 1)?;
+    // xywh2xyxy (rotated boxes stay `xywh`).
+    let corners = if rotated {
+        x.f_narrow(1, 0, 4)?
+    } else {
+        let xy = x.f_narrow(1, 0, 2)?;
+        let half = x.f_narrow(1, 2, 2)?.f_div_scalar(2)?;
+        Tensor::f_cat(&[xy.f_sub(&half)?, xy.f_add(&half)?], 1)?
+    };
     let (best, class) = x.f_narrow(1, 4, classes)?.f_max_dim(1, true)?;
     let keep = best.f_view([-1])?.f_gt(confidence)?;
     let mut x = Tensor::f_cat(
@@ -556,9 +615,22 @@ fn non_max_suppression(
         x = x.f_index_select(0, &order)?;
     }
     let offsets = x.f_narrow(1, 5, 1)?.f_mul_scalar(MAX_WH)?;
-    let boxes = x.f_narrow(1, 0, 4)?.f_add(&offsets)?;
     let scores = x.f_select(1, 4)?;
-    let kept = nms(&boxes, &scores, iou)?;
+    let kept = if rotated {
+        // `xywhr` with the class offset on the centre, the angle last.
+        let boxes = Tensor::f_cat(
+            &[
+                x.f_narrow(1, 0, 2)?.f_add(&offsets)?,
+                x.f_narrow(1, 2, 2)?,
+                x.f_narrow(1, x.size()[1] - 1, 1)?,
+            ],
+            1,
+        )?;
+        obb::fast_nms(&boxes, &scores, iou)?
+    } else {
+        let boxes = x.f_narrow(1, 0, 4)?.f_add(&offsets)?;
+        nms(&boxes, &scores, iou)?
+    };
     let kept = kept.f_narrow(0, 0, kept.size()[0].min(MAX_DETECTIONS))?;
     x.f_index_select(0, &kept)
 }
@@ -594,6 +666,36 @@ fn scale_points(
         .f_div_scalar(gain_y)?
         .f_clamp(0.0, height as f64)?;
     Tensor::f_stack(&[x, y], last)
+}
+
+/// Ultralytics' `scale_boxes(img1_shape, boxes, img0_shape, xywh=True)` of
+/// rotated boxes' `x, y, w, h`: the centres less the padding, everything
+/// over the gains, not clipped.
+fn scale_rotated(
+    boxes: &Tensor,
+    size: usize,
+    width: usize,
+    height: usize,
+) -> Result<Tensor, TchError> {
+    let gain = (size as f64 / height as f64).min(size as f64 / width as f64);
+    let new_height = round(height as f64 * gain).max(1.0);
+    let new_width = round(width as f64 * gain).max(1.0);
+    let (gain_y, gain_x) = (new_height / height as f64, new_width / width as f64);
+    let pad_x = round((size as f64 - new_width) / 2.0 - 0.1);
+    let pad_y = round((size as f64 - new_height) / 2.0 - 0.1);
+    let columns = [
+        boxes
+            .f_select(1, 0)?
+            .f_sub_scalar(pad_x)?
+            .f_div_scalar(gain_x)?,
+        boxes
+            .f_select(1, 1)?
+            .f_sub_scalar(pad_y)?
+            .f_div_scalar(gain_y)?,
+        boxes.f_select(1, 2)?.f_div_scalar(gain_x)?,
+        boxes.f_select(1, 3)?.f_div_scalar(gain_y)?,
+    ];
+    Tensor::f_stack(&columns, 1)
 }
 
 /// Ultralytics' `scale_boxes(img1_shape, boxes, img0_shape)`: from the

@@ -1,6 +1,7 @@
 //! The heads: `Detect` (YOLOv5u, YOLOv8, YOLO11; YOLO26's and YOLOv10's
 //! `v10Detect`'s one-to-many branches, YOLO26's without DFL as its
-//! `reg_max` is 1), `Pose` and `Pose26` (keypoints), `Classify`, and
+//! `reg_max` is 1), `Pose` and `Pose26` (keypoints), `OBB` (an angle per
+//! box, `dist2rbox`), `Classify`, and
 //! `Segment` (its
 //! mask coefficients and `Proto` prototypes), each level's branches read
 //! from the module tree and decoded as Ultralytics' heads decode them in
@@ -34,6 +35,9 @@ pub(crate) struct Detect {
     masks: Option<Masks>,
     /// `Pose`'s (or `Pose26`'s) keypoint branches, when the head is one.
     keypoints: Option<Keypoints>,
+    /// `OBB`'s angle branches (`cv4`: Conv, Conv, Conv2d to 1), when the
+    /// head is one.
+    angles: Option<Vec<Vec<Conv>>>,
 }
 
 /// `Pose`'s and `Pose26`'s additions: per level a branch giving each
@@ -125,6 +129,9 @@ impl Detect {
         if let Some(keypoints) = &mut self.keypoints {
             convs.extend(keypoints.branches.iter_mut().flatten());
         }
+        if let Some(angles) = &mut self.angles {
+            convs.extend(angles.iter_mut().flatten());
+        }
         if let Some(masks) = &mut self.masks {
             convs.extend(masks.coefficients.iter_mut().flatten());
             let proto = &mut masks.proto;
@@ -141,6 +148,11 @@ impl Detect {
     /// head.
     pub(crate) fn mask_count(&self) -> Option<i64> {
         self.masks.as_ref().map(|masks| masks.nm)
+    }
+
+    /// Whether the head gives rotated boxes (`OBB`).
+    pub(crate) fn rotates(&self) -> bool {
+        self.angles.is_some()
     }
 
     /// `kpt_shape` (keypoints, values per keypoint), for a `Pose` head.
@@ -456,6 +468,21 @@ impl Builder<'_> {
         } else {
             None
         };
+        let angles = if kind == "OBB" {
+            let mut angles = Vec::with_capacity(levels);
+            for level in 0..levels {
+                let branch = self.branch(&format!("{path}.cv4.{level}"))?;
+                if branch.last().map_or(0, Conv::out_channels) != 1 {
+                    return Err(unsupported(format!(
+                        "`{path}.cv4.{level}` gives more than one angle"
+                    )));
+                }
+                angles.push(branch);
+            }
+            Some(angles)
+        } else {
+            None
+        };
         Ok(Layer::Detect(Box::new(Detect {
             boxes,
             classes,
@@ -465,6 +492,7 @@ impl Builder<'_> {
             strides: Vec::new(),
             masks,
             keypoints,
+            angles,
         })))
     }
 }
@@ -481,6 +509,7 @@ impl Detect {
         let mut strides = Vec::new();
         let mut coefficients = Vec::new();
         let mut keypoints = Vec::new();
+        let mut angles = Vec::new();
         for (level, feature) in features.iter().enumerate() {
             let run = |branch: &[Conv]| -> Result<Tensor, TchError> {
                 let mut y = feature.shallow_clone();
@@ -497,6 +526,9 @@ impl Detect {
             if let Some(head) = &self.keypoints {
                 let values = head.shape[0] * head.shape[1];
                 keypoints.push(run(&head.branches[level])?.f_view([batch, values, -1])?);
+            }
+            if let Some(branches) = &self.angles {
+                angles.push(run(&branches[level])?.f_view([batch, 1, -1])?);
             }
             // make_anchors(feats, strides, 0.5).
             let size = feature.size();
@@ -529,14 +561,34 @@ impl Detect {
                 .f_view([batch, 4, anchors_count])?,
             None => boxes,
         };
-        // dist2bbox(xywh=True, dim=1).
         let halves = distances.f_chunk(2, 1)?;
-        let top_left = anchors.f_sub(&halves[0])?;
-        let bottom_right = anchors.f_add(&halves[1])?;
-        let centre = top_left.f_add(&bottom_right)?.f_div_scalar(2)?;
-        let size = bottom_right.f_sub(&top_left)?;
-        let decoded = Tensor::f_cat(&[centre, size], 1)?.f_mul(&strides)?;
+        let (decoded, angle) = if self.angles.is_some() {
+            // OBB: the angle `(sigmoid - 0.25) * pi`, and dist2rbox(dim=1).
+            let angle = Tensor::f_cat(&angles, 2)?
+                .f_sigmoid()?
+                .f_sub_scalar(0.25)?
+                .f_mul_scalar(std::f64::consts::PI)?;
+            let (cos, sin) = (angle.f_cos()?, angle.f_sin()?);
+            let half = halves[1].f_sub(&halves[0])?.f_div_scalar(2)?;
+            let parts = half.f_split(1, 1)?;
+            let (xf, yf) = (&parts[0], &parts[1]);
+            let x = xf.f_mul(&cos)?.f_sub(&yf.f_mul(&sin)?)?;
+            let y = xf.f_mul(&sin)?.f_add(&yf.f_mul(&cos)?)?;
+            let xy = Tensor::f_cat(&[x, y], 1)?.f_add(&anchors)?;
+            let size = halves[0].f_add(&halves[1])?;
+            (Tensor::f_cat(&[xy, size], 1)?.f_mul(&strides)?, Some(angle))
+        } else {
+            // dist2bbox(xywh=True, dim=1).
+            let top_left = anchors.f_sub(&halves[0])?;
+            let bottom_right = anchors.f_add(&halves[1])?;
+            let centre = top_left.f_add(&bottom_right)?.f_div_scalar(2)?;
+            let size = bottom_right.f_sub(&top_left)?;
+            (Tensor::f_cat(&[centre, size], 1)?.f_mul(&strides)?, None)
+        };
         let mut predictions = Tensor::f_cat(&[decoded, scores.f_sigmoid()?], 1)?;
+        if let Some(angle) = angle {
+            predictions = Tensor::f_cat(&[predictions, angle], 1)?;
+        }
         if let Some(head) = &self.keypoints {
             let keypoints = Tensor::f_cat(&keypoints, 2)?;
             let decoded = head.decode(&keypoints, &anchors.f_select(0, 0)?, &strides)?;
