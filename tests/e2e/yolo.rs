@@ -1,11 +1,12 @@
 //! `zoo models apply yolov8n-coco-torch` (and `yolo11n-coco-torch`,
 //! `yolov5n-coco-torch`, `yolo26n-coco-torch`, `yolov10n-coco-torch`,
 //! `yolov8n-seg-coco-torch`, `yolo26n-cls-imagenet-torch`,
-//! `yolo26n-pose-coco-torch`,
+//! `yolo26n-pose-coco-torch`, `yolov8n-obb-dotav1-torch`,
 //! `yolo11n-seg-coco-torch`) runs natively (FiftyOne's `FiftyOneYOLOModel`
 //! built by zoo, no Python), with the weights from the entry's URL served
 //! by a loopback mirror (`ZOO_DOWNLOAD_MIRRORS`), and stores FiftyOne
-//! 1.22.1's own detections (instance masks, classifications, keypoints).
+//! 1.22.1's own labels (detections, instance masks, classifications,
+//! keypoints, polylines).
 //!
 //! Oracle: `crates/torch-backend/tests/fixtures/yolo/yolo_oracle.json`
 //! (`cargo xtask yolo-oracle`): FiftyOne's `FiftyOneYOLOModel` with
@@ -30,6 +31,18 @@ fn yolov8n_coco_torch_runs_natively_with_fiftyones_detections() {
 #[test]
 fn yolo11n_coco_torch_runs_natively_with_fiftyones_detections() {
     runs_natively("yolo11n-coco-torch", "v8.3.0/yolo11n.pt", "yolo11t.pt", 286);
+}
+
+/// YOLOv8 on Open Images V7 is YOLOv8 detection with the checkpoint's
+/// class names (`yolov8t.pt` served as the entry's `yolov8n-oiv7.pt`).
+#[test]
+fn yolov8n_oiv7_torch_runs_natively_with_fiftyones_detections() {
+    runs_natively(
+        "yolov8n-oiv7-torch",
+        "v8.2.0/yolov8n-oiv7.pt",
+        "yolov8t.pt",
+        184,
+    );
 }
 
 /// YOLOv5u (`yolov5tu.pt` served as the entry's `yolov5nu.pt`).
@@ -261,5 +274,66 @@ fn yolo26n_pose_coco_torch_runs_natively_with_fiftyones_keypoints() {
         total += ours.len();
     }
     assert_eq!(total, 73);
+    assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
+}
+
+/// YOLOv8 oriented boxes (`yolov8t-obb.pt` served as the entry's
+/// `yolov8n-obb.pt`): FiftyOne's polylines of the boxes' corners.
+#[test]
+fn yolov8n_obb_dotav1_torch_runs_natively_with_fiftyones_polylines() {
+    let oracle = json_fixture("yolo/yolo_oracle.json");
+    let expected = &oracle["yolov8t-obb.pt"]["fiftyone"];
+    let server = TestServer::start();
+    server.file(
+        "/ultralytics/assets/releases/download/v8.1.0/yolov8n-obb.pt",
+        fs_err::read(fixtures().join("yolo/yolov8t-obb.pt")).unwrap(),
+    );
+    let mut sandbox = Sandbox::new();
+    sandbox.env.push((
+        "ZOO_DOWNLOAD_MIRRORS".into(),
+        format!("https://github.com/={}", server.url("/")),
+    ));
+    sandbox.env.push(("OMP_NUM_THREADS".into(), "1".into()));
+    let entry = "yolov8n-obb-dotav1-torch";
+    let info = sandbox.ok(&["models", "info", entry, "--json"]).json();
+    assert_eq!(info["runs_in"], "native", "{info}");
+    let images = sandbox.dir.path().join("images");
+    fs_err::create_dir_all(&images).unwrap();
+    for file in expected.as_object().unwrap().keys() {
+        fs_err::copy(fixtures().join("yolo").join(file), images.join(file)).unwrap();
+    }
+    sandbox.ok(&["datasets", "create", "yolo", images.to_str().unwrap()]);
+    sandbox.ok(&["models", "apply", entry, "yolo", "pred"]);
+    let samples = exported_samples(&sandbox, "yolo");
+    assert_eq!(samples.len(), 4);
+    let mut total = 0;
+    for (file, sample) in samples {
+        let ours = sample["pred"]["polylines"].as_array().unwrap();
+        let theirs = expected[file.as_str()].as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{file}");
+        for (ours, theirs) in ours.iter().zip(theirs) {
+            assert_eq!(ours["label"], theirs["label"], "{file}");
+            assert_eq!(ours["closed"], true, "{file}");
+            assert_eq!(ours["filled"], false, "{file}");
+            let points: Vec<Vec<[f64; 2]>> =
+                serde_json::from_value(ours["points"].clone()).unwrap();
+            let expected: Vec<Vec<[f64; 2]>> =
+                serde_json::from_value(theirs["points"].clone()).unwrap();
+            assert_eq!(points.len(), expected.len(), "{file}");
+            for (a, b) in points.iter().flatten().zip(expected.iter().flatten()) {
+                assert!(
+                    (a[0] - b[0]).abs() <= 1e-4 && (a[1] - b[1]).abs() <= 1e-4,
+                    "{file}: {a:?} vs {b:?}"
+                );
+            }
+            let (a, b) = (
+                ours["confidence"].as_f64().unwrap(),
+                theirs["confidence"].as_f64().unwrap(),
+            );
+            assert!((a - b).abs() <= 1e-4, "{file}: {a} vs {b}");
+        }
+        total += ours.len();
+    }
+    assert_eq!(total, 317);
     assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
 }

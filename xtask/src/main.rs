@@ -57,7 +57,7 @@ tasks:
                                    from HUB_DIR (a facebookresearch/dinov2 checkout; oracle venv)
   clip-oracle                      a tiny CLIP as an OpenAI-style TorchScript archive and FiftyOne's
                                    CLIP outputs on it (oracle venv with fiftyone 1.22.1)
-  yolo-oracle                      seeded YOLOv8, YOLO11, YOLOv5u release checkpoints and FiftyOne's/Ultralytics' detections
+  yolo-oracle                      seeded Ultralytics release checkpoints (every native task) and FiftyOne's/Ultralytics' labels
                                    on them (oracle venv with ultralytics; FiftyOne from the oracle or the test venv)
   device-build [--check]           build zoo-torch, the parity tests and device_probe against libtorch 2.11
                                    (the GPU machine's PyTorch) into target/device/bundle, for

@@ -69,7 +69,8 @@ pub const NATIVE_TYPES: &[&str] = &[
 
 /// FiftyOne's Ultralytics class names among [`NATIVE_TYPES`]: native only
 /// for the checkpoints zoo builds ([`native_ultralytics`]); FiftyOne's
-/// class runs the others (YOLOv9, OBB, YOLO26 segmentation, ...).
+/// class runs the others (YOLOv9, YOLO26 segmentation, RT-DETR, YOLOE,
+/// YOLO-World).
 const ULTRALYTICS_TYPES: &[&str] = &[
     "fiftyone.utils.ultralytics.FiftyOneYOLOModel",
     "FiftyOneYOLOModel",
@@ -86,6 +87,9 @@ const ULTRALYTICS_CLASSIFICATIONS: &str =
 /// FiftyOne's output processor for Ultralytics pose models.
 const ULTRALYTICS_KEYPOINTS: &str = "fiftyone.utils.ultralytics.UltralyticsPoseOutputProcessor";
 
+/// FiftyOne's output processor for Ultralytics oriented box detectors.
+const ULTRALYTICS_POLYLINES: &str = "fiftyone.utils.ultralytics.UltralyticsOBBOutputProcessor";
+
 /// FiftyOne's output processor for Ultralytics instance segmenters.
 const ULTRALYTICS_INSTANCES: &str =
     "fiftyone.utils.ultralytics.UltralyticsSegmentationOutputProcessor";
@@ -95,7 +99,9 @@ const ULTRALYTICS_INSTANCES: &str =
 /// YOLO11 (`yolo11n.pt`), YOLOv5u (`yolov5nu.pt`), YOLO26 (`yolo26n.pt`)
 /// and YOLOv10 (`yolov10n.pt`) detection, YOLOv8 (`yolov8n-seg.pt`) and YOLO11
 /// (`yolo11n-seg.pt`) segmentation, YOLO26 (`yolo26n-cls.pt`)
-/// classification and YOLO26 (`yolo26n-pose.pt`) pose.
+/// classification, YOLO26 (`yolo26n-pose.pt`) pose and YOLOv8
+/// (`yolov8n-obb.pt`) oriented boxes; YOLOv8 trained on Open Images V7
+/// (`yolov8n-oiv7.pt`) is YOLOv8 detection with 601 classes.
 const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
     ("yolov8", ".pt", ULTRALYTICS_DETECTIONS),
     ("yolo11", ".pt", ULTRALYTICS_DETECTIONS),
@@ -106,6 +112,8 @@ const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
     ("yolo11", "-seg.pt", ULTRALYTICS_INSTANCES),
     ("yolo26", "-cls.pt", ULTRALYTICS_CLASSIFICATIONS),
     ("yolo26", "-pose.pt", ULTRALYTICS_KEYPOINTS),
+    ("yolov8", "-obb.pt", ULTRALYTICS_POLYLINES),
+    ("yolov8", "-oiv7.pt", ULTRALYTICS_DETECTIONS),
 ];
 
 /// Whether an Ultralytics config is one zoo runs natively:
@@ -114,7 +122,8 @@ const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
 /// `yolo11*-coco-torch`, `yolov5*-coco-torch`, `yolo26*-coco-torch`,
 /// `yolov10*-coco-torch`,
 /// `yolov8*-seg-coco-torch`, `yolo11*-seg-coco-torch`,
-/// `yolo26*-cls-imagenet-torch`, `yolo26*-pose-coco-torch`).
+/// `yolo26*-cls-imagenet-torch`, `yolo26*-pose-coco-torch`,
+/// `yolov8*-obb-dotav1-torch`, `yolov8*-oiv7-torch`).
 fn native_ultralytics(config: &DeploymentConfig) -> bool {
     let processor = config
         .config

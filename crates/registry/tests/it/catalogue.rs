@@ -130,12 +130,13 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 93 zoo builds
-/// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8,
-/// YOLO11, YOLOv5u, YOLO26 and YOLOv10 n/s/m/l/x detection, YOLOv8 and
-/// YOLO11 n/s/m/l/x segmentation, YOLO26 n/s/m/l/x classification and
-/// pose) natively, the 50 TensorFlow ones in the model host with
-/// TensorFlow, the other 193 in the model host through FiftyOne's class.
+/// `zoo models info` says how each built-in runs: the 103 zoo builds
+/// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8
+/// (COCO and Open Images V7), YOLO11, YOLOv5u, YOLO26 and YOLOv10
+/// n/s/m/l/x detection, YOLOv8 and YOLO11 n/s/m/l/x segmentation, YOLO26
+/// n/s/m/l/x classification and pose, YOLOv8 n/s/m/l/x oriented boxes)
+/// natively, the 50 TensorFlow ones in the model host with TensorFlow, the
+/// other 183 in the model host through FiftyOne's class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -179,8 +180,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 93),
-            ("python host", 193),
+            ("native", 103),
+            ("python host", 183),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -325,8 +326,10 @@ fn fiftyone_manifest_dir() -> Option<std::path::PathBuf> {
 /// YOLOv8 and YOLO11 segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
 /// `yolo11{n,s,m,l,x}-seg-coco-torch`), YOLO26 classification and pose
 /// (`yolo26{n,s,m,l,x}-cls-imagenet-torch`,
-/// `yolo26{n,s,m,l,x}-pose-coco-torch`), and through FiftyOne's class for
-/// every other Ultralytics entry (YOLO26 segmentation, YOLOv9, OBB,
+/// `yolo26{n,s,m,l,x}-pose-coco-torch`), YOLOv8 oriented boxes
+/// (`yolov8{n,s,m,l,x}-obb-dotav1-torch`) and YOLOv8 on Open Images V7
+/// (`yolov8{n,s,m,l,x}-oiv7-torch`), and through FiftyOne's class for
+/// every other Ultralytics entry (YOLO26 segmentation, YOLOv9, RT-DETR,
 /// YOLOE, YOLO-World, Open Images, ...).
 #[test]
 fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in_the_host() {
@@ -362,6 +365,10 @@ fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in
         "yolo26x-cls-imagenet-torch",
         "yolo26n-pose-coco-torch",
         "yolo26x-pose-coco-torch",
+        "yolov8n-obb-dotav1-torch",
+        "yolov8x-obb-dotav1-torch",
+        "yolov8n-oiv7-torch",
+        "yolov8x-oiv7-torch",
     ] {
         let model = registry.model(name).unwrap();
         assert_eq!(
@@ -374,10 +381,9 @@ fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in
         "yolo26n-seg-coco-torch",
         "yolov9c-seg-coco-torch",
         "yoloe11s-seg-torch",
-        "yolov8n-obb-dotav1-torch",
         "yolov9c-coco-torch",
         "yolov8s-world-torch",
-        "yolov8n-oiv7-torch",
+        "rtdetr-l-coco-torch",
     ] {
         let model = registry.model(name).unwrap();
         assert_eq!(
