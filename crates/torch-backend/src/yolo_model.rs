@@ -2,9 +2,9 @@
 //! for YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection
 //! (`yolov5{n,s,m,l,x}-coco-torch`, `yolov8{n,s,m,l,x}-coco-torch`,
 //! `yolov10{n,s,m,l,x}-coco-torch`, `yolo11{n,s,m,l,x}-coco-torch`,
-//! `yolo26{n,s,m,l,x}-coco-torch`) and YOLOv8
-//! and YOLO11 segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
-//! `yolo11{n,s,m,l,x}-seg-coco-torch`), YOLO26 classification
+//! `yolo26{n,s,m,l,x}-coco-torch`), YOLOv8, YOLO11 and YOLO26 segmentation
+//! (`yolov8{n,s,m,l,x}-seg-coco-torch`, `yolo11{n,s,m,l,x}-seg-coco-torch`,
+//! `yolo26{n,s,m,l,x}-seg-coco-torch`), YOLO26 classification
 //! (`yolo26{n,s,m,l,x}-cls-imagenet-torch`), YOLO26 pose
 //! (`yolo26{n,s,m,l,x}-pose-coco-torch`) and YOLOv8 oriented boxes
 //! (`yolov8{n,s,m,l,x}-obb-dotav1-torch`), on libtorch (CPU), through the

@@ -207,7 +207,7 @@ fn yolo_instances_match_fiftyone_and_ultralytics() {
     let directory = fixtures().join("yolo");
     let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
     let oracle: Value = serde_json::from_str(&text).unwrap();
-    for file in ["yolov8t-seg.pt", "yolo11t-seg.pt"] {
+    for file in ["yolov8t-seg.pt", "yolo11t-seg.pt", "yolo26t-seg.pt"] {
         let seen = check(&directory.join(file), &directory, &oracle[file]);
         assert!(seen.masks > 0, "{file}");
     }

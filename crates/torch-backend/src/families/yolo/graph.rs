@@ -1,5 +1,5 @@
-//! The YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection (and YOLOv8
-//! and YOLO11 segmentation, YOLO26 classification and pose, YOLOv8
+//! The YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection (and YOLOv8,
+//! YOLO11 and YOLO26 segmentation, YOLO26 classification and pose, YOLOv8
 //! oriented boxes) networks, built from an Ultralytics checkpoint's `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
 //! module, args]`, depths and widths from `scales[scale]`), with each
 //! layer's hyperparameters (strides, paddings, batch norm `eps`,
@@ -481,7 +481,7 @@ impl Network {
                     }
                     (Layer::Classify(Box::new(builder.classify(&path)?)), 0.0)
                 }
-                "Detect" | "Segment" | "v10Detect" | "Pose" | "Pose26" | "OBB" => {
+                "Detect" | "Segment" | "Segment26" | "v10Detect" | "Pose" | "Pose26" | "OBB" => {
                     repeats_one()?;
                     if index + 1 != rows_yaml.len() {
                         return Err(unsupported(format!("`{name}` is not the last layer")));
@@ -512,7 +512,7 @@ impl Network {
                 }
                 other => {
                     return Err(unsupported(format!(
-                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation: Conv, C2f, C3, C3k2, C2fCIB, C2PSA, PSA, SCDown, SPPF, nn.Upsample, Concat, Detect, v10Detect, Segment, Pose, Pose26, OBB, Classify)"
+                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation: Conv, C2f, C3, C3k2, C2fCIB, C2PSA, PSA, SCDown, SPPF, nn.Upsample, Concat, Detect, v10Detect, Segment, Segment26, Pose, Pose26, OBB, Classify)"
                     )));
                 }
             };

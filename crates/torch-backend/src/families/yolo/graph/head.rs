@@ -2,7 +2,7 @@
 //! `v10Detect`'s one-to-many branches, YOLO26's without DFL as its
 //! `reg_max` is 1), `Pose` and `Pose26` (keypoints), `OBB` (an angle per
 //! box, `dist2rbox`), `Classify`, and
-//! `Segment` (its
+//! `Segment` and `Segment26` (`Proto26` fusing every level first) (its
 //! mask coefficients and `Proto` prototypes), each level's branches read
 //! from the module tree and decoded as Ultralytics' heads decode them in
 //! inference.
@@ -66,10 +66,21 @@ struct Masks {
 /// `Proto`: Conv 3x3, `ConvTranspose2d(2, 2)`, Conv 3x3, Conv 1x1.
 #[derive(Debug)]
 struct Proto {
+    /// `Proto26`'s fusion of the levels before the `Proto` layers.
+    levels: Option<FuseLevels>,
     cv1: Conv,
     upsample: Transposed,
     cv2: Conv,
     cv3: Conv,
+}
+
+/// `Proto26`'s start: each deeper level through its `feat_refine` conv,
+/// upsampled (nearest) by `2^(i+1)` and added to the first, then
+/// `feat_fuse`.
+#[derive(Debug)]
+struct FuseLevels {
+    refine: Vec<Conv>,
+    fuse: Conv,
 }
 
 /// A `ConvTranspose2d` with its kernel as stride, no padding, one group.
@@ -135,6 +146,10 @@ impl Detect {
         if let Some(masks) = &mut self.masks {
             convs.extend(masks.coefficients.iter_mut().flatten());
             let proto = &mut masks.proto;
+            if let Some(levels) = &mut proto.levels {
+                convs.extend(levels.refine.iter_mut());
+                convs.push(&mut levels.fuse);
+            }
             convs.extend([&mut proto.cv1, &mut proto.cv2, &mut proto.cv3]);
             proto.upsample.weight = channels_last(&proto.upsample.weight);
         }
@@ -343,7 +358,7 @@ impl Builder<'_> {
     }
 
     /// `Segment`'s `cv4` branches and `proto` at `path`.
-    fn masks(&mut self, path: &str, levels: usize) -> Result<Masks, ArchitectureError> {
+    fn masks(&mut self, path: &str, kind: &str, levels: usize) -> Result<Masks, ArchitectureError> {
         let nm = self
             .module(path)?
             .attributes
@@ -363,8 +378,28 @@ impl Builder<'_> {
             coefficients.push(branch);
         }
         let proto = format!("{path}.proto");
-        self.expect(&proto, "Proto")?;
+        let levels = if kind == "Segment26" {
+            self.expect(&proto, "Proto26")?;
+            let mut refine = Vec::with_capacity(levels.saturating_sub(1));
+            for level in 1..levels {
+                refine.push(self.conv(&format!("{proto}.feat_refine.{}", level - 1))?);
+            }
+            let fuse = self.conv(&format!("{proto}.feat_fuse"))?;
+            // `semseg` serves training only; `fuse()` drops it, and the
+            // one-to-one mask branches go unused (see `detect`).
+            let unused = [format!("{proto}.semseg."), format!("{path}.one2one_cv4.")];
+            self.tensors.retain(|name, _| {
+                !unused
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix.as_str()))
+            });
+            Some(FuseLevels { refine, fuse })
+        } else {
+            self.expect(&proto, "Proto")?;
+            None
+        };
         let proto = Proto {
+            levels,
             cv1: self.conv(&format!("{proto}.cv1"))?,
             upsample: self.transposed(&format!("{proto}.upsample"))?,
             cv2: self.conv(&format!("{proto}.cv2"))?,
@@ -458,8 +493,8 @@ impl Builder<'_> {
             }
             Some(dfl)
         };
-        let masks = if kind == "Segment" {
-            Some(self.masks(path, levels)?)
+        let masks = if matches!(kind, "Segment" | "Segment26") {
+            Some(self.masks(path, kind, levels)?)
         } else {
             None
         };
@@ -598,7 +633,7 @@ impl Detect {
         if let Some(masks) = &self.masks {
             let coefficients = Tensor::f_cat(&coefficients, 2)?;
             predictions = Tensor::f_cat(&[predictions, coefficients], 1)?;
-            protos = Some(masks.proto.forward(features[0])?);
+            protos = Some(masks.proto.forward(features)?);
         }
         Ok(HeadOutput {
             predictions,
@@ -635,7 +670,34 @@ impl Keypoints {
 }
 
 impl Proto {
-    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+    /// `Proto.forward` on the first level, or `Proto26.forward` on all.
+    fn forward(&self, features: &[&Tensor]) -> Result<Tensor, TchError> {
+        let fused;
+        let x = match &self.levels {
+            None => features[0],
+            Some(levels) => {
+                let mut feature = features[0].shallow_clone();
+                for (index, refine) in levels.refine.iter().enumerate() {
+                    let deeper = features.get(index + 1).ok_or_else(|| {
+                        TchError::Kind("`Proto26` has more levels than the head".to_owned())
+                    })?;
+                    let up = refine.forward(deeper)?;
+                    let size = up.size();
+                    let scale = f64::from(1_u32 << (index + 1));
+                    let up = up.f_upsample_nearest2d(
+                        [
+                            (size[2] as f64 * scale).floor() as i64,
+                            (size[3] as f64 * scale).floor() as i64,
+                        ],
+                        Some(scale),
+                        Some(scale),
+                    )?;
+                    feature = feature.f_add(&up)?;
+                }
+                fused = levels.fuse.forward(&feature)?;
+                &fused
+            }
+        };
         let y = self.cv1.forward(x)?;
         let upsample = &self.upsample;
         let y = y.f_conv_transpose2d(
