@@ -159,7 +159,7 @@ with torch.no_grad():
     for branch in head.cv3:
         branch[-1].bias[0] += 9.0
         branch[-1].bias[2] += 8.5
-    if type(head).__name__ == "Segment":
+    if type(head).__name__ in ("Segment", "Segment26"):
         for branch in head.cv4:
             branch[-1].bias += 2.0
 model.save(sys.argv[1])
@@ -258,9 +258,9 @@ fn yolov8n_runs_as_fiftyones_own_apply_model() {
     );
 }
 
-/// YOLO11, YOLOv5u, YOLO26, YOLOv10 and the YOLOv8 and YOLO11 segmenters,
-/// which zoo runs natively: detections (with instance masks) equal to
-/// FiftyOne's.
+/// YOLO11, YOLOv5u, YOLO26, YOLOv10 and the YOLOv8, YOLO11 and YOLO26
+/// segmenters, which zoo runs natively: detections (with instance masks)
+/// equal to FiftyOne's.
 #[test]
 fn native_yolo_generations_and_segmenters_run_as_fiftyones_own_apply_model() {
     let Some(python) = oracle_python() else {
@@ -302,6 +302,12 @@ fn native_yolo_generations_and_segmenters_run_as_fiftyones_own_apply_model() {
             "yolo11n-seg.yaml",
             "v8.3.0/yolo11n-seg.pt",
             "yolo11n-seg-coco.pt",
+        ),
+        (
+            "yolo26n-seg-coco-torch",
+            "yolo26n-seg.yaml",
+            "v8.4.0/yolo26n-seg.pt",
+            "yolo26n-seg-coco.pt",
         ),
     ] {
         let info = yolo_runs_as_fiftyones_own(&python, name, yaml, release, filename);

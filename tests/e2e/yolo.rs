@@ -2,7 +2,7 @@
 //! `yolov5n-coco-torch`, `yolo26n-coco-torch`, `yolov10n-coco-torch`,
 //! `yolov8n-seg-coco-torch`, `yolo26n-cls-imagenet-torch`,
 //! `yolo26n-pose-coco-torch`, `yolov8n-obb-dotav1-torch`,
-//! `yolo11n-seg-coco-torch`) runs natively (FiftyOne's `FiftyOneYOLOModel`
+//! `yolo11n-seg-coco-torch`, `yolo26n-seg-coco-torch`) runs natively (FiftyOne's `FiftyOneYOLOModel`
 //! built by zoo, no Python), with the weights from the entry's URL served
 //! by a loopback mirror (`ZOO_DOWNLOAD_MIRRORS`), and stores FiftyOne
 //! 1.22.1's own labels (detections, instance masks, classifications,
@@ -82,6 +82,17 @@ fn yolov8n_seg_coco_torch_runs_natively_with_fiftyones_instances() {
         "v8.1.0/yolov8n-seg.pt",
         "yolov8t-seg.pt",
         111,
+    );
+}
+
+/// YOLO26 segmentation (`yolo26t-seg.pt` served as `yolo26n-seg.pt`).
+#[test]
+fn yolo26n_seg_coco_torch_runs_natively_with_fiftyones_instances() {
+    runs_natively(
+        "yolo26n-seg-coco-torch",
+        "v8.4.0/yolo26n-seg.pt",
+        "yolo26t-seg.pt",
+        52,
     );
 }
 

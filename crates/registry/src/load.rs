@@ -69,8 +69,7 @@ pub const NATIVE_TYPES: &[&str] = &[
 
 /// FiftyOne's Ultralytics class names among [`NATIVE_TYPES`]: native only
 /// for the checkpoints zoo builds ([`native_ultralytics`]); FiftyOne's
-/// class runs the others (YOLOv9, YOLO26 segmentation, RT-DETR, YOLOE,
-/// YOLO-World).
+/// class runs the others (YOLOv9, RT-DETR, YOLOE, YOLO-World).
 const ULTRALYTICS_TYPES: &[&str] = &[
     "fiftyone.utils.ultralytics.FiftyOneYOLOModel",
     "FiftyOneYOLOModel",
@@ -97,8 +96,8 @@ const ULTRALYTICS_INSTANCES: &str =
 /// The release checkpoints zoo builds natively, as `(prefix, suffix,
 /// output processor)` around the scale letter: YOLOv8 (`yolov8n.pt`),
 /// YOLO11 (`yolo11n.pt`), YOLOv5u (`yolov5nu.pt`), YOLO26 (`yolo26n.pt`)
-/// and YOLOv10 (`yolov10n.pt`) detection, YOLOv8 (`yolov8n-seg.pt`) and YOLO11
-/// (`yolo11n-seg.pt`) segmentation, YOLO26 (`yolo26n-cls.pt`)
+/// and YOLOv10 (`yolov10n.pt`) detection, YOLOv8 (`yolov8n-seg.pt`), YOLO11
+/// (`yolo11n-seg.pt`) and YOLO26 (`yolo26n-seg.pt`) segmentation, YOLO26 (`yolo26n-cls.pt`)
 /// classification, YOLO26 (`yolo26n-pose.pt`) pose and YOLOv8
 /// (`yolov8n-obb.pt`) oriented boxes; YOLOv8 trained on Open Images V7
 /// (`yolov8n-oiv7.pt`) is YOLOv8 detection with 601 classes.
@@ -110,6 +109,7 @@ const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
     ("yolov10", ".pt", ULTRALYTICS_DETECTIONS),
     ("yolov8", "-seg.pt", ULTRALYTICS_INSTANCES),
     ("yolo11", "-seg.pt", ULTRALYTICS_INSTANCES),
+    ("yolo26", "-seg.pt", ULTRALYTICS_INSTANCES),
     ("yolo26", "-cls.pt", ULTRALYTICS_CLASSIFICATIONS),
     ("yolo26", "-pose.pt", ULTRALYTICS_KEYPOINTS),
     ("yolov8", "-obb.pt", ULTRALYTICS_POLYLINES),
@@ -121,7 +121,7 @@ const NATIVE_CHECKPOINTS: &[(&str, &str, &str)] = &[
 /// `m`, `l` or `x` with its output processor (`yolov8*-coco-torch`,
 /// `yolo11*-coco-torch`, `yolov5*-coco-torch`, `yolo26*-coco-torch`,
 /// `yolov10*-coco-torch`,
-/// `yolov8*-seg-coco-torch`, `yolo11*-seg-coco-torch`,
+/// `yolov8*-seg-coco-torch`, `yolo11*-seg-coco-torch`, `yolo26*-seg-coco-torch`,
 /// `yolo26*-cls-imagenet-torch`, `yolo26*-pose-coco-torch`,
 /// `yolov8*-obb-dotav1-torch`, `yolov8*-oiv7-torch`).
 fn native_ultralytics(config: &DeploymentConfig) -> bool {

@@ -130,13 +130,13 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 103 zoo builds
+/// `zoo models info` says how each built-in runs: the 108 zoo builds
 /// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8
 /// (COCO and Open Images V7), YOLO11, YOLOv5u, YOLO26 and YOLOv10
-/// n/s/m/l/x detection, YOLOv8 and YOLO11 n/s/m/l/x segmentation, YOLO26
-/// n/s/m/l/x classification and pose, YOLOv8 n/s/m/l/x oriented boxes)
-/// natively, the 50 TensorFlow ones in the model host with TensorFlow, the
-/// other 183 in the model host through FiftyOne's class.
+/// n/s/m/l/x detection, YOLOv8, YOLO11 and YOLO26 n/s/m/l/x segmentation,
+/// YOLO26 n/s/m/l/x classification and pose, YOLOv8 n/s/m/l/x oriented
+/// boxes) natively, the 50 TensorFlow ones in the model host with
+/// TensorFlow, the other 178 in the model host through FiftyOne's class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -180,8 +180,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 103),
-            ("python host", 183),
+            ("native", 108),
+            ("python host", 178),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -323,13 +323,14 @@ fn fiftyone_manifest_dir() -> Option<std::path::PathBuf> {
 /// YOLOv5u, YOLO26 and YOLOv10 detection (`yolov8{n,s,m,l,x}-coco-torch`,
 /// `yolo11{n,s,m,l,x}-coco-torch`, `yolov5{n,s,m,l,x}-coco-torch`,
 /// `yolo26{n,s,m,l,x}-coco-torch`, `yolov10{n,s,m,l,x}-coco-torch`) and
-/// YOLOv8 and YOLO11 segmentation (`yolov8{n,s,m,l,x}-seg-coco-torch`,
-/// `yolo11{n,s,m,l,x}-seg-coco-torch`), YOLO26 classification and pose
+/// YOLOv8, YOLO11 and YOLO26 segmentation
+/// (`yolov8{n,s,m,l,x}-seg-coco-torch`, `yolo11{n,s,m,l,x}-seg-coco-torch`,
+/// `yolo26{n,s,m,l,x}-seg-coco-torch`), YOLO26 classification and pose
 /// (`yolo26{n,s,m,l,x}-cls-imagenet-torch`,
 /// `yolo26{n,s,m,l,x}-pose-coco-torch`), YOLOv8 oriented boxes
 /// (`yolov8{n,s,m,l,x}-obb-dotav1-torch`) and YOLOv8 on Open Images V7
 /// (`yolov8{n,s,m,l,x}-oiv7-torch`), and through FiftyOne's class for
-/// every other Ultralytics entry (YOLO26 segmentation, YOLOv9, RT-DETR,
+/// every other Ultralytics entry (YOLOv9, RT-DETR,
 /// YOLOE, YOLO-World, Open Images, ...).
 #[test]
 fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in_the_host() {
@@ -361,6 +362,8 @@ fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in
         "yolov8x-seg-coco-torch",
         "yolo11n-seg-coco-torch",
         "yolo11x-seg-coco-torch",
+        "yolo26n-seg-coco-torch",
+        "yolo26x-seg-coco-torch",
         "yolo26n-cls-imagenet-torch",
         "yolo26x-cls-imagenet-torch",
         "yolo26n-pose-coco-torch",
@@ -378,7 +381,7 @@ fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in
         );
     }
     for name in [
-        "yolo26n-seg-coco-torch",
+        "yoloe26n-seg-torch",
         "yolov9c-seg-coco-torch",
         "yoloe11s-seg-torch",
         "yolov9c-coco-torch",
