@@ -180,7 +180,8 @@ fn check(weights: &Path, pictures: &Path, oracle: &Value) -> Differences {
 /// (`C3k2` with `C3k` and bottleneck blocks, `C2PSA` attention, the
 /// depthwise class branch), YOLOv5u (`C3`), YOLO26 (`C3k2` attention
 /// blocks, SPPF with a shortcut, `reg_max` 1, one-to-one branches unused)
-/// and YOLOv10 (`SCDown`, `PSA`, `C2fCIB` with `RepVGGDW`, `v10Detect`).
+/// YOLOv10 (`SCDown`, `PSA`, `C2fCIB` with `RepVGGDW`, `v10Detect`) and
+/// YOLOv9c (`RepNCSPELAN4` with `RepConv`s, `ADown`, `SPPELAN`).
 #[test]
 fn yolo_detections_match_fiftyone_and_ultralytics() {
     let directory = fixtures().join("yolo");
@@ -192,6 +193,7 @@ fn yolo_detections_match_fiftyone_and_ultralytics() {
         "yolov5tu.pt",
         "yolo26t.pt",
         "yolov10t.pt",
+        "yolov9tc.pt",
     ] {
         let seen = check(&directory.join(file), &directory, &oracle[file]);
         assert!(seen.detections > 0, "{file}");

@@ -1,4 +1,4 @@
-//! The YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection (and YOLOv8,
+//! The YOLOv5u, YOLOv8, YOLOv9c, YOLOv10, YOLO11 and YOLO26 detection (and YOLOv8,
 //! YOLO11 and YOLO26 segmentation, YOLO26 classification and pose, YOLOv8
 //! oriented boxes) networks, built from an Ultralytics checkpoint's `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
 //! module, args]`, depths and widths from `scales[scale]`), with each
@@ -20,7 +20,7 @@ mod blocks;
 mod conv;
 mod head;
 
-use blocks::{C2Psa, C2f, C3};
+use blocks::{C2Psa, C2f, C3, Elan};
 use conv::Conv;
 pub(crate) use head::{Classify, Detect, HeadOutput};
 
@@ -62,6 +62,10 @@ enum Layer {
     C2Psa(C2Psa),
     /// Convolutions in a row (`SCDown`).
     Convs(Vec<Conv>),
+    /// YOLOv9's `RepNCSPELAN4`.
+    Elan(Box<Elan>),
+    /// YOLOv9's `ADown`.
+    ADown([Conv; 2]),
     /// `SPPF`: `cv1`, `repeats` max-pools, concatenated into `cv2`.
     Sppf {
         cv1: Conv,
@@ -104,6 +108,11 @@ impl Layer {
                 .into_iter()
                 .for_each(Conv::make_channels_last),
             Layer::Convs(convs) => convs.iter_mut().for_each(Conv::make_channels_last),
+            Layer::Elan(block) => block
+                .convs_mut()
+                .into_iter()
+                .for_each(Conv::make_channels_last),
+            Layer::ADown(convs) => convs.iter_mut().for_each(Conv::make_channels_last),
             Layer::Sppf { cv1, cv2, .. } => {
                 cv1.make_channels_last();
                 cv2.make_channels_last();
@@ -163,9 +172,14 @@ impl Builder<'_> {
         self.tensors.remove(name)
     }
 
-    fn sppf(&mut self, path: &str) -> Result<Layer, ArchitectureError> {
-        let module = self.expect(path, "SPPF")?;
+    /// `SPPF` (`cv1`, its max-pool `m` `n` times, `cv2`), or YOLOv9's
+    /// `SPPELAN` (`cv1`, three equal max-pools `cv2`..`cv4`, `cv5`): the
+    /// same computation.
+    fn sppf(&mut self, path: &str, kind: &str) -> Result<Layer, ArchitectureError> {
+        let module = self.expect(path, kind)?;
+        let elan = kind == "SPPELAN";
         let repeats = match module.attributes.get("n") {
+            _ if elan => 3,
             None => 3,
             Some(n) => n
                 .as_i64()
@@ -177,13 +191,27 @@ impl Builder<'_> {
             .get("add")
             .and_then(Json::as_bool)
             .unwrap_or(false);
-        let pool = self.expect(&format!("{path}.m"), "MaxPool2d")?;
+        let add = add && !elan;
+        let pool_name = if elan { "cv2" } else { "m" };
+        let pool = self.expect(&format!("{path}.{pool_name}"), "MaxPool2d")?;
+        if elan {
+            for other in ["cv3", "cv4"] {
+                let same = self.expect(&format!("{path}.{other}"), "MaxPool2d")?;
+                if same.attributes != pool.attributes {
+                    return Err(unsupported(format!(
+                        "`{path}.{other}` is not the same max-pool as `{path}.cv2`"
+                    )));
+                }
+            }
+        }
         let number = |name: &str| -> Result<i64, ArchitectureError> {
             pool.attributes
                 .get(name)
                 .and_then(Json::as_i64)
                 .filter(|n| (0..=1024).contains(n))
-                .ok_or_else(|| unsupported(format!("`{path}.m.{name}` is not a whole number")))
+                .ok_or_else(|| {
+                    unsupported(format!("`{path}.{pool_name}.{name}` is not a whole number"))
+                })
         };
         let (kernel, stride, padding) = (
             number("kernel_size")?,
@@ -196,12 +224,12 @@ impl Builder<'_> {
             || stride == 0
         {
             return Err(unsupported(format!(
-                "`{path}.m` is not a plain max-pool (dilation 1, floor mode)"
+                "`{path}.{pool_name}` is not a plain max-pool (dilation 1, floor mode)"
             )));
         }
         Ok(Layer::Sppf {
             cv1: self.conv(&format!("{path}.cv1"))?,
-            cv2: self.conv(&format!("{path}.cv2"))?,
+            cv2: self.conv(&format!("{path}.{}", if elan { "cv5" } else { "cv2" }))?,
             kernel,
             stride,
             padding,
@@ -392,6 +420,9 @@ impl Network {
             if matches!(
                 name,
                 "Conv"
+                    | "RepNCSPELAN4"
+                    | "ADown"
+                    | "SPPELAN"
                     | "C2f"
                     | "C3k2"
                     | "C2fCIB"
@@ -433,10 +464,20 @@ impl Network {
                     let c2 = width_of(&args)?;
                     (Layer::Convs(builder.sc_down(&path)?), c2)
                 }
-                "SPPF" => {
+                "SPPF" | "SPPELAN" => {
                     repeats_one()?;
                     let c2 = width_of(&args)?;
-                    (builder.sppf(&path)?, c2)
+                    (builder.sppf(&path, name)?, c2)
+                }
+                "RepNCSPELAN4" => {
+                    repeats_one()?;
+                    let c2 = width_of(&args)?;
+                    (Layer::Elan(Box::new(builder.elan(&path)?)), c2)
+                }
+                "ADown" => {
+                    repeats_one()?;
+                    let c2 = width_of(&args)?;
+                    (Layer::ADown(builder.a_down(&path)?), c2)
                 }
                 "nn.Upsample" => {
                     repeats_one()?;
@@ -512,7 +553,7 @@ impl Network {
                 }
                 other => {
                     return Err(unsupported(format!(
-                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation: Conv, C2f, C3, C3k2, C2fCIB, C2PSA, PSA, SCDown, SPPF, nn.Upsample, Concat, Detect, v10Detect, Segment, Segment26, Pose, Pose26, OBB, Classify)"
+                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation: Conv, C2f, C3, C3k2, C2fCIB, C2PSA, PSA, SCDown, SPPF, nn.Upsample, Concat, RepNCSPELAN4, ADown, SPPELAN, Detect, v10Detect, Segment, Segment26, Pose, Pose26, OBB, Classify)"
                     )));
                 }
             };
@@ -523,6 +564,8 @@ impl Network {
                 Layer::C3(block) => Some(block.cv3.out_channels()),
                 Layer::C2Psa(block) => Some(block.cv2.out_channels()),
                 Layer::Convs(convs) => convs.last().map(Conv::out_channels),
+                Layer::Elan(block) => Some(block.cv4.out_channels()),
+                Layer::ADown([cv1, cv2]) => Some(cv1.out_channels() + cv2.out_channels()),
                 Layer::Sppf { cv2, .. } => Some(cv2.out_channels()),
                 _ => None,
             };
@@ -595,6 +638,23 @@ impl Network {
                 Layer::C2f(block) => block.forward(input_of(row.from[0]))?,
                 Layer::C3(block) => block.forward(input_of(row.from[0]))?,
                 Layer::C2Psa(block) => block.forward(input_of(row.from[0]))?,
+                Layer::Elan(block) => block.forward(input_of(row.from[0]))?,
+                Layer::ADown([cv1, cv2]) => {
+                    // avg_pool2d(2, 1, 0, ceil=False, count_include_pad=True).
+                    let x = input_of(row.from[0]).f_avg_pool2d(
+                        [2, 2],
+                        [1, 1],
+                        [0, 0],
+                        false,
+                        true,
+                        None,
+                    )?;
+                    let halves = x.f_chunk(2, 1)?;
+                    let first = cv1.forward(&halves[0])?;
+                    let second = halves[1].f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
+                    let second = cv2.forward(&second)?;
+                    Tensor::f_cat(&[first, second], 1)?
+                }
                 Layer::Convs(convs) => {
                     let mut y = input_of(row.from[0]).shallow_clone();
                     for conv in convs {

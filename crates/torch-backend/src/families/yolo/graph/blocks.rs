@@ -4,7 +4,9 @@
 //! bottleneck followed by a `PSABlock`) and `C2fCIB` (whose inner blocks
 //! are `CIB`s, with a `RepVGGDW` re-parameterised as Ultralytics' `fuse()`
 //! does), `C3`, `C2PSA` with its `PSABlock`s and their `Attention`, `PSA`
-//! and `SCDown`. Each is read from the checkpoint's module tree (its class,
+//! and `SCDown`; YOLOv9's `RepNCSPELAN4` (`RepCSP`s of `RepBottleneck`s
+//! whose `RepConv` is re-parameterised as its `fuse_convs` does) and
+//! `ADown`. Each is read from the checkpoint's module tree (its class,
 //! its children and their attributes), never from the yaml's arguments.
 
 use serde_json::Value as Json;
@@ -107,6 +109,40 @@ impl Inner {
             }
             Inner::Cib { convs, .. } => convs.iter_mut().collect(),
         }
+    }
+}
+
+/// YOLOv9's `RepNCSPELAN4`: `cv1` split in halves, `cv2` and `cv3` (each a
+/// `RepCSP` then a `Conv`) in a chain from the last piece, all
+/// concatenated into `cv4`.
+#[derive(Debug)]
+pub(crate) struct Elan {
+    cv1: Conv,
+    cv2: (C3, Conv),
+    cv3: (C3, Conv),
+    pub(super) cv4: Conv,
+}
+
+impl Elan {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let mut pieces = self.cv1.forward(x)?.f_chunk(2, 1)?;
+        for (csp, conv) in [&self.cv2, &self.cv3] {
+            let last = pieces.last().expect("RepNCSPELAN4 has two halves");
+            let y = conv.forward(&csp.forward(last)?)?;
+            pieces.push(y);
+        }
+        self.cv4.forward(&Tensor::f_cat(&pieces, 1)?)
+    }
+
+    pub(super) fn convs_mut(&mut self) -> Vec<&mut Conv> {
+        let mut convs = vec![&mut self.cv1, &mut self.cv4];
+        let (csp2, conv2) = &mut self.cv2;
+        convs.extend(csp2.convs_mut());
+        convs.push(conv2);
+        let (csp3, conv3) = &mut self.cv3;
+        convs.extend(csp3.convs_mut());
+        convs.push(conv3);
+        convs
     }
 }
 
@@ -282,13 +318,142 @@ impl Builder<'_> {
         Ok(count)
     }
 
+    /// A `Bottleneck`, or YOLOv9's `RepBottleneck` (whose `cv1` is a
+    /// `RepConv`).
     fn bottleneck(&mut self, path: &str) -> Result<Bottleneck, ArchitectureError> {
-        self.expect(path, "Bottleneck")?;
+        let kind = self.module(path)?.kind().to_owned();
+        if !matches!(kind.as_str(), "Bottleneck" | "RepBottleneck") {
+            return Err(unsupported(format!(
+                "`{path}` is a `{kind}`, not a `Bottleneck`"
+            )));
+        }
+        let cv1 = format!("{path}.cv1");
+        let cv1 = if kind == "RepBottleneck" {
+            self.rep_conv(&cv1)?
+        } else {
+            self.conv(&cv1)?
+        };
         Ok(Bottleneck {
             add: self.flag(path, "add")?,
-            cv1: self.conv(&format!("{path}.cv1"))?,
+            cv1,
             cv2: self.conv(&format!("{path}.cv2"))?,
         })
+    }
+
+    /// One `RepConv` branch (a `Conv` without activation) as
+    /// `RepConv._fuse_bn_tensor` folds it: `kernel * gamma / std` and
+    /// `beta - mean * gamma / std`, `std = sqrt(var + eps)`.
+    fn rep_branch(&mut self, path: &str) -> Result<Conv, ArchitectureError> {
+        self.expect(path, "Conv")?;
+        let mut conv = self.conv2d(&format!("{path}.conv"))?;
+        let bn = self.expect(&format!("{path}.bn"), "BatchNorm2d")?;
+        let eps = bn
+            .attributes
+            .get("eps")
+            .and_then(Json::as_f64)
+            .filter(|eps| eps.is_finite() && *eps >= 0.0)
+            .ok_or_else(|| unsupported(format!("`{path}.bn.eps` is not a number")))?;
+        let out = conv.out_channels();
+        let mut take = |name: &str| -> Result<Tensor, ArchitectureError> {
+            let tensor = self.tensor(&format!("{path}.bn.{name}"))?;
+            if tensor.size() != [out] {
+                return Err(unsupported(format!(
+                    "`{path}.bn.{name}` has the wrong shape"
+                )));
+            }
+            Ok(tensor)
+        };
+        let (mean, var, gamma, beta) = (
+            take("running_mean")?,
+            take("running_var")?,
+            take("weight")?,
+            take("bias")?,
+        );
+        let _ = self.optional_tensor(&format!("{path}.bn.num_batches_tracked"));
+        let std = var.f_add_scalar(eps)?.f_sqrt()?;
+        let scale = gamma.f_div(&std)?;
+        conv.weight = conv.weight.f_mul(&scale.f_reshape([-1, 1, 1, 1])?)?;
+        conv.bias = beta.f_sub(&mean.f_mul(&gamma)?.f_div(&std)?)?;
+        Ok(conv)
+    }
+
+    /// A `RepConv` at `path` as its `fuse_convs` re-parameterises it: the
+    /// 3x3 and 1x1 branches folded, the 1x1 kernel padded to 3x3 and
+    /// added, biases added; then its activation.
+    fn rep_conv(&mut self, path: &str) -> Result<Conv, ArchitectureError> {
+        self.expect(path, "RepConv")?;
+        if self.module(&format!("{path}.bn")).is_ok() {
+            return Err(unsupported(format!(
+                "`{path}` has an identity batch norm branch, which zoo does not fold"
+            )));
+        }
+        let silu = match self.module(&format!("{path}.act"))?.kind() {
+            "SiLU" => true,
+            "Identity" => false,
+            other => {
+                return Err(unsupported(format!(
+                    "`{path}.act` is a `{other}`; zoo runs SiLU and Identity"
+                )));
+            }
+        };
+        let mut large = self.rep_branch(&format!("{path}.conv1"))?;
+        let small = self.rep_branch(&format!("{path}.conv2"))?;
+        let (large_size, small_size) = (large.weight.size(), small.weight.size());
+        if large_size[..2] != small_size[..2]
+            || large_size[2..] != [3, 3]
+            || small_size[2..] != [1, 1]
+            || large.padding != [1, 1]
+            || small.padding != [0, 0]
+            || large.stride != small.stride
+            || large.groups != small.groups
+        {
+            return Err(unsupported(format!(
+                "`{path}` is not a 3x3 and 1x1 pair of one stride and groups"
+            )));
+        }
+        large.weight = large
+            .weight
+            .f_add(&small.weight.f_constant_pad_nd([1, 1, 1, 1])?)?;
+        large.bias = large.bias.f_add(&small.bias)?;
+        large.silu = silu;
+        Ok(large)
+    }
+
+    /// YOLOv9's `RepNCSPELAN4` at `path`.
+    pub(super) fn elan(&mut self, path: &str) -> Result<Elan, ArchitectureError> {
+        self.expect(path, "RepNCSPELAN4")?;
+        let mut pair = |index: usize| -> Result<(C3, Conv), ArchitectureError> {
+            let sequence = format!("{path}.cv{index}");
+            if self.count(&sequence, Some(2)).is_err() {
+                return Err(unsupported(format!(
+                    "`{sequence}` is not a RepCSP and a Conv"
+                )));
+            }
+            Ok((
+                self.c3(&format!("{sequence}.0"), "RepCSP", None)?,
+                self.conv(&format!("{sequence}.1"))?,
+            ))
+        };
+        let (cv2, cv3) = (pair(2)?, pair(3)?);
+        let cv1 = self.conv(&format!("{path}.cv1"))?;
+        if cv1.out_channels() % 2 != 0 {
+            return Err(unsupported(format!("`{path}.cv1` has an odd width")));
+        }
+        Ok(Elan {
+            cv1,
+            cv2,
+            cv3,
+            cv4: self.conv(&format!("{path}.cv4"))?,
+        })
+    }
+
+    /// YOLOv9's `ADown` at `path`: its two convolutions.
+    pub(super) fn a_down(&mut self, path: &str) -> Result<[Conv; 2], ArchitectureError> {
+        self.expect(path, "ADown")?;
+        Ok([
+            self.conv(&format!("{path}.cv1"))?,
+            self.conv(&format!("{path}.cv2"))?,
+        ])
     }
 
     /// A `C3` (or `C3k`, `kind`) at `path`; `repeats` when the yaml gives
