@@ -86,7 +86,7 @@ fn zoo_lists_every_fiftyone_builtin_with_its_tags() {
 }
 
 /// `zoo models info NAME --json` for every built-in: `native` for the 78
-/// zoo builds (YOLOv8, YOLO11, YOLOv5u, YOLO26 and YOLOv10 detection, YOLOv8, YOLO11 and
+/// zoo builds (YOLOv8, YOLO11, YOLOv5u, YOLO26, YOLOv10 and YOLOv9c detection, YOLOv8, YOLO11 and
 /// YOLO26 segmentation, YOLO26 classification and pose, YOLOv8 oriented boxes
 /// among them), `python
 /// host (TensorFlow)` for FiftyOne's TensorFlow models, `python host`
@@ -117,7 +117,7 @@ fn info_says_how_every_builtin_runs() {
                     kind.ends_with("TorchvisionImageModel")
                         || kind.ends_with("TorchCLIPModel")
                         || (kind.ends_with("FiftyOneYOLOModel")
-                            && ["yolov8", "yolo11", "yolov5", "yolo26", "yolov10"]
+                            && ["yolov8", "yolo11", "yolov5", "yolo26", "yolov10", "yolov9c"]
                                 .iter()
                                 .any(|prefix| name.starts_with(prefix)))
                         || name.starts_with("dinov2-"),
@@ -140,8 +140,8 @@ fn info_says_how_every_builtin_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native".to_owned(), 108),
-            ("python host".to_owned(), 178),
+            ("native".to_owned(), 109),
+            ("python host".to_owned(), 177),
             ("python host (TensorFlow)".to_owned(), 50),
         ])
     );

@@ -315,19 +315,20 @@ fn native_yolo_generations_and_segmenters_run_as_fiftyones_own_apply_model() {
     }
 }
 
-/// A YOLO generation zoo does not build (YOLOv9), which runs in the host
-/// through FiftyOne's class: detections equal to FiftyOne's.
+/// A YOLO checkpoint zoo does not build (YOLOv9e, with `CBLinear` and
+/// `CBFuse`), which runs in the host through FiftyOne's class: detections
+/// equal to FiftyOne's.
 #[test]
-fn yolov9c_runs_hosted_as_fiftyones_own_apply_model() {
+fn yolov9e_runs_hosted_as_fiftyones_own_apply_model() {
     let Some(python) = oracle_python() else {
         return;
     };
     let info = yolo_runs_as_fiftyones_own(
         &python,
-        "yolov9c-coco-torch",
-        "yolov9c.yaml",
-        "v8.1.0/yolov9c.pt",
-        "yolov9c-coco.pt",
+        "yolov9e-coco-torch",
+        "yolov9e.yaml",
+        "v8.1.0/yolov9e.pt",
+        "yolov9e-coco.pt",
     );
     assert_eq!(info["runs_in"], "python host", "{info}");
 }

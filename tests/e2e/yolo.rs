@@ -45,6 +45,17 @@ fn yolov8n_oiv7_torch_runs_natively_with_fiftyones_detections() {
     );
 }
 
+/// YOLOv9c (`yolov9tc.pt` served as the entry's `yolov9c.pt`).
+#[test]
+fn yolov9c_coco_torch_runs_natively_with_fiftyones_detections() {
+    runs_natively(
+        "yolov9c-coco-torch",
+        "v8.1.0/yolov9c.pt",
+        "yolov9tc.pt",
+        225,
+    );
+}
+
 /// YOLOv5u (`yolov5tu.pt` served as the entry's `yolov5nu.pt`).
 #[test]
 fn yolov5n_coco_torch_runs_natively_with_fiftyones_detections() {

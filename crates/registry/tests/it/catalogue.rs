@@ -130,13 +130,13 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 108 zoo builds
+/// `zoo models info` says how each built-in runs: the 109 zoo builds
 /// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8
 /// (COCO and Open Images V7), YOLO11, YOLOv5u, YOLO26 and YOLOv10
-/// n/s/m/l/x detection, YOLOv8, YOLO11 and YOLO26 n/s/m/l/x segmentation,
+/// n/s/m/l/x and YOLOv9c detection, YOLOv8, YOLO11 and YOLO26 n/s/m/l/x segmentation,
 /// YOLO26 n/s/m/l/x classification and pose, YOLOv8 n/s/m/l/x oriented
 /// boxes) natively, the 50 TensorFlow ones in the model host with
-/// TensorFlow, the other 178 in the model host through FiftyOne's class.
+/// TensorFlow, the other 177 in the model host through FiftyOne's class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -159,7 +159,7 @@ fn each_builtin_says_how_it_runs() {
                 kind.ends_with("TorchvisionImageModel")
                     || kind.ends_with("TorchCLIPModel")
                     || (kind.ends_with("FiftyOneYOLOModel")
-                        && ["yolov8", "yolo11", "yolov5", "yolo26", "yolov10"]
+                        && ["yolov8", "yolo11", "yolov5", "yolo26", "yolov10", "yolov9c"]
                             .iter()
                             .any(|prefix| model.model.base_name.starts_with(prefix)))
                     || model.model.extra.contains_key("zoo_hub_weights"),
@@ -180,8 +180,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 108),
-            ("python host", 178),
+            ("native", 109),
+            ("python host", 177),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -330,7 +330,7 @@ fn fiftyone_manifest_dir() -> Option<std::path::PathBuf> {
 /// `yolo26{n,s,m,l,x}-pose-coco-torch`), YOLOv8 oriented boxes
 /// (`yolov8{n,s,m,l,x}-obb-dotav1-torch`) and YOLOv8 on Open Images V7
 /// (`yolov8{n,s,m,l,x}-oiv7-torch`), and through FiftyOne's class for
-/// every other Ultralytics entry (YOLOv9, RT-DETR,
+/// every other Ultralytics entry (YOLOv9e, YOLOv9 segmentation, RT-DETR,
 /// YOLOE, YOLO-World, Open Images, ...).
 #[test]
 fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in_the_host() {
@@ -372,6 +372,7 @@ fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in
         "yolov8x-obb-dotav1-torch",
         "yolov8n-oiv7-torch",
         "yolov8x-oiv7-torch",
+        "yolov9c-coco-torch",
     ] {
         let model = registry.model(name).unwrap();
         assert_eq!(
@@ -384,7 +385,7 @@ fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in
         "yoloe26n-seg-torch",
         "yolov9c-seg-coco-torch",
         "yoloe11s-seg-torch",
-        "yolov9c-coco-torch",
+        "yolov9e-coco-torch",
         "yolov8s-world-torch",
         "rtdetr-l-coco-torch",
     ] {
