@@ -258,8 +258,8 @@ fn yolov8n_runs_as_fiftyones_own_apply_model() {
     );
 }
 
-/// YOLO11, YOLOv5u, YOLO26, YOLOv10 and the YOLOv8, YOLO11 and YOLO26
-/// segmenters, which zoo runs natively: detections (with instance masks)
+/// YOLO11, YOLOv5u, YOLO26, YOLOv10, YOLOv9c and the YOLOv8, YOLO11 and
+/// YOLO26 segmenters, which zoo runs natively: detections (with instance masks)
 /// equal to FiftyOne's.
 #[test]
 fn native_yolo_generations_and_segmenters_run_as_fiftyones_own_apply_model() {
@@ -290,6 +290,12 @@ fn native_yolo_generations_and_segmenters_run_as_fiftyones_own_apply_model() {
             "yolov10n.yaml",
             "v8.2.0/yolov10n.pt",
             "yolov10n-coco.pt",
+        ),
+        (
+            "yolov9c-coco-torch",
+            "yolov9c.yaml",
+            "v8.1.0/yolov9c.pt",
+            "yolov9c-coco.pt",
         ),
         (
             "yolov8n-seg-coco-torch",
