@@ -85,10 +85,12 @@ fn zoo_lists_every_fiftyone_builtin_with_its_tags() {
     assert_eq!(both.keys().collect::<Vec<_>>(), expected);
 }
 
-/// `zoo models info NAME --json` for every built-in: `native` for the 68
-/// zoo builds (YOLOv8 detection and the transformers ViT, ConvNeXt and
-/// EfficientNet classifiers among them), `python host (TensorFlow)` for FiftyOne's TensorFlow models,
-/// `python host` naming FiftyOne's class and the entry's packages for the
+/// `zoo models info NAME --json` for every built-in: `native` for the 124
+/// zoo builds (YOLOv8, YOLO11, YOLOv5u, YOLO26, YOLOv10 and YOLOv9c detection, YOLOv8, YOLO11 and
+/// YOLO26 segmentation, YOLO26 classification and pose, YOLOv8 oriented boxes,
+/// the transformers ViT, ConvNeXt and EfficientNet classifiers among them), `python
+/// host (TensorFlow)` for FiftyOne's TensorFlow models, `python host`
+/// naming FiftyOne's class and the entry's packages for the
 /// rest; the text form says the same.
 #[test]
 fn info_says_how_every_builtin_runs() {
@@ -114,7 +116,10 @@ fn info_says_how_every_builtin_runs() {
                 assert!(
                     kind.ends_with("TorchvisionImageModel")
                         || kind.ends_with("TorchCLIPModel")
-                        || (kind.ends_with("FiftyOneYOLOModel") && name.starts_with("yolov8"))
+                        || (kind.ends_with("FiftyOneYOLOModel")
+                            && ["yolov8", "yolo11", "yolov5", "yolo26", "yolov10", "yolov9c"]
+                                .iter()
+                                .any(|prefix| name.starts_with(prefix)))
                         || (kind.ends_with("FiftyOneTransformerForImageClassification")
                             && (name.starts_with("convnext-")
                                 || name.starts_with("efficientnet-")
@@ -140,13 +145,13 @@ fn info_says_how_every_builtin_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native".to_owned(), 68),
-            ("python host".to_owned(), 218),
+            ("native".to_owned(), 124),
+            ("python host".to_owned(), 162),
             ("python host (TensorFlow)".to_owned(), 50),
         ])
     );
     let text = sandbox
-        .ok(&["models", "info", "yolo11n-coco-torch"])
+        .ok(&["models", "info", "yolov8s-world-torch"])
         .stdout();
     assert!(text.contains("runs in:    python host\n"), "{text}");
     assert!(
@@ -162,7 +167,7 @@ fn info_says_how_every_builtin_runs() {
     assert!(!text.contains("python class"), "{text}");
 }
 
-/// Before this change, `zoo models apply yolo11n-coco-torch` answered "no
+/// Before this change, `zoo models apply yolov8s-world-torch` answered "no
 /// model named"; now it runs through FiftyOne's class in the model host,
 /// and when `ZOO_PYTHON` lacks what that needs it fails up front, before any
 /// download, naming the model, the class, the missing packages and the pip
@@ -171,7 +176,7 @@ fn info_says_how_every_builtin_runs() {
 fn applying_a_hosted_builtin_without_its_packages_fails_up_front() {
     let server = TestServer::start();
     server.file(
-        "/ultralytics/assets/releases/download/v8.3.0/yolo11n.pt",
+        "/ultralytics/assets/releases/download/v8.1.0/yolov8s-world.pt",
         b"weights".to_vec(),
     );
     let mut sandbox = Sandbox::new();
@@ -189,13 +194,13 @@ fn applying_a_hosted_builtin_without_its_packages_fails_up_front() {
         .fails(&[
             "models",
             "apply",
-            "yolo11n-coco-torch",
+            "yolov8s-world-torch",
             images.to_str().unwrap(),
             "yolo",
         ])
         .stderr();
     for needle in [
-        "`yolo11n-coco-torch`",
+        "`yolov8s-world-torch`",
         "`fiftyone.utils.ultralytics.FiftyOneYOLOModel`",
         "Python model host",
         "`python3` (`ZOO_PYTHON`) lacks",
@@ -207,7 +212,7 @@ fn applying_a_hosted_builtin_without_its_packages_fails_up_front() {
     }
     assert!(!stderr.contains("no model named"), "{stderr}");
     assert!(server.requests().is_empty(), "nothing is downloaded first");
-    assert!(!sandbox.zoo_dir().join("yolo11n-coco.pt").exists());
+    assert!(!sandbox.zoo_dir().join("yolov8s-world.pt").exists());
 }
 
 /// A FiftyOne model class zoo does not build, from a manifest of the user's

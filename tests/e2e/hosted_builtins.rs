@@ -4,7 +4,7 @@
 //! are equal up to ids, numbers within 1e-4.
 //!
 //! The weights are seeded by the family's own library and saved in its
-//! release format (`zoo_test_support::SEED_YOLO`: `YOLO("yolov8n.yaml")`,
+//! release format (`SEED_YOLO_WITH_MASKS`: `YOLO("yolov8n.yaml")`,
 //! then `save`; transformers' `save_pretrained`), and zoo downloads them
 //! from a loopback mirror of the release host (`ZOO_DOWNLOAD_MIRRORS`) or
 //! the loopback Hub (`HF_ENDPOINT`).
@@ -20,7 +20,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use zoo_test_support::{
     FIFTYONE_APPLIES, FakeHub, FiftyOne, HubRepo, SEED_CONVNEXT, SEED_EFFICIENTNET, SEED_VIT,
-    SEED_YOLO, TestServer, ULTRALYTICS_RELEASES, seed,
+    TestServer, ULTRALYTICS_RELEASES, seed,
 };
 
 use crate::util::Sandbox;
@@ -146,6 +146,25 @@ fn exported(sandbox: &Sandbox, dataset: &str, field: &str) -> serde_json::Map<St
 /// (natively where zoo builds it, as `yolov8n-coco-torch`, else FiftyOne's
 /// `FiftyOneYOLOModel` in the host); FiftyOne's own `load_zoo_model(name)`
 /// runs the same file, both on one thread.
+/// `zoo_test_support::SEED_YOLO` (`YOLO(yaml)`, two class biases raised,
+/// `save`), and a segmenter's mask coefficient biases raised too, so that
+/// its masks have pixels (Ultralytics drops the boxes whose mask has none).
+const SEED_YOLO_WITH_MASKS: &str = r#"
+import sys, torch
+from ultralytics import YOLO
+torch.manual_seed(0)
+model = YOLO(sys.argv[2])
+with torch.no_grad():
+    head = model.model.model[-1]
+    for branch in head.cv3:
+        branch[-1].bias[0] += 9.0
+        branch[-1].bias[2] += 8.5
+    if type(head).__name__ in ("Segment", "Segment26"):
+        for branch in head.cv4:
+            branch[-1].bias += 2.0
+model.save(sys.argv[1])
+"#;
+
 fn yolo_runs_as_fiftyones_own(
     python: &str,
     name: &str,
@@ -157,7 +176,7 @@ fn yolo_runs_as_fiftyones_own(
     let weights = sandbox.dir.path().join(filename);
     seed(
         python,
-        SEED_YOLO,
+        SEED_YOLO_WITH_MASKS,
         &[weights.to_str().unwrap(), yaml],
         &sandbox.dir.path().join("home"),
     );
@@ -219,7 +238,7 @@ fn yolo_runs_as_fiftyones_own(
     }
     assert!(
         detections > 10,
-        "the seeded model should detect: {detections}"
+        "{name}: the seeded model should detect: {detections}"
     );
     info
 }
@@ -239,19 +258,83 @@ fn yolov8n_runs_as_fiftyones_own_apply_model() {
     );
 }
 
-/// A YOLO segmenter, which zoo runs in the host through FiftyOne's class:
-/// detections with instance masks equal to FiftyOne's.
+/// YOLO11, YOLOv5u, YOLO26, YOLOv10, YOLOv9c and the YOLOv8, YOLO11 and
+/// YOLO26 segmenters, which zoo runs natively: detections (with instance masks)
+/// equal to FiftyOne's.
 #[test]
-fn yolov8n_seg_runs_hosted_as_fiftyones_own_apply_model() {
+fn native_yolo_generations_and_segmenters_run_as_fiftyones_own_apply_model() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    for (name, yaml, release, filename) in [
+        (
+            "yolo11n-coco-torch",
+            "yolo11n.yaml",
+            "v8.3.0/yolo11n.pt",
+            "yolo11n-coco.pt",
+        ),
+        (
+            "yolov5n-coco-torch",
+            "yolov5nu.yaml",
+            "v8.3.0/yolov5nu.pt",
+            "yolov5n-coco.pt",
+        ),
+        (
+            "yolo26n-coco-torch",
+            "yolo26n.yaml",
+            "v8.4.0/yolo26n.pt",
+            "yolo26n-coco.pt",
+        ),
+        (
+            "yolov10n-coco-torch",
+            "yolov10n.yaml",
+            "v8.2.0/yolov10n.pt",
+            "yolov10n-coco.pt",
+        ),
+        (
+            "yolov9c-coco-torch",
+            "yolov9c.yaml",
+            "v8.1.0/yolov9c.pt",
+            "yolov9c-coco.pt",
+        ),
+        (
+            "yolov8n-seg-coco-torch",
+            "yolov8n-seg.yaml",
+            "v8.1.0/yolov8n-seg.pt",
+            "yolov8n-seg-coco.pt",
+        ),
+        (
+            "yolo11n-seg-coco-torch",
+            "yolo11n-seg.yaml",
+            "v8.3.0/yolo11n-seg.pt",
+            "yolo11n-seg-coco.pt",
+        ),
+        (
+            "yolo26n-seg-coco-torch",
+            "yolo26n-seg.yaml",
+            "v8.4.0/yolo26n-seg.pt",
+            "yolo26n-seg-coco.pt",
+        ),
+    ] {
+        let info = yolo_runs_as_fiftyones_own(&python, name, yaml, release, filename);
+        assert_eq!(info["runs_in"], "native", "{info}");
+    }
+}
+
+/// A YOLO checkpoint zoo does not build (YOLOv9e, with `CBLinear` and
+/// `CBFuse`), which runs in the host through FiftyOne's class: detections
+/// equal to FiftyOne's.
+#[test]
+fn yolov9e_runs_hosted_as_fiftyones_own_apply_model() {
     let Some(python) = oracle_python() else {
         return;
     };
     let info = yolo_runs_as_fiftyones_own(
         &python,
-        "yolov8n-seg-coco-torch",
-        "yolov8n-seg.yaml",
-        "v8.1.0/yolov8n-seg.pt",
-        "yolov8n-seg-coco.pt",
+        "yolov9e-coco-torch",
+        "yolov9e.yaml",
+        "v8.1.0/yolov9e.pt",
+        "yolov9e-coco.pt",
     );
     assert_eq!(info["runs_in"], "python host", "{info}");
 }

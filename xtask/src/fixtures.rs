@@ -162,13 +162,16 @@ pub(crate) fn transformers_oracle(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask yolo-oracle`: seeded YOLOv8 checkpoints in Ultralytics'
-/// release format and FiftyOne's `FiftyOneYOLOModel` detections on them
-/// (`xtask/fixtures/yolo_oracle.py`): the tiny-scale checkpoint, pictures
+/// `cargo xtask yolo-oracle`: seeded Ultralytics checkpoints (YOLOv8, YOLO11,
+/// YOLOv5u, YOLO26 and YOLOv10 detection; YOLOv8 and YOLO11 segmentation;
+/// YOLO26 classification and pose; YOLOv8 oriented boxes) in Ultralytics'
+/// release format and FiftyOne's `FiftyOneYOLOModel` labels on them
+/// (`xtask/fixtures/yolo_oracle.py`): the tiny-scale checkpoints, pictures
 /// and outputs into `crates/torch-backend/tests/fixtures/yolo` (committed),
-/// and a full-size seeded `yolov8n.pt` with its outputs into
-/// `<cache>/zoo/yolo-oracle` (about 6 MB, not committed; the parity test
-/// uses it when present). The oracle venv needs `ultralytics`; FiftyOne
+/// and full-size seeded checkpoints (`yolov8{n,s,m,l,x}.pt`,
+/// `yolo11{n,m}.pt`, `yolov5nu.pt`, `yolov8n-seg.pt`, `yolo11n-seg.pt`) with
+/// their outputs into `<cache>/zoo/yolo-oracle` (5 to 140 MB each, not
+/// committed; the parity test uses them when present). The oracle venv needs `ultralytics`; FiftyOne
 /// 1.22.1 comes from the oracle venv, else from the FiftyOne test venv's
 /// packages (`cargo xtask setup`), imported after the oracle venv's.
 pub(crate) fn yolo_oracle(sh: &Shell) -> Result<()> {

@@ -57,7 +57,7 @@ tasks:
                                    from HUB_DIR (a facebookresearch/dinov2 checkout; oracle venv)
   clip-oracle                      a tiny CLIP as an OpenAI-style TorchScript archive and FiftyOne's
                                    CLIP outputs on it (oracle venv with fiftyone 1.22.1)
-  yolo-oracle                      seeded YOLOv8 release checkpoints and FiftyOne's/Ultralytics' detections
+  yolo-oracle                      seeded Ultralytics release checkpoints (every native task) and FiftyOne's/Ultralytics' labels
                                    on them (oracle venv with ultralytics; FiftyOne from the oracle or the test venv)
   transformers-oracle              tiny seeded ViT, ConvNeXt and EfficientNet Hugging Face repos and FiftyOne's labels,
                                    embeddings and pixel values on them (oracle venv with fiftyone 1.22.1)

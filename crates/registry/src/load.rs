@@ -112,7 +112,8 @@ fn native_transformers(config: &DeploymentConfig) -> bool {
 
 /// FiftyOne's Ultralytics class names among [`NATIVE_TYPES`]: native only
 /// for the checkpoints zoo builds ([`native_ultralytics`]); FiftyOne's
-/// class runs the others (segmentation, pose, YOLO11, ...).
+/// class runs the others (YOLOv9e, YOLOv9 segmentation, RT-DETR, YOLOE,
+/// YOLO-World).
 const ULTRALYTICS_TYPES: &[&str] = &[
     "fiftyone.utils.ultralytics.FiftyOneYOLOModel",
     "FiftyOneYOLOModel",
@@ -122,9 +123,63 @@ const ULTRALYTICS_TYPES: &[&str] = &[
 const ULTRALYTICS_DETECTIONS: &str =
     "fiftyone.utils.ultralytics.UltralyticsDetectionOutputProcessor";
 
-/// Whether an Ultralytics config is one zoo runs natively: YOLOv8
-/// detection, `entrypoint_args.model` `yolov8{n,s,m,l,x}.pt` with FiftyOne's
-/// detection output processor (`yolov8*-coco-torch`).
+/// FiftyOne's output processor for Ultralytics classifiers.
+const ULTRALYTICS_CLASSIFICATIONS: &str =
+    "fiftyone.utils.ultralytics.UltralyticsClassificationOutputProcessor";
+
+/// FiftyOne's output processor for Ultralytics pose models.
+const ULTRALYTICS_KEYPOINTS: &str = "fiftyone.utils.ultralytics.UltralyticsPoseOutputProcessor";
+
+/// FiftyOne's output processor for Ultralytics oriented box detectors.
+const ULTRALYTICS_POLYLINES: &str = "fiftyone.utils.ultralytics.UltralyticsOBBOutputProcessor";
+
+/// FiftyOne's output processor for Ultralytics instance segmenters.
+const ULTRALYTICS_INSTANCES: &str =
+    "fiftyone.utils.ultralytics.UltralyticsSegmentationOutputProcessor";
+
+/// The scales of most generations.
+const SCALES: &[&str] = &["n", "s", "m", "l", "x"];
+
+/// The release checkpoints zoo builds natively, as `(prefix, suffix,
+/// output processor, scales)` around the scale letter: YOLOv8 (`yolov8n.pt`),
+/// YOLO11 (`yolo11n.pt`), YOLOv5u (`yolov5nu.pt`), YOLO26 (`yolo26n.pt`)
+/// and YOLOv10 (`yolov10n.pt`) detection, YOLOv8 (`yolov8n-seg.pt`), YOLO11
+/// (`yolo11n-seg.pt`) and YOLO26 (`yolo26n-seg.pt`) segmentation, YOLO26 (`yolo26n-cls.pt`)
+/// classification, YOLO26 (`yolo26n-pose.pt`) pose and YOLOv8
+/// (`yolov8n-obb.pt`) oriented boxes; YOLOv8 trained on Open Images V7
+/// (`yolov8n-oiv7.pt`) is YOLOv8 detection with 601 classes; of YOLOv9,
+/// `yolov9c.pt` detection (`yolov9e.pt` needs `CBLinear`/`CBFuse`).
+type NativeCheckpoint = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
+
+const NATIVE_CHECKPOINTS: &[NativeCheckpoint] = &[
+    ("yolov8", ".pt", ULTRALYTICS_DETECTIONS, SCALES),
+    ("yolo11", ".pt", ULTRALYTICS_DETECTIONS, SCALES),
+    ("yolov5", "u.pt", ULTRALYTICS_DETECTIONS, SCALES),
+    ("yolo26", ".pt", ULTRALYTICS_DETECTIONS, SCALES),
+    ("yolov10", ".pt", ULTRALYTICS_DETECTIONS, SCALES),
+    ("yolov9", ".pt", ULTRALYTICS_DETECTIONS, &["c"]),
+    ("yolov8", "-seg.pt", ULTRALYTICS_INSTANCES, SCALES),
+    ("yolo11", "-seg.pt", ULTRALYTICS_INSTANCES, SCALES),
+    ("yolo26", "-seg.pt", ULTRALYTICS_INSTANCES, SCALES),
+    ("yolo26", "-cls.pt", ULTRALYTICS_CLASSIFICATIONS, SCALES),
+    ("yolo26", "-pose.pt", ULTRALYTICS_KEYPOINTS, SCALES),
+    ("yolov8", "-obb.pt", ULTRALYTICS_POLYLINES, SCALES),
+    ("yolov8", "-oiv7.pt", ULTRALYTICS_DETECTIONS, SCALES),
+];
+
+/// Whether an Ultralytics config is one zoo runs natively:
+/// `entrypoint_args.model` one of [`NATIVE_CHECKPOINTS`] at scale `n`, `s`,
+/// `m`, `l` or `x` (YOLOv9: `c`) with its output processor (`yolov8*-coco-torch`,
+/// `yolo11*-coco-torch`, `yolov5*-coco-torch`, `yolo26*-coco-torch`,
+/// `yolov10*-coco-torch`,
+/// `yolov8*-seg-coco-torch`, `yolo11*-seg-coco-torch`, `yolo26*-seg-coco-torch`,
+/// `yolo26*-cls-imagenet-torch`, `yolo26*-pose-coco-torch`,
+/// `yolov8*-obb-dotav1-torch`, `yolov8*-oiv7-torch`, `yolov9c-coco-torch`).
 fn native_ultralytics(config: &DeploymentConfig) -> bool {
     let processor = config
         .config
@@ -135,13 +190,17 @@ fn native_ultralytics(config: &DeploymentConfig) -> bool {
         .get("entrypoint_args")
         .and_then(|args| args.get("model"))
         .and_then(Value::as_str);
-    let yolov8 = weights.is_some_and(|weights| {
-        weights
-            .strip_prefix("yolov8")
-            .and_then(|rest| rest.strip_suffix(".pt"))
-            .is_some_and(|scale| ["n", "s", "m", "l", "x"].contains(&scale))
-    });
-    processor == Some(ULTRALYTICS_DETECTIONS) && yolov8
+    weights.is_some_and(|weights| {
+        NATIVE_CHECKPOINTS
+            .iter()
+            .any(|(prefix, suffix, native, scales)| {
+                processor == Some(*native)
+                    && weights
+                        .strip_prefix(prefix)
+                        .and_then(|rest| rest.strip_suffix(suffix))
+                        .is_some_and(|scale| scales.contains(&scale))
+            })
+    })
 }
 
 /// FiftyOne's class for its legacy TensorFlow models (ETA's).

@@ -42,7 +42,7 @@ pub use config::{IMAGENET_LABELS, KeypointSkeleton, VOC_LABELS, class_names, mas
 pub use device::{DeviceError, DeviceSpec, RuntimeInfo, load_cuda, tune_allocator};
 pub use families::yolo::{
     ArchitectureError as YoloArchitectureError, Detection as YoloDetection, PixelDetection,
-    YoloDetector, YoloError,
+    PixelKeypoints, PixelMask, YoloDetector, YoloError,
 };
 pub use model::{TYPE_NAMES, TorchImageModel};
 pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};

@@ -130,12 +130,14 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 68 zoo builds
+/// `zoo models info` says how each built-in runs: the 124 zoo builds
 /// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8
-/// n/s/m/l/x detection, the transformers ViT, ConvNeXt, EfficientNet and
-/// generic classifiers) natively, the 50 TensorFlow ones in the model host
-/// with TensorFlow, the other 218 in the model host through FiftyOne's
-/// class.
+/// (COCO and Open Images V7), YOLO11, YOLOv5u, YOLO26 and YOLOv10
+/// n/s/m/l/x and YOLOv9c detection, YOLOv8, YOLO11 and YOLO26 n/s/m/l/x segmentation,
+/// YOLO26 n/s/m/l/x classification and pose, YOLOv8 n/s/m/l/x oriented
+/// boxes, the transformers ViT, ConvNeXt, EfficientNet and generic
+/// classifiers) natively, the 50 TensorFlow ones in the model host with
+/// TensorFlow, the other 162 in the model host through FiftyOne's class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -158,7 +160,9 @@ fn each_builtin_says_how_it_runs() {
                 kind.ends_with("TorchvisionImageModel")
                     || kind.ends_with("TorchCLIPModel")
                     || (kind.ends_with("FiftyOneYOLOModel")
-                        && model.model.base_name.starts_with("yolov8"))
+                        && ["yolov8", "yolo11", "yolov5", "yolo26", "yolov10", "yolov9c"]
+                            .iter()
+                            .any(|prefix| model.model.base_name.starts_with(prefix)))
                     || kind.ends_with("FiftyOneTransformerForImageClassification")
                     || model.model.extra.contains_key("zoo_hub_weights"),
                 "{}",
@@ -178,8 +182,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 68),
-            ("python host", 218),
+            ("native", 124),
+            ("python host", 162),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -206,11 +210,11 @@ fn a_hosted_builtin_plans_fiftyones_class_and_a_sources_is_refused() {
     let mut config = RegistryConfig::new(root.path());
     config.builtin = Some(zoo_registry::builtin_manifest());
     let registry = Registry::new(config);
-    let model = registry.model("yolo11n-coco-torch").unwrap();
+    let model = registry.model("yolov8s-world-torch").unwrap();
     assert!(zoo_registry::check_native(&model).is_ok());
     let LoadPlan::Python(plan) = registry.load_plan(&model, &serde_json::Map::new()).unwrap()
     else {
-        panic!("yolo11n-coco-torch is not planned for the model host");
+        panic!("yolov8s-world-torch is not planned for the model host");
     };
     assert_eq!(
         plan.init,
@@ -230,7 +234,7 @@ fn a_hosted_builtin_plans_fiftyones_class_and_a_sources_is_refused() {
         serde_json::to_value(&model.model.default_deployment_config_dict).unwrap()
     );
     assert_eq!(plan.kwargs["zoo_pass_model_path"], true);
-    assert_eq!(plan.model_path, root.path().join("yolo11n-coco.pt"));
+    assert_eq!(plan.model_path, root.path().join("yolov8s-world.pt"));
     // A Hugging Face entry has no `base_filename`: FiftyOne passes no path.
     let rtdetr = registry.model("rtdetr-v2-s-coco-torch").unwrap();
     let LoadPlan::Python(plan) = registry
@@ -317,11 +321,21 @@ fn fiftyone_manifest_dir() -> Option<std::path::PathBuf> {
     Some(String::from_utf8(output.stdout).unwrap().trim().into())
 }
 
-/// FiftyOne's `FiftyOneYOLOModel` runs natively for YOLOv8 detection
-/// (`yolov8{n,s,m,l,x}-coco-torch`) and through FiftyOne's class for every
-/// other Ultralytics entry (YOLO11, segmentation, pose, YOLO-World, ...).
+/// FiftyOne's `FiftyOneYOLOModel` runs natively for YOLOv8, YOLO11,
+/// YOLOv5u, YOLO26 and YOLOv10 detection (`yolov8{n,s,m,l,x}-coco-torch`,
+/// `yolo11{n,s,m,l,x}-coco-torch`, `yolov5{n,s,m,l,x}-coco-torch`,
+/// `yolo26{n,s,m,l,x}-coco-torch`, `yolov10{n,s,m,l,x}-coco-torch`) and
+/// YOLOv8, YOLO11 and YOLO26 segmentation
+/// (`yolov8{n,s,m,l,x}-seg-coco-torch`, `yolo11{n,s,m,l,x}-seg-coco-torch`,
+/// `yolo26{n,s,m,l,x}-seg-coco-torch`), YOLO26 classification and pose
+/// (`yolo26{n,s,m,l,x}-cls-imagenet-torch`,
+/// `yolo26{n,s,m,l,x}-pose-coco-torch`), YOLOv8 oriented boxes
+/// (`yolov8{n,s,m,l,x}-obb-dotav1-torch`) and YOLOv8 on Open Images V7
+/// (`yolov8{n,s,m,l,x}-oiv7-torch`), and through FiftyOne's class for
+/// every other Ultralytics entry (YOLOv9e, YOLOv9 segmentation, RT-DETR,
+/// YOLOE, YOLO-World, Open Images, ...).
 #[test]
-fn yolov8_detection_runs_natively_and_other_ultralytics_entries_in_the_host() {
+fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in_the_host() {
     let root = tempfile::tempdir().unwrap();
     let mut config = RegistryConfig::new(root.path());
     config.builtin = Some(zoo_registry::builtin_manifest());
@@ -332,6 +346,35 @@ fn yolov8_detection_runs_natively_and_other_ultralytics_entries_in_the_host() {
         "yolov8m-coco-torch",
         "yolov8l-coco-torch",
         "yolov8x-coco-torch",
+        "yolo11n-coco-torch",
+        "yolo11s-coco-torch",
+        "yolo11m-coco-torch",
+        "yolo11l-coco-torch",
+        "yolo11x-coco-torch",
+        "yolov5n-coco-torch",
+        "yolov5s-coco-torch",
+        "yolov5m-coco-torch",
+        "yolov5l-coco-torch",
+        "yolov5x-coco-torch",
+        "yolo26n-coco-torch",
+        "yolo26x-coco-torch",
+        "yolov10n-coco-torch",
+        "yolov10x-coco-torch",
+        "yolov8n-seg-coco-torch",
+        "yolov8x-seg-coco-torch",
+        "yolo11n-seg-coco-torch",
+        "yolo11x-seg-coco-torch",
+        "yolo26n-seg-coco-torch",
+        "yolo26x-seg-coco-torch",
+        "yolo26n-cls-imagenet-torch",
+        "yolo26x-cls-imagenet-torch",
+        "yolo26n-pose-coco-torch",
+        "yolo26x-pose-coco-torch",
+        "yolov8n-obb-dotav1-torch",
+        "yolov8x-obb-dotav1-torch",
+        "yolov8n-oiv7-torch",
+        "yolov8x-oiv7-torch",
+        "yolov9c-coco-torch",
     ] {
         let model = registry.model(name).unwrap();
         assert_eq!(
@@ -341,12 +384,12 @@ fn yolov8_detection_runs_natively_and_other_ultralytics_entries_in_the_host() {
         );
     }
     for name in [
-        "yolo11n-coco-torch",
-        "yolov8n-seg-coco-torch",
-        "yolo26n-pose-coco-torch",
+        "yoloe26n-seg-torch",
+        "yolov9c-seg-coco-torch",
+        "yoloe11s-seg-torch",
+        "yolov9e-coco-torch",
         "yolov8s-world-torch",
-        "yolov8n-oiv7-torch",
-        "yolov5n-coco-torch",
+        "rtdetr-l-coco-torch",
     ] {
         let model = registry.model(name).unwrap();
         assert_eq!(

@@ -75,6 +75,9 @@ pub(crate) struct ModuleCheckpoint {
     /// Plain tensor attributes (not parameters nor buffers) by dotted
     /// path: the root's `stride`, a Detect head's `stride`.
     pub(crate) attribute_tensors: Vec<(String, Tensor)>,
+    /// The checkpoint dict's `train_args` (Ultralytics' training
+    /// arguments: `imgsz`, `task`, ...) as JSON; empty when it has none.
+    pub(crate) train_args: Map<String, Json>,
 }
 
 impl ModuleCheckpoint {
@@ -259,16 +262,22 @@ impl Walk {
 
 /// The root module of a checkpoint's top-level value: a module object
 /// itself, or a dict's `model` entry (its `ema` when `model` is `None`).
+/// The entry `name` of a top-level dict.
+fn dict_entry<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    let Value::Dict(dict) = value else {
+        return None;
+    };
+    dict.items.iter().find_map(|(key, value)| match key {
+        Value::Str(key) if key.as_ref() == name => Some(value),
+        _ => None,
+    })
+}
+
 fn root_object(value: &Value) -> Result<&Object, String> {
     match value {
         Value::Object(object) => Ok(object),
-        Value::Dict(dict) => {
-            let entry = |name: &str| {
-                dict.items.iter().find_map(|(key, value)| match key {
-                    Value::Str(key) if key.as_ref() == name => Some(value),
-                    _ => None,
-                })
-            };
+        Value::Dict(_) => {
+            let entry = |name: &str| dict_entry(value, name);
             match (entry("model"), entry("ema")) {
                 (Some(Value::Object(object)), _) | (_, Some(Value::Object(object))) => Ok(object),
                 _ => Err(
@@ -299,6 +308,15 @@ pub(crate) fn read_module_checkpoint(path: &Path) -> Result<ModuleCheckpoint, We
     let root = root_object(&value)
         .and_then(|object| walk.module(object, ""))
         .map_err(|message| source.read(message))?;
+    let train_args = match dict_entry(&value, "train_args") {
+        Some(args @ Value::Dict(_)) => {
+            match walk.json(args).map_err(|message| source.read(message))? {
+                Json::Object(map) => map,
+                _ => Map::new(),
+            }
+        }
+        _ => Map::new(),
+    };
     let mut tensors = Vec::with_capacity(walk.tensors.len());
     zip_tensors(
         &source,
@@ -319,6 +337,7 @@ pub(crate) fn read_module_checkpoint(path: &Path) -> Result<ModuleCheckpoint, We
         root,
         tensors,
         attribute_tensors,
+        train_args,
     })
 }
 

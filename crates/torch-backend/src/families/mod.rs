@@ -296,7 +296,8 @@ pub(crate) const FAMILIES: &[Family] = &[
         ..DETECTOR
     },
     Family {
-        // FiftyOne's `entrypoint_fcn` `ultralytics.YOLO`: YOLOv8 detection
+        // FiftyOne's `entrypoint_fcn` `ultralytics.YOLO`: YOLOv5u, YOLOv8,
+        // YOLOv10, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation
         // (n, s, m, l, x), each from its release checkpoint.
         names: &["YOLO"],
         task: Task::Ultralytics,

@@ -1,9 +1,12 @@
-//! YOLOv8 parity with Ultralytics 8.4.190 and FiftyOne 1.22.1: the oracle
-//! (`tests/fixtures/yolo/yolo_oracle.json`, `cargo xtask yolo-oracle`) ran
-//! FiftyOne's own `FiftyOneYOLOModel` and Ultralytics' predictor on a seeded
-//! checkpoint in Ultralytics' release format (`yolov8t.pt`: YOLOv8 at a
-//! tiny width, committed) and on seeded full-size `yolov8{n,s,m,l,x}.pt`
-//! (in the cache, `<cache>/zoo/yolo-oracle`, checked when present).
+//! YOLOv8, YOLO11, YOLOv5u, YOLO26 and YOLOv10 detection and YOLOv8 and
+//! YOLO11 segmentation parity with Ultralytics 8.4.190 and FiftyOne
+//! 1.22.1: the oracle (`tests/fixtures/yolo/yolo_oracle.json`, `cargo xtask
+//! yolo-oracle`) ran FiftyOne's own `FiftyOneYOLOModel` and Ultralytics'
+//! predictor on seeded checkpoints in Ultralytics' release format
+//! (`yolov8t.pt`, `yolo11t.pt`, `yolov5tu.pt`: each generation's yaml at a
+//! tiny width, committed) and on seeded full-size `yolov8{n,s,m,l,x}.pt`,
+//! `yolo11{n,m}.pt` and `yolov5nu.pt` (in the cache,
+//! `<cache>/zoo/yolo-oracle`, checked when present).
 //!
 //! Each detection must match: same label, relative box within
 //! [`BOX_TOLERANCE`], confidence within [`SCORE_TOLERANCE`]. The letterbox
@@ -26,6 +29,10 @@ const BOX_TOLERANCE: f64 = 1e-4;
 /// The largest difference allowed in a confidence.
 const SCORE_TOLERANCE: f64 = 1e-4;
 
+/// The smallest intersection over union allowed between an instance mask
+/// and FiftyOne's.
+const MASK_IOU: f64 = 0.99;
+
 fn decode(path: &Path) -> Image {
     zoo_datasets::decode_image(path).unwrap()
 }
@@ -37,6 +44,49 @@ struct Differences {
     scores: f64,
     pixels: f64,
     detections: usize,
+    /// The smallest mask IoU against FiftyOne's (1 when no masks).
+    mask_iou: f64,
+    /// The masks compared.
+    masks: usize,
+    /// The largest difference in a mask's pixel count against
+    /// Ultralytics' full-size mask.
+    mask_area: i64,
+}
+
+/// A mask from the oracle: `[height, width]` and the hex of its packed
+/// bits (`np.packbits`, most significant bit first).
+fn decode_mask(detection: &Value) -> Option<(usize, usize, Vec<u8>)> {
+    let shape: [usize; 2] = serde_json::from_value(detection.get("mask_shape")?.clone()).unwrap();
+    let hex = detection["mask"].as_str().unwrap();
+    let packed: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|index| u8::from_str_radix(&hex[index..index + 2], 16).unwrap())
+        .collect();
+    let count = shape[0] * shape[1];
+    let bits = (0..count)
+        .map(|index| (packed[index / 8] >> (7 - index % 8)) & 1)
+        .collect();
+    Some((shape[0], shape[1], bits))
+}
+
+/// The intersection over union of two masks of one shape (1 when both are
+/// empty).
+fn mask_iou(a: &[u8], b: &[u8]) -> f64 {
+    let both = a
+        .iter()
+        .zip(b)
+        .filter(|(a, b)| **a != 0 && **b != 0)
+        .count();
+    let either = a
+        .iter()
+        .zip(b)
+        .filter(|(a, b)| **a != 0 || **b != 0)
+        .count();
+    if either == 0 {
+        1.0
+    } else {
+        both as f64 / either as f64
+    }
 }
 
 /// Runs `weights` on every picture of `oracle` (one checkpoint's entry)
@@ -46,7 +96,10 @@ fn check(weights: &Path, pictures: &Path, oracle: &Value) -> Differences {
     // differently when split over threads (2e-5 in scores with two).
     tch::set_num_threads(1);
     let detector = YoloDetector::load(weights).unwrap();
-    let mut seen = Differences::default();
+    let mut seen = Differences {
+        mask_iou: 1.0,
+        ..Differences::default()
+    };
     let fiftyone = oracle["fiftyone"].as_object().unwrap();
     for (picture, expected) in fiftyone {
         let image = decode(&pictures.join(picture));
@@ -71,6 +124,23 @@ fn check(weights: &Path, pictures: &Path, oracle: &Value) -> Differences {
             }
             let score = theirs["confidence"].as_f64().unwrap();
             seen.scores = seen.scores.max((ours.confidence - score).abs());
+            match (decode_mask(theirs), &ours.mask) {
+                (None, None) => {}
+                (Some((rows, columns, expected)), Some((our_rows, our_columns, bytes))) => {
+                    assert_eq!(
+                        (*our_rows, *our_columns),
+                        (rows, columns),
+                        "{picture} #{index}: mask shape"
+                    );
+                    seen.mask_iou = seen.mask_iou.min(mask_iou(bytes, &expected));
+                    seen.masks += 1;
+                }
+                (theirs, ours) => panic!(
+                    "{picture} #{index}: FiftyOne's mask {:?}, ours {:?}",
+                    theirs.map(|m| (m.0, m.1)),
+                    ours.as_ref().map(|m| (m.0, m.1))
+                ),
+            }
         }
         // Ultralytics' own pixel boxes.
         let pixels = detector.detect_pixels(&image).unwrap();
@@ -84,10 +154,21 @@ fn check(weights: &Path, pictures: &Path, oracle: &Value) -> Differences {
                 seen.pixels = seen.pixels.max((f64::from(*a) - b).abs());
             }
         }
+        if let Some(areas) = ultralytics.get("mask_areas") {
+            let areas: Vec<i64> = serde_json::from_value(areas.clone()).unwrap();
+            for (ours, area) in pixels.iter().zip(&areas) {
+                let mask = ours
+                    .mask
+                    .as_ref()
+                    .expect("a segmenter's detections have masks");
+                let count = mask.bytes.iter().filter(|byte| **byte != 0).count() as i64;
+                seen.mask_area = seen.mask_area.max((count - area).abs());
+            }
+        }
         seen.detections += ours.len();
     }
     assert!(
-        seen.boxes <= BOX_TOLERANCE && seen.scores <= SCORE_TOLERANCE,
+        seen.boxes <= BOX_TOLERANCE && seen.scores <= SCORE_TOLERANCE && seen.mask_iou >= MASK_IOU,
         "{}: {seen:?}",
         weights.display()
     );
@@ -95,17 +176,43 @@ fn check(weights: &Path, pictures: &Path, oracle: &Value) -> Differences {
     seen
 }
 
+/// Each generation's tiny seeded detector: YOLOv8 (`C2f`), YOLO11
+/// (`C3k2` with `C3k` and bottleneck blocks, `C2PSA` attention, the
+/// depthwise class branch), YOLOv5u (`C3`), YOLO26 (`C3k2` attention
+/// blocks, SPPF with a shortcut, `reg_max` 1, one-to-one branches unused)
+/// YOLOv10 (`SCDown`, `PSA`, `C2fCIB` with `RepVGGDW`, `v10Detect`) and
+/// YOLOv9c (`RepNCSPELAN4` with `RepConv`s, `ADown`, `SPPELAN`).
 #[test]
 fn yolo_detections_match_fiftyone_and_ultralytics() {
     let directory = fixtures().join("yolo");
     let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
     let oracle: Value = serde_json::from_str(&text).unwrap();
-    let seen = check(
-        &directory.join("yolov8t.pt"),
-        &directory,
-        &oracle["yolov8t.pt"],
-    );
-    assert!(seen.detections > 0);
+    for file in [
+        "yolov8t.pt",
+        "yolo11t.pt",
+        "yolov5tu.pt",
+        "yolo26t.pt",
+        "yolov10t.pt",
+        "yolov9tc.pt",
+    ] {
+        let seen = check(&directory.join(file), &directory, &oracle[file]);
+        assert!(seen.detections > 0, "{file}");
+    }
+}
+
+/// YOLOv8 and YOLO11 segmentation (`Segment`: mask coefficients and
+/// `Proto` prototypes; `retina_masks=True` as FiftyOne sets it): each
+/// detection as above, and its mask cropped to its box as FiftyOne's
+/// `to_instances` crops it with an IoU of at least [`MASK_IOU`].
+#[test]
+fn yolo_instances_match_fiftyone_and_ultralytics() {
+    let directory = fixtures().join("yolo");
+    let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
+    let oracle: Value = serde_json::from_str(&text).unwrap();
+    for file in ["yolov8t-seg.pt", "yolo11t-seg.pt", "yolo26t-seg.pt"] {
+        let seen = check(&directory.join(file), &directory, &oracle[file]);
+        assert!(seen.masks > 0, "{file}");
+    }
 }
 
 /// The seeded full-size `yolov8{n,s,m,l,x}.pt` `cargo xtask yolo-oracle`
@@ -237,4 +344,332 @@ fn the_fiftyone_yolo_model_type_gives_fiftyones_detections() {
     };
     let err = err.to_string();
     assert!(err.contains("`classes`"), "{err}");
+}
+
+/// FiftyOne's `FiftyOneYOLOModel` with the segmentation output processor
+/// (`yolov8n-seg-coco-torch`'s config) gives the oracle's instances, masks
+/// included; the detection processor on the same segmenter gives the same
+/// boxes without masks; the segmentation processor on a detector gives no
+/// detections (FiftyOne's `to_instances` of results without masks); a
+/// processor zoo does not run is refused by name, and so are the pose and
+/// OBB processors on a model without keypoints or oriented boxes.
+#[test]
+fn the_fiftyone_yolo_model_type_gives_fiftyones_instances() {
+    use zoo_model_core::{Label, ModelFactory, ModelSpec, Prediction};
+
+    tch::set_num_threads(1);
+    let directory = fixtures().join("yolo");
+    let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
+    let oracle: Value = serde_json::from_str(&text).unwrap();
+    let expected = &oracle["yolov8t-seg.pt"]["fiftyone"];
+    let mut factory = ModelFactory::new();
+    zoo_torch_backend::register(&mut factory);
+    let spec = |processor: &str, weights: &str| ModelSpec {
+        kind: "fiftyone.utils.ultralytics.FiftyOneYOLOModel".into(),
+        config: serde_json::json!({
+            "entrypoint_fcn": "ultralytics.YOLO",
+            "entrypoint_args": {"model": "yolov8n-seg.pt"},
+            "output_processor_cls": format!("fiftyone.utils.ultralytics.{processor}"),
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        model_path: Some(directory.join(weights)),
+    };
+    let run = |processor: &str, weights: &str, file: &str| -> Vec<zoo_model_core::Detection> {
+        let mut model = factory.build(&spec(processor, weights)).unwrap();
+        let input = model
+            .preprocessor()
+            .preprocess(decode(&directory.join(file)))
+            .unwrap();
+        let prediction = model.predict_all(&[input]).unwrap().remove(0);
+        let Prediction::Label(Some(Label::Detections(detections))) = prediction else {
+            panic!("{file}: {prediction:?}");
+        };
+        detections
+    };
+    let mut masks = 0;
+    for (file, theirs) in expected.as_object().unwrap() {
+        let theirs = theirs.as_array().unwrap();
+        let ours = run(
+            "UltralyticsSegmentationOutputProcessor",
+            "yolov8t-seg.pt",
+            file,
+        );
+        assert_eq!(ours.len(), theirs.len(), "{file}");
+        for (ours, theirs) in ours.iter().zip(theirs) {
+            assert_eq!(ours.label, theirs["label"].as_str().unwrap(), "{file}");
+            let (rows, columns, bytes) = decode_mask(theirs).unwrap();
+            let (our_rows, our_columns, our_bytes) = ours.mask.as_ref().unwrap();
+            assert_eq!((*our_rows, *our_columns), (rows, columns), "{file}");
+            assert!(mask_iou(our_bytes, &bytes) >= MASK_IOU, "{file}");
+            masks += 1;
+        }
+        let boxes = run(
+            "UltralyticsDetectionOutputProcessor",
+            "yolov8t-seg.pt",
+            file,
+        );
+        assert_eq!(boxes.len(), theirs.len(), "{file}");
+        assert!(boxes.iter().all(|detection| detection.mask.is_none()));
+        assert!(run("UltralyticsSegmentationOutputProcessor", "yolov8t.pt", file).is_empty());
+    }
+    assert!(masks > 0);
+    let Err(err) = factory.build(&spec(
+        "YOLOEVPSegmentationOutputProcessor",
+        "yolov8t-seg.pt",
+    )) else {
+        panic!("the YOLOE visual prompt processor was accepted");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("`YOLOEVPSegmentationOutputProcessor`"),
+        "{err}"
+    );
+    // The OBB processor on a model without oriented boxes is refused.
+    let Err(err) = factory.build(&spec("UltralyticsOBBOutputProcessor", "yolov8t-seg.pt")) else {
+        panic!("the OBB processor was accepted on a segmenter");
+    };
+    let err = err.to_string();
+    assert!(err.contains("oriented boxes"), "{err}");
+    // The pose processor on a model without keypoints is refused.
+    let Err(err) = factory.build(&spec("UltralyticsPoseOutputProcessor", "yolov8t-seg.pt")) else {
+        panic!("the pose processor was accepted on a segmenter");
+    };
+    let err = err.to_string();
+    assert!(err.contains("no keypoint head"), "{err}");
+}
+
+/// YOLO26 classification (`Classify` head) with FiftyOne's
+/// `UltralyticsClassificationOutputProcessor`: pictures letterboxed to the
+/// checkpoint's `train_args.imgsz` (224), the most probable class and its
+/// probability, and every probability as the logits (FiftyOne's
+/// `_predict_all` always stores them), each within [`SCORE_TOLERANCE`] of
+/// FiftyOne's and of Ultralytics' `Results.probs`.
+#[test]
+fn yolo_classifications_match_fiftyone_and_ultralytics() {
+    use zoo_model_core::{Label, ModelFactory, ModelSpec, Prediction};
+
+    tch::set_num_threads(1);
+    let directory = fixtures().join("yolo");
+    let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
+    let oracle: Value = serde_json::from_str(&text).unwrap();
+    let oracle = &oracle["yolo26t-cls.pt"];
+    let weights = directory.join("yolo26t-cls.pt");
+    let detector = YoloDetector::load(&weights).unwrap();
+    assert!(detector.classifies());
+    assert_eq!(detector.size(), 224);
+    let mut factory = ModelFactory::new();
+    zoo_torch_backend::register(&mut factory);
+    let spec = |processor: &str| ModelSpec {
+        kind: "fiftyone.utils.ultralytics.FiftyOneYOLOModel".into(),
+        config: serde_json::json!({
+            "entrypoint_fcn": "ultralytics.YOLO",
+            "entrypoint_args": {"model": "yolo26n-cls.pt"},
+            "output_processor_cls": format!("fiftyone.utils.ultralytics.{processor}"),
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        model_path: Some(weights.clone()),
+    };
+    let mut model = factory
+        .build(&spec("UltralyticsClassificationOutputProcessor"))
+        .unwrap();
+    let mut largest: f64 = 0.0;
+    for (file, theirs) in oracle["fiftyone"].as_object().unwrap() {
+        let image = decode(&directory.join(file));
+        let probabilities = detector
+            .classify_letterboxed(&detector.letterboxed(&image).unwrap())
+            .unwrap();
+        let ultralytics: Vec<f64> =
+            serde_json::from_value(oracle["ultralytics"][file]["probs"].clone()).unwrap();
+        assert_eq!(probabilities.len(), ultralytics.len(), "{file}");
+        for (ours, theirs) in probabilities.iter().zip(&ultralytics) {
+            largest = largest.max((f64::from(*ours) - theirs).abs());
+        }
+        let input = model.preprocessor().preprocess(image).unwrap();
+        let prediction = model.predict_all(&[input]).unwrap().remove(0);
+        let Prediction::Label(Some(Label::Classification {
+            label,
+            confidence,
+            logits,
+        })) = prediction
+        else {
+            panic!("{file}: {prediction:?}");
+        };
+        assert_eq!(label, theirs["label"].as_str().unwrap(), "{file}");
+        let score = theirs["confidence"].as_f64().unwrap();
+        largest = largest.max((confidence.unwrap() - score).abs());
+        let expected: Vec<f64> = serde_json::from_value(theirs["logits"].clone()).unwrap();
+        for (ours, theirs) in logits.unwrap().iter().zip(&expected) {
+            largest = largest.max((f64::from(*ours) - theirs).abs());
+        }
+    }
+    println!("yolo26t-cls.pt: largest difference {largest:e}");
+    assert!(largest <= SCORE_TOLERANCE, "{largest}");
+    // A detection processor on a classifier is refused, naming both.
+    let Err(err) = factory.build(&spec("UltralyticsDetectionOutputProcessor")) else {
+        panic!("a detection processor on a classifier was accepted");
+    };
+    let err = err.to_string();
+    assert!(err.contains("classifier"), "{err}");
+}
+
+/// The largest difference allowed in a relative keypoint coordinate.
+const KEYPOINT_TOLERANCE: f64 = 1e-3;
+
+/// YOLO26 pose (`Pose26` head: keypoints decoded around the anchors,
+/// visibilities through the sigmoid; its one-to-one, sigma and flow
+/// branches unused) with FiftyOne's `UltralyticsPoseOutputProcessor`:
+/// every box's keypoints relative to the image within
+/// [`KEYPOINT_TOLERANCE`] of FiftyOne's and their visibilities within
+/// [`SCORE_TOLERANCE`], the boxes within [`BOX_TOLERANCE`] of Ultralytics'
+/// pixels relative to the image.
+#[test]
+fn yolo_keypoints_match_fiftyone_and_ultralytics() {
+    use zoo_model_core::{Label, ModelFactory, ModelSpec, Prediction};
+
+    tch::set_num_threads(1);
+    let directory = fixtures().join("yolo");
+    let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
+    let oracle: Value = serde_json::from_str(&text).unwrap();
+    let oracle = &oracle["yolo26t-pose.pt"];
+    let weights = directory.join("yolo26t-pose.pt");
+    let detector = YoloDetector::load(&weights).unwrap();
+    assert!(detector.poses());
+    let mut factory = ModelFactory::new();
+    zoo_torch_backend::register(&mut factory);
+    let spec = ModelSpec {
+        kind: "fiftyone.utils.ultralytics.FiftyOneYOLOModel".into(),
+        config: serde_json::json!({
+            "entrypoint_fcn": "ultralytics.YOLO",
+            "entrypoint_args": {"model": "yolo26n-pose.pt"},
+            "output_processor_cls": "fiftyone.utils.ultralytics.UltralyticsPoseOutputProcessor",
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        model_path: Some(weights.clone()),
+    };
+    let mut model = factory.build(&spec).unwrap();
+    let (mut points, mut visibilities, mut pixels, mut sets) = (0.0_f64, 0.0_f64, 0.0_f64, 0);
+    for (file, theirs) in oracle["fiftyone"].as_object().unwrap() {
+        let image = decode(&directory.join(file));
+        let found = detector.detect_pixels(&image).unwrap();
+        let xyxy: Vec<[f64; 4]> =
+            serde_json::from_value(oracle["ultralytics"][file]["xyxy"].clone()).unwrap();
+        assert_eq!(found.len(), xyxy.len(), "{file}");
+        for (ours, theirs) in found.iter().zip(&xyxy) {
+            for (a, b) in ours.xyxy.iter().zip(theirs) {
+                pixels = pixels.max((f64::from(*a) - b).abs());
+            }
+        }
+        let input = model.preprocessor().preprocess(image).unwrap();
+        let prediction = model.predict_all(&[input]).unwrap().remove(0);
+        let Prediction::Label(Some(Label::Keypoints(ours))) = prediction else {
+            panic!("{file}: {prediction:?}");
+        };
+        let theirs = theirs.as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{file}");
+        for (ours, theirs) in ours.iter().zip(theirs) {
+            assert_eq!(ours.label, theirs["label"].as_str().unwrap(), "{file}");
+            let expected: Vec<[f64; 2]> = serde_json::from_value(theirs["points"].clone()).unwrap();
+            assert_eq!(ours.points.len(), expected.len(), "{file}");
+            for (a, b) in ours.points.iter().zip(&expected) {
+                points = points.max((a[0] - b[0]).abs()).max((a[1] - b[1]).abs());
+            }
+            let expected: Vec<f64> = serde_json::from_value(theirs["confidence"].clone()).unwrap();
+            for (a, b) in ours.confidence.as_ref().unwrap().iter().zip(&expected) {
+                visibilities = visibilities.max((a - b).abs());
+            }
+            sets += 1;
+        }
+    }
+    println!(
+        "yolo26t-pose.pt: {sets} keypoint sets, largest differences: points {points:e}, visibilities {visibilities:e}, pixel boxes {pixels:e}"
+    );
+    assert!(sets > 0);
+    assert!(points <= KEYPOINT_TOLERANCE, "{points}");
+    assert!(visibilities <= SCORE_TOLERANCE, "{visibilities}");
+    assert!(pixels <= 1e-3, "{pixels}");
+}
+
+/// The largest difference allowed in a relative OBB corner coordinate.
+const CORNER_TOLERANCE: f64 = 1e-4;
+
+/// YOLOv8 oriented boxes (`OBB` head: the angle branch, `dist2rbox`;
+/// Ultralytics' rotated NMS with `batch_probiou`; `imgsz` 1024 from the
+/// checkpoint) with FiftyOne's `UltralyticsOBBOutputProcessor`: each box's
+/// corners relative to the image within [`CORNER_TOLERANCE`] of FiftyOne's
+/// polylines, its score within [`SCORE_TOLERANCE`], and its `xywhr`
+/// within 1e-3 pixels of Ultralytics'.
+#[test]
+fn yolo_oriented_boxes_match_fiftyone_and_ultralytics() {
+    use zoo_model_core::{Label, ModelFactory, ModelSpec, Prediction};
+
+    tch::set_num_threads(1);
+    let directory = fixtures().join("yolo");
+    let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
+    let oracle: Value = serde_json::from_str(&text).unwrap();
+    let oracle = &oracle["yolov8t-obb.pt"];
+    let weights = directory.join("yolov8t-obb.pt");
+    let detector = YoloDetector::load(&weights).unwrap();
+    assert!(detector.rotates());
+    assert_eq!(detector.size(), 1024);
+    let mut factory = ModelFactory::new();
+    zoo_torch_backend::register(&mut factory);
+    let spec = ModelSpec {
+        kind: "fiftyone.utils.ultralytics.FiftyOneYOLOModel".into(),
+        config: serde_json::json!({
+            "entrypoint_fcn": "ultralytics.YOLO",
+            "entrypoint_args": {"model": "yolov8n-obb.pt"},
+            "output_processor_cls": "fiftyone.utils.ultralytics.UltralyticsOBBOutputProcessor",
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        model_path: Some(weights.clone()),
+    };
+    let mut model = factory.build(&spec).unwrap();
+    let (mut corners, mut scores, mut pixels, mut shapes) = (0.0_f64, 0.0_f64, 0.0_f64, 0);
+    for (file, theirs) in oracle["fiftyone"].as_object().unwrap() {
+        let image = decode(&directory.join(file));
+        let found = detector.detect_pixels(&image).unwrap();
+        let xywhr: Vec<[f64; 5]> =
+            serde_json::from_value(oracle["ultralytics"][file]["xywhr"].clone()).unwrap();
+        assert_eq!(found.len(), xywhr.len(), "{file}");
+        for (ours, theirs) in found.iter().zip(&xywhr) {
+            for (a, b) in ours.xywhr.unwrap().iter().zip(theirs) {
+                pixels = pixels.max((f64::from(*a) - b).abs());
+            }
+        }
+        let input = model.preprocessor().preprocess(image).unwrap();
+        let prediction = model.predict_all(&[input]).unwrap().remove(0);
+        let Prediction::Label(Some(Label::Polylines(ours))) = prediction else {
+            panic!("{file}: {prediction:?}");
+        };
+        let theirs = theirs.as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{file}");
+        for (ours, theirs) in ours.iter().zip(theirs) {
+            assert_eq!(ours.label.as_deref(), theirs["label"].as_str(), "{file}");
+            assert!(ours.closed && !ours.filled, "{file}");
+            let expected: Vec<Vec<[f64; 2]>> =
+                serde_json::from_value(theirs["points"].clone()).unwrap();
+            assert_eq!(ours.points.len(), expected.len(), "{file}");
+            for (a, b) in ours.points.iter().flatten().zip(expected.iter().flatten()) {
+                corners = corners.max((a[0] - b[0]).abs()).max((a[1] - b[1]).abs());
+            }
+            let score = theirs["confidence"].as_f64().unwrap();
+            scores = scores.max((ours.confidence.unwrap() - score).abs());
+            shapes += 1;
+        }
+    }
+    println!(
+        "yolov8t-obb.pt: {shapes} oriented boxes, largest differences: corners {corners:e}, scores {scores:e}, xywhr {pixels:e}"
+    );
+    assert!(shapes > 0);
+    assert!(corners <= CORNER_TOLERANCE, "{corners}");
+    assert!(scores <= SCORE_TOLERANCE, "{scores}");
+    assert!(pixels <= 1e-3, "{pixels}");
 }

@@ -1,5 +1,6 @@
-//! The YOLOv8 detection network, built from an Ultralytics checkpoint's
-//! `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
+//! The YOLOv5u, YOLOv8, YOLOv9c, YOLOv10, YOLO11 and YOLO26 detection (and YOLOv8,
+//! YOLO11 and YOLO26 segmentation, YOLO26 classification and pose, YOLOv8
+//! oriented boxes) networks, built from an Ultralytics checkpoint's `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
 //! module, args]`, depths and widths from `scales[scale]`), with each
 //! layer's hyperparameters (strides, paddings, batch norm `eps`,
 //! activations, SPPF's pooling) read from the pickled module tree and its
@@ -14,12 +15,19 @@ use serde_json::Value as Json;
 use tch::{Kind, TchError, Tensor};
 
 use crate::checkpoint::modules::{Module, ModuleCheckpoint};
-use crate::net::fold::channels_last;
+
+mod blocks;
+mod conv;
+mod head;
+
+use blocks::{C2Psa, C2f, C3, Elan};
+use conv::Conv;
+pub(crate) use head::{Classify, Detect, HeadOutput};
 
 /// The most layers a YOLO yaml may list (YOLOv8 has 23).
 const MAX_LAYERS: usize = 1000;
 
-/// The most repeats a layer may have after depth scaling (YOLOv8x has 6).
+/// The most repeats a layer may have after depth scaling (YOLOv5x has 12).
 const MAX_REPEATS: i64 = 100;
 
 /// The most channels a layer may have (YOLOv8x has 640).
@@ -31,7 +39,7 @@ const MAX_CHANNELS: f64 = 65_536.0;
 pub enum ArchitectureError {
     /// The yaml, the module tree or the tensors do not describe a YOLO
     /// detection network zoo builds.
-    #[error("not a YOLO detection network zoo builds: {0}")]
+    #[error("not a YOLO network zoo builds: {0}")]
     Unsupported(String),
     /// libtorch failed while fusing the weights.
     #[error("libtorch failed while building the network")]
@@ -42,55 +50,22 @@ fn unsupported(message: impl Into<String>) -> ArchitectureError {
     ArchitectureError::Unsupported(message.into())
 }
 
-/// `Conv2d` (+ fused `BatchNorm2d`) (+ SiLU).
-#[derive(Debug)]
-pub(crate) struct Conv {
-    weight: Tensor,
-    bias: Tensor,
-    stride: [i64; 2],
-    padding: [i64; 2],
-    dilation: [i64; 2],
-    groups: i64,
-    silu: bool,
-}
-
-impl Conv {
-    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
-        let y = x.f_conv2d(
-            &self.weight,
-            Some(&self.bias),
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-        )?;
-        if self.silu { y.f_silu() } else { Ok(y) }
-    }
-
-    fn out_channels(&self) -> i64 {
-        self.weight.size()[0]
-    }
-}
-
-/// A `Bottleneck`: two convs, and the input added when `add`.
-#[derive(Debug)]
-struct Bottleneck {
-    cv1: Conv,
-    cv2: Conv,
-    add: bool,
-}
-
 /// One layer of the network.
 #[derive(Debug)]
 enum Layer {
     Conv(Conv),
-    /// `C2f`: `cv1`, split in two halves of `hidden` channels, each
-    /// bottleneck on the last piece, all concatenated into `cv2`.
-    C2f {
-        cv1: Conv,
-        cv2: Conv,
-        blocks: Vec<Bottleneck>,
-    },
+    /// `C2f` and `C3k2`.
+    C2f(C2f),
+    /// `C3`.
+    C3(C3),
+    /// `C2PSA` and `PSA`.
+    C2Psa(C2Psa),
+    /// Convolutions in a row (`SCDown`).
+    Convs(Vec<Conv>),
+    /// YOLOv9's `RepNCSPELAN4`.
+    Elan(Box<Elan>),
+    /// YOLOv9's `ADown`.
+    ADown([Conv; 2]),
     /// `SPPF`: `cv1`, `repeats` max-pools, concatenated into `cv2`.
     Sppf {
         cv1: Conv,
@@ -111,28 +86,8 @@ enum Layer {
     },
     /// The `Detect` head.
     Detect(Box<Detect>),
-}
-
-/// The `Detect` head (Ultralytics' `legacy` head, YOLOv8's): per level, a
-/// box branch (`cv2`: Conv, Conv, Conv2d to `4 * reg_max`) and a class
-/// branch (`cv3`: Conv, Conv, Conv2d to `nc`), decoded through DFL.
-#[derive(Debug)]
-pub(crate) struct Detect {
-    boxes: Vec<[Conv; 3]>,
-    classes: Vec<[Conv; 3]>,
-    /// The DFL's fixed `1 x reg_max` convolution weight.
-    dfl: Tensor,
-    reg_max: i64,
-    /// The number of classes.
-    pub(crate) nc: i64,
-    /// The levels' strides.
-    strides: Vec<f64>,
-}
-
-impl Conv {
-    fn make_channels_last(&mut self) {
-        self.weight = channels_last(&self.weight);
-    }
+    /// The `Classify` head.
+    Classify(Box<Classify>),
 }
 
 impl Layer {
@@ -140,26 +95,30 @@ impl Layer {
     fn make_channels_last(&mut self) {
         match self {
             Layer::Conv(conv) => conv.make_channels_last(),
-            Layer::C2f { cv1, cv2, blocks } => {
-                cv1.make_channels_last();
-                cv2.make_channels_last();
-                for block in blocks {
-                    block.cv1.make_channels_last();
-                    block.cv2.make_channels_last();
-                }
-            }
+            Layer::C2f(block) => block
+                .convs_mut()
+                .into_iter()
+                .for_each(Conv::make_channels_last),
+            Layer::C3(block) => block
+                .convs_mut()
+                .into_iter()
+                .for_each(Conv::make_channels_last),
+            Layer::C2Psa(block) => block
+                .convs_mut()
+                .into_iter()
+                .for_each(Conv::make_channels_last),
+            Layer::Convs(convs) => convs.iter_mut().for_each(Conv::make_channels_last),
+            Layer::Elan(block) => block
+                .convs_mut()
+                .into_iter()
+                .for_each(Conv::make_channels_last),
+            Layer::ADown(convs) => convs.iter_mut().for_each(Conv::make_channels_last),
             Layer::Sppf { cv1, cv2, .. } => {
                 cv1.make_channels_last();
                 cv2.make_channels_last();
             }
-            Layer::Detect(detect) => {
-                for branch in detect.boxes.iter_mut().chain(detect.classes.iter_mut()) {
-                    for conv in branch.iter_mut() {
-                        conv.make_channels_last();
-                    }
-                }
-                detect.dfl = channels_last(&detect.dfl);
-            }
+            Layer::Detect(detect) => detect.make_channels_last(),
+            Layer::Classify(classify) => classify.make_channels_last(),
             Layer::Upsample { .. } | Layer::Concat { .. } => {}
         }
     }
@@ -213,155 +172,14 @@ impl Builder<'_> {
         self.tensors.remove(name)
     }
 
-    /// A `torch.nn.Conv2d` at `path`, with its bias (or zeros) and the
-    /// `Conv2d` hyperparameters from its attributes.
-    fn conv2d(&mut self, path: &str) -> Result<Conv, ArchitectureError> {
-        let module = self.expect(path, "Conv2d")?;
-        let pair = |name: &str| -> Result<[i64; 2], ArchitectureError> {
-            let value = module.attributes.get(name);
-            let numbers: Option<Vec<i64>> = match value {
-                Some(Json::Array(items)) => items.iter().map(Json::as_i64).collect(),
-                Some(Json::Number(number)) => number.as_i64().map(|n| vec![n, n]),
-                _ => None,
-            };
-            match numbers.as_deref() {
-                Some(&[a, b]) if (0..=1024).contains(&a) && (0..=1024).contains(&b) => Ok([a, b]),
-                _ => Err(unsupported(format!(
-                    "`{path}.{name}` is {}, not a pair of small whole numbers",
-                    value.map_or_else(|| "missing".to_owned(), ToString::to_string)
-                ))),
-            }
-        };
-        let stride = pair("stride")?;
-        let padding = pair("padding")?;
-        let dilation = pair("dilation")?;
-        let groups = module
-            .attributes
-            .get("groups")
-            .and_then(Json::as_i64)
-            .filter(|groups| (1..=65_536).contains(groups))
-            .ok_or_else(|| unsupported(format!("`{path}.groups` is not a whole number")))?;
-        if let Some(mode) = module.attributes.get("padding_mode")
-            && mode != "zeros"
-        {
-            return Err(unsupported(format!(
-                "`{path}.padding_mode` is {mode}, not \"zeros\""
-            )));
-        }
-        if stride.contains(&0) || dilation.contains(&0) {
-            return Err(unsupported(format!(
-                "`{path}` has a zero stride or dilation"
-            )));
-        }
-        let weight = self.tensor(&format!("{path}.weight"))?;
-        if weight.dim() != 4 {
-            return Err(unsupported(format!("`{path}.weight` is not 4-dimensional")));
-        }
-        let out = weight.size()[0];
-        let bias = match self.optional_tensor(&format!("{path}.bias")) {
-            Some(bias) if bias.size() == [out] => bias,
-            Some(_) => return Err(unsupported(format!("`{path}.bias` has the wrong shape"))),
-            None => Tensor::f_zeros([out], (Kind::Float, weight.device()))?,
-        };
-        Ok(Conv {
-            weight,
-            bias,
-            stride,
-            padding,
-            dilation,
-            groups,
-            silu: false,
-        })
-    }
-
-    /// An Ultralytics `Conv` at `path` (`conv`, `bn`, `act`), fused as
-    /// `torch.nn.utils.fusion.fuse_conv_bn_weights` fuses it.
-    fn conv(&mut self, path: &str) -> Result<Conv, ArchitectureError> {
-        self.expect(path, "Conv")?;
-        let mut conv = self.conv2d(&format!("{path}.conv"))?;
-        let bn = self.expect(&format!("{path}.bn"), "BatchNorm2d")?;
-        let eps = bn
-            .attributes
-            .get("eps")
-            .and_then(Json::as_f64)
-            .filter(|eps| eps.is_finite() && *eps >= 0.0)
-            .ok_or_else(|| unsupported(format!("`{path}.bn.eps` is not a number")))?;
-        let silu = match self.module(&format!("{path}.act"))?.kind() {
-            "SiLU" => true,
-            "Identity" => false,
-            other => {
-                return Err(unsupported(format!(
-                    "`{path}.act` is a `{other}`; zoo runs SiLU and Identity"
-                )));
-            }
-        };
-        let out = conv.out_channels();
-        let mut take = |name: &str| -> Result<Tensor, ArchitectureError> {
-            let tensor = self.tensor(&format!("{path}.bn.{name}"))?;
-            if tensor.size() != [out] {
-                return Err(unsupported(format!(
-                    "`{path}.bn.{name}` has shape {:?}, not [{out}]",
-                    tensor.size()
-                )));
-            }
-            Ok(tensor)
-        };
-        let (mean, var, gamma, beta) = (
-            take("running_mean")?,
-            take("running_var")?,
-            take("weight")?,
-            take("bias")?,
-        );
-        let _ = self.optional_tensor(&format!("{path}.bn.num_batches_tracked"));
-        // fuse_conv_bn_weights: w * (gamma * rsqrt(var + eps)), and
-        // (b - mean) * rsqrt(var + eps) * gamma + beta.
-        let rsqrt = var.f_add_scalar(eps)?.f_rsqrt()?;
-        let scale = gamma.f_mul(&rsqrt)?.f_reshape([-1, 1, 1, 1])?;
-        conv.weight = conv.weight.f_mul(&scale)?;
-        conv.bias = conv
-            .bias
-            .f_sub(&mean)?
-            .f_mul(&rsqrt)?
-            .f_mul(&gamma)?
-            .f_add(&beta)?;
-        conv.silu = silu;
-        Ok(conv)
-    }
-
-    fn c2f(&mut self, path: &str, repeats: i64) -> Result<Layer, ArchitectureError> {
-        let module = self.expect(path, "C2f")?;
-        let count = module.get("m").map_or(0, |m| m.children.len());
-        if count as i64 != repeats {
-            return Err(unsupported(format!(
-                "`{path}` has {count} bottlenecks; the yaml's depth gives {repeats}"
-            )));
-        }
-        let cv1 = self.conv(&format!("{path}.cv1"))?;
-        let cv2 = self.conv(&format!("{path}.cv2"))?;
-        let mut blocks = Vec::new();
-        for index in 0..count {
-            let block = format!("{path}.m.{index}");
-            let add = self
-                .expect(&block, "Bottleneck")?
-                .attributes
-                .get("add")
-                .and_then(Json::as_bool)
-                .ok_or_else(|| unsupported(format!("`{block}.add` is not a bool")))?;
-            blocks.push(Bottleneck {
-                cv1: self.conv(&format!("{block}.cv1"))?,
-                cv2: self.conv(&format!("{block}.cv2"))?,
-                add,
-            });
-        }
-        if cv1.out_channels() % 2 != 0 {
-            return Err(unsupported(format!("`{path}.cv1` has an odd width")));
-        }
-        Ok(Layer::C2f { cv1, cv2, blocks })
-    }
-
-    fn sppf(&mut self, path: &str) -> Result<Layer, ArchitectureError> {
-        let module = self.expect(path, "SPPF")?;
+    /// `SPPF` (`cv1`, its max-pool `m` `n` times, `cv2`), or YOLOv9's
+    /// `SPPELAN` (`cv1`, three equal max-pools `cv2`..`cv4`, `cv5`): the
+    /// same computation.
+    fn sppf(&mut self, path: &str, kind: &str) -> Result<Layer, ArchitectureError> {
+        let module = self.expect(path, kind)?;
+        let elan = kind == "SPPELAN";
         let repeats = match module.attributes.get("n") {
+            _ if elan => 3,
             None => 3,
             Some(n) => n
                 .as_i64()
@@ -373,13 +191,27 @@ impl Builder<'_> {
             .get("add")
             .and_then(Json::as_bool)
             .unwrap_or(false);
-        let pool = self.expect(&format!("{path}.m"), "MaxPool2d")?;
+        let add = add && !elan;
+        let pool_name = if elan { "cv2" } else { "m" };
+        let pool = self.expect(&format!("{path}.{pool_name}"), "MaxPool2d")?;
+        if elan {
+            for other in ["cv3", "cv4"] {
+                let same = self.expect(&format!("{path}.{other}"), "MaxPool2d")?;
+                if same.attributes != pool.attributes {
+                    return Err(unsupported(format!(
+                        "`{path}.{other}` is not the same max-pool as `{path}.cv2`"
+                    )));
+                }
+            }
+        }
         let number = |name: &str| -> Result<i64, ArchitectureError> {
             pool.attributes
                 .get(name)
                 .and_then(Json::as_i64)
                 .filter(|n| (0..=1024).contains(n))
-                .ok_or_else(|| unsupported(format!("`{path}.m.{name}` is not a whole number")))
+                .ok_or_else(|| {
+                    unsupported(format!("`{path}.{pool_name}.{name}` is not a whole number"))
+                })
         };
         let (kernel, stride, padding) = (
             number("kernel_size")?,
@@ -392,102 +224,18 @@ impl Builder<'_> {
             || stride == 0
         {
             return Err(unsupported(format!(
-                "`{path}.m` is not a plain max-pool (dilation 1, floor mode)"
+                "`{path}.{pool_name}` is not a plain max-pool (dilation 1, floor mode)"
             )));
         }
         Ok(Layer::Sppf {
             cv1: self.conv(&format!("{path}.cv1"))?,
-            cv2: self.conv(&format!("{path}.cv2"))?,
+            cv2: self.conv(&format!("{path}.{}", if elan { "cv5" } else { "cv2" }))?,
             kernel,
             stride,
             padding,
             repeats,
             add,
         })
-    }
-
-    fn branch(&mut self, path: &str) -> Result<[Conv; 3], ArchitectureError> {
-        let sequence = self.expect(path, "Sequential")?;
-        if sequence.children.len() != 3 {
-            return Err(unsupported(format!(
-                "`{path}` has {} layers, not 3",
-                sequence.children.len()
-            )));
-        }
-        if self.module(&format!("{path}.0"))?.kind() != "Conv" {
-            return Err(unsupported(format!(
-                "`{path}` is not YOLOv8's (legacy) head branch: zoo builds YOLOv8 detection"
-            )));
-        }
-        Ok([
-            self.conv(&format!("{path}.0"))?,
-            self.conv(&format!("{path}.1"))?,
-            self.conv2d(&format!("{path}.2"))?,
-        ])
-    }
-
-    fn detect(&mut self, path: &str, levels: usize) -> Result<Layer, ArchitectureError> {
-        let module = self.expect(path, "Detect")?;
-        if module.get("one2one_cv2").is_some() {
-            return Err(unsupported(format!(
-                "`{path}` is an end-to-end head; zoo builds YOLOv8's"
-            )));
-        }
-        let integer = |name: &str, most: i64| -> Result<i64, ArchitectureError> {
-            module
-                .attributes
-                .get(name)
-                .and_then(Json::as_i64)
-                .filter(|n| (1..=most).contains(n))
-                .ok_or_else(|| unsupported(format!("`{path}.{name}` is not a whole number")))
-        };
-        let nc = integer("nc", 100_000)?;
-        let reg_max = integer("reg_max", 1024)?;
-        let nl = integer("nl", 16)?;
-        if nl as usize != levels {
-            return Err(unsupported(format!(
-                "`{path}.nl` is {nl}, but the yaml feeds it {levels} levels"
-            )));
-        }
-        if reg_max < 2 {
-            return Err(unsupported(format!("`{path}` has no DFL (reg_max 1)")));
-        }
-        let mut boxes = Vec::new();
-        let mut classes = Vec::new();
-        for level in 0..levels {
-            let branch = self.branch(&format!("{path}.cv2.{level}"))?;
-            if branch[2].out_channels() != 4 * reg_max {
-                return Err(unsupported(format!(
-                    "`{path}.cv2.{level}` gives {} channels, not 4 x reg_max",
-                    branch[2].out_channels()
-                )));
-            }
-            boxes.push(branch);
-            let branch = self.branch(&format!("{path}.cv3.{level}"))?;
-            if branch[2].out_channels() != nc {
-                return Err(unsupported(format!(
-                    "`{path}.cv3.{level}` gives {} channels, not nc = {nc}",
-                    branch[2].out_channels()
-                )));
-            }
-            classes.push(branch);
-        }
-        self.expect(&format!("{path}.dfl"), "DFL")?;
-        let dfl = self.tensor(&format!("{path}.dfl.conv.weight"))?;
-        if dfl.size() != [1, reg_max, 1, 1] {
-            return Err(unsupported(format!(
-                "`{path}.dfl.conv.weight` has shape {:?}",
-                dfl.size()
-            )));
-        }
-        Ok(Layer::Detect(Box::new(Detect {
-            boxes,
-            classes,
-            dfl,
-            reg_max,
-            nc,
-            strides: Vec::new(),
-        })))
     }
 }
 
@@ -544,6 +292,7 @@ impl Network {
             root,
             tensors,
             attribute_tensors,
+            ..
         } = checkpoint;
         let yaml = root
             .attributes
@@ -668,7 +417,22 @@ impl Network {
                 }
                 Ok(())
             };
-            if matches!(name, "Conv" | "C2f" | "SPPF" | "nn.Upsample") {
+            if matches!(
+                name,
+                "Conv"
+                    | "RepNCSPELAN4"
+                    | "ADown"
+                    | "SPPELAN"
+                    | "C2f"
+                    | "C3k2"
+                    | "C2fCIB"
+                    | "C3"
+                    | "C2PSA"
+                    | "PSA"
+                    | "SCDown"
+                    | "SPPF"
+                    | "nn.Upsample"
+            ) {
                 single()?;
             }
             let (layer, out) = match name {
@@ -678,14 +442,42 @@ impl Network {
                     let conv = builder.conv(&path)?;
                     (Layer::Conv(conv), c2)
                 }
-                "C2f" => {
+                "C2f" | "C3k2" | "C2fCIB" => {
                     let c2 = width_of(&args)?;
-                    (builder.c2f(&path, repeats)?, c2)
+                    (Layer::C2f(builder.c2f(&path, name, repeats)?), c2)
                 }
-                "SPPF" => {
+                "C3" => {
+                    let c2 = width_of(&args)?;
+                    (Layer::C3(builder.c3(&path, name, Some(repeats))?), c2)
+                }
+                "C2PSA" => {
+                    let c2 = width_of(&args)?;
+                    (Layer::C2Psa(builder.c2psa(&path, repeats)?), c2)
+                }
+                "PSA" => {
                     repeats_one()?;
                     let c2 = width_of(&args)?;
-                    (builder.sppf(&path)?, c2)
+                    (Layer::C2Psa(builder.psa(&path)?), c2)
+                }
+                "SCDown" => {
+                    repeats_one()?;
+                    let c2 = width_of(&args)?;
+                    (Layer::Convs(builder.sc_down(&path)?), c2)
+                }
+                "SPPF" | "SPPELAN" => {
+                    repeats_one()?;
+                    let c2 = width_of(&args)?;
+                    (builder.sppf(&path, name)?, c2)
+                }
+                "RepNCSPELAN4" => {
+                    repeats_one()?;
+                    let c2 = width_of(&args)?;
+                    (Layer::Elan(Box::new(builder.elan(&path)?)), c2)
+                }
+                "ADown" => {
+                    repeats_one()?;
+                    let c2 = width_of(&args)?;
+                    (Layer::ADown(builder.a_down(&path)?), c2)
                 }
                 "nn.Upsample" => {
                     repeats_one()?;
@@ -722,12 +514,20 @@ impl Network {
                     let total = from.iter().map(|from| channel_of(*from)).sum();
                     (Layer::Concat { dimension }, total)
                 }
-                "Detect" => {
+                "Classify" => {
+                    repeats_one()?;
+                    single()?;
+                    if index + 1 != rows_yaml.len() {
+                        return Err(unsupported("`Classify` is not the last layer"));
+                    }
+                    (Layer::Classify(Box::new(builder.classify(&path)?)), 0.0)
+                }
+                "Detect" | "Segment" | "Segment26" | "v10Detect" | "Pose" | "Pose26" | "OBB" => {
                     repeats_one()?;
                     if index + 1 != rows_yaml.len() {
-                        return Err(unsupported("`Detect` is not the last layer"));
+                        return Err(unsupported(format!("`{name}` is not the last layer")));
                     }
-                    let mut layer = builder.detect(&path, from.len())?;
+                    let mut layer = builder.detect(&path, name, from.len())?;
                     if let Layer::Detect(detect) = &mut layer {
                         let strides = attribute_tensors
                             .iter()
@@ -753,14 +553,20 @@ impl Network {
                 }
                 other => {
                     return Err(unsupported(format!(
-                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv8 detection: Conv, C2f, SPPF, nn.Upsample, Concat, Detect)"
+                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation: Conv, C2f, C3, C3k2, C2fCIB, C2PSA, PSA, SCDown, SPPF, nn.Upsample, Concat, RepNCSPELAN4, ADown, SPPELAN, Detect, v10Detect, Segment, Segment26, Pose, Pose26, OBB, Classify)"
                     )));
                 }
             };
             // The widths parse_model computes must be the weights' widths.
             let built = match &layer {
                 Layer::Conv(conv) => Some(conv.out_channels()),
-                Layer::C2f { cv2, .. } | Layer::Sppf { cv2, .. } => Some(cv2.out_channels()),
+                Layer::C2f(block) => Some(block.cv2.out_channels()),
+                Layer::C3(block) => Some(block.cv3.out_channels()),
+                Layer::C2Psa(block) => Some(block.cv2.out_channels()),
+                Layer::Convs(convs) => convs.last().map(Conv::out_channels),
+                Layer::Elan(block) => Some(block.cv4.out_channels()),
+                Layer::ADown([cv1, cv2]) => Some(cv1.out_channels() + cv2.out_channels()),
+                Layer::Sppf { cv2, .. } => Some(cv2.out_channels()),
                 _ => None,
             };
             if let Some(built) = built
@@ -781,11 +587,13 @@ impl Network {
         if !matches!(
             rows.last(),
             Some(Row {
-                layer: Layer::Detect(_),
+                layer: Layer::Detect(_) | Layer::Classify(_),
                 ..
             })
         ) {
-            return Err(unsupported("the network does not end in a `Detect` head"));
+            return Err(unsupported(
+                "the network does not end in a `Detect` or `Classify` head",
+            ));
         }
         let mut left: Vec<&String> = builder
             .tensors
@@ -810,26 +618,49 @@ impl Network {
         }
     }
 
-    /// `[N, 4 + nc, anchors]`: boxes (`xywh`, input pixels) and class
-    /// scores (after the sigmoid), as `Detect` returns them in inference.
-    pub(crate) fn forward(&self, input: &Tensor) -> Result<Tensor, TchError> {
+    /// The Classify head.
+    pub(crate) fn classify(&self) -> Option<&Classify> {
+        match self.rows.last().map(|row| &row.layer) {
+            Some(Layer::Classify(classify)) => Some(classify),
+            _ => None,
+        }
+    }
+
+    /// The head's output as `Detect` (or `Segment`) returns it in
+    /// inference.
+    pub(crate) fn forward(&self, input: &Tensor) -> Result<NetworkOutput, TchError> {
         let mut outputs: Vec<Tensor> = Vec::with_capacity(self.rows.len());
         for (index, row) in self.rows.iter().enumerate() {
             let input_of =
                 |from: usize| -> &Tensor { if index == 0 { input } else { &outputs[from] } };
             let output = match &row.layer {
                 Layer::Conv(conv) => conv.forward(input_of(row.from[0]))?,
-                Layer::C2f { cv1, cv2, blocks } => {
-                    let mut pieces = cv1.forward(input_of(row.from[0]))?.f_chunk(2, 1)?;
-                    for block in blocks {
-                        let last = pieces.last().expect("C2f has two halves");
-                        let mut y = block.cv2.forward(&block.cv1.forward(last)?)?;
-                        if block.add {
-                            y = last.f_add(&y)?;
-                        }
-                        pieces.push(y);
+                Layer::C2f(block) => block.forward(input_of(row.from[0]))?,
+                Layer::C3(block) => block.forward(input_of(row.from[0]))?,
+                Layer::C2Psa(block) => block.forward(input_of(row.from[0]))?,
+                Layer::Elan(block) => block.forward(input_of(row.from[0]))?,
+                Layer::ADown([cv1, cv2]) => {
+                    // avg_pool2d(2, 1, 0, ceil=False, count_include_pad=True).
+                    let x = input_of(row.from[0]).f_avg_pool2d(
+                        [2, 2],
+                        [1, 1],
+                        [0, 0],
+                        false,
+                        true,
+                        None,
+                    )?;
+                    let halves = x.f_chunk(2, 1)?;
+                    let first = cv1.forward(&halves[0])?;
+                    let second = halves[1].f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
+                    let second = cv2.forward(&second)?;
+                    Tensor::f_cat(&[first, second], 1)?
+                }
+                Layer::Convs(convs) => {
+                    let mut y = input_of(row.from[0]).shallow_clone();
+                    for conv in convs {
+                        y = conv.forward(&y)?;
                     }
-                    cv2.forward(&Tensor::f_cat(&pieces, 1)?)?
+                    y
                 }
                 Layer::Sppf {
                     cv1,
@@ -876,67 +707,26 @@ impl Network {
                 Layer::Detect(detect) => {
                     let inputs: Vec<&Tensor> =
                         row.from.iter().map(|from| input_of(*from)).collect();
-                    return detect.forward(&inputs);
+                    return Ok(NetworkOutput::Boxes(detect.forward(&inputs)?));
+                }
+                Layer::Classify(classify) => {
+                    let probabilities = classify.forward(input_of(row.from[0]))?;
+                    return Ok(NetworkOutput::Probabilities(probabilities));
                 }
             };
             outputs.push(output);
         }
-        Err(TchError::Kind("the network has no Detect head".to_owned()))
+        Err(TchError::Kind("the network has no head".to_owned()))
     }
 }
 
-impl Detect {
-    /// `Detect.forward` in inference: the branches, DFL, `dist2bbox`
-    /// (`xywh`) times the strides, and the sigmoid of the class scores.
-    fn forward(&self, features: &[&Tensor]) -> Result<Tensor, TchError> {
-        let batch = features[0].size()[0];
-        let mut boxes = Vec::new();
-        let mut scores = Vec::new();
-        let mut anchors = Vec::new();
-        let mut strides = Vec::new();
-        for (level, feature) in features.iter().enumerate() {
-            let run = |branch: &[Conv; 3]| -> Result<Tensor, TchError> {
-                branch[2].forward(&branch[1].forward(&branch[0].forward(feature)?)?)
-            };
-            boxes.push(run(&self.boxes[level])?.f_view([batch, 4 * self.reg_max, -1])?);
-            scores.push(run(&self.classes[level])?.f_view([batch, self.nc, -1])?);
-            // make_anchors(feats, strides, 0.5).
-            let size = feature.size();
-            let (height, width) = (size[2], size[3]);
-            let options = (Kind::Float, feature.device());
-            let sx = Tensor::f_arange(width, options)?.f_add_scalar(0.5)?;
-            let sy = Tensor::f_arange(height, options)?.f_add_scalar(0.5)?;
-            let grid = Tensor::f_meshgrid_indexing(&[&sy, &sx], "ij")?;
-            anchors.push(Tensor::f_stack(&[&grid[1], &grid[0]], -1)?.f_view([-1, 2])?);
-            strides.push(Tensor::f_full(
-                [height * width, 1],
-                self.strides[level],
-                options,
-            )?);
-        }
-        let boxes = Tensor::f_cat(&boxes, -1)?;
-        let scores = Tensor::f_cat(&scores, -1)?;
-        let anchors = Tensor::f_cat(&anchors, 0)?
-            .f_transpose(0, 1)?
-            .f_unsqueeze(0)?;
-        let strides = Tensor::f_cat(&strides, 0)?.f_transpose(0, 1)?;
-        // DFL: softmax over the reg_max bins, then the fixed 1x1 conv.
-        let anchors_count = boxes.size()[2];
-        let distances = boxes
-            .f_view([batch, 4, self.reg_max, anchors_count])?
-            .f_transpose(2, 1)?
-            .f_softmax(1, Kind::Float)?
-            .f_conv2d(&self.dfl, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1)?
-            .f_view([batch, 4, anchors_count])?;
-        // dist2bbox(xywh=True, dim=1).
-        let halves = distances.f_chunk(2, 1)?;
-        let top_left = anchors.f_sub(&halves[0])?;
-        let bottom_right = anchors.f_add(&halves[1])?;
-        let centre = top_left.f_add(&bottom_right)?.f_div_scalar(2)?;
-        let size = bottom_right.f_sub(&top_left)?;
-        let decoded = Tensor::f_cat(&[centre, size], 1)?.f_mul(&strides)?;
-        Tensor::f_cat(&[decoded, scores.f_sigmoid()?], 1)
-    }
+/// What the network gives in inference.
+#[derive(Debug)]
+pub(crate) enum NetworkOutput {
+    /// A `Detect` or `Segment` head's.
+    Boxes(HeadOutput),
+    /// A `Classify` head's class probabilities, `[N, nc]`.
+    Probabilities(Tensor),
 }
 
 #[cfg(test)]
@@ -957,14 +747,21 @@ mod tests {
     /// layer zoo does not build, is an error naming what is wrong.
     #[test]
     fn a_yaml_that_does_not_fit_the_weights_is_an_error_naming_it() {
-        let cases: [(&str, Json, &str); 7] = [
+        let cases: [(&str, Json, &str); 10] = [
             ("/scale", json!("n"), "the yaml's scale gives"),
             ("/backbone/0/2", json!("Foo"), "layer `Foo`"),
             ("/head/0/0", json!([]), "takes one input"),
             ("/backbone/1/0", json!(5), "not an earlier layer"),
-            ("/backbone/2/1", json!(6), "bottlenecks"),
+            (
+                "/backbone/2/1",
+                json!(6),
+                "blocks; the yaml's depth gives 2",
+            ),
             ("/scales/t", json!([0.33]), "no scale `t`"),
-            ("/head/12/2", json!("Segment"), "layer `Segment`"),
+            ("/head/12/2", json!("OBB26"), "layer `OBB26`"),
+            ("/head/12/2", json!("OBB"), "not a `OBB`"),
+            ("/head/12/2", json!("Pose"), "not a `Pose`"),
+            ("/head/12/2", json!("Segment"), "not a `Segment`"),
         ];
         for (pointer, value, expected) in cases {
             let mut checkpoint = checkpoint();
