@@ -289,6 +289,35 @@ fn apply_and_embed_write_fiftyone_datasets_as_fiftyone_does() {
         "{seen}"
     );
 
+    // `zoo datasets info fiftyone:NAME`: its samples and fields' types.
+    let info = sandbox
+        .ok(&["datasets", "info", "fiftyone:zoo-db", "--json"])
+        .json();
+    assert_eq!(info["samples"], json!(5), "{info}");
+    assert_eq!(
+        info["fields"]["cls"],
+        json!("fiftyone.core.labels.Classification"),
+        "{info}"
+    );
+    assert_eq!(
+        info["fields"]["emb"],
+        json!("fiftyone.core.fields.VectorField"),
+        "{info}"
+    );
+    assert_eq!(
+        info["fields"]["notes"],
+        json!("fiftyone.core.fields.StringField"),
+        "{info}"
+    );
+    let text = sandbox
+        .ok(&["datasets", "info", "fiftyone:zoo-db"])
+        .stdout();
+    assert!(text.contains("samples:  5"), "{text}");
+    assert!(
+        text.contains("field     cls: fiftyone.core.labels.Classification"),
+        "{text}"
+    );
+
     // A field of another type is refused, naming both types.
     let wrong = sandbox.fails(&[
         "models",
