@@ -318,6 +318,19 @@ fn apply_and_embed_write_fiftyone_datasets_as_fiftyone_does() {
         "{text}"
     );
 
+    let listed = sandbox
+        .ok(&["datasets", "list", "--fiftyone", "--json"])
+        .json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "fiftyone:zoo-db", "samples": 5, "media_type": "image"})),
+        "{listed}"
+    );
+    let table = sandbox.ok(&["datasets", "list", "--fiftyone"]).stdout();
+    assert!(table.contains("fiftyone:zoo-db"), "{table}");
+
     // A field of another type is refused, naming both types.
     let wrong = sandbox.fails(&[
         "models",

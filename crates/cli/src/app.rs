@@ -314,6 +314,10 @@ pub(crate) enum DatasetsCommand {
     },
     /// List the datasets.
     List {
+        /// List FiftyOne's datasets (in FiftyOne's database, as
+        /// `fiftyone:NAME`) instead of zoo's.
+        #[arg(long)]
+        fiftyone: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,

@@ -46,6 +46,39 @@ fn fiftyone_info(dataset: &str, json: bool, out: &mut output::Printer) -> Result
     Ok(())
 }
 
+/// `zoo datasets list --fiftyone`: FiftyOne's datasets, as zoo names them.
+fn fiftyone_list(json: bool, out: &mut output::Printer) -> Result<()> {
+    let context = || "listing FiftyOne's datasets failed";
+    let all = zoo_fiftyone_db::FiftyOne::from_env()
+        .with_context(context)?
+        .list()
+        .with_context(context)?;
+    if json {
+        return out.json(
+            &all.iter()
+                .map(|dataset| {
+                    json!({
+                        "name": format!("{}{}", zoo_fiftyone_db::PREFIX, dataset.name),
+                        "samples": dataset.samples,
+                        "media_type": dataset.media_type,
+                    })
+                })
+                .collect(),
+        );
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|dataset| {
+            vec![
+                format!("{}{}", zoo_fiftyone_db::PREFIX, dataset.name),
+                dataset.samples.to_string(),
+                dataset.media_type.clone(),
+            ]
+        })
+        .collect();
+    out.table(&["NAME", "SAMPLES", "MEDIA"], &rows)
+}
+
 pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
     let dir = config::datasets_dir()?;
     let mut store = Datasets::open(&dir)
@@ -66,7 +99,11 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
             );
             Ok(())
         }
-        DatasetsCommand::List { json } => {
+        DatasetsCommand::List {
+            fiftyone: true,
+            json,
+        } => fiftyone_list(json, &mut out),
+        DatasetsCommand::List { json, .. } => {
             let all = store.list().context("listing datasets failed")?;
             if json {
                 return out.json(&all.iter().map(info_json).collect());
