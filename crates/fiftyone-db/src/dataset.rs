@@ -251,6 +251,17 @@ impl Dataset {
             .collect()
     }
 
+    /// The refusal of `field`, which the schema declares as `existing`, for
+    /// results described as `new`.
+    fn field_type_error(&self, field: &str, existing: &FieldType, new: String) -> FiftyOneError {
+        FiftyOneError::FieldType {
+            dataset: self.name.clone(),
+            field: field.to_owned(),
+            existing: existing.describe(),
+            new,
+        }
+    }
+
     /// Refuses `field` when the schema has it with a type `kind` cannot
     /// hold (a label field for embeddings, a `filepath` for labels, ...).
     fn check_kind(&self, field: &str, kind: ResultKind) -> Result<(), FiftyOneError> {
@@ -267,15 +278,11 @@ impl Dataset {
         if fits {
             return Ok(());
         }
-        Err(FiftyOneError::FieldType {
-            dataset: self.name.clone(),
-            field: field.to_owned(),
-            existing: existing.describe(),
-            new: match kind {
-                ResultKind::Labels => "labels".to_owned(),
-                ResultKind::Embeddings => "embeddings (a `VectorField`)".to_owned(),
-            },
-        })
+        let new = match kind {
+            ResultKind::Labels => "labels",
+            ResultKind::Embeddings => "embeddings (a `VectorField`)",
+        };
+        Err(self.field_type_error(field, existing, new.to_owned()))
     }
 
     /// The samples a run into `field` has left to do, in FiftyOne's order:
@@ -379,12 +386,7 @@ impl Dataset {
             if *existing == wanted {
                 return Ok(());
             }
-            return Err(FiftyOneError::FieldType {
-                dataset: self.name.clone(),
-                field: field.to_owned(),
-                existing: existing.describe(),
-                new: wanted.describe(),
-            });
+            return Err(self.field_type_error(field, existing, wanted.describe()));
         }
         let entry = Bson::try_from(entry).map_err(|err| FiftyOneError::Malformed {
             dataset: self.name.clone(),
@@ -414,12 +416,7 @@ impl Dataset {
         self.schema = read_schema(&self.name, &document)?;
         match self.schema.get(field) {
             Some(existing) if *existing == wanted => Ok(()),
-            Some(existing) => Err(FiftyOneError::FieldType {
-                dataset: self.name.clone(),
-                field: field.to_owned(),
-                existing: existing.describe(),
-                new: wanted.describe(),
-            }),
+            Some(existing) => Err(self.field_type_error(field, existing, wanted.describe())),
             None => Err(FiftyOneError::Malformed {
                 dataset: self.name.clone(),
                 message: format!("its schema did not take field `{field}`"),
