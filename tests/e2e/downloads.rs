@@ -489,3 +489,62 @@ fn download_by_source_url_and_google_drive() {
         .stderr();
     assert!(misuse.contains("goes with a source URL"), "{misuse}");
 }
+
+/// `ZOO_ALLOWED_LICENSES`: `download` and `apply` refuse a model whose
+/// manifest license is outside the list, naming it, before any request; a
+/// model inside it downloads; a list that names nothing is a config error.
+#[test]
+fn the_licence_policy_refuses_models_outside_it_before_any_download() {
+    let server = TestServer::start();
+    server.file("/gpl.pt", weights(64, 1));
+    server.file("/mit.pt", weights(64, 2));
+    let mut gpl = model(
+        "gpl-model",
+        "gpl.pt",
+        serde_json::json!({"url": server.url("/gpl.pt")}),
+    );
+    gpl["license"] = "GPL-3.0".into();
+    let mut mit = model(
+        "mit-model",
+        "mit.pt",
+        serde_json::json!({"url": server.url("/mit.pt")}),
+    );
+    mit["license"] = "MIT".into();
+    let mut sandbox = setup(&server, serde_json::json!([gpl, mit]));
+    sandbox
+        .env
+        .push(("ZOO_ALLOWED_LICENSES".into(), "MIT, Apache-2.0".into()));
+
+    let refused = sandbox.fails(&["models", "download", "gpl-model"]).stderr();
+    assert!(refused.contains("`gpl-model`"), "{refused}");
+    assert!(refused.contains("`GPL-3.0`"), "{refused}");
+    assert!(
+        refused.contains("ZOO_ALLOWED_LICENSES=MIT,Apache-2.0"),
+        "{refused}"
+    );
+    let images = tempfile::tempdir().unwrap();
+    image::RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3]))
+        .save(images.path().join("a.png"))
+        .unwrap();
+    let refused = sandbox
+        .fails(&[
+            "models",
+            "apply",
+            "gpl-model",
+            images.path().to_str().unwrap(),
+            "p",
+        ])
+        .stderr();
+    assert!(refused.contains("`GPL-3.0`"), "{refused}");
+    assert!(server.requests_to("/gpl.pt").is_empty());
+
+    sandbox.ok(&["models", "download", "mit-model"]);
+    assert_eq!(full_gets(&server, "/mit.pt"), 1);
+
+    sandbox.env.pop();
+    sandbox
+        .env
+        .push(("ZOO_ALLOWED_LICENSES".into(), " , ".into()));
+    let bad = sandbox.fails(&["models", "download", "mit-model"]).stderr();
+    assert!(bad.contains("names no license"), "{bad}");
+}

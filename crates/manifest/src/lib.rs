@@ -45,7 +45,7 @@ pub use file_name::{
     FileName, MAX_NAME_BYTES, NameError, RelativePath, check_base_name, check_version, escape,
 };
 pub use manifest::{MAX_MANIFEST_BYTES, Manifest};
-pub use model::{DeploymentConfig, Manager, ManifestModel, ModelFiles, UnsafeField};
+pub use model::{DeploymentConfig, Manager, ManifestModel, ModelFiles, UnsafeField, license_key};
 pub use name::{split_extension, versioned_filename, versioned_name};
 pub use requirements::{ErrorLevel, Requirements, RequirementsCheck, Support};
 pub use version::LooseVersion;

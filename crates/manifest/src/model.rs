@@ -91,6 +91,22 @@ impl ManifestModel {
             .filter(|license| !license.is_empty())
     }
 
+    /// The licenses outside `allowed` (a licence policy such as
+    /// `ZOO_ALLOWED_LICENSES`): each of the model's licenses must be in the
+    /// list, matched as [`license_key`] matches them; a model with no
+    /// license has none in the list, so it is outside as `(none)`.
+    pub fn licenses_outside<'a, S: AsRef<str>>(&'a self, allowed: &[S]) -> Vec<&'a str> {
+        let allowed: Vec<String> = allowed.iter().map(|id| license_key(id.as_ref())).collect();
+        let mut outside: Vec<&str> = self
+            .licenses()
+            .filter(|license| !allowed.contains(&license_key(license)))
+            .collect();
+        if self.licenses().next().is_none() {
+            outside.push("(none)");
+        }
+        outside
+    }
+
     /// The manager, unless it is missing or empty (`{}`).
     pub fn download_manager(&self) -> Option<&Manager> {
         self.manager.as_ref().filter(|manager| !manager.is_empty())
@@ -260,12 +276,45 @@ pub struct DeploymentConfig {
     pub extra: Map<String, Value>,
 }
 
+/// How a license is compared with a licence policy's entry: ASCII case
+/// ignored and runs of spaces read as one hyphen, so FiftyOne's `Apache 2.0`,
+/// `BSD 3-Clause` and `CC BY-NC 4.0` are the SPDX ids `Apache-2.0`,
+/// `BSD-3-Clause` and `CC-BY-NC-4.0`; a license with no SPDX id (`SAM
+/// License`) is matched by its own name the same way (`SAM-License`).
+pub fn license_key(license: &str) -> String {
+    license
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join("-")
+        .to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn model(value: serde_json::Value) -> ManifestModel {
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_licence_policy_takes_fiftyones_names_as_spdx_ids_and_needs_every_license() {
+        let allowed = ["Apache-2.0", "bsd-3-clause", "MIT"];
+        let outside = |license: Option<&str>| {
+            let model = model(serde_json::json!({"base_name": "m", "license": license}));
+            model
+                .licenses_outside(&allowed)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert!(outside(Some("Apache 2.0")).is_empty());
+        assert!(outside(Some("Apache 2.0, BSD 3-Clause")).is_empty());
+        assert_eq!(outside(Some("Apache 2.0, AGPL-3.0")), ["AGPL-3.0"]);
+        assert_eq!(outside(Some("CC BY-NC 4.0")), ["CC BY-NC 4.0"]);
+        assert_eq!(outside(None), ["(none)"]);
+        assert_eq!(outside(Some(" , ")), ["(none)"]);
+        assert_eq!(license_key("  SAM   License "), "sam-license");
     }
 
     #[test]

@@ -21,6 +21,19 @@ pub enum RegistryError {
     /// Local I/O failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The licence policy (`ZOO_ALLOWED_LICENSES`) does not allow a license
+    /// of the model.
+    #[error(
+        "model `{model}` has license {outside}, which the licence policy does not allow (`ZOO_ALLOWED_LICENSES={allowed}`); use a model under an allowed license, or add its license to `ZOO_ALLOWED_LICENSES`"
+    )]
+    LicenseNotAllowed {
+        /// The model.
+        model: String,
+        /// Its licenses outside the policy, quoted and joined.
+        outside: String,
+        /// The policy, as set.
+        allowed: String,
+    },
     /// The network is needed but `ZOO_OFFLINE` forbids it.
     #[error("{what} needs the network, but offline mode is on: unset `ZOO_OFFLINE` to allow it")]
     Offline {

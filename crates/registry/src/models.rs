@@ -372,6 +372,7 @@ impl Registry {
         progress: &dyn Progress,
     ) -> Result<Downloaded, RegistryError> {
         let name = model.name();
+        self.check_license(model)?;
         let paths = self.model_paths(model)?;
         if !overwrite && let Some(path) = self.downloaded(model, &paths)? {
             return Ok(Downloaded {
@@ -434,6 +435,27 @@ impl Registry {
             model: model.clone(),
             path,
             fetched: true,
+        })
+    }
+
+    /// Refuses `model` when a licence policy is set and one of its licenses
+    /// is outside it.
+    pub fn check_license(&self, model: &ZooModel) -> Result<(), RegistryError> {
+        let Some(allowed) = &self.config().allowed_licenses else {
+            return Ok(());
+        };
+        let outside = model.model.licenses_outside(allowed);
+        if outside.is_empty() {
+            return Ok(());
+        }
+        Err(RegistryError::LicenseNotAllowed {
+            model: model.name(),
+            outside: outside
+                .iter()
+                .map(|license| format!("`{license}`"))
+                .collect::<Vec<_>>()
+                .join(" and "),
+            allowed: allowed.join(","),
         })
     }
 

@@ -57,6 +57,10 @@ pub struct RegistryConfig {
     pub transfer: TransferOptions,
     /// How long a hook may run before it is killed (`ZOO_HOOK_TIMEOUT`).
     pub hook_timeout: Duration,
+    /// A licence policy (`ZOO_ALLOWED_LICENSES`): when set, a model is
+    /// downloaded or loaded only if each of its manifest's licenses is one
+    /// of these (SPDX ids, matched as [`zoo_manifest::license_key`] does).
+    pub allowed_licenses: Option<Vec<String>>,
 }
 
 impl RegistryConfig {
@@ -78,6 +82,7 @@ impl RegistryConfig {
             python: "python3".to_owned(),
             transfer: TransferOptions::default(),
             hook_timeout: DEFAULT_HOOK_TIMEOUT,
+            allowed_licenses: None,
         }
     }
 }

@@ -92,6 +92,32 @@ pub fn offline() -> bool {
     })
 }
 
+/// The licence policy `ZOO_ALLOWED_LICENSES`: SPDX ids separated by commas
+/// (`MIT,Apache-2.0,BSD-3-Clause`); unset or empty, no policy. A value with
+/// no id in it is an error, not a policy that allows nothing.
+pub(crate) fn allowed_licenses() -> Result<Option<Vec<String>>> {
+    let Some(value) = std::env::var_os("ZOO_ALLOWED_LICENSES") else {
+        return Ok(None);
+    };
+    let value = value.to_string_lossy();
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if ids.is_empty() {
+        bail!(
+            Config,
+            "`ZOO_ALLOWED_LICENSES` is `{value}`, which names no license: give SPDX ids separated by commas, such as `MIT,Apache-2.0`"
+        );
+    }
+    Ok(Some(ids))
+}
+
 /// The zoo dir: `ZOO_MODEL_ZOO_DIR`, else `<user data dir>/zoo/models`.
 pub fn zoo_dir() -> Result<PathBuf> {
     data_dir("ZOO_MODEL_ZOO_DIR", "models", "the zoo")
@@ -219,6 +245,7 @@ fn registry_from_env(config: &mut RegistryConfig, python: &str) -> Result<()> {
     }
     config.hf_token = env_text("HF_TOKEN");
     config.offline = offline();
+    config.allowed_licenses = allowed_licenses()?;
     config.extra_manifests = std::env::var("ZOO_MANIFEST_PATHS")
         .map(|paths| {
             paths

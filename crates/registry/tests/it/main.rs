@@ -8,6 +8,7 @@ mod hf;
 mod hub_weights;
 mod named_weights;
 mod paths;
+mod policy;
 mod sources;
 
 use std::path::Path;
