@@ -63,6 +63,10 @@ seen = {
     "schema_cls": schema.get("cls"),
     "schema_emb": schema.get("emb"),
     "schema_cls_label": schema.get("cls.label"),
+    # Which model made the field: FiftyOne's field metadata.
+    "info_cls": dataset.get_field("cls").info,
+    "description_cls": dataset.get_field("cls").description,
+    "info_emb": dataset.get_field("emb").info,
 }
 clone = dataset.clone(args["name"] + "-fiftyone")
 clone.delete_sample_fields(["cls", "emb"])
@@ -88,7 +92,11 @@ def documents(ds):
     return out
 def fields(ds):
     document = db.datasets.find_one({"name": ds.name})
-    return {f["name"]: plain(f) for f in document["sample_fields"] if f["name"] in ("cls", "emb")}
+    # `info` and `description` hold zoo's provenance (checked apart).
+    return {
+        f["name"]: {k: v for k, v in plain(f).items() if k not in ("info", "description")}
+        for f in document["sample_fields"] if f["name"] in ("cls", "emb")
+    }
 differences = []
 ours, theirs = documents(dataset), documents(clone)
 for path in sorted(set(ours) | set(theirs)):
@@ -261,6 +269,22 @@ fn apply_and_embed_write_fiftyone_datasets_as_fiftyone_does() {
 
     let seen = fiftyone.run(CHECK, json!({"name": "zoo-db"}));
     assert_eq!(seen["differences"], json!([]), "{seen:#}");
+    for field in ["cls", "emb"] {
+        let provenance = &seen[format!("info_{field}")]["zoo_provenance"];
+        assert_eq!(provenance["model"], "acme/tiny-classifier", "{seen:#}");
+        assert_eq!(provenance["runs"], "native", "{seen:#}");
+        assert_eq!(
+            provenance["weights_sha256"].as_str().map(str::len),
+            Some(64),
+            "{seen:#}"
+        );
+    }
+    assert!(
+        seen["description_cls"]
+            .as_str()
+            .is_some_and(|line| line.starts_with("made by zoo ")),
+        "{seen:#}"
+    );
     assert_eq!(seen["count_cls"], json!(5), "{seen}");
     assert_eq!(seen["count_emb"], json!(5), "{seen}");
     assert_eq!(seen["confident"], json!(5), "{seen}");

@@ -104,7 +104,12 @@ for sample in dataset:
         "logits_dtype": str(pred.logits.dtype), "logits": pred.logits.tolist(),
         "emb2_dtype": str(sample["emb2"].dtype), "emb2": sample["emb2"].tolist(),
     }
-result = {"pred": str(schema["pred"]), "emb2": str(schema["emb2"]), "samples": samples}
+result = {
+    "pred": str(schema["pred"]), "emb2": str(schema["emb2"]), "samples": samples,
+    "pred_info": dataset.get_field("pred").info,
+    "pred_description": dataset.get_field("pred").description,
+    "emb2_info": dataset.get_field("emb2").info,
+}
 dataset.delete()
 "#;
 
@@ -213,6 +218,24 @@ fn fiftyone_loads_what_zoos_models_wrote(fiftyone: &mut FiftyOne, sandbox: &Sand
         "fiftyone.core.fields.EmbeddedDocumentField(fiftyone.core.labels.Classification)"
     );
     assert_eq!(loaded["emb2"], "fiftyone.core.fields.VectorField");
+    // Which model made each field reaches FiftyOne as the field's `info`
+    // and `description`, equal to what `zoo datasets info` shows.
+    let info = sandbox.ok(&["datasets", "info", "moved", "--json"]).json();
+    for field in ["pred", "emb2"] {
+        let ours = &info["provenance"][field];
+        assert_eq!(ours["model"], "acme/tiny-classifier", "{info}");
+        assert_eq!(ours["weights_sha256"].as_str().unwrap().len(), 64, "{info}");
+        assert_eq!(
+            loaded[format!("{field}_info")]["zoo_provenance"],
+            *ours,
+            "{loaded}"
+        );
+    }
+    let description = loaded["pred_description"].as_str().unwrap();
+    assert!(
+        description.starts_with("made by zoo ") && description.contains("acme/tiny-classifier"),
+        "{description}"
+    );
     let zoo = jsonl(sandbox, "moved");
     assert_eq!(loaded["samples"].as_object().unwrap().len(), 3);
     for (name, theirs) in loaded["samples"].as_object().unwrap() {

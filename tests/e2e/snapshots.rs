@@ -29,6 +29,7 @@ const VOLATILE_KEYS: &[&str] = &[
     "libtorch",
     "version",
     "registered_at",
+    "created_at",
     "workers",
     "pipelined",
 ];
@@ -70,12 +71,24 @@ fn stable_line(line: &str) -> String {
             );
             if unit && word.trim_start_matches('(').parse::<f64>().is_ok() {
                 "[N]".to_owned()
+            } else if is_utc_time(word.trim_end_matches([',', ')'])) {
+                "[TIME]".to_owned()
             } else {
                 word.to_owned()
             }
         })
         .collect();
     words.join(" ")
+}
+
+/// `2026-12-07T12:00:00Z`: a time zoo stamped.
+fn is_utc_time(word: &str) -> bool {
+    word.len() == 20
+        && word.as_bytes()[10] == b'T'
+        && word.ends_with('Z')
+        && word
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || b"-:TZ".contains(&byte))
 }
 
 struct Scene {

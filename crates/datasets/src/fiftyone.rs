@@ -218,6 +218,20 @@ pub fn vector_field_schema(name: &str, created_at: &Value) -> Value {
     field(name, "VectorField", None, None, vec![], created_at)
 }
 
+/// A field's provenance in one line, for FiftyOne's field `description`:
+/// `made by zoo 0.1.0 with resnet18-imagenet-torch (weights sha256 ab12...)`.
+pub fn provenance_line(provenance: &Value) -> String {
+    let text = |key: &str| provenance.get(key).and_then(Value::as_str).unwrap_or("?");
+    let weights = text("weights_sha256");
+    format!(
+        "made by zoo {} with {} (weights sha256 {}) on {}",
+        text("zoo_version"),
+        text("model"),
+        weights.get(..16).unwrap_or(weights),
+        text("created_at"),
+    )
+}
+
 /// The fields every FiftyOne image sample has, in FiftyOne's order.
 fn default_fields(created_at: &Value) -> Vec<Value> {
     let plain = |name: &str, ftype: &str| field(name, ftype, None, None, vec![], created_at);
@@ -431,6 +445,8 @@ struct Rows {
     /// Imported from a FiftyOne folder (not indexed by zoo).
     imported: bool,
     dataset_document: Option<Map<String, Value>>,
+    /// Which model made each field, as zoo recorded it.
+    provenance: BTreeMap<String, Value>,
 }
 
 /// One sample's stored fields, read for an export.
@@ -554,6 +570,7 @@ impl Datasets {
             outside_paths,
             imported: dataset_document.is_some(),
             dataset_document: dataset_document.and_then(|text| parse_object(&text)),
+            provenance: self.provenance_of(dataset_id)?,
         })
     }
 
@@ -854,6 +871,22 @@ impl Datasets {
                 },
             };
             fields.push(entry);
+        }
+        // Which model made a field goes where FiftyOne keeps a field's
+        // metadata: its `info` (the record) and `description` (one line).
+        for entry in &mut fields {
+            let Some(entry) = entry.as_object_mut() else {
+                continue;
+            };
+            let Some(provenance) = entry
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(|field| rows.provenance.get(field))
+            else {
+                continue;
+            };
+            entry.insert("description".into(), json!(provenance_line(provenance)));
+            entry.insert("info".into(), json!({ "zoo_provenance": provenance }));
         }
         document.insert("sample_fields".into(), Value::Array(fields));
         Value::Object(document)

@@ -13,6 +13,9 @@
 //! sample_documents(sample_id, document JSON)    an imported FiftyOne sample's
 //!                                               other keys (`_id`, `tags`, ...)
 //! dataset_documents(dataset_id, document JSON)  an imported `metadata.json`
+//! field_provenance(dataset_id, field, JSON)    which model made each field
+//!                                               (exported as the field's
+//!                                               FiftyOne `info`/`description`)
 //! ```
 //!
 //! Exports: JSON lines, `.npy` embeddings, and FiftyOne's dataset folder
@@ -47,7 +50,9 @@ mod results;
 mod shard;
 mod store;
 
-pub use fiftyone::{MAX_METADATA_BYTES, MAX_VECTOR_BYTES, label_field_schema, vector_field_schema};
+pub use fiftyone::{
+    MAX_METADATA_BYTES, MAX_VECTOR_BYTES, label_field_schema, provenance_line, vector_field_schema,
+};
 pub use loader::jpeg::JpegError;
 pub use loader::{
     FileLoader, IMAGE_EXTENSIONS, ImageLimits, LoadError, decode_image, decode_image_within,

@@ -212,6 +212,9 @@ pub struct DatasetInfo {
     pub embedding_fields: BTreeMap<String, u64>,
     /// Recorded per-sample failures by field.
     pub failures: BTreeMap<String, u64>,
+    /// Which model made each field ([`Datasets::set_provenance`]), as zoo
+    /// recorded it.
+    pub provenance: BTreeMap<String, Value>,
 }
 
 /// Export formats.
@@ -325,6 +328,7 @@ CREATE TABLE IF NOT EXISTS embeddings (sample_id INTEGER NOT NULL REFERENCES sam
 CREATE TABLE IF NOT EXISTS runs (sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE, field TEXT NOT NULL, ok INTEGER NOT NULL, error TEXT, PRIMARY KEY(sample_id, field));
 CREATE TABLE IF NOT EXISTS sample_documents (sample_id INTEGER PRIMARY KEY REFERENCES samples(id) ON DELETE CASCADE, document TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dataset_documents (dataset_id INTEGER PRIMARY KEY REFERENCES datasets(id) ON DELETE CASCADE, document TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS field_provenance (dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE, field TEXT NOT NULL, provenance TEXT NOT NULL, PRIMARY KEY(dataset_id, field));
 ";
 
 /// Adds what a database made by an older zoo lacks: each dataset's `uid`
@@ -589,7 +593,58 @@ impl Datasets {
                 "SELECT r.field, COUNT(*) FROM runs r JOIN samples s ON s.id = r.sample_id WHERE s.dataset_id = ?1 AND r.ok = 0 GROUP BY r.field",
                 id,
             )?,
+            provenance: self.provenance_of(id)?,
         })
+    }
+
+    /// Records which model made field `field` of the dataset `pin` (a JSON
+    /// object: model, weights digest, ...), replacing what an earlier run
+    /// recorded; [`DatasetError::Gone`] when that dataset was deleted
+    /// meanwhile.
+    pub fn set_provenance(
+        &mut self,
+        pin: &DatasetPin,
+        field: &str,
+        provenance: &Value,
+    ) -> Result<(), DatasetError> {
+        check_field(field)?;
+        let database = database_error(&self.path);
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(database)?;
+        check_pin(&transaction, pin, std::iter::empty())
+            .map_err(|error| error.into_dataset_error(database))?;
+        transaction
+            .execute(
+                "INSERT OR REPLACE INTO field_provenance (dataset_id, field, provenance) VALUES (?1, ?2, ?3)",
+                params![pin.id, field, provenance.to_string()],
+            )
+            .map_err(database)?;
+        transaction.commit().map_err(database)
+    }
+
+    /// The recorded provenance of each field of dataset `id`. Rows zoo
+    /// wrote; one that is not JSON (a hand-edited database) is skipped
+    /// with a warning.
+    pub(crate) fn provenance_of(&self, id: i64) -> Result<BTreeMap<String, Value>, DatasetError> {
+        let rows: Vec<(String, String)> = self.query_rows(
+            "SELECT field, provenance FROM field_provenance WHERE dataset_id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(field, text)| match serde_json::from_str(&text) {
+                Ok(value) => Some((field, value)),
+                Err(err) => {
+                    tracing::warn!(
+                        "the provenance of field `{field}` is not JSON ({err}); ignored"
+                    );
+                    None
+                }
+            })
+            .collect())
     }
 
     /// Deletes a dataset and everything stored for it (not the images).

@@ -424,6 +424,42 @@ impl Dataset {
         }
     }
 
+    /// Records which model made `field` where FiftyOne keeps a field's
+    /// metadata: the `sample_fields` entry's `info` (`{"zoo_provenance":
+    /// provenance}`) and `description` (`line`), as `field.info = ...;
+    /// field.save()` would. Nothing happens for a field not declared (a run
+    /// whose every sample failed).
+    pub fn set_field_provenance(
+        &mut self,
+        field: &str,
+        provenance: &Value,
+        line: &str,
+    ) -> Result<(), FiftyOneError> {
+        let info =
+            Bson::try_from(serde_json::json!({ "zoo_provenance": provenance })).map_err(|err| {
+                FiftyOneError::Malformed {
+                    dataset: self.name.clone(),
+                    message: format!("the provenance of `{field}` is not BSON: {err}"),
+                }
+            })?;
+        self.fiftyone
+            .database()
+            .collection::<Document>("datasets")
+            .update_one(
+                doc! {"_id": self.id, "sample_fields.name": field},
+                doc! {
+                    "$set": {
+                        "sample_fields.$.info": info,
+                        "sample_fields.$.description": line,
+                        "last_modified_at": DateTime::now(),
+                    },
+                },
+            )
+            .run()
+            .map_err(|err| self.fiftyone.error(err))?;
+        Ok(())
+    }
+
     /// Sends one bulk `update` of `updates` (`{q, u}` statements).
     fn update(&self, updates: Vec<Document>) -> Result<(), FiftyOneError> {
         if updates.is_empty() {

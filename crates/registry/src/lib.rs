@@ -39,6 +39,7 @@
 //! This crate reads no environment variables; [`RegistryConfig`] carries
 //! everything.
 
+mod digest;
 mod error;
 mod hooks;
 mod hub;
@@ -48,6 +49,7 @@ mod models;
 mod named_weights;
 mod registry;
 
+pub use digest::{FileDigest, WeightsDigest};
 pub use error::RegistryError;
 pub use index::{InstalledManifest, RegisteredSource};
 pub use load::{LoadPath, LoadPlan, NATIVE_TYPES, PythonLoad, check_native, config_load_path};

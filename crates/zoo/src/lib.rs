@@ -48,6 +48,7 @@ mod config;
 mod error;
 mod load;
 mod observe;
+mod provenance;
 mod report;
 pub mod requirements;
 mod run;
@@ -60,6 +61,7 @@ pub use config::{Config, datasets_dir, import_options, offline, python, zoo_dir}
 pub use error::{Error, ErrorKind, Result};
 pub use load::{LoadOptions, LoadedModel, Workers};
 pub use observe::{Observer, Silent};
+pub use provenance::{Provenance, config_digest};
 pub use report::RunReport;
 pub use run::{LabelOptions, RunOptions};
 pub use scale::MergeReport;

@@ -10,6 +10,7 @@ use zoo_registry::{LoadPath, LoadPlan};
 
 use crate::Zoo;
 use crate::error::{Context, Error, ErrorKind, Result, bail};
+use crate::provenance::Provenance;
 use crate::requirements::{self, packages_of};
 
 /// How many copies of a model run side by side.
@@ -85,6 +86,8 @@ pub struct LoadedModel {
     one_image_per_call: bool,
     /// The model runs in model hosts (its own processes, its own threads).
     hosted: bool,
+    /// Which model this is, recorded with every field it writes.
+    pub(crate) provenance: Provenance,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -111,6 +114,12 @@ impl LoadedModel {
     /// Whether it runs in the Python model host.
     pub fn is_hosted(&self) -> bool {
         self.hosted
+    }
+
+    /// Which model this is (weights and config digests, source and commit,
+    /// device): what each field it writes records.
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
     }
 
     /// Whether it takes one image per call (a hosted model with
@@ -241,7 +250,30 @@ impl Zoo<'_> {
                     Loaded::Config(value) => {
                         registry.config_from_hook(&downloaded.model, value, &overrides)?
                     }
-                    Loaded::Model(first) => return hosted(&spec, &hosts, name, first),
+                    Loaded::Model(first) => {
+                        let deployment = downloaded
+                            .model
+                            .model
+                            .default_deployment_config_dict
+                            .as_ref();
+                        let mut config = deployment
+                            .map(|deployment| deployment.config.clone())
+                            .unwrap_or_default();
+                        config.extend(spec.kwargs.clone());
+                        let config = json!({
+                            "type": deployment.and_then(|deployment| deployment.kind.clone()),
+                            "config": config,
+                        });
+                        let provenance = Provenance::of(
+                            registry,
+                            &downloaded.model,
+                            &downloaded.path,
+                            &config,
+                            Some(first.info().device.as_deref()),
+                            &self.runtime().system_info(),
+                        )?;
+                        return hosted(&spec, &hosts, name, first, provenance);
+                    }
                 }
             }
             _ => bail!(Model, "zoo cannot build model `{name}` this way"),
@@ -249,6 +281,14 @@ impl Zoo<'_> {
         let Some(kind) = config.kind.clone() else {
             bail!(Model, "the deployment config of `{name}` has no `type`");
         };
+        let provenance = Provenance::of(
+            registry,
+            &downloaded.model,
+            &downloaded.path,
+            &json!({"type": &kind, "config": &config.config}),
+            None,
+            &self.runtime().system_info(),
+        )?;
         let spec = ModelSpec {
             kind,
             config: config.config,
@@ -274,6 +314,7 @@ impl Zoo<'_> {
             models,
             one_image_per_call: false,
             hosted: false,
+            provenance,
         })
     }
 
@@ -381,6 +422,7 @@ fn hosted(
     hosts: &HostPlan,
     name: String,
     first: HostedModel,
+    provenance: Provenance,
 ) -> Result<LoadedModel> {
     let ragged = first.info().ragged_batches;
     let count = hosts.count(first.info().device.as_deref());
@@ -409,6 +451,7 @@ fn hosted(
         models,
         one_image_per_call: ragged,
         hosted: true,
+        provenance,
     })
 }
 

@@ -2,7 +2,7 @@
 //! `compute_embeddings`: what is left to do, batch by batch, results
 //! written as they come (into the dataset, or a shard's part files).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use zoo_datasets::{DatasetPin, Datasets, ObjectLoader, ResultsKind, Shard, ShardResults};
@@ -150,6 +150,18 @@ impl Target {
         match self {
             Target::Zoo { store, pin } => Ok(store.write_embeddings(pin, field, batch)?),
             Target::FiftyOne(dataset) => Ok(dataset.write_embeddings(field, batch)?),
+        }
+    }
+
+    /// Records which model made `field`.
+    fn set_provenance(&mut self, field: &str, record: &serde_json::Value) -> Result<()> {
+        match self {
+            Target::Zoo { store, pin } => Ok(store.set_provenance(pin, field, record)?),
+            Target::FiftyOne(dataset) => Ok(dataset.set_field_provenance(
+                field,
+                record,
+                &zoo_datasets::provenance_line(record),
+            )?),
         }
     }
 
@@ -315,6 +327,7 @@ impl Zoo<'_> {
             Some(pending.len() as u64),
         );
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut written: BTreeSet<String> = BTreeSet::new();
         let workers = model.copies();
         let name = model.name().to_owned();
         let mut copies = model.copies_mut();
@@ -325,6 +338,11 @@ impl Zoo<'_> {
             &options,
             &mut |batch: Vec<Outcome>| {
                 count_labels(&mut counts, &batch);
+                for outcome in &batch {
+                    if let Outcome::Labels { fields, .. } = outcome {
+                        written.extend(fields.iter().map(|(name, _)| name.clone()));
+                    }
+                }
                 match &mut results {
                     Some(results) => results.record_labels(&batch).map_err(Error::from),
                     None => target.write_labels(&run.field, &batch),
@@ -337,6 +355,7 @@ impl Zoo<'_> {
         progress.finish();
         let summary =
             summary.with_context(|| format!("applying `{name}` to `{dataset}` failed"))?;
+        let to_parts = results.is_some();
         self.finish_shard(results)?;
         let failures = target.failures(&dataset, &run.field)?;
         let mut top: Vec<(String, usize)> = counts.into_iter().collect();
@@ -360,6 +379,12 @@ impl Zoo<'_> {
         };
         if report.nothing_stored(target.finished(&dataset, &run.field)?) {
             return Err(every_sample_failed(report));
+        }
+        if !to_parts {
+            let record = model.provenance().record();
+            for field in &written {
+                target.set_provenance(field, &record)?;
+            }
         }
         Ok(report)
     }
@@ -418,6 +443,7 @@ impl Zoo<'_> {
         progress.finish();
         let summary = summary
             .with_context(|| format!("computing embeddings of `{dataset}` with `{name}` failed"))?;
+        let to_parts = results.is_some();
         self.finish_shard(results)?;
         let mut report = RunReport {
             model: name,
@@ -438,6 +464,9 @@ impl Zoo<'_> {
         if report.nothing_stored(target.finished(&dataset, &run.field)?) {
             report.failures = target.failures(&dataset, &run.field)?;
             return Err(every_sample_failed(report));
+        }
+        if !to_parts && dimension > 0 {
+            target.set_provenance(&run.field, &model.provenance().record())?;
         }
         Ok(report)
     }

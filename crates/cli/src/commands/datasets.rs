@@ -9,6 +9,13 @@ use crate::terminal::say;
 use crate::{config, output};
 
 fn info_json(info: &DatasetInfo) -> serde_json::Value {
+    let mut value = list_json(info);
+    value["provenance"] = json!(info.provenance);
+    value
+}
+
+/// A dataset as `datasets list --json` shows it (no provenance).
+fn list_json(info: &DatasetInfo) -> serde_json::Value {
     json!({
         "name": info.name,
         // Lossy: a folder name need not be UTF-8, JSON must be.
@@ -18,6 +25,43 @@ fn info_json(info: &DatasetInfo) -> serde_json::Value {
         "embedding_fields": info.embedding_fields,
         "failures": info.failures,
     })
+}
+
+/// A field's provenance on one line: the model, where it came from, the
+/// digests, how and when it ran.
+fn provenance_text(provenance: &serde_json::Value) -> String {
+    let text = |key: &str| provenance.get(key).and_then(serde_json::Value::as_str);
+    let mut parts = vec![text("model").unwrap_or("?").to_owned()];
+    if let Some(version) = text("version") {
+        parts.push(format!("version {version}"));
+    }
+    parts.push(format!("from {}", text("source").unwrap_or("?")));
+    if let Some(repo) = text("hub_repo") {
+        parts.push(format!("repo {repo}"));
+    }
+    if let Some(commit) = text("commit") {
+        parts.push(format!("commit {commit}"));
+    }
+    parts.push(format!(
+        "weights sha256 {}",
+        text("weights_sha256").unwrap_or("(none: the model's library fetches its own)")
+    ));
+    parts.push(format!(
+        "config sha256 {}",
+        text("config_sha256").unwrap_or("?")
+    ));
+    parts.push(format!(
+        "{} on {} {}",
+        text("runs").unwrap_or("?"),
+        text("device").unwrap_or("?"),
+        text("precision").unwrap_or("?")
+    ));
+    parts.push(format!(
+        "zoo {} at {}",
+        text("zoo_version").unwrap_or("?"),
+        text("created_at").unwrap_or("?")
+    ));
+    parts.join(", ")
 }
 
 /// `zoo datasets info fiftyone:NAME`: FiftyOne's dataset, its samples and
@@ -106,7 +150,7 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
         DatasetsCommand::List { json, .. } => {
             let all = store.list().context("listing datasets failed")?;
             if json {
-                return out.json(&all.iter().map(info_json).collect());
+                return out.json(&all.iter().map(list_json).collect());
             }
             let rows: Vec<Vec<String>> = all
                 .iter()
@@ -148,6 +192,12 @@ pub(crate) fn run(command: DatasetsCommand) -> Result<()> {
             }
             for (field, count) in &info.failures {
                 out.line(&format!("failures   {}: {count}", field))?;
+            }
+            for (field, provenance) in &info.provenance {
+                out.line(&format!(
+                    "made by    {field}: {}",
+                    provenance_text(provenance)
+                ))?;
             }
             Ok(())
         }

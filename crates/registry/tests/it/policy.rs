@@ -33,7 +33,7 @@ fn custom_manifest(dir: &std::path::Path, server: &TestServer) -> std::path::Pat
         ]
     });
     let path = dir.join("manifest.json");
-    let mut file = std::fs::File::create(&path).unwrap();
+    let mut file = fs_err::File::create(&path).unwrap();
     file.write_all(manifest.to_string().as_bytes()).unwrap();
     path
 }
@@ -71,7 +71,7 @@ fn a_model_outside_the_licence_policy_is_refused_before_any_request() {
         .download_model("permissive", false, &NoProgress)
         .unwrap();
     assert_eq!(
-        std::fs::read(downloaded.path).unwrap(),
+        fs_err::read(downloaded.path).unwrap(),
         b"permissive weights"
     );
 }
