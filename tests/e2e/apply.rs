@@ -16,7 +16,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// `count` generated pictures (PNG and JPEG, different sizes) plus one
 /// corrupt file.
-fn pictures(dir: &Path, count: usize) {
+pub(crate) fn pictures(dir: &Path, count: usize) {
     fs_err::create_dir_all(dir.join("sub")).unwrap();
     for index in 0..count {
         let (w, h) = if index % 3 == 0 {

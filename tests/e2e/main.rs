@@ -20,6 +20,7 @@ mod hosted_torch;
 mod hostile_models;
 mod inception;
 mod library;
+mod lock;
 mod named_weights;
 mod scale;
 mod security_datasets;

@@ -23,6 +23,21 @@ pub(crate) enum Command {
     /// Work with datasets: the images models run on, and their labels.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// Pin models into a lock (`ZOO_LOCKFILE`, else `./zoo.lock`): each
+    /// model's files with sha256, its source's commit and files, its
+    /// config's digest, a hosted model's Python packages; `--locked` runs
+    /// refuse anything that differs.
+    Lock {
+        /// The models to lock (each downloaded first if it is not); none:
+        /// every downloaded model. Models already in the lock stay.
+        models: Vec<String>,
+        /// Start a new lock instead of adding to the existing one.
+        #[arg(long)]
+        fresh: bool,
+        /// Print the lock's models as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what this build of zoo can use: libtorch, CUDA, threads.
     System {
         /// Print JSON instead of text.
@@ -53,6 +68,10 @@ pub(crate) enum ModelsCommand {
         /// Download again even if it is downloaded.
         #[arg(long, short = 'o')]
         overwrite: bool,
+        /// Refuse the model unless it is what the lock (`ZOO_LOCKFILE`,
+        /// else `./zoo.lock`) pins, naming the first difference.
+        #[arg(long)]
+        locked: bool,
     },
     /// Print the path of a downloaded model.
     Find {
@@ -268,6 +287,10 @@ pub(crate) struct ModelArgs {
     /// repeatable; VALUE is JSON when it parses, else a string.
     #[arg(long = "kwargs", short = 'k', value_name = "KEY=VALUE", value_parser = parse_kwarg)]
     pub(crate) kwargs: Vec<(String, serde_json::Value)>,
+    /// Refuse the model unless it is what the lock (`ZOO_LOCKFILE`, else
+    /// `./zoo.lock`) pins: files, source, config, Python packages.
+    #[arg(long)]
+    pub(crate) locked: bool,
 }
 
 /// `-k KEY=VALUE`: VALUE as JSON when it parses (`3`, `true`,

@@ -64,6 +64,17 @@ impl Registry {
     /// regular files are all hashed; links and other special files in it
     /// are refused, naming them).
     pub fn weights_digest(&self, path: &Path) -> Result<WeightsDigest, RegistryError> {
+        self.digest(path, true)
+    }
+
+    /// [`Registry::weights_digest`] with every byte read now, the cache
+    /// not trusted (a file corrupted in place, or changed with its size and
+    /// time kept, is seen): what `--locked` and verification use.
+    pub fn weights_digest_fresh(&self, path: &Path) -> Result<WeightsDigest, RegistryError> {
+        self.digest(path, false)
+    }
+
+    fn digest(&self, path: &Path, trust_cache: bool) -> Result<WeightsDigest, RegistryError> {
         let cache_path = self.root().join(CACHE_FILE);
         let mut cache: Cache = zoo_fs::read_untrusted(&cache_path, MAX_CACHE_BYTES)
             .ok()
@@ -73,7 +84,7 @@ impl Registry {
         let listing = model_files(path)?;
         let mut files = Vec::with_capacity(listing.len());
         for (relative, absolute) in listing {
-            let (sha256, size) = cached_sha256(&mut cache, &absolute, &mut changed)?;
+            let (sha256, size) = cached_sha256(&mut cache, &absolute, trust_cache, &mut changed)?;
             files.push(FileDigest {
                 path: relative,
                 size,
@@ -104,6 +115,63 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Every file of a registered source's tree as installed in the zoo dir
+    /// (each manifest's folder, paths relative to the zoo dir), in path
+    /// order, every byte read now: what the source brought, not its models' downloads (their
+    /// files, partial downloads and archive folders are left out).
+    pub fn source_digest(
+        &self,
+        source: &crate::RegisteredSource,
+    ) -> Result<Vec<FileDigest>, RegistryError> {
+        let mut downloads: Vec<PathBuf> = Vec::new();
+        for model in self.zoo()?.zoo.models() {
+            if matches!(&model.origin, zoo_manifest::Origin::Source { url, .. } if *url == source.url)
+                && let Ok(paths) = self.model_paths(model)
+            {
+                downloads.extend(paths.all());
+            }
+        }
+        let cache_path = self.root().join(CACHE_FILE);
+        let mut cache: Cache = zoo_fs::read_untrusted(&cache_path, MAX_CACHE_BYTES)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let mut changed = false;
+        let mut files = Vec::new();
+        for manifest in &source.manifests {
+            let relative = zoo_manifest::RelativePath::new(&manifest.dir).map_err(|problem| {
+                RegistryError::UnsafeIndexDir {
+                    source_url: source.url.clone(),
+                    dir: manifest.dir.clone(),
+                    problem,
+                }
+            })?;
+            let dir = relative.join_to(self.root());
+            let skip = |path: &Path| {
+                downloads.iter().any(|download| path.starts_with(download))
+                    || path
+                        .file_name()
+                        .is_some_and(|name| name.to_string_lossy().ends_with(".partial"))
+            };
+            for (name, absolute) in walk(&dir, &skip)? {
+                let (sha256, size) = cached_sha256(&mut cache, &absolute, false, &mut changed)?;
+                files.push(FileDigest {
+                    path: format!("{}/{name}", manifest.dir.trim_end_matches('/')),
+                    size,
+                    sha256,
+                });
+            }
+        }
+        if changed && let Ok(bytes) = serde_json::to_vec(&cache) {
+            let _ = zoo_fs::write_atomic(&cache_path, &bytes);
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files.dedup_by(|a, b| a.path == b.path);
+        Ok(files)
+    }
+}
+
 /// The regular files of a model at `path`, as (relative name, path), in
 /// name order.
 fn model_files(path: &Path) -> Result<Vec<(String, PathBuf)>, RegistryError> {
@@ -118,6 +186,16 @@ fn model_files(path: &Path) -> Result<Vec<(String, PathBuf)>, RegistryError> {
     if !metadata.is_dir() {
         return Err(special_file(path));
     }
+    walk(path, &|_| false)
+}
+
+/// The regular files under folder `path` but those `skip` names (and zoo's
+/// own `.zoo-*` records), as (relative name, path), in name order; a link
+/// or special file is an error naming it.
+fn walk(
+    path: &Path,
+    skip: &dyn Fn(&Path) -> bool,
+) -> Result<Vec<(String, PathBuf)>, RegistryError> {
     let mut found = Vec::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(folder) = stack.pop() {
@@ -125,6 +203,9 @@ fn model_files(path: &Path) -> Result<Vec<(String, PathBuf)>, RegistryError> {
             let entry = entry?;
             let kind = entry.file_type()?;
             let child = entry.path();
+            if skip(&child) {
+                continue;
+            }
             if kind.is_dir() {
                 stack.push(child);
             } else if entry.file_name().to_string_lossy().starts_with(".zoo-") {
@@ -167,6 +248,7 @@ fn special_file(path: &Path) -> RegistryError {
 fn cached_sha256(
     cache: &mut Cache,
     path: &Path,
+    trust_cache: bool,
     changed: &mut bool,
 ) -> Result<(String, u64), RegistryError> {
     let (mut file, size) = zoo_fs::open_untrusted(path)
@@ -177,7 +259,8 @@ fn cached_sha256(
         .ok()
         .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |since| since.as_nanos());
-    if let Some(cached) = cache.files.get(path)
+    if trust_cache
+        && let Some(cached) = cache.files.get(path)
         && cached.size == size
         && cached.modified_ns == modified_ns
         && modified_ns != 0

@@ -80,7 +80,7 @@ impl ModelPaths {
 
     /// Every path zoo writes or deletes for the model: the file, its partial
     /// download, the archive folder.
-    fn all(&self) -> Vec<PathBuf> {
+    pub(crate) fn all(&self) -> Vec<PathBuf> {
         let mut paths = vec![self.file.clone(), partial_path(&self.file)];
         paths.extend(self.archive_folder.clone());
         paths

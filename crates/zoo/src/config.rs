@@ -34,6 +34,9 @@ pub struct Config {
     /// The GPUs model hosts are spread over (`CUDA_VISIBLE_DEVICES`);
     /// `None`: every GPU the runtime sees.
     pub visible_gpus: Option<Vec<String>>,
+    /// The lock `zoo lock` writes and `--locked` reads (`ZOO_LOCKFILE`,
+    /// else `zoo.lock` in the current directory).
+    pub lockfile: PathBuf,
 }
 
 impl Config {
@@ -52,6 +55,7 @@ impl Config {
             storage: StorageOptions::default(),
             cudnn_benchmark: false,
             visible_gpus: None,
+            lockfile: PathBuf::from(crate::LOCK_FILE),
         }
     }
 
@@ -65,6 +69,9 @@ impl Config {
         config.storage = storage_options()?;
         config.cudnn_benchmark = cudnn_benchmark()?;
         config.visible_gpus = visible_gpus();
+        if let Some(path) = std::env::var_os("ZOO_LOCKFILE").filter(|path| !path.is_empty()) {
+            config.lockfile = PathBuf::from(path);
+        }
         registry_from_env(&mut config.registry, &config.python)?;
         Ok(config)
     }

@@ -24,6 +24,9 @@ pub enum ErrorKind {
     Storage,
     /// Every sample of a run failed, so nothing was stored.
     EverySampleFailed,
+    /// A lock (`zoo.lock`) could not be read or written, or a `--locked`
+    /// run found something that differs from it.
+    Lock,
 }
 
 /// An error of the application layer. Its `Display` says what failed; its

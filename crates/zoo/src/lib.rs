@@ -47,6 +47,7 @@
 mod config;
 mod error;
 mod load;
+mod lock;
 mod observe;
 mod provenance;
 mod report;
@@ -60,6 +61,7 @@ use zoo_registry::Registry;
 pub use config::{Config, datasets_dir, import_options, offline, python, zoo_dir};
 pub use error::{Error, ErrorKind, Result};
 pub use load::{LoadOptions, LoadedModel, Workers};
+pub use lock::{LOCK_FILE, LOCK_VERSION, Lock, Locked, LockedModel, LockedSource};
 pub use observe::{Observer, Silent};
 pub use provenance::{Provenance, config_digest};
 pub use report::RunReport;

@@ -54,6 +54,8 @@ pub struct LoadOptions {
     pub error_level: Option<ErrorLevel>,
     /// `load_model`'s keyword arguments and config overrides.
     pub kwargs: Map<String, Value>,
+    /// `--locked`: refuse the model unless it is what this lock pins.
+    pub locked: Option<crate::Locked>,
 }
 
 impl LoadOptions {
@@ -207,6 +209,10 @@ impl Zoo<'_> {
                 level,
                 self.observer(),
             )?;
+        }
+        // After any install: what runs is what the lock pins.
+        if let Some(locked) = &options.locked {
+            self.check_locked(locked, &downloaded)?;
         }
         let kwargs = options.kwargs.clone();
         let mut overrides = kwargs.clone();

@@ -62,6 +62,38 @@ pub fn installed_python_packages(python: &str, requirements: &[&str]) -> Vec<Str
     }
 }
 
+/// The installed version of each of `requirements`' packages that `python`
+/// has, by distribution name as given.
+pub fn python_package_versions(
+    python: &str,
+    requirements: &[&str],
+) -> std::collections::BTreeMap<String, String> {
+    let names: Vec<&str> = requirements
+        .iter()
+        .map(|spec| package_name(spec))
+        .filter(|name| !name.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Default::default();
+    }
+    let script = "import importlib.metadata as m, sys\nfor n in sys.argv[1:]:\n    try:\n        print(n, m.version(n))\n    except Exception:\n        pass\n";
+    match zoo_process::scrub_secrets(std::process::Command::new(python).arg("-c"))
+        .arg(script)
+        .args(&names)
+        .output()
+    {
+        Ok(output) => String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .map(|(name, version)| (name.to_owned(), version.trim().to_owned()))
+            .collect(),
+        Err(err) => {
+            tracing::warn!("cannot run `{python}` to check Python packages: {err}");
+            Default::default()
+        }
+    }
+}
+
 /// The packages among `wanted` that `python` lacks.
 pub fn missing_python_packages<'a>(python: &str, wanted: &[&'a str]) -> Vec<&'a str> {
     let installed = installed_python_packages(python, wanted);

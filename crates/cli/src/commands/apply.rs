@@ -14,8 +14,11 @@ use crate::terminal::say;
 use crate::{config, output};
 
 /// `-i`, `--error-level`, `--classes`, `-k`, `--workers` as load options.
-fn load_options(model: &ModelArgs) -> Result<LoadOptions> {
+fn load_options(zoo: &Zoo<'_>, model: &ModelArgs) -> Result<LoadOptions> {
     let mut options = LoadOptions::default().workers(model.workers);
+    if model.locked {
+        options.locked = Some(zoo::Locked::read(&zoo.config().lockfile)?);
+    }
     options.model_name.clone_from(&model.model_name);
     options.install = model.install;
     options.error_level = model
@@ -52,7 +55,7 @@ fn start(
     zoo_model_core::validate_field_name(field)
         .with_context(|| format!("cannot store results under `{}`", field.escape_debug()))?;
     let dataset = zoo.resolve_dataset(dataset)?;
-    let model = zoo.load_model(name_or_url, &load_options(model)?)?;
+    let model = zoo.load_model(name_or_url, &load_options(zoo, model)?)?;
     Ok((dataset, model))
 }
 
@@ -198,7 +201,7 @@ fn peak_rss_bytes() -> Option<u64> {
 pub(crate) fn embed_text(args: &EmbedTextArgs, runtime: &dyn Runtime, quiet: bool) -> Result<()> {
     let terminal = Terminal::new(quiet);
     let zoo = config::zoo(runtime, &terminal)?;
-    let mut model = zoo.load_model(&args.name_or_url, &load_options(&args.model)?)?;
+    let mut model = zoo.load_model(&args.name_or_url, &load_options(&zoo, &args.model)?)?;
     let embeddings = model.embed_prompts(&args.prompts)?;
     let mut out = output::Printer::stdout();
     for (prompt, embedding) in args.prompts.iter().zip(embeddings) {

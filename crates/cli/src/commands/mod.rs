@@ -2,6 +2,7 @@
 
 mod apply;
 mod datasets;
+mod lock;
 mod models;
 mod scale;
 
@@ -30,6 +31,11 @@ pub(crate) fn dispatch(cli: Cli, runtime: Option<&dyn Runtime>) -> Result<()> {
             Some(runtime) => apply::embed_text(&args, runtime, cli.quiet),
             None => hand_over(),
         },
+        Command::Lock {
+            models,
+            fresh,
+            json,
+        } => lock::run(&models, fresh, json, cli.quiet),
         Command::Models(command) => models::run(command, cli.quiet),
         Command::Datasets(command) => datasets::run(command),
     }

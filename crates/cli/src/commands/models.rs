@@ -22,11 +22,13 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
             name_or_url,
             model_name,
             overwrite,
+            locked,
         } => download(
             &registry,
             &name_or_url,
             model_name.as_deref(),
             overwrite,
+            locked,
             quiet,
         )
         .with_context(|| format!("downloading `{name_or_url}` failed")),
@@ -413,9 +415,16 @@ fn download(
     name_or_url: &str,
     model_name: Option<&str>,
     overwrite: bool,
+    locked: bool,
     quiet: bool,
 ) -> Result<()> {
     let downloaded = registry.download(name_or_url, model_name, overwrite, &Bar::new(quiet))?;
+    if locked {
+        let terminal = Terminal::new(quiet);
+        let zoo = config::zoo(&zoo::NoRuntime, &terminal)?;
+        let lock = zoo::Locked::read(&zoo.config().lockfile)?;
+        zoo.check_locked(&lock, &downloaded)?;
+    }
     if downloaded.fetched {
         say!(
             "downloaded `{}` to `{}`",
