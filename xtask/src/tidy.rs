@@ -74,6 +74,8 @@ const RESTRICTED: &[(&str, &[&str])] = &[
         &["zoo-sources", "zoo-test-support", "zoo-torch-backend"],
     ),
     ("tar", &["zoo-sources", "zoo-test-support"]),
+    // Bundles (`.tar.zst`) are written and unpacked by `zoo-sources` only.
+    ("zstd", &["zoo-sources"]),
     ("rusqlite", &["zoo-datasets"]),
     ("object_store", &["zoo-storage"]),
     // Process groups and signals: one module, `zoo-process`.

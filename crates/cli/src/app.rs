@@ -38,9 +38,38 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bundle models for a machine with no network, and install bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
     /// Show what this build of zoo can use: libtorch, CUDA, threads.
     System {
         /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BundleCommand {
+    /// Write one archive (tar + zstd) holding the models' lock, their
+    /// sources and their files; the same inputs give the same bytes.
+    Create {
+        /// The bundle to write (`models.tar.zst`).
+        out: std::path::PathBuf,
+        /// The models (each downloaded first if it is not).
+        #[arg(required = true)]
+        models: Vec<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install a bundle, offline: every file is checked against its lock
+    /// before anything is installed; its sources are registered untrusted;
+    /// its lock is added to `ZOO_LOCKFILE` (else `./zoo.lock`).
+    Install {
+        /// The bundle.
+        bundle: std::path::PathBuf,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },

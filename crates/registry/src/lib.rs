@@ -39,6 +39,7 @@
 //! This crate reads no environment variables; [`RegistryConfig`] carries
 //! everything.
 
+mod bundle;
 mod digest;
 mod error;
 mod hooks;

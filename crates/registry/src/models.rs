@@ -87,7 +87,7 @@ impl ModelPaths {
     }
 
     /// The path that shows the model is downloaded.
-    fn evidence(&self) -> &Path {
+    pub(crate) fn evidence(&self) -> &Path {
         self.archive_folder.as_deref().unwrap_or(&self.file)
     }
 }
@@ -209,7 +209,7 @@ impl Registry {
 
     /// The downloaded model's path, if it is downloaded; an error when what
     /// is there leaves the model's folder.
-    fn downloaded(
+    pub(crate) fn downloaded(
         &self,
         model: &ZooModel,
         paths: &ModelPaths,
@@ -227,7 +227,7 @@ impl Registry {
         Ok(Some(evidence.to_owned()))
     }
 
-    fn model_lock(&self, paths: &ModelPaths) -> Result<LockedFile, RegistryError> {
+    pub(crate) fn model_lock(&self, paths: &ModelPaths) -> Result<LockedFile, RegistryError> {
         let relative = paths.file.strip_prefix(self.root()).unwrap_or(&paths.file);
         let mut key: String = relative
             .to_string_lossy()

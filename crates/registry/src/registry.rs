@@ -207,7 +207,11 @@ impl Registry {
 
     /// `<zoo dir>/<dir>` for a folder recorded in the index, checked: plain
     /// names only, and strictly inside the zoo dir once links are resolved.
-    fn installed_dir(&self, source_url: &str, dir: &str) -> Result<PathBuf, RegistryError> {
+    pub(crate) fn installed_dir(
+        &self,
+        source_url: &str,
+        dir: &str,
+    ) -> Result<PathBuf, RegistryError> {
         let relative = RelativePath::new(dir).map_err(|problem| RegistryError::UnsafeIndexDir {
             source_url: source_url.to_owned(),
             dir: dir.to_owned(),

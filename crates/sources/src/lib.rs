@@ -41,7 +41,7 @@ mod patience;
 mod progress;
 mod transfer;
 
-pub use archive::{ArchiveKind, ExtractLimits, ExtractStats, extract};
+pub use archive::{ArchiveKind, ExtractLimits, ExtractStats, extract, write_tar_zst};
 pub use error::SourceError;
 pub use fetch::{FetchedSource, fetch_source};
 pub use github::{DEFAULT_API_URL, GitHub};

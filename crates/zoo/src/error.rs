@@ -180,6 +180,8 @@ from_library! {
     zoo_fs::LockError => Config,
     zoo_datasets::ShardError => Config,
     zoo_fiftyone_db::FiftyOneError => Dataset,
+    zoo_sources::SourceError => Lock,
+    std::io::Error => Lock,
 }
 
 /// An error and its sources on one line (`what: why: ...`).

@@ -44,6 +44,7 @@
 //! [`zoo_datasets::Datasets`]). `crates/cli/examples/apply_folder.rs` is
 //! this program, and a test runs it.
 
+mod bundle;
 mod config;
 mod error;
 mod load;
@@ -58,6 +59,7 @@ mod scale;
 use zoo_datasets::Datasets;
 use zoo_registry::Registry;
 
+pub use bundle::{BundleReport, InstallReport};
 pub use config::{Config, datasets_dir, import_options, offline, python, zoo_dir};
 pub use error::{Error, ErrorKind, Result};
 pub use load::{LoadOptions, LoadedModel, Workers};

@@ -105,6 +105,10 @@ pub struct LockedModel {
     /// installed in `ZOO_PYTHON` when locked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub python: Vec<String>,
+    /// Where its files are, relative to the zoo dir (its file, or its
+    /// folder), `/`-separated.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
     /// Its files (none when its library fetches its own).
     #[serde(default)]
     pub files: Vec<FileDigest>,
@@ -168,7 +172,7 @@ impl Lock {
     }
 
     /// Adds or replaces `model` (and its source), keeping entries sorted.
-    fn put(&mut self, model: LockedModel, source: Option<LockedSource>) {
+    pub(crate) fn put(&mut self, model: LockedModel, source: Option<LockedSource>) {
         self.models.retain(|locked| locked.name != model.name);
         self.models.push(model);
         self.models.sort_by(|a, b| a.name.cmp(&b.name));
@@ -293,6 +297,7 @@ impl Zoo<'_> {
                 hub_repo: snapshot.as_ref().map(|snapshot| snapshot.repo.clone()),
                 hub_commit: snapshot.map(|snapshot| snapshot.commit),
                 python,
+                path: registry.model_evidence_path(model)?,
                 files,
             },
             source,
@@ -334,6 +339,12 @@ impl Zoo<'_> {
                 ),
             ))
         };
+        if !pinned.path.is_empty() && pinned.path != actual.path {
+            return refuse(format!(
+                "the lock has its files at `{}`, this zoo dir at `{}`",
+                pinned.path, actual.path
+            ));
+        }
         if pinned.source != actual.source {
             return refuse(format!(
                 "the lock has it from `{}`, the zoo from `{}`",
@@ -457,7 +468,8 @@ mod tests {
                 hub_repo: Some("org/repo".into()),
                 hub_commit: Some("b".repeat(40)),
                 python: vec!["fiftyone==1.22.1".into()],
-                files: vec![file("m/config.json", "33")],
+                path: "m".into(),
+                files: vec![file("config.json", "33")],
             }],
         };
         let dir = tempfile::tempdir().unwrap();

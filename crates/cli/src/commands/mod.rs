@@ -1,6 +1,7 @@
 //! Command implementations: each turns arguments into library calls.
 
 mod apply;
+mod bundle;
 mod datasets;
 mod lock;
 mod models;
@@ -36,6 +37,7 @@ pub(crate) fn dispatch(cli: Cli, runtime: Option<&dyn Runtime>) -> Result<()> {
             fresh,
             json,
         } => lock::run(&models, fresh, json, cli.quiet),
+        Command::Bundle(command) => bundle::run(command, cli.quiet),
         Command::Models(command) => models::run(command, cli.quiet),
         Command::Datasets(command) => datasets::run(command),
     }

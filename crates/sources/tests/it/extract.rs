@@ -3,13 +3,21 @@ use std::path::Path;
 use zoo_sources::{ArchiveKind, ExtractLimits, SourceError, extract};
 use zoo_test_support::Archive;
 
-const KINDS: [ArchiveKind; 3] = [ArchiveKind::Zip, ArchiveKind::Tar, ArchiveKind::TarGz];
+/// Every kind, zoo's bundles (`.tar.zst`) included: each hostile archive
+/// below is tried in each.
+const KINDS: [ArchiveKind; 4] = [
+    ArchiveKind::Zip,
+    ArchiveKind::Tar,
+    ArchiveKind::TarGz,
+    ArchiveKind::TarZst,
+];
 
 fn bytes(archive: &Archive, kind: ArchiveKind) -> Vec<u8> {
     match kind {
         ArchiveKind::Zip => archive.to_zip(),
         ArchiveKind::Tar => archive.to_tar(),
         ArchiveKind::TarGz => archive.to_tar_gz(),
+        ArchiveKind::TarZst => zstd::encode_all(&archive.to_tar()[..], 3).unwrap(),
     }
 }
 

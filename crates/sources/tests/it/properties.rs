@@ -294,10 +294,23 @@ fn generated_entry() -> impl Strategy<Value = Generated> {
 }
 
 /// First bytes that steer the sniffing and the decoders.
-const MAGIC: &[&[u8]] = &[b"", b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b\x08"];
+const MAGIC: &[&[u8]] = &[
+    b"",
+    b"PK\x03\x04",
+    b"PK\x05\x06",
+    b"\x1f\x8b\x08",
+    b"\x28\xb5\x2f\xfd",
+];
 
 fn kinds() -> impl Strategy<Value = ArchiveKind> {
-    prop::sample::select(&[ArchiveKind::Zip, ArchiveKind::Tar, ArchiveKind::TarGz][..])
+    prop::sample::select(
+        &[
+            ArchiveKind::Zip,
+            ArchiveKind::Tar,
+            ArchiveKind::TarGz,
+            ArchiveKind::TarZst,
+        ][..],
+    )
 }
 
 /// The archive bytes, or `None` when the writer itself refuses the names (a
@@ -333,6 +346,9 @@ fn build(entries: &[Generated], kind: ArchiveKind, root: &Path) -> Option<Vec<u8
         ArchiveKind::Zip => archive.try_to_zip().ok(),
         ArchiveKind::Tar => fits_tar.then(|| archive.to_tar()),
         ArchiveKind::TarGz => fits_tar.then(|| archive.to_tar_gz()),
+        ArchiveKind::TarZst => {
+            fits_tar.then(|| zstd::encode_all(&archive.to_tar()[..], 3).unwrap())
+        }
     }
 }
 

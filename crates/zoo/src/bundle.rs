@@ -1,0 +1,392 @@
+//! Bundles: one archive holding what a set of models needs, to install on a
+//! machine with no network (`zoo bundle create`, `zoo bundle install`).
+//!
+//! A bundle is a tar compressed with zstd, the same bytes for the same
+//! inputs (entries sorted, owners, modes and times fixed):
+//!
+//! ```text
+//! zoo.lock            the lock of its models (`lock.rs`)
+//! sources.json        the registered sources they come from (never trusted)
+//! files/<path>        each source file and model file, at its path in the zoo dir
+//! ```
+//!
+//! Installing reads the bundle as a stranger's file: unpacked within the
+//! extraction limits into the zoo dir's staging folder, then every file is
+//! checked against the lock (sha256 and size; a file the lock does not name
+//! is refused) before anything moves into place, and each model is checked
+//! in place again as `--locked` checks it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use zoo_registry::{FileDigest, RegisteredSource};
+use zoo_sources::ArchiveKind;
+
+use crate::Zoo;
+use crate::error::{Error, ErrorKind, Result, bail};
+use crate::lock::{LOCK_FILE, Lock, Locked};
+
+/// The bundle's index of sources.
+const SOURCES_FILE: &str = "sources.json";
+/// The folder holding the zoo dir's files.
+const FILES_DIR: &str = "files";
+/// The largest `sources.json` read.
+const MAX_SOURCES_BYTES: u64 = 16 << 20;
+/// zoo's record of where a Hugging Face repo's files came from, carried with
+/// the repo's folder (not part of its digest).
+const HUB_RECORD: &str = ".zoo-hf.json";
+
+/// What `bundle_create` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleReport {
+    /// The bundle.
+    pub path: PathBuf,
+    /// Its sha256.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// The models in it.
+    pub models: Vec<String>,
+    /// The sources in it.
+    pub sources: Vec<String>,
+    /// How many files of the zoo dir it carries.
+    pub files: usize,
+}
+
+/// What `bundle_install` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReport {
+    /// The bundle.
+    pub path: PathBuf,
+    /// Sources registered from it (untrusted).
+    pub sources_installed: Vec<String>,
+    /// Models installed from it.
+    pub models_installed: Vec<String>,
+    /// Models that were there already (checked against the lock all the same).
+    pub models_present: Vec<String>,
+    /// Where its lock was written.
+    pub lockfile: PathBuf,
+}
+
+fn bundle_error(bundle: &Path, what: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Lock,
+        format!(
+            "bundle `{}` is refused: {what}; nothing was installed",
+            bundle.display()
+        ),
+    )
+}
+
+impl Zoo<'_> {
+    /// Writes a bundle of `names` (each downloaded first if it is not) to
+    /// `out`.
+    pub fn bundle_create(&self, out: &Path, names: &[String]) -> Result<BundleReport> {
+        if names.is_empty() {
+            bail!(
+                Lock,
+                "name the models to bundle (`zoo bundle create OUT MODEL...`)"
+            );
+        }
+        let registry = self.registry();
+        let lock = self.lock(names, None)?;
+        let root = registry.root().to_path_buf();
+        let mut entries: Vec<(String, PathBuf)> = Vec::new();
+        let mut records: Vec<RegisteredSource> = Vec::new();
+        for source in &lock.sources {
+            let mut record = registry.find_source(&source.url)?;
+            record.trusted = false;
+            record.registered_at = 0;
+            records.push(record);
+            for file in &source.files {
+                entries.push((format!("{FILES_DIR}/{}", file.path), root.join(&file.path)));
+            }
+        }
+        for model in &lock.models {
+            if model.files.is_empty() {
+                continue;
+            }
+            let place = root.join(&model.path);
+            if place.is_dir() {
+                for file in &model.files {
+                    entries.push((
+                        format!("{FILES_DIR}/{}/{}", model.path, file.path),
+                        place.join(&file.path),
+                    ));
+                }
+                if place.join(HUB_RECORD).is_file() {
+                    entries.push((
+                        format!("{FILES_DIR}/{}/{HUB_RECORD}", model.path),
+                        place.join(HUB_RECORD),
+                    ));
+                }
+            } else {
+                entries.push((format!("{FILES_DIR}/{}", model.path), place));
+            }
+        }
+        entries.sort();
+        entries.dedup_by(|a, b| a.0 == b.0);
+        let files = entries.len();
+        let staging = registry.staging_dir("bundle-")?;
+        let lock_path = staging.path().join(LOCK_FILE);
+        lock.write(&lock_path)?;
+        let sources_path = staging.path().join(SOURCES_FILE);
+        let text = serde_json::to_vec_pretty(&records).map_err(|err| {
+            Error::new(
+                ErrorKind::Lock,
+                format!("cannot write {SOURCES_FILE}: {err}"),
+            )
+        })?;
+        zoo_fs::write_atomic(&sources_path, &text)?;
+        entries.push((LOCK_FILE.to_owned(), lock_path));
+        entries.push((SOURCES_FILE.to_owned(), sources_path));
+        zoo_sources::write_tar_zst(out, &entries).map_err(|err| {
+            Error::new(
+                ErrorKind::Lock,
+                format!("writing bundle `{}` failed: {err}", out.display()),
+            )
+        })?;
+        let sha256 = zoo_sources::sha256_file(out)?;
+        Ok(BundleReport {
+            path: out.to_path_buf(),
+            sha256,
+            bytes: fs_err::metadata(out)?.len(),
+            models: lock.models.iter().map(|model| model.name.clone()).collect(),
+            sources: lock
+                .sources
+                .iter()
+                .map(|source| source.url.clone())
+                .collect(),
+            files,
+        })
+    }
+
+    /// Installs bundle `bundle`: checks every file against its lock, then
+    /// registers its sources (untrusted) and moves its models into place,
+    /// checks each model in place as `--locked` does, and adds the lock's
+    /// entries to this zoo's lock file. Works offline.
+    pub fn bundle_install(&self, bundle: &Path) -> Result<InstallReport> {
+        let registry = self.registry();
+        let staging = registry.staging_dir("bundle-install-")?;
+        let unpacked = staging.path().join("unpacked");
+        zoo_sources::extract(
+            bundle,
+            ArchiveKind::TarZst,
+            &unpacked,
+            &registry.config().extract_limits,
+        )
+        .map_err(|err| bundle_error(bundle, err))?;
+        let lock =
+            Lock::read(&unpacked.join(LOCK_FILE)).map_err(|err| bundle_error(bundle, err))?;
+        let records: Vec<RegisteredSource> = {
+            let bytes = zoo_fs::read_untrusted(&unpacked.join(SOURCES_FILE), MAX_SOURCES_BYTES)
+                .map_err(|err| bundle_error(bundle, err))?;
+            serde_json::from_slice(&bytes)
+                .map_err(|err| bundle_error(bundle, format!("its {SOURCES_FILE}: {err}")))?
+        };
+        let files = unpacked.join(FILES_DIR);
+        check_files(bundle, &lock, &files)?;
+        for source in &lock.sources {
+            let found = records
+                .iter()
+                .any(|record| record.url == source.url && record.commit == source.commit);
+            if !found {
+                return Err(bundle_error(
+                    bundle,
+                    format!(
+                        "its lock names source `{}`, which its {SOURCES_FILE} lacks",
+                        source.url
+                    ),
+                ));
+            }
+        }
+
+        let mut report = InstallReport {
+            path: bundle.to_path_buf(),
+            sources_installed: Vec::new(),
+            models_installed: Vec::new(),
+            models_present: Vec::new(),
+            lockfile: self.config().lockfile.clone(),
+        };
+        // What this zoo dir had before: a source's models move in with it.
+        let present_before: Vec<bool> = lock
+            .models
+            .iter()
+            .map(|pinned| {
+                registry
+                    .model(&pinned.name)
+                    .ok()
+                    .and_then(|model| registry.downloaded_path(&model))
+                    .is_some()
+            })
+            .collect();
+        for record in records
+            .iter()
+            .filter(|record| lock.sources.iter().any(|source| source.url == record.url))
+        {
+            if registry.install_bundled_source(record, &files)? {
+                report.sources_installed.push(record.url.clone());
+            }
+        }
+        let locked = Locked {
+            lock: lock.clone(),
+            path: bundle.join(LOCK_FILE),
+        };
+        for (pinned, present_before) in lock.models.iter().zip(present_before) {
+            let model = registry.model(&pinned.name)?;
+            let place = registry.model_evidence_path(&model)?;
+            if !pinned.path.is_empty() && place != pinned.path {
+                return Err(bundle_error(
+                    bundle,
+                    format!(
+                        "it puts model `{}` at `{}`, and this zoo keeps it at `{place}`",
+                        pinned.name, pinned.path
+                    ),
+                ));
+            }
+            let staged = files.join(&pinned.path);
+            if !pinned.files.is_empty() && fs_err::symlink_metadata(&staged).is_ok() {
+                registry.install_bundled_model(&model, &staged)?;
+            }
+            let installed = registry.downloaded_path(&model).is_some() && !present_before;
+            if installed {
+                report.models_installed.push(pinned.name.clone());
+            } else {
+                report.models_present.push(pinned.name.clone());
+            }
+            let downloaded =
+                registry.download(&pinned.name, None, false, self.observer().downloads())?;
+            self.check_locked(&locked, &downloaded)?;
+        }
+        let lockfile = &self.config().lockfile;
+        let mut merged = if lockfile.exists() {
+            Lock::read(lockfile)?
+        } else {
+            Lock {
+                version: lock.version,
+                sources: Vec::new(),
+                models: Vec::new(),
+            }
+        };
+        for model in &lock.models {
+            let source = lock
+                .sources
+                .iter()
+                .find(|source| source.url == model.source)
+                .cloned();
+            merged.put(model.clone(), source);
+        }
+        merged.write(lockfile)?;
+        Ok(report)
+    }
+}
+
+/// Every file under `files` is one the lock names, with the size and sha256
+/// it states, and every file the lock names is there; zoo's own Hub records
+/// inside a model's folder are the one exception.
+fn check_files(bundle: &Path, lock: &Lock, files: &Path) -> Result<()> {
+    let mut expected: BTreeMap<String, &FileDigest> = BTreeMap::new();
+    for source in &lock.sources {
+        for file in &source.files {
+            expected.insert(file.path.clone(), file);
+        }
+    }
+    let mut folders: Vec<&str> = Vec::new();
+    for model in &lock.models {
+        if model.files.is_empty() {
+            continue;
+        }
+        if is_folder(model) {
+            folders.push(&model.path);
+            for file in &model.files {
+                expected.insert(format!("{}/{}", model.path, file.path), file);
+            }
+        } else {
+            expected.insert(model.path.clone(), &model.files[0]);
+        }
+    }
+    let mut found: Vec<(String, PathBuf)> = Vec::new();
+    if files.is_dir() {
+        let mut stack = vec![files.to_path_buf()];
+        while let Some(folder) = stack.pop() {
+            for entry in fs_err::read_dir(&folder)? {
+                let entry = entry?;
+                let path = entry.path();
+                let kind = entry.file_type()?;
+                let relative = path
+                    .strip_prefix(files)
+                    .unwrap_or(&path)
+                    .components()
+                    .map(|part| part.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                if kind.is_dir() {
+                    stack.push(path);
+                } else if kind.is_file() {
+                    found.push((relative, path));
+                } else {
+                    return Err(bundle_error(
+                        bundle,
+                        format!("`{relative}` is not a regular file"),
+                    ));
+                }
+            }
+        }
+    }
+    let mut seen = 0;
+    for (relative, path) in &found {
+        let Some(pinned) = expected.get(relative) else {
+            let hub_record = relative
+                .rsplit_once('/')
+                .is_some_and(|(folder, name)| name == HUB_RECORD && folders.contains(&folder));
+            if hub_record {
+                continue;
+            }
+            return Err(bundle_error(
+                bundle,
+                format!("it holds `{relative}`, which its lock does not name"),
+            ));
+        };
+        let size = fs_err::metadata(path)?.len();
+        let sha256 = zoo_sources::sha256_file(path)?;
+        if size != pinned.size || sha256 != pinned.sha256 {
+            return Err(bundle_error(
+                bundle,
+                format!(
+                    "file `{relative}` has sha256 {sha256} ({size} bytes), its lock has {} ({} bytes)",
+                    pinned.sha256, pinned.size
+                ),
+            ));
+        }
+        seen += 1;
+    }
+    if seen != expected.len() {
+        let present: Vec<&str> = found
+            .iter()
+            .map(|(relative, _)| relative.as_str())
+            .collect();
+        let missing = expected
+            .keys()
+            .find(|path| !present.contains(&path.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        return Err(bundle_error(
+            bundle,
+            format!("it lacks `{missing}`, which its lock names"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a locked model's files are a folder (a Hub repo, an archive's
+/// folder) rather than one file: a one-file model's only file is named like
+/// its path's last part.
+fn is_folder(model: &crate::LockedModel) -> bool {
+    model.files.len() != 1
+        || model
+            .path
+            .rsplit('/')
+            .next()
+            .is_none_or(|last| last != model.files[0].path)
+}
