@@ -50,7 +50,7 @@ pub(crate) fn share_cpu_threads(workers: usize) {
 /// eight 224x224 images, one 640x480 image. Measured on resnet18 with
 /// 2 cores: 224x224 batches of 8 run at 106 img/s against 90 for 16 and 68
 /// for 1; at 640x480 single images are fastest.
-pub(crate) const CPU_PIXELS_PER_FORWARD: usize = 8 * 224 * 224;
+const CPU_PIXELS_PER_FORWARD: usize = 8 * 224 * 224;
 
 /// FiftyOne's `entrypoint_fcn` for a TorchScript file.
 const TORCH_JIT_LOAD: &str = "torch.jit.load";

@@ -29,7 +29,7 @@ use zoo_model_core::{
 
 use crate::config::TorchImageModelConfig;
 use crate::families::yolo::{CONFIDENCE_THRESHOLD, PixelDetection, YoloDetector, letterboxed};
-use crate::model::{CPU_PIXELS_PER_FORWARD, chain};
+use crate::model::chain;
 
 /// The type names this model answers to.
 pub const YOLO_TYPE_NAMES: &[&str] = &[
@@ -337,24 +337,10 @@ impl Model for TorchYoloModel {
         self.output == Output::Classification
     }
 
-    /// Every input is the same letterboxed square: stacked into forwards
-    /// of at most [`CPU_PIXELS_PER_FORWARD`] input pixels (one 640x640
-    /// image, eight 224x224 ones: larger CPU forwards run slower per
-    /// image), then each image's NMS, scaling and FiftyOne's converter.
+    /// The whole batch in one forward (every input is the same
+    /// letterboxed square), then each image's NMS, scaling and FiftyOne's
+    /// converter.
     fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
-        let size = self.detector.size();
-        let per_forward = (CPU_PIXELS_PER_FORWARD / (size * size).max(1)).max(1);
-        let mut predictions = Vec::with_capacity(inputs.len());
-        for chunk in inputs.chunks(per_forward) {
-            predictions.extend(self.predict_forward(chunk)?);
-        }
-        Ok(predictions)
-    }
-}
-
-impl TorchYoloModel {
-    /// `inputs` in one forward, then each image's converter.
-    fn predict_forward(&self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
         let failed = |err: crate::families::yolo::YoloError| ModelError::inference(chain(&err));
         let images = inputs
             .iter()

@@ -683,13 +683,11 @@ fn yolo_oriented_boxes_match_fiftyone_and_ultralytics() {
     assert!(pixels <= 1e-3, "{pixels}");
 }
 
-/// A batch of four pictures, through `predict_all` (which stacks them into
-/// CPU-sized forwards) and through the detector's own batch (all four in
-/// one forward, boxes relative to the 640 square), gives every task's
-/// labels of one picture per call (which the tests above hold to
-/// FiftyOne's): the same labels, numbers within [`BATCH_TOLERANCE`]
-/// (boxes, scores, keypoints, corners, logits) and masks with IoU of at
-/// least [`BATCH_MASK_IOU`]. oneDNN picks its convolution
+/// `predict_all` runs a whole batch in one forward: every task's labels on
+/// the four pictures in one call are those of one picture per call (which
+/// the tests above hold to FiftyOne's): the same labels, numbers within
+/// [`BATCH_TOLERANCE`] (boxes, scores, keypoints, corners, logits) and
+/// masks with IoU of at least [`MASK_IOU`]. oneDNN picks its convolution
 /// kernels by batch size, so the sums round differently: the largest
 /// differences are printed (FiftyOne's own `apply_model` batches too).
 #[test]
@@ -847,46 +845,6 @@ fn a_batch_gives_the_labels_of_one_picture_at_a_time() {
                 _ => {
                     largest = largest.max(close(&single.to_json(), &batched.to_json(), &at));
                     compared += 1;
-                }
-            }
-        }
-        // predict_all stacks 640x640 inputs one per forward on the CPU:
-        // the detector's own batch, four pictures in one forward.
-        let detector = YoloDetector::load(&directory.join(weights)).unwrap();
-        if !detector.classifies() {
-            let images: Vec<Image> = pictures.iter().map(|path| decode(path)).collect();
-            let boxed: Vec<Vec<u8>> = images
-                .iter()
-                .map(|image| detector.letterboxed(image).unwrap())
-                .collect();
-            let batch: Vec<(&[u8], u32, u32)> = boxed
-                .iter()
-                .zip(&images)
-                .map(|(pixels, image)| (pixels.as_slice(), image.width, image.height))
-                .collect();
-            let stacked = detector.detect_letterboxed_batch(&batch, 0.25).unwrap();
-            for (index, (one, stacked)) in batch.iter().zip(&stacked).enumerate() {
-                let single = detector
-                    .detect_letterboxed(one.0, one.1, one.2, 0.25)
-                    .unwrap();
-                assert_eq!(single.len(), stacked.len(), "{weights} picture {index}");
-                let mut taken = vec![false; stacked.len()];
-                for a in &single {
-                    let distance = |b: &zoo_torch_backend::PixelDetection| {
-                        a.xyxy
-                            .iter()
-                            .zip(&b.xyxy)
-                            .map(|(x, y)| f64::from((x - y).abs()) / 640.0)
-                            .fold(f64::from((a.confidence - b.confidence).abs()), f64::max)
-                    };
-                    let (at, b) = stacked
-                        .iter()
-                        .enumerate()
-                        .filter(|(at, b)| !taken[*at] && b.class == a.class)
-                        .min_by(|(_, x), (_, y)| distance(x).total_cmp(&distance(y)))
-                        .unwrap();
-                    taken[at] = true;
-                    largest = largest.max(distance(b));
                 }
             }
         }
