@@ -66,6 +66,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
         "hosted-builtins",
         "families",
         "fiftyone-db",
+        "yolo",
     ];
     let with_fiftyone = args.iter().any(|arg| arg == "--with-fiftyone");
     let smoke = args.iter().any(|arg| arg == "--smoke");
@@ -74,13 +75,15 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
         .map(String::as_str)
         .filter(|arg| !matches!(*arg, "--with-fiftyone" | "--smoke"))
         .collect();
-    // `hosted` and `families` need PyTorch (the oracle venv) and take tens
-    // of minutes: only when named, or in smoke mode.
+    // `hosted`, `families` and `yolo` need PyTorch (the oracle venv) and
+    // take tens of minutes: only when named, or in smoke mode.
     let selected = if named.is_empty() {
         known
             .iter()
             .copied()
-            .filter(|name| smoke || !matches!(*name, "hosted" | "hosted-builtins" | "families"))
+            .filter(|name| {
+                smoke || !matches!(*name, "hosted" | "hosted-builtins" | "families" | "yolo")
+            })
             .collect()
     } else {
         named
@@ -195,6 +198,29 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
                     .filter(|_| std::env::var_os("ZOO_BENCH_FIFTYONE").is_none())
                     .map(|python| sh.push_env("ZOO_BENCH_FIFTYONE", python));
                 example("bench_fiftyone_db", &[]).run()?;
+            }
+            // Native YOLO against Ultralytics' own predict and FiftyOne:
+            // the oracle venv (torch, ultralytics, FiftyOne) seeds the
+            // weights and runs the peers; a smoke run goes without it, on
+            // the parity tests' tiny checkpoints.
+            "yolo" => {
+                let ultralytics = "import importlib.util, sys; sys.exit(importlib.util.find_spec('ultralytics') is None)";
+                let python = std::env::var_os("ZOO_BENCH_PYTHON")
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        crate::fixtures::torch_python(sh).filter(|python| {
+                            cmd!(sh, "{python} -c {ultralytics}")
+                                .quiet()
+                                .ignore_stderr()
+                                .run()
+                                .is_ok()
+                        })
+                    })
+                    .filter(|_| !smoke);
+                let _python = python.map(|python| sh.push_env("ZOO_BENCH_PYTHON", python));
+                let script = sh.current_dir().join("xtask/bench/yolo_bench.py");
+                let _script = sh.push_env("ZOO_BENCH_YOLO_SCRIPT", script);
+                example("bench_yolo", &[]).run()?;
             }
             "list" if smoke => example("bench_list", &["20", "1"]).run()?,
             "download" if smoke => example("bench_download", &["1", "1"]).run()?,

@@ -28,11 +28,13 @@ tasks:
   build [cargo build args]         cargo build with libtorch set up (binary: target/<profile>/zoo)
   zoo [zoo args]                   build and run the `zoo` binary with libtorch set up
   quickstart                       the main job: build zoo (release) and run it end to end
-  bench [list|download|extract|apply|shard|decode|hosted|families] [--with-fiftyone] [--smoke]
+  bench [list|download|extract|apply|shard|decode|hosted|families|yolo] [--with-fiftyone] [--smoke]
                                    benchmarks (release build); figures and ratios from one run;
                                    `hosted` and `families` run only when named: a hosted
                                    TorchImageModel against FiftyOne; Faster R-CNN, DeepLabV3, CLIP,
                                    DINOv2 against PyTorch eager (and FiftyOne), seeded weights;
+                                   `yolo` (named only): native YOLO against Ultralytics' predict
+                                   and FiftyOne, weights seeded by Ultralytics (the oracle venv);
                                    --smoke: every one on tiny inputs, debug build, no figures
                                    asserted (CI runs it so no benchmark rots)
   hosted-torch-check [test args]   the model host's tests with torch models (a TorchImageModel against

@@ -285,12 +285,12 @@ impl TorchYoloModel {
         Prediction::Label(Some(Label::Polylines(shapes)))
     }
 
-    /// FiftyOne's `to_classifications` of letterboxed `pixels`: the top
-    /// class and its probability, all probabilities as logits; no label
-    /// below `confidence_thresh` or outside `filter_classes`.
-    fn classify(&self, pixels: &[u8]) -> Result<Prediction, ModelError> {
+    /// FiftyOne's `to_classifications` of an image's class
+    /// `probabilities`: the top class and its probability, all
+    /// probabilities as logits; no label below `confidence_thresh` or
+    /// outside `filter_classes`.
+    fn classification(&self, probabilities: Vec<f32>) -> Result<Prediction, ModelError> {
         let failed = |err: crate::families::yolo::YoloError| ModelError::inference(chain(&err));
-        let probabilities = self.detector.classify_letterboxed(pixels).map_err(failed)?;
         let (label, score) = self.detector.top1(&probabilities).map_err(failed)?;
         let score = f64::from(score);
         if self.threshold.is_some_and(|threshold| score < threshold)
@@ -337,65 +337,92 @@ impl Model for TorchYoloModel {
         self.output == Output::Classification
     }
 
-    /// One image at a time, as the parity fixtures were computed.
+    /// The whole batch in one forward (every input is the same
+    /// letterboxed square), then each image's NMS, scaling and FiftyOne's
+    /// converter.
     fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
-        inputs
+        let failed = |err: crate::families::yolo::YoloError| ModelError::inference(chain(&err));
+        let images = inputs
             .iter()
-            .map(|input| {
-                let pixels = match &input.data {
-                    InputData::Pixels(pixels) => pixels,
-                    InputData::Values(_) => {
-                        return Err(ModelError::inference(
-                            "FiftyOneYOLOModel takes letterboxed pixels".to_owned(),
-                        ));
-                    }
-                };
-                let (width, height) = input.original_size;
-                let failed =
-                    |err: crate::families::yolo::YoloError| ModelError::inference(chain(&err));
-                if self.output == Output::Classification {
-                    return self.classify(pixels);
-                }
-                if self.output == Output::Instances && !self.detector.segments() {
-                    // FiftyOne's `to_instances` of results without masks.
-                    return Ok(Prediction::Label(Some(Label::Detections(Vec::new()))));
-                }
-                let found = self
-                    .detector
-                    .detect_letterboxed(pixels, width, height, self.confidence)
-                    .map_err(failed)?;
-                if self.output == Output::Keypoints {
-                    return Ok(self.keypoints(found, width, height));
-                }
-                if self.output == Output::Polylines {
-                    return Ok(self.polylines(found, width, height));
-                }
-                let detections = self
-                    .detector
-                    .to_fiftyone(found, width, height)
-                    .map_err(failed)?
-                    .into_iter()
-                    .filter(|detection| detection.confidence >= self.confidence)
-                    .filter(|detection| {
-                        self.filter_classes
-                            .as_ref()
-                            .is_none_or(|classes| classes.contains(&detection.label))
-                    })
-                    .map(|detection| Detection {
-                        label: detection.label,
-                        bounding_box: detection.bounding_box,
-                        confidence: Some(detection.confidence),
-                        mask: match self.output {
-                            Output::Detections
-                            | Output::Classification
-                            | Output::Keypoints
-                            | Output::Polylines => None,
-                            Output::Instances => detection.mask,
-                        },
-                    })
-                    .collect();
-                Ok(Prediction::Label(Some(Label::Detections(detections))))
+            .map(|input| match &input.data {
+                InputData::Pixels(pixels) => Ok((
+                    pixels.as_slice(),
+                    input.original_size.0,
+                    input.original_size.1,
+                )),
+                InputData::Values(_) => Err(ModelError::inference(
+                    "FiftyOneYOLOModel takes letterboxed pixels".to_owned(),
+                )),
             })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.output == Output::Classification {
+            let pixels: Vec<&[u8]> = images.iter().map(|(pixels, _, _)| *pixels).collect();
+            return self
+                .detector
+                .classify_letterboxed_batch(&pixels)
+                .map_err(failed)?
+                .into_iter()
+                .map(|probabilities| self.classification(probabilities))
+                .collect();
+        }
+        if self.output == Output::Instances && !self.detector.segments() {
+            // FiftyOne's `to_instances` of results without masks.
+            return Ok(inputs
+                .iter()
+                .map(|_| Prediction::Label(Some(Label::Detections(Vec::new()))))
+                .collect());
+        }
+        let found = self
+            .detector
+            .detect_letterboxed_batch(&images, self.confidence)
+            .map_err(failed)?;
+        found
+            .into_iter()
+            .zip(&images)
+            .map(|(found, (_, width, height))| self.converted(found, *width, *height))
             .collect()
+    }
+}
+
+impl TorchYoloModel {
+    /// FiftyOne's output processor on one image's detections.
+    fn converted(
+        &self,
+        found: Vec<PixelDetection>,
+        width: u32,
+        height: u32,
+    ) -> Result<Prediction, ModelError> {
+        let failed = |err: crate::families::yolo::YoloError| ModelError::inference(chain(&err));
+        if self.output == Output::Keypoints {
+            return Ok(self.keypoints(found, width, height));
+        }
+        if self.output == Output::Polylines {
+            return Ok(self.polylines(found, width, height));
+        }
+        let detections = self
+            .detector
+            .to_fiftyone(found, width, height)
+            .map_err(failed)?
+            .into_iter()
+            .filter(|detection| detection.confidence >= self.confidence)
+            .filter(|detection| {
+                self.filter_classes
+                    .as_ref()
+                    .is_none_or(|classes| classes.contains(&detection.label))
+            })
+            .map(|detection| Detection {
+                label: detection.label,
+                bounding_box: detection.bounding_box,
+                confidence: Some(detection.confidence),
+                mask: match self.output {
+                    Output::Detections
+                    | Output::Classification
+                    | Output::Keypoints
+                    | Output::Polylines => None,
+                    Output::Instances => detection.mask,
+                },
+            })
+            .collect();
+        Ok(Prediction::Label(Some(Label::Detections(detections))))
     }
 }

@@ -29,6 +29,15 @@ const BOX_TOLERANCE: f64 = 1e-4;
 /// The largest difference allowed in a confidence.
 const SCORE_TOLERANCE: f64 = 1e-4;
 
+/// The largest difference allowed between a batch's numbers and those of
+/// one picture at a time.
+const BATCH_TOLERANCE: f64 = 1e-3;
+
+/// The smallest mask IoU allowed between a batch's masks and those of one
+/// picture at a time (over the part both crops hold: a box one rounding
+/// apart may crop a pixel row or column more).
+const BATCH_MASK_IOU: f64 = 0.95;
+
 /// The smallest intersection over union allowed between an instance mask
 /// and FiftyOne's.
 const MASK_IOU: f64 = 0.99;
@@ -672,4 +681,178 @@ fn yolo_oriented_boxes_match_fiftyone_and_ultralytics() {
     assert!(corners <= CORNER_TOLERANCE, "{corners}");
     assert!(scores <= SCORE_TOLERANCE, "{scores}");
     assert!(pixels <= 1e-3, "{pixels}");
+}
+
+/// `predict_all` runs a whole batch in one forward: every task's labels on
+/// the four pictures in one call are those of one picture per call (which
+/// the tests above hold to FiftyOne's): the same labels, numbers within
+/// [`BATCH_TOLERANCE`] (boxes, scores, keypoints, corners, logits) and
+/// masks with IoU of at least [`MASK_IOU`]. oneDNN picks its convolution
+/// kernels by batch size, so the sums round differently: the largest
+/// differences are printed (FiftyOne's own `apply_model` batches too).
+#[test]
+fn a_batch_gives_the_labels_of_one_picture_at_a_time() {
+    use zoo_model_core::{Label, ModelFactory, ModelSpec, Prediction};
+
+    tch::set_num_threads(1);
+    let directory = fixtures().join("yolo");
+    let mut factory = ModelFactory::new();
+    zoo_torch_backend::register(&mut factory);
+    let pictures: Vec<PathBuf> = ["96x64", "50x83", "121x121", "200x37"]
+        .iter()
+        .enumerate()
+        .map(|(index, size)| directory.join(format!("image_{index}_{size}.png")))
+        .collect();
+    // The largest difference in numbers; strings, booleans and nulls
+    // equal but for the labels' ids.
+    fn close(a: &Value, b: &Value, at: &str) -> f64 {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => {
+                (x.as_f64().unwrap() - y.as_f64().unwrap()).abs()
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                assert_eq!(x.len(), y.len(), "{at}");
+                x.iter()
+                    .zip(y)
+                    .enumerate()
+                    .map(|(index, (x, y))| close(x, y, &format!("{at}[{index}]")))
+                    .fold(0.0, f64::max)
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+                // Every label gets a new `_id`.
+                x.iter()
+                    .filter(|(key, _)| *key != "_id")
+                    .map(|(key, value)| close(value, &y[key], &format!("{at}.{key}")))
+                    .fold(0.0, f64::max)
+            }
+            _ => {
+                assert_eq!(a, b, "{at}");
+                0.0
+            }
+        }
+    }
+    let mut compared = 0;
+    for (weights, processor) in [
+        ("yolov8t.pt", "UltralyticsDetectionOutputProcessor"),
+        ("yolo26t.pt", "UltralyticsDetectionOutputProcessor"),
+        ("yolo11t-seg.pt", "UltralyticsSegmentationOutputProcessor"),
+        ("yolo26t-cls.pt", "UltralyticsClassificationOutputProcessor"),
+        ("yolo26t-pose.pt", "UltralyticsPoseOutputProcessor"),
+        ("yolov8t-obb.pt", "UltralyticsOBBOutputProcessor"),
+    ] {
+        let spec = ModelSpec {
+            kind: "fiftyone.utils.ultralytics.FiftyOneYOLOModel".into(),
+            config: serde_json::json!({
+                "output_processor_cls": format!("fiftyone.utils.ultralytics.{processor}"),
+            })
+            .as_object()
+            .unwrap()
+            .clone(),
+            model_path: Some(directory.join(weights)),
+        };
+        let mut model = factory.build(&spec).unwrap();
+        let preprocess = model.preprocessor();
+        let inputs: Vec<_> = pictures
+            .iter()
+            .map(|path| preprocess.preprocess(decode(path)).unwrap())
+            .collect();
+        let batched = model.predict_all(&inputs).unwrap();
+        let (mut largest, mut smallest_iou) = (0.0_f64, 1.0_f64);
+        assert_eq!(batched.len(), inputs.len(), "{weights}");
+        for (index, (input, batched)) in inputs.iter().zip(batched).enumerate() {
+            let single = model
+                .predict_all(std::slice::from_ref(input))
+                .unwrap()
+                .remove(0);
+            let at = format!("{weights} picture {index}");
+            let (Prediction::Label(Some(single)), Prediction::Label(Some(batched))) =
+                (single, batched)
+            else {
+                panic!("{at}: no label");
+            };
+            match (&single, &batched) {
+                (Label::Detections(single), Label::Detections(batched)) => {
+                    assert_eq!(single.len(), batched.len(), "{at}");
+                    // Two scores a rounding apart may swap places: each
+                    // detection against the batch's nearest of its label.
+                    let mut taken = vec![false; batched.len()];
+                    for a in single {
+                        let distance = |b: &zoo_model_core::Detection| {
+                            a.bounding_box
+                                .iter()
+                                .zip(&b.bounding_box)
+                                .map(|(x, y)| (x - y).abs())
+                                .fold(
+                                    (a.confidence.unwrap() - b.confidence.unwrap()).abs(),
+                                    f64::max,
+                                )
+                        };
+                        let (index, b) = batched
+                            .iter()
+                            .enumerate()
+                            .filter(|(index, b)| !taken[*index] && b.label == a.label)
+                            .min_by(|(_, x), (_, y)| distance(x).total_cmp(&distance(y)))
+                            .unwrap_or_else(|| panic!("{at}: no `{}` left", a.label));
+                        taken[index] = true;
+                        largest = largest.max(distance(b));
+                        match (&a.mask, &b.mask) {
+                            (Some((rows, columns, x)), Some((other_rows, other_columns, y))) => {
+                                // A box edge a rounding from a pixel's
+                                // edge crops one pixel more or less.
+                                assert!(rows.abs_diff(*other_rows) <= 1, "{at}");
+                                assert!(columns.abs_diff(*other_columns) <= 1, "{at}");
+                                let (common_rows, common_columns) =
+                                    (*rows.min(other_rows), *columns.min(other_columns));
+                                let crop = |mask: &[u8], width: usize| -> Vec<u8> {
+                                    (0..common_rows)
+                                        .flat_map(|row| {
+                                            mask[row * width..row * width + common_columns].to_vec()
+                                        })
+                                        .collect()
+                                };
+                                let iou = mask_iou(&crop(x, *columns), &crop(y, *other_columns));
+                                smallest_iou = smallest_iou.min(iou);
+                            }
+                            (None, None) => {}
+                            _ => panic!("{at}: a mask on one side only"),
+                        }
+                        compared += 1;
+                    }
+                }
+                (
+                    Label::Classification {
+                        label,
+                        confidence,
+                        logits,
+                    },
+                    Label::Classification {
+                        label: other_label,
+                        confidence: other_confidence,
+                        logits: other_logits,
+                    },
+                ) => {
+                    assert_eq!(label, other_label, "{at}");
+                    let (x, y) = (confidence.unwrap(), other_confidence.unwrap());
+                    largest = largest.max((x - y).abs());
+                    let (x, y) = (logits.as_ref().unwrap(), other_logits.as_ref().unwrap());
+                    assert_eq!(x.len(), y.len(), "{at}");
+                    for (x, y) in x.iter().zip(y) {
+                        largest = largest.max(f64::from((x - y).abs()));
+                    }
+                    compared += 1;
+                }
+                _ => {
+                    largest = largest.max(close(&single.to_json(), &batched.to_json(), &at));
+                    compared += 1;
+                }
+            }
+        }
+        println!(
+            "{weights}: a batch of 4 against one at a time: largest difference {largest:e}, smallest mask IoU {smallest_iou}"
+        );
+        assert!(largest <= BATCH_TOLERANCE, "{weights}: {largest}");
+        assert!(smallest_iou >= BATCH_MASK_IOU, "{weights}: {smallest_iou}");
+    }
+    assert!(compared > 20, "{compared}");
 }

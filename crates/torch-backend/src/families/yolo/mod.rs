@@ -222,6 +222,31 @@ impl YoloDetector {
             .f_div_scalar(255)?)
     }
 
+    /// The network input of several images' letterboxed `pixels`, one
+    /// batch: `[N, 3, size, size]`, `f32` in `0..=1`.
+    fn batch_input_of(&self, pixels: &[&[u8]]) -> Result<Tensor, YoloError> {
+        if let [one] = pixels {
+            return self.input_of(one);
+        }
+        let size = self.size as i64;
+        let each = self.size * self.size * 3;
+        let mut bytes = Vec::with_capacity(each * pixels.len());
+        for image in pixels {
+            if image.len() != each {
+                return Err(YoloError::Image(format!(
+                    "{} letterboxed bytes, not {size} x {size} x 3",
+                    image.len()
+                )));
+            }
+            bytes.extend_from_slice(image);
+        }
+        Ok(Tensor::f_from_slice(&bytes)?
+            .f_view([pixels.len() as i64, size, size, 3])?
+            .f_permute([0, 3, 1, 2])?
+            .f_to_kind(Kind::Float)?
+            .f_div_scalar(255)?)
+    }
+
     /// The letterboxed input of `image`: `[1, 3, size, size]`, `f32` in
     /// `0..=1`.
     pub fn input(&self, image: &Image) -> Result<Tensor, YoloError> {
@@ -260,11 +285,26 @@ impl YoloDetector {
     /// The class probabilities of letterboxed `pixels` (a `Classify`
     /// head's softmax), as Ultralytics' `Results.probs` holds them.
     pub fn classify_letterboxed(&self, pixels: &[u8]) -> Result<Vec<f32>, YoloError> {
-        let input = self.input_of(pixels)?;
+        let mut all = self.classify_letterboxed_batch(&[pixels])?;
+        all.pop()
+            .ok_or_else(|| YoloError::Image("the network gave no probabilities".to_owned()))
+    }
+
+    /// The class probabilities of several images' letterboxed `pixels`,
+    /// in one forward (every input is the same square).
+    pub fn classify_letterboxed_batch(&self, pixels: &[&[u8]]) -> Result<Vec<Vec<f32>>, YoloError> {
+        if pixels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let input = self.batch_input_of(pixels)?;
         match tch::no_grad(|| self.network.forward(&input))? {
-            NetworkOutput::Probabilities(probabilities) => Ok(Vec::<f32>::try_from(
-                probabilities.f_get(0)?.f_contiguous()?,
-            )?),
+            NetworkOutput::Probabilities(probabilities) => (0..pixels.len() as i64)
+                .map(|index| {
+                    Ok(Vec::<f32>::try_from(
+                        probabilities.f_get(index)?.f_contiguous()?,
+                    )?)
+                })
+                .collect(),
             NetworkOutput::Boxes(_) => Err(YoloError::Image(
                 "the model is a detector: it gives no class probabilities".to_owned(),
             )),
@@ -309,20 +349,65 @@ impl YoloDetector {
         height: u32,
         confidence: f64,
     ) -> Result<Vec<PixelDetection>, YoloError> {
-        if width == 0 || height == 0 {
+        let mut all = self.detect_letterboxed_batch(&[(pixels, width, height)], confidence)?;
+        all.pop()
+            .ok_or_else(|| YoloError::Image("the network gave no detections".to_owned()))
+    }
+
+    /// The detections of several images, each given as its letterboxed
+    /// pixels and its own `width` x `height`, from one forward (every
+    /// input is the same square), then each image's NMS and scaling as
+    /// [`YoloDetector::detect_letterboxed`] runs them.
+    pub fn detect_letterboxed_batch(
+        &self,
+        images: &[(&[u8], u32, u32)],
+        confidence: f64,
+    ) -> Result<Vec<Vec<PixelDetection>>, YoloError> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        if images
+            .iter()
+            .any(|(_, width, height)| *width == 0 || *height == 0)
+        {
             return Err(YoloError::Image("the image is empty".to_owned()));
         }
-        let output = self.forward(&self.input_of(pixels)?)?;
+        let pixels: Vec<&[u8]> = images.iter().map(|(pixels, _, _)| *pixels).collect();
+        let output = self.forward(&self.batch_input_of(&pixels)?)?;
+        images
+            .iter()
+            .enumerate()
+            .map(|(index, (_, width, height))| {
+                let protos = match &output.protos {
+                    Some(protos) => Some(protos.f_get(index as i64)?),
+                    None => None,
+                };
+                self.postprocess(
+                    &output.predictions.f_get(index as i64)?,
+                    protos.as_ref(),
+                    *width,
+                    *height,
+                    confidence,
+                )
+            })
+            .collect()
+    }
+
+    /// One image's detections from its row of the head's output
+    /// (`[4 + nc (+ extra), anchors]`) and, for a segmenter, its
+    /// prototypes (`[nm, h, w]`).
+    fn postprocess(
+        &self,
+        predictions: &Tensor,
+        protos: Option<&Tensor>,
+        width: u32,
+        height: u32,
+        confidence: f64,
+    ) -> Result<Vec<PixelDetection>, YoloError> {
         let classes = self.names.len() as i64;
         let rotated = self.network.detect().is_some_and(graph::Detect::rotates);
         let kept = tch::no_grad(|| {
-            non_max_suppression(
-                &output.predictions.f_get(0)?,
-                confidence,
-                IOU_THRESHOLD,
-                classes,
-                rotated,
-            )
+            non_max_suppression(predictions, confidence, IOU_THRESHOLD, classes, rotated)
         })?;
         let boxes = if rotated {
             scale_rotated(
@@ -347,13 +432,13 @@ impl YoloDetector {
         } else {
             None
         };
-        let mut masks = match &output.protos {
+        let mut masks = match protos {
             Some(protos) => {
                 let extra = kept.size()[1] - 6;
                 let coefficients = kept.f_narrow(1, 6, extra)?;
                 let masks = tch::no_grad(|| {
                     masks::process_mask_native(
-                        &protos.f_get(0)?,
+                        protos,
                         &coefficients,
                         &boxes,
                         width as usize,
