@@ -12,8 +12,9 @@
 //! This test serves those repos as the entries' Hub repos; zoo downloads
 //! them and runs them natively: labels equal, confidences, logits and
 //! embeddings within 1e-4. The zero-shot entries (`pubmed-clip-vit-base-patch32`,
-//! `monet-zero-torch` and the generic `zero-shot-classification-transformer-torch`)
-//! run the same way on the CLIP repo of
+//! `monet-zero-torch` and the generic `zero-shot-classification-transformer-torch`,
+//! then `siglip-base-patch16-224-torch` and `medsiglip-448-zero-torch`)
+//! run the same way on the CLIP and SigLIP repos of
 //! `crates/torch-backend/tests/fixtures/zero_shot/` (`cargo xtask zero-shot-oracle`),
 //! `embed-text` included.
 
@@ -140,13 +141,13 @@ fn efficientnet_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
     );
 }
 
-/// Runs the zero-shot `entry` with the CLIP fixture repo served as Hub repo
-/// `repo` (`crates/torch-backend/tests/fixtures/zero_shot`, `cargo xtask
+/// Runs the zero-shot `entry` with the fixture repo `folder` served as Hub
+/// repo `repo` (`crates/torch-backend/tests/fixtures/zero_shot`, `cargo xtask
 /// zero-shot-oracle`): `zoo models info` says native, and `apply` (the
 /// oracle's `classes` and `text_prompt` as `load_zoo_model` kwargs),
 /// `embed` and `embed-text` give what FiftyOne 1.22.1's own
 /// `load_zoo_model(entry, name_or_path=REPO, ...)` gave.
-fn zero_shot_runs_natively_as_fiftyone(entry: &str, repo: &str) {
+fn zero_shot_runs_natively_as_fiftyone(entry: &str, repo: &str, folder: &str) {
     let root = fixtures().join("zero_shot");
     let oracle: Value =
         serde_json::from_slice(&fs_err::read(root.join("zero_shot_oracle.json")).unwrap()).unwrap();
@@ -156,7 +157,7 @@ fn zero_shot_runs_natively_as_fiftyone(entry: &str, repo: &str) {
         .iter()
         .find(|model| model["name"] == entry)
         .unwrap();
-    let read = |name: &str| fs_err::read(root.join("clip").join(name)).unwrap();
+    let read = |name: &str| fs_err::read(root.join(folder).join(name)).unwrap();
     let hub = FakeHub::start();
     hub.add_repo(
         HubRepo::new(repo, "seeded")
@@ -275,13 +276,14 @@ fn pubmed_clip_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
     zero_shot_runs_natively_as_fiftyone(
         "pubmed-clip-vit-base-patch32",
         "flaviagiammarino/pubmed-clip-vit-base-patch32",
+        "clip",
     );
 }
 
 /// `monet-zero-torch`: the torchvision processor, no logits stored.
 #[test]
 fn monet_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
-    zero_shot_runs_natively_as_fiftyone("monet-zero-torch", "suinleelab/monet");
+    zero_shot_runs_natively_as_fiftyone("monet-zero-torch", "suinleelab/monet", "clip");
 }
 
 /// The generic `zero-shot-classification-transformer-torch`, whose config
@@ -291,5 +293,27 @@ fn generic_zero_shot_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
     zero_shot_runs_natively_as_fiftyone(
         "zero-shot-classification-transformer-torch",
         "openai/clip-vit-large-patch14",
+        "clip",
+    );
+}
+
+/// `siglip-base-patch16-224-torch` (SigLIP 2 with its Gemma tokenizer,
+/// texts padded to 64 on the left).
+#[test]
+fn siglip2_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
+    zero_shot_runs_natively_as_fiftyone(
+        "siglip-base-patch16-224-torch",
+        "google/siglip2-base-patch16-224",
+        "siglip",
+    );
+}
+
+/// `medsiglip-448-zero-torch` (texts padded to the longest).
+#[test]
+fn medsiglip_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
+    zero_shot_runs_natively_as_fiftyone(
+        "medsiglip-448-zero-torch",
+        "google/medsiglip-448",
+        "siglip",
     );
 }

@@ -90,12 +90,15 @@ const ZERO_SHOT_TYPES: &[&str] = &[
 
 /// The Hugging Face repos of FiftyOne's built-in transformers zero-shot
 /// classifiers whose architecture zoo builds (CLIP as transformers writes
-/// it, `zoo-torch-backend`'s `families/transformers`), the generic entry's
-/// default (`openai/clip-vit-large-patch14`) included.
+/// it, SigLIP and the fixed-resolution SigLIP 2, `zoo-torch-backend`'s
+/// `families/transformers`), the generic entry's default
+/// (`openai/clip-vit-large-patch14`) included.
 const NATIVE_ZERO_SHOT_REPOS: &[&str] = &[
     "openai/clip-vit-large-patch14",
     "flaviagiammarino/pubmed-clip-vit-base-patch32",
     "suinleelab/monet",
+    "google/siglip2-base-patch16-224",
+    "google/medsiglip-448",
 ];
 
 /// The Hugging Face repos of FiftyOne's built-in transformers classifiers

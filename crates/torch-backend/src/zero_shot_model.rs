@@ -11,7 +11,9 @@
 //! if given, else the class; the texts are tokenized with the config's
 //! `transformers_processor_kwargs` (`padding` true unless set); embeddings
 //! are `get_image_features` (projected, unnormalised), prompt embeddings
-//! `get_text_features`; `store_logits` is on when `output_processor_args`
+//! `get_text_features` (the classes' prompts without their attention mask,
+//! as `apply_model` runs them; `embed_prompts` with it); `store_logits` is
+//! on when `output_processor_args`
 //! is not given. The image processor is transformers' torchvision backend,
 //! or its PIL backend with `transforms_args.use_fast` false.
 //!
@@ -273,21 +275,28 @@ impl TorchZeroShotTransformerModel {
         })
     }
 
-    /// `get_text_features` of `texts`, tokenized as the config says.
-    fn text_features_of(&self, texts: &[String]) -> Result<Tensor, ModelError> {
+    /// `get_text_features` of `texts`, tokenized as the config says; with
+    /// their attention masks unless `ids_only`.
+    fn text_features_of(&self, texts: &[String], ids_only: bool) -> Result<Tensor, ModelError> {
         let _no_grad = tch::no_grad_guard();
-        let (ids, attention) = self
+        let (ids, mut attention) = self
             .repo
             .tokenizer
             .encode(texts, self.text_options)
             .map_err(ModelError::inference)?;
+        if ids_only {
+            attention = ids.iter().map(|row| vec![1; row.len()]).collect();
+        }
         self.repo
             .network
             .text_features(&ids, &attention)
             .map_err(|err| ModelError::inference(chain(&err)))
     }
 
-    /// The class prompts' features (computed once).
+    /// The class prompts' features (computed once). FiftyOne's
+    /// `apply_model` hands the model the prompts' `input_ids` alone (its
+    /// data loader's `_predict_all` path), so the text tower sees no
+    /// attention mask here: padding takes part in SigLIP's attention.
     fn class_features(&mut self) -> Result<Tensor, ModelError> {
         if let Some(features) = &self.text_features {
             return Ok(features.shallow_clone());
@@ -298,7 +307,7 @@ impl TorchZeroShotTransformerModel {
                 "zero-shot classification needs classes; give `classes`",
             ));
         }
-        let features = self.text_features_of(&prompts)?;
+        let features = self.text_features_of(&prompts, true)?;
         self.text_features = Some(features.shallow_clone());
         Ok(features)
     }
@@ -423,7 +432,7 @@ impl Model for TorchZeroShotTransformerModel {
         if prompts.is_empty() {
             return Ok(Vec::new());
         }
-        rows(&self.text_features_of(prompts)?)
+        rows(&self.text_features_of(prompts, false)?)
     }
 }
 

@@ -323,7 +323,7 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family {
         // transformers' zero-shot classes, which a Hub repo's `model_type`
         // names (`transformers::ZERO_SHOT`); each built from its repo.
-        names: &["CLIPModel"],
+        names: &["CLIPModel", "SiglipModel"],
         task: Task::TransformersZeroShot,
         build: Build::Checkpoint,
         ..CLASSIFIER

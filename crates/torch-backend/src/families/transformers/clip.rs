@@ -1,14 +1,22 @@
-//! transformers' `CLIPModel` (`model_type` `clip`) from its `config.json`
-//! and weights: the vision tower (patch and class embeddings, the
-//! pre-norm, pre-norm encoder layers, the post-norm of the class token,
-//! `visual_projection`), the text tower (token and position embeddings,
-//! causal encoder layers, the final norm, the pooled end-of-text token,
-//! `text_projection`) and `logits_per_image`: the cosine similarities of
-//! the projected embeddings times `exp(logit_scale)`.
+//! transformers' dual encoders from their `config.json` and weights:
+//!
+//! - `CLIPModel` (`model_type` `clip`): the vision tower (patch and class
+//!   embeddings, the pre-norm, pre-norm encoder layers, the post-norm of
+//!   the class token, `visual_projection`), the text tower (token and
+//!   position embeddings, causal encoder layers, the final norm, the pooled
+//!   end-of-text token, `text_projection`) and `logits_per_image`: the
+//!   cosine similarities of the projected embeddings times
+//!   `exp(logit_scale)`;
+//! - `SiglipModel` (`model_type` `siglip`, SigLIP and the fixed-resolution
+//!   SigLIP 2 checkpoints): the vision tower without class token or
+//!   pre-norm, the post-norm of every token and the attention-pooling head
+//!   (a learned probe attending to them, `nn.MultiheadAttention`, a norm
+//!   and an MLP); the text tower bidirectional (blind to padding), pooled
+//!   at the last position, then its `head`; the logits also add
+//!   `logit_bias`.
 //!
 //! Query, key and value are fused into one projection per layer, and
-//! attention is libtorch's `scaled_dot_product_attention` (causal, and
-//! blind to padding, in the text tower).
+//! attention is libtorch's `scaled_dot_product_attention`.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -41,6 +49,8 @@ struct TowerConfig {
     max_position_embeddings: Option<i64>,
     #[serde(default)]
     eos_token_id: Option<Value>,
+    #[serde(default)]
+    projection_size: Option<i64>,
     // Vision.
     #[serde(default)]
     image_size: Option<Value>,
@@ -48,9 +58,12 @@ struct TowerConfig {
     patch_size: Option<Value>,
     #[serde(default)]
     num_channels: Option<i64>,
+    #[serde(default)]
+    vision_use_head: Option<bool>,
 }
 
-/// `CLIPConfig`'s fields zoo reads; transformers' defaults where absent.
+/// `CLIPConfig`'s and `SiglipConfig`'s fields zoo reads; transformers'
+/// defaults where absent.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ClipConfig {
     #[serde(default)]
@@ -97,6 +110,7 @@ struct Sizes {
 fn sizes(
     config: &TowerConfig,
     defaults: (i64, i64, i64, i64),
+    (activation, eps): (&str, f64),
     tower: &str,
 ) -> Result<Sizes, String> {
     let named = |field: &str| format!("{tower}.{field}");
@@ -127,14 +141,14 @@ fn sizes(
             named("num_attention_heads")
         ));
     }
-    let eps = config.layer_norm_eps.unwrap_or(1e-5);
+    let eps = config.layer_norm_eps.unwrap_or(eps);
     if !(eps.is_finite() && eps > 0.0 && eps < 1.0) {
         return Err(format!(
             "`{}` must be from 0 to 1, got `{eps}`",
             named("layer_norm_eps")
         ));
     }
-    let activation = Activation::named(config.hidden_act.as_deref().unwrap_or("quick_gelu"))
+    let activation = Activation::named(config.hidden_act.as_deref().unwrap_or(activation))
         .map_err(|err| format!("{tower}: {err}"))?;
     Ok(Sizes {
         hidden,
@@ -265,6 +279,26 @@ impl Encoder {
     }
 }
 
+/// Which dual encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dual {
+    /// `CLIPModel`.
+    Clip,
+    /// `SiglipModel`.
+    Siglip,
+}
+
+/// SigLIP's attention-pooling head (`SiglipMultiheadAttentionPoolingHead`).
+struct PoolingHead {
+    probe: Tensor,
+    /// `in_proj_weight`, `in_proj_bias`: query, key and value stacked.
+    in_proj: (Tensor, Tensor),
+    out_proj: (Tensor, Tensor),
+    norm: (Tensor, Tensor),
+    fc1: (Tensor, Tensor),
+    fc2: (Tensor, Tensor),
+}
+
 /// How the text tower picks its pooled token (`CLIPTextTransformer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pooling {
@@ -273,33 +307,47 @@ enum Pooling {
     HighestId,
     /// The first position of this end-of-text id (position 0 when absent).
     FirstEos(i64),
+    /// The last position (SigLIP's).
+    Last,
 }
 
-/// A `CLIPModel` (see the module docs).
+/// A `CLIPModel` or `SiglipModel` (see the module docs).
 pub(crate) struct Clip {
-    patch: Tensor,
+    dual: Dual,
+    patch: (Tensor, Option<Tensor>),
     patch_size: (i64, i64),
     image_size: (i64, i64),
-    class_embedding: Tensor,
+    /// CLIP's class token and pre-norm.
+    class_embedding: Option<Tensor>,
+    pre_norm: Option<(Tensor, Tensor)>,
     vision_positions: Tensor,
-    pre_norm: (Tensor, Tensor),
     vision: Encoder,
     post_norm: (Tensor, Tensor),
-    visual_projection: Tensor,
+    /// CLIP's `visual_projection`.
+    visual_projection: Option<Tensor>,
+    /// SigLIP's attention-pooling head.
+    pooling_head: Option<PoolingHead>,
+    vision_heads: i64,
     token_embedding: Tensor,
     text_positions: Tensor,
     text: Encoder,
     final_norm: (Tensor, Tensor),
-    text_projection: Tensor,
+    /// CLIP's `text_projection` (no bias) or SigLIP's `head`.
+    text_projection: (Tensor, Option<Tensor>),
     logit_scale: Tensor,
+    logit_bias: Option<Tensor>,
     vocab: i64,
     pooling: Pooling,
 }
 
 impl Clip {
-    /// Builds the network `config` describes from `weights` (every tensor
-    /// taken, shapes checked).
-    pub(crate) fn build(config: ClipConfig, weights: &mut Weights) -> Result<Clip, String> {
+    /// Builds the `dual` network `config` describes from `weights` (every
+    /// tensor taken, shapes checked).
+    pub(crate) fn build(
+        dual: Dual,
+        config: ClipConfig,
+        weights: &mut Weights,
+    ) -> Result<Clip, String> {
         let text_config = config
             .text_config
             .or(config.text_config_dict)
@@ -308,26 +356,61 @@ impl Clip {
             .vision_config
             .or(config.vision_config_dict)
             .unwrap_or_default();
-        let text = sizes(&text_config, (512, 2048, 12, 8), "text_config")?;
-        let vision = sizes(&vision_config, (768, 3072, 12, 12), "vision_config")?;
-        let projection = bounded(
-            config.projection_dim.unwrap_or(512),
-            "projection_dim",
-            1..=16384,
-        )?;
+        let siglip = dual == Dual::Siglip;
+        let norms = if siglip {
+            ("gelu_pytorch_tanh", 1e-6)
+        } else {
+            ("quick_gelu", 1e-5)
+        };
+        let text_defaults = if siglip {
+            (768, 3072, 12, 12)
+        } else {
+            (512, 2048, 12, 8)
+        };
+        let text = sizes(&text_config, text_defaults, norms, "text_config")?;
+        let vision = sizes(&vision_config, (768, 3072, 12, 12), norms, "vision_config")?;
+        let projection = if siglip {
+            bounded(
+                text_config.projection_size.unwrap_or(text.hidden),
+                "text_config.projection_size",
+                1..=16384,
+            )?
+        } else {
+            bounded(
+                config.projection_dim.unwrap_or(512),
+                "projection_dim",
+                1..=16384,
+            )?
+        };
+        if siglip && projection != vision.hidden {
+            return Err(format!(
+                "`text_config.projection_size` {projection} must be the vision tower's `hidden_size` {}, the size of its embeddings",
+                vision.hidden
+            ));
+        }
+        if siglip && vision_config.vision_use_head == Some(false) {
+            return Err(
+                "`vision_config.vision_use_head` is false: the model has no image embeddings (transformers' `get_image_features` gives none)".to_owned(),
+            );
+        }
         let vocab = bounded(
-            text_config.vocab_size.unwrap_or(49408),
+            text_config
+                .vocab_size
+                .unwrap_or(if siglip { 32000 } else { 49408 }),
             "text_config.vocab_size",
             1..=1 << 22,
         )?;
         let positions = bounded(
-            text_config.max_position_embeddings.unwrap_or(77),
+            text_config
+                .max_position_embeddings
+                .unwrap_or(if siglip { 64 } else { 77 }),
             "text_config.max_position_embeddings",
             1..=1 << 16,
         )?;
-        let pooling = match &text_config.eos_token_id {
-            None => Pooling::FirstEos(49407),
-            Some(value) => match value.as_i64() {
+        let pooling = match (&text_config.eos_token_id, siglip) {
+            (_, true) => Pooling::Last,
+            (None, false) => Pooling::FirstEos(49407),
+            (Some(value), false) => match value.as_i64() {
                 Some(2) => Pooling::HighestId,
                 Some(id) if (0..vocab).contains(&id) => Pooling::FirstEos(id),
                 _ => {
@@ -354,7 +437,7 @@ impl Clip {
             vision_config
                 .patch_size
                 .as_ref()
-                .unwrap_or(&Value::from(32)),
+                .unwrap_or(&Value::from(if siglip { 16 } else { 32 })),
             "vision_config.patch_size",
         )?;
         if patch_size.0 > image_size.0 || patch_size.1 > image_size.1 {
@@ -370,65 +453,156 @@ impl Clip {
         }
         let v = "vision_model";
         let t = "text_model";
-        Ok(Clip {
-            patch: take(
+        let hidden = vision.hidden;
+        let patch_weight = take(
+            weights,
+            &format!("{v}.embeddings.patch_embedding.weight"),
+            &[hidden, 3, patch_size.0, patch_size.1],
+        )?;
+        let patch_bias = if siglip {
+            Some(take(
                 weights,
-                &format!("{v}.embeddings.patch_embedding.weight"),
-                &[vision.hidden, 3, patch_size.0, patch_size.1],
-            )?,
+                &format!("{v}.embeddings.patch_embedding.bias"),
+                &[hidden],
+            )?)
+        } else {
+            None
+        };
+        let (class_embedding, pre_norm) = if siglip {
+            (None, None)
+        } else {
+            (
+                Some(take(
+                    weights,
+                    &format!("{v}.embeddings.class_embedding"),
+                    &[hidden],
+                )?),
+                Some(pair_of(
+                    weights,
+                    &format!("{v}.pre_layrnorm"),
+                    &[hidden],
+                    hidden,
+                )?),
+            )
+        };
+        let vision_positions = take(
+            weights,
+            &format!("{v}.embeddings.position_embedding.weight"),
+            &[patches + i64::from(!siglip), hidden],
+        )?;
+        let vision_encoder = Encoder::build(weights, v, &vision)?;
+        let post_norm = pair_of(weights, &format!("{v}.post_layernorm"), &[hidden], hidden)?;
+        let (visual_projection, pooling_head) = if siglip {
+            let head = format!("{v}.head");
+            let intermediate = vision.intermediate;
+            let pooling_head = PoolingHead {
+                probe: take(weights, &format!("{head}.probe"), &[1, 1, hidden])?,
+                in_proj: (
+                    take(
+                        weights,
+                        &format!("{head}.attention.in_proj_weight"),
+                        &[3 * hidden, hidden],
+                    )?,
+                    take(
+                        weights,
+                        &format!("{head}.attention.in_proj_bias"),
+                        &[3 * hidden],
+                    )?,
+                ),
+                out_proj: pair_of(
+                    weights,
+                    &format!("{head}.attention.out_proj"),
+                    &[hidden, hidden],
+                    hidden,
+                )?,
+                norm: pair_of(weights, &format!("{head}.layernorm"), &[hidden], hidden)?,
+                fc1: pair_of(
+                    weights,
+                    &format!("{head}.mlp.fc1"),
+                    &[intermediate, hidden],
+                    intermediate,
+                )?,
+                fc2: pair_of(
+                    weights,
+                    &format!("{head}.mlp.fc2"),
+                    &[hidden, intermediate],
+                    hidden,
+                )?,
+            };
+            (None, Some(pooling_head))
+        } else {
+            (
+                Some(take(
+                    weights,
+                    "visual_projection.weight",
+                    &[projection, hidden],
+                )?),
+                None,
+            )
+        };
+        let token_embedding = take(
+            weights,
+            &format!("{t}.embeddings.token_embedding.weight"),
+            &[vocab, text.hidden],
+        )?;
+        let text_positions = take(
+            weights,
+            &format!("{t}.embeddings.position_embedding.weight"),
+            &[positions, text.hidden],
+        )?;
+        let text_encoder = Encoder::build(weights, t, &text)?;
+        let final_norm = pair_of(
+            weights,
+            &format!("{t}.final_layer_norm"),
+            &[text.hidden],
+            text.hidden,
+        )?;
+        let text_projection = if siglip {
+            let (weight, bias) = pair_of(
+                weights,
+                &format!("{t}.head"),
+                &[projection, text.hidden],
+                projection,
+            )?;
+            (weight, Some(bias))
+        } else {
+            (
+                take(
+                    weights,
+                    "text_projection.weight",
+                    &[projection, text.hidden],
+                )?,
+                None,
+            )
+        };
+        let (logit_scale, logit_bias) = if siglip {
+            (
+                take(weights, "logit_scale", &[1])?,
+                Some(take(weights, "logit_bias", &[1])?),
+            )
+        } else {
+            (take(weights, "logit_scale", &[])?, None)
+        };
+        Ok(Clip {
+            dual,
+            patch: (patch_weight, patch_bias),
             patch_size,
             image_size,
-            class_embedding: take(
-                weights,
-                &format!("{v}.embeddings.class_embedding"),
-                &[vision.hidden],
-            )?,
-            vision_positions: take(
-                weights,
-                &format!("{v}.embeddings.position_embedding.weight"),
-                &[patches + 1, vision.hidden],
-            )?,
-            pre_norm: pair_of(
-                weights,
-                &format!("{v}.pre_layrnorm"),
-                &[vision.hidden],
-                vision.hidden,
-            )?,
-            vision: Encoder::build(weights, v, &vision)?,
-            post_norm: pair_of(
-                weights,
-                &format!("{v}.post_layernorm"),
-                &[vision.hidden],
-                vision.hidden,
-            )?,
-            visual_projection: take(
-                weights,
-                "visual_projection.weight",
-                &[projection, vision.hidden],
-            )?,
-            token_embedding: take(
-                weights,
-                &format!("{t}.embeddings.token_embedding.weight"),
-                &[vocab, text.hidden],
-            )?,
-            text_positions: take(
-                weights,
-                &format!("{t}.embeddings.position_embedding.weight"),
-                &[positions, text.hidden],
-            )?,
-            text: Encoder::build(weights, t, &text)?,
-            final_norm: pair_of(
-                weights,
-                &format!("{t}.final_layer_norm"),
-                &[text.hidden],
-                text.hidden,
-            )?,
-            text_projection: take(
-                weights,
-                "text_projection.weight",
-                &[projection, text.hidden],
-            )?,
-            logit_scale: take(weights, "logit_scale", &[])?,
+            class_embedding,
+            pre_norm,
+            vision_positions,
+            vision: vision_encoder,
+            post_norm,
+            visual_projection,
+            pooling_head,
+            vision_heads: vision.heads,
+            token_embedding,
+            text_positions,
+            text: text_encoder,
+            final_norm,
+            text_projection,
+            logit_scale,
+            logit_bias,
             vocab,
             pooling,
         })
@@ -454,7 +628,7 @@ impl Clip {
         let size = pixels.size();
         let [batch, _, height, width] = size[..] else {
             return Err(TchError::Shape(format!(
-                "CLIP takes [batch, 3, height, width], got {size:?}"
+                "the vision tower takes [batch, 3, height, width], got {size:?}"
             )));
         };
         if (height, width) != self.image_size {
@@ -465,8 +639,8 @@ impl Clip {
         }
         let patches = pixels
             .f_conv2d(
-                &self.patch,
-                None::<&Tensor>,
+                &self.patch.0,
+                self.patch.1.as_ref(),
                 [self.patch_size.0, self.patch_size.1],
                 [0, 0],
                 [1, 1],
@@ -474,13 +648,79 @@ impl Clip {
             )?
             .f_flatten(2, -1)?
             .f_transpose(1, 2)?;
-        let hidden = self.class_embedding.size()[0];
-        let class = self.class_embedding.f_expand([batch, 1, hidden], false)?;
-        let xs = Tensor::f_cat(&[class, patches], 1)?.f_add(&self.vision_positions)?;
-        let xs = layer_norm(&xs, &self.pre_norm, self.vision.eps)?;
+        let xs = match &self.class_embedding {
+            Some(class) => {
+                let hidden = class.size()[0];
+                let class = class.f_expand([batch, 1, hidden], false)?;
+                Tensor::f_cat(&[class, patches], 1)?
+            }
+            None => patches,
+        }
+        .f_add(&self.vision_positions)?;
+        let xs = match &self.pre_norm {
+            Some(norm) => layer_norm(&xs, norm, self.vision.eps)?,
+            None => xs,
+        };
         let xs = self.vision.forward(&xs, None, false)?;
-        let pooled = layer_norm(&xs.f_select(1, 0)?, &self.post_norm, self.vision.eps)?;
-        pooled.f_linear(&self.visual_projection, None::<&Tensor>)
+        match (&self.pooling_head, &self.visual_projection) {
+            (Some(head), _) => {
+                let xs = layer_norm(&xs, &self.post_norm, self.vision.eps)?;
+                self.pool(head, &xs)
+            }
+            (None, Some(projection)) => {
+                let pooled = layer_norm(&xs.f_select(1, 0)?, &self.post_norm, self.vision.eps)?;
+                pooled.f_linear(projection, None::<&Tensor>)
+            }
+            (None, None) => Err(TchError::Shape(
+                "the vision tower has neither a projection nor a pooling head".to_owned(),
+            )),
+        }
+    }
+
+    /// SigLIP's attention-pooling head on `xs` (`[N, tokens, hidden]`):
+    /// `[N, hidden]`.
+    fn pool(&self, head: &PoolingHead, xs: &Tensor) -> Result<Tensor, TchError> {
+        let size = xs.size();
+        let [batch, tokens, hidden] = size[..] else {
+            return Err(TchError::Shape(format!(
+                "the pooling head takes [batch, tokens, hidden], got {size:?}"
+            )));
+        };
+        let heads = self.vision_heads;
+        let weights = head.in_proj.0.f_chunk(3, 0)?;
+        let biases = head.in_proj.1.f_chunk(3, 0)?;
+        let ([wq, wk, wv], [bq, bk, bv]) = (&weights[..], &biases[..]) else {
+            return Err(TchError::Shape(
+                "`in_proj_weight` and `in_proj_bias` do not split in three".to_owned(),
+            ));
+        };
+        let split = |xs: &Tensor, rows: i64| -> Result<Tensor, TchError> {
+            xs.f_reshape([batch, rows, heads, hidden / heads])?
+                .f_transpose(1, 2)
+        };
+        let probe = head.probe.f_expand([batch, 1, hidden], false)?;
+        let q = split(&probe.f_linear(wq, Some(bq))?, 1)?;
+        let k = split(&xs.f_linear(wk, Some(bk))?, tokens)?;
+        let v = split(&xs.f_linear(wv, Some(bv))?, tokens)?;
+        let attended = Tensor::f_scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<&Tensor>,
+            0.0,
+            false,
+            None::<f64>,
+            false,
+        )?
+        .f_transpose(1, 2)?
+        .f_reshape([batch, 1, hidden])?;
+        let xs = linear(&attended, &head.out_proj)?;
+        let normed = layer_norm(&xs, &head.norm, self.vision.eps)?;
+        let fed = linear(
+            &self.vision.activation.apply(&linear(&normed, &head.fc1)?)?,
+            &head.fc2,
+        )?;
+        xs.f_add(&fed)?.f_select(1, 0)
     }
 
     /// `get_text_features`: the projected (unnormalised) embeddings of
@@ -528,20 +768,26 @@ impl Clip {
             .f_add(&self.text_positions.f_narrow(0, 0, length)?)?;
         let padded = attention.iter().flatten().any(|value| *value == 0);
         let mask = if padded {
-            // Causal, and no key that is padding.
+            // No key that is padding (and CLIP's causal mask).
             let keys: Vec<bool> = attention
                 .iter()
                 .flatten()
                 .map(|value| *value != 0)
                 .collect();
             let keys = Tensor::f_from_slice(&keys)?.f_view([rows, 1, 1, length])?;
-            let causal =
-                Tensor::f_ones([length, length], (Kind::Bool, tch::Device::Cpu))?.f_tril(0)?;
-            Some(keys.f_logical_and(&causal)?)
+            if self.dual == Dual::Clip {
+                let causal =
+                    Tensor::f_ones([length, length], (Kind::Bool, tch::Device::Cpu))?.f_tril(0)?;
+                Some(keys.f_logical_and(&causal)?)
+            } else {
+                Some(keys)
+            }
         } else {
             None
         };
-        let xs = self.text.forward(&xs, mask.as_ref(), true)?;
+        let xs = self
+            .text
+            .forward(&xs, mask.as_ref(), self.dual == Dual::Clip)?;
         let xs = layer_norm(&xs, &self.final_norm, self.text.eps)?;
         let positions: Vec<i64> = ids
             .iter()
@@ -551,17 +797,18 @@ impl Clip {
                     row.iter().position(|id| *id == highest).unwrap_or(0) as i64
                 }
                 Pooling::FirstEos(eos) => row.iter().position(|id| *id == eos).unwrap_or(0) as i64,
+                Pooling::Last => row.len().saturating_sub(1) as i64,
             })
             .collect();
         let index = Tensor::f_from_slice(&positions)?;
         let rows_index = Tensor::f_arange(rows, (Kind::Int64, tch::Device::Cpu))?;
         let pooled = xs.f_index(&[Some(rows_index), Some(index)])?;
-        pooled.f_linear(&self.text_projection, None::<&Tensor>)
+        pooled.f_linear(&self.text_projection.0, self.text_projection.1.as_ref())
     }
 
     /// `logits_per_image` (`[images, texts]`) of image and text features:
     /// each normalised by its L2 norm, their products times
-    /// `exp(logit_scale)`.
+    /// `exp(logit_scale)`, plus SigLIP's `logit_bias`.
     pub(crate) fn logits(&self, images: &Tensor, texts: &Tensor) -> Result<Tensor, HfError> {
         let run = || -> Result<Tensor, TchError> {
             let normed = |xs: &Tensor| -> Result<Tensor, TchError> {
@@ -574,6 +821,10 @@ impl Clip {
             let per_text = normed(texts)?
                 .f_matmul(&normed(images)?.f_transpose(0, 1)?)?
                 .f_mul(&self.logit_scale.f_exp()?)?;
+            let per_text = match &self.logit_bias {
+                Some(bias) => per_text.f_add(bias)?,
+                None => per_text,
+            };
             per_text.f_transpose(0, 1)?.f_contiguous()
         };
         run().map_err(HfError::Forward)

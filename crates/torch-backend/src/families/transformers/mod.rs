@@ -12,6 +12,11 @@
 //! (`EfficientNetForImageClassification`, `efficientnet.rs`). Any other
 //! type is an error naming it.
 //!
+//! The zero-shot classifiers ([`ZERO_SHOT`], `Task::TransformersZeroShot`,
+//! run by `zero_shot_model.rs`) are the dual encoders of `clip.rs`: `clip`
+//! (`CLIPModel`) and `siglip` (`SiglipModel`), with the repo's
+//! `tokenizer.json` (`tokenizer.rs`).
+//!
 //! ```text
 //! <repo>/
 //! ├── config.json                      model_type, sizes, id2label
@@ -103,12 +108,12 @@ pub(crate) const CLASSIFIERS: &[(&str, &str)] = &[
 
 /// The zero-shot classifiers zoo builds: `model_type` and transformers'
 /// class (the name in `FAMILIES`).
-pub(crate) const ZERO_SHOT: &[(&str, &str)] = &[("clip", "CLIPModel")];
+pub(crate) const ZERO_SHOT: &[(&str, &str)] = &[("clip", "CLIPModel"), ("siglip", "SiglipModel")];
 
 /// A zero-shot classifier read from a Hugging Face repo: its image and
 /// text towers, image processor, tokenizer and labels.
 pub(crate) struct ZeroShotRepo {
-    /// transformers' class (`CLIPModel`).
+    /// transformers' class (`CLIPModel`, `SiglipModel`).
     pub(crate) class: &'static str,
     pub(crate) network: clip::Clip,
     pub(crate) processor: ImageProcessor,
@@ -171,15 +176,20 @@ impl ZeroShotRepo {
             }
             _ => vec!["LABEL_0".to_owned(), "LABEL_1".to_owned()],
         };
+        let (dual, processor_kind) = if model_type == "siglip" {
+            (clip::Dual::Siglip, ProcessorKind::Siglip)
+        } else {
+            (clip::Dual::Clip, ProcessorKind::Clip)
+        };
         let mut weights = repo::read_weights(dir)?;
         let config: clip::ClipConfig = repo::read_json(dir, "config.json")?;
         let network =
-            clip::Clip::build(config, &mut weights).map_err(|message| HfError::Config {
+            clip::Clip::build(dual, config, &mut weights).map_err(|message| HfError::Config {
                 path: path.clone(),
                 message,
             })?;
         weights.finish()?;
-        let processor = ImageProcessor::read_with(dir, ProcessorKind::Clip, pil)?;
+        let processor = ImageProcessor::read_with(dir, processor_kind, pil)?;
         let (height, width) = network.image_size();
         if processor.fixed_size() != Some((width as u32, height as u32)) {
             return Err(HfError::Config {

@@ -5,8 +5,13 @@
 //! centre crop, then rescale and normalise fused into `(x - mean / factor) /
 //! (std / factor)` in `f32`, as `_fuse_mean_std_and_rescale_factor` does.
 //!
-//! ViT's and ConvNeXt's processors are read, by `image_processor_type` (or
-//! the legacy `feature_extractor_type`), else by the model's type.
+//! With `use_fast=False` (a config's `transforms_args`), transformers' PIL
+//! backend instead: Pillow's resampling ([`resize_pillow`]) and NumPy's
+//! `float64` rescale, then the normalisation in `f32`.
+//!
+//! ViT's, ConvNeXt's, EfficientNet's, CLIP's and SigLIP's processors are
+//! read, by `image_processor_type` (or the legacy `feature_extractor_type`),
+//! else by the model's type.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -31,6 +36,8 @@ pub(crate) enum ProcessorKind {
     /// `CLIPImageProcessor`: an integer `size` is the shortest edge, then a
     /// centre crop (224 by default); bicubic; OpenAI's statistics.
     Clip,
+    /// `SiglipImageProcessor`: 224x224 by default; bicubic.
+    Siglip,
 }
 
 impl ProcessorKind {
@@ -46,6 +53,7 @@ impl ProcessorKind {
             "ConvNextImageProcessor" => Some(ProcessorKind::ConvNext),
             "EfficientNetImageProcessor" => Some(ProcessorKind::EfficientNet),
             "CLIPImageProcessor" | "CLIPImageProcessorPil" => Some(ProcessorKind::Clip),
+            "SiglipImageProcessor" | "SiglipImageProcessorPil" => Some(ProcessorKind::Siglip),
             _ => None,
         }
     }
@@ -297,7 +305,7 @@ impl ImageProcessor {
             None => model_kind,
             Some(name) => ProcessorKind::named(name).ok_or_else(|| {
                 format!(
-                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor`, `ConvNextImageProcessor`, `EfficientNetImageProcessor` and `CLIPImageProcessor`)"
+                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor`, `ConvNextImageProcessor`, `EfficientNetImageProcessor`, `CLIPImageProcessor` and `SiglipImageProcessor`)"
                 )
             })?,
         };
@@ -311,6 +319,13 @@ impl ImageProcessor {
             ),
             ProcessorKind::ConvNext => (3, Size::ShortestEdge(384)),
             ProcessorKind::Clip => (3, Size::ShortestEdge(224)),
+            ProcessorKind::Siglip => (
+                3,
+                Size::Exact {
+                    height: 224,
+                    width: 224,
+                },
+            ),
             ProcessorKind::EfficientNet => (
                 3,
                 Size::Exact {

@@ -63,7 +63,21 @@ struct TokenizerConfig {
     padding_side: Option<String>,
     #[serde(default)]
     truncation_side: Option<String>,
+    #[serde(default)]
+    tokenizer_class: Option<String>,
 }
+
+/// The tokenizer classes of transformers 5.25 that pad on the left unless
+/// `tokenizer_config.json` says otherwise (their class's `padding_side`).
+const LEFT_PADDING: &[&str] = &[
+    "CodeLlamaTokenizer",
+    "CohereTokenizer",
+    "ErgoTokenizer",
+    "GemmaTokenizer",
+    "LlamaTokenizer",
+    "Siglip2Tokenizer",
+    "XLNetTokenizer",
+];
 
 /// A special token as `tokenizer_config.json` writes it: the text, or an
 /// `AddedToken` object with `content`.
@@ -155,16 +169,19 @@ impl HfTokenizer {
                 )));
             }
         };
-        let side = |value: &Option<String>, field: &str| match value.as_deref() {
-            None | Some("right") => Ok(false),
+        let class = config.tokenizer_class.as_deref().unwrap_or_default();
+        let left_by_class = LEFT_PADDING.contains(&class.strip_suffix("Fast").unwrap_or(class));
+        let side = |value: &Option<String>, field: &str, left: bool| match value.as_deref() {
+            None => Ok(left),
+            Some("right") => Ok(false),
             Some("left") => Ok(true),
             Some(other) => Err(config_error(format!(
                 "`{field}` must be `left` or `right`, got `{other}`"
             ))),
         };
         Ok(HfTokenizer {
-            pad_left: side(&config.padding_side, "padding_side")?,
-            truncate_left: side(&config.truncation_side, "truncation_side")?,
+            pad_left: side(&config.padding_side, "padding_side", left_by_class)?,
+            truncate_left: side(&config.truncation_side, "truncation_side", false)?,
             tokenizer,
             pad,
             model_max_length,
@@ -313,53 +330,67 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zero_shot")
     }
 
-    /// transformers 5.25's own tokenizer (`AutoTokenizer` of the CLIP
-    /// fixture repo, `cargo xtask zero-shot-oracle`) on awkward strings:
-    /// unicode, empty and blank texts, special tokens in the text, a text
-    /// beyond 77 tokens; unpadded, padded to the longest, truncated to 77,
-    /// and padded and truncated to 64 as SigLIP's entry asks.
+    /// transformers 5.25's own tokenizers (`AutoTokenizer` of the CLIP and
+    /// SigLIP fixture repos, `cargo xtask zero-shot-oracle`: a byte-level
+    /// BPE and a Gemma byte-fallback BPE that pads on the left) on awkward
+    /// strings: unicode, empty and blank texts, special tokens in the text,
+    /// a text beyond 77 tokens; unpadded, padded to the longest (with the
+    /// attention mask), truncated to 77, and padded and truncated to 64 as
+    /// SigLIP's entry asks.
     #[test]
     fn token_ids_equal_transformers_own() {
         let oracle: Value = serde_json::from_str(
             &fs_err::read_to_string(fixtures().join("zero_shot_oracle.json")).unwrap(),
         )
         .unwrap();
-        let tokens = &oracle["tokens"];
-        let strings: Vec<String> = tokens["strings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|text| text.as_str().unwrap().to_owned())
-            .collect();
-        let tokenizer = HfTokenizer::load(&fixtures().join("clip")).unwrap();
-        let expected =
-            |key: &str| -> Vec<Vec<i64>> { serde_json::from_value(tokens[key].clone()).unwrap() };
-        for (key, padding, truncation, max_length) in [
-            ("plain", json!(false), json!(false), None),
-            ("longest", json!(true), json!(false), None),
-            ("truncated", json!(false), json!(true), Some(json!(77))),
-            (
-                "max_length_64",
-                json!("max_length"),
-                json!(true),
-                Some(json!(64)),
-            ),
-        ] {
+        for (repo, key, model_max_length) in
+            [("clip", "tokens", 77), ("siglip", "siglip_tokens", 64)]
+        {
+            let tokens = &oracle[key];
+            let strings: Vec<String> = tokens["strings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|text| text.as_str().unwrap().to_owned())
+                .collect();
+            let tokenizer = HfTokenizer::load(&fixtures().join(repo)).unwrap();
+            let expected = |key: &str| -> Vec<Vec<i64>> {
+                serde_json::from_value(tokens[key].clone()).unwrap()
+            };
+            for (key, padding, truncation, max_length) in [
+                ("plain", json!(false), json!(false), None),
+                ("longest", json!(true), json!(false), None),
+                ("truncated", json!(false), json!(true), Some(json!(77))),
+                (
+                    "max_length_64",
+                    json!("max_length"),
+                    json!(true),
+                    Some(json!(64)),
+                ),
+            ] {
+                let options = tokenizer
+                    .options(&padding, &truncation, max_length.as_ref())
+                    .unwrap();
+                let (ids, attention) = tokenizer.encode(&strings, options).unwrap();
+                assert_eq!(ids, expected(key), "{repo} {key}");
+                if key == "longest" {
+                    assert_eq!(attention, expected("attention_longest"), "{repo}");
+                }
+            }
+            // Truncation without `max_length` takes `model_max_length`.
             let options = tokenizer
-                .options(&padding, &truncation, max_length.as_ref())
+                .options(&json!(false), &json!(true), None)
                 .unwrap();
-            let (ids, attention) = tokenizer.encode(&strings, options).unwrap();
-            assert_eq!(ids, expected(key), "{key}");
-            assert_eq!(ids.len(), attention.len());
+            let (ids, _) = tokenizer.encode(&strings, options).unwrap();
+            assert!(
+                ids.iter().all(|row| row.len() <= model_max_length),
+                "{repo}"
+            );
+            assert!(
+                ids.iter().any(|row| row.len() == model_max_length),
+                "{repo}"
+            );
         }
-        // Truncation without `max_length` takes `model_max_length` (77).
-        let options = tokenizer
-            .options(&json!(false), &json!(true), None)
-            .unwrap();
-        assert_eq!(
-            tokenizer.encode(&strings, options).unwrap().0,
-            expected("truncated")
-        );
     }
 
     #[test]
