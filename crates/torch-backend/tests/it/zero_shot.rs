@@ -280,3 +280,105 @@ fn configs_zoo_does_not_run_are_refused_by_name() {
     let error = model.embed_prompts(&long).unwrap_err().to_string();
     assert!(error.contains("max_position_embeddings"), "{error}");
 }
+
+/// A copy of the fixture repo `repo` with `config.json` edited by `edit`.
+fn edited_repo(repo: &str, edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in fs_err::read_dir(folder().join(repo)).unwrap() {
+        let entry = entry.unwrap();
+        fs_err::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let path = dir.path().join("config.json");
+    let mut config: Value = serde_json::from_slice(&fs_err::read(&path).unwrap()).unwrap();
+    edit(&mut config);
+    fs_err::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    dir
+}
+
+fn model_at(dir: &std::path::Path, config: Value) -> Result<TorchZeroShotTransformerModel, String> {
+    let Value::Object(config) = config else {
+        panic!("a config is an object");
+    };
+    let spec = ModelSpec {
+        kind: "FiftyOneZeroShotTransformerForImageClassification".into(),
+        config,
+        model_path: Some(dir.to_owned()),
+    };
+    TorchZeroShotTransformerModel::from_spec(&spec).map_err(|err| err.to_string())
+}
+
+/// Configs written before transformers' PR #24773 say `eos_token_id` 2 and
+/// pool the highest id's first position: on the fixture repo, whose
+/// end-of-text id is its highest, the prompt embeddings are FiftyOne's.
+#[test]
+fn legacy_eos_token_id_pools_the_highest_id() {
+    tch::set_num_threads(1);
+    let oracle = oracle();
+    let entry = &oracle["models"][0];
+    let dir = edited_repo("clip", |config| {
+        config["text_config"]["eos_token_id"] = json!(2);
+    });
+    let mut model = model_at(dir.path(), manifest_config(entry["name"].as_str().unwrap())).unwrap();
+    let prompts: Vec<String> = entry["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|prompt| prompt.as_str().unwrap().to_owned())
+        .collect();
+    let ours = model.embed_prompts(&prompts).unwrap();
+    for (row, theirs) in ours
+        .iter()
+        .zip(entry["prompt_embeddings"].as_array().unwrap())
+    {
+        assert!(largest_difference(row, theirs) <= TOLERANCE);
+    }
+}
+
+/// A `config.json` that does not fit the weights, or names what zoo does not
+/// build, is an error naming the field or tensor.
+#[test]
+fn hostile_zero_shot_configs_are_errors_naming_the_cause() {
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "clip",
+            Box::new(|config| config["text_config"]["hidden_size"] = json!(48)),
+            "text_model.",
+        ),
+        (
+            "clip",
+            Box::new(|config| config["text_config"]["eos_token_id"] = json!([1, 2])),
+            "eos_token_id",
+        ),
+        (
+            "clip",
+            Box::new(|config| config["vision_config"]["hidden_act"] = json!("swishy")),
+            "swishy",
+        ),
+        (
+            "clip",
+            Box::new(|config| config["model_type"] = json!("blip")),
+            "`blip`",
+        ),
+        (
+            "siglip",
+            Box::new(|config| config["vision_config"]["vision_use_head"] = json!(false)),
+            "vision_use_head",
+        ),
+        (
+            "siglip",
+            Box::new(|config| config["text_config"]["projection_size"] = json!(16)),
+            "projection_size",
+        ),
+        (
+            "siglip",
+            Box::new(|config| config["vision_config"]["num_hidden_layers"] = json!(1)),
+            "vision_model.encoder.layers.1",
+        ),
+    ];
+    for (repo, edit, expected) in cases {
+        let dir = edited_repo(repo, edit);
+        let error = model_at(dir.path(), json!({})).unwrap_err();
+        assert!(error.contains(expected), "{repo}: {error}");
+    }
+}
