@@ -170,16 +170,26 @@ pub(crate) fn transformers_oracle(sh: &Shell) -> Result<()> {
 /// `zero-shot-classification-transformer-torch` (`apply_model`,
 /// `compute_embeddings`, `embed_prompts`), and transformers' token ids of
 /// awkward strings, into `crates/torch-backend/tests/fixtures/zero_shot`
-/// (committed; `xtask/fixtures/zero_shot_oracle.py`). It reads the pictures
-/// of `transformers-oracle`.
+/// (committed; `xtask/fixtures/zero_shot_oracle.py`); and full-size seeded
+/// CLIP ViT-B/32 and SigLIP base repos with FiftyOne's outputs on them into
+/// `<cache>/zoo/zero-shot-oracle` (600 and 800 MB, not committed; the parity
+/// test uses them when present). It reads the pictures of
+/// `transformers-oracle`.
 pub(crate) fn zero_shot_oracle(sh: &Shell) -> Result<()> {
     let python = python(sh)?;
     ensure_fiftyone(sh, &python)?;
     let out = sh
         .current_dir()
         .join("crates/torch-backend/tests/fixtures/zero_shot");
+    let cache = dirs::cache_dir()
+        .context("no cache directory")?
+        .join("zoo/zero-shot-oracle");
     let _threads = sh.push_env("OMP_NUM_THREADS", "1");
-    cmd!(sh, "{python} xtask/fixtures/zero_shot_oracle.py {out}").run()?;
+    cmd!(
+        sh,
+        "{python} xtask/fixtures/zero_shot_oracle.py {out} {cache}"
+    )
+    .run()?;
     Ok(())
 }
 

@@ -71,16 +71,7 @@ fn manifest_config(name: &str) -> Value {
 }
 
 fn model(repo: &str, config: Value) -> Result<TorchZeroShotTransformerModel, String> {
-    let Value::Object(config) = config else {
-        panic!("a config is an object");
-    };
-    let spec = ModelSpec {
-        kind: "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForImageClassification"
-            .into(),
-        config,
-        model_path: Some(folder().join(repo)),
-    };
-    TorchZeroShotTransformerModel::from_spec(&spec).map_err(|err| err.to_string())
+    model_at(&folder().join(repo), config)
 }
 
 fn largest_difference(ours: &[f32], theirs: &Value) -> f64 {
@@ -102,12 +93,17 @@ struct Differences {
 }
 
 fn check(entry: &Value) -> Differences {
+    check_in(&folder(), entry)
+}
+
+/// [`check`] on the repos of `root`.
+fn check_in(root: &std::path::Path, entry: &Value) -> Differences {
     let name = entry["name"].as_str().unwrap();
     let mut config = manifest_config(name);
     for (key, value) in entry["kwargs"].as_object().unwrap() {
         config[key] = value.clone();
     }
-    let mut model = model(entry["repo"].as_str().unwrap(), config).unwrap();
+    let mut model = model_at(&root.join(entry["repo"].as_str().unwrap()), config).unwrap();
     assert!(!model.ragged_batches(), "{name}: one size after the crop");
     let preprocessor = model.preprocessor();
     let mut seen = Differences::default();
@@ -380,5 +376,36 @@ fn hostile_zero_shot_configs_are_errors_naming_the_cause() {
         let dir = edited_repo(repo, edit);
         let error = model_at(dir.path(), json!({})).unwrap_err();
         assert!(error.contains(expected), "{repo}: {error}");
+    }
+}
+
+/// The full-size seeded CLIP ViT-B/32 and SigLIP base repos `cargo xtask
+/// zero-shot-oracle` writes into the cache (600 and 800 MB, not committed),
+/// as `pubmed-clip-vit-base-patch32` and `siglip-base-patch16-224-torch`
+/// run them: transformers' default sizes, every layer; skipped when absent.
+#[test]
+fn full_size_zero_shot_matches_fiftyone_when_its_oracle_is_cached() {
+    let Some(cache) = std::env::var_os("ZOO_ZERO_SHOT_ORACLE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+                .map(|cache| cache.join("zoo/zero-shot-oracle"))
+        })
+    else {
+        return;
+    };
+    let Ok(text) = fs_err::read_to_string(cache.join("zero_shot_oracle.json")) else {
+        println!(
+            "no cached zero-shot oracle under {}: skipped",
+            cache.display()
+        );
+        return;
+    };
+    tch::set_num_threads(1);
+    let oracle: Value = serde_json::from_str(&text).unwrap();
+    for entry in oracle["models"].as_array().unwrap() {
+        check_in(&cache, entry);
     }
 }
