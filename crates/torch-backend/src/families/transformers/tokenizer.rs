@@ -5,6 +5,10 @@
 //! truncation a call asks for (transformers sets both per call, replacing
 //! whatever `tokenizer.json` keeps).
 //!
+//! A CLIP repo saved without `tokenizer.json` (`tokenizer_class`
+//! `CLIPTokenizer`, `vocab.json` and `merges.txt`) gets the tokenizer
+//! `CLIPTokenizer`'s constructor builds from those files.
+//!
 //! `tokenizer.json` is hostile input: read under a byte cap, parsed by the
 //! crate (an unknown component is an error naming the file), and every
 //! encoding call guarded so that a panic in the crate is an error.
@@ -65,6 +69,12 @@ struct TokenizerConfig {
     truncation_side: Option<String>,
     #[serde(default)]
     tokenizer_class: Option<String>,
+    #[serde(default)]
+    bos_token: Option<Value>,
+    #[serde(default)]
+    eos_token: Option<Value>,
+    #[serde(default)]
+    unk_token: Option<Value>,
 }
 
 /// The tokenizer classes of transformers 5.25 that pad on the left unless
@@ -87,6 +97,124 @@ fn token_text(value: &Value) -> Option<&str> {
         Value::Object(map) => map.get("content").and_then(Value::as_str),
         _ => None,
     }
+}
+
+/// The special tokens of a CLIP tokenizer: `tokenizer_config.json`'s, else
+/// `CLIPTokenizer`'s defaults.
+fn special(value: &Option<Value>, default: &str) -> String {
+    value
+        .as_ref()
+        .and_then(token_text)
+        .unwrap_or(default)
+        .to_owned()
+}
+
+/// transformers' `CLIPTokenizer` built from `vocab.json` and `merges.txt`
+/// (repos saved without `tokenizer.json`), as its constructor builds it:
+/// byte-level BPE with `</w>` word ends, NFC, runs of whitespace to one
+/// space, lowercase, CLIP's word split, and the start and end tokens around
+/// each text.
+fn clip_from_vocabulary(dir: &Path, config: &TokenizerConfig) -> Result<Tokenizer, HfError> {
+    use tokenizers::models::bpe::{BPE, Vocab};
+    use tokenizers::normalizers::{Lowercase, NFC, Replace, Sequence as Normalizers};
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizers;
+    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+    use tokenizers::processors::roberta::RobertaProcessing;
+    use tokenizers::{AddedToken, SplitDelimiterBehavior};
+
+    let failed = |name: &str, message: String| HfError::Config {
+        path: dir.join(name),
+        message,
+    };
+    let vocab: std::collections::HashMap<String, u32> = repo::read_json(dir, "vocab.json")?;
+    let text = repo::read_file(dir, "merges.txt", MAX_TOKENIZER_BYTES)?;
+    let text =
+        String::from_utf8(text).map_err(|_| failed("merges.txt", "not UTF-8 text".to_owned()))?;
+    let mut merges = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || (number == 0 && line.starts_with("#version")) {
+            continue;
+        }
+        let mut parts = line.split(' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(left), Some(right), None) if !left.is_empty() && !right.is_empty() => {
+                merges.push((left.to_owned(), right.to_owned()))
+            }
+            _ => {
+                return Err(failed(
+                    "merges.txt",
+                    format!("line {} is not two tokens: `{line}`", number + 1),
+                ));
+            }
+        }
+    }
+    let bos = special(&config.bos_token, "<|startoftext|>");
+    let eos = special(&config.eos_token, "<|endoftext|>");
+    let unk = special(&config.unk_token, "<|endoftext|>");
+    let id = |token: &str| {
+        vocab.get(token).copied().ok_or_else(|| {
+            failed(
+                "vocab.json",
+                format!("the special token `{token}` is not in the vocabulary"),
+            )
+        })
+    };
+    let (bos_id, eos_id) = (id(&bos)?, id(&eos)?);
+    let model = BPE::builder()
+        .vocab_and_merges(vocab.into_iter().collect::<Vocab>(), merges)
+        .continuing_subword_prefix(String::new())
+        .end_of_word_suffix("</w>".to_owned())
+        .fuse_unk(false)
+        .unk_token(unk.clone())
+        .build()
+        .map_err(|err| failed("merges.txt", format!("not a BPE vocabulary: {err}")))?;
+    let built = || -> tokenizers::Result<Tokenizer> {
+        let mut tokenizer = Tokenizer::new(model);
+        tokenizer.with_normalizer(Some(Normalizers::new(vec![
+            NFC.into(),
+            Replace::new(
+                tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".to_owned()),
+                " ",
+            )?
+            .into(),
+            Lowercase.into(),
+        ])))?;
+        tokenizer.with_pre_tokenizer(Some(PreTokenizers::new(vec![
+            Split::new(
+                SplitPattern::Regex(
+                    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"
+                        .to_owned(),
+                ),
+                SplitDelimiterBehavior::Removed,
+                true,
+            )?
+            .into(),
+            ByteLevel::new(false, true, true).into(),
+        ])));
+        tokenizer.with_post_processor(Some(
+            RobertaProcessing::new((eos.clone(), eos_id), (bos.clone(), bos_id))
+                .trim_offsets(false)
+                .add_prefix_space(false),
+        ));
+        let mut specials = vec![bos.clone(), eos.clone(), unk.clone()];
+        if let Some(pad) = config.pad_token.as_ref().and_then(token_text) {
+            specials.push(pad.to_owned());
+        }
+        specials.dedup();
+        tokenizer.add_special_tokens(
+            specials
+                .into_iter()
+                .map(|token| AddedToken::from(token, true)),
+        )?;
+        Ok(tokenizer)
+    };
+    built().map_err(|err| {
+        failed(
+            "vocab.json",
+            format!("the CLIP tokenizer could not be built: {err}"),
+        )
+    })
 }
 
 /// A repo's tokenizer (see the module docs).
@@ -113,7 +241,22 @@ impl HfTokenizer {
     /// Reads `tokenizer.json` and `tokenizer_config.json` (if there) in
     /// `dir`.
     pub(crate) fn load(dir: &Path) -> Result<HfTokenizer, HfError> {
+        let config: TokenizerConfig = if repo::has_file(dir, "tokenizer_config.json") {
+            repo::read_json(dir, "tokenizer_config.json")?
+        } else {
+            TokenizerConfig::default()
+        };
+        let class = config.tokenizer_class.as_deref().unwrap_or_default();
+        let class = class.strip_suffix("Fast").unwrap_or(class);
         let path = dir.join("tokenizer.json");
+        if !repo::has_file(dir, "tokenizer.json")
+            && class == "CLIPTokenizer"
+            && repo::has_file(dir, "vocab.json")
+            && repo::has_file(dir, "merges.txt")
+        {
+            let tokenizer = clip_from_vocabulary(dir, &config)?;
+            return Self::with_config(tokenizer, config, dir);
+        }
         let bytes = repo::read_file(dir, "tokenizer.json", MAX_TOKENIZER_BYTES)?;
         let parsed = std::panic::catch_unwind(|| Tokenizer::from_bytes(&bytes));
         let tokenizer = match parsed {
@@ -131,11 +274,15 @@ impl HfTokenizer {
                 });
             }
         };
-        let config: TokenizerConfig = if repo::has_file(dir, "tokenizer_config.json") {
-            repo::read_json(dir, "tokenizer_config.json")?
-        } else {
-            TokenizerConfig::default()
-        };
+        Self::with_config(tokenizer, config, dir)
+    }
+
+    /// `tokenizer` with `tokenizer_config.json`'s special tokens and sizes.
+    fn with_config(
+        tokenizer: Tokenizer,
+        config: TokenizerConfig,
+        dir: &Path,
+    ) -> Result<HfTokenizer, HfError> {
         let config_path = dir.join("tokenizer_config.json");
         let config_error = |message: String| HfError::Config {
             path: config_path.clone(),
@@ -391,6 +538,71 @@ mod tests {
                 "{repo}"
             );
         }
+    }
+
+    /// A CLIP repo saved without `tokenizer.json` (`vocab.json` and
+    /// `merges.txt`, written here from the fixture's `tokenizer.json`):
+    /// zoo builds the tokenizer as `CLIPTokenizer` does, and its ids are
+    /// transformers' own.
+    #[test]
+    fn a_clip_vocabulary_without_tokenizer_json_tokenizes_as_transformers() {
+        let oracle: Value = serde_json::from_str(
+            &fs_err::read_to_string(fixtures().join("zero_shot_oracle.json")).unwrap(),
+        )
+        .unwrap();
+        let tokens = &oracle["tokens"];
+        let dir = tempfile::tempdir().unwrap();
+        let source = fixtures().join("clip");
+        let saved: Value =
+            serde_json::from_slice(&fs_err::read(source.join("tokenizer.json")).unwrap()).unwrap();
+        fs_err::write(
+            dir.path().join("vocab.json"),
+            saved["model"]["vocab"].to_string(),
+        )
+        .unwrap();
+        let mut merges = String::from("#version: 0.2\n");
+        for merge in saved["model"]["merges"].as_array().unwrap() {
+            let line = match merge {
+                Value::String(line) => line.clone(),
+                pair => format!(
+                    "{} {}",
+                    pair[0].as_str().unwrap(),
+                    pair[1].as_str().unwrap()
+                ),
+            };
+            merges.push_str(&line);
+            merges.push('\n');
+        }
+        fs_err::write(dir.path().join("merges.txt"), merges).unwrap();
+        fs_err::copy(
+            source.join("tokenizer_config.json"),
+            dir.path().join("tokenizer_config.json"),
+        )
+        .unwrap();
+        let tokenizer = HfTokenizer::load(dir.path()).unwrap();
+        let strings: Vec<String> = serde_json::from_value(tokens["strings"].clone()).unwrap();
+        for (key, padding, truncation, max_length) in [
+            ("plain", json!(false), json!(false), None),
+            ("longest", json!(true), json!(false), None),
+            ("truncated", json!(false), json!(true), Some(json!(77))),
+            (
+                "max_length_64",
+                json!("max_length"),
+                json!(true),
+                Some(json!(64)),
+            ),
+        ] {
+            let options = tokenizer
+                .options(&padding, &truncation, max_length.as_ref())
+                .unwrap();
+            let (ids, _) = tokenizer.encode(&strings, options).unwrap();
+            let expected: Vec<Vec<i64>> = serde_json::from_value(tokens[key].clone()).unwrap();
+            assert_eq!(ids, expected, "{key}");
+        }
+        // A malformed merges file is an error naming it.
+        fs_err::write(dir.path().join("merges.txt"), "#version: 0.2\na b c\n").unwrap();
+        let error = HfTokenizer::load(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("merges.txt"), "{error}");
     }
 
     #[test]
