@@ -11,7 +11,12 @@
 //! name_or_path=REPO)` labels (with logits) and embeddings on its pictures.
 //! This test serves those repos as the entries' Hub repos; zoo downloads
 //! them and runs them natively: labels equal, confidences, logits and
-//! embeddings within 1e-4.
+//! embeddings within 1e-4. The zero-shot entries (`pubmed-clip-vit-base-patch32`,
+//! `monet-zero-torch` and the generic `zero-shot-classification-transformer-torch`,
+//! then `siglip-base-patch16-224-torch` and `medsiglip-448-zero-torch`)
+//! run the same way on the CLIP and SigLIP repos of
+//! `crates/torch-backend/tests/fixtures/zero_shot/` (`cargo xtask zero-shot-oracle`),
+//! `embed-text` included.
 
 use std::path::Path;
 
@@ -133,5 +138,182 @@ fn efficientnet_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
         "efficientnet-b0-imagenet-torch",
         "google/efficientnet-b0",
         "efficientnet",
+    );
+}
+
+/// Runs the zero-shot `entry` with the fixture repo `folder` served as Hub
+/// repo `repo` (`crates/torch-backend/tests/fixtures/zero_shot`, `cargo xtask
+/// zero-shot-oracle`): `zoo models info` says native, and `apply` (the
+/// oracle's `classes` and `text_prompt` as `load_zoo_model` kwargs),
+/// `embed` and `embed-text` give what FiftyOne 1.22.1's own
+/// `load_zoo_model(entry, name_or_path=REPO, ...)` gave.
+fn zero_shot_runs_natively_as_fiftyone(entry: &str, repo: &str, folder: &str) {
+    let root = fixtures().join("zero_shot");
+    let oracle: Value =
+        serde_json::from_slice(&fs_err::read(root.join("zero_shot_oracle.json")).unwrap()).unwrap();
+    let expected = oracle["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|model| model["name"] == entry)
+        .unwrap();
+    let read = |name: &str| fs_err::read(root.join(folder).join(name)).unwrap();
+    let hub = FakeHub::start();
+    hub.add_repo(
+        HubRepo::new(repo, "seeded")
+            .file("config.json", read("config.json"))
+            .file("processor_config.json", read("processor_config.json"))
+            .file("tokenizer_config.json", read("tokenizer_config.json"))
+            .lfs_file("tokenizer.json", read("tokenizer.json"))
+            .lfs_file("model.safetensors", read("model.safetensors")),
+    );
+    let mut sandbox = Sandbox::new();
+    sandbox.env.push(("HF_ENDPOINT".to_owned(), hub.endpoint()));
+    let info = sandbox.ok(&["models", "info", entry, "--json"]).json();
+    assert_eq!(info["runs_in"], "native", "{info}");
+    assert_eq!(info["hugging_face"]["repo"], repo, "{info}");
+    let images = sandbox.dir.path().join("images");
+    fs_err::create_dir_all(&images).unwrap();
+    let pictures = expected["images"].as_object().unwrap();
+    for file in pictures.keys() {
+        fs_err::copy(
+            fixtures().join("transformers").join(file),
+            images.join(file),
+        )
+        .unwrap();
+    }
+    let dir = images.to_str().unwrap();
+    let kwargs = expected["kwargs"].as_object().unwrap();
+    let classes: Vec<&str> = kwargs["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|class| class.as_str().unwrap())
+        .collect();
+    let classes = classes.join(",");
+    let mut command = vec!["models", "apply", entry, dir, "pred", "--classes", &classes];
+    let prompt;
+    if let Some(text) = kwargs.get("text_prompt") {
+        prompt = format!("text_prompt={}", text.as_str().unwrap());
+        command.extend(["-k", &prompt]);
+    }
+    command.push("--json");
+    let summary = sandbox.ok(&command).json();
+    assert_eq!(summary["succeeded"], pictures.len(), "{summary}");
+    let dataset = summary["dataset"].as_str().unwrap().to_owned();
+    let summary = sandbox
+        .ok(&["models", "embed", entry, &dataset, "emb", "--json"])
+        .json();
+    assert_eq!(summary["succeeded"], pictures.len(), "{summary}");
+    let export = sandbox.dir.path().join("out.jsonl");
+    sandbox.ok(&["datasets", "export", &dataset, export.to_str().unwrap()]);
+    let mut seen = 0;
+    for line in fs_err::read_to_string(&export).unwrap().lines() {
+        let sample: Value = serde_json::from_str(line).unwrap();
+        let file = Path::new(sample["filepath"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let theirs = &pictures[&file];
+        let pred = &sample["pred"];
+        assert_eq!(pred["_cls"], "Classification", "{file}: {pred}");
+        assert_eq!(pred["label"], theirs["label"], "{entry} {file}");
+        let confidence = pred["confidence"].as_f64().unwrap();
+        assert!(
+            (confidence - theirs["confidence"].as_f64().unwrap()).abs() <= 1e-4,
+            "{entry} {file}"
+        );
+        if theirs["logits"].is_null() {
+            assert!(pred["logits"].is_null(), "{entry} {file}: {pred}");
+        } else {
+            let logits = zoo_model_core::array_from_json(&pred["logits"])
+                .unwrap()
+                .to_f32()
+                .unwrap();
+            let logits: Vec<f64> = logits.into_iter().map(f64::from).collect();
+            let difference = max_difference(&logits, &floats(&theirs["logits"]));
+            assert!(
+                difference <= 1e-4,
+                "{entry} {file}: logits differ by {difference}"
+            );
+        }
+        let difference = max_difference(&floats(&sample["emb"]), &floats(&theirs["embedding"]));
+        assert!(
+            difference <= 1e-4,
+            "{entry} {file}: embeddings differ by {difference}"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, pictures.len());
+    let prompts: Vec<&str> = expected["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|prompt| prompt.as_str().unwrap())
+        .collect();
+    let mut command = vec!["models", "embed-text", entry];
+    command.extend(&prompts);
+    let lines = sandbox.ok(&command).lines();
+    assert_eq!(lines.len(), prompts.len());
+    for (line, theirs) in lines
+        .iter()
+        .zip(expected["prompt_embeddings"].as_array().unwrap())
+    {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let difference = max_difference(&floats(&row["embedding"]), &floats(theirs));
+        assert!(
+            difference <= 1e-4,
+            "{entry}: a prompt embedding differs by {difference}"
+        );
+    }
+}
+
+/// `pubmed-clip-vit-base-patch32`: transformers' PIL image processor
+/// (`use_fast: false`), logits stored.
+#[test]
+fn pubmed_clip_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
+    zero_shot_runs_natively_as_fiftyone(
+        "pubmed-clip-vit-base-patch32",
+        "flaviagiammarino/pubmed-clip-vit-base-patch32",
+        "clip",
+    );
+}
+
+/// `monet-zero-torch`: the torchvision processor, no logits stored.
+#[test]
+fn monet_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
+    zero_shot_runs_natively_as_fiftyone("monet-zero-torch", "suinleelab/monet", "clip");
+}
+
+/// The generic `zero-shot-classification-transformer-torch`, whose config
+/// names no repo: its class's default, `openai/clip-vit-large-patch14`.
+#[test]
+fn generic_zero_shot_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
+    zero_shot_runs_natively_as_fiftyone(
+        "zero-shot-classification-transformer-torch",
+        "openai/clip-vit-large-patch14",
+        "clip",
+    );
+}
+
+/// `siglip-base-patch16-224-torch` (SigLIP 2 with its Gemma tokenizer,
+/// texts padded to 64 on the left).
+#[test]
+fn siglip2_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
+    zero_shot_runs_natively_as_fiftyone(
+        "siglip-base-patch16-224-torch",
+        "google/siglip2-base-patch16-224",
+        "siglip",
+    );
+}
+
+/// `medsiglip-448-zero-torch` (texts padded to the longest).
+#[test]
+fn medsiglip_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
+    zero_shot_runs_natively_as_fiftyone(
+        "medsiglip-448-zero-torch",
+        "google/medsiglip-448",
+        "siglip",
     );
 }

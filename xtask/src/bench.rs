@@ -51,7 +51,8 @@ fn fiftyone_python(sh: &Shell, install: bool) -> Result<Option<PathBuf>> {
 
 /// Runs the benchmarks named in `args` (all when none); `--with-fiftyone`
 /// sets up FiftyOne for the side-by-side apply column; `--smoke` runs every
-/// benchmark (all when none is named, `hosted` and `families` included) on
+/// benchmark (all when none is named, `hosted`, `families` and
+/// `transformers` included) on
 /// tiny inputs in the debug build, asserting nothing about figures, so that
 /// CI notices a benchmark that no longer runs.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
@@ -65,6 +66,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
         "hosted",
         "hosted-builtins",
         "families",
+        "transformers",
         "fiftyone-db",
         "yolo",
     ];
@@ -75,14 +77,18 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
         .map(String::as_str)
         .filter(|arg| !matches!(*arg, "--with-fiftyone" | "--smoke"))
         .collect();
-    // `hosted`, `families` and `yolo` need PyTorch (the oracle venv) and
-    // take tens of minutes: only when named, or in smoke mode.
+    // `hosted`, `families`, `transformers` and `yolo` need PyTorch (the
+    // oracle venv) and take tens of minutes: only when named, or in smoke mode.
     let selected = if named.is_empty() {
         known
             .iter()
             .copied()
             .filter(|name| {
-                smoke || !matches!(*name, "hosted" | "hosted-builtins" | "families" | "yolo")
+                smoke
+                    || !matches!(
+                        *name,
+                        "hosted" | "hosted-builtins" | "families" | "transformers" | "yolo"
+                    )
             })
             .collect()
     } else {
@@ -180,6 +186,42 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> Result<()> {
                 Err(error) if smoke => println!("families: skipped in smoke mode: {error:#}"),
                 Err(error) => return Err(error),
             },
+            // Hugging Face classifiers against transformers eager and
+            // FiftyOne's apply_model: needs torch, transformers and FiftyOne
+            // in the host's Python (the oracle venv); without one (CI's
+            // venvs) only zoo's columns run, on the tiny committed repos.
+            "transformers" => {
+                let libraries = "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in ('torch', 'transformers', 'fiftyone')))";
+                let python = std::env::var_os("ZOO_BENCH_PYTHON")
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        crate::fixtures::torch_python(sh).filter(|python| {
+                            cmd!(sh, "{python} -c {libraries}")
+                                .quiet()
+                                .ignore_stderr()
+                                .run()
+                                .is_ok()
+                        })
+                    })
+                    .filter(|_| !smoke);
+                let script = sh.current_dir().join("xtask/bench/transformers_bench.py");
+                let weights = std::env::var_os("ZOO_BENCH_WEIGHTS").map_or_else(
+                    || {
+                        dirs::cache_dir()
+                            .map(|dir| dir.join("zoo/bench-transformers"))
+                            .context("no user cache directory; set ZOO_BENCH_WEIGHTS")
+                    },
+                    |dir| Ok(PathBuf::from(dir)),
+                )?;
+                let _env = python.map(|python| {
+                    (
+                        sh.push_env("ZOO_BENCH_PYTHON", python),
+                        sh.push_env("ZOO_BENCH_TRANSFORMERS_SCRIPT", script),
+                        sh.push_env("ZOO_BENCH_WEIGHTS", weights),
+                    )
+                });
+                example("bench_transformers", &[]).run()?;
+            }
             // JPEG decoding needs no model runtime: zoo-datasets' own example.
             "decode" => cmd!(
                 sh,

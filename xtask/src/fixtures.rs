@@ -162,6 +162,37 @@ pub(crate) fn transformers_oracle(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask zero-shot-oracle`: a tiny seeded `CLIPModel` repo saved by
+/// transformers' `save_pretrained` (with its image processor and a
+/// tokenizer cut from OpenAI's vocabulary), what FiftyOne's own
+/// `load_zoo_model(NAME, name_or_path=REPO, classes=..., text_prompt=...)`
+/// gives on it for `pubmed-clip-vit-base-patch32`, `monet-zero-torch` and
+/// `zero-shot-classification-transformer-torch` (`apply_model`,
+/// `compute_embeddings`, `embed_prompts`), and transformers' token ids of
+/// awkward strings, into `crates/torch-backend/tests/fixtures/zero_shot`
+/// (committed; `xtask/fixtures/zero_shot_oracle.py`); and full-size seeded
+/// CLIP ViT-B/32 and SigLIP base repos with FiftyOne's outputs on them into
+/// `<cache>/zoo/zero-shot-oracle` (600 and 800 MB, not committed; the parity
+/// test uses them when present). It reads the pictures of
+/// `transformers-oracle`.
+pub(crate) fn zero_shot_oracle(sh: &Shell) -> Result<()> {
+    let python = python(sh)?;
+    ensure_fiftyone(sh, &python)?;
+    let out = sh
+        .current_dir()
+        .join("crates/torch-backend/tests/fixtures/zero_shot");
+    let cache = dirs::cache_dir()
+        .context("no cache directory")?
+        .join("zoo/zero-shot-oracle");
+    let _threads = sh.push_env("OMP_NUM_THREADS", "1");
+    cmd!(
+        sh,
+        "{python} xtask/fixtures/zero_shot_oracle.py {out} {cache}"
+    )
+    .run()?;
+    Ok(())
+}
+
 /// `cargo xtask yolo-oracle`: seeded Ultralytics checkpoints (YOLOv8, YOLO11,
 /// YOLOv5u, YOLO26 and YOLOv10 detection; YOLOv8 and YOLO11 segmentation;
 /// YOLO26 classification and pose; YOLOv8 oriented boxes) in Ultralytics'

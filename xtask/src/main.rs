@@ -63,6 +63,8 @@ tasks:
                                    on them (oracle venv with ultralytics; FiftyOne from the oracle or the test venv)
   transformers-oracle              tiny seeded ViT, ConvNeXt and EfficientNet Hugging Face repos and FiftyOne's labels,
                                    embeddings and pixel values on them (oracle venv with fiftyone 1.22.1)
+  zero-shot-oracle                 a tiny seeded CLIP Hugging Face repo (tokenizer included) and FiftyOne's zero-shot
+                                   labels, image and prompt embeddings and transformers' token ids on it (oracle venv)
   device-build [--check]           build zoo-torch, the parity tests and device_probe against libtorch 2.11
                                    (the GPU machine's PyTorch) into target/device/bundle, for
                                    xtask/device/gpu_check.sh; --check runs the bundled tests here (CPU)
@@ -115,6 +117,7 @@ fn main() -> Result<()> {
         "clip-oracle" => fixtures::clip_oracle(&sh),
         "yolo-oracle" => fixtures::yolo_oracle(&sh),
         "transformers-oracle" => fixtures::transformers_oracle(&sh),
+        "zero-shot-oracle" => fixtures::zero_shot_oracle(&sh),
         "device-build" => device::run(&sh, &rest),
         "tidy" => {
             if rest.iter().any(|arg| arg == "--bless") {

@@ -67,6 +67,8 @@ pub const NATIVE_TYPES: &[&str] = &[
     "FiftyOneYOLOModel",
     "fiftyone.utils.transformers.FiftyOneTransformerForImageClassification",
     "FiftyOneTransformerForImageClassification",
+    "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForImageClassification",
+    "FiftyOneZeroShotTransformerForImageClassification",
 ];
 
 /// FiftyOne's transformers classifier class names among [`NATIVE_TYPES`]:
@@ -75,6 +77,28 @@ pub const NATIVE_TYPES: &[&str] = &[
 const TRANSFORMERS_TYPES: &[&str] = &[
     "fiftyone.utils.transformers.FiftyOneTransformerForImageClassification",
     "FiftyOneTransformerForImageClassification",
+    "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForImageClassification",
+    "FiftyOneZeroShotTransformerForImageClassification",
+];
+
+/// FiftyOne's transformers zero-shot classifier class names among
+/// [`TRANSFORMERS_TYPES`].
+const ZERO_SHOT_TYPES: &[&str] = &[
+    "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForImageClassification",
+    "FiftyOneZeroShotTransformerForImageClassification",
+];
+
+/// The Hugging Face repos of FiftyOne's built-in transformers zero-shot
+/// classifiers whose architecture zoo builds (CLIP as transformers writes
+/// it, SigLIP and the fixed-resolution SigLIP 2, `zoo-torch-backend`'s
+/// `families/transformers`), the generic entry's default
+/// (`openai/clip-vit-large-patch14`) included.
+const NATIVE_ZERO_SHOT_REPOS: &[&str] = &[
+    "openai/clip-vit-large-patch14",
+    "flaviagiammarino/pubmed-clip-vit-base-patch32",
+    "suinleelab/monet",
+    "google/siglip2-base-patch16-224",
+    "google/medsiglip-448",
 ];
 
 /// The Hugging Face repos of FiftyOne's built-in transformers classifiers
@@ -100,14 +124,23 @@ const NATIVE_TRANSFORMERS_REPOS: &[&str] = &[
 /// Whether a transformers classifier config is one zoo runs natively: no
 /// Python `model` or `entrypoint_fcn` of its own, and its repo
 /// (`name_or_path`, else the class's default, [`crate::hub`]) is one of
-/// [`NATIVE_TRANSFORMERS_REPOS`].
+/// [`NATIVE_TRANSFORMERS_REPOS`] (for a zero-shot class,
+/// [`NATIVE_ZERO_SHOT_REPOS`]).
 fn native_transformers(config: &DeploymentConfig) -> bool {
     let set = |key: &str| config.config.get(key).is_some_and(|value| !value.is_null());
     if set("model") || set("entrypoint_fcn") {
         return false;
     }
-    crate::hub::config_repo(config)
-        .is_some_and(|repo| NATIVE_TRANSFORMERS_REPOS.contains(&repo.as_str()))
+    let repos = if config
+        .kind
+        .as_deref()
+        .is_some_and(|kind| ZERO_SHOT_TYPES.contains(&kind))
+    {
+        NATIVE_ZERO_SHOT_REPOS
+    } else {
+        NATIVE_TRANSFORMERS_REPOS
+    };
+    crate::hub::config_repo(config).is_some_and(|repo| repos.contains(&repo.as_str()))
 }
 
 /// FiftyOne's Ultralytics class names among [`NATIVE_TYPES`]: native only

@@ -32,6 +32,7 @@ mod net;
 mod preprocess;
 mod transformers_model;
 mod yolo_model;
+mod zero_shot_model;
 
 pub use checkpoint::pickle::PickleError;
 pub use checkpoint::weights::{TensorError, WeightsError, load_into, read_named_tensors};
@@ -48,6 +49,7 @@ pub use model::{TYPE_NAMES, TorchImageModel};
 pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
 pub use transformers_model::{TRANSFORMERS_TYPE_NAMES, TorchTransformerModel};
 pub use yolo_model::{TorchYoloModel, YOLO_TYPE_NAMES};
+pub use zero_shot_model::{TorchZeroShotTransformerModel, ZERO_SHOT_TYPE_NAMES};
 
 /// The parameter names and shapes of a torchvision architecture as zoo
 /// builds it (`entrypoint` as in `entrypoint_fcn`), for checking weights.
@@ -175,6 +177,9 @@ pub fn register(factory: &mut zoo_model_core::ModelFactory) {
     });
     factory.register(TRANSFORMERS_TYPE_NAMES, |spec| {
         Ok(Box::new(TorchTransformerModel::from_spec(spec)?))
+    });
+    factory.register(ZERO_SHOT_TYPE_NAMES, |spec| {
+        Ok(Box::new(TorchZeroShotTransformerModel::from_spec(spec)?))
     });
 }
 

@@ -260,7 +260,8 @@ impl Load<'_> {
             | Task::Segmenter
             | Task::Hub { .. }
             | Task::Ultralytics
-            | Task::Transformers => (false, false),
+            | Task::Transformers
+            | Task::TransformersZeroShot => (false, false),
         };
         let fits = match processor {
             Processor::Detector(_) => true,

@@ -77,6 +77,10 @@ pub(crate) enum Task {
     /// `FiftyOneTransformerForImageClassification`): built from its repo's
     /// `config.json` and weights (`transformers/`).
     Transformers,
+    /// A Hugging Face `transformers` zero-shot image classifier (FiftyOne's
+    /// `FiftyOneZeroShotTransformerForImageClassification`): image and text
+    /// towers built from its repo, tokenizer included (`transformers/`).
+    TransformersZeroShot,
 }
 
 /// A detector family's builder: name, variables' root, classes,
@@ -317,6 +321,14 @@ pub(crate) const FAMILIES: &[Family] = &[
         ..CLASSIFIER
     },
     Family {
+        // transformers' zero-shot classes, which a Hub repo's `model_type`
+        // names (`transformers::ZERO_SHOT`); each built from its repo.
+        names: &["CLIPModel", "SiglipModel"],
+        task: Task::TransformersZeroShot,
+        build: Build::Checkpoint,
+        ..CLASSIFIER
+    },
+    Family {
         names: &[
             "dinov2_vits14",
             "dinov2_vitb14",
@@ -495,12 +507,13 @@ mod tests {
                 Task::Detector { .. } => "detector".to_owned(),
                 Task::Ultralytics => "Ultralytics detector".to_owned(),
                 Task::Transformers => "transformers classifier".to_owned(),
+                Task::TransformersZeroShot => "transformers zero-shot classifier".to_owned(),
             };
             let runs = if family.folds() {
                 "folded, channels-last"
             } else if family.task == Task::Ultralytics {
                 "conv and batch norm fused"
-            } else if family.task == Task::Transformers {
+            } else if matches!(family.task, Task::Transformers | Task::TransformersZeroShot) {
                 "built from its Hugging Face repo"
             } else if family.is_detector() {
                 "backbone folded"

@@ -23,6 +23,7 @@ mod hostile_inputs;
 mod real_checkpoints;
 mod transformers;
 mod yolo;
+mod zero_shot;
 
 use std::path::{Path, PathBuf};
 

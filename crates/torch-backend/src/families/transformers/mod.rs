@@ -12,6 +12,11 @@
 //! (`EfficientNetForImageClassification`, `efficientnet.rs`). Any other
 //! type is an error naming it.
 //!
+//! The zero-shot classifiers ([`ZERO_SHOT`], `Task::TransformersZeroShot`,
+//! run by `zero_shot_model.rs`) are the dual encoders of `clip.rs`: `clip`
+//! (`CLIPModel`) and `siglip` (`SiglipModel`), with the repo's
+//! `tokenizer.json` (`tokenizer.rs`).
+//!
 //! ```text
 //! <repo>/
 //! ├── config.json                      model_type, sizes, id2label
@@ -28,11 +33,13 @@ use tch::{TchError, Tensor};
 
 use crate::checkpoint::weights::WeightsError;
 
+pub(crate) mod clip;
 pub(crate) mod convnext;
 pub(crate) mod efficientnet;
 pub(crate) mod processor;
 pub(crate) mod repo;
 pub(crate) mod resize;
+pub(crate) mod tokenizer;
 pub(crate) mod vit;
 
 use processor::{ImageProcessor, ProcessorKind};
@@ -59,9 +66,11 @@ pub(crate) enum HfError {
     },
     /// The repo's model type is not one zoo builds.
     #[error(
-        "`{path}` has `model_type` `{model_type}`; zoo builds {known} image classifiers natively: run this model in the Python host"
+        "`{path}` has `model_type` `{model_type}`; zoo builds {known} {what} natively: run this model in the Python host"
     )]
     Unsupported {
+        /// What kind of model (`image classifiers`).
+        what: &'static str,
         /// `config.json`.
         path: PathBuf,
         /// Its `model_type`.
@@ -97,6 +106,110 @@ pub(crate) const CLASSIFIERS: &[(&str, &str)] = &[
     ("efficientnet", "EfficientNetForImageClassification"),
 ];
 
+/// The zero-shot classifiers zoo builds: `model_type` and transformers'
+/// class (the name in `FAMILIES`).
+pub(crate) const ZERO_SHOT: &[(&str, &str)] = &[("clip", "CLIPModel"), ("siglip", "SiglipModel")];
+
+/// A zero-shot classifier read from a Hugging Face repo: its image and
+/// text towers, image processor, tokenizer and labels.
+pub(crate) struct ZeroShotRepo {
+    /// transformers' class (`CLIPModel`, `SiglipModel`).
+    pub(crate) class: &'static str,
+    pub(crate) network: clip::Clip,
+    pub(crate) processor: ImageProcessor,
+    pub(crate) tokenizer: tokenizer::HfTokenizer,
+    /// `id2label`'s values in the file's order (FiftyOne's default
+    /// classes), else transformers' `LABEL_0` and `LABEL_1`.
+    pub(crate) labels: Vec<String>,
+}
+
+/// `config.json`'s fields every zero-shot classifier has.
+#[derive(Debug, Deserialize)]
+struct ZeroShotCommon {
+    model_type: Option<String>,
+    #[serde(default)]
+    id2label: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl ZeroShotRepo {
+    /// Reads the repo in `dir`: `config.json`, the weights,
+    /// `preprocessor_config.json` (or `processor_config.json`), run as
+    /// transformers' PIL backend when `pil`, and `tokenizer.json`.
+    pub(crate) fn load(dir: &Path, pil: bool) -> Result<ZeroShotRepo, HfError> {
+        let path = dir.join("config.json");
+        let common: ZeroShotCommon = repo::read_json(dir, "config.json")?;
+        let model_type = common.model_type.unwrap_or_default();
+        let class = ZERO_SHOT
+            .iter()
+            .find(|(kind, _)| *kind == model_type)
+            .map(|(_, class)| *class)
+            .ok_or_else(|| HfError::Unsupported {
+                path: path.clone(),
+                model_type: model_type.clone(),
+                known: ZERO_SHOT
+                    .iter()
+                    .map(|(kind, _)| format!("`{kind}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                what: "zero-shot image classifiers",
+            })?;
+        let labels = match common.id2label {
+            Some(map) if !map.is_empty() => {
+                if map.len() > MAX_CLASSES {
+                    return Err(HfError::Config {
+                        path,
+                        message: format!(
+                            "`id2label` lists {} labels, beyond the {MAX_CLASSES} zoo builds",
+                            map.len()
+                        ),
+                    });
+                }
+                map.into_iter()
+                    .map(|(key, value)| match value {
+                        serde_json::Value::String(label) => Ok(label),
+                        other => Err(HfError::Config {
+                            path: path.clone(),
+                            message: format!("`id2label.{key}` must be a label, got `{other}`"),
+                        }),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            _ => vec!["LABEL_0".to_owned(), "LABEL_1".to_owned()],
+        };
+        let (dual, processor_kind) = if model_type == "siglip" {
+            (clip::Dual::Siglip, ProcessorKind::Siglip)
+        } else {
+            (clip::Dual::Clip, ProcessorKind::Clip)
+        };
+        let mut weights = repo::read_weights(dir)?;
+        let config: clip::ClipConfig = repo::read_json(dir, "config.json")?;
+        let network =
+            clip::Clip::build(dual, config, &mut weights).map_err(|message| HfError::Config {
+                path: path.clone(),
+                message,
+            })?;
+        weights.finish()?;
+        let processor = ImageProcessor::read_with(dir, processor_kind, pil)?;
+        let (height, width) = network.image_size();
+        if processor.fixed_size() != Some((width as u32, height as u32)) {
+            return Err(HfError::Config {
+                path: dir.join("preprocessor_config.json"),
+                message: format!(
+                    "the processor's images are not the {width}x{height} the model's `image_size` takes (transformers would refuse them too)"
+                ),
+            });
+        }
+        let tokenizer = tokenizer::HfTokenizer::load(dir)?;
+        Ok(ZeroShotRepo {
+            class,
+            network,
+            processor,
+            tokenizer,
+            labels,
+        })
+    }
+}
+
 /// The activation a config's `hidden_act` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Activation {
@@ -107,6 +220,8 @@ pub(crate) enum Activation {
     Relu,
     /// `silu`, `swish`.
     Silu,
+    /// `quick_gelu`: `x * sigmoid(1.702 * x)` (CLIP's).
+    QuickGelu,
 }
 
 impl Activation {
@@ -116,8 +231,9 @@ impl Activation {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
             "relu" => Ok(Activation::Relu),
             "silu" | "swish" => Ok(Activation::Silu),
+            "quick_gelu" => Ok(Activation::QuickGelu),
             other => Err(format!(
-                "`hidden_act` `{other}` is not one zoo builds (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu, swish)"
+                "`hidden_act` `{other}` is not one zoo builds (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu, swish, quick_gelu)"
             )),
         }
     }
@@ -128,6 +244,7 @@ impl Activation {
             Activation::GeluTanh => xs.f_gelu("tanh"),
             Activation::Relu => xs.f_relu(),
             Activation::Silu => xs.f_silu(),
+            Activation::QuickGelu => xs.f_mul(&xs.f_mul_scalar(1.702)?.f_sigmoid()?),
         }
     }
 }
@@ -230,6 +347,7 @@ impl HfClassifier {
                     .map(|(kind, _)| format!("`{kind}`"))
                     .collect::<Vec<_>>()
                     .join(", "),
+                what: "image classifiers",
             })?;
         // The class must be a transformers row of FAMILIES.
         let family = super::family(class).map_err(|err| HfError::Config {

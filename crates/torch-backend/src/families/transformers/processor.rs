@@ -5,15 +5,20 @@
 //! centre crop, then rescale and normalise fused into `(x - mean / factor) /
 //! (std / factor)` in `f32`, as `_fuse_mean_std_and_rescale_factor` does.
 //!
-//! ViT's and ConvNeXt's processors are read, by `image_processor_type` (or
-//! the legacy `feature_extractor_type`), else by the model's type.
+//! With `use_fast=False` (a config's `transforms_args`), transformers' PIL
+//! backend instead: Pillow's resampling ([`resize_pillow`]) and NumPy's
+//! `float64` rescale, then the normalisation in `f32`.
+//!
+//! ViT's, ConvNeXt's, EfficientNet's, CLIP's and SigLIP's processors are
+//! read, by `image_processor_type` (or the legacy `feature_extractor_type`),
+//! else by the model's type.
 
 use serde::Deserialize;
 use serde_json::Value;
 use zoo_model_core::{Image, Input, InputData, ModelError, Preprocess};
 
 use super::HfError;
-use super::resize::{Filter, resize};
+use super::resize::{Filter, resize, resize_pillow};
 use crate::preprocess::MAX_IMAGE_SIDE;
 
 /// Which processor's rules apply.
@@ -28,6 +33,11 @@ pub(crate) enum ProcessorKind {
     /// `EfficientNetImageProcessor`: `rescale_offset` (`x * factor - 1`)
     /// and `include_top` (a second division by `image_std`); bicubic.
     EfficientNet,
+    /// `CLIPImageProcessor`: an integer `size` is the shortest edge, then a
+    /// centre crop (224 by default); bicubic; OpenAI's statistics.
+    Clip,
+    /// `SiglipImageProcessor`: 224x224 by default; bicubic.
+    Siglip,
 }
 
 impl ProcessorKind {
@@ -42,6 +52,8 @@ impl ProcessorKind {
             "ViTImageProcessor" => Some(ProcessorKind::Vit),
             "ConvNextImageProcessor" => Some(ProcessorKind::ConvNext),
             "EfficientNetImageProcessor" => Some(ProcessorKind::EfficientNet),
+            "CLIPImageProcessor" | "CLIPImageProcessorPil" => Some(ProcessorKind::Clip),
+            "SiglipImageProcessor" | "SiglipImageProcessorPil" => Some(ProcessorKind::Siglip),
             _ => None,
         }
     }
@@ -108,6 +120,8 @@ pub(crate) struct ImageProcessor {
     pub(crate) crop: Option<(u32, u32)>,
     /// The arithmetic on each `u8` value, in this order.
     pub(crate) arithmetic: Arithmetic,
+    /// transformers' PIL backend (`use_fast=False`): Pillow's resampling.
+    pub(crate) pil: bool,
 }
 
 /// The rescale and normalisation of a processor, each step in `f32` as
@@ -121,11 +135,17 @@ pub(crate) struct Arithmetic {
     pub(crate) normalize: Option<([f32; 3], [f32; 3])>,
     /// `x / std` per channel (EfficientNet's `include_top`).
     pub(crate) top: Option<[f32; 3]>,
+    /// The rescale in `f64`, rounded to `f32` (NumPy's, in the PIL
+    /// backend).
+    pub(crate) rescale_f64: Option<f64>,
 }
 
 impl Arithmetic {
     fn apply(&self, value: u8, channel: usize) -> f32 {
         let mut value = f32::from(value);
+        if let Some(factor) = self.rescale_f64 {
+            value = (f64::from(value) * factor) as f32;
+        }
         if let Some((factor, offset)) = self.rescale {
             value *= factor;
             if offset {
@@ -227,6 +247,10 @@ fn channels(value: Option<&Value>, default: [f64; 3], what: &str) -> Result<[f64
 /// ConvNeXt).
 const STANDARD: [f64; 3] = [0.5, 0.5, 0.5];
 
+/// transformers' `OPENAI_CLIP_MEAN` and `OPENAI_CLIP_STD`.
+const OPENAI_CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
+const OPENAI_CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
+
 impl ImageProcessor {
     /// Reads `preprocessor_config.json` in `dir`; `model_kind` decides the
     /// rules when the file names no processor type.
@@ -234,12 +258,45 @@ impl ImageProcessor {
         dir: &std::path::Path,
         model_kind: ProcessorKind,
     ) -> Result<ImageProcessor, HfError> {
-        let raw: Raw = super::repo::read_json(dir, "preprocessor_config.json")?;
-        let path = dir.join("preprocessor_config.json");
-        Self::from_raw(raw, model_kind).map_err(|message| HfError::Config { path, message })
+        Self::read_with(dir, model_kind, false)
     }
 
+    /// [`ImageProcessor::read`], for transformers' PIL backend when `pil`;
+    /// without `preprocessor_config.json`, the `image_processor` of
+    /// `processor_config.json` (where transformers 5's `save_pretrained`
+    /// of a processor writes it).
+    pub(crate) fn read_with(
+        dir: &std::path::Path,
+        model_kind: ProcessorKind,
+        pil: bool,
+    ) -> Result<ImageProcessor, HfError> {
+        let (raw, path) = if !super::repo::has_file(dir, "preprocessor_config.json")
+            && super::repo::has_file(dir, "processor_config.json")
+        {
+            #[derive(Deserialize)]
+            struct Nested {
+                image_processor: Raw,
+            }
+            let nested: Nested = super::repo::read_json(dir, "processor_config.json")?;
+            (nested.image_processor, dir.join("processor_config.json"))
+        } else {
+            let raw: Raw = super::repo::read_json(dir, "preprocessor_config.json")?;
+            (raw, dir.join("preprocessor_config.json"))
+        };
+        Self::from_raw_with(raw, model_kind, pil)
+            .map_err(|message| HfError::Config { path, message })
+    }
+
+    #[cfg(test)]
     fn from_raw(raw: Raw, model_kind: ProcessorKind) -> Result<ImageProcessor, String> {
+        Self::from_raw_with(raw, model_kind, false)
+    }
+
+    fn from_raw_with(
+        raw: Raw,
+        model_kind: ProcessorKind,
+        pil: bool,
+    ) -> Result<ImageProcessor, String> {
         let named = raw
             .image_processor_type
             .as_deref()
@@ -248,7 +305,7 @@ impl ImageProcessor {
             None => model_kind,
             Some(name) => ProcessorKind::named(name).ok_or_else(|| {
                 format!(
-                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor` and `ConvNextImageProcessor`)"
+                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor`, `ConvNextImageProcessor`, `EfficientNetImageProcessor`, `CLIPImageProcessor` and `SiglipImageProcessor`)"
                 )
             })?,
         };
@@ -261,6 +318,14 @@ impl ImageProcessor {
                 },
             ),
             ProcessorKind::ConvNext => (3, Size::ShortestEdge(384)),
+            ProcessorKind::Clip => (3, Size::ShortestEdge(224)),
+            ProcessorKind::Siglip => (
+                3,
+                Size::Exact {
+                    height: 224,
+                    width: 224,
+                },
+            ),
             ProcessorKind::EfficientNet => (
                 3,
                 Size::Exact {
@@ -277,7 +342,11 @@ impl ImageProcessor {
         })?;
         let size = match &raw.size {
             None | Some(Value::Null) => default_size,
-            Some(value) => parse_size(value, "size", kind == ProcessorKind::ConvNext)?,
+            Some(value) => parse_size(
+                value,
+                "size",
+                matches!(kind, ProcessorKind::ConvNext | ProcessorKind::Clip),
+            )?,
         };
         if kind == ProcessorKind::ConvNext && !matches!(size, Size::ShortestEdge(_)) {
             return Err("ConvNeXt's `size` must be `shortest_edge`".to_owned());
@@ -288,8 +357,10 @@ impl ImageProcessor {
                 "`crop_pct` must be a number from 0.05 to 1, got `{crop_pct}`"
             ));
         }
-        let crop = if raw.do_center_crop.unwrap_or(false) {
+        let clip = kind == ProcessorKind::Clip;
+        let crop = if raw.do_center_crop.unwrap_or(clip) {
             match raw.crop_size.as_ref().filter(|value| !value.is_null()) {
+                None if clip => Some((224, 224)),
                 None => return Err("`do_center_crop` needs `crop_size`".to_owned()),
                 Some(value) => match parse_size(value, "crop_size", false)? {
                     Size::Exact { height, width } => Some((height, width)),
@@ -309,14 +380,33 @@ impl ImageProcessor {
         }
         let rescale = raw.do_rescale.unwrap_or(true);
         let normalize = raw.do_normalize.unwrap_or(true);
-        let mean = channels(raw.image_mean.as_ref(), STANDARD, "image_mean")?;
-        let std = channels(raw.image_std.as_ref(), STANDARD, "image_std")?;
+        let (default_mean, default_std) = if clip {
+            (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+        } else {
+            (STANDARD, STANDARD)
+        };
+        let mean = channels(raw.image_mean.as_ref(), default_mean, "image_mean")?;
+        let std = channels(raw.image_std.as_ref(), default_std, "image_std")?;
         if std.contains(&0.0) {
             return Err(format!("`image_std` must not hold 0, got {std:?}"));
         }
         let offset = kind == ProcessorKind::EfficientNet && raw.rescale_offset.unwrap_or(false);
         let to_f32 = |values: [f64; 3]| values.map(|value| value as f32);
-        let arithmetic = if rescale && normalize && !offset {
+        if pil && (kind == ProcessorKind::EfficientNet || filter == Filter::Nearest) {
+            return Err(
+                "zoo runs this processor with transformers' torchvision backend only; remove `transforms_args.use_fast: false`".to_owned(),
+            );
+        }
+        let arithmetic = if pil {
+            // NumPy: `x.astype(float64) * factor`, then `float32`, then
+            // `(x - mean) / std` in `float32`.
+            Arithmetic {
+                rescale: None,
+                normalize: normalize.then(|| (to_f32(mean), to_f32(std))),
+                top: None,
+                rescale_f64: rescale.then_some(factor),
+            }
+        } else if rescale && normalize && !offset {
             // torch.tensor(mean) (f32) * (1.0 / factor), a CPU scalar that
             // libtorch's kernel applies in f32.
             let inverse = (1.0 / factor) as f32;
@@ -327,12 +417,14 @@ impl ImageProcessor {
                     to_f32(std).map(|value| value * inverse),
                 )),
                 top: None,
+                rescale_f64: None,
             }
         } else {
             Arithmetic {
                 rescale: rescale.then_some((factor as f32, offset)),
                 normalize: normalize.then(|| (to_f32(mean), to_f32(std))),
                 top: None,
+                rescale_f64: None,
             }
         };
         let arithmetic = Arithmetic {
@@ -347,6 +439,7 @@ impl ImageProcessor {
             crop_pct,
             crop,
             arithmetic,
+            pil,
         })
     }
 
@@ -415,7 +508,11 @@ impl ImageProcessor {
             }
             let (width, height) = (width as u32, height as u32);
             if (width, height) != (image.width, image.height) {
-                current = std::borrow::Cow::Owned(resize(&current, self.filter, width, height));
+                current = std::borrow::Cow::Owned(if self.pil {
+                    resize_pillow(&current, self.filter, width, height)
+                } else {
+                    resize(&current, self.filter, width, height)
+                });
             }
         }
         for (width, height) in own_crop
@@ -558,8 +655,8 @@ mod tests {
                 "`rescale_factor`",
             ),
             (
-                serde_json::json!({"image_processor_type": "CLIPImageProcessor"}),
-                "CLIPImageProcessor",
+                serde_json::json!({"image_processor_type": "DPTImageProcessor"}),
+                "DPTImageProcessor",
             ),
             (serde_json::json!({"do_center_crop": true}), "crop_size"),
         ];

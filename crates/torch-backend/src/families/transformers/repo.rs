@@ -44,6 +44,16 @@ pub(crate) fn has_file(dir: &Path, name: &str) -> bool {
 
 /// The bytes of a small regular file, at most [`MAX_JSON_BYTES`].
 fn read_small(path: &Path) -> Result<Vec<u8>, HfError> {
+    read_bounded(path, MAX_JSON_BYTES)
+}
+
+/// The bytes of the regular file `dir/name`, at most `limit`.
+pub(crate) fn read_file(dir: &Path, name: &str, limit: u64) -> Result<Vec<u8>, HfError> {
+    read_bounded(&dir.join(name), limit)
+}
+
+/// The bytes of a regular file, at most `limit`.
+fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, HfError> {
     let failed = |message: String| HfError::Read {
         path: path.to_owned(),
         message,
@@ -52,20 +62,18 @@ fn read_small(path: &Path) -> Result<Vec<u8>, HfError> {
     if !meta.is_file() {
         return Err(failed("not a regular file".to_owned()));
     }
-    if meta.len() > MAX_JSON_BYTES {
+    if meta.len() > limit {
         return Err(failed(format!(
-            "{} bytes, beyond the {MAX_JSON_BYTES} zoo reads",
+            "{} bytes, beyond the {limit} zoo reads",
             meta.len()
         )));
     }
     let mut bytes = Vec::new();
     fs_err::File::open(path)
-        .and_then(|file| file.take(MAX_JSON_BYTES + 1).read_to_end(&mut bytes))
+        .and_then(|file| file.take(limit + 1).read_to_end(&mut bytes))
         .map_err(|err| failed(err.to_string()))?;
-    if bytes.len() as u64 > MAX_JSON_BYTES {
-        return Err(failed(format!(
-            "beyond the {MAX_JSON_BYTES} bytes zoo reads"
-        )));
+    if bytes.len() as u64 > limit {
+        return Err(failed(format!("beyond the {limit} bytes zoo reads")));
     }
     Ok(bytes)
 }

@@ -77,7 +77,7 @@ struct Axis {
     precision: u32,
 }
 
-fn axis(filter: Filter, input: usize, output: usize) -> Axis {
+fn axis(filter: Filter, input: usize, output: usize, pillow: bool) -> Axis {
     let scale = input as f64 / output as f64;
     let (support, inverse) = if scale >= 1.0 {
         (filter.support() * scale, 1.0 / scale)
@@ -102,9 +102,9 @@ fn axis(filter: Filter, input: usize, output: usize) -> Axis {
         largest = weights.iter().copied().fold(largest, f64::max);
         spans.push((first, weights));
     }
-    // The largest precision below 22 bits at which twice the largest
-    // weight still fits 15 bits.
-    let mut precision = 0u32;
+    // Pillow's own: 22 bits. libtorch's: the largest precision below 22
+    // bits at which twice the largest weight still fits 15 bits.
+    let mut precision = if pillow { 22 } else { 0u32 };
     while precision < 22 {
         let next = (0.5 + largest * f64::from(1u32 << (precision + 1))) as i64;
         if next >= 1 << 15 {
@@ -150,6 +150,20 @@ fn sum(values: impl Iterator<Item = u8>, weights: &[i32], precision: u32) -> u8 
 /// `uint8` tensor with `antialias=True` (see the module docs); both sides
 /// must be at least 1.
 pub(crate) fn resize(image: &Image, filter: Filter, width: u32, height: u32) -> Image {
+    resample(image, filter, width, height, false)
+}
+
+/// Resizes an RGB image to `width` x `height` as Pillow's `Image.resize`
+/// does with a bilinear or bicubic filter (`reducing_gap` off), what
+/// transformers' PIL image processors (`use_fast=False`) run: the same
+/// passes as libtorch's (see the module docs) with Pillow's own 22-bit
+/// weights. Pillow's nearest filter is not reproduced (`Nearest` resizes
+/// as libtorch does).
+pub(crate) fn resize_pillow(image: &Image, filter: Filter, width: u32, height: u32) -> Image {
+    resample(image, filter, width, height, true)
+}
+
+fn resample(image: &Image, filter: Filter, width: u32, height: u32, pillow: bool) -> Image {
     if filter == Filter::Nearest {
         return nearest(image, width, height);
     }
@@ -158,7 +172,7 @@ pub(crate) fn resize(image: &Image, filter: Filter, width: u32, height: u32) -> 
     let mut pixels = std::borrow::Cow::Borrowed(&image.pixels);
     let mut current_w = in_w;
     if out_w != in_w {
-        let horizontal = axis(filter, in_w, out_w);
+        let horizontal = axis(filter, in_w, out_w, pillow);
         let mut out = vec![0u8; in_h * out_w * 3];
         for y in 0..in_h {
             let row = &pixels[y * in_w * 3..(y + 1) * in_w * 3];
@@ -173,7 +187,7 @@ pub(crate) fn resize(image: &Image, filter: Filter, width: u32, height: u32) -> 
         current_w = out_w;
     }
     if out_h != in_h {
-        let vertical = axis(filter, in_h, out_h);
+        let vertical = axis(filter, in_h, out_h, pillow);
         let mut out = vec![0u8; out_h * current_w * 3];
         for (y, (first, weights)) in vertical.spans.iter().enumerate() {
             for x in 0..current_w {
@@ -250,6 +264,26 @@ mod tests {
                 assert!(resized.pixels.iter().all(|value| *value == 200), "{w}x{h}");
             }
         }
+    }
+
+    /// Pillow (transformers' PIL backend) and libtorch differ by a level:
+    /// `Image.fromarray(row).resize((4, 1), Image.BICUBIC)` of a 9-pixel row
+    /// gives 209, 166, 159, 42, and torch 2.13's `tvF.resize(..., [1, 4],
+    /// BICUBIC, antialias=True)` 208, 166, 159, 42.
+    #[test]
+    fn pillows_own_weights_are_22_bits() {
+        let row = [189u8, 227, 199, 113, 201, 159, 148, 9, 42];
+        let image = Image::new(9, 1, row.iter().flat_map(|value| [*value; 3]).collect()).unwrap();
+        let red =
+            |image: Image| -> Vec<u8> { image.pixels.chunks(3).map(|pixel| pixel[0]).collect() };
+        assert_eq!(
+            red(resize_pillow(&image, Filter::Bicubic, 4, 1)),
+            [209, 166, 159, 42]
+        );
+        assert_eq!(
+            red(resize(&image, Filter::Bicubic, 4, 1)),
+            [208, 166, 159, 42]
+        );
     }
 
     /// torch 2.13 (AVX512):

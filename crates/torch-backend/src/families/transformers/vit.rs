@@ -73,7 +73,11 @@ mod defaults {
 }
 
 /// A whole number in `range`, or what it must be.
-fn bounded(value: i64, field: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, String> {
+pub(crate) fn bounded(
+    value: i64,
+    field: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, String> {
     if range.contains(&value) {
         Ok(value)
     } else {
@@ -86,7 +90,7 @@ fn bounded(value: i64, field: &str, range: std::ops::RangeInclusive<i64>) -> Res
 }
 
 /// An `image_size`/`patch_size`: one number (a square) or `[height, width]`.
-fn pair(value: &Value, field: &str) -> Result<(i64, i64), String> {
+pub(crate) fn pair(value: &Value, field: &str) -> Result<(i64, i64), String> {
     let side = |value: &Value| {
         value
             .as_i64()
