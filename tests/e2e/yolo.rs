@@ -143,7 +143,11 @@ fn runs_natively(entry: &str, release: &str, fixture: &str, total_expected: usiz
         fs_err::copy(fixtures().join("yolo").join(file), images.join(file)).unwrap();
     }
     sandbox.ok(&["datasets", "create", "yolo", images.to_str().unwrap()]);
-    sandbox.ok(&["models", "apply", entry, "yolo", "pred"]);
+    // One image per forward, as the oracle's `apply_model` ran: a batched
+    // forward rounds differently (oneDNN picks kernels by batch size; the
+    // torch backend's `a_batch_gives_the_labels_of_one_picture_at_a_time`
+    // bounds that difference).
+    sandbox.ok(&["models", "apply", entry, "yolo", "pred", "-b", "1"]);
     let samples = exported_samples(&sandbox, "yolo");
     assert_eq!(samples.len(), 4);
     let mut total = 0;
@@ -217,7 +221,11 @@ fn yolo26n_cls_imagenet_torch_runs_natively_with_fiftyones_classifications() {
         fs_err::copy(fixtures().join("yolo").join(file), images.join(file)).unwrap();
     }
     sandbox.ok(&["datasets", "create", "yolo", images.to_str().unwrap()]);
-    sandbox.ok(&["models", "apply", entry, "yolo", "pred"]);
+    // One image per forward, as the oracle's `apply_model` ran: a batched
+    // forward rounds differently (oneDNN picks kernels by batch size; the
+    // torch backend's `a_batch_gives_the_labels_of_one_picture_at_a_time`
+    // bounds that difference).
+    sandbox.ok(&["models", "apply", entry, "yolo", "pred", "-b", "1"]);
     let samples = exported_samples(&sandbox, "yolo");
     assert_eq!(samples.len(), 4);
     for (file, sample) in samples {
@@ -268,7 +276,11 @@ fn yolo26n_pose_coco_torch_runs_natively_with_fiftyones_keypoints() {
         fs_err::copy(fixtures().join("yolo").join(file), images.join(file)).unwrap();
     }
     sandbox.ok(&["datasets", "create", "yolo", images.to_str().unwrap()]);
-    sandbox.ok(&["models", "apply", entry, "yolo", "pred"]);
+    // One image per forward, as the oracle's `apply_model` ran: a batched
+    // forward rounds differently (oneDNN picks kernels by batch size; the
+    // torch backend's `a_batch_gives_the_labels_of_one_picture_at_a_time`
+    // bounds that difference).
+    sandbox.ok(&["models", "apply", entry, "yolo", "pred", "-b", "1"]);
     let samples = exported_samples(&sandbox, "yolo");
     assert_eq!(samples.len(), 4);
     let mut total = 0;
@@ -325,7 +337,11 @@ fn yolov8n_obb_dotav1_torch_runs_natively_with_fiftyones_polylines() {
         fs_err::copy(fixtures().join("yolo").join(file), images.join(file)).unwrap();
     }
     sandbox.ok(&["datasets", "create", "yolo", images.to_str().unwrap()]);
-    sandbox.ok(&["models", "apply", entry, "yolo", "pred"]);
+    // One image per forward, as the oracle's `apply_model` ran: a batched
+    // forward rounds differently (oneDNN picks kernels by batch size; the
+    // torch backend's `a_batch_gives_the_labels_of_one_picture_at_a_time`
+    // bounds that difference).
+    sandbox.ok(&["models", "apply", entry, "yolo", "pred", "-b", "1"]);
     let samples = exported_samples(&sandbox, "yolo");
     assert_eq!(samples.len(), 4);
     let mut total = 0;
