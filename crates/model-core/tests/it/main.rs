@@ -725,9 +725,15 @@ fn a_fatal_model_error_records_the_batch_then_stops_the_run() {
                 Outcome::Failed { .. } => None,
             })
             .collect();
-        assert!(stored.contains(&0) && stored.contains(&1), "{stored:?}");
+        // One copy runs the batches in turn, so the first is stored before
+        // the second dies; with two, the first may still be running when
+        // the other copy's fatal error stops the run (it is then resumed
+        // later, never stored half).
         if workers == 1 {
+            assert!(stored.contains(&0) && stored.contains(&1), "{stored:?}");
             assert!(!stored.contains(&4) && !stored.contains(&5), "{stored:?}");
+        } else {
+            assert!(stored.iter().all(|id| [0, 1].contains(id)), "{stored:?}");
         }
     }
 }
