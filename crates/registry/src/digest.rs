@@ -132,11 +132,8 @@ impl Registry {
                 downloads.extend(paths.all());
             }
         }
-        let cache_path = self.root().join(CACHE_FILE);
-        let mut cache: Cache = zoo_fs::read_untrusted(&cache_path, MAX_CACHE_BYTES)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+        // Every byte is read now, so the cache is neither read nor written.
+        let mut cache = Cache::default();
         let mut changed = false;
         let mut files = Vec::new();
         for manifest in &source.manifests {
@@ -162,9 +159,6 @@ impl Registry {
                     sha256,
                 });
             }
-        }
-        if changed && let Ok(bytes) = serde_json::to_vec(&cache) {
-            let _ = zoo_fs::write_atomic(&cache_path, &bytes);
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         files.dedup_by(|a, b| a.path == b.path);
