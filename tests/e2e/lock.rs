@@ -3,10 +3,10 @@
 //! byte in any of them is refused by `--locked` naming the file and both
 //! digests, and nothing runs.
 
-use zoo_test_support::TestServer;
+use zoo_test_support::{Archive, FakeHub, HOSTED_SOURCE, HubRepo, Response, TestServer};
 
 use crate::apply::{classifier_source, pictures};
-use crate::util::Sandbox;
+use crate::util::{Sandbox, fixtures};
 
 fn sha256_hex(path: &std::path::Path) -> String {
     zoo_sources::sha256_file(path).unwrap()
@@ -274,4 +274,296 @@ fn a_bundle_is_reproducible_installs_offline_with_the_same_labels_and_refuses_ta
     // Its source is registered, untrusted.
     let sources = offline.ok(&["models", "list-sources", "--json"]).json();
     assert_eq!(sources[0]["trusted"], false, "{sources}");
+}
+
+/// Each sample's fields but `filepath`, ids left out, by file name.
+fn fields_by_file(sandbox: &Sandbox, dataset: &str) -> Vec<(String, serde_json::Value)> {
+    let path = sandbox.dir.path().join("fields.jsonl");
+    sandbox.ok(&["datasets", "export", dataset, path.to_str().unwrap()]);
+    let mut found: Vec<(String, serde_json::Value)> = fs_err::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+            let object = value.as_object_mut().unwrap();
+            let file = std::path::Path::new(object.remove("filepath").unwrap().as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            for field in object.values_mut() {
+                if let Some(label) = field.as_object_mut() {
+                    label.remove("_id");
+                }
+            }
+            (file, value)
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+/// Issue "runs you can reproduce", end to end on a mix: a remote source's
+/// native model (`acme/tiny-classifier`), a built-in whose files come from
+/// the loopback Hugging Face Hub (`convnext-tiny-224-torch`, a tiny ConvNeXt
+/// saved by transformers) and a hosted model (`zoo-test/colour`, FiftyOne's
+/// `Model` in the model host). One lock with golden outputs; `verify`
+/// passes; a changed Hub file is refused by `--locked`; two bundles are the
+/// same bytes; the bundle installs into an empty zoo dir offline, with
+/// every server gone, and gives the same labels and embeddings; `verify`
+/// passes there and fails, naming the worst difference, once one bit of the
+/// ConvNeXt's weights is flipped.
+#[test]
+fn a_mix_of_models_locks_verifies_bundles_and_installs_offline_with_the_same_outputs() {
+    let Some(python) = crate::hosted::fiftyone_python() else {
+        return;
+    };
+    let server = TestServer::start();
+    let root = fixtures().join("transformers");
+    let read = |name: &str| fs_err::read(root.join("convnext").join(name)).unwrap();
+    let hub = FakeHub::start();
+    hub.add_repo(
+        HubRepo::new("facebook/convnext-tiny-224", "seeded")
+            .file("config.json", read("config.json"))
+            .file("preprocessor_config.json", read("preprocessor_config.json"))
+            .lfs_file("model.safetensors", read("model.safetensors")),
+    );
+    let mut online = Sandbox::new();
+    let lockfile = online.dir.path().join("zoo.lock");
+    for (key, value) in [
+        ("HF_ENDPOINT", hub.endpoint()),
+        ("ZOO_PYTHON", python.clone()),
+        ("ZOO_LOCKFILE", lockfile.to_str().unwrap().to_owned()),
+    ] {
+        online.env.push((key.to_owned(), value));
+    }
+    online.ok(&["models", "register-source", &classifier_source(&server)]);
+    let archive = Archive::new()
+        .file(
+            "manifest.json",
+            zoo_test_support::hosted_manifest().to_string(),
+        )
+        .file("__init__.py", HOSTED_SOURCE);
+    server.route("/hosted.tar.gz", Response::ok(archive.to_tar_gz()));
+    let hosted_url = server.url("/hosted.tar.gz");
+    online.ok(&["models", "register-source", &hosted_url, "--trust"]);
+    let models = [
+        "acme/tiny-classifier",
+        "convnext-tiny-224-torch",
+        "zoo-test/colour",
+    ];
+
+    let mut lock = vec!["lock", "--with-golden"];
+    lock.extend(models);
+    lock.push("--json");
+    let locked = online.ok(&lock).json();
+    let runs: Vec<(&str, &str, u64)> = locked
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|model| {
+            (
+                model["name"].as_str().unwrap(),
+                model["runs"].as_str().unwrap(),
+                model["golden"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("acme/tiny-classifier", "native", 3),
+            ("convnext-tiny-224-torch", "native", 3),
+            ("zoo-test/colour", "python host", 3)
+        ],
+        "{locked}"
+    );
+    let text = fs_err::read_to_string(&lockfile).unwrap();
+    for needle in [
+        "hub_repo = \"facebook/convnext-tiny-224\"",
+        "hub_commit = ",
+        "\"fiftyone==1.22.1\"",
+        "[model.golden]",
+        "[[model.golden.output]]",
+        "probe = \"probe-2.png\"",
+    ] {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
+    for model in models {
+        let report = online.ok(&["models", "verify", model, "--json"]).json();
+        assert_eq!(report["passed"], true, "{report}");
+        assert_eq!(report["worst"], 0.0, "{report}");
+        assert!(report["numbers"].as_u64().unwrap() > 6, "{report}");
+    }
+    let text = online
+        .ok(&["models", "verify", "convnext-tiny-224-torch"])
+        .stdout();
+    assert!(text.starts_with("PASS convnext-tiny-224-torch: "), "{text}");
+
+    let pics = online.dir.path().join("pics");
+    pictures(&pics, 3);
+    let pics = pics.to_str().unwrap();
+    for (index, model) in models.iter().enumerate() {
+        online.ok(&[
+            "models",
+            "apply",
+            model,
+            pics,
+            &format!("pred{index}"),
+            "-q",
+            "--locked",
+        ]);
+        online.ok(&[
+            "models",
+            "embed",
+            model,
+            pics,
+            &format!("emb{index}"),
+            "-q",
+            "--locked",
+        ]);
+    }
+    let before = fields_by_file(&online, pics);
+    // Three pictures and a corrupt file, which has no results.
+    let complete = before
+        .iter()
+        .filter(|(_, fields)| {
+            (0..3).all(|index| {
+                fields[format!("pred{index}")].is_object()
+                    && fields[format!("emb{index}")].is_array()
+            })
+        })
+        .count();
+    assert_eq!(complete, 3, "{before:?}");
+
+    // The Hub's repo moves on (one byte of its config): a fresh download
+    // differs from the lock, and `--locked` names the file.
+    let repo = online
+        .ok(&["models", "find", "convnext-tiny-224-torch"])
+        .stdout()
+        .trim()
+        .to_owned();
+    let config = std::path::Path::new(&repo).join("config.json");
+    let original = fs_err::read(&config).unwrap();
+    let mut changed = original.clone();
+    let at = changed.iter().position(|byte| *byte == b'1').unwrap();
+    changed[at] = b'2';
+    fs_err::write(&config, &changed).unwrap();
+    let refused = online
+        .fails(&["models", "download", "convnext-tiny-224-torch", "--locked"])
+        .stderr();
+    assert!(refused.contains("config.json"), "{refused}");
+    assert!(refused.contains("differs from the lock"), "{refused}");
+    fs_err::write(&config, &original).unwrap();
+
+    let outputs = tempfile::tempdir().unwrap();
+    let bundle = outputs.path().join("mix.tar.zst");
+    let again = outputs.path().join("again.tar.zst");
+    for out in [&bundle, &again] {
+        let mut create = vec!["bundle", "create", out.to_str().unwrap()];
+        create.extend(models);
+        online.ok(&create);
+    }
+    assert_eq!(
+        fs_err::read(&bundle).unwrap(),
+        fs_err::read(&again).unwrap(),
+        "two bundles of the same models differ"
+    );
+
+    // Every server gone; an empty zoo dir, offline.
+    drop(server);
+    drop(hub);
+    let mut offline = Sandbox::new();
+    let offline_lock = offline.dir.path().join("zoo.lock");
+    for (key, value) in [
+        ("ZOO_OFFLINE", "1".to_owned()),
+        ("ZOO_PYTHON", python),
+        ("ZOO_LOCKFILE", offline_lock.to_str().unwrap().to_owned()),
+    ] {
+        offline.env.push((key.to_owned(), value));
+    }
+    let installed = offline
+        .ok(&["bundle", "install", bundle.to_str().unwrap(), "--json"])
+        .json();
+    let verified: Vec<(&str, bool)> = installed["verified"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|report| {
+            (
+                report["model"].as_str().unwrap(),
+                report["passed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    // The hosted model's source came in untrusted: its Python does not run
+    // until the user trusts it.
+    assert_eq!(
+        verified,
+        [
+            ("acme/tiny-classifier", true),
+            ("convnext-tiny-224-torch", true)
+        ],
+        "{installed}"
+    );
+    assert_eq!(
+        installed["not_verified"][0]["model"], "zoo-test/colour",
+        "{installed}"
+    );
+    let reason = installed["not_verified"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("not trusted"), "{reason}");
+    offline.ok(&["models", "trust-source", &hosted_url]);
+    let report = offline
+        .ok(&["models", "verify", "zoo-test/colour", "--json"])
+        .json();
+    assert_eq!(report["passed"], true, "{report}");
+
+    let offline_pics = offline.dir.path().join("pics");
+    pictures(&offline_pics, 3);
+    let offline_pics = offline_pics.to_str().unwrap();
+    for (index, model) in models.iter().enumerate() {
+        offline.ok(&[
+            "models",
+            "apply",
+            model,
+            offline_pics,
+            &format!("pred{index}"),
+            "-q",
+            "--locked",
+        ]);
+        offline.ok(&[
+            "models",
+            "embed",
+            model,
+            offline_pics,
+            &format!("emb{index}"),
+            "-q",
+            "--locked",
+        ]);
+    }
+    assert_eq!(fields_by_file(&offline, offline_pics), before);
+
+    // One bit of the ConvNeXt's weights flipped (an exponent bit of a float
+    // in the middle of the safetensors data): verify fails, naming where.
+    let repo = offline
+        .ok(&["models", "find", "convnext-tiny-224-torch"])
+        .stdout()
+        .trim()
+        .to_owned();
+    let weights = std::path::Path::new(&repo).join("model.safetensors");
+    let mut bytes = fs_err::read(&weights).unwrap();
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let data = 8 + header;
+    let float = data + ((bytes.len() - data) / 2) / 4 * 4;
+    bytes[float + 3] ^= 0x40;
+    fs_err::write(&weights, &bytes).unwrap();
+    let failed = offline.fails(&["models", "verify", "convnext-tiny-224-torch"]);
+    let (stdout, stderr) = (failed.stdout(), failed.stderr());
+    assert!(
+        stdout.starts_with("FAIL convnext-tiny-224-torch: "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("worst difference"), "{stdout}");
+    assert!(stderr.contains("golden outputs"), "{stderr}");
+    assert!(stderr.contains("probe-"), "{stderr}");
 }

@@ -34,6 +34,13 @@ pub(crate) enum Command {
         /// Start a new lock instead of adding to the existing one.
         #[arg(long)]
         fresh: bool,
+        /// Also run each named model on zoo's probe pictures and record its
+        /// outputs, for `zoo models verify`.
+        #[arg(long)]
+        with_golden: bool,
+        /// The tolerance golden outputs are compared within.
+        #[arg(long, default_value_t = zoo::DEFAULT_TOLERANCE, requires = "with_golden")]
+        tolerance: f64,
         /// Print the lock's models as JSON.
         #[arg(long)]
         json: bool,
@@ -65,10 +72,15 @@ pub(crate) enum BundleCommand {
     },
     /// Install a bundle, offline: every file is checked against its lock
     /// before anything is installed; its sources are registered untrusted;
-    /// its lock is added to `ZOO_LOCKFILE` (else `./zoo.lock`).
+    /// its lock is added to `ZOO_LOCKFILE` (else `./zoo.lock`); then each
+    /// model with golden outputs is verified.
     Install {
         /// The bundle.
         bundle: std::path::PathBuf,
+        /// Skip running the models with golden outputs in the bundle's lock
+        /// on the probe pictures (`zoo models verify`).
+        #[arg(long)]
+        no_verify: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -131,6 +143,20 @@ pub(crate) enum ModelsCommand {
     /// line per prompt, `{"prompt": ..., "embedding": [...]}`, in the space
     /// of its image embeddings.
     EmbedText(EmbedTextArgs),
+    /// Run a model on zoo's probe pictures and compare its outputs with the
+    /// golden ones in the lock (`zoo lock --with-golden`); fails, naming the
+    /// worst difference, when one is outside the tolerance.
+    Verify {
+        /// `name` or `name@version`.
+        name: String,
+        /// Compare within this tolerance instead of the lock's (a number
+        /// `g` and `a` agree when `|g - a| <= t * max(1, |g|)`).
+        #[arg(long)]
+        tolerance: Option<f64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print or check a model's requirements.
     Requirements(RequirementsArgs),
     /// List the registered sources.

@@ -97,6 +97,10 @@ impl Worker {
             .arg(spec.threads.map(|n| n.to_string()).unwrap_or_default())
             .current_dir(source_dir)
             .env("PYTHONUNBUFFERED", "1")
+            // No `__pycache__` in the source's folder: its files are locked
+            // and bundled as they came, and a cache Python wrote would read
+            // as a changed source.
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

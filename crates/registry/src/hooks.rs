@@ -149,7 +149,10 @@ pub(crate) fn run(
                 .arg(source_dir)
                 .arg(kind.function())
                 .arg(model_name)
-                .arg(model_path);
+                .arg(model_path)
+                // No `__pycache__` written into the source's folder (its
+                // files are locked and bundled as they came).
+                .env("PYTHONDONTWRITEBYTECODE", "1");
             (
                 command,
                 format!("`{}` in `{}`", kind.function(), init.display()),

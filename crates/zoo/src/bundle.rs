@@ -26,6 +26,7 @@ use zoo_sources::ArchiveKind;
 use crate::Zoo;
 use crate::error::{Error, ErrorKind, Result, bail};
 use crate::lock::{LOCK_FILE, Lock, Locked};
+use crate::verify::VerifyReport;
 
 /// The bundle's index of sources.
 const SOURCES_FILE: &str = "sources.json";
@@ -67,6 +68,20 @@ pub struct InstallReport {
     pub models_present: Vec<String>,
     /// Where its lock was written.
     pub lockfile: PathBuf,
+    /// The golden-output checks run after installing (see
+    /// [`Zoo::bundle_install`]).
+    pub verified: Vec<VerifyReport>,
+    /// Models with golden outputs that were not run, and why.
+    pub not_verified: Vec<NotVerified>,
+}
+
+/// A model [`Zoo::bundle_install`] did not verify.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotVerified {
+    /// The model.
+    pub model: String,
+    /// Why, and what to do.
+    pub reason: String,
 }
 
 fn bundle_error(bundle: &Path, what: impl std::fmt::Display) -> Error {
@@ -90,7 +105,22 @@ impl Zoo<'_> {
             );
         }
         let registry = self.registry();
-        let lock = self.lock(names, None)?;
+        // Golden outputs in the user's lock come along for the models whose
+        // files and config are still what it pins.
+        let lockfile = &self.config().lockfile;
+        let existing = if lockfile.exists() {
+            Some(Lock::read(lockfile)?)
+        } else {
+            None
+        };
+        let mut lock = self.lock(names, existing, None)?;
+        let named: Vec<String> = names
+            .iter()
+            .map(|name| Ok(self.registry().model(name)?.name()))
+            .collect::<Result<_>>()?;
+        lock.models.retain(|model| named.contains(&model.name));
+        lock.sources
+            .retain(|source| lock.models.iter().any(|model| model.source == source.url));
         let root = registry.root().to_path_buf();
         let mut entries: Vec<(String, PathBuf)> = Vec::new();
         let mut records: Vec<RegisteredSource> = Vec::new();
@@ -166,7 +196,12 @@ impl Zoo<'_> {
     /// registers its sources (untrusted) and moves its models into place,
     /// checks each model in place as `--locked` does, and adds the lock's
     /// entries to this zoo's lock file. Works offline.
-    pub fn bundle_install(&self, bundle: &Path) -> Result<InstallReport> {
+    ///
+    /// With `verify`, each model the lock has golden outputs for then runs on
+    /// the probe set ([`Zoo::verify`]); the reports are in
+    /// [`InstallReport::verified`], and a failed one leaves the files
+    /// installed (their digests matched) for the caller to act on.
+    pub fn bundle_install(&self, bundle: &Path, verify: bool) -> Result<InstallReport> {
         let registry = self.registry();
         let staging = registry.staging_dir("bundle-install-")?;
         let unpacked = staging.path().join("unpacked");
@@ -208,6 +243,8 @@ impl Zoo<'_> {
             models_installed: Vec::new(),
             models_present: Vec::new(),
             lockfile: self.config().lockfile.clone(),
+            verified: Vec::new(),
+            not_verified: Vec::new(),
         };
         // What this zoo dir had before: a source's models move in with it.
         let present_before: Vec<bool> = lock
@@ -278,6 +315,32 @@ impl Zoo<'_> {
             merged.put(model.clone(), source);
         }
         merged.write(lockfile)?;
+        if verify {
+            for model in lock.models.iter().filter(|model| model.golden.is_some()) {
+                // A bundled source is untrusted: its Python (a hosted model,
+                // a load hook) never runs on its own say-so.
+                let untrusted = lock
+                    .sources
+                    .iter()
+                    .find(|source| source.url == model.source)
+                    .map(|source| registry.find_source(&source.url))
+                    .transpose()?
+                    .filter(|registered| !registered.trusted && model.runs != "native");
+                if let Some(registered) = untrusted {
+                    report.not_verified.push(NotVerified {
+                        model: model.name.clone(),
+                        reason: format!(
+                            "it runs Python from source `{}`, which is not trusted: `zoo models trust-source {}`, then `zoo models verify {}`",
+                            registered.url, registered.url, model.name
+                        ),
+                    });
+                    continue;
+                }
+                report
+                    .verified
+                    .push(self.verify(&model.name, &locked, None)?);
+            }
+        }
         Ok(report)
     }
 }

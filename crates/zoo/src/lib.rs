@@ -55,11 +55,12 @@ mod report;
 pub mod requirements;
 mod run;
 mod scale;
+mod verify;
 
 use zoo_datasets::Datasets;
 use zoo_registry::Registry;
 
-pub use bundle::{BundleReport, InstallReport};
+pub use bundle::{BundleReport, InstallReport, NotVerified};
 pub use config::{Config, datasets_dir, import_options, offline, python, zoo_dir};
 pub use error::{Error, ErrorKind, Result};
 pub use load::{LoadOptions, LoadedModel, Workers};
@@ -69,6 +70,7 @@ pub use provenance::{Provenance, config_digest};
 pub use report::RunReport;
 pub use run::{LabelOptions, RunOptions};
 pub use scale::MergeReport;
+pub use verify::{DEFAULT_TOLERANCE, Golden, GoldenOutput, PROBES, VerifyReport};
 pub use zoo_datasets::Shard;
 pub use zoo_manifest::ErrorLevel;
 pub use zoo_model_core::{ModelFactory, Runtime, SystemInfo};

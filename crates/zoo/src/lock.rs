@@ -43,6 +43,7 @@ use crate::Zoo;
 use crate::error::{Error, ErrorKind, Result, bail};
 use crate::provenance::config_digest;
 use crate::requirements::packages_of;
+use crate::verify::Golden;
 
 /// The lock file's name when `ZOO_LOCKFILE` names none (in the current
 /// directory).
@@ -53,7 +54,7 @@ pub const LOCK_VERSION: u32 = 1;
 const MAX_LOCK_BYTES: u64 = 64 << 20;
 
 /// A lock: sources and models, each with the digests of its files.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lock {
     /// [`LOCK_VERSION`].
     pub version: u32,
@@ -81,7 +82,7 @@ pub struct LockedSource {
 }
 
 /// A model, as locked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockedModel {
     /// Its versioned name.
     pub name: String,
@@ -112,6 +113,10 @@ pub struct LockedModel {
     /// Its files (none when its library fetches its own).
     #[serde(default)]
     pub files: Vec<FileDigest>,
+    /// Its outputs on zoo's probe set (`zoo lock --with-golden`), which
+    /// `zoo models verify` compares with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub golden: Option<Golden>,
 }
 
 impl Lock {
@@ -172,7 +177,18 @@ impl Lock {
     }
 
     /// Adds or replaces `model` (and its source), keeping entries sorted.
-    pub(crate) fn put(&mut self, model: LockedModel, source: Option<LockedSource>) {
+    /// Golden outputs already locked stay with a model locked again without
+    /// them, as long as nothing else about it changed.
+    pub(crate) fn put(&mut self, mut model: LockedModel, source: Option<LockedSource>) {
+        if model.golden.is_none()
+            && let Some(old) = self.model(&model.name)
+            && (LockedModel {
+                golden: None,
+                ..old.clone()
+            }) == model
+        {
+            model.golden.clone_from(&old.golden);
+        }
         self.models.retain(|locked| locked.name != model.name);
         self.models.push(model);
         self.models.sort_by(|a, b| a.name.cmp(&b.name));
@@ -216,8 +232,14 @@ impl Zoo<'_> {
     /// Locks `names` (each downloaded first if it is not), or with no names
     /// every downloaded model, into `existing` (entries of other models
     /// kept): their files, sources, configs and, for hosted models, Python
-    /// packages.
-    pub fn lock(&self, names: &[String], existing: Option<Lock>) -> Result<Lock> {
+    /// packages. With `golden` (a tolerance), each named model also runs on
+    /// zoo's probe set and its outputs are recorded ([`Zoo::golden`]).
+    pub fn lock(
+        &self,
+        names: &[String],
+        existing: Option<Lock>,
+        golden: Option<f64>,
+    ) -> Result<Lock> {
         let registry = self.registry();
         let names: Vec<String> = if names.is_empty() {
             registry
@@ -244,7 +266,10 @@ impl Zoo<'_> {
         });
         for name in &names {
             let downloaded = registry.download(name, None, false, self.observer().downloads())?;
-            let (model, source) = self.locked_model(&downloaded)?;
+            let (mut model, source) = self.locked_model(&downloaded)?;
+            if let Some(tolerance) = golden {
+                model.golden = Some(self.golden(&model.name, tolerance)?);
+            }
             lock.put(model, source);
         }
         Ok(lock)
@@ -299,6 +324,7 @@ impl Zoo<'_> {
                 python,
                 path: registry.model_evidence_path(model)?,
                 files,
+                golden: None,
             },
             source,
         ))
@@ -470,6 +496,14 @@ mod tests {
                 python: vec!["fiftyone==1.22.1".into()],
                 path: "m".into(),
                 files: vec![file("config.json", "33")],
+                golden: Some(Golden {
+                    probes: crate::verify::PROBES.into(),
+                    tolerance: 1e-4,
+                    outputs: vec![crate::verify::GoldenOutput {
+                        probe: "probe-0.png".into(),
+                        fields: r#"{"golden":{"label":"a'b\"c","confidence":0.25}}"#.into(),
+                    }],
+                }),
             }],
         };
         let dir = tempfile::tempdir().unwrap();

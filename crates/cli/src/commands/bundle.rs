@@ -7,9 +7,13 @@ use crate::progress::Terminal;
 use crate::terminal::say;
 use crate::{config, output};
 
-pub(crate) fn run(command: BundleCommand, quiet: bool) -> Result<()> {
+pub(crate) fn run(
+    command: BundleCommand,
+    runtime: Option<&dyn zoo::Runtime>,
+    quiet: bool,
+) -> Result<()> {
     let terminal = Terminal::new(quiet);
-    let zoo = config::zoo(&zoo::NoRuntime, &terminal)?;
+    let zoo = config::zoo(runtime.unwrap_or(&zoo::NoRuntime), &terminal)?;
     let mut out = output::Printer::stdout();
     match command {
         BundleCommand::Create {
@@ -35,27 +39,59 @@ pub(crate) fn run(command: BundleCommand, quiet: bool) -> Result<()> {
             }
             Ok(())
         }
-        BundleCommand::Install { bundle, json } => {
+        BundleCommand::Install {
+            bundle,
+            no_verify,
+            json,
+        } => {
             let report = zoo
-                .bundle_install(&bundle)
+                .bundle_install(&bundle, !no_verify)
                 .with_context(|| format!("installing bundle `{}` failed", bundle.display()))?;
+            let failed: Vec<&str> = report
+                .verified
+                .iter()
+                .filter(|verified| !verified.passed)
+                .map(|verified| verified.model.as_str())
+                .collect();
             if json {
-                return out.json(&serde_json::to_value(&report)?);
+                out.json(&serde_json::to_value(&report)?)?;
+            } else {
+                print_install(&mut out, &report)?;
             }
-            for source in &report.sources_installed {
-                out.line(&format!("registered source {source} (untrusted)"))?;
+            if !failed.is_empty() {
+                anyhow::bail!(
+                    "the bundle's files are installed, but {} did not give the lock's golden outputs here (another libtorch or device?): `zoo models verify NAME` shows the difference",
+                    failed.join(", ")
+                );
             }
-            for model in &report.models_installed {
-                out.line(&format!("installed  {model}"))?;
-            }
-            for model in &report.models_present {
-                out.line(&format!("present     {model}"))?;
-            }
-            say!(
-                "every file matched the bundle's lock; its lock is in `{}`",
-                report.lockfile.display()
-            );
             Ok(())
         }
     }
+}
+
+/// The install report as lines.
+fn print_install(out: &mut output::Printer, report: &zoo::InstallReport) -> Result<()> {
+    for source in &report.sources_installed {
+        out.line(&format!("registered source {source} (untrusted)"))?;
+    }
+    for model in &report.models_installed {
+        out.line(&format!("installed  {model}"))?;
+    }
+    for model in &report.models_present {
+        out.line(&format!("present     {model}"))?;
+    }
+    for verified in &report.verified {
+        super::lock::print_verify(out, verified)?;
+    }
+    for skipped in &report.not_verified {
+        out.line(&format!(
+            "NOT VERIFIED {}: {}",
+            skipped.model, skipped.reason
+        ))?;
+    }
+    say!(
+        "every file matched the bundle's lock; its lock is in `{}`",
+        report.lockfile.display()
+    );
+    Ok(())
 }

@@ -11,7 +11,7 @@ mod system;
 
 use anyhow::Result;
 
-use crate::app::{Cli, Command, ModelsCommand};
+use crate::app::{BundleCommand, Cli, Command, ModelsCommand};
 use crate::runtime::{Runtime, hand_over};
 
 pub(crate) fn dispatch(cli: Cli, runtime: Option<&dyn Runtime>) -> Result<()> {
@@ -35,9 +35,28 @@ pub(crate) fn dispatch(cli: Cli, runtime: Option<&dyn Runtime>) -> Result<()> {
         Command::Lock {
             models,
             fresh,
+            with_golden,
+            tolerance,
             json,
-        } => lock::run(&models, fresh, json, cli.quiet),
-        Command::Bundle(command) => bundle::run(command, cli.quiet),
+        } => {
+            let golden = with_golden.then_some(tolerance);
+            match (golden, runtime) {
+                (Some(_), None) => hand_over(),
+                _ => lock::run(&models, fresh, golden, runtime, json, cli.quiet),
+            }
+        }
+        Command::Models(ModelsCommand::Verify {
+            name,
+            tolerance,
+            json,
+        }) => match runtime {
+            Some(runtime) => lock::verify(&name, tolerance, runtime, json, cli.quiet),
+            None => hand_over(),
+        },
+        Command::Bundle(BundleCommand::Install {
+            no_verify: false, ..
+        }) if runtime.is_none() => hand_over(),
+        Command::Bundle(command) => bundle::run(command, runtime, cli.quiet),
         Command::Models(command) => models::run(command, cli.quiet),
         Command::Datasets(command) => datasets::run(command),
     }

@@ -52,7 +52,10 @@ pub(crate) fn run(command: ModelsCommand, quiet: bool) -> Result<()> {
                 .with_context(|| format!("loading the config of model `{name}` failed"))?;
             output::Printer::stdout().json(&serde_json::to_value(config)?)
         }
-        ModelsCommand::Apply(_) | ModelsCommand::Embed(_) | ModelsCommand::EmbedText(_) => {
+        ModelsCommand::Apply(_)
+        | ModelsCommand::Embed(_)
+        | ModelsCommand::EmbedText(_)
+        | ModelsCommand::Verify { .. } => {
             unreachable!("dispatched with the model runtime")
         }
         ModelsCommand::Requirements(args) => requirements(&registry, &args)
