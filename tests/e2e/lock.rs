@@ -567,3 +567,203 @@ fn a_mix_of_models_locks_verifies_bundles_and_installs_offline_with_the_same_out
     assert!(stderr.contains("golden outputs"), "{stderr}");
     assert!(stderr.contains("probe-"), "{stderr}");
 }
+
+/// A venv (with pip) made by `python` at `dir`; its interpreter.
+fn venv(python: &str, dir: &std::path::Path) -> String {
+    let status = std::process::Command::new(python)
+        .args(["-m", "venv"])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "making a venv at {}", dir.display());
+    dir.join("bin/python").to_str().unwrap().to_owned()
+}
+
+/// A pure-Python wheel of package `zoo_wheel_probe` 0.1.0, written by
+/// Python's `zipfile` in the layout pip installs, into `dir`.
+fn write_wheel(python: &str, dir: &std::path::Path) {
+    let script = r#"
+import base64, hashlib, sys, zipfile
+files = {
+    "zoo_wheel_probe/__init__.py": b"VERSION = '0.1.0'\n",
+    "zoo_wheel_probe-0.1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: zoo_wheel_probe\nVersion: 0.1.0\n",
+    "zoo_wheel_probe-0.1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: zoo-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = ""
+for name, data in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record += f"{name},sha256={digest},{len(data)}\n"
+record += "zoo_wheel_probe-0.1.0.dist-info/RECORD,,\n"
+with zipfile.ZipFile(sys.argv[1] + "/zoo_wheel_probe-0.1.0-py3-none-any.whl", "w") as wheel:
+    for name, data in files.items():
+        wheel.writestr(name, data)
+    wheel.writestr("zoo_wheel_probe-0.1.0.dist-info/RECORD", record)
+"#;
+    fs_err::create_dir_all(dir).unwrap();
+    let status = std::process::Command::new(python)
+        .args(["-c", script, dir.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// `bundle create --with-python` carries the wheels of a hosted model's
+/// pinned packages (pip downloads them from the index pip is configured
+/// with: here a local folder, `PIP_FIND_LINKS`), each in the bundle's lock;
+/// `bundle install` on an offline machine installs them into its own
+/// `ZOO_PYTHON` from the bundle alone, and `--locked` then finds the
+/// versions it pins. A wheel with one changed byte is refused, naming it,
+/// before anything is installed.
+#[test]
+fn a_bundle_with_python_carries_the_hosted_models_wheels_and_installs_them_offline() {
+    let Ok(python) = std::env::var("ZOO_TEST_PYTHON") else {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("SKIPPED: bundle --with-python (set ZOO_TEST_PYTHON)");
+        }
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let wheelhouse = work.path().join("wheelhouse");
+    write_wheel(&python, &wheelhouse);
+    let online_python = venv(&python, &work.path().join("online-venv"));
+    let status = std::process::Command::new(&online_python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--find-links",
+        ])
+        .arg(&wheelhouse)
+        .arg("zoo_wheel_probe==0.1.0")
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let server = TestServer::start();
+    let manifest = serde_json::json!({"name": "zoo-test/wheels", "models": [{
+        "base_name": "zoo-test/wheel-model",
+        "base_filename": "wheel-model.txt",
+        "tags": ["classification"],
+        "requirements": {"packages": ["zoo_wheel_probe"]},
+    }]});
+    let init = "def download_model(model_name, model_path):\n    with open(model_path, 'w') as f:\n        f.write('weights of ' + model_name)\n\n\ndef load_model(model_name, model_path, **kwargs):\n    raise RuntimeError('this test never loads it')\n";
+    let archive = Archive::new()
+        .file("manifest.json", manifest.to_string())
+        .file("__init__.py", init);
+    server.route("/wheels.tar.gz", Response::ok(archive.to_tar_gz()));
+    let mut online = Sandbox::new();
+    for (key, value) in [
+        ("ZOO_PYTHON", online_python.clone()),
+        ("PIP_NO_INDEX", "1".to_owned()),
+        ("PIP_FIND_LINKS", wheelhouse.to_str().unwrap().to_owned()),
+    ] {
+        online.env.push((key.to_owned(), value));
+    }
+    online.ok(&[
+        "models",
+        "register-source",
+        &server.url("/wheels.tar.gz"),
+        "--trust",
+    ]);
+    let locked = online
+        .ok(&["lock", "zoo-test/wheel-model", "--json"])
+        .json();
+    assert_eq!(locked[0]["runs"], "python host", "{locked}");
+    assert_eq!(
+        locked[0]["python"],
+        serde_json::json!(["zoo_wheel_probe==0.1.0"]),
+        "{locked}"
+    );
+    let bundle = work.path().join("hosted.tar.zst");
+    online.ok(&[
+        "bundle",
+        "create",
+        bundle.to_str().unwrap(),
+        "zoo-test/wheel-model",
+        "--with-python",
+    ]);
+    // The wheel in the bundle is the wheelhouse's, named in its lock.
+    let unpacked = work.path().join("unpacked");
+    zoo_sources::extract(
+        &bundle,
+        zoo_sources::ArchiveKind::TarZst,
+        &unpacked,
+        &zoo_sources::ExtractLimits::default(),
+    )
+    .unwrap();
+    let wheel_name = "zoo_wheel_probe-0.1.0-py3-none-any.whl";
+    let wheel = unpacked.join("wheels").join(wheel_name);
+    assert_eq!(
+        fs_err::read(&wheel).unwrap(),
+        fs_err::read(wheelhouse.join(wheel_name)).unwrap()
+    );
+    let lock_text = fs_err::read_to_string(unpacked.join("zoo.lock")).unwrap();
+    assert!(lock_text.contains("[[wheel]]"), "{lock_text}");
+    assert!(lock_text.contains(&sha256_hex(&wheel)), "{lock_text}");
+
+    drop(server);
+    let offline_python = venv(&python, &work.path().join("offline-venv"));
+    let mut offline = Sandbox::new();
+    let offline_lock = offline.dir.path().join("zoo.lock");
+    for (key, value) in [
+        ("ZOO_OFFLINE", "1".to_owned()),
+        ("ZOO_PYTHON", offline_python.clone()),
+        ("ZOO_LOCKFILE", offline_lock.to_str().unwrap().to_owned()),
+    ] {
+        offline.env.push((key.to_owned(), value));
+    }
+
+    // One changed byte in the wheel: refused, naming it; nothing installed.
+    let mut entries: Vec<(String, std::path::PathBuf)> = ["zoo.lock", "sources.json"]
+        .iter()
+        .map(|name| ((*name).to_owned(), unpacked.join(name)))
+        .collect();
+    let mut stack = vec![unpacked.join("files"), unpacked.join("wheels")];
+    while let Some(folder) = stack.pop() {
+        for entry in fs_err::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path.strip_prefix(&unpacked).unwrap();
+                entries.push((name.to_str().unwrap().to_owned(), path));
+            }
+        }
+    }
+    let mut bytes = fs_err::read(&wheel).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    fs_err::write(&wheel, &bytes).unwrap();
+    let tampered = work.path().join("tampered.tar.zst");
+    zoo_sources::write_tar_zst(&tampered, &entries).unwrap();
+    let refused = offline
+        .fails(&["bundle", "install", tampered.to_str().unwrap()])
+        .stderr();
+    assert!(
+        refused.contains(&format!("wheels/{wheel_name}")),
+        "{refused}"
+    );
+    assert!(refused.contains("nothing was installed"), "{refused}");
+    let has_package = |python: &str| {
+        std::process::Command::new(python)
+            .args(["-c", "import zoo_wheel_probe"])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(!has_package(&offline_python));
+
+    let installed = offline
+        .ok(&["bundle", "install", bundle.to_str().unwrap(), "--json"])
+        .json();
+    assert_eq!(
+        installed["python_installed"],
+        serde_json::json!(["zoo_wheel_probe==0.1.0"]),
+        "{installed}"
+    );
+    assert!(has_package(&offline_python));
+    offline.ok(&["models", "download", "zoo-test/wheel-model", "--locked"]);
+}

@@ -712,3 +712,131 @@ fn s3_dataset_with_wrong_endpoint_fails_clearly() {
         run.stderr()
     );
 }
+
+/// `command` (a pod's `zoo` process) run in the container `image` instead:
+/// its arguments and environment (the host's `PATH` and loader path aside),
+/// the host's network (the test's servers are on 127.0.0.1) and `dir`
+/// mounted at its own path, so every path in the pod's environment holds.
+fn in_image(command: &Command, image: &str, dir: &Path) -> Command {
+    let mut podman = Command::new("podman");
+    podman.args(["run", "--rm", "--network", "host", "-v"]);
+    podman.arg(format!("{0}:{0}", dir.display()));
+    for (key, value) in command.get_envs() {
+        let Some(value) = value else { continue };
+        if key == "PATH" || key == "LD_LIBRARY_PATH" {
+            continue;
+        }
+        let mut pair = key.to_os_string();
+        pair.push("=");
+        pair.push(value);
+        podman.arg("-e").arg(pair);
+    }
+    podman.arg(image).arg("zoo").args(command.get_args());
+    podman
+}
+
+/// The container image (`cargo xtask image --check` builds it and runs this
+/// test with `ZOO_TEST_IMAGE`): the Kubernetes recipe's apply and merge
+/// command lines, as written, each in the image, with the results in the
+/// loopback S3 server; merged, they equal an unsharded run of the host's
+/// `zoo`. Skipped without an image.
+#[test]
+#[allow(clippy::print_stderr)]
+fn kubernetes_recipe_runs_in_the_image() {
+    let Some(image) = std::env::var("ZOO_TEST_IMAGE")
+        .ok()
+        .filter(|image| !image.is_empty())
+    else {
+        eprintln!("SKIPPED: the container image test (`cargo xtask image --check` runs it)");
+        return;
+    };
+    let (moto, python) = moto().expect("ZOO_TEST_PYTHON is needed for the S3 server");
+    let server = TestServer::start();
+    let mut sandbox = Sandbox::new();
+    for (key, value) in [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT", moto.endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+    ] {
+        sandbox.env.push((key.to_owned(), value.to_owned()));
+    }
+    let bucket = format!(
+        "import boto3\nboto3.client('s3', endpoint_url='{}', aws_access_key_id='testing', aws_secret_access_key='testing', region_name='us-east-1').create_bucket(Bucket='zoo-results')",
+        moto.endpoint
+    );
+    assert!(
+        Command::new(&python)
+            .args(["-c", &bucket])
+            .status()
+            .unwrap()
+            .success()
+    );
+    sandbox.ok(&["models", "register-source", &classifier_source(&server)]);
+    let pics = sandbox.dir.path().join("pics");
+    pictures(&pics, 40);
+    let images = pics.to_str().unwrap();
+    let results = "s3://zoo-results/image-run";
+    let field = "predictions";
+    let (apply, spec) = job("kubernetes/apply-job.yaml");
+    let shards = job_shards(&spec, &apply);
+    let (merge, _) = job("kubernetes/merge-job.yaml");
+    let common = |extra: &[(&'static str, String)]| {
+        let mut overrides = vec![
+            ("ZOO_MODEL", MODEL.to_owned()),
+            ("ZOO_IMAGES", images.to_owned()),
+            ("ZOO_FIELD", field.to_owned()),
+            ("ZOO_RESULTS", results.to_owned()),
+            ("ZOO_MODEL_ZOO_DIR", sandbox.zoo_dir().display().to_string()),
+        ];
+        overrides.extend(extra.iter().cloned());
+        overrides
+    };
+    for index in 0..shards {
+        let pod_dir = sandbox.dir.path().join(format!("pod-{index}"));
+        let overrides = common(&[
+            ("JOB_COMPLETION_INDEX", index.to_string()),
+            ("ZOO_DATASETS_DIR", pod_dir.display().to_string()),
+            ("ZOO_RESULTS_CHUNK", "4".to_owned()),
+        ]);
+        let output = in_image(
+            &pod(&sandbox, &apply, &overrides),
+            &image,
+            sandbox.dir.path(),
+        )
+        .output()
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "shard {index} in the image failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let overrides = common(&[(
+        "ZOO_DATASETS_DIR",
+        sandbox.dir.path().join("datasets").display().to_string(),
+    )]);
+    let output = in_image(
+        &pod(&sandbox, &merge, &overrides),
+        &image,
+        sandbox.dir.path(),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "the merge in the image failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    sandbox.ok(&["models", "apply", MODEL, images, "whole"]);
+    let sharded = field_values(&sandbox, images, field);
+    let whole = field_values(&sandbox, images, "whole");
+    assert_eq!(sharded.len(), 41);
+    assert_eq!(
+        sharded, whole,
+        "the image's sharded run and the host's differ"
+    );
+    assert_eq!(sharded.values().filter(|label| label.is_null()).count(), 1);
+    drop(moto);
+}

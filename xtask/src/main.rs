@@ -10,6 +10,7 @@ mod ci;
 mod device;
 mod fixtures;
 mod hosted;
+mod image;
 mod libtorch;
 mod module_graph;
 mod quickstart;
@@ -27,6 +28,9 @@ tasks:
   test [cargo test args]           cargo test --workspace with libtorch set up
   build [cargo build args]         cargo build with libtorch set up (binary: target/<profile>/zoo)
   zoo [zoo args]                   build and run the `zoo` binary with libtorch set up
+  image [--check]                  the container image the deploy recipes name (podman, FROM scratch,
+                                   no registry; deploy/Containerfile for users with one); --check
+                                   runs the Kubernetes recipe's command line in it against loopback S3
   quickstart                       the main job: build zoo (release) and run it end to end
   bench [list|download|extract|apply|shard|decode|hosted|families|yolo] [--with-fiftyone] [--smoke]
                                    benchmarks (release build); figures and ratios from one run;
@@ -119,6 +123,7 @@ fn main() -> Result<()> {
         "transformers-oracle" => fixtures::transformers_oracle(&sh),
         "zero-shot-oracle" => fixtures::zero_shot_oracle(&sh),
         "device-build" => device::run(&sh, &rest),
+        "image" => image::run(&sh, &rest),
         "tidy" => {
             if rest.iter().any(|arg| arg == "--bless") {
                 tidy::bless(&workspace_root())?;

@@ -66,6 +66,11 @@ pub(crate) enum BundleCommand {
         /// The models (each downloaded first if it is not).
         #[arg(required = true)]
         models: Vec<String>,
+        /// Also bundle the wheels of the Python packages the hosted models
+        /// pin, with their dependencies (`pip download` by `ZOO_PYTHON`);
+        /// `bundle install` installs them into its `ZOO_PYTHON` offline.
+        #[arg(long)]
+        with_python: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,

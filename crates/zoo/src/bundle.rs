@@ -32,6 +32,8 @@ use crate::verify::VerifyReport;
 const SOURCES_FILE: &str = "sources.json";
 /// The folder holding the zoo dir's files.
 const FILES_DIR: &str = "files";
+/// The folder holding the hosted models' wheels (`--with-python`).
+const WHEELS_DIR: &str = "wheels";
 /// The largest `sources.json` read.
 const MAX_SOURCES_BYTES: u64 = 16 << 20;
 /// zoo's record of where a Hugging Face repo's files came from, carried with
@@ -73,6 +75,9 @@ pub struct InstallReport {
     pub verified: Vec<VerifyReport>,
     /// Models with golden outputs that were not run, and why.
     pub not_verified: Vec<NotVerified>,
+    /// The Python packages installed from the bundle's wheels into
+    /// `ZOO_PYTHON` (`name==version`).
+    pub python_installed: Vec<String>,
 }
 
 /// A model [`Zoo::bundle_install`] did not verify.
@@ -97,7 +102,15 @@ fn bundle_error(bundle: &Path, what: impl std::fmt::Display) -> Error {
 impl Zoo<'_> {
     /// Writes a bundle of `names` (each downloaded first if it is not) to
     /// `out`.
-    pub fn bundle_create(&self, out: &Path, names: &[String]) -> Result<BundleReport> {
+    /// With `with_python`, the wheels of the packages its hosted models
+    /// pin (`pip download` by `ZOO_PYTHON`, binary wheels only, their
+    /// dependencies included) go in too, each in the bundle's lock.
+    pub fn bundle_create(
+        &self,
+        out: &Path,
+        names: &[String],
+        with_python: bool,
+    ) -> Result<BundleReport> {
         if names.is_empty() {
             bail!(
                 Lock,
@@ -157,8 +170,21 @@ impl Zoo<'_> {
         }
         entries.sort();
         entries.dedup_by(|a, b| a.0 == b.0);
-        let files = entries.len();
         let staging = registry.staging_dir("bundle-")?;
+        if with_python {
+            let wheels = staging.path().join(WHEELS_DIR);
+            self.download_wheels(&lock, &wheels)?;
+            for (name, path) in plain_files(&wheels)? {
+                let digest = zoo_registry::FileDigest {
+                    size: fs_err::metadata(&path)?.len(),
+                    sha256: zoo_sources::sha256_file(&path)?,
+                    path: name.clone(),
+                };
+                lock.wheels.push(digest);
+                entries.push((format!("{WHEELS_DIR}/{name}"), path));
+            }
+        }
+        let files = entries.len();
         let lock_path = staging.path().join(LOCK_FILE);
         lock.write(&lock_path)?;
         let sources_path = staging.path().join(SOURCES_FILE);
@@ -222,6 +248,8 @@ impl Zoo<'_> {
         };
         let files = unpacked.join(FILES_DIR);
         check_files(bundle, &lock, &files)?;
+        let wheels = unpacked.join(WHEELS_DIR);
+        check_wheels(bundle, &lock, &wheels)?;
         for source in &lock.sources {
             let found = records
                 .iter()
@@ -245,6 +273,7 @@ impl Zoo<'_> {
             lockfile: self.config().lockfile.clone(),
             verified: Vec::new(),
             not_verified: Vec::new(),
+            python_installed: Vec::new(),
         };
         // What this zoo dir had before: a source's models move in with it.
         let present_before: Vec<bool> = lock
@@ -265,6 +294,9 @@ impl Zoo<'_> {
             if registry.install_bundled_source(record, &files)? {
                 report.sources_installed.push(record.url.clone());
             }
+        }
+        if !lock.wheels.is_empty() {
+            report.python_installed = self.install_wheels(&lock, &wheels)?;
         }
         let locked = Locked {
             lock: lock.clone(),
@@ -304,6 +336,7 @@ impl Zoo<'_> {
                 version: lock.version,
                 sources: Vec::new(),
                 models: Vec::new(),
+                wheels: Vec::new(),
             }
         };
         for model in &lock.models {
@@ -452,4 +485,151 @@ fn is_folder(model: &crate::LockedModel) -> bool {
             .rsplit('/')
             .next()
             .is_none_or(|last| last != model.files[0].path)
+}
+
+impl Zoo<'_> {
+    /// The packages `lock`'s hosted models pin, checked: pip must read
+    /// none as an option.
+    fn python_pins(lock: &Lock) -> Result<Vec<String>> {
+        let pins: std::collections::BTreeSet<String> = lock
+            .models
+            .iter()
+            .flat_map(|model| model.python.iter().cloned())
+            .collect();
+        if let Some(pin) = pins
+            .iter()
+            .find(|pin| pin.starts_with('-') || !pin.contains("=="))
+        {
+            bail!(
+                Lock,
+                "the lock pins the Python package `{pin}`, which is not `name==version`; refusing to hand it to pip"
+            );
+        }
+        Ok(pins.into_iter().collect())
+    }
+
+    /// `pip download`s the wheels of every package `lock`'s hosted models
+    /// pin, with their dependencies, into `dir` (pip's own configuration
+    /// and `PIP_*` variables choose the index).
+    fn download_wheels(&self, lock: &Lock, dir: &Path) -> Result<()> {
+        let pins = Self::python_pins(lock)?;
+        if pins.is_empty() {
+            bail!(
+                Lock,
+                "no model in the bundle runs in the Python host, so `--with-python` has no packages to bundle"
+            );
+        }
+        let python = &self.config().python;
+        let mut pip = std::process::Command::new(python);
+        pip.args(["-m", "pip", "download", "--only-binary=:all:", "--dest"])
+            .arg(dir)
+            .args(&pins)
+            .stdout(std::process::Stdio::null());
+        zoo_process::scrub_secrets(&mut pip);
+        match pip.status() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => bail!(
+                Lock,
+                "`{python} -m pip download {}` exited with {status}: every pinned package needs a wheel on pip's index (`PIP_INDEX_URL`, `PIP_FIND_LINKS`)",
+                pins.join(" ")
+            ),
+            Err(err) => bail!(
+                Lock,
+                "cannot run `{python}` ({err}); set `ZOO_PYTHON` to a Python with pip"
+            ),
+        }
+    }
+
+    /// Installs the pinned packages from the bundle's wheels only
+    /// (`pip install --no-index --find-links`), into `ZOO_PYTHON`; returns
+    /// the pins.
+    fn install_wheels(&self, lock: &Lock, dir: &Path) -> Result<Vec<String>> {
+        let pins = Self::python_pins(lock)?;
+        let python = &self.config().python;
+        let mut pip = std::process::Command::new(python);
+        pip.args(["-m", "pip", "install", "--no-index", "--find-links"])
+            .arg(dir)
+            .args(&pins)
+            .stdout(std::process::Stdio::null());
+        zoo_process::scrub_secrets(&mut pip);
+        match pip.status() {
+            Ok(status) if status.success() => Ok(pins),
+            Ok(status) => bail!(
+                Lock,
+                "installing the bundle's wheels into `{python}` failed: `pip install --no-index` of {} exited with {status}",
+                pins.join(" ")
+            ),
+            Err(err) => bail!(
+                Lock,
+                "cannot run `{python}` ({err}); set `ZOO_PYTHON` to a Python with pip"
+            ),
+        }
+    }
+}
+
+/// The plain files directly in `dir`, sorted by name (none when it does
+/// not exist); anything else is an error.
+fn plain_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    if !dir.is_dir() {
+        return Ok(found);
+    }
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.file_type()?.is_file() {
+            bail!(
+                Lock,
+                "`{name}` in `{}` is not a regular file",
+                dir.display()
+            );
+        }
+        found.push((name, entry.path()));
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The bundle's wheels are exactly the ones its lock names, each a plain
+/// file name pip cannot read as an option, with the size and sha256 the
+/// lock states.
+fn check_wheels(bundle: &Path, lock: &Lock, dir: &Path) -> Result<()> {
+    let found = plain_files(dir).map_err(|err| bundle_error(bundle, err))?;
+    for (name, path) in &found {
+        let Some(pinned) = lock.wheels.iter().find(|wheel| &wheel.path == name) else {
+            return Err(bundle_error(
+                bundle,
+                format!("`{WHEELS_DIR}/{name}` is not in its lock"),
+            ));
+        };
+        let size = fs_err::metadata(path)?.len();
+        let sha256 = zoo_sources::sha256_file(path)?;
+        if size != pinned.size || sha256 != pinned.sha256 {
+            return Err(bundle_error(
+                bundle,
+                format!(
+                    "`{WHEELS_DIR}/{name}` has sha256 {sha256} ({size} bytes), its lock says {} ({} bytes)",
+                    pinned.sha256, pinned.size
+                ),
+            ));
+        }
+    }
+    for wheel in &lock.wheels {
+        if wheel.path.starts_with('-') || wheel.path.contains(['/', '\\']) {
+            return Err(bundle_error(
+                bundle,
+                format!(
+                    "its lock names the wheel `{}`, which is not a plain file name",
+                    wheel.path
+                ),
+            ));
+        }
+        if !found.iter().any(|(name, _)| name == &wheel.path) {
+            return Err(bundle_error(
+                bundle,
+                format!("`{WHEELS_DIR}/{}` is missing", wheel.path),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -64,6 +64,10 @@ pub struct Lock {
     /// The models.
     #[serde(default, rename = "model")]
     pub models: Vec<LockedModel>,
+    /// In a bundle made `--with-python`: the wheels it carries for its
+    /// hosted models' packages (file name, size, sha256).
+    #[serde(default, rename = "wheel", skip_serializing_if = "Vec::is_empty")]
+    pub wheels: Vec<FileDigest>,
 }
 
 /// A registered source, as locked.
@@ -263,6 +267,7 @@ impl Zoo<'_> {
             version: LOCK_VERSION,
             sources: Vec::new(),
             models: Vec::new(),
+            wheels: Vec::new(),
         });
         for name in &names {
             let downloaded = registry.download(name, None, false, self.observer().downloads())?;
@@ -505,6 +510,7 @@ mod tests {
                     }],
                 }),
             }],
+            wheels: vec![file("pkg-0.1-py3-none-any.whl", "44")],
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LOCK_FILE);

@@ -19,10 +19,11 @@ pub(crate) fn run(
         BundleCommand::Create {
             out: path,
             models,
+            with_python,
             json,
         } => {
             let report = zoo
-                .bundle_create(&path, &models)
+                .bundle_create(&path, &models, with_python)
                 .with_context(|| format!("creating bundle `{}` failed", path.display()))?;
             if json {
                 return out.json(&serde_json::to_value(&report)?);
@@ -79,6 +80,9 @@ fn print_install(out: &mut output::Printer, report: &zoo::InstallReport) -> Resu
     }
     for model in &report.models_present {
         out.line(&format!("present     {model}"))?;
+    }
+    for package in &report.python_installed {
+        out.line(&format!("python     {package}"))?;
     }
     for verified in &report.verified {
         super::lock::print_verify(out, verified)?;
