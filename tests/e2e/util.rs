@@ -41,6 +41,19 @@ pub(crate) struct Sandbox {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) github_api: Option<String>,
     pub(crate) env: Vec<(String, String)>,
+    /// Run zoo in a network namespace of its own (no interface up, not
+    /// even loopback): see [`network_namespaces_work`].
+    pub(crate) no_network: bool,
+}
+
+/// Whether this machine lets a test start a process in a new network
+/// namespace (`unshare --net`: root, or user namespaces allowed).
+pub(crate) fn network_namespaces_work() -> bool {
+    Command::new("unshare")
+        .args(["--net", "--", "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 impl Sandbox {
@@ -49,6 +62,7 @@ impl Sandbox {
             dir: tempfile::tempdir().unwrap(),
             github_api: None,
             env: Vec::new(),
+            no_network: false,
         }
     }
 
@@ -63,7 +77,13 @@ impl Sandbox {
     }
 
     pub(crate) fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_zoo"));
+        let mut command = if self.no_network {
+            let mut unshare = Command::new("unshare");
+            unshare.args(["--net", "--", env!("CARGO_BIN_EXE_zoo")]);
+            unshare
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_zoo"))
+        };
         command
             .args(args)
             .env_clear()
