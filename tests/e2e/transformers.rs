@@ -1,12 +1,12 @@
 //! Issue 30: FiftyOne's Hugging Face transformers classifiers natively
 //! through `zoo`: `vit-base-patch16-224-imagenet-torch` (whose config names
 //! no repo: its class's default, `google/vit-base-patch16-224`),
-//! `convnext-tiny-224-torch` and `efficientnet-b0-imagenet-torch`, with
-//! their repos from the loopback Hub.
+//! `convnext-tiny-224-torch`, `efficientnet-b0-imagenet-torch` and
+//! `swin-v2-tiny-torch`, with their repos from the loopback Hub.
 //!
 //! Oracle: `crates/torch-backend/tests/fixtures/transformers/` (`cargo
 //! xtask transformers-oracle`, `xtask/fixtures/transformers_oracle.py`):
-//! tiny ViT, ConvNeXt and EfficientNet repos seeded and saved by transformers 5.25's
+//! tiny ViT, ConvNeXt, EfficientNet and Swin V2 repos seeded and saved by transformers 5.25's
 //! `save_pretrained`, and FiftyOne 1.22.1's own `load_zoo_model(NAME,
 //! name_or_path=REPO)` labels (with logits) and embeddings on its pictures.
 //! This test serves those repos as the entries' Hub repos; zoo downloads
@@ -45,10 +45,14 @@ fn max_difference(ours: &[f64], theirs: &[f64]) -> f64 {
 /// Runs `entry` with the fixture repo `folder` served as Hub repo `repo`:
 /// `zoo models info` says native, `apply` and `embed` give FiftyOne's.
 fn runs_natively_as_fiftyone(entry: &str, repo: &str, folder: &str) {
+    runs_natively_as_in("transformers_oracle.json", entry, repo, folder);
+}
+
+/// [`runs_natively_as_fiftyone`] against the oracle file `oracle` of
+/// `crates/torch-backend/tests/fixtures/transformers`.
+fn runs_natively_as_in(oracle: &str, entry: &str, repo: &str, folder: &str) {
     let root = fixtures().join("transformers");
-    let oracle: Value =
-        serde_json::from_slice(&fs_err::read(root.join("transformers_oracle.json")).unwrap())
-            .unwrap();
+    let oracle: Value = serde_json::from_slice(&fs_err::read(root.join(oracle)).unwrap()).unwrap();
     let expected = oracle[entry].as_object().unwrap();
     let read = |name: &str| fs_err::read(root.join(folder).join(name)).unwrap();
     let hub = FakeHub::start();
@@ -138,6 +142,20 @@ fn efficientnet_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
         "efficientnet-b0-imagenet-torch",
         "google/efficientnet-b0",
         "efficientnet",
+    );
+}
+
+/// `swin-v2-tiny-torch` on the tiny Swin V2 repo (`swinv2_oracle.json`:
+/// FiftyOne's own `load_zoo_model("swin-v2-tiny-torch", name_or_path=REPO)`),
+/// served as microsoft/swinv2-tiny-patch4-window8-256 with that repo's own
+/// `preprocessor_config.json`.
+#[test]
+fn swinv2_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
+    runs_natively_as_in(
+        "swinv2_oracle.json",
+        "swin-v2-tiny-torch",
+        "microsoft/swinv2-tiny-patch4-window8-256",
+        "swinv2",
     );
 }
 

@@ -102,7 +102,7 @@ const NATIVE_ZERO_SHOT_REPOS: &[&str] = &[
 ];
 
 /// The Hugging Face repos of FiftyOne's built-in transformers classifiers
-/// whose architecture zoo builds (ViT, ConvNeXt and EfficientNet,
+/// whose architecture zoo builds (ViT, ConvNeXt, EfficientNet and Swin V2,
 /// `zoo-torch-backend`'s `families/transformers`).
 const NATIVE_TRANSFORMERS_REPOS: &[&str] = &[
     "google/vit-base-patch16-224",
@@ -119,6 +119,10 @@ const NATIVE_TRANSFORMERS_REPOS: &[&str] = &[
     "google/efficientnet-b5",
     "google/efficientnet-b6",
     "google/efficientnet-b7",
+    "microsoft/swinv2-tiny-patch4-window8-256",
+    "microsoft/swinv2-small-patch4-window8-256",
+    "microsoft/swinv2-base-patch4-window8-256",
+    "microsoft/swinv2-large-patch4-window12to16-192to256-22kto1k-ft",
 ];
 
 /// Whether a transformers classifier config is one zoo runs natively: no

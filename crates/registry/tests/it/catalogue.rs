@@ -130,15 +130,15 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 129 zoo builds
+/// `zoo models info` says how each built-in runs: the 133 zoo builds
 /// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8
 /// (COCO and Open Images V7), YOLO11, YOLOv5u, YOLO26 and YOLOv10
 /// n/s/m/l/x and YOLOv9c detection, YOLOv8, YOLO11 and YOLO26 n/s/m/l/x segmentation,
 /// YOLO26 n/s/m/l/x classification and pose, YOLOv8 n/s/m/l/x oriented
-/// boxes, the transformers ViT, ConvNeXt, EfficientNet and generic
+/// boxes, the transformers ViT, ConvNeXt, EfficientNet, Swin V2 and generic
 /// classifiers, the transformers CLIP and SigLIP zero-shot classifiers and
 /// the generic zero-shot one) natively, the 50 TensorFlow ones in the model host with
-/// TensorFlow, the other 157 in the model host through FiftyOne's class.
+/// TensorFlow, the other 153 in the model host through FiftyOne's class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -192,8 +192,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 129),
-            ("python host", 157),
+            ("native", 133),
+            ("python host", 153),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -413,7 +413,7 @@ fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in
 /// FiftyOne's transformers classifiers run natively when zoo builds their
 /// repo's architecture (ViT: `vit-base-patch16-224-imagenet-torch` and the
 /// generic entry, whose class defaults to `google/vit-base-patch16-224`;
-/// ConvNeXt; EfficientNet), the others (Swin V2) in the host. A
+/// ConvNeXt; EfficientNet; Swin V2). A
 /// `name_or_path` kwarg other than the downloaded repo sends the generic
 /// entry to FiftyOne's class, which fetches that repo itself.
 #[test]
@@ -432,6 +432,10 @@ fn transformers_classifiers_run_natively_where_zoo_builds_their_repo() {
         "convnext-xlarge-224-torch",
         "efficientnet-b0-imagenet-torch",
         "efficientnet-b7-imagenet-torch",
+        "swin-v2-tiny-torch",
+        "swin-v2-small-torch",
+        "swin-v2-base-torch",
+        "swin-v2-large-torch",
     ] {
         let model = registry.model(name).unwrap();
         assert_eq!(registry.load_path(&model), LoadPath::Native, "{name}");
@@ -440,14 +444,6 @@ fn transformers_classifiers_run_natively_where_zoo_builds_their_repo() {
                 registry.load_plan(&model, &serde_json::Map::new()).unwrap(),
                 LoadPlan::Config(_)
             ),
-            "{name}"
-        );
-    }
-    for name in ["swin-v2-tiny-torch", "swin-v2-large-torch"] {
-        let model = registry.model(name).unwrap();
-        assert_eq!(
-            registry.load_path(&model),
-            LoadPath::FiftyOneClass,
             "{name}"
         );
     }

@@ -315,6 +315,7 @@ pub(crate) const FAMILIES: &[Family] = &[
             "ViTForImageClassification",
             "ConvNextForImageClassification",
             "EfficientNetForImageClassification",
+            "Swinv2ForImageClassification",
         ],
         task: Task::Transformers,
         build: Build::Checkpoint,

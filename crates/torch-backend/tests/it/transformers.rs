@@ -24,7 +24,7 @@ use crate::fixtures;
 /// The largest difference allowed in a logit, confidence or embedding value.
 const TOLERANCE: f64 = 1e-4;
 
-fn folder() -> PathBuf {
+pub(crate) fn folder() -> PathBuf {
     fixtures().join("transformers")
 }
 
@@ -35,7 +35,7 @@ fn oracle() -> Value {
     .unwrap()
 }
 
-fn model(repo: &Path, config: Value) -> TorchTransformerModel {
+pub(crate) fn model(repo: &Path, config: Value) -> TorchTransformerModel {
     let Value::Object(config) = config else {
         panic!("a config is an object");
     };
@@ -47,7 +47,7 @@ fn model(repo: &Path, config: Value) -> TorchTransformerModel {
     TorchTransformerModel::from_spec(&spec).unwrap()
 }
 
-fn largest_difference(ours: &[f32], theirs: &Value) -> f64 {
+pub(crate) fn largest_difference(ours: &[f32], theirs: &Value) -> f64 {
     let theirs = theirs.as_array().unwrap();
     assert_eq!(ours.len(), theirs.len());
     ours.iter()

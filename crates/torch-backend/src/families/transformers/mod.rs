@@ -8,9 +8,10 @@
 //! `AutoModelForImageClassification` decides ([`CLASSIFIERS`]); each is a
 //! `FAMILIES` row (`Task::Transformers`), built here from the repo itself:
 //! `vit` (`ViTForImageClassification`, `vit.rs`), `convnext`
-//! (`ConvNextForImageClassification`, `convnext.rs`) and `efficientnet`
-//! (`EfficientNetForImageClassification`, `efficientnet.rs`). Any other
-//! type is an error naming it.
+//! (`ConvNextForImageClassification`, `convnext.rs`), `efficientnet`
+//! (`EfficientNetForImageClassification`, `efficientnet.rs`) and `swinv2`
+//! (`Swinv2ForImageClassification`, `swinv2.rs`). Any other type is an
+//! error naming it.
 //!
 //! The zero-shot classifiers ([`ZERO_SHOT`], `Task::TransformersZeroShot`,
 //! run by `zero_shot_model.rs`) are the dual encoders of `clip.rs`: `clip`
@@ -39,6 +40,7 @@ pub(crate) mod efficientnet;
 pub(crate) mod processor;
 pub(crate) mod repo;
 pub(crate) mod resize;
+pub(crate) mod swinv2;
 pub(crate) mod tokenizer;
 pub(crate) mod vit;
 
@@ -104,6 +106,7 @@ pub(crate) const CLASSIFIERS: &[(&str, &str)] = &[
     ("vit", "ViTForImageClassification"),
     ("convnext", "ConvNextForImageClassification"),
     ("efficientnet", "EfficientNetForImageClassification"),
+    ("swinv2", "Swinv2ForImageClassification"),
 ];
 
 /// The zero-shot classifiers zoo builds: `model_type` and transformers'
@@ -277,6 +280,7 @@ pub(crate) enum Network {
     Vit(vit::Vit),
     ConvNext(convnext::ConvNext),
     EfficientNet(efficientnet::EfficientNet),
+    Swinv2(swinv2::Swinv2),
 }
 
 /// A classifier read from a Hugging Face repo: its network, labels and
@@ -390,6 +394,12 @@ impl HfClassifier {
                     .map_err(config_error)?;
                 (Network::ConvNext(network), ProcessorKind::ConvNext)
             }
+            "swinv2" => {
+                let config: swinv2::Swinv2Config = repo::read_json(dir, "config.json")?;
+                let network =
+                    swinv2::Swinv2::build(config, &mut weights, classes).map_err(config_error)?;
+                (Network::Swinv2(network), ProcessorKind::Vit)
+            }
             _ => {
                 let config: efficientnet::EfficientNetConfig = repo::read_json(dir, "config.json")?;
                 let network = efficientnet::EfficientNet::build(config, &mut weights, classes)
@@ -424,6 +434,7 @@ impl HfClassifier {
             Network::Vit(vit) => vit.hidden_states(),
             Network::ConvNext(convnext) => convnext.hidden_states(),
             Network::EfficientNet(efficientnet) => efficientnet.hidden_states(),
+            Network::Swinv2(swinv2) => swinv2.hidden_states(),
         }
     }
 
@@ -432,7 +443,7 @@ impl HfClassifier {
         match &self.network {
             Network::Vit(vit) => vit.image_size().0.min(vit.image_size().1),
             Network::ConvNext(convnext) => convnext.min_input(),
-            Network::EfficientNet(_) => 1,
+            Network::EfficientNet(_) | Network::Swinv2(_) => 1,
         }
     }
 
@@ -450,6 +461,7 @@ impl HfClassifier {
             Network::EfficientNet(efficientnet) => {
                 efficientnet.forward(pixels, keep).map_err(HfError::Forward)
             }
+            Network::Swinv2(swinv2) => swinv2.forward(pixels, keep),
         }
     }
 }
