@@ -16,14 +16,17 @@
 //! then `siglip-base-patch16-224-torch` and `medsiglip-448-zero-torch`)
 //! run the same way on the CLIP and SigLIP repos of
 //! `crates/torch-backend/tests/fixtures/zero_shot/` (`cargo xtask zero-shot-oracle`),
-//! `embed-text` included.
+//! `embed-text` included. The DINOv3 feature extractors
+//! (`dinov3-vits16-torch`, `dinov3-vith16plus-torch`: FiftyOne's
+//! `FiftyOneTransformer`) embed the same way on the DINOv3 repos of
+//! `crates/torch-backend/tests/fixtures/transformers/` (`dinov3_oracle.json`).
 
 use std::path::Path;
 
 use serde_json::Value;
 use zoo_test_support::{FakeHub, HubRepo};
 
-use crate::util::{Sandbox, fixtures};
+use crate::util::{Sandbox, exported_samples, fixtures};
 
 fn floats(value: &Value) -> Vec<f64> {
     value
@@ -333,5 +336,86 @@ fn medsiglip_builtin_runs_natively_from_the_hub_as_fiftyones_own() {
         "medsiglip-448-zero-torch",
         "google/medsiglip-448",
         "siglip",
+    );
+}
+
+/// Runs the DINOv3 `entry` with the fixture repo `folder` served as Hub repo
+/// `repo`: `zoo models info` says native, `zoo models embed ENTRY DIR FIELD`
+/// downloads the repo and stores FiftyOne's own `compute_embeddings`
+/// (`dinov3_oracle.json`) within 1e-4, and `apply` is refused up front
+/// (FiftyOne's class has no output processor: no labels to store).
+#[allow(clippy::print_stdout)] // the worst difference, as the parity tests print theirs
+fn dinov3_embeds_natively_as_fiftyone(entry: &str, repo: &str, folder: &str) {
+    let root = fixtures().join("transformers");
+    let oracle: Value =
+        serde_json::from_slice(&fs_err::read(root.join("dinov3_oracle.json")).unwrap()).unwrap();
+    let expected = oracle[entry].as_object().unwrap();
+    let read = |name: &str| fs_err::read(root.join(folder).join(name)).unwrap();
+    let hub = FakeHub::start();
+    hub.add_repo(
+        HubRepo::new(repo, "seeded")
+            .file("config.json", read("config.json"))
+            .file("preprocessor_config.json", read("preprocessor_config.json"))
+            .lfs_file("model.safetensors", read("model.safetensors")),
+    );
+    let mut sandbox = Sandbox::new();
+    sandbox.env.push(("HF_ENDPOINT".to_owned(), hub.endpoint()));
+    let info = sandbox.ok(&["models", "info", entry, "--json"]).json();
+    assert_eq!(info["runs_in"], "native", "{info}");
+    assert_eq!(info["hugging_face"]["repo"], repo, "{info}");
+    let images = sandbox.dir.path().join("images");
+    fs_err::create_dir_all(&images).unwrap();
+    for file in expected.keys() {
+        fs_err::copy(root.join(file), images.join(file)).unwrap();
+    }
+    let dir = images.to_str().unwrap();
+    let summary = sandbox
+        .ok(&["models", "embed", entry, dir, "emb", "--json"])
+        .json();
+    assert_eq!(summary["succeeded"], expected.len(), "{summary}");
+    assert_eq!(summary["dimension"], 32, "{summary}");
+    let dataset = summary["dataset"].as_str().unwrap().to_owned();
+    let mut seen = 0;
+    let mut worst = 0.0f64;
+    for (file, sample) in exported_samples(&sandbox, &dataset) {
+        let difference = max_difference(
+            &floats(&sample["emb"]),
+            &floats(&expected[&file]["embedding"]),
+        );
+        assert!(
+            difference <= 1e-4,
+            "{entry} {file}: embeddings differ by {difference}"
+        );
+        worst = worst.max(difference);
+        seen += 1;
+    }
+    assert_eq!(seen, expected.len());
+    println!("{entry} through zoo vs FiftyOne 1.22.1: embeddings within {worst:e}");
+    let refused = sandbox
+        .fails(&["models", "apply", entry, dir, "label"])
+        .stderr();
+    assert!(
+        refused.contains(entry) && refused.contains("zoo models embed"),
+        "{refused}"
+    );
+}
+
+/// `dinov3-vits16-torch` (GELU MLP, 4 registers, the Hub's processor file).
+#[test]
+fn dinov3_builtin_embeds_natively_from_the_hub_as_fiftyones_own() {
+    dinov3_embeds_natively_as_fiftyone(
+        "dinov3-vits16-torch",
+        "facebook/dinov3-vits16-pretrain-lvd1689m",
+        "dinov3",
+    );
+}
+
+/// `dinov3-vith16plus-torch` (the gated SwiGLU MLP).
+#[test]
+fn gated_dinov3_builtin_embeds_natively_from_the_hub_as_fiftyones_own() {
+    dinov3_embeds_natively_as_fiftyone(
+        "dinov3-vith16plus-torch",
+        "facebook/dinov3-vith16plus-pretrain-lvd1689m",
+        "dinov3_gated",
     );
 }

@@ -145,10 +145,11 @@ pub(crate) fn clip_oracle(sh: &Shell) -> Result<()> {
 }
 
 /// `cargo xtask transformers-oracle`: tiny seeded ViT, ConvNeXt and EfficientNet
-/// classifiers saved by transformers' `save_pretrained` as Hub repos, and
-/// what FiftyOne's own `load_zoo_model(NAME, name_or_path=REPO)` gives on
-/// them (`apply_model`'s labels with logits, `compute_embeddings`, the image
-/// processor's pixel values), into
+/// classifiers and DINOv3 feature extractors saved by transformers'
+/// `save_pretrained` as Hub repos, and what FiftyOne's own
+/// `load_zoo_model(NAME, name_or_path=REPO)` gives on them (`apply_model`'s
+/// labels with logits, `compute_embeddings`, the image processor's pixel
+/// values; DINOv3's in `dinov3_oracle.json`), into
 /// `crates/torch-backend/tests/fixtures/transformers` (committed;
 /// `xtask/fixtures/transformers_oracle.py`).
 pub(crate) fn transformers_oracle(sh: &Shell) -> Result<()> {

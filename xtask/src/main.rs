@@ -65,8 +65,8 @@ tasks:
                                    CLIP outputs on it (oracle venv with fiftyone 1.22.1)
   yolo-oracle                      seeded Ultralytics release checkpoints (every native task) and FiftyOne's/Ultralytics' labels
                                    on them (oracle venv with ultralytics; FiftyOne from the oracle or the test venv)
-  transformers-oracle              tiny seeded ViT, ConvNeXt and EfficientNet Hugging Face repos and FiftyOne's labels,
-                                   embeddings and pixel values on them (oracle venv with fiftyone 1.22.1)
+  transformers-oracle              tiny seeded ViT, ConvNeXt, EfficientNet and DINOv3 Hugging Face repos and FiftyOne's
+                                   labels, embeddings and pixel values on them (oracle venv with fiftyone 1.22.1)
   zero-shot-oracle                 a tiny seeded CLIP Hugging Face repo (tokenizer included) and FiftyOne's zero-shot
                                    labels, image and prompt embeddings and transformers' token ids on it (oracle venv)
   device-build [--check]           build zoo-torch, the parity tests and device_probe against libtorch 2.11

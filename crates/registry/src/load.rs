@@ -69,6 +69,8 @@ pub const NATIVE_TYPES: &[&str] = &[
     "FiftyOneTransformerForImageClassification",
     "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForImageClassification",
     "FiftyOneZeroShotTransformerForImageClassification",
+    "fiftyone.utils.transformers.FiftyOneTransformer",
+    "FiftyOneTransformer",
 ];
 
 /// FiftyOne's transformers classifier class names among [`NATIVE_TYPES`]:
@@ -79,6 +81,25 @@ const TRANSFORMERS_TYPES: &[&str] = &[
     "FiftyOneTransformerForImageClassification",
     "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForImageClassification",
     "FiftyOneZeroShotTransformerForImageClassification",
+    "fiftyone.utils.transformers.FiftyOneTransformer",
+    "FiftyOneTransformer",
+];
+
+/// FiftyOne's transformers feature extractor class names among
+/// [`TRANSFORMERS_TYPES`] (`FiftyOneTransformer`: transformers' `AutoModel`).
+const EMBEDDER_TYPES: &[&str] = &[
+    "fiftyone.utils.transformers.FiftyOneTransformer",
+    "FiftyOneTransformer",
+];
+
+/// The Hugging Face repos of FiftyOne's built-in transformers feature
+/// extractors whose architecture zoo builds (DINOv3, `zoo-torch-backend`'s
+/// `families/transformers`).
+const NATIVE_EMBEDDER_REPOS: &[&str] = &[
+    "facebook/dinov3-vits16-pretrain-lvd1689m",
+    "facebook/dinov3-vitb16-pretrain-lvd1689m",
+    "facebook/dinov3-vitl16-pretrain-lvd1689m",
+    "facebook/dinov3-vith16plus-pretrain-lvd1689m",
 ];
 
 /// FiftyOne's transformers zero-shot classifier class names among
@@ -129,18 +150,18 @@ const NATIVE_TRANSFORMERS_REPOS: &[&str] = &[
 /// Python `model` or `entrypoint_fcn` of its own, and its repo
 /// (`name_or_path`, else the class's default, [`crate::hub`]) is one of
 /// [`NATIVE_TRANSFORMERS_REPOS`] (for a zero-shot class,
-/// [`NATIVE_ZERO_SHOT_REPOS`]).
+/// [`NATIVE_ZERO_SHOT_REPOS`]; for a feature extractor,
+/// [`NATIVE_EMBEDDER_REPOS`]).
 fn native_transformers(config: &DeploymentConfig) -> bool {
     let set = |key: &str| config.config.get(key).is_some_and(|value| !value.is_null());
     if set("model") || set("entrypoint_fcn") {
         return false;
     }
-    let repos = if config
-        .kind
-        .as_deref()
-        .is_some_and(|kind| ZERO_SHOT_TYPES.contains(&kind))
-    {
+    let kind = config.kind.as_deref().unwrap_or_default();
+    let repos = if ZERO_SHOT_TYPES.contains(&kind) {
         NATIVE_ZERO_SHOT_REPOS
+    } else if EMBEDDER_TYPES.contains(&kind) {
+        NATIVE_EMBEDDER_REPOS
     } else {
         NATIVE_TRANSFORMERS_REPOS
     };

@@ -30,6 +30,7 @@ mod memory;
 mod model;
 mod net;
 mod preprocess;
+mod transformers_embedder;
 mod transformers_model;
 mod yolo_model;
 mod zero_shot_model;
@@ -47,6 +48,7 @@ pub use families::yolo::{
 };
 pub use model::{TYPE_NAMES, TorchImageModel};
 pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
+pub use transformers_embedder::{EMBEDDER_TYPE_NAMES, TorchTransformerEmbedder};
 pub use transformers_model::{TRANSFORMERS_TYPE_NAMES, TorchTransformerModel};
 pub use yolo_model::{TorchYoloModel, YOLO_TYPE_NAMES};
 pub use zero_shot_model::{TorchZeroShotTransformerModel, ZERO_SHOT_TYPE_NAMES};
@@ -180,6 +182,9 @@ pub fn register(factory: &mut zoo_model_core::ModelFactory) {
     });
     factory.register(ZERO_SHOT_TYPE_NAMES, |spec| {
         Ok(Box::new(TorchZeroShotTransformerModel::from_spec(spec)?))
+    });
+    factory.register(EMBEDDER_TYPE_NAMES, |spec| {
+        Ok(Box::new(TorchTransformerEmbedder::from_spec(spec)?))
     });
 }
 

@@ -261,7 +261,8 @@ impl Load<'_> {
             | Task::Hub { .. }
             | Task::Ultralytics
             | Task::Transformers
-            | Task::TransformersZeroShot => (false, false),
+            | Task::TransformersZeroShot
+            | Task::TransformersEmbedder => (false, false),
         };
         let fits = match processor {
             Processor::Detector(_) => true,

@@ -46,7 +46,7 @@ fn config_error(message: impl Into<String>) -> ModelError {
 /// How embeddings are reduced to one vector per image
 /// (`embeddings_aggregation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Aggregation {
+pub(crate) enum Aggregation {
     Token,
     Mean,
     Max,
@@ -76,12 +76,12 @@ struct TransformerFields {
 
 /// How embeddings are taken (see the module docs).
 #[derive(Debug, Clone, Copy)]
-struct Embeddings {
+pub(crate) struct Embeddings {
     /// Which hidden state, from 0 (the embeddings' output).
-    state: usize,
-    aggregation: Aggregation,
-    token: i64,
-    channels_last: bool,
+    pub(crate) state: usize,
+    pub(crate) aggregation: Aggregation,
+    pub(crate) token: i64,
+    pub(crate) channels_last: bool,
 }
 
 /// FiftyOne's transformers image classifier (see the module docs).
@@ -273,7 +273,7 @@ fn embeddings(fields: &TransformerFields, states: usize) -> Result<Embeddings, M
 
 /// FiftyOne's `_aggregate_embeddings` of a hidden state (`[N, ...]`): one
 /// flattened vector per image.
-fn aggregate(state: &Tensor, how: Embeddings) -> Result<Vec<Vec<f32>>, tch::TchError> {
+pub(crate) fn aggregate(state: &Tensor, how: Embeddings) -> Result<Vec<Vec<f32>>, tch::TchError> {
     let dims = state.dim() as i64;
     let reduced = match how.aggregation {
         Aggregation::Token => {

@@ -130,15 +130,16 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 133 zoo builds
+/// `zoo models info` says how each built-in runs: the 137 zoo builds
 /// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8
 /// (COCO and Open Images V7), YOLO11, YOLOv5u, YOLO26 and YOLOv10
 /// n/s/m/l/x and YOLOv9c detection, YOLOv8, YOLO11 and YOLO26 n/s/m/l/x segmentation,
 /// YOLO26 n/s/m/l/x classification and pose, YOLOv8 n/s/m/l/x oriented
 /// boxes, the transformers ViT, ConvNeXt, EfficientNet, Swin V2 and generic
 /// classifiers, the transformers CLIP and SigLIP zero-shot classifiers and
-/// the generic zero-shot one) natively, the 50 TensorFlow ones in the model host with
-/// TensorFlow, the other 153 in the model host through FiftyOne's class.
+/// the generic zero-shot one, the transformers DINOv3 feature extractors)
+/// natively, the 50 TensorFlow ones in the model host with
+/// TensorFlow, the other 149 in the model host through FiftyOne's class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -165,6 +166,8 @@ fn each_builtin_says_how_it_runs() {
                             .iter()
                             .any(|prefix| model.model.base_name.starts_with(prefix)))
                     || kind.ends_with("FiftyOneTransformerForImageClassification")
+                    || (kind.ends_with("FiftyOneTransformer")
+                        && model.model.base_name.starts_with("dinov3-"))
                     || (kind.ends_with("FiftyOneZeroShotTransformerForImageClassification")
                         && [
                             "pubmed-clip-vit-base-patch32",
@@ -192,8 +195,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 133),
-            ("python host", 153),
+            ("native", 137),
+            ("python host", 149),
             ("python host (TensorFlow)", 50)
         ])
     );

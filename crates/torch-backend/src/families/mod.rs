@@ -81,6 +81,10 @@ pub(crate) enum Task {
     /// `FiftyOneZeroShotTransformerForImageClassification`): image and text
     /// towers built from its repo, tokenizer included (`transformers/`).
     TransformersZeroShot,
+    /// A Hugging Face `transformers` feature extractor (FiftyOne's
+    /// `FiftyOneTransformer`, transformers' `AutoModel`): embeddings only,
+    /// built from its repo (`transformers/`).
+    TransformersEmbedder,
 }
 
 /// A detector family's builder: name, variables' root, classes,
@@ -330,6 +334,15 @@ pub(crate) const FAMILIES: &[Family] = &[
         ..CLASSIFIER
     },
     Family {
+        // transformers' feature extractors, which a Hub repo's `model_type`
+        // names (`transformers::embedder::EMBEDDERS`); each built from its
+        // repo.
+        names: &["DINOv3ViTModel"],
+        task: Task::TransformersEmbedder,
+        build: Build::Checkpoint,
+        ..CLASSIFIER
+    },
+    Family {
         names: &[
             "dinov2_vits14",
             "dinov2_vitb14",
@@ -509,12 +522,16 @@ mod tests {
                 Task::Ultralytics => "Ultralytics detector".to_owned(),
                 Task::Transformers => "transformers classifier".to_owned(),
                 Task::TransformersZeroShot => "transformers zero-shot classifier".to_owned(),
+                Task::TransformersEmbedder => "transformers feature extractor".to_owned(),
             };
             let runs = if family.folds() {
                 "folded, channels-last"
             } else if family.task == Task::Ultralytics {
                 "conv and batch norm fused"
-            } else if matches!(family.task, Task::Transformers | Task::TransformersZeroShot) {
+            } else if matches!(
+                family.task,
+                Task::Transformers | Task::TransformersZeroShot | Task::TransformersEmbedder
+            ) {
                 "built from its Hugging Face repo"
             } else if family.is_detector() {
                 "backbone folded"

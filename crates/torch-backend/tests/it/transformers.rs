@@ -404,3 +404,295 @@ fn config_fields_are_read_or_refused_by_name() {
         embed(json!({}))
     );
 }
+
+/// DINOv3 (`dinov3-*-torch`, FiftyOne's `FiftyOneTransformer` on
+/// transformers' `DINOv3ViTModel`) against FiftyOne 1.22.1: the oracle
+/// (`tests/fixtures/transformers/dinov3_oracle.json`, `cargo xtask
+/// transformers-oracle`) ran FiftyOne's own `load_zoo_model(NAME,
+/// name_or_path=REPO)` with `compute_embeddings`, and its processor, on
+/// two tiny seeded repos: `dinov3` (dinov3-vits16's layout: GELU MLP, 4
+/// registers, no key bias; its Hub processor file at 32x32) and
+/// `dinov3_gated` (dinov3-vith16plus's: SwiGLU; at 40x48, a 5x6 patch grid).
+mod dinov3 {
+    use super::*;
+    use zoo_torch_backend::TorchTransformerEmbedder;
+
+    fn oracle() -> Value {
+        serde_json::from_str(&fs_err::read_to_string(folder().join("dinov3_oracle.json")).unwrap())
+            .unwrap()
+    }
+
+    fn spec(repo: &Path, config: Value) -> ModelSpec {
+        let Value::Object(config) = config else {
+            panic!("a config is an object");
+        };
+        ModelSpec {
+            kind: "fiftyone.utils.transformers.FiftyOneTransformer".into(),
+            config,
+            model_path: Some(repo.to_owned()),
+        }
+    }
+
+    fn embedder(repo: &Path, config: Value) -> TorchTransformerEmbedder {
+        TorchTransformerEmbedder::from_spec(&spec(repo, config)).unwrap()
+    }
+
+    fn error(repo: &Path, config: Value) -> String {
+        TorchTransformerEmbedder::from_spec(&spec(repo, config))
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// The largest pixel and embedding differences of repo `name` run as
+    /// `entry`'s manifest config, one picture at a time and all in one
+    /// batch.
+    fn check(name: &str, entry: &str) -> (f64, f64) {
+        tch::set_num_threads(1);
+        let oracle = oracle();
+        let expected = oracle[entry].as_object().unwrap();
+        let repo = format!("facebook/{entry}");
+        let mut model = embedder(&folder().join(name), json!({"name_or_path": repo}));
+        assert!(!model.ragged_batches(), "{name}: one size");
+        assert!(!model.has_labels() && model.has_embeddings());
+        let preprocessor = model.preprocessor();
+        let (mut pixels, mut embeddings) = (0.0f64, 0.0f64);
+        let mut inputs = Vec::new();
+        for (picture, expected) in expected {
+            let image = zoo_datasets::decode_image(&folder().join(picture)).unwrap();
+            let input = preprocessor.preprocess(image).unwrap();
+            let shape: Vec<u64> = expected["pixel_values_shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|side| side.as_u64().unwrap())
+                .collect();
+            assert_eq!(shape[1..], input.shape.map(|side| side as u64), "{picture}");
+            let InputData::Values(values) = &input.data else {
+                panic!("transformers inputs are values");
+            };
+            let difference = largest_difference(values, &expected["pixel_values"]);
+            pixels = pixels.max(difference);
+            let ours = model.embed_all(std::slice::from_ref(&input)).unwrap();
+            let difference = largest_difference(&ours[0], &expected["embedding"]);
+            assert!(
+                difference <= TOLERANCE,
+                "{name} {picture}: embedding {difference}"
+            );
+            embeddings = embeddings.max(difference);
+            inputs.push(input);
+        }
+        let batched = model.embed_all(&inputs).unwrap();
+        for ((picture, expected), ours) in expected.iter().zip(&batched) {
+            let difference = largest_difference(ours, &expected["embedding"]);
+            assert!(
+                difference <= TOLERANCE,
+                "{name} {picture} batched: {difference}"
+            );
+            embeddings = embeddings.max(difference);
+        }
+        println!("{name} vs FiftyOne 1.22.1: pixels {pixels:e}, embeddings {embeddings:e}");
+        (pixels, embeddings)
+    }
+
+    /// `dinov3-vits16-torch`'s manifest config: the `pooler_output`.
+    /// The processor (rescale, then libtorch's float antialiased bilinear
+    /// resize, then normalise) gives the oracle's pixel values exactly.
+    #[test]
+    fn dinov3_matches_fiftyones_own_embeddings() {
+        let (pixels, _) = check("dinov3", "dinov3-vits16-torch");
+        assert!(pixels == 0.0, "pixel values differ by {pixels}");
+    }
+
+    /// `dinov3-vith16plus-torch`'s: the gated (SwiGLU) MLP on a 5x6 grid.
+    #[test]
+    fn gated_dinov3_matches_fiftyones_own_embeddings() {
+        let (pixels, _) = check("dinov3_gated", "dinov3-vith16plus-torch");
+        assert!(pixels == 0.0, "pixel values differ by {pixels}");
+    }
+
+    /// FiftyOne's embedding options (`embeddings_output_key`,
+    /// `hidden_state_position`, `embeddings_aggregation`,
+    /// `embeddings_token_position`) against the oracle's
+    /// `compute_embeddings` with the same kwargs.
+    #[test]
+    fn dinov3_embedding_options_match_fiftyones() {
+        tch::set_num_threads(1);
+        let oracle = oracle();
+        let options = oracle["embedding_options"].as_array().unwrap();
+        assert_eq!(options.len(), 5);
+        for option in options {
+            let config = Value::Object(option["kwargs"].as_object().unwrap().clone());
+            let mut model = embedder(
+                &folder().join(option["repo"].as_str().unwrap()),
+                config.clone(),
+            );
+            for (picture, expected) in option["embeddings"].as_object().unwrap() {
+                let image = zoo_datasets::decode_image(&folder().join(picture)).unwrap();
+                let input = model.preprocessor().preprocess(image).unwrap();
+                let ours = model.embed_all(&[input]).unwrap().remove(0);
+                let difference = largest_difference(&ours, expected);
+                assert!(difference <= TOLERANCE, "{config} {picture}: {difference}");
+            }
+        }
+    }
+
+    /// A DINOv3 repo whose files do not fit is an error naming the field
+    /// and what is wrong, never a panic.
+    #[test]
+    fn hostile_dinov3_repos_are_errors_naming_the_problem() {
+        let source = folder().join("dinov3");
+        let config: Value =
+            serde_json::from_str(&fs_err::read_to_string(source.join("config.json")).unwrap())
+                .unwrap();
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("model_type", json!("dinov2"), "`model_type` `dinov2`"),
+            ("hidden_size", json!(36), "must be a multiple of 4"),
+            (
+                "hidden_size",
+                json!(1 << 20),
+                "`hidden_size` must be from 1",
+            ),
+            ("num_attention_heads", json!(0), "`num_attention_heads`"),
+            (
+                "num_register_tokens",
+                json!(2),
+                "`embeddings.register_tokens` has shape [1, 4, 32]",
+            ),
+            (
+                "num_register_tokens",
+                json!(1_000_000_000),
+                "`num_register_tokens` must be from 0 to 1024",
+            ),
+            ("use_gated_mlp", json!(true), "`layer.0.mlp.gate_proj"),
+            ("key_bias", json!(true), "`layer.0.attention.k_proj.bias`"),
+            ("query_bias", json!(false), "the architecture does not have"),
+            ("hidden_act", json!("mish"), "`hidden_act` `mish`"),
+            ("rope_theta", json!(-1.0), "`rope_theta` must be"),
+            ("rope_theta", json!("big"), "rope_theta"),
+            ("patch_size", json!(0), "`patch_size` must be"),
+            ("num_channels", json!(4), "`num_channels` must be 3"),
+            ("num_hidden_layers", json!(3), "`layer.2."),
+        ];
+        for (field, value, expected) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            for file in ["preprocessor_config.json", "model.safetensors"] {
+                fs_err::copy(source.join(file), dir.path().join(file)).unwrap();
+            }
+            let mut changed = config.clone();
+            changed[field] = value.clone();
+            fs_err::write(dir.path().join("config.json"), changed.to_string()).unwrap();
+            let error = error(dir.path(), json!({}));
+            assert!(error.contains(expected), "{field}={value}: {error}");
+        }
+        // The processor file too.
+        let processor: Value = serde_json::from_str(
+            &fs_err::read_to_string(source.join("preprocessor_config.json")).unwrap(),
+        )
+        .unwrap();
+        for (field, value, expected) in [
+            ("do_rescale", json!(false), "`do_rescale` false"),
+            ("resample", json!(0), "`resample` 0"),
+            ("size", json!({"height": 100000, "width": 4}), "size.height"),
+            (
+                "image_processor_type",
+                json!("BeitImageProcessor"),
+                "BeitImageProcessor",
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            for file in ["config.json", "model.safetensors"] {
+                fs_err::copy(source.join(file), dir.path().join(file)).unwrap();
+            }
+            let mut changed = processor.clone();
+            changed[field] = value.clone();
+            fs_err::write(
+                dir.path().join("preprocessor_config.json"),
+                changed.to_string(),
+            )
+            .unwrap();
+            let error = error(dir.path(), json!({}));
+            assert!(error.contains(expected), "{field}={value}: {error}");
+        }
+    }
+
+    /// Config fields FiftyOne's class reads are reproduced or refused by
+    /// name; `apply` has no labels.
+    #[test]
+    fn dinov3_config_fields_are_read_or_refused_by_name() {
+        let repo = folder().join("dinov3");
+        for (config, expected) in [
+            (
+                json!({"embeddings_output_key": "hidden_states"}),
+                "set `hidden_state_position`",
+            ),
+            (
+                json!({"embeddings_output_key": "attentions"}),
+                "`embeddings_output_key` `attentions`",
+            ),
+            (
+                json!({"embeddings_output_key": "last_hidden_state", "embeddings_aggregation": "no_agg"}),
+                "`embeddings_aggregation` `no_agg`",
+            ),
+            (
+                json!({"hidden_state_position": 3}),
+                "`hidden_state_position` must be from -3 to 2",
+            ),
+            (
+                json!({"transforms_args": {"use_fast": false}}),
+                "`transforms_args.use_fast`",
+            ),
+            (
+                json!({"transformers_processor_kwargs": {"size": 64}}),
+                "`transformers_processor_kwargs.size`",
+            ),
+            (
+                json!({"output_processor_cls": "fiftyone.utils.torch.ClassifierOutputProcessor"}),
+                "no output processor",
+            ),
+            (
+                json!({"entrypoint_fcn": "transformers.AutoModel.from_pretrained"}),
+                "entrypoint_fcn",
+            ),
+        ] {
+            let error = error(&repo, config.clone());
+            assert!(error.contains(expected), "{config}: {error}");
+        }
+        let image = zoo_datasets::decode_image(&folder().join("image_1_32x32.png")).unwrap();
+        let mut model = embedder(&repo, json!({}));
+        let input = model.preprocessor().preprocess(image.clone()).unwrap();
+        let error = model
+            .predict_all(std::slice::from_ref(&input))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("zoo models embed"), "{error}");
+        let embed = |config: Value| {
+            let mut model = embedder(&repo, config);
+            model
+                .embed_all(std::slice::from_ref(&input))
+                .unwrap()
+                .remove(0)
+        };
+        // 21 tokens ([CLS], 4 registers, 4x4 patches) x 32 features.
+        let pooled = embed(json!({}));
+        assert_eq!(pooled.len(), 32);
+        // FiftyOne returns the pooler as it is, whatever the aggregation;
+        // it is the last hidden state's `[CLS]` token.
+        assert_eq!(embed(json!({"embeddings_aggregation": "mean"})), pooled);
+        assert_eq!(
+            embed(json!({"embeddings_output_key": "last_hidden_state"})),
+            pooled
+        );
+        assert_eq!(
+            embed(json!({"embeddings_output_key": "last_hidden_state", "embeddings_aggregation": "max", "channels_last": false}))
+                .len(),
+            21
+        );
+        // `hidden_state_position` wins over `embeddings_output_key`; the
+        // last hidden state is before the final norm.
+        assert_eq!(
+            embed(json!({"hidden_state_position": -1, "embeddings_output_key": "pooler_output"})),
+            embed(json!({"hidden_state_position": 2}))
+        );
+        assert_ne!(embed(json!({"hidden_state_position": 2})), pooled);
+    }
+}

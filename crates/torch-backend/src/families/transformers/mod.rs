@@ -18,6 +18,10 @@
 //! (`CLIPModel`) and `siglip` (`SiglipModel`), with the repo's
 //! `tokenizer.json` (`tokenizer.rs`).
 //!
+//! The feature extractors (`embedder.rs`, `Task::TransformersEmbedder`, run
+//! by `transformers_embedder.rs`) are what transformers' `AutoModel` builds:
+//! `dinov3_vit` (`DINOv3ViTModel`, `dinov3.rs`).
+//!
 //! ```text
 //! <repo>/
 //! ├── config.json                      model_type, sizes, id2label
@@ -36,7 +40,9 @@ use crate::checkpoint::weights::WeightsError;
 
 pub(crate) mod clip;
 pub(crate) mod convnext;
+pub(crate) mod dinov3;
 pub(crate) mod efficientnet;
+pub(crate) mod embedder;
 pub(crate) mod processor;
 pub(crate) mod repo;
 pub(crate) mod resize;

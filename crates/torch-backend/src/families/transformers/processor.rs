@@ -9,8 +9,12 @@
 //! backend instead: Pillow's resampling ([`resize_pillow`]) and NumPy's
 //! `float64` rescale, then the normalisation in `f32`.
 //!
-//! ViT's, ConvNeXt's, EfficientNet's, CLIP's and SigLIP's processors are
-//! read, by `image_processor_type` (or the legacy `feature_extractor_type`),
+//! DINOv3's processor keeps its own order ([`ImageProcessor::apply_rescaled`]):
+//! rescale the `uint8` image to `f32`, resize the floats (libtorch's
+//! antialiased float kernels), centre crop, then normalise.
+//!
+//! ViT's, ConvNeXt's, EfficientNet's, CLIP's, SigLIP's and DINOv3's
+//! processors are read, by `image_processor_type` (or the legacy `feature_extractor_type`),
 //! else by the model's type.
 
 use serde::Deserialize;
@@ -38,6 +42,9 @@ pub(crate) enum ProcessorKind {
     Clip,
     /// `SiglipImageProcessor`: 224x224 by default; bicubic.
     Siglip,
+    /// `DINOv3ViTImageProcessor`: rescale, then resize (in `f32`), then
+    /// normalise; 224x224 by default; bilinear; ImageNet's statistics.
+    Dinov3,
 }
 
 impl ProcessorKind {
@@ -54,6 +61,7 @@ impl ProcessorKind {
             "EfficientNetImageProcessor" => Some(ProcessorKind::EfficientNet),
             "CLIPImageProcessor" | "CLIPImageProcessorPil" => Some(ProcessorKind::Clip),
             "SiglipImageProcessor" | "SiglipImageProcessorPil" => Some(ProcessorKind::Siglip),
+            "DINOv3ViTImageProcessor" => Some(ProcessorKind::Dinov3),
             _ => None,
         }
     }
@@ -136,7 +144,7 @@ pub(crate) struct Arithmetic {
     /// `x / std` per channel (EfficientNet's `include_top`).
     pub(crate) top: Option<[f32; 3]>,
     /// The rescale in `f64`, rounded to `f32` (NumPy's, in the PIL
-    /// backend).
+    /// backend); DINOv3's factor, as the file gives it, for libtorch.
     pub(crate) rescale_f64: Option<f64>,
 }
 
@@ -247,6 +255,10 @@ fn channels(value: Option<&Value>, default: [f64; 3], what: &str) -> Result<[f64
 /// ConvNeXt).
 const STANDARD: [f64; 3] = [0.5, 0.5, 0.5];
 
+/// transformers' `IMAGENET_DEFAULT_MEAN` and `IMAGENET_DEFAULT_STD`.
+const IMAGENET_DEFAULT_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_DEFAULT_STD: [f64; 3] = [0.229, 0.224, 0.225];
+
 /// transformers' `OPENAI_CLIP_MEAN` and `OPENAI_CLIP_STD`.
 const OPENAI_CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
 const OPENAI_CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
@@ -305,7 +317,7 @@ impl ImageProcessor {
             None => model_kind,
             Some(name) => ProcessorKind::named(name).ok_or_else(|| {
                 format!(
-                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor`, `ConvNextImageProcessor`, `EfficientNetImageProcessor`, `CLIPImageProcessor` and `SiglipImageProcessor`)"
+                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor`, `ConvNextImageProcessor`, `EfficientNetImageProcessor`, `CLIPImageProcessor`, `SiglipImageProcessor` and `DINOv3ViTImageProcessor`)"
                 )
             })?,
         };
@@ -319,6 +331,13 @@ impl ImageProcessor {
             ),
             ProcessorKind::ConvNext => (3, Size::ShortestEdge(384)),
             ProcessorKind::Clip => (3, Size::ShortestEdge(224)),
+            ProcessorKind::Dinov3 => (
+                2,
+                Size::Exact {
+                    height: 224,
+                    width: 224,
+                },
+            ),
             ProcessorKind::Siglip => (
                 3,
                 Size::Exact {
@@ -380,10 +399,10 @@ impl ImageProcessor {
         }
         let rescale = raw.do_rescale.unwrap_or(true);
         let normalize = raw.do_normalize.unwrap_or(true);
-        let (default_mean, default_std) = if clip {
-            (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
-        } else {
-            (STANDARD, STANDARD)
+        let (default_mean, default_std) = match kind {
+            ProcessorKind::Clip => (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
+            ProcessorKind::Dinov3 => (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
+            _ => (STANDARD, STANDARD),
         };
         let mean = channels(raw.image_mean.as_ref(), default_mean, "image_mean")?;
         let std = channels(raw.image_std.as_ref(), default_std, "image_std")?;
@@ -392,6 +411,23 @@ impl ImageProcessor {
         }
         let offset = kind == ProcessorKind::EfficientNet && raw.rescale_offset.unwrap_or(false);
         let to_f32 = |values: [f64; 3]| values.map(|value| value as f32);
+        if kind == ProcessorKind::Dinov3 {
+            if pil {
+                return Err(
+                    "DINOv3's processor has transformers' torchvision backend only; remove `transforms_args.use_fast: false`".to_owned(),
+                );
+            }
+            if !rescale {
+                return Err(
+                    "`do_rescale` false: DINOv3's processor would then resize and normalise `uint8` values, which zoo does not reproduce".to_owned(),
+                );
+            }
+            if filter == Filter::Nearest {
+                return Err(
+                    "`resample` 0 (nearest): zoo resizes DINOv3's `f32` images bilinear (2) or bicubic (3) only".to_owned(),
+                );
+            }
+        }
         if pil && (kind == ProcessorKind::EfficientNet || filter == Filter::Nearest) {
             return Err(
                 "zoo runs this processor with transformers' torchvision backend only; remove `transforms_args.use_fast: false`".to_owned(),
@@ -405,6 +441,15 @@ impl ImageProcessor {
                 normalize: normalize.then(|| (to_f32(mean), to_f32(std))),
                 top: None,
                 rescale_f64: rescale.then_some(factor),
+            }
+        } else if kind == ProcessorKind::Dinov3 {
+            // `image * factor` (a uint8 tensor times a Python float, in
+            // f32), then after the resize `tvF.normalize` in f32.
+            Arithmetic {
+                rescale: None,
+                normalize: normalize.then(|| (to_f32(mean), to_f32(std))),
+                top: None,
+                rescale_f64: Some(factor),
             }
         } else if rescale && normalize && !offset {
             // torch.tensor(mean) (f32) * (1.0 / factor), a CPU scalar that
@@ -496,6 +541,9 @@ impl ImageProcessor {
 
     /// The processor's `pixel_values` for one image, `CHW`.
     pub(crate) fn apply(&self, image: &Image) -> Result<Input, ModelError> {
+        if self.kind == ProcessorKind::Dinov3 {
+            return self.apply_rescaled(image);
+        }
         let (resized, own_crop) = self.plan(image.width, image.height);
         let mut current = std::borrow::Cow::Borrowed(image);
         if let Some((width, height)) = resized {
@@ -537,6 +585,100 @@ impl ImageProcessor {
             original_size: (image.width, image.height),
         })
     }
+}
+
+impl ImageProcessor {
+    /// DINOv3's order, on libtorch's kernels as transformers' torchvision
+    /// backend calls them: the `uint8` image times `rescale_factor` (an
+    /// `f32` tensor), `resize` (`interpolate(..., antialias=True)` on the
+    /// floats, skipped at the same size), the centre crop (zero padding
+    /// where the crop is larger), then `(x - mean) / std` in `f32`.
+    fn apply_rescaled(&self, image: &Image) -> Result<Input, ModelError> {
+        let failed = |err: tch::TchError| ModelError::preprocess(err.to_string());
+        let (resized, _) = self.plan(image.width, image.height);
+        let (width, height) = (i64::from(image.width), i64::from(image.height));
+        let factor = self.arithmetic.rescale_f64.unwrap_or(1.0);
+        let mut pixels = tch::Tensor::f_from_slice(&image.pixels)
+            .and_then(|tensor| tensor.f_view([1, height, width, 3]))
+            .and_then(|tensor| tensor.f_permute([0, 3, 1, 2]))
+            .and_then(|tensor| tensor.f_mul_scalar(factor))
+            .map_err(failed)?;
+        if let Some((new_width, new_height)) = resized {
+            let limit = u64::from(MAX_IMAGE_SIDE);
+            if new_width == 0 || new_height == 0 || new_width > limit || new_height > limit {
+                return Err(ModelError::preprocess(format!(
+                    "an image of {width}x{height} would be resized to {new_width}x{new_height}; sides must be from 1 to {MAX_IMAGE_SIDE} pixels"
+                )));
+            }
+            let size = [new_height as i64, new_width as i64];
+            if size != [height, width] {
+                pixels = match self.filter {
+                    Filter::Bicubic => {
+                        pixels.f_internal_upsample_bicubic2d_aa(size, false, None, None)
+                    }
+                    _ => pixels.f_internal_upsample_bilinear2d_aa(size, false, None, None),
+                }
+                .map_err(failed)?;
+            }
+        }
+        if let Some((crop_height, crop_width)) = self.crop {
+            pixels = center_crop_tensor(&pixels, i64::from(crop_height), i64::from(crop_width))
+                .map_err(failed)?;
+        }
+        if let Some((mean, std)) = &self.arithmetic.normalize {
+            let stat = |values: &[f32; 3]| {
+                tch::Tensor::f_from_slice(values).and_then(|tensor| tensor.f_view([1, 3, 1, 1]))
+            };
+            pixels = pixels
+                .f_sub(&stat(mean).map_err(failed)?)
+                .and_then(|tensor| tensor.f_div(&stat(std)?))
+                .map_err(failed)?;
+        }
+        let size = pixels.size();
+        let (out_height, out_width) = (size[2] as usize, size[3] as usize);
+        let data = pixels
+            .f_contiguous()
+            .and_then(|tensor| Vec::<f32>::try_from(tensor.f_flatten(0, -1)?))
+            .map_err(failed)?;
+        Ok(Input {
+            shape: [3, out_height, out_width],
+            data: InputData::Values(data),
+            original_size: (image.width, image.height),
+        })
+    }
+}
+
+/// transformers' torchvision `center_crop` of `[N, C, H, W]`: zero padding
+/// (`(crop - side) // 2` before, the rest after) where the crop is larger,
+/// then the crop at `int((side - crop) / 2)`.
+fn center_crop_tensor(
+    pixels: &tch::Tensor,
+    height: i64,
+    width: i64,
+) -> Result<tch::Tensor, tch::TchError> {
+    let size = pixels.size();
+    let (side_height, side_width) = (size[2], size[3]);
+    let mut pixels = pixels.shallow_clone();
+    if height > side_height || width > side_width {
+        let before = |crop: i64, side: i64| if crop > side { (crop - side) / 2 } else { 0 };
+        let after = |crop: i64, side: i64| {
+            if crop > side {
+                (crop - side + 1) / 2
+            } else {
+                0
+            }
+        };
+        pixels = pixels.f_constant_pad_nd([
+            before(width, side_width),
+            after(width, side_width),
+            before(height, side_height),
+            after(height, side_height),
+        ])?;
+    }
+    let size = pixels.size();
+    let top = (size[2] - height) / 2;
+    let left = (size[3] - width) / 2;
+    pixels.f_narrow(2, top, height)?.f_narrow(3, left, width)
 }
 
 /// torchvision's `center_crop` as transformers calls it: offsets
