@@ -43,7 +43,7 @@ use crate::Zoo;
 use crate::error::{Error, ErrorKind, Result, bail};
 use crate::provenance::config_digest;
 use crate::requirements::packages_of;
-use crate::verify::Golden;
+use crate::verify::{Golden, VerifyReport};
 
 /// The lock file's name when `ZOO_LOCKFILE` names none (in the current
 /// directory).
@@ -434,6 +434,29 @@ impl Zoo<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Zoo<'_> {
+    /// Runs model `name` on the probe set and compares its outputs with the
+    /// golden ones `locked` records ([`Zoo::verify_golden`]), within
+    /// `tolerance` (else the lock's). A model the lock has no golden outputs
+    /// for is an error saying how to record them.
+    pub fn verify(
+        &self,
+        name: &str,
+        locked: &Locked,
+        tolerance: Option<f64>,
+    ) -> Result<VerifyReport> {
+        let model = self.registry().model(name)?.name();
+        let Some(golden) = locked.lock.model(&model).and_then(|m| m.golden.as_ref()) else {
+            bail!(
+                Lock,
+                "the lock `{}` has no golden outputs for `{model}`: record them with `zoo lock --with-golden {model}`",
+                locked.path.display()
+            );
+        };
+        self.verify_golden(&model, golden, tolerance)
     }
 }
 

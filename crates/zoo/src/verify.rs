@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, ErrorKind, Result, bail};
-use crate::lock::Locked;
 use crate::{LabelOptions, LoadOptions, RunOptions, Zoo};
 
 /// The probe set's name, recorded with golden outputs: outputs of another
@@ -221,35 +220,27 @@ impl Zoo<'_> {
         })
     }
 
-    /// Runs model `name` on the probe set and compares its outputs with the
-    /// golden ones `locked` records, within `tolerance` (else the lock's).
-    /// A difference is a report with `passed: false`, not an error; a model
-    /// the lock has no golden outputs for is an error saying how to record
-    /// them.
-    pub fn verify(
+    /// Runs model `name` on the probe set and compares its outputs with
+    /// `golden`, within `tolerance` (else the golden outputs' own). A
+    /// difference is a report with `passed: false`, not an error; golden
+    /// outputs of another probe set are an error saying how to record them
+    /// again. [`Zoo::verify`] finds them in a lock.
+    pub fn verify_golden(
         &self,
         name: &str,
-        locked: &Locked,
+        golden: &Golden,
         tolerance: Option<f64>,
     ) -> Result<VerifyReport> {
-        let model = self.registry().model(name)?.name();
-        let lock_path = locked.path.display();
-        let Some(golden) = locked.lock.model(&model).and_then(|m| m.golden.as_ref()) else {
-            bail!(
-                Lock,
-                "the lock `{lock_path}` has no golden outputs for `{model}`: record them with `zoo lock --with-golden {model}`"
-            );
-        };
         if golden.probes != PROBES {
             bail!(
                 Lock,
-                "the lock `{lock_path}` has golden outputs of `{model}` on probe set `{}`, and this zoo ships `{PROBES}`: record them again with `zoo lock --with-golden {model}`",
+                "the golden outputs of `{name}` are on probe set `{}`, and this zoo ships `{PROBES}`: record them again with `zoo lock --with-golden {name}`",
                 golden.probes
             );
         }
         let tolerance = tolerance.unwrap_or(golden.tolerance);
-        let actual = self.probe_outputs(&model, &LoadOptions::default())?;
-        Ok(compare_outputs(&model, &golden.outputs, &actual, tolerance))
+        let actual = self.probe_outputs(name, &LoadOptions::default())?;
+        Ok(compare_outputs(name, &golden.outputs, &actual, tolerance))
     }
 }
 
