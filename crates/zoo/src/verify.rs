@@ -30,6 +30,9 @@ pub const DEFAULT_TOLERANCE: f64 = 1e-4;
 /// The largest share of a mask's pixels that may differ (a pixel whose
 /// class sits on a decision boundary flips with the last bits of a logit).
 const MASK_TOLERANCE: f64 = 0.01;
+/// The largest array a golden output may hold once inflated (a mask of a
+/// probe picture is under 100 KB).
+const MAX_GOLDEN_ARRAY_BYTES: u64 = 16 << 20;
 const LABELS_FIELD: &str = "golden";
 const EMBEDDINGS_FIELD: &str = "golden_embedding";
 
@@ -376,9 +379,11 @@ impl Compare {
     /// Arrays stored as `.npy` (masks, logits, maps): float ones number by
     /// number, the others by the share of elements that differ.
     fn array(&mut self, at: &str, want: &Value, got: &Value) {
+        // The lock is a file zoo may not have written: its arrays inflate no
+        // further than a golden output needs.
         let (Ok(a), Ok(b)) = (
-            zoo_model_core::array_from_json(want),
-            zoo_model_core::array_from_json(got),
+            zoo_model_core::array_from_json_within(want, MAX_GOLDEN_ARRAY_BYTES),
+            zoo_model_core::array_from_json_within(got, MAX_GOLDEN_ARRAY_BYTES),
         ) else {
             self.fail(at, "an array that cannot be read".to_owned());
             return;
@@ -509,6 +514,22 @@ mod tests {
         }
         let report = compare_outputs("m", &golden, &[], 1e-4);
         assert!(report.failure.unwrap().contains("no output for this probe"));
+    }
+
+    #[test]
+    fn a_lock_array_that_inflates_past_the_cap_is_a_failure_not_an_allocation() {
+        let big = zoo_model_core::array_to_json("|u1", &[5000, 5000], &vec![0_u8; 25_000_000]);
+        assert!(big.to_string().len() < 100_000, "zlib shrinks zeros");
+        let golden = [output(
+            "p.png",
+            serde_json::json!({"golden": {"mask": big}}),
+        )];
+        let report = compare_outputs("m", &golden, &golden, 1e-4);
+        let failure = report.failure.unwrap();
+        assert!(
+            failure.contains("an array that cannot be read"),
+            "{failure}"
+        );
     }
 
     #[test]
