@@ -91,6 +91,8 @@ impl Sandbox {
             .env("HOME", self.dir.path().join("home"))
             .env("ZOO_MODEL_ZOO_DIR", self.zoo_dir())
             .env("ZOO_DATASETS_DIR", self.dir.path().join("datasets"))
+            // `zoo lock` never writes into the test's working directory.
+            .env("ZOO_LOCKFILE", self.dir.path().join("zoo.lock"))
             // Anything that tries the real internet fails fast.
             .env(
                 "ZOO_GITHUB_API_URL",
