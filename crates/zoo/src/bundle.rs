@@ -444,17 +444,7 @@ fn check_files(bundle: &Path, lock: &Lock, files: &Path) -> Result<()> {
                 format!("it holds `{relative}`, which its lock does not name"),
             ));
         };
-        let size = fs_err::metadata(path)?.len();
-        let sha256 = zoo_sources::sha256_file(path)?;
-        if size != pinned.size || sha256 != pinned.sha256 {
-            return Err(bundle_error(
-                bundle,
-                format!(
-                    "file `{relative}` has sha256 {sha256} ({size} bytes), its lock has {} ({} bytes)",
-                    pinned.sha256, pinned.size
-                ),
-            ));
-        }
+        check_digest(bundle, &format!("file `{relative}`"), path, pinned)?;
         seen += 1;
     }
     if seen != expected.len() {
@@ -487,82 +477,90 @@ fn is_folder(model: &crate::LockedModel) -> bool {
             .is_none_or(|last| last != model.files[0].path)
 }
 
-impl Zoo<'_> {
-    /// The packages `lock`'s hosted models pin, checked: pip must read
-    /// none as an option.
-    fn python_pins(lock: &Lock) -> Result<Vec<String>> {
-        let pins: std::collections::BTreeSet<String> = lock
-            .models
-            .iter()
-            .flat_map(|model| model.python.iter().cloned())
-            .collect();
-        if let Some(pin) = pins
-            .iter()
-            .find(|pin| pin.starts_with('-') || !pin.contains("=="))
-        {
-            bail!(
-                Lock,
-                "the lock pins the Python package `{pin}`, which is not `name==version`; refusing to hand it to pip"
-            );
-        }
-        Ok(pins.into_iter().collect())
+/// The packages `lock`'s hosted models pin, checked: pip must read none
+/// as an option.
+fn python_pins(lock: &Lock) -> Result<Vec<String>> {
+    let pins: std::collections::BTreeSet<String> = lock
+        .models
+        .iter()
+        .flat_map(|model| model.python.iter().cloned())
+        .collect();
+    if let Some(pin) = pins
+        .iter()
+        .find(|pin| pin.starts_with('-') || !pin.contains("=="))
+    {
+        bail!(
+            Lock,
+            "the lock pins the Python package `{pin}`, which is not `name==version`; refusing to hand it to pip"
+        );
     }
+    Ok(pins.into_iter().collect())
+}
 
+impl Zoo<'_> {
     /// `pip download`s the wheels of every package `lock`'s hosted models
     /// pin, with their dependencies, into `dir` (pip's own configuration
     /// and `PIP_*` variables choose the index).
     fn download_wheels(&self, lock: &Lock, dir: &Path) -> Result<()> {
-        let pins = Self::python_pins(lock)?;
+        let pins = python_pins(lock)?;
         if pins.is_empty() {
             bail!(
                 Lock,
                 "no model in the bundle runs in the Python host, so `--with-python` has no packages to bundle"
             );
         }
-        let python = &self.config().python;
-        let mut pip = std::process::Command::new(python);
-        pip.args(["-m", "pip", "download", "--only-binary=:all:", "--dest"])
-            .arg(dir)
-            .args(&pins)
-            .stdout(std::process::Stdio::null());
-        zoo_process::scrub_secrets(&mut pip);
-        match pip.status() {
-            Ok(status) if status.success() => Ok(()),
-            Ok(status) => bail!(
-                Lock,
-                "`{python} -m pip download {}` exited with {status}: every pinned package needs a wheel on pip's index (`PIP_INDEX_URL`, `PIP_FIND_LINKS`)",
-                pins.join(" ")
-            ),
-            Err(err) => bail!(
-                Lock,
-                "cannot run `{python}` ({err}); set `ZOO_PYTHON` to a Python with pip"
-            ),
-        }
+        let mut args: Vec<std::ffi::OsString> = ["download", "--only-binary=:all:", "--dest"]
+            .map(Into::into)
+            .to_vec();
+        args.push(dir.into());
+        self.pip(&args, &pins).map_err(|status| {
+            Error::new(
+                ErrorKind::Lock,
+                format!(
+                    "`pip download {}` {status}: every pinned package needs a wheel on pip's index (`PIP_INDEX_URL`, `PIP_FIND_LINKS`)",
+                    pins.join(" ")
+                ),
+            )
+        })
     }
 
     /// Installs the pinned packages from the bundle's wheels only
     /// (`pip install --no-index --find-links`), into `ZOO_PYTHON`; returns
     /// the pins.
     fn install_wheels(&self, lock: &Lock, dir: &Path) -> Result<Vec<String>> {
-        let pins = Self::python_pins(lock)?;
+        let pins = python_pins(lock)?;
+        let mut args: Vec<std::ffi::OsString> = ["install", "--no-index", "--find-links"]
+            .map(Into::into)
+            .to_vec();
+        args.push(dir.into());
+        self.pip(&args, &pins).map_err(|status| {
+            Error::new(
+                ErrorKind::Lock,
+                format!(
+                    "installing the bundle's wheels (`pip install --no-index` of {}) {status}",
+                    pins.join(" ")
+                ),
+            )
+        })?;
+        Ok(pins)
+    }
+
+    /// Runs `ZOO_PYTHON -m pip ARGS PINS` without zoo's secrets; the error
+    /// says how it failed (`exited with ...`, or that it could not start).
+    fn pip(&self, args: &[std::ffi::OsString], pins: &[String]) -> std::result::Result<(), String> {
         let python = &self.config().python;
         let mut pip = std::process::Command::new(python);
-        pip.args(["-m", "pip", "install", "--no-index", "--find-links"])
-            .arg(dir)
-            .args(&pins)
+        pip.args(["-m", "pip"])
+            .args(args)
+            .args(pins)
             .stdout(std::process::Stdio::null());
         zoo_process::scrub_secrets(&mut pip);
         match pip.status() {
-            Ok(status) if status.success() => Ok(pins),
-            Ok(status) => bail!(
-                Lock,
-                "installing the bundle's wheels into `{python}` failed: `pip install --no-index` of {} exited with {status}",
-                pins.join(" ")
-            ),
-            Err(err) => bail!(
-                Lock,
-                "cannot run `{python}` ({err}); set `ZOO_PYTHON` to a Python with pip"
-            ),
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("in `{python}` exited with {status}")),
+            Err(err) => Err(format!(
+                "could not start `{python}` ({err}); set `ZOO_PYTHON` to a Python with pip"
+            )),
         }
     }
 }
@@ -602,17 +600,7 @@ fn check_wheels(bundle: &Path, lock: &Lock, dir: &Path) -> Result<()> {
                 format!("`{WHEELS_DIR}/{name}` is not in its lock"),
             ));
         };
-        let size = fs_err::metadata(path)?.len();
-        let sha256 = zoo_sources::sha256_file(path)?;
-        if size != pinned.size || sha256 != pinned.sha256 {
-            return Err(bundle_error(
-                bundle,
-                format!(
-                    "`{WHEELS_DIR}/{name}` has sha256 {sha256} ({size} bytes), its lock says {} ({} bytes)",
-                    pinned.sha256, pinned.size
-                ),
-            ));
-        }
+        check_digest(bundle, &format!("`{WHEELS_DIR}/{name}`"), path, pinned)?;
     }
     for wheel in &lock.wheels {
         if wheel.path.starts_with('-') || wheel.path.contains(['/', '\\']) {
@@ -630,6 +618,23 @@ fn check_wheels(bundle: &Path, lock: &Lock, dir: &Path) -> Result<()> {
                 format!("`{WHEELS_DIR}/{}` is missing", wheel.path),
             ));
         }
+    }
+    Ok(())
+}
+
+/// `path` (named `what` in the error) has the size and sha256 `pinned`
+/// states, every byte read.
+fn check_digest(bundle: &Path, what: &str, path: &Path, pinned: &FileDigest) -> Result<()> {
+    let size = fs_err::metadata(path)?.len();
+    let sha256 = zoo_sources::sha256_file(path)?;
+    if size != pinned.size || sha256 != pinned.sha256 {
+        return Err(bundle_error(
+            bundle,
+            format!(
+                "{what} has sha256 {sha256} ({size} bytes), its lock has {} ({} bytes)",
+                pinned.sha256, pinned.size
+            ),
+        ));
     }
     Ok(())
 }
