@@ -482,7 +482,15 @@ fn ot_files_are_read_by_zoo_not_by_libtorch() {
 
 /// The value of element `index` of a view over storage values 0, 1, 2...
 fn gathered(offset: i64, size: &[i64], stride: &[i64]) -> Vec<f32> {
-    let numel: i64 = size.iter().product();
+    // An empty view may have huge other dimensions (torch allows
+    // `[i64::MAX, 0]`): its product is zero whatever the order.
+    let numel: i64 = if size.contains(&0) {
+        0
+    } else {
+        size.iter()
+            .try_fold(1i64, |numel, &size| numel.checked_mul(size))
+            .expect("the reader accepted a view whose element count overflows")
+    };
     (0..numel)
         .map(|mut flat| {
             let mut position = offset;
@@ -493,6 +501,38 @@ fn gathered(offset: i64, size: &[i64], stride: &[i64]) -> Vec<f32> {
             position as f32
         })
         .collect()
+}
+
+/// CI once drew `[i64::MAX, i64::MAX, 0]`: an empty view whose other
+/// dimensions are huge reads as an empty tensor of that shape, or is refused
+/// with a message naming the file, never a panic.
+#[test]
+fn empty_views_with_huge_dimensions_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    for size in [
+        vec![i64::MAX, i64::MAX, 0],
+        vec![0, i64::MAX],
+        vec![i64::MAX, 0, 3],
+    ] {
+        let entry = Entry {
+            key: "t".into(),
+            storage: "0".into(),
+            declared: 4,
+            offset: 0,
+            size: size.clone(),
+            stride: vec![1; size.len()],
+        };
+        let pickle = state_dict_pickle(&[entry]);
+        let path = zip_checkpoint(dir.path(), "empty.pth", &pickle, &[("0", floats(4))]);
+        match read_named_tensors(&path) {
+            Ok(tensors) => {
+                assert_eq!(tensors[0].1.size(), size);
+                assert_eq!(tensors[0].1.numel(), 0);
+                assert!(gathered(0, &size, &[1; 3][..size.len()]).is_empty());
+            }
+            Err(_) => assert!(error_of(&path).contains("empty.pth")),
+        }
+    }
 }
 
 /// Sizes, strides and offsets from small and plausible to hostile.
