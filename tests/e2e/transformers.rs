@@ -419,3 +419,141 @@ fn gated_dinov3_builtin_embeds_natively_from_the_hub_as_fiftyones_own() {
         "dinov3_gated",
     );
 }
+
+/// `classification-transformer-torch -k name_or_path=facebook/convnext-tiny-224`:
+/// zoo fetches that repo alone (not the entry's default ViT repo, which the
+/// Hub here does not even hold) into the zoo dir, sees a ConvNeXt in its
+/// `config.json` and runs it natively, with FiftyOne's labels (the oracle
+/// of `convnext-tiny-224-torch`: the same FiftyOne class with the same
+/// effective config on the same repo). The field's provenance names the
+/// repo and the commit that ran. A second run fetches nothing; offline it
+/// still runs. A repo of an architecture zoo does not build (`beit`) goes
+/// to FiftyOne's class in the model host, loading the folder zoo fetched.
+#[test]
+fn generic_entry_with_another_repo_runs_it_natively_when_zoo_builds_it() {
+    let root = fixtures().join("transformers");
+    let oracle: Value =
+        serde_json::from_slice(&fs_err::read(root.join("transformers_oracle.json")).unwrap())
+            .unwrap();
+    let expected = oracle["convnext-tiny-224-torch"].as_object().unwrap();
+    let read = |name: &str| fs_err::read(root.join("convnext").join(name)).unwrap();
+    let hub = FakeHub::start();
+    let repo = HubRepo::new("facebook/convnext-tiny-224", "seeded")
+        .file("config.json", read("config.json"))
+        .file("preprocessor_config.json", read("preprocessor_config.json"))
+        .lfs_file("model.safetensors", read("model.safetensors"));
+    let commit = repo.commit().to_owned();
+    hub.add_repo(repo);
+    hub.add_repo(
+        HubRepo::new("microsoft/beit-tiny", "seeded")
+            .file("config.json", br#"{"model_type": "beit"}"#.to_vec())
+            .file("preprocessor_config.json", read("preprocessor_config.json")),
+    );
+    let mut sandbox = Sandbox::new();
+    sandbox.env.push(("HF_ENDPOINT".to_owned(), hub.endpoint()));
+    let images = sandbox.dir.path().join("images");
+    fs_err::create_dir_all(&images).unwrap();
+    for file in expected.keys() {
+        fs_err::copy(root.join(file), images.join(file)).unwrap();
+    }
+    let dir = images.to_str().unwrap();
+    let apply = |sandbox: &Sandbox, field: &str| {
+        sandbox
+            .ok(&[
+                "models",
+                "apply",
+                "classification-transformer-torch",
+                dir,
+                field,
+                "-k",
+                "name_or_path=facebook/convnext-tiny-224",
+                "--json",
+            ])
+            .json()
+    };
+    let summary = apply(&sandbox, "pred");
+    assert_eq!(summary["succeeded"], expected.len(), "{summary}");
+    let dataset = summary["dataset"].as_str().unwrap().to_owned();
+    // Only the named repo was fetched, into the zoo dir.
+    let paths: Vec<String> = hub
+        .hub
+        .requests()
+        .into_iter()
+        .map(|request| request.path)
+        .collect();
+    assert!(
+        paths.iter().all(|path| path.contains("convnext-tiny-224")),
+        "{paths:?}"
+    );
+    let fetched = sandbox
+        .zoo_dir()
+        .join(".hf-repos/facebook--convnext-tiny-224@main");
+    assert!(fetched.join("model.safetensors").is_file());
+    let info = sandbox.ok(&["datasets", "info", &dataset, "--json"]).json();
+    let provenance = &info["provenance"]["pred"];
+    assert_eq!(provenance["runs"], "native", "{info}");
+    assert_eq!(
+        provenance["hub_repo"], "facebook/convnext-tiny-224",
+        "{info}"
+    );
+    assert_eq!(provenance["commit"], commit.as_str(), "{info}");
+    let export = sandbox.dir.path().join("out.jsonl");
+    sandbox.ok(&["datasets", "export", &dataset, export.to_str().unwrap()]);
+    let mut seen = 0;
+    for line in fs_err::read_to_string(&export).unwrap().lines() {
+        let sample: Value = serde_json::from_str(line).unwrap();
+        let file = Path::new(sample["filepath"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let theirs = &expected[&file];
+        let pred = &sample["pred"];
+        assert_eq!(pred["label"], theirs["label"], "{file}");
+        let confidence = pred["confidence"].as_f64().unwrap();
+        assert!(
+            (confidence - theirs["confidence"].as_f64().unwrap()).abs() <= 1e-4,
+            "{file}"
+        );
+        let logits = zoo_model_core::array_from_json(&pred["logits"])
+            .unwrap()
+            .to_f32()
+            .unwrap();
+        let logits: Vec<f64> = logits.into_iter().map(f64::from).collect();
+        let difference = max_difference(&logits, &floats(&theirs["logits"]));
+        assert!(difference <= 1e-4, "{file}: logits differ by {difference}");
+        seen += 1;
+    }
+    assert_eq!(seen, expected.len());
+    // Fetched once: a second run, offline, asks the Hub nothing.
+    hub.hub.clear_requests();
+    sandbox.env.push(("ZOO_OFFLINE".to_owned(), "1".to_owned()));
+    let summary = apply(&sandbox, "again");
+    assert_eq!(summary["succeeded"], expected.len(), "{summary}");
+    assert!(hub.hub.requests().is_empty());
+    sandbox.env.pop();
+    // An architecture zoo does not build: FiftyOne's class, in the model
+    // host, on the fetched folder (the test's Python has no transformers,
+    // so building it there fails, naming the class).
+    let out = sandbox.fails(&[
+        "models",
+        "apply",
+        "classification-transformer-torch",
+        dir,
+        "beit",
+        "-k",
+        "name_or_path=microsoft/beit-tiny",
+    ]);
+    let stderr = out.stderr();
+    assert!(
+        stderr.contains("FiftyOneTransformerForImageClassification")
+            && stderr.contains("model host"),
+        "{stderr}"
+    );
+    assert!(
+        sandbox
+            .zoo_dir()
+            .join(".hf-repos/microsoft--beit-tiny@main/config.json")
+            .is_file()
+    );
+}

@@ -273,6 +273,21 @@ pub enum RegistryError {
         #[source]
         source: Box<zoo_sources::HubError>,
     },
+    /// Fetching the Hub repo a model's `name_or_path` kwarg names failed.
+    #[error(
+        "model `{model}`: fetching the Hugging Face repo `{repo}` at `{revision}`, which its `name_or_path` names, failed (files fetched so far are kept and resumed when the model is loaded again)"
+    )]
+    OtherHub {
+        /// The model.
+        model: String,
+        /// The repo id.
+        repo: String,
+        /// The revision asked for.
+        revision: String,
+        /// Why.
+        #[source]
+        source: Box<zoo_sources::HubError>,
+    },
     /// A downloaded model archive could not be unpacked; it was removed.
     #[error(
         "model `{model}`: the downloaded archive `{archive}` could not be extracted, so it was removed: run `zoo models download {model}` to fetch it again (if it fails again, the archive at the model's URL is broken)"

@@ -52,6 +52,7 @@ mod registry;
 
 pub use digest::{FileDigest, WeightsDigest};
 pub use error::RegistryError;
+pub use hub::OtherRepo;
 pub use index::{InstalledManifest, RegisteredSource};
 pub use load::{LoadPath, LoadPlan, NATIVE_TYPES, PythonLoad, check_native, config_load_path};
 pub use models::Downloaded;

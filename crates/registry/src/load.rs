@@ -12,6 +12,7 @@ use zoo_manifest::{DeploymentConfig, Origin, ZooModel};
 
 use crate::error::RegistryError;
 use crate::hooks::{self, Hook, HookKind};
+use crate::hub::{OtherRepo, config_repo, config_revision, hub_plan};
 use crate::registry::Registry;
 
 /// How [`Registry::load_plan`] says to build a model.
@@ -76,7 +77,7 @@ pub const NATIVE_TYPES: &[&str] = &[
 /// FiftyOne's transformers classifier class names among [`NATIVE_TYPES`]:
 /// native only for the Hugging Face repos zoo builds
 /// ([`native_transformers`]); FiftyOne's class runs the others.
-const TRANSFORMERS_TYPES: &[&str] = &[
+pub(crate) const TRANSFORMERS_TYPES: &[&str] = &[
     "fiftyone.utils.transformers.FiftyOneTransformerForImageClassification",
     "FiftyOneTransformerForImageClassification",
     "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForImageClassification",
@@ -165,7 +166,7 @@ fn native_transformers(config: &DeploymentConfig) -> bool {
     } else {
         NATIVE_TRANSFORMERS_REPOS
     };
-    crate::hub::config_repo(config).is_some_and(|repo| repos.contains(&repo.as_str()))
+    config_repo(config).is_some_and(|repo| repos.contains(&repo.as_str()))
 }
 
 /// FiftyOne's Ultralytics class names among [`NATIVE_TYPES`]: native only
@@ -389,8 +390,7 @@ fn leaves_the_downloaded_repo(config: &DeploymentConfig, overrides: &Map<String,
     for (key, value) in overrides {
         effective.config.insert(key.clone(), value.clone());
     }
-    !native_transformers(&effective)
-        || crate::hub::config_repo(&effective) != crate::hub::config_repo(config)
+    !native_transformers(&effective) || config_repo(&effective) != config_repo(config)
 }
 
 impl Registry {
@@ -470,6 +470,43 @@ impl Registry {
         Ok(LoadPlan::Config(
             self.deployment_config_of(model, overrides)?,
         ))
+    }
+
+    /// For a transformers entry zoo builds natively (ViT, ConvNeXt, CLIP,
+    /// DINOv3 ... and the generic `classification-transformer-torch`), the
+    /// other Hub repo its `load_zoo_model` kwargs name (`name_or_path`, with
+    /// `revision`), when they name one other than the entry's own and no
+    /// Python `model` or `entrypoint_fcn`. FiftyOne's class would fetch that
+    /// repo when loading; zoo fetches it ([`Registry::fetch_other_repo`])
+    /// and builds it natively when its architecture is one zoo builds.
+    pub fn other_repo(
+        &self,
+        model: &ZooModel,
+        overrides: &Map<String, Value>,
+    ) -> Option<OtherRepo> {
+        let deployment = model.model.default_deployment_config_dict.as_ref()?;
+        let kind = deployment.kind.as_deref()?;
+        if !TRANSFORMERS_TYPES.contains(&kind) || config_load_path(deployment) != LoadPath::Native {
+            return None;
+        }
+        let mut config = deployment.clone();
+        for (key, value) in overrides {
+            config.config.insert(key.clone(), value.clone());
+        }
+        let set = |key: &str| config.config.get(key).is_some_and(|value| !value.is_null());
+        if set("model") || set("entrypoint_fcn") {
+            return None;
+        }
+        let repo = config_repo(&config)?;
+        let revision = config_revision(&config);
+        if hub_plan(model).is_some_and(|own| own.repo == repo && own.revision == revision) {
+            return None;
+        }
+        Some(OtherRepo {
+            config,
+            repo,
+            revision,
+        })
     }
 
     /// Which way `model` is built (see [`LoadPath`]); runs nothing.

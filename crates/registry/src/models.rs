@@ -29,7 +29,7 @@ use crate::index::Index;
 use crate::named_weights::named_weights;
 use crate::registry::{RegisterOutcome, Registry};
 
-const LOCKS_DIR: &str = ".locks";
+pub(crate) const LOCKS_DIR: &str = ".locks";
 
 /// The result of [`Registry::download_model`].
 #[derive(Debug, Clone, PartialEq)]

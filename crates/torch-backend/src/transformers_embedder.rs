@@ -31,6 +31,7 @@ use tch::Tensor;
 use zoo_model_core::{Input, InputData, Model, ModelError, ModelSpec, Prediction, Preprocess};
 
 use crate::config::TorchImageModelConfig;
+use crate::families::transformers::HfError;
 use crate::families::transformers::embedder::HfEmbedder;
 use crate::families::transformers::processor::ImageProcessor;
 use crate::model::chain;
@@ -155,7 +156,7 @@ impl TorchTransformerEmbedder {
             );
         }
         let dir = config.model_path(spec.model_path.as_deref())?;
-        let network = HfEmbedder::load(&dir).map_err(|err| config_error(chain(&err)))?;
+        let network = HfEmbedder::load(&dir).map_err(HfError::into_model_error)?;
         let (source, aggregation) = embeddings(&fields, network.hidden_states())?;
         Ok(TorchTransformerEmbedder {
             preprocessing: Arc::new(network.processor.clone()),

@@ -27,7 +27,7 @@ use zoo_model_core::{Input, InputData, Model, ModelError, ModelSpec, Prediction,
 use zoo_output_processors::Classifier;
 
 use crate::config::TorchImageModelConfig;
-use crate::families::transformers::HfClassifier;
+use crate::families::transformers::{HfClassifier, HfError};
 use crate::model::chain;
 
 /// The type names this model answers to.
@@ -147,7 +147,7 @@ impl TorchTransformerModel {
             tracing::warn!(device, "zoo runs transformers classifiers on the CPU");
         }
         let dir = config.model_path(spec.model_path.as_deref())?;
-        let network = HfClassifier::load(&dir).map_err(|err| config_error(chain(&err)))?;
+        let network = HfClassifier::load(&dir).map_err(HfError::into_model_error)?;
         let embeddings = embeddings(&fields, network.hidden_states())?;
         // FiftyOne's `_load_classes`: the config's classes win over the
         // repo's `id2label`.

@@ -30,9 +30,9 @@ use zoo_model_core::{Input, InputData, Model, ModelError, ModelSpec, Prediction,
 use zoo_output_processors::Classifier;
 
 use crate::config::TorchImageModelConfig;
-use crate::families::transformers::ZeroShotRepo;
 use crate::families::transformers::processor::ImageProcessor;
 use crate::families::transformers::tokenizer::TextOptions;
+use crate::families::transformers::{HfError, ZeroShotRepo};
 use crate::model::chain;
 
 /// The type names this model answers to.
@@ -244,7 +244,7 @@ impl TorchZeroShotTransformerModel {
         let [padding, truncation, max_length] =
             text_kwargs(fields.transformers_processor_kwargs.as_ref())?;
         let dir = config.model_path(spec.model_path.as_deref())?;
-        let repo = ZeroShotRepo::load(&dir, pil).map_err(|err| config_error(chain(&err)))?;
+        let repo = ZeroShotRepo::load(&dir, pil).map_err(HfError::into_model_error)?;
         let text_options = repo
             .tokenizer
             .options(&padding, &truncation, Some(&max_length))

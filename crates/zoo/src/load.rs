@@ -2,11 +2,13 @@
 //! what cannot run, download, check or install requirements, then build it
 //! natively (the runtime's factory) or in the Python model host.
 
+use std::path::Path;
+
 use serde_json::{Map, Value, json};
-use zoo_manifest::{ErrorLevel, ZooModel};
-use zoo_model_core::{Model, ModelSpec, SystemInfo};
+use zoo_manifest::{DeploymentConfig, ErrorLevel, ZooModel};
+use zoo_model_core::{Model, ModelError, ModelSpec, SystemInfo};
 use zoo_python_host::{HostSpec, HostedModel, Loaded};
-use zoo_registry::{LoadPath, LoadPlan};
+use zoo_registry::{LoadPath, LoadPlan, OtherRepo};
 
 use crate::Zoo;
 use crate::error::{Context, Error, ErrorKind, Result, bail};
@@ -37,6 +39,22 @@ impl std::str::FromStr for Workers {
             },
         }
     }
+}
+
+/// A model the runtime built, with what built it.
+struct NativeModel {
+    spec: ModelSpec,
+    first: Box<dyn Model>,
+    provenance: Provenance,
+}
+
+/// What became of a repo named by kwargs ([`Zoo::load_other_repo`]).
+enum OtherLoad {
+    /// Built natively.
+    Native(Box<LoadedModel>),
+    /// Not an architecture zoo builds: the fetched folder, for FiftyOne's
+    /// class.
+    Hosted(std::path::PathBuf),
 }
 
 /// FiftyOne's `load_zoo_model(name, **kwargs)` options.
@@ -174,50 +192,66 @@ impl Zoo<'_> {
 
     fn load(&self, name_or_url: &str, options: &LoadOptions) -> Result<LoadedModel> {
         let registry = self.registry();
-        let python = &self.config().python;
         // A model zoo cannot run is refused before anything is downloaded
         // (a URL names no model until its source is registered): a remote
         // source's entry naming a FiftyOne class, or one whose FiftyOne
         // class needs packages `python` lacks (unless `install`).
-        if let Ok(found) = registry.model(options.model_name.as_deref().unwrap_or(name_or_url)) {
-            zoo_registry::check_native(&found)?;
+        let found = registry
+            .model(options.model_name.as_deref().unwrap_or(name_or_url))
+            .ok();
+        if let Some(found) = &found {
+            zoo_registry::check_native(found)?;
             if !options.install {
-                self.check_fiftyone_class_packages(&found)?;
+                self.check_fiftyone_class_packages(found)?;
             }
         }
-        let downloaded = registry.download(
-            name_or_url,
-            options.model_name.as_deref(),
-            false,
-            self.observer().downloads(),
-        )?;
-        let name = downloaded.name();
-        // FiftyOne's `load_zoo_model(install_requirements=, error_level=)`.
-        if options.install {
-            requirements::install_requirements(
-                python,
-                &downloaded.model,
-                options.error_level.unwrap_or(ErrorLevel::Fail),
-                self.observer(),
-            )?;
-        } else if let Some(level) = options.error_level {
-            let check = requirements::check_requirements(python, &downloaded.model);
-            requirements::enforce_requirements(
-                python,
-                &downloaded.model,
-                &check,
-                level,
-                self.observer(),
-            )?;
-        }
-        // After any install: what runs is what the lock pins.
-        if let Some(locked) = &options.locked {
-            self.check_locked(locked, &downloaded)?;
-        }
-        let kwargs = options.kwargs.clone();
+        let mut kwargs = options.kwargs.clone();
         let mut overrides = kwargs.clone();
         if self.config().cudnn_benchmark {
             overrides.insert("cudnn_benchmark".into(), Value::Bool(true));
+        }
+        // Kwargs naming another Hub repo (`-k name_or_path=...`): that repo
+        // is all that is fetched when zoo builds it (no lock pins it, so
+        // not under `--locked`).
+        let mut other_hosted = None;
+        if options.locked.is_none()
+            && let Some(found) = &found
+            && let Some(other) = registry.other_repo(found, &overrides)
+        {
+            self.prepare_requirements(found, options)?;
+            match self.load_other_repo(found, &other, options.workers)? {
+                OtherLoad::Native(loaded) => return Ok(*loaded),
+                // FiftyOne's class loads the folder zoo fetched and checked;
+                // the entry's own files are not needed.
+                OtherLoad::Hosted(dir) => {
+                    let dir = Value::String(dir.to_string_lossy().into_owned());
+                    kwargs.insert("name_or_path".to_owned(), dir.clone());
+                    overrides.insert("name_or_path".to_owned(), dir);
+                    other_hosted = Some(zoo_registry::Downloaded {
+                        path: registry.model_path(found)?,
+                        model: found.clone(),
+                        fetched: false,
+                    });
+                }
+            }
+        }
+        let downloaded = match other_hosted {
+            Some(downloaded) => downloaded,
+            None => {
+                let downloaded = registry.download(
+                    name_or_url,
+                    options.model_name.as_deref(),
+                    false,
+                    self.observer().downloads(),
+                )?;
+                self.prepare_requirements(&downloaded.model, options)?;
+                downloaded
+            }
+        };
+        let name = downloaded.name();
+        // After any install: what runs is what the lock pins.
+        if let Some(locked) = &options.locked {
+            self.check_locked(locked, &downloaded)?;
         }
         // The model is resolved once: no second pass over every manifest.
         let config = match registry.load_plan(&downloaded.model, &overrides)? {
@@ -284,36 +318,73 @@ impl Zoo<'_> {
             }
             _ => bail!(Model, "zoo cannot build model `{name}` this way"),
         };
+        let first = self.build_native(&name, &downloaded.model, &config, &downloaded.path)?;
+        self.native_copies(name, first, options.workers)
+    }
+
+    /// Builds `config` natively with the files at `path` (one copy) and
+    /// records its provenance. The factory's error comes back as is inside
+    /// `Ok(Err(..))`, so a caller can tell "zoo does not build this" apart.
+    fn build_native(
+        &self,
+        name: &str,
+        model: &ZooModel,
+        config: &DeploymentConfig,
+        path: &Path,
+    ) -> Result<std::result::Result<NativeModel, ModelError>> {
         let Some(kind) = config.kind.clone() else {
             bail!(Model, "the deployment config of `{name}` has no `type`");
         };
         let provenance = Provenance::of(
-            registry,
-            &downloaded.model,
-            &downloaded.path,
+            self.registry(),
+            model,
+            path,
             &json!({"type": &kind, "config": &config.config}),
             None,
             &self.runtime().system_info(),
         )?;
         let spec = ModelSpec {
             kind,
-            config: config.config,
-            model_path: Some(downloaded.path),
+            config: config.config.clone(),
+            model_path: Some(path.to_path_buf()),
         };
-        let factory = self.runtime().factory();
-        let build = || {
-            factory
-                .build(&spec)
-                .with_context(|| format!("building model `{name}` failed"))
-        };
-        let first = build()?;
-        let count = match options.workers {
+        Ok(self
+            .runtime()
+            .factory()
+            .build(&spec)
+            .map(|first| NativeModel {
+                spec,
+                first,
+                provenance,
+            }))
+    }
+
+    /// The natively built model and as many more copies as `workers` asks.
+    fn native_copies(
+        &self,
+        name: String,
+        built: std::result::Result<NativeModel, ModelError>,
+        workers: Workers,
+    ) -> Result<LoadedModel> {
+        let failed = |name: &str| format!("building model `{name}` failed");
+        let NativeModel {
+            spec,
+            first,
+            provenance,
+        } = built.map_err(Error::from).with_context(|| failed(&name))?;
+        let count = match workers {
             Workers::Auto => first.workers().max(1),
             Workers::Count(count) => count.max(1),
         };
+        let factory = self.runtime().factory();
         let mut models = vec![first];
         for _ in 1..count {
-            models.push(build()?);
+            models.push(
+                factory
+                    .build(&spec)
+                    .map_err(Error::from)
+                    .with_context(|| failed(&name))?,
+            );
         }
         Ok(LoadedModel {
             name,
@@ -322,6 +393,62 @@ impl Zoo<'_> {
             hosted: false,
             provenance,
         })
+    }
+
+    /// FiftyOne's `load_zoo_model(install_requirements=, error_level=)`.
+    fn prepare_requirements(&self, model: &ZooModel, options: &LoadOptions) -> Result<()> {
+        let python = &self.config().python;
+        if options.install {
+            requirements::install_requirements(
+                python,
+                model,
+                options.error_level.unwrap_or(ErrorLevel::Fail),
+                self.observer(),
+            )?;
+        } else if let Some(level) = options.error_level {
+            let check = requirements::check_requirements(python, model);
+            requirements::enforce_requirements(python, model, &check, level, self.observer())?;
+        }
+        Ok(())
+    }
+
+    /// A transformers entry whose kwargs name another Hub repo (`-k
+    /// name_or_path=facebook/convnext-tiny-224` on
+    /// `classification-transformer-torch`): the repo is fetched into the zoo
+    /// dir and built natively when zoo builds its architecture; when it
+    /// does not, FiftyOne's class runs it in the model host, from the
+    /// fetched folder.
+    fn load_other_repo(
+        &self,
+        model: &ZooModel,
+        other: &OtherRepo,
+        workers: Workers,
+    ) -> Result<OtherLoad> {
+        let registry = self.registry();
+        let name = model.name();
+        let dir = registry.fetch_other_repo(model, other, self.observer().downloads())?;
+        let built = match self.build_native(&name, model, &other.config, &dir)? {
+            Err(err) if err.is_unsupported() => {
+                tracing::info!(
+                    model = name,
+                    repo = %other.repo,
+                    "zoo does not build this repo's architecture ({}); FiftyOne's class runs it in the model host",
+                    err.message()
+                );
+                return Ok(OtherLoad::Hosted(dir));
+            }
+            Ok(mut built) => {
+                // The provenance names the repo that ran, not the entry's.
+                if let Some(snapshot) = zoo_sources::Snapshot::read(&dir) {
+                    built.provenance.commit = Some(snapshot.commit);
+                    built.provenance.hub_repo = Some(snapshot.repo);
+                }
+                Ok(built)
+            }
+            Err(err) => Err(err),
+        };
+        self.native_copies(name.to_owned(), built, workers)
+            .map(|loaded| OtherLoad::Native(Box::new(loaded)))
     }
 
     /// For a model run through FiftyOne's class in the model host: the

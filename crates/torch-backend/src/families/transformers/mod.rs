@@ -102,6 +102,26 @@ pub(crate) enum HfError {
     Forward(#[source] TchError),
 }
 
+impl HfError {
+    /// As a model error: an architecture zoo does not build is
+    /// `Unsupported` (zoo then runs FiftyOne's class on the repo, as for a
+    /// `-k name_or_path=...` repo), anything else is the repo's `Config`
+    /// problem; the message holds every cause.
+    pub(crate) fn into_model_error(self) -> zoo_model_core::ModelError {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(&self);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        match self {
+            HfError::Unsupported { .. } => zoo_model_core::ModelError::unsupported(message),
+            _ => zoo_model_core::ModelError::config(message),
+        }
+    }
+}
+
 /// The most labels a repo's `id2label` may list (as many classes as zoo
 /// builds any classifier for).
 const MAX_CLASSES: usize = 100_000;
