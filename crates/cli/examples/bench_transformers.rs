@@ -1,5 +1,6 @@
-//! Benchmark: Hugging Face transformers image classifiers (ConvNeXt tiny
-//! and ViT base at 224, full size, seeded weights) on the same 640x480
+//! Benchmark: Hugging Face transformers image classifiers (ConvNeXt tiny,
+//! ViT base and EfficientNet-B0 at 224, full size, seeded weights) and the
+//! zero-shot SigLIP 2 base at 224 (eight classes) on the same 640x480
 //! JPEGs in one run: zoo's pipeline (decode, preprocess and forward through
 //! the zoo library, batches of [`BATCH`]), zoo model-only (`predict_all` on
 //! preprocessed batches), transformers eager (its own model forward under
@@ -31,35 +32,71 @@ use std::time::Instant;
 use common::{cell, env_number, median, pictures};
 use serde_json::{Value, json};
 use zoo_model_core::{Input, Label, Model, ModelSpec, Prediction};
-use zoo_torch_backend::TorchTransformerModel;
+use zoo_torch_backend::{TorchTransformerModel, TorchZeroShotTransformerModel};
 
 /// The batch size of every column (`zoo models apply`'s default).
 const BATCH: usize = 16;
 
+/// The zero-shot classes (`xtask/bench/transformers_bench.py`'s `CLASSES`).
+const CLASSES: [&str; 8] = [
+    "cat", "dog", "bird", "car", "tree", "house", "person", "boat",
+];
+
 /// The benchmarked models: the zoo name, the tiny committed fixture's
-/// folder and the manifest's config.
-fn models() -> Vec<(&'static str, &'static str, Value)> {
+/// folder (under zoo-torch-backend's `tests/fixtures`), whether it is
+/// zero-shot and the manifest's config.
+fn models() -> Vec<(&'static str, &'static str, bool, Value)> {
     vec![
         (
             "convnext-tiny-224-torch",
-            "convnext",
+            "transformers/convnext",
+            false,
             json!({"name_or_path": "facebook/convnext-tiny-224", "channels_last": false,
                    "transformers_processor_kwargs": {"return_tensors": "pt"}}),
         ),
-        ("vit-base-patch16-224-imagenet-torch", "vit", json!({})),
+        (
+            "vit-base-patch16-224-imagenet-torch",
+            "transformers/vit",
+            false,
+            json!({}),
+        ),
+        (
+            "efficientnet-b0-imagenet-torch",
+            "transformers/efficientnet",
+            false,
+            json!({"name_or_path": "google/efficientnet-b0", "channels_last": false,
+                   "transformers_processor_kwargs": {"return_tensors": "pt"}}),
+        ),
+        (
+            "siglip-base-patch16-224-torch",
+            "zero_shot/siglip",
+            true,
+            json!({"name_or_path": "google/siglip2-base-patch16-224",
+                   "transformers_processor_kwargs": {"padding": "max_length", "max_length": 64},
+                   "classes": CLASSES}),
+        ),
     ]
 }
 
-fn load(repo: &Path, config: Value) -> TorchTransformerModel {
+fn load(repo: &Path, zero_shot: bool, config: Value) -> Box<dyn Model> {
     let Value::Object(config) = config else {
         panic!("a config is an object");
     };
+    let class = if zero_shot {
+        "FiftyOneZeroShotTransformerForImageClassification"
+    } else {
+        "FiftyOneTransformerForImageClassification"
+    };
     let spec = ModelSpec {
-        kind: "fiftyone.utils.transformers.FiftyOneTransformerForImageClassification".into(),
+        kind: format!("fiftyone.utils.transformers.{class}"),
         config,
         model_path: Some(repo.to_owned()),
     };
-    TorchTransformerModel::from_spec(&spec).unwrap()
+    if zero_shot {
+        Box::new(TorchZeroShotTransformerModel::from_spec(&spec).unwrap())
+    } else {
+        Box::new(TorchTransformerModel::from_spec(&spec).unwrap())
+    }
 }
 
 fn labels(predictions: Vec<Prediction>) -> Vec<String> {
@@ -73,7 +110,7 @@ fn labels(predictions: Vec<Prediction>) -> Vec<String> {
 }
 
 /// zoo's pipeline: decode, preprocess and forward every file, in batches.
-fn pipeline(model: &mut TorchTransformerModel, files: &[PathBuf]) -> (f64, Vec<String>) {
+fn pipeline(model: &mut dyn Model, files: &[PathBuf]) -> (f64, Vec<String>) {
     let preprocessor = model.preprocessor();
     let start = Instant::now();
     let mut found = Vec::new();
@@ -92,7 +129,7 @@ fn pipeline(model: &mut TorchTransformerModel, files: &[PathBuf]) -> (f64, Vec<S
 }
 
 /// zoo model-only: `predict_all` on the preprocessed batches.
-fn model_only(model: &mut TorchTransformerModel, inputs: &[Input]) -> f64 {
+fn model_only(model: &mut dyn Model, inputs: &[Input]) -> f64 {
     let start = Instant::now();
     for chunk in inputs.chunks(BATCH) {
         model.predict_all(chunk).unwrap();
@@ -120,6 +157,8 @@ fn main() {
         (Some(python), Some(weights)) if !smoke => {
             let script = std::env::var_os("ZOO_BENCH_TRANSFORMERS_SCRIPT").unwrap();
             let names: Vec<&str> = models().iter().map(|model| model.0).collect();
+            let fixtures =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../torch-backend/tests/fixtures");
             let output = Command::new(python)
                 .arg(script)
                 .arg(weights)
@@ -127,6 +166,7 @@ fn main() {
                 .arg(names.join(","))
                 .arg(rounds.to_string())
                 .arg(BATCH.to_string())
+                .arg(fixtures)
                 .output()
                 .unwrap();
             assert!(
@@ -150,14 +190,15 @@ fn main() {
         "| model | N | zoo pipeline | zoo model-only | eager (forward) | eager (with processor) | FiftyOne apply | zoo/FiftyOne | model-only/eager forward | labels equal |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for (name, fixture, config) in models() {
+    for (name, fixture, zero_shot, config) in models() {
         let repo = match &peers {
             Some(peers) => PathBuf::from(peers[name]["repo"].as_str().unwrap()),
             None => Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../torch-backend/tests/fixtures/transformers")
+                .join("../torch-backend/tests/fixtures")
                 .join(fixture),
         };
-        let mut model = load(&repo, config);
+        let mut model = load(&repo, zero_shot, config);
+        let model = model.as_mut();
         let preprocessor = model.preprocessor();
         let inputs: Vec<Input> = files
             .iter()
@@ -174,10 +215,10 @@ fn main() {
         let (mut pipeline_rates, mut model_rates) = (Vec::new(), Vec::new());
         let mut ours = Vec::new();
         for _ in 0..rounds {
-            let (rate, found) = pipeline(&mut model, &files);
+            let (rate, found) = pipeline(model, &files);
             pipeline_rates.push(rate);
             ours = found;
-            model_rates.push(model_only(&mut model, &inputs));
+            model_rates.push(model_only(model, &inputs));
         }
         let zoo = median(&mut pipeline_rates);
         let only = median(&mut model_rates);
@@ -215,6 +256,6 @@ fn main() {
         }
     }
     println!(
-        "img/s, medians of {rounds} rounds, batch {BATCH}, after a warm-up batch. zoo pipeline = decode, preprocess and predict_all through the zoo library in one process (no SQLite); model-only = predict_all on preprocessed batches; eager (forward) = the transformers model's forward under inference_mode on the processor's batch; eager (with processor) adds PIL decoding and the processor; FiftyOne = dataset.apply_model(load_zoo_model(NAME, name_or_path=REPO), batch_size={BATCH})"
+        "img/s, medians of {rounds} rounds, batch {BATCH}, after a warm-up batch. zoo pipeline = decode, preprocess and predict_all through the zoo library in one process (no SQLite); model-only = predict_all on preprocessed batches; eager (forward) = the transformers model's forward under inference_mode on the processor's batch; eager (with processor) adds PIL decoding and the processor; FiftyOne = dataset.apply_model(load_zoo_model(NAME, name_or_path=REPO), batch_size={BATCH}); SigLIP 2: eight classes, its eager forward is SiglipModel on the class prompts and the images, as FiftyOne runs it"
     );
 }
