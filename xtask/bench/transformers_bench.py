@@ -105,6 +105,7 @@ def seed(repos, name, fixtures):
             depth_coefficient=1.0,
             image_size=224,
             dropout_rate=0.2,
+            hidden_dim=1280,
             **label_maps(),
         )
         with open(
