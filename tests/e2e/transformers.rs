@@ -20,6 +20,11 @@
 //! (`dinov3-vits16-torch`, `dinov3-vith16plus-torch`: FiftyOne's
 //! `FiftyOneTransformer`) embed the same way on the DINOv3 repos of
 //! `crates/torch-backend/tests/fixtures/transformers/` (`dinov3_oracle.json`).
+//! The OWL-ViT zero-shot detectors (`owlvit-base-patch32-torch`,
+//! `owlvit-large-patch14-torch`: FiftyOne's
+//! `FiftyOneZeroShotTransformerForObjectDetection`) detect the same way on
+//! the repo of `crates/torch-backend/tests/fixtures/owlvit/` (`cargo xtask
+//! owlvit-oracle`).
 
 use std::path::Path;
 
@@ -555,5 +560,127 @@ fn generic_entry_with_another_repo_runs_it_natively_when_zoo_builds_it() {
             .zoo_dir()
             .join(".hf-repos/microsoft--beit-tiny@main/config.json")
             .is_file()
+    );
+}
+
+/// Runs the OWL-ViT `entry` (FiftyOne's
+/// `FiftyOneZeroShotTransformerForObjectDetection`) with the seeded repo of
+/// `crates/torch-backend/tests/fixtures/owlvit` (`cargo xtask
+/// owlvit-oracle`) served as Hub repo `repo`: `zoo models info` says
+/// native, and `apply` with the oracle's `classes` (`--classes`),
+/// `text_prompt` and `confidence_thresh` (`-k`) stores the `Detections`
+/// FiftyOne 1.22.1's own `load_zoo_model(entry, name_or_path=REPO, ...)` +
+/// `apply_model` stored: labels equal, boxes and confidences within 1e-4.
+fn owlvit_detects_natively_as_fiftyone(entry: &str, repo: &str) {
+    let root = fixtures().join("owlvit");
+    let oracle: Value =
+        serde_json::from_slice(&fs_err::read(root.join("owlvit_oracle.json")).unwrap()).unwrap();
+    let expected = oracle["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|model| model["name"] == entry)
+        .unwrap();
+    let read = |name: &str| fs_err::read(root.join("owlvit").join(name)).unwrap();
+    let hub = FakeHub::start();
+    hub.add_repo(
+        HubRepo::new(repo, "seeded")
+            .file("config.json", read("config.json"))
+            .file("processor_config.json", read("processor_config.json"))
+            .file("tokenizer_config.json", read("tokenizer_config.json"))
+            .lfs_file("tokenizer.json", read("tokenizer.json"))
+            .lfs_file("model.safetensors", read("model.safetensors")),
+    );
+    let mut sandbox = Sandbox::new();
+    sandbox.env.push(("HF_ENDPOINT".to_owned(), hub.endpoint()));
+    let info = sandbox.ok(&["models", "info", entry, "--json"]).json();
+    assert_eq!(info["runs_in"], "native", "{info}");
+    assert_eq!(info["hugging_face"]["repo"], repo, "{info}");
+    let images = sandbox.dir.path().join("images");
+    fs_err::create_dir_all(&images).unwrap();
+    let pictures = expected["images"].as_object().unwrap();
+    for file in pictures.keys() {
+        fs_err::copy(
+            fixtures().join("transformers").join(file),
+            images.join(file),
+        )
+        .unwrap();
+    }
+    let dir = images.to_str().unwrap();
+    let kwargs = expected["kwargs"].as_object().unwrap();
+    let classes: Vec<&str> = kwargs["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|class| class.as_str().unwrap())
+        .collect();
+    let classes = classes.join(",");
+    let mut command = vec!["models", "apply", entry, dir, "pred", "--classes", &classes];
+    let options: Vec<String> = kwargs
+        .iter()
+        .filter(|(key, _)| key.as_str() != "classes")
+        .map(|(key, value)| match value {
+            Value::String(text) => format!("{key}={text}"),
+            other => format!("{key}={other}"),
+        })
+        .collect();
+    for option in &options {
+        command.extend(["-k", option]);
+    }
+    command.push("--json");
+    let summary = sandbox.ok(&command).json();
+    assert_eq!(summary["succeeded"], pictures.len(), "{summary}");
+    let dataset = summary["dataset"].as_str().unwrap().to_owned();
+    let export = sandbox.dir.path().join("out.jsonl");
+    sandbox.ok(&["datasets", "export", &dataset, export.to_str().unwrap()]);
+    let (mut seen, mut detections) = (0, 0);
+    for line in fs_err::read_to_string(&export).unwrap().lines() {
+        let sample: Value = serde_json::from_str(line).unwrap();
+        let file = Path::new(sample["filepath"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let theirs = pictures[&file]["detections"].as_array().unwrap();
+        let pred = &sample["pred"];
+        assert_eq!(pred["_cls"], "Detections", "{file}: {pred}");
+        let ours = pred["detections"].as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{entry} {file}");
+        for (ours, theirs) in ours.iter().zip(theirs) {
+            assert_eq!(ours["_cls"], "Detection", "{entry} {file}");
+            assert_eq!(ours["label"], theirs["label"], "{entry} {file}");
+            let boxes = max_difference(
+                &floats(&ours["bounding_box"]),
+                &floats(&theirs["bounding_box"]),
+            );
+            let confidence = (ours["confidence"].as_f64().unwrap()
+                - theirs["confidence"].as_f64().unwrap())
+            .abs();
+            assert!(
+                boxes <= 1e-4 && confidence <= 1e-4,
+                "{entry} {file}: boxes differ by {boxes}, confidences by {confidence}"
+            );
+        }
+        detections += ours.len();
+        seen += 1;
+    }
+    assert_eq!(seen, pictures.len());
+    assert!(detections > 0, "{entry}: the oracle detects");
+}
+
+/// `owlvit-base-patch32-torch`, `--classes` only: every patch is a
+/// detection (FiftyOne's threshold is `confidence_thresh or 0`).
+#[test]
+fn owlvit_base_patch32_builtin_detects_natively_from_the_hub_as_fiftyones_own() {
+    owlvit_detects_natively_as_fiftyone("owlvit-base-patch32-torch", "google/owlvit-base-patch32");
+}
+
+/// `owlvit-large-patch14-torch` with prompts of different lengths (padded,
+/// with their attention mask) and `confidence_thresh`.
+#[test]
+fn owlvit_large_patch14_builtin_detects_natively_from_the_hub_as_fiftyones_own() {
+    owlvit_detects_natively_as_fiftyone(
+        "owlvit-large-patch14-torch",
+        "google/owlvit-large-patch14",
     );
 }

@@ -194,6 +194,26 @@ pub(crate) fn zero_shot_oracle(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask owlvit-oracle`: a tiny seeded `OwlViTForObjectDetection`
+/// repo saved by transformers' `save_pretrained` (with its image processor
+/// and the zero-shot fixtures' tokenizer) and what FiftyOne's own
+/// `load_zoo_model(NAME, name_or_path=REPO, classes=..., ...)` and
+/// `apply_model` store on it for `owlvit-base-patch32-torch`,
+/// `owlvit-base-patch16-torch` and `owlvit-large-patch14-torch`, into
+/// `crates/torch-backend/tests/fixtures/owlvit` (committed;
+/// `xtask/fixtures/owlvit_oracle.py`). It reads the pictures of
+/// `transformers-oracle` and the tokenizer of `zero-shot-oracle`.
+pub(crate) fn owlvit_oracle(sh: &Shell) -> Result<()> {
+    let python = python(sh)?;
+    ensure_fiftyone(sh, &python)?;
+    let out = sh
+        .current_dir()
+        .join("crates/torch-backend/tests/fixtures/owlvit");
+    let _threads = sh.push_env("OMP_NUM_THREADS", "1");
+    cmd!(sh, "{python} xtask/fixtures/owlvit_oracle.py {out}").run()?;
+    Ok(())
+}
+
 /// `cargo xtask yolo-oracle`: seeded Ultralytics checkpoints (YOLOv8, YOLO11,
 /// YOLOv5u, YOLO26 and YOLOv10 detection; YOLOv8 and YOLO11 segmentation;
 /// YOLO26 classification and pose; YOLOv8 oriented boxes) in Ultralytics'

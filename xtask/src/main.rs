@@ -69,6 +69,8 @@ tasks:
                                    labels, embeddings and pixel values on them (oracle venv with fiftyone 1.22.1)
   zero-shot-oracle                 a tiny seeded CLIP Hugging Face repo (tokenizer included) and FiftyOne's zero-shot
                                    labels, image and prompt embeddings and transformers' token ids on it (oracle venv)
+  owlvit-oracle                    a tiny seeded OWL-ViT Hugging Face repo (tokenizer included) and FiftyOne's zero-shot
+                                   detections on it (oracle venv with fiftyone 1.22.1)
   device-build [--check]           build zoo-torch, the parity tests and device_probe against libtorch 2.11
                                    (the GPU machine's PyTorch) into target/device/bundle, for
                                    xtask/device/gpu_check.sh; --check runs the bundled tests here (CPU)
@@ -122,6 +124,7 @@ fn main() -> Result<()> {
         "yolo-oracle" => fixtures::yolo_oracle(&sh),
         "transformers-oracle" => fixtures::transformers_oracle(&sh),
         "zero-shot-oracle" => fixtures::zero_shot_oracle(&sh),
+        "owlvit-oracle" => fixtures::owlvit_oracle(&sh),
         "device-build" => device::run(&sh, &rest),
         "image" => image::run(&sh, &rest),
         "tidy" => {

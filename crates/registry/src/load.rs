@@ -70,6 +70,8 @@ pub const NATIVE_TYPES: &[&str] = &[
     "FiftyOneTransformerForImageClassification",
     "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForImageClassification",
     "FiftyOneZeroShotTransformerForImageClassification",
+    "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForObjectDetection",
+    "FiftyOneZeroShotTransformerForObjectDetection",
     "fiftyone.utils.transformers.FiftyOneTransformer",
     "FiftyOneTransformer",
 ];
@@ -82,6 +84,8 @@ pub(crate) const TRANSFORMERS_TYPES: &[&str] = &[
     "FiftyOneTransformerForImageClassification",
     "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForImageClassification",
     "FiftyOneZeroShotTransformerForImageClassification",
+    "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForObjectDetection",
+    "FiftyOneZeroShotTransformerForObjectDetection",
     "fiftyone.utils.transformers.FiftyOneTransformer",
     "FiftyOneTransformer",
 ];
@@ -123,6 +127,23 @@ const NATIVE_ZERO_SHOT_REPOS: &[&str] = &[
     "google/medsiglip-448",
 ];
 
+/// FiftyOne's transformers zero-shot detector class names among
+/// [`TRANSFORMERS_TYPES`].
+const ZERO_SHOT_DETECTION_TYPES: &[&str] = &[
+    "fiftyone.utils.transformers.FiftyOneZeroShotTransformerForObjectDetection",
+    "FiftyOneZeroShotTransformerForObjectDetection",
+];
+
+/// The Hugging Face repos of FiftyOne's built-in transformers zero-shot
+/// detectors whose architecture zoo builds (OWL-ViT, `zoo-torch-backend`'s
+/// `families/transformers`), the generic entry's default
+/// (`google/owlvit-base-patch32`) included.
+const NATIVE_ZERO_SHOT_DETECTION_REPOS: &[&str] = &[
+    "google/owlvit-base-patch32",
+    "google/owlvit-base-patch16",
+    "google/owlvit-large-patch14",
+];
+
 /// The Hugging Face repos of FiftyOne's built-in transformers classifiers
 /// whose architecture zoo builds (ViT, ConvNeXt, EfficientNet and Swin V2,
 /// `zoo-torch-backend`'s `families/transformers`).
@@ -151,7 +172,8 @@ const NATIVE_TRANSFORMERS_REPOS: &[&str] = &[
 /// Python `model` or `entrypoint_fcn` of its own, and its repo
 /// (`name_or_path`, else the class's default, [`crate::hub`]) is one of
 /// [`NATIVE_TRANSFORMERS_REPOS`] (for a zero-shot class,
-/// [`NATIVE_ZERO_SHOT_REPOS`]; for a feature extractor,
+/// [`NATIVE_ZERO_SHOT_REPOS`]; for a zero-shot detector,
+/// [`NATIVE_ZERO_SHOT_DETECTION_REPOS`]; for a feature extractor,
 /// [`NATIVE_EMBEDDER_REPOS`]).
 fn native_transformers(config: &DeploymentConfig) -> bool {
     let set = |key: &str| config.config.get(key).is_some_and(|value| !value.is_null());
@@ -161,6 +183,8 @@ fn native_transformers(config: &DeploymentConfig) -> bool {
     let kind = config.kind.as_deref().unwrap_or_default();
     let repos = if ZERO_SHOT_TYPES.contains(&kind) {
         NATIVE_ZERO_SHOT_REPOS
+    } else if ZERO_SHOT_DETECTION_TYPES.contains(&kind) {
+        NATIVE_ZERO_SHOT_DETECTION_REPOS
     } else if EMBEDDER_TYPES.contains(&kind) {
         NATIVE_EMBEDDER_REPOS
     } else {

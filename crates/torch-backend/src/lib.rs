@@ -33,6 +33,7 @@ mod preprocess;
 mod transformers_embedder;
 mod transformers_model;
 mod yolo_model;
+mod zero_shot_detector;
 mod zero_shot_model;
 
 pub use checkpoint::pickle::PickleError;
@@ -51,6 +52,7 @@ pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
 pub use transformers_embedder::{EMBEDDER_TYPE_NAMES, TorchTransformerEmbedder};
 pub use transformers_model::{TRANSFORMERS_TYPE_NAMES, TorchTransformerModel};
 pub use yolo_model::{TorchYoloModel, YOLO_TYPE_NAMES};
+pub use zero_shot_detector::{TorchZeroShotTransformerDetector, ZERO_SHOT_DETECTOR_TYPE_NAMES};
 pub use zero_shot_model::{TorchZeroShotTransformerModel, ZERO_SHOT_TYPE_NAMES};
 
 /// The parameter names and shapes of a torchvision architecture as zoo
@@ -182,6 +184,9 @@ pub fn register(factory: &mut zoo_model_core::ModelFactory) {
     });
     factory.register(ZERO_SHOT_TYPE_NAMES, |spec| {
         Ok(Box::new(TorchZeroShotTransformerModel::from_spec(spec)?))
+    });
+    factory.register(ZERO_SHOT_DETECTOR_TYPE_NAMES, |spec| {
+        Ok(Box::new(TorchZeroShotTransformerDetector::from_spec(spec)?))
     });
     factory.register(EMBEDDER_TYPE_NAMES, |spec| {
         Ok(Box::new(TorchTransformerEmbedder::from_spec(spec)?))

@@ -262,6 +262,7 @@ impl Load<'_> {
             | Task::Ultralytics
             | Task::Transformers
             | Task::TransformersZeroShot
+            | Task::TransformersZeroShotDetector
             | Task::TransformersEmbedder => (false, false),
         };
         let fits = match processor {

@@ -91,7 +91,7 @@ impl std::fmt::Debug for TorchZeroShotTransformerModel {
 
 /// `transformers_processor_kwargs` as FiftyOne's class completes it
 /// (`padding` true unless set): `padding`, `truncation`, `max_length`.
-fn text_kwargs(kwargs: Option<&Map<String, Value>>) -> Result<[Value; 3], ModelError> {
+pub(crate) fn text_kwargs(kwargs: Option<&Map<String, Value>>) -> Result<[Value; 3], ModelError> {
     let empty = Map::new();
     let kwargs = kwargs.unwrap_or(&empty);
     if let Some((key, value)) = kwargs.iter().find(|(key, value)| {
@@ -116,7 +116,7 @@ fn text_kwargs(kwargs: Option<&Map<String, Value>>) -> Result<[Value; 3], ModelE
 
 /// Whether `transforms_args` asks for transformers' PIL backend
 /// (`use_fast: false`); FiftyOne's default is the torchvision one.
-fn pil_backend(args: Option<&Map<String, Value>>) -> Result<bool, ModelError> {
+pub(crate) fn pil_backend(args: Option<&Map<String, Value>>) -> Result<bool, ModelError> {
     let Some(args) = args else {
         return Ok(false);
     };
@@ -135,7 +135,7 @@ fn pil_backend(args: Option<&Map<String, Value>>) -> Result<bool, ModelError> {
 }
 
 /// FiftyOne's `_get_text_prompts`.
-fn class_prompts(
+pub(crate) fn class_prompts(
     classes: &[String],
     text_prompt: Option<&str>,
     class_prompts: Option<&Map<String, Value>>,

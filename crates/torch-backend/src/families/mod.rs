@@ -81,6 +81,11 @@ pub(crate) enum Task {
     /// `FiftyOneZeroShotTransformerForImageClassification`): image and text
     /// towers built from its repo, tokenizer included (`transformers/`).
     TransformersZeroShot,
+    /// A Hugging Face `transformers` zero-shot object detector (FiftyOne's
+    /// `FiftyOneZeroShotTransformerForObjectDetection`): image and text
+    /// towers and box and class heads built from its repo, tokenizer
+    /// included (`transformers/`).
+    TransformersZeroShotDetector,
     /// A Hugging Face `transformers` feature extractor (FiftyOne's
     /// `FiftyOneTransformer`, transformers' `AutoModel`): embeddings only,
     /// built from its repo (`transformers/`).
@@ -334,6 +339,15 @@ pub(crate) const FAMILIES: &[Family] = &[
         ..CLASSIFIER
     },
     Family {
+        // transformers' zero-shot detectors, which a Hub repo's
+        // `model_type` names (`transformers::owlvit::ZERO_SHOT_DETECTORS`);
+        // each built from its repo.
+        names: &["OwlViTForObjectDetection"],
+        task: Task::TransformersZeroShotDetector,
+        build: Build::Checkpoint,
+        ..CLASSIFIER
+    },
+    Family {
         // transformers' feature extractors, which a Hub repo's `model_type`
         // names (`transformers::embedder::EMBEDDERS`); each built from its
         // repo.
@@ -522,6 +536,7 @@ mod tests {
                 Task::Ultralytics => "Ultralytics detector".to_owned(),
                 Task::Transformers => "transformers classifier".to_owned(),
                 Task::TransformersZeroShot => "transformers zero-shot classifier".to_owned(),
+                Task::TransformersZeroShotDetector => "transformers zero-shot detector".to_owned(),
                 Task::TransformersEmbedder => "transformers feature extractor".to_owned(),
             };
             let runs = if family.folds() {
@@ -530,7 +545,10 @@ mod tests {
                 "conv and batch norm fused"
             } else if matches!(
                 family.task,
-                Task::Transformers | Task::TransformersZeroShot | Task::TransformersEmbedder
+                Task::Transformers
+                    | Task::TransformersZeroShot
+                    | Task::TransformersZeroShotDetector
+                    | Task::TransformersEmbedder
             ) {
                 "built from its Hugging Face repo"
             } else if family.is_detector() {

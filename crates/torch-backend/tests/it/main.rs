@@ -20,6 +20,7 @@ mod dinov2_parity;
 mod families_parity;
 mod fiftyone_parity;
 mod hostile_inputs;
+mod owlvit;
 mod real_checkpoints;
 mod swinv2;
 mod transformers;

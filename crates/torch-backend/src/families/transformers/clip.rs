@@ -13,7 +13,11 @@
 //!   (a learned probe attending to them, `nn.MultiheadAttention`, a norm
 //!   and an MLP); the text tower bidirectional (blind to padding), pooled
 //!   at the last position, then its `head`; the logits also add
-//!   `logit_bias`.
+//!   `logit_bias`;
+//! - the towers of `OwlViTForObjectDetection` (`model_type` `owlvit`,
+//!   `owlvit.py`): CLIP's, under `owlvit.`, the vision pre-norm named
+//!   `pre_layernorm`, the text pooled at the highest token id, and the
+//!   vision tower's every token post-normed ([`Clip::vision_tokens`]).
 //!
 //! Query, key and value are fused into one projection per layer, and
 //! attention is libtorch's `scaled_dot_product_attention`.
@@ -286,6 +290,8 @@ pub(crate) enum Dual {
     Clip,
     /// `SiglipModel`.
     Siglip,
+    /// The CLIP towers of `OwlViTForObjectDetection`.
+    OwlVit,
 }
 
 /// SigLIP's attention-pooling head (`SiglipMultiheadAttentionPoolingHead`).
@@ -357,6 +363,7 @@ impl Clip {
             .or(config.vision_config_dict)
             .unwrap_or_default();
         let siglip = dual == Dual::Siglip;
+        let owl = dual == Dual::OwlVit;
         let norms = if siglip {
             ("gelu_pytorch_tanh", 1e-6)
         } else {
@@ -401,13 +408,20 @@ impl Clip {
             1..=1 << 22,
         )?;
         let positions = bounded(
-            text_config
-                .max_position_embeddings
-                .unwrap_or(if siglip { 64 } else { 77 }),
+            text_config.max_position_embeddings.unwrap_or(if siglip {
+                64
+            } else if owl {
+                16
+            } else {
+                77
+            }),
             "text_config.max_position_embeddings",
             1..=1 << 16,
         )?;
         let pooling = match (&text_config.eos_token_id, siglip) {
+            // `OwlViTTextTransformer` pools at the highest id, whatever
+            // the end-of-text id.
+            _ if owl => Pooling::HighestId,
             (_, true) => Pooling::Last,
             (None, false) => Pooling::FirstEos(49407),
             (Some(value), false) => match value.as_i64() {
@@ -430,7 +444,7 @@ impl Clip {
             vision_config
                 .image_size
                 .as_ref()
-                .unwrap_or(&Value::from(224)),
+                .unwrap_or(&Value::from(if owl { 768 } else { 224 })),
             "vision_config.image_size",
         )?;
         let patch_size = pair(
@@ -451,8 +465,9 @@ impl Clip {
                 "{patches} patches is beyond the 1048576 zoo builds"
             ));
         }
-        let v = "vision_model";
-        let t = "text_model";
+        let root = if owl { "owlvit." } else { "" };
+        let v = &format!("{root}vision_model");
+        let t = &format!("{root}text_model");
         let hidden = vision.hidden;
         let patch_weight = take(
             weights,
@@ -479,7 +494,7 @@ impl Clip {
                 )?),
                 Some(pair_of(
                     weights,
-                    &format!("{v}.pre_layrnorm"),
+                    &format!("{v}.{}", if owl { "pre_layernorm" } else { "pre_layrnorm" }),
                     &[hidden],
                     hidden,
                 )?),
@@ -534,7 +549,7 @@ impl Clip {
             (
                 Some(take(
                     weights,
-                    "visual_projection.weight",
+                    &format!("{root}visual_projection.weight"),
                     &[projection, hidden],
                 )?),
                 None,
@@ -569,7 +584,7 @@ impl Clip {
             (
                 take(
                     weights,
-                    "text_projection.weight",
+                    &format!("{root}text_projection.weight"),
                     &[projection, text.hidden],
                 )?,
                 None,
@@ -581,7 +596,7 @@ impl Clip {
                 Some(take(weights, "logit_bias", &[1])?),
             )
         } else {
-            (take(weights, "logit_scale", &[])?, None)
+            (take(weights, &format!("{root}logit_scale"), &[])?, None)
         };
         Ok(Clip {
             dual,
@@ -624,7 +639,53 @@ impl Clip {
         self.run_vision(pixels).map_err(HfError::Forward)
     }
 
+    /// `vision_model`'s `last_hidden_state` post-normed, as
+    /// `OwlViTForObjectDetection` takes it: `[N, 1 + patches, hidden]`.
+    pub(crate) fn vision_tokens(&self, pixels: &Tensor) -> Result<Tensor, TchError> {
+        let xs = self.encode_vision(pixels)?;
+        layer_norm(&xs, &self.post_norm, self.vision.eps)
+    }
+
+    /// The vision tower's width and `layer_norm_eps`.
+    pub(crate) fn vision_width(&self) -> (i64, f64) {
+        (self.post_norm.0.size()[0], self.vision.eps)
+    }
+
+    /// The text tower's width and its projection's.
+    pub(crate) fn text_widths(&self) -> (i64, i64) {
+        (
+            self.final_norm.0.size()[0],
+            self.text_projection.0.size()[0],
+        )
+    }
+
+    /// The patch grid, `(rows, columns)`.
+    pub(crate) fn patch_grid(&self) -> (i64, i64) {
+        (
+            self.image_size.0 / self.patch_size.0,
+            self.image_size.1 / self.patch_size.1,
+        )
+    }
+
     fn run_vision(&self, pixels: &Tensor) -> Result<Tensor, TchError> {
+        let xs = self.encode_vision(pixels)?;
+        match (&self.pooling_head, &self.visual_projection) {
+            (Some(head), _) => {
+                let xs = layer_norm(&xs, &self.post_norm, self.vision.eps)?;
+                self.pool(head, &xs)
+            }
+            (None, Some(projection)) => {
+                let pooled = layer_norm(&xs.f_select(1, 0)?, &self.post_norm, self.vision.eps)?;
+                pooled.f_linear(projection, None::<&Tensor>)
+            }
+            (None, None) => Err(TchError::Shape(
+                "the vision tower has neither a projection nor a pooling head".to_owned(),
+            )),
+        }
+    }
+
+    /// The vision encoder's output (`last_hidden_state`).
+    fn encode_vision(&self, pixels: &Tensor) -> Result<Tensor, TchError> {
         let size = pixels.size();
         let [batch, _, height, width] = size[..] else {
             return Err(TchError::Shape(format!(
@@ -661,20 +722,7 @@ impl Clip {
             Some(norm) => layer_norm(&xs, norm, self.vision.eps)?,
             None => xs,
         };
-        let xs = self.vision.forward(&xs, None, false)?;
-        match (&self.pooling_head, &self.visual_projection) {
-            (Some(head), _) => {
-                let xs = layer_norm(&xs, &self.post_norm, self.vision.eps)?;
-                self.pool(head, &xs)
-            }
-            (None, Some(projection)) => {
-                let pooled = layer_norm(&xs.f_select(1, 0)?, &self.post_norm, self.vision.eps)?;
-                pooled.f_linear(projection, None::<&Tensor>)
-            }
-            (None, None) => Err(TchError::Shape(
-                "the vision tower has neither a projection nor a pooling head".to_owned(),
-            )),
-        }
+        self.vision.forward(&xs, None, false)
     }
 
     /// SigLIP's attention-pooling head on `xs` (`[N, tokens, hidden]`):
@@ -775,7 +823,7 @@ impl Clip {
                 .map(|value| *value != 0)
                 .collect();
             let keys = Tensor::f_from_slice(&keys)?.f_view([rows, 1, 1, length])?;
-            if self.dual == Dual::Clip {
+            if self.dual != Dual::Siglip {
                 let causal =
                     Tensor::f_ones([length, length], (Kind::Bool, tch::Device::Cpu))?.f_tril(0)?;
                 Some(keys.f_logical_and(&causal)?)
@@ -787,7 +835,7 @@ impl Clip {
         };
         let xs = self
             .text
-            .forward(&xs, mask.as_ref(), self.dual == Dual::Clip)?;
+            .forward(&xs, mask.as_ref(), self.dual != Dual::Siglip)?;
         let xs = layer_norm(&xs, &self.final_norm, self.text.eps)?;
         let positions: Vec<i64> = ids
             .iter()

@@ -18,6 +18,11 @@
 //! (`CLIPModel`) and `siglip` (`SiglipModel`), with the repo's
 //! `tokenizer.json` (`tokenizer.rs`).
 //!
+//! The zero-shot detectors ([`owlvit::ZERO_SHOT_DETECTORS`],
+//! `Task::TransformersZeroShotDetector`, run by `zero_shot_detector.rs`):
+//! `owlvit` (`OwlViTForObjectDetection`, `owlvit.rs`) on `clip.rs`'s towers,
+//! with the repo's `tokenizer.json`.
+//!
 //! The feature extractors (`embedder.rs`, `Task::TransformersEmbedder`, run
 //! by `transformers_embedder.rs`) are what transformers' `AutoModel` builds:
 //! `dinov3_vit` (`DINOv3ViTModel`, `dinov3.rs`).
@@ -43,6 +48,7 @@ pub(crate) mod convnext;
 pub(crate) mod dinov3;
 pub(crate) mod efficientnet;
 pub(crate) mod embedder;
+pub(crate) mod owlvit;
 pub(crate) mod processor;
 pub(crate) mod repo;
 pub(crate) mod resize;
@@ -160,6 +166,38 @@ struct ZeroShotCommon {
     id2label: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// A zero-shot model's default classes as FiftyOne reads them:
+/// `id2label`'s values in the file's order, else transformers' `LABEL_0`
+/// and `LABEL_1`.
+pub(crate) fn zero_shot_labels(
+    id2label: Option<serde_json::Map<String, serde_json::Value>>,
+    path: &Path,
+) -> Result<Vec<String>, HfError> {
+    match id2label {
+        Some(map) if !map.is_empty() => {
+            if map.len() > MAX_CLASSES {
+                return Err(HfError::Config {
+                    path: path.to_owned(),
+                    message: format!(
+                        "`id2label` lists {} labels, beyond the {MAX_CLASSES} zoo builds",
+                        map.len()
+                    ),
+                });
+            }
+            map.into_iter()
+                .map(|(key, value)| match value {
+                    serde_json::Value::String(label) => Ok(label),
+                    other => Err(HfError::Config {
+                        path: path.to_owned(),
+                        message: format!("`id2label.{key}` must be a label, got `{other}`"),
+                    }),
+                })
+                .collect()
+        }
+        _ => Ok(vec!["LABEL_0".to_owned(), "LABEL_1".to_owned()]),
+    }
+}
+
 impl ZeroShotRepo {
     /// Reads the repo in `dir`: `config.json`, the weights,
     /// `preprocessor_config.json` (or `processor_config.json`), run as
@@ -182,29 +220,7 @@ impl ZeroShotRepo {
                     .join(", "),
                 what: "zero-shot image classifiers",
             })?;
-        let labels = match common.id2label {
-            Some(map) if !map.is_empty() => {
-                if map.len() > MAX_CLASSES {
-                    return Err(HfError::Config {
-                        path,
-                        message: format!(
-                            "`id2label` lists {} labels, beyond the {MAX_CLASSES} zoo builds",
-                            map.len()
-                        ),
-                    });
-                }
-                map.into_iter()
-                    .map(|(key, value)| match value {
-                        serde_json::Value::String(label) => Ok(label),
-                        other => Err(HfError::Config {
-                            path: path.clone(),
-                            message: format!("`id2label.{key}` must be a label, got `{other}`"),
-                        }),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-            _ => vec!["LABEL_0".to_owned(), "LABEL_1".to_owned()],
-        };
+        let labels = zero_shot_labels(common.id2label, &path)?;
         let (dual, processor_kind) = if model_type == "siglip" {
             (clip::Dual::Siglip, ProcessorKind::Siglip)
         } else {

@@ -42,6 +42,10 @@ pub(crate) enum ProcessorKind {
     Clip,
     /// `SiglipImageProcessor`: 224x224 by default; bicubic.
     Siglip,
+    /// `OwlViTImageProcessor`: an integer `size` is a square (768x768 by
+    /// default), no aspect kept; bicubic; OpenAI's statistics; early
+    /// configs' `rescale` is `do_rescale`.
+    OwlVit,
     /// `DINOv3ViTImageProcessor`: rescale, then resize (in `f32`), then
     /// normalise; 224x224 by default; bilinear; ImageNet's statistics.
     Dinov3,
@@ -62,6 +66,7 @@ impl ProcessorKind {
             "CLIPImageProcessor" | "CLIPImageProcessorPil" => Some(ProcessorKind::Clip),
             "SiglipImageProcessor" | "SiglipImageProcessorPil" => Some(ProcessorKind::Siglip),
             "DINOv3ViTImageProcessor" => Some(ProcessorKind::Dinov3),
+            "OwlViTImageProcessor" | "OwlViTImageProcessorPil" => Some(ProcessorKind::OwlVit),
             _ => None,
         }
     }
@@ -88,6 +93,9 @@ struct Raw {
     crop_size: Option<Value>,
     #[serde(default)]
     do_rescale: Option<bool>,
+    /// Early OWL-ViT configs' name for `do_rescale`.
+    #[serde(default)]
+    rescale: Option<bool>,
     #[serde(default)]
     rescale_factor: Option<f64>,
     #[serde(default)]
@@ -317,7 +325,7 @@ impl ImageProcessor {
             None => model_kind,
             Some(name) => ProcessorKind::named(name).ok_or_else(|| {
                 format!(
-                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor`, `ConvNextImageProcessor`, `EfficientNetImageProcessor`, `CLIPImageProcessor`, `SiglipImageProcessor` and `DINOv3ViTImageProcessor`)"
+                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor`, `ConvNextImageProcessor`, `EfficientNetImageProcessor`, `CLIPImageProcessor`, `SiglipImageProcessor`, `DINOv3ViTImageProcessor` and `OwlViTImageProcessor`)"
                 )
             })?,
         };
@@ -343,6 +351,13 @@ impl ImageProcessor {
                 Size::Exact {
                     height: 224,
                     width: 224,
+                },
+            ),
+            ProcessorKind::OwlVit => (
+                3,
+                Size::Exact {
+                    height: 768,
+                    width: 768,
                 },
             ),
             ProcessorKind::EfficientNet => (
@@ -397,10 +412,14 @@ impl ImageProcessor {
                 "`rescale_factor` must be a positive number, got `{factor}`"
             ));
         }
-        let rescale = raw.do_rescale.unwrap_or(true);
+        let rescale = match kind {
+            ProcessorKind::OwlVit => raw.do_rescale.or(raw.rescale),
+            _ => raw.do_rescale,
+        }
+        .unwrap_or(true);
         let normalize = raw.do_normalize.unwrap_or(true);
         let (default_mean, default_std) = match kind {
-            ProcessorKind::Clip => (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
+            ProcessorKind::Clip | ProcessorKind::OwlVit => (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
             ProcessorKind::Dinov3 => (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
             _ => (STANDARD, STANDARD),
         };
