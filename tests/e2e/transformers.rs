@@ -25,6 +25,11 @@
 //! `FiftyOneZeroShotTransformerForObjectDetection`) detect the same way on
 //! the repo of `crates/torch-backend/tests/fixtures/owlvit/` (`cargo xtask
 //! owlvit-oracle`).
+//! The Depth Anything V2 depth estimators (`depth-anything-v2-small-torch`:
+//! FiftyOne's `FiftyOneTransformerForDepthEstimation`) apply the same way
+//! on the seeded repo of `crates/torch-backend/tests/fixtures/depth_anything/`
+//! (`cargo xtask depth-anything-oracle`): heatmaps within 1e-4 of
+//! FiftyOne's, relative to their largest value.
 
 use std::path::Path;
 
@@ -683,4 +688,88 @@ fn owlvit_large_patch14_builtin_detects_natively_from_the_hub_as_fiftyones_own()
         "owlvit-large-patch14-torch",
         "google/owlvit-large-patch14",
     );
+}
+
+/// `depth-anything-v2-small-torch` with the seeded Depth Anything repo
+/// served as `depth-anything/Depth-Anything-V2-Small-hf`: `zoo models info`
+/// says native, and `zoo models apply` stores FiftyOne's heatmaps (a
+/// `float32` map at the processed size, divided by its maximum, no range).
+#[test]
+fn depth_anything_builtin_applies_natively_from_the_hub_as_fiftyones_own() {
+    let (entry, repo) = (
+        "depth-anything-v2-small-torch",
+        "depth-anything/Depth-Anything-V2-Small-hf",
+    );
+    let root = fixtures().join("depth_anything");
+    let oracle: Value =
+        serde_json::from_slice(&fs_err::read(root.join("oracle.json")).unwrap()).unwrap();
+    let expected = oracle[entry].as_object().unwrap();
+    let read = |name: &str| fs_err::read(root.join("repo").join(name)).unwrap();
+    let hub = FakeHub::start();
+    hub.add_repo(
+        HubRepo::new(repo, "seeded")
+            .file("config.json", read("config.json"))
+            .file("preprocessor_config.json", read("preprocessor_config.json"))
+            .lfs_file("model.safetensors", read("model.safetensors")),
+    );
+    let mut sandbox = Sandbox::new();
+    sandbox.env.push(("HF_ENDPOINT".to_owned(), hub.endpoint()));
+    let info = sandbox.ok(&["models", "info", entry, "--json"]).json();
+    assert_eq!(info["runs_in"], "native", "{info}");
+    assert_eq!(info["hugging_face"]["repo"], repo, "{info}");
+    let images = sandbox.dir.path().join("images");
+    fs_err::create_dir_all(&images).unwrap();
+    for file in expected.keys() {
+        fs_err::copy(
+            fixtures().join("transformers").join(file),
+            images.join(file),
+        )
+        .unwrap();
+    }
+    let summary = sandbox
+        .ok(&[
+            "models",
+            "apply",
+            entry,
+            images.to_str().unwrap(),
+            "depth",
+            "--json",
+        ])
+        .json();
+    assert_eq!(summary["succeeded"], expected.len(), "{summary}");
+    let dataset = summary["dataset"].as_str().unwrap().to_owned();
+    let export = sandbox.dir.path().join("out.jsonl");
+    sandbox.ok(&["datasets", "export", &dataset, export.to_str().unwrap()]);
+    let mut seen = 0;
+    for line in fs_err::read_to_string(&export).unwrap().lines() {
+        let sample: Value = serde_json::from_str(line).unwrap();
+        let file = Path::new(sample["filepath"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let theirs = &expected[&file];
+        let depth = &sample["depth"];
+        assert_eq!(depth["_cls"], "Heatmap", "{file}: {depth}");
+        assert_eq!(depth["range"], Value::Null, "{file}");
+        let map = zoo_model_core::array_from_json(&depth["map"]).unwrap();
+        assert_eq!(map.dtype, theirs["dtype"].as_str().unwrap(), "{file}");
+        let shape: Vec<usize> = floats(&theirs["shape"])
+            .into_iter()
+            .map(|side| side as usize)
+            .collect();
+        assert_eq!(map.shape, shape, "{file}");
+        let ours: Vec<f64> = map.to_f32().unwrap().into_iter().map(f64::from).collect();
+        let theirs = floats(&theirs["map"]);
+        let scale = theirs
+            .iter()
+            .fold(0.0f64, |max, value| max.max(value.abs()));
+        let difference = max_difference(&ours, &theirs) / scale;
+        assert!(
+            difference <= 1e-4,
+            "{file}: heatmap differs by {difference} (relative)"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, expected.len());
 }

@@ -163,6 +163,29 @@ pub(crate) fn transformers_oracle(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask depth-anything-oracle`: a tiny seeded
+/// `DepthAnythingForDepthEstimation` repo (DINOv2 backbone, DPT neck,
+/// relative depth head) and its `DPTImageProcessor`, saved by transformers'
+/// `save_pretrained`, and the heatmaps FiftyOne's own
+/// `load_zoo_model("depth-anything-v2-small-torch", name_or_path=REPO)`
+/// `apply_model` stores on the pictures of `transformers-oracle`, into
+/// `crates/torch-backend/tests/fixtures/depth_anything` (committed;
+/// `xtask/fixtures/depth_anything_oracle.py`).
+pub(crate) fn depth_anything_oracle(sh: &Shell) -> Result<()> {
+    let python = python(sh)?;
+    ensure_fiftyone(sh, &python)?;
+    let fixtures = sh.current_dir().join("crates/torch-backend/tests/fixtures");
+    let out = fixtures.join("depth_anything");
+    let images = fixtures.join("transformers");
+    let _threads = sh.push_env("OMP_NUM_THREADS", "1");
+    cmd!(
+        sh,
+        "{python} xtask/fixtures/depth_anything_oracle.py {out} {images}"
+    )
+    .run()?;
+    Ok(())
+}
+
 /// `cargo xtask zero-shot-oracle`: a tiny seeded `CLIPModel` repo saved by
 /// transformers' `save_pretrained` (with its image processor and a
 /// tokenizer cut from OpenAI's vocabulary), what FiftyOne's own

@@ -67,6 +67,8 @@ tasks:
                                    on them (oracle venv with ultralytics; FiftyOne from the oracle or the test venv)
   transformers-oracle              tiny seeded ViT, ConvNeXt, EfficientNet and DINOv3 Hugging Face repos and FiftyOne's
                                    labels, embeddings and pixel values on them (oracle venv with fiftyone 1.22.1)
+  depth-anything-oracle            a tiny seeded Depth Anything V2 Hugging Face repo and FiftyOne's heatmaps
+                                   on it (oracle venv with fiftyone 1.22.1)
   zero-shot-oracle                 a tiny seeded CLIP Hugging Face repo (tokenizer included) and FiftyOne's zero-shot
                                    labels, image and prompt embeddings and transformers' token ids on it (oracle venv)
   owlvit-oracle                    a tiny seeded OWL-ViT Hugging Face repo (tokenizer included) and FiftyOne's zero-shot
@@ -125,6 +127,7 @@ fn main() -> Result<()> {
         "transformers-oracle" => fixtures::transformers_oracle(&sh),
         "zero-shot-oracle" => fixtures::zero_shot_oracle(&sh),
         "owlvit-oracle" => fixtures::owlvit_oracle(&sh),
+        "depth-anything-oracle" => fixtures::depth_anything_oracle(&sh),
         "device-build" => device::run(&sh, &rest),
         "image" => image::run(&sh, &rest),
         "tidy" => {

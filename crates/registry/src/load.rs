@@ -74,6 +74,8 @@ pub const NATIVE_TYPES: &[&str] = &[
     "FiftyOneZeroShotTransformerForObjectDetection",
     "fiftyone.utils.transformers.FiftyOneTransformer",
     "FiftyOneTransformer",
+    "fiftyone.utils.transformers.FiftyOneTransformerForDepthEstimation",
+    "FiftyOneTransformerForDepthEstimation",
 ];
 
 /// FiftyOne's transformers classifier class names among [`NATIVE_TYPES`]:
@@ -88,6 +90,24 @@ pub(crate) const TRANSFORMERS_TYPES: &[&str] = &[
     "FiftyOneZeroShotTransformerForObjectDetection",
     "fiftyone.utils.transformers.FiftyOneTransformer",
     "FiftyOneTransformer",
+    "fiftyone.utils.transformers.FiftyOneTransformerForDepthEstimation",
+    "FiftyOneTransformerForDepthEstimation",
+];
+
+/// FiftyOne's transformers depth estimator class names among
+/// [`TRANSFORMERS_TYPES`].
+const DEPTH_TYPES: &[&str] = &[
+    "fiftyone.utils.transformers.FiftyOneTransformerForDepthEstimation",
+    "FiftyOneTransformerForDepthEstimation",
+];
+
+/// The Hugging Face repos of FiftyOne's built-in transformers depth
+/// estimators whose architecture zoo builds (Depth Anything V2,
+/// `zoo-torch-backend`'s `families/transformers`).
+const NATIVE_DEPTH_REPOS: &[&str] = &[
+    "depth-anything/Depth-Anything-V2-Small-hf",
+    "depth-anything/Depth-Anything-V2-Base-hf",
+    "depth-anything/Depth-Anything-V2-Large-hf",
 ];
 
 /// FiftyOne's transformers feature extractor class names among
@@ -174,7 +194,7 @@ const NATIVE_TRANSFORMERS_REPOS: &[&str] = &[
 /// [`NATIVE_TRANSFORMERS_REPOS`] (for a zero-shot class,
 /// [`NATIVE_ZERO_SHOT_REPOS`]; for a zero-shot detector,
 /// [`NATIVE_ZERO_SHOT_DETECTION_REPOS`]; for a feature extractor,
-/// [`NATIVE_EMBEDDER_REPOS`]).
+/// [`NATIVE_EMBEDDER_REPOS`]; for a depth estimator, [`NATIVE_DEPTH_REPOS`]).
 fn native_transformers(config: &DeploymentConfig) -> bool {
     let set = |key: &str| config.config.get(key).is_some_and(|value| !value.is_null());
     if set("model") || set("entrypoint_fcn") {
@@ -187,6 +207,8 @@ fn native_transformers(config: &DeploymentConfig) -> bool {
         NATIVE_ZERO_SHOT_DETECTION_REPOS
     } else if EMBEDDER_TYPES.contains(&kind) {
         NATIVE_EMBEDDER_REPOS
+    } else if DEPTH_TYPES.contains(&kind) {
+        NATIVE_DEPTH_REPOS
     } else {
         NATIVE_TRANSFORMERS_REPOS
     };

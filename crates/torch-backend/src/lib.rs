@@ -30,6 +30,7 @@ mod memory;
 mod model;
 mod net;
 mod preprocess;
+mod transformers_depth;
 mod transformers_embedder;
 mod transformers_model;
 mod yolo_model;
@@ -49,6 +50,7 @@ pub use families::yolo::{
 };
 pub use model::{TYPE_NAMES, TorchImageModel};
 pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
+pub use transformers_depth::{DEPTH_TYPE_NAMES, TorchTransformerDepthModel};
 pub use transformers_embedder::{EMBEDDER_TYPE_NAMES, TorchTransformerEmbedder};
 pub use transformers_model::{TRANSFORMERS_TYPE_NAMES, TorchTransformerModel};
 pub use yolo_model::{TorchYoloModel, YOLO_TYPE_NAMES};
@@ -190,6 +192,9 @@ pub fn register(factory: &mut zoo_model_core::ModelFactory) {
     });
     factory.register(EMBEDDER_TYPE_NAMES, |spec| {
         Ok(Box::new(TorchTransformerEmbedder::from_spec(spec)?))
+    });
+    factory.register(DEPTH_TYPE_NAMES, |spec| {
+        Ok(Box::new(TorchTransformerDepthModel::from_spec(spec)?))
     });
 }
 

@@ -263,7 +263,8 @@ impl Load<'_> {
             | Task::Transformers
             | Task::TransformersZeroShot
             | Task::TransformersZeroShotDetector
-            | Task::TransformersEmbedder => (false, false),
+            | Task::TransformersEmbedder
+            | Task::TransformersDepth => (false, false),
         };
         let fits = match processor {
             Processor::Detector(_) => true,

@@ -130,7 +130,7 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 141 zoo builds
+/// `zoo models info` says how each built-in runs: the 144 zoo builds
 /// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8
 /// (COCO and Open Images V7), YOLO11, YOLOv5u, YOLO26 and YOLOv10
 /// n/s/m/l/x and YOLOv9c detection, YOLOv8, YOLO11 and YOLO26 n/s/m/l/x segmentation,
@@ -139,8 +139,9 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
 /// classifiers, the transformers CLIP and SigLIP zero-shot classifiers and
 /// the generic zero-shot one, the transformers OWL-ViT zero-shot detectors
 /// and the generic zero-shot detector, the transformers DINOv3 feature
-/// extractors) natively, the 50 TensorFlow ones in the model host with
-/// TensorFlow, the other 145 in the model host through FiftyOne's class.
+/// extractors, the transformers Depth Anything V2 depth estimators)
+/// natively, the 50 TensorFlow ones in the model host with
+/// TensorFlow, the other 142 in the model host through FiftyOne's class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -169,6 +170,8 @@ fn each_builtin_says_how_it_runs() {
                     || kind.ends_with("FiftyOneTransformerForImageClassification")
                     || (kind.ends_with("FiftyOneTransformer")
                         && model.model.base_name.starts_with("dinov3-"))
+                    || (kind.ends_with("FiftyOneTransformerForDepthEstimation")
+                        && model.model.base_name.starts_with("depth-anything-v2-"))
                     || (kind.ends_with("FiftyOneZeroShotTransformerForImageClassification")
                         && [
                             "pubmed-clip-vit-base-patch32",
@@ -199,8 +202,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 141),
-            ("python host", 145),
+            ("native", 144),
+            ("python host", 142),
             ("python host (TensorFlow)", 50)
         ])
     );

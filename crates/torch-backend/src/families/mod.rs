@@ -90,6 +90,11 @@ pub(crate) enum Task {
     /// `FiftyOneTransformer`, transformers' `AutoModel`): embeddings only,
     /// built from its repo (`transformers/`).
     TransformersEmbedder,
+    /// A Hugging Face `transformers` depth estimator (FiftyOne's
+    /// `FiftyOneTransformerForDepthEstimation`, transformers'
+    /// `AutoModelForDepthEstimation`): heatmaps, built from its repo
+    /// (`transformers/`).
+    TransformersDepth,
 }
 
 /// A detector family's builder: name, variables' root, classes,
@@ -357,6 +362,15 @@ pub(crate) const FAMILIES: &[Family] = &[
         ..CLASSIFIER
     },
     Family {
+        // transformers' depth estimators, which a Hub repo's `model_type`
+        // names (`transformers::depth_anything::DEPTH_ESTIMATORS`); each
+        // built from its repo.
+        names: &["DepthAnythingForDepthEstimation"],
+        task: Task::TransformersDepth,
+        build: Build::Checkpoint,
+        ..CLASSIFIER
+    },
+    Family {
         names: &[
             "dinov2_vits14",
             "dinov2_vitb14",
@@ -538,6 +552,7 @@ mod tests {
                 Task::TransformersZeroShot => "transformers zero-shot classifier".to_owned(),
                 Task::TransformersZeroShotDetector => "transformers zero-shot detector".to_owned(),
                 Task::TransformersEmbedder => "transformers feature extractor".to_owned(),
+                Task::TransformersDepth => "transformers depth estimator".to_owned(),
             };
             let runs = if family.folds() {
                 "folded, channels-last"
@@ -549,6 +564,7 @@ mod tests {
                     | Task::TransformersZeroShot
                     | Task::TransformersZeroShotDetector
                     | Task::TransformersEmbedder
+                    | Task::TransformersDepth
             ) {
                 "built from its Hugging Face repo"
             } else if family.is_detector() {

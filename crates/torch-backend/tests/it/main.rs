@@ -15,6 +15,7 @@
 
 mod checkpoints;
 mod clip_parity;
+mod depth_anything;
 mod detection;
 mod dinov2_parity;
 mod families_parity;

@@ -27,6 +27,12 @@
 //! by `transformers_embedder.rs`) are what transformers' `AutoModel` builds:
 //! `dinov3_vit` (`DINOv3ViTModel`, `dinov3.rs`).
 //!
+//! The depth estimators (`Task::TransformersDepth`, run by
+//! `transformers_depth.rs`) are what transformers'
+//! `AutoModelForDepthEstimation` builds: `depth_anything`
+//! (`DepthAnythingForDepthEstimation`, `depth_anything.rs`, with DPT's
+//! image processor).
+//!
 //! ```text
 //! <repo>/
 //! ├── config.json                      model_type, sizes, id2label
@@ -45,6 +51,7 @@ use crate::checkpoint::weights::WeightsError;
 
 pub(crate) mod clip;
 pub(crate) mod convnext;
+pub(crate) mod depth_anything;
 pub(crate) mod dinov3;
 pub(crate) mod efficientnet;
 pub(crate) mod embedder;

@@ -13,7 +13,12 @@
 //! rescale the `uint8` image to `f32`, resize the floats (libtorch's
 //! antialiased float kernels), centre crop, then normalise.
 //!
-//! ViT's, ConvNeXt's, EfficientNet's, CLIP's, SigLIP's and DINOv3's
+//! DPT's (Depth Anything's) resize keeps the aspect ratio when asked
+//! (`keep_aspect_ratio`: the scale of the side nearer to its target applies
+//! to both) and rounds each side to a multiple of `ensure_multiple_of`
+//! (Python's `round`, half to even).
+//!
+//! ViT's, ConvNeXt's, EfficientNet's, CLIP's, SigLIP's, DINOv3's and DPT's
 //! processors are read, by `image_processor_type` (or the legacy `feature_extractor_type`),
 //! else by the model's type.
 
@@ -49,6 +54,10 @@ pub(crate) enum ProcessorKind {
     /// `DINOv3ViTImageProcessor`: rescale, then resize (in `f32`), then
     /// normalise; 224x224 by default; bilinear; ImageNet's statistics.
     Dinov3,
+    /// `DPTImageProcessor`: `height` x `width` (384 by default), or with
+    /// `keep_aspect_ratio` the aspect kept, each side a multiple of
+    /// `ensure_multiple_of`; bicubic; the "standard" statistics.
+    Dpt,
 }
 
 impl ProcessorKind {
@@ -67,6 +76,7 @@ impl ProcessorKind {
             "SiglipImageProcessor" | "SiglipImageProcessorPil" => Some(ProcessorKind::Siglip),
             "DINOv3ViTImageProcessor" => Some(ProcessorKind::Dinov3),
             "OwlViTImageProcessor" | "OwlViTImageProcessorPil" => Some(ProcessorKind::OwlVit),
+            "DPTImageProcessor" => Some(ProcessorKind::Dpt),
             _ => None,
         }
     }
@@ -108,6 +118,12 @@ struct Raw {
     rescale_offset: Option<bool>,
     #[serde(default)]
     include_top: Option<bool>,
+    #[serde(default)]
+    keep_aspect_ratio: Option<bool>,
+    #[serde(default)]
+    ensure_multiple_of: Option<Value>,
+    #[serde(default)]
+    do_pad: Option<bool>,
 }
 
 /// The resize an image processor's `size` asks for.
@@ -138,6 +154,10 @@ pub(crate) struct ImageProcessor {
     pub(crate) arithmetic: Arithmetic,
     /// transformers' PIL backend (`use_fast=False`): Pillow's resampling.
     pub(crate) pil: bool,
+    /// DPT's `keep_aspect_ratio`.
+    pub(crate) keep_aspect_ratio: bool,
+    /// DPT's `ensure_multiple_of` (1 for the others).
+    pub(crate) multiple: u32,
 }
 
 /// The rescale and normalisation of a processor, each step in `f32` as
@@ -325,7 +345,7 @@ impl ImageProcessor {
             None => model_kind,
             Some(name) => ProcessorKind::named(name).ok_or_else(|| {
                 format!(
-                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor`, `ConvNextImageProcessor`, `EfficientNetImageProcessor`, `CLIPImageProcessor`, `SiglipImageProcessor`, `DINOv3ViTImageProcessor` and `OwlViTImageProcessor`)"
+                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor`, `ConvNextImageProcessor`, `EfficientNetImageProcessor`, `CLIPImageProcessor`, `SiglipImageProcessor`, `DINOv3ViTImageProcessor`, `OwlViTImageProcessor` and `DPTImageProcessor`)"
                 )
             })?,
         };
@@ -367,6 +387,13 @@ impl ImageProcessor {
                     width: 346,
                 },
             ),
+            ProcessorKind::Dpt => (
+                3,
+                Size::Exact {
+                    height: 384,
+                    width: 384,
+                },
+            ),
         };
         let resample = raw.resample.unwrap_or(default_filter);
         let filter = Filter::from_pil(resample).ok_or_else(|| {
@@ -385,6 +412,23 @@ impl ImageProcessor {
         if kind == ProcessorKind::ConvNext && !matches!(size, Size::ShortestEdge(_)) {
             return Err("ConvNeXt's `size` must be `shortest_edge`".to_owned());
         }
+        let (keep_aspect_ratio, multiple) = if kind == ProcessorKind::Dpt {
+            if !matches!(size, Size::Exact { .. }) {
+                return Err("DPT's `size` must give `height` and `width`".to_owned());
+            }
+            if raw.do_pad.unwrap_or(false) {
+                return Err(
+                    "`do_pad` true: zoo does not reproduce DPT's padding to `size_divisor`; set it to false".to_owned(),
+                );
+            }
+            let multiple = match &raw.ensure_multiple_of {
+                None | Some(Value::Null) => 1,
+                Some(value) => side(value, "ensure_multiple_of")?,
+            };
+            (raw.keep_aspect_ratio.unwrap_or(false), multiple)
+        } else {
+            (false, 1)
+        };
         let crop_pct = raw.crop_pct.unwrap_or(224.0 / 256.0);
         if !(crop_pct.is_finite() && (0.05..=1.0).contains(&crop_pct)) {
             return Err(format!(
@@ -504,6 +548,8 @@ impl ImageProcessor {
             crop,
             arithmetic,
             pil,
+            keep_aspect_ratio,
+            multiple,
         })
     }
 
@@ -527,6 +573,34 @@ impl ImageProcessor {
         };
         match self.size {
             None => (None, None),
+            // DPTImageProcessor's get_resize_output_image_size.
+            Some(Size::Exact {
+                height: target_height,
+                width: target_width,
+            }) if self.kind == ProcessorKind::Dpt => {
+                let (input_height, input_width) = (f64::from(height), f64::from(width));
+                let mut scale_height = f64::from(target_height) / input_height;
+                let mut scale_width = f64::from(target_width) / input_width;
+                if self.keep_aspect_ratio {
+                    if (1.0 - scale_width).abs() < (1.0 - scale_height).abs() {
+                        scale_height = scale_width;
+                    } else {
+                        scale_width = scale_height;
+                    }
+                }
+                let multiple = f64::from(self.multiple);
+                // round(val / multiple) * multiple, Python's round: half to
+                // even.
+                let constrain =
+                    |value: f64| ((value / multiple).round_ties_even() * multiple) as u64;
+                (
+                    Some((
+                        constrain(scale_width * input_width),
+                        constrain(scale_height * input_height),
+                    )),
+                    None,
+                )
+            }
             Some(Size::Exact { height, width }) => {
                 (Some((u64::from(width), u64::from(height))), None)
             }
