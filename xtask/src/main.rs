@@ -67,6 +67,8 @@ tasks:
                                    on them (oracle venv with ultralytics; FiftyOne from the oracle or the test venv)
   transformers-oracle              tiny seeded ViT, ConvNeXt, EfficientNet and DINOv3 Hugging Face repos and FiftyOne's
                                    labels, embeddings and pixel values on them (oracle venv with fiftyone 1.22.1)
+  segformer-oracle                 a tiny seeded SegFormer Hugging Face repo and FiftyOne's masks, logits and
+                                   top-two margins on it (oracle venv with fiftyone 1.22.1)
   zero-shot-oracle                 a tiny seeded CLIP Hugging Face repo (tokenizer included) and FiftyOne's zero-shot
                                    labels, image and prompt embeddings and transformers' token ids on it (oracle venv)
   device-build [--check]           build zoo-torch, the parity tests and device_probe against libtorch 2.11
@@ -122,6 +124,7 @@ fn main() -> Result<()> {
         "yolo-oracle" => fixtures::yolo_oracle(&sh),
         "transformers-oracle" => fixtures::transformers_oracle(&sh),
         "zero-shot-oracle" => fixtures::zero_shot_oracle(&sh),
+        "segformer-oracle" => fixtures::segformer_oracle(&sh),
         "device-build" => device::run(&sh, &rest),
         "image" => image::run(&sh, &rest),
         "tidy" => {

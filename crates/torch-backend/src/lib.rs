@@ -32,6 +32,7 @@ mod net;
 mod preprocess;
 mod transformers_embedder;
 mod transformers_model;
+mod transformers_segmenter;
 mod yolo_model;
 mod zero_shot_model;
 
@@ -50,6 +51,7 @@ pub use model::{TYPE_NAMES, TorchImageModel};
 pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
 pub use transformers_embedder::{EMBEDDER_TYPE_NAMES, TorchTransformerEmbedder};
 pub use transformers_model::{TRANSFORMERS_TYPE_NAMES, TorchTransformerModel};
+pub use transformers_segmenter::{SEGMENTER_TYPE_NAMES, TorchTransformerSegmenter};
 pub use yolo_model::{TorchYoloModel, YOLO_TYPE_NAMES};
 pub use zero_shot_model::{TorchZeroShotTransformerModel, ZERO_SHOT_TYPE_NAMES};
 
@@ -185,6 +187,9 @@ pub fn register(factory: &mut zoo_model_core::ModelFactory) {
     });
     factory.register(EMBEDDER_TYPE_NAMES, |spec| {
         Ok(Box::new(TorchTransformerEmbedder::from_spec(spec)?))
+    });
+    factory.register(SEGMENTER_TYPE_NAMES, |spec| {
+        Ok(Box::new(TorchTransformerSegmenter::from_spec(spec)?))
     });
 }
 

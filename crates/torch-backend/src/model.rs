@@ -262,7 +262,8 @@ impl Load<'_> {
             | Task::Ultralytics
             | Task::Transformers
             | Task::TransformersZeroShot
-            | Task::TransformersEmbedder => (false, false),
+            | Task::TransformersEmbedder
+            | Task::TransformersSegmenter => (false, false),
         };
         let fits = match processor {
             Processor::Detector(_) => true,

@@ -85,6 +85,10 @@ pub(crate) enum Task {
     /// `FiftyOneTransformer`, transformers' `AutoModel`): embeddings only,
     /// built from its repo (`transformers/`).
     TransformersEmbedder,
+    /// A Hugging Face `transformers` semantic segmenter (FiftyOne's
+    /// `FiftyOneTransformerForSemanticSegmentation`): `[N, classes, h, w]`
+    /// logits, built from its repo (`transformers/`).
+    TransformersSegmenter,
 }
 
 /// A detector family's builder: name, variables' root, classes,
@@ -343,6 +347,15 @@ pub(crate) const FAMILIES: &[Family] = &[
         ..CLASSIFIER
     },
     Family {
+        // transformers' semantic segmenters, which a Hub repo's
+        // `model_type` names (`transformers::segmenter::SEGMENTERS`); each
+        // built from its repo.
+        names: &["SegformerForSemanticSegmentation"],
+        task: Task::TransformersSegmenter,
+        build: Build::Checkpoint,
+        ..CLASSIFIER
+    },
+    Family {
         names: &[
             "dinov2_vits14",
             "dinov2_vitb14",
@@ -523,6 +536,7 @@ mod tests {
                 Task::Transformers => "transformers classifier".to_owned(),
                 Task::TransformersZeroShot => "transformers zero-shot classifier".to_owned(),
                 Task::TransformersEmbedder => "transformers feature extractor".to_owned(),
+                Task::TransformersSegmenter => "transformers semantic segmenter".to_owned(),
             };
             let runs = if family.folds() {
                 "folded, channels-last"
@@ -530,7 +544,10 @@ mod tests {
                 "conv and batch norm fused"
             } else if matches!(
                 family.task,
-                Task::Transformers | Task::TransformersZeroShot | Task::TransformersEmbedder
+                Task::Transformers
+                    | Task::TransformersZeroShot
+                    | Task::TransformersEmbedder
+                    | Task::TransformersSegmenter
             ) {
                 "built from its Hugging Face repo"
             } else if family.is_detector() {

@@ -21,6 +21,7 @@ mod families_parity;
 mod fiftyone_parity;
 mod hostile_inputs;
 mod real_checkpoints;
+mod segformer;
 mod swinv2;
 mod transformers;
 mod yolo;

@@ -22,6 +22,11 @@
 //! by `transformers_embedder.rs`) are what transformers' `AutoModel` builds:
 //! `dinov3_vit` (`DINOv3ViTModel`, `dinov3.rs`).
 //!
+//! The semantic segmenters (`segmenter.rs`, `Task::TransformersSegmenter`,
+//! run by `transformers_segmenter.rs`) are what transformers'
+//! `AutoModelForSemanticSegmentation` builds: `segformer`
+//! (`SegformerForSemanticSegmentation`, `segformer.rs`).
+//!
 //! ```text
 //! <repo>/
 //! ├── config.json                      model_type, sizes, id2label
@@ -46,6 +51,8 @@ pub(crate) mod embedder;
 pub(crate) mod processor;
 pub(crate) mod repo;
 pub(crate) mod resize;
+pub(crate) mod segformer;
+pub(crate) mod segmenter;
 pub(crate) mod swinv2;
 pub(crate) mod tokenizer;
 pub(crate) mod vit;

@@ -13,7 +13,7 @@
 //! rescale the `uint8` image to `f32`, resize the floats (libtorch's
 //! antialiased float kernels), centre crop, then normalise.
 //!
-//! ViT's, ConvNeXt's, EfficientNet's, CLIP's, SigLIP's and DINOv3's
+//! ViT's, ConvNeXt's, EfficientNet's, CLIP's, SigLIP's, DINOv3's and SegFormer's
 //! processors are read, by `image_processor_type` (or the legacy `feature_extractor_type`),
 //! else by the model's type.
 
@@ -45,6 +45,9 @@ pub(crate) enum ProcessorKind {
     /// `DINOv3ViTImageProcessor`: rescale, then resize (in `f32`), then
     /// normalise; 224x224 by default; bilinear; ImageNet's statistics.
     Dinov3,
+    /// `SegformerImageProcessor`: an integer `size` is a square (512x512
+    /// by default); bilinear; ImageNet's statistics.
+    Segformer,
 }
 
 impl ProcessorKind {
@@ -62,6 +65,7 @@ impl ProcessorKind {
             "CLIPImageProcessor" | "CLIPImageProcessorPil" => Some(ProcessorKind::Clip),
             "SiglipImageProcessor" | "SiglipImageProcessorPil" => Some(ProcessorKind::Siglip),
             "DINOv3ViTImageProcessor" => Some(ProcessorKind::Dinov3),
+            "SegformerImageProcessor" => Some(ProcessorKind::Segformer),
             _ => None,
         }
     }
@@ -317,7 +321,7 @@ impl ImageProcessor {
             None => model_kind,
             Some(name) => ProcessorKind::named(name).ok_or_else(|| {
                 format!(
-                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor`, `ConvNextImageProcessor`, `EfficientNetImageProcessor`, `CLIPImageProcessor`, `SiglipImageProcessor` and `DINOv3ViTImageProcessor`)"
+                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor`, `ConvNextImageProcessor`, `EfficientNetImageProcessor`, `CLIPImageProcessor`, `SiglipImageProcessor`, `DINOv3ViTImageProcessor` and `SegformerImageProcessor`)"
                 )
             })?,
         };
@@ -336,6 +340,13 @@ impl ImageProcessor {
                 Size::Exact {
                     height: 224,
                     width: 224,
+                },
+            ),
+            ProcessorKind::Segformer => (
+                2,
+                Size::Exact {
+                    height: 512,
+                    width: 512,
                 },
             ),
             ProcessorKind::Siglip => (
@@ -401,7 +412,9 @@ impl ImageProcessor {
         let normalize = raw.do_normalize.unwrap_or(true);
         let (default_mean, default_std) = match kind {
             ProcessorKind::Clip => (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
-            ProcessorKind::Dinov3 => (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
+            ProcessorKind::Dinov3 | ProcessorKind::Segformer => {
+                (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+            }
             _ => (STANDARD, STANDARD),
         };
         let mean = channels(raw.image_mean.as_ref(), default_mean, "image_mean")?;
