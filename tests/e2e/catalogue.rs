@@ -85,12 +85,12 @@ fn zoo_lists_every_fiftyone_builtin_with_its_tags() {
     assert_eq!(both.keys().collect::<Vec<_>>(), expected);
 }
 
-/// `zoo models info NAME --json` for every built-in: `native` for the 137
+/// `zoo models info NAME --json` for every built-in: `native` for the 144
 /// zoo builds (YOLOv8, YOLO11, YOLOv5u, YOLO26, YOLOv10 and YOLOv9c detection, YOLOv8, YOLO11 and
 /// YOLO26 segmentation, YOLO26 classification and pose, YOLOv8 oriented boxes,
 /// the transformers ViT, ConvNeXt, EfficientNet and Swin V2 classifiers, CLIP
-/// and SigLIP zero-shot classifiers and DINOv3 feature extractors among
-/// them), `python
+/// and SigLIP zero-shot classifiers, DINOv3 feature extractors and SegFormer
+/// semantic segmenters among them), `python
 /// host (TensorFlow)` for FiftyOne's TensorFlow models, `python host`
 /// naming FiftyOne's class and the entry's packages for the
 /// rest; the text form says the same.
@@ -129,6 +129,9 @@ fn info_says_how_every_builtin_runs() {
                                 || name.starts_with("swin-v2-")
                                 || name == "classification-transformer-torch"))
                         || (kind.ends_with("FiftyOneTransformer") && name.starts_with("dinov3-"))
+                        || (kind.ends_with("FiftyOneTransformerForSemanticSegmentation")
+                            && (name.starts_with("segformer-")
+                                || name == "segmentation-transformer-torch"))
                         || (kind.ends_with("FiftyOneZeroShotTransformerForImageClassification")
                             && [
                                 "pubmed-clip-vit-base-patch32",
@@ -158,8 +161,8 @@ fn info_says_how_every_builtin_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native".to_owned(), 137),
-            ("python host".to_owned(), 149),
+            ("native".to_owned(), 144),
+            ("python host".to_owned(), 142),
             ("python host (TensorFlow)".to_owned(), 50),
         ])
     );
