@@ -85,13 +85,13 @@ fn zoo_lists_every_fiftyone_builtin_with_its_tags() {
     assert_eq!(both.keys().collect::<Vec<_>>(), expected);
 }
 
-/// `zoo models info NAME --json` for every built-in: `native` for the 144
+/// `zoo models info NAME --json` for every built-in: `native` for the 151
 /// zoo builds (YOLOv8, YOLO11, YOLOv5u, YOLO26, YOLOv10 and YOLOv9c detection, YOLOv8, YOLO11 and
 /// YOLO26 segmentation, YOLO26 classification and pose, YOLOv8 oriented boxes,
 /// the transformers ViT, ConvNeXt, EfficientNet and Swin V2 classifiers, CLIP
 /// and SigLIP zero-shot classifiers, OWL-ViT zero-shot detectors, DINOv3
-/// feature extractors and Depth Anything V2 depth estimators among
-/// them), `python
+/// feature extractors, Depth Anything V2 depth estimators and SegFormer
+/// semantic segmenters among them), `python
 /// host (TensorFlow)` for FiftyOne's TensorFlow models, `python host`
 /// naming FiftyOne's class and the entry's packages for the
 /// rest; the text form says the same.
@@ -132,6 +132,9 @@ fn info_says_how_every_builtin_runs() {
                         || (kind.ends_with("FiftyOneTransformer") && name.starts_with("dinov3-"))
                         || (kind.ends_with("FiftyOneTransformerForDepthEstimation")
                             && name.starts_with("depth-anything-v2-"))
+                        || (kind.ends_with("FiftyOneTransformerForSemanticSegmentation")
+                            && (name.starts_with("segformer-")
+                                || name == "segmentation-transformer-torch"))
                         || (kind.ends_with("FiftyOneZeroShotTransformerForImageClassification")
                             && [
                                 "pubmed-clip-vit-base-patch32",
@@ -164,8 +167,8 @@ fn info_says_how_every_builtin_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native".to_owned(), 144),
-            ("python host".to_owned(), 142),
+            ("native".to_owned(), 151),
+            ("python host".to_owned(), 135),
             ("python host (TensorFlow)".to_owned(), 50),
         ])
     );

@@ -30,6 +30,11 @@
 //! on the seeded repo of `crates/torch-backend/tests/fixtures/depth_anything/`
 //! (`cargo xtask depth-anything-oracle`): heatmaps within 1e-4 of
 //! FiftyOne's, relative to their largest value.
+//! The SegFormer semantic segmenters (`segformer-b0-ade20k-torch`:
+//! FiftyOne's `FiftyOneTransformerForSemanticSegmentation`) apply the same
+//! way on the SegFormer repo there (`cargo xtask segformer-oracle`,
+//! `segformer_oracle.json`: FiftyOne's own `apply_model` masks): the
+//! stored masks equal FiftyOne's, `int64`, at the logits' size.
 
 use std::path::Path;
 
@@ -772,4 +777,110 @@ fn depth_anything_builtin_applies_natively_from_the_hub_as_fiftyones_own() {
         seen += 1;
     }
     assert_eq!(seen, expected.len());
+}
+
+/// `segformer-b0-ade20k-torch` with the seeded SegFormer repo served as
+/// nvidia/segformer-b0-finetuned-ade-512-512: `zoo models info` says
+/// native, and `zoo models apply` stores FiftyOne's own masks (the oracle
+/// has no pixel within 1e-5 of a tie, so every pixel must agree).
+#[test]
+fn segformer_builtin_stores_fiftyones_own_masks() {
+    let root = fixtures().join("transformers");
+    let oracle: Value =
+        serde_json::from_slice(&fs_err::read(root.join("segformer_oracle.json")).unwrap()).unwrap();
+    let entry = "segformer-b0-ade20k-torch";
+    let repo = "nvidia/segformer-b0-finetuned-ade-512-512";
+    let expected = oracle[entry].as_object().unwrap();
+    let read = |name: &str| fs_err::read(root.join("segformer").join(name)).unwrap();
+    let hub = FakeHub::start();
+    hub.add_repo(
+        HubRepo::new(repo, "seeded")
+            .file("config.json", read("config.json"))
+            .file("preprocessor_config.json", read("preprocessor_config.json"))
+            .lfs_file("model.safetensors", read("model.safetensors")),
+    );
+    let mut sandbox = Sandbox::new();
+    sandbox.env.push(("HF_ENDPOINT".to_owned(), hub.endpoint()));
+    let info = sandbox.ok(&["models", "info", entry, "--json"]).json();
+    assert_eq!(info["runs_in"], "native", "{info}");
+    assert_eq!(info["hugging_face"]["repo"], repo, "{info}");
+    let images = sandbox.dir.path().join("images");
+    fs_err::create_dir_all(&images).unwrap();
+    for file in expected.keys() {
+        fs_err::copy(root.join(file), images.join(file)).unwrap();
+    }
+    let summary = sandbox
+        .ok(&[
+            "models",
+            "apply",
+            entry,
+            images.to_str().unwrap(),
+            "seg",
+            "--json",
+        ])
+        .json();
+    assert_eq!(summary["succeeded"], expected.len(), "{summary}");
+    let dataset = summary["dataset"].as_str().unwrap().to_owned();
+    let mut seen = 0;
+    for (file, sample) in exported_samples(&sandbox, &dataset) {
+        let theirs = &expected[&file];
+        assert_eq!(sample["seg"]["_cls"], "Segmentation", "{file}");
+        let mask = zoo_model_core::array_from_json(&sample["seg"]["mask"]).unwrap();
+        assert_eq!(mask.dtype, theirs["mask_dtype"].as_str().unwrap(), "{file}");
+        assert_eq!(
+            serde_json::json!(mask.shape),
+            theirs["mask_shape"],
+            "{file}"
+        );
+        let ours: Vec<i64> = mask
+            .data
+            .chunks_exact(8)
+            .map(|bytes| i64::from_le_bytes(bytes.try_into().unwrap()))
+            .collect();
+        let want: Vec<i64> = theirs["mask"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_i64().unwrap())
+            .collect();
+        assert_eq!(ours, want, "{file}");
+        seen += 1;
+    }
+    assert_eq!(seen, expected.len());
+    // FiftyOne's `-k` options: `confidence_thresh` applies, one zoo does
+    // not reproduce is refused by name.
+    sandbox.ok(&[
+        "models",
+        "apply",
+        entry,
+        &dataset,
+        "seg_thresh",
+        "-k",
+        "confidence_thresh=0.9",
+    ]);
+    let zeroed = exported_samples(&sandbox, &dataset)
+        .iter()
+        .map(|(_, sample)| {
+            let mask = zoo_model_core::array_from_json(&sample["seg_thresh"]["mask"]).unwrap();
+            mask.data
+                .chunks_exact(8)
+                .filter(|bytes| i64::from_le_bytes((*bytes).try_into().unwrap()) == 0)
+                .count()
+        })
+        .sum::<usize>();
+    assert!(zeroed > 0, "confidence_thresh=0.9 zeroes some pixels");
+    let refused = sandbox.fails(&[
+        "models",
+        "apply",
+        entry,
+        &dataset,
+        "seg_bad",
+        "-k",
+        r#"transformers_processor_kwargs={"do_resize": false}"#,
+    ]);
+    let stderr = refused.stderr();
+    assert!(
+        stderr.contains("transformers_processor_kwargs.do_resize"),
+        "{stderr}"
+    );
 }

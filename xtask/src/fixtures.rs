@@ -186,6 +186,27 @@ pub(crate) fn depth_anything_oracle(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask segformer-oracle`: a tiny seeded
+/// `SegformerForSemanticSegmentation` repo saved by transformers'
+/// `save_pretrained` (with nvidia/segformer-b0-finetuned-ade-512-512's
+/// processor file at 64x64), and what FiftyOne's own
+/// `load_zoo_model("segformer-b0-ade20k-torch", name_or_path=REPO)` and
+/// `apply_model` store on it (masks), with the model's logits and the
+/// per-pixel margin of FiftyOne's top two classes, into
+/// `crates/torch-backend/tests/fixtures/transformers` (committed;
+/// `xtask/fixtures/segformer_oracle.py`). It reads the pictures of
+/// `transformers-oracle`.
+pub(crate) fn segformer_oracle(sh: &Shell) -> Result<()> {
+    let python = python(sh)?;
+    ensure_fiftyone(sh, &python)?;
+    let out = sh
+        .current_dir()
+        .join("crates/torch-backend/tests/fixtures/transformers");
+    let _threads = sh.push_env("OMP_NUM_THREADS", "1");
+    cmd!(sh, "{python} xtask/fixtures/segformer_oracle.py {out}").run()?;
+    Ok(())
+}
+
 /// `cargo xtask zero-shot-oracle`: a tiny seeded `CLIPModel` repo saved by
 /// transformers' `save_pretrained` (with its image processor and a
 /// tokenizer cut from OpenAI's vocabulary), what FiftyOne's own

@@ -69,6 +69,8 @@ tasks:
                                    labels, embeddings and pixel values on them (oracle venv with fiftyone 1.22.1)
   depth-anything-oracle            a tiny seeded Depth Anything V2 Hugging Face repo and FiftyOne's heatmaps
                                    on it (oracle venv with fiftyone 1.22.1)
+  segformer-oracle                 a tiny seeded SegFormer Hugging Face repo and FiftyOne's masks, logits and
+                                   top-two margins on it (oracle venv with fiftyone 1.22.1)
   zero-shot-oracle                 a tiny seeded CLIP Hugging Face repo (tokenizer included) and FiftyOne's zero-shot
                                    labels, image and prompt embeddings and transformers' token ids on it (oracle venv)
   owlvit-oracle                    a tiny seeded OWL-ViT Hugging Face repo (tokenizer included) and FiftyOne's zero-shot
@@ -128,6 +130,7 @@ fn main() -> Result<()> {
         "zero-shot-oracle" => fixtures::zero_shot_oracle(&sh),
         "owlvit-oracle" => fixtures::owlvit_oracle(&sh),
         "depth-anything-oracle" => fixtures::depth_anything_oracle(&sh),
+        "segformer-oracle" => fixtures::segformer_oracle(&sh),
         "device-build" => device::run(&sh, &rest),
         "image" => image::run(&sh, &rest),
         "tidy" => {

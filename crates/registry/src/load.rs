@@ -76,6 +76,8 @@ pub const NATIVE_TYPES: &[&str] = &[
     "FiftyOneTransformer",
     "fiftyone.utils.transformers.FiftyOneTransformerForDepthEstimation",
     "FiftyOneTransformerForDepthEstimation",
+    "fiftyone.utils.transformers.FiftyOneTransformerForSemanticSegmentation",
+    "FiftyOneTransformerForSemanticSegmentation",
 ];
 
 /// FiftyOne's transformers classifier class names among [`NATIVE_TYPES`]:
@@ -92,6 +94,8 @@ pub(crate) const TRANSFORMERS_TYPES: &[&str] = &[
     "FiftyOneTransformer",
     "fiftyone.utils.transformers.FiftyOneTransformerForDepthEstimation",
     "FiftyOneTransformerForDepthEstimation",
+    "fiftyone.utils.transformers.FiftyOneTransformerForSemanticSegmentation",
+    "FiftyOneTransformerForSemanticSegmentation",
 ];
 
 /// FiftyOne's transformers depth estimator class names among
@@ -125,6 +129,26 @@ const NATIVE_EMBEDDER_REPOS: &[&str] = &[
     "facebook/dinov3-vitb16-pretrain-lvd1689m",
     "facebook/dinov3-vitl16-pretrain-lvd1689m",
     "facebook/dinov3-vith16plus-pretrain-lvd1689m",
+];
+
+/// FiftyOne's transformers semantic segmenter class names among
+/// [`TRANSFORMERS_TYPES`] (transformers' `AutoModelForSemanticSegmentation`).
+const SEGMENTER_TYPES: &[&str] = &[
+    "fiftyone.utils.transformers.FiftyOneTransformerForSemanticSegmentation",
+    "FiftyOneTransformerForSemanticSegmentation",
+];
+
+/// The Hugging Face repos of FiftyOne's built-in transformers semantic
+/// segmenters whose architecture zoo builds (SegFormer, `zoo-torch-backend`'s
+/// `families/transformers`), the generic entry's default
+/// (`nvidia/segformer-b0-finetuned-ade-512-512`) included.
+const NATIVE_SEGMENTER_REPOS: &[&str] = &[
+    "nvidia/segformer-b0-finetuned-ade-512-512",
+    "nvidia/segformer-b1-finetuned-ade-512-512",
+    "nvidia/segformer-b2-finetuned-ade-512-512",
+    "nvidia/segformer-b3-finetuned-ade-512-512",
+    "nvidia/segformer-b4-finetuned-ade-512-512",
+    "nvidia/segformer-b5-finetuned-ade-640-640",
 ];
 
 /// FiftyOne's transformers zero-shot classifier class names among
@@ -194,7 +218,8 @@ const NATIVE_TRANSFORMERS_REPOS: &[&str] = &[
 /// [`NATIVE_TRANSFORMERS_REPOS`] (for a zero-shot class,
 /// [`NATIVE_ZERO_SHOT_REPOS`]; for a zero-shot detector,
 /// [`NATIVE_ZERO_SHOT_DETECTION_REPOS`]; for a feature extractor,
-/// [`NATIVE_EMBEDDER_REPOS`]; for a depth estimator, [`NATIVE_DEPTH_REPOS`]).
+/// [`NATIVE_EMBEDDER_REPOS`]; for a depth estimator, [`NATIVE_DEPTH_REPOS`];
+/// for a semantic segmenter, [`NATIVE_SEGMENTER_REPOS`]).
 fn native_transformers(config: &DeploymentConfig) -> bool {
     let set = |key: &str| config.config.get(key).is_some_and(|value| !value.is_null());
     if set("model") || set("entrypoint_fcn") {
@@ -209,6 +234,8 @@ fn native_transformers(config: &DeploymentConfig) -> bool {
         NATIVE_EMBEDDER_REPOS
     } else if DEPTH_TYPES.contains(&kind) {
         NATIVE_DEPTH_REPOS
+    } else if SEGMENTER_TYPES.contains(&kind) {
+        NATIVE_SEGMENTER_REPOS
     } else {
         NATIVE_TRANSFORMERS_REPOS
     };

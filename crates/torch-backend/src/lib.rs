@@ -33,6 +33,7 @@ mod preprocess;
 mod transformers_depth;
 mod transformers_embedder;
 mod transformers_model;
+mod transformers_segmenter;
 mod yolo_model;
 mod zero_shot_detector;
 mod zero_shot_model;
@@ -53,6 +54,7 @@ pub use preprocess::{MAX_IMAGE_SIDE, Preprocessing, resize_bilinear};
 pub use transformers_depth::{DEPTH_TYPE_NAMES, TorchTransformerDepthModel};
 pub use transformers_embedder::{EMBEDDER_TYPE_NAMES, TorchTransformerEmbedder};
 pub use transformers_model::{TRANSFORMERS_TYPE_NAMES, TorchTransformerModel};
+pub use transformers_segmenter::{SEGMENTER_TYPE_NAMES, TorchTransformerSegmenter};
 pub use yolo_model::{TorchYoloModel, YOLO_TYPE_NAMES};
 pub use zero_shot_detector::{TorchZeroShotTransformerDetector, ZERO_SHOT_DETECTOR_TYPE_NAMES};
 pub use zero_shot_model::{TorchZeroShotTransformerModel, ZERO_SHOT_TYPE_NAMES};
@@ -195,6 +197,9 @@ pub fn register(factory: &mut zoo_model_core::ModelFactory) {
     });
     factory.register(DEPTH_TYPE_NAMES, |spec| {
         Ok(Box::new(TorchTransformerDepthModel::from_spec(spec)?))
+    });
+    factory.register(SEGMENTER_TYPE_NAMES, |spec| {
+        Ok(Box::new(TorchTransformerSegmenter::from_spec(spec)?))
     });
 }
 

@@ -264,7 +264,8 @@ impl Load<'_> {
             | Task::TransformersZeroShot
             | Task::TransformersZeroShotDetector
             | Task::TransformersEmbedder
-            | Task::TransformersDepth => (false, false),
+            | Task::TransformersDepth
+            | Task::TransformersSegmenter => (false, false),
         };
         let fits = match processor {
             Processor::Detector(_) => true,

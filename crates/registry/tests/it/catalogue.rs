@@ -130,7 +130,7 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 144 zoo builds
+/// `zoo models info` says how each built-in runs: the 151 zoo builds
 /// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8
 /// (COCO and Open Images V7), YOLO11, YOLOv5u, YOLO26 and YOLOv10
 /// n/s/m/l/x and YOLOv9c detection, YOLOv8, YOLO11 and YOLO26 n/s/m/l/x segmentation,
@@ -139,9 +139,10 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
 /// classifiers, the transformers CLIP and SigLIP zero-shot classifiers and
 /// the generic zero-shot one, the transformers OWL-ViT zero-shot detectors
 /// and the generic zero-shot detector, the transformers DINOv3 feature
-/// extractors, the transformers Depth Anything V2 depth estimators)
+/// extractors, the transformers Depth Anything V2 depth estimators, the
+/// transformers SegFormer semantic segmenters and the generic one)
 /// natively, the 50 TensorFlow ones in the model host with
-/// TensorFlow, the other 142 in the model host through FiftyOne's class.
+/// TensorFlow, the other 135 in the model host through FiftyOne's class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -172,6 +173,9 @@ fn each_builtin_says_how_it_runs() {
                         && model.model.base_name.starts_with("dinov3-"))
                     || (kind.ends_with("FiftyOneTransformerForDepthEstimation")
                         && model.model.base_name.starts_with("depth-anything-v2-"))
+                    || (kind.ends_with("FiftyOneTransformerForSemanticSegmentation")
+                        && (model.model.base_name.starts_with("segformer-")
+                            || model.model.base_name == "segmentation-transformer-torch"))
                     || (kind.ends_with("FiftyOneZeroShotTransformerForImageClassification")
                         && [
                             "pubmed-clip-vit-base-patch32",
@@ -202,8 +206,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 144),
-            ("python host", 142),
+            ("native", 151),
+            ("python host", 135),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -465,6 +469,52 @@ fn transformers_classifiers_run_natively_where_zoo_builds_their_repo() {
         ("google/vit-base-patch16-224", true),
         ("facebook/convnext-tiny-224", false),
         ("microsoft/resnet-50", false),
+    ] {
+        let plan = registry.load_plan(&generic, &kwargs(repo)).unwrap();
+        assert_eq!(
+            matches!(plan, LoadPlan::Config(_)),
+            native,
+            "{repo}: {plan:?}"
+        );
+    }
+}
+
+/// The SegFormer built-ins and the generic semantic segmenter (whose class
+/// default is SegFormer-B0) run natively; GroupViT (its own
+/// `entrypoint_fcn`) and a `name_or_path` zoo does not build run through
+/// FiftyOne's class.
+#[test]
+fn transformers_segformers_run_natively() {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = RegistryConfig::new(root.path());
+    config.builtin = Some(zoo_registry::builtin_manifest());
+    let registry = Registry::new(config);
+    for (name, native) in [
+        ("segformer-b0-ade20k-torch", true),
+        ("segformer-b1-ade20k-torch", true),
+        ("segformer-b2-ade20k-torch", true),
+        ("segformer-b3-ade20k-torch", true),
+        ("segformer-b4-ade20k-torch", true),
+        ("segformer-b5-ade20k-torch", true),
+        ("segmentation-transformer-torch", true),
+        ("group-vit-segmentation-transformer-torch", false),
+    ] {
+        let model = registry.model(name).unwrap();
+        let expected = if native {
+            LoadPath::Native
+        } else {
+            LoadPath::FiftyOneClass
+        };
+        assert_eq!(registry.load_path(&model), expected, "{name}");
+    }
+    let generic = registry.model("segmentation-transformer-torch").unwrap();
+    let kwargs = |repo: &str| {
+        serde_json::Map::from_iter([("name_or_path".to_owned(), serde_json::json!(repo))])
+    };
+    for (repo, native) in [
+        ("nvidia/segformer-b0-finetuned-ade-512-512", true),
+        ("nvidia/segformer-b2-finetuned-ade-512-512", false),
+        ("nvidia/mit-b0", false),
     ] {
         let plan = registry.load_plan(&generic, &kwargs(repo)).unwrap();
         assert_eq!(

@@ -95,6 +95,10 @@ pub(crate) enum Task {
     /// `AutoModelForDepthEstimation`): heatmaps, built from its repo
     /// (`transformers/`).
     TransformersDepth,
+    /// A Hugging Face `transformers` semantic segmenter (FiftyOne's
+    /// `FiftyOneTransformerForSemanticSegmentation`): `[N, classes, h, w]`
+    /// logits, built from its repo (`transformers/`).
+    TransformersSegmenter,
 }
 
 /// A detector family's builder: name, variables' root, classes,
@@ -371,6 +375,15 @@ pub(crate) const FAMILIES: &[Family] = &[
         ..CLASSIFIER
     },
     Family {
+        // transformers' semantic segmenters, which a Hub repo's
+        // `model_type` names (`transformers::segmenter::SEGMENTERS`); each
+        // built from its repo.
+        names: &["SegformerForSemanticSegmentation"],
+        task: Task::TransformersSegmenter,
+        build: Build::Checkpoint,
+        ..CLASSIFIER
+    },
+    Family {
         names: &[
             "dinov2_vits14",
             "dinov2_vitb14",
@@ -553,6 +566,7 @@ mod tests {
                 Task::TransformersZeroShotDetector => "transformers zero-shot detector".to_owned(),
                 Task::TransformersEmbedder => "transformers feature extractor".to_owned(),
                 Task::TransformersDepth => "transformers depth estimator".to_owned(),
+                Task::TransformersSegmenter => "transformers semantic segmenter".to_owned(),
             };
             let runs = if family.folds() {
                 "folded, channels-last"
@@ -565,6 +579,7 @@ mod tests {
                     | Task::TransformersZeroShotDetector
                     | Task::TransformersEmbedder
                     | Task::TransformersDepth
+                    | Task::TransformersSegmenter
             ) {
                 "built from its Hugging Face repo"
             } else if family.is_detector() {

@@ -23,6 +23,7 @@ mod fiftyone_parity;
 mod hostile_inputs;
 mod owlvit;
 mod real_checkpoints;
+mod segformer;
 mod swinv2;
 mod transformers;
 mod yolo;

@@ -32,6 +32,10 @@
 //! `AutoModelForDepthEstimation` builds: `depth_anything`
 //! (`DepthAnythingForDepthEstimation`, `depth_anything.rs`, with DPT's
 //! image processor).
+//! The semantic segmenters (`segmenter.rs`, `Task::TransformersSegmenter`,
+//! run by `transformers_segmenter.rs`) are what transformers'
+//! `AutoModelForSemanticSegmentation` builds: `segformer`
+//! (`SegformerForSemanticSegmentation`, `segformer.rs`).
 //!
 //! ```text
 //! <repo>/
@@ -59,6 +63,8 @@ pub(crate) mod owlvit;
 pub(crate) mod processor;
 pub(crate) mod repo;
 pub(crate) mod resize;
+pub(crate) mod segformer;
+pub(crate) mod segmenter;
 pub(crate) mod swinv2;
 pub(crate) mod tokenizer;
 pub(crate) mod vit;

@@ -18,7 +18,7 @@
 //! to both) and rounds each side to a multiple of `ensure_multiple_of`
 //! (Python's `round`, half to even).
 //!
-//! ViT's, ConvNeXt's, EfficientNet's, CLIP's, SigLIP's, DINOv3's and DPT's
+//! ViT's, ConvNeXt's, EfficientNet's, CLIP's, SigLIP's, DINOv3's, DPT's and SegFormer's
 //! processors are read, by `image_processor_type` (or the legacy `feature_extractor_type`),
 //! else by the model's type.
 
@@ -58,6 +58,9 @@ pub(crate) enum ProcessorKind {
     /// `keep_aspect_ratio` the aspect kept, each side a multiple of
     /// `ensure_multiple_of`; bicubic; the "standard" statistics.
     Dpt,
+    /// `SegformerImageProcessor`: an integer `size` is a square (512x512
+    /// by default); bilinear; ImageNet's statistics.
+    Segformer,
 }
 
 impl ProcessorKind {
@@ -77,6 +80,7 @@ impl ProcessorKind {
             "DINOv3ViTImageProcessor" => Some(ProcessorKind::Dinov3),
             "OwlViTImageProcessor" | "OwlViTImageProcessorPil" => Some(ProcessorKind::OwlVit),
             "DPTImageProcessor" => Some(ProcessorKind::Dpt),
+            "SegformerImageProcessor" => Some(ProcessorKind::Segformer),
             _ => None,
         }
     }
@@ -345,7 +349,7 @@ impl ImageProcessor {
             None => model_kind,
             Some(name) => ProcessorKind::named(name).ok_or_else(|| {
                 format!(
-                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor`, `ConvNextImageProcessor`, `EfficientNetImageProcessor`, `CLIPImageProcessor`, `SiglipImageProcessor`, `DINOv3ViTImageProcessor`, `OwlViTImageProcessor` and `DPTImageProcessor`)"
+                    "image processor `{name}` is not one zoo reproduces (it runs `ViTImageProcessor`, `ConvNextImageProcessor`, `EfficientNetImageProcessor`, `CLIPImageProcessor`, `SiglipImageProcessor`, `DINOv3ViTImageProcessor`, `OwlViTImageProcessor`, `DPTImageProcessor` and `SegformerImageProcessor`)"
                 )
             })?,
         };
@@ -364,6 +368,13 @@ impl ImageProcessor {
                 Size::Exact {
                     height: 224,
                     width: 224,
+                },
+            ),
+            ProcessorKind::Segformer => (
+                2,
+                Size::Exact {
+                    height: 512,
+                    width: 512,
                 },
             ),
             ProcessorKind::Siglip => (
@@ -464,7 +475,9 @@ impl ImageProcessor {
         let normalize = raw.do_normalize.unwrap_or(true);
         let (default_mean, default_std) = match kind {
             ProcessorKind::Clip | ProcessorKind::OwlVit => (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
-            ProcessorKind::Dinov3 => (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
+            ProcessorKind::Dinov3 | ProcessorKind::Segformer => {
+                (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+            }
             _ => (STANDARD, STANDARD),
         };
         let mean = channels(raw.image_mean.as_ref(), default_mean, "image_mean")?;
@@ -890,8 +903,8 @@ mod tests {
                 "`rescale_factor`",
             ),
             (
-                serde_json::json!({"image_processor_type": "DPTImageProcessor"}),
-                "DPTImageProcessor",
+                serde_json::json!({"image_processor_type": "BeitImageProcessor"}),
+                "BeitImageProcessor",
             ),
             (serde_json::json!({"do_center_crop": true}), "crop_size"),
         ];
