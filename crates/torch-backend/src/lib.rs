@@ -34,6 +34,7 @@ mod transformers_depth;
 mod transformers_embedder;
 mod transformers_model;
 mod transformers_segmenter;
+mod transformers_spec;
 mod yolo_model;
 mod zero_shot_detector;
 mod zero_shot_model;

@@ -41,10 +41,6 @@ pub const DEPTH_TYPE_NAMES: &[&str] = &[
 const DEPTH_OUTPUT_PROCESSOR: &str =
     "fiftyone.utils.transformers.TransformersDepthEstimatorOutputProcessor";
 
-fn config_error(message: impl Into<String>) -> ModelError {
-    ModelError::config(message.into())
-}
-
 /// FiftyOne's `FiftyOneTransformerConfig` fields zoo reads besides
 /// [`TorchImageModelConfig`]'s.
 #[derive(Debug, Default, Deserialize)]
@@ -76,41 +72,19 @@ impl TorchTransformerDepthModel {
     pub fn from_spec(spec: &ModelSpec) -> Result<Self, ModelError> {
         crate::model::cpu_threads();
         let config = TorchImageModelConfig::for_native_model(&spec.config)?;
-        let fields: DepthFields = serde_path_to_error::deserialize(Value::Object(
-            spec.config.clone(),
-        ))
-        .map_err(|err| {
-            config_error(format!(
-                "`{}` {}; correct the value or remove the field from the model's config",
-                err.path(),
-                err.inner()
-            ))
-        })?;
-        if fields
-            .entrypoint_fcn
-            .as_ref()
-            .is_some_and(|value| !value.is_null())
-        {
-            return Err(ModelError::unsupported(
-                "the config's `entrypoint_fcn` names a Python function to build the model; zoo builds transformers depth estimators from their repo: remove it".to_owned(),
-            ));
-        }
-        if let Some(processor) = config.output_processor_cls.as_deref()
-            && processor != DEPTH_OUTPUT_PROCESSOR
-        {
-            return Err(ModelError::unsupported(format!(
-                "`output_processor_cls` `{processor}`: zoo runs transformers depth estimators with `{DEPTH_OUTPUT_PROCESSOR}` only"
-            )));
-        }
-        if let Some(kwargs) = &fields.transformers_processor_kwargs
-            && let Some((key, value)) = kwargs.iter().find(|(key, value)| {
-                !(key.as_str() == "return_tensors" && value.as_str() == Some("pt"))
-            })
-        {
-            return Err(ModelError::unsupported(format!(
-                "`transformers_processor_kwargs.{key}` (`{value}`) changes the image processor, which zoo runs as the repo's `preprocessor_config.json` says; remove it"
-            )));
-        }
+        let fields: DepthFields = crate::transformers_spec::fields(spec)?;
+        crate::transformers_spec::refuse_entrypoint(
+            fields.entrypoint_fcn.as_ref(),
+            "transformers depth estimators",
+        )?;
+        crate::transformers_spec::check_output_processor(
+            config.output_processor_cls.as_deref(),
+            DEPTH_OUTPUT_PROCESSOR,
+            "transformers depth estimators",
+        )?;
+        crate::transformers_spec::refuse_processor_kwargs(
+            fields.transformers_processor_kwargs.as_ref(),
+        )?;
         if let Some(args) = &fields.transforms_args
             && let Some((key, value)) = args
                 .iter()

@@ -102,25 +102,11 @@ impl TorchTransformerEmbedder {
     pub fn from_spec(spec: &ModelSpec) -> Result<Self, ModelError> {
         crate::model::cpu_threads();
         let config = TorchImageModelConfig::for_native_model(&spec.config)?;
-        let fields: EmbedderFields = serde_path_to_error::deserialize(Value::Object(
-            spec.config.clone(),
-        ))
-        .map_err(|err| {
-            config_error(format!(
-                "`{}` {}; correct the value or remove the field from the model's config",
-                err.path(),
-                err.inner()
-            ))
-        })?;
-        if fields
-            .entrypoint_fcn
-            .as_ref()
-            .is_some_and(|value| !value.is_null())
-        {
-            return Err(ModelError::unsupported(
-                "the config's `entrypoint_fcn` names a Python function to build the model; zoo builds transformers feature extractors from their repo: remove it".to_owned(),
-            ));
-        }
+        let fields: EmbedderFields = crate::transformers_spec::fields(spec)?;
+        crate::transformers_spec::refuse_entrypoint(
+            fields.entrypoint_fcn.as_ref(),
+            "transformers feature extractors",
+        )?;
         if let Some(processor) = config.output_processor_cls.as_deref()
             && !processor.rsplit('.').next().unwrap_or_default().is_empty()
         {
@@ -128,15 +114,9 @@ impl TorchTransformerEmbedder {
                 "`output_processor_cls` `{processor}`: FiftyOne's `FiftyOneTransformer` computes embeddings, and zoo runs it with no output processor; remove it"
             )));
         }
-        if let Some(kwargs) = &fields.transformers_processor_kwargs
-            && let Some((key, value)) = kwargs.iter().find(|(key, value)| {
-                !(key.as_str() == "return_tensors" && value.as_str() == Some("pt"))
-            })
-        {
-            return Err(ModelError::unsupported(format!(
-                "`transformers_processor_kwargs.{key}` (`{value}`) changes the image processor, which zoo runs as the repo's `preprocessor_config.json` says; remove it"
-            )));
-        }
+        crate::transformers_spec::refuse_processor_kwargs(
+            fields.transformers_processor_kwargs.as_ref(),
+        )?;
         if let Some(args) = &fields.transforms_args
             && let Some((key, value)) = args
                 .iter()

@@ -105,41 +105,19 @@ impl TorchTransformerModel {
     pub fn from_spec(spec: &ModelSpec) -> Result<Self, ModelError> {
         crate::model::cpu_threads();
         let config = TorchImageModelConfig::for_native_model(&spec.config)?;
-        let fields: TransformerFields = serde_path_to_error::deserialize(Value::Object(
-            spec.config.clone(),
-        ))
-        .map_err(|err| {
-            config_error(format!(
-                "`{}` {}; correct the value or remove the field from the model's config",
-                err.path(),
-                err.inner()
-            ))
-        })?;
-        if fields
-            .entrypoint_fcn
-            .as_ref()
-            .is_some_and(|value| !value.is_null())
-        {
-            return Err(ModelError::unsupported(
-                "the config's `entrypoint_fcn` names a Python function to build the model; zoo builds transformers classifiers from their repo: remove it".to_owned(),
-            ));
-        }
-        if let Some(processor) = config.output_processor_cls.as_deref()
-            && processor != CLASSIFIER_OUTPUT_PROCESSOR
-        {
-            return Err(ModelError::unsupported(format!(
-                "`output_processor_cls` `{processor}`: zoo runs transformers classifiers with `{CLASSIFIER_OUTPUT_PROCESSOR}` only"
-            )));
-        }
-        if let Some(kwargs) = &fields.transformers_processor_kwargs
-            && let Some((key, value)) = kwargs.iter().find(|(key, value)| {
-                !(key.as_str() == "return_tensors" && value.as_str() == Some("pt"))
-            })
-        {
-            return Err(ModelError::unsupported(format!(
-                "`transformers_processor_kwargs.{key}` (`{value}`) changes the image processor, which zoo runs as the repo's `preprocessor_config.json` says; remove it"
-            )));
-        }
+        let fields: TransformerFields = crate::transformers_spec::fields(spec)?;
+        crate::transformers_spec::refuse_entrypoint(
+            fields.entrypoint_fcn.as_ref(),
+            "transformers classifiers",
+        )?;
+        crate::transformers_spec::check_output_processor(
+            config.output_processor_cls.as_deref(),
+            CLASSIFIER_OUTPUT_PROCESSOR,
+            "transformers classifiers",
+        )?;
+        crate::transformers_spec::refuse_processor_kwargs(
+            fields.transformers_processor_kwargs.as_ref(),
+        )?;
         if let Some(device) = config.device.as_deref()
             && !device.is_empty()
             && device != "cpu"

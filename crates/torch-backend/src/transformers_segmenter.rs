@@ -41,10 +41,6 @@ pub const SEGMENTER_TYPE_NAMES: &[&str] = &[
 const SEGMENTER_OUTPUT_PROCESSOR: &str =
     "fiftyone.utils.transformers.TransformersSemanticSegmentatorOutputProcessor";
 
-fn config_error(message: impl Into<String>) -> ModelError {
-    ModelError::config(message.into())
-}
-
 /// FiftyOne's `FiftyOneTransformerConfig` fields zoo reads besides
 /// [`TorchImageModelConfig`]'s.
 #[derive(Debug, Default, Deserialize)]
@@ -82,25 +78,11 @@ impl TorchTransformerSegmenter {
     pub fn from_spec(spec: &ModelSpec) -> Result<Self, ModelError> {
         crate::model::cpu_threads();
         let config = TorchImageModelConfig::for_native_model(&spec.config)?;
-        let fields: SegmenterFields = serde_path_to_error::deserialize(Value::Object(
-            spec.config.clone(),
-        ))
-        .map_err(|err| {
-            config_error(format!(
-                "`{}` {}; correct the value or remove the field from the model's config",
-                err.path(),
-                err.inner()
-            ))
-        })?;
-        if fields
-            .entrypoint_fcn
-            .as_ref()
-            .is_some_and(|value| !value.is_null())
-        {
-            return Err(ModelError::unsupported(
-                "the config's `entrypoint_fcn` names a Python function to build the model; zoo builds transformers semantic segmenters from their repo: remove it".to_owned(),
-            ));
-        }
+        let fields: SegmenterFields = crate::transformers_spec::fields(spec)?;
+        crate::transformers_spec::refuse_entrypoint(
+            fields.entrypoint_fcn.as_ref(),
+            "transformers semantic segmenters",
+        )?;
         if let Some(processor) = config.output_processor_cls.as_deref()
             && processor != SEGMENTER_OUTPUT_PROCESSOR
             && processor != "TransformersSemanticSegmentatorOutputProcessor"
@@ -117,15 +99,9 @@ impl TorchTransformerSegmenter {
                 "`output_processor_args.logits_key` `{key}`: the network's output has `logits` only"
             )));
         }
-        if let Some(kwargs) = &fields.transformers_processor_kwargs
-            && let Some((key, value)) = kwargs.iter().find(|(key, value)| {
-                !(key.as_str() == "return_tensors" && value.as_str() == Some("pt"))
-            })
-        {
-            return Err(ModelError::unsupported(format!(
-                "`transformers_processor_kwargs.{key}` (`{value}`) changes the image processor, which zoo runs as the repo's `preprocessor_config.json` says; remove it"
-            )));
-        }
+        crate::transformers_spec::refuse_processor_kwargs(
+            fields.transformers_processor_kwargs.as_ref(),
+        )?;
         if let Some(args) = &fields.transforms_args
             && let Some((key, value)) = args
                 .iter()

@@ -170,32 +170,16 @@ impl TorchZeroShotTransformerModel {
     pub fn from_spec(spec: &ModelSpec) -> Result<Self, ModelError> {
         crate::model::cpu_threads();
         let config = TorchImageModelConfig::for_native_model(&spec.config)?;
-        let fields: ZeroShotFields = serde_path_to_error::deserialize(Value::Object(
-            spec.config.clone(),
-        ))
-        .map_err(|err| {
-            config_error(format!(
-                "`{}` {}; correct the value or remove the field from the model's config",
-                err.path(),
-                err.inner()
-            ))
-        })?;
-        if fields
-            .entrypoint_fcn
-            .as_ref()
-            .is_some_and(|value| !value.is_null())
-        {
-            return Err(ModelError::unsupported(
-                "the config's `entrypoint_fcn` names a Python function to build the model; zoo builds transformers zero-shot classifiers from their repo: remove it".to_owned(),
-            ));
-        }
-        if let Some(processor) = config.output_processor_cls.as_deref()
-            && processor != CLASSIFIER_OUTPUT_PROCESSOR
-        {
-            return Err(ModelError::unsupported(format!(
-                "`output_processor_cls` `{processor}`: zoo runs transformers zero-shot classifiers with `{CLASSIFIER_OUTPUT_PROCESSOR}` only"
-            )));
-        }
+        let fields: ZeroShotFields = crate::transformers_spec::fields(spec)?;
+        crate::transformers_spec::refuse_entrypoint(
+            fields.entrypoint_fcn.as_ref(),
+            "transformers zero-shot classifiers",
+        )?;
+        crate::transformers_spec::check_output_processor(
+            config.output_processor_cls.as_deref(),
+            CLASSIFIER_OUTPUT_PROCESSOR,
+            "transformers zero-shot classifiers",
+        )?;
         // The class's default `output_processor_args` is `{"store_logits":
         // True, "logits_key": "logits_per_image"}`; given args say for
         // themselves (`ClassifierOutputProcessor`'s defaults: no logits
