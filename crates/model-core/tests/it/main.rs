@@ -726,14 +726,24 @@ fn a_fatal_model_error_records_the_batch_then_stops_the_run() {
             })
             .collect();
         // One copy runs the batches in turn, so the first is stored before
-        // the second dies; with two, the first may still be running when
-        // the other copy's fatal error stops the run (it is then resumed
-        // later, never stored half).
+        // the second dies; with two, the other copy's batches race the
+        // fatal error: each is stored whole (its batch finished before the
+        // error arrived) or not at all (resumed by a later run), never half.
         if workers == 1 {
             assert!(stored.contains(&0) && stored.contains(&1), "{stored:?}");
             assert!(!stored.contains(&4) && !stored.contains(&5), "{stored:?}");
         } else {
-            assert!(stored.iter().all(|id| [0, 1].contains(id)), "{stored:?}");
+            assert!(
+                stored.iter().all(|id| [0, 1, 4, 5].contains(id)),
+                "{stored:?}"
+            );
+            for pair in [[0, 1], [4, 5]] {
+                assert_eq!(
+                    stored.contains(&pair[0]),
+                    stored.contains(&pair[1]),
+                    "a batch stored half: {stored:?}"
+                );
+            }
         }
     }
 }
