@@ -5,6 +5,7 @@
 mod apply;
 mod catalogue;
 mod clip;
+mod corpus_sources;
 mod detection;
 mod dinov2;
 mod downloads;
