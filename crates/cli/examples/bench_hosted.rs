@@ -27,7 +27,8 @@ use std::time::Instant;
 use image::ImageEncoder;
 use serde_json::{Value, json};
 use zoo_test_support::{
-    Archive, FiftyOne, HOSTED_TORCH_SOURCE, Response, TestServer, hosted_torch_manifest,
+    Archive, FiftyOne, HOSTED_TORCH_SOURCE, MongoServer, Response, TestServer,
+    hosted_torch_manifest,
 };
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -196,7 +197,11 @@ fn main() {
     .into_iter()
     .filter(|(name, _)| wanted.is_empty() || wanted.split(',').any(|want| want.trim() == *name))
     .collect();
-    let mut fiftyone = FiftyOne::start(&python);
+    // FiftyOne's private database service is shared by every FiftyOne
+    // process of the machine and ends with the one that started it: the
+    // bench runs FiftyOne on a mongod of its own.
+    let mongo = MongoServer::start(&python);
+    let mut fiftyone = FiftyOne::start_on(&python, &mongo.uri);
     fs_err::write(dir.path().join("__init__.py"), HOSTED_TORCH_SOURCE).unwrap();
     let setup = fiftyone.run(
         FIFTYONE_SETUP,

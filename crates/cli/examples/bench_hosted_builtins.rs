@@ -21,8 +21,8 @@ use std::time::Instant;
 use image::ImageEncoder;
 use serde_json::{Value, json};
 use zoo_test_support::{
-    FIFTYONE_APPLIES, FakeHub, FiftyOne, HubRepo, SEED_CONVNEXT, SEED_YOLO, TestServer,
-    ULTRALYTICS_RELEASES, seed,
+    FIFTYONE_APPLIES, FakeHub, FiftyOne, HubRepo, MongoServer, SEED_CONVNEXT, SEED_YOLO,
+    TestServer, ULTRALYTICS_RELEASES, seed,
 };
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -151,7 +151,11 @@ fn main() {
         );
         output
     };
-    let mut fiftyone = FiftyOne::start(&python);
+    // FiftyOne's private database service is shared by every FiftyOne
+    // process of the machine and ends with the one that started it: the
+    // bench runs FiftyOne on a mongod of its own.
+    let mongo = MongoServer::start(&python);
+    let mut fiftyone = FiftyOne::start_on(&python, &mongo.uri);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "hosted built-ins vs FiftyOne's own load_zoo_model + apply_model, {count} JPEGs 640x480, default batch sizes, {cores} cores; medians of {rounds} interleaved rounds (model loaded outside the timed part on both sides)"
