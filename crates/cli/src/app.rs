@@ -267,6 +267,11 @@ pub(crate) struct ApplyArgs {
     /// Redo every sample, not only those without a result.
     #[arg(long)]
     pub(crate) overwrite: bool,
+    /// The label field holding each sample's prompt, for models that read
+    /// one (FiftyOne's `prompt_field`: boxes for ViTPose, boxes or points
+    /// for SAM).
+    #[arg(long, value_name = "FIELD")]
+    pub(crate) prompt_field: Option<String>,
     /// Stop at the first unreadable image or failed sample (default: record
     /// it and go on).
     #[arg(long)]
