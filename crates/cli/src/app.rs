@@ -141,7 +141,7 @@ pub(crate) enum ModelsCommand {
         kwargs: Vec<(String, serde_json::Value)>,
     },
     /// Apply a model to a dataset (or a folder of images), storing labels.
-    Apply(ApplyArgs),
+    Apply(Box<ApplyArgs>),
     /// Compute embeddings for a dataset (or a folder of images).
     Embed(EmbedArgs),
     /// Embed text prompts with a model that embeds text (CLIP): one JSON

@@ -766,8 +766,8 @@ impl Datasets {
                     "SELECT l.field, COUNT(l.label) FROM labels l JOIN samples s ON s.id = l.sample_id WHERE s.dataset_id = ?1 GROUP BY l.field",
                     id,
                 )?
-                .into_iter()
-                .map(|(field, _)| format!("`{}`", field.escape_debug()))
+                .into_keys()
+                .map(|field| format!("`{}`", field.escape_debug()))
                 .collect();
             return Err(DatasetError::NoLabelField {
                 dataset: name.to_owned(),
