@@ -34,7 +34,7 @@ pub(crate) fn fiftyone_python() -> Option<String> {
 
 /// A sandbox with the hosted test source registered and trusted, and
 /// `ZOO_PYTHON` set to `python`.
-fn hosted_sandbox(server: &TestServer, python: &str) -> Sandbox {
+pub(crate) fn hosted_sandbox(server: &TestServer, python: &str) -> Sandbox {
     let mut sandbox = Sandbox::new();
     sandbox
         .env
@@ -54,7 +54,7 @@ fn hosted_sandbox(server: &TestServer, python: &str) -> Sandbox {
 
 /// PNGs of several sizes and colours; one 13 pixels wide (the `boxes`
 /// model fails on it).
-fn pictures(dir: &Path, count: usize) -> Vec<String> {
+pub(crate) fn pictures(dir: &Path, count: usize) -> Vec<String> {
     fs_err::create_dir_all(dir).unwrap();
     (0..count)
         .map(|index| {
@@ -80,7 +80,7 @@ fn pictures(dir: &Path, count: usize) -> Vec<String> {
 }
 
 /// `zoo datasets export` as JSON lines, by file name.
-fn exported(sandbox: &Sandbox, dataset: &str) -> serde_json::Map<String, Value> {
+pub(crate) fn exported(sandbox: &Sandbox, dataset: &str) -> serde_json::Map<String, Value> {
     let path = sandbox.dir.path().join(format!("{dataset}.jsonl"));
     sandbox.ok(&["datasets", "export", dataset, path.to_str().unwrap()]);
     fs_err::read_to_string(&path)
@@ -606,7 +606,7 @@ dataset.delete()
 
 /// `ours` equals `theirs` up to `_id`s, with `.npy` arrays (a heatmap's
 /// `map`) compared as values: each side's zlib compresses its own way.
-fn same_label(ours: &Value, theirs: &Value) -> bool {
+pub(crate) fn same_label(ours: &Value, theirs: &Value) -> bool {
     match (ours, theirs) {
         (Value::Object(a), Value::Object(b)) if a.contains_key("$binary") => {
             let (a, b) = (

@@ -454,3 +454,156 @@ fn efficientnet_b0_runs_from_the_loopback_hub_as_fiftyones_own() {
         SEED_EFFICIENTNET,
     );
 }
+
+/// A tiny ViTPose laid out as `usyd-community/vitpose-base-simple`: one
+/// transformer layer of width 32 on 256x192 inputs, the simple decoder, 17
+/// keypoints, weights drawn wide enough that the heatmaps differ from place
+/// to place; its image processor as transformers saves it.
+const SEED_VITPOSE: &str = r#"
+import sys, torch
+from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation, VitPoseImageProcessor
+torch.manual_seed(0)
+backbone = VitPoseBackboneConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                                 image_size=[256, 192], patch_size=[16, 16], out_indices=[1])
+model = VitPoseForPoseEstimation(VitPoseConfig(backbone_config=backbone, use_simple_decoder=True, num_labels=17)).eval()
+with torch.no_grad():
+    for parameter in model.parameters():
+        if parameter.dim() > 1:
+            parameter.normal_(0.0, 0.2)
+model.save_pretrained(sys.argv[1])
+VitPoseImageProcessor().save_pretrained(sys.argv[1])
+"#;
+
+/// FiftyOne's own run of a pose model with box prompts: a dataset whose
+/// samples hold `people` (two or three person boxes each), exported as a
+/// FiftyOne dataset folder for zoo to import, then `load_zoo_model(name)`
+/// and `apply_model(model, "pose", prompt_field="people")`.
+const FIFTYONE_POSES: &str = r#"
+import os
+for key, value in args.get("env", {}).items():
+    os.environ[key] = value
+import fiftyone.zoo as foz
+fo.config.model_zoo_dir = args["zoo"]
+boxes = [[0.1, 0.1, 0.4, 0.7], [0.5, 0.2, 0.3, 0.5], [0.05, 0.5, 0.9, 0.45]]
+dataset = fo.Dataset()
+dataset.add_samples([
+    fo.Sample(filepath=path, people=fo.Detections(detections=[
+        fo.Detection(label="person", bounding_box=box) for box in boxes[: 2 + index % 2]
+    ]))
+    for index, path in enumerate(args["images"])
+])
+dataset.export(export_dir=args["export"], dataset_type=fo.types.FiftyOneDataset)
+model = foz.load_zoo_model(args["name"])
+dataset.apply_model(model, "pose", prompt_field="people")
+result = {"labels": {}}
+for sample in dataset:
+    value = sample["pose"]
+    result["labels"][sample.filepath.rsplit("/", 1)[-1]] = None if value is None else value.to_dict(extended=True)
+dataset.delete()
+"#;
+
+/// `vitpose-base-simple-torch` (FiftyOne's
+/// `FiftyOneTransformerForPoseEstimation`, in the model host) with
+/// `--prompt-field people`: zoo reads each sample's person boxes from its
+/// dataset and the model's own `GetItem` gets them as FiftyOne's DataLoader
+/// hands them over; the keypoints equal those of FiftyOne's own
+/// `apply_model(..., prompt_field="people")` on the same repo (from the
+/// loopback Hub) within 1e-4.
+#[test]
+fn vitpose_with_box_prompts_runs_as_fiftyones_own_apply_model() {
+    let Some(python) = oracle_python() else {
+        return;
+    };
+    let name = "vitpose-base-simple-torch";
+    let mut sandbox = Sandbox::new();
+    let repo = sandbox.dir.path().join("repo");
+    seed(
+        &python,
+        SEED_VITPOSE,
+        &[repo.to_str().unwrap()],
+        &sandbox.dir.path().join("home"),
+    );
+    let read = |name: &str| fs_err::read(repo.join(name)).unwrap();
+    let hub = FakeHub::start();
+    hub.add_repo(
+        HubRepo::new("usyd-community/vitpose-base-simple", "seeded")
+            .file("config.json", read("config.json"))
+            .file("preprocessor_config.json", read("preprocessor_config.json"))
+            .lfs_file("model.safetensors", read("model.safetensors")),
+    );
+    sandbox.env.extend([
+        ("ZOO_PYTHON".to_owned(), python.clone()),
+        ("HF_ENDPOINT".to_owned(), hub.endpoint()),
+        ("HF_HUB_DISABLE_XET".to_owned(), "1".to_owned()),
+    ]);
+    let info = sandbox.ok(&["models", "info", name, "--json"]).json();
+    assert_ne!(info["runs_in"], "native", "{info}");
+    let images = pictures(&sandbox.dir.path().join("pics"));
+    let export = sandbox.dir.path().join("people");
+
+    let mut fiftyone = FiftyOne::start(&python);
+    let theirs = fiftyone.run(
+        FIFTYONE_POSES,
+        json!({
+            "zoo": sandbox.dir.path().join("fiftyone-zoo"),
+            "name": name,
+            "images": images,
+            "export": export,
+            "env": {"HF_ENDPOINT": hub.endpoint(), "HF_HUB_DISABLE_XET": "1",
+                    "HF_HOME": sandbox.dir.path().join("fiftyone-hf")},
+        }),
+    );
+
+    sandbox.ok(&["datasets", "import", "people", export.to_str().unwrap()]);
+    // Without its prompts, the model is refused up front.
+    let err = sandbox
+        .fails(&["models", "apply", name, "people", "pose"])
+        .stderr();
+    assert!(err.contains("--prompt-field"), "{err}");
+    let run = sandbox
+        .ok(&[
+            "models",
+            "apply",
+            name,
+            "people",
+            "pose",
+            "--prompt-field",
+            "people",
+            "--json",
+        ])
+        .json();
+    assert_eq!(run["succeeded"], images.len(), "{run}");
+    let ours = exported(&sandbox, "people", "pose");
+    let theirs = theirs["labels"].as_object().unwrap();
+    assert_eq!(theirs.len(), images.len());
+    let mut largest: f64 = 0.0;
+    for (file, theirs) in theirs {
+        let ours = &ours[file];
+        assert_eq!(ours["_cls"], "Keypoints", "{file}: {ours}");
+        let people = ours["keypoints"].as_array().unwrap().len();
+        assert!(people == 2 || people == 3, "{file}: {people} people");
+        if let Some(difference) = differs(ours, theirs, 1e-4, file) {
+            panic!("{name}: zoo and FiftyOne differ at {difference}");
+        }
+        largest = largest.max(largest_difference(ours, theirs));
+    }
+    eprintln!("{name} with box prompts: largest difference from FiftyOne {largest:e}");
+}
+
+/// The largest difference between two labels' numbers (same shapes).
+fn largest_difference(ours: &Value, theirs: &Value) -> f64 {
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => a
+            .iter()
+            .filter(|(key, _)| *key != "_id")
+            .map(|(key, value)| largest_difference(value, b.get(key).unwrap_or(&Value::Null)))
+            .fold(0.0, f64::max),
+        (Value::Array(a), Value::Array(b)) => a
+            .iter()
+            .zip(b)
+            .map(|(a, b)| largest_difference(a, b))
+            .fold(0.0, f64::max),
+        (Value::Number(a), Value::Number(b)) => (a.as_f64().unwrap() - b.as_f64().unwrap()).abs(),
+        _ => 0.0,
+    }
+}

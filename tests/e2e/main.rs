@@ -17,6 +17,7 @@ mod fiftyone_masks;
 mod hooks;
 mod hosted;
 mod hosted_builtins;
+mod hosted_prompts;
 mod hosted_torch;
 mod hostile_models;
 mod inception;

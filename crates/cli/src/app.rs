@@ -141,7 +141,7 @@ pub(crate) enum ModelsCommand {
         kwargs: Vec<(String, serde_json::Value)>,
     },
     /// Apply a model to a dataset (or a folder of images), storing labels.
-    Apply(ApplyArgs),
+    Apply(Box<ApplyArgs>),
     /// Compute embeddings for a dataset (or a folder of images).
     Embed(EmbedArgs),
     /// Embed text prompts with a model that embeds text (CLIP): one JSON
@@ -267,6 +267,11 @@ pub(crate) struct ApplyArgs {
     /// Redo every sample, not only those without a result.
     #[arg(long)]
     pub(crate) overwrite: bool,
+    /// The label field holding each sample's prompt, for models that read
+    /// one (FiftyOne's `prompt_field`: boxes for ViTPose, boxes or points
+    /// for SAM).
+    #[arg(long, value_name = "FIELD")]
+    pub(crate) prompt_field: Option<String>,
     /// Stop at the first unreadable image or failed sample (default: record
     /// it and go on).
     #[arg(long)]

@@ -65,4 +65,6 @@ pub use results::{
     ShardSummary,
 };
 pub use shard::{MAX_SHARDS, Shard, ShardError, key_path, stable_key};
-pub use store::{DatasetError, DatasetInfo, DatasetPin, Datasets, ExportFormat, MergeSummary};
+pub use store::{
+    DatasetError, DatasetInfo, DatasetPin, Datasets, ExportFormat, MergeSummary, StoredLabel,
+};

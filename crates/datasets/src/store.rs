@@ -85,6 +85,17 @@ pub enum DatasetError {
         /// The field.
         field: String,
     },
+    /// A dataset has no labels in a field that was to be read.
+    #[error("dataset `{dataset}` has no label field `{field}` (its label fields: {known})")]
+    NoLabelField {
+        /// The dataset.
+        dataset: String,
+        /// The field.
+        field: String,
+        /// The label fields it has, comma-separated (`none` when it has
+        /// none).
+        known: String,
+    },
     /// Shard results could not be read.
     #[error("reading shard results failed")]
     Results {
@@ -330,6 +341,17 @@ CREATE TABLE IF NOT EXISTS sample_documents (sample_id INTEGER PRIMARY KEY REFER
 CREATE TABLE IF NOT EXISTS dataset_documents (dataset_id INTEGER PRIMARY KEY REFERENCES datasets(id) ON DELETE CASCADE, document TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS field_provenance (dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE, field TEXT NOT NULL, provenance TEXT NOT NULL, PRIMARY KEY(dataset_id, field));
 ";
+
+/// A sample's label in a field, as [`Datasets::field_labels`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredLabel {
+    /// The label's JSON text, as stored (unchecked).
+    Json(String),
+    /// The sample has the field, holding no label (FiftyOne's `None`).
+    None,
+    /// The label is this many bytes long, over the cap it was read with.
+    TooLarge(u64),
+}
 
 /// Adds what a database made by an older zoo lacks: each dataset's `uid`
 /// (random, never reused, which a run's writes check) and `outside_paths`
@@ -706,6 +728,58 @@ impl Datasets {
                 })
             },
         )
+    }
+
+    /// The labels of field `field` in dataset `name`, by sample id, as
+    /// stored (FiftyOne's JSON text, not parsed: they may come from an
+    /// imported dataset, so the caller checks them); samples without a row
+    /// in the field are absent. A label longer than `max_bytes` is not
+    /// read ([`StoredLabel::TooLarge`]). A field no sample has is
+    /// [`DatasetError::NoLabelField`], naming the fields there are.
+    pub fn field_labels(
+        &self,
+        name: &str,
+        field: &str,
+        max_bytes: u64,
+    ) -> Result<std::collections::HashMap<i64, StoredLabel>, DatasetError> {
+        check_field(field)?;
+        let id = self.dataset_id(name)?;
+        let cap = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, StoredLabel)> = self.query_rows(
+            "SELECT l.sample_id, length(CAST(l.label AS BLOB)), CASE WHEN length(CAST(l.label AS BLOB)) <= ?3 THEN l.label END FROM labels l JOIN samples s ON s.id = l.sample_id WHERE s.dataset_id = ?1 AND l.field = ?2",
+            params![id, field, cap],
+            |row| {
+                let sample: i64 = row.get(0)?;
+                let length: Option<i64> = row.get(1)?;
+                let text: Option<String> = row.get(2)?;
+                let label = match (length, text) {
+                    (None, _) => StoredLabel::None,
+                    (Some(_), Some(text)) => StoredLabel::Json(text),
+                    (Some(length), None) => StoredLabel::TooLarge(length.max(0) as u64),
+                };
+                Ok((sample, label))
+            },
+        )?;
+        if rows.is_empty() {
+            let known: Vec<String> = self
+                .counts(
+                    "SELECT l.field, COUNT(l.label) FROM labels l JOIN samples s ON s.id = l.sample_id WHERE s.dataset_id = ?1 GROUP BY l.field",
+                    id,
+                )?
+                .into_keys()
+                .map(|field| format!("`{}`", field.escape_debug()))
+                .collect();
+            return Err(DatasetError::NoLabelField {
+                dataset: name.to_owned(),
+                field: field.to_owned(),
+                known: if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                },
+            });
+        }
+        Ok(rows.into_iter().collect())
     }
 
     /// The folder dataset `name` was indexed from (stable keys are relative

@@ -139,7 +139,9 @@ pub enum ApplyError {
 }
 
 type Prepared = Vec<(Sample, Result<Input, String>)>;
-type Work<'a, T> = dyn Fn(&mut dyn Model, &[Input]) -> Result<Vec<T>, ModelError> + Sync + 'a;
+/// A model call on a group of inputs: the samples' ids, their inputs.
+type Work<'a, T> =
+    dyn Fn(&mut dyn Model, &[i64], &[Input]) -> Result<Vec<T>, ModelError> + Sync + 'a;
 type Emit<'a, T> = dyn FnMut(Vec<(i64, Result<T, String>)>) -> Result<(), String> + 'a;
 /// Checks one sample's result before it is counted and stored: an error
 /// fails that sample only.
@@ -226,11 +228,14 @@ fn send_ahead(
         return;
     }
     for group in groups(prepared, model.ragged_batches()) {
-        let inputs: Vec<&Input> = group
+        let (ids, inputs): (Vec<i64>, Vec<&Input>) = group
             .iter()
-            .filter_map(|&index| prepared[index].1.as_ref().ok())
-            .collect();
-        model.prefetch(&inputs, embeddings);
+            .filter_map(|&index| {
+                let (sample, input) = &prepared[index];
+                input.as_ref().ok().map(|input| (sample.id, input))
+            })
+            .unzip();
+        model.prefetch_samples(&ids, &inputs, embeddings);
     }
 }
 
@@ -280,22 +285,21 @@ fn compute<T>(
             }
             continue;
         }
-        let group: Vec<Input> = indices
+        let (ids, group): (Vec<i64>, Vec<Input>) = indices
             .iter()
-            .filter_map(|&index| inputs[index].take())
-            .collect();
+            .filter_map(|&index| inputs[index].take().map(|input| (samples[index].id, input)))
+            .unzip();
         let model_started = Instant::now();
         // The last line of defence: a model that panics (a libtorch error
         // raised as a panic by tch, a bug in a backend) fails this group's
         // samples, and the run goes on with the next batch.
-        let outputs = catch_unwind(AssertUnwindSafe(|| work(&mut *model, &group))).unwrap_or_else(
-            |payload| {
+        let outputs = catch_unwind(AssertUnwindSafe(|| work(&mut *model, &ids, &group)))
+            .unwrap_or_else(|payload| {
                 Err(ModelError::inference(format!(
                     "the model panicked: {}",
                     panic_message(payload.as_ref())
                 )))
-            },
-        );
+            });
         computed.model_time += model_started.elapsed();
         computed.forwards += 1;
         match outputs {
@@ -574,7 +578,8 @@ pub fn apply_on(
             threshold = None;
         }
     }
-    let work = |model: &mut dyn Model, inputs: &[Input]| model.predict_all(inputs);
+    let work =
+        |model: &mut dyn Model, ids: &[i64], inputs: &[Input]| model.predict_samples(ids, inputs);
     let mut emit = |batch: Vec<(i64, Result<crate::model::Prediction, String>)>| {
         let outcomes = batch
             .into_iter()
@@ -656,7 +661,7 @@ pub fn embed_on(
         )
         .into());
     }
-    let work = |model: &mut dyn Model, inputs: &[Input]| model.embed_all(inputs);
+    let work = |model: &mut dyn Model, _: &[i64], inputs: &[Input]| model.embed_all(inputs);
     let mut emit = |batch: Vec<(i64, Result<Vec<f32>, String>)>| {
         on_batch(
             batch

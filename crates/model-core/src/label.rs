@@ -22,8 +22,9 @@ pub struct Detection {
 /// One keypoint set: points relative to the image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Keypoint {
-    /// The class name.
-    pub label: String,
+    /// The class name, when it has one (FiftyOne writes `null` when not,
+    /// as for ViTPose's keypoints).
+    pub label: Option<String>,
     /// `[x, y]` per point, relative.
     pub points: Vec<[f64; 2]>,
     /// One confidence per point.
@@ -361,8 +362,12 @@ impl Keypoint {
             ),
             Some(_) => return Err(invalid(&confidence_path, "not a list of numbers")),
         };
+        let label = match optional(object, "label") {
+            None => None,
+            Some(_) => Some(string_or_empty(object, "label", path)?),
+        };
         Ok(Self {
-            label: string_or_empty(object, "label", path)?,
+            label,
             points,
             confidence,
         })
@@ -907,7 +912,7 @@ mod tests {
                 mask: Some((1, 2, vec![1, 0])),
             }]),
             Label::Keypoints(vec![Keypoint {
-                label: "person".into(),
+                label: Some("person".into()),
                 points: vec![[0.5, 0.25]],
                 confidence: Some(vec![0.8]),
             }]),
@@ -963,7 +968,7 @@ mod tests {
         );
 
         let keypoints = Label::Keypoints(vec![Keypoint {
-            label: "person".into(),
+            label: Some("person".into()),
             points: vec![[0.5, 0.25]],
             confidence: Some(vec![0.8]),
         }]);

@@ -29,6 +29,7 @@ mod label;
 mod model;
 mod npy;
 mod object_id;
+mod prompt;
 mod runtime;
 
 pub use apply::{
@@ -47,4 +48,5 @@ pub use npy::{
     npy_bytes, npy_f32_bytes, parse_npy,
 };
 pub use object_id::ObjectId;
+pub use prompt::{PromptSupport, Prompts, SamplePrompt};
 pub use runtime::{Runtime, SystemInfo};

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::image::Image;
 use crate::label::Label;
+use crate::prompt::{PromptSupport, Prompts};
 
 /// What kind of failure a [`ModelError`] is: what the engine and callers
 /// decide on, instead of the message's text.
@@ -259,6 +260,45 @@ pub trait Model: Send {
         Err(ModelError::unsupported(
             "this model does not embed text prompts".into(),
         ))
+    }
+
+    /// Whether the model reads per-sample prompts (FiftyOne's
+    /// `prompt_field`). The default: it reads none, as no model zoo runs
+    /// natively does.
+    fn prompt_support(&self) -> PromptSupport {
+        PromptSupport::Unsupported {
+            why: "it runs natively in zoo, which reads no per-sample prompts for its native models"
+                .into(),
+        }
+    }
+
+    /// Hands the model the prompts of the coming run's samples; the engine
+    /// then names the samples of each batch ([`Model::predict_samples`]).
+    /// The default refuses, as [`Model::prompt_support`] says.
+    fn set_prompts(&mut self, prompts: Arc<Prompts>) -> Result<(), ModelError> {
+        let _ = prompts;
+        Err(ModelError::unsupported(
+            "this model reads no per-sample prompts".into(),
+        ))
+    }
+
+    /// Predicts a batch of the images of the samples `ids` (in order): what
+    /// the engine calls, so that a model given [`Model::set_prompts`] reads
+    /// each sample's prompt. The default is [`Model::predict_all`].
+    fn predict_samples(
+        &mut self,
+        ids: &[i64],
+        inputs: &[Input],
+    ) -> Result<Vec<Prediction>, ModelError> {
+        let _ = ids;
+        self.predict_all(inputs)
+    }
+
+    /// [`Model::prefetch`] of the images of the samples `ids` (in order).
+    /// The default is [`Model::prefetch`].
+    fn prefetch_samples(&mut self, ids: &[i64], inputs: &[&Input], embeddings: bool) {
+        let _ = ids;
+        self.prefetch(inputs, embeddings);
     }
 
     /// Whether the model takes batches ahead of their calls

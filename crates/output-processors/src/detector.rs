@@ -213,7 +213,7 @@ impl KeypointDetector {
                         .collect()
                 });
                 Keypoint {
-                    label: detection.label.clone(),
+                    label: Some(detection.label.clone()),
                     points: (0..count)
                         .map(|p| {
                             let score = confidence.as_ref().and_then(|c| c.get(p).copied());
@@ -416,7 +416,7 @@ mod tests {
         let Label::Keypoints(points) = points else {
             panic!()
         };
-        assert_eq!(points[0].label, "person");
+        assert_eq!(points[0].label.as_deref(), Some("person"));
         assert_eq!(points[0].points[0], [0.5, 0.5]);
         // Invisible, then below the threshold (sigmoid(-2) = 0.119).
         assert!(points[0].points[1].iter().all(|v| v.is_nan()));

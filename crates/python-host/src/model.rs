@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use zoo_model_core::{Image, Input, InputData, Label, Model, ModelError, Prediction, Preprocess};
+use zoo_model_core::{
+    Image, Input, InputData, Label, Model, ModelError, Prediction, Preprocess, PromptSupport,
+    Prompts,
+};
 
 use crate::error::HostError;
 use crate::frame::Frame;
@@ -53,6 +56,34 @@ pub struct HostedInfo {
     /// Whether its config has `confidence_thresh` (then it thresholds its
     /// own predictions, as FiftyOne's `apply_model` defers to it).
     pub thresholds_itself: bool,
+    /// A `SamplesMixin`: `apply_model`'s prompt field goes to its
+    /// `needs_fields`, and `predict_all` gets the samples.
+    pub samples_mixin: bool,
+    /// A `SupportsGetItem` (not a `SamplesMixin`) whose `GetItem` takes
+    /// `field_mapping={"prompt_field": F}` (SAM's).
+    pub prompt_get_item: bool,
+    /// The keys besides `filepath` and `id` its `GetItem` requires when no
+    /// prompt field is given (ViTPose's `prompt_field`): it needs one.
+    pub required_prompt_keys: Vec<String>,
+}
+
+impl HostedInfo {
+    /// Whether and how the model reads per-sample prompts, as FiftyOne's
+    /// `apply_model(..., prompt_field=F)` hands them over.
+    pub fn prompt_support(&self) -> PromptSupport {
+        if let Some(key) = self.required_prompt_keys.first() {
+            return PromptSupport::Required { key: key.clone() };
+        }
+        if self.samples_mixin || self.prompt_get_item {
+            return PromptSupport::Optional;
+        }
+        PromptSupport::Unsupported {
+            why: format!(
+                "FiftyOne's `{}` reads no per-sample prompts: it is no `SamplesMixin`, and its `GetItem` takes no `prompt_field`",
+                self.class
+            ),
+        }
+    }
 }
 
 /// Where a host's time went, summed over its predict and embed requests.
@@ -142,6 +173,18 @@ pub fn load(spec: &HostSpec) -> Result<Loaded, HostError> {
                     .and_then(Value::as_u64)
                     .map(|n| n as usize),
                 thresholds_itself: flag("thresholds_itself"),
+                samples_mixin: flag("samples_mixin"),
+                prompt_get_item: flag("prompt_get_item"),
+                required_prompt_keys: header
+                    .get("required_prompt_keys")
+                    .and_then(Value::as_array)
+                    .map(|keys| {
+                        keys.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             };
             tracing::debug!(model = %spec.model_name, ?info, "hosting a Python model");
             Ok(Loaded::Model(HostedModel {
@@ -151,6 +194,7 @@ pub fn load(spec: &HostSpec) -> Result<Loaded, HostError> {
                 pending: std::collections::VecDeque::new(),
                 store_logits: false,
                 threshold: None,
+                prompts: None,
             }))
         }
         Some("error") => Err(load_error(&worker, &header)),
@@ -214,6 +258,9 @@ pub struct HostedModel {
     pending: std::collections::VecDeque<Pending>,
     store_logits: bool,
     threshold: Option<f64>,
+    /// The run's prompts ([`Model::set_prompts`]): each `predict` request
+    /// carries its samples' labels.
+    prompts: Option<Arc<Prompts>>,
 }
 
 impl HostedModel {
@@ -227,8 +274,29 @@ impl HostedModel {
         *self.timing
     }
 
-    /// Writes a request for `op` on the images of `inputs`.
-    fn send(&mut self, op: &str, inputs: &[&Input]) -> Result<(), ModelError> {
+    /// The samples of a `predict` request when the run has prompts: each
+    /// one's id, file path and prompt label (`null` for none).
+    fn samples(&self, op: &str, ids: &[i64]) -> Result<Option<Value>, ModelError> {
+        let Some(prompts) = self.prompts.as_ref().filter(|_| op == "predict") else {
+            return Ok(None);
+        };
+        ids.iter()
+            .map(|id| {
+                let sample = prompts.samples.get(id).ok_or_else(|| {
+                    ModelError::preprocess(format!(
+                        "sample {id} has no entry in the prompts of field `{}`",
+                        prompts.field
+                    ))
+                })?;
+                Ok(json!({"id": id, "filepath": sample.filepath, "prompt": sample.label}))
+            })
+            .collect::<Result<Vec<Value>, ModelError>>()
+            .map(|samples| Some(Value::Array(samples)))
+    }
+
+    /// Writes a request for `op` on the images of `inputs` (of the samples
+    /// `ids`, which carry their prompts when the run has them).
+    fn send(&mut self, op: &str, ids: &[i64], inputs: &[&Input]) -> Result<(), ModelError> {
         let mut shapes = Vec::with_capacity(inputs.len());
         let mut pixels = Vec::with_capacity(inputs.len());
         for input in inputs {
@@ -240,11 +308,12 @@ impl HostedModel {
             shapes.push(json!([input.shape[1], input.shape[2]]));
             pixels.push(bytes.as_slice());
         }
+        let mut header = json!({"op": op, "shapes": shapes});
+        if let Some(samples) = self.samples(op, ids)? {
+            header["samples"] = samples;
+        }
         let started = std::time::Instant::now();
-        let sent = self
-            .worker
-            .send(&json!({"op": op, "shapes": shapes}), &pixels)
-            .map_err(fatal);
+        let sent = self.worker.send(&header, &pixels).map_err(fatal);
         let seconds = started.elapsed().as_secs_f64();
         self.timing.request_seconds += seconds;
         self.timing.boundary_seconds += seconds;
@@ -265,6 +334,7 @@ impl HostedModel {
     fn run(
         &mut self,
         op: &'static str,
+        ids: &[i64],
         inputs: &[Input],
     ) -> Result<(Vec<Value>, Vec<u8>), ModelError> {
         let started = std::time::Instant::now();
@@ -278,7 +348,7 @@ impl HostedModel {
             self.timing.sent_ahead += 1;
         } else {
             self.drain(op)?;
-            self.send(op, &refs)?;
+            self.send(op, ids, &refs)?;
         }
         let answer = self.worker.answer(op).map_err(fatal);
         let reading = std::time::Instant::now();
@@ -433,8 +503,53 @@ impl Model for HostedModel {
     }
 
     fn predict_all(&mut self, inputs: &[Input]) -> Result<Vec<Prediction>, ModelError> {
-        let (items, _) = self.run("predict", inputs)?;
+        if self.prompts.is_some() {
+            return Err(ModelError::unsupported(
+                "this run has prompts: the samples of each batch must be named (`predict_samples`)"
+                    .into(),
+            ));
+        }
+        let (items, _) = self.run("predict", &[], inputs)?;
         items.iter().map(prediction).collect()
+    }
+
+    fn prompt_support(&self) -> PromptSupport {
+        self.info.prompt_support()
+    }
+
+    /// Keeps the run's prompts: `setup` names their field to the worker,
+    /// and each `predict` request carries its samples' labels.
+    fn set_prompts(&mut self, prompts: Arc<Prompts>) -> Result<(), ModelError> {
+        if let PromptSupport::Unsupported { why } = self.info.prompt_support() {
+            return Err(ModelError::unsupported(why));
+        }
+        self.prompts = Some(prompts);
+        Ok(())
+    }
+
+    fn predict_samples(
+        &mut self,
+        ids: &[i64],
+        inputs: &[Input],
+    ) -> Result<Vec<Prediction>, ModelError> {
+        let (items, _) = self.run("predict", ids, inputs)?;
+        items.iter().map(prediction).collect()
+    }
+
+    fn prefetch_samples(&mut self, ids: &[i64], inputs: &[&Input], embeddings: bool) {
+        let op = if embeddings { "embed" } else { "predict" };
+        let Some(inputs_id) = identity(inputs) else {
+            // Not pixels: the call itself says so.
+            return;
+        };
+        // A failed send (the worker died) shows in the call, which sends
+        // again and reports why.
+        if self.send(op, ids, inputs).is_ok() {
+            self.pending.push_back(Pending {
+                op,
+                inputs: inputs_id,
+            });
+        }
     }
 
     /// Sends each batch ahead of its call: the worker runs FiftyOne's
@@ -444,19 +559,7 @@ impl Model for HostedModel {
     }
 
     fn prefetch(&mut self, inputs: &[&Input], embeddings: bool) {
-        let op = if embeddings { "embed" } else { "predict" };
-        let Some(inputs_id) = identity(inputs) else {
-            // Not pixels: the call itself says so.
-            return;
-        };
-        // A failed send (the worker died) shows in the call, which sends
-        // again and reports why.
-        if self.send(op, inputs).is_ok() {
-            self.pending.push_back(Pending {
-                op,
-                inputs: inputs_id,
-            });
-        }
+        self.prefetch_samples(&[], inputs, embeddings);
     }
 
     fn ragged_batches(&self) -> bool {
@@ -481,7 +584,7 @@ impl Model for HostedModel {
     }
 
     fn embed_all(&mut self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, ModelError> {
-        let (items, payload) = self.run("embed", inputs)?;
+        let (items, payload) = self.run("embed", &[], inputs)?;
         vectors(&items, &payload)
     }
 
@@ -518,6 +621,7 @@ impl Model for HostedModel {
             "op": "setup",
             "store_logits": self.store_logits,
             "confidence_thresh": self.threshold,
+            "prompt_field": self.prompts.as_ref().map(|prompts| prompts.field.as_str()),
         });
         self.drain("setup")
             .map_err(|err| ModelError::config(err.to_string()))?;

@@ -21,6 +21,15 @@
 # array becomes the RGB PIL image its loader reads from the file, then the
 # model's `GetItem` or `transforms` run on it, FiftyOne's collate makes the
 # batch, and `predict_all` / `embed_all` get it with `preprocess` False.
+#
+# Prompts (FiftyOne's `apply_model(..., prompt_field=FIELD)`): `setup`
+# names the field and each `predict` request carries its samples (id, file
+# path, and the label zoo read from that field, as FiftyOne's JSON). The
+# model gets them as `apply_model` hands them over: a `SamplesMixin` gets
+# `needs_fields` and in-memory `fo.Sample`s holding the label
+# (`Label.from_dict`), a `SupportsGetItem` gets its `field_mapping` and its
+# own `GetItem` runs on the sample dict FiftyOne's dataset would build,
+# with the file read replaced by the decoded image (`Decoded`).
 import importlib.util
 import json
 import os
@@ -180,9 +189,46 @@ def start():
             "ragged_batches": flag(result, "ragged_batches", True),
             "torch": has_class(result, "TorchModelMixin"),
             "thresholds_itself": config is not None and hasattr(config, "confidence_thresh"),
+            "samples_mixin": isinstance(result, fom.SamplesMixin),
+            "prompt_get_item": get_item_takes_prompts(result),
+            "required_prompt_keys": required_prompt_keys(result),
         }
     )
     return result
+
+
+# A field name no dataset has: what probes whether a `GetItem` takes a
+# prompt field (FiftyOne's `GetItem.field_mapping` refuses unknown keys).
+PROBE_FIELD = "zoo-probe:prompt_field"
+
+
+def get_item_takes_prompts(model):
+    """Whether `apply_model(..., prompt_field=F)` reaches the model's
+    `GetItem` (a `SupportsGetItem` that is no `SamplesMixin` gets
+    `field_mapping={"prompt_field": F}`, which its `GetItem` must take)."""
+    import fiftyone.core.models as fom
+
+    if not isinstance(model, fom.SupportsGetItem) or isinstance(model, fom.SamplesMixin):
+        return False
+    try:
+        get_item = model.build_get_item(field_mapping={"prompt_field": PROBE_FIELD})
+        return PROBE_FIELD in get_item.field_mapping.values()
+    except Exception:
+        return False
+
+
+def required_prompt_keys(model):
+    """The keys besides `filepath` and `id` that the model's `GetItem`
+    requires when no prompt field is given: it cannot run without one."""
+    import fiftyone.core.models as fom
+
+    if not isinstance(model, fom.SupportsGetItem):
+        return []
+    try:
+        keys = model.build_get_item(field_mapping=None).required_keys
+    except Exception:
+        return []
+    return [key for key in keys if key not in ("filepath", "id")]
 
 
 def model_device(model):
@@ -218,12 +264,15 @@ class Feeder:
     the RGB array when it reads numpy), then the model's `GetItem` or
     `transforms`, then its `ErrorHandlingCollate`."""
 
-    def __init__(self, model):
+    def __init__(self, model, field_mapping=None, prompt_field=None):
         import fiftyone.core.models as fom
 
         self.torch_model = isinstance(model, fom.TorchModelMixin)
+        self.prompted = prompt_field is not None and isinstance(model, fom.SupportsGetItem)
         use_numpy = not self.torch_model
-        if isinstance(model, fom.SupportsGetItem):
+        if self.prompted and isinstance(model, fom.SupportsGetItem):
+            self.item = self._prompted_get_item(model.build_get_item(field_mapping=field_mapping), prompt_field)
+        elif isinstance(model, fom.SupportsGetItem):
             import fiftyone.utils.torch as fout
 
             get_item = model.build_get_item(field_mapping=None)
@@ -267,6 +316,29 @@ class Feeder:
 
         return item
 
+    @staticmethod
+    def _prompted_get_item(get_item, prompt_field):
+        # FiftyOne's `FiftyOneTorchDataset` hands the `GetItem` a dict of
+        # its `field_mapping`'s keys and the sample's values of their
+        # fields; zoo has the file (decoded), the id and the prompt field.
+        mapping = dict(get_item.field_mapping)
+        unknown = [field for field in mapping.values() if field not in ("filepath", "id", prompt_field)]
+        if unknown:
+            raise TypeError(
+                "zoo cannot feed this model: its `GetItem` (`%s`) reads the fields %s, and zoo reads only the file, "
+                "the id and the prompt field `%s`" % (type(get_item).__name__, unknown, prompt_field)
+            )
+
+        def item(array, sample):
+            values = {
+                "filepath": Decoded(array, sample["filepath"]),
+                "id": sample["id"],
+                prompt_field: sample["prompt"],
+            }
+            return get_item({key: values[field] for key, field in mapping.items()})
+
+        return item
+
     def _transforms(self, transform):
         # `TorchImageDataset.__getitem__` (`use_numpy` False for torch models).
         def item(array):
@@ -275,8 +347,75 @@ class Feeder:
 
         return item
 
-    def __call__(self, imgs):
+    def __call__(self, imgs, samples=None):
+        if self.prompted and samples is not None:
+            return self.collate([self.item(img, sample) for img, sample in zip(imgs, samples)])
         return self.collate([self.item(img) for img in imgs])
+
+
+class Decoded:
+    """Stands for a sample's file where a `GetItem` reads it: the image zoo
+    decoded (with Pillow's bytes), which `fiftyone.utils.torch._load_image`
+    returns as it would the file's (see `read_decoded`)."""
+
+    def __init__(self, array, filepath):
+        self.array = array
+        self.filepath = filepath
+
+    def __fspath__(self):
+        return self.filepath
+
+
+def read_decoded():
+    """Makes FiftyOne's image reader (`fiftyone.utils.torch._load_image`,
+    what its `GetItem`s call) return a `Decoded` image's pixels, as the RGB
+    PIL image or array it reads from the file; other paths read as before."""
+    import fiftyone.utils.torch as fout
+
+    original = fout._load_image
+    if getattr(original, "zoo_decoded", False):
+        return
+
+    def load_image(image_path, use_numpy, force_rgb):
+        if isinstance(image_path, Decoded):
+            return Feeder._loaded(image_path.array, use_numpy)
+        return original(image_path, use_numpy, force_rgb)
+
+    load_image.zoo_decoded = True
+    fout._load_image = load_image
+
+
+def prompt_samples(header, prompt_field):
+    """The samples of a `predict` request, with their prompt labels
+    deserialised by FiftyOne (`Label.from_dict`), as `FiftyOneTorchDataset`
+    and `SamplesMixin` models read them: per sample `{"id", "filepath",
+    "prompt", "sample"}` (`sample`: an in-memory `fo.Sample` holding the
+    label in the prompt field)."""
+    import fiftyone.core.labels as fol
+    import fiftyone.core.sample as fos
+
+    out = []
+    for item in header.get("samples") or []:
+        value = item.get("prompt")
+        label = None
+        if value is not None:
+            try:
+                label = fol.Label.from_dict(value, extended=True)
+            except Exception as error:
+                raise ValueError(
+                    "the label of `%s` in field `%s` is no FiftyOne label: %s: %s"
+                    % (item.get("filepath"), prompt_field, type(error).__name__, error)
+                )
+            if not isinstance(label, fol.Label):
+                raise ValueError(
+                    "the value of `%s` in field `%s` is a `%s`, not a FiftyOne label"
+                    % (item.get("filepath"), prompt_field, type(label).__name__)
+                )
+        # As `samples.select_fields([prompt_field])` gives them: the field
+        # is there, `None` where the sample has no label.
+        sample = fos.Sample(filepath=item["filepath"], **{prompt_field: label})
+        out.append({"id": str(item["id"]), "filepath": item["filepath"], "prompt": label, "sample": sample})
+    return out
 
 
 def images(header, payload):
@@ -326,6 +465,7 @@ class Job:
         self.op = header.get("op")
         self.imgs = None
         self.fed = None
+        self.samples = None
         self.error = None
         self.received = time.perf_counter()
         self.ready = self.received
@@ -340,6 +480,7 @@ class State:
     def __init__(self, ragged):
         self.feed = None
         self.ragged = ragged
+        self.prompt_field = None
 
 
 def intake(state, jobs):
@@ -359,15 +500,21 @@ def intake(state, jobs):
             try:
                 started = time.perf_counter()
                 imgs = images(header, payload)
+                if job.op == "predict" and state.prompt_field is not None:
+                    job.samples = prompt_samples(header, state.prompt_field)
+                    if len(job.samples) != len(imgs):
+                        raise ValueError("%d samples for %d images" % (len(job.samples), len(imgs)))
                 fed_at = time.perf_counter()
                 job.io = fed_at - started
                 feed = state.feed
                 if feed is None:
                     job.imgs = imgs
+                elif state.ragged and job.samples is not None:
+                    job.fed = one_by_one(list(zip(imgs, job.samples)), lambda pair: feed([pair[0]], [pair[1]]))
                 elif state.ragged:
                     job.fed = one_by_one(imgs, lambda img: feed([img]))
                 else:
-                    job.fed = feed(imgs)
+                    job.fed = feed(imgs, job.samples)
                 job.ready = time.perf_counter()
                 job.feed = job.ready - fed_at
             except Exception as error:
@@ -405,23 +552,34 @@ def results_of(model, info, job, clock, batch_name, single_name):
     """The model's calls on a job, as FiftyOne makes them: on the batch its
     DataLoader made (per image for ragged models), or on the arrays."""
     batch = getattr(model, batch_name)
+    # FiftyOne's `apply_model` hands a `SamplesMixin` its samples too.
+    samples = None
+    if job.samples is not None and info["samples_mixin"]:
+        samples = [sample["sample"] for sample in job.samples]
+        call_batch = lambda imgs, chosen: batch(imgs, samples=chosen)  # noqa: E731
+    else:
+        call_batch = lambda imgs, chosen: batch(imgs)  # noqa: E731
     if job.fed is not None:
         if info["ragged_batches"]:
             results = []
-            for kind, value in job.fed:
+            for index, (kind, value) in enumerate(job.fed):
                 if kind == "error":
                     results.append((kind, value))
                     continue
+                chosen = None if samples is None else samples[index : index + 1]
                 try:
-                    results.append(("ok", clock.timed("model", batch, value)[0]))
+                    results.append(("ok", clock.timed("model", call_batch, value, chosen)[0]))
                 except Exception as error:
                     results.append(("error", "%s: %s" % (type(error).__name__, error)))
             return results
-        return [("ok", value) for value in list(clock.timed("model", batch, job.fed))]
+        return [("ok", value) for value in list(clock.timed("model", call_batch, job.fed, samples))]
     if info["ragged_batches"]:
         single = getattr(model, single_name)
+        if samples is not None:
+            pairs = list(zip(job.imgs, samples))
+            return one_by_one(pairs, lambda pair: clock.timed("model", lambda: single(pair[0], sample=pair[1])))
         return one_by_one(job.imgs, lambda img: clock.timed("model", single, img))
-    return [("ok", value) for value in list(clock.timed("model", batch, job.imgs))]
+    return [("ok", value) for value in list(clock.timed("model", call_batch, job.imgs, samples))]
 
 
 def predict(model, info, job, clock):
@@ -472,6 +630,20 @@ def embed_prompts(model, header):
     )
 
 
+def prompt_kwargs(model, info, prompt_field, set_attribute):
+    """`apply_model(..., prompt_field=F)`'s keyword arguments, routed as
+    FiftyOne routes them: to `needs_fields` (set for the run) for a
+    `SamplesMixin`, to the `GetItem`'s `field_mapping` (returned) for a
+    `SupportsGetItem` that is not one; `None` without a prompt field."""
+    if prompt_field is None:
+        return None
+    kwargs = {"prompt_field": prompt_field}
+    if info["samples_mixin"]:
+        set_attribute(model, "needs_fields", dict(kwargs))
+        return {} if info["data_loader"] else None
+    return dict(kwargs)
+
+
 def serve(model, info):
     import queue
 
@@ -508,9 +680,16 @@ def serve(model, info):
                     set_attribute(model.config, "confidence_thresh", threshold)
                 if header.get("store_logits"):
                     set_attribute(model, "store_logits", True)
+                prompt_field = header.get("prompt_field")
+                if prompt_field is not None and not isinstance(prompt_field, str):
+                    raise TypeError("`prompt_field` must be a string")
+                field_mapping = prompt_kwargs(model, info, prompt_field, set_attribute)
                 if info["data_loader"]:
                     set_attribute(model, "preprocess", False)
-                    state.feed = Feeder(model)
+                    if prompt_field is not None:
+                        read_decoded()
+                    state.feed = Feeder(model, field_mapping, prompt_field)
+                state.prompt_field = prompt_field
                 model.__enter__()
                 entered = True
                 send({"ok": True})
@@ -519,6 +698,7 @@ def serve(model, info):
                     entered = False
                     leave()
                 state.feed = None
+                state.prompt_field = None
                 send({"ok": True})
             elif op == "predict":
                 send(*predict(model, info, job, Clock(job, free_since)))
@@ -543,4 +723,5 @@ if model is not None:
         "ragged_batches": flag(model, "ragged_batches", True),
         "data_loader": isinstance(model, (fom.SupportsGetItem, fom.TorchModelMixin)),
         "thresholds_itself": getattr(model, "config", None) is not None and hasattr(model.config, "confidence_thresh"),
+        "samples_mixin": isinstance(model, fom.SamplesMixin),
     })

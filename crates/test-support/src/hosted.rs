@@ -23,6 +23,8 @@ pub const HOSTED_MODELS: &[&str] = &[
     "threads",
     "prompts",
     "shapes",
+    "prompted",
+    "needs-prompts",
 ];
 
 /// The torch source's `__init__.py` (needs torch and torchvision).

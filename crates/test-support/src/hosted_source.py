@@ -10,6 +10,11 @@
 #   not-a-model  load_model returns `object()`
 #   needs-missing, raises   load_model fails
 #   config       load_model returns a JSON config (zoo runs it natively)
+#   prompted     a `SamplesMixin`: per sample, a box per box of its prompt
+#                field (`apply_model(..., prompt_field=F)`), scored by the
+#                box's mean colour; ragged, `predict(img, sample)` only
+#   needs-prompts a `SupportsGetItem` whose `GetItem` requires
+#                `prompt_field` (as ViTPose's): it cannot run without one
 # kwargs: classes, scale, delay (seconds per batch), die_after (batches),
 # fail_width, hang_pid_file.
 import os
@@ -256,6 +261,50 @@ class ColourPrompts(ColourClassifier, fom.PromptMixin):
         return np.asarray(rows, dtype=np.float32)
 
 
+class Prompted(BoxesAndSize, fom.SamplesMixin):
+    """Reads each sample's prompt boxes (`needs_fields["prompt_field"]`)
+    and returns one box per prompt box: its label with `!`, the same
+    coordinates, and the mean of the red channel inside as confidence."""
+
+    def __init__(self):
+        BoxesAndSize.__init__(self, None)
+        fom.SamplesMixin.__init__(self)
+
+    def predict(self, img, sample=None):
+        field = self.needs_fields.get("prompt_field")
+        prompts = None if sample is None or field is None else sample.get_field(field)
+        if not isinstance(prompts, fol.Detections):
+            raise ValueError("sample has no Detections in prompt field %r" % field)
+        height, width = img.shape[:2]
+        out = []
+        for box in prompts.detections:
+            x, y, w, h = box.bounding_box
+            x0, y0 = int(x * width), int(y * height)
+            x1, y1 = max(x0 + 1, int((x + w) * width)), max(y0 + 1, int((y + h) * height))
+            inside = img[y0:y1, x0:x1, 0]
+            score = float(inside.mean()) / 255.0 if inside.size else 0.0
+            out.append(fol.Detection(label=box.label + "!", bounding_box=list(box.bounding_box), confidence=score))
+        return fol.Detections(detections=out)
+
+
+class PromptsGetItem:
+    """What `build_get_item` of a model that needs prompts returns: the
+    keys FiftyOne's `GetItem` API asks for (no torch needed to read them)."""
+
+    def __init__(self, field_mapping=None):
+        self.field_mapping = {"filepath": "filepath", "prompt_field": "prompt_field"}
+        self.field_mapping.update(field_mapping or {})
+
+    @property
+    def required_keys(self):
+        return ["filepath", "prompt_field"]
+
+
+class NeedsPrompts(Prompted, fom.SupportsGetItem):
+    def build_get_item(self, field_mapping=None):
+        return PromptsGetItem(field_mapping)
+
+
 def load_model(model_name, model_path, **kwargs):
     with open(model_path) as f:
         if not f.read().startswith("numpy weights"):
@@ -277,6 +326,10 @@ def load_model(model_name, model_path, **kwargs):
         return Echo(None)
     if kind == "shapes":
         return Shapes()
+    if kind == "prompted":
+        return Prompted()
+    if kind == "needs-prompts":
+        return NeedsPrompts()
     if kind == "environment":
         return Environment(None)
     if kind == "threads":

@@ -238,7 +238,7 @@ impl TorchYoloModel {
                     })
                     .collect();
                 Some(Keypoint {
-                    label,
+                    label: Some(label),
                     points,
                     confidence,
                 })

@@ -88,6 +88,11 @@ pub struct LabelOptions {
     /// there are more cores than the runtime's threads, or the model is
     /// hosted).
     pub pipelined: Option<bool>,
+    /// The label field holding each sample's prompt (FiftyOne's
+    /// `prompt_field`: boxes for ViTPose, boxes or points for SAM), for a
+    /// model that reads one; a sample whose label there is unreadable or
+    /// over [`crate::MAX_PROMPT_BYTES`] fails alone.
+    pub prompt_field: Option<String>,
 }
 
 /// The error of a run in which every sample failed and the field holds
@@ -293,6 +298,7 @@ impl Zoo<'_> {
         run: &RunOptions,
         labels: &LabelOptions,
     ) -> Result<RunReport> {
+        crate::prompt::check_model(model, labels.prompt_field.as_deref())?;
         let Started {
             loader,
             mut target,
@@ -300,6 +306,26 @@ impl Zoo<'_> {
             pending,
             mut results,
         } = self.start(dataset, run, ResultsKind::Labels)?;
+        let mut refused = std::collections::HashMap::new();
+        if let Some(field) = &labels.prompt_field {
+            let Target::Zoo { store, .. } = &target else {
+                bail!(
+                    Config,
+                    "`--prompt-field {field}` reads the prompts from a zoo dataset; reading them from FiftyOne's database (`{dataset}`) is not supported yet: run on a zoo dataset that holds the field (`zoo datasets import` of the dataset exported with FiftyOne), or leave `--prompt-field` out"
+                );
+            };
+            let required = matches!(
+                model.model_mut().prompt_support(),
+                zoo_model_core::PromptSupport::Required { .. }
+            );
+            let (prompts, why) = crate::prompt::read(store, &dataset, field, &pending, required)?;
+            refused = why;
+            crate::prompt::hand_over(model, prompts)?;
+        }
+        let loader = crate::prompt::PromptedLoader {
+            images: &loader,
+            refused,
+        };
         let hosted = model.is_hosted();
         let pipelined = labels.pipelined.unwrap_or_else(|| {
             // Pipelined only when there are more cores than the runtime's

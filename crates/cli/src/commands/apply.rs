@@ -91,6 +91,7 @@ pub(crate) fn apply(args: &ApplyArgs, runtime: &dyn Runtime, quiet: bool) -> Res
     labels.confidence_thresh = args.confidence_thresh;
     labels.store_logits = args.store_logits;
     labels.stop_on_failure = args.stop_on_failure;
+    labels.prompt_field.clone_from(&args.prompt_field);
     labels.pipelined = match args.pipeline.as_str() {
         "on" => Some(true),
         "off" => Some(false),

@@ -58,7 +58,7 @@ fn every_label() -> Vec<(&'static str, Label)> {
         (
             "kp",
             Label::Keypoints(vec![Keypoint {
-                label: "person".into(),
+                label: Some("person".into()),
                 points: vec![[0.5, 0.25], [0.125, 1.0]],
                 confidence: Some(vec![0.8, 0.25]),
             }]),

@@ -918,3 +918,109 @@ fn a_model_that_takes_batches_ahead_gets_each_before_it_runs_the_one_before() {
     assert_eq!(vectors, 23);
     assert!(model.announced.is_empty() && !model.calls.is_empty());
 }
+
+/// Names each prediction after the sample id the engine gave with its
+/// input, checking that the input is that sample's image (its value is
+/// `id * 11`); records the ids handed ahead and called.
+struct SampleNamed {
+    ragged: bool,
+    ahead: std::collections::VecDeque<Vec<i64>>,
+    called: Vec<Vec<i64>>,
+}
+
+impl Model for SampleNamed {
+    fn preprocessor(&self) -> Arc<dyn Preprocess> {
+        Arc::new(Scale)
+    }
+
+    fn ragged_batches(&self) -> bool {
+        self.ragged
+    }
+
+    fn prefetches(&self) -> bool {
+        true
+    }
+
+    fn prefetch_samples(&mut self, ids: &[i64], _: &[&Input], _: bool) {
+        self.ahead.push_back(ids.to_vec());
+    }
+
+    fn predict_all(&mut self, _: &[Input]) -> Result<Vec<Prediction>, ModelError> {
+        Err(ModelError::unsupported(
+            "the engine names the samples".into(),
+        ))
+    }
+
+    fn predict_samples(
+        &mut self,
+        ids: &[i64],
+        inputs: &[Input],
+    ) -> Result<Vec<Prediction>, ModelError> {
+        assert_eq!(
+            self.ahead.pop_front().as_deref(),
+            Some(ids),
+            "handed ahead first"
+        );
+        self.called.push(ids.to_vec());
+        Ok(ids
+            .iter()
+            .zip(inputs)
+            .map(|(id, input)| {
+                let value = input.data.values().unwrap()[0];
+                assert!(
+                    (value * 255.0 - (*id * 11) as f32).abs() < 1e-3,
+                    "sample {id}"
+                );
+                Prediction::Label(Some(Label::Classification {
+                    label: id.to_string(),
+                    confidence: None,
+                    logits: None,
+                }))
+            })
+            .collect())
+    }
+}
+
+/// `predict_samples` gets each input with its own sample's id (what a
+/// model with per-sample prompts reads them by), in ragged groups and
+/// across copies; an unreadable sample is in no call.
+#[test]
+fn each_input_comes_with_its_samples_id() {
+    let names: Vec<String> = (0..15)
+        .map(|index| match index {
+            5 => "corrupt".to_owned(),
+            _ => format!("{}-{}", index * 11, 4 + index % 3 * 2),
+        })
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for (ragged, workers) in [(false, 1), (true, 1), (true, 2)] {
+        let options = ApplyOptions {
+            batch_size: 4,
+            ..ApplyOptions::default()
+        };
+        let mut copies: Vec<SampleNamed> = (0..workers)
+            .map(|_| SampleNamed {
+                ragged,
+                ahead: std::collections::VecDeque::new(),
+                called: Vec::new(),
+            })
+            .collect();
+        let (summary, outcomes, _) = apply_copies(&mut copies, &names, &options);
+        let summary = summary.unwrap();
+        assert_eq!((summary.succeeded, summary.failed), (14, 1));
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Labels { sample_id, fields } => {
+                    let Some(Label::Classification { label, .. }) = &fields[0].1 else {
+                        panic!("{fields:?}");
+                    };
+                    assert_eq!(label, &sample_id.to_string());
+                }
+                Outcome::Failed { sample_id, .. } => assert_eq!(sample_id, 5),
+            }
+        }
+        let mut called: Vec<i64> = copies.iter().flat_map(|c| c.called.concat()).collect();
+        called.sort_unstable();
+        assert_eq!(called, (0..15).filter(|id| *id != 5).collect::<Vec<_>>());
+    }
+}

@@ -582,7 +582,7 @@ fn yolo_keypoints_match_fiftyone_and_ultralytics() {
         let theirs = theirs.as_array().unwrap();
         assert_eq!(ours.len(), theirs.len(), "{file}");
         for (ours, theirs) in ours.iter().zip(theirs) {
-            assert_eq!(ours.label, theirs["label"].as_str().unwrap(), "{file}");
+            assert_eq!(ours.label.as_deref(), theirs["label"].as_str(), "{file}");
             let expected: Vec<[f64; 2]> = serde_json::from_value(theirs["points"].clone()).unwrap();
             assert_eq!(ours.points.len(), expected.len(), "{file}");
             for (a, b) in ours.points.iter().zip(&expected) {
