@@ -321,22 +321,37 @@ fn native_yolo_generations_and_segmenters_run_as_fiftyones_own_apply_model() {
     }
 }
 
-/// A YOLO checkpoint zoo does not build (YOLOv9e, with `CBLinear` and
-/// `CBFuse`), which runs in the host through FiftyOne's class: detections
-/// equal to FiftyOne's.
+/// YOLOv9e (its second backbone fed through `CBLinear` and `CBFuse`) and
+/// the YOLOv9c and YOLOv9e segmenters, which zoo runs natively: detections
+/// (with instance masks) equal to FiftyOne's.
 #[test]
-fn yolov9e_runs_hosted_as_fiftyones_own_apply_model() {
+fn yolov9e_and_the_yolov9_segmenters_run_natively_as_fiftyones_own_apply_model() {
     let Some(python) = oracle_python() else {
         return;
     };
-    let info = yolo_runs_as_fiftyones_own(
-        &python,
-        "yolov9e-coco-torch",
-        "yolov9e.yaml",
-        "v8.1.0/yolov9e.pt",
-        "yolov9e-coco.pt",
-    );
-    assert_eq!(info["runs_in"], "python host", "{info}");
+    for (name, yaml, release, filename) in [
+        (
+            "yolov9e-coco-torch",
+            "yolov9e.yaml",
+            "v8.1.0/yolov9e.pt",
+            "yolov9e-coco.pt",
+        ),
+        (
+            "yolov9c-seg-coco-torch",
+            "yolov9c-seg.yaml",
+            "v8.1.0/yolov9c-seg.pt",
+            "yolov9c-seg-coco.pt",
+        ),
+        (
+            "yolov9e-seg-coco-torch",
+            "yolov9e-seg.yaml",
+            "v8.1.0/yolov9e-seg.pt",
+            "yolov9e-seg-coco.pt",
+        ),
+    ] {
+        let info = yolo_runs_as_fiftyones_own(&python, name, yaml, release, filename);
+        assert_eq!(info["runs_in"], "native", "{info}");
+    }
 }
 
 /// `name` (a transformers classifier entry) with `seed_script`'s weights as Hub
