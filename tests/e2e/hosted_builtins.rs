@@ -148,7 +148,8 @@ fn exported(sandbox: &Sandbox, dataset: &str, field: &str) -> serde_json::Map<St
 /// runs the same file, both on one thread.
 /// `zoo_test_support::SEED_YOLO` (`YOLO(yaml)`, two class biases raised,
 /// `save`), and a segmenter's mask coefficient biases raised too, so that
-/// its masks have pixels (Ultralytics drops the boxes whose mask has none).
+/// its masks have pixels (Ultralytics drops the boxes whose mask has none;
+/// lowered for YOLOv9, whose seeded prototypes are mostly negative).
 const SEED_YOLO_WITH_MASKS: &str = r#"
 import sys, torch
 from ultralytics import YOLO
@@ -160,8 +161,11 @@ with torch.no_grad():
         branch[-1].bias[0] += 9.0
         branch[-1].bias[2] += 8.5
     if type(head).__name__ in ("Segment", "Segment26"):
+        # YOLOv9's seeded prototypes are mostly negative: its coefficients
+        # go the other way.
+        mask_bias = -6.0 if sys.argv[2].startswith("yolov9") else 2.0
         for branch in head.cv4:
-            branch[-1].bias += 2.0
+            branch[-1].bias += mask_bias
 model.save(sys.argv[1])
 "#;
 
