@@ -259,7 +259,8 @@ pub(crate) fn owlvit_oracle(sh: &Shell) -> Result<()> {
 }
 
 /// `cargo xtask yolo-oracle`: seeded Ultralytics checkpoints (YOLOv8, YOLO11,
-/// YOLOv5u, YOLO26 and YOLOv10 detection; YOLOv8 and YOLO11 segmentation;
+/// YOLOv5u, YOLO26, YOLOv10 and YOLOv9c/e detection; YOLOv8, YOLO11, YOLO26
+/// and YOLOv9c/e segmentation;
 /// YOLO26 classification and pose; YOLOv8 oriented boxes) in Ultralytics'
 /// release format and FiftyOne's `FiftyOneYOLOModel` labels on them
 /// (`xtask/fixtures/yolo_oracle.py`): the tiny-scale checkpoints, pictures

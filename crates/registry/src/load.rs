@@ -244,8 +244,7 @@ fn native_transformers(config: &DeploymentConfig) -> bool {
 
 /// FiftyOne's Ultralytics class names among [`NATIVE_TYPES`]: native only
 /// for the checkpoints zoo builds ([`native_ultralytics`]); FiftyOne's
-/// class runs the others (YOLOv9e, YOLOv9 segmentation, RT-DETR, YOLOE,
-/// YOLO-World).
+/// class runs the others (RT-DETR, YOLOE, YOLO-World).
 const ULTRALYTICS_TYPES: &[&str] = &[
     "fiftyone.utils.ultralytics.FiftyOneYOLOModel",
     "FiftyOneYOLOModel",
@@ -279,8 +278,9 @@ const SCALES: &[&str] = &["n", "s", "m", "l", "x"];
 /// (`yolo11n-seg.pt`) and YOLO26 (`yolo26n-seg.pt`) segmentation, YOLO26 (`yolo26n-cls.pt`)
 /// classification, YOLO26 (`yolo26n-pose.pt`) pose and YOLOv8
 /// (`yolov8n-obb.pt`) oriented boxes; YOLOv8 trained on Open Images V7
-/// (`yolov8n-oiv7.pt`) is YOLOv8 detection with 601 classes; of YOLOv9,
-/// `yolov9c.pt` detection (`yolov9e.pt` needs `CBLinear`/`CBFuse`).
+/// (`yolov8n-oiv7.pt`) is YOLOv8 detection with 601 classes; YOLOv9 at
+/// scales `c` and `e`, detection (`yolov9c.pt`, `yolov9e.pt`: `CBLinear`
+/// and `CBFuse`) and segmentation (`yolov9c-seg.pt`, `yolov9e-seg.pt`).
 type NativeCheckpoint = (
     &'static str,
     &'static str,
@@ -294,7 +294,8 @@ const NATIVE_CHECKPOINTS: &[NativeCheckpoint] = &[
     ("yolov5", "u.pt", ULTRALYTICS_DETECTIONS, SCALES),
     ("yolo26", ".pt", ULTRALYTICS_DETECTIONS, SCALES),
     ("yolov10", ".pt", ULTRALYTICS_DETECTIONS, SCALES),
-    ("yolov9", ".pt", ULTRALYTICS_DETECTIONS, &["c"]),
+    ("yolov9", ".pt", ULTRALYTICS_DETECTIONS, &["c", "e"]),
+    ("yolov9", "-seg.pt", ULTRALYTICS_INSTANCES, &["c", "e"]),
     ("yolov8", "-seg.pt", ULTRALYTICS_INSTANCES, SCALES),
     ("yolo11", "-seg.pt", ULTRALYTICS_INSTANCES, SCALES),
     ("yolo26", "-seg.pt", ULTRALYTICS_INSTANCES, SCALES),
@@ -306,12 +307,13 @@ const NATIVE_CHECKPOINTS: &[NativeCheckpoint] = &[
 
 /// Whether an Ultralytics config is one zoo runs natively:
 /// `entrypoint_args.model` one of [`NATIVE_CHECKPOINTS`] at scale `n`, `s`,
-/// `m`, `l` or `x` (YOLOv9: `c`) with its output processor (`yolov8*-coco-torch`,
+/// `m`, `l` or `x` (YOLOv9: `c` or `e`) with its output processor (`yolov8*-coco-torch`,
 /// `yolo11*-coco-torch`, `yolov5*-coco-torch`, `yolo26*-coco-torch`,
 /// `yolov10*-coco-torch`,
 /// `yolov8*-seg-coco-torch`, `yolo11*-seg-coco-torch`, `yolo26*-seg-coco-torch`,
 /// `yolo26*-cls-imagenet-torch`, `yolo26*-pose-coco-torch`,
-/// `yolov8*-obb-dotav1-torch`, `yolov8*-oiv7-torch`, `yolov9c-coco-torch`).
+/// `yolov8*-obb-dotav1-torch`, `yolov8*-oiv7-torch`, `yolov9{c,e}-coco-torch`,
+/// `yolov9{c,e}-seg-coco-torch`).
 fn native_ultralytics(config: &DeploymentConfig) -> bool {
     let processor = config
         .config

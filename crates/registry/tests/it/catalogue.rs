@@ -130,7 +130,7 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
     assert_eq!(zoo.filter(&agpl).count(), expected);
 }
 
-/// `zoo models info` says how each built-in runs: the 151 zoo builds
+/// `zoo models info` says how each built-in runs: the 154 zoo builds
 /// (FiftyOne's 39 torchvision models, 8 DINOv2, CLIP ViT-B/32, YOLOv8
 /// (COCO and Open Images V7), YOLO11, YOLOv5u, YOLO26 and YOLOv10
 /// n/s/m/l/x and YOLOv9c detection, YOLOv8, YOLO11 and YOLO26 n/s/m/l/x segmentation,
@@ -142,7 +142,7 @@ fn tag_and_license_filters_select_what_fiftyones_would() {
 /// extractors, the transformers Depth Anything V2 depth estimators, the
 /// transformers SegFormer semantic segmenters and the generic one)
 /// natively, the 50 TensorFlow ones in the model host with
-/// TensorFlow, the other 135 in the model host through FiftyOne's class.
+/// TensorFlow, the other 132 in the model host through FiftyOne's class.
 #[test]
 fn each_builtin_says_how_it_runs() {
     let root = tempfile::tempdir().unwrap();
@@ -165,7 +165,7 @@ fn each_builtin_says_how_it_runs() {
                 kind.ends_with("TorchvisionImageModel")
                     || kind.ends_with("TorchCLIPModel")
                     || (kind.ends_with("FiftyOneYOLOModel")
-                        && ["yolov8", "yolo11", "yolov5", "yolo26", "yolov10", "yolov9c"]
+                        && ["yolov8", "yolo11", "yolov5", "yolo26", "yolov10", "yolov9"]
                             .iter()
                             .any(|prefix| model.model.base_name.starts_with(prefix)))
                     || kind.ends_with("FiftyOneTransformerForImageClassification")
@@ -206,8 +206,8 @@ fn each_builtin_says_how_it_runs() {
     assert_eq!(
         counts,
         BTreeMap::from([
-            ("native", 151),
-            ("python host", 135),
+            ("native", 154),
+            ("python host", 132),
             ("python host (TensorFlow)", 50)
         ])
     );
@@ -354,10 +354,10 @@ fn fiftyone_manifest_dir() -> Option<std::path::PathBuf> {
 /// `yolo26{n,s,m,l,x}-seg-coco-torch`), YOLO26 classification and pose
 /// (`yolo26{n,s,m,l,x}-cls-imagenet-torch`,
 /// `yolo26{n,s,m,l,x}-pose-coco-torch`), YOLOv8 oriented boxes
-/// (`yolov8{n,s,m,l,x}-obb-dotav1-torch`) and YOLOv8 on Open Images V7
-/// (`yolov8{n,s,m,l,x}-oiv7-torch`), and through FiftyOne's class for
-/// every other Ultralytics entry (YOLOv9e, YOLOv9 segmentation, RT-DETR,
-/// YOLOE, YOLO-World, Open Images, ...).
+/// (`yolov8{n,s,m,l,x}-obb-dotav1-torch`), YOLOv8 on Open Images V7
+/// (`yolov8{n,s,m,l,x}-oiv7-torch`) and YOLOv9 detection and segmentation
+/// (`yolov9{c,e}-coco-torch`, `yolov9{c,e}-seg-coco-torch`), and through FiftyOne's class for
+/// every other Ultralytics entry (RT-DETR, YOLOE, YOLO-World, ...).
 #[test]
 fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in_the_host() {
     let root = tempfile::tempdir().unwrap();
@@ -399,6 +399,9 @@ fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in
         "yolov8n-oiv7-torch",
         "yolov8x-oiv7-torch",
         "yolov9c-coco-torch",
+        "yolov9e-coco-torch",
+        "yolov9c-seg-coco-torch",
+        "yolov9e-seg-coco-torch",
     ] {
         let model = registry.model(name).unwrap();
         assert_eq!(
@@ -409,9 +412,7 @@ fn yolo_detection_and_segmentation_run_natively_and_other_ultralytics_entries_in
     }
     for name in [
         "yoloe26n-seg-torch",
-        "yolov9c-seg-coco-torch",
         "yoloe11s-seg-torch",
-        "yolov9e-coco-torch",
         "yolov8s-world-torch",
         "rtdetr-l-coco-torch",
     ] {

@@ -319,8 +319,9 @@ pub(crate) const FAMILIES: &[Family] = &[
     },
     Family {
         // FiftyOne's `entrypoint_fcn` `ultralytics.YOLO`: YOLOv5u, YOLOv8,
-        // YOLOv10, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation
-        // (n, s, m, l, x), each from its release checkpoint.
+        // YOLOv9 (c, e), YOLOv10, YOLO11 and YOLO26 detection, YOLOv8,
+        // YOLOv9, YOLO11 and YOLO26 segmentation (n, s, m, l, x), ..., each
+        // from its release checkpoint.
         names: &["YOLO"],
         task: Task::Ultralytics,
         build: Build::Checkpoint,

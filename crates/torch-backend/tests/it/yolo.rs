@@ -1,5 +1,5 @@
-//! YOLOv8, YOLO11, YOLOv5u, YOLO26 and YOLOv10 detection and YOLOv8 and
-//! YOLO11 segmentation parity with Ultralytics 8.4.190 and FiftyOne
+//! YOLOv8, YOLO11, YOLOv5u, YOLO26, YOLOv10 and YOLOv9c/e detection and
+//! YOLOv8, YOLO11, YOLO26 and YOLOv9c/e segmentation parity with Ultralytics 8.4.190 and FiftyOne
 //! 1.22.1: the oracle (`tests/fixtures/yolo/yolo_oracle.json`, `cargo xtask
 //! yolo-oracle`) ran FiftyOne's own `FiftyOneYOLOModel` and Ultralytics'
 //! predictor on seeded checkpoints in Ultralytics' release format
@@ -190,7 +190,9 @@ fn check(weights: &Path, pictures: &Path, oracle: &Value) -> Differences {
 /// depthwise class branch), YOLOv5u (`C3`), YOLO26 (`C3k2` attention
 /// blocks, SPPF with a shortcut, `reg_max` 1, one-to-one branches unused)
 /// YOLOv10 (`SCDown`, `PSA`, `C2fCIB` with `RepVGGDW`, `v10Detect`) and
-/// YOLOv9c (`RepNCSPELAN4` with `RepConv`s, `ADown`, `SPPELAN`).
+/// YOLOv9c (`RepNCSPELAN4` with `RepConv`s, `ADown`, `SPPELAN`) and
+/// YOLOv9e (its `nn.Identity` input layer and second backbone fed through
+/// `CBLinear` and `CBFuse`).
 #[test]
 fn yolo_detections_match_fiftyone_and_ultralytics() {
     let directory = fixtures().join("yolo");
@@ -203,14 +205,15 @@ fn yolo_detections_match_fiftyone_and_ultralytics() {
         "yolo26t.pt",
         "yolov10t.pt",
         "yolov9tc.pt",
+        "yolov9te.pt",
     ] {
         let seen = check(&directory.join(file), &directory, &oracle[file]);
         assert!(seen.detections > 0, "{file}");
     }
 }
 
-/// YOLOv8 and YOLO11 segmentation (`Segment`: mask coefficients and
-/// `Proto` prototypes; `retina_masks=True` as FiftyOne sets it): each
+/// YOLOv8, YOLO11, YOLO26, YOLOv9c and YOLOv9e segmentation (`Segment`:
+/// mask coefficients and `Proto` prototypes; `retina_masks=True` as FiftyOne sets it): each
 /// detection as above, and its mask cropped to its box as FiftyOne's
 /// `to_instances` crops it with an IoU of at least [`MASK_IOU`].
 #[test]
@@ -218,7 +221,13 @@ fn yolo_instances_match_fiftyone_and_ultralytics() {
     let directory = fixtures().join("yolo");
     let text = fs_err::read_to_string(directory.join("yolo_oracle.json")).unwrap();
     let oracle: Value = serde_json::from_str(&text).unwrap();
-    for file in ["yolov8t-seg.pt", "yolo11t-seg.pt", "yolo26t-seg.pt"] {
+    for file in [
+        "yolov8t-seg.pt",
+        "yolo11t-seg.pt",
+        "yolo26t-seg.pt",
+        "yolov9tc-seg.pt",
+        "yolov9te-seg.pt",
+    ] {
         let seen = check(&directory.join(file), &directory, &oracle[file]);
         assert!(seen.masks > 0, "{file}");
     }

@@ -1,6 +1,6 @@
-//! The YOLOv5u, YOLOv8, YOLOv9c, YOLOv10, YOLO11 and YOLO26 detection (and YOLOv8,
-//! YOLO11 and YOLO26 segmentation, YOLO26 classification and pose, YOLOv8
-//! oriented boxes) networks, built from an Ultralytics checkpoint's `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
+//! The YOLOv5u, YOLOv8, YOLOv9c/e, YOLOv10, YOLO11 and YOLO26 detection (and
+//! YOLOv8, YOLOv9c/e, YOLO11 and YOLO26 segmentation, YOLO26 classification
+//! and pose, YOLOv8 oriented boxes) networks, built from an Ultralytics checkpoint's `yaml` as Ultralytics' `parse_model` builds it (rows `[from, repeats,
 //! module, args]`, depths and widths from `scales[scale]`), with each
 //! layer's hyperparameters (strides, paddings, batch norm `eps`,
 //! activations, SPPF's pooling) read from the pickled module tree and its
@@ -66,6 +66,22 @@ enum Layer {
     Elan(Box<Elan>),
     /// YOLOv9's `ADown`.
     ADown([Conv; 2]),
+    /// `nn.Identity` (YOLOv9e's first layer; `Silence` in older
+    /// checkpoints): its input.
+    Identity,
+    /// YOLOv9e's `CBLinear`: a plain `Conv2d` whose output is split along
+    /// the channels into pieces of `widths` (kept whole: only `CBFuse`
+    /// reads it, a piece at a time).
+    CbLinear {
+        conv: Conv,
+        widths: Vec<i64>,
+    },
+    /// YOLOv9e's `CBFuse`: of each `CBLinear` input but the last a piece
+    /// (`(first channel, channels)`), resized (nearest) to the last
+    /// input's size, and the sum of them all and the last input.
+    CbFuse {
+        pieces: Vec<(i64, i64)>,
+    },
     /// `SPPF`: `cv1`, `repeats` max-pools, concatenated into `cv2`.
     Sppf {
         cv1: Conv,
@@ -113,13 +129,17 @@ impl Layer {
                 .into_iter()
                 .for_each(Conv::make_channels_last),
             Layer::ADown(convs) => convs.iter_mut().for_each(Conv::make_channels_last),
+            Layer::CbLinear { conv, .. } => conv.make_channels_last(),
             Layer::Sppf { cv1, cv2, .. } => {
                 cv1.make_channels_last();
                 cv2.make_channels_last();
             }
             Layer::Detect(detect) => detect.make_channels_last(),
             Layer::Classify(classify) => classify.make_channels_last(),
-            Layer::Upsample { .. } | Layer::Concat { .. } => {}
+            Layer::Upsample { .. }
+            | Layer::Concat { .. }
+            | Layer::Identity
+            | Layer::CbFuse { .. } => {}
         }
     }
 }
@@ -329,6 +349,8 @@ impl Network {
             )));
         }
         let mut channels: Vec<f64> = Vec::new();
+        // The widths of each `CBLinear` row's pieces (`None` for others).
+        let mut pieces_of: Vec<Option<Vec<i64>>> = Vec::new();
         let mut rows = Vec::new();
         let input_channels = yaml
             .get("channels")
@@ -401,6 +423,17 @@ impl Network {
                 }
                 Ok(c2)
             };
+            // A `CBLinear` row's output is its pieces: only `CBFuse` reads
+            // them (anything else fails in Ultralytics too).
+            if name != "CBFuse"
+                && let Some(split) = from
+                    .iter()
+                    .find(|from| index > 0 && pieces_of.get(**from).is_some_and(Option::is_some))
+            {
+                return Err(unsupported(format!(
+                    "yaml row {index}: `{name}` reads the pieces of `CBLinear` row {split}; only `CBFuse` does"
+                )));
+            }
             let single = || -> Result<usize, ArchitectureError> {
                 match from.as_slice() {
                     [one] => Ok(*one),
@@ -432,6 +465,9 @@ impl Network {
                     | "SCDown"
                     | "SPPF"
                     | "nn.Upsample"
+                    | "nn.Identity"
+                    | "Silence"
+                    | "CBLinear"
             ) {
                 single()?;
             }
@@ -478,6 +514,117 @@ impl Network {
                     repeats_one()?;
                     let c2 = width_of(&args)?;
                     (Layer::ADown(builder.a_down(&path)?), c2)
+                }
+                "nn.Identity" | "Silence" => {
+                    repeats_one()?;
+                    let module = builder.module(&path)?;
+                    if !matches!(module.kind(), "Identity" | "Silence") {
+                        return Err(unsupported(format!(
+                            "`{path}` is a `{}`, not an `Identity`",
+                            module.class
+                        )));
+                    }
+                    (Layer::Identity, channel_of(single()?))
+                }
+                "CBLinear" => {
+                    repeats_one()?;
+                    let widths = args
+                        .first()
+                        .and_then(Json::as_array)
+                        .filter(|widths| !widths.is_empty() && widths.len() <= MAX_LAYERS)
+                        .and_then(|widths| {
+                            widths
+                                .iter()
+                                .map(|width| {
+                                    width
+                                        .as_i64()
+                                        .filter(|width| (1..=MAX_CHANNELS as i64).contains(width))
+                                })
+                                .collect::<Option<Vec<i64>>>()
+                        })
+                        .ok_or_else(|| {
+                            unsupported(format!(
+                                "yaml row {index}: `CBLinear`'s widths are not a list of channel counts"
+                            ))
+                        })?;
+                    let module = builder.expect(&path, "CBLinear")?;
+                    if module.attributes.get("c2s") != Some(&Json::from(widths.clone())) {
+                        return Err(unsupported(format!(
+                            "`{path}.c2s` is not the yaml's widths {widths:?}"
+                        )));
+                    }
+                    let conv = builder.conv2d(&format!("{path}.conv"))?;
+                    let total: i64 = widths.iter().sum();
+                    if conv.out_channels() != total {
+                        return Err(unsupported(format!(
+                            "`{path}.conv` has {} output channels, not the {total} of its pieces",
+                            conv.out_channels()
+                        )));
+                    }
+                    (Layer::CbLinear { conv, widths }, total as f64)
+                }
+                "CBFuse" => {
+                    repeats_one()?;
+                    let module = builder.expect(&path, "CBFuse")?;
+                    let indices = args
+                        .first()
+                        .and_then(Json::as_array)
+                        .and_then(|indices| {
+                            indices
+                                .iter()
+                                .map(|index| index.as_u64().and_then(|i| usize::try_from(i).ok()))
+                                .collect::<Option<Vec<usize>>>()
+                        })
+                        .ok_or_else(|| {
+                            unsupported(format!(
+                                "yaml row {index}: `CBFuse`'s indices are not a list of whole numbers"
+                            ))
+                        })?;
+                    if module.attributes.get("idx") != args.first() {
+                        return Err(unsupported(format!(
+                            "`{path}.idx` is not the yaml's indices {indices:?}"
+                        )));
+                    }
+                    let Some((&last, inputs)) = from.split_last() else {
+                        return Err(unsupported(format!(
+                            "yaml row {index}: `CBFuse` has no inputs"
+                        )));
+                    };
+                    if inputs.len() != indices.len() {
+                        return Err(unsupported(format!(
+                            "yaml row {index}: `CBFuse` has {} `CBLinear` inputs and {} indices",
+                            inputs.len(),
+                            indices.len()
+                        )));
+                    }
+                    if pieces_of.get(last).is_some_and(Option::is_some) {
+                        return Err(unsupported(format!(
+                            "yaml row {index}: `CBFuse`'s last input is a `CBLinear`"
+                        )));
+                    }
+                    let target = channel_of(last);
+                    let mut pieces = Vec::with_capacity(inputs.len());
+                    for (input, piece) in inputs.iter().zip(&indices) {
+                        let widths = pieces_of.get(*input).and_then(Option::as_ref).ok_or_else(
+                            || {
+                                unsupported(format!(
+                                    "yaml row {index}: `CBFuse` input {input} is not a `CBLinear`"
+                                ))
+                            },
+                        )?;
+                        let width = widths.get(*piece).copied().ok_or_else(|| {
+                            unsupported(format!(
+                                "yaml row {index}: `CBLinear` row {input} has no piece {piece}"
+                            ))
+                        })?;
+                        if width as f64 != target {
+                            return Err(unsupported(format!(
+                                "yaml row {index}: piece {piece} of `CBLinear` row {input} has {width} channels, not the {target} of row {last}"
+                            )));
+                        }
+                        pieces.push((widths[..*piece].iter().sum(), width));
+                    }
+                    (Layer::CbFuse { pieces }, target)
                 }
                 "nn.Upsample" => {
                     repeats_one()?;
@@ -553,7 +700,7 @@ impl Network {
                 }
                 other => {
                     return Err(unsupported(format!(
-                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLOv10, YOLO11 and YOLO26 detection, YOLOv8 and YOLO11 segmentation: Conv, C2f, C3, C3k2, C2fCIB, C2PSA, PSA, SCDown, SPPF, nn.Upsample, Concat, RepNCSPELAN4, ADown, SPPELAN, Detect, v10Detect, Segment, Segment26, Pose, Pose26, OBB, Classify)"
+                        "yaml row {index}: layer `{other}` is not one zoo builds (YOLOv5u, YOLOv8, YOLOv9, YOLOv10, YOLO11 and YOLO26: Conv, C2f, C3, C3k2, C2fCIB, C2PSA, PSA, SCDown, SPPF, nn.Upsample, nn.Identity, Concat, RepNCSPELAN4, ADown, SPPELAN, CBLinear, CBFuse, Detect, v10Detect, Segment, Segment26, Pose, Pose26, OBB, Classify)"
                     )));
                 }
             };
@@ -567,6 +714,7 @@ impl Network {
                 Layer::Elan(block) => Some(block.cv4.out_channels()),
                 Layer::ADown([cv1, cv2]) => Some(cv1.out_channels() + cv2.out_channels()),
                 Layer::Sppf { cv2, .. } => Some(cv2.out_channels()),
+                Layer::CbLinear { conv, .. } => Some(conv.out_channels()),
                 _ => None,
             };
             if let Some(built) = built
@@ -577,6 +725,10 @@ impl Network {
                 )));
             }
             channels.push(out);
+            pieces_of.push(match &layer {
+                Layer::CbLinear { widths, .. } => Some(widths.clone()),
+                _ => None,
+            });
             rows.push(Row { from, layer });
         }
         // Ultralytics' AutoBackend runs the fused model channels-last on
@@ -654,6 +806,29 @@ impl Network {
                     let second = halves[1].f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
                     let second = cv2.forward(&second)?;
                     Tensor::f_cat(&[first, second], 1)?
+                }
+                Layer::Identity => input_of(row.from[0]).shallow_clone(),
+                Layer::CbLinear { conv, .. } => conv.forward(input_of(row.from[0]))?,
+                Layer::CbFuse { pieces } => {
+                    let (last, inputs) = row
+                        .from
+                        .split_last()
+                        .expect("a CBFuse row has inputs (checked at build)");
+                    let target = input_of(*last);
+                    let size = target.size();
+                    let mut terms = Vec::with_capacity(row.from.len());
+                    for (input, (first, width)) in inputs.iter().zip(pieces) {
+                        // interpolate(piece, size=target's, mode="nearest").
+                        let piece = input_of(*input).f_narrow(1, *first, *width)?;
+                        terms.push(piece.f_upsample_nearest2d([size[2], size[3]], None, None)?);
+                    }
+                    terms.push(target.shallow_clone());
+                    // torch.sum(torch.stack(terms), dim=0).
+                    Tensor::f_stack(&terms, 0)?.f_sum_dim_intlist(
+                        Some([0_i64].as_slice()),
+                        false,
+                        None::<Kind>,
+                    )?
                 }
                 Layer::Convs(convs) => {
                     let mut y = input_of(row.from[0]).shallow_clone();
@@ -774,6 +949,54 @@ mod tests {
         checkpoint.root.attributes.remove("yaml");
         let err = Network::build(checkpoint).unwrap_err().to_string();
         assert!(err.contains("no `yaml`"), "{err}");
+    }
+
+    /// YOLOv9e's `CBLinear` and `CBFuse` rows must fit the module tree and
+    /// each other; only `CBFuse` reads a `CBLinear`'s pieces.
+    #[test]
+    fn yolov9e_rows_that_do_not_fit_are_errors_naming_them() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yolo/yolov9te.pt");
+        let cases: [(&str, Json, &str); 6] = [
+            ("/backbone/10/3/0", json!([16]), "`model.10.c2s` is not"),
+            (
+                "/backbone/10/3/0",
+                json!("64"),
+                "not a list of channel counts",
+            ),
+            (
+                "/backbone/16/3/0",
+                json!([0, 0, 0, 0, 1]),
+                "`model.16.idx` is not",
+            ),
+            (
+                "/backbone/15/0",
+                json!(10),
+                "reads the pieces of `CBLinear` row 10",
+            ),
+            (
+                "/backbone/16/0",
+                json!([10, 11, 12, 13, 14, 14]),
+                "last input is a `CBLinear`",
+            ),
+            (
+                "/backbone/16/0",
+                json!([10, 11, 12, 13, 15, -1]),
+                "input 15 is not a `CBLinear`",
+            ),
+        ];
+        for (pointer, value, expected) in cases {
+            let mut checkpoint = read_module_checkpoint(&path).unwrap();
+            let yaml = checkpoint.root.attributes.get_mut("yaml").unwrap();
+            *yaml.pointer_mut(pointer).unwrap() = value;
+            let err = Network::build(checkpoint).unwrap_err().to_string();
+            assert!(err.contains(expected), "{pointer}: {err}");
+        }
+        // Older checkpoints name the first layer `Silence`: the same
+        // identity.
+        let mut checkpoint = read_module_checkpoint(&path).unwrap();
+        let yaml = checkpoint.root.attributes.get_mut("yaml").unwrap();
+        *yaml.pointer_mut("/backbone/0/2").unwrap() = json!("Silence");
+        assert!(Network::build(checkpoint).unwrap().detect().is_some());
     }
 
     /// The widths and depths parse_model computes: `make_divisible` and
