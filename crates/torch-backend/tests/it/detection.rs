@@ -218,8 +218,8 @@ fn assert_keypoints(
     diffs: &mut KeypointDiffs,
 ) {
     assert_eq!(
-        ours.label,
-        their["keypoint_label"].as_str().unwrap(),
+        ours.label.as_deref(),
+        Some(their["keypoint_label"].as_str().unwrap()),
         "{what}"
     );
     let points = their["points"].as_array().unwrap();
