@@ -14,24 +14,7 @@ use std::path::Path;
 use serde_json::Value;
 use zoo_test_support::TestServer;
 
-use crate::util::{Sandbox, fixtures};
-
-fn floats(value: &Value) -> Vec<f64> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect()
-}
-
-fn max_difference(ours: &[f64], theirs: &[f64]) -> f64 {
-    assert_eq!(ours.len(), theirs.len());
-    ours.iter()
-        .zip(theirs)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max)
-}
+use crate::util::{Sandbox, fixtures, floats, max_difference};
 
 /// `zoo models embed`, `zoo models apply --classes dog,cat,bird -l` and
 /// Where the built-in CLIP's weights file is served (its path on OpenAI's

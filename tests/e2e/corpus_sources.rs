@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use zoo_test_support::{Archive, FakeGitHub, FakeHub, FiftyOne, HubRepo, RepoSpec, seed};
 
-use crate::util::Sandbox;
+use crate::hosted::{exported, pictures};
+use crate::util::{Sandbox, floats};
 
 #[allow(clippy::print_stderr)]
 fn corpus_python() -> Option<String> {
@@ -100,35 +101,6 @@ result = {
 }
 dataset.delete()
 "#;
-
-fn pictures(dir: &Path) -> Vec<String> {
-    fs_err::create_dir_all(dir).unwrap();
-    [(64u32, 48u32, "png"), (40, 90, "jpg"), (33, 33, "png")]
-        .iter()
-        .enumerate()
-        .map(|(index, &(width, height, extension))| {
-            let image = image::RgbImage::from_fn(width, height, |x, y| {
-                image::Rgb([
-                    (x * 255 / width) as u8,
-                    (y * 255 / height) as u8,
-                    (((x / 7 + y / 5) as usize + index) % 3 * 110) as u8,
-                ])
-            });
-            let path = dir.join(format!("pic{index}.{extension}"));
-            image.save(&path).unwrap();
-            path.to_string_lossy().into_owned()
-        })
-        .collect()
-}
-
-fn floats(value: &Value) -> Vec<f64> {
-    value
-        .as_array()
-        .unwrap_or_else(|| panic!("not an array: {value}"))
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
 
 fn assert_close(ours: &[f64], theirs: &[f64], what: &str) {
     assert_eq!(ours.len(), theirs.len(), "{what}: lengths differ");
@@ -213,7 +185,7 @@ fn medsiglip_source_embeds_images_and_text_as_fiftyone_runs_it() {
     );
 
     let pics = sandbox.dir.path().join("pics");
-    let images = pictures(&pics);
+    let images = pictures(&pics, 3);
     let summary = sandbox
         .ok(&[
             "models",
@@ -235,14 +207,6 @@ fn medsiglip_source_embeds_images_and_text_as_fiftyone_runs_it() {
         .collect();
     assert_eq!(lines.len(), 2, "{}", text.stdout());
 
-    let export = sandbox.dir.path().join("out.jsonl");
-    sandbox.ok(&[
-        "datasets",
-        "export",
-        summary["dataset"].as_str().unwrap(),
-        export.to_str().unwrap(),
-    ]);
-
     let mut fiftyone = FiftyOne::start(&python);
     let theirs = fiftyone.run(
         FIFTYONE_RUNS_THE_SOURCE,
@@ -256,22 +220,15 @@ fn medsiglip_source_embeds_images_and_text_as_fiftyone_runs_it() {
             "endpoint": hub.endpoint(),
         }),
     );
-    let mut compared = 0;
-    for line in fs_err::read_to_string(&export).unwrap().lines() {
-        let sample: Value = serde_json::from_str(line).unwrap();
-        let file = Path::new(sample["filepath"].as_str().unwrap())
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+    let samples = exported(&sandbox, summary["dataset"].as_str().unwrap());
+    assert_eq!(samples.len(), images.len());
+    for (file, sample) in &samples {
         assert_close(
             &floats(&sample["emb"]),
-            &floats(&theirs["embeddings"][&file]),
-            &file,
+            &floats(&theirs["embeddings"][file]),
+            file,
         );
-        compared += 1;
     }
-    assert_eq!(compared, images.len());
     for (index, line) in lines.iter().enumerate() {
         assert_eq!(line["prompt"], prompts[index]);
         assert_close(

@@ -41,24 +41,7 @@ use std::path::Path;
 use serde_json::Value;
 use zoo_test_support::{FakeHub, HubRepo};
 
-use crate::util::{Sandbox, exported_samples, fixtures};
-
-fn floats(value: &Value) -> Vec<f64> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect()
-}
-
-fn max_difference(ours: &[f64], theirs: &[f64]) -> f64 {
-    assert_eq!(ours.len(), theirs.len());
-    ours.iter()
-        .zip(theirs)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max)
-}
+use crate::util::{Sandbox, exported_samples, fixtures, floats, max_difference};
 
 /// Runs `entry` with the fixture repo `folder` served as Hub repo `repo`:
 /// `zoo models info` says native, `apply` and `embed` give FiftyOne's.

@@ -9,6 +9,25 @@ pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../torch-backend/tests/fixtures")
 }
 
+/// A JSON array of numbers as `f64`s.
+pub(crate) fn floats(value: &serde_json::Value) -> Vec<f64> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+/// The largest absolute difference between two equally long lists.
+pub(crate) fn max_difference(ours: &[f64], theirs: &[f64]) -> f64 {
+    assert_eq!(ours.len(), theirs.len());
+    ours.iter()
+        .zip(theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max)
+}
+
 /// One of [`fixtures`]' JSON files.
 pub(crate) fn json_fixture(name: &str) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(fixtures().join(name)).unwrap()).unwrap()
